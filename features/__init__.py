@@ -1,0 +1,1 @@
+"""Point-in-time account features: defined once in SQL, served through Feast."""

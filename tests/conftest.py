@@ -1,0 +1,32 @@
+"""Shared fixtures. Service-backed tests skip locally when a service is down, but fail in CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Fail (CI, RETAIN_REQUIRE_SERVICES=1) or skip (a laptop) when a real service is unreachable."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as e:
+        message = f"{name} is not reachable on {host}:{port} ({e})"
+        if os.environ.get("RETAIN_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+@pytest.fixture
+def redis_url() -> str:
+    require_service("Redis", "127.0.0.1", 6379)
+    return "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def postgres_dsn() -> str:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    return "postgresql://postgres@127.0.0.1:5432/test"
