@@ -1,0 +1,11 @@
+"""The ground-truth simulator: a seeded generative model of a B2B SaaS customer base.
+
+It writes telemetry in the contract's shape for models to learn from, and, apart from it under
+`truth/`, what no real dataset has: each account's true churn and expansion probabilities and each
+action's true effect, so models and causal estimates can be scored against the oracle.
+"""
+
+from retain.simulate.config import SimConfig
+from retain.simulate.run import simulate_to
+
+__all__ = ["SimConfig", "simulate_to"]

@@ -1,0 +1,50 @@
+"""What a simulation run is asked for, and the fixed constants that make its output reproducible.
+
+The chunk size is a constant, not a setting: random streams are drawn per chunk of accounts, so the
+same seed gives the same bytes only if every run cuts the population the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+from retain.errors import RetainError
+
+#: Accounts simulated together; memory is bounded by one chunk's state and one day's events.
+CHUNK_ACCOUNTS = 5_000
+#: The label horizon the truth is computed for (DOMAIN.md: default 90 days).
+HORIZON_DAYS = 90
+HOUR_US = 3_600_000_000
+DAY_US = 24 * HOUR_US
+YEAR_DAYS = 365
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulation: how many accounts, over which days, from which seed.
+
+    `random_share` is the share of all intervention rows that come from the randomised arm; it is
+    met week by week (the arm is sized to the CS team's targeted workload), so the propensity of a
+    random assignment is known exactly and is the same for every active account in that week.
+    """
+
+    accounts: int
+    days: int
+    seed: int
+    start: date = date(2025, 1, 1)
+    random_share: float = 0.15
+
+    def __post_init__(self) -> None:
+        if self.accounts < 1:
+            raise RetainError(f"accounts must be >= 1, got {self.accounts}")
+        if self.seed < 0:
+            raise RetainError(f"seed must be >= 0, got {self.seed}")
+        if self.days < 1:
+            raise RetainError(f"days must be >= 1, got {self.days}")
+        if not 0.0 < self.random_share < 0.5:
+            raise RetainError(f"random_share must be in (0, 0.5), got {self.random_share}")
+
+    @property
+    def chunks(self) -> int:
+        return -(-self.accounts // CHUNK_ACCOUNTS)

@@ -1,0 +1,257 @@
+"""One chunk of accounts through every simulated day: the loop that ties the model together.
+
+Each day, in order: renewals due at 00:00 settle; at a month-end cutoff the truth is taken from the
+state at that instant; the hidden state steps forward and bad releases land; accounts cancel or
+expand; telemetry is emitted; on Mondays CS acts and the actions change the state. Events leave
+through `sink` one arrival day at a time, so memory holds one chunk and one day, never the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from retain.catalogue import ACTIONS
+from retain.simulate.billing import BillingMemory, billing_anchor, billing_events
+from retain.simulate.calendar import Calendar
+from retain.simulate.config import CHUNK_ACCOUNTS, DAY_US, SimConfig
+from retain.simulate.dynamics import State, initial_state, step
+from retain.simulate.effects import apply_action
+from retain.simulate.events import TYPE_NAMES, Block, assemble, times_in_day
+from retain.simulate.interventions import A, CsView, intervention_table, weekly_assignments
+from retain.simulate.lifecycle import Book, contract_moves, milestone_events, renewals
+from retain.simulate.population import Traits, account_ids, accounts_table, draw_population, id_width, padded
+from retain.simulate.support import SupportMemory, support_events
+from retain.simulate.truth import cutoff_truth, effect_table, outcome_table, probability_table
+from retain.simulate.usage import UsageMemory, nudge_events, usage_events
+
+#: share of events that arrive a day or more after they happened, and the longest delay
+LATE_SHARE = 0.02
+LATE_DAYS = 3
+
+EventSink = Callable[[int, pa.Table], None]
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    accounts: pa.Table
+    interventions: pa.Table
+    probabilities: pa.Table
+    effects: pa.Table
+    outcomes: pa.Table
+    #: events written per event type, in TYPE_NAMES order
+    type_counts: np.ndarray
+    tiers: np.ndarray
+    churned: np.ndarray
+    expanded: np.ndarray
+
+
+@dataclass
+class _Late:
+    """Events held back until their arrival day (updated in place)."""
+
+    tables: dict[int, list[tuple[pa.Table, np.ndarray]]]
+
+    def hold(
+        self, day: int, table: pa.Table, types: np.ndarray, delay: np.ndarray
+    ) -> tuple[pa.Table, np.ndarray]:
+        """Keep the late rows for later days; return today's on-time rows."""
+        for d in range(1, LATE_DAYS + 1):
+            sel = delay == d
+            if sel.any():
+                self.tables.setdefault(day + d, []).append((table.filter(pa.array(sel)), types[sel]))
+        on_time = delay == 0
+        return table.filter(pa.array(on_time)), types[on_time]
+
+    def arriving(self, day: int) -> list[tuple[pa.Table, np.ndarray]]:
+        return self.tables.pop(day, [])
+
+
+def _incidents(
+    rng: np.random.Generator, cal: Calendar, day: int, tr: Traits, s: State, live: np.ndarray
+) -> State:
+    """Bad releases landing today raise incident damage on a share of (a segment's) accounts."""
+    damage = s.damage
+    for i in np.flatnonzero(cal.incident_day == day):
+        segment = cal.incident_segment[i]
+        exposed = live & ((segment < 0) | (tr.segment == segment))
+        hit = exposed & (rng.random(len(live)) < cal.incident_share[i])
+        damage = damage + hit * cal.incident_severity[i] * rng.uniform(0.7, 1.3, len(live))
+    return s.replace(damage=damage)
+
+
+@dataclass
+class _Truth:
+    probabilities: list[pa.Table]
+    effects: list[pa.Table]
+
+    def record(
+        self, ids: pa.Array, cutoff_us: int, tr: Traits, s: State, book: Book, day: int, idx: np.ndarray
+    ) -> None:
+        (churn, expand), (churn_fx, expand_fx) = cutoff_truth(
+            tr.take(idx), s.take(idx), book.renewal_day[idx] - day
+        )
+        part = ids.take(pa.array(idx))
+        self.probabilities.append(probability_table(part, cutoff_us, churn, expand))
+        self.effects.append(effect_table(part, cutoff_us, churn_fx, expand_fx))
+
+
+def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:
+    rng = np.random.default_rng([config.seed, chunk])
+    first = chunk * CHUNK_ACCOUNTS
+    pop = draw_population(rng, config, first, min(CHUNK_ACCOUNTS, config.accounts - first))
+    width = id_width(config.accounts)
+    numbers = padded(pop.number, width)
+    ids = account_ids(pop, width)
+    accounts = accounts_table(pop, config, cal.start_us, width)
+    tr = pop.traits
+    s = initial_state(rng, pop)
+    book = Book.open(pop, s)
+    usage = UsageMemory.empty(pop.size)
+    support = SupportMemory.empty(pop.size)
+    billing = BillingMemory.empty(billing_anchor(cal.start_us // DAY_US + pop.start_day))
+    view = CsView.empty(pop.size, rng)
+    late = _Late({})
+    truth = _Truth([], [])
+    taken: list[tuple[np.ndarray, ...]] = []
+    type_counts = np.zeros(len(TYPE_NAMES), np.int64)
+    cutoffs = set(cal.cutoffs)
+    serial = 0
+    for day in range(config.days):
+        day_us = cal.day_us(day)
+        blocks, s = renewals(rng, day, day_us, tr, s, book, pop.start_day < day)
+        if day in cutoffs:
+            truth.record(ids, day_us, tr, s, book, day, np.flatnonzero(book.alive & (pop.start_day < day)))
+        live = book.alive & (pop.start_day <= day)
+        s = s.where(live, step(tr, s, rng))
+        s = _incidents(rng, cal, day, tr, s, live)
+        moves, s, live = contract_moves(rng, day_us, tr, s, book, live)
+        blocks += moves
+        milestones = milestone_events(rng, day, day_us, s, book, live)
+        blocks += milestones
+        activity = float(cal.activity[day])
+        used, signals = usage_events(rng, day, day_us, activity, pop.number, s, live, usage)
+        voiced, said = support_events(rng, day, day_us, activity, s, live, signals.sessions, support)
+        blocks += used + voiced
+        blocks += billing_events(
+            rng, day, day_us, int(cal.day_of_month[day]), tr.tier, book.arr(s), s.pay, live, billing
+        )
+        view.observe(
+            day,
+            signals.sessions,
+            signals.errors,
+            signals.failing_seen,
+            signals.ok_seen,
+            said.urgent_tickets,
+            said.nps,
+            said.sponsor_touched,
+        )
+        nudged = np.zeros(pop.size, bool)
+        if cal.weekday[day] == 0:
+            view.close_week()
+            s, nudged, rows = _intervene(rng, config, day, day_us, tr, s, book, billing, view, live)
+            taken.append(rows)
+        blocks += nudge_events(rng, day_us, s, live, nudged, usage)
+        serial = _emit(rng, day, blocks, ids, numbers, chunk, serial, late, sink, type_counts)
+    churned = book.churn_us >= 0
+    expanded = book.expansion_us >= 0
+    return ChunkResult(
+        accounts=accounts,
+        interventions=_interventions(accounts, ids, chunk, taken),
+        probabilities=_concat(truth.probabilities, probability_table(ids[:0], 0, np.zeros(0), np.zeros(0))),
+        effects=_concat(
+            truth.effects, effect_table(ids[:0], 0, np.zeros((0, len(ACTIONS))), np.zeros((0, len(ACTIONS))))
+        ),
+        outcomes=outcome_table(ids, book.churn_us, book.expansion_us),
+        type_counts=type_counts,
+        tiers=np.bincount(tr.tier, minlength=4),
+        churned=np.bincount(tr.tier[churned], minlength=4),
+        expanded=np.bincount(tr.tier[expanded], minlength=4),
+    )
+
+
+def _concat(tables: list[pa.Table], empty: pa.Table) -> pa.Table:
+    return pa.concat_tables(tables) if tables else empty
+
+
+def _intervene(
+    rng: np.random.Generator,
+    config: SimConfig,
+    day: int,
+    day_us: int,
+    tr: Traits,
+    s: State,
+    book: Book,
+    billing: BillingMemory,
+    view: CsView,
+    live: np.ndarray,
+) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
+    """This week's actions, applied to the state; returns the state, who got a nudge, and the rows."""
+    to_renewal = book.renewal_day - day
+    picks = weekly_assignments(
+        rng,
+        day,
+        tr.tier,
+        s,
+        view,
+        live & (book.milestones < 4),
+        day - book.last_milestone_day,
+        billing.overdue,
+        to_renewal,
+        live,
+        config.random_share,
+    )
+    for a in np.unique(picks.action):
+        mask = np.zeros(len(live), bool)
+        mask[picks.account[picks.action == a]] = True
+        s = s.where(mask, apply_action(ACTIONS[a], tr, s, to_renewal))
+    book.concession[picks.account[picks.action == A["save_offer"]]] = True
+    nudged = np.zeros(len(live), bool)
+    nudged[picks.account[picks.action == A["in_app_nudge"]]] = True
+    ts = times_in_day(rng, day_us, len(picks.account), 10.0)
+    return s, nudged, (picks.account, ts, picks.action, picks.random, picks.propensity)
+
+
+def _interventions(
+    accounts: pa.Table, ids: pa.Array, chunk: int, taken: list[tuple[np.ndarray, ...]]
+) -> pa.Table:
+    parts = [np.concatenate([t[i] for t in taken]) if taken else np.zeros(0) for i in range(5)]
+    account, ts, action, random, propensity = parts
+    return intervention_table(
+        ids,
+        accounts.column("csm_id").combine_chunks(),
+        account.astype(np.int64),
+        ts.astype(np.int64),
+        action.astype(np.int64),
+        random.astype(bool),
+        propensity.astype(np.float64),
+        f"iv-{chunk:05d}",
+    )
+
+
+def _emit(
+    rng: np.random.Generator,
+    day: int,
+    blocks: list[Block],
+    ids: pa.Array,
+    numbers: pa.Array,
+    chunk: int,
+    serial: int,
+    late: _Late,
+    sink: EventSink,
+    type_counts: np.ndarray,
+) -> int:
+    """Assemble today's events, hold back the late ones, and send what arrives today to the sink."""
+    made = assemble(blocks, ids, numbers, f"ev-{chunk:05d}", serial)
+    n = made.table.num_rows
+    delay = np.where(rng.random(n) < LATE_SHARE, rng.integers(1, LATE_DAYS + 1, n), 0)
+    parts = [late.hold(day, made.table, made.types, delay), *late.arriving(day)]
+    table = pa.concat_tables([p[0] for p in parts])
+    for _, types in parts:
+        type_counts += np.bincount(types, minlength=len(TYPE_NAMES))
+    if table.num_rows:
+        sink(day, table)
+    return serial + n

@@ -1,0 +1,108 @@
+"""`simulate_to`: run every chunk, stream its output to disk, and summarise the run.
+
+Chunks are independent given the seed and the shared calendar, so they run in worker processes
+and are written back in chunk order: the bytes do not depend on how many workers ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from retain.simulate.calendar import Calendar, build_calendar
+from retain.simulate.config import SimConfig
+from retain.simulate.engine import ChunkResult, simulate_chunk
+from retain.simulate.events import TYPE_NAMES
+from retain.simulate.population import SEGMENTS, TIERS
+from retain.simulate.writer import TableWriters, prepare, write_partition
+
+
+def _run_chunk(config: SimConfig, cal: Calendar, out: Path, chunk: int) -> ChunkResult:
+    return simulate_chunk(
+        config, cal, chunk, lambda day, table: write_partition(out, cal.date_of(day), chunk, table)
+    )
+
+
+@contextlib.contextmanager
+def _results(run: Callable[[int], ChunkResult], chunks: int, workers: int) -> Iterator[Iterator[ChunkResult]]:
+    """Chunk results in chunk order, computed inline or by `workers` forked processes.
+
+    All chunks are submitted on entry, so the workers fork before this process starts any thread
+    (Parquet writers, the progress bar): a fork never copies a lock another thread holds.
+    """
+    if workers == 1:
+        yield map(run, range(chunks))
+        return
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool.map(run, range(chunks))
+
+
+@dataclass
+class _Totals:
+    type_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(TYPE_NAMES), np.int64))
+    tiers: np.ndarray = field(default_factory=lambda: np.zeros(len(TIERS), np.int64))
+    churned: np.ndarray = field(default_factory=lambda: np.zeros(len(TIERS), np.int64))
+    expanded: np.ndarray = field(default_factory=lambda: np.zeros(len(TIERS), np.int64))
+    interventions: int = 0
+    random: int = 0
+
+    def add(self, result: ChunkResult) -> None:
+        self.type_counts += result.type_counts
+        self.tiers += result.tiers
+        self.churned += result.churned
+        self.expanded += result.expanded
+        assignment = result.interventions.column("assignment").to_numpy(zero_copy_only=False)
+        self.interventions += len(assignment)
+        self.random += int((assignment == "random").sum())
+
+
+def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> dict[str, Any]:
+    """Write a whole simulation to `out`; returns a JSON-able summary. `workers` defaults to the cores."""
+    started = time.perf_counter()
+    prepare(out)
+    cal = build_calendar(config, len(SEGMENTS))
+    workers = max(1, min(workers or os.cpu_count() or 1, config.chunks))
+    totals = _Totals()
+    with _results(partial(_run_chunk, config, cal, out), config.chunks, workers) as results:
+        writers = TableWriters(out)
+        try:
+            with tqdm(total=config.chunks, desc="simulate", unit="chunk", disable=None) as bar:
+                for result in results:
+                    writers.append("accounts.parquet", result.accounts)
+                    writers.append("interventions.parquet", result.interventions)
+                    writers.append("truth/probabilities.parquet", result.probabilities)
+                    writers.append("truth/outcomes.parquet", result.outcomes)
+                    writers.append("truth/action_effects.parquet", result.effects)
+                    totals.add(result)
+                    bar.update()
+        finally:
+            writers.close()
+    return {
+        "out": str(out),
+        "accounts": config.accounts,
+        "days": config.days,
+        "seed": config.seed,
+        "start": config.start.isoformat(),
+        "events": int(totals.type_counts.sum()),
+        "interventions": totals.interventions,
+        "random_share": round(totals.random / totals.interventions, 4) if totals.interventions else 0.0,
+        "churned": int(totals.churned.sum()),
+        "expanded": int(totals.expanded.sum()),
+        "by_tier": {
+            t.value: {"accounts": int(n), "churned": int(c), "expanded": int(e)}
+            for t, n, c, e in zip(TIERS, totals.tiers, totals.churned, totals.expanded, strict=True)
+        },
+        "event_types": {name: int(c) for name, c in zip(TYPE_NAMES, totals.type_counts, strict=True)},
+        "seconds": round(time.perf_counter() - started, 2),
+    }

@@ -1,0 +1,116 @@
+"""The oracle: each active account's true 90-day churn and expansion probabilities, and each action's
+exact effect on them, at every month-end cutoff.
+
+Probabilities follow the expected dynamics from the state at the cutoff (dynamics.step without a
+generator): no bad releases and no interventions after the cutoff. Churn combines the daily
+cancellation hazard with the non-renewal probability when the renewal date falls in the window;
+expansion is the chance of a first expansion before churning. An action's effect is the change in
+those probabilities when the action is applied to the state at the cutoff, through the same code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+
+from retain.catalogue import ACTIONS
+from retain.contract import TS
+from retain.simulate.config import HORIZON_DAYS
+from retain.simulate.dynamics import State, churn_hazard, expansion_hazard, nonrenewal_probability, step
+from retain.simulate.effects import apply_action
+from retain.simulate.population import Traits
+
+PROBABILITY_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("cutoff", TS, nullable=False),
+        pa.field("p_churn", pa.float64(), nullable=False),
+        pa.field("p_expand", pa.float64(), nullable=False),
+    ]
+)
+EFFECT_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("cutoff", TS, nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("churn_effect", pa.float64(), nullable=False),
+        pa.field("expansion_effect", pa.float64(), nullable=False),
+    ]
+)
+OUTCOME_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("churn_date", TS),
+        pa.field("expansion_date", TS),
+    ]
+)
+
+
+def outlook(tr: Traits, s: State, to_renewal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """P(churn) and P(first expansion) in (cutoff, cutoff + 90 days] from state `s` at the cutoff.
+
+    `to_renewal` is the days from the cutoff to the next renewal (>= 1: a renewal due at the cutoff
+    itself has already been settled). State arrays may carry leading variant axes.
+    """
+    alive = np.ones_like(s.x)
+    waiting = np.ones_like(s.x)
+    expand = np.zeros_like(s.x)
+    for k in range(HORIZON_DAYS + 1):
+        due = to_renewal == k
+        if due.any():
+            keep = np.where(due, 1.0 - nonrenewal_probability(tr, s), 1.0)
+            alive, waiting = alive * keep, waiting * keep
+            s = s.replace(qbr=np.where(due, 0.0, s.qbr))
+        if k == HORIZON_DAYS:
+            break
+        s = step(tr, s)
+        stay = 1.0 - churn_hazard(tr, s)
+        grow = expansion_hazard(tr, s)
+        expand += waiting * stay * grow
+        waiting = waiting * stay * (1.0 - grow)
+        alive = alive * stay
+    return 1.0 - alive, expand
+
+
+def cutoff_truth(
+    tr: Traits, s: State, to_renewal: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Baseline probabilities (n,) and each action's effects (n, actions), in catalogue order."""
+    variants = State.stack([s, *(apply_action(a, tr, s, to_renewal) for a in ACTIONS)])
+    churn, expand = outlook(tr, variants, to_renewal)
+    return (churn[0], expand[0]), ((churn[1:] - churn[0]).T, (expand[1:] - expand[0]).T)
+
+
+def probability_table(ids: pa.Array, cutoff_us: int, churn: np.ndarray, expand: np.ndarray) -> pa.Table:
+    n = len(ids)
+    return pa.Table.from_arrays(
+        [ids, pa.array(np.full(n, cutoff_us), pa.int64()).cast(TS), pa.array(churn), pa.array(expand)],
+        schema=PROBABILITY_SCHEMA,
+    )
+
+
+def effect_table(ids: pa.Array, cutoff_us: int, churn: np.ndarray, expand: np.ndarray) -> pa.Table:
+    """One row per account and action; `churn` and `expand` are (accounts, actions)."""
+    n, k = churn.shape
+    return pa.Table.from_arrays(
+        [
+            ids.take(pa.array(np.repeat(np.arange(n), k))),
+            pa.array(np.full(n * k, cutoff_us), pa.int64()).cast(TS),
+            pa.array(ACTIONS, pa.string()).take(pa.array(np.tile(np.arange(k), n))),
+            pa.array(churn.ravel()),
+            pa.array(expand.ravel()),
+        ],
+        schema=EFFECT_SCHEMA,
+    )
+
+
+def outcome_table(ids: pa.Array, churn_us: np.ndarray, expansion_us: np.ndarray) -> pa.Table:
+    """Realised first churn and first expansion per account; negative means none."""
+    return pa.Table.from_arrays(
+        [
+            ids,
+            pa.array(churn_us, pa.int64(), mask=churn_us < 0).cast(TS),
+            pa.array(expansion_us, pa.int64(), mask=expansion_us < 0).cast(TS),
+        ],
+        schema=OUTCOME_SCHEMA,
+    )

@@ -1,0 +1,66 @@
+"""The output folder: where each table goes, written with pyarrow so the same input gives the same bytes.
+
+    DIR/accounts.parquet, DIR/interventions.parquet
+    DIR/events/date=YYYY-MM-DD/part-<chunk>.parquet   (partitioned by arrival date)
+    DIR/truth/{probabilities,outcomes,action_effects}.parquet   (never for models)
+
+Single-file tables get one row group per chunk, appended in chunk order.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.simulate.truth import EFFECT_SCHEMA, OUTCOME_SCHEMA, PROBABILITY_SCHEMA
+
+TABLES: dict[str, pa.Schema] = {
+    "accounts.parquet": ACCOUNT_SCHEMA,
+    "interventions.parquet": INTERVENTION_SCHEMA,
+    "truth/probabilities.parquet": PROBABILITY_SCHEMA,
+    "truth/outcomes.parquet": OUTCOME_SCHEMA,
+    "truth/action_effects.parquet": EFFECT_SCHEMA,
+}
+OUTPUTS = ("accounts.parquet", "interventions.parquet", "events", "truth")
+COMPRESSION = "zstd"
+
+
+def prepare(out: Path) -> None:
+    """Clear a previous simulation's outputs (only those) so no stale partition survives."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+    (out / "events").mkdir()
+    (out / "truth").mkdir()
+
+
+def write_partition(out: Path, day: date, chunk: int, table: pa.Table) -> None:
+    folder = out / "events" / f"date={day.isoformat()}"
+    folder.mkdir(exist_ok=True)
+    pq.write_table(table.cast(EVENT_SCHEMA), folder / f"part-{chunk:05d}.parquet", compression=COMPRESSION)
+
+
+class TableWriters:
+    """One ParquetWriter per single-file table; `append` adds a row group in call order."""
+
+    def __init__(self, out: Path) -> None:
+        self._writers = {
+            name: pq.ParquetWriter(out / name, schema, compression=COMPRESSION)
+            for name, schema in TABLES.items()
+        }
+
+    def append(self, name: str, table: pa.Table) -> None:
+        self._writers[name].write_table(table)
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
