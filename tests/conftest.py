@@ -8,16 +8,19 @@ import socket
 import pytest
 
 
+def unavailable(message: str) -> None:
+    """Fail in CI (RETAIN_REQUIRE_SERVICES=1), skip elsewhere: a missing dependency is never a pass."""
+    if os.environ.get("RETAIN_REQUIRE_SERVICES") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def require_service(name: str, host: str, port: int) -> None:
-    """Fail (CI, RETAIN_REQUIRE_SERVICES=1) or skip (a laptop) when a real service is unreachable."""
     try:
         with socket.create_connection((host, port), timeout=2):
             return
     except OSError as e:
-        message = f"{name} is not reachable on {host}:{port} ({e})"
-        if os.environ.get("RETAIN_REQUIRE_SERVICES") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"{name} is not reachable on {host}:{port} ({e})")
 
 
 @pytest.fixture

@@ -1,0 +1,211 @@
+"""Read input files into Arrow tables (`Frame`s) per target table, without judging their content.
+
+Judging is validation's job: readers only turn bytes into columns, keeping values as close to the
+source as possible (CSV columns stay strings) so validation can name the exact value it rejects.
+Rows a reader cannot even split into columns are kept as `malformed`, never dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
+import pyarrow.parquet as pq
+
+from retain.errors import RetainError
+
+#: Tables an input can feed; every other data file in a folder holds events.
+SNAPSHOT_TABLES = ("accounts", "interventions")
+SUFFIXES = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+#: The simulator's answer key: reading it would leak the truth into the store.
+TRUTH_DIR = "truth"
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """A row the reader could not split into columns: where it was, its text and why."""
+
+    source: str
+    text: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Frame:
+    """Rows for one table, as read from `source`, or from the files of `parts` (path, rows) in order."""
+
+    table: str
+    source: str
+    data: pa.Table
+    malformed: tuple[Malformed, ...] = ()
+    parts: tuple[tuple[str, int], ...] = ()
+
+    def sources_of(self, rows: np.ndarray) -> list[str]:
+        """The file each of `rows` was read from."""
+        if not self.parts:
+            return [self.source] * len(rows)
+        ends = np.cumsum([n for _, n in self.parts])
+        return [self.parts[i][0] for i in np.searchsorted(ends, rows, side="right")]
+
+
+@dataclass(frozen=True)
+class Input:
+    frames: list[Frame]
+    files: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def read_path(path: Path) -> Input:
+    """A single data file, or a folder of them (e.g. a simulator output), as frames.
+
+    In a folder, `accounts.*` and `interventions.*` feed those tables (also as folders), every
+    other data file holds events, and `truth/`, hidden files and other suffixes are skipped.
+    """
+    if not path.exists():
+        raise RetainError(f"{path} does not exist")
+    if path.is_file():
+        if path.suffix.lower() not in SUFFIXES:
+            raise RetainError(f"{path}: unsupported file type; expected {', '.join(sorted(SUFFIXES))}")
+        return Input([read_file(path, _table_of(Path(path.name)))], 1)
+    frames: list[Frame] = []
+    skipped: list[str] = []
+    for file in _walk(path):
+        rel = file.relative_to(path)
+        if file.suffix.lower() in SUFFIXES:
+            frames.append(read_file(file, _table_of(rel)))
+        else:
+            skipped.append(rel.as_posix())
+    if not frames:
+        raise RetainError(f"{path}: no data files ({', '.join(sorted(SUFFIXES))}) found")
+    return Input(_merged(frames, path), len(frames), skipped)
+
+
+def _merged(frames: list[Frame], folder: Path) -> list[Frame]:
+    """Files of one table with one schema (a simulator's daily partitions) as one frame.
+
+    Validation has a fixed cost per frame; paid once per folder rather than once per file.
+    """
+    groups: dict[tuple[str, pa.Schema], list[Frame]] = {}
+    for frame in frames:
+        groups.setdefault((frame.table, frame.data.schema.remove_metadata()), []).append(frame)
+    return [
+        group[0]
+        if len(group) == 1
+        else Frame(
+            table,
+            str(folder),
+            pa.concat_tables([f.data.replace_schema_metadata(None) for f in group]),
+            tuple(m for f in group for m in f.malformed),
+            tuple((f.source, f.data.num_rows) for f in group),
+        )
+        for (table, _), group in groups.items()
+    ]
+
+
+def _walk(folder: Path) -> Iterator[Path]:
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "_")) or (entry.is_dir() and entry.name == TRUTH_DIR):
+            continue
+        if entry.is_dir():
+            yield from _walk(entry)
+        else:
+            yield entry
+
+
+def _table_of(rel: Path) -> str:
+    names = {Path(rel.parts[0]).stem.lower(), rel.stem.lower()}
+    return next((t for t in SNAPSHOT_TABLES if t in names), "events")
+
+
+def read_file(path: Path, table: str) -> Frame:
+    kind = SUFFIXES[path.suffix.lower()]
+    try:
+        if kind == "parquet":
+            frame = Frame(table, str(path), pq.ParquetFile(path).read())
+        elif kind == "csv":
+            frame = _read_csv(path, table)
+        else:
+            frame = _read_jsonl(path, table)
+    except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as e:
+        raise RetainError(f"cannot read {path} as {kind}: {e}") from e
+    names = frame.data.column_names
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise RetainError(f"{path}: column(s) {', '.join(repeated)} appear more than once")
+    return frame
+
+
+def _read_csv(path: Path, table: str) -> Frame:
+    """Every column as text (validation casts); rows with the wrong number of fields are malformed."""
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = next(csv.reader(f), None)
+    if not header:
+        raise RetainError(f"{path}: empty CSV, expected a header row")
+    malformed: list[Malformed] = []
+
+    def keep_bad_row(row: Any) -> str:
+        detail = f"expected {row.expected_columns} fields, got {row.actual_columns}"
+        malformed.append(Malformed(str(path), row.text, detail))
+        return "skip"
+
+    data = pcsv.read_csv(
+        path,
+        parse_options=pcsv.ParseOptions(invalid_row_handler=keep_bad_row),
+        convert_options=pcsv.ConvertOptions(
+            column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
+        ),
+    )
+    return Frame(table, str(path), data, tuple(malformed))
+
+
+def _read_jsonl(path: Path, table: str) -> Frame:
+    """Arrow's reader when the file is regular; line by line when types vary or a line is broken."""
+    try:
+        return Frame(table, str(path), pjson.read_json(path))
+    except pa.ArrowInvalid:
+        pass
+    rows: list[dict[str, Any]] = []
+    malformed: list[Malformed] = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                malformed.append(
+                    Malformed(str(path), line.rstrip("\n"), f"line {number}: not JSON ({e.msg})")
+                )
+                continue
+            if not isinstance(row, dict):
+                malformed.append(Malformed(str(path), line.rstrip("\n"), f"line {number}: not a JSON object"))
+                continue
+            rows.append(row)
+    return Frame(table, str(path), table_from_records(rows), tuple(malformed))
+
+
+def table_from_records(rows: list[dict[str, Any]]) -> pa.Table:
+    """Columns from dicts whose values may vary in type: typed when consistent, else as text."""
+    names = list(dict.fromkeys(k for row in rows for k in row))
+    return pa.table({name: column_from_values([row.get(name) for row in rows]) for name in names})
+
+
+def column_from_values(values: list[Any]) -> pa.Array:
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_as_text(v) for v in values], pa.string())
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return json.dumps(value)

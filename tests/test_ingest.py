@@ -1,0 +1,395 @@
+"""Ingestion with a contract: bad rows quarantined with reasons, re-ingest a no-op, crashes leave no trace."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, TS
+from retain.errors import RetainError
+from retain.ingest import ingest_path
+from retain.ingest.coerce import coerce
+from retain.store import TABLES, Store
+
+ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"
+EVENTS_HEADER = "event_id,account_id,user_id,ts,event_type,properties\n"
+GOOD_ROWS = [
+    'e1,a1,u1,2025-01-02T10:00:00Z,feature.used,"{""feature"": ""reports"", ""count"": 3}"',
+    'e2,a2,,2025-01-02 12:00:00+02:00,ticket.created,"{""ticket_id"": ""t1"", ""priority"": ""P2""}"',
+    'e3,a1,u2,2025-01-03,user.session,"{""duration_min"": 12.5}"',
+]
+BAD_ROWS = {
+    "bad_timestamp": 'b1,a1,,yesterday,feature.used,"{""feature"": ""x"", ""count"": 1}"',
+    "unknown_event_type": "b2,a1,,2025-01-02,coffee.brewed,",
+    "missing_account": 'b3,ghost,,2025-01-02,feature.used,"{""feature"": ""x"", ""count"": 1}"',
+    "wrong_property_type": 'b4,a1,,2025-01-02,feature.used,"{""feature"": ""x"", ""count"": ""abc""}"',
+    "missing_field": 'b5,a1,,2025-01-02,feature.used,"{""feature"": ""x""}"',
+    "bad_category": 'b6,a2,,2025-01-02,ticket.created,"{""ticket_id"": ""t"", ""priority"": ""P9""}"',
+    "value_out_of_range": 'b7,a2,,2025-01-02,survey.response,"{""nps"": 11}"',
+    "property_not_allowed": 'b8,a2,,2025-01-02,ticket.created,"{""ticket_id"": ""t"", ""priority"": ""P1"", '
+    '""csat"": 4}"',
+    "malformed_row": "b9,a1,only-three-fields",
+}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def _events_csv(path: Path, rows: list[str]) -> Path:
+    return _write(path, EVENTS_HEADER + "\n".join(rows) + "\n")
+
+
+def _live(store: Store) -> dict[str, list[dict[str, Any]]]:
+    """Everything a reader of the store can see, table by table."""
+    return {t: [row for f in store.files(t) for row in pq.read_table(f).to_pylist()] for t in TABLES}
+
+
+def _files_on_disk(store: Store) -> set[Path]:
+    return set((store.root / "tables").glob("*/*.parquet"))
+
+
+def _parent(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _event(event_id: str, account_id: str, day: str) -> dict[str, Any]:
+    ts = datetime.fromisoformat(day).replace(hour=9, tzinfo=UTC)
+    return {"event_id": event_id, "account_id": account_id, "ts": ts, "event_type": "job.retry", "count": 2}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store(tmp_path / "store")
+    ingest_path(store, _write(tmp_path / "in" / "accounts.csv", ACCOUNTS_CSV))
+    return store
+
+
+def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_path: Path) -> None:
+    source = _events_csv(tmp_path / "events.csv", GOOD_ROWS + list(BAD_ROWS.values()))
+    summary = ingest_path(store, source)
+
+    assert summary["accepted"] == {"accounts": 0, "events": 3, "interventions": 0}
+    assert summary["quarantined"]["by_reason"] == dict.fromkeys(BAD_ROWS, 1)
+    assert summary["quarantined"]["total"] == summary["quarantined"]["new"] == len(BAD_ROWS)
+    quarantine = _live(store)["quarantine"]
+    raws = [json.loads(q["raw"]) for q in quarantine]
+    reasons = {
+        raw["event_id"] if isinstance(raw, dict) else raw: q["reason"]
+        for raw, q in zip(raws, quarantine, strict=True)
+    }
+    assert reasons == {
+        **{f"b{i}": r for i, r in enumerate(BAD_ROWS, start=1) if r != "malformed_row"},
+        BAD_ROWS["malformed_row"]: "malformed_row",
+    }, "each row gets the reason it was built to fail, and a malformed row keeps its text"
+    details = {q["reason"]: q["detail"] for q in quarantine}
+    assert details["wrong_property_type"] == "count='abc' is not an integer"
+    assert details["missing_account"] == "account 'ghost' is neither in the store nor in this input"
+    assert {q["source"] for q in quarantine} == {str(source)}
+    assert {q["ingest_id"] for q in quarantine} == {summary["ingest_id"]}
+
+    events = {e["event_id"]: e for e in _live(store)["events"]}
+    assert events["e2"]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC), "offsets are converted to UTC"
+    assert events["e3"]["ts"] == datetime(2025, 1, 3, tzinfo=UTC), "naive timestamps are UTC"
+    assert (events["e1"]["count"], events["e3"]["duration_min"]) == (3, 12.5)
+    assert pq.read_schema(store.files("events")[0]) == EVENT_SCHEMA
+
+
+def test_reingesting_the_same_file_changes_nothing(store: Store, tmp_path: Path) -> None:
+    source = _events_csv(tmp_path / "events.csv", GOOD_ROWS + list(BAD_ROWS.values()))
+    ingest_path(store, source)
+    before, manifest = _live(store), store.manifest_path.read_text()
+
+    again = ingest_path(store, source)
+
+    assert again["accepted"] == {"accounts": 0, "events": 0, "interventions": 0}
+    assert again["duplicates"]["events"] == len(GOOD_ROWS)
+    assert again["quarantined"]["total"] == len(BAD_ROWS) and again["quarantined"]["new"] == 0
+    assert store.manifest_path.read_text() == manifest
+    assert _live(store) == before
+
+
+def test_duplicates_within_an_input_are_counted_not_quarantined(store: Store, tmp_path: Path) -> None:
+    summary = ingest_path(store, _events_csv(tmp_path / "events.csv", GOOD_ROWS + GOOD_ROWS[:2]))
+    assert summary["accepted"]["events"] == 3 and summary["duplicates"]["events"] == 2
+    assert summary["quarantined"]["total"] == 0
+
+
+def test_nested_and_flat_properties_in_every_format_store_the_same_rows(store: Store, tmp_path: Path) -> None:
+    common = ("event_id", "account_id", "user_id", "ts", "event_type")
+    nested = [
+        dict(zip(common, ("e1", "a1", "u1", "2025-01-02T10:00:00Z", "feature.used"), strict=True))
+        | {"properties": {"feature": "reports", "count": 3, "core": True}},
+        dict(zip(common, ("e2", "a2", None, "2025-01-02T12:00:00+02:00", "billing.invoice"), strict=True))
+        | {"properties": {"invoice_id": "i1", "status": "overdue", "amount": 99.5}},
+    ]
+    rows = [{k: v for k, v in e.items() if k != "properties"} | e["properties"] for e in nested]
+    flat = pa.table({k: [r.get(k) for r in rows] for k in dict.fromkeys(k for r in rows for k in r)})
+    _write(tmp_path / "a" / "events.jsonl", "".join(json.dumps(e) + "\n" for e in nested))
+    pq.write_table(flat, _parent(tmp_path / "b" / "events.parquet"))
+    as_text = [{**e, "properties": json.dumps(e["properties"])} for e in nested]
+    pq.write_table(pa.Table.from_pylist(as_text), tmp_path / "b" / "events_text.parquet")
+
+    sources = [
+        tmp_path / "a" / "events.jsonl",
+        tmp_path / "b" / "events.parquet",
+        tmp_path / "b" / "events_text.parquet",
+    ]
+    stores = [Store(tmp_path / f"s{i}") for i in range(len(sources))]
+    for s, source in zip(stores, sources, strict=True):
+        ingest_path(s, tmp_path / "in" / "accounts.csv")
+        assert ingest_path(s, source)["accepted"]["events"] == 2
+    first, *others = [_live(s)["events"] for s in stores]
+    assert all(rows == first for rows in others)
+    assert first[1]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC) and first[1]["status"] == "overdue"
+
+
+def test_json_lines_with_varying_types_and_a_broken_line(store: Store, tmp_path: Path) -> None:
+    common = '"account_id": "a1", "ts": "2025-01-02", "event_type": "job.retry"'
+    lines = [
+        f'{{"event_id": "j1", {common}, "count": 2}}',
+        f'{{"event_id": "j2", {common}, "count": "two"}}',
+        f'{{"event_id": "j3", {common}, "count": 2.0}}',
+        f'{{"event_id": "j4", {common}, "count": ',
+        "[1, 2, 3]",
+    ]
+    summary = ingest_path(store, _write(tmp_path / "events.ndjson", "\n".join(lines) + "\n"))
+    assert summary["accepted"]["events"] == 2
+    assert summary["quarantined"]["by_reason"] == {"malformed_row": 2, "wrong_property_type": 1}
+    details = sorted(q["detail"] for q in _live(store)["quarantine"])
+    assert details == [
+        "count='two' is not an integer",
+        "line 4: not JSON (Expecting value)",
+        "line 5: not a JSON object",
+    ]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(2**53), 2**53).map(str),
+            st.integers(-(10**6), 10**6).map(lambda i: f" {i}.0 "),
+            st.sampled_from(["abc", "1.5", "--1", "1e400", "nan", "0x10"]),
+            st.none(),
+        ),
+        max_size=40,
+    )
+)
+def test_integer_coercion_flags_exactly_the_non_integers(texts: list[str | None]) -> None:
+    def expected(text: str | None) -> int | None:
+        try:
+            return None if text is None else int(float(text)) if float(text).is_integer() else None
+        except (ValueError, OverflowError):
+            return None
+
+    result = coerce(pa.array(texts, pa.string()), pa.int64())
+    assert result.values.to_pylist() == [expected(t) for t in texts]
+    assert result.bad.tolist() == [t is not None and expected(t) is None for t in texts]
+
+
+def test_a_simulator_folder_is_read_but_its_truth_never_is(tmp_path: Path) -> None:
+    sim = tmp_path / "sim"
+    accounts = pa.table(
+        {"account_id": ["a1", "a2"], "tier": ["enterprise", "mid_market"], "arr": [200_000.0, 50_000.0]}
+    ).cast(pa.schema([ACCOUNT_SCHEMA.field(n) for n in ("account_id", "tier", "arr")]))
+    pq.write_table(accounts, _parent(sim / "accounts.parquet"))
+    owners = {"e1": "a1", "e2": "a2", "e3": "a1", "e4": "ghost"}
+    for day, ids in (("2025-01-01", ["e1", "e2"]), ("2025-01-02", ["e3", "e4"])):
+        rows = [_event(i, owners[i], day) for i in ids]
+        pq.write_table(
+            pa.Table.from_pylist(rows, schema=EVENT_SCHEMA),
+            _parent(sim / "events" / f"date={day}" / "part-0.parquet"),
+        )
+    columns = ("intervention_id", "account_id", "action", "assignment", "propensity")
+    interventions = [
+        dict(zip(columns, row, strict=True))
+        | {"ts": "2025-01-02T09:00:00", "owner": "csm-1", "channel": "call"}
+        for row in (
+            ("i1", "a1", "health_check_call", "targeted", None),
+            ("i2", "a2", "save_offer", "random", None),
+            ("i3", "a2", "free_pizza", "targeted", 0.5),
+            ("i4", "a2", "save_offer", "random", 1.5),
+        )
+    ]
+    pq.write_table(pa.Table.from_pylist(interventions), sim / "interventions.parquet")
+    secret = pa.Table.from_pylist([_event("truth-1", "a1", "2025-01-01")], schema=EVENT_SCHEMA)
+    pq.write_table(secret, _parent(sim / "truth" / "events.parquet"))
+    _write(sim / "summary.json", "{}")
+
+    store = Store(tmp_path / "store")
+    summary = ingest_path(store, sim)
+
+    assert summary["accepted"] == {"accounts": 2, "events": 3, "interventions": 1}
+    assert summary["files"] == {"read": 4, "skipped": ["summary.json"]}
+    assert summary["quarantined"]["by_reason"] == {
+        "missing_field": 1,
+        "bad_category": 1,
+        "value_out_of_range": 1,
+        "missing_account": 1,
+    }
+    live = _live(store)
+    assert "truth-1" not in {e["event_id"] for e in live["events"]}
+    sources = {q["reason"]: q["source"] for q in live["quarantine"]}
+    assert sources["missing_account"] == str(sim / "events" / "date=2025-01-02" / "part-0.parquet")
+    assert sources["bad_category"] == str(sim / "interventions.parquet")
+    assert [e["event_id"] for e in live["events"]] == ["e1", "e3", "e2"], "sorted by account, then time"
+
+
+def test_accounts_are_a_snapshot_changed_rows_win(store: Store, tmp_path: Path) -> None:
+    changed = (
+        ACCOUNTS_CSV.replace("a2,Beta,trial,0,3", "a2,Beta,small_business,9000,5") + "a3,Gamma,trial,10,1\n"
+    )
+    summary = ingest_path(store, _write(tmp_path / "in2" / "accounts.csv", changed))
+
+    assert summary["accepted"]["accounts"] == 2 and summary["duplicates"]["accounts"] == 1
+    assert len(store.files("accounts")) == 1
+    accounts = {a["account_id"]: a for a in _live(store)["accounts"]}
+    assert sorted(accounts) == ["a1", "a2", "a3"]
+    assert (accounts["a2"]["tier"], accounts["a2"]["arr"], accounts["a2"]["seats_purchased"]) == (
+        "small_business",
+        9000.0,
+        5,
+    )
+
+
+def test_coercion_finds_the_bad_values_and_keeps_the_good_ones() -> None:
+    ints = coerce(pa.array(["5", " 7 ", "5.0", "abc", "2.5", None]), pa.int64())
+    assert ints.values.to_pylist() == [5, 7, 5, None, None, None]
+    assert ints.bad.tolist() == [False, False, False, True, True, False]
+    stamps = coerce(
+        pa.array(["2025-01-01T10:00:00+02:00", "2025-01-01", "2025-01-01T00:00:00.123456789Z", "noon"]), TS
+    )
+    assert stamps.values.to_pylist()[:3] == [
+        datetime(2025, 1, 1, 8, tzinfo=UTC),
+        datetime(2025, 1, 1, tzinfo=UTC),
+        datetime(2025, 1, 1, 0, 0, 0, 123456, tzinfo=UTC),
+    ]
+    assert stamps.bad.tolist() == [False, False, False, True]
+    nanos = coerce(pa.array([1_000_000_001_999], pa.timestamp("ns")), TS)
+    assert nanos.values.to_pylist() == [datetime(1970, 1, 1, 0, 16, 40, 1, tzinfo=UTC)]
+    flags = coerce(pa.array(["True", "0", "maybe"]), pa.bool_())
+    assert flags.values.to_pylist() == [True, False, None] and flags.bad.tolist() == [False, False, True]
+
+
+def _big_events(path: Path, n: int) -> Path:
+    """A valid events file large enough that writing it takes a while."""
+    rng = np.random.default_rng(0)
+    start = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1e6)
+    columns: dict[str, Any] = {f.name: pa.nulls(n, f.type) for f in EVENT_SCHEMA}
+    columns |= {
+        "event_id": pa.array(np.char.add("big-", np.arange(n).astype(str))),
+        "account_id": pa.array(np.where(rng.random(n) < 0.5, "a1", "a2")),
+        "ts": pa.array(start + rng.integers(0, 365 * 86_400 * 10**6, n), TS),
+        "event_type": pa.array(["feature.used"] * n),
+        "feature": pa.array(np.char.add("f", rng.integers(0, 40, n).astype(str))),
+        "count": pa.array(rng.integers(1, 20, n)),
+    }
+    pq.write_table(pa.table(columns, schema=EVENT_SCHEMA), path)
+    return path
+
+
+def test_a_killed_ingest_leaves_the_store_as_it_was(store: Store, tmp_path: Path) -> None:
+    """SIGKILL the real CLI while it writes its files: readers see the old store, the next ingest succeeds."""
+    source = _big_events(tmp_path / "big.parquet", 300_000)
+    before, on_disk = _live(store), _files_on_disk(store)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "retain", "ingest", str(source), "--store", str(store.root)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and not _files_on_disk(store) - on_disk:
+        time.sleep(0.001)
+    time.sleep(random.uniform(0.0, 0.02))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
+    assert _files_on_disk(store) - on_disk, "killed while writing: its partial files are on disk..."
+    assert _live(store) == before, "...but nothing a reader sees has changed"
+
+    summary = ingest_path(store, source)
+    assert summary["accepted"]["events"] == 300_000
+    assert _files_on_disk(store) == {p for t in TABLES for p in store.files(t)}, "orphans are removed"
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "retain", *args], capture_output=True, text=True, check=False
+    )
+
+
+def test_bad_input_gets_a_message_not_a_traceback(tmp_path: Path) -> None:
+    corrupt = _write(tmp_path / "corrupt.parquet", "PAR1 this is not parquet")
+    headless = _write(tmp_path / "events.csv", "event_id,account_id,when\ne1,a1,2025-01-01\n")
+    cases = {
+        "does not exist": ["ingest", str(tmp_path / "nowhere"), "--store", str(tmp_path / "s")],
+        "cannot read": ["ingest", str(corrupt), "--store", str(tmp_path / "s")],
+        "missing required column(s) ts, event_type": [
+            "ingest",
+            str(headless),
+            "--store",
+            str(tmp_path / "s"),
+        ],
+        "unknown adapter 'salesforce'": [
+            "ingest",
+            str(tmp_path),
+            "--adapter",
+            "salesforce",
+            "--store",
+            str(tmp_path / "s"),
+        ],
+    }
+    for message, args in cases.items():
+        done = _cli(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert message in " ".join(done.stderr.split()), done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (tmp_path / "s" / "manifest.json").exists()
+
+
+def test_bad_input_raises_retain_error_in_process(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    with pytest.raises(RetainError, match="no data files"):
+        ingest_path(store, _write(tmp_path / "empty" / "README.md", "nothing here").parent)
+    with pytest.raises(RetainError, match="unsupported file type"):
+        ingest_path(store, _write(tmp_path / "events.xlsx", "x"))
+    with pytest.raises(RetainError, match="is a file, not a folder"):
+        ingest_path(Store(_write(tmp_path / "file", "x")), tmp_path / "events.xlsx")
+
+
+def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
+    simulate = pytest.importorskip("retain.simulate")
+    simulate.simulate_to(
+        simulate.SimConfig(accounts=50, days=60, seed=1, start=date(2025, 1, 1)), tmp_path / "sim"
+    )
+    store = Store(tmp_path / "store")
+    summary = ingest_path(store, tmp_path / "sim")
+    assert summary["accepted"]["accounts"] == 50
+    assert summary["accepted"]["events"] > 0
+    assert summary["quarantined"]["total"] == 0, summary["quarantined"]
+    assert not any("truth" in f for f in summary["files"]["skipped"])
+    assert ingest_path(store, tmp_path / "sim")["accepted"] == {
+        "accounts": 0,
+        "events": 0,
+        "interventions": 0,
+    }
