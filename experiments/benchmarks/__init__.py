@@ -1,0 +1,1 @@
+"""Speed benchmarks, each runnable as `python -m experiments.benchmarks.<name>`."""

@@ -1,0 +1,6 @@
+-- Every day a window can look at, per cutoff: the 97 UTC days before it, with their age in days (age 1 is
+-- the day just before the cutoff). 97 = the error spike's last 7 days plus its 90-day baseline.
+-- Joining the daily roll-ups to this table on `day` is an equi-join: no events x cutoffs product.
+SELECT c.cutoff, day_of(c.cutoff) - r.age AS day, r.age
+FROM cutoffs AS c
+CROSS JOIN (SELECT CAST(range AS INTEGER) AS age FROM range(1, 98)) AS r

@@ -1,0 +1,73 @@
+-- Past interventions: counts by broad kind in the 90 days before T, the latest one, and the usage response
+-- to the latest one whose follow-up fortnight ended before T: the relative change in sessions between the
+-- 14 days after and the 14 days before the intervention day (that day itself is in neither).
+-- An action outside the catalogue counts in the total only.
+WITH done AS (
+    SELECT
+        intervention_id,
+        account_id,
+        ts,
+        day_of(ts) AS day,
+        CASE
+            WHEN action IN ('exec_sponsor_call', 'health_check_call', 'qbr_roi_review', 'reference_ask')
+                THEN 'outreach'
+            WHEN action IN (
+                'hypercare_onboarding', 'integration_assist', 'training_session', 'office_hours_invite',
+                'in_app_nudge'
+            ) THEN 'enablement'
+            WHEN action IN ('billing_outreach', 'save_offer', 'upgrade_offer') THEN 'commercial'
+        END AS kind
+    FROM interventions
+),
+
+history AS (
+    SELECT
+        d.account_id,
+        c.cutoff,
+        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90)) AS interventions_90d,
+        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'outreach') AS outreach_90d,
+        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'enablement') AS enablement_90d,
+        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'commercial') AS commercial_90d,
+        max(d.ts) AS last_intervention_ts
+    FROM cutoffs AS c
+    JOIN done AS d ON d.ts < c.cutoff
+    GROUP BY d.account_id, c.cutoff
+),
+
+responses AS (
+    SELECT
+        d.intervention_id,
+        d.account_id,
+        d.ts,
+        d.day,
+        change(
+            coalesce(sum(x.sessions) FILTER (WHERE w.shift > 0), 0),
+            coalesce(sum(x.sessions) FILTER (WHERE w.shift < 0), 0)
+        ) AS response
+    FROM done AS d
+    CROSS JOIN (SELECT CAST(range AS INTEGER) AS shift FROM range(-14, 15)) AS w
+    LEFT JOIN daily AS x ON x.account_id = d.account_id AND x.day = d.day + w.shift
+    GROUP BY d.intervention_id, d.account_id, d.ts, d.day
+),
+
+latest_response AS (
+    SELECT
+        r.account_id,
+        c.cutoff,
+        max_by(r.response, ordered(r.ts, r.intervention_id)) AS last_intervention_response
+    FROM cutoffs AS c
+    JOIN responses AS r ON r.day + 15 <= day_of(c.cutoff)
+    GROUP BY r.account_id, c.cutoff
+)
+
+SELECT
+    h.account_id,
+    h.cutoff,
+    h.interventions_90d,
+    h.outreach_90d,
+    h.enablement_90d,
+    h.commercial_90d,
+    h.last_intervention_ts,
+    r.last_intervention_response
+FROM history AS h
+LEFT JOIN latest_response AS r ON r.account_id = h.account_id AND r.cutoff = h.cutoff
