@@ -95,6 +95,12 @@ class Feature:
             return pa.int64()
         return pa.float64()
 
+    def describe(self, value: Any) -> str:
+        """The plain-language sentence for a value of this feature, e.g. `Last login 12 days ago`."""
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            return self.when_null or self.text.format(value="unknown")
+        return self.text.format(value=_format(self.unit, value))
+
 
 def _family(family: str, *rows: tuple[Any, ...]) -> tuple[Feature, ...]:
     return tuple(Feature(name, family, *rest) for name, *rest in rows)
@@ -375,8 +381,4 @@ def _format(unit: Unit, value: Any) -> str:
 
 
 def describe(name: str, value: Any) -> str:
-    """The plain-language sentence for a feature's value, e.g. `Last login 12 days ago`."""
-    feature = FEATURE_BY_NAME[name]
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return feature.when_null or feature.text.format(value="unknown")
-    return feature.text.format(value=_format(feature.unit, value))
+    return FEATURE_BY_NAME[name].describe(value)

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     health_bands: HealthBands = HealthBands()
     online_store: Literal["sqlite", "redis"] = "sqlite"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow backend, e.g. postgresql://...; default: SQLite under the store"
+    )
     seed: int = 7
 
 

@@ -1,0 +1,1 @@
+"""The model registry: register, gate, promote and roll back `@champion`."""

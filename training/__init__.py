@@ -1,0 +1,1 @@
+"""Training sets, LightGBM models, calibration and evaluation against baselines and the truth."""

@@ -1,0 +1,149 @@
+"""The scoring model: everything needed to turn feature rows into calibrated probabilities and reasons.
+
+One object travels from training to the MLflow artifact, batch scoring and the API, so the encoders,
+booster, calibrator, feature list and reason texts can never drift apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+
+from features.definitions import FEATURE_BY_NAME, Feature
+
+Kind = Literal["churn", "expansion", "table"]
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One driver of a score: a sentence for a CSM, and how many probability points it moves the score."""
+
+    feature: str
+    text: str
+    direction: Literal["raises", "lowers"]
+    points: float
+    value: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "feature": self.feature,
+            "text": self.text,
+            "direction": self.direction,
+            "points": round(self.points, 2),
+            "value": None if _missing(self.value) else self.value,
+        }
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _sigmoid(margin: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1.0 / (1.0 + np.exp(-margin))
+    return out
+
+
+@dataclass
+class ScoringModel:
+    """A fitted LightGBM booster with its encoders, calibrator and the texts its reasons are written in."""
+
+    name: str
+    kind: Kind
+    booster: lgb.Booster
+    features: list[str]
+    #: categorical column -> its levels at training time; unseen levels become missing
+    categories: dict[str, list[str]]
+    calibrator: IsotonicRegression | None
+    horizon_days: int
+    #: reason templates by feature; columns of a bring-your-own table get a generic sentence
+    texts: dict[str, Feature] = field(default_factory=dict)
+    #: training range of each numeric feature, for the serving fallback on out-of-range inputs
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    threads: int = 0
+
+    @classmethod
+    def texts_for(cls, features: list[str]) -> dict[str, Feature]:
+        return {f: FEATURE_BY_NAME[f] for f in features if f in FEATURE_BY_NAME}
+
+    def matrix(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model's input frame: its columns in order, categories with the training levels."""
+        missing = [f for f in self.features if f not in rows.columns]
+        if missing:
+            raise KeyError(f"feature rows lack column(s): {', '.join(missing)}")
+        out: dict[str, Any] = {}
+        for name in self.features:
+            column = rows[name]
+            if name in self.categories:
+                out[name] = pd.Categorical(column.astype("object"), categories=self.categories[name])
+            else:
+                out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+        return pd.DataFrame(out, index=rows.index)
+
+    def margin(self, rows: pd.DataFrame) -> np.ndarray:
+        return np.asarray(self.booster.predict(self.matrix(rows), raw_score=True, num_threads=self.threads))
+
+    def calibrate(self, raw_probability: np.ndarray) -> np.ndarray:
+        if self.calibrator is None:
+            return raw_probability
+        calibrated: np.ndarray = self.calibrator.predict(raw_probability)
+        return calibrated
+
+    def predict(self, rows: pd.DataFrame) -> np.ndarray:
+        """Calibrated probabilities of the event within the horizon."""
+        return self.calibrate(_sigmoid(self.margin(rows)))
+
+    def contributions(self, rows: pd.DataFrame) -> np.ndarray:
+        """Exact TreeSHAP values in margin space, (n, features + 1); the last column is the base value."""
+        return np.asarray(
+            self.booster.predict(self.matrix(rows), pred_contrib=True, num_threads=self.threads)
+        )
+
+    def explain(self, rows: pd.DataFrame, top: int = 3) -> tuple[np.ndarray, list[list[Reason]]]:
+        """Probabilities and the `top` reasons per row, from one TreeSHAP pass.
+
+        A reason's size is the change in calibrated probability if that feature's contribution were
+        removed, in percentage points: the margin-space SHAP value made readable.
+        """
+        contrib = self.contributions(rows)
+        margin = contrib.sum(axis=1)
+        probability = self.calibrate(_sigmoid(margin))
+        shap_values = contrib[:, :-1]
+        order = np.argsort(-np.abs(shap_values), axis=1)[:, :top]
+        picked = np.take_along_axis(shap_values, order, axis=1)
+        without = self.calibrate(_sigmoid((margin[:, None] - picked).ravel())).reshape(picked.shape)
+        points = (probability[:, None] - without) * 100.0
+        values = rows[self.features].to_numpy(dtype=object)
+        reasons = [
+            [
+                self._reason(int(j), values[i, j], float(points[i, k]), float(picked[i, k]))
+                for k, j in enumerate(order[i])
+                if picked[i, k] != 0.0
+            ]
+            for i in range(len(rows))
+        ]
+        return probability, reasons
+
+    def _reason(self, column: int, value: Any, points: float, shap_value: float) -> Reason:
+        name = self.features[column]
+        template = self.texts.get(name)
+        if template is None:
+            text = f"{name.replace('_', ' ')} is {'unknown' if _missing(value) else value}"
+        else:
+            text = template.describe(value)
+        direction: Literal["raises", "lowers"] = "raises" if shap_value > 0 else "lowers"
+        return Reason(name, text, direction, points, value)
+
+    def out_of_range(self, rows: pd.DataFrame) -> list[list[str]]:
+        """Per row, the numeric features outside the range seen in training (the serving fallback)."""
+        flagged: list[list[str]] = [[] for _ in range(len(rows))]
+        for name, (low, high) in self.ranges.items():
+            values = pd.to_numeric(rows[name], errors="coerce").to_numpy(dtype=float)
+            for i in np.flatnonzero((values < low) | (values > high)):
+                flagged[i].append(name)
+        return flagged
