@@ -22,7 +22,7 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
 
 demo: install ## the main job on embedded defaults: simulate -> ingest -> features (into $(STORE))
-	$(BIN)/retain simulate --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --out $(STORE)/simulation
+	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED)
 	$(BIN)/retain ingest $(STORE)/simulation --store $(STORE)
 	$(BIN)/retain features build --store $(STORE)
 

@@ -57,7 +57,8 @@ def _parse_dates(text: str | None, option: str) -> list[date] | None:
 
 @app.command()
 def simulate(
-    out: Annotated[Path, typer.Option(help="output folder")],
+    store: StoreOpt = None,
+    out: Annotated[Path | None, typer.Option(help="output folder [default: STORE/simulation]")] = None,
     accounts: Annotated[int, typer.Option(min=1, help="number of accounts")] = 2_000,
     days: Annotated[int, typer.Option(min=30, help="days of telemetry")] = 365,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same bytes")] = 7,
@@ -70,7 +71,8 @@ def simulate(
         first = date.fromisoformat(start)
     except ValueError as e:
         raise RetainError(f"--start: expected a date like 2025-01-01 ({e})") from e
-    _emit(simulate_to(SimConfig(accounts=accounts, days=days, seed=seed, start=first), out))
+    target = out if out is not None else _store(store).root / "simulation"
+    _emit(simulate_to(SimConfig(accounts=accounts, days=days, seed=seed, start=first), target))
 
 
 @app.command()
