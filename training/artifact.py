@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from sklearn.isotonic import IsotonicRegression
 
 from features.definitions import FEATURE_BY_NAME, Feature
 
@@ -44,6 +43,28 @@ def _missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def model_matrix(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> pd.DataFrame:
+    """The input frame a booster sees: `features` in order, categories with the given levels (others become
+    missing), everything else float64. Training builds its matrices here too, so train and serve agree."""
+    missing = [f for f in features if f not in rows.columns]
+    if missing:
+        raise KeyError(f"feature rows lack column(s): {', '.join(missing)}")
+    out: dict[str, Any] = {}
+    for name in features:
+        column = rows[name]
+        if name in categories:
+            out[name] = pd.Categorical(column.astype("object"), categories=categories[name])
+        else:
+            out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
+    return pd.DataFrame(out, index=rows.index)
+
+
+class Calibrator(Protocol):
+    """Maps raw probabilities to calibrated ones: sklearn's IsotonicRegression, or Platt scaling."""
+
+    def predict(self, raw_probability: np.ndarray) -> np.ndarray: ...
+
+
 def _sigmoid(margin: np.ndarray) -> np.ndarray:
     out: np.ndarray = 1.0 / (1.0 + np.exp(-margin))
     return out
@@ -59,7 +80,7 @@ class ScoringModel:
     features: list[str]
     #: categorical column -> its levels at training time; unseen levels become missing
     categories: dict[str, list[str]]
-    calibrator: IsotonicRegression | None
+    calibrator: Calibrator | None
     horizon_days: int
     #: reason templates by feature; columns of a bring-your-own table get a generic sentence
     texts: dict[str, Feature] = field(default_factory=dict)
@@ -73,17 +94,7 @@ class ScoringModel:
 
     def matrix(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The model's input frame: its columns in order, categories with the training levels."""
-        missing = [f for f in self.features if f not in rows.columns]
-        if missing:
-            raise KeyError(f"feature rows lack column(s): {', '.join(missing)}")
-        out: dict[str, Any] = {}
-        for name in self.features:
-            column = rows[name]
-            if name in self.categories:
-                out[name] = pd.Categorical(column.astype("object"), categories=self.categories[name])
-            else:
-                out[name] = pd.to_numeric(column, errors="coerce").astype("float64")
-        return pd.DataFrame(out, index=rows.index)
+        return model_matrix(rows, self.features, self.categories)
 
     def margin(self, rows: pd.DataFrame) -> np.ndarray:
         return np.asarray(self.booster.predict(self.matrix(rows), raw_score=True, num_threads=self.threads))

@@ -1,0 +1,511 @@
+"""The training pipeline: labels, the time split, tuning, calibration and evaluation against the truth.
+
+Unit tests run on hand-made events and tiny frames; the rest share one simulation (2,000 accounts x 540 days)
+and one churn run, and judge the model against the health formula and the simulator's oracle.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+from sklearn.metrics import roc_auc_score
+from typer.testing import CliRunner
+
+from features.build import build_and_publish, register_store
+from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
+from retain.cli import app
+from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA
+from retain.errors import RetainError
+from retain.ingest import ingest_path
+from retain.settings import Settings
+from retain.simulate import SimConfig, simulate_to
+from retain.store import Store
+from training.calibration import expected_calibration_error, fit_calibrator
+from training.config import TrainConfig, load_config
+from training.dataset import (
+    LABEL,
+    WINDOW,
+    TrainingSet,
+    binary_labels,
+    evaluation_window,
+    split_by_cutoff,
+    store_training_set,
+)
+from training.evaluate import top_share
+from training.labels import label_frame
+from training.pipeline import fit_and_evaluate, train_model, train_table
+from training.result import TrainResult
+
+HORIZON = 90
+#: a small budget: the whole file runs in a few minutes on 2 cores
+TRIALS = 8
+#: never lower churn risk by rising (DOMAIN.md: more errors, overdue invoices, days since login)
+RISING = (
+    "errors_7d",
+    "errors_30d",
+    "errors_90d",
+    "error_rate_7d",
+    "error_rate_30d",
+    "job_retries_7d",
+    "invoices_overdue",
+    "invoices_failed",
+    "days_since_last_session",
+)
+
+
+def utc(text: str) -> datetime:
+    return pd.Timestamp(text, tz="UTC").to_pydatetime()
+
+
+# -- labels on hand-made events ------------------------------------------------------------------------
+
+CUTOFF = "2025-03-31"
+LATER = "2025-06-30"
+
+
+def account(account_id: str, renewal: str, seats: int = 20, arr: float = 10_000.0) -> dict[str, Any]:
+    return {
+        "account_id": account_id,
+        "name": account_id,
+        "tier": "mid_market",
+        "seats_purchased": seats,
+        "arr": arr,
+        "contract_start": utc("2024-01-01"),
+        "renewal_date": utc(renewal),
+    }
+
+
+def event(account_id: str, ts: str, event_type: str, **props: Any) -> dict[str, Any]:
+    return {
+        "event_id": f"{account_id}-{event_type}-{ts}",
+        "account_id": account_id,
+        "ts": utc(ts),
+        "event_type": event_type,
+        **props,
+    }
+
+
+FAR = "2026-01-15"
+ACCOUNTS = [
+    account("cancel", FAR),
+    account("cancel_after_horizon", FAR),
+    account("lapse", "2025-05-15"),
+    account("renewed", "2025-05-15"),
+    account("renewed_late_in_grace", "2025-05-15"),
+    account("lapsed_in_grace_at_cutoff", "2025-03-28"),
+    account("renewed_in_grace_at_cutoff", "2025-03-28"),
+    account("lapse_after_earlier_renewal", "2024-05-15"),
+    account("cancelled_before", FAR),
+    account("lapsed_before", "2025-03-01"),
+    account("seats_up_10pct", FAR),
+    account("seats_up_5pct", FAR),
+    account("seats_up_in_two_steps", FAR),
+    account("plan_arr_up", FAR),
+    account("seats_down", FAR),
+    account("seats_up_after_horizon", FAR),
+    account("seats_up_before_cutoff", FAR),
+]
+EVENTS = [
+    event("cancel", "2025-05-01", "subscription.cancelled"),
+    event("cancel_after_horizon", "2025-07-15", "subscription.cancelled"),
+    event("renewed", "2025-05-15", "subscription.renewed", renewal_date=utc("2026-05-15")),
+    event("renewed_late_in_grace", "2025-05-19", "subscription.renewed", renewal_date=utc("2026-05-15")),
+    event("renewed_in_grace_at_cutoff", "2025-04-02", "subscription.renewed", renewal_date=utc("2026-03-28")),
+    event(
+        "lapse_after_earlier_renewal", "2024-05-15", "subscription.renewed", renewal_date=utc("2025-05-15")
+    ),
+    event("cancelled_before", "2025-02-01", "subscription.cancelled"),
+    event("seats_up_10pct", "2025-04-10", "seats.changed", seats_from=20, seats_to=22),
+    event("seats_up_5pct", "2025-04-10", "seats.changed", seats_from=20, seats_to=21),
+    event("seats_up_in_two_steps", "2025-04-10", "seats.changed", seats_from=20, seats_to=21),
+    event("seats_up_in_two_steps", "2025-05-10", "seats.changed", seats_from=21, seats_to=22),
+    event(
+        "plan_arr_up",
+        "2025-04-20",
+        "plan.changed",
+        plan_from="team",
+        plan_to="business",
+        arr_from=10_000.0,
+        arr_to=13_000.0,
+    ),
+    event("seats_down", "2025-04-10", "seats.changed", seats_from=20, seats_to=15),
+    event("seats_up_after_horizon", "2025-07-10", "seats.changed", seats_from=20, seats_to=30),
+    event("seats_up_before_cutoff", "2025-03-01", "seats.changed", seats_from=20, seats_to=30),
+    event("seats_up_before_cutoff", "2025-04-10", "seats.changed", seats_from=30, seats_to=32),
+    # the store's last event: T + horizon + grace is covered for the first cutoff, not the second
+    event("cancel_after_horizon", "2025-08-01", "user.session", duration_min=5.0),
+]
+CHURN = {
+    "cancel": 1,
+    "cancel_after_horizon": 0,
+    "lapse": 1,
+    "renewed": 0,
+    "renewed_late_in_grace": 0,
+    "lapsed_in_grace_at_cutoff": 1,
+    "renewed_in_grace_at_cutoff": 0,
+    "lapse_after_earlier_renewal": 1,
+}
+EXPANSION = {
+    "cancel": 0,
+    "seats_up_10pct": 1,
+    "seats_up_5pct": 0,
+    "seats_up_in_two_steps": 1,
+    "plan_arr_up": 1,
+    "seats_down": 0,
+    "seats_up_after_horizon": 0,
+    "seats_up_before_cutoff": 0,
+}
+
+
+@pytest.fixture
+def hand_made() -> duckdb.DuckDBPyConnection:
+    con = duckdb.connect()
+    events = pa.Table.from_pylist(EVENTS, schema=EVENT_SCHEMA)
+    accounts = pa.Table.from_pylist(ACCOUNTS, schema=ACCOUNT_SCHEMA)
+    con.from_arrow(events).create_view("events")
+    con.from_arrow(accounts).create_view("accounts")
+    return con
+
+
+def hand_made_rows() -> pd.DataFrame:
+    ids = [a["account_id"] for a in ACCOUNTS]
+    return pd.DataFrame(
+        {"account_id": ids * 2, "cutoff": pd.to_datetime([CUTOFF] * len(ids) + [LATER] * len(ids), utc=True)}
+    )
+
+
+@pytest.mark.parametrize(("target", "expected"), [("churn", CHURN), ("expansion", EXPANSION)])
+def test_labels_on_hand_made_events(
+    hand_made: duckdb.DuckDBPyConnection, target: Any, expected: dict[str, int]
+) -> None:
+    labels = label_frame(hand_made, hand_made_rows(), target, HORIZON)
+    first = labels["cutoff"] == pd.Timestamp(CUTOFF, tz="UTC")
+    got = dict(zip(labels.loc[first, "account_id"], labels.loc[first, "label"].astype(int), strict=True))
+    assert {name: got[name] for name in expected} == expected
+    already_churned = {"cancelled_before", "lapsed_before"}
+    assert not already_churned & set(labels["account_id"]), "an account that already churned is no row"
+    assert labels.loc[first, "matured"].all()
+    assert not labels.loc[~first, "matured"].any(), "the later cutoff's horizon is not over yet"
+
+
+def test_churn_labels_wait_out_the_renewal_grace_to_mature(hand_made: duckdb.DuckDBPyConnection) -> None:
+    """A renewal due at the horizon's end may be recorded up to the grace later: churn matures then,
+    expansion at the horizon's end."""
+    last = pd.Timestamp("2025-08-01", tz="UTC")
+    cutoff = last - pd.Timedelta(days=HORIZON + RENEWAL_GRACE_DAYS) + pd.Timedelta(days=1)
+    rows = pd.DataFrame({"account_id": ["lapse", "seats_up_10pct"], "cutoff": [cutoff.floor("D")] * 2})
+    churn = label_frame(hand_made, rows, "churn", HORIZON)
+    expansion = label_frame(hand_made, rows, "expansion", HORIZON)
+    assert not churn["matured"].any()
+    assert expansion["matured"].all()
+
+
+# -- the split, metrics and inputs: pure ---------------------------------------------------------------
+
+MONTHS = list(pd.date_range("2024-01-31", periods=12, freq="ME", tz="UTC"))
+
+
+def test_split_takes_the_latest_matured_cutoffs_for_test_then_calibration() -> None:
+    windows = split_by_cutoff(MONTHS, test_cutoffs=1, calibration_cutoffs=2)
+    assert [c for c, w in windows.items() if w == "test"] == MONTHS[-1:]
+    assert sorted(c for c, w in windows.items() if w == "calibration") == MONTHS[-3:-1]
+    assert sorted(c for c, w in windows.items() if w == "train") == MONTHS[:-3]
+
+
+def test_the_embargo_leaves_out_cutoffs_whose_labels_reach_the_next_window() -> None:
+    gap = pd.Timedelta(days=HORIZON)
+    windows = split_by_cutoff(MONTHS, 1, 1, gap)
+    test = min(c for c, w in windows.items() if w == "test")
+    calibration = min(c for c, w in windows.items() if w == "calibration")
+    assert all(c + gap <= test for c, w in windows.items() if w != "test")
+    assert all(c + gap <= calibration for c, w in windows.items() if w == "train")
+    assert len(windows) < len(MONTHS)
+
+
+def test_too_few_matured_cutoffs_is_a_clear_error() -> None:
+    with pytest.raises(RetainError, match="too few matured cutoffs"):
+        split_by_cutoff(MONTHS[:3], test_cutoffs=1, calibration_cutoffs=2)
+
+
+def test_top_decile_counts_ties_fractionally() -> None:
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0, 0, 0] * 2)
+    flat = np.full(20, 0.5)
+    lift, recall = top_share(y, flat)
+    assert lift == pytest.approx(1.0) and recall == pytest.approx(0.1)
+    lift, recall = top_share(y, y + 0.0)
+    assert lift == pytest.approx(10.0) and recall == pytest.approx(1.0)
+
+
+def test_calibration_fixes_a_biased_score() -> None:
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(0.0, 0.3, 20_000)
+    y = (rng.random(truth.size) < truth).astype(int)
+    biased = np.clip(truth * 2.5, 0, 1)
+    for method in ("platt", "isotonic"):
+        calibrated = fit_calibrator(method, biased[:10_000], y[:10_000]).predict(biased[10_000:])
+        assert expected_calibration_error(y[10_000:], calibrated) < 0.02
+    assert expected_calibration_error(y, biased) > 0.1
+
+
+def test_labels_read_as_binary_in_the_usual_spellings() -> None:
+    column = pd.Series(["Yes", "no", "TRUE", "false", "1", "0", None, 1, 0, True], name="churned")
+    assert binary_labels(column).tolist() == [1, 0, 1, 0, 1, 0, pd.NA, 1, 0, 1]
+    with pytest.raises(RetainError, match="not binary"):
+        binary_labels(pd.Series(["yes", "maybe"], name="churned"))
+
+
+def test_config_refuses_unknown_keys_and_bad_values(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_text("n_trials: 5\nn_trails: 6\n")
+    with pytest.raises(RetainError, match="n_trails"):
+        load_config(path)
+    path.write_text("calibration: histogram\n")
+    with pytest.raises(RetainError, match="calibration"):
+        load_config(path)
+    defaults = load_config(Path(__file__).parents[1] / "experiments" / "churn.yaml")
+    assert defaults.n_trials == 20 and defaults.monotone
+
+
+def test_a_store_without_a_feature_table_is_a_clear_error(tmp_path: Path) -> None:
+    store = Store(tmp_path / "empty")
+    with pytest.raises(RetainError, match="no feature table"):
+        train_model(store, Settings(home=store.root), "churn", TrainConfig())
+
+
+def test_cli_wants_exactly_one_source() -> None:
+    result = CliRunner().invoke(app, ["train"])
+    assert isinstance(result.exception, RetainError)
+    assert "either --model" in str(result.exception)
+
+
+# -- one simulation, one churn run ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class World:
+    root: Path
+    store: Store
+    settings: Settings
+
+    @property
+    def truth(self) -> Path:
+        return self.root / "sim"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    root = tmp_path_factory.mktemp("training")
+    simulate_to(SimConfig(accounts=2_000, days=540, seed=11, start=date(2024, 7, 1)), root / "sim")
+    store = Store(root / "store")
+    settings = Settings(home=store.root)
+    ingest_path(store, root / "sim")
+    build_and_publish(store, settings, None, None, online=True)
+    return World(root, store, settings)
+
+
+def run_config(world: World, **overrides: Any) -> TrainConfig:
+    defaults: dict[str, Any] = {
+        "n_trials": TRIALS,
+        "truth_dir": world.truth,
+        "plots_dir": world.root / "plots",
+    }
+    return TrainConfig(**{**defaults, **overrides})
+
+
+@pytest.fixture(scope="module")
+def churn(world: World) -> TrainResult:
+    return train_model(world.store, world.settings, "churn", run_config(world))
+
+
+@pytest.fixture(scope="module")
+def churn_set(world: World) -> TrainingSet:
+    return store_training_set(
+        world.store, world.settings, "churn", run_config(world).resolved(world.settings)
+    )
+
+
+def test_churn_model_beats_the_health_formula_and_nears_the_oracle(churn: TrainResult) -> None:
+    m = churn.metrics
+    assert m["model"]["auc"] - m["health"]["auc"] >= 0.05, (m["model"]["auc"], m["health"]["auc"])
+    oracle = m["oracle"]
+    assert oracle["auc"] - oracle["model_auc_same_rows"] <= 0.04, (
+        oracle["auc"],
+        oracle["model_auc_same_rows"],
+    )
+    assert m["model"]["lift_top_decile"] > m["health"]["lift_top_decile"]
+    assert m["ece"] < 0.03
+    for key in ("test_auc", "health_test_auc", "logistic_test_auc", "oracle_test_auc", "test_ece"):
+        assert key in churn.flat_metrics
+    assert set(m["slices"]) == {"tier", "segment"}
+    assert {"roc", "pr", "calibration", "lift", "shap_beeswarm", "shap_bar"} <= set(churn.plots)
+    assert all(path.stat().st_size > 10_000 for path in churn.plots.values())
+
+
+def test_the_test_window_is_the_latest_matured_cutoff_and_disjoint(world: World, churn: TrainResult) -> None:
+    cutoffs = churn.lineage["cutoffs"]
+    train, calibration, test = (set(cutoffs[w]) for w in ("train", "calibration", "test"))
+    assert not (train & calibration) and not (train & test) and not (calibration & test)
+    assert max(train) < min(calibration) <= max(calibration) < min(test)
+    with duckdb.connect() as con:
+        register_store(con, world.store)
+        found = con.execute("SELECT max(ts) FROM events").fetchone()
+    assert found is not None
+    last = pd.Timestamp(found[0]).tz_convert("UTC")
+    built = pd.read_parquet(world.store.feature_table, columns=["cutoff"])["cutoff"].unique()
+    decided = last - pd.Timedelta(days=HORIZON + RENEWAL_GRACE_DAYS)
+    assert test == {str(max(c for c in built if c <= decided).date())}
+    assert churn.lineage["feature_service"].startswith("churn_v")
+
+
+def test_the_evaluation_window_for_promotion_is_the_test_window(world: World, churn: TrainResult) -> None:
+    rows, labels = evaluation_window(world.store, world.settings, "churn")
+    assert {str(c.date()) for c in rows["cutoff"]} == set(churn.lineage["cutoffs"]["test"])
+    assert set(churn.model.features) | {"health_score"} <= set(rows.columns)
+    assert roc_auc_score(labels, churn.model.predict(rows)) == pytest.approx(churn.metrics["model"]["auc"])
+
+
+def test_accounts_churned_before_a_cutoff_are_excluded(world: World, churn_set: TrainingSet) -> None:
+    with duckdb.connect() as con:
+        register_store(con, world.store)
+        cancelled = con.execute(
+            "SELECT account_id, min(ts) AS at FROM events "
+            "WHERE event_type = 'subscription.cancelled' GROUP BY account_id"
+        ).df()
+    rows = churn_set.rows.merge(cancelled, on="account_id")
+    assert len(rows) > 0
+    assert (rows["at"] >= rows["cutoff"]).all()
+
+
+def test_no_test_row_reaches_tuning(churn_set: TrainingSet) -> None:
+    parts = {
+        w: set(zip(p["account_id"], p["cutoff"], strict=True)) for w, p in churn_set.rows.groupby(WINDOW)
+    }
+    assert not parts["test"] & (parts["train"] | parts["calibration"])
+    assert (
+        churn_set.rows.groupby(WINDOW)["cutoff"].max()["test"] > churn_set.part("calibration")["cutoff"].max()
+    )
+
+
+def test_more_errors_overdue_invoices_or_days_since_login_never_lower_churn_risk(churn: TrainResult) -> None:
+    model = churn.model
+    assert all(FEATURE_BY_NAME[f].direction == 1 for f in RISING)
+    rows = churn.input_example
+    rng = np.random.default_rng(0)
+    base = pd.concat([rows] * 40, ignore_index=True)
+    for name in RISING:
+        base[name] = rng.uniform(0, 30, len(base)) if "rate" not in name else rng.uniform(0, 2, len(base))
+    before = model.predict(base)
+    for name in RISING:
+        raised = base.copy()
+        raised[name] = raised[name] + rng.uniform(0.1, 20, len(base))
+        assert (model.predict(raised) >= before - 1e-12).all(), name
+    everything = base.copy()
+    everything[list(RISING)] = everything[list(RISING)] * 3 + 1
+    assert (model.predict(everything) >= before - 1e-12).all()
+
+
+def test_explanations_sum_to_the_raw_score(churn: TrainResult, churn_set: TrainingSet) -> None:
+    rows = churn_set.part("test").head(300)
+    contributions = churn.model.contributions(rows)
+    np.testing.assert_allclose(contributions.sum(axis=1), churn.model.margin(rows), atol=1e-9)
+    probability, reasons = churn.model.explain(rows.head(20))
+    np.testing.assert_allclose(probability, churn.model.predict(rows.head(20)))
+    assert all(len(r) == 3 for r in reasons)
+
+
+def test_the_same_seed_and_data_give_the_same_metrics(world: World, churn: TrainResult) -> None:
+    again = train_model(world.store, world.settings, "churn", run_config(world, plots=False))
+
+    def stable(metrics: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in metrics.items() if k not in ("seconds", "tuning")}
+
+    assert stable(again.metrics) == stable(churn.metrics)
+    assert again.params == {**churn.params, "config.plots": False}
+    assert {k: v for k, v in again.metrics["tuning"].items() if k != "seconds"} == {
+        k: v for k, v in churn.metrics["tuning"].items() if k != "seconds"
+    }
+
+
+def test_shuffled_training_labels_drop_test_auc_to_chance(world: World, churn_set: TrainingSet) -> None:
+    """Labels shuffled in every window the model learns from: train, and calibration, whose labels pick the
+    trial and the number of trees (shuffling train alone leaves that selection to learn, ~0.6 AUC). What
+    is left to find on the test window is leakage, and there is none."""
+    rng = np.random.default_rng(1)
+    rows = churn_set.rows.copy()
+    for window in ("train", "calibration"):
+        part = rows[WINDOW] == window
+        rows.loc[part, LABEL] = rng.permutation(rows.loc[part, LABEL].to_numpy())
+    shuffled = dataclasses.replace(churn_set, rows=rows)
+    config = run_config(world, plots=False).resolved(world.settings)
+    result = fit_and_evaluate(shuffled, "churn", "churn", config)
+    assert abs(result.metrics["model"]["auc"] - 0.5) < 0.1, result.metrics["model"]["auc"]
+
+
+def test_expansion_model_trains_from_the_store(world: World) -> None:
+    result = train_model(world.store, world.settings, "expansion", run_config(world, n_trials=4, plots=False))
+    m = result.metrics
+    assert m["model"]["auc"] > 0.7
+    assert m["model"]["auc"] > m["health"]["auc"]
+    assert m["oracle"]["auc"] > m["model"]["auc"] - 0.15
+    assert result.lineage["monotone"] == {"increasing": [], "decreasing": []}
+    assert result.lineage["feature_service"].startswith("expansion_v")
+
+
+# -- bring your own table ------------------------------------------------------------------------------
+
+
+def snapshot_table(rows: int = 6_000, seed: int = 3) -> pd.DataFrame:
+    """Monthly snapshots with numbers, a flag, a category, free text and yes/no labels."""
+    rng = np.random.default_rng(seed)
+    logins = rng.gamma(2.0, 10.0, rows)
+    tickets = rng.poisson(2.0, rows)
+    plan = rng.choice(["basic", "pro", "enterprise"], rows)
+    sso = rng.random(rows) < 0.5
+    logit = -2.0 - 0.08 * logins + 0.4 * tickets + np.where(plan == "basic", 1.0, 0.0) - 0.5 * sso
+    churned = rng.random(rows) < 1 / (1 + np.exp(-logit))
+    return pd.DataFrame(
+        {
+            "customer": [f"c{i % 1500:04d}" for i in range(rows)],
+            "month": [f"2025-{1 + i // 1500:02d}-01" for i in range(rows)],
+            "logins": np.where(rng.random(rows) < 0.05, np.nan, logins),
+            "tickets": tickets,
+            "plan": plan,
+            "has_sso": sso,
+            "note": [f"free text {i}" for i in range(rows)],
+            "churned": np.where(churned, "yes", "no"),
+        }
+    )
+
+
+def test_a_bring_your_own_table_trains_with_mixed_types(tmp_path: Path) -> None:
+    path = tmp_path / "snapshots.csv"
+    snapshot_table().to_csv(path, index=False)
+    config = TrainConfig(n_trials=4, plots=False, min_window_positives=5)
+    result = train_table(path, "churned", "customer", "month", "acme_churn", config, settings=Settings())
+    assert result.metrics["model"]["auc"] > 0.7
+    assert result.metrics["health"] is None and result.metrics["oracle"] is None
+    assert result.model.kind == "table" and result.model.name == "acme_churn"
+    assert set(result.model.features) == {"logins", "tickets", "plan", "has_sso"}
+    assert result.model.categories == {"plan": ["basic", "enterprise", "pro"]}
+    assert "note" in result.lineage["columns_dropped"]
+    assert result.lineage["windows"]["test"]["rows"] == 1500, "the latest month is the test"
+    untimed = train_table(path, "churned", "customer", None, "acme_churn", config, settings=Settings())
+    assert untimed.metrics["model"]["auc"] > 0.7
+
+
+def test_a_bring_your_own_table_without_a_good_label_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "snapshots.parquet"
+    table = snapshot_table(600)
+    table.assign(churned=np.where(table["churned"] == "yes", "yes", "perhaps")).to_parquet(path)
+    with pytest.raises(RetainError, match="not binary"):
+        train_table(path, "churned", "customer", None, "x", TrainConfig(), settings=Settings())
+    with pytest.raises(RetainError, match="no column 'label'"):
+        train_table(path, "label", "customer", None, "x", TrainConfig(), settings=Settings())

@@ -1,0 +1,74 @@
+"""Labels at cutoffs (DOMAIN.md), defined once in SQL (`training/sql`) over the `events` and `accounts`
+relations of a connection: the same definitions run on a store, or on a test's hand-made events.
+
+Terms in force at a cutoff come from history (`terms.sql`); the label itself looks only forward from the
+cutoff (`churn.sql`, `expansion.sql`), and says whether the store's events already reach far enough to
+decide it (`matured`): an immature label is never used, neither for training nor for testing.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import duckdb
+import pandas as pd
+
+from features.definitions import RENEWAL_GRACE_DAYS, bind
+from features.definitions import sql as feature_sql
+
+SQL_DIR = Path(__file__).parent / "sql"
+
+Target = Literal["churn", "expansion"]
+TARGETS: tuple[Target, ...] = ("churn", "expansion")
+
+#: DOMAIN.md: an expansion is seats or plan ARR up by at least 10% within the horizon.
+EXPANSION_MIN_RISE = 0.10
+
+
+def label_delay_days(target: Target, horizon_days: int) -> int:
+    """Days after a cutoff until its label is decided: the SQL's `matured` rule (a churn label waits out the
+    renewal grace as well)."""
+    return horizon_days + (RENEWAL_GRACE_DAYS if target == "churn" else 0)
+
+
+def _sql(name: str) -> str:
+    return (SQL_DIR / f"{name}.sql").read_text()
+
+
+def label_frame(
+    con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, target: Target, horizon_days: int
+) -> pd.DataFrame:
+    """`target` labels for the (account_id, cutoff) pairs in `rows`, over the connection's `events` and
+    `accounts`: columns account_id, cutoff, label (int8 0/1) and matured (bool), in `rows`' key order.
+
+    Pairs whose account had already churned before the cutoff (cancelled, or lapsed past the renewal grace)
+    are dropped. Runs in the UTC session time
+    zone and leaves no relations behind.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
+    params: dict[str, Any] = {
+        "horizon_days": horizon_days,
+        "grace_days": RENEWAL_GRACE_DAYS,
+        "min_rise": EXPANSION_MIN_RISE,
+    }
+    keys = rows[["account_id", "cutoff"]].drop_duplicates().reset_index(drop=True)
+    keys["cutoff"] = pd.to_datetime(keys["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(feature_sql("macros"))
+    con.execute(_sql("macros"))
+    con.register("label_rows", keys)
+    try:
+        terms = _sql("terms")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE label_terms AS {terms}", bind(terms, params))
+        text = _sql(target)
+        labels = con.execute(text, bind(text, params)).df()
+    finally:
+        con.unregister("label_rows")
+        con.execute("DROP TABLE IF EXISTS label_terms")
+    labels["cutoff"] = pd.to_datetime(labels["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    labels["label"] = labels["label"].astype("int8")
+    labels["matured"] = labels["matured"].fillna(False).astype(bool)
+    order = keys.reset_index().merge(labels, on=["account_id", "cutoff"])
+    return order.sort_values("index")[["account_id", "cutoff", "label", "matured"]].reset_index(drop=True)

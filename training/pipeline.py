@@ -1,0 +1,269 @@
+"""A training run end to end: training set, tuning, calibration, evaluation against the baselines, figures.
+
+`train_model` trains the churn or expansion model from a store; `train_table` trains the same pipeline on a
+bring-your-own snapshot table. Both return a TrainResult for tracking and the registry; neither touches
+MLflow.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from features.definitions import monotone_constraints
+from retain.errors import RetainError
+from retain.settings import Settings, get_settings
+from retain.store import Store
+from training.artifact import Kind, ScoringModel
+from training.calibration import expected_calibration_error, fit_calibrator
+from training.config import TrainConfig
+from training.dataset import (
+    HEALTH,
+    TrainingSet,
+    read_table,
+    store_training_set,
+    table_training_set,
+)
+from training.evaluate import (
+    compare,
+    health_risk,
+    logistic_baseline,
+    logistic_predict,
+    slice_metrics,
+)
+from training.labels import TARGETS, Target
+from training.plots import write_plots
+from training.result import TrainResult
+from training.tuning import tune
+
+CANDIDATES = ("model", "health", "logistic", "oracle")
+
+
+def load_truth(folder: Path, target: Target) -> pd.DataFrame:
+    """The simulator's true probabilities (account_id, cutoff, oracle) from its output folder (or the
+    `truth` folder inside it)."""
+    path = next(
+        (
+            p
+            for p in (folder / "truth" / "probabilities.parquet", folder / "probabilities.parquet")
+            if p.exists()
+        ),
+        None,
+    )
+    if path is None:
+        raise RetainError(f"--truth: no truth/probabilities.parquet under {folder}")
+    column = {"churn": "p_churn", "expansion": "p_expand"}[target]
+    truth = pd.read_parquet(path, columns=["account_id", "cutoff", column]).rename(columns={column: "oracle"})
+    truth["cutoff"] = pd.to_datetime(truth["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    return truth
+
+
+def train_model(
+    store: Store, settings: Settings, kind: str, config: TrainConfig, *, name: str | None = None
+) -> TrainResult:
+    """Train, calibrate and evaluate the `kind` model (churn or expansion) on the store's feature table;
+    the model is named `name` (default: the kind)."""
+    if kind not in TARGETS:
+        raise RetainError(f"--model: expected one of {', '.join(TARGETS)}, got {kind!r}")
+    target: Target = "churn" if kind == "churn" else "expansion"
+    config = config.resolved(settings)
+    started = time.perf_counter()
+    data = store_training_set(store, settings, target, config)
+    truth = load_truth(config.truth_dir, target) if config.truth_dir is not None else None
+    return fit_and_evaluate(data, name or kind, target, config, truth, started=started)
+
+
+def train_table(
+    path: Path,
+    label: str,
+    id_col: str,
+    time_col: str | None,
+    name: str,
+    config: TrainConfig,
+    *,
+    settings: Settings | None = None,
+) -> TrainResult:
+    """Train the same pipeline on a prepared snapshot table (CSV or Parquet) whose label column is 0/1,
+    true/false or yes/no; the model is registered as `name`."""
+    config = config.resolved(settings or get_settings())
+    started = time.perf_counter()
+    data = table_training_set(read_table(path), label, id_col, time_col, config)
+    data.lineage["table"] = str(path.resolve())
+    return fit_and_evaluate(data, name, "table", config, None, started=started)
+
+
+def _ranges(train: pd.DataFrame, data: TrainingSet) -> dict[str, tuple[float, float]]:
+    """Min and max of each numeric feature in the train window (all-missing columns have no range)."""
+    ranges: dict[str, tuple[float, float]] = {}
+    for name in data.features:
+        if name in data.categories:
+            continue
+        values = pd.to_numeric(train[name], errors="coerce")
+        if values.notna().any():
+            ranges[name] = (float(values.min()), float(values.max()))
+    return ranges
+
+
+def fit_and_evaluate(
+    data: TrainingSet,
+    name: str,
+    kind: Kind,
+    config: TrainConfig,
+    truth: pd.DataFrame | None = None,
+    *,
+    started: float | None = None,
+) -> TrainResult:
+    """Tune on train (judged on calibration), calibrate on calibration, evaluate on test. `config` must be
+    resolved; `truth` (account_id, cutoff, oracle) adds the oracle; `started` is when the run began (for
+    the reported seconds, default now). Monotone constraints apply to churn only: the catalogue's
+    directions are churn directions."""
+    started = time.perf_counter() if started is None else started
+    train, calibration, test = data.part("train"), data.part("calibration"), data.part("test")
+    y_train, y_cal, y_test = data.labels("train"), data.labels("calibration"), data.labels("test")
+    constraints = monotone_constraints(data.features) if kind == "churn" and config.monotone else None
+    tuned = tune(
+        (data.matrix("train"), y_train), (data.matrix("calibration"), y_cal), config, constraints, name
+    )
+    model = ScoringModel(
+        name=name,
+        kind=kind,
+        booster=tuned.booster,
+        features=list(data.features),
+        categories=data.categories,
+        calibrator=None,
+        horizon_days=config.horizon,
+        texts=ScoringModel.texts_for(list(data.features)),
+        ranges=_ranges(train, data),
+    )
+    model.calibrator = fit_calibrator(config.calibration, model.predict(calibration), y_cal)
+    raw_test = 1.0 / (1.0 + np.exp(-model.margin(test)))
+
+    categorical = list(data.categories)
+    logistic = logistic_baseline(train, y_train, data.features, categorical, config.random_seed)
+    served = model.predict(test)
+    candidates: dict[str, np.ndarray | None] = {
+        "model": served,
+        "health": _health(calibration, test, y_cal, kind),
+        "logistic": logistic_predict(logistic, test, data.features, categorical),
+    }
+    metrics: dict[str, Any] = {
+        **compare(y_test, candidates),
+        "oracle": _oracle_metrics(test, y_test, served, truth),
+        "ece_raw": expected_calibration_error(y_test, raw_test),
+        "slices": slice_metrics(test, y_test, candidates, config.slices),
+        "calibration": config.calibration,
+        "windows": data.lineage["windows"],
+        "tuning": {
+            "metric": tuned.metric,
+            "best_value": tuned.best_value,
+            "trials": tuned.trials,
+            "pruned": tuned.pruned,
+            "trees": tuned.booster.num_trees(),
+            "seconds": tuned.seconds,
+        },
+    }
+    metrics["ece"] = metrics["model"]["ece"]
+    plots: dict[str, Path] = {}
+    if config.plots:
+        folder = config.plots_dir or Path(tempfile.mkdtemp(prefix=f"retain-{name}-"))
+        sample = test.sample(min(config.shap_sample, len(test)), random_state=config.random_seed)
+        curves = {k: (y_test, v) for k, v in candidates.items() if v is not None}
+        if truth is not None:
+            covered, oracle = _covered(test, truth)
+            curves["oracle"] = (y_test[covered], oracle[covered])
+        plots = write_plots(folder, curves, raw_test, model, sample)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    lineage = {
+        **data.lineage,
+        "model": name,
+        "kind": kind,
+        "features": list(data.features),
+        "categorical": categorical,
+        "monotone": {
+            "increasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c > 0],
+            "decreasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c < 0],
+        },
+        "truth": None if config.truth_dir is None else str(config.truth_dir.resolve()),
+    }
+    return TrainResult(
+        model=model,
+        params=_params(tuned.params, config),
+        metrics=metrics,
+        flat_metrics=_flat(metrics),
+        plots=plots,
+        lineage=lineage,
+        input_example=test[data.features].head(5).reset_index(drop=True),
+    )
+
+
+def _health(
+    calibration: pd.DataFrame, test: pd.DataFrame, y_cal: np.ndarray, kind: Kind
+) -> np.ndarray | None:
+    """The health formula as a score (DOMAIN.md): low health is churn risk, high health an expansion
+    opportunity. It ranks but is no probability, so it is Platt-scaled on the calibration window before
+    Brier, log loss and ECE are read (monotone: its rank metrics are the raw score's)."""
+    if kind == "table" or HEALTH not in test.columns:
+        return None
+    risk = health_risk if kind == "churn" else (lambda h: 1.0 - health_risk(h))
+    scaled = fit_calibrator("platt", risk(calibration[HEALTH]), y_cal)
+    return scaled.predict(risk(test[HEALTH]))
+
+
+def _covered(test: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which test rows the truth covers, and the oracle probability (NaN elsewhere): the simulator records
+    no truth for an account that lapsed at its renewal date just before the cutoff."""
+    joined = test[["account_id", "cutoff"]].merge(truth, on=["account_id", "cutoff"], how="left")
+    oracle = joined["oracle"].to_numpy(dtype=float)
+    return ~np.isnan(oracle), oracle
+
+
+def _oracle_metrics(
+    test: pd.DataFrame, y: np.ndarray, model: np.ndarray, truth: pd.DataFrame | None
+) -> dict[str, Any] | None:
+    """The oracle's metrics on the test rows it covers, with the model's AUC on those same rows."""
+    if truth is None:
+        return None
+    covered, oracle = _covered(test, truth)
+    like_for_like = compare(y[covered], {"oracle": oracle[covered], "model": model[covered]})
+    return {
+        **(like_for_like["oracle"] or {}),
+        "rows_without_truth": int((~covered).sum()),
+        "model_auc_same_rows": (like_for_like["model"] or {}).get("auc"),
+    }
+
+
+def _params(lightgbm: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
+    """LightGBM's parameters as tuned, then the run's config under `config.`; lists as text (MLflow
+    params are flat)."""
+    settings = {
+        f"config.{k}": ",".join(map(str, v)) if isinstance(v, list) else v
+        for k, v in config.model_dump(mode="json").items()
+    }
+    tuned = {k: ",".join(map(str, v)) if isinstance(v, list) else v for k, v in lightgbm.items()}
+    return {**tuned, **settings}
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    """name -> number for MLflow: `test_auc` for the model, `health_test_auc` for a baseline, slices as
+    `test_auc_tier_enterprise`, plus ECE and tuning figures."""
+    flat: dict[str, float] = {}
+    for candidate in CANDIDATES:
+        prefix = "test" if candidate == "model" else f"{candidate}_test"
+        for key, value in (metrics.get(candidate) or {}).items():
+            if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
+                flat[f"{prefix}_{key}"] = float(value)
+    for column, values in metrics["slices"].items():
+        for value, by_candidate in values.items():
+            auc = (by_candidate.get("model") or {}).get("auc")
+            if auc is not None:
+                flat[f"test_auc_{column}_{value}"] = float(auc)
+    flat["test_ece_raw"] = float(metrics["ece_raw"])
+    flat["tuning_best_value"] = float(metrics["tuning"]["best_value"])
+    flat["tuning_trials"] = float(metrics["tuning"]["trials"])
+    flat["train_seconds"] = float(metrics["seconds"])
+    return flat
