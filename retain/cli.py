@@ -104,6 +104,118 @@ def features_build(
     )
 
 
+@app.command()
+def train(
+    model: Annotated[str | None, typer.Option("--model", help="churn or expansion, from the store")] = None,
+    store: StoreOpt = None,
+    config: Annotated[Path | None, typer.Option(help="run config, e.g. experiments/churn.yaml")] = None,
+    truth: Annotated[
+        Path | None, typer.Option(help="the simulator's output folder: adds the oracle to the evaluation")
+    ] = None,
+    table: Annotated[Path | None, typer.Option(help="train on this CSV or Parquet table instead")] = None,
+    label: Annotated[
+        str | None, typer.Option(help="with --table: the 0/1, true/false or yes/no column")
+    ] = None,
+    id_column: Annotated[str | None, typer.Option("--id", help="with --table: the id column")] = None,
+    time_column: Annotated[
+        str | None, typer.Option("--time", help="with --table: snapshot time column, for the time split")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option(help="registered model name [default: the --model kind]")
+    ] = None,
+) -> None:
+    """Tune, calibrate and evaluate a model against the baselines, then log it to MLflow and register it."""
+    import tempfile
+
+    from registry.tracking import log_and_register
+    from training.config import load_config
+    from training.pipeline import train_model, train_table
+
+    if (model is None) == (table is None):
+        raise RetainError("give either --model churn|expansion (train from the store) or --table FILE")
+    if table is not None and (label is None or id_column is None or name is None):
+        raise RetainError("--table needs --label COL, --id COL and --name NAME")
+    if table is None and (label is not None or id_column is not None or time_column is not None):
+        raise RetainError("--label, --id and --time go with --table, not --model")
+    run_config = load_config(config, **({"truth_dir": truth} if truth is not None else {}))
+    settings, where = _settings(), _store(store)
+    registered_as = name or str(model)
+    # the figures only need to live until MLflow has copied them
+    with tempfile.TemporaryDirectory(prefix="retain-plots-") as scratch:
+        if run_config.plots_dir is None:
+            run_config = run_config.model_copy(update={"plots_dir": Path(scratch)})
+        if table is not None:
+            result = train_table(
+                table, str(label), str(id_column), time_column, registered_as, run_config, settings=settings
+            )
+        else:
+            result = train_model(where, settings, str(model), run_config, name=name)
+        registered = log_and_register(where, settings, result, registered_as)
+    _emit({"model": registered_as, "metrics": result.metrics, "mlflow": registered})
+
+
+ModelOpt = Annotated[str, typer.Option("--model", help="registered model name")]
+
+
+@app.command()
+def promote(
+    model: ModelOpt = "churn",
+    store: StoreOpt = None,
+    force: Annotated[bool, typer.Option(help="promote even if the gate fails (needs --reason)")] = False,
+    reason: Annotated[str | None, typer.Option(help="why the gate is overridden; recorded")] = None,
+) -> None:
+    """Move @champion to @challenger if it holds up on the latest out-of-time window (exit 1 if refused)."""
+    from registry.promotion import comparison_table
+    from registry.promotion import promote as promote_model
+
+    result = promote_model(_store(store), _settings(), model, force=force, reason=reason)
+    if "scores" in result:
+        err.print(comparison_table(result))
+    _emit(result)
+    if result["decision"] == "refused":
+        raise typer.Exit(1)
+
+
+@app.command()
+def rollback(model: ModelOpt = "churn", store: StoreOpt = None) -> None:
+    """Restore the previous @champion."""
+    from registry.promotion import rollback as rollback_model
+
+    _emit(rollback_model(_store(store), _settings(), model))
+
+
+@app.command()
+def score(
+    out: Annotated[Path, typer.Option(help="output: Parquet with --cutoff, CSV with --table")],
+    store: StoreOpt = None,
+    cutoff: Annotated[
+        str | None, typer.Option(help="score every account active at this date with the champions")
+    ] = None,
+    table: Annotated[Path | None, typer.Option(help="score this CSV or Parquet table with --model")] = None,
+    model: Annotated[str | None, typer.Option(help="with --table: NAME, NAME@alias or NAME/version")] = None,
+    id_column: Annotated[
+        str | None,
+        typer.Option("--id", help="with --table: its id column (default: the model's, else account_id)"),
+    ] = None,
+) -> None:
+    """Batch scoring with reasons: the store's accounts at a cutoff, or a table of your own."""
+    from serving.batch import score_store, score_table
+
+    if (cutoff is None) == (table is None):
+        raise RetainError("give either --cutoff (score the store's accounts) or --table (score a file)")
+    if table is not None:
+        if model is None:
+            raise RetainError("--table needs --model, e.g. --model churn@champion")
+        _emit(score_table(_store(store), _settings(), table, model, out, id_column=id_column))
+        return
+    if model is not None:
+        raise RetainError("--cutoff scores with churn@champion and expansion@champion; drop --model")
+    day = _parse_dates(cutoff, "--cutoff")
+    if not day or len(day) != 1:
+        raise RetainError("--cutoff: expected one date like 2025-06-30")
+    _emit(score_store(_store(store), _settings(), day[0], out))
+
+
 def main() -> None:
     try:
         app()

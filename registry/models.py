@@ -1,0 +1,113 @@
+"""Finding a registered model by `NAME[@alias]` or `NAME/version`, and loading its ScoringModel.
+
+Serving and batch scoring unpickle the one artifact straight from the version's logged model instead
+of going through `mlflow.pyfunc.load_model`: the same object, without pyfunc's environment checks and
+wrapper, and a typed `ScoringModel` rather than a `PyFuncModel`.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+from registry.aliases import CHAMPION
+from registry.pyfunc import MODEL_ARTIFACT
+from registry.tracking import client
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from training.artifact import ScoringModel
+
+#: the source of a version registered from an MLflow 3 logged model (the SQL registry keeps no model_id)
+LOGGED_MODEL = "models:/m-"
+
+
+@dataclass(frozen=True)
+class VersionInfo:
+    """Which registered version a reference resolved to, with its aliases and tags."""
+
+    name: str
+    version: str
+    run_id: str | None
+    #: where the model's files are: `models:/m-<id>`, the logged model this version registered
+    source: str
+    aliases: list[str]
+    tags: dict[str, str]
+
+    @classmethod
+    def of(cls, version: ModelVersion) -> VersionInfo:
+        return cls(
+            name=version.name,
+            version=str(version.version),
+            run_id=version.run_id,
+            source=str(version.source),
+            aliases=sorted(version.aliases),
+            tags=dict(version.tags),
+        )
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "version": self.version, "aliases": self.aliases, "run_id": self.run_id}
+
+
+def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
+    """`churn` -> (churn, champion, None); `churn@challenger` -> alias; `churn/3` -> version 3."""
+    if "@" in ref:
+        name, alias = ref.split("@", 1)
+        version = None
+    elif "/" in ref:
+        name, version = ref.split("/", 1)
+        alias = None
+        if not version.isdigit():
+            raise RetainError(f"model {ref!r}: a version must be a number, as in churn/3")
+    else:
+        name, alias, version = ref, CHAMPION, None
+    if not name or alias == "":
+        raise RetainError(f"model {ref!r}: expected NAME, NAME@alias or NAME/version")
+    return name, alias, version
+
+
+def resolve(mlflow_client: MlflowClient, ref: str) -> VersionInfo:
+    """The version a reference points at, or a RetainError saying which part is unknown."""
+    name, alias, version = parse_ref(ref)
+    try:
+        registered = mlflow_client.get_registered_model(name)
+    except MlflowException as e:
+        raise RetainError(f"no registered model {name!r}; train one first") from e
+    if alias is not None and alias not in registered.aliases:
+        known = ", ".join(sorted(registered.aliases)) or "none"
+        raise RetainError(f"model {name!r} has no version aliased {alias!r} (aliases: {known})")
+    try:
+        if alias is not None:
+            return VersionInfo.of(mlflow_client.get_model_version_by_alias(name, alias))
+        return VersionInfo.of(mlflow_client.get_model_version(name, str(version)))
+    except MlflowException as e:
+        raise RetainError(f"model {ref!r}: {e.message}") from e
+
+
+def scoring_model(mlflow_client: MlflowClient, info: VersionInfo) -> ScoringModel:
+    """Unpickle the version's ScoringModel from its logged model's artifacts."""
+    if not info.source.startswith(LOGGED_MODEL):
+        raise RetainError(f"{info.uri} comes from {info.source}, not from a model logged by Retain")
+    location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
+    # Artifacts live under the store, so this is the file in place (a remote store would download it).
+    path = get_artifact_repository(location).download_artifacts(f"artifacts/{MODEL_ARTIFACT}")
+    model: ScoringModel = pickle.loads(Path(path).read_bytes())
+    return model
+
+
+def load_scoring_model(store: Store, settings: Settings, ref: str) -> tuple[ScoringModel, VersionInfo]:
+    """The ScoringModel behind `NAME[@alias]` or `NAME/version` (alias `champion` by default)."""
+    mlflow_client = client(store, settings)
+    info = resolve(mlflow_client, ref)
+    return scoring_model(mlflow_client, info), info

@@ -1,0 +1,58 @@
+"""The MLflow pyfunc model: a thin wrapper whose one artifact is the pickled ScoringModel.
+
+Encoders, booster, calibrator, feature list and reason texts all live in that one pickle, so
+`mlflow.pyfunc.load_model("models:/churn@champion")`, batch scoring and the API run the same object.
+`score_frame` is the output layout every path shares: `probability`, and `reasons` as a JSON list of
+{feature, text, direction, points, value} per row.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from importlib.metadata import version
+from typing import Any
+
+import pandas as pd
+from mlflow.pyfunc import PythonModel
+
+from training.artifact import Reason, ScoringModel
+
+#: the model's folder name in MLflow, and the name of its one artifact inside it
+MODEL_DIR = "model"
+MODEL_ARTIFACT = "scoring_model.pkl"
+#: what unpickling the model needs; listed rather than inferred, since inference loads the model in a
+#: subprocess and costs seconds per training
+REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle", "mlflow")
+
+
+def pip_requirements() -> list[str]:
+    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
+
+
+def _plain(value: Any) -> Any:
+    """JSON fallback for numpy scalars (`.item()`) and anything else (`str`)."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def reasons_json(reasons: list[list[Reason]]) -> list[str]:
+    return [json.dumps([r.as_dict() for r in row], default=_plain) for row in reasons]
+
+
+def score_frame(model: ScoringModel, rows: pd.DataFrame, top: int = 3) -> pd.DataFrame:
+    """Calibrated probability and the `top` reasons per row, from one exact TreeSHAP pass."""
+    probability, reasons = model.explain(rows, top=top)
+    return pd.DataFrame({"probability": probability, "reasons": reasons_json(reasons)}, index=rows.index)
+
+
+class RetainModel(PythonModel):
+    """Stateless until `load_context` unpickles the ScoringModel from the model's artifacts."""
+
+    model: ScoringModel
+
+    def load_context(self, context: Any) -> None:
+        with open(context.artifacts[MODEL_ARTIFACT], "rb") as f:
+            self.model = pickle.load(f)
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        return score_frame(self.model, model_input)

@@ -1,0 +1,211 @@
+"""MLflow tracking: where runs and models live for a store, and the one run that records a training.
+
+Defaults keep everything inside the store: a SQLite backend at `<store>/mlflow/mlflow.db` and artifacts in
+`<store>/mlflow/artifacts`. `settings.mlflow_tracking_uri` (e.g. PostgreSQL) replaces the backend for both
+tracking and the registry; artifacts stay under the store. Each experiment is created with its artifact
+location set explicitly, since MLflow's default with a database backend is `./mlruns` under whatever the
+working directory happens to be.
+
+The fluent run API (`start_run`, `log_model`) reads MLflow's process-wide tracking URI; `active_uri` sets
+it for the block and restores it, so several stores can be used in one process. Everything else, the
+registry included, goes through a client built with explicit URIs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import pickle
+import re
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import mlflow
+from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature, infer_signature
+from mlflow.types import ColSpec, Schema, TensorSpec
+from tqdm import tqdm
+
+from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown
+from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, pip_requirements, score_frame
+from retain.settings import Settings
+from retain.store import Store
+from training.result import TrainResult
+
+#: the model's own test-window metrics, copied to version tags to be shown when promoting
+VERSION_METRICS = ("test_auc", "test_brier", "test_pr_auc", "test_ece")
+#: version tag: the id column of a table model's training data, the default id when scoring a table
+ID_TAG = "id_column"
+_DRIVERLESS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
+
+
+def mlflow_dir(store: Store) -> Path:
+    return store.root.resolve() / "mlflow"
+
+
+def artifact_location(store: Store) -> str:
+    return (mlflow_dir(store) / "artifacts").as_uri()
+
+
+def tracking_uri(store: Store, settings: Settings) -> str:
+    """The backend URI: the configured one, else SQLite under the store.
+
+    A PostgreSQL URI without a driver gets psycopg 3 (`postgresql+psycopg`), the driver this project
+    installs: SQLAlchemy's default for `postgresql://` is psycopg2, which is not installed.
+    """
+    if settings.mlflow_tracking_uri:
+        parts = urlsplit(settings.mlflow_tracking_uri)
+        scheme = _DRIVERLESS.get(parts.scheme, parts.scheme)
+        return urlunsplit(parts._replace(scheme=scheme))
+    mlflow_dir(store).mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{mlflow_dir(store) / 'mlflow.db'}"
+
+
+def redact(uri: str) -> str:
+    """The URI with any password replaced, for output and logs."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def client(store: Store, settings: Settings) -> MlflowClient:
+    uri = tracking_uri(store, settings)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+@contextlib.contextmanager
+def active_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's fluent API at `uri` for the block, then restore what was there."""
+    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None restores the default
+
+
+def experiment_id(mlflow_client: MlflowClient, store: Store, name: str) -> str:
+    """The model's experiment, created with its artifact location under the store."""
+    experiment = mlflow_client.get_experiment_by_name(name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(mlflow_client.create_experiment(name, artifact_location=artifact_location(store)))
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value if isinstance(value, str | int | float | bool) else _json(value)
+    return out
+
+
+def _metric_name(name: str) -> str:
+    """MLflow refuses metric names outside letters, digits and `_-. /:`; slice values can hold any."""
+    return re.sub(r"[^\w\-. /:]", "_", name)
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, default=str, sort_keys=True)
+
+
+def signature(result: TrainResult) -> ModelSignature:
+    """Inputs from the input example (every model column required), outputs from scoring it."""
+    example = result.input_example[result.model.features]
+    with warnings.catch_warnings():
+        # The hint that integer columns cannot hold missing values: the feature table's integer columns
+        # are never null by definition (features/definitions.py), so the schema keeps them integers.
+        warnings.filterwarnings(
+            "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
+        )
+        inferred = infer_signature(example, score_frame(result.model, example))
+    assert inferred.inputs is not None  # a DataFrame example always gives a column schema
+    columns: list[ColSpec | TensorSpec] = [
+        ColSpec(spec.type, spec.name, required=True) for spec in inferred.inputs.inputs
+    ]
+    return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
+
+
+def _version_tags(result: TrainResult) -> dict[str, str]:
+    metrics = result.flat_metrics
+    tags = {name: repr(float(metrics[name])) for name in VERSION_METRICS if name in metrics}
+    tags |= {"kind": result.model.kind, "horizon_days": str(result.model.horizon_days)}
+    if isinstance(result.lineage.get("id"), str):
+        tags[ID_TAG] = result.lineage["id"]
+    return tags
+
+
+def log_and_register(store: Store, settings: Settings, result: TrainResult, name: str) -> dict[str, Any]:
+    """Record one training as one run (params, metrics, plots, lineage, the pyfunc model) and register
+    the model under `name` as the new `challenger`; the first version of a name is also `champion`."""
+    started = time.perf_counter()
+    uri = tracking_uri(store, settings)
+    mlflow_client = client(store, settings)
+    steps = tqdm(total=5, desc=f"mlflow {name}", unit="step", disable=None)
+    with steps, active_uri(uri), tempfile.TemporaryDirectory() as tmp:
+        experiment = experiment_id(mlflow_client, store, name)
+        with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-train") as run:
+            mlflow.log_params(_flat(result.params))
+            mlflow.log_metrics({_metric_name(k): v for k, v in result.flat_metrics.items()})
+            mlflow.set_tags({f"lineage.{k}": v for k, v in _flat(result.lineage).items()})
+            mlflow.log_text(_json(result.lineage), "lineage.json")
+            mlflow.log_text(json.dumps(result.metrics, indent=2, default=str), "metrics.json")
+            steps.update()
+            for path in result.plots.values():
+                mlflow.log_artifact(str(path), "plots")
+            steps.update()
+            pickled = Path(tmp) / MODEL_ARTIFACT
+            pickled.write_bytes(pickle.dumps(result.model, protocol=pickle.HIGHEST_PROTOCOL))
+            info = mlflow.pyfunc.log_model(
+                name=MODEL_DIR,
+                python_model=RetainModel(),
+                artifacts={MODEL_ARTIFACT: str(pickled)},
+                signature=signature(result),
+                input_example=result.input_example[result.model.features],
+                pip_requirements=pip_requirements(),
+            )
+            steps.update()
+        version = _register(mlflow_client, name, info.model_uri, run.info.run_id, info.model_id, result)
+        steps.update()
+        aliases = [CHALLENGER]
+        mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
+        if not champion_history(mlflow_client, name):
+            crown(mlflow_client, name, version, "first version of the model")
+            aliases.append(CHAMPION)
+        steps.update()
+    return {
+        "name": name,
+        "version": version,
+        "aliases": aliases,
+        "run_id": run.info.run_id,
+        "model_uri": info.model_uri,
+        "registered_uri": f"models:/{name}/{version}",
+        "tracking_uri": redact(uri),
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _register(
+    mlflow_client: MlflowClient, name: str, source: str, run_id: str, model_id: str, result: TrainResult
+) -> str:
+    """A new version of `name` (creating the registered model the first time), through the explicit
+    client so an `MLFLOW_REGISTRY_URI` in the environment cannot send it elsewhere."""
+    try:
+        mlflow_client.create_registered_model(name)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+    created = mlflow_client.create_model_version(
+        name, source, run_id=run_id, tags=_version_tags(result), model_id=model_id
+    )
+    return str(created.version)

@@ -1,0 +1,182 @@
+"""Batch scoring with the registered champions: the store at a cutoff, and a bring-your-own table."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from features.cutoffs import cutoff_instant
+from registry.tracking import log_and_register
+from retain.cli import app
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from serving.batch import score_store, score_table
+from tests.test_registry import FEATURES, feature_rows, fit_model, train_result, write_plots
+from training.artifact import ScoringModel
+
+CUTOFFS = {date(2025, 5, 31): 60, date(2025, 6, 30): 45}
+OUTPUT = [
+    "account_id",
+    "churn_probability",
+    "expansion_probability",
+    "health_score",
+    "health_band",
+    "reasons",
+]
+
+
+def write_feature_table(store: Store) -> pd.DataFrame:
+    """A feature table in the build's layout: accounts active at each cutoff, features, health."""
+    parts = []
+    for i, (cutoff, accounts) in enumerate(CUTOFFS.items()):
+        rows, _ = feature_rows(accounts, seed=20 + i)
+        rows["account_id"] = [f"acct-{j:04d}" for j in range(accounts)]
+        rows["cutoff"] = cutoff_instant(cutoff)
+        rows["health_score"] = np.round(100 * (1 - rows["seat_utilisation"]), 1)
+        rows["health_band"] = np.where(rows["health_score"] >= 60, "healthy", "at_risk")
+        parts.append(rows)
+    table = pd.concat(parts, ignore_index=True)
+    table["cutoff"] = table["cutoff"].astype("datetime64[us, UTC]")
+    store.features_dir.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), store.feature_table)
+    return table
+
+
+@pytest.fixture(scope="module")
+def scored_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings, dict[str, ScoringModel]]:
+    root = tmp_path_factory.mktemp("batch")
+    store, settings = Store(root / "store"), Settings(home=root / "store")
+    write_feature_table(store)
+    plots = write_plots(root / "plots")
+    models = {"churn": fit_model(seed=11), "expansion": fit_model(seed=12, kind="expansion")}
+    for name, model in models.items():
+        log_and_register(store, settings, train_result(model, plots), name)
+    return store, settings, models
+
+
+def test_store_batch_scores_every_active_account_with_both_champions(
+    scored_store: tuple[Store, Settings, dict[str, ScoringModel]], tmp_path: Path
+) -> None:
+    store, settings, models = scored_store
+    out = tmp_path / "scores.parquet"
+    summary = score_store(store, settings, date(2025, 6, 30), out, chunk=16)
+    assert summary["rows"] == 45 and summary["models"]["expansion"]["version"] == "1"
+
+    scores = pd.read_parquet(out)
+    assert list(scores.columns) == OUTPUT
+    features = pd.read_parquet(store.feature_table)
+    rows = features[features["cutoff"] == pd.Timestamp("2025-06-30", tz="UTC")].reset_index(drop=True)
+    assert scores["account_id"].tolist() == rows["account_id"].tolist()
+    np.testing.assert_allclose(scores["churn_probability"], models["churn"].predict(rows), atol=1e-12)
+    np.testing.assert_allclose(scores["expansion_probability"], models["expansion"].predict(rows), atol=1e-12)
+    assert scores["health_band"].tolist() == rows["health_band"].tolist()
+
+    # Reasons are the top three exact TreeSHAP contributions (pred_contrib), in order, signed.
+    contributions = models["churn"].contributions(rows)[:, :-1]
+    for i, text in enumerate(scores["reasons"]):
+        reasons = json.loads(text)
+        order = np.argsort(-np.abs(contributions[i]), kind="stable")[: len(reasons)]
+        assert [r["feature"] for r in reasons] == [FEATURES[j] for j in order]
+        assert len(reasons) == min(3, int((contributions[i] != 0).sum()))
+        for reason, j in zip(reasons, order, strict=True):
+            assert reason["direction"] == ("raises" if contributions[i, j] > 0 else "lowers")
+            assert reason["points"] * contributions[i, j] >= 0
+            assert reason["text"]
+
+
+def test_chunking_does_not_change_the_scores(
+    scored_store: tuple[Store, Settings, dict[str, ScoringModel]], tmp_path: Path
+) -> None:
+    store, settings, _ = scored_store
+    whole, parts = tmp_path / "whole.parquet", tmp_path / "parts.parquet"
+    score_store(store, settings, date(2025, 5, 31), whole)
+    score_store(store, settings, date(2025, 5, 31), parts, chunk=7)
+    pd.testing.assert_frame_equal(pd.read_parquet(whole), pd.read_parquet(parts))
+
+
+def test_missing_expansion_champion_gives_a_null_column_and_says_so(tmp_path: Path) -> None:
+    store, settings = Store(tmp_path / "store"), Settings(home=tmp_path / "store")
+    write_feature_table(store)
+    log_and_register(store, settings, train_result(fit_model(seed=13), write_plots(tmp_path / "p")), "churn")
+    summary = score_store(store, settings, date(2025, 5, 31), tmp_path / "out.parquet")
+    assert summary["models"]["expansion"] is None
+    assert "no registered model 'expansion'" in summary["models"]["notes"][0]
+    scores = pd.read_parquet(tmp_path / "out.parquet")
+    assert scores["expansion_probability"].isna().all() and scores["churn_probability"].notna().all()
+
+    with pytest.raises(RetainError, match="no feature rows at cutoff 2025-04-30; latest cutoffs: 2025-05-31"):
+        score_store(store, settings, date(2025, 4, 30), tmp_path / "none.parquet")
+    assert not (tmp_path / "none.parquet").exists()
+
+
+def test_bring_your_own_table_gets_id_probability_and_reasons(
+    scored_store: tuple[Store, Settings, dict[str, ScoringModel]], tmp_path: Path
+) -> None:
+    store, settings, models = scored_store
+    rows, _ = feature_rows(25, seed=30)
+    table = tmp_path / "accounts.csv"
+    rows.rename(columns={"account_id": "customer"}).to_csv(table, index=False)
+    out = tmp_path / "scored.csv"
+    summary = score_table(store, settings, table, "churn@champion", out, id_column="customer", chunk=10)
+    assert summary["rows"] == 25 and summary["model"]["version"] == "1"
+    scored = pd.read_csv(out)
+    assert list(scored.columns) == ["customer", "probability", "reasons"]
+    assert scored["customer"].tolist() == rows["account_id"].tolist()
+    np.testing.assert_allclose(scored["probability"], models["churn"].predict(pd.read_csv(table)), atol=1e-12)
+    assert all(isinstance(json.loads(r), list) for r in scored["reasons"])
+
+    rows.drop(columns=["tier"]).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(RetainError, match="lacks the model's column"):
+        score_table(store, settings, tmp_path / "short.csv", "churn", tmp_path / "x.csv")
+    with pytest.raises(RetainError, match="no id column 'customer'"):
+        score_table(
+            store, settings, tmp_path / "short.csv", "churn", tmp_path / "x.csv", id_column="customer"
+        )
+    with pytest.raises(RetainError, match="no version aliased 'nope'"):
+        score_table(store, settings, table, "churn@nope", tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_cli_score_both_ways(
+    scored_store: tuple[Store, Settings, dict[str, ScoringModel]], tmp_path: Path
+) -> None:
+    store, _, _ = scored_store
+    runner = CliRunner()
+    table = tmp_path / "accounts.parquet"
+    feature_rows(12, seed=31)[0].to_parquet(table)
+    byo = runner.invoke(
+        app,
+        [
+            "score",
+            "--store",
+            str(store.root),
+            "--table",
+            str(table),
+            "--model",
+            "churn",
+            "--out",
+            str(tmp_path / "o.csv"),
+        ],
+    )
+    assert byo.exit_code == 0, byo.output
+    assert json.loads(byo.stdout)["rows"] == 12
+    assert list(pd.read_csv(tmp_path / "o.csv").columns) == ["account_id", "probability", "reasons"]
+
+    batch = runner.invoke(
+        app,
+        ["score", "--store", str(store.root), "--cutoff", "2025-06-30", "--out", str(tmp_path / "o.parquet")],
+    )
+    assert batch.exit_code == 0, batch.output
+    assert len(pd.read_parquet(tmp_path / "o.parquet")) == 45
+
+    both = runner.invoke(app, ["score", "--cutoff", "2025-06-30", "--table", str(table), "--out", "x"])
+    assert isinstance(both.exception, RetainError)

@@ -1,0 +1,336 @@
+"""Tracking and registry against real MLflow stores (SQLite under the store, and a real PostgreSQL).
+
+Models are tiny LightGBM fits on synthetic rows whose churn risk follows a known logit, so a model trained
+on clean labels reliably beats one trained on noisy or shuffled labels on a fresh window.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import lightgbm as lgb
+import matplotlib.pyplot as plt
+import mlflow
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+from sklearn.isotonic import IsotonicRegression
+from typer.testing import CliRunner
+
+from registry import promotion
+from registry.aliases import CHALLENGER, CHAMPION, champion_history
+from registry.models import load_scoring_model, parse_ref
+from registry.promotion import promote, rollback
+from registry.pyfunc import score_frame
+from registry.tracking import active_uri, client, log_and_register, redact, tracking_uri
+from retain.cli import app
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from training.artifact import Kind, ScoringModel
+from training.result import TrainResult
+
+FEATURES = ["days_since_last_session", "seat_utilisation", "open_p1p2_tickets", "tier"]
+TIERS = ["free", "pro", "ent"]
+PLOTS = ("roc", "pr", "calibration", "lift", "shap_beeswarm", "shap_bar")
+
+
+def feature_rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
+    """Feature rows in the feature table's dtypes (ints, floats with NaN, a category with None), and
+    labels drawn from a known logit."""
+    rng = np.random.default_rng(seed)
+    tier = rng.choice(TIERS, n).astype(object)
+    tier[rng.random(n) < 0.05] = None
+    rows = pd.DataFrame(
+        {
+            "account_id": [f"acct-{seed}-{i:05d}" for i in range(n)],
+            "days_since_last_session": np.where(rng.random(n) < 0.05, np.nan, rng.exponential(12, n)),
+            "seat_utilisation": rng.uniform(0, 1, n),
+            "open_p1p2_tickets": rng.integers(0, 4, n),
+            "tier": tier,
+        }
+    )
+    days = rows["days_since_last_session"].fillna(30)
+    logit = 0.12 * days - 3.0 * rows["seat_utilisation"] + 0.6 * rows["open_p1p2_tickets"] - 1.2
+    labels = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(int)
+    return rows, labels
+
+
+def fit_model(
+    seed: int = 0, n: int = 600, trees: int = 30, noise: float = 0.0, kind: Kind = "churn"
+) -> ScoringModel:
+    """A calibrated LightGBM model; `noise` is the share of training labels replaced by coin flips."""
+    rows, labels = feature_rows(n, seed)
+    rng = np.random.default_rng(seed + 1_000)
+    flip = rng.random(n) < noise
+    labels = np.where(flip, rng.integers(0, 2, n), labels)
+    model = ScoringModel(
+        name=kind,
+        kind=kind,
+        booster=None,  # type: ignore[arg-type]  # fitted just below, on the model's own matrix
+        features=FEATURES,
+        categories={"tier": TIERS},
+        calibrator=None,
+        horizon_days=90,
+        texts=ScoringModel.texts_for(FEATURES),
+        threads=1,
+    )
+    matrix = model.matrix(rows)
+    params = {"objective": "binary", "num_leaves": 7, "seed": seed, "verbose": -1, "num_threads": 1}
+    model.booster = lgb.train(params, lgb.Dataset(matrix, labels), trees)
+    raw = 1 / (1 + np.exp(-np.asarray(model.booster.predict(matrix, raw_score=True))))
+    model.calibrator = IsotonicRegression(out_of_bounds="clip", y_min=0, y_max=1).fit(raw, labels)
+    return model
+
+
+def write_plots(folder: Path) -> dict[str, Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot([0, 1], [0, 1])
+    paths = {name: folder / f"{name}.png" for name in PLOTS}
+    for path in paths.values():
+        fig.savefig(path)
+    plt.close(fig)
+    return paths
+
+
+def train_result(model: ScoringModel, plots: dict[str, Path], test_auc: float = 0.8) -> TrainResult:
+    rows, _ = feature_rows(8, 42)
+    return TrainResult(
+        model=model,
+        params={"num_leaves": 7, "objective": "binary", "tuning": {"trials": 3, "metric": "auc"}},
+        metrics={"model": {"test": {"auc": test_auc, "brier": 0.15}}, "oracle": None},
+        flat_metrics={"test_auc": test_auc, "test_brier": 0.15, "health_test_auc": 0.6},
+        plots=plots,
+        lineage={
+            "feature_service": f"{model.kind}_v1",
+            "cutoffs": {"train": ["2025-01-31", "2025-02-28"], "test": ["2025-04-30"]},
+            "rows": {"train": 600, "calibration": 100, "test": 100},
+            "data_hash": "sha256:0123abcd",
+        },
+        input_example=rows,
+    )
+
+
+@pytest.fixture(scope="module")
+def plots(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return write_plots(tmp_path_factory.mktemp("plots"))
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory: pytest.TempPathFactory) -> tuple[Store, Settings]:
+    """One SQLite-backed store for the module (schema creation costs seconds); tests use their own names."""
+    root = tmp_path_factory.mktemp("store")
+    return Store(root), Settings(home=root)
+
+
+@pytest.fixture(scope="module")
+def window() -> tuple[pd.DataFrame, np.ndarray]:
+    return feature_rows(4_000, 99)
+
+
+def test_uris_default_under_the_store_and_postgres_gets_psycopg3(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    assert (
+        tracking_uri(store, Settings(home=store.root)) == f"sqlite:///{store.root.resolve()}/mlflow/mlflow.db"
+    )
+    configured = Settings(mlflow_tracking_uri="postgresql://retain:s3cret@db:5432/mlflow")
+    assert tracking_uri(store, configured) == "postgresql+psycopg://retain:s3cret@db:5432/mlflow"
+    explicit = Settings(mlflow_tracking_uri="postgresql+psycopg2://db/mlflow")
+    assert tracking_uri(store, explicit) == "postgresql+psycopg2://db/mlflow"
+    assert redact("postgresql+psycopg://retain:s3cret@db:5432/mlflow") == (
+        "postgresql+psycopg://retain:***@db:5432/mlflow"
+    )
+
+
+def test_parse_ref() -> None:
+    assert parse_ref("churn") == ("churn", CHAMPION, None)
+    assert parse_ref("churn@challenger") == ("churn", CHALLENGER, None)
+    assert parse_ref("churn/3") == ("churn", None, "3")
+    for bad in ("churn/x", "@champion", "churn@"):
+        with pytest.raises(RetainError):
+            parse_ref(bad)
+
+
+def test_run_holds_params_metrics_plots_lineage_and_the_model(
+    mlflow_store: tuple[Store, Settings], plots: dict[str, Path], tmp_path: Path
+) -> None:
+    store, settings = mlflow_store
+    model = fit_model()
+    uri_before = (mlflow.is_tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI"))
+    logged = log_and_register(store, settings, train_result(model, plots), "churn")
+    assert (mlflow.is_tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI")) == uri_before
+    assert logged["version"] == "1" and set(logged["aliases"]) == {CHAMPION, CHALLENGER}
+    assert logged["model_uri"].startswith("models:/m-")
+
+    mlflow_client = client(store, settings)
+    run = mlflow_client.get_run(logged["run_id"])
+    assert run.data.params["num_leaves"] == "7" and run.data.params["tuning.trials"] == "3"
+    assert run.data.metrics["test_auc"] == pytest.approx(0.8)
+    assert run.data.tags["lineage.feature_service"] == "churn_v1"
+    assert run.data.tags["lineage.data_hash"] == "sha256:0123abcd"
+    assert run.data.tags["lineage.rows.train"] == "600"
+    assert json.loads(run.data.tags["lineage.cutoffs.test"]) == ["2025-04-30"]
+    files = {f.path for f in mlflow_client.list_artifacts(logged["run_id"])}
+    assert {"lineage.json", "metrics.json", "plots"} <= files
+    plot_files = {Path(f.path).name for f in mlflow_client.list_artifacts(logged["run_id"], "plots")}
+    assert plot_files == {f"{name}.png" for name in PLOTS}
+    lineage = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/lineage.json")
+    assert lineage["cutoffs"]["test"] == ["2025-04-30"]
+    # Artifacts live under the store, not under ./mlruns of the working directory.
+    assert run.info.artifact_uri.startswith(store.root.resolve().as_uri())
+
+    version = mlflow_client.get_model_version("churn", "1")
+    assert version.tags["test_auc"] == "0.8" and version.tags["kind"] == "churn"
+
+    with active_uri(tracking_uri(store, settings)):
+        info = mlflow.models.get_model_info("models:/churn@champion")
+        pyfunc = mlflow.pyfunc.load_model("models:/churn@champion")
+    assert info.signature.inputs.input_names() == FEATURES
+    assert info.signature.outputs.input_names() == ["probability", "reasons"]
+    assert info.saved_input_example_info is not None
+
+    rows, _ = feature_rows(300, 7)
+    predicted = pyfunc.predict(rows[FEATURES])
+    np.testing.assert_allclose(predicted["probability"].to_numpy(), model.predict(rows), rtol=0, atol=1e-12)
+    assert predicted["reasons"].tolist() == score_frame(model, rows)["reasons"].tolist()
+    reasons = json.loads(predicted["reasons"].iloc[0])
+    assert {"feature", "text", "direction", "points", "value"} <= set(reasons[0])
+
+    loaded, version_info = load_scoring_model(store, settings, "churn@champion")
+    np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
+    assert version_info.version == "1" and CHAMPION in version_info.aliases
+
+
+def test_promotion_refuses_worse_promotes_better_forces_with_reason_and_rolls_back(
+    mlflow_store: tuple[Store, Settings], plots: dict[str, Path], window: tuple[pd.DataFrame, np.ndarray]
+) -> None:
+    store, settings = mlflow_store
+    name = "churn_promotion"
+    mlflow_client = client(store, settings)
+
+    def champion() -> str:
+        return str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
+
+    def register(model: ScoringModel) -> str:
+        return str(log_and_register(store, settings, train_result(model, plots), name)["version"])
+
+    first = register(fit_model(seed=1, noise=0.5))
+    worse = register(fit_model(seed=2, noise=1.0, trees=5))
+    refused = promote(store, settings, name, window=window)
+    assert refused["decision"] == "refused" and refused["champion"] == first
+    assert refused["scores"][CHALLENGER]["auc"] < refused["scores"][CHAMPION]["auc"] - 0.005
+    assert champion() == first
+
+    better = register(fit_model(seed=3, n=3_000, trees=60))
+    promoted = promote(store, settings, name, window=window)
+    assert promoted["decision"] == "promoted", promoted["verdict"]
+    assert promoted["scores"][CHALLENGER]["brier"] <= promoted["scores"][CHAMPION]["brier"]
+    assert champion() == better
+    assert promote(store, settings, name, window=window)["decision"] == "unchanged"
+
+    forced_version = register(fit_model(seed=4, noise=1.0, trees=5))
+    with pytest.raises(RetainError, match="--reason"):
+        promote(store, settings, name, window=window, force=True)
+    forced = promote(store, settings, name, window=window, force=True, reason="pilot on new segment")
+    assert forced["decision"] == "forced" and forced["gate"] == "failed"
+    tags = mlflow_client.get_model_version(name, forced_version).tags
+    assert tags["promotion_reason"] == "pilot on new segment" and tags["promotion_forced"] == "true"
+    assert champion_history(mlflow_client, name) == [first, better, forced_version]
+
+    assert rollback(store, settings, name) == {
+        "name": name,
+        "rolled_back": forced_version,
+        "champion": better,
+        "history": [first, better],
+    }
+    assert rollback(store, settings, name)["champion"] == first
+    with pytest.raises(RetainError, match="no previous champion"):
+        rollback(store, settings, name)
+    assert champion() == first
+    assert worse not in champion_history(mlflow_client, name)
+
+
+def test_unknown_model_and_alias_are_clear_errors(mlflow_store: tuple[Store, Settings]) -> None:
+    store, settings = mlflow_store
+    with pytest.raises(RetainError, match="no registered model 'nobody'"):
+        load_scoring_model(store, settings, "nobody@champion")
+    with pytest.raises(RetainError, match="no version aliased 'staging'"):
+        load_scoring_model(store, settings, "churn@staging")
+    with pytest.raises(RetainError, match="no registered model"):
+        promote(store, settings, "nobody", window=feature_rows(10, 1))
+
+
+def test_cli_promote_prints_the_comparison_and_rollback_restores(
+    mlflow_store: tuple[Store, Settings],
+    plots: dict[str, Path],
+    window: tuple[pd.DataFrame, np.ndarray],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store, settings = mlflow_store
+    name = "churn_cli"
+    for model in (fit_model(seed=5, noise=0.5), fit_model(seed=6, noise=1.0, trees=5)):
+        log_and_register(store, settings, train_result(model, plots), name)
+    asked: list[str] = []
+
+    def latest_window(store_: Store, settings_: Settings, kind: str) -> tuple[pd.DataFrame, np.ndarray]:
+        asked.append(kind)
+        return window
+
+    monkeypatch.setattr(promotion, "_latest_window", latest_window)
+    runner = CliRunner()
+    args = ["--model", name, "--store", str(store.root)]
+    refused = runner.invoke(app, ["promote", *args])
+    assert refused.exit_code == 1 and asked == ["churn"]
+    assert json.loads(refused.stdout)["decision"] == "refused"
+    assert "champion v1" in refused.stderr and "challenger v2" in refused.stderr
+
+    forced = runner.invoke(app, ["promote", *args, "--force", "--reason", "holiday freeze exception"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["champion"] == "2"
+    restored = runner.invoke(app, ["rollback", *args])
+    assert restored.exit_code == 0, restored.output
+    assert json.loads(restored.stdout)["champion"] == "1"
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database for this test, dropped afterwards (MLflow's pooled connections included)."""
+    name = f"retain_test_{uuid.uuid4().hex[:10]}"
+    admin = postgres_dsn.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{postgres_dsn.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.mark.service
+def test_postgresql_backend_over_a_real_connection(
+    postgres_database: str, plots: dict[str, Path], window: tuple[pd.DataFrame, np.ndarray], tmp_path: Path
+) -> None:
+    store = Store(tmp_path / "store")
+    settings = Settings(home=store.root, mlflow_tracking_uri=postgres_database)
+    champion_model = fit_model(seed=8, noise=0.5)
+    logged = log_and_register(store, settings, train_result(champion_model, plots), "churn")
+    assert logged["tracking_uri"].startswith("postgresql+psycopg://")
+    assert not (store.root / "mlflow" / "mlflow.db").exists()
+    log_and_register(store, settings, train_result(fit_model(seed=9, n=3_000, trees=60), plots), "churn")
+    assert promote(store, settings, "churn", window=window)["decision"] == "promoted"
+    assert rollback(store, settings, "churn")["champion"] == "1"
+
+    loaded, info = load_scoring_model(store, settings, "churn@champion")
+    rows, _ = feature_rows(50, 3)
+    np.testing.assert_array_equal(loaded.predict(rows), champion_model.predict(rows))
+    run = client(store, settings).get_run(str(info.run_id))
+    assert run.info.artifact_uri.startswith(store.root.resolve().as_uri())
+    with psycopg.connect(postgres_database) as con:
+        versions = con.execute("SELECT count(*) FROM model_versions WHERE name = 'churn'").fetchone()
+    assert versions == (2,)
