@@ -6,9 +6,11 @@ STORE ?= .retain
 ACCOUNTS ?= 2000
 DAYS ?= 540
 SEED ?= 7
+START ?= 2024-07-01
+SCORE_CUTOFF ?= 2025-11-30
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit bench-features clean
+.PHONY: help install demo test lint typecheck unit bench-features bench-train clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -21,10 +23,13 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
 
-demo: install ## the main job on embedded defaults: simulate -> ingest -> features (into $(STORE))
-	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED)
+demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> score (into $(STORE))
+	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START)
 	$(BIN)/retain ingest $(STORE)/simulation --store $(STORE)
 	$(BIN)/retain features build --store $(STORE)
+	$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation
+	$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation
+	$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet
 
 lint: install ## ruff (lint and format check)
 	$(BIN)/ruff check .
@@ -40,6 +45,9 @@ test: lint typecheck unit ## everything CI runs: lint, types, tests
 
 bench-features: install ## feature build throughput vs a pandas baseline (1M and 10M events)
 	$(BIN)/python -m experiments.benchmarks.features
+
+bench-train: install ## simulate -> features -> train both models -> register (5,000 accounts), then scoring vs shap
+	$(BIN)/python -m experiments.benchmarks.train
 
 clean: ## remove the venv, caches and the default store
 	rm -rf $(VENV) $(STORE) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench-cache
