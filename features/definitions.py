@@ -86,6 +86,8 @@ class Feature:
     text: str
     #: what a null means, for columns that can be unknown
     when_null: str | None = None
+    #: the sentence for a negative value, formatted with its magnitude (a renewal date already passed)
+    when_negative: str | None = None
 
     @property
     def dtype(self) -> pa.DataType:
@@ -99,6 +101,8 @@ class Feature:
         """The plain-language sentence for a value of this feature, e.g. `Last login 12 days ago`."""
         if value is None or (isinstance(value, float) and math.isnan(value)):
             return self.when_null or self.text.format(value="unknown")
+        if self.when_negative is not None and value < 0:
+            return self.when_negative.format(value=_format(self.unit, -value))
         return self.text.format(value=_format(self.unit, value))
 
 
@@ -119,7 +123,14 @@ FEATURES: tuple[Feature, ...] = (
         ("arr", "money", 0, "Annual recurring revenue {value}", "ARR unknown"),
         ("tenure_days", "days", 0, "Customer for {value} days"),
         ("days_observed", "days", 0, "Usage data covers the last {value} days"),
-        ("days_to_renewal", "days", 0, "Renewal in {value} days", "No renewal date on file"),
+        (
+            "days_to_renewal",
+            "days",
+            0,
+            "Renewal in {value} days",
+            "No renewal date on file",
+            "Renewal date passed {value} days ago without a renewal",
+        ),
     ),
     *_family(
         "usage",

@@ -554,6 +554,8 @@ def test_every_feature_reads_as_a_sentence() -> None:
     assert describe("sessions_wow", -0.45) == "Sessions changed -45% versus the week before"
     assert describe("nps_last", float("nan")) == "No NPS response yet"
     assert describe("first_value_reached", 0) == "First value reached: no"
+    assert describe("days_to_renewal", 45) == "Renewal in 45 days"
+    assert describe("days_to_renewal", -6.0) == "Renewal date passed 6 days ago without a renewal"
     assert monotone_constraints(["invoices_overdue", "nps_last", "tier"]) == [1, -1, 0]
 
 
