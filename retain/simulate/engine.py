@@ -21,7 +21,7 @@ from retain.simulate.config import CHUNK_ACCOUNTS, DAY_US, SimConfig
 from retain.simulate.dynamics import State, initial_state, step
 from retain.simulate.effects import apply_action
 from retain.simulate.events import TYPE_NAMES, Block, assemble, times_in_day
-from retain.simulate.interventions import A, CsView, intervention_table, weekly_assignments
+from retain.simulate.interventions import A, CsView, WeekSignals, intervention_table, weekly_assignments
 from retain.simulate.lifecycle import Book, contract_moves, milestone_events, renewals
 from retain.simulate.population import Traits, account_ids, accounts_table, draw_population, id_width, padded
 from retain.simulate.support import SupportMemory, support_events
@@ -191,19 +191,15 @@ def _intervene(
 ) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
     """This week's actions, applied to the state; returns the state, who got a nudge, and the rows."""
     to_renewal = book.renewal_day - day
-    picks = weekly_assignments(
-        rng,
-        day,
-        tr.tier,
-        s,
-        view,
-        live & (book.milestones < 4),
-        day - book.last_milestone_day,
-        billing.overdue,
-        to_renewal,
-        live,
-        config.random_share,
+    signals = WeekSignals(
+        tier=tr.tier,
+        active=live,
+        onboarding=live & (book.milestones < 4),
+        days_since_milestone=day - book.last_milestone_day,
+        overdue=billing.overdue,
+        to_renewal=to_renewal,
     )
+    picks = weekly_assignments(rng, day, s, view, signals, config.random_share)
     for a in np.unique(picks.action):
         mask = np.zeros(len(live), bool)
         mask[picks.account[picks.action == a]] = True

@@ -94,24 +94,29 @@ class Assignments:
     propensity: np.ndarray
 
 
+@dataclass(frozen=True)
+class WeekSignals:
+    """The contract and lifecycle facts CS weighs each week beside the telemetry trail in `CsView`."""
+
+    tier: np.ndarray
+    active: np.ndarray
+    onboarding: np.ndarray
+    days_since_milestone: np.ndarray
+    overdue: np.ndarray
+    to_renewal: np.ndarray
+
+
 def targeted(
-    rng: np.random.Generator,
-    day: int,
-    tier: np.ndarray,
-    s: State,
-    view: CsView,
-    onboarding: np.ndarray,
-    days_since_milestone: np.ndarray,
-    overdue: np.ndarray,
-    to_renewal: np.ndarray,
-    active: np.ndarray,
+    rng: np.random.Generator, day: int, s: State, view: CsView, signals: WeekSignals
 ) -> tuple[np.ndarray, np.ndarray]:
     """The CS team's weekly picks, as (account, action) pairs; call after `close_week`."""
+    tier, active, onboarding = signals.tier, signals.active, signals.onboarding
+    overdue, to_renewal = signals.overdue, signals.to_renewal
     last = view.history[:, -1]
     before = view.history[:, :-1].mean(axis=1)
     usage_drop = (before >= 2) & (last < 0.5 * before)
     low_usage = last < np.sqrt(s.seats)
-    stall = onboarding & (days_since_milestone > 14)
+    stall = onboarding & (signals.days_since_milestone > 14)
     silent = day - view.last_touch > 45
     urgent = day - view.last_urgent <= 14
     low_nps = (view.nps >= 0) & (view.nps <= 6)
@@ -159,23 +164,11 @@ def randomised(
 
 
 def weekly_assignments(
-    rng: np.random.Generator,
-    day: int,
-    tier: np.ndarray,
-    s: State,
-    view: CsView,
-    onboarding: np.ndarray,
-    days_since_milestone: np.ndarray,
-    overdue: np.ndarray,
-    to_renewal: np.ndarray,
-    active: np.ndarray,
-    share: float,
+    rng: np.random.Generator, day: int, s: State, view: CsView, signals: WeekSignals, share: float
 ) -> Assignments:
     """This week's targeted picks and randomised arm, ordered by account then action."""
-    t_acc, t_act = targeted(
-        rng, day, tier, s, view, onboarding, days_since_milestone, overdue, to_renewal, active
-    )
-    r_acc, r_act, propensity = randomised(rng, active, len(t_acc), share)
+    t_acc, t_act = targeted(rng, day, s, view, signals)
+    r_acc, r_act, propensity = randomised(rng, signals.active, len(t_acc), share)
     account = np.concatenate([t_acc, r_acc])
     action = np.concatenate([t_act, r_act])
     random = np.concatenate([np.zeros(len(t_acc), bool), np.ones(len(r_acc), bool)])
