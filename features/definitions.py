@@ -29,6 +29,8 @@ SQL_DIR = Path(__file__).parent / "sql"
 STAGES = (
     "lookback",
     "sparse_events",
+    "term_pairs",
+    "contract_terms",
     "account_cutoffs",
     "daily",
     "user_days",

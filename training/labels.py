@@ -58,15 +58,21 @@ def label_frame(
     con.execute("SET TimeZone = 'UTC'")
     con.execute(feature_sql("macros"))
     con.execute(_sql("macros"))
-    con.register("label_rows", keys)
+    con.register("term_pairs", keys)
+    stages = {
+        "sparse_events": feature_sql("sparse_events"),
+        "contract_terms": feature_sql("contract_terms"),
+        "label_terms": _sql("terms"),
+    }
     try:
-        terms = _sql("terms")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE label_terms AS {terms}", bind(terms, params))
+        for name, text in stages.items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {text}", bind(text, params))
         text = _sql(target)
         labels = con.execute(text, bind(text, params)).df()
     finally:
-        con.unregister("label_rows")
-        con.execute("DROP TABLE IF EXISTS label_terms")
+        con.unregister("term_pairs")
+        for name in reversed(stages):
+            con.execute(f"DROP TABLE IF EXISTS {name}")
     labels["cutoff"] = pd.to_datetime(labels["cutoff"], utc=True).astype("datetime64[us, UTC]")
     labels["label"] = labels["label"].astype("int8")
     labels["matured"] = labels["matured"].fillna(False).astype(bool)
