@@ -362,6 +362,11 @@ FEATURE_BY_NAME: dict[str, Feature] = {f.name: f for f in FEATURES}
 FEATURE_NAMES: tuple[str, ...] = tuple(FEATURE_BY_NAME)
 CATEGORICAL: tuple[str, ...] = tuple(f.name for f in FEATURES if f.unit == "category")
 HEALTH_COLUMNS: tuple[str, ...] = tuple(f.name for f in FEATURES if f.family == "health")
+#: columns that grow by a day every day until something happens (tenure, days since the last login, ...):
+#: serving later than training exceeds the training range by waiting, not by a broken input
+CLOCK_FEATURES: frozenset[str] = frozenset(
+    {"tenure_days", "days_observed"} | {f.name for f in FEATURES if f.name.startswith("days_since_")}
+)
 
 
 def feature_schema() -> pa.Schema:
@@ -379,7 +384,7 @@ def monotone_constraints(names: list[str] | tuple[str, ...]) -> list[int]:
 
 def _format(unit: Unit, value: Any) -> str:
     if unit == "category":
-        return str(value)
+        return str(value).replace("_", " ")  # at_risk, small_business read as words
     if unit == "flag":
         return "yes" if value else "no"
     if unit == "ratio":

@@ -20,7 +20,7 @@ import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -35,6 +35,7 @@ from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, File
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
+from features.rows import FeatureRows
 from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
@@ -287,15 +288,24 @@ def historical_features(
     return _frame(keys, joined, features, index=entity_df.index)
 
 
-def online_features(
-    fs: FeatureStore, account_ids: Sequence[str], service_or_features: Features
-) -> pd.DataFrame:
-    """Latest materialised values per account, with the cutoff they were computed at (NaT and nulls for an
-    unknown account), in the layout `historical_features` returns."""
+def online_rows(fs: FeatureStore, account_ids: Sequence[str], service_or_features: Features) -> FeatureRows:
+    """Latest materialised values per account with the cutoff they were computed at (None and nulls for
+    an unknown account), as the arrays the API works on."""
     features = feature_set(fs, service_or_features)
     response = fs.get_online_features(features=features.refs, entity_rows={JOIN_KEY: list(account_ids)})
     values = response.to_dict()
     stamps = response.proto.results[-1].event_timestamps
-    micros = pd.Series([ts.seconds * 1_000_000 + ts.nanos // 1000 for ts in stamps], dtype="int64")
-    cutoff = pd.to_datetime(micros.where(micros > 0), unit="us", utc=True).astype("datetime64[us, UTC]")
-    return _frame({JOIN_KEY: list(account_ids), TIMESTAMP: cutoff.array}, values, features)
+    cutoffs = [
+        datetime.fromtimestamp(ts.seconds, UTC) + timedelta(microseconds=ts.nanos // 1000)
+        if ts.seconds
+        else None
+        for ts in stamps
+    ]
+    return FeatureRows.build(account_ids, cutoffs, values, features.names, features.text)
+
+
+def online_features(
+    fs: FeatureStore, account_ids: Sequence[str], service_or_features: Features
+) -> pd.DataFrame:
+    """`online_rows` in the layout `historical_features` returns (cutoff NaT for an unknown account)."""
+    return online_rows(fs, account_ids, service_or_features).frame()

@@ -23,7 +23,6 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow import MlflowClient
@@ -36,13 +35,13 @@ from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, pip_requirements, score_frame
 from retain.settings import Settings
 from retain.store import Store
+from retain.urls import redact, sqlalchemy_url
 from training.result import TrainResult
 
 #: the model's own test-window metrics, copied to version tags to be shown when promoting
 VERSION_METRICS = ("test_auc", "test_brier", "test_pr_auc", "test_ece")
 #: version tag: the id column of a table model's training data, the default id when scoring a table
 ID_TAG = "id_column"
-_DRIVERLESS = {"postgres": "postgresql+psycopg", "postgresql": "postgresql+psycopg"}
 
 
 def mlflow_dir(store: Store) -> Path:
@@ -54,26 +53,12 @@ def artifact_location(store: Store) -> str:
 
 
 def tracking_uri(store: Store, settings: Settings) -> str:
-    """The backend URI: the configured one, else SQLite under the store.
-
-    A PostgreSQL URI without a driver gets psycopg 3 (`postgresql+psycopg`), the driver this project
-    installs: SQLAlchemy's default for `postgresql://` is psycopg2, which is not installed.
-    """
+    """The backend URI: the configured one (a driverless PostgreSQL URL gets psycopg 3), else SQLite
+    under the store."""
     if settings.mlflow_tracking_uri:
-        parts = urlsplit(settings.mlflow_tracking_uri)
-        scheme = _DRIVERLESS.get(parts.scheme, parts.scheme)
-        return urlunsplit(parts._replace(scheme=scheme))
+        return sqlalchemy_url(settings.mlflow_tracking_uri)
     mlflow_dir(store).mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{mlflow_dir(store) / 'mlflow.db'}"
-
-
-def redact(uri: str) -> str:
-    """The URI with any password replaced, for output and logs."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def client(store: Store, settings: Settings) -> MlflowClient:

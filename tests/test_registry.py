@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import lightgbm as lgb
@@ -27,11 +25,12 @@ from registry.aliases import CHALLENGER, CHAMPION, champion_history
 from registry.models import load_scoring_model, parse_ref
 from registry.promotion import promote, rollback
 from registry.pyfunc import score_frame
-from registry.tracking import active_uri, client, log_and_register, redact, tracking_uri
+from registry.tracking import active_uri, client, log_and_register, tracking_uri
 from retain.cli import app
 from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
+from retain.urls import redact
 from training.artifact import Kind, ScoringModel
 from training.result import TrainResult
 
@@ -146,6 +145,23 @@ def test_uris_default_under_the_store_and_postgres_gets_psycopg3(tmp_path: Path)
     assert redact("postgresql+psycopg://retain:s3cret@db:5432/mlflow") == (
         "postgresql+psycopg://retain:***@db:5432/mlflow"
     )
+
+
+def test_serving_array_predicts_exactly_as_lightgbms_pandas_path() -> None:
+    """The served fast path must not change a score: unseen levels, None, NaN and int columns included."""
+    model = fit_model(seed=3)
+    rows, _ = feature_rows(300, 11)
+    rows.loc[rows.index[:5], "tier"] = "platinum"
+    rows["open_p1p2_tickets"] = rows["open_p1p2_tickets"].astype("int64")
+    expected_margin = model.booster.predict(model.matrix(rows), raw_score=True)
+    expected_contrib = model.booster.predict(model.matrix(rows), pred_contrib=True)
+    np.testing.assert_array_equal(model.margin(rows), expected_margin)
+    np.testing.assert_array_equal(model.contributions(rows), expected_contrib)
+    probability, reasons = model.explain(rows.iloc[[7]], top=2)
+    assert probability[0] == model.predict(rows)[7]
+    assert [r.feature for r in reasons[0]] == [
+        model.features[j] for j in np.argsort(-np.abs(expected_contrib[7, :-1]))[:2]
+    ]
 
 
 def test_parse_ref() -> None:
@@ -296,20 +312,6 @@ def test_cli_promote_prints_the_comparison_and_rollback_restores(
     restored = runner.invoke(app, ["rollback", *args])
     assert restored.exit_code == 0, restored.output
     assert json.loads(restored.stdout)["champion"] == "1"
-
-
-@pytest.fixture
-def postgres_database(postgres_dsn: str) -> Iterator[str]:
-    """A fresh database for this test, dropped afterwards (MLflow's pooled connections included)."""
-    name = f"retain_test_{uuid.uuid4().hex[:10]}"
-    admin = postgres_dsn.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as con:
-        con.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{postgres_dsn.rsplit('/', 1)[0]}/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as con:
-            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.mark.service
