@@ -1,0 +1,469 @@
+"""The decision log: every score and recommendation the API serves, and the feedback on recommendations.
+
+SQLite under the store by default, PostgreSQL by configuration; SQLAlchemy Core keeps one code path for
+both. The response path only appends to a bounded in-memory queue; a daemon thread writes it in batches.
+A full queue or an unreachable database costs log entries (counted in `stats`, said in a rate-limited
+warning), never responses, and the service starts while the database is down: the writer creates the
+schema when it first reaches it. Logs name the database by its redacted URL only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import sqlalchemy as sa
+
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from retain.urls import redact, sqlalchemy_url
+
+log = logging.getLogger("retain.decision_log")
+
+#: entries per transaction: one executemany per table
+BATCH = 500
+#: at most one warning of a kind (dropped, failed) per this many seconds; `stats` has the counts
+WARN_EVERY = 10.0
+#: how long SQLite waits for the other writer's lock (the writer thread or a feedback request)
+SQLITE_BUSY_SECONDS = 5.0
+PG_CONNECT_TIMEOUT = 5
+#: how long a lookup of a just-served recommendation waits for the queue to drain
+LOOKUP_FLUSH_SECONDS = 2.0
+#: PostgreSQL advisory lock key held while creating the schema (arbitrary, fixed)
+SCHEMA_LOCK_KEY = 0x5E7A1D
+
+
+class UTCDateTime(sa.TypeDecorator[datetime]):
+    """Aware UTC in and out: SQLite stores no zone, and PostgreSQL answers in the session's zone."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value}: the decision log stores aware times")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+METADATA = sa.MetaData()
+DECISIONS = sa.Table(
+    "decisions",
+    METADATA,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("request_id", sa.String, nullable=False),
+    sa.Column("served_at", UTCDateTime, nullable=False),
+    sa.Column("kind", sa.String, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("source", sa.String, nullable=False),
+    sa.Column("models", sa.JSON, nullable=False),
+    sa.Column("cutoff", UTCDateTime),
+    sa.Column("inputs_hash", sa.String, nullable=False),
+    sa.Column("output", sa.JSON, nullable=False),
+    sa.Index("ix_decisions_account_served", "account_id", "served_at"),
+)
+RECOMMENDATIONS = sa.Table(
+    "recommendations",
+    METADATA,
+    sa.Column("recommendation_id", sa.String, primary_key=True),
+    sa.Column("request_id", sa.String, nullable=False),
+    sa.Column("served_at", UTCDateTime, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("rank", sa.Integer, nullable=False),
+    sa.Column("expected_value", sa.Float),
+    sa.Column("source", sa.String, nullable=False),
+)
+FEEDBACK = sa.Table(
+    "feedback",
+    METADATA,
+    sa.Column("feedback_id", sa.String, primary_key=True),
+    sa.Column("recommendation_id", sa.String, nullable=False, index=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("reason", sa.String),
+    sa.Column("actor", sa.String),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("intervention_id", sa.String),
+)
+
+#: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
+#: backends; no NaN, which PostgreSQL's json rejects and the API's responses cannot carry either
+_dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    recommendation_id: str
+    action: str
+    rank: int
+    expected_value: float | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One served answer for one account."""
+
+    request_id: str
+    served_at: datetime
+    kind: Literal["score", "recommendation"]
+    account_id: str
+    source: str
+    #: model versions by task, e.g. {"churn": "churn/3", "expansion": None}
+    models: dict[str, str | None]
+    #: the feature row's cutoff the answer used; None when there was no row
+    cutoff: datetime | None
+    inputs_hash: str
+    output: dict[str, Any]
+    recommendations: tuple[Recommendation, ...] = ()
+
+
+class DecisionLogUnavailable(RetainError):
+    """A synchronous read or write could not reach the decision log's database."""
+
+
+def _unreachable(error: Exception) -> bool:
+    """Errors a retry may cure: the database is down, locked or full, or dropped the connection."""
+    transient = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.TimeoutError)
+    return isinstance(error, transient) or (
+        isinstance(error, sa.exc.DBAPIError) and error.connection_invalidated
+    )
+
+
+def _engine(url: str) -> sa.Engine:
+    target = sa.make_url(sqlalchemy_url(url))
+    # hide_parameters: SQLAlchemy's error messages would otherwise carry whole rows into the logs
+    options: dict[str, Any] = {"json_serializer": _dumps, "hide_parameters": True}
+    backend = target.get_backend_name()
+    if backend == "postgresql":
+        return sa.create_engine(
+            target, pool_pre_ping=True, connect_args={"connect_timeout": PG_CONNECT_TIMEOUT}, **options
+        )
+    if backend != "sqlite":
+        raise RetainError(f"decision log URL must be sqlite:///path or postgresql://..., got {redact(url)}")
+    engine = sa.create_engine(
+        target, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_SECONDS}, **options
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _wal(connection: Any, _record: Any) -> None:
+        # WAL: request threads read while the writer thread writes; NORMAL sync is safe under WAL
+        deadline = time.monotonic() + SQLITE_BUSY_SECONDS
+        while True:
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError as e:
+                # two connections switching a new file to WAL at once would deadlock, so SQLite answers one
+                # "locked" at once instead of waiting out the busy timeout: try again until the timeout
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        connection.execute("PRAGMA synchronous=NORMAL")
+
+    return engine
+
+
+class DecisionLog:
+    """A bounded queue in front of a database, written by one daemon thread; reads are synchronous."""
+
+    def __init__(self, url: str, *, queue_size: int = 10_000, retry_delays: tuple[float, ...] = (0.2, 1.0)):
+        self._url = url
+        self._engine = _engine(url)
+        self._password = urlsplit(url).password
+        self._queue_size = queue_size
+        #: seconds between tries of a batch while the database is unreachable; then the batch is dropped
+        self._retry_delays = retry_delays
+        self._queue: deque[Decision] = deque()
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._schema_lock = threading.Lock()
+        self._schema_ready = False
+        self._quiet_until: dict[str, float] = {}
+        self._written = self._dropped = self._failed = 0
+        #: entries queued and entries written or given up on, in queue order: their difference (queued plus
+        #: being written) bounds memory, and `flush` waits for the second to reach the first
+        self._accepted = self._processed = 0
+
+    @classmethod
+    def for_store(cls, store: Store, settings: Settings) -> DecisionLog:
+        """The configured database, else SQLite in the store's serving folder."""
+        url = settings.serve.decision_log_url
+        if url is None:
+            store.serving_dir.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{(store.serving_dir / 'decisions.db').resolve()}"
+        return cls(url, queue_size=settings.serve.decision_log_queue)
+
+    @property
+    def url(self) -> str:
+        return redact(self._url)
+
+    @property
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return {
+                "written": self._written,
+                "dropped": self._dropped,
+                "failed": self._failed,
+                "pending": self._accepted - self._processed,
+            }
+
+    def start(self) -> None:
+        """Start the writer; touches no database, so a database that is down cannot stop the service."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="decision-log-writer", daemon=True)
+            self._thread.start()
+
+    def submit(self, decision: Decision) -> bool:
+        """Queue an entry without waiting; False (and counted as dropped) when the queue is full."""
+        with self._changed:
+            if self._accepted - self._processed >= self._queue_size:
+                self._dropped += 1
+                dropped = self._dropped
+            else:
+                self._queue.append(decision)
+                self._accepted += 1
+                self._changed.notify_all()
+                return True
+        self._warn("dropped", "decision log %s: queue full, %d entries dropped so far", self.url, dropped)
+        return False
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything submitted so far is written or given up on (later entries need not be);
+        False if some of it is still pending."""
+        with self._changed:
+            target = self._accepted
+            if self._thread is None or not self._thread.is_alive():
+                return self._processed >= target
+            return self._changed.wait_for(lambda: self._processed >= target, timeout)
+
+    def close(self, timeout: float = 5.0) -> None:
+        drained = self.flush(timeout)
+        self._stop.set()
+        with self._changed:
+            self._changed.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if not drained:
+            log.warning("decision log %s closed with %d entries not written", self.url, self.stats["pending"])
+        self._engine.dispose()
+
+    def recommendation(self, recommendation_id: str) -> dict[str, Any] | None:
+        """A served recommendation; one served milliseconds ago may still be queued, so flush once."""
+        query = sa.select(RECOMMENDATIONS).where(RECOMMENDATIONS.c.recommendation_id == recommendation_id)
+        row = self._one(query)
+        if row is None and self.stats["pending"]:
+            self.flush(LOOKUP_FLUSH_SECONDS)
+            row = self._one(query)
+        return row
+
+    def record_feedback(
+        self,
+        recommendation_id: str,
+        status: Literal["accepted", "rejected", "done"],
+        reason: str | None,
+        actor: str | None,
+        at: datetime,
+        intervention_id: str | None,
+    ) -> dict[str, Any]:
+        """Store feedback on a recommendation (the caller checks it exists with `recommendation`)."""
+        row = {
+            "feedback_id": uuid.uuid4().hex,
+            "recommendation_id": recommendation_id,
+            "status": status,
+            "reason": reason,
+            "actor": actor,
+            "at": at,
+            "intervention_id": intervention_id,
+        }
+        with self._connect(write=True) as conn:
+            return dict(conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one())
+
+    def previous_score(
+        self, account_id: str, cutoff: datetime | None, models: dict[str, str | None]
+    ) -> dict[str, Any] | None:
+        """The latest score for the account from other data or other models: what changed since then."""
+        d = DECISIONS.c
+        query = (
+            sa.select(d.served_at, d.cutoff, d.source, d.models, d.output)
+            .where(d.account_id == account_id, d.kind == "score")
+            .where(sa.or_(d.cutoff.is_distinct_from(cutoff), sa.cast(d.models, sa.Text) != _dumps(models)))
+            .order_by(d.served_at.desc(), d.id.desc())
+            .limit(1)
+        )
+        return self._one(query)
+
+    def decisions(
+        self, account_id: str | None = None, kind: str | None = None, limit: int = 50
+    ) -> list[dict[str, Any]]:
+        """Newest first."""
+        query = (
+            sa.select(DECISIONS).order_by(DECISIONS.c.served_at.desc(), DECISIONS.c.id.desc()).limit(limit)
+        )
+        if account_id is not None:
+            query = query.where(DECISIONS.c.account_id == account_id)
+        if kind is not None:
+            query = query.where(DECISIONS.c.kind == kind)
+        with self._connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def feedback(self, account_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """Newest first, with the recommendation's account and action."""
+        r = RECOMMENDATIONS.c
+        query = (
+            sa.select(FEEDBACK, r.account_id, r.action)
+            .join(RECOMMENDATIONS, FEEDBACK.c.recommendation_id == r.recommendation_id)
+            .order_by(FEEDBACK.c.at.desc())
+            .limit(limit)
+        )
+        if account_id is not None:
+            query = query.where(r.account_id == account_id)
+        with self._connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
+    def _one(self, query: sa.Select[Any]) -> dict[str, Any] | None:
+        with self._connect() as conn:
+            row = conn.execute(query).mappings().one_or_none()
+        return None if row is None else dict(row)
+
+    @contextlib.contextmanager
+    def _connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        try:
+            self._ensure_schema()
+            with self._engine.begin() if write else self._engine.connect() as conn:
+                yield conn
+        except Exception as e:
+            if not _unreachable(e):
+                raise
+            raise DecisionLogUnavailable(
+                f"decision log {self.url} is unavailable: {self._describe(e)}"
+            ) from e
+
+    def _ensure_schema(self) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            with self._engine.begin() as conn:
+                # several API workers may start at once: take the write lock, so one creates and the rest
+                # find the tables (SQLAlchemy emits no BEGIN for pysqlite, so this one opens the transaction)
+                if conn.dialect.name == "sqlite":
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
+                METADATA.create_all(conn)
+            self._schema_ready = True
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._stop.is_set())
+                if self._stop.is_set():
+                    return
+                batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+            self._write(batch)
+
+    def _write(self, batch: list[Decision]) -> None:
+        error = self._try(batch)
+        lost = len(batch) if error is not None else 0
+        if error is not None and not _unreachable(error) and len(batch) > 1:
+            # one bad entry (a duplicate id, an answer that is not JSON) must not lose the rest of its batch
+            errors = [e for decision in batch if (e := self._try([decision])) is not None]
+            lost, error = len(errors), (errors[0] if errors else None)
+        if error is not None:
+            self._warn(
+                "failed",
+                "decision log %s: %d of %d entries not written (%s); %d lost since start",
+                self.url,
+                lost,
+                len(batch),
+                self._describe(error),
+                self._failed + lost,
+            )
+        with self._changed:
+            self._written += len(batch) - lost
+            self._failed += lost
+            self._processed += len(batch)
+            self._changed.notify_all()
+
+    def _try(self, batch: list[Decision]) -> Exception | None:
+        """Insert a batch, trying again while the database is unreachable; the error that remained."""
+        delays = iter(self._retry_delays)
+        while True:
+            try:
+                self._insert(batch)
+                return None
+            except Exception as e:
+                delay = next(delays, None)
+                if delay is None or not _unreachable(e):
+                    return e
+                self._stop.wait(delay)
+
+    def _insert(self, batch: list[Decision]) -> None:
+        self._ensure_schema()
+        decisions = [
+            {
+                "request_id": d.request_id,
+                "served_at": d.served_at,
+                "kind": d.kind,
+                "account_id": d.account_id,
+                "source": d.source,
+                "models": d.models,
+                "cutoff": d.cutoff,
+                "inputs_hash": d.inputs_hash,
+                "output": d.output,
+            }
+            for d in batch
+        ]
+        recommendations = [
+            {
+                "recommendation_id": r.recommendation_id,
+                "request_id": d.request_id,
+                "served_at": d.served_at,
+                "account_id": d.account_id,
+                "action": r.action,
+                "rank": r.rank,
+                "expected_value": r.expected_value,
+                "source": d.source,
+            }
+            for d in batch
+            for r in d.recommendations
+        ]
+        with self._engine.begin() as conn:
+            conn.execute(DECISIONS.insert(), decisions)
+            if recommendations:
+                conn.execute(RECOMMENDATIONS.insert(), recommendations)
+
+    def _warn(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if now < self._quiet_until.get(kind, 0.0):
+                return
+            self._quiet_until[kind] = now + WARN_EVERY
+        log.warning(message, *args)
+
+    def _describe(self, error: Exception) -> str:
+        """The driver's error, class and first line, without the password should a driver echo it."""
+        cause = error.orig if isinstance(error, sa.exc.StatementError) and error.orig is not None else error
+        lines = str(cause).strip().splitlines()
+        text = f"{type(cause).__name__}: {lines[0] if lines else ''}"
+        return text.replace(self._password, "***") if self._password else text

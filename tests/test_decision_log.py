@@ -1,0 +1,303 @@
+"""The decision log on SQLite and a real PostgreSQL, and how it degrades when its database is full or down."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from retain.settings import ServeSettings, Settings
+from retain.store import Store
+from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, Recommendation
+
+T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
+C1, C2 = datetime(2025, 2, 23, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC)
+V2: dict[str, str | None] = {"churn": "churn/2", "expansion": None}
+V3: dict[str, str | None] = {"churn": "churn/3", "expansion": "expansion/1"}
+RULES: dict[str, str | None] = {"churn": None, "expansion": None}
+SECRET = "hunter2-not-in-logs"
+
+
+def score(account: str, at: datetime, cutoff: datetime | None, models: dict[str, str | None]) -> Decision:
+    source = "rules" if cutoff is None else "model"
+    output = {"churn_probability": 0.1 * at.minute, "reasons": [{"text": f"at {at.isoformat()}"}]}
+    return Decision(
+        f"req-{account}-{at.isoformat()}", at, "score", account, source, models, cutoff, "h", output
+    )
+
+
+def recommend(account: str, at: datetime, *ids: str) -> Decision:
+    recs = tuple(Recommendation(rid, f"action-{rank}", rank, 0.5 / rank) for rank, rid in enumerate(ids, 1))
+    output = {"actions": [r.action for r in recs]}
+    return Decision(f"req-{ids[0]}", at, "recommendation", account, "model", V3, C2, "h2", output, recs)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_database")
+        return url
+    return f"sqlite:///{tmp_path}/decisions.db"
+
+
+@pytest.fixture
+def decision_log(log_url: str) -> Iterator[DecisionLog]:
+    log = DecisionLog(log_url)
+    log.start()
+    yield log
+    log.close()
+
+
+def test_round_trip_previous_score_and_feedback(decision_log: DecisionLog) -> None:
+    log = decision_log
+    plus_two = timezone(timedelta(hours=2))
+    entries = [
+        score("a-1", T0, C1, V2),
+        score("a-1", T0 + timedelta(minutes=1), C2, V2),  # new data
+        score("a-1", T0 + timedelta(minutes=2), C2, V3),  # new model
+        score("a-1", (T0 + timedelta(minutes=3)).astimezone(plus_two), C2, dict(reversed(V3.items()))),
+        recommend("a-1", T0 + timedelta(minutes=4), "rec-1", "rec-2"),
+        score("a-2", T0, None, RULES),
+    ]
+    assert all(log.submit(d) for d in entries)
+    assert log.flush()
+    assert log.stats == {"written": 6, "dropped": 0, "failed": 0, "pending": 0}
+
+    newest = log.decisions("a-1")
+    assert [d["served_at"] for d in newest] == [T0 + timedelta(minutes=m) for m in (4, 3, 2, 1, 0)]
+    assert all(d["served_at"].tzinfo == UTC for d in newest)
+    assert newest[0]["kind"] == "recommendation" and newest[0]["output"] == {
+        "actions": ["action-1", "action-2"]
+    }
+    assert (newest[1]["cutoff"], newest[1]["models"], newest[1]["output"]) == (C2, V3, entries[3].output)
+    assert [d["account_id"] for d in log.decisions(kind="score", limit=2)] == ["a-1", "a-1"]
+    assert log.decisions("a-2")[0]["cutoff"] is None
+
+    assert log.recommendation("rec-2") == {
+        "recommendation_id": "rec-2",
+        "request_id": "req-rec-1",
+        "served_at": T0 + timedelta(minutes=4),
+        "account_id": "a-1",
+        "action": "action-2",
+        "rank": 2,
+        "expected_value": 0.25,
+        "source": "model",
+    }
+    assert log.recommendation("rec-unknown") is None
+
+    # the same (cutoff, models) as the latest two scores, key order aside: the one before the new model
+    previous = log.previous_score("a-1", C2, dict(reversed(V3.items())))
+    assert previous is not None
+    assert (previous["served_at"], previous["cutoff"], previous["models"]) == (
+        T0 + timedelta(minutes=1),
+        C2,
+        V2,
+    )
+    assert previous["source"] == "model" and previous["output"] == entries[1].output
+    # only the cutoff differs, and a missing row (None) differs from any cutoff
+    for cutoff in (C1, None):
+        found = log.previous_score("a-1", cutoff, V3)
+        assert found is not None and found["served_at"] == T0 + timedelta(minutes=3)
+    assert log.previous_score("a-2", None, RULES) is None
+    found = log.previous_score("a-2", C2, V3)
+    assert found is not None and found["source"] == "rules" and found["cutoff"] is None
+    assert log.previous_score("a-unknown", C2, V3) is None
+
+    at = T0 + timedelta(hours=1)
+    rejected = log.record_feedback(
+        "rec-1", "rejected", "already in touch", "cs@acme", at.astimezone(plus_two), None
+    )
+    assert len(rejected["feedback_id"]) == 32 and rejected["at"] == at and rejected["at"].tzinfo == UTC
+    done = log.record_feedback("rec-2", "done", None, "cs@acme", at + timedelta(days=1), "int_rec-2")
+    assert done["feedback_id"] != rejected["feedback_id"]
+    assert [
+        (f["recommendation_id"], f["status"], f["action"], f["account_id"]) for f in log.feedback("a-1")
+    ] == [
+        ("rec-2", "done", "action-2", "a-1"),
+        ("rec-1", "rejected", "action-1", "a-1"),
+    ]
+    assert log.feedback()[1] == {**rejected, "account_id": "a-1", "action": "action-1"}
+    assert log.feedback("a-2") == [] and len(log.feedback(limit=1)) == 1
+
+
+def test_a_recommendation_is_found_moments_after_it_was_served(decision_log: DecisionLog) -> None:
+    for i in range(3_000):
+        decision_log.submit(recommend(f"a-{i}", T0, f"rec-{i}"))
+    found = decision_log.recommendation("rec-2999")
+    assert found is not None and found["account_id"] == "a-2999"
+
+
+def test_concurrent_submits_reads_and_feedback_do_not_lock_each_other_out(decision_log: DecisionLog) -> None:
+    log = decision_log
+    log.submit(recommend("a-0", T0, "rec-0"))
+    assert log.flush()
+    errors: list[BaseException] = []
+    submitted = threading.Event()
+
+    def submit(worker: int) -> None:
+        for i in range(250):
+            log.submit(score(f"a-{worker}", T0 + timedelta(seconds=i), C2, V3))
+
+    def read_and_write() -> None:
+        try:
+            while not submitted.is_set():
+                log.decisions(limit=10)
+                log.previous_score("a-1", C1, V2)
+                log.recommendation("rec-0")
+                log.record_feedback("rec-0", "accepted", None, "cs@acme", datetime.now(UTC), None)
+        except BaseException as e:
+            errors.append(e)
+
+    reader = threading.Thread(target=read_and_write)
+    reader.start()
+    submitters = [threading.Thread(target=submit, args=(w,)) for w in range(4)]
+    for t in submitters:
+        t.start()
+    for t in submitters:
+        t.join()
+    assert log.flush(10)
+    submitted.set()
+    reader.join()
+    assert errors == []
+    assert log.stats == {"written": 1_001, "dropped": 0, "failed": 0, "pending": 0}
+    assert len(log.decisions(kind="score", limit=2_000)) == 1_000
+    assert len(log.feedback(limit=10_000)) >= 1
+
+
+def test_flush_waits_for_what_was_submitted_before_it_not_for_a_quiet_moment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path}/decisions.db", queue_size=1_000)
+    insert = log._insert
+
+    def slow_insert(batch: list[Decision]) -> None:  # a slow database: entries arrive during every write
+        time.sleep(0.05)
+        insert(batch)
+
+    monkeypatch.setattr(log, "_insert", slow_insert)
+    log.start()
+    busy = threading.Event()
+    stop = threading.Event()
+
+    def keep_submitting() -> None:
+        for i in range(10**9):
+            log.submit(score(f"a-{i}", T0, C2, V3))
+            busy.set()
+            if stop.wait(0.002):
+                return
+
+    submitter = threading.Thread(target=keep_submitting)
+    submitter.start()
+    busy.wait()
+    drained = log.flush(5)  # pending never reaches 0 while the submitter runs
+    stop.set()
+    submitter.join()
+    log.close()
+    assert drained
+    assert log.stats["written"] > 0
+
+
+def test_several_logs_starting_at_once_create_the_schema_once(log_url: str) -> None:
+    logs = [DecisionLog(log_url) for _ in range(4)]
+    barrier = threading.Barrier(len(logs))
+    errors: list[BaseException] = []
+
+    def first_read(log: DecisionLog) -> None:
+        barrier.wait()
+        try:
+            log.decisions()
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=first_read, args=(log,)) for log in logs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for log in logs:
+        log.close()
+    assert errors == []
+
+
+def test_an_unreachable_database_costs_entries_not_time_and_its_password_stays_out_of_logs(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="retain.decision_log")
+    log = DecisionLog(f"postgresql://retain:{SECRET}@127.0.0.1:1/x", retry_delays=(0.05, 0.1))
+    assert log.url == "postgresql://retain:***@127.0.0.1:1/x"
+    log.start()
+    began = time.perf_counter()
+    assert log.submit(score("a-1", T0, C2, V3))
+    assert time.perf_counter() - began < 0.05
+    assert log.flush(10)
+    assert time.perf_counter() - began >= 0.15  # backed off between tries instead of spinning
+    assert log.stats == {"written": 0, "dropped": 0, "failed": 1, "pending": 0}
+    with pytest.raises(DecisionLogUnavailable) as unavailable:
+        log.recommendation("rec-1")
+    log.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "1 of 1 entries not written (OperationalError" in warnings[0]
+    assert "retain:***@127.0.0.1:1/x" in warnings[0]
+    assert SECRET not in caplog.text and SECRET not in str(unavailable.value)
+
+
+def test_the_writer_creates_the_schema_once_the_database_can_be_reached(tmp_path: Path) -> None:
+    folder = tmp_path / "not-yet"
+    log = DecisionLog(f"sqlite:///{folder}/decisions.db", retry_delays=())
+    log.start()
+    assert log.submit(score("a-1", T0, C2, V3)) and log.flush()
+    assert log.stats["failed"] == 1
+    folder.mkdir()
+    assert log.submit(score("a-1", T0, C2, V3)) and log.flush()
+    assert log.stats["written"] == 1 and len(log.decisions()) == 1
+    log.close()
+
+
+def test_a_full_queue_drops_entries_without_blocking(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="retain.decision_log")
+    log = DecisionLog(f"sqlite:///{tmp_path}/decisions.db", queue_size=2)
+    assert log.submit(score("a-1", T0, C2, V3)) and log.submit(score("a-2", T0, C2, V3))
+    began = time.perf_counter()
+    assert not log.submit(score("a-3", T0, C2, V3)) and not log.submit(score("a-4", T0, C2, V3))
+    assert time.perf_counter() - began < 0.05
+    assert log.stats == {"written": 0, "dropped": 2, "failed": 0, "pending": 2}
+    assert [r.getMessage() for r in caplog.records if r.name == "retain.decision_log"] == [
+        f"decision log {log.url}: queue full, 1 entries dropped so far"  # rate-limited: one warning
+    ]
+    assert not log.flush(0.1)
+    log.start()
+    assert log.flush()
+    assert [d["account_id"] for d in log.decisions()] == ["a-2", "a-1"]
+    assert log.submit(score("a-5", T0, C2, V3))
+    log.close()
+    assert log.stats == {"written": 3, "dropped": 2, "failed": 0, "pending": 0}
+
+
+def test_a_bad_entry_loses_only_itself_not_its_batch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = DecisionLog(f"sqlite:///{tmp_path}/decisions.db")
+    log.submit(recommend("a-1", T0, "rec-1"))
+    log.submit(recommend("a-2", T0, "rec-1"))  # the same recommendation id twice
+    log.submit(score("a-3", T0, C2, V3))
+    log.start()  # after the submits: all three are one batch
+    assert log.flush()
+    assert log.stats == {"written": 2, "dropped": 0, "failed": 1, "pending": 0}
+    assert {d["account_id"] for d in log.decisions()} == {"a-1", "a-3"}
+    assert "IntegrityError" in caplog.text
+    log.close()
+
+
+def test_for_store_defaults_to_sqlite_in_the_serving_folder(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    log = DecisionLog.for_store(store, Settings(home=store.root))
+    assert log.url == f"sqlite:///{store.serving_dir.resolve()}/decisions.db" and store.serving_dir.is_dir()
+    configured = Settings(serve=ServeSettings(decision_log_url=f"postgresql://u:{SECRET}@db/log"))
+    assert DecisionLog.for_store(store, configured).url == "postgresql://u:***@db/log"
