@@ -20,6 +20,8 @@ app = typer.Typer(
 )
 features_app = typer.Typer(help="Point-in-time feature tables and the Feast repo.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
+keys_app = typer.Typer(help="API keys for the serving API: stored hashed, shown once.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
@@ -214,6 +216,77 @@ def score(
     if not day or len(day) != 1:
         raise RetainError("--cutoff: expected one date like 2025-06-30")
     _emit(score_store(_store(store), _settings(), day[0], out))
+
+
+@app.command()
+def serve(
+    store: StoreOpt = None,
+    host: Annotated[str | None, typer.Option(help="[default: $RETAIN_SERVE__HOST, else 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="[default: $RETAIN_SERVE__PORT, else 8000]")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="serving clock for feature freshness, to replay past data (YYYY-MM-DD)")
+    ] = None,
+    access_log: Annotated[
+        bool, typer.Option(help="log every request line (metrics count them anyway)")
+    ] = False,
+) -> None:
+    """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log."""
+    import logging
+
+    import uvicorn
+
+    from serving.app import create_app
+
+    settings = _settings()
+    overrides: dict[str, Any] = {"host": host, "port": port}
+    if as_of is not None:
+        day = _parse_dates(as_of, "--as-of")
+        overrides["as_of"] = day[0] if day else None
+    serve_settings = settings.serve.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    settings = settings.model_copy(update={"serve": serve_settings})
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app_ = create_app(_store(store), settings)
+    uvicorn.run(
+        app_, host=serve_settings.host, port=serve_settings.port, access_log=access_log, log_level="info"
+    )
+
+
+# -- API keys for the serving API --------------------------------------------------------------------
+
+
+@keys_app.command("create")
+def keys_create(
+    scopes: Annotated[
+        str, typer.Option(help="comma-separated, e.g. scores:read,actions:read (admin allows all)")
+    ],
+    name: Annotated[str | None, typer.Option(help="who or what the key is for")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Create a key: its summary, then the key itself as the last line. It is shown this once only."""
+    from serving.keys import KeyRing, parse_scopes
+
+    key, text = KeyRing.for_store(_store(store)).create(parse_scopes(scopes), name=name)
+    _emit({**key.as_dict(), "note": "the key on the next line is shown only once; only its hash is kept"})
+    sys.stdout.write(text + "\n")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="the key's id, as `retain keys list` shows it")],
+    store: StoreOpt = None,
+) -> None:
+    """Revoke a key; a running server refuses it from its next request, without a restart."""
+    from serving.keys import KeyRing
+
+    _emit(KeyRing.for_store(_store(store)).revoke(key_id).as_dict())
+
+
+@keys_app.command("list")
+def keys_list(store: StoreOpt = None) -> None:
+    """Every key with its scopes and revocation time; never a key or its hash."""
+    from serving.keys import KeyRing
+
+    _emit([key.as_dict() for key in KeyRing.for_store(_store(store)).list()])
 
 
 def main() -> None:

@@ -6,6 +6,7 @@ defaults to a place under the store, so one folder is one self-contained deploym
 
 from __future__ import annotations
 
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -44,6 +45,43 @@ class HealthBands(BaseModel):
         return self
 
 
+class RiskBands(BaseModel):
+    """Lower bounds of the churn-probability bands a served score falls in: low below `medium`."""
+
+    medium: float = Field(0.10, gt=0, lt=1)
+    high: float = Field(0.25, gt=0, lt=1)
+    critical: float = Field(0.50, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> RiskBands:
+        if not self.medium < self.high < self.critical:
+            raise ValueError("risk bands must satisfy medium < high < critical")
+        return self
+
+
+class ServeSettings(BaseModel):
+    """The API's knobs (`RETAIN_SERVE__*`)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    #: a feature row older than this (against `as_of`) is stale: the rules answer instead of the model
+    freshness_days: int = Field(14, gt=0)
+    #: the serving clock for freshness; unset means now (set it to replay a simulation or a backfill)
+    as_of: date | None = None
+    #: where every served score and recommendation is logged; default: SQLite under the store
+    decision_log_url: str | None = Field(None, description="sqlite:///path or postgresql://user@host/db")
+    #: log entries waiting to be written; beyond this an entry is dropped with a warning
+    decision_log_queue: int = Field(10_000, gt=0)
+    #: seconds between checks of the champion aliases (0: only `POST /v1/admin/reload`)
+    reload_seconds: float = Field(30.0, ge=0)
+    #: requests worked on at once; more only take turns on the GIL
+    threads: int = Field(4, gt=0, le=64)
+    max_batch: int = Field(1_000, gt=0)
+    max_body_bytes: int = Field(2_000_000, gt=0)
+    top_reasons: int = Field(3, gt=0, le=10)
+    risk_bands: RiskBands = RiskBands()
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore")
 
@@ -57,6 +95,7 @@ class Settings(BaseSettings):
         None, description="MLflow backend, e.g. postgresql://...; default: SQLite under the store"
     )
     seed: int = 7
+    serve: ServeSettings = ServeSettings()
 
 
 @lru_cache(maxsize=1)

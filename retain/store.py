@@ -75,6 +75,11 @@ class Store:
     def feast_dir(self) -> Path:
         return self.root / "feast"
 
+    @property
+    def serving_dir(self) -> Path:
+        """The API's own state: hashed API keys and the default SQLite decision log."""
+        return self.root / "serving"
+
     def _manifest(self) -> dict[str, list[str]]:
         if not self.manifest_path.exists():
             return {}

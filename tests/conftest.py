@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
 
+import psycopg
 import pytest
 
 
@@ -33,3 +36,17 @@ def redis_url() -> str:
 def postgres_dsn() -> str:
     require_service("PostgreSQL", "127.0.0.1", 5432)
     return "postgresql://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture
+def postgres_database(postgres_dsn: str) -> Iterator[str]:
+    """A fresh database for this test, dropped afterwards (pooled connections left open included)."""
+    name = f"retain_test_{uuid.uuid4().hex[:10]}"
+    admin = postgres_dsn.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as con:
+        con.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{postgres_dsn.rsplit('/', 1)[0]}/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as con:
+            con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -23,7 +23,7 @@ from retain.ingest.readers import Frame, read_path
 from retain.ingest.validate import REASONS, Checked, check_accounts, check_events, check_interventions
 from retain.store import Store
 
-__all__ = ["ingest_path"]
+__all__ = ["ingest_path", "record_interventions"]
 
 
 def ingest_path(store: Store, path: Path, adapter: str | None = None) -> dict[str, Any]:
@@ -40,6 +40,30 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> dict[st
 
         adapted = adapt(adapter, path)
         frames, files, skipped, report = adapted.frames, len(adapted.frames), [], adapted.report
+    summary, checked = _commit(store, frames, str(path), files, skipped)
+    if report is not None:
+        summary["adapter"] = _with_quarantine(report, checked)
+    return summary
+
+
+def record_interventions(store: Store, rows: pa.Table, source: str) -> dict[str, Any]:
+    """Interventions reported one at a time (by the API) take the same path as a file: validated against
+    the contract, quarantined with a reason if bad, deduplicated by id, committed atomically."""
+    summary, checked = _commit(store, [Frame(table="interventions", source=source, data=rows)], source, 1, [])
+    summary["rejected"] = [
+        {"reason": reason, "detail": detail}
+        for c in checked
+        for reason, detail in zip(
+            c.rejected.column("reason").to_pylist(), c.rejected.column("detail").to_pylist(), strict=True
+        )
+    ]
+    return summary
+
+
+def _commit(
+    store: Store, frames: list[Frame], source: str, files: int, skipped: list[str]
+) -> tuple[dict[str, Any], list[Checked]]:
+    """One ingest transaction: its summary, and the verdicts for the caller to report from."""
     now = datetime.now(UTC)
     ingest_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     try:
@@ -48,10 +72,7 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> dict[st
             outcome = publish(txn, checked, ingest_id, now)
     except OSError as e:
         raise RetainError(f"cannot write to the store {store.root}: {e}") from e
-    summary = _summary(ingest_id, path, store, checked, outcome, files, skipped)
-    if report is not None:
-        summary["adapter"] = _with_quarantine(report, checked)
-    return summary
+    return _summary(ingest_id, source, store, checked, outcome, files, skipped), checked
 
 
 def _check_frames(frames: list[Frame], live_accounts: pa.Table) -> list[Checked]:
@@ -74,7 +95,7 @@ def _by_reason(checked: list[Checked]) -> dict[str, int]:
 
 def _summary(
     ingest_id: str,
-    path: Path,
+    source: str,
     store: Store,
     checked: list[Checked],
     outcome: Outcome,
@@ -86,7 +107,7 @@ def _summary(
         by_table[c.table] += c.rejected.num_rows
     return {
         "ingest_id": ingest_id,
-        "source": str(path),
+        "source": source,
         "accepted": outcome.accepted,
         "duplicates": outcome.duplicates,
         "quarantined": {

@@ -1,0 +1,235 @@
+"""From feature rows to explained risk: the champions' calibrated scores, or the health formula, saying why.
+
+Pure over its inputs (rows, models, settings, the serving clock), so one code path answers the single
+account endpoint, the batch endpoint and rows an engine brings itself. The rules answer whenever the
+model cannot be trusted for a row: no champion, no feature row, a stale one, a value far outside
+training, or a model that fails; the answer names the reason and never becomes a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from features.definitions import FEATURE_BY_NAME
+from features.rows import FeatureRows
+from registry.models import VersionInfo
+from retain.settings import Settings
+from serving.schemas import Fallback, Freshness, Health, ModelRef, RiskBand
+from training.artifact import ScoringModel
+
+log = logging.getLogger("retain.serving")
+
+CHURN, EXPANSION = "churn", "expansion"
+COMPONENTS = ("usage", "engagement", "satisfaction", "payment")
+#: a component below this reads as a reason in a rules answer
+WEAK_COMPONENT = 60.0
+RULES_RISK: dict[str, RiskBand] = {
+    "healthy": "low",
+    "neutral": "medium",
+    "at_risk": "high",
+    "critical": "critical",
+}
+#: a numeric input further than this share of its training span outside the training range falls back
+RANGE_TOLERANCE = 0.5
+DAY_SECONDS = 86_400.0
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A loaded model with the registry version it came from."""
+
+    model: ScoringModel
+    info: VersionInfo
+
+    @property
+    def ref(self) -> ModelRef:
+        return ModelRef(name=self.info.name, version=self.info.version)
+
+    @property
+    def label(self) -> str:
+        return self.ref.label
+
+
+@dataclass
+class Assessment:
+    """One account's answer before it is dressed as a response (next actions and changes come later)."""
+
+    account_id: str
+    source: str
+    fallback: Fallback | None
+    churn_probability: float | None
+    expansion_probability: float | None
+    risk_band: RiskBand | None
+    health: Health
+    reasons: list[dict[str, Any]]
+    freshness: Freshness
+    inputs_hash: str
+    notes: list[str] = field(default_factory=list)
+    #: the feature row itself (eligibility of next actions reads it)
+    row: dict[str, Any] = field(default_factory=dict)
+
+
+def risk_band(probability: float, settings: Settings) -> RiskBand:
+    bands = settings.serve.risk_bands
+    if probability >= bands.critical:
+        return "critical"
+    if probability >= bands.high:
+        return "high"
+    if probability >= bands.medium:
+        return "medium"
+    return "low"
+
+
+def inputs_hash(row: dict[str, Any]) -> str:
+    """A short fingerprint of the inputs an answer used, for the decision log."""
+    text = json.dumps(row, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def health_of(row: dict[str, Any], settings: Settings) -> Health:
+    w = settings.health_weights
+    return Health(
+        score=row.get("health_score"),
+        band=row.get("health_band"),
+        components={c: row.get(f"health_{c}") for c in COMPONENTS},
+        weights={
+            "usage": w.usage,
+            "engagement": w.engagement,
+            "satisfaction": w.satisfaction,
+            "payment": w.payment,
+        },
+    )
+
+
+def rules_reasons(health: Health, top: int) -> list[dict[str, Any]]:
+    """The weakest health components, as sentences: what the rules score rests on."""
+    weak = sorted(
+        (value, name)
+        for name, value in health.components.items()
+        if value is not None and value < WEAK_COMPONENT
+    )
+    return [
+        {
+            "feature": f"health_{name}",
+            "text": FEATURE_BY_NAME[f"health_{name}"].describe(value),
+            "direction": "raises",
+            "points": None,
+            "value": value,
+        }
+        for value, name in weak[:top]
+    ]
+
+
+def freshness(cutoff: datetime | None, as_of: datetime, settings: Settings) -> Freshness:
+    limit = settings.serve.freshness_days
+    if cutoff is None:
+        return Freshness(cutoff=None, age_days=None, limit_days=limit, fresh=False)
+    age = (as_of - cutoff).total_seconds() / DAY_SECONDS
+    return Freshness(cutoff=cutoff, age_days=round(age, 2), limit_days=limit, fresh=age <= limit)
+
+
+def _row_fallback(fresh: Freshness, flagged: list[str], has_model: bool) -> Fallback | None:
+    if not has_model:
+        return Fallback(code="no_champion", message="no churn model is registered as champion")
+    if not fresh.fresh and fresh.cutoff is None:
+        return Fallback(code="no_feature_row", message="no feature row for this account in the online store")
+    if not fresh.fresh:
+        return Fallback(
+            code="stale_features",
+            message=f"features computed at {fresh.cutoff:%Y-%m-%d} are {fresh.age_days:.0f} days "
+            f"old (limit {fresh.limit_days})",
+        )
+    if flagged:
+        return Fallback(
+            code="out_of_range", message=f"outside the range the model was trained on: {', '.join(flagged)}"
+        )
+    return None
+
+
+def assess(
+    rows: FeatureRows,
+    churn: Champion | None,
+    expansion: Champion | None,
+    settings: Settings,
+    as_of: datetime,
+    *,
+    inline: bool = False,
+) -> list[Assessment]:
+    """Explained risk for each row. `inline` rows come from the caller, not the store: they have no
+    cutoff to be stale by."""
+    top = settings.serve.top_reasons
+    records = rows.records()
+    fresh = [
+        Freshness(cutoff=None, age_days=None, limit_days=settings.serve.freshness_days, fresh=True)
+        if inline
+        else freshness(r.get("cutoff"), as_of, settings)
+        for r in records
+    ]
+    flagged = churn.model.out_of_range(rows, RANGE_TOLERANCE) if churn else [[] for _ in records]
+    fallbacks: list[Fallback | None] = [
+        Fallback(code="no_feature_row", message="no feature values given")
+        if inline and all(v is None for k, v in r.items() if k not in ("account_id", "cutoff"))
+        else _row_fallback(f, flags, churn is not None)
+        for r, f, flags in zip(records, fresh, flagged, strict=True)
+    ]
+    scorable = [i for i, f in enumerate(fallbacks) if f is None]
+    churn_p: dict[int, float] = {}
+    expansion_p: dict[int, float] = {}
+    reasons: dict[int, list[dict[str, Any]]] = {}
+    part = rows if len(scorable) == len(rows) else rows.take(scorable)
+    if scorable and churn is not None:
+        try:
+            probability, explained = churn.model.explain(part, top=top)
+            churn_p = dict(zip(scorable, probability.tolist(), strict=True))
+            reasons = {i: [r.as_dict() for r in rs] for i, rs in zip(scorable, explained, strict=True)}
+        except Exception as e:  # a broken model degrades to the rules, never to a 500
+            log.exception("churn model failed on %d rows; answering with the rules", len(scorable))
+            for i in scorable:
+                fallbacks[i] = Fallback(
+                    code="model_error", message=f"the model could not score this row ({type(e).__name__})"
+                )
+            scorable = []
+    notes_all: list[str] = []
+    if expansion is None:
+        notes_all.append("expansion_probability is null: no expansion model is registered as champion")
+    elif scorable:
+        part = part if len(part) == len(scorable) else rows.take(scorable)
+        try:
+            expansion_p = dict(zip(scorable, expansion.model.predict(part).tolist(), strict=True))
+        except Exception:
+            log.exception("expansion model failed on %d rows", len(scorable))
+            notes_all.append("expansion_probability is null: the expansion model failed on these features")
+    out = []
+    for i, record in enumerate(records):
+        health = health_of(record, settings)
+        fallback = fallbacks[i]
+        band: RiskBand | None
+        if fallback is None:
+            p = churn_p[i]
+            answer_reasons, band, source = reasons[i], risk_band(p, settings), "model"
+        else:
+            p, source = None, "rules"
+            answer_reasons = rules_reasons(health, top)
+            band = RULES_RISK.get(health.band) if health.band else None
+        out.append(
+            Assessment(
+                account_id=str(record["account_id"]),
+                source=source,
+                fallback=fallback,
+                churn_probability=p,
+                expansion_probability=expansion_p.get(i),
+                risk_band=band,
+                health=health,
+                reasons=answer_reasons,
+                freshness=fresh[i],
+                inputs_hash=inputs_hash(record),
+                notes=list(notes_all),
+                row=record,
+            )
+        )
+    return out

@@ -1,0 +1,214 @@
+"""What the API loads once and shares: the champions, the Feast store, accounts, past actions, the logs.
+
+Loaded in the app's `lifespan`, never at import. A missing champion or feature repo is not fatal: the
+service starts, answers with the rules and says why, and `/readyz` reports what is missing. New
+champions are picked up without a restart: a thread polls the aliases every `reload_seconds`, and
+`POST /v1/admin/reload` does the same at once. A swap replaces one immutable `Loaded` record, so a
+request sees either the old set or the new one, never half of each.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time
+from typing import Any
+
+import pyarrow as pa
+from feast import FeatureStore
+
+from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store, online_rows
+from features.rows import FeatureRows
+from registry.models import resolve, scoring_model
+from registry.tracking import client
+from retain.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
+from retain.errors import RetainError
+from retain.ingest.commit import read_live
+from retain.settings import Settings
+from retain.store import Store
+from serving.assess import CHURN, EXPANSION, Champion
+from serving.decision_log import DecisionLog
+from serving.keys import KeyRing
+
+log = logging.getLogger("retain.serving")
+MODELS = (CHURN, EXPANSION)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One consistent generation of what the service reads."""
+
+    churn: Champion | None
+    expansion: Champion | None
+    fs: FeatureStore | None
+    features: FeatureSet | None
+    accounts: dict[str, dict[str, Any]]
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def champion(self, kind: str) -> Champion | None:
+        return self.churn if kind == CHURN else self.expansion
+
+
+class LastTaken:
+    """When each action was last taken per account: the cool-downs. Seeded from the interventions table
+    and updated as the API records actions, so a cool-down starts the moment an action is reported."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self._lock = threading.Lock()
+        self._taken: dict[str, dict[str, datetime]] = defaultdict(dict)
+        if table.num_rows:
+            latest = table.group_by(["account_id", "action"], use_threads=False).aggregate([("ts", "max")])
+            for account, action, ts in zip(
+                *(latest.column(c).to_pylist() for c in latest.column_names), strict=True
+            ):
+                self._taken[account][action] = ts
+
+    def of(self, account_id: str) -> dict[str, datetime]:
+        with self._lock:
+            return dict(self._taken.get(account_id, {}))
+
+    def record(self, account_id: str, action: str, ts: datetime) -> None:
+        with self._lock:
+            known = self._taken[account_id].get(action)
+            if known is None or ts > known:
+                self._taken[account_id][action] = ts
+
+
+class Resources:
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store = store
+        self.settings = settings
+        self.log = DecisionLog.for_store(store, settings)
+        self.keys = KeyRing.for_store(store)
+        self.loaded = Loaded(None, None, None, None, {})
+        self.taken = LastTaken(INTERVENTION_SCHEMA.empty_table())
+        self._reload_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+    def open(self) -> None:
+        self.log.start()
+        self.reload()
+        if self.settings.serve.reload_seconds > 0:
+            self._poller = threading.Thread(target=self._poll, name="retain-alias-poller", daemon=True)
+            self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        self.log.close()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.settings.serve.reload_seconds):
+            try:
+                if self._champions_moved():
+                    self.reload()
+            except Exception:  # the poller must outlive a registry hiccup
+                log.exception("checking the champion aliases failed; will retry")
+
+    def _champions_moved(self) -> bool:
+        mlflow_client = client(self.store, self.settings)
+        for kind in MODELS:
+            current = self.loaded.champion(kind)
+            try:
+                version = resolve(mlflow_client, f"{kind}@champion").version
+            except RetainError:
+                version = None
+            if version != (current.info.version if current else None):
+                return True
+        return False
+
+    # -- loading ---------------------------------------------------------------------------------------
+    def reload(self) -> tuple[list[str], dict[str, str]]:
+        """Load everything anew and swap it in; returns what changed and what could not be loaded."""
+        with self._reload_lock:
+            errors: dict[str, str] = {}
+            before = self.loaded
+            champions = {kind: self._champion(kind, errors) for kind in MODELS}
+            fs, features = self._feature_store(before.fs, errors)
+            accounts = self._accounts(errors)
+            self.taken = LastTaken(self._interventions(errors))
+            self.loaded = Loaded(champions[CHURN], champions[EXPANSION], fs, features, accounts, errors)
+            changed = [kind for kind in MODELS if _label(champions[kind]) != _label(before.champion(kind))]
+            for kind in changed:
+                log.info(
+                    "%s champion: %s -> %s", kind, _label(before.champion(kind)), _label(champions[kind])
+                )
+            for what, error in errors.items():
+                log.warning("%s not loaded: %s", what, error)
+            return changed, errors
+
+    def _champion(self, kind: str, errors: dict[str, str]) -> Champion | None:
+        try:
+            mlflow_client = client(self.store, self.settings)
+            info = resolve(mlflow_client, f"{kind}@champion")
+            current = self.loaded.champion(kind)
+            if current is not None and current.info.version == info.version:
+                return current
+            model = scoring_model(mlflow_client, info)
+            model.threads = 1  # a request is one row; threads only fight the other requests for cores
+            return Champion(model, info)
+        except RetainError as e:
+            errors[kind] = str(e)
+            return None
+
+    def _feature_store(
+        self, current: FeatureStore | None, errors: dict[str, str]
+    ) -> tuple[FeatureStore | None, FeatureSet | None]:
+        try:
+            fs = current or feature_store(self.store, self.settings)
+            fs.refresh_registry()
+            view = fs.get_feature_view(VIEW)
+            return fs, feature_set(fs, [f.name for f in view.features])
+        except Exception as e:  # Feast raises its own types for a missing or broken repo
+            errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
+            return None, None
+
+    def _accounts(self, errors: dict[str, str]) -> dict[str, dict[str, Any]]:
+        columns = ["account_id", "name", "tier", "segment", "arr", "renewal_date", "csm_id"]
+        try:
+            table = read_live(self.store, "accounts", ACCOUNT_SCHEMA, columns)
+        except Exception as e:
+            errors["accounts"] = f"{type(e).__name__}: {e}"
+            return {}
+        return {row["account_id"]: row for row in table.to_pylist()}
+
+    def _interventions(self, errors: dict[str, str]) -> pa.Table:
+        try:
+            return read_live(self.store, "interventions", INTERVENTION_SCHEMA, ["account_id", "action", "ts"])
+        except Exception as e:
+            errors["interventions"] = f"{type(e).__name__}: {e}"
+            return INTERVENTION_SCHEMA.empty_table().select(["account_id", "action", "ts"])
+
+    # -- reads -----------------------------------------------------------------------------------------
+    def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:
+        """The latest published feature row per account (no cutoff when there is none); without a
+        feature store, rows with nothing in them, which the rules then answer."""
+        if loaded.fs is None or loaded.features is None:
+            return FeatureRows.build(account_ids, [None] * len(account_ids), {}, (), frozenset())
+        return online_rows(loaded.fs, account_ids, loaded.features)
+
+    def as_of(self) -> datetime:
+        """The serving clock: now, or the configured replay date (end of that day, UTC)."""
+        day = self.settings.serve.as_of
+        if day is None:
+            return datetime.now(UTC)
+        return datetime.combine(day, time.max, tzinfo=UTC)
+
+    def ready(self) -> dict[str, Any]:
+        loaded = self.loaded
+        return {
+            "model": loaded.churn is not None,
+            "store": loaded.fs is not None,
+            "errors": dict(loaded.errors),
+            "decision_log": self.log.url,
+        }
+
+
+def _label(champion: Champion | None) -> str | None:
+    return champion.label if champion else None

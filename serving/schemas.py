@@ -1,0 +1,255 @@
+"""The API's request and response bodies (v1): typed, with examples, so `/docs` is a usable manual.
+
+Field names are a contract with playbook engines: add fields, never rename or repurpose one within v1.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+API_VERSION = "v1"
+Source = Literal["model", "rules"]
+RiskBand = Literal["low", "medium", "high", "critical"]
+HealthBand = Literal["healthy", "neutral", "at_risk", "critical"]
+FallbackCode = Literal["no_champion", "no_feature_row", "stale_features", "out_of_range", "model_error"]
+FeedbackStatus = Literal["accepted", "rejected", "done"]
+
+_REASON: dict[str, Any] = {
+    "feature": "active_users_30v30",
+    "text": "Monthly active users changed -48% versus the previous 30 days",
+    "direction": "raises",
+    "points": 6.3,
+    "value": -0.48,
+}
+
+
+class Body(BaseModel):
+    """Requests refuse unknown fields, so a typo is a 422 naming it rather than a silent default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable machine-readable code", examples=["account_not_found"])
+    message: str = Field(examples=["no account 'acc-99999' in the store"])
+    fields: list[dict[str, str]] = Field(
+        default_factory=list,
+        description="for invalid_request: each bad field's location and what is wrong with it",
+        examples=[[{"field": "body.accounts[0].account_id", "message": "Field required"}]],
+    )
+
+
+class ErrorBody(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    error: ErrorDetail
+
+
+class Reason(BaseModel):
+    """One driver of the score, as a sentence; `points` moves the churn probability (percentage points)."""
+
+    feature: str
+    text: str
+    direction: Literal["raises", "lowers"]
+    points: float | None = Field(description="probability points; null for rules-based reasons")
+    value: Any = None
+
+    model_config = ConfigDict(json_schema_extra={"examples": [_REASON]})
+
+
+class Fallback(BaseModel):
+    code: FallbackCode
+    message: str = Field(examples=["features computed at 2025-10-31 are 30 days old (limit 14)"])
+
+
+class Health(BaseModel):
+    """The rules-based health formula (DOMAIN.md): 0-100 components, weighted."""
+
+    score: float | None
+    band: HealthBand | None
+    components: dict[str, float | None] = Field(
+        examples=[{"usage": 42.0, "engagement": 61.5, "satisfaction": 70.0, "payment": 100.0}]
+    )
+    weights: dict[str, float] = Field(
+        examples=[{"usage": 0.4, "engagement": 0.3, "satisfaction": 0.2, "payment": 0.1}]
+    )
+
+
+class ModelRef(BaseModel):
+    name: str = Field(examples=["churn"])
+    version: str = Field(examples=["3"])
+
+    @property
+    def label(self) -> str:
+        """`churn/3`: how logs and the decision log name a version."""
+        return f"{self.name}/{self.version}"
+
+
+class Freshness(BaseModel):
+    cutoff: datetime | None = Field(description="when the features were computed (events before it)")
+    age_days: float | None
+    limit_days: int
+    fresh: bool
+
+
+class Changes(BaseModel):
+    """The difference from the previous scoring of this account served with other data or another model."""
+
+    previous_scored_at: datetime
+    previous_cutoff: datetime | None
+    previous_source: Source
+    previous_churn_probability: float | None
+    churn_points: float | None = Field(description="change in churn probability, percentage points")
+    previous_risk_band: RiskBand | None
+    new_reasons: list[str] = Field(description="reasons shown now that were not shown before")
+    resolved_reasons: list[str] = Field(description="reasons shown before that no longer are")
+
+
+class ActionOut(BaseModel):
+    recommendation_id: str = Field(description="quote it in POST /v1/recommendations/{id}/feedback")
+    rank: int
+    action: str = Field(examples=["health_check_call"])
+    channel: str
+    rationale: str
+    eligibility: list[str]
+    expected_value: float | None = Field(
+        description="uplift x value - cost, in dollars; null while actions are ranked by the rules"
+    )
+    cost_hours: float
+    cost_usd: float
+    cooldown_days: int
+    needs_approval: bool
+
+
+class Ineligible(BaseModel):
+    action: str
+    reasons: list[str]
+
+
+class Risk(BaseModel):
+    """An account's explained risk: calibrated probabilities from the champions, or the rules, saying so."""
+
+    account_id: str
+    source: Source
+    fallback_reason: Fallback | None
+    churn_probability: float | None = Field(description="calibrated; null when the rules answer")
+    expansion_probability: float | None
+    horizon_days: int
+    risk_band: RiskBand | None
+    health: Health
+    reasons: list[Reason]
+    changes: Changes | None = Field(description="null the first time an account is scored")
+    models: dict[str, ModelRef | None]
+    features: Freshness
+    notes: list[str] = Field(default_factory=list)
+    next_best_actions: list[ActionOut] = Field(default_factory=list)
+
+
+class RiskResponse(Risk):
+    api_version: str = API_VERSION
+    request_id: str
+
+
+class ScoreItem(Body):
+    account_id: str = Field(min_length=1, max_length=200, examples=["acc-00042"])
+    features: dict[str, float | int | str | bool | None] | None = Field(
+        None,
+        description="bring your own feature values (feature name -> value); omitted: read the store",
+        examples=[None],
+    )
+
+
+class ScoreRequest(Body):
+    accounts: list[ScoreItem] = Field(min_length=1, description="at most `max_batch` (1,000 by default)")
+    actions: int = Field(0, ge=0, le=12, description="also rank this many next-best actions per account")
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"accounts": [{"account_id": "acc-00042"}], "actions": 0}]},
+    )
+
+
+class ItemError(BaseModel):
+    index: int
+    account_id: str
+    code: str
+    message: str
+
+
+class ScoreResponse(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    results: list[Risk]
+    errors: list[ItemError]
+
+
+class ActionsRequest(Body):
+    limit: int = Field(5, ge=1, le=12)
+    include_ineligible: bool = False
+    channels: list[str] | None = Field(None, description="only actions on these channels")
+    exclude: list[str] = Field(default_factory=list, description="actions not to recommend")
+
+
+class ActionsResponse(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    account_id: str
+    source: Source
+    fallback_reason: Fallback | None
+    ranking: Literal["uplift", "rules"]
+    ranking_note: str
+    health_band: HealthBand | None
+    play: str
+    actions: list[ActionOut]
+    ineligible: list[Ineligible] | None = None
+
+
+class InterventionIn(Body):
+    account_id: str = Field(min_length=1, max_length=200, examples=["acc-00042"])
+    action: str = Field(examples=["health_check_call"])
+    owner: str | None = Field(None, max_length=200, description="who took it", examples=["csm-007"])
+    channel: str | None = Field(None, max_length=50, examples=["call"])
+    ts: datetime | None = Field(
+        None, description="when it was taken (timezone required); default: the serving clock, now"
+    )
+    intervention_id: str | None = Field(
+        None, min_length=1, max_length=200, description="your id; resending the same id records it once"
+    )
+
+
+class InterventionOut(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    intervention_id: str
+    account_id: str
+    action: str
+    ts: datetime
+    recorded: bool = Field(description="false when this intervention_id was already recorded")
+
+
+class FeedbackIn(Body):
+    status: FeedbackStatus
+    reason: str | None = Field(None, max_length=2_000, description="required when rejected")
+    actor: str | None = Field(None, max_length=200, examples=["csm-007"])
+    channel: str | None = Field(None, max_length=50)
+    at: datetime | None = None
+
+
+class FeedbackOut(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    feedback_id: str
+    recommendation_id: str
+    status: FeedbackStatus
+    intervention_id: str | None = Field(description="set when `done` recorded the action as an intervention")
+
+
+class ReloadOut(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    models: dict[str, ModelRef | None]
+    changed: list[str]
+    errors: dict[str, str]
