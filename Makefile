@@ -8,9 +8,10 @@ DAYS ?= 540
 SEED ?= 7
 START ?= 2024-07-01
 SCORE_CUTOFF ?= 2025-11-30
+PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit bench-features bench-train clean
+.PHONY: help install demo test lint typecheck unit bench-features bench-train bench-serve clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -23,13 +24,17 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
 
-demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> score (into $(STORE))
+demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> score -> serve (into $(STORE))
 	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START)
 	$(BIN)/retain ingest $(STORE)/simulation --store $(STORE)
 	$(BIN)/retain features build --store $(STORE)
 	$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation
 	$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation
 	$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet
+	umask 077; $(BIN)/retain keys create --store $(STORE) --scopes admin --name demo | tail -n 1 > $(STORE)/demo.key
+	@echo "API key (also in $(STORE)/demo.key): $$(cat $(STORE)/demo.key)"
+	@echo "try: curl -H \"Authorization: Bearer $$(cat $(STORE)/demo.key)\" 'http://127.0.0.1:$(PORT)/v1/accounts/acc-000001/risk?actions=3'"
+	$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
 
 lint: install ## ruff (lint and format check)
 	$(BIN)/ruff check .
@@ -48,6 +53,9 @@ bench-features: install ## feature build throughput vs a pandas baseline (1M and
 
 bench-train: install ## simulate -> features -> train both models -> register (5,000 accounts), then scoring vs shap
 	$(BIN)/python -m experiments.benchmarks.train
+
+bench-serve: install ## serving latency and throughput vs mlflow models serve
+	$(BIN)/python -m experiments.benchmarks.serving
 
 clean: ## remove the venv, caches and the default store
 	rm -rf $(VENV) $(STORE) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench-cache
