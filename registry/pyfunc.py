@@ -1,6 +1,7 @@
 """The MLflow pyfunc model: a thin wrapper whose one artifact is the pickled ScoringModel.
 
-Encoders, booster, calibrator, feature list and reason texts all live in that one pickle, so
+Encoders, booster, calibrator, feature list and reason texts all live in that one pickle (an uplift model's
+boosters per action likewise), so
 `mlflow.pyfunc.load_model("models:/churn@champion")`, batch scoring and the API run the same object.
 `score_frame` is the output layout every path shares: `probability`, and `reasons` as a JSON list of
 {feature, text, direction, points, value} per row.
@@ -17,6 +18,7 @@ import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 from training.artifact import Reason, ScoringModel
+from training.causal.uplift import UpliftModel
 
 #: the model's folder name in MLflow, and the name of its one artifact inside it
 MODEL_DIR = "model"
@@ -45,14 +47,21 @@ def score_frame(model: ScoringModel, rows: pd.DataFrame, top: int = 3) -> pd.Dat
     return pd.DataFrame({"probability": probability, "reasons": reasons_json(reasons)}, index=rows.index)
 
 
-class RetainModel(PythonModel):
-    """Stateless until `load_context` unpickles the ScoringModel from the model's artifacts."""
+def output_frame(model: ScoringModel | UpliftModel, rows: pd.DataFrame) -> pd.DataFrame:
+    """What the pyfunc model answers: probability and reasons, or an uplift model's effect per action."""
+    if isinstance(model, UpliftModel):
+        return model.frame(rows)
+    return score_frame(model, rows)
 
-    model: ScoringModel
+
+class RetainModel(PythonModel):
+    """Stateless until `load_context` unpickles the ScoringModel (or UpliftModel) from its artifacts."""
+
+    model: ScoringModel | UpliftModel
 
     def load_context(self, context: Any) -> None:
         with open(context.artifacts[MODEL_ARTIFACT], "rb") as f:
             self.model = pickle.load(f)
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
-        return score_frame(self.model, model_input)
+        return output_frame(self.model, model_input)

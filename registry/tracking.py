@@ -32,7 +32,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from tqdm import tqdm
 
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown
-from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, pip_requirements, score_frame
+from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame, pip_requirements
 from retain.settings import Settings
 from retain.store import Store
 from retain.urls import redact, sqlalchemy_url
@@ -113,7 +113,7 @@ def signature(result: TrainResult) -> ModelSignature:
         warnings.filterwarnings(
             "ignore", message="Hint: Inferred schema contains integer", category=UserWarning
         )
-        inferred = infer_signature(example, score_frame(result.model, example))
+        inferred = infer_signature(example, output_frame(result.model, example))
     assert inferred.inputs is not None  # a DataFrame example always gives a column schema
     columns: list[ColSpec | TensorSpec] = [
         ColSpec(spec.type, spec.name, required=True) for spec in inferred.inputs.inputs

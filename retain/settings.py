@@ -59,6 +59,19 @@ class RiskBands(BaseModel):
         return self
 
 
+class ValueSettings(BaseModel):
+    """What an action is worth in money (next-best actions and the weekly plan): uplift on churn x ARR at
+    risk + uplift on expansion x expansion value - cost."""
+
+    csm_hour_usd: float = Field(150.0, ge=0, description="what an hour of CSM time costs")
+    expansion_share: float = Field(
+        0.2, gt=0, description="an expansion's value as a share of the account's ARR (DOMAIN.md: >= 10%)"
+    )
+    holdout_share: float = Field(
+        0.1, ge=0, lt=1, description="weekly plan: share of accounts held out at random, no action"
+    )
+
+
 class ServeSettings(BaseModel):
     """The API's knobs (`RETAIN_SERVE__*`)."""
 
@@ -96,6 +109,7 @@ class Settings(BaseSettings):
     )
     seed: int = 7
     serve: ServeSettings = ServeSettings()
+    value: ValueSettings = ValueSettings()
 
 
 @lru_cache(maxsize=1)

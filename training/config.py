@@ -4,7 +4,7 @@ in a key or a bad value stops the run before any work, with a message naming it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -98,7 +98,43 @@ class TrainConfig(BaseModel):
         return self.seed
 
 
-def load_config(path: Path | None, **overrides: object) -> TrainConfig:
+class UpliftConfig(BaseModel):
+    """An uplift run (`retain train --model uplift`): the DR-learners' cross-fitting and trust rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    horizon_days: int | None = Field(None, gt=0, description="outcome horizon after a cutoff")
+    seed: int | None = Field(None, ge=0, description="seeds the folds and LightGBM")
+    folds: int = Field(3, ge=2, le=10, description="cross-fitting folds, grouped by account")
+    clip: float = Field(
+        0.001,
+        gt=0,
+        lt=0.1,
+        description="propensities are clipped into [clip, 1 - clip]; keep it below the experiment arm's "
+        "propensity, or the clip biases the very rows that identify the effect",
+    )
+    min_effective_treated: float = Field(
+        40.0, gt=0, description="below this effective number of treated rows an action is ranked by the rules"
+    )
+    threads: int = Field(2, ge=1, description="LightGBM threads")
+    budget_share: float = Field(
+        0.1, gt=0, lt=1, description="with truth: the share of accounts a policy may treat when it is judged"
+    )
+    truth_dir: Path | None = Field(None, description="a simulator output folder: judge against the truth")
+
+    def resolved(self, settings: Settings) -> UpliftConfig:
+        return self.model_copy(
+            update={
+                "horizon_days": self.horizon_days or settings.horizon_days,
+                "seed": settings.seed if self.seed is None else self.seed,
+            }
+        )
+
+
+C = TypeVar("C", bound=BaseModel)
+
+
+def load_config(path: Path | None, schema: type[C] = TrainConfig, **overrides: object) -> C:  # type: ignore[assignment]
     """The config in `path` (defaults when None), with `overrides` (e.g. CLI flags) on top."""
     data: dict[str, Any] = {}
     if path is not None:
@@ -113,7 +149,7 @@ def load_config(path: Path | None, **overrides: object) -> TrainConfig:
         data = loaded or {}
     where = str(path) if path is not None else "config"
     try:
-        return TrainConfig.model_validate({**data, **overrides})
+        return schema.model_validate({**data, **overrides})
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in e.errors()

@@ -9,11 +9,12 @@ from typing import Any
 import pandas as pd
 
 from training.artifact import ScoringModel
+from training.causal.uplift import UpliftModel
 
 
 @dataclass
 class TrainResult:
-    model: ScoringModel
+    model: ScoringModel | UpliftModel
     #: tuned hyper-parameters and the run's configuration, as logged to MLflow
     params: dict[str, Any]
     #: the JSON summary: metrics per candidate ("model", "health", "logistic", "oracle"), per slice, ECE

@@ -1,0 +1,30 @@
+"""What an action is worth for an account, in dollars over the horizon: the ARR its churn uplift saves,
+plus the expansion it brings, minus its cost (CSM hours at a rate, plus money such as a concession)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from retain.catalogue import CATALOGUE
+from retain.settings import ValueSettings
+
+
+def action_costs(actions: Sequence[str], value: ValueSettings) -> np.ndarray:
+    return np.array([CATALOGUE[a].cost_hours * value.csm_hour_usd + CATALOGUE[a].cost_usd for a in actions])
+
+
+def expected_values(
+    churn_uplift: np.ndarray,
+    expansion_uplift: np.ndarray,
+    arr: np.ndarray,
+    actions: Sequence[str],
+    value: ValueSettings,
+) -> np.ndarray:
+    """(accounts, actions) dollars: a churn uplift is a change in churn probability, so lowering it saves
+    that share of the account's ARR; unknown ARR counts as none."""
+    at_risk = np.nan_to_num(np.asarray(arr, float), nan=0.0)[:, None]
+    saved = -churn_uplift * at_risk
+    grown = expansion_uplift * at_risk * value.expansion_share
+    return saved + grown - action_costs(actions, value)[None, :]

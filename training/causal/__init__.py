@@ -1,0 +1,1 @@
+"""Causal estimation: per-action uplift models and average effects, doubly robust with cross-fitting."""

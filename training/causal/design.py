@@ -1,0 +1,118 @@
+"""The uplift design: one row per (account, week), its features, which actions it received that week, how
+each was assigned, and its outcomes at the horizon.
+
+Rows sit at weekly cutoffs on the interventions' weekday, so features at a cutoff see exactly what the
+CS team saw when it chose that week's actions (`ts < cutoff`), and "treated with a" means a was taken in
+[cutoff, cutoff + 7 days). An action taken from an experiment arm carries its known propensity; the
+other arm's propensity must be estimated. The pure part (`treatments`, `weekly_cutoffs`) works on frames;
+`store_design` reads the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import duckdb
+import numpy as np
+import pandas as pd
+
+from features.build import build_feature_table, register_store
+from features.definitions import KEYS
+from retain.catalogue import ACTIONS
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from training.labels import label_frame
+
+WEEK = pd.Timedelta(days=7)
+OUTCOMES = ("churn", "expansion")
+
+
+@dataclass(frozen=True)
+class Design:
+    """Rows in (cutoff, account) order and, per action, three aligned arrays over those rows."""
+
+    rows: pd.DataFrame
+    #: action -> 1 where the action was taken in the week after the cutoff
+    treated: dict[str, np.ndarray]
+    #: action -> 1 where it was taken by the experiment arm (a subset of `treated`)
+    randomised: dict[str, np.ndarray]
+    #: action -> the experiment arm's known propensity for that row's week (0 where the arm was not run)
+    known_propensity: dict[str, np.ndarray]
+    #: outcome -> 0/1 at the horizon
+    outcomes: dict[str, np.ndarray]
+
+    @property
+    def groups(self) -> np.ndarray:
+        """Rows of one account are not independent: folds and standard errors cluster on the account."""
+        return self.rows["account_id"].to_numpy()
+
+
+def weekly_cutoffs(intervention_days: Sequence[date], first: date, last: date) -> list[date]:
+    """Every 7th day from `first` to `last`, on the weekday the interventions were mostly taken on."""
+    weekday = pd.Series([d.weekday() for d in intervention_days]).mode()
+    start = first + timedelta(days=(int(weekday.iloc[0]) - first.weekday()) % 7 if len(weekday) else 0)
+    return [start + timedelta(days=7 * k) for k in range((last - start).days // 7 + 1)]
+
+
+def treatments(
+    keys: pd.DataFrame, interventions: pd.DataFrame, actions: Sequence[str] = ACTIONS
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(treated, randomised, known_propensity) per action for `keys` (account_id, cutoff): actions taken in
+    [cutoff, cutoff + 7 days). The known propensity is the arm's for that week, whether or not this row got
+    the action: an experiment arm draws from every active account alike."""
+    iv = interventions[["account_id", "ts", "action", "assignment", "propensity"]].copy()
+    iv["ts"] = pd.to_datetime(iv["ts"], utc=True)
+    cutoffs = pd.DatetimeIndex(np.sort(keys["cutoff"].unique()))
+    slot = cutoffs.searchsorted(iv["ts"], side="right") - 1
+    inside = slot >= 0
+    iv = iv[inside].assign(cutoff=cutoffs[slot[inside]])
+    iv = iv[iv["ts"] < iv["cutoff"] + WEEK]
+    # an experiment arm draws every catalogue action alike: its propensity is per week, whichever action
+    # a row drew (a week in which it ran but never drew action a still gave every row a chance of a)
+    arm = iv[iv["assignment"] == "random"].groupby("cutoff")["propensity"].max()
+    week_propensity = keys["cutoff"].map(arm).fillna(0.0).to_numpy(float)
+    key_index = pd.MultiIndex.from_frame(keys[["account_id", "cutoff"]])
+    treated, randomised, known = {}, {}, {}
+    for action in actions:
+        mine = iv[iv["action"] == action]
+        taken = pd.MultiIndex.from_frame(mine[["account_id", "cutoff"]])
+        by_arm = pd.MultiIndex.from_frame(mine.loc[mine["assignment"] == "random", ["account_id", "cutoff"]])
+        treated[action] = key_index.isin(taken).astype(np.int8)
+        randomised[action] = key_index.isin(by_arm).astype(np.int8)
+        known[action] = week_propensity
+    return treated, randomised, known
+
+
+def store_design(store: Store, settings: Settings, horizon_days: int, threads: int = 2) -> Design:
+    """Weekly feature rows over the store's matured span, with treatments and both outcomes."""
+    if not store.files("interventions"):
+        raise RetainError(f"no interventions in {store.root}: uplift needs the actions taken and their arms")
+    with duckdb.connect(config={"threads": threads}) as con:
+        register_store(con, store)
+        interventions = con.execute("SELECT * FROM interventions").df()
+        first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+        days = sorted({t.date() for t in pd.to_datetime(interventions["ts"], utc=True)})
+        matured_until = last.date() - timedelta(days=horizon_days)
+        cutoffs = weekly_cutoffs(days, first.date() + timedelta(days=28), matured_until)
+        if not cutoffs:
+            raise RetainError("the store's events do not span a full horizon after the first month")
+        rows = build_feature_table(con, cutoffs, settings).to_pandas()
+        labels = {o: label_frame(con, rows[list(KEYS)], o, horizon_days) for o in OUTCOMES}  # type: ignore[arg-type]
+    keep = labels["churn"][["account_id", "cutoff", "matured"]].merge(
+        labels["expansion"][["account_id", "cutoff", "matured"]], on=["account_id", "cutoff"]
+    )
+    keep = keep[keep["matured_x"] & keep["matured_y"]][["account_id", "cutoff"]]
+    rows["cutoff"] = pd.to_datetime(rows["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    rows = rows.merge(keep, on=["account_id", "cutoff"])
+    # past its renewal date without a renewal (the grace week), an account's churn is already decided and
+    # no action is taken on it: such rows would be certain churners that are never treated
+    rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
+    outcomes = {
+        o: rows[["account_id", "cutoff"]].merge(labels[o], on=["account_id", "cutoff"])["label"].to_numpy()
+        for o in OUTCOMES
+    }
+    treated, randomised, known = treatments(rows, interventions)
+    return Design(rows, treated, randomised, known, outcomes)

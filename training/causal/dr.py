@@ -1,0 +1,273 @@
+"""The doubly robust (AIPW) estimator with cross-fitting, on LightGBM nuisance models.
+
+For one binary treatment T and outcome Y over rows X, each row's pseudo-outcome
+
+    psi = mu1(x) - mu0(x) + T (Y - mu1(x)) / e(x) - (1 - T) (Y - mu0(x)) / (1 - e(x))
+
+has the row's treatment effect as its expectation when either the outcome models mu or the propensity e
+is right. Every nuisance prediction for a row comes from models fitted on other accounts' rows (folds
+grouped by account), so the models' overfitting does not leak into psi. The mean of psi is the average
+effect, with a standard error clustered on the account; a regression of psi on X is the DR-learner's
+conditional effect.
+
+Propensity is two-part, as a CS team's log is: a row is treated when the team targeted it (probability
+estimated from X) or an experiment arm drew it (probability known from the log), so
+e = 1 - (1 - e_targeted(x)) (1 - e_known). The known part keeps e away from 0 wherever an arm ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GroupKFold
+
+from training.artifact import model_matrix
+
+Z95 = 1.959963984540054
+
+#: nuisance models: small and regularised, since treated arms are small (a few hundred rows)
+NUISANCE_PARAMS: dict[str, Any] = {
+    "objective": "binary",
+    "learning_rate": 0.08,
+    "num_leaves": 15,
+    "min_data_in_leaf": 40,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbose": -1,
+}
+NUISANCE_ROUNDS = 120
+#: the effect model fits noisy pseudo-outcomes: few, large leaves
+EFFECT_PARAMS: dict[str, Any] = {
+    "objective": "regression",
+    "learning_rate": 0.05,
+    "num_leaves": 7,
+    "min_data_in_leaf": 300,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 10.0,
+    "verbose": -1,
+}
+EFFECT_ROUNDS = 80
+
+
+@dataclass(frozen=True)
+class Matrix:
+    """Model inputs as floats (a category is its level's index), with the categorical columns named."""
+
+    values: np.ndarray
+    columns: list[str]
+    categorical: list[int]
+
+    @staticmethod
+    def of(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> Matrix:
+        """`features` of `rows` in order, encoded as the scoring models encode them (`model_matrix`)."""
+        frame = model_matrix(rows, features, categories)
+        values = (
+            np.column_stack(
+                [
+                    frame[f].cat.codes.to_numpy(float) if f in categories else frame[f].to_numpy(float)
+                    for f in features
+                ]
+            )
+            if features
+            else np.zeros((len(rows), 0))
+        )
+        for j, f in enumerate(features):
+            if f in categories:
+                values[values[:, j] < 0, j] = np.nan
+        return Matrix(values, list(features), [features.index(c) for c in categories if c in features])
+
+
+@dataclass(frozen=True)
+class Nuisance:
+    """Cross-fitted predictions for every row."""
+
+    mu0: np.ndarray
+    mu1: np.ndarray
+    propensity: np.ndarray
+    #: rows whose propensity was clipped into [clip, 1 - clip]
+    clipped: np.ndarray
+
+
+@dataclass(frozen=True)
+class Effect:
+    """An average effect with its 95% interval, beside the naive difference of means."""
+
+    ate: float
+    se: float
+    ci_low: float
+    ci_high: float
+    naive_difference: float
+    n_treated: int
+    n_control: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "ate": self.ate,
+            "se": self.se,
+            "ci_low": self.ci_low,
+            "ci_high": self.ci_high,
+            "naive_difference": self.naive_difference,
+            "n_treated": self.n_treated,
+            "n_control": self.n_control,
+        }
+
+
+def _dataset(x: Matrix, rows: np.ndarray, label: np.ndarray) -> lgb.Dataset:
+    return lgb.Dataset(
+        x.values[rows],
+        label=label[rows],
+        feature_name=x.columns,
+        categorical_feature=x.categorical,
+        free_raw_data=True,
+        params={"verbose": -1},
+    )
+
+
+def _fit(x: Matrix, rows: np.ndarray, label: np.ndarray, params: dict[str, Any], rounds: int) -> lgb.Booster:
+    return lgb.train(params, _dataset(x, rows, label), num_boost_round=rounds)
+
+
+def fit_binary(
+    x: Matrix, rows: np.ndarray, label: np.ndarray, seed: int, threads: int
+) -> lgb.Booster | float:
+    """A binary model on `rows`, or their mean when they are too few or hold one class only (a treated arm
+    of a handful of rows, or one that never churned)."""
+    values = label[rows]
+    if len(rows) < 2 * NUISANCE_PARAMS["min_data_in_leaf"] or values.min() == values.max():
+        return float(values.mean()) if len(rows) else 0.0
+    return _fit(x, rows, label, NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}, NUISANCE_ROUNDS)
+
+
+def predict(model: lgb.Booster | float, x: Matrix, rows: np.ndarray) -> np.ndarray:
+    if isinstance(model, float):
+        return np.full(len(rows), model)
+    return np.asarray(model.predict(x.values[rows], num_threads=model.params.get("num_threads", 0)))
+
+
+def folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K train/predict splits with every account's rows on one side; the account order is shuffled by
+    `seed`, so the folds do not follow the ids."""
+    _, codes = np.unique(groups, return_inverse=True)
+    shuffled = np.random.default_rng(seed).permutation(codes.max() + 1)[codes]
+    return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=shuffled))
+
+
+def fit_propensity(
+    x: Matrix,
+    treated: np.ndarray,
+    randomised: np.ndarray,
+    known_propensity: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    clip: float,
+    seed: int,
+    threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold P(treated | x) for every row, clipped into [clip, 1 - clip], and which rows were
+    clipped. The targeted part is learnt; the experiment arm's part is the log's."""
+    targeted = ((treated == 1) & (randomised == 0)).astype(np.int8)
+    targeted_p = np.empty(len(treated))
+    for fold, (fit_rows, predict_rows) in enumerate(splits):
+        model = fit_binary(x, fit_rows, targeted, seed + fold, threads)
+        targeted_p[predict_rows] = predict(model, x, predict_rows)
+    raw = 1.0 - (1.0 - targeted_p) * (1.0 - known_propensity)
+    propensity = np.clip(raw, clip, 1.0 - clip)
+    return propensity, propensity != raw
+
+
+def fit_outcomes(
+    x: Matrix,
+    treated: np.ndarray,
+    outcome: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    seed: int,
+    threads: int = 1,
+    baseline: np.ndarray | None = None,
+    propensity: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Out-of-fold E[Y | x, untreated] and E[Y | x, treated] for every row.
+
+    Given the out-of-fold baseline m(x) = E[Y | x] and the propensity e(x), mu0 follows from
+    m = e mu1 + (1 - e) mu0 without a model of its own: with a dozen actions over the same rows, the one
+    baseline replaces a dozen control-arm models that differ only by the few treated rows each leaves out.
+    """
+    n = len(outcome)
+    mu0, mu1 = np.empty(n), np.empty(n)
+    for fold, (fit_rows, predict_rows) in enumerate(splits):
+        exposed = fit_rows[treated[fit_rows] == 1]
+        mu1[predict_rows] = predict(fit_binary(x, exposed, outcome, seed + fold, threads), x, predict_rows)
+        if baseline is None:
+            control = fit_rows[treated[fit_rows] == 0]
+            mu0[predict_rows] = predict(
+                fit_binary(x, control, outcome, seed + fold, threads), x, predict_rows
+            )
+    if baseline is not None and propensity is not None:
+        mu0 = np.clip((baseline - propensity * mu1) / (1.0 - propensity), 0.0, 1.0)
+    return mu0, mu1
+
+
+def cross_fit(
+    x: Matrix,
+    treated: np.ndarray,
+    outcome: np.ndarray,
+    randomised: np.ndarray,
+    known_propensity: np.ndarray,
+    splits: list[tuple[np.ndarray, np.ndarray]],
+    *,
+    clip: float,
+    seed: int,
+    threads: int = 1,
+) -> Nuisance:
+    """Every nuisance for one treatment and one outcome; to reuse the propensity across outcomes, call
+    `fit_propensity` once and `fit_outcomes` per outcome."""
+    propensity, clipped = fit_propensity(
+        x, treated, randomised, known_propensity, splits, clip=clip, seed=seed, threads=threads
+    )
+    mu0, mu1 = fit_outcomes(x, treated, outcome, splits, seed=seed, threads=threads)
+    return Nuisance(mu0, mu1, propensity, clipped)
+
+
+def pseudo_outcomes(treated: np.ndarray, outcome: np.ndarray, n: Nuisance) -> np.ndarray:
+    t, y, e = treated.astype(float), outcome.astype(float), n.propensity
+    return n.mu1 - n.mu0 + t * (y - n.mu1) / e - (1.0 - t) * (y - n.mu0) / (1.0 - e)
+
+
+def average_effect(psi: np.ndarray, treated: np.ndarray, outcome: np.ndarray, groups: np.ndarray) -> Effect:
+    """The mean pseudo-outcome with a standard error clustered on `groups` (an account's rows move
+    together), and the naive treated-minus-control difference of outcome means."""
+    n = len(psi)
+    ate = float(psi.mean())
+    _, codes = np.unique(groups, return_inverse=True)
+    cluster_sums = np.bincount(codes, weights=psi - ate)
+    se = float(np.sqrt((cluster_sums**2).sum()) / n)
+    t = treated == 1
+    naive = float(outcome[t].mean() - outcome[~t].mean()) if t.any() and (~t).any() else float("nan")
+    return Effect(ate, se, ate - Z95 * se, ate + Z95 * se, naive, int(t.sum()), int((~t).sum()))
+
+
+def fit_effect_model(
+    x: Matrix, psi: np.ndarray, seed: int, threads: int = 1, weights: np.ndarray | None = None
+) -> lgb.Booster:
+    """The DR-learner's second stage: the conditional effect as a (weighted) regression of psi on X."""
+    data = lgb.Dataset(
+        x.values, label=psi, weight=weights, feature_name=x.columns, categorical_feature=x.categorical
+    )
+    return lgb.train(
+        EFFECT_PARAMS | {"seed": seed, "num_threads": threads}, data, num_boost_round=EFFECT_ROUNDS
+    )
+
+
+def effective_sample_size(weights: np.ndarray) -> float:
+    """Kish's effective sample size of inverse-propensity weights: how many equally weighted rows they
+    are worth; far below the row count means a few rows carry the estimate."""
+    total = weights.sum()
+    return float(total**2 / (weights**2).sum()) if total > 0 else 0.0

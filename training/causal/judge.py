@@ -1,0 +1,78 @@
+"""The uplift model against the simulator's truth: its average effects beside the true ones, and its
+ranking's true value at a fixed budget beside the oracle's, the rules' and "call the riskiest"'s."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from retain.catalogue import ACTIONS
+from training.causal import policy
+from training.causal.dr import Matrix, predict
+from training.causal.uplift import UpliftModel
+
+
+def true_effects(effects: pd.DataFrame, rows: pd.DataFrame, column: str = "churn_effect") -> pd.DataFrame:
+    """The truth's (rows, actions) effects for the (account_id, cutoff) keys of `rows`, in row order;
+    rows the truth has no entry for are dropped (the result is indexed by the kept rows' positions)."""
+    cutoff = pd.to_datetime(effects["cutoff"], utc=True)
+    wide = effects.assign(cutoff=cutoff).pivot_table(
+        index=["account_id", "cutoff"], columns="action", values=column
+    )[list(ACTIONS)]
+    keys = pd.MultiIndex.from_arrays([rows["account_id"], pd.to_datetime(rows["cutoff"], utc=True)])
+    found = keys.isin(wide.index)
+    return pd.DataFrame(wide.loc[keys[found]].to_numpy(), index=np.flatnonzero(found), columns=list(ACTIONS))
+
+
+def policy_values(
+    model: UpliftModel, rows: pd.DataFrame, truth: pd.DataFrame, budget_share: float
+) -> dict[str, Any]:
+    """True churn averted by each policy treating `budget_share` of the accounts with eligible actions."""
+    kept = rows.iloc[truth.index].reset_index(drop=True)
+    true = truth[list(model.actions)].to_numpy()
+    records = cast(list[dict[str, Any]], kept.to_dict("records"))
+    eligible = policy.eligible_mask(records, model.actions)
+    budget = max(1, round(budget_share * len(kept)))
+    predicted = model.uplift(kept)["churn"]
+    risk = predict(
+        model.baselines["churn"], Matrix.of(kept, model.features, model.categories), np.arange(len(kept))
+    )
+    rules = policy.rules_choice(records, model.actions)
+    health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
+    values = {
+        "oracle": policy.true_value(true, *policy.choose(-true, eligible, budget)),
+        "uplift": policy.true_value(true, *policy.choose(-predicted, eligible, budget)),
+        "rules": policy.true_value(
+            true, *policy.by_account_order(np.argsort(health, kind="stable"), rules, budget)
+        ),
+        "highest_risk": policy.true_value(
+            true, *policy.by_account_order(np.argsort(-risk, kind="stable"), rules, budget)
+        ),
+    }
+    oracle = values["oracle"]
+    return {
+        "rows": len(kept),
+        "budget": budget,
+        "churn_averted": values,
+        "share_of_oracle": {k: (v / oracle if oracle > 0 else None) for k, v in values.items()},
+    }
+
+
+def effect_coverage(model: UpliftModel, truth: pd.DataFrame, outcome: str) -> dict[str, Any]:
+    """Per action: the estimated average effect and interval, the true average over `truth`'s rows, and
+    whether the interval holds it."""
+    out = {}
+    for action in model.actions:
+        estimate = model.average[(action, outcome)]
+        true = float(truth[action].mean())
+        out[action] = {
+            "true_ate": true,
+            "ate": estimate.ate,
+            "ci_low": estimate.ci_low,
+            "ci_high": estimate.ci_high,
+            "naive_difference": estimate.naive_difference,
+            "covered": bool(estimate.ci_low <= true <= estimate.ci_high),
+        }
+    return out

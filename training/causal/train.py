@@ -1,0 +1,184 @@
+"""An uplift run end to end: the store's weekly design, cross-fitted nuisances per action, DR average
+effects and DR-learners per action and outcome, overlap per action, and (given the simulator's output)
+the judgement against the truth. Returns a TrainResult for tracking and the registry; no MLflow here."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from features.definitions import KEYS
+from retain.catalogue import ACTIONS
+from retain.errors import RetainError
+from retain.settings import Settings
+from retain.store import Store
+from training.causal import dr, judge
+from training.causal.design import OUTCOMES, Design, store_design
+from training.causal.uplift import BASELINE, Overlap, UpliftModel
+from training.config import UpliftConfig
+from training.dataset import category_levels, fingerprint
+from training.result import TrainResult
+
+QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
+
+
+def _overlap(
+    design: Design, action: str, propensity: np.ndarray, clipped: np.ndarray, config: UpliftConfig
+) -> Overlap:
+    treated = design.treated[action] == 1
+    return Overlap(
+        n_treated=int(treated.sum()),
+        n_randomised=int(design.randomised[action].sum()),
+        effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
+        clipped_share=float(clipped.mean()),
+        propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
+        min_effective=config.min_effective_treated,
+    )
+
+
+def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
+    """Every nuisance out of fold, then one effect model per action and outcome."""
+    seed, threads = int(config.seed or 0), config.threads
+    features = [c for c in design.rows.columns if c not in KEYS]
+    categorical = [f for f in features if design.rows[f].dtype == object]
+    categories = category_levels(design.rows, categorical)
+    x = dr.Matrix.of(design.rows, features, categories)
+    splits = dr.folds(design.groups, config.folds, seed)
+    everyone = np.arange(len(design.rows))
+    nobody = np.zeros(len(design.rows), np.int8)
+    baselines, baseline_oof = {}, {}
+    for outcome in OUTCOMES:
+        y = design.outcomes[outcome]
+        baseline_oof[outcome], _ = dr.fit_outcomes(x, nobody, y, splits, seed=seed, threads=threads)
+        baselines[outcome] = dr.fit_binary(x, everyone, y, seed, threads)
+    with_base = {
+        o: dr.Matrix(np.column_stack([x.values, baseline_oof[o]]), [*features, BASELINE], x.categorical)
+        for o in OUTCOMES
+    }
+    effects, overlap, average = {}, {}, {}
+    for action in tqdm(ACTIONS, desc="uplift", unit="action", disable=None):
+        t = design.treated[action]
+        propensity, clipped = dr.fit_propensity(
+            x,
+            t,
+            design.randomised[action],
+            design.known_propensity[action],
+            splits,
+            clip=config.clip,
+            seed=seed,
+            threads=threads,
+        )
+        overlap[action] = _overlap(design, action, propensity, clipped, config)
+        for outcome in OUTCOMES:
+            y = design.outcomes[outcome]
+            mu0, mu1 = dr.fit_outcomes(
+                x,
+                t,
+                y,
+                splits,
+                seed=seed,
+                threads=threads,
+                baseline=baseline_oof[outcome],
+                propensity=propensity,
+            )
+            psi = dr.pseudo_outcomes(t, y, dr.Nuisance(mu0, mu1, propensity, clipped))
+            average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups)
+            effects[(action, outcome)] = dr.fit_effect_model(
+                with_base[outcome], psi, seed, threads, weights=propensity * (1.0 - propensity)
+            )
+    return UpliftModel(
+        name=name,
+        features=features,
+        categories=categories,
+        actions=list(ACTIONS),
+        horizon_days=int(config.horizon_days or 0),
+        baselines=baselines,
+        effects=effects,
+        overlap=overlap,
+        average=average,
+        threads=1,
+    )
+
+
+def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> dict[str, Any]:
+    """Judged on the store's own month-end feature rows (the truth is recorded at month ends)."""
+    assert config.truth_dir is not None
+    folder = config.truth_dir / "truth" if (config.truth_dir / "truth").is_dir() else config.truth_dir
+    path = folder / "action_effects.parquet"
+    if not path.exists():
+        raise RetainError(
+            f"no action_effects.parquet under {config.truth_dir}: is it a simulator output folder?"
+        )
+    if not store.feature_table.exists():
+        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
+    effects = pd.read_parquet(path)
+    rows = pq.read_table(store.feature_table).to_pandas()
+    rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
+    churn = judge.true_effects(effects, rows, "churn_effect")
+    expansion = judge.true_effects(effects, rows, "expansion_effect")
+    return {
+        "policy": judge.policy_values(model, rows, churn, config.budget_share),
+        "coverage": {
+            "churn": judge.effect_coverage(model, churn, "churn"),
+            "expansion": judge.effect_coverage(model, expansion, "expansion"),
+        },
+    }
+
+
+def _flat(metrics: dict[str, Any]) -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, effect in metrics["effects"].items():
+        flat[f"{key}_ate"] = effect["ate"]
+        flat[f"{key}_ci_width"] = effect["ci_high"] - effect["ci_low"]
+    for action, stats in metrics["overlap"].items():
+        flat[f"{action}_effective_treated"] = stats["effective_treated"]
+    truth = metrics.get("truth")
+    if truth:
+        for policy_name, share in truth["policy"]["share_of_oracle"].items():
+            if share is not None:
+                flat[f"policy_{policy_name}_share_of_oracle"] = share
+        for outcome, per_action in truth["coverage"].items():
+            flat[f"coverage_{outcome}"] = float(np.mean([a["covered"] for a in per_action.values()]))
+    return flat
+
+
+def train_uplift(
+    store: Store, settings: Settings, config: UpliftConfig, *, name: str = "uplift"
+) -> TrainResult:
+    config = config.resolved(settings)
+    started = time.perf_counter()
+    design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
+    model = fit_uplift(design, config, name)
+    metrics: dict[str, Any] = {
+        "rows": len(design.rows),
+        "accounts": int(design.rows["account_id"].nunique()),
+        "weeks": int(design.rows["cutoff"].nunique()),
+        "effects": {f"{a}_{o}": e.as_dict() for (a, o), e in model.average.items()},
+        "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
+        "usable_actions": model.usable(),
+    }
+    if config.truth_dir is not None:
+        metrics["truth"] = _truth_metrics(store, model, config)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    lineage = {
+        "source": "store",
+        "store": str(store.root.resolve()),
+        "design": "weekly cutoffs on the interventions' weekday; treated = action taken within 7 days",
+        "cutoffs": [str(design.rows["cutoff"].min().date()), str(design.rows["cutoff"].max().date())],
+        "horizon_days": model.horizon_days,
+        "train_fingerprint": fingerprint(design.rows[list(KEYS)]),
+    }
+    return TrainResult(
+        model=model,
+        params=config.model_dump(mode="json"),
+        metrics=metrics,
+        flat_metrics=_flat(metrics),
+        plots={},
+        lineage=lineage,
+        input_example=design.rows.head(5).reset_index(drop=True),
+    )
