@@ -24,6 +24,7 @@ from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
 from training.artifact import ScoringModel
+from training.causal.uplift import UpliftModel
 
 #: the source of a version registered from an MLflow 3 logged model (the SQL registry keeps no model_id)
 LOGGED_MODEL = "models:/m-"
@@ -95,14 +96,28 @@ def resolve(mlflow_client: MlflowClient, ref: str) -> VersionInfo:
         raise RetainError(f"model {ref!r}: {e.message}") from e
 
 
-def scoring_model(mlflow_client: MlflowClient, info: VersionInfo) -> ScoringModel:
-    """Unpickle the version's ScoringModel from its logged model's artifacts."""
+def _unpickle(mlflow_client: MlflowClient, info: VersionInfo) -> object:
     if not info.source.startswith(LOGGED_MODEL):
         raise RetainError(f"{info.uri} comes from {info.source}, not from a model logged by Retain")
     location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
     # Artifacts live under the store, so this is the file in place (a remote store would download it).
     path = get_artifact_repository(location).download_artifacts(f"artifacts/{MODEL_ARTIFACT}")
-    model: ScoringModel = pickle.loads(Path(path).read_bytes())
+    return pickle.loads(Path(path).read_bytes())
+
+
+def scoring_model(mlflow_client: MlflowClient, info: VersionInfo) -> ScoringModel:
+    """Unpickle the version's ScoringModel from its logged model's artifacts."""
+    model = _unpickle(mlflow_client, info)
+    if not isinstance(model, ScoringModel):
+        raise RetainError(f"{info.uri} is a {type(model).__name__}, not a churn or expansion scoring model")
+    return model
+
+
+def uplift_model(mlflow_client: MlflowClient, info: VersionInfo) -> UpliftModel:
+    """Unpickle the version's UpliftModel from its logged model's artifacts."""
+    model = _unpickle(mlflow_client, info)
+    if not isinstance(model, UpliftModel):
+        raise RetainError(f"{info.uri} is a {type(model).__name__}, not an uplift model")
     return model
 
 
@@ -111,3 +126,12 @@ def load_scoring_model(store: Store, settings: Settings, ref: str) -> tuple[Scor
     mlflow_client = client(store, settings)
     info = resolve(mlflow_client, ref)
     return scoring_model(mlflow_client, info), info
+
+
+def load_uplift_model(
+    store: Store, settings: Settings, ref: str = "uplift"
+) -> tuple[UpliftModel, VersionInfo]:
+    """The UpliftModel behind `NAME[@alias]` or `NAME/version` (alias `champion` by default)."""
+    mlflow_client = client(store, settings)
+    info = resolve(mlflow_client, ref)
+    return uplift_model(mlflow_client, info), info

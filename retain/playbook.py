@@ -315,7 +315,7 @@ def eligibility(row: Mapping[str, Any], last_taken: Mapping[str, datetime], as_o
     return verdicts
 
 
-def _lower_first(text: str) -> str:
+def lower_first(text: str) -> str:
     return text[:1].lower() + text[1:]
 
 
@@ -331,7 +331,7 @@ def rules_ranking(band: str | None, verdicts: Sequence[Verdict]) -> list[RankedA
         verdict = by_action.get(action)
         if verdict is None:
             continue
-        because = "; ".join(_lower_first(r) for r in verdict.reasons)
+        because = "; ".join(lower_first(r) for r in verdict.reasons)
         approval = "; needs approval before it is offered" if CATALOGUE[action].needs_approval else ""
         ranked.append(RankedAction(action, len(ranked) + 1, f"{lead}: {because}{approval}.", verdict.reasons))
     return ranked

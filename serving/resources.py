@@ -22,7 +22,7 @@ from feast import FeatureStore
 
 from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store, online_rows
 from features.rows import FeatureRows
-from registry.models import resolve, scoring_model
+from registry.models import VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import client
 from retain.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
 from retain.errors import RetainError
@@ -32,9 +32,22 @@ from retain.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing
+from training.causal.uplift import UpliftModel
 
 log = logging.getLogger("retain.serving")
 MODELS = (CHURN, EXPANSION)
+#: the registered name of the uplift models the next-best actions are ranked by
+UPLIFT = "uplift"
+
+
+@dataclass(frozen=True)
+class UpliftChampion:
+    model: UpliftModel
+    info: VersionInfo
+
+    @property
+    def label(self) -> str:
+        return f"{self.info.name}/{self.info.version}"
 
 
 @dataclass(frozen=True)
@@ -47,9 +60,13 @@ class Loaded:
     features: FeatureSet | None
     accounts: dict[str, dict[str, Any]]
     errors: dict[str, str] = field(default_factory=dict)
+    uplift: UpliftChampion | None = None
 
     def champion(self, kind: str) -> Champion | None:
         return self.churn if kind == CHURN else self.expansion
+
+    def any_champion(self, kind: str) -> Champion | UpliftChampion | None:
+        return self.uplift if kind == UPLIFT else self.champion(kind)
 
 
 class LastTaken:
@@ -113,8 +130,8 @@ class Resources:
 
     def _champions_moved(self) -> bool:
         mlflow_client = client(self.store, self.settings)
-        for kind in MODELS:
-            current = self.loaded.champion(kind)
+        for kind in (*MODELS, UPLIFT):
+            current = self.loaded.any_champion(kind)
             try:
                 version = resolve(mlflow_client, f"{kind}@champion").version
             except RetainError:
@@ -130,15 +147,17 @@ class Resources:
             errors: dict[str, str] = {}
             before = self.loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
+            uplift = self._uplift(errors)
             fs, features = self._feature_store(before.fs, errors)
             accounts = self._accounts(errors)
             self.taken = LastTaken(self._interventions(errors))
-            self.loaded = Loaded(champions[CHURN], champions[EXPANSION], fs, features, accounts, errors)
-            changed = [kind for kind in MODELS if _label(champions[kind]) != _label(before.champion(kind))]
+            self.loaded = Loaded(
+                champions[CHURN], champions[EXPANSION], fs, features, accounts, errors, uplift
+            )
+            now = {**champions, UPLIFT: uplift}
+            changed = [kind for kind in now if _label(now[kind]) != _label(before.any_champion(kind))]
             for kind in changed:
-                log.info(
-                    "%s champion: %s -> %s", kind, _label(before.champion(kind)), _label(champions[kind])
-                )
+                log.info("%s champion: %s -> %s", kind, _label(before.any_champion(kind)), _label(now[kind]))
             for what, error in errors.items():
                 log.warning("%s not loaded: %s", what, error)
             return changed, errors
@@ -155,6 +174,19 @@ class Resources:
             return Champion(model, info)
         except RetainError as e:
             errors[kind] = str(e)
+            return None
+
+    def _uplift(self, errors: dict[str, str]) -> UpliftChampion | None:
+        """The uplift champion; without one, next-best actions are ranked by the rules."""
+        try:
+            mlflow_client = client(self.store, self.settings)
+            info = resolve(mlflow_client, f"{UPLIFT}@champion")
+            current = self.loaded.uplift
+            if current is not None and current.info.version == info.version:
+                return current
+            return UpliftChampion(uplift_model(mlflow_client, info), info)
+        except RetainError as e:
+            errors[UPLIFT] = str(e)
             return None
 
     def _feature_store(
@@ -204,11 +236,12 @@ class Resources:
         loaded = self.loaded
         return {
             "model": loaded.churn is not None,
+            "uplift": loaded.uplift is not None,
             "store": loaded.fs is not None,
             "errors": dict(loaded.errors),
             "decision_log": self.log.url,
         }
 
 
-def _label(champion: Champion | None) -> str | None:
+def _label(champion: Champion | UpliftChampion | None) -> str | None:
     return champion.label if champion else None

@@ -23,8 +23,9 @@ from features.rows import FeatureRows
 from retain.catalogue import ACTIONS, CATALOGUE
 from retain.contract import INTERVENTION_SCHEMA
 from retain.ingest import record_interventions
-from retain.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, rules_ranking
+from retain.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, lower_first, rules_ranking
 from retain.settings import Settings
+from retain.value import expected_values
 from serving.assess import Assessment, assess
 from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation
 from serving.metrics import Metrics
@@ -42,7 +43,49 @@ from serving.schemas import (
     ScoreItem,
 )
 
-RULES_NOTE = "ranked by the rules for the account's health band: no uplift models are served yet"
+#: why the rules rank an account's actions, by what stood in the uplift ranking's way
+RULES_NOTES = {
+    "no_uplift_model": "ranked by the rules for the account's health band: no uplift model is promoted",
+    "features_untrusted": "ranked by the rules for the account's health band: its features cannot be trusted",
+}
+#: fallbacks that say the feature row itself cannot be trusted (a missing churn model does not)
+UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
+POOR_OVERLAP = (
+    "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
+)
+
+
+@dataclass(frozen=True)
+class _Entry:
+    action: str
+    rationale: str
+    eligibility: tuple[str, ...]
+    expected_value: float | None
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    kind: Literal["uplift", "rules"]
+    note: str
+    entries: list[_Entry]
+    #: eligible actions the uplift ranking leaves out, with why (they cost more than they return)
+    unprofitable: dict[str, str]
+
+
+def _money(value: float) -> str:
+    return f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
+
+
+def _value_rationale(churn: float, expansion: float, ev: float, because: str) -> str:
+    parts = []
+    if churn < 0:
+        parts.append(f"lowers 90-day churn risk by {-100 * churn:.1f} points")
+    elif churn > 0:
+        parts.append(f"raises 90-day churn risk by {100 * churn:.1f} points")
+    if expansion > 0:
+        parts.append(f"raises the chance of expansion by {100 * expansion:.1f} points")
+    effect = " and ".join(parts) or "changes little"
+    return f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
 
 
 class ApiError(Exception):
@@ -126,7 +169,9 @@ class Service:
         return [self._answer(loaded, assessed[i], request_id, actions) for i in sorted(assessed)], errors
 
     def _answer(self, loaded: Loaded, a: Assessment, request_id: str, actions: int) -> Risk:
-        ranked = self._ranked(a, self._verdicts(a), actions, set(), None) if actions else []
+        ranked = []
+        if actions:
+            ranked = self._ranked(self._ranking(loaded, a, self._verdicts(a)), actions, set(), None)
         risk = self._risk(loaded, a, ranked)
         risk.changes = self._changes(risk, risk.notes)
         self._log("score", request_id, risk, a, ranked)
@@ -221,19 +266,20 @@ class Service:
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
         verdicts = self._verdicts(a)
-        ranked = self._ranked(a, verdicts, ask.limit, set(ask.exclude), ask.channels)
+        ranking = self._ranking(loaded, a, verdicts)
+        ranked = self._ranked(ranking, ask.limit, set(ask.exclude), ask.channels)
         ineligible = None
         if ask.include_ineligible:
             ineligible = [
                 Ineligible(action=v.action, reasons=list(v.reasons)) for v in verdicts if not v.eligible
-            ]
+            ] + [Ineligible(action=x, reasons=[why]) for x, why in ranking.unprofitable.items()]
         self._log("recommendation", request_id, self._risk(loaded, a, ranked), a, ranked)
         return {
             "account_id": account_id,
             "source": a.source,
             "fallback_reason": a.fallback,
-            "ranking": "rules",
-            "ranking_note": RULES_NOTE,
+            "ranking": ranking.kind,
+            "ranking_note": ranking.note,
             "health_band": a.health.band,
             "play": PLAYS[a.health.band or DEFAULT_BAND].name,
             "actions": ranked,
@@ -243,18 +289,57 @@ class Service:
     def _verdicts(self, a: Assessment) -> list[Verdict]:
         return eligibility(a.row, self.res.taken.of(a.account_id), self.res.as_of())
 
+    def _ranking(self, loaded: Loaded, a: Assessment, verdicts: list[Verdict]) -> _Ranking:
+        """By expected value when an uplift champion is loaded and the features are trusted; actions whose
+        uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything."""
+        rules = rules_ranking(a.health.band, verdicts)
+        by_rules = [_Entry(r.action, r.rationale, r.eligibility, None) for r in rules]
+        if loaded.uplift is None:
+            return _Ranking("rules", RULES_NOTES["no_uplift_model"], by_rules, {})
+        if not a.row or (a.fallback is not None and a.fallback.code in UNTRUSTED_FEATURES):
+            return _Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
+        model = loaded.uplift.model
+        uplift = model.uplift(pd.DataFrame([a.row]))
+        values = expected_values(
+            uplift["churn"],
+            uplift["expansion"],
+            np.array([a.row.get("arr")], float),
+            model.actions,
+            self.res.settings.value,
+        )[0]
+        usable = set(model.usable())
+        column = {action: j for j, action in enumerate(model.actions)}
+        reasons = {v.action: v.reasons for v in verdicts if v.eligible}
+        ranked, unprofitable = [], {}
+        for action in sorted((x for x in reasons if x in usable), key=lambda x: -values[column[x]]):
+            j = column[action]
+            because = "; ".join(lower_first(r) for r in reasons[action])
+            if values[j] <= 0:
+                unprofitable[action] = f"expected value {_money(values[j])}: it costs more than it returns"
+                continue
+            text = _value_rationale(uplift["churn"][0, j], uplift["expansion"][0, j], values[j], because)
+            ranked.append(_Entry(action, text, reasons[action], round(float(values[j]), 2)))
+        late = [
+            _Entry(e.action, f"{e.rationale[:-1]}; {POOR_OVERLAP}.", e.eligibility, None)
+            for e in by_rules
+            if e.action not in usable
+        ]
+        note = f"ranked by expected value (uplift x value - cost) from {loaded.uplift.label}"
+        if late:
+            note += f"; {len(late)} by the rules, their uplift models lacking overlap"
+        return _Ranking("uplift", note, ranked + late, unprofitable)
+
     def _ranked(
         self,
-        a: Assessment,
-        verdicts: list[Verdict],
+        ranking: _Ranking,
         limit: int,
         exclude: set[str],
         channels: list[str] | None,
     ) -> list[ActionOut]:
         out: list[ActionOut] = []
-        for ranked in rules_ranking(a.health.band, verdicts):
-            action = CATALOGUE[ranked.action]
-            if ranked.action in exclude or (channels is not None and action.channel not in channels):
+        for entry in ranking.entries:
+            action = CATALOGUE[entry.action]
+            if entry.action in exclude or (channels is not None and action.channel not in channels):
                 continue
             out.append(
                 ActionOut(
@@ -262,9 +347,9 @@ class Service:
                     rank=len(out) + 1,
                     action=action.name,
                     channel=action.channel,
-                    rationale=ranked.rationale,
-                    eligibility=list(ranked.eligibility),
-                    expected_value=None,
+                    rationale=entry.rationale,
+                    eligibility=list(entry.eligibility),
+                    expected_value=entry.expected_value,
                     cost_hours=action.cost_hours,
                     cost_usd=action.cost_usd,
                     cooldown_days=action.cooldown_days,

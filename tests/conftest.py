@@ -6,9 +6,22 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
+
+from features.build import build_and_publish
+from registry.tracking import log_and_register
+from retain.ingest import ingest_path
+from retain.settings import Settings
+from retain.simulate import SimConfig, simulate_to
+from retain.store import Store
+from training.causal.train import train_uplift
+from training.config import UpliftConfig
+from training.result import TrainResult
 
 
 def unavailable(message: str) -> None:
@@ -50,3 +63,27 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@dataclass(frozen=True)
+class UpliftWorld:
+    """A small simulated store with features, and an uplift model trained, judged and registered."""
+
+    store: Store
+    settings: Settings
+    simulation: Path
+    result: TrainResult
+
+
+@pytest.fixture(scope="session")
+def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
+    root = tmp_path_factory.mktemp("uplift")
+    simulation = root / "sim"
+    simulate_to(SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1)), simulation)
+    store = Store(root / "store")
+    settings = Settings(home=store.root)
+    ingest_path(store, simulation)
+    build_and_publish(store, settings, None, None, online=True)
+    result = train_uplift(store, settings, UpliftConfig(truth_dir=simulation, min_effective_treated=20))
+    log_and_register(store, settings, result, "uplift")
+    return UpliftWorld(store, settings, simulation, result)

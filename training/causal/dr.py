@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold
 
-from training.artifact import model_matrix
+from training.artifact import encode
 
 Z95 = 1.959963984540054
 
@@ -67,21 +67,8 @@ class Matrix:
 
     @staticmethod
     def of(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> Matrix:
-        """`features` of `rows` in order, encoded as the scoring models encode them (`model_matrix`)."""
-        frame = model_matrix(rows, features, categories)
-        values = (
-            np.column_stack(
-                [
-                    frame[f].cat.codes.to_numpy(float) if f in categories else frame[f].to_numpy(float)
-                    for f in features
-                ]
-            )
-            if features
-            else np.zeros((len(rows), 0))
-        )
-        for j, f in enumerate(features):
-            if f in categories:
-                values[values[:, j] < 0, j] = np.nan
+        """`features` of `rows` in order, encoded as the scoring models encode them (`encode`)."""
+        values = encode(rows, features, categories)
         return Matrix(values, list(features), [features.index(c) for c in categories if c in features])
 
 

@@ -17,7 +17,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
-from training.artifact import Rows
+from training.artifact import Rows, encode
 from training.causal.dr import Effect, Matrix, predict
 
 OUTCOMES = ("churn", "expansion")
@@ -74,11 +74,11 @@ class UpliftModel:
 
     def uplift(self, rows: Rows) -> dict[str, np.ndarray]:
         """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
-        frame = rows if isinstance(rows, pd.DataFrame) else rows.frame()
-        x = Matrix.of(frame, self.features, self.categories)
+        values = encode(rows, self.features, self.categories, self.__dict__.setdefault("_code_cache", {}))
+        x = Matrix(values, self.features, [])
         out = {}
         for outcome in OUTCOMES:
-            base = predict(self.baselines[outcome], x, np.arange(len(frame)))
+            base = predict(self.baselines[outcome], x, np.arange(len(values)))
             with_base = np.column_stack([x.values, base])
             out[outcome] = np.column_stack(
                 [

@@ -1,0 +1,287 @@
+"""Uplift: the weekly design, the DR estimator on data with a known effect, the trained models against the
+simulator's truth (on a held-out simulation), the registry, and the served ranking by expected value."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date
+from itertools import pairwise
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from features.build import build_and_publish
+from registry.models import load_uplift_model
+from registry.pyfunc import output_frame
+from retain.catalogue import ACTIONS
+from retain.ingest import ingest_path
+from retain.settings import Settings
+from retain.simulate import SimConfig, simulate_to
+from retain.store import Store
+from retain.value import expected_values
+from serving.keys import KeyRing
+from tests.conftest import UpliftWorld
+from tests.test_api import Server
+from training.causal import dr, judge
+from training.causal.design import treatments, weekly_cutoffs
+
+UTC_DAY = pd.Timedelta(days=1)
+
+
+# -- the design --------------------------------------------------------------------------------------
+
+
+def test_a_row_is_treated_by_what_was_taken_in_the_week_after_its_cutoff() -> None:
+    monday = pd.Timestamp("2025-03-03", tz="UTC")
+    keys = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "a", "b"],
+            "cutoff": [monday, monday, monday + 7 * UTC_DAY, monday + 7 * UTC_DAY],
+        }
+    )
+    log = pd.DataFrame(
+        {
+            "account_id": ["a", "b", "a", "b"],
+            "ts": [
+                monday + pd.Timedelta(hours=10),
+                monday + pd.Timedelta(hours=9),
+                monday + 7 * UTC_DAY,
+                monday - UTC_DAY,
+            ],
+            "action": ["save_offer", "training_session", "save_offer", "save_offer"],
+            "assignment": ["targeted", "random", "targeted", "targeted"],
+            "propensity": [np.nan, 0.004, np.nan, np.nan],
+        }
+    )
+    treated, randomised, known = treatments(keys, log)
+    assert treated["save_offer"].tolist() == [1, 0, 1, 0]  # b's action came before the first cutoff
+    assert treated["training_session"].tolist() == [0, 1, 0, 0]
+    assert randomised["training_session"].tolist() == [0, 1, 0, 0]
+    assert randomised["save_offer"].tolist() == [0, 0, 0, 0]
+    # the arm ran in the first week and could have drawn any action for any row that week
+    assert known["save_offer"].tolist() == [0.004, 0.004, 0.0, 0.0]
+    assert known["reference_ask"].tolist() == [0.004, 0.004, 0.0, 0.0]
+
+
+def test_weekly_cutoffs_fall_on_the_interventions_weekday() -> None:
+    wednesdays = [date(2025, 1, 1) + pd.Timedelta(days=7 * k) for k in range(5)]
+    cutoffs = weekly_cutoffs(wednesdays, date(2025, 1, 4), date(2025, 2, 15))
+    assert {c.weekday() for c in cutoffs} == {2}
+    assert cutoffs[0] == date(2025, 1, 8) and cutoffs[-1] == date(2025, 2, 12)
+    assert all(b - a == pd.Timedelta(days=7) for a, b in pairwise(cutoffs))
+
+
+# -- the estimator on data whose effect is known ------------------------------------------------------
+
+
+@dataclass
+class Confounded:
+    x: dr.Matrix
+    treated: np.ndarray
+    randomised: np.ndarray
+    known: np.ndarray
+    outcome: np.ndarray
+    groups: np.ndarray
+    true_ate: float
+    true_effect: np.ndarray = field(repr=False)
+
+
+def confounded(seed: int, n: int = 6000, random_share: float = 0.02) -> Confounded:
+    """Risky rows (high z) are targeted more and churn more; the action lowers churn more for them."""
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n)
+    other = rng.normal(size=n)
+    p0 = 1 / (1 + np.exp(-(-1.2 + 1.3 * z)))
+    p1 = 1 / (1 + np.exp(-(-1.2 + 1.3 * z - 0.8)))
+    targeted = rng.random(n) < 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
+    randomised = (rng.random(n) < random_share) & ~targeted
+    treated = (targeted | randomised).astype(np.int8)
+    outcome = (rng.random(n) < np.where(treated == 1, p1, p0)).astype(np.int8)
+    x = dr.Matrix(np.column_stack([z, other]), ["z", "other"], [])
+    groups = np.arange(n) // 3  # three rows per account
+    return Confounded(
+        x,
+        treated,
+        randomised.astype(np.int8),
+        np.full(n, random_share),
+        outcome,
+        groups,
+        float((p1 - p0).mean()),
+        p1 - p0,
+    )
+
+
+def dr_effect(data: Confounded, seed: int) -> dr.Effect:
+    splits = dr.folds(data.groups, 3, seed)
+    nuisance = dr.cross_fit(
+        data.x, data.treated, data.outcome, data.randomised, data.known, splits, clip=0.001, seed=seed
+    )
+    psi = dr.pseudo_outcomes(data.treated, data.outcome, nuisance)
+    return dr.average_effect(psi, data.treated, data.outcome, data.groups)
+
+
+def test_dr_interval_holds_the_true_effect_where_the_naive_difference_is_biased() -> None:
+    covered = 0
+    for seed in range(5):
+        data = confounded(seed)
+        effect = dr_effect(data, seed)
+        covered += effect.ci_low <= data.true_ate <= effect.ci_high
+        # targeting the risky makes the treated look worse off than they are
+        assert effect.naive_difference - data.true_ate > 0.1
+        assert abs(effect.ate - data.true_ate) < 0.05
+    assert covered >= 4
+
+
+def test_a_placebo_treatment_shows_no_effect() -> None:
+    data = confounded(7)
+    rng = np.random.default_rng(7)
+    placebo = (rng.random(len(data.outcome)) < 0.2).astype(np.int8)
+    effect = dr_effect(
+        Confounded(
+            data.x,
+            placebo,
+            placebo,
+            np.full(len(placebo), 0.2),
+            data.outcome,
+            data.groups,
+            0.0,
+            data.true_effect,
+        ),
+        7,
+    )
+    assert effect.ci_low <= 0.0 <= effect.ci_high
+
+
+def test_known_propensity_is_the_log_s_where_nothing_was_targeted() -> None:
+    data = confounded(3)
+    randomised_only = data.randomised
+    propensity, clipped = dr.fit_propensity(
+        data.x, randomised_only, randomised_only, data.known, dr.folds(data.groups, 3, 0), clip=0.001, seed=0
+    )
+    np.testing.assert_allclose(propensity, data.known)
+    assert not clipped.any()
+
+
+def test_standard_errors_cluster_on_the_account() -> None:
+    """Copies of an account's row are not new evidence: the clustered SE must not shrink with them."""
+    rng = np.random.default_rng(0)
+    psi = rng.normal(size=500)
+    t = (rng.random(500) < 0.5).astype(np.int8)
+    y = (rng.random(500) < 0.3).astype(np.int8)
+    once = dr.average_effect(psi, t, y, np.arange(500))
+    tripled = dr.average_effect(
+        np.repeat(psi, 3), np.repeat(t, 3), np.repeat(y, 3), np.repeat(np.arange(500), 3)
+    )
+    assert tripled.ate == pytest.approx(once.ate)
+    assert tripled.se == pytest.approx(once.se, rel=1e-9)
+
+
+# -- trained on a simulation, judged against its truth --------------------------------------------------
+
+
+def test_every_action_has_effects_with_intervals_and_the_naive_difference(uplift_world: UpliftWorld) -> None:
+    effects = uplift_world.result.metrics["effects"]
+    assert set(effects) == {f"{a}_{o}" for a in ACTIONS for o in ("churn", "expansion")}
+    for effect in effects.values():
+        assert effect["ci_low"] <= effect["ate"] <= effect["ci_high"]
+        assert effect["n_treated"] > 0 and effect["n_control"] > effect["n_treated"]
+    # the placebo: asking for a reference changes nothing in the simulator
+    placebo = effects["reference_ask_churn"]
+    assert placebo["ci_low"] <= 0.0 <= placebo["ci_high"]
+
+
+def test_true_average_effects_fall_inside_most_intervals(uplift_world: UpliftWorld) -> None:
+    coverage = uplift_world.result.metrics["truth"]["coverage"]
+    for outcome in ("churn", "expansion"):
+        covered = [a["covered"] for a in coverage[outcome].values()]
+        assert sum(covered) >= 9, (outcome, coverage[outcome])
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Month-end feature rows of another simulation (another seed) and its true effects."""
+    root = tmp_path_factory.mktemp("held-out")
+    simulate_to(SimConfig(accounts=500, days=300, seed=23, start=date(2024, 9, 1)), root / "sim")
+    store = Store(root / "store")
+    ingest_path(store, root / "sim")
+    build_and_publish(store, Settings(home=store.root), None, None, online=False)
+    rows = pq.read_table(store.feature_table).to_pandas()
+    rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
+    return rows, pd.read_parquet(root / "sim" / "truth" / "action_effects.parquet")
+
+
+def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_simulation(
+    uplift_world: UpliftWorld, held_out: tuple[pd.DataFrame, pd.DataFrame]
+) -> None:
+    rows, effects = held_out
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    values = judge.policy_values(model, rows, judge.true_effects(effects, rows), budget_share=0.1)
+    averted = values["churn_averted"]
+    assert averted["oracle"] > 0
+    assert averted["uplift"] >= 1.5 * max(averted["rules"], averted["highest_risk"]), values
+    assert values["share_of_oracle"]["uplift"] >= 0.2, values
+
+
+def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplift_world: UpliftWorld) -> None:
+    import mlflow.pyfunc
+
+    from registry.tracking import active_uri, tracking_uri
+
+    model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
+    assert info.name == "uplift" and "champion" in info.aliases
+    rows = pq.read_table(uplift_world.store.feature_table).to_pandas().head(20)
+    with active_uri(tracking_uri(uplift_world.store, uplift_world.settings)):
+        served = mlflow.pyfunc.load_model("models:/uplift@champion").predict(rows[model.features])
+    expected = output_frame(model, rows)
+    assert list(served.columns) == [f"{a}_{o}" for o in ("churn", "expansion") for a in ACTIONS]
+    np.testing.assert_allclose(served.to_numpy(), expected.to_numpy())
+
+
+# -- served -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _ServedWorld:
+    store: Store
+    keys: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def server(uplift_world: UpliftWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    _, key = KeyRing.for_store(uplift_world.store).create(["admin"], name="uplift test")
+    table = pq.read_table(uplift_world.store.feature_table, columns=["cutoff"]).to_pandas()
+    as_of = table["cutoff"].max().date()
+    running = Server(
+        _ServedWorld(uplift_world.store, {"admin": key}), tmp_path_factory.mktemp("log") / "serve.log", as_of
+    )  # type: ignore[arg-type]
+    yield running
+    running.stop()
+
+
+def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion(
+    uplift_world: UpliftWorld, server: Server
+) -> None:
+    model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
+    table = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    latest = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
+    uplift = model.uplift(latest)
+    values = expected_values(
+        uplift["churn"], uplift["expansion"], latest["arr"].to_numpy(float), model.actions, Settings().value
+    )
+    seen_uplift = 0
+    for i in range(0, len(latest), max(1, len(latest) // 15)):
+        account = latest.loc[i, "account_id"]
+        body = server.call("GET", f"/v1/accounts/{account}/next-best-actions?limit=12").json()
+        assert body["ranking"] == "uplift", body
+        assert f"uplift/{info.version}" in body["ranking_note"]
+        ranked = [a for a in body["actions"] if a["expected_value"] is not None]
+        evs = [a["expected_value"] for a in ranked]
+        assert evs == sorted(evs, reverse=True) and all(v > 0 for v in evs)
+        for a in ranked:
+            assert a["expected_value"] == pytest.approx(values[i, model.actions.index(a["action"])], abs=0.01)
+            assert a["rationale"].startswith("Expected value $")
+        seen_uplift += len(ranked)
+    assert seen_uplift > 0
