@@ -11,7 +11,7 @@ SCORE_CUTOFF ?= 2025-11-30
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit bench-features bench-train bench-serve clean
+.PHONY: help install demo test lint typecheck unit bench-features bench-train bench-serve bench-uplift clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +56,9 @@ bench-train: install ## simulate -> features -> train both models -> register (5
 
 bench-serve: install ## serving latency and throughput vs mlflow models serve
 	$(BIN)/python -m experiments.benchmarks.serving
+
+bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 12 actions, vs the rules ranking
+	$(BIN)/python -m experiments.benchmarks.uplift
 
 clean: ## remove the venv, caches and the default store
 	rm -rf $(VENV) $(STORE) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench-cache

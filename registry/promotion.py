@@ -1,8 +1,10 @@
 """Promotion and rollback of `champion`: a gate on one shared out-of-time window, forcing with a reason.
 
 The challenger (the latest trained version) replaces the champion only if, scored on the same latest
-matured window, its AUC is not lower by more than 0.005 and its Brier score is not worse. The metrics each
-version logged at training time came from different windows, so they are shown for context, never used.
+matured window, its AUC is not lower by more than 0.005 and its Brier score is not worse; an uplift
+model, only if the churn its policy averts on the store's latest weeks (estimated with DR pseudo-outcomes)
+is not significantly less. The metrics each version logged at training time came from different windows,
+so they are shown for context, never used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from rich.table import Table
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown, uncrown
-from registry.models import VersionInfo, resolve, scoring_model
+from registry.models import VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import VERSION_METRICS, client
 from retain.errors import RetainError
 from retain.settings import Settings
@@ -24,6 +26,8 @@ from retain.store import Store
 from training.artifact import ScoringModel
 
 AUC_TOLERANCE = 0.005
+#: uplift: how many standard errors of shortfall the challenger's policy may show
+UPLIFT_Z = 1.96
 Window = tuple[pd.DataFrame, np.ndarray]
 
 
@@ -97,6 +101,9 @@ def promote(
             "reason": f"the challenger (version {challenger.version}) is already the champion",
             "champion": champion.version,
         }
+    if challenger.tags.get("kind") == "uplift":
+        gate_result = _uplift_gate(store, settings, mlflow_client, champion, challenger)
+        return _decide(mlflow_client, name, result | gate_result, champion, challenger, force, reason)
     champion_model = scoring_model(mlflow_client, champion)
     challenger_model = scoring_model(mlflow_client, challenger)
     if window is None:
@@ -114,12 +121,73 @@ def promote(
             CHALLENGER: _side(challenger, challenger_scores),
         },
     }
+    return _decide(mlflow_client, name, result, champion, challenger, force, reason)
+
+
+def _decide(
+    mlflow_client: Any,
+    name: str,
+    result: dict[str, Any],
+    champion: VersionInfo,
+    challenger: VersionInfo,
+    force: bool,
+    reason: str | None,
+) -> dict[str, Any]:
+    passed, verdict = result["gate"] == "passed", result["verdict"]
     if passed or force:
         decision = "promoted" if passed else "forced"
         recorded = reason.strip() if reason else verdict
         crown(mlflow_client, name, challenger.version, recorded, forced=not passed)
         return {**result, "decision": decision, "reason": recorded, "champion": challenger.version}
     return {**result, "decision": "refused", "reason": verdict, "champion": champion.version}
+
+
+def uplift_gate(champion: np.ndarray, challenger: np.ndarray, groups: np.ndarray) -> tuple[bool, str, float]:
+    """Per-row churn averted by each model's policy on one window: the challenger passes unless it averts
+    significantly less (its shortfall beyond 1.96 account-clustered standard errors); returns the
+    verdict and the standard error of the difference."""
+    difference = challenger - champion
+    _, codes = np.unique(groups, return_inverse=True)
+    clustered = np.bincount(codes, weights=difference - difference.mean())
+    se = float(np.sqrt((clustered**2).sum()))
+    total = float(difference.sum())
+    passed = total >= -UPLIFT_Z * se
+    verdict = (
+        f"churn averted {challenger.sum():.1f} vs {champion.sum():.1f} accounts "
+        f"(difference {total:+.1f}, standard error {se:.1f}): {'ok' if passed else 'fails'}"
+    )
+    return passed, verdict, se
+
+
+def _uplift_gate(
+    store: Store, settings: Settings, mlflow_client: Any, champion: VersionInfo, challenger: VersionInfo
+) -> dict[str, Any]:
+    from training.causal.window import averted, policy_window
+    from training.config import UpliftConfig
+
+    window = policy_window(store, settings, UpliftConfig())
+    by_champion = averted(uplift_model(mlflow_client, champion), window)
+    by_challenger = averted(uplift_model(mlflow_client, challenger), window)
+    passed, verdict, se = uplift_gate(by_champion, by_challenger, window.groups)
+    cutoffs = window.rows["cutoff"]
+    return {
+        "window": {
+            "rows": len(window.rows),
+            "budget": window.budget,
+            "cutoffs": [str(cutoffs.min().date()), str(cutoffs.max().date())],
+        },
+        "rule": "challenger's estimated churn averted (DR, same window and budget) >= champion's - 1.96 SE",
+        "gate": "passed" if passed else "failed",
+        "verdict": verdict,
+        "scores": {
+            CHAMPION: {"version": champion.version, "churn_averted": float(by_champion.sum())},
+            CHALLENGER: {
+                "version": challenger.version,
+                "churn_averted": float(by_challenger.sum()),
+                "se": se,
+            },
+        },
+    }
 
 
 def rollback(store: Store, settings: Settings, name: str) -> dict[str, Any]:
@@ -156,13 +224,16 @@ def comparison_table(result: dict[str, Any]) -> Table:
     table.add_column(f"champion v{before['version']}", justify="right")
     table.add_column(f"challenger v{after['version']}", justify="right")
     table.add_column("change", justify="right")
-    for metric in ("auc", "brier"):
+    for metric in ("auc", "brier", "churn_averted"):
+        if metric not in before:
+            continue
         change = after[metric] - before[metric]
         table.add_row(
             f"{metric} (shared window)", f"{before[metric]:.4f}", f"{after[metric]:.4f}", f"{change:+.4f}"
         )
-    for metric in sorted(set(before["at_training"]) | set(after["at_training"])):
-        old, new = before["at_training"].get(metric), after["at_training"].get(metric)
+    trained_before, trained_after = before.get("at_training", {}), after.get("at_training", {})
+    for metric in sorted(set(trained_before) | set(trained_after)):
+        old, new = trained_before.get(metric), trained_after.get(metric)
         cells = [f"{v:.4f}" if v is not None else "-" for v in (old, new)]
         table.add_row(f"{metric} (own test window)", *cells, "")
     return table

@@ -15,7 +15,9 @@ import pytest
 
 from features.build import build_and_publish
 from registry.models import load_uplift_model
+from registry.promotion import promote, uplift_gate
 from registry.pyfunc import output_frame
+from registry.tracking import log_and_register
 from retain.catalogue import ACTIONS
 from retain.ingest import ingest_path
 from retain.settings import Settings
@@ -285,3 +287,26 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
             assert a["rationale"].startswith("Expected value $")
         seen_uplift += len(ranked)
     assert seen_uplift > 0
+
+
+# -- promotion ------------------------------------------------------------------------------------------
+
+
+def test_the_uplift_gate_refuses_a_policy_that_averts_significantly_less() -> None:
+    rng = np.random.default_rng(1)
+    groups = np.repeat(np.arange(300), 4)
+    champion = rng.normal(0.05, 0.2, len(groups))
+    assert uplift_gate(champion, champion + rng.normal(0, 0.01, len(groups)), groups)[0]
+    passed, verdict, _ = uplift_gate(champion, champion - 0.05, groups)
+    assert not passed and "fails" in verdict
+
+
+def test_promoting_an_uplift_challenger_judges_both_on_the_latest_weeks(uplift_world: UpliftWorld) -> None:
+    log_and_register(uplift_world.store, uplift_world.settings, uplift_world.result, "uplift")
+    result = promote(uplift_world.store, uplift_world.settings, "uplift")
+    assert result["decision"] == "promoted", result  # the same model again: no shortfall
+    scores = result["scores"]
+    assert scores["champion"]["churn_averted"] == pytest.approx(scores["challenger"]["churn_averted"])
+    assert result["window"]["budget"] > 0 and "DR" in result["rule"]
+    _, info = load_uplift_model(uplift_world.store, uplift_world.settings)
+    assert info.version == result["champion"] == "2"

@@ -116,7 +116,9 @@ class UpliftConfig(BaseModel):
     min_effective_treated: float = Field(
         40.0, gt=0, description="below this effective number of treated rows an action is ranked by the rules"
     )
-    threads: int = Field(2, ge=1, description="LightGBM threads")
+    threads: int = Field(
+        1, ge=1, description="LightGBM threads; more only pays on a machine with idle cores (see TrainConfig)"
+    )
     budget_share: float = Field(
         0.1, gt=0, lt=1, description="with truth: the share of accounts a policy may treat when it is judged"
     )

@@ -1,0 +1,141 @@
+"""Uplift at scale, timed: train the DR-learners for 12 actions on a 10,000-account simulation, then rank
+every account's actions by expected value, against the rules ranking as the baseline, in one run.
+
+    .venv/bin/python -m experiments.benchmarks.uplift [--accounts 10000] [--days 400] [--requests 500]
+
+Ranking is what next-best-actions and the weekly plan do per account: eligibility and cool-downs from the
+catalogue's rules, the uplift models' effects on churn and expansion, expected value, order. Batch ranks
+every active account at the latest month end in one pass; single is one account per call, as the API
+does. The rules ranking (eligibility and the band's play, no models) runs on the same rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+
+from experiments.benchmarks.train import _timed
+from features.build import build_and_publish
+from retain.ingest import ingest_path
+from retain.playbook import eligibility, rules_ranking
+from retain.settings import Settings
+from retain.simulate import SimConfig, simulate_to
+from retain.store import Store
+from retain.value import expected_values
+from training.causal.train import train_uplift
+from training.causal.uplift import UpliftModel
+from training.config import UpliftConfig
+
+AS_OF = datetime(2030, 1, 1, tzinfo=UTC)
+
+
+def rank_by_value(model: UpliftModel, rows: pd.DataFrame, settings: Settings) -> list[list[str]]:
+    """Each row's eligible, usable actions with positive expected value, best first."""
+    uplift = model.uplift(rows)
+    values = expected_values(
+        uplift["churn"], uplift["expansion"], rows["arr"].to_numpy(float), model.actions, settings.value
+    )
+    usable = set(model.usable())
+    out = []
+    for i, record in enumerate(cast(list[dict[str, Any]], rows.to_dict("records"))):
+        eligible = [v.action for v in eligibility(record, {}, AS_OF) if v.eligible and v.action in usable]
+        ranked = sorted(eligible, key=lambda a: -values[i, model.actions.index(a)])
+        out.append([a for a in ranked if values[i, model.actions.index(a)] > 0])
+    return out
+
+
+def rank_by_rules(rows: pd.DataFrame) -> list[list[str]]:
+    out = []
+    for record in cast(list[dict[str, Any]], rows.to_dict("records")):
+        band = record.get("health_band")
+        out.append(
+            [
+                r.action
+                for r in rules_ranking(
+                    band if isinstance(band, str) else None, eligibility(record, {}, AS_OF)
+                )
+            ]
+        )
+    return out
+
+
+def _latencies(fn: Any, rows: pd.DataFrame, requests: int) -> dict[str, float]:
+    times = []
+    for i in range(requests):
+        one = rows.iloc[[i % len(rows)]]
+        started = time.perf_counter()
+        fn(one)
+        times.append(time.perf_counter() - started)
+    ms = np.array(times) * 1000
+    return {
+        "p50_ms": round(float(np.percentile(ms, 50)), 3),
+        "p99_ms": round(float(np.percentile(ms, 99)), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--days", type=int, default=400)
+    parser.add_argument("--requests", type=int, default=500)
+    args = parser.parse_args()
+    timings: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="retain-bench-uplift-") as tmp:
+        sim, store = Path(tmp) / "sim", Store(Path(tmp) / "store")
+        settings = Settings(home=store.root)
+        _timed(
+            "simulate", timings, simulate_to, SimConfig(args.accounts, args.days, 7, date(2024, 7, 1)), sim
+        )
+        _timed("ingest", timings, ingest_path, store, sim)
+        _timed("features (month ends)", timings, build_and_publish, store, settings, None, None, online=False)
+        result = _timed(
+            "train uplift (12 actions)", timings, train_uplift, store, settings, UpliftConfig(truth_dir=sim)
+        )
+        model = cast(UpliftModel, result.model)
+        table = pd.read_parquet(store.feature_table)
+        rows = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
+        batch_uplift = _timed("rank all by value", timings, rank_by_value, model, rows, settings)
+        _timed("rank all by rules", timings, rank_by_rules, rows)
+        model.threads = 1
+        single = {
+            "uplift": _latencies(lambda r: rank_by_value(model, r, settings), rows, args.requests),
+            "rules": _latencies(rank_by_rules, rows, args.requests),
+        }
+    report = {
+        "accounts": args.accounts,
+        "design_rows": result.metrics["rows"],
+        "ranked_accounts": len(rows),
+        "with_an_action": sum(bool(r) for r in batch_uplift),
+        "timings_s": timings,
+        "batch_accounts_per_s": {
+            "uplift": round(len(rows) / timings["rank all by value"]),
+            "rules": round(len(rows) / timings["rank all by rules"]),
+        },
+        "single_account": single,
+        "single_p50_ratio_uplift_to_rules": round(single["uplift"]["p50_ms"] / single["rules"]["p50_ms"], 2),
+        "policy_vs_truth": result.metrics["truth"]["policy"],
+    }
+    print(
+        f"uplift training {timings['train uplift (12 actions)']:.0f} s on {report['design_rows']:,} rows | "
+        f"ranking {len(rows):,} accounts x 12 actions: {report['batch_accounts_per_s']['uplift']:,}/s "
+        f"(rules {report['batch_accounts_per_s']['rules']:,}/s); "
+        f"one account p50 {single['uplift']['p50_ms']} ms vs rules {single['rules']['p50_ms']} ms "
+        f"({report['single_p50_ratio_uplift_to_rules']}x)",
+        file=sys.stderr,
+    )
+    print(json.dumps(report, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
