@@ -8,6 +8,7 @@ DAYS ?= 540
 SEED ?= 7
 START ?= 2024-07-01
 SCORE_CUTOFF ?= 2025-11-30
+PLAN_WEEK ?= 2025-12-01
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
@@ -24,12 +25,15 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
 
-demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> score -> serve (into $(STORE))
+demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE))
 	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START)
 	$(BIN)/retain ingest $(STORE)/simulation --store $(STORE)
 	$(BIN)/retain features build --store $(STORE)
 	$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation
 	$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation
+	$(BIN)/retain train --model uplift --store $(STORE) --config experiments/uplift.yaml --truth $(STORE)/simulation
+	$(BIN)/retain report causal --store $(STORE) --out $(STORE)/reports/causal
+	$(BIN)/retain plan --store $(STORE) --week $(PLAN_WEEK) --capacity-hours 8 --out $(STORE)/plans/$(PLAN_WEEK).csv
 	$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet
 	umask 077; $(BIN)/retain keys create --store $(STORE) --scopes admin --name demo | tail -n 1 > $(STORE)/demo.key
 	@echo "API key (also in $(STORE)/demo.key): $$(cat $(STORE)/demo.key)"

@@ -8,9 +8,7 @@ Parquet files as those relations, writes the table atomically and optionally pub
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
@@ -26,6 +24,7 @@ from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schem
 from features.health import health_query
 from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.errors import RetainError
+from retain.files import atomic_path
 from retain.settings import Settings
 from retain.store import Store
 
@@ -76,15 +75,8 @@ def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
 
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet so readers see the old file or the new one, never a partial one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def build_and_publish(

@@ -22,6 +22,10 @@ features_app = typer.Typer(help="Point-in-time feature tables and the Feast repo
 app.add_typer(features_app, name="features")
 keys_app = typer.Typer(help="API keys for the serving API: stored hashed, shown once.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+report_app = typer.Typer(
+    help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True
+)
+app.add_typer(report_app, name="report")
 err = Console(stderr=True)
 
 StoreOpt = Annotated[
@@ -108,7 +112,10 @@ def features_build(
 
 @app.command()
 def train(
-    model: Annotated[str | None, typer.Option("--model", help="churn or expansion, from the store")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option("--model", help="churn, expansion or uplift (one per action), from the store"),
+    ] = None,
     store: StoreOpt = None,
     config: Annotated[Path | None, typer.Option(help="run config, e.g. experiments/churn.yaml")] = None,
     truth: Annotated[
@@ -130,18 +137,29 @@ def train(
     import tempfile
 
     from registry.tracking import log_and_register
-    from training.config import load_config
+    from training.config import TrainConfig, load_config
     from training.pipeline import train_model, train_table
 
     if (model is None) == (table is None):
-        raise RetainError("give either --model churn|expansion (train from the store) or --table FILE")
+        raise RetainError("give either --model churn|expansion|uplift (train from the store) or --table FILE")
     if table is not None and (label is None or id_column is None or name is None):
         raise RetainError("--table needs --label COL, --id COL and --name NAME")
     if table is None and (label is not None or id_column is not None or time_column is not None):
         raise RetainError("--label, --id and --time go with --table, not --model")
-    run_config = load_config(config, **({"truth_dir": truth} if truth is not None else {}))
     settings, where = _settings(), _store(store)
     registered_as = name or str(model)
+    overrides = {"truth_dir": truth} if truth is not None else {}
+    if model == "uplift":
+        from training.causal.train import train_uplift
+        from training.config import UpliftConfig
+
+        result = train_uplift(
+            where, settings, load_config(config, UpliftConfig, **overrides), name=registered_as
+        )
+        registered = log_and_register(where, settings, result, registered_as)
+        _emit({"model": registered_as, "metrics": result.metrics, "mlflow": registered})
+        return
+    run_config = load_config(config, TrainConfig, **overrides)
     # the figures only need to live until MLflow has copied them
     with tempfile.TemporaryDirectory(prefix="retain-plots-") as scratch:
         if run_config.plots_dir is None:
@@ -287,6 +305,61 @@ def keys_list(store: StoreOpt = None) -> None:
     from serving.keys import KeyRing
 
     _emit([key.as_dict() for key in KeyRing.for_store(_store(store)).list()])
+
+
+# -- reports -------------------------------------------------------------------------------------------
+
+
+@report_app.command("causal")
+def report_causal(
+    out: Annotated[Path, typer.Option(help="folder for report.html and report.json")],
+    store: StoreOpt = None,
+    table: Annotated[
+        Path | None, typer.Option(help="an experiment or intervention export (CSV or Parquet) instead")
+    ] = None,
+    treatment: Annotated[str | None, typer.Option(help="with --table: the treatment column")] = None,
+    outcome: Annotated[
+        str | None, typer.Option(help="with --table: the 0/1 or numeric outcome column")
+    ] = None,
+    control: Annotated[
+        str | None, typer.Option(help="with --table: the untreated value [default: 0/false of a 0/1 column]")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="processes estimating actions side by side")] = 2,
+) -> None:
+    """What each action did to churn and expansion (or each treatment to an export's outcome), doubly
+    robust, with segments, who responds best, overlap, refutations and caveats."""
+    from retain.report.causal import from_store, from_table
+    from retain.report.html import write_report
+
+    if table is None:
+        if treatment is not None or outcome is not None or control is not None:
+            raise RetainError("--treatment, --outcome and --control go with --table")
+        analysis = from_store(_store(store), _settings(), jobs)
+    else:
+        if treatment is None or outcome is None:
+            raise RetainError("--table needs --treatment COL and --outcome COL")
+        analysis = from_table(table, treatment, outcome, control, _settings(), jobs)
+    _emit(write_report(analysis, out))
+
+
+# -- the weekly plan -------------------------------------------------------------------------------------
+
+
+@app.command()
+def plan(
+    week: Annotated[str, typer.Option(help="the week's first day, e.g. 2025-07-28 (features as of 00:00)")],
+    capacity_hours: Annotated[float, typer.Option(help="hours each CSM has for planned actions this week")],
+    out: Annotated[Path, typer.Option(help="the plan, CSV")],
+    store: StoreOpt = None,
+) -> None:
+    """The weekly plan: actions where the uplift champion expects most value within each CSM's hours; a
+    random holdout (setting value.holdout_share) gets none, so the effects stay measurable."""
+    from retain.plan import plan_store
+
+    day = _parse_dates(week, "--week")
+    if not day or len(day) != 1:
+        raise RetainError("--week: expected one date like 2025-07-28")
+    _emit(plan_store(_store(store), _settings(), day[0], capacity_hours, out))
 
 
 def main() -> None:

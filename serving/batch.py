@@ -11,10 +11,7 @@ file that replaces the output only when complete.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
-import uuid
 from collections.abc import Iterable, Iterator
 from datetime import date
 from pathlib import Path
@@ -34,6 +31,7 @@ from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
 from retain.contract import TS
 from retain.errors import RetainError
+from retain.files import atomic_path
 from retain.settings import Settings
 from retain.store import Store
 from training.artifact import ScoringModel
@@ -54,20 +52,6 @@ OUTPUT = pa.schema(
         ("reasons", pa.string()),
     ]
 )
-
-
-@contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """A temporary sibling of `path` to write; it replaces `path` only if the block completes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _chunks(rows: pa.Table | pd.DataFrame, size: int, desc: str) -> Iterator[pd.DataFrame]:

@@ -228,14 +228,35 @@ def pseudo_outcomes(treated: np.ndarray, outcome: np.ndarray, n: Nuisance) -> np
     return n.mu1 - n.mu0 + t * (y - n.mu1) / e - (1.0 - t) * (y - n.mu0) / (1.0 - e)
 
 
-def average_effect(psi: np.ndarray, treated: np.ndarray, outcome: np.ndarray, groups: np.ndarray) -> Effect:
+def expected_spread(treated: np.ndarray, n: Nuisance, floor: float = 0.01) -> np.ndarray:
+    """Each row's pseudo-outcome variance as the fitted probabilities of a 0/1 outcome imply it (no fitted
+    probability below `floor` or above 1 - `floor`)."""
+    p0, p1 = (np.clip(mu, floor, 1.0 - floor) for mu in (n.mu0, n.mu1))
+    e = n.propensity
+    return np.where(treated == 1, p1 * (1.0 - p1) / e**2, p0 * (1.0 - p0) / (1.0 - e) ** 2)
+
+
+def average_effect(
+    psi: np.ndarray,
+    treated: np.ndarray,
+    outcome: np.ndarray,
+    groups: np.ndarray,
+    spread: np.ndarray | None = None,
+) -> Effect:
     """The mean pseudo-outcome with a standard error clustered on `groups` (an account's rows move
-    together), and the naive treated-minus-control difference of outcome means."""
+    together), and the naive treated-minus-control difference of outcome means.
+
+    With `spread` (`expected_spread`, for a 0/1 outcome) the standard error is at least the one the fitted
+    probabilities imply: the sandwich sees only the residuals that happened, and a few heavily weighted
+    treated rows (an experiment arm's, at a propensity of a few per thousand) without an event would
+    otherwise look certain."""
     n = len(psi)
     ate = float(psi.mean())
     _, codes = np.unique(groups, return_inverse=True)
     cluster_sums = np.bincount(codes, weights=psi - ate)
     se = float(np.sqrt((cluster_sums**2).sum()) / n)
+    if spread is not None:
+        se = max(se, float(np.sqrt(spread.sum())) / n)
     t = treated == 1
     naive = float(outcome[t].mean() - outcome[~t].mean()) if t.any() and (~t).any() else float("nan")
     return Effect(ate, se, ate - Z95 * se, ate + Z95 * se, naive, int(t.sum()), int((~t).sum()))

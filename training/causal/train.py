@@ -86,8 +86,10 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
                 baseline=baseline_oof[outcome],
                 propensity=propensity,
             )
-            psi = dr.pseudo_outcomes(t, y, dr.Nuisance(mu0, mu1, propensity, clipped))
-            average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups)
+            nuisance = dr.Nuisance(mu0, mu1, propensity, clipped)
+            psi = dr.pseudo_outcomes(t, y, nuisance)
+            spread = dr.expected_spread(t, nuisance)
+            average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             effects[(action, outcome)] = dr.fit_effect_model(
                 with_base[outcome], psi, seed, threads, weights=propensity * (1.0 - propensity)
             )

@@ -1,0 +1,276 @@
+"""The causal intervention report (`retain report causal`): it recovers a known effect from confounded
+data where the naive difference does not, finds nothing in a placebo, names the problem in bad input, and
+runs end to end on a small simulated store whose `reference_ask` does nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from retain.catalogue import ACTIONS
+from retain.cli import app, main
+from retain.ingest import ingest_path
+from retain.simulate import SimConfig, simulate_to
+from retain.store import Store
+
+TRUE_EFFECT = -0.10
+EFFECT_KEYS = {
+    "treatment",
+    "outcome",
+    "ate",
+    "ci_low",
+    "ci_high",
+    "naive_difference",
+    "n_treated",
+    "n_control",
+}
+
+
+def confounded(n: int, seed: int) -> pd.DataFrame:
+    """x drives both who is treated and the outcome; the treatment lowers P(churned) by exactly 0.10."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, n)
+    treated = (rng.random(n) < 1 / (1 + np.exp(-2.5 * x))).astype(int)
+    churned = (rng.random(n) < 0.35 + 0.25 * x + TRUE_EFFECT * treated).astype(int)
+    return pd.DataFrame(
+        {
+            "customer_id": [f"cust-{i:05d}" for i in range(n)],
+            "x": x,
+            "region": rng.choice(["north", "south", "east"], n),
+            "noise": rng.normal(size=n),
+            "treated": treated,
+            "placebo": rng.integers(0, 2, n),
+            "churned": churned,
+        }
+    )
+
+
+def report(args: list[str], out: Path) -> dict[str, Any]:
+    result = CliRunner().invoke(app, ["report", "causal", *args, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary == {
+        "html": str(out / "report.html"),
+        "json": str(out / "report.json"),
+        "effects": summary["effects"],
+    }
+    loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
+    assert summary["effects"] == len(loaded["effects"])
+    return loaded
+
+
+def _no_nan(constant: str) -> None:
+    raise AssertionError(f"report.json holds {constant}")
+
+
+def contains(effect: dict[str, Any], value: float) -> bool:
+    return bool(effect["ci_low"] <= value <= effect["ci_high"])
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("causal") / "experiment.csv"
+    confounded(4_000, seed=0).to_csv(path, index=False)
+    return path
+
+
+def test_a_confounded_table_gives_the_true_effect_where_the_naive_difference_fails(
+    table: Path, tmp_path: Path
+) -> None:
+    got = report(["--table", str(table), "--treatment", "treated", "--outcome", "churned"], tmp_path)
+
+    (effect,) = got["effects"]
+    assert set(effect) == EFFECT_KEYS
+    assert (effect["treatment"], effect["outcome"]) == ("treated", "churned")
+    assert effect["n_treated"] + effect["n_control"] == 4_000
+    assert contains(effect, TRUE_EFFECT)
+    dr_error = abs(effect["ate"] - TRUE_EFFECT)
+    naive_error = abs(effect["naive_difference"] - TRUE_EFFECT)
+    assert naive_error > 0.1 and naive_error > 4 * dr_error
+    assert got["report_version"] == 1
+    assert got["source"]["columns_dropped"] == {"customer_id": "id-like: a different value on every row"}
+    assert {o["treatment"] for o in got["overlap"]} == {"treated"} and not got["overlap"][0]["poor"]
+    assert [r["check"] for r in got["refutations"]] == [
+        "placebo_treatment",
+        "random_common_cause",
+        "data_subset",
+    ]
+    assert got["holdout"] == []  # no experiment arm in a table
+    assert got["caveats"] and {s["by"] for s in got["segments"]} == {"region"}
+
+    page = (tmp_path / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 2
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page
+
+
+def test_a_placebo_column_has_no_effect_and_passes_every_refutation(table: Path, tmp_path: Path) -> None:
+    got = report(["--table", str(table), "--treatment", "placebo", "--outcome", "churned"], tmp_path)
+
+    assert contains(got["effects"][0], 0.0)
+    assert len(got["refutations"]) == 3
+    assert all(r["passed"] and r["verdict"].startswith("Passed: ") for r in got["refutations"])
+
+
+def test_each_treatment_value_is_compared_with_the_control(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    n = 3_000
+    frame = pd.DataFrame({"x": rng.uniform(-1, 1, n), "arm": rng.choice(["none", "email", "call"], n)})
+    lift = frame["arm"].map({"none": 0.0, "email": 0.0, "call": 0.15})
+    frame["renewed"] = np.where(rng.random(n) < 0.4 + 0.2 * frame["x"] + lift, "yes", "no")
+    path = tmp_path / "arms.parquet"
+    frame.to_parquet(path)
+
+    got = report(
+        ["--table", str(path), "--treatment", "arm", "--outcome", "renewed", "--control", "none"],
+        tmp_path / "r",
+    )
+
+    effects = {e["treatment"]: e for e in got["effects"]}
+    assert set(effects) == {"email", "call"}
+    assert {e["outcome"] for e in got["effects"]} == {"renewed"}
+    assert (
+        effects["call"]["n_control"] == effects["email"]["n_control"] == int((frame["arm"] == "none").sum())
+    )
+    assert contains(effects["call"], 0.15) and not contains(effects["call"], 0.0)
+    assert contains(effects["email"], 0.0)
+
+
+def test_a_numeric_outcome_is_estimated_in_its_own_units(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    n = 2_000
+    x = rng.uniform(-1, 1, n)
+    treated = rng.random(n) < 1 / (1 + np.exp(-2 * x))
+    revenue = 100 + 40 * x + 15 * treated + rng.normal(0, 10, n)
+    path = tmp_path / "revenue.csv"
+    pd.DataFrame({"x": x, "upsell_call": treated, "revenue": revenue}).to_csv(path, index=False)
+
+    got = report(["--table", str(path), "--treatment", "upsell_call", "--outcome", "revenue"], tmp_path / "r")
+
+    (effect,) = got["effects"]
+    assert effect["treatment"] == "upsell_call"
+    assert contains(effect, 15.0) and effect["naive_difference"] > 25
+    assert got["outcomes"]["revenue"]["type"] == "numeric"
+
+
+def test_who_responds_best_names_the_responsive_segment(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    n = 4_000
+    region = rng.choice(["north", "south", "east", "west"], n)
+    treated = rng.integers(0, 2, n)
+    churned = rng.random(n) < 0.4 - 0.3 * treated * (region == "north")
+    path = tmp_path / "regions.csv"
+    pd.DataFrame({"region": region, "treated": treated, "churned": churned.astype(int)}).to_csv(
+        path, index=False
+    )
+
+    got = report(["--table", str(path), "--treatment", "treated", "--outcome", "churned"], tmp_path / "r")
+
+    (tree,) = got["responders"]
+    strongest = tree["leaves"][0]
+    assert strongest["rule"] == "region is north"
+    assert contains(strongest, -0.3) and strongest["ci_high"] < 0
+    assert "region is north" in tree["summary"]
+    by_region = {s["level"]: s for s in got["segments"]}
+    assert contains(by_region["north"], -0.3) and contains(by_region["south"], 0.0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--treatment", "dose", "--outcome", "churned"], "--treatment: the table has no column 'dose'"),
+        (["--treatment", "treated", "--outcome", "ltv"], "--outcome: the table has no column 'ltv'"),
+        (["--treatment", "constant", "--outcome", "churned"], "column 'constant' has one value"),
+        (["--treatment", "region", "--outcome", "churned"], "column 'region' is not 0/1 or true/false"),
+        (["--treatment", "region", "--outcome", "churned", "--control", "west"], "no value 'west'"),
+        (["--treatment", "treated", "--outcome", "region"], "column 'region' is neither binary"),
+    ],
+)
+def test_bad_input_exits_2_naming_the_problem(
+    args: list[str],
+    message: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "t.csv"
+    confounded(200, seed=4).assign(constant=1).to_csv(path, index=False)
+    argv = ["retain", "report", "causal", "--table", str(path), *args, "--out", str(tmp_path / "r")]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_table_without_rows_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text("x,treated,churned\n")
+    args = ["--table", str(path), "--treatment", "treated", "--outcome", "churned", "--out", "x"]
+    result = CliRunner().invoke(app, ["report", "causal", *args])
+    assert "the table has no rows" in str(result.exception)
+
+
+def test_values_seen_are_listed_when_the_control_is_missing(tmp_path: Path) -> None:
+    path = tmp_path / "t.csv"
+    confounded(50, seed=5).to_csv(path, index=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "report",
+            "causal",
+            "--table",
+            str(path),
+            "--treatment",
+            "region",
+            "--outcome",
+            "churned",
+            "--out",
+            "x",
+        ],
+    )
+    assert "values seen: 'east', 'north', 'south'" in str(result.exception)
+
+
+# -- the store: a small simulation with the true effects known -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("causal-store")
+    simulate_to(SimConfig(accounts=600, days=240, seed=3, start=date(2024, 7, 1)), root / "sim")
+    ingest_path(Store(root / "store"), root / "sim")
+    return root / "store"
+
+
+@pytest.mark.slow
+def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_action(
+    store: Path, tmp_path: Path
+) -> None:
+    got = report(["--store", str(store)], tmp_path)
+
+    pairs = {(e["treatment"], e["outcome"]) for e in got["effects"]}
+    assert pairs == {(a, o) for a in ACTIONS for o in ("churn", "expansion")}
+    assert len(got["effects"]) == 24
+    assert all(set(e) == EFFECT_KEYS for e in got["effects"])
+    placebo = next(e for e in got["effects"] if (e["treatment"], e["outcome"]) == ("reference_ask", "churn"))
+    assert contains(placebo, 0.0)
+    # the experiment arm gives every action a randomised comparison, with a real width even without events
+    assert {h["treatment"] for h in got["holdout"]} == set(ACTIONS)
+    assert all(h["ci_high"] > h["ci_low"] for h in got["holdout"])
+    assert {(r["treatment"], r["outcome"]) for r in got["refutations"]} == {(a, "churn") for a in ACTIONS}
+    assert {s["by"] for s in got["segments"]} <= {"tier", "segment", "health_band"}
+    assert got["source"]["accounts"] <= 600 and got["source"]["horizon_days"] == 90
+
+    page = (tmp_path / "report.html").read_text()
+    assert all(action in page for action in ACTIONS)
+    assert "http://" not in page and "https://" not in page
