@@ -5,6 +5,7 @@ the judgement against the truth. Returns a TrainResult for tracking and the regi
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -41,52 +42,82 @@ def _overlap(
     )
 
 
+@dataclass(frozen=True)
+class CrossFit:
+    """What every action's estimate over one design shares: the encoded features, the folds and each
+    outcome's out-of-fold baseline E[Y | x]."""
+
+    design: Design
+    features: list[str]
+    categories: dict[str, list[str]]
+    x: dr.Matrix
+    splits: list[tuple[np.ndarray, np.ndarray]]
+    baseline: dict[str, np.ndarray]
+    config: UpliftConfig
+
+    @staticmethod
+    def of(design: Design, config: UpliftConfig, outcomes: tuple[str, ...] = OUTCOMES) -> CrossFit:
+        seed = int(config.seed or 0)
+        features = [c for c in design.rows.columns if c not in KEYS]
+        categories = category_levels(design.rows, [f for f in features if design.rows[f].dtype == object])
+        x = dr.Matrix.of(design.rows, features, categories)
+        splits = dr.folds(design.groups, config.folds, seed)
+        nobody = np.zeros(len(design.rows), np.int8)
+        baseline = {
+            o: dr.fit_outcomes(x, nobody, design.outcomes[o], splits, seed=seed, threads=config.threads)[0]
+            for o in outcomes
+        }
+        return CrossFit(design, features, categories, x, splits, baseline, config)
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed or 0)
+
+    def propensity(self, action: str) -> tuple[np.ndarray, np.ndarray]:
+        d = self.design
+        return dr.fit_propensity(
+            self.x,
+            d.treated[action],
+            d.randomised[action],
+            d.known_propensity[action],
+            self.splits,
+            clip=self.config.clip,
+            seed=self.seed,
+            threads=self.config.threads,
+        )
+
+    def nuisance(self, action: str, outcome: str, propensity: np.ndarray, clipped: np.ndarray) -> dr.Nuisance:
+        mu0, mu1 = dr.fit_outcomes(
+            self.x,
+            self.design.treated[action],
+            self.design.outcomes[outcome],
+            self.splits,
+            seed=self.seed,
+            threads=self.config.threads,
+            baseline=self.baseline[outcome],
+            propensity=propensity,
+        )
+        return dr.Nuisance(mu0, mu1, propensity, clipped)
+
+
 def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
     """Every nuisance out of fold, then one effect model per action and outcome."""
-    seed, threads = int(config.seed or 0), config.threads
-    features = [c for c in design.rows.columns if c not in KEYS]
-    categorical = [f for f in features if design.rows[f].dtype == object]
-    categories = category_levels(design.rows, categorical)
-    x = dr.Matrix.of(design.rows, features, categories)
-    splits = dr.folds(design.groups, config.folds, seed)
+    fit = CrossFit.of(design, config)
+    seed, threads, x = fit.seed, config.threads, fit.x
     everyone = np.arange(len(design.rows))
-    nobody = np.zeros(len(design.rows), np.int8)
-    baselines, baseline_oof = {}, {}
-    for outcome in OUTCOMES:
-        y = design.outcomes[outcome]
-        baseline_oof[outcome], _ = dr.fit_outcomes(x, nobody, y, splits, seed=seed, threads=threads)
-        baselines[outcome] = dr.fit_binary(x, everyone, y, seed, threads)
+    baselines = {o: dr.fit_binary(x, everyone, design.outcomes[o], seed, threads) for o in OUTCOMES}
     with_base = {
-        o: dr.Matrix(np.column_stack([x.values, baseline_oof[o]]), [*features, BASELINE], x.categorical)
+        o: dr.Matrix(np.column_stack([x.values, fit.baseline[o]]), [*fit.features, BASELINE], x.categorical)
         for o in OUTCOMES
     }
     effects, overlap, average = {}, {}, {}
     for action in tqdm(ACTIONS, desc="uplift", unit="action", disable=None):
         t = design.treated[action]
-        propensity, clipped = dr.fit_propensity(
-            x,
-            t,
-            design.randomised[action],
-            design.known_propensity[action],
-            splits,
-            clip=config.clip,
-            seed=seed,
-            threads=threads,
-        )
+        propensity, clipped = fit.propensity(action)
         overlap[action] = _overlap(design, action, propensity, clipped, config)
         for outcome in OUTCOMES:
             y = design.outcomes[outcome]
-            mu0, mu1 = dr.fit_outcomes(
-                x,
-                t,
-                y,
-                splits,
-                seed=seed,
-                threads=threads,
-                baseline=baseline_oof[outcome],
-                propensity=propensity,
-            )
-            nuisance = dr.Nuisance(mu0, mu1, propensity, clipped)
+            nuisance = fit.nuisance(action, outcome, propensity, clipped)
             psi = dr.pseudo_outcomes(t, y, nuisance)
             spread = dr.expected_spread(t, nuisance)
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
@@ -95,8 +126,8 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             )
     return UpliftModel(
         name=name,
-        features=features,
-        categories=categories,
+        features=fit.features,
+        categories=fit.categories,
         actions=list(ACTIONS),
         horizon_days=int(config.horizon_days or 0),
         baselines=baselines,

@@ -10,15 +10,14 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from features.definitions import KEYS
 from retain.catalogue import ACTIONS
 from retain.settings import Settings
 from retain.store import Store
 from training.causal import dr, policy
 from training.causal.design import Design, store_design
+from training.causal.train import CrossFit
 from training.causal.uplift import UpliftModel
 from training.config import UpliftConfig
-from training.dataset import category_levels
 
 
 @dataclass(frozen=True)
@@ -46,34 +45,14 @@ def latest_weeks(design: Design, weeks: int) -> Design:
 
 def policy_window(store: Store, settings: Settings, config: UpliftConfig, weeks: int = 12) -> PolicyWindow:
     config = config.resolved(settings)
-    seed = int(config.seed or 0)
     design = latest_weeks(
         store_design(store, settings, int(config.horizon_days or 90), config.threads), weeks
     )
-    features = [c for c in design.rows.columns if c not in KEYS]
-    categories = category_levels(design.rows, [f for f in features if design.rows[f].dtype == object])
-    x = dr.Matrix.of(design.rows, features, categories)
-    splits = dr.folds(design.groups, config.folds, seed)
-    y = design.outcomes["churn"]
-    nobody = np.zeros(len(y), np.int8)
-    baseline, _ = dr.fit_outcomes(x, nobody, y, splits, seed=seed, threads=config.threads)
-    psi = np.empty((len(y), len(ACTIONS)))
+    fit = CrossFit.of(design, config, outcomes=("churn",))
+    psi = np.empty((len(design.rows), len(ACTIONS)))
     for j, action in enumerate(ACTIONS):
-        t = design.treated[action]
-        e, clipped = dr.fit_propensity(
-            x,
-            t,
-            design.randomised[action],
-            design.known_propensity[action],
-            splits,
-            clip=config.clip,
-            seed=seed,
-            threads=config.threads,
-        )
-        mu0, mu1 = dr.fit_outcomes(
-            x, t, y, splits, seed=seed, threads=config.threads, baseline=baseline, propensity=e
-        )
-        psi[:, j] = dr.pseudo_outcomes(t, y, dr.Nuisance(mu0, mu1, e, clipped))
+        nuisance = fit.nuisance(action, "churn", *fit.propensity(action))
+        psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
     records = cast(list[dict[str, Any]], design.rows.to_dict("records"))
     budget = max(1, round(config.budget_share * len(design.rows)))
     return PolicyWindow(design.rows, psi, policy.eligible_mask(records), budget, design.groups)
