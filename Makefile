@@ -10,9 +10,11 @@ START ?= 2024-07-01
 SCORE_CUTOFF ?= 2025-11-30
 PLAN_WEEK ?= 2025-12-01
 PORT ?= 8000
+CHROMIUM ?= /usr/bin/chromium
+AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint typecheck unit bench-features bench-train bench-serve bench-uplift clean
+.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -24,6 +26,12 @@ $(BIN)/.installed: pyproject.toml requirements.lock
 	touch $@
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
+
+# Debian's Chromium for the cockpit's browser tests (Playwright drives it; it never downloads a browser)
+$(CHROMIUM):
+	$(AS_ROOT) sh -c 'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)'
+
+browser: $(CHROMIUM) ## Debian's chromium for the cockpit's end-to-end tests
 
 demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE))
 	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START)
@@ -47,7 +55,7 @@ lint: install ## ruff (lint and format check)
 typecheck: install ## mypy over the packages
 	$(BIN)/mypy
 
-unit: install ## the test suite alone
+unit: install browser ## the test suite alone
 	$(BIN)/pytest -q
 
 test: lint typecheck unit ## everything CI runs: lint, types, tests
@@ -60,6 +68,9 @@ bench-train: install ## simulate -> features -> train both models -> register (5
 
 bench-serve: install ## serving latency and throughput vs mlflow models serve
 	$(BIN)/python -m experiments.benchmarks.serving
+
+bench-cockpit: install ## cockpit page render times for a 5,000-account book, against the 300 ms budget
+	$(BIN)/python -m experiments.benchmarks.cockpit
 
 bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 12 actions, vs the rules ranking
 	$(BIN)/python -m experiments.benchmarks.uplift

@@ -95,6 +95,20 @@ class ServeSettings(BaseModel):
     risk_bands: RiskBands = RiskBands()
 
 
+class CockpitSettings(BaseModel):
+    """The CSM cockpit (`/ui`): how fresh its book is and how much it shows."""
+
+    #: seconds a scored book of accounts is reused before it is scored again from the online store
+    book_seconds: float = Field(60.0, ge=0)
+    page_size: int = Field(50, gt=0, le=500)
+    #: month-end cutoffs in an account's risk trend
+    trend_cutoffs: int = Field(6, ge=2, le=24)
+    #: days of events and actions in an account's timeline
+    timeline_days: int = Field(90, gt=0)
+    #: hours a login lasts without use
+    session_hours: float = Field(8.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore")
 
@@ -110,6 +124,7 @@ class Settings(BaseSettings):
     seed: int = 7
     serve: ServeSettings = ServeSettings()
     value: ValueSettings = ValueSettings()
+    cockpit: CockpitSettings = CockpitSettings()
 
 
 @lru_cache(maxsize=1)

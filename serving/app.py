@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
@@ -24,10 +24,11 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
-from serving.keys import ApiKey
+from serving.auth import authorise, require
+from serving.cockpit.book import BookKeeper
+from serving.cockpit.routes import install, warm
 from serving.metrics import Metrics
 from serving.resources import Resources
 from serving.schemas import (
@@ -156,30 +157,6 @@ async def _request_id(request: Request) -> str:
     return request_id(request)
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency: the caller's key, which must carry `scope` (401 without a valid key, 403 without it)."""
-
-    async def check(request: Request) -> ApiKey:
-        return authorise(request, scope)
-
-    return check
-
-
-def authorise(request: Request, scope: str) -> ApiKey:
-    header = request.headers.get("authorization", "")
-    token = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    service: Service = request.app.state.service
-    try:
-        key = service.res.keys.authenticate(token) if token else None
-    except RetainError as e:
-        raise ApiError(503, "keys_unavailable", f"API keys cannot be read: {e}") from e
-    if key is None:
-        raise ApiError(401, "unauthorized", "send a valid API key as `Authorization: Bearer <key>`")
-    if not key.allows(scope):
-        raise ApiError(403, "forbidden", f"this key lacks the scope {scope!r}")
-    return key
-
-
 ServiceDep = Annotated[Service, Depends(_service)]
 RequestId = Annotated[str, Depends(_request_id)]
 
@@ -205,6 +182,8 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             lambda: resources.log.stats,
         )
         app.state.service = service
+        app.state.book = BookKeeper(resources)
+        warm(app.state.book)
         try:
             yield
         finally:
@@ -357,6 +336,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             request_id=rid, models=model_refs(service.res.loaded), changed=changed, errors=errors
         )
 
+    install(app, settings)
     return app
 
 

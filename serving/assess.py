@@ -159,9 +159,11 @@ def assess(
     as_of: datetime,
     *,
     inline: bool = False,
+    explain: bool = True,
 ) -> list[Assessment]:
     """Explained risk for each row. `inline` rows come from the caller, not the store: they have no
-    cutoff to be stale by."""
+    cutoff to be stale by. Without `explain`, model answers carry no reasons and skip TreeSHAP, the
+    cost of a row (the cockpit's book scores every account)."""
     top = settings.serve.top_reasons
     records = rows.records()
     fresh = [
@@ -184,9 +186,12 @@ def assess(
     part = rows if len(scorable) == len(rows) else rows.take(scorable)
     if scorable and churn is not None:
         try:
-            probability, explained = churn.model.explain(part, top=top)
+            if explain:
+                probability, explained = churn.model.explain(part, top=top)
+                reasons = {i: [r.as_dict() for r in rs] for i, rs in zip(scorable, explained, strict=True)}
+            else:
+                probability = churn.model.predict(part)
             churn_p = dict(zip(scorable, probability.tolist(), strict=True))
-            reasons = {i: [r.as_dict() for r in rs] for i, rs in zip(scorable, explained, strict=True)}
         except Exception as e:  # a broken model degrades to the rules, never to a 500
             log.exception("churn model failed on %d rows; answering with the rules", len(scorable))
             for i in scorable:
@@ -211,7 +216,7 @@ def assess(
         band: RiskBand | None
         if fallback is None:
             p = churn_p[i]
-            answer_reasons, band, source = reasons[i], risk_band(p, settings), "model"
+            answer_reasons, band, source = reasons.get(i, []), risk_band(p, settings), "model"
         else:
             p, source = None, "rules"
             answer_reasons = rules_reasons(health, top)

@@ -202,7 +202,7 @@ class Resources:
             return None, None
 
     def _accounts(self, errors: dict[str, str]) -> dict[str, dict[str, Any]]:
-        columns = ["account_id", "name", "tier", "segment", "arr", "renewal_date", "csm_id"]
+        columns = ["account_id", "name", "tier", "segment", "arr", "contract_start", "renewal_date", "csm_id"]
         try:
             table = read_live(self.store, "accounts", ACCOUNT_SCHEMA, columns)
         except Exception as e:

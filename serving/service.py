@@ -260,6 +260,11 @@ class Service:
 
     # -- next-best actions -----------------------------------------------------------------------------
     def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> dict[str, Any]:
+        return self.account(account_id, request_id, ask)[1]
+
+    def account(self, account_id: str, request_id: str, ask: ActionsRequest) -> tuple[Risk, dict[str, Any]]:
+        """The explained risk and the ranked actions from one assessment (the cockpit's account page),
+        logged once as a recommendation."""
         unknown = sorted(set(ask.exclude) - set(ACTIONS))
         if unknown:
             raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
@@ -273,8 +278,9 @@ class Service:
             ineligible = [
                 Ineligible(action=v.action, reasons=list(v.reasons)) for v in verdicts if not v.eligible
             ] + [Ineligible(action=x, reasons=[why]) for x, why in ranking.unprofitable.items()]
-        self._log("recommendation", request_id, self._risk(loaded, a, ranked), a, ranked)
-        return {
+        risk = self._risk(loaded, a, ranked)
+        self._log("recommendation", request_id, risk, a, ranked)
+        return risk, {
             "account_id": account_id,
             "source": a.source,
             "fallback_reason": a.fallback,

@@ -52,9 +52,9 @@ class World:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    root = tmp_path_factory.mktemp("api")
+def make_world(root: Path) -> World:
+    """400 simulated accounts ingested, built, published online, both models trained and champions, and
+    a key per scope (plus a revoked one)."""
     simulate_to(SimConfig(accounts=400, days=420, seed=5, start=date(2024, 7, 1)), root / "sim")
     store = Store(root / "store")
     settings = Settings(home=store.root)
@@ -72,6 +72,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     revoked, keys["revoked"] = ring.create(["admin"], name="revoked")
     ring.revoke(revoked.key_id)
     return World(root, store, settings, latest.date(), active, results["churn"], keys)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    return make_world(tmp_path_factory.mktemp("api"))
 
 
 def free_port() -> int:

@@ -1,0 +1,1 @@
+"""The CSM cockpit: server-rendered pages over the same service the API answers from (`/ui`)."""

@@ -1,0 +1,269 @@
+"""The book of accounts a CSM works from: every active account scored once, sorted by ARR at risk.
+
+Scoring 5,000 accounts takes a second or two (the online read and the model, without TreeSHAP), too slow
+for a page, so the book is scored in the background and reused for `cockpit.book_seconds` or until the
+champions or features change; a page filters and slices it in memory. Active means the account's latest
+online row comes from the newest feature build (the features' own definition of active), or its contract
+started since that build: a new account, answered by the rules until the next build.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from retain.settings import Settings
+from serving.assess import Assessment, assess
+from serving.resources import Loaded, Resources
+from serving.schemas import Fallback
+
+log = logging.getLogger("retain.serving")
+DAY_SECONDS = 86_400.0
+RISK_BANDS = ("critical", "high", "medium", "low")
+#: renewal windows a CSM can filter by, in days
+RENEWAL_WINDOWS = (30, 60, 90, 180)
+
+
+@dataclass(frozen=True)
+class Point:
+    cutoff: datetime
+    churn_probability: float | None
+    health_score: float | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    account_id: str
+    name: str
+    tier: str
+    segment: str | None
+    csm_id: str | None
+    arr: float | None
+    renewal_date: datetime | None
+    days_to_renewal: int | None
+    source: str
+    fallback: Fallback | None
+    churn_probability: float | None
+    risk_band: str | None
+    health_score: float | None
+    health_band: str | None
+
+    @property
+    def arr_at_risk(self) -> float | None:
+        if self.churn_probability is None or self.arr is None:
+            return None
+        return self.churn_probability * self.arr
+
+
+@dataclass(frozen=True)
+class Book:
+    entries: tuple[Entry, ...]
+    trends: dict[str, tuple[Point, ...]]
+    as_of: datetime
+    cutoff: datetime | None
+    #: accounts left out: their latest row predates the newest build (they churned or cancelled)
+    inactive: int
+    loaded: Loaded
+    built: float
+
+    def entry(self, account_id: str) -> Entry | None:
+        return next((e for e in self.entries if e.account_id == account_id), None)
+
+    @property
+    def fallbacks(self) -> dict[str, int]:
+        """Rules answers in the book by reason code."""
+        return dict(Counter(e.fallback.code for e in self.entries if e.fallback is not None))
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a CSM narrows the book to; empty means everything."""
+
+    tier: str = ""
+    band: str = ""
+    csm: str = ""
+    renewal_days: int | None = None
+    source: str = ""
+    page: int = 1
+
+    def admits(self, e: Entry) -> bool:
+        return (
+            (not self.tier or e.tier == self.tier)
+            and (not self.band or e.risk_band == self.band)
+            and (not self.csm or e.csm_id == self.csm)
+            and (not self.source or e.source == self.source)
+            and (
+                self.renewal_days is None
+                or (e.days_to_renewal is not None and 0 <= e.days_to_renewal <= self.renewal_days)
+            )
+        )
+
+
+def select(book: Book, filters: Filters, page_size: int) -> tuple[list[Entry], int, int]:
+    """The filtered book's page, how many accounts match, and how many pages there are."""
+    matching = [e for e in book.entries if filters.admits(e)]
+    pages = max(1, -(-len(matching) // page_size))
+    page = min(max(1, filters.page), pages)
+    return matching[(page - 1) * page_size : page * page_size], len(matching), pages
+
+
+def _sort_key(e: Entry) -> tuple[int, float, str]:
+    """ARR at risk, largest first; rules answers (no probability) after, riskiest health band first."""
+    at_risk = e.arr_at_risk
+    if at_risk is not None:
+        return (0, -at_risk, e.account_id)
+    order = {band: i for i, band in enumerate(RISK_BANDS)}
+    return (1, float(order.get(e.risk_band or "", len(order))), e.account_id)
+
+
+def _days(later: datetime | None, earlier: datetime) -> int | None:
+    return None if later is None else int((later - earlier).total_seconds() // DAY_SECONDS)
+
+
+def renewal_date(row: dict[str, Any], account: dict[str, Any]) -> datetime | None:
+    """The renewal in force: the feature row's (renewals and plan changes move it), else the account
+    table's, which keeps the date of the first contract."""
+    days, cutoff = row.get("days_to_renewal"), row.get("cutoff")
+    if days is None or cutoff is None or np.isnan(days):
+        return cast(datetime | None, account.get("renewal_date"))
+    return cast(datetime, cutoff + timedelta(days=float(days)))
+
+
+def entries(accounts: dict[str, dict[str, Any]], assessed: list[Assessment], as_of: datetime) -> list[Entry]:
+    out = []
+    for a in assessed:
+        account = accounts.get(a.account_id, {})
+        renewal = renewal_date(a.row, account)
+        out.append(
+            Entry(
+                account_id=a.account_id,
+                name=account.get("name") or a.account_id,
+                tier=account.get("tier") or "unknown",
+                segment=account.get("segment"),
+                csm_id=account.get("csm_id"),
+                arr=account.get("arr"),
+                renewal_date=renewal,
+                days_to_renewal=_days(renewal, as_of),
+                source=a.source,
+                fallback=a.fallback,
+                churn_probability=a.churn_probability,
+                risk_band=a.risk_band,
+                health_score=a.health.score,
+                health_band=a.health.band,
+            )
+        )
+    return sorted(out, key=_sort_key)
+
+
+def trends(
+    path: Any, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
+) -> dict[str, tuple[Point, ...]]:
+    """Each account's churn probability (current champion) and health score at the last `cutoffs` feature
+    builds before `as_of`, from the offline feature table."""
+    if not account_ids:
+        return {}
+    try:
+        stamps = pq.read_table(path, columns=["cutoff"]).column("cutoff").unique().to_pylist()
+    except FileNotFoundError:
+        return {}
+    recent = sorted(c for c in stamps if c <= as_of)[-cutoffs:]
+    if not recent:
+        return {}
+    rows = pq.read_table(path, filters=[("cutoff", "in", recent)]).to_pandas()
+    rows = rows[rows["account_id"].isin(account_ids)].reset_index(drop=True)
+    churn = loaded.churn.model.predict(rows) if loaded.churn is not None else np.full(len(rows), np.nan)
+    frame = pd.DataFrame(
+        {
+            "account_id": rows["account_id"],
+            "cutoff": rows["cutoff"],
+            "churn": churn,
+            "health": pd.to_numeric(rows["health_score"], errors="coerce"),
+        }
+    ).sort_values(["account_id", "cutoff"])
+    out: dict[str, tuple[Point, ...]] = {}
+    for account_id, group in frame.groupby("account_id", sort=False):
+        out[str(account_id)] = tuple(
+            Point(c.to_pydatetime(), None if np.isnan(p) else float(p), None if np.isnan(h) else float(h))
+            for c, p, h in zip(group["cutoff"], group["churn"], group["health"], strict=True)
+        )
+    return out
+
+
+def started_since(account: dict[str, Any], newest: datetime | None, as_of: datetime) -> bool:
+    """A contract that started after the newest feature build: a new account, not yet in the features.
+    (One that started before it and has no row was never active at a cutoff: it left at once.)"""
+    start = account.get("contract_start")
+    return start is not None and (newest is None or start >= newest) and start <= as_of
+
+
+def score_book(res: Resources, loaded: Loaded, settings: Settings) -> Book:
+    as_of = res.as_of()
+    ids = sorted(loaded.accounts)
+    rows = res.online_rows(loaded, ids)
+    records = rows.records()
+    built: list[datetime] = [r["cutoff"] for r in records if r.get("cutoff") is not None]
+    newest = max(built, default=None)
+    keep = [
+        i
+        for i, r in enumerate(records)
+        if r.get("cutoff") == newest
+        or (
+            r.get("cutoff") is None and started_since(loaded.accounts.get(r["account_id"], {}), newest, as_of)
+        )
+    ]
+    kept = rows if len(keep) == len(records) else rows.take(keep)
+    assessed = assess(kept, loaded.churn, None, settings, as_of, explain=False)
+    scored = entries(loaded.accounts, assessed, as_of)
+    history = trends(
+        res.store.feature_table,
+        loaded,
+        {e.account_id for e in scored},
+        as_of,
+        settings.cockpit.trend_cutoffs,
+    )
+    return Book(tuple(scored), history, as_of, newest, len(records) - len(keep), loaded, time.monotonic())
+
+
+class BookKeeper:
+    """The current book, scored again when it is older than `book_seconds` or the resources were
+    reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one."""
+
+    def __init__(self, res: Resources) -> None:
+        self.res = res
+        self._book: Book | None = None
+        self._lock = threading.Lock()
+
+    def _stale(self, book: Book | None) -> bool:
+        if book is None or book.loaded is not self.res.loaded:
+            return True
+        return time.monotonic() - book.built > self.res.settings.cockpit.book_seconds
+
+    def refresh(self) -> Book:
+        with self._lock:
+            if self._stale(self._book):
+                started = time.perf_counter()
+                self._book = score_book(self.res, self.res.loaded, self.res.settings)
+                log.info(
+                    "cockpit book: %d accounts scored in %.2f s",
+                    len(self._book.entries),
+                    time.perf_counter() - started,
+                )
+            assert self._book is not None
+            return self._book
+
+    def get(self) -> Book:
+        book = self._book
+        if book is None or book.loaded is not self.res.loaded:
+            return self.refresh()
+        if self._stale(book) and not self._lock.locked():
+            threading.Thread(target=self.refresh, name="retain-book", daemon=True).start()
+        return book

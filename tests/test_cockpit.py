@@ -1,0 +1,294 @@
+"""The CSM cockpit end to end: Debian's Chromium, driven by Playwright, against a real `retain serve` on a
+store built by the real pipeline. Every page visited is saved as a screenshot under `test-artifacts/`."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import requests
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from retain.contract import INTERVENTION_SCHEMA
+from retain.ingest.commit import read_live
+from serving.decision_log import DecisionLog
+from serving.keys import KeyRing
+from tests.conftest import unavailable
+from tests.test_api import Server, World, make_world
+
+CHROMIUM = Path(os.environ.get("RETAIN_CHROMIUM", "/usr/bin/chromium"))
+ARTIFACTS = Path(os.environ.get("RETAIN_ARTIFACTS", "test-artifacts")) / "cockpit"
+#: the flags a headless Chromium needs on a machine without a network beyond loopback
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+CSM = "csm key"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    built = make_world(tmp_path_factory.mktemp("cockpit"))
+    ring = KeyRing.for_store(built.store)
+    built.keys[CSM] = ring.create(["scores:read", "actions:read", "actions:write"], name="csm-007")[1]
+    built.keys["viewer"] = ring.create(["scores:read"], name="viewer")[1]
+    return built
+
+
+@pytest.fixture(scope="module")
+def server(world: World) -> Iterator[Server]:
+    running = Server(world, world.root / "cockpit.log", world.latest)
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        unavailable(f"no Chromium at {CHROMIUM}: `make browser` installs Debian's")
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(browser: Browser, server: Server) -> Iterator[Page]:
+    """A fresh browser context, with every request it makes recorded (`page.requested`)."""
+    context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
+    opened = context.new_page()
+    requested: list[str] = []
+    opened.on("request", lambda r: requested.append(r.url))
+    opened.requested = requested  # type: ignore[attr-defined]
+    yield opened
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def sign_in(page: Page, world: World, key: str = CSM) -> None:
+    page.goto("/ui")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+    page.get_by_label("API key").fill(world.keys[key])
+    page.get_by_role("button", name="Sign in").click()
+
+
+def money(text: str) -> float:
+    return float(text.replace("$", "").replace(",", ""))
+
+
+def book_rows(page: Page) -> list[dict[str, str]]:
+    headers = [h.strip() for h in page.locator("table.book thead th").all_inner_texts()]
+    return [
+        dict(zip(headers, [c.strip() for c in row.locator("th, td").all_inner_texts()], strict=True))
+        for row in page.locator("table.book tbody tr").all()
+    ]
+
+
+def test_the_book_is_sorted_by_arr_at_risk_and_matches_the_api(
+    page: Page, server: Server, world: World
+) -> None:
+    sign_in(page, world)
+    expect(page.get_by_role("heading", name="Book of accounts")).to_be_visible()
+    rows = book_rows(page)
+    assert len(rows) == 50, "a page of the book holds cockpit.page_size accounts"
+    at_risk = [money(r["ARR at risk"]) for r in rows if r["Scored by"] == "model"]
+    assert len(at_risk) > 40 and at_risk == sorted(at_risk, reverse=True)
+    first = rows[0]
+    account_id = first["Account"].split("\n")[-1].strip()
+    api = server.call("GET", f"/v1/accounts/{account_id}/risk").json()
+    assert first["Churn risk"] == f"{100 * api['churn_probability']:.1f}%"
+    total = int(re.search(r"(\d+) active accounts", page.locator(".lede").inner_text()).group(1))  # type: ignore[union-attr]
+    assert total == len(world.active)
+    assert all(url.startswith(server.url) for url in page.requested), "no CDN or other host"  # type: ignore[attr-defined]
+    shot(page, "book")
+
+
+def test_filters_narrow_the_book(page: Page, world: World) -> None:
+    sign_in(page, world)
+    everyone = int(page.locator("#book-count").inner_text().split()[0])
+    page.get_by_label("Tier").select_option("enterprise")
+    page.get_by_label("Renewal").select_option("180")
+    page.get_by_role("button", name="Filter").click()
+    expect(page).to_have_url(re.compile(r"tier=enterprise"))
+    rows = book_rows(page)
+    matching = int(page.locator("#book-count").inner_text().split()[0])
+    assert 0 < matching < everyone and len(rows) == min(matching, 50)
+    assert {r["Tier"] for r in rows} == {"enterprise"}
+    assert all(int(re.search(r"in (\d+) d", r["Renewal"]).group(1)) <= 180 for r in rows)  # type: ignore[union-attr]
+    csm = page.locator("#f-csm option").nth(1).get_attribute("value")
+    page.get_by_label("CSM").select_option(csm)
+    page.get_by_label("Risk band").select_option("")
+    page.get_by_role("button", name="Filter").click()
+    assert {r["CSM"] for r in book_rows(page)} == {csm}
+    shot(page, "book-filtered")
+
+
+def test_a_bad_filter_is_named_and_ignored(page: Page, world: World) -> None:
+    sign_in(page, world)
+    response = page.goto("/ui?band=purple")
+    assert response is not None and response.status == 422
+    expect(page.get_by_role("alert")).to_contain_text("band: 'purple'")
+    assert len(book_rows(page)) == 50
+
+
+def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_log(
+    page: Page, server: Server, world: World
+) -> None:
+    sign_in(page, world)
+    page.locator("table.book tbody th a").first.click()
+    expect(page.get_by_role("heading", name=re.compile("Risk over the next 90 days"))).to_be_visible()
+    account_id = page.url.rsplit("/", 1)[-1]
+    assert page.locator(".figures dd").first.inner_text().endswith(("low", "medium", "high", "critical"))
+    assert page.locator("ol.reasons li").count() >= 1
+    assert page.locator("table.components tbody tr").count() == 4
+    assert page.locator("svg.chart[role=img]").count() == 2
+    assert page.locator("ol.timeline li").count() >= 1
+    shot(page, "account")
+
+    first = page.locator("li.action").first
+    action = first.get_attribute("id").removeprefix("action-")  # type: ignore[union-attr]
+    first.get_by_role("button", name="Reject").click()
+    expect(page.get_by_role("alert")).to_contain_text("the reason is required")
+
+    first = page.locator("li.action").first
+    rejected = first.get_attribute("id").removeprefix("action-")  # type: ignore[union-attr]
+    first.get_by_label("Reason to reject").fill("customer is on holiday")
+    first.get_by_role("button", name="Reject").click()
+    expect(page.get_by_role("status")).to_contain_text("marked rejected")
+
+    page.locator(f"#action-{action}").get_by_role("button", name="Done").click()
+    expect(page.get_by_role("status")).to_contain_text("marked done")
+    expect(page.locator("#recorded")).to_contain_text("done")
+    expect(page.locator("#recorded")).to_contain_text("customer is on holiday")
+    assert page.locator(f"#action-{action}").count() == 0, "a done action cools down"
+    shot(page, "account-feedback")
+
+    log = DecisionLog.for_store(world.store, world.settings)
+    recorded = {(f["action"], f["status"]): f for f in log.feedback(account_id)}
+    assert recorded[(rejected, "rejected")]["reason"] == "customer is on holiday"
+    done = recorded[(action, "done")]
+    assert done["actor"] == "csm-007" and done["intervention_id"]
+    taken = read_live(world.store, "interventions", INTERVENTION_SCHEMA).to_pylist()
+    assert any(t["intervention_id"] == done["intervention_id"] and t["action"] == action for t in taken)
+
+
+def test_the_pages_work_from_the_keyboard_alone(page: Page, world: World) -> None:
+    sign_in(page, world)
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    for _ in range(40):
+        page.keyboard.press("Tab")
+        if page.evaluate("!!document.activeElement.closest('table.book')"):
+            break
+    else:
+        pytest.fail("no account link is reachable with Tab")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Next best actions")).to_be_visible()
+
+
+@pytest.mark.parametrize("path", ["/ui", "first-account"])
+def test_controls_are_labelled_and_text_has_aa_contrast(page: Page, world: World, path: str) -> None:
+    sign_in(page, world)
+    if path == "first-account":
+        page.locator("table.book tbody th a").first.click()
+    assert page.evaluate("document.documentElement.lang") == "en"
+    unlabelled = page.evaluate(
+        """[...document.querySelectorAll('input:not([type=hidden]), select, meter')]
+             .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label'))
+             .map(e => e.outerHTML)"""
+    )
+    assert unlabelled == []
+    lowest = page.evaluate(CONTRAST)
+    assert lowest["ratio"] >= 4.5, lowest
+
+
+CONTRAST = """
+(() => {
+  const rgb = s => s.match(/[\\d.]+/g).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = c => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = e => {
+    for (; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length < 4 || c[3] > 0) return c;
+    }
+    return [255, 255, 255];
+  };
+  let lowest = {ratio: 21, text: ''};
+  for (const e of document.querySelectorAll('body *')) {
+    const own = [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !e.getClientRects().length || e.closest('.visually-hidden')) continue;
+    const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(background(e))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    if (ratio < lowest.ratio) lowest = {ratio, text: e.textContent.trim().slice(0, 60)};
+  }
+  return lowest;
+})()
+"""
+
+
+def test_answers_from_the_rules_fallback_say_so_and_why(browser: Browser, world: World) -> None:
+    stale = Server(world, world.root / "stale.log", world.latest + timedelta(days=60))
+    try:
+        context = browser.new_context(base_url=stale.url)
+        page = context.new_page()
+        sign_in(page, world)
+        banner = page.get_by_role("note")
+        expect(banner).to_contain_text("scored by the rules-based health formula")
+        expect(banner).to_contain_text("its features are too old")
+        assert {r["Scored by"] for r in book_rows(page)} == {"rules: its features are too old"}
+        page.locator("table.book tbody th a").first.click()
+        expect(page.locator("#fallback")).to_contain_text("days old (limit 14)")
+        expect(page.locator("#ranking-note")).to_contain_text("Ranked by the rules")
+        shot(page, "account-rules")
+        context.close()
+    finally:
+        stale.stop()
+
+
+def test_pages_need_a_key_and_forms_need_the_session_token(server: Server, world: World) -> None:
+    ui = f"{server.url}/ui"
+    assert requests.get(ui, allow_redirects=False, timeout=30).headers["location"].startswith("/ui/login")
+    bad = requests.post(f"{ui}/login", data={"key": "rk_nope", "next": "/ui"}, timeout=30)
+    assert bad.status_code == 401 and "not valid" in bad.text
+    scoped = requests.post(f"{ui}/login", data={"key": world.keys["actions:read"]}, timeout=30)
+    assert scoped.status_code == 403 and "scores:read" in scoped.text
+    bearer = {"Authorization": f"Bearer {world.keys['scores:read']}"}
+    assert requests.get(ui, headers=bearer, timeout=30).status_code == 200
+
+    session = requests.Session()
+    signed = session.post(
+        f"{ui}/login", data={"key": world.keys[CSM], "next": "https://evil.example/"}, timeout=30
+    )
+    assert signed.url == ui, "next only leads back into the cockpit"
+    account = world.active[0]
+    page = session.get(f"{ui}/accounts/{account}", timeout=30).text
+    recommendation = re.search(r'name="recommendation_id" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    forged = session.post(
+        f"{ui}/accounts/{account}/feedback",
+        data={"recommendation_id": recommendation, "status": "accepted", "csrf": "guessed"},
+        timeout=30,
+    )
+    assert "error=expired_form" in forged.url
+    log = DecisionLog.for_store(world.store, world.settings)
+    assert all(f["recommendation_id"] != recommendation for f in log.feedback(account))
+
+    viewer = requests.Session()
+    viewer.post(f"{ui}/login", data={"key": world.keys["viewer"]}, timeout=30)
+    assert "Next best actions" not in viewer.get(f"{ui}/accounts/{account}", timeout=30).text
+    assert session.get(f"{ui}/accounts/nope", timeout=30).status_code == 404
