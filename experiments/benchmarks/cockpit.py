@@ -1,10 +1,11 @@
 """The cockpit's page times for a 5,000-account book, against the issue's budget: first render < 300 ms.
 
-    .venv/bin/python -m experiments.benchmarks.cockpit [--store PATH | --work DIR] [--accounts 5000]
+    .venv/bin/python -m experiments.benchmarks.cockpit [--store PATH | --work DIR] [--accounts 6500]
         [--days 400] [--trials 3] [--requests 30]
 
 `retain serve` runs on the store (built as bench-serve builds it: simulate -> ingest -> features + Feast
--> train and register both models; --work keeps it for later runs), its clock at the latest cutoff. The
+-> train and register both models; --work keeps it for later runs), its clock at the latest cutoff; of
+6,500 simulated accounts about 5,100 are still active then, the book's size. The
 server scores the book in the background as it starts; the log says how long that took. Then, in one
 run: the first `GET /ui` (the page's first render, templates compiled on the spot), then --requests more
 of it, of a filtered book, of a later page, and of an account page (one assessment with reasons, next
@@ -64,25 +65,27 @@ def summary(times: list[float]) -> dict[str, float]:
 
 
 def browser_paint(url: str, key: str, account: str) -> dict[str, Any]:
-    """First contentful paint and load, as Chromium reports them, for the book and an account page."""
+    """First contentful paint and the end of the response, as Chromium reports them, for the book and an
+    account page: the first visit of each (a cold browser for the book), then a second."""
     from playwright.sync_api import sync_playwright
 
-    paint = "performance.getEntriesByName('first-contentful-paint')[0]?.startTime"
-    out = {}
+    painted = "performance.getEntriesByName('first-contentful-paint').length > 0"
+    out: dict[str, Any] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         context = browser.new_context(extra_http_headers={"Authorization": f"Bearer {key}"})
         page = context.new_page()
         for name, path in (("book", "/ui"), ("account", f"/ui/accounts/{account}")):
-            page.goto(f"{url}{path}", wait_until="load")
-            nav = page.evaluate("performance.getEntriesByType('navigation')[0].toJSON()")
-            fcp = page.evaluate(paint)
-            out[name] = {
-                "first_contentful_paint_ms": round(fcp, 1) if fcp is not None else None,
-                "response_end_ms": round(nav["responseEnd"], 1),
-                "load_ms": round(nav["loadEventEnd"], 1),
-                "ratio_to_budget": round(fcp / BUDGET_MS, 3) if fcp is not None else None,
-            }
+            for visit in ("first", "second"):
+                page.goto(f"{url}{path}", wait_until="load")
+                page.wait_for_function(painted)
+                fcp = page.evaluate("performance.getEntriesByName('first-contentful-paint')[0].startTime")
+                nav = page.evaluate("performance.getEntriesByType('navigation')[0].responseEnd")
+                out[f"{name}_{visit}"] = {
+                    "first_contentful_paint_ms": round(fcp, 1),
+                    "response_end_ms": round(nav, 1),
+                    "ratio_to_budget": round(fcp / BUDGET_MS, 3),
+                }
         browser.close()
     return out
 
@@ -147,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--store", type=Path, help="a built store (e.g. make demo's .retain)")
     where.add_argument("--work", type=Path, help="build into DIR/store once, reuse it on later runs")
-    parser.add_argument("--accounts", type=int, default=5_000)
+    parser.add_argument("--accounts", type=int, default=6_500)
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--requests", type=int, default=30)

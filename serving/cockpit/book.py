@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import Any, cast
 
 import numpy as np
@@ -23,6 +24,7 @@ import pyarrow.parquet as pq
 
 from retain.settings import Settings
 from serving.assess import Assessment, assess
+from serving.cockpit.timeline import Stories, stories
 from serving.resources import Loaded, Resources
 from serving.schemas import Fallback
 
@@ -68,6 +70,8 @@ class Entry:
 class Book:
     entries: tuple[Entry, ...]
     trends: dict[str, tuple[Point, ...]]
+    #: the accounts' recent events, for their timelines
+    stories: Stories
     as_of: datetime
     cutoff: datetime | None
     #: accounts left out: their latest row predates the newest build (they churned or cancelled)
@@ -75,8 +79,12 @@ class Book:
     loaded: Loaded
     built: float
 
+    @cached_property
+    def _by_id(self) -> dict[str, Entry]:
+        return {e.account_id: e for e in self.entries}
+
     def entry(self, account_id: str) -> Entry | None:
-        return next((e for e in self.entries if e.account_id == account_id), None)
+        return self._by_id.get(account_id)
 
     @property
     def fallbacks(self) -> dict[str, int]:
@@ -230,7 +238,9 @@ def score_book(res: Resources, loaded: Loaded, settings: Settings) -> Book:
         as_of,
         settings.cockpit.trend_cutoffs,
     )
-    return Book(tuple(scored), history, as_of, newest, len(records) - len(keep), loaded, time.monotonic())
+    told = stories(res.store, as_of, settings.cockpit.timeline_days)
+    inactive = len(records) - len(keep)
+    return Book(tuple(scored), history, told, as_of, newest, inactive, loaded, time.monotonic())
 
 
 class BookKeeper:

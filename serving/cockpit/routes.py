@@ -301,9 +301,7 @@ def _account(
             label="{:.0f}",
         ),
     ]
-    timeline = recent(
-        service.res.store, account_id, service.res.as_of(), settings.cockpit.timeline_days, limit=40
-    )
+    timeline = recent(service.res.store, book.stories, account_id, service.res.as_of(), limit=40)
     try:
         recorded, log_note = service.res.log.feedback(account_id, limit=10), None
     except DecisionLogUnavailable as e:

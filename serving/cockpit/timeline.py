@@ -1,8 +1,7 @@
 """An account's recent story, as dated sentences: incidents, tickets, invoices, onboarding, integrations,
 subscription changes and the actions taken.
 
-Read per page from the store's live files: events are written sorted by account, so the Parquet row-group
-statistics let Arrow skip all but a few row groups for one account.
+The events are read once per book (`stories`), the actions per page (`recent`).
 """
 
 from __future__ import annotations
@@ -12,6 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from retain.contract import EVENT_SCHEMA, INTERVENTION_SCHEMA
@@ -93,22 +95,50 @@ COLUMNS = sorted(
 )
 
 
-def _worth_a_line(e: dict[str, Any]) -> bool:
-    if e["event_type"] == "error.raised":
-        return e.get("severity") in INCIDENT_SEVERITIES
-    if e["event_type"] == "integration.state":
-        return e.get("status") in INTEGRATION_TROUBLE
-    return True
+#: the events worth a line: routine ones (minor errors, healthy integrations) are left out
+WORTH_A_LINE = ds.field("event_type").isin(list(DESCRIBE)) & (
+    ~ds.field("event_type").isin(["error.raised", "integration.state"])
+    | ((ds.field("event_type") == "error.raised") & ds.field("severity").isin(list(INCIDENT_SEVERITIES)))
+    | ((ds.field("event_type") == "integration.state") & ds.field("status").isin(list(INTEGRATION_TROUBLE)))
+)
+
+
+@dataclass(frozen=True)
+class Stories:
+    """Every account's events worth a line over a window, sorted by account: one scan for the whole book
+    (a scan per page read all the row groups of a 5,000-account store, ~250 ms), then a slice per page."""
+
+    events: pa.Table
+    spans: dict[str, tuple[int, int]]
+    since: datetime
+
+    def of(self, account_id: str) -> list[dict[str, Any]]:
+        span = self.spans.get(account_id)
+        return [] if span is None else self.events.slice(*span).to_pylist()
+
+
+def _read(store: Store, table: str, schema: pa.Schema, columns: list[str], where: ds.Expression) -> pa.Table:
+    files = [str(f) for f in store.files(table)]
+    if not files:
+        return schema.empty_table().select(columns)
+    return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns, filter=where)
+
+
+def stories(store: Store, as_of: datetime, days: int) -> Stories:
+    since = as_of - timedelta(days=days)
+    window = (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
+    found = _read(store, "events", EVENT_SCHEMA, ["account_id", *COLUMNS], window & WORTH_A_LINE)
+    found = found.take(pc.sort_indices(found, [("account_id", "ascending")]))
+    ids = found.column("account_id").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
+    ends = np.r_[starts[1:], len(ids)]
+    spans = {str(ids[a]): (int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)}
+    return Stories(found, spans, since)
 
 
 def describe(events: list[dict[str, Any]], interventions: list[dict[str, Any]]) -> list[Moment]:
-    """Newest first; events of other types and routine ones (minor errors, healthy integrations) are left
-    out."""
-    moments = [
-        Moment(e["ts"], DESCRIBE[e["event_type"]][0], DESCRIBE[e["event_type"]][1](e))
-        for e in events
-        if e["event_type"] in DESCRIBE and _worth_a_line(e)
-    ]
+    """Newest first."""
+    moments = [Moment(e["ts"], DESCRIBE[e["event_type"]][0], DESCRIBE[e["event_type"]][1](e)) for e in events]
     for i in interventions:
         by = f" by {i['owner']}" if i.get("owner") else ""
         how = " (random holdout experiment)" if i.get("assignment") == "random" else ""
@@ -116,20 +146,15 @@ def describe(events: list[dict[str, Any]], interventions: list[dict[str, Any]]) 
     return sorted(moments, key=lambda m: m.ts, reverse=True)
 
 
-def recent(store: Store, account_id: str, as_of: datetime, days: int, limit: int) -> list[Moment]:
-    """The account's moments in the `days` before `as_of`, newest first, at most `limit`."""
-    since = as_of - timedelta(days=days)
-
-    def read(table: str, schema: Any, columns: list[str], types: bool) -> list[dict[str, Any]]:
-        files = [str(f) for f in store.files(table)]
-        if not files:
-            return []
-        where = (ds.field("account_id") == account_id) & (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
-        if types:
-            where &= ds.field("event_type").isin(list(DESCRIBE))
-        found = ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns, filter=where)
-        return found.to_pylist()
-
-    events = read("events", EVENT_SCHEMA, COLUMNS, types=True)
-    actions = read("interventions", INTERVENTION_SCHEMA, ["ts", "action", "owner", "assignment"], types=False)
-    return describe(events, actions)[:limit]
+def recent(store: Store, stories: Stories, account_id: str, as_of: datetime, limit: int) -> list[Moment]:
+    """The account's moments since `stories.since`, newest first, at most `limit`: its events from the
+    book's scan, its actions read now (the table is small, and an action recorded a second ago shows)."""
+    window = (ds.field("ts") >= stories.since) & (ds.field("ts") <= as_of)
+    actions = _read(
+        store,
+        "interventions",
+        INTERVENTION_SCHEMA,
+        ["ts", "action", "owner", "assignment"],
+        window & (ds.field("account_id") == account_id),
+    )
+    return describe(stories.of(account_id), actions.to_pylist())[:limit]
