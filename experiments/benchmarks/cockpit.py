@@ -27,16 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from experiments.benchmarks.serving import (
-    BIN,
     HOST,
-    Server,
-    _env,
     create_key,
     fetch,
     free_port,
     latest_rows,
     prepare_store,
     progress,
+    retain_server,
+    store_arguments,
 )
 from retain.store import Store
 
@@ -95,12 +94,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     rows, latest = latest_rows(Store(store_path))
     key = create_key(store_path)
     port = free_port()
-    server = Server(
-        "retain serve",
-        [str(BIN / "retain"), "serve", "--store", str(store_path), "--host", HOST, "--port", str(port)],
-        _env(RETAIN_SERVE__AS_OF=latest.isoformat(), RETAIN_COCKPIT__BOOK_SECONDS="3600"),
-        port,
-        scratch / "serve.log",
+    server = retain_server(
+        store_path, port, scratch / "serve.log", latest, RETAIN_COCKPIT__BOOK_SECONDS="3600"
     )
     server.start()
     try:
@@ -147,13 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--store", type=Path, help="a built store (e.g. make demo's .retain)")
-    where.add_argument("--work", type=Path, help="build into DIR/store once, reuse it on later runs")
-    parser.add_argument("--accounts", type=int, default=6_500)
-    parser.add_argument("--days", type=int, default=400)
-    parser.add_argument("--trials", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=30)
+    store_arguments(parser, accounts=6_500)
+    parser.add_argument("--requests", type=int, default=30, help="requests per page [30]")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="retain-bench-cockpit-") as tmp:
         print(json.dumps(run(args, Path(tmp)), indent=2))

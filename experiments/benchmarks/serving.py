@@ -198,6 +198,17 @@ class Server:
             self.process.wait()
 
 
+def retain_server(store: Path, port: int, log: Path, as_of: date, **env: str) -> Server:
+    """`retain serve` on the store, its clock at `as_of` (so the latest features are fresh)."""
+    return Server(
+        "retain serve",
+        [str(BIN / "retain"), "serve", "--store", str(store), "--host", HOST, "--port", str(port)],
+        _env(RETAIN_SERVE__AS_OF=as_of.isoformat(), **env),
+        port,
+        log,
+    )
+
+
 @dataclass
 class Target:
     """A set of pre-encoded requests to one server."""
@@ -237,6 +248,16 @@ def prepare_store(args: argparse.Namespace, scratch: Path) -> Path:
         )
     )
     return work / "store"
+
+
+def store_arguments(parser: argparse.ArgumentParser, accounts: int) -> None:
+    """--store or --work, and what to build when no built store is named: what `prepare_store` reads."""
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--store", type=Path, help="reuse this built store (e.g. make demo's .retain)")
+    where.add_argument("--work", type=Path, help="build into DIR/store once, reuse it on later runs")
+    parser.add_argument("--accounts", type=int, default=accounts, help=f"when building [{accounts}]")
+    parser.add_argument("--days", type=int, default=400, help="when building [400]")
+    parser.add_argument("--trials", type=int, default=3, help="tuning trials when building [3]")
 
 
 def latest_rows(store: Store) -> tuple[pd.DataFrame, date]:
@@ -441,12 +462,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     key = create_key(store_path)
 
     our_port, peer_port = free_port(), free_port()
-    ours = Server(
-        "retain serve",
-        [str(BIN / "retain"), "serve", "--store", str(store_path), "--host", HOST, "--port", str(our_port)],
-        _env(RETAIN_SERVE__AS_OF=as_of.isoformat(), RETAIN_SERVE__RELOAD_SECONDS="0"),
-        our_port,
-        scratch / "retain-serve.log",
+    ours = retain_server(
+        store_path, our_port, scratch / "retain-serve.log", as_of, RETAIN_SERVE__RELOAD_SECONDS="0"
     )
     mlflow_env = _env(MLFLOW_TRACKING_URI=tracking_uri(store, settings))
     mlflow_env.pop("MLFLOW_REGISTRY_URI", None)
@@ -549,12 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument("--store", type=Path, help="reuse this built store")
-    where.add_argument("--work", type=Path, help="build into DIR/store once, reuse it on later runs")
-    parser.add_argument("--accounts", type=int, default=2_000, help="when building [2000]")
-    parser.add_argument("--days", type=int, default=400, help="when building [400]")
-    parser.add_argument("--trials", type=int, default=3, help="tuning trials when building [3]")
+    store_arguments(parser, accounts=2_000)
     parser.add_argument("--requests", type=int, default=2_000, help="latency run, concurrency 1 [2000]")
     parser.add_argument("--concurrency", type=int, default=16, help="throughput run [16]")
     parser.add_argument("--seconds", type=float, default=10.0, help="throughput run length [10]")
