@@ -158,11 +158,14 @@ def shot(page: Page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
-def sign_in(page: Page, world: World, key: str = CSM) -> None:
+def sign_in(page: Page, world: World, key: str = CSM, screenshot: str | None = None) -> None:
     page.goto("/ui")
     expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+    if screenshot:
+        shot(page, screenshot)
     page.get_by_label("API key").fill(world.keys[key])
     page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Book of accounts")).to_be_visible()
 
 
 def money(text: str) -> float:
@@ -180,7 +183,7 @@ def book_rows(page: Page) -> list[dict[str, str]]:
 def test_the_book_is_sorted_by_arr_at_risk_and_matches_the_api(
     page: Page, server: Server, world: World
 ) -> None:
-    sign_in(page, world)
+    sign_in(page, world, screenshot="login")
     expect(page.get_by_role("heading", name="Book of accounts")).to_be_visible()
     rows = book_rows(page)
     assert len(rows) == 50, "a page of the book holds cockpit.page_size accounts"
@@ -222,6 +225,10 @@ def test_a_bad_filter_is_named_and_ignored(page: Page, world: World) -> None:
     assert response is not None and response.status == 422
     expect(page.get_by_role("alert")).to_contain_text("band: 'purple'")
     assert len(book_rows(page)) == 50
+    response = page.goto("/ui/accounts/acc-none")
+    assert response is not None and response.status == 404
+    expect(page.get_by_role("alert")).to_contain_text("no account 'acc-none'")
+    shot(page, "not-found")
 
 
 def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_log(
