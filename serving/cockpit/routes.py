@@ -217,7 +217,12 @@ def install(app: FastAPI, settings: Settings) -> None:
         service: Service = request.app.state.service
         try:
             context = await run_in_threadpool(
-                _account, service, request.app.state.book, account_id, who, request.scope["state"]
+                _account,
+                service,
+                request.app.state.book,
+                account_id,
+                who,
+                request.scope["state"]["request_id"],
             )
         except ApiError as e:
             return _render("error.html", status=e.status, viewer=who, title="Not found", message=e.message)
@@ -270,13 +275,11 @@ async def _form(request: Request) -> dict[str, str]:
 
 
 def _account(
-    service: Service, keeper: BookKeeper, account_id: str, who: Viewer, state: dict[str, Any]
+    service: Service, keeper: BookKeeper, account_id: str, who: Viewer, request_id: str
 ) -> dict[str, Any]:
     """Everything the account page shows, from one assessment, the book's trend, the store's events and
     the decision log."""
-    risk, actions = service.account(
-        account_id, state["request_id"], ActionsRequest(limit=5, include_ineligible=True)
-    )
+    risk, actions = service.account(account_id, request_id, ActionsRequest(limit=5, include_ineligible=True))
     book = keeper.get()
     account = service.res.loaded.accounts.get(account_id, {})
     entry = book.entry(account_id)
