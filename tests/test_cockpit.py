@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
@@ -374,6 +375,12 @@ def test_pages_need_a_key_and_forms_need_the_session_token(server: Server, world
     assert "error=expired_form" in forged.url
     log = DecisionLog.for_store(world.store, world.settings)
     assert all(f["recommendation_id"] != recommendation for f in log.feedback(account))
+
+    featured = pd.read_parquet(world.store.feature_table, columns=["account_id"])["account_id"]
+    gone = sorted(set(featured) - set(world.active))[0]
+    churned = session.get(f"{ui}/accounts/{gone}", timeout=30)
+    assert churned.status_code == 200 and "rules-based health formula" in churned.text
+    assert "No trend: fewer than two" in churned.text
 
     viewer = requests.Session()
     viewer.post(f"{ui}/login", data={"key": world.keys["viewer"]}, timeout=30)

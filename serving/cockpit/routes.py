@@ -292,7 +292,7 @@ def _account(
             "Churn probability at recent month ends",
             [(p.cutoff, p.churn_probability) for p in points],
             low=0.0,
-            high=max(0.5, *(p.churn_probability or 0.0 for p in points)),
+            high=max([0.5, *(p.churn_probability or 0.0 for p in points)]),
             label="{:.0%}",
         ),
         line_chart(
