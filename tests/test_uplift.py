@@ -242,6 +242,20 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplif
     np.testing.assert_allclose(served.to_numpy(), expected.to_numpy())
 
 
+def test_no_predicted_effect_takes_a_probability_outside_0_1(uplift_world: UpliftWorld) -> None:
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    rows = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    effects = model.uplift(rows)
+    x = dr.Matrix.of(rows, model.features, model.categories)
+    base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
+    raw = np.column_stack(
+        [model.effects[(a, "churn")].predict(np.column_stack([x.values, base])) for a in model.actions]
+    )
+    assert (base[:, None] + raw < 0).any(), "the effect models alone promise cuts below zero risk"
+    after = base[:, None] + effects["churn"]
+    assert after.min() >= -1e-12 and after.max() <= 1 + 1e-12
+
+
 # -- served -------------------------------------------------------------------------------------------
 
 

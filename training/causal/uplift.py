@@ -73,19 +73,22 @@ class UpliftModel:
         return [a for a in self.actions if not self.overlap[a].poor]
 
     def uplift(self, rows: Rows) -> dict[str, np.ndarray]:
-        """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
+        """outcome -> (rows, actions) predicted change in probability, in `actions` order, bounded so
+        the probability with the action stays in [0, 1]: an effect model fitted to noisy pseudo-outcomes
+        would otherwise promise a 12-point cut in a 9% risk."""
         values = encode(rows, self.features, self.categories, self.__dict__.setdefault("_code_cache", {}))
         x = Matrix(values, self.features, [])
         out = {}
         for outcome in OUTCOMES:
             base = predict(self.baselines[outcome], x, np.arange(len(values)))
             with_base = np.column_stack([x.values, base])
-            out[outcome] = np.column_stack(
+            effects = np.column_stack(
                 [
                     np.asarray(self.effects[(a, outcome)].predict(with_base, num_threads=self.threads))
                     for a in self.actions
                 ]
             )
+            out[outcome] = np.clip(effects, -base[:, None], 1.0 - base[:, None])
         return out
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
