@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from retain.catalogue import ACTIONS, CATALOGUE
+from retain.catalogue import ACTIONS
 from retain.contract import Tier
 from retain.settings import Settings
 from serving.auth import bearer, check_key
@@ -314,7 +314,6 @@ def _account(
         "account": account,
         "risk": risk,
         "actions": actions,
-        "catalogue": CATALOGUE,
         "points": points,
         "charts": [c for c in charts if c],
         "timeline": timeline,
