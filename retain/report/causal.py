@@ -416,9 +416,8 @@ def _with_se(effect: dr.Effect, se: float) -> dr.Effect:
     return replace(effect, se=se, ci_low=effect.ate - dr.Z95 * se, ci_high=effect.ate + dr.Z95 * se)
 
 
-def _estimate(fit: _Fit, splits: list[Any], study: Study) -> dr.Effect:
-    """A complete re-estimate (propensity and outcome models refitted) for a refutation."""
-    e, clipped = dr.fit_propensity(
+def _propensity(fit: _Fit, splits: list[Any], study: Study) -> tuple[np.ndarray, np.ndarray]:
+    return dr.fit_propensity(
         fit.x,
         fit.treated,
         fit.randomised,
@@ -428,7 +427,11 @@ def _estimate(fit: _Fit, splits: list[Any], study: Study) -> dr.Effect:
         seed=study.seed,
         threads=THREADS,
     )
-    return _pseudo(fit, e, clipped, splits, study).effect(fit)
+
+
+def _estimate(fit: _Fit, splits: list[Any], study: Study) -> dr.Effect:
+    """A complete re-estimate (propensity and outcome models refitted) for a refutation."""
+    return _pseudo(fit, *_propensity(fit, splits, study), splits, study).effect(fit)
 
 
 def amount(value: float | None, binary: bool) -> str:
@@ -731,16 +734,7 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int) -> tuple[dict[str, list
         study.groups[arm.rows],
     )
     splits = dr.folds(base.groups, study.folds, study.seed)
-    e, clipped = dr.fit_propensity(
-        base.x,
-        arm.treated,
-        arm.randomised,
-        arm.known_propensity,
-        splits,
-        clip=study.clip,
-        seed=study.seed,
-        threads=THREADS,
-    )
+    e, clipped = _propensity(base, splits, study)
     sections["overlap"].append({"treatment": arm.treatment, **overlap(base, e, clipped, study.min_effective)})
     for outcome in study.outcomes:
         fit = replace(base, y=outcome.values[arm.rows], binary=outcome.binary)
