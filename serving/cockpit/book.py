@@ -133,7 +133,7 @@ def _sort_key(e: Entry) -> tuple[int, float, str]:
     return (1, float(order.get(e.risk_band or "", len(order))), e.account_id)
 
 
-def _days(later: datetime | None, earlier: datetime) -> int | None:
+def days_between(later: datetime | None, earlier: datetime) -> int | None:
     return None if later is None else int((later - earlier).total_seconds() // DAY_SECONDS)
 
 
@@ -160,7 +160,7 @@ def entries(accounts: dict[str, dict[str, Any]], assessed: list[Assessment], as_
                 csm_id=account.get("csm_id"),
                 arr=account.get("arr"),
                 renewal_date=renewal,
-                days_to_renewal=_days(renewal, as_of),
+                days_to_renewal=days_between(renewal, as_of),
                 source=a.source,
                 fallback=a.fallback,
                 churn_probability=a.churn_probability,

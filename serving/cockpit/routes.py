@@ -23,7 +23,7 @@ from retain.catalogue import ACTIONS
 from retain.contract import Tier
 from retain.settings import Settings
 from serving.auth import bearer, check_key
-from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, BookKeeper, Filters, select
+from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, BookKeeper, Filters, days_between, select
 from serving.cockpit.charts import line_chart
 from serving.cockpit.sessions import COOKIE, Session, Sessions
 from serving.cockpit.timeline import action_label, recent
@@ -323,7 +323,7 @@ def _account(
         "can_see_actions": who.key.allows("actions:read"),
         "can_act": who.key.allows("actions:write"),
         "renewal": renewal,
-        "renewal_in": None if renewal is None else (renewal - service.res.as_of()).days,
+        "renewal_in": days_between(renewal, service.res.as_of()),
     }
 
 
