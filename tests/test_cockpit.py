@@ -292,6 +292,7 @@ def test_controls_are_labelled_and_text_has_aa_contrast(page: Page, world: World
     sign_in(page, world)
     if path == "first-account":
         page.locator("table.book tbody th a").first.click()
+        expect(page.get_by_role("heading", name="Next best actions")).to_be_visible()
     assert page.evaluate("document.documentElement.lang") == "en"
     unlabelled = page.evaluate(
         """[...document.querySelectorAll('input:not([type=hidden]), select, meter')]
