@@ -46,6 +46,7 @@ from retain.playbook import eligibility
 from retain.settings import Settings
 from retain.store import Store
 from retain.value import expected_values
+from training.causal import recency
 from training.causal.uplift import UpliftModel
 
 COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout"]
@@ -267,7 +268,8 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     if table.num_rows == 0:
         raise RetainError(f"no account is active in the week of {week.isoformat()}")
     rows = table.to_pandas()
-    uplift = model.uplift(rows)
+    days_since = [recency.for_account(taken.get(a, {}), as_of) for a in rows["account_id"]]
+    uplift = model.uplift(rows.join(pd.DataFrame(days_since, index=rows.index)))
     values = expected_values(
         uplift["churn"], uplift["expansion"], rows["arr"].to_numpy(float), model.actions, settings.value
     )

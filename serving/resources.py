@@ -9,6 +9,7 @@ request sees either the old set or the new one, never half of each.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import threading
 from collections import defaultdict
@@ -70,28 +71,34 @@ class Loaded:
 
 
 class LastTaken:
-    """When each action was last taken per account: the cool-downs. Seeded from the interventions table
-    and updated as the API records actions, so a cool-down starts the moment an action is reported."""
+    """When each action was taken per account: the cool-downs and the uplift models' days-since inputs.
+    Seeded from the interventions table and updated as the API records actions, so a cool-down starts the
+    moment an action is reported. Every take is kept, so a replay clock sees the latest one before it."""
 
     def __init__(self, table: pa.Table) -> None:
         self._lock = threading.Lock()
-        self._taken: dict[str, dict[str, datetime]] = defaultdict(dict)
-        if table.num_rows:
-            latest = table.group_by(["account_id", "action"], use_threads=False).aggregate([("ts", "max")])
-            for account, action, ts in zip(
-                *(latest.column(c).to_pylist() for c in latest.column_names), strict=True
-            ):
-                self._taken[account][action] = ts
+        self._taken: dict[str, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
+        for account, action, ts in zip(
+            *(table.column(c).to_pylist() for c in ("account_id", "action", "ts")), strict=True
+        ):
+            self._taken[account][action].append(ts)
+        for actions in self._taken.values():
+            for times in actions.values():
+                times.sort()
 
-    def of(self, account_id: str) -> dict[str, datetime]:
+    def of(self, account_id: str, as_of: datetime) -> dict[str, datetime]:
+        """Each action's latest take at or before `as_of`."""
+        latest = {}
         with self._lock:
-            return dict(self._taken.get(account_id, {}))
+            for action, times in self._taken.get(account_id, {}).items():
+                before = bisect.bisect_right(times, as_of)
+                if before:
+                    latest[action] = times[before - 1]
+        return latest
 
     def record(self, account_id: str, action: str, ts: datetime) -> None:
         with self._lock:
-            known = self._taken[account_id].get(action)
-            if known is None or ts > known:
-                self._taken[account_id][action] = ts
+            bisect.insort(self._taken[account_id][action], ts)
 
 
 class Resources:

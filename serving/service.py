@@ -42,6 +42,7 @@ from serving.schemas import (
     Risk,
     ScoreItem,
 )
+from training.causal import recency
 
 #: why the rules rank an account's actions, by what stood in the uplift ranking's way
 RULES_NOTES = {
@@ -171,7 +172,7 @@ class Service:
     def _answer(self, loaded: Loaded, a: Assessment, request_id: str, actions: int) -> Risk:
         ranked = []
         if actions:
-            ranked = self._ranked(self._ranking(loaded, a, self._verdicts(a)), actions, set(), None)
+            ranked = self._ranked(self._rank(loaded, a)[1], actions, set(), None)
         risk = self._risk(loaded, a, ranked)
         risk.changes = self._changes(risk, risk.notes)
         self._log("score", request_id, risk, a, ranked)
@@ -270,8 +271,7 @@ class Service:
             raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
-        verdicts = self._verdicts(a)
-        ranking = self._ranking(loaded, a, verdicts)
+        verdicts, ranking = self._rank(loaded, a)
         ranked = self._ranked(ranking, ask.limit, set(ask.exclude), ask.channels)
         ineligible = None
         if ask.include_ineligible:
@@ -292,12 +292,19 @@ class Service:
             "ineligible": ineligible,
         }
 
-    def _verdicts(self, a: Assessment) -> list[Verdict]:
-        return eligibility(a.row, self.res.taken.of(a.account_id), self.res.as_of())
+    def _rank(self, loaded: Loaded, a: Assessment) -> tuple[list[Verdict], _Ranking]:
+        """The account's eligibility now (cool-downs included) and its ranking."""
+        as_of = self.res.as_of()
+        taken = self.res.taken.of(a.account_id, as_of)
+        verdicts = eligibility(a.row, taken, as_of)
+        return verdicts, self._ranking(loaded, a, verdicts, recency.for_account(taken, as_of))
 
-    def _ranking(self, loaded: Loaded, a: Assessment, verdicts: list[Verdict]) -> _Ranking:
+    def _ranking(
+        self, loaded: Loaded, a: Assessment, verdicts: list[Verdict], days_since: dict[str, float]
+    ) -> _Ranking:
         """By expected value when an uplift champion is loaded and the features are trusted; actions whose
-        uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything."""
+        uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything.
+        `days_since` is the account's days since each action was last taken (the uplift models' input)."""
         rules = rules_ranking(a.health.band, verdicts)
         by_rules = [_Entry(r.action, r.rationale, r.eligibility, None) for r in rules]
         if loaded.uplift is None:
@@ -305,7 +312,7 @@ class Service:
         if not a.row or (a.fallback is not None and a.fallback.code in UNTRUSTED_FEATURES):
             return _Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
         model = loaded.uplift.model
-        uplift = model.uplift(pd.DataFrame([a.row]))
+        uplift = model.uplift(pd.DataFrame([{**a.row, **days_since}]))
         values = expected_values(
             uplift["churn"],
             uplift["expansion"],

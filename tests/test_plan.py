@@ -36,6 +36,7 @@ from retain.playbook import eligibility
 from retain.value import expected_values
 from tests.conftest import UpliftWorld
 from tests.test_playbook import QUIET
+from training.causal import recency
 
 CAPACITY = 6.0
 SHARE = 0.1
@@ -152,9 +153,10 @@ def test_a_plan_keeps_to_capacity_eligibility_cool_downs_and_one_action_per_acco
 def test_planned_values_are_the_expected_values_of_the_chosen_pairs(
     uplift_world: UpliftWorld, week: Week, truth: tuple[pd.DataFrame, pd.DataFrame]
 ) -> None:
-    rows, _ = truth
+    rows, log = truth
     model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
-    uplift = model.uplift(rows.reset_index(drop=True))
+    at_week = rows.reset_index(drop=True)
+    uplift = model.uplift(recency.with_recency(at_week, recency.last_taken(at_week, log)))
     values = expected_values(
         uplift["churn"],
         uplift["expansion"],

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -25,10 +26,11 @@ from retain.simulate import SimConfig, simulate_to
 from retain.store import Store
 from retain.value import expected_values
 from serving.keys import KeyRing
+from serving.resources import LastTaken
 from tests.conftest import UpliftWorld
 from tests.test_api import Server
-from training.causal import dr, judge
-from training.causal.design import treatments, weekly_cutoffs
+from training.causal import dr, judge, policy, recency
+from training.causal.design import read_interventions, treatments, weekly_cutoffs
 
 UTC_DAY = pd.Timedelta(days=1)
 
@@ -74,6 +76,61 @@ def test_weekly_cutoffs_fall_on_the_interventions_weekday() -> None:
     assert {c.weekday() for c in cutoffs} == {2}
     assert cutoffs[0] == date(2025, 1, 8) and cutoffs[-1] == date(2025, 2, 12)
     assert all(b - a == pd.Timedelta(days=7) for a, b in pairwise(cutoffs))
+
+
+def test_days_since_each_action_count_only_takes_before_the_cutoff() -> None:
+    monday = pd.Timestamp("2025-03-03", tz="UTC")
+    keys = pd.DataFrame({"account_id": ["a", "a", "b"], "cutoff": [monday, monday + 7 * UTC_DAY, monday]})
+    log = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b", "a"],
+            "ts": [monday - 3.5 * UTC_DAY, monday, monday - UTC_DAY, monday - 10 * UTC_DAY],
+            "action": ["save_offer", "save_offer", "training_session", "save_offer"],
+        }
+    )
+    last = recency.last_taken(keys, log)
+    rows = recency.with_recency(keys, last)
+    # a take at the cutoff itself is that week's treatment, not a feature; b's training is b's alone
+    assert rows["days_since_save_offer"].tolist()[0] == 3.5
+    assert rows["days_since_save_offer"].tolist()[1] == 7.0
+    assert np.isnan(rows["days_since_save_offer"].tolist()[2])
+    assert np.isnan(rows["days_since_training_session"].tolist()[0])
+    assert rows["days_since_training_session"].tolist()[2] == 1.0
+    assert set(rows.columns) == {"account_id", "cutoff", *(recency.column(a) for a in ACTIONS)}
+    # serving's view of the same account, from its register of takes, agrees
+    taken = {"save_offer": (monday - 3.5 * UTC_DAY).to_pydatetime()}
+    served = pd.Series(recency.for_account(taken, monday.to_pydatetime()))
+    pd.testing.assert_series_equal(served, rows.loc[0, served.index].astype(float), check_names=False)
+    assert recency.by_row(last)[0] == taken
+
+
+def test_a_replay_clock_sees_the_latest_take_before_it() -> None:
+    day = datetime(2025, 3, 3, tzinfo=UTC)
+    table = pa.table(
+        {
+            "account_id": ["a", "a", "a"],
+            "action": ["save_offer"] * 3,
+            "ts": [day - timedelta(days=30), day + timedelta(days=5), day - timedelta(days=2)],
+        }
+    )
+    taken = LastTaken(table)
+    assert taken.of("a", day) == {"save_offer": day - timedelta(days=2)}
+    assert taken.of("a", day - timedelta(days=20)) == {"save_offer": day - timedelta(days=30)}
+    assert taken.of("a", day - timedelta(days=40)) == {} and taken.of("nobody", day) == {}
+    taken.record("a", "training_session", day - timedelta(hours=1))
+    assert taken.of("a", day)["training_session"] == day - timedelta(hours=1)
+
+
+def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: UpliftWorld) -> None:
+    rows = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    records = rows.to_dict("records")
+    as_of = recency.instants(rows["cutoff"])
+    free = policy.eligible_mask(policy.verdicts(records, [{}] * len(rows), as_of))
+    j, action = next((j, a) for j, a in enumerate(ACTIONS) if free[:, j].any())
+    i = int(np.flatnonzero(free[:, j])[0])
+    just_now = [{action: as_of[i] - timedelta(days=1)} if k == i else {} for k in range(len(rows))]
+    cooled = policy.eligible_mask(policy.verdicts(records, just_now, as_of))
+    assert not cooled[i, j] and (np.delete(cooled, i, axis=0) == np.delete(free, i, axis=0)).all()
 
 
 # -- the estimator on data whose effect is known ------------------------------------------------------
@@ -203,8 +260,8 @@ def test_true_average_effects_fall_inside_most_intervals(uplift_world: UpliftWor
 
 
 @pytest.fixture(scope="module")
-def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Month-end feature rows of another simulation (another seed) and its true effects."""
+def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Month-end feature rows of another simulation (another seed), its true effects and its actions."""
     root = tmp_path_factory.mktemp("held-out")
     simulate_to(SimConfig(accounts=500, days=300, seed=23, start=date(2024, 9, 1)), root / "sim")
     store = Store(root / "store")
@@ -212,19 +269,27 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd
     build_and_publish(store, Settings(home=store.root), None, None, online=False)
     rows = pq.read_table(store.feature_table).to_pandas()
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
-    return rows, pd.read_parquet(root / "sim" / "truth" / "action_effects.parquet")
+    effects = pd.read_parquet(root / "sim" / "truth" / "action_effects.parquet")
+    return rows, effects, read_interventions(store)
 
 
 def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_simulation(
-    uplift_world: UpliftWorld, held_out: tuple[pd.DataFrame, pd.DataFrame]
+    uplift_world: UpliftWorld, held_out: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
 ) -> None:
-    rows, effects = held_out
+    rows, effects, interventions = held_out
     model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
-    values = judge.policy_values(model, rows, judge.true_effects(effects, rows), budget_share=0.1)
+    truth = judge.true_effects(effects, rows)
+    values = judge.policy_values(model, rows, truth, interventions, budget_share=0.1)
     averted = values["churn_averted"]
     assert averted["oracle"] > 0
     assert averted["uplift"] >= 1.5 * max(averted["rules"], averted["highest_risk"]), values
     assert values["share_of_oracle"]["uplift"] >= 0.2, values
+
+
+def month_end_rows(world: UpliftWorld) -> pd.DataFrame:
+    """The store's month-end feature rows with days since each action, as the uplift models read them."""
+    rows = pq.read_table(world.store.feature_table).to_pandas()
+    return recency.with_recency(rows, recency.last_taken(rows, read_interventions(world.store)))
 
 
 def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplift_world: UpliftWorld) -> None:
@@ -234,7 +299,8 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplif
 
     model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
     assert info.name == "uplift" and "champion" in info.aliases
-    rows = pq.read_table(uplift_world.store.feature_table).to_pandas().head(20)
+    rows = month_end_rows(uplift_world).head(20)
+    assert set(recency.column(a) for a in ACTIONS) <= set(model.features)
     with active_uri(tracking_uri(uplift_world.store, uplift_world.settings)):
         served = mlflow.pyfunc.load_model("models:/uplift@champion").predict(rows[model.features])
     expected = output_frame(model, rows)
@@ -244,7 +310,7 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplif
 
 def test_no_predicted_effect_takes_a_probability_outside_0_1(uplift_world: UpliftWorld) -> None:
     model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
-    rows = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    rows = month_end_rows(uplift_world)
     effects = model.uplift(rows)
     x = dr.Matrix.of(rows, model.features, model.categories)
     base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
@@ -283,6 +349,19 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
     model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
     table = pq.read_table(uplift_world.store.feature_table).to_pandas()
     latest = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
+    # the server's clock is the end of the latest cutoff's day: its days-since count every take up to then
+    as_of = datetime.combine(latest["cutoff"].max().date(), time.max, tzinfo=UTC)
+    log = read_interventions(uplift_world.store)
+    log = log[pd.to_datetime(log["ts"], utc=True) <= as_of]
+    takes = log.groupby(["account_id", "action"])["ts"].max()
+    days_since = [
+        recency.for_account({a: t.to_pydatetime() for (_, a), t in takes.loc[[account]].items()}, as_of)
+        if account in takes.index.get_level_values(0)
+        else recency.for_account({}, as_of)
+        for account in latest["account_id"]
+    ]
+    latest = latest.join(pd.DataFrame(days_since))
+    assert latest[[recency.column(a) for a in ACTIONS]].notna().any().any()
     uplift = model.uplift(latest)
     values = expected_values(
         uplift["churn"], uplift["expansion"], latest["arr"].to_numpy(float), model.actions, Settings().value

@@ -4,9 +4,10 @@ every account's actions by expected value, against the rules ranking as the base
     .venv/bin/python -m experiments.benchmarks.uplift [--accounts 10000] [--days 400] [--requests 500]
 
 Ranking is what next-best-actions and the weekly plan do per account: eligibility and cool-downs from the
-catalogue's rules, the uplift models' effects on churn and expansion, expected value, order. Batch ranks
-every active account at the latest month end in one pass; single is one account per call, as the API
-does. The rules ranking (eligibility and the band's play, no models) runs on the same rows.
+catalogue's rules (takes from the interventions table, up to the cutoff), the uplift models' effects on
+churn and expansion, expected value, order. Batch ranks every active account at the latest month end in
+one pass; single is one account per call, as the API does. The rules ranking (eligibility and the band's
+play, no models) runs on the same rows.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import json
 import sys
 import tempfile
 import time
-from datetime import UTC, date, datetime
+from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,52 +28,73 @@ import pandas as pd
 from experiments.benchmarks.train import _timed
 from features.build import build_and_publish
 from retain.ingest import ingest_path
-from retain.playbook import eligibility, rules_ranking
+from retain.playbook import Verdict, rules_ranking
 from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
 from retain.store import Store
 from retain.value import expected_values
+from training.causal import policy, recency
+from training.causal.design import read_interventions
 from training.causal.train import train_uplift
 from training.causal.uplift import UpliftModel
 from training.config import UpliftConfig
 
-AS_OF = datetime(2030, 1, 1, tzinfo=UTC)
+
+@dataclass(frozen=True)
+class Ranked:
+    """Accounts at one cutoff as the API ranks them: feature rows with days since each action, and the
+    latest takes the cool-downs count from."""
+
+    rows: pd.DataFrame
+    taken: list[dict[str, datetime]]
+    as_of: list[datetime]
+
+    @staticmethod
+    def at(rows: pd.DataFrame, interventions: pd.DataFrame) -> Ranked:
+        last = recency.last_taken(rows, interventions)
+        return Ranked(
+            recency.with_recency(rows, last), recency.by_row(last), recency.instants(rows["cutoff"])
+        )
+
+    def one(self, i: int) -> Ranked:
+        return Ranked(self.rows.iloc[[i]].reset_index(drop=True), [self.taken[i]], [self.as_of[i]])
+
+    def verdicts(self) -> list[list[Verdict]]:
+        records = cast(list[dict[str, Any]], self.rows.to_dict("records"))
+        return policy.verdicts(records, self.taken, self.as_of)
 
 
-def rank_by_value(model: UpliftModel, rows: pd.DataFrame, settings: Settings) -> list[list[str]]:
+def rank_by_value(model: UpliftModel, accounts: Ranked, settings: Settings) -> list[list[str]]:
     """Each row's eligible, usable actions with positive expected value, best first."""
-    uplift = model.uplift(rows)
+    uplift = model.uplift(accounts.rows)
     values = expected_values(
-        uplift["churn"], uplift["expansion"], rows["arr"].to_numpy(float), model.actions, settings.value
+        uplift["churn"],
+        uplift["expansion"],
+        accounts.rows["arr"].to_numpy(float),
+        model.actions,
+        settings.value,
     )
     usable = set(model.usable())
     out = []
-    for i, record in enumerate(cast(list[dict[str, Any]], rows.to_dict("records"))):
-        eligible = [v.action for v in eligibility(record, {}, AS_OF) if v.eligible and v.action in usable]
+    for i, verdicts in enumerate(accounts.verdicts()):
+        eligible = [v.action for v in verdicts if v.eligible and v.action in usable]
         ranked = sorted(eligible, key=lambda a: -values[i, model.actions.index(a)])
         out.append([a for a in ranked if values[i, model.actions.index(a)] > 0])
     return out
 
 
-def rank_by_rules(rows: pd.DataFrame) -> list[list[str]]:
+def rank_by_rules(accounts: Ranked) -> list[list[str]]:
     out = []
-    for record in cast(list[dict[str, Any]], rows.to_dict("records")):
-        band = record.get("health_band")
-        out.append(
-            [
-                r.action
-                for r in rules_ranking(
-                    band if isinstance(band, str) else None, eligibility(record, {}, AS_OF)
-                )
-            ]
-        )
+    bands = accounts.rows["health_band"].tolist()
+    for band, verdicts in zip(bands, accounts.verdicts(), strict=True):
+        out.append([r.action for r in rules_ranking(band if isinstance(band, str) else None, verdicts)])
     return out
 
 
-def _latencies(fn: Any, rows: pd.DataFrame, requests: int) -> dict[str, float]:
+def _latencies(fn: Any, accounts: Ranked, requests: int) -> dict[str, float]:
     times = []
     for i in range(requests):
-        one = rows.iloc[[i % len(rows)]]
+        one = accounts.one(i % len(accounts.rows))
         started = time.perf_counter()
         fn(one)
         times.append(time.perf_counter() - started)
@@ -104,13 +127,15 @@ def main() -> None:
         )
         model = cast(UpliftModel, result.model)
         table = pd.read_parquet(store.feature_table)
-        rows = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
-        batch_uplift = _timed("rank all by value", timings, rank_by_value, model, rows, settings)
-        _timed("rank all by rules", timings, rank_by_rules, rows)
+        latest = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
+        accounts = Ranked.at(latest, read_interventions(store))
+        rows = accounts.rows
+        batch_uplift = _timed("rank all by value", timings, rank_by_value, model, accounts, settings)
+        _timed("rank all by rules", timings, rank_by_rules, accounts)
         model.threads = 1
         single = {
-            "uplift": _latencies(lambda r: rank_by_value(model, r, settings), rows, args.requests),
-            "rules": _latencies(rank_by_rules, rows, args.requests),
+            "uplift": _latencies(lambda r: rank_by_value(model, r, settings), accounts, args.requests),
+            "rules": _latencies(rank_by_rules, accounts, args.requests),
         }
     report = {
         "accounts": args.accounts,

@@ -1,5 +1,5 @@
-"""The uplift design: one row per (account, week), its features, which actions it received that week, how
-each was assigned, and its outcomes at the horizon.
+"""The uplift design: one row per (account, week), its features and days since each action, which actions it
+received that week, how each was assigned, and its outcomes at the horizon.
 
 Rows sit at weekly cutoffs on the interventions' weekday, so features at a cutoff see exactly what the
 CS team saw when it chose that week's actions (`ts < cutoff`), and "treated with a" means a was taken in
@@ -24,6 +24,7 @@ from retain.catalogue import ACTIONS
 from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
+from training.causal import recency
 from training.labels import label_frame
 
 WEEK = pd.Timedelta(days=7)
@@ -43,6 +44,9 @@ class Design:
     known_propensity: dict[str, np.ndarray]
     #: outcome -> 0/1 at the horizon
     outcomes: dict[str, np.ndarray]
+    #: action -> its latest take before each row's cutoff (NaT where none): the cool-downs; the rows carry
+    #: the same as days-since columns (`recency`)
+    last_taken: dict[str, np.ndarray]
 
     @property
     def groups(self) -> np.ndarray:
@@ -86,13 +90,20 @@ def treatments(
     return treated, randomised, known
 
 
-def store_design(store: Store, settings: Settings, horizon_days: int, threads: int = 2) -> Design:
-    """Weekly feature rows over the store's matured span, with treatments and both outcomes."""
+def read_interventions(store: Store) -> pd.DataFrame:
     if not store.files("interventions"):
         raise RetainError(f"no interventions in {store.root}: uplift needs the actions taken and their arms")
+    with duckdb.connect() as con:
+        register_store(con, store)
+        return con.execute("SELECT * FROM interventions").df()
+
+
+def store_design(store: Store, settings: Settings, horizon_days: int, threads: int = 2) -> Design:
+    """Weekly feature rows over the store's matured span, with days since each action, treatments and both
+    outcomes."""
+    interventions = read_interventions(store)
     with duckdb.connect(config={"threads": threads}) as con:
         register_store(con, store)
-        interventions = con.execute("SELECT * FROM interventions").df()
         first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
         days = sorted({t.date() for t in pd.to_datetime(interventions["ts"], utc=True)})
         matured_until = last.date() - timedelta(days=horizon_days)
@@ -115,4 +126,5 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
         for o in OUTCOMES
     }
     treated, randomised, known = treatments(rows, interventions)
-    return Design(rows, treated, randomised, known, outcomes)
+    last = recency.last_taken(rows, interventions)
+    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last)

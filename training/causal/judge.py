@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from retain.catalogue import ACTIONS
-from training.causal import policy
+from training.causal import policy, recency
 from training.causal.dr import Matrix, predict
 from training.causal.uplift import UpliftModel
 
@@ -27,19 +27,27 @@ def true_effects(effects: pd.DataFrame, rows: pd.DataFrame, column: str = "churn
 
 
 def policy_values(
-    model: UpliftModel, rows: pd.DataFrame, truth: pd.DataFrame, budget_share: float
+    model: UpliftModel,
+    rows: pd.DataFrame,
+    truth: pd.DataFrame,
+    interventions: pd.DataFrame,
+    budget_share: float,
 ) -> dict[str, Any]:
-    """True churn averted by each policy treating `budget_share` of the accounts with eligible actions."""
+    """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
+    where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
+    last = recency.last_taken(kept, interventions)
+    kept = recency.with_recency(kept, last)
     true = truth[list(model.actions)].to_numpy()
     records = cast(list[dict[str, Any]], kept.to_dict("records"))
-    eligible = policy.eligible_mask(records, model.actions)
+    verdicts = policy.verdicts(records, recency.by_row(last), recency.instants(kept["cutoff"]))
+    eligible = policy.eligible_mask(verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
     predicted = model.uplift(kept)["churn"]
     risk = predict(
         model.baselines["churn"], Matrix.of(kept, model.features, model.categories), np.arange(len(kept))
     )
-    rules = policy.rules_choice(records, model.actions)
+    rules = policy.rules_choice(records, verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
     values = {
         "oracle": policy.true_value(true, *policy.choose(-true, eligible, budget)),

@@ -3,41 +3,52 @@
 A policy scores every (account, eligible action) pair, takes each account's best action, and treats the
 `budget` accounts whose best is best. Its true value is the churn it really averts: minus the sum of the
 true effects of what it chose. The oracle chooses by the true effects themselves, under the same
-eligibility and budget, so "share of the oracle" is how much of the achievable reduction a policy finds.
+eligibility (the catalogue's triggers, gates and cool-downs, as served) and budget, so "share of the
+oracle" is how much of the achievable reduction a policy finds.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
 from retain.catalogue import ACTIONS
-from retain.playbook import eligibility, rules_ranking
+from retain.playbook import Verdict, eligibility, rules_ranking
 
 
-def eligible_mask(records: Sequence[Mapping[str, Any]], actions: Sequence[str] = ACTIONS) -> np.ndarray:
-    """(rows, actions): which actions the catalogue's rules allow for each feature row (no cool-downs)."""
-    never = datetime(1970, 1, 1, tzinfo=UTC)
-    out = np.zeros((len(records), len(actions)), bool)
+def verdicts(
+    records: Sequence[Mapping[str, Any]], taken: Sequence[Mapping[str, datetime]], as_of: Sequence[datetime]
+) -> list[list[Verdict]]:
+    """Each feature row's catalogue verdicts at its own `as_of`, cool-downs from `taken` included: the
+    eligibility serving applies, so a judged policy can choose only what the served ranking could."""
+    return [eligibility(row, last, when) for row, last, when in zip(records, taken, as_of, strict=True)]
+
+
+def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS) -> np.ndarray:
+    """(rows, actions): which actions each row's verdicts allow."""
+    out = np.zeros((len(per_row), len(actions)), bool)
     index = {a: j for j, a in enumerate(actions)}
-    for i, row in enumerate(records):
-        for verdict in eligibility(row, {}, never):
+    for i, row in enumerate(per_row):
+        for verdict in row:
             if verdict.eligible and verdict.action in index:
                 out[i, index[verdict.action]] = True
     return out
 
 
-def rules_choice(records: Sequence[Mapping[str, Any]], actions: Sequence[str] = ACTIONS) -> np.ndarray:
+def rules_choice(
+    records: Sequence[Mapping[str, Any]],
+    per_row: Sequence[Sequence[Verdict]],
+    actions: Sequence[str] = ACTIONS,
+) -> np.ndarray:
     """Each row's first action in its health band's play, or -1 when none is eligible."""
     index = {a: j for j, a in enumerate(actions)}
-    never = datetime(1970, 1, 1, tzinfo=UTC)
     out = np.full(len(records), -1)
-    for i, row in enumerate(records):
+    for i, (row, verdicts_now) in enumerate(zip(records, per_row, strict=True)):
         band = row.get("health_band")
-        ranked = rules_ranking(band if isinstance(band, str) else None, eligibility(row, {}, never))
+        ranked = rules_ranking(band if isinstance(band, str) else None, verdicts_now)
         if ranked:
             out[i] = index[ranked[0].action]
     return out

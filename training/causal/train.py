@@ -19,7 +19,7 @@ from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
 from training.causal import dr, judge
-from training.causal.design import OUTCOMES, Design, store_design
+from training.causal.design import OUTCOMES, Design, read_interventions, store_design
 from training.causal.uplift import BASELINE, Overlap, UpliftModel
 from training.config import UpliftConfig
 from training.dataset import category_levels, fingerprint
@@ -155,7 +155,7 @@ def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> di
     churn = judge.true_effects(effects, rows, "churn_effect")
     expansion = judge.true_effects(effects, rows, "expansion_effect")
     return {
-        "policy": judge.policy_values(model, rows, churn, config.budget_share),
+        "policy": judge.policy_values(model, rows, churn, read_interventions(store), config.budget_share),
         "coverage": {
             "churn": judge.effect_coverage(model, churn, "churn"),
             "expansion": judge.effect_coverage(model, expansion, "expansion"),

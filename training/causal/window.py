@@ -13,7 +13,7 @@ import pandas as pd
 from retain.catalogue import ACTIONS
 from retain.settings import Settings
 from retain.store import Store
-from training.causal import dr, policy
+from training.causal import dr, policy, recency
 from training.causal.design import Design, store_design
 from training.causal.train import CrossFit
 from training.causal.uplift import UpliftModel
@@ -40,6 +40,7 @@ def latest_weeks(design: Design, weeks: int) -> Design:
         {a: v[keep] for a, v in design.randomised.items()},
         {a: v[keep] for a, v in design.known_propensity.items()},
         {o: v[keep] for o, v in design.outcomes.items()},
+        {a: v[keep] for a, v in design.last_taken.items()},
     )
 
 
@@ -54,8 +55,10 @@ def policy_window(store: Store, settings: Settings, config: UpliftConfig, weeks:
         nuisance = fit.nuisance(action, "churn", *fit.propensity(action))
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
     records = cast(list[dict[str, Any]], design.rows.to_dict("records"))
+    as_of = recency.instants(design.rows["cutoff"])
+    eligible = policy.eligible_mask(policy.verdicts(records, recency.by_row(design.last_taken), as_of))
     budget = max(1, round(config.budget_share * len(design.rows)))
-    return PolicyWindow(design.rows, psi, policy.eligible_mask(records), budget, design.groups)
+    return PolicyWindow(design.rows, psi, eligible, budget, design.groups)
 
 
 def averted(model: UpliftModel, window: PolicyWindow) -> np.ndarray:
