@@ -42,11 +42,10 @@ from registry.models import load_uplift_model
 from retain.catalogue import CATALOGUE
 from retain.errors import RetainError
 from retain.files import atomic_path
-from retain.playbook import eligibility
 from retain.settings import Settings
 from retain.store import Store
 from retain.value import expected_values
-from training.causal import recency
+from training.causal import policy, recency
 from training.causal.uplift import UpliftModel
 
 COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout"]
@@ -88,16 +87,11 @@ def allowed_actions(
 ) -> np.ndarray:
     """(records, actions): eligible at `as_of` (cool-downs included) and usable; nothing for an account
     past its renewal date."""
-    rankable = set(usable)
-    column = {a: j for j, a in enumerate(actions) if a in rankable}
-    out = np.zeros((len(records), len(actions)), bool)
-    for i, row in enumerate(records):
-        days_to_renewal = row.get("days_to_renewal")
-        if days_to_renewal is not None and days_to_renewal < 0:
-            continue
-        for verdict in eligibility(row, last_taken.get(row["account_id"], {}), as_of):
-            if verdict.eligible and verdict.action in column:
-                out[i, column[verdict.action]] = True
+    taken = [last_taken.get(row["account_id"], {}) for row in records]
+    out = policy.eligible_mask(policy.verdicts(records, taken, [as_of] * len(records)), actions)
+    out &= np.isin(np.asarray(actions), list(usable))[None, :]
+    past_renewal = [(row.get("days_to_renewal") or 0) < 0 for row in records]
+    out[np.asarray(past_renewal, bool)] = False
     return out
 
 
