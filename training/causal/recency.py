@@ -2,8 +2,9 @@
 see it. An action's effect depends on it (a second QBR before the same renewal adds nothing; training
 helps less the second time), and the feature table, built from telemetry alone, cannot show it.
 
-Design rows, the judge and the weekly plan take the timestamps from the interventions table; serving
-takes them from its cool-down register. Takes at or after a row's cutoff do not count (point-in-time).
+Design rows, the judge and the weekly plan take the timestamps from the interventions table, strictly before
+a row's cutoff (a take at the cutoff is that week's treatment, not an input); serving takes them from its
+cool-down register, every take up to its clock.
 """
 
 from __future__ import annotations
