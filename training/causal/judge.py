@@ -3,7 +3,7 @@ ranking's true value at a fixed budget beside the oracle's, the rules' and "call
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,15 +39,14 @@ def policy_values(
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
     true = truth[list(model.actions)].to_numpy()
-    records = cast(list[dict[str, Any]], kept.to_dict("records"))
-    verdicts = policy.verdicts(records, recency.by_row(last), recency.instants(kept["cutoff"]))
+    verdicts = policy.at_cutoffs(kept, last)
     eligible = policy.eligible_mask(verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
     predicted = model.uplift(kept)["churn"]
     risk = predict(
         model.baselines["churn"], Matrix.of(kept, model.features, model.categories), np.arange(len(kept))
     )
-    rules = policy.rules_choice(records, verdicts, model.actions)
+    rules = policy.rules_choice(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
     values = {
         "oracle": policy.true_value(true, *policy.choose(-true, eligible, budget)),

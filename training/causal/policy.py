@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
+import pandas as pd
 
 from retain.catalogue import ACTIONS
 from retain.playbook import Verdict, eligibility, rules_ranking
+from training.causal import recency
 
 
 def verdicts(
@@ -25,6 +27,13 @@ def verdicts(
     """Each feature row's catalogue verdicts at its own `as_of`, cool-downs from `taken` included: the
     eligibility serving applies, so a judged policy can choose only what the served ranking could."""
     return [eligibility(row, last, when) for row, last, when in zip(records, taken, as_of, strict=True)]
+
+
+def at_cutoffs(rows: pd.DataFrame, last: Mapping[str, np.ndarray]) -> list[list[Verdict]]:
+    """`verdicts` of feature rows, each at its own cutoff, with `last` (`recency.last_taken` over the same
+    rows) as the takes the cool-downs count from."""
+    records = cast(list[dict[str, Any]], rows.to_dict("records"))
+    return verdicts(records, recency.by_row(last), recency.instants(rows["cutoff"]))
 
 
 def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS) -> np.ndarray:
@@ -39,15 +48,12 @@ def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] =
 
 
 def rules_choice(
-    records: Sequence[Mapping[str, Any]],
-    per_row: Sequence[Sequence[Verdict]],
-    actions: Sequence[str] = ACTIONS,
+    bands: Sequence[Any], per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS
 ) -> np.ndarray:
     """Each row's first action in its health band's play, or -1 when none is eligible."""
     index = {a: j for j, a in enumerate(actions)}
-    out = np.full(len(records), -1)
-    for i, (row, verdicts_now) in enumerate(zip(records, per_row, strict=True)):
-        band = row.get("health_band")
+    out = np.full(len(per_row), -1)
+    for i, (band, verdicts_now) in enumerate(zip(bands, per_row, strict=True)):
         ranked = rules_ranking(band if isinstance(band, str) else None, verdicts_now)
         if ranked:
             out[i] = index[ranked[0].action]

@@ -5,7 +5,6 @@ data alone (no truth needed) and compared between models on the same rows."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -13,7 +12,7 @@ import pandas as pd
 from retain.catalogue import ACTIONS
 from retain.settings import Settings
 from retain.store import Store
-from training.causal import dr, policy, recency
+from training.causal import dr, policy
 from training.causal.design import Design, store_design
 from training.causal.train import CrossFit
 from training.causal.uplift import UpliftModel
@@ -54,9 +53,7 @@ def policy_window(store: Store, settings: Settings, config: UpliftConfig, weeks:
     for j, action in enumerate(ACTIONS):
         nuisance = fit.nuisance(action, "churn", *fit.propensity(action))
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
-    records = cast(list[dict[str, Any]], design.rows.to_dict("records"))
-    as_of = recency.instants(design.rows["cutoff"])
-    eligible = policy.eligible_mask(policy.verdicts(records, recency.by_row(design.last_taken), as_of))
+    eligible = policy.eligible_mask(policy.at_cutoffs(design.rows, design.last_taken))
     budget = max(1, round(config.budget_share * len(design.rows)))
     return PolicyWindow(design.rows, psi, eligible, budget, design.groups)
 
