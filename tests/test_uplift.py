@@ -353,13 +353,10 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
     as_of = datetime.combine(latest["cutoff"].max().date(), time.max, tzinfo=UTC)
     log = read_interventions(uplift_world.store)
     log = log[pd.to_datetime(log["ts"], utc=True) <= as_of]
-    takes = log.groupby(["account_id", "action"])["ts"].max()
-    days_since = [
-        recency.for_account({a: t.to_pydatetime() for (_, a), t in takes.loc[[account]].items()}, as_of)
-        if account in takes.index.get_level_values(0)
-        else recency.for_account({}, as_of)
-        for account in latest["account_id"]
-    ]
+    taken: dict[str, dict[str, datetime]] = {}
+    for (account, action), ts in log.groupby(["account_id", "action"])["ts"].max().items():
+        taken.setdefault(account, {})[action] = ts.to_pydatetime()
+    days_since = [recency.for_account(taken.get(a, {}), as_of) for a in latest["account_id"]]
     latest = latest.join(pd.DataFrame(days_since))
     assert latest[[recency.column(a) for a in ACTIONS]].notna().any().any()
     uplift = model.uplift(latest)
