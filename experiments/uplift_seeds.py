@@ -1,5 +1,7 @@
 """Uplift against the truth over several simulations: how often each action's 95% interval holds its true
-average effect, and how much of the oracle's averted churn the uplift ranking finds, seed by seed.
+average effect, and how much of the oracle's averted churn the uplift ranking finds, seed by seed, beside
+the rules, "call the riskiest first" and the ceilings (`judge.ceilings`: rankings told each action's true
+average effect).
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
 
@@ -59,7 +61,7 @@ def main() -> None:
         }
         for outcome in ("churn", "expansion")
     }
-    policies = ("uplift", "rules", "highest_risk")
+    policies = [p for p in runs[seeds[0]]["policy"] if p != "oracle"]
     shares = {p: [round(runs[s]["policy"][p], 3) for s in seeds] for p in policies}
     report = {
         "seeds": seeds,

@@ -133,6 +133,19 @@ def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: Upl
     assert not cooled[i, j] and (np.delete(cooled, i, axis=0) == np.delete(free, i, axis=0)).all()
 
 
+def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_scale_with_risk() -> None:
+    rng = np.random.default_rng(3)
+    risk = rng.uniform(0.01, 0.5, 300)
+    true = -np.outer(risk, [0.3, 0.1, 0.0])
+    eligible = rng.random(true.shape) < 0.6
+    oracle = policy.true_value(true, *policy.choose(-true, eligible, 30))
+    ceilings = judge.ceilings(true, eligible, {"true_risk": risk, "flat": np.full(300, 0.2)}, risk, 30)
+    assert ceilings["true_relative_effect_x_true_risk"] == pytest.approx(oracle)
+    # without a risk that orders the accounts, knowing each action's effect is not enough
+    assert ceilings["true_relative_effect_x_flat"] < 0.8 * oracle
+    assert ceilings["true_average_effect"] < 0.8 * oracle
+
+
 # -- the estimator on data whose effect is known ------------------------------------------------------
 
 

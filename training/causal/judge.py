@@ -14,16 +14,44 @@ from training.causal.dr import Matrix, predict
 from training.causal.uplift import UpliftModel
 
 
+def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
+    return pd.MultiIndex.from_arrays([frame["account_id"], pd.to_datetime(frame["cutoff"], utc=True)])
+
+
 def true_effects(effects: pd.DataFrame, rows: pd.DataFrame, column: str = "churn_effect") -> pd.DataFrame:
     """The truth's (rows, actions) effects for the (account_id, cutoff) keys of `rows`, in row order;
     rows the truth has no entry for are dropped (the result is indexed by the kept rows' positions)."""
-    cutoff = pd.to_datetime(effects["cutoff"], utc=True)
-    wide = effects.assign(cutoff=cutoff).pivot_table(
+    wide = effects.assign(cutoff=pd.to_datetime(effects["cutoff"], utc=True)).pivot_table(
         index=["account_id", "cutoff"], columns="action", values=column
     )[list(ACTIONS)]
-    keys = pd.MultiIndex.from_arrays([rows["account_id"], pd.to_datetime(rows["cutoff"], utc=True)])
+    keys = _keys(rows)
     found = keys.isin(wide.index)
     return pd.DataFrame(wide.loc[keys[found]].to_numpy(), index=np.flatnonzero(found), columns=list(ACTIONS))
+
+
+def true_risk(probabilities: pd.DataFrame, truth: pd.DataFrame, rows: pd.DataFrame) -> np.ndarray:
+    """The truth's 90-day churn probability for the rows `truth` (`true_effects`) kept, in its order."""
+    p_churn = pd.Series(probabilities["p_churn"].to_numpy(), index=_keys(probabilities))
+    return p_churn.reindex(_keys(rows.iloc[truth.index])).to_numpy(float)
+
+
+def ceilings(
+    true: np.ndarray, eligible: np.ndarray, risks: dict[str, np.ndarray], p_churn: np.ndarray, budget: int
+) -> dict[str, float]:
+    """Churn averted by rankings told part of the truth: each action's true average effect among the rows
+    where it is eligible, as a constant, and as a relative cut (over the true risk `p_churn`) applied to
+    each of `risks`.
+
+    They show how far perfect knowledge of the average effects goes with that risk; the rest of the
+    oracle's value is heterogeneity beyond risk, which only the effect models can find."""
+    effects = np.where(eligible, true, 0.0)
+    counts = np.maximum(eligible.sum(axis=0), 1)
+    average = effects.sum(axis=0) / counts
+    relative = effects.sum(axis=0) / np.maximum((eligible * p_churn[:, None]).sum(axis=0), 1e-12)
+    gains = {"true_average_effect": np.broadcast_to(-average, true.shape)} | {
+        f"true_relative_effect_x_{name}": -relative * risk[:, None] for name, risk in risks.items()
+    }
+    return {name: policy.true_value(true, *policy.choose(g, eligible, budget)) for name, g in gains.items()}
 
 
 def policy_values(
@@ -32,9 +60,11 @@ def policy_values(
     truth: pd.DataFrame,
     interventions: pd.DataFrame,
     budget_share: float,
+    p_churn: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
-    where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included."""
+    where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included;
+    given the rows' true risk (`true_risk`), the `ceilings` too."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
@@ -58,6 +88,8 @@ def policy_values(
             true, *policy.by_account_order(np.argsort(-risk, kind="stable"), rules, budget)
         ),
     }
+    if p_churn is not None:
+        values |= ceilings(true, eligible, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
     oracle = values["oracle"]
     return {
         "rows": len(kept),

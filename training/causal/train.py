@@ -154,8 +154,10 @@ def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> di
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
     churn = judge.true_effects(effects, rows, "churn_effect")
     expansion = judge.true_effects(effects, rows, "expansion_effect")
+    p_churn = judge.true_risk(pd.read_parquet(folder / "probabilities.parquet"), churn, rows)
+    interventions = read_interventions(store)
     return {
-        "policy": judge.policy_values(model, rows, churn, read_interventions(store), config.budget_share),
+        "policy": judge.policy_values(model, rows, churn, interventions, config.budget_share, p_churn),
         "coverage": {
             "churn": judge.effect_coverage(model, churn, "churn"),
             "expansion": judge.effect_coverage(model, expansion, "expansion"),
