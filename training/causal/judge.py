@@ -21,7 +21,8 @@ def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
 def true_effects(effects: pd.DataFrame, rows: pd.DataFrame, column: str = "churn_effect") -> pd.DataFrame:
     """The truth's (rows, actions) effects for the (account_id, cutoff) keys of `rows`, in row order;
     rows the truth has no entry for are dropped (the result is indexed by the kept rows' positions)."""
-    wide = effects.assign(cutoff=pd.to_datetime(effects["cutoff"], utc=True)).pivot_table(
+    cutoff = pd.to_datetime(effects["cutoff"], utc=True)
+    wide = effects.assign(cutoff=cutoff).pivot_table(
         index=["account_id", "cutoff"], columns="action", values=column
     )[list(ACTIONS)]
     keys = _keys(rows)
