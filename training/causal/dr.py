@@ -8,7 +8,7 @@ has the row's treatment effect as its expectation when either the outcome models
 is right. Every nuisance prediction for a row comes from models fitted on other accounts' rows (folds
 grouped by account), so the models' overfitting does not leak into psi. The mean of psi is the average
 effect, with a standard error clustered on the account; a regression of psi on X is the DR-learner's
-conditional effect.
+conditional effect (`relative_effect` regresses it on the baseline probability alone).
 
 Propensity is two-part, as a CS team's log is: a row is treated when the team targeted it (probability
 estimated from X) or an experiment arm drew it (probability known from the log), so
@@ -42,19 +42,6 @@ NUISANCE_PARAMS: dict[str, Any] = {
     "verbose": -1,
 }
 NUISANCE_ROUNDS = 120
-#: the effect model fits noisy pseudo-outcomes: few, large leaves
-EFFECT_PARAMS: dict[str, Any] = {
-    "objective": "regression",
-    "learning_rate": 0.05,
-    "num_leaves": 7,
-    "min_data_in_leaf": 300,
-    "feature_fraction": 0.8,
-    "bagging_fraction": 0.8,
-    "bagging_freq": 1,
-    "lambda_l2": 10.0,
-    "verbose": -1,
-}
-EFFECT_ROUNDS = 80
 
 
 @dataclass(frozen=True)
@@ -133,10 +120,14 @@ def fit_binary(
     return _fit(x, rows, label, NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}, NUISANCE_ROUNDS)
 
 
-def predict(model: lgb.Booster | float, x: Matrix, rows: np.ndarray) -> np.ndarray:
+def predict(
+    model: lgb.Booster | float, x: Matrix, rows: np.ndarray, threads: int | None = None
+) -> np.ndarray:
+    """`model`'s predictions for `rows`, on `threads` (default: the threads it was fitted with)."""
     if isinstance(model, float):
         return np.full(len(rows), model)
-    return np.asarray(model.predict(x.values[rows], num_threads=model.params.get("num_threads", 0)))
+    used = model.params.get("num_threads", 0) if threads is None else threads
+    return np.asarray(model.predict(x.values[rows], num_threads=used))
 
 
 def folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -262,16 +253,15 @@ def average_effect(
     return Effect(ate, se, ate - Z95 * se, ate + Z95 * se, naive, int(t.sum()), int((~t).sum()))
 
 
-def fit_effect_model(
-    x: Matrix, psi: np.ndarray, seed: int, threads: int = 1, weights: np.ndarray | None = None
-) -> lgb.Booster:
-    """The DR-learner's second stage: the conditional effect as a (weighted) regression of psi on X."""
-    data = lgb.Dataset(
-        x.values, label=psi, weight=weights, feature_name=x.columns, categorical_feature=x.categorical
-    )
-    return lgb.train(
-        EFFECT_PARAMS | {"seed": seed, "num_threads": threads}, data, num_boost_round=EFFECT_ROUNDS
-    )
+def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray) -> float:
+    """The DR-learner's second stage with one parameter: the effect as a share theta of the baseline
+    probability m(x), tau(x) = theta m(x), by weighted least squares of psi on m without an intercept.
+
+    Pseudo-outcomes of a few hundred treated rows cannot carry a tree of conditional effects: fitted one
+    anyway, its noise decides which of a dozen actions looks best for an account. One slope per action
+    keeps what the data can tell (how much of the risk an action removes) and lets the risk, which the
+    baseline model learns from every row, decide who gains most."""
+    return float((weights * psi * baseline).sum() / max(float((weights * baseline**2).sum()), 1e-12))
 
 
 def effective_sample_size(weights: np.ndarray) -> float:

@@ -44,7 +44,7 @@ def ceilings(
     each of `risks`.
 
     They show how far perfect knowledge of the average effects goes with that risk; the rest of the
-    oracle's value is heterogeneity beyond risk, which only the effect models can find."""
+    oracle's value is heterogeneity beyond risk."""
     effects = np.where(eligible, true, 0.0)
     counts = np.maximum(eligible.sum(axis=0), 1)
     average = effects.sum(axis=0) / counts

@@ -20,7 +20,7 @@ from retain.settings import Settings
 from retain.store import Store
 from training.causal import dr, judge
 from training.causal.design import OUTCOMES, Design, read_interventions, store_design
-from training.causal.uplift import BASELINE, Overlap, UpliftModel
+from training.causal.uplift import Overlap, UpliftModel
 from training.config import UpliftConfig
 from training.dataset import category_levels, fingerprint
 from training.result import TrainResult
@@ -101,16 +101,12 @@ class CrossFit:
 
 
 def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
-    """Every nuisance out of fold, then one effect model per action and outcome."""
+    """Every nuisance out of fold, then each action's average and relative effect on each outcome."""
     fit = CrossFit.of(design, config)
     seed, threads, x = fit.seed, config.threads, fit.x
     everyone = np.arange(len(design.rows))
     baselines = {o: dr.fit_binary(x, everyone, design.outcomes[o], seed, threads) for o in OUTCOMES}
-    with_base = {
-        o: dr.Matrix(np.column_stack([x.values, fit.baseline[o]]), [*fit.features, BASELINE], x.categorical)
-        for o in OUTCOMES
-    }
-    effects, overlap, average = {}, {}, {}
+    relative, overlap, average = {}, {}, {}
     for action in tqdm(ACTIONS, desc="uplift", unit="action", disable=None):
         t = design.treated[action]
         propensity, clipped = fit.propensity(action)
@@ -121,8 +117,8 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             psi = dr.pseudo_outcomes(t, y, nuisance)
             spread = dr.expected_spread(t, nuisance)
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
-            effects[(action, outcome)] = dr.fit_effect_model(
-                with_base[outcome], psi, seed, threads, weights=propensity * (1.0 - propensity)
+            relative[(action, outcome)] = dr.relative_effect(
+                psi, fit.baseline[outcome], propensity * (1.0 - propensity)
             )
     return UpliftModel(
         name=name,
@@ -131,7 +127,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
         actions=list(ACTIONS),
         horizon_days=int(config.horizon_days or 0),
         baselines=baselines,
-        effects=effects,
+        relative=relative,
         overlap=overlap,
         average=average,
         threads=1,
@@ -170,6 +166,7 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
     for key, effect in metrics["effects"].items():
         flat[f"{key}_ate"] = effect["ate"]
         flat[f"{key}_ci_width"] = effect["ci_high"] - effect["ci_low"]
+        flat[f"{key}_relative"] = metrics["relative_effects"][key]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
     truth = metrics.get("truth")
@@ -194,6 +191,7 @@ def train_uplift(
         "accounts": int(design.rows["account_id"].nunique()),
         "weeks": int(design.rows["cutoff"].nunique()),
         "effects": {f"{a}_{o}": e.as_dict() for (a, o), e in model.average.items()},
+        "relative_effects": {f"{a}_{o}": share for (a, o), share in model.relative.items()},
         "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
         "usable_actions": model.usable(),
     }
