@@ -243,8 +243,7 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
         outcome = (rng.random(n) < np.where(treated == 1, 0.7 * p0, p0)).astype(np.int8)
         x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
         splits = dr.folds(np.arange(n) // 3, 3, seed)
-        nobody = np.zeros(n, np.int8)
-        baseline = dr.fit_outcomes(x, nobody, outcome, splits, seed=seed)[0]
+        baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
         propensity, _ = dr.fit_propensity(
             x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, clip=0.001, seed=seed
         )

@@ -62,9 +62,8 @@ class CrossFit:
         categories = category_levels(design.rows, [f for f in features if design.rows[f].dtype == object])
         x = dr.Matrix.of(design.rows, features, categories)
         splits = dr.folds(design.groups, config.folds, seed)
-        nobody = np.zeros(len(design.rows), np.int8)
         baseline = {
-            o: dr.fit_outcomes(x, nobody, design.outcomes[o], splits, seed=seed, threads=config.threads)[0]
+            o: dr.out_of_fold_baseline(x, design.outcomes[o], splits, seed=seed, threads=config.threads)
             for o in outcomes
         }
         return CrossFit(design, features, categories, x, splits, baseline, config)
@@ -105,7 +104,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
     fit = CrossFit.of(design, config)
     seed, threads, x = fit.seed, config.threads, fit.x
     everyone = np.arange(len(design.rows))
-    baselines = {o: dr.fit_binary(x, everyone, design.outcomes[o], seed, threads) for o in OUTCOMES}
+    baselines = {o: dr.fit_baseline(x, everyone, design.outcomes[o], seed, threads) for o in OUTCOMES}
     relative, overlap, average = {}, {}, {}
     for action in tqdm(ACTIONS, desc="uplift", unit="action", disable=None):
         t = design.treated[action]
