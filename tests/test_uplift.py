@@ -326,7 +326,7 @@ def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_sim
     averted = values["churn_averted"]
     assert averted["oracle"] > 0
     assert averted["uplift"] >= 2 * max(averted["rules"], averted["highest_risk"]), values
-    assert values["share_of_oracle"]["uplift"] >= 0.45, values
+    assert values["share_of_oracle"]["uplift"] >= 0.4, values
 
 
 def month_end_rows(world: UpliftWorld) -> pd.DataFrame:
