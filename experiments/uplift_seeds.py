@@ -1,7 +1,8 @@
 """Uplift against the truth over several simulations: how often each action's 95% interval holds its true
 average effect, and how much of the oracle's averted churn the uplift ranking finds, seed by seed, beside
 the rules, "call the riskiest first" and the ceilings (`judge.ceilings`: rankings told each action's true
-average effect).
+average effect), and each action's estimated share of churn risk with its standard error beside the
+truth's share.
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
 
@@ -38,7 +39,12 @@ def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
     ingest_path(store, sim)
     build_and_publish(store, settings, None, None, online=False)
     metrics = train_uplift(store, settings, UpliftConfig(truth_dir=sim, seed=seed)).metrics
-    return {"coverage": metrics["truth"]["coverage"], "policy": metrics["truth"]["policy"]["share_of_oracle"]}
+    truth = metrics["truth"]
+    return {
+        "coverage": truth["coverage"],
+        "policy": truth["policy"]["share_of_oracle"],
+        "churn_shares": truth["churn_shares"],
+    }
 
 
 def main() -> None:
@@ -69,6 +75,16 @@ def main() -> None:
         "coverage_overall": {o: float(np.mean(list(c.values()))) for o, c in coverage.items()},
         "share_of_oracle_by_seed": shares,
         "share_of_oracle_mean": {p: float(np.mean(v)) for p, v in shares.items()},
+        "churn_share_by_action": {
+            a: {
+                "true": [round(runs[s]["churn_shares"][a]["true_share"], 3) for s in seeds],
+                "estimate_and_se": [
+                    f"{runs[s]['churn_shares'][a]['share']:+.3f} ± {runs[s]['churn_shares'][a]['se']:.3f}"
+                    for s in seeds
+                ],
+            }
+            for a in ACTIONS
+        },
     }
     print(json.dumps(report, indent=2))
 

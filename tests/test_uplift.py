@@ -229,20 +229,22 @@ def test_a_placebo_treatment_shows_no_effect() -> None:
 
 def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confounded_targeting() -> None:
     """The risky are targeted more; the action removes 30% of anyone's risk, so 0.3 of a point at 1% and 15
-    at 50%. The slope of the pseudo-outcomes on the baseline risk finds about 30% (a little more: the
-    baseline counts the treated, whose risk is lower); the naive ratio of the treated's churn to the
-    untreated's shows harm."""
+    at 50%. The slope of the pseudo-outcomes on the baseline risk finds about 30%, and its interval holds
+    the slope the true risk and effect give (a little over 30%: the baseline counts the treated, whose
+    risk is lower); the naive ratio of the treated's churn to the untreated's shows harm."""
     for seed in range(3):
         rng = np.random.default_rng(seed)
         n = 12_000
         z = rng.normal(size=n)
         p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
-        targeted = rng.random(n) < 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
+        targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
+        targeted = rng.random(n) < targeting
         randomised = (rng.random(n) < 0.02) & ~targeted
         treated = (targeted | randomised).astype(np.int8)
         outcome = (rng.random(n) < np.where(treated == 1, 0.7 * p0, p0)).astype(np.int8)
         x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
-        splits = dr.folds(np.arange(n) // 3, 3, seed)
+        groups = np.arange(n) // 3
+        splits = dr.folds(groups, 3, seed)
         baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
         propensity, _ = dr.fit_propensity(
             x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, clip=0.001, seed=seed
@@ -251,8 +253,12 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
             x, treated, outcome, splits, seed=seed, baseline=baseline, propensity=propensity
         )
         psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
-        share = dr.relative_effect(psi, baseline, propensity * (1 - propensity))
-        assert -0.5 < share < -0.2, (seed, share)
+        share = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups).as_dict()
+        e = targeting + (1 - targeting) * 0.02
+        m, w = p0 * (1 - 0.3 * e), e * (1 - e)
+        true_slope = (w * -0.3 * p0 * m).sum() / (w * m * m).sum()
+        assert -0.5 < share["share"] < -0.2, (seed, share)
+        assert share["ci_low"] <= true_slope <= share["ci_high"], (seed, share, true_slope)
         naive = outcome[treated == 1].mean() / outcome[treated == 0].mean() - 1
         assert naive > 0, naive  # the treated churn more: they were the risky ones
 
@@ -358,12 +364,15 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     rows = month_end_rows(uplift_world)
     x = dr.Matrix.of(rows, model.features, model.categories)
     base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
-    shares = np.array([model.relative[(a, "churn")] for a in model.actions])
+    shares = np.array([model.relative[(a, "churn")].value for a in model.actions])
     inside = (shares >= -1) & (shares * base.max() <= 1 - base.max())
     effects = model.uplift(rows)["churn"]
     np.testing.assert_allclose(effects[:, inside], base[:, None] * shares[inside])
     # shares fitted to noise can promise more than the whole risk, or more than its headroom
-    extreme = replace(model, relative={k: (-3.0 if k[0] == "save_offer" else 50.0) for k in model.relative})
+    extreme = replace(
+        model,
+        relative={k: dr.Share(-3.0 if k[0] == "save_offer" else 50.0, 0.0) for k in model.relative},
+    )
     after = base[:, None] + extreme.uplift(rows)["churn"]
     assert after.min() >= -1e-12 and after.max() <= 1 + 1e-12
     np.testing.assert_allclose(after[:, model.actions.index("save_offer")], 0.0, atol=1e-12)

@@ -286,15 +286,37 @@ def average_effect(
     return Effect(ate, se, ate - Z95 * se, ate + Z95 * se, naive, int(t.sum()), int((~t).sum()))
 
 
-def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray) -> float:
+@dataclass(frozen=True)
+class Share:
+    """An effect as a share of the outcome's baseline probability, with its standard error."""
+
+    value: float
+    se: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "share": self.value,
+            "se": self.se,
+            "ci_low": self.value - Z95 * self.se,
+            "ci_high": self.value + Z95 * self.se,
+        }
+
+
+def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:
     """The DR-learner's second stage with one parameter: the effect as a share theta of the baseline
-    probability m(x), tau(x) = theta m(x), by weighted least squares of psi on m without an intercept.
+    probability m(x), tau(x) = theta m(x), by weighted least squares of psi on m without an intercept, with
+    a sandwich standard error clustered on `groups`.
 
     Pseudo-outcomes of a few hundred treated rows cannot carry a tree of conditional effects: fitted one
     anyway, its noise decides which of a dozen actions looks best for an account. One slope per action
     keeps what the data can tell (how much of the risk an action removes) and lets the risk, which the
-    baseline model learns from every row, decide who gains most."""
-    return float((weights * psi * baseline).sum() / max(float((weights * baseline**2).sum()), 1e-12))
+    baseline model learns from every row, decide who gains most. The standard error says how well the data
+    tell even that."""
+    scale = max(float((weights * baseline**2).sum()), 1e-12)
+    theta = float((weights * psi * baseline).sum()) / scale
+    _, codes = np.unique(groups, return_inverse=True)
+    scores = np.bincount(codes, weights=weights * baseline * (psi - theta * baseline))
+    return Share(theta, float(np.sqrt((scores**2).sum())) / scale)
 
 
 def effective_sample_size(weights: np.ndarray) -> float:

@@ -10,7 +10,6 @@ import pandas as pd
 
 from retain.catalogue import ACTIONS
 from training.causal import policy, recency
-from training.causal.dr import Matrix, predict
 from training.causal.uplift import UpliftModel
 
 
@@ -74,9 +73,7 @@ def policy_values(
     eligible = policy.eligible_mask(verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
     predicted = model.uplift(kept)["churn"]
-    risk = predict(
-        model.baselines["churn"], Matrix.of(kept, model.features, model.categories), np.arange(len(kept))
-    )
+    risk = model.risk(kept)["churn"]
     rules = policy.rules_choice(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
     values = {
@@ -115,4 +112,15 @@ def effect_coverage(model: UpliftModel, truth: pd.DataFrame, outcome: str) -> di
             "naive_difference": estimate.naive_difference,
             "covered": bool(estimate.ci_low <= true <= estimate.ci_high),
         }
+    return out
+
+
+def churn_shares(model: UpliftModel, truth: pd.DataFrame, p_churn: np.ndarray) -> dict[str, Any]:
+    """Per action: the share of churn risk the model says it removes, with its interval, beside the truth's
+    (its summed true effects over the summed true risk of `truth`'s rows): how well the data pin down what
+    the ranking multiplies the risk by."""
+    out = {}
+    for action in model.actions:
+        estimate = model.relative[(action, "churn")].as_dict()
+        out[action] = estimate | {"true_share": float(truth[action].sum() / p_churn.sum())}
     return out

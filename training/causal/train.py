@@ -117,7 +117,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             spread = dr.expected_spread(t, nuisance)
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             relative[(action, outcome)] = dr.relative_effect(
-                psi, fit.baseline[outcome], propensity * (1.0 - propensity)
+                psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
             )
     return UpliftModel(
         name=name,
@@ -157,6 +157,7 @@ def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> di
             "churn": judge.effect_coverage(model, churn, "churn"),
             "expansion": judge.effect_coverage(model, expansion, "expansion"),
         },
+        "churn_shares": judge.churn_shares(model, churn, p_churn),
     }
 
 
@@ -165,7 +166,8 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
     for key, effect in metrics["effects"].items():
         flat[f"{key}_ate"] = effect["ate"]
         flat[f"{key}_ci_width"] = effect["ci_high"] - effect["ci_low"]
-        flat[f"{key}_relative"] = metrics["relative_effects"][key]
+        flat[f"{key}_relative"] = metrics["relative_effects"][key]["share"]
+        flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
     truth = metrics.get("truth")
@@ -190,7 +192,7 @@ def train_uplift(
         "accounts": int(design.rows["account_id"].nunique()),
         "weeks": int(design.rows["cutoff"].nunique()),
         "effects": {f"{a}_{o}": e.as_dict() for (a, o), e in model.average.items()},
-        "relative_effects": {f"{a}_{o}": share for (a, o), share in model.relative.items()},
+        "relative_effects": {f"{a}_{o}": share.as_dict() for (a, o), share in model.relative.items()},
         "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
         "usable_actions": model.usable(),
     }

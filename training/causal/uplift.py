@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from training.artifact import Rows, encode
-from training.causal.dr import Effect, Matrix, predict
+from training.causal.dr import Effect, Matrix, Share, predict
 
 OUTCOMES = ("churn", "expansion")
 
@@ -61,7 +61,7 @@ class UpliftModel:
     #: outcome -> the outcome's baseline model over the features (fitted on every design row)
     baselines: dict[str, lgb.Booster | float]
     #: (action, outcome) -> the action's effect as a share of the outcome's baseline probability
-    relative: dict[tuple[str, str], float]
+    relative: dict[tuple[str, str], Share]
     overlap: dict[str, Overlap]
     average: dict[tuple[str, str], Effect]
     kind: str = "uplift"
@@ -72,16 +72,20 @@ class UpliftModel:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
         return [a for a in self.actions if not self.overlap[a].poor]
 
+    def risk(self, rows: Rows) -> dict[str, np.ndarray]:
+        """outcome -> each row's baseline probability, the one the shares scale."""
+        values = encode(rows, self.features, self.categories, self.__dict__.setdefault("_code_cache", {}))
+        x = Matrix(values, self.features, [])
+        return {o: predict(self.baselines[o], x, np.arange(len(values)), self.threads) for o in OUTCOMES}
+
     def uplift(self, rows: Rows) -> dict[str, np.ndarray]:
         """outcome -> (rows, actions) predicted change in probability, in `actions` order, bounded so
         the probability with the action stays in [0, 1]: a share fitted to noisy pseudo-outcomes can pass
         -1 or promise more than the remaining headroom."""
-        values = encode(rows, self.features, self.categories, self.__dict__.setdefault("_code_cache", {}))
-        x = Matrix(values, self.features, [])
         out = {}
-        for outcome in OUTCOMES:
-            base = predict(self.baselines[outcome], x, np.arange(len(values)), self.threads)[:, None]
-            share = np.array([self.relative[(a, outcome)] for a in self.actions])[None, :]
+        for outcome, risk in self.risk(rows).items():
+            base = risk[:, None]
+            share = np.array([self.relative[(a, outcome)].value for a in self.actions])[None, :]
             out[outcome] = np.clip(share * base, -base, 1.0 - base)
         return out
 
