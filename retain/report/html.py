@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from retain.report.causal import Analysis, amount
+from retain.report.causal import Analysis
+from retain.report.wording import amount
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }

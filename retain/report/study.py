@@ -1,0 +1,289 @@
+"""What the causal report analyses: a `Study` of arms, outcomes and covariates, built from the store's
+weekly design (`store_study`) or from a table (`table_study`). Pure on frames: reading the store or the
+file is left to `retain.report.causal`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from retain.catalogue import ACTIONS
+from retain.errors import RetainError
+from training.causal.design import OUTCOMES, Design
+from training.config import UpliftConfig
+
+#: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
+TABLE_CLIP = 0.01
+#: text columns with more levels are not covariates; with at most SEGMENT_LEVELS they are also segments
+MAX_LEVELS = 50
+SEGMENT_LEVELS = 10
+STORE_SEGMENTS = ("tier", "segment", "health_band")
+STORE_EXPLAINERS = ("tier", "health_score", "days_to_renewal", "seat_utilisation", "tenure_days")
+
+Goal = Literal["lower", "higher"] | None
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One treatment value against the control, over the study rows holding either (`rows`)."""
+
+    treatment: str
+    rows: np.ndarray
+    treated: np.ndarray
+    randomised: np.ndarray
+    known_propensity: np.ndarray
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """An outcome's values over the study rows; 0/1 or numeric."""
+
+    name: str
+    values: np.ndarray
+    binary: bool
+    #: which direction is good news (churn: lower); None when the report cannot know
+    goal: Goal = None
+
+
+@dataclass(frozen=True)
+class Study:
+    """Everything `analyse` estimates from: covariates, arms, outcomes, and the knobs."""
+
+    source: dict[str, Any]
+    frame: pd.DataFrame
+    features: list[str]
+    categories: dict[str, list[str]]
+    arms: list[Arm]
+    outcomes: list[Outcome]
+    #: rows of one group (an account) move together: folds and standard errors cluster on it
+    groups: np.ndarray
+    segments: list[str]
+    explainers: list[str]
+    refute_outcome: str
+    clip: float
+    folds: int
+    min_effective: float
+    seed: int
+    caveats: list[str] = field(default_factory=list)
+
+
+def store_study(design: Design, config: UpliftConfig, source: dict[str, Any]) -> Study:
+    """Every catalogue action against not taking it that week, on churn and expansion at the horizon."""
+    from training.dataset import category_levels  # imports Feast: only where a study is built, not in workers
+
+    rows = design.rows
+    features = [c for c in rows.columns if c not in ("account_id", "cutoff")]
+    categories = category_levels(rows, [f for f in features if rows[f].dtype == object])
+    everyone = np.arange(len(rows))
+    arms = [
+        Arm(a, everyone, design.treated[a], design.randomised[a], design.known_propensity[a]) for a in ACTIONS
+    ]
+    goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}
+    outcomes = [Outcome(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]
+    horizon = int(config.horizon_days or 0)
+    return Study(
+        source={
+            **source,
+            "rows": len(rows),
+            "accounts": int(rows["account_id"].nunique()),
+            "weeks": int(rows["cutoff"].nunique()),
+            "cutoffs": [str(rows["cutoff"].min().date()), str(rows["cutoff"].max().date())],
+            "horizon_days": horizon,
+        },
+        frame=rows,
+        features=features,
+        categories=categories,
+        arms=arms,
+        outcomes=outcomes,
+        groups=design.groups,
+        segments=[c for c in STORE_SEGMENTS if c in rows],
+        explainers=[c for c in STORE_EXPLAINERS if c in rows],
+        refute_outcome="churn",
+        clip=config.clip,
+        folds=config.folds,
+        min_effective=config.min_effective_treated,
+        seed=int(config.seed or 0),
+        caveats=[
+            "Actions the CS team chose (the targeted arm) are assumed to depend only on what the features "
+            "record: a reason for acting that no feature captures, and that also moves churn or expansion, "
+            "biases the estimate. Only the experiment arm is free of this assumption, hence its comparison.",
+            f"Effects count what happened within {horizon} days of the week the action was taken; slower "
+            "effects are not seen, and the latest weeks are left out until their horizon has passed.",
+            "Each action is compared with not taking it that week, whatever else the account received: "
+            "effects of actions that usually come together are not separated.",
+            "The weekly rows of one account are not independent: folds and intervals cluster on the account.",
+        ],
+    )
+
+
+def _label(value: Any) -> str:
+    """A treatment value as text; whole floats as integers (a CSV column of 0/1 with a gap reads as float)."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _arm_labels(column: pd.Series, control: str | None) -> tuple[pd.Series, list[str]]:
+    """The column as text labels, and the labels that mean control."""
+    from training.dataset import binary_labels
+
+    name = column.name
+    labels = column.map(lambda v: None if pd.isna(v) else _label(v))
+    seen = sorted(labels.dropna().unique())
+    shown = ", ".join(repr(v) for v in seen[:10]) + (" ..." if len(seen) > 10 else "")
+    if len(seen) < 2:
+        raise RetainError(
+            f"--treatment: column {name!r} has {'one value, ' + shown if seen else 'no values'}; "
+            "nothing to compare"
+        )
+    if control is not None:
+        wanted = (
+            _label(float(control)) if pd.api.types.is_numeric_dtype(column) and _numeric(control) else control
+        )
+        if wanted not in seen:
+            raise RetainError(f"--control: column {name!r} has no value {control!r} (values seen: {shown})")
+        return labels, [wanted]
+    try:
+        flags = binary_labels(column)
+    except RetainError:
+        raise RetainError(
+            f"--treatment: column {name!r} is not 0/1 or true/false (values seen: {shown}); give --control "
+            "VALUE, the value of the untreated rows"
+        ) from None
+    return labels, sorted(set(labels[flags == 0].dropna()))
+
+
+def _numeric(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _outcome_values(column: pd.Series) -> tuple[np.ndarray, bool]:
+    """Floats (NaN where missing), and whether they are 0/1."""
+    from training.dataset import binary_labels
+
+    try:
+        return binary_labels(column).astype("float64").to_numpy(na_value=np.nan), True
+    except RetainError:
+        pass
+    numbers = pd.to_numeric(column, errors="coerce")
+    bad = column[column.notna() & numbers.isna()]
+    if len(bad):
+        shown = ", ".join(repr(v) for v in bad.astype(str).unique()[:5])
+        raise RetainError(
+            f"--outcome: column {column.name!r} is neither binary (0/1, true/false, yes/no) nor numeric: "
+            f"found {shown}"
+        )
+    return numbers.to_numpy(dtype="float64", na_value=np.nan), False
+
+
+def _covariates(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Numbers as floats and text as categories; why each other column was dropped."""
+    kept: dict[str, Any] = {}
+    dropped: dict[str, str] = {}
+    n = len(frame)
+    for name in frame.columns:
+        column = frame[name]
+        unique = column.nunique()
+        if pd.api.types.is_bool_dtype(column) or pd.api.types.is_float_dtype(column):
+            kept[name] = column.astype("float64")
+        elif pd.api.types.is_datetime64_any_dtype(column):
+            dropped[name] = "a date/time column"
+        elif n > 1 and unique == n:
+            dropped[name] = "id-like: a different value on every row"
+        elif pd.api.types.is_numeric_dtype(column):
+            kept[name] = column.astype("float64")
+        elif unique > MAX_LEVELS:
+            dropped[name] = f"text with more than {MAX_LEVELS} distinct values"
+        else:
+            kept[name] = column.map(lambda v: None if pd.isna(v) else str(v)).astype(object)
+    return pd.DataFrame(kept, index=frame.index), dropped
+
+
+def table_study(
+    frame: pd.DataFrame,
+    treatment: str,
+    outcome: str,
+    control: str | None,
+    *,
+    source: dict[str, Any],
+    seed: int,
+) -> Study:
+    """Each treatment value against the control, adjusting for every other usable column."""
+    from training.dataset import category_levels
+
+    for option, name in (("--treatment", treatment), ("--outcome", outcome)):
+        if name not in frame.columns:
+            raise RetainError(
+                f"{option}: the table has no column {name!r} (columns: {', '.join(frame.columns)})"
+            )
+    if treatment == outcome:
+        raise RetainError(f"--treatment and --outcome are both {treatment!r}")
+    if frame.empty:
+        raise RetainError("the table has no rows")
+    labels, controls = _arm_labels(frame[treatment], control)
+    y, binary = _outcome_values(frame[outcome])
+    usable = labels.notna().to_numpy() & ~np.isnan(y)
+    if not usable.any():
+        raise RetainError(f"no row has both a {treatment!r} and an {outcome!r} value")
+    covariates, dropped = _covariates(frame.loc[usable].drop(columns=[treatment, outcome]))
+    covariates = covariates.reset_index(drop=True)
+    if covariates.empty:
+        # nothing to adjust for (a randomised export): the estimate is the difference of means
+        covariates = pd.DataFrame({"constant": np.zeros(int(usable.sum()))})
+    labels = labels[usable].reset_index(drop=True)
+    y = y[usable]
+    text = [c for c in covariates.columns if covariates[c].dtype == object]
+    is_control = labels.isin(controls).to_numpy()
+    arms = []
+    for value in sorted(set(labels) - set(controls)):
+        rows = np.flatnonzero(is_control | (labels == value).to_numpy())
+        zeros = np.zeros(len(rows))
+        treated = (labels.iloc[rows] == value).to_numpy(np.int8)
+        arms.append(Arm(value, rows, treated, zeros.astype(np.int8), zeros))
+    if not arms:
+        raise RetainError(f"--treatment: column {treatment!r} has only control rows ({', '.join(controls)})")
+    if control is None and len(arms) == 1:
+        # a 0/1 column: the treatment is the column itself ("discount", not "1")
+        arms = [replace(arms[0], treatment=treatment)]
+    return Study(
+        source={
+            **source,
+            "treatment_column": treatment,
+            "control": controls,
+            "outcome_column": outcome,
+            "outcome_type": "binary" if binary else "numeric",
+            "rows": len(labels),
+            "rows_dropped_missing": int((~usable).sum()),
+            "covariates": list(covariates.columns),
+            "columns_dropped": dropped,
+        },
+        frame=covariates,
+        features=list(covariates.columns),
+        categories=category_levels(covariates, text),
+        arms=arms,
+        outcomes=[Outcome(outcome, y, binary)],
+        groups=np.arange(len(labels)),
+        segments=[c for c in text if 2 <= covariates[c].nunique() <= SEGMENT_LEVELS],
+        explainers=list(covariates.columns),
+        refute_outcome=outcome,
+        clip=TABLE_CLIP,
+        folds=3,
+        min_effective=UpliftConfig().min_effective_treated,
+        seed=seed,
+        caveats=[
+            "No propensity is known from the export: the estimate assumes the table's columns record "
+            "everything that drove both who was treated and the outcome. For a randomised experiment this "
+            "holds by design; for a log of decisions it is an assumption.",
+            "Every row counts as independent: if one customer appears on several rows, the intervals are "
+            "too narrow.",
+            *(f"Column {c!r} was not used: {why}." for c, why in dropped.items()),
+        ],
+    )

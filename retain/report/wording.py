@@ -1,0 +1,20 @@
+"""Effects in words, in the units people read them in: shared by the report's verdicts and summaries
+and by its HTML page.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def amount(value: float | None, binary: bool) -> str:
+    """An effect as people read it: percentage points on a 0/1 outcome, else the outcome's unit."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if binary:
+        return f"{value * 100:+.1f} pp".replace("-", "−")
+    return f"{value:+.3g}".replace("-", "−")
+
+
+def interval(low: float, high: float, binary: bool) -> str:
+    return f"{amount(low, binary)} to {amount(high, binary)}"
