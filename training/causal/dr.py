@@ -260,6 +260,13 @@ def expected_spread(treated: np.ndarray, n: Nuisance, floor: float = 0.01) -> np
     return np.where(treated == 1, p1 * (1.0 - p1) / e**2, p0 * (1.0 - p0) / (1.0 - e) ** 2)
 
 
+def clustered_norm(scores: np.ndarray, groups: np.ndarray) -> float:
+    """sqrt of the summed squares of each group's summed scores: the numerator of a standard error
+    clustered on `groups`, since an account's rows move together."""
+    _, codes = np.unique(groups, return_inverse=True)
+    return float(np.sqrt((np.bincount(codes, weights=scores) ** 2).sum()))
+
+
 def average_effect(
     psi: np.ndarray,
     treated: np.ndarray,
@@ -276,9 +283,7 @@ def average_effect(
     otherwise look certain."""
     n = len(psi)
     ate = float(psi.mean())
-    _, codes = np.unique(groups, return_inverse=True)
-    cluster_sums = np.bincount(codes, weights=psi - ate)
-    se = float(np.sqrt((cluster_sums**2).sum()) / n)
+    se = clustered_norm(psi - ate, groups) / n
     if spread is not None:
         se = max(se, float(np.sqrt(spread.sum())) / n)
     t = treated == 1
@@ -314,9 +319,7 @@ def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, 
     tell even that."""
     scale = max(float((weights * baseline**2).sum()), 1e-12)
     theta = float((weights * psi * baseline).sum()) / scale
-    _, codes = np.unique(groups, return_inverse=True)
-    scores = np.bincount(codes, weights=weights * baseline * (psi - theta * baseline))
-    return Share(theta, float(np.sqrt((scores**2).sum())) / scale)
+    return Share(theta, clustered_norm(weights * baseline * (psi - theta * baseline), groups) / scale)
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
