@@ -34,7 +34,6 @@ from retain.report.estimation import (
     propensity,
     pseudo_outcomes,
     refutations,
-    subset,
 )
 from retain.report.study import Study, store_study, table_study
 from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
@@ -64,7 +63,7 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int) -> tuple[dict[str, list
     sections: dict[str, list[Any]] = {k: [] for k in SECTIONS}
     frame = study.frame.iloc[arm.rows].reset_index(drop=True)
     base = Fit(
-        subset(x, arm.rows),
+        x.take(arm.rows),
         arm.treated,
         arm.randomised,
         arm.known_propensity,
@@ -137,7 +136,7 @@ def analyse(study: Study, jobs: int = 1) -> Analysis:
         },
     }
     sections: dict[str, list[Any]] = {k: [] for k in SECTIONS}
-    propensity: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    propensities: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     work = (delayed(estimate_arm)(study, x, i) for i in range(len(study.arms)))
     done = Parallel(n_jobs=min(jobs, len(study.arms)), return_as="generator")(work)
     for arm, (parts, e) in zip(
@@ -148,10 +147,10 @@ def analyse(study: Study, jobs: int = 1) -> Analysis:
         for k, entries in parts.items():
             sections[k] += entries
         t = arm.treated == 1
-        propensity[arm.treatment] = (e[t], e[~t])
+        propensities[arm.treatment] = (e[t], e[~t])
     report.update(sections)
     report["caveats"] = [*study.caveats, *_caveats(report, study)]
-    return Analysis(_json_safe(report), propensity)
+    return Analysis(_json_safe(report), propensities)
 
 
 def _effect_fields(effect: dr.Effect) -> dict[str, Any]:

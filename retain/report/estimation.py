@@ -28,10 +28,6 @@ EVENT_FLOOR = 0.01
 THREADS = 1
 
 
-def subset(x: dr.Matrix, rows: np.ndarray) -> dr.Matrix:
-    return dr.Matrix(x.values[rows], x.columns, x.categorical)
-
-
 def _fit_regression(x: dr.Matrix, rows: np.ndarray, y: np.ndarray, seed: int) -> lgb.Booster | float:
     """`dr.fit_binary` for a numeric outcome: a squared-error model, or the mean when the rows are few."""
     values = y[rows]
@@ -75,7 +71,7 @@ class Fit:
 
     def subset(self, rows: np.ndarray) -> Fit:
         return Fit(
-            subset(self.x, rows),
+            self.x.take(rows),
             self.treated[rows],
             self.randomised[rows],
             self.known[rows],
@@ -152,8 +148,8 @@ def refutations(
     groups = np.unique(fit.groups)
     kept = rng.choice(groups, max(REFUTE_FOLDS, round(SUBSET_SHARE * len(groups))), replace=False)
     part = fit.subset(np.flatnonzero(np.isin(fit.groups, kept)))
-    subset = _estimate(part, dr.folds(part.groups, REFUTE_FOLDS, study.seed), study)
-    subset_ok = main.ci_low <= subset.ate <= main.ci_high
+    on_part = _estimate(part, dr.folds(part.groups, REFUTE_FOLDS, study.seed), study)
+    part_ok = main.ci_low <= on_part.ate <= main.ci_high
     return [
         _check(
             "placebo_treatment",
@@ -173,11 +169,11 @@ def refutations(
         ),
         _check(
             "data_subset",
-            subset,
-            subset_ok,
+            on_part,
+            part_ok,
             f"on a random {SUBSET_SHARE:.0%} of the {'accounts' if len(groups) < len(fit.y) else 'rows'} the "
-            f"estimate is {amount(subset.ate, b)}, "
-            + ("inside" if subset_ok else "outside")
+            f"estimate is {amount(on_part.ate, b)}, "
+            + ("inside" if part_ok else "outside")
             + f" the original interval ({interval(main.ci_low, main.ci_high, b)}).",
         ),
     ]

@@ -68,6 +68,10 @@ class Matrix:
         values = encode(rows, features, categories)
         return Matrix(values, list(features), [features.index(c) for c in categories if c in features])
 
+    def take(self, rows: np.ndarray) -> Matrix:
+        """The same columns over `rows` only."""
+        return Matrix(self.values[rows], self.columns, self.categorical)
+
 
 @dataclass(frozen=True)
 class Nuisance:
