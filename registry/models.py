@@ -96,6 +96,10 @@ def resolve(mlflow_client: MlflowClient, ref: str) -> VersionInfo:
         raise RetainError(f"model {ref!r}: {e.message}") from e
 
 
+class StaleModel(RetainError):
+    """A registered model pickled by an earlier Retain, which this one cannot use."""
+
+
 def _unpickle(mlflow_client: MlflowClient, info: VersionInfo) -> object:
     if not info.source.startswith(LOGGED_MODEL):
         raise RetainError(f"{info.uri} comes from {info.source}, not from a model logged by Retain")
@@ -118,6 +122,11 @@ def uplift_model(mlflow_client: MlflowClient, info: VersionInfo) -> UpliftModel:
     model = _unpickle(mlflow_client, info)
     if not isinstance(model, UpliftModel):
         raise RetainError(f"{info.uri} is a {type(model).__name__}, not an uplift model")
+    if not model.readable():
+        raise StaleModel(
+            f"{info.uri} was trained by an earlier Retain whose effects this one cannot read: "
+            "run `retain train --model uplift` and `retain promote --model uplift`"
+        )
     return model
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown, uncrown
-from registry.models import VersionInfo, resolve, scoring_model, uplift_model
+from registry.models import StaleModel, VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import VERSION_METRICS, client
 from retain.errors import RetainError
 from retain.settings import Settings
@@ -165,9 +165,15 @@ def _uplift_gate(
     from training.causal.window import averted, policy_window
     from training.config import UpliftConfig
 
+    challenger_model = uplift_model(mlflow_client, challenger)
+    try:
+        champion_model = uplift_model(mlflow_client, champion)
+    except StaleModel as e:
+        # serving already ranks by the rules without it: there is no champion's policy to compare with
+        return {"rule": "a champion that cannot rank is replaced", "gate": "passed", "verdict": str(e)}
     window = policy_window(store, settings, UpliftConfig())
-    by_champion = averted(uplift_model(mlflow_client, champion), window)
-    by_challenger = averted(uplift_model(mlflow_client, challenger), window)
+    by_champion = averted(champion_model, window)
+    by_challenger = averted(challenger_model, window)
     passed, verdict, se = uplift_gate(by_champion, by_challenger, window.groups)
     cutoffs = window.rows["cutoff"]
     return {

@@ -3,10 +3,12 @@ simulator's truth (on a held-out simulation), the registry, and the served ranki
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,10 +17,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from features.build import build_and_publish
-from registry.models import load_uplift_model
+from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
-from registry.pyfunc import output_frame
-from registry.tracking import log_and_register
+from registry.pyfunc import MODEL_ARTIFACT, output_frame
+from registry.tracking import client, log_and_register
 from retain.catalogue import ACTIONS
 from retain.ingest import ingest_path
 from retain.settings import Settings
@@ -456,3 +458,27 @@ def test_promoting_an_uplift_challenger_judges_both_on_the_latest_weeks(uplift_w
     assert result["window"]["budget"] > 0 and "DR" in result["rule"]
     _, info = load_uplift_model(uplift_world.store, uplift_world.settings)
     assert info.version == result["champion"] == "2"
+
+
+def test_an_uplift_model_from_an_earlier_retain_is_refused_by_name_and_replaced_on_promotion(
+    uplift_world: UpliftWorld,
+) -> None:
+    from mlflow.artifacts import download_artifacts
+
+    world, name = uplift_world, "uplift-earlier"
+    log_and_register(world.store, world.settings, world.result, name)
+    mlflow_client = client(world.store, world.settings)
+    info = resolve(mlflow_client, f"{name}/1")
+    location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
+    # what an earlier Retain pickled: shares as plain floats, without standard errors
+    earlier = replace(
+        world.result.model, relative={k: s.value for k, s in world.result.model.relative.items()}
+    )
+    Path(download_artifacts(f"{location}/artifacts/{MODEL_ARTIFACT}")).write_bytes(pickle.dumps(earlier))
+    with pytest.raises(StaleModel, match="retain train --model uplift"):
+        load_uplift_model(world.store, world.settings, name)
+    log_and_register(world.store, world.settings, world.result, name)
+    result = promote(world.store, world.settings, name)
+    assert result["decision"] == "promoted" and "earlier Retain" in result["verdict"], result
+    model, info = load_uplift_model(world.store, world.settings, name)
+    assert info.version == "2" and model.readable()

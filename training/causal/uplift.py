@@ -68,6 +68,12 @@ class UpliftModel:
     threads: int = 1
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
+    def readable(self) -> bool:
+        """Whether every effect is held as this code reads it: a model pickled by an earlier Retain (effect
+        trees, or shares without standard errors) unpickles, then fails on its first ranking."""
+        relative = self.__dict__.get("relative", {})
+        return all(isinstance(relative.get((a, o)), Share) for a in self.actions for o in OUTCOMES)
+
     def usable(self) -> list[str]:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
         return [a for a in self.actions if not self.overlap[a].poor]
