@@ -1,8 +1,9 @@
 """Uplift against the truth over several simulations: how often each action's 95% interval holds its true
 average effect, and how much of the oracle's averted churn the uplift ranking finds, seed by seed, beside
 the rules, "call the riskiest first" and the ceilings (`judge.ceilings`: rankings told each action's true
-average effect), and each action's estimated share of churn risk with its standard error beside the
-truth's share.
+average effect), the part of each policy's value on actions the team took within the horizon anyway
+(the truth's effects are against no action; the data's, against the usual course), and each action's
+estimated share of churn risk with its standard error beside the truth's share.
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
 
@@ -43,6 +44,7 @@ def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
     return {
         "coverage": truth["coverage"],
         "policy": truth["policy"]["share_of_oracle"],
+        "taken_anyway": truth["policy"]["taken_anyway_share"],
         "churn_shares": truth["churn_shares"],
     }
 
@@ -75,6 +77,9 @@ def main() -> None:
         "coverage_overall": {o: float(np.mean(list(c.values()))) for o, c in coverage.items()},
         "share_of_oracle_by_seed": shares,
         "share_of_oracle_mean": {p: float(np.mean(v)) for p, v in shares.items()},
+        "taken_anyway_share_by_seed": {
+            p: [round(runs[s]["taken_anyway"][p], 3) for s in seeds] for p in runs[seeds[0]]["taken_anyway"]
+        },
         "churn_share_by_action": {
             a: {
                 "true": [round(runs[s]["churn_shares"][a]["true_share"], 3) for s in seeds],

@@ -106,6 +106,23 @@ def test_days_since_each_action_count_only_takes_before_the_cutoff() -> None:
     assert recency.by_row(last)[0] == taken
 
 
+def test_what_the_team_went_on_to_do_counts_takes_from_the_cutoff_to_the_horizon() -> None:
+    monday = pd.Timestamp("2025-03-03", tz="UTC")
+    keys = pd.DataFrame({"account_id": ["a", "a", "b"], "cutoff": [monday, monday + 30 * UTC_DAY, monday]})
+    log = pd.DataFrame(
+        {
+            "account_id": ["a", "a", "b"],
+            "ts": [monday, monday + 100 * UTC_DAY, monday - UTC_DAY],
+            "action": ["qbr_roi_review", "qbr_roi_review", "training_session"],
+        }
+    )
+    within = pd.DataFrame(recency.taken_within(keys, log, 90), columns=list(ACTIONS))
+    # a take at the cutoff is within; one 70 days on is within from the later cutoff only; one before is not
+    assert within["qbr_roi_review"].tolist() == [True, True, False]
+    assert not within["training_session"].any()
+    assert within.to_numpy().sum() == 2
+
+
 def test_a_replay_clock_sees_the_latest_take_before_it() -> None:
     day = datetime(2025, 3, 3, tzinfo=UTC)
     table = pa.table(
@@ -335,6 +352,8 @@ def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_sim
     assert averted["oracle"] > 0
     assert averted["uplift"] >= 2 * max(averted["rules"], averted["highest_risk"]), values
     assert values["share_of_oracle"]["uplift"] >= 0.4, values
+    # some of the oracle's value is on actions the team took within the horizon anyway
+    assert 0 < values["taken_anyway_share"]["oracle"] < 1, values
 
 
 def month_end_rows(world: UpliftWorld) -> pd.DataFrame:

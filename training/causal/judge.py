@@ -64,7 +64,11 @@ def policy_values(
 ) -> dict[str, Any]:
     """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
     where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included;
-    given the rows' true risk (`true_risk`), the `ceilings` too."""
+    given the rows' true risk (`true_risk`), the `ceilings` too.
+
+    The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
+    is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
+    the data, which compare an action this week with the usual course, cannot credit."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
@@ -76,16 +80,14 @@ def policy_values(
     risk = model.risk(kept)["churn"]
     rules = policy.rules_choice(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
-    values = {
-        "oracle": policy.true_value(true, *policy.choose(-true, eligible, budget)),
-        "uplift": policy.true_value(true, *policy.choose(-predicted, eligible, budget)),
-        "rules": policy.true_value(
-            true, *policy.by_account_order(np.argsort(health, kind="stable"), rules, budget)
-        ),
-        "highest_risk": policy.true_value(
-            true, *policy.by_account_order(np.argsort(-risk, kind="stable"), rules, budget)
-        ),
+    chosen = {
+        "oracle": policy.choose(-true, eligible, budget),
+        "uplift": policy.choose(-predicted, eligible, budget),
+        "rules": policy.by_account_order(np.argsort(health, kind="stable"), rules, budget),
+        "highest_risk": policy.by_account_order(np.argsort(-risk, kind="stable"), rules, budget),
     }
+    values = {name: policy.true_value(true, *choice) for name, choice in chosen.items()}
+    anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:
         values |= ceilings(true, eligible, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
     oracle = values["oracle"]
@@ -94,6 +96,10 @@ def policy_values(
         "budget": budget,
         "churn_averted": values,
         "share_of_oracle": {k: (v / oracle if oracle > 0 else None) for k, v in values.items()},
+        "taken_anyway_share": {
+            name: (policy.true_value(anyway, *choice) / values[name] if values[name] > 0 else None)
+            for name, choice in chosen.items()
+        },
     }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,25 @@ def last_taken(
 ) -> dict[str, np.ndarray]:
     """action -> for each (account_id, cutoff) row of `keys`, in order, the latest take strictly before the
     cutoff as naive UTC datetime64[us] (NaT where none)."""
+    return _nearest_take(keys, interventions, actions, "backward")
+
+
+def taken_within(
+    keys: pd.DataFrame, interventions: pd.DataFrame, days: float, actions: Sequence[str] = ACTIONS
+) -> np.ndarray:
+    """(rows, actions): whether each action was taken in the `days` from each row's cutoff on (the cutoff
+    included): what the team went on to do anyway."""
+    first = _nearest_take(keys, interventions, actions, "forward")
+    cutoffs = _naive_utc(keys["cutoff"])
+    return np.column_stack([days_since(first[a], cutoffs) < days for a in actions])
+
+
+def _nearest_take(
+    keys: pd.DataFrame,
+    interventions: pd.DataFrame,
+    actions: Sequence[str],
+    direction: Literal["backward", "forward"],
+) -> dict[str, np.ndarray]:
     left = pd.DataFrame(
         {
             "account_id": keys["account_id"].to_numpy(),
@@ -53,15 +73,16 @@ def last_taken(
         mine = taken.loc[taken["action"] == action, ["account_id", "ts"]]
         matched = pd.merge_asof(
             left,
-            mine.assign(last=mine["ts"]),
+            mine.assign(when=mine["ts"]),
             left_on="cutoff",
             right_on="ts",
             by="account_id",
-            allow_exact_matches=False,
+            direction=direction,
+            allow_exact_matches=direction == "forward",
         )
-        last = np.full(len(keys), np.datetime64("NaT"), "datetime64[us]")
-        last[matched["row"].to_numpy()] = matched["last"].to_numpy("datetime64[us]")
-        out[action] = last
+        when = np.full(len(keys), np.datetime64("NaT"), "datetime64[us]")
+        when[matched["row"].to_numpy()] = matched["when"].to_numpy("datetime64[us]")
+        out[action] = when
     return out
 
 

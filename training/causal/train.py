@@ -175,6 +175,9 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         for policy_name, share in truth["policy"]["share_of_oracle"].items():
             if share is not None:
                 flat[f"policy_{policy_name}_share_of_oracle"] = share
+        for policy_name, share in truth["policy"]["taken_anyway_share"].items():
+            if share is not None:
+                flat[f"policy_{policy_name}_taken_anyway_share"] = share
         for outcome, per_action in truth["coverage"].items():
             flat[f"coverage_{outcome}"] = float(np.mean([a["covered"] for a in per_action.values()]))
     return flat
