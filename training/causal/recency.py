@@ -4,7 +4,8 @@ helps less the second time), and the feature table, built from telemetry alone, 
 
 Design rows, the judge and the weekly plan take the timestamps from the interventions table, strictly before
 a row's cutoff (a take at the cutoff is that week's treatment, not an input); serving takes them from its
-cool-down register, every take up to its clock.
+cool-down register, every take up to its clock. The judge also looks forward (`taken_within`): what the
+team went on to do after a cutoff.
 """
 
 from __future__ import annotations
