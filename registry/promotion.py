@@ -24,6 +24,7 @@ from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
 from training.artifact import ScoringModel
+from training.causal.dr import clustered_norm
 
 AUC_TOLERANCE = 0.005
 #: uplift: how many standard errors of shortfall the challenger's policy may show
@@ -147,9 +148,7 @@ def uplift_gate(champion: np.ndarray, challenger: np.ndarray, groups: np.ndarray
     significantly less (its shortfall beyond 1.96 account-clustered standard errors); returns the
     verdict and the standard error of the difference."""
     difference = challenger - champion
-    _, codes = np.unique(groups, return_inverse=True)
-    clustered = np.bincount(codes, weights=difference - difference.mean())
-    se = float(np.sqrt((clustered**2).sum()))
+    se = clustered_norm(difference - difference.mean(), groups)
     total = float(difference.sum())
     passed = total >= -UPLIFT_Z * se
     verdict = (
