@@ -76,8 +76,9 @@ def policy_values(
     verdicts = policy.at_cutoffs(kept, last)
     eligible = policy.eligible_mask(verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
-    predicted = model.uplift(kept)["churn"]
-    risk = model.risk(kept)["churn"]
+    risks = model.risk(kept)
+    predicted = model.scaled(risks)["churn"]
+    risk = risks["churn"]
     rules = policy.rules_choice(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
     chosen = {

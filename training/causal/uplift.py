@@ -85,11 +85,14 @@ class UpliftModel:
         return {o: predict(self.baselines[o], x, np.arange(len(values)), self.threads) for o in OUTCOMES}
 
     def uplift(self, rows: Rows) -> dict[str, np.ndarray]:
-        """outcome -> (rows, actions) predicted change in probability, in `actions` order, bounded so
-        the probability with the action stays in [0, 1]: a share fitted to noisy pseudo-outcomes can pass
-        -1 or promise more than the remaining headroom."""
+        """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
+        return self.scaled(self.risk(rows))
+
+    def scaled(self, risks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`uplift` from the rows' `risk`, bounded so the probability with the action stays in [0, 1]: a
+        share fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom."""
         out = {}
-        for outcome, risk in self.risk(rows).items():
+        for outcome, risk in risks.items():
             base = risk[:, None]
             share = np.array([self.relative[(a, outcome)].value for a in self.actions])[None, :]
             out[outcome] = np.clip(share * base, -base, 1.0 - base)
