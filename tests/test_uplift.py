@@ -165,6 +165,22 @@ def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_s
     assert ceilings["true_average_effect"] < 0.8 * oracle
 
 
+def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_features_tell_them() -> None:
+    rng = np.random.default_rng(5)
+    features = rng.normal(size=(2000, 2))
+    accounts = np.repeat(np.arange(500), 4)
+    told = -0.2 * np.column_stack([features[:, 0] > 0.5, features[:, 1] > 0.5, np.zeros(2000)])
+    hidden = rng.permutation(told)  # the same effects on other rows: the features no longer tell them
+    eligible = rng.random(told.shape) < 0.7
+    x = dr.Matrix(features, ["usage", "tickets"], [])
+    shares = {}
+    for name, true in (("told", told), ("hidden", hidden)):
+        oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
+        shares[name] = judge.fitted_ceiling(true, eligible, x, accounts, 200) / oracle
+    assert shares["told"] >= 0.95, shares
+    assert shares["hidden"] < 0.6, shares
+
+
 # -- the estimator on data whose effect is known ------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-import lightgbm as lgb
 import numpy as np
 
 from retain.report.study import Study
@@ -28,22 +27,6 @@ EVENT_FLOOR = 0.01
 THREADS = 1
 
 
-def _fit_regression(x: dr.Matrix, rows: np.ndarray, y: np.ndarray, seed: int) -> lgb.Booster | float:
-    """`dr.fit_binary` for a numeric outcome: a squared-error model, or the mean when the rows are few."""
-    values = y[rows]
-    if len(rows) < 2 * dr.NUISANCE_PARAMS["min_data_in_leaf"] or values.min() == values.max():
-        return float(values.mean()) if len(rows) else 0.0
-    data = lgb.Dataset(
-        x.values[rows],
-        label=values,
-        feature_name=x.columns,
-        categorical_feature=x.categorical,
-        params={"verbose": -1},
-    )
-    params = dr.NUISANCE_PARAMS | {"objective": "regression", "seed": seed, "num_threads": THREADS}
-    return lgb.train(params, data, num_boost_round=dr.NUISANCE_ROUNDS)
-
-
 def _outcome_models(
     x: dr.Matrix, t: np.ndarray, y: np.ndarray, binary: bool, splits: list[Any], seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -52,7 +35,7 @@ def _outcome_models(
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
         for arm in (0, 1):
-            model = _fit_regression(x, fit_rows[t[fit_rows] == arm], y, seed + fold)
+            model = dr.fit_regression(x, fit_rows[t[fit_rows] == arm], y, seed + fold, THREADS)
             mu[arm, predict_rows] = dr.predict(model, x, predict_rows)
     return mu[0], mu[1]
 

@@ -140,6 +140,13 @@ def fit_binary(
     return _fit(x, rows, label, params | {"seed": seed, "num_threads": threads}, rounds)
 
 
+def fit_regression(
+    x: Matrix, rows: np.ndarray, label: np.ndarray, seed: int, threads: int
+) -> lgb.Booster | float:
+    """`fit_binary` for a numeric label: a squared-error model with the nuisance settings, or the mean."""
+    return fit_binary(x, rows, label, seed, threads, NUISANCE_PARAMS | {"objective": "regression"})
+
+
 def fit_baseline(
     x: Matrix, rows: np.ndarray, label: np.ndarray, seed: int, threads: int
 ) -> lgb.Booster | float:

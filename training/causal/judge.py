@@ -9,8 +9,11 @@ import numpy as np
 import pandas as pd
 
 from retain.catalogue import ACTIONS
-from training.causal import policy, recency
+from training.causal import dr, policy, recency
 from training.causal.uplift import UpliftModel
+
+#: folds of `fitted_ceiling`: each account's fit comes from a model that never saw the account
+FIT_FOLDS = 2
 
 
 def _keys(frame: pd.DataFrame) -> pd.MultiIndex:
@@ -54,6 +57,23 @@ def ceilings(
     return {name: policy.true_value(true, *policy.choose(g, eligible, budget)) for name, g in gains.items()}
 
 
+def fitted_ceiling(
+    true: np.ndarray, eligible: np.ndarray, x: dr.Matrix, groups: np.ndarray, budget: int
+) -> float:
+    """Churn averted by a ranking fitted to the true effects themselves: per action, a LightGBM regression
+    of every eligible row's true effect on the model's features, cross-fitted across accounts.
+
+    It is as far as a learner on these features could go with noise-free effect labels, which no data give
+    (a row shows one 0/1 outcome, under one action): between it and the uplift ranking lies what noisy
+    outcomes cost; between it and the oracle, what the features cannot tell."""
+    fitted = np.zeros_like(true)
+    for j in range(true.shape[1]):
+        for fold, (fit_rows, predict_rows) in enumerate(dr.folds(groups, FIT_FOLDS, seed=0)):
+            model = dr.fit_regression(x, fit_rows[eligible[fit_rows, j]], true[:, j], fold, threads=1)
+            fitted[predict_rows, j] = dr.predict(model, x, predict_rows)
+    return policy.true_value(true, *policy.choose(-fitted, eligible, budget))
+
+
 def policy_values(
     model: UpliftModel,
     rows: pd.DataFrame,
@@ -64,7 +84,7 @@ def policy_values(
 ) -> dict[str, Any]:
     """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
     where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included;
-    given the rows' true risk (`true_risk`), the `ceilings` too.
+    given the rows' true risk (`true_risk`), the `ceilings` and the `fitted_ceiling` too.
 
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
@@ -91,6 +111,8 @@ def policy_values(
     anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:
         values |= ceilings(true, eligible, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
+        x = dr.Matrix.of(kept, model.features, model.categories)
+        values["true_effect_fit"] = fitted_ceiling(true, eligible, x, kept["account_id"].to_numpy(), budget)
     oracle = values["oracle"]
     return {
         "rows": len(kept),
