@@ -67,8 +67,9 @@ def fitted_ceiling(
     (a row shows one 0/1 outcome, under one action): between it and the uplift ranking lies what noisy
     outcomes cost; between it and the oracle, what the features cannot tell."""
     fitted = np.zeros_like(true)
+    splits = dr.folds(groups, FIT_FOLDS, seed=0)
     for j in range(true.shape[1]):
-        for fold, (fit_rows, predict_rows) in enumerate(dr.folds(groups, FIT_FOLDS, seed=0)):
+        for fold, (fit_rows, predict_rows) in enumerate(splits):
             model = dr.fit_regression(x, fit_rows[eligible[fit_rows, j]], true[:, j], fold, threads=1)
             fitted[predict_rows, j] = dr.predict(model, x, predict_rows)
     return policy.true_value(true, *policy.choose(-fitted, eligible, budget))
