@@ -132,8 +132,8 @@ def fit_binary(
     params: dict[str, Any] = NUISANCE_PARAMS,
     rounds: int = NUISANCE_ROUNDS,
 ) -> lgb.Booster | float:
-    """A binary model on `rows`, or their mean when they are too few or hold one class only (a treated arm
-    of a handful of rows, or one that never churned)."""
+    """A LightGBM model of `label` on `rows` (binary with the default `params`), or their mean when they are
+    too few or hold one value only (a treated arm of a handful of rows, or one that never churned)."""
     values = label[rows]
     if len(rows) < 2 * params["min_data_in_leaf"] or values.min() == values.max():
         return float(values.mean()) if len(rows) else 0.0
