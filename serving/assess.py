@@ -2,8 +2,8 @@
 
 Pure over its inputs (rows, models, settings, the serving clock), so one code path answers the single
 account endpoint, the batch endpoint and rows an engine brings itself. The rules answer whenever the
-model cannot be trusted for a row: no champion, no feature row, a stale one, a value far outside
-training, or a model that fails; the answer names the reason and never becomes a 500.
+model cannot be trusted for a row: an account no longer active, no champion, no feature row, a stale one, a
+value far outside training, or a model that fails; the answer names the reason and never becomes a 500.
 """
 
 from __future__ import annotations
@@ -133,7 +133,21 @@ def freshness(cutoff: datetime | None, as_of: datetime, settings: Settings) -> F
     return Freshness(cutoff=cutoff, age_days=round(age, 2), limit_days=limit, fresh=age <= limit)
 
 
-def _row_fallback(fresh: Freshness, flagged: list[str], has_model: bool) -> Fallback | None:
+def inactive(cutoff: datetime | None, published: datetime | None) -> bool:
+    """A feature build keeps only the accounts active at its cutoff, so an account whose latest row predates
+    the newest published cutoff had cancelled or lapsed by then."""
+    return cutoff is not None and published is not None and cutoff < published
+
+
+def _row_fallback(
+    fresh: Freshness, flagged: list[str], has_model: bool, published: datetime | None
+) -> Fallback | None:
+    if inactive(fresh.cutoff, published):
+        return Fallback(
+            code="inactive_account",
+            message=f"its contract was cancelled or lapsed: it has no row at the newest feature build "
+            f"({published:%Y-%m-%d}), only at {fresh.cutoff:%Y-%m-%d}",
+        )
     if not has_model:
         return Fallback(code="no_champion", message="no churn model is registered as champion")
     if not fresh.fresh and fresh.cutoff is None:
@@ -160,9 +174,11 @@ def assess(
     *,
     inline: bool = False,
     explain: bool = True,
+    published: datetime | None = None,
 ) -> list[Assessment]:
     """Explained risk for each row. `inline` rows come from the caller, not the store: they have no
-    cutoff to be stale by. Without `explain`, model answers carry no reasons and skip TreeSHAP, the
+    cutoff to be stale by. `published` is the online store's newest cutoff, which rows from accounts
+    that have since left predate. Without `explain`, model answers carry no reasons and skip TreeSHAP, the
     cost of a row (the cockpit's book scores every account)."""
     top = settings.serve.top_reasons
     records = rows.records()
@@ -176,7 +192,7 @@ def assess(
     fallbacks: list[Fallback | None] = [
         Fallback(code="no_feature_row", message="no feature values given")
         if inline and all(v is None for k, v in r.items() if k not in ("account_id", "cutoff"))
-        else _row_fallback(f, flags, churn is not None)
+        else _row_fallback(f, flags, churn is not None, published)
         for r, f, flags in zip(records, fresh, flagged, strict=True)
     ]
     scorable = [i for i, f in enumerate(fallbacks) if f is None]

@@ -62,6 +62,8 @@ class Loaded:
     accounts: dict[str, dict[str, Any]]
     errors: dict[str, str] = field(default_factory=dict)
     uplift: UpliftChampion | None = None
+    #: the newest cutoff published to the online store: an account whose row predates it has left
+    published: datetime | None = None
 
     def champion(self, kind: str) -> Champion | None:
         return self.churn if kind == CHURN else self.expansion
@@ -155,11 +157,11 @@ class Resources:
             before = self.loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
             uplift = self._uplift(errors)
-            fs, features = self._feature_store(before.fs, errors)
+            fs, features, published = self._feature_store(before.fs, errors)
             accounts = self._accounts(errors)
             self.taken = LastTaken(self._interventions(errors))
             self.loaded = Loaded(
-                champions[CHURN], champions[EXPANSION], fs, features, accounts, errors, uplift
+                champions[CHURN], champions[EXPANSION], fs, features, accounts, errors, uplift, published
             )
             now = {**champions, UPLIFT: uplift}
             changed = [kind for kind in now if _label(now[kind]) != _label(before.any_champion(kind))]
@@ -198,15 +200,18 @@ class Resources:
 
     def _feature_store(
         self, current: FeatureStore | None, errors: dict[str, str]
-    ) -> tuple[FeatureStore | None, FeatureSet | None]:
+    ) -> tuple[FeatureStore | None, FeatureSet | None, datetime | None]:
+        """The store, its features, and the end of the latest materialisation (a publish writes every
+        account's row up to the build's last cutoff)."""
         try:
             fs = current or feature_store(self.store, self.settings)
             fs.refresh_registry()
             view = fs.get_feature_view(VIEW)
-            return fs, feature_set(fs, [f.name for f in view.features])
+            published = view.materialization_intervals[-1][1] if view.materialization_intervals else None
+            return fs, feature_set(fs, [f.name for f in view.features]), published
         except Exception as e:  # Feast raises its own types for a missing or broken repo
             errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
-            return None, None
+            return None, None, None
 
     def _accounts(self, errors: dict[str, str]) -> dict[str, dict[str, Any]]:
         columns = ["account_id", "name", "tier", "segment", "arr", "contract_start", "renewal_date", "csm_id"]

@@ -14,7 +14,9 @@ API_VERSION = "v1"
 Source = Literal["model", "rules"]
 RiskBand = Literal["low", "medium", "high", "critical"]
 HealthBand = Literal["healthy", "neutral", "at_risk", "critical"]
-FallbackCode = Literal["no_champion", "no_feature_row", "stale_features", "out_of_range", "model_error"]
+FallbackCode = Literal[
+    "inactive_account", "no_champion", "no_feature_row", "stale_features", "out_of_range", "model_error"
+]
 FeedbackStatus = Literal["accepted", "rejected", "done"]
 
 _REASON: dict[str, Any] = {

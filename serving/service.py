@@ -51,6 +51,9 @@ RULES_NOTES = {
 }
 #: fallbacks that say the feature row itself cannot be trusted (a missing churn model does not)
 UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
+#: an account that has left: it is still scored by the rules on its last features, but offered no action
+INACTIVE = "inactive_account"
+INACTIVE_ERROR = "account_inactive"
 POOR_OVERLAP = (
     "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
 )
@@ -130,7 +133,14 @@ class Service:
         if loaded.accounts and account_id not in loaded.accounts:
             raise ApiError(404, "account_not_found", f"no account {account_id!r} in the store")
         rows = self.res.online_rows(loaded, [account_id])
-        (assessment,) = assess(rows, loaded.churn, loaded.expansion, self.res.settings, self.res.as_of())
+        (assessment,) = assess(
+            rows,
+            loaded.churn,
+            loaded.expansion,
+            self.res.settings,
+            self.res.as_of(),
+            published=loaded.published,
+        )
         return assessment
 
     def score(
@@ -159,7 +169,11 @@ class Service:
         if by_id:
             rows = self.res.online_rows(loaded, [items[i].account_id for i in by_id])
             for i, a in zip(
-                by_id, assess(rows, loaded.churn, loaded.expansion, self.res.settings, as_of), strict=True
+                by_id,
+                assess(
+                    rows, loaded.churn, loaded.expansion, self.res.settings, as_of, published=loaded.published
+                ),
+                strict=True,
             ):
                 assessed[i] = a
         if inline:
@@ -171,7 +185,7 @@ class Service:
 
     def _answer(self, loaded: Loaded, a: Assessment, request_id: str, actions: int) -> Risk:
         ranked = []
-        if actions:
+        if actions and _left(a) is None:
             ranked = self._ranked(self._rank(loaded, a)[1], actions, set(), None)
         risk = self._risk(loaded, a, ranked)
         risk.changes = self._changes(risk, risk.notes)
@@ -271,6 +285,10 @@ class Service:
             raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
+        if (why := _left(a)) is not None:
+            raise ApiError(
+                409, INACTIVE_ERROR, f"{account_id} is no longer active: {why}; no action is ranked"
+            )
         verdicts, ranking = self._rank(loaded, a)
         ranked = self._ranked(ranking, ask.limit, set(ask.exclude), ask.channels)
         ineligible = None
@@ -471,6 +489,11 @@ class Service:
             "status": body.status,
             "intervention_id": intervention_id,
         }
+
+
+def _left(a: Assessment) -> str | None:
+    """Why the account is no longer active, or None while it is."""
+    return a.fallback.message if a.fallback is not None and a.fallback.code == INACTIVE else None
 
 
 def model_refs(loaded: Loaded) -> dict[str, ModelRef | None]:

@@ -50,6 +50,8 @@ class World:
     active: list[str]
     churn: TrainResult
     keys: dict[str, str] = field(default_factory=dict)
+    #: accounts whose latest feature row predates the latest cutoff: they cancelled or lapsed
+    departed: list[str] = field(default_factory=list)
 
 
 def make_world(root: Path) -> World:
@@ -67,11 +69,12 @@ def make_world(root: Path) -> World:
     table = pd.read_parquet(store.feature_table, columns=["account_id", "cutoff"])
     latest = table["cutoff"].max()
     active = sorted(table.loc[table["cutoff"] == latest, "account_id"])
+    departed = sorted(set(table["account_id"]) - set(active))
     ring = KeyRing.for_store(store)
     keys = {scope: ring.create([scope], name=f"test {scope}")[1] for scope in SCOPED}
     revoked, keys["revoked"] = ring.create(["admin"], name="revoked")
     ring.revoke(revoked.key_id)
-    return World(root, store, settings, latest.date(), active, results["churn"], keys)
+    return World(root, store, settings, latest.date(), active, results["churn"], keys, departed)
 
 
 @pytest.fixture(scope="module")
@@ -427,6 +430,22 @@ def test_no_champion_and_no_feature_row_answer_with_the_rules(
     finally:
         mlflow_client.set_registered_model_alias("churn", "champion", "1")
     assert wait_for(lambda: server.call("GET", "/readyz").status_code == 200)
+
+
+def test_an_account_that_has_left_is_scored_by_the_rules_and_offered_no_action(
+    server: Server, world: World
+) -> None:
+    gone = world.departed[0]
+    actions = server.call("GET", f"/v1/accounts/{gone}/next-best-actions")
+    assert actions.status_code == 409, actions.text
+    error = actions.json()["error"]
+    assert error["code"] == "account_inactive"
+    assert f"no row at the newest feature build ({world.latest:%Y-%m-%d})" in error["message"]
+    risk = server.call("GET", f"/v1/accounts/{gone}/risk", params={"actions": 3}).json()
+    assert risk["source"] == "rules" and risk["fallback_reason"]["code"] == "inactive_account"
+    assert risk["features"]["cutoff"] < world.latest.isoformat() and risk["risk_band"] is not None
+    assert risk["next_best_actions"] == []
+    assert server.call("GET", f"/v1/accounts/{world.active[0]}/next-best-actions").status_code == 200
 
 
 def test_metrics_count_routes_fallbacks_and_model_versions(server: Server, world: World) -> None:

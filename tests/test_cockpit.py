@@ -232,6 +232,16 @@ def test_a_bad_filter_is_named_and_ignored(page: Page, world: World) -> None:
     shot(page, "not-found")
 
 
+def test_an_account_that_has_left_shows_its_last_risk_and_no_action(page: Page, world: World) -> None:
+    sign_in(page, world)
+    response = page.goto(f"/ui/accounts/{world.departed[0]}")
+    assert response is not None and response.status == 200
+    expect(page.locator("#fallback")).to_contain_text("because the account is no longer active")
+    expect(page.locator("#ranking-note")).to_contain_text("None: the account is no longer active")
+    assert page.locator("ol.actions").count() == 0
+    shot(page, "account-inactive")
+
+
 def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_log(
     page: Page, server: Server, world: World
 ) -> None:

@@ -3,8 +3,8 @@
 Scoring 5,000 accounts takes a second or two (the online read and the model, without TreeSHAP), too slow
 for a page, so the book is scored in the background and reused for `cockpit.book_seconds` or until the
 champions or features change; a page filters and slices it in memory. Active means the account's latest
-online row comes from the newest feature build (the features' own definition of active), or its contract
-started since that build: a new account, answered by the rules until the next build.
+online row comes from the newest published build (`assess.inactive`: the features' own definition of
+active), or its contract started since that build: a new account, answered by the rules until the next build.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from retain.settings import Settings
-from serving.assess import Assessment, assess
+from serving.assess import Assessment, assess, inactive
 from serving.cockpit.timeline import Stories, stories
 from serving.resources import Loaded, Resources
 from serving.schemas import Fallback
@@ -218,12 +218,11 @@ def score_book(res: Resources, loaded: Loaded, settings: Settings) -> Book:
     ids = sorted(loaded.accounts)
     rows = res.online_rows(loaded, ids)
     records = rows.records()
-    built: list[datetime] = [r["cutoff"] for r in records if r.get("cutoff") is not None]
-    newest = max(built, default=None)
+    newest = loaded.published
     keep = [
         i
         for i, r in enumerate(records)
-        if r.get("cutoff") == newest
+        if (r.get("cutoff") is not None and not inactive(r["cutoff"], newest))
         or (
             r.get("cutoff") is None and started_since(loaded.accounts.get(r["account_id"], {}), newest, as_of)
         )
@@ -239,8 +238,8 @@ def score_book(res: Resources, loaded: Loaded, settings: Settings) -> Book:
         settings.cockpit.trend_cutoffs,
     )
     told = stories(res.store, as_of, settings.cockpit.timeline_days)
-    inactive = len(records) - len(keep)
-    return Book(tuple(scored), history, told, as_of, newest, inactive, loaded, time.monotonic())
+    left = len(records) - len(keep)
+    return Book(tuple(scored), history, told, as_of, newest, left, loaded, time.monotonic())
 
 
 class BookKeeper:

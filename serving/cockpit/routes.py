@@ -30,10 +30,11 @@ from serving.cockpit.timeline import action_label, recent
 from serving.decision_log import DecisionLogUnavailable
 from serving.keys import ApiKey
 from serving.schemas import ActionsRequest, FeedbackIn
-from serving.service import ApiError, Service
+from serving.service import INACTIVE_ERROR, ApiError, Service
 
 #: why an answer came from the rules, in a CSM's words
 FALLBACK_WORDS = {
+    "inactive_account": "the account is no longer active",
     "no_champion": "no churn model is promoted",
     "no_feature_row": "it has no feature row yet",
     "stale_features": "its features are too old",
@@ -279,7 +280,15 @@ def _account(
 ) -> dict[str, Any]:
     """Everything the account page shows, from one assessment, the book's trend, the store's events and
     the decision log."""
-    risk, actions = service.account(account_id, request_id, ActionsRequest(limit=5, include_ineligible=True))
+    actions: dict[str, Any] | None
+    try:
+        risk, actions = service.account(
+            account_id, request_id, ActionsRequest(limit=5, include_ineligible=True)
+        )
+    except ApiError as e:
+        if e.code != INACTIVE_ERROR:
+            raise
+        risk, actions = service.risk(account_id, request_id, 0), None
     book = keeper.get()
     account = service.res.loaded.accounts.get(account_id, {})
     entry = book.entry(account_id)
