@@ -236,6 +236,8 @@ def test_an_account_that_has_left_shows_its_last_risk_and_no_action(page: Page, 
     sign_in(page, world)
     response = page.goto(f"/ui/accounts/{world.departed[0]}")
     assert response is not None and response.status == 200
+    expect(page.locator(".lede")).to_contain_text("no longer active")
+    expect(page.locator(".lede")).not_to_contain_text("days)")
     expect(page.locator("#fallback")).to_contain_text("because the account is no longer active")
     expect(page.locator("#ranking-note")).to_contain_text("None: the account is no longer active")
     assert page.locator("ol.actions").count() == 0

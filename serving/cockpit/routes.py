@@ -333,6 +333,7 @@ def _account(
         "can_act": who.key.allows("actions:write"),
         "renewal": renewal,
         "renewal_in": days_between(renewal, service.res.as_of()),
+        "left": actions is None,
     }
 
 
