@@ -102,7 +102,7 @@ def test_the_timeline_reads_as_sentences_newest_first() -> None:
     moments = describe(events, actions)
     assert [m.kind for m in moments] == ["incident", "intervention", "invoice"]
     assert moments[0].text == "3 critical error(s) in data export"
-    assert moments[1].text == "QBR ROI review by csm-1 (random holdout experiment)"
+    assert moments[1].text == "QBR ROI review by csm-1 (random experiment arm)"
     assert moments[2].text == "Invoice inv-1 failed: $1,234"
     assert action_label("in_app_nudge") == "In app nudge"
 

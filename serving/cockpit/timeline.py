@@ -141,7 +141,7 @@ def describe(events: list[dict[str, Any]], interventions: list[dict[str, Any]]) 
     moments = [Moment(e["ts"], DESCRIBE[e["event_type"]][0], DESCRIBE[e["event_type"]][1](e)) for e in events]
     for i in interventions:
         by = f" by {i['owner']}" if i.get("owner") else ""
-        how = " (random holdout experiment)" if i.get("assignment") == "random" else ""
+        how = " (random experiment arm)" if i.get("assignment") == "random" else ""
         moments.append(Moment(i["ts"], "intervention", f"{action_label(i['action'])}{by}{how}"))
     return sorted(moments, key=lambda m: m.ts, reverse=True)
 
