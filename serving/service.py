@@ -275,20 +275,32 @@ class Service:
 
     # -- next-best actions -----------------------------------------------------------------------------
     def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> dict[str, Any]:
-        return self.account(account_id, request_id, ask)[1]
-
-    def account(self, account_id: str, request_id: str, ask: ActionsRequest) -> tuple[Risk, dict[str, Any]]:
-        """The explained risk and the ranked actions from one assessment (the cockpit's account page),
-        logged once as a recommendation."""
-        unknown = sorted(set(ask.exclude) - set(ACTIONS))
-        if unknown:
-            raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
+        """The ranked actions, logged as a recommendation; 409 for an account that has left."""
+        _check(ask)
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
         if (why := _left(a)) is not None:
             raise ApiError(
                 409, INACTIVE_ERROR, f"{account_id} is no longer active: {why}; no action is ranked"
             )
+        return self._recommend(loaded, a, request_id, ask)[1]
+
+    def account(
+        self, account_id: str, request_id: str, ask: ActionsRequest
+    ) -> tuple[Risk, dict[str, Any] | None]:
+        """The explained risk and the ranked actions from one assessment (the cockpit's account page),
+        logged once as a recommendation; for an account that has left, its last risk and no actions,
+        logged as a score."""
+        _check(ask)
+        loaded = self.res.loaded
+        a = self._assess_one(loaded, account_id)
+        if _left(a) is not None:
+            return self._answer(loaded, a, request_id, 0), None
+        return self._recommend(loaded, a, request_id, ask)
+
+    def _recommend(
+        self, loaded: Loaded, a: Assessment, request_id: str, ask: ActionsRequest
+    ) -> tuple[Risk, dict[str, Any]]:
         verdicts, ranking = self._rank(loaded, a)
         ranked = self._ranked(ranking, ask.limit, set(ask.exclude), ask.channels)
         ineligible = None
@@ -299,7 +311,7 @@ class Service:
         risk = self._risk(loaded, a, ranked)
         self._log("recommendation", request_id, risk, a, ranked)
         return risk, {
-            "account_id": account_id,
+            "account_id": a.account_id,
             "source": a.source,
             "fallback_reason": a.fallback,
             "ranking": ranking.kind,
@@ -489,6 +501,12 @@ class Service:
             "status": body.status,
             "intervention_id": intervention_id,
         }
+
+
+def _check(ask: ActionsRequest) -> None:
+    unknown = sorted(set(ask.exclude) - set(ACTIONS))
+    if unknown:
+        raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
 
 
 def _left(a: Assessment) -> str | None:

@@ -175,19 +175,22 @@ def entries(accounts: dict[str, dict[str, Any]], assessed: list[Assessment], as_
 def trends(
     path: Any, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
 ) -> dict[str, tuple[Point, ...]]:
-    """Each account's churn probability (current champion) and health score at the last `cutoffs` feature
-    builds before `as_of`, from the offline feature table."""
+    """Each account's churn probability (current champion) and health score at its last `cutoffs` feature
+    builds before `as_of`, from the offline feature table: the newest builds for an active account, the
+    last month ends it was active at for one that has left."""
     if not account_ids:
         return {}
     try:
-        stamps = pq.read_table(path, columns=["cutoff"]).column("cutoff").unique().to_pylist()
+        keys = pq.read_table(path, columns=["account_id", "cutoff"]).to_pandas()
     except FileNotFoundError:
         return {}
-    recent = sorted(c for c in stamps if c <= as_of)[-cutoffs:]
-    if not recent:
+    keys = keys[keys["account_id"].isin(account_ids) & (keys["cutoff"] <= as_of)]
+    keys = keys.sort_values("cutoff", kind="stable").groupby("account_id").tail(cutoffs)
+    if keys.empty:
         return {}
-    rows = pq.read_table(path, filters=[("cutoff", "in", recent)]).to_pandas()
-    rows = rows[rows["account_id"].isin(account_ids)].reset_index(drop=True)
+    wanted = sorted(c.to_pydatetime() for c in keys["cutoff"].drop_duplicates())
+    rows = pq.read_table(path, filters=[("cutoff", "in", wanted)]).to_pandas()
+    rows = rows.merge(keys, on=["account_id", "cutoff"]).reset_index(drop=True)
     churn = loaded.churn.model.predict(rows) if loaded.churn is not None else np.full(len(rows), np.nan)
     frame = pd.DataFrame(
         {

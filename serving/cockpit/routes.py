@@ -23,14 +23,22 @@ from retain.catalogue import ACTIONS
 from retain.contract import Tier
 from retain.settings import Settings
 from serving.auth import bearer, check_key
-from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, BookKeeper, Filters, days_between, select
+from serving.cockpit.book import (
+    RENEWAL_WINDOWS,
+    RISK_BANDS,
+    BookKeeper,
+    Filters,
+    days_between,
+    select,
+    trends,
+)
 from serving.cockpit.charts import line_chart
 from serving.cockpit.sessions import COOKIE, Session, Sessions
 from serving.cockpit.timeline import action_label, recent
 from serving.decision_log import DecisionLogUnavailable
 from serving.keys import ApiKey
 from serving.schemas import ActionsRequest, FeedbackIn
-from serving.service import INACTIVE_ERROR, ApiError, Service
+from serving.service import ApiError, Service
 
 #: why an answer came from the rules, in a CSM's words
 FALLBACK_WORDS = {
@@ -278,23 +286,23 @@ async def _form(request: Request) -> dict[str, str]:
 def _account(
     service: Service, keeper: BookKeeper, account_id: str, who: Viewer, request_id: str
 ) -> dict[str, Any]:
-    """Everything the account page shows, from one assessment, the book's trend, the store's events and
-    the decision log."""
-    actions: dict[str, Any] | None
-    try:
-        risk, actions = service.account(
-            account_id, request_id, ActionsRequest(limit=5, include_ineligible=True)
-        )
-    except ApiError as e:
-        if e.code != INACTIVE_ERROR:
-            raise
-        risk, actions = service.risk(account_id, request_id, 0), None
+    """Everything the account page shows, from one assessment, the trend (the book's, or for an account
+    the book leaves out, its own last month ends), the store's events and the decision log."""
+    risk, actions = service.account(account_id, request_id, ActionsRequest(limit=5, include_ineligible=True))
     book = keeper.get()
     account = service.res.loaded.accounts.get(account_id, {})
     entry = book.entry(account_id)
     renewal = entry.renewal_date if entry else account.get("renewal_date")
-    points = book.trends.get(account_id, ())
     settings = service.res.settings
+    points = book.trends.get(account_id)
+    if points is None:
+        points = trends(
+            service.res.store.feature_table,
+            service.res.loaded,
+            {account_id},
+            service.res.as_of(),
+            settings.cockpit.trend_cutoffs,
+        ).get(account_id, ())
     charts = [
         line_chart(
             "trend-churn",
