@@ -180,16 +180,18 @@ def trends(
     last month ends it was active at for one that has left."""
     if not account_ids:
         return {}
+    ids = ("account_id", "in", sorted(account_ids))
     try:
-        keys = pq.read_table(path, columns=["account_id", "cutoff"]).to_pandas()
+        keys = pq.read_table(path, columns=["account_id", "cutoff"], filters=[ids]).to_pandas()
     except FileNotFoundError:
         return {}
-    keys = keys[keys["account_id"].isin(account_ids) & (keys["cutoff"] <= as_of)]
-    keys = keys.sort_values("cutoff", kind="stable").groupby("account_id").tail(cutoffs)
+    keys = (
+        keys[keys["cutoff"] <= as_of].sort_values("cutoff", kind="stable").groupby("account_id").tail(cutoffs)
+    )
     if keys.empty:
         return {}
     wanted = sorted(c.to_pydatetime() for c in keys["cutoff"].drop_duplicates())
-    rows = pq.read_table(path, filters=[("cutoff", "in", wanted)]).to_pandas()
+    rows = pq.read_table(path, filters=[ids, ("cutoff", "in", wanted)]).to_pandas()
     rows = rows.merge(keys, on=["account_id", "cutoff"]).reset_index(drop=True)
     churn = loaded.churn.model.predict(rows) if loaded.churn is not None else np.full(len(rows), np.nan)
     frame = pd.DataFrame(
