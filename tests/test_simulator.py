@@ -26,7 +26,7 @@ from retain.contract import (
     Tier,
 )
 from retain.simulate import SimConfig, simulate_to
-from retain.simulate.dynamics import State, churn_hazard, initial_state
+from retain.simulate.dynamics import State, churn_hazard, initial_state, step
 from retain.simulate.effects import EFFECTS, apply_action
 from retain.simulate.population import draw_population
 from retain.simulate.truth import outlook
@@ -208,3 +208,49 @@ def test_effects_and_truth_share_one_implementation() -> None:
     assert (churn >= daily).all() and (churn < 1).all()
     due, _ = outlook(pop.traits, s, np.full(pop.size, 30))
     assert (due > churn).all(), "a renewal inside the window adds the risk of lapsing"
+
+
+class SharedDraws:
+    """A generator whose draws every variant of a path shares (axis 1), so drawn variants differ only by
+    their action, as the truth's expected variants do."""
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def standard_normal(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(self.rng.standard_normal((shape[0], 1, *shape[2:])), shape)
+
+    def random(self, shape: tuple[int, ...]) -> np.ndarray:
+        return np.broadcast_to(self.rng.random((shape[0], 1, *shape[2:])), shape)
+
+
+def test_the_expected_path_stands_for_the_drawn_paths_risk_and_effects() -> None:
+    """The oracle follows each account's expected path; 100 drawn paths of the same dynamics (engagement
+    noise, sponsor turnover, stalls, failures, payment trouble) must give the same effects and nearly
+    the same risk (drawn risk runs a little higher: the hazards are convex in the noise)."""
+    n, paths = 400, 100
+    rng = np.random.default_rng(0)
+    pop = draw_population(rng, SimConfig(accounts=n, days=60, seed=0), 0, n)
+    s = initial_state(rng, pop)
+    for _ in range(30):
+        s = step(pop.traits, s, rng)
+    s = s.replace(damage=np.where(rng.random(n) < 0.3, rng.exponential(1.0, n), 0.0))
+    to_renewal = rng.integers(1, 366, n)
+    variants = State.stack([s, *(apply_action(a, pop.traits, s, to_renewal) for a in ACTIONS)])
+    expected, _ = outlook(pop.traits, variants, to_renewal)
+    fanned = State(
+        *(
+            np.broadcast_to(getattr(variants, f), (paths, *getattr(variants, f).shape))
+            for f in State.__dataclass_fields__
+        )
+    )
+    drawn = outlook(pop.traits, fanned, to_renewal, SharedDraws(rng))[0].mean(axis=0)  # type: ignore[arg-type]
+    assert 1.0 < drawn[0].mean() / expected[0].mean() < 1.2
+    assert np.corrcoef(expected[0], drawn[0])[0, 1] > 0.98
+    for j, action in enumerate(ACTIONS, start=1):
+        truth, sampled = expected[j] - expected[0], drawn[j] - drawn[0]
+        if action == "reference_ask":
+            assert not truth.any() and not sampled.any()
+        elif abs(truth.mean()) > 1e-3:
+            assert 0.85 < sampled.mean() / truth.mean() < 1.2, action
+            assert np.corrcoef(truth, sampled)[0, 1] > 0.95, action

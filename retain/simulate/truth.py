@@ -46,11 +46,15 @@ OUTCOME_SCHEMA = pa.schema(
 )
 
 
-def outlook(tr: Traits, s: State, to_renewal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def outlook(
+    tr: Traits, s: State, to_renewal: np.ndarray, rng: np.random.Generator | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """P(churn) and P(first expansion) in (cutoff, cutoff + 90 days] from state `s` at the cutoff.
 
     `to_renewal` is the days from the cutoff to the next renewal (>= 1: a renewal due at the cutoff
-    itself has already been settled). State arrays may carry leading variant axes.
+    itself has already been settled). State arrays may carry leading variant axes. Given `rng`, the
+    path is drawn rather than expected: the mean over drawn paths is what the expected path stands in
+    for, which the tests check.
     """
     alive = np.ones_like(s.x)
     waiting = np.ones_like(s.x)
@@ -63,7 +67,7 @@ def outlook(tr: Traits, s: State, to_renewal: np.ndarray) -> tuple[np.ndarray, n
             s = s.replace(qbr=np.where(due, 0.0, s.qbr))
         if k == HORIZON_DAYS:
             break
-        s = step(tr, s)
+        s = step(tr, s, rng)
         stay = 1.0 - churn_hazard(tr, s)
         grow = expansion_hazard(tr, s)
         expand += waiting * stay * grow
