@@ -276,7 +276,7 @@ class Service:
     # -- next-best actions -----------------------------------------------------------------------------
     def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> dict[str, Any]:
         """The ranked actions, logged as a recommendation; 409 for an account that has left."""
-        _check(ask)
+        _check_exclude(ask)
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
         if (why := _left(a)) is not None:
@@ -291,7 +291,7 @@ class Service:
         """The explained risk and the ranked actions from one assessment (the cockpit's account page),
         logged once as a recommendation; for an account that has left, its last risk and no actions,
         logged as a score."""
-        _check(ask)
+        _check_exclude(ask)
         loaded = self.res.loaded
         a = self._assess_one(loaded, account_id)
         if _left(a) is not None:
@@ -503,7 +503,7 @@ class Service:
         }
 
 
-def _check(ask: ActionsRequest) -> None:
+def _check_exclude(ask: ActionsRequest) -> None:
     unknown = sorted(set(ask.exclude) - set(ACTIONS))
     if unknown:
         raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
