@@ -19,7 +19,7 @@ from features.definitions import FEATURE_BY_NAME
 from features.rows import FeatureRows
 from registry.models import VersionInfo
 from retain.settings import Settings
-from serving.schemas import Fallback, Freshness, Health, ModelRef, RiskBand
+from serving.schemas import Fallback, FallbackCode, Freshness, Health, ModelRef, RiskBand
 from training.artifact import ScoringModel
 
 log = logging.getLogger("retain.serving")
@@ -37,6 +37,8 @@ RULES_RISK: dict[str, RiskBand] = {
 #: a numeric input further than this share of its training span outside the training range falls back
 RANGE_TOLERANCE = 0.5
 DAY_SECONDS = 86_400.0
+#: the fallback code of an account that has left (`inactive`): scored by the rules, offered no action
+INACTIVE: FallbackCode = "inactive_account"
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _row_fallback(
 ) -> Fallback | None:
     if inactive(fresh.cutoff, published):
         return Fallback(
-            code="inactive_account",
+            code=INACTIVE,
             message=f"its contract was cancelled or lapsed: it has no row at the newest feature build "
             f"({published:%Y-%m-%d}), only at {fresh.cutoff:%Y-%m-%d}",
         )

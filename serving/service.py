@@ -26,7 +26,7 @@ from retain.ingest import record_interventions
 from retain.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, lower_first, rules_ranking
 from retain.settings import Settings
 from retain.value import expected_values
-from serving.assess import Assessment, assess
+from serving.assess import INACTIVE, Assessment, assess
 from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation
 from serving.metrics import Metrics
 from serving.resources import Loaded, Resources
@@ -51,8 +51,7 @@ RULES_NOTES = {
 }
 #: fallbacks that say the feature row itself cannot be trusted (a missing churn model does not)
 UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
-#: an account that has left: it is still scored by the rules on its last features, but offered no action
-INACTIVE = "inactive_account"
+#: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"
 POOR_OVERLAP = (
     "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
