@@ -245,6 +245,8 @@ def test_an_account_that_has_left_shows_its_last_risk_its_own_trend_and_no_actio
     assert response is not None and response.status == 200
     assert page.locator("svg.chart[role=img]").count() == 2, "its month ends before it left, not the newest"
     expect(page.locator("#trend-churn-desc")).to_contain_text(f"{months.loc[gone, 'max']:%b %Y}: ")
+    expect(page.locator("#trend-h")).to_have_text("Trend over its last month ends before it left")
+    expect(page.locator("#trend-note")).to_contain_text("while the account was active")
     expect(page.locator(".lede")).to_contain_text("no longer active")
     expect(page.locator(".lede")).not_to_contain_text("days)")
     expect(page.locator("#fallback")).to_contain_text("because the account is no longer active")
@@ -264,6 +266,7 @@ def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_
     assert page.locator("ol.reasons li").count() >= 1
     assert page.locator("table.components tbody tr").count() == 4
     assert page.locator("svg.chart[role=img]").count() == 2
+    assert page.locator("#trend-note").count() == 0, "an active account's trend needs no word on leaving"
     assert page.locator("ol.timeline li").count() >= 1
     shot(page, "account")
 
