@@ -333,6 +333,7 @@ def _account(
         "actions": actions,
         "points": points,
         "charts": [c for c in charts if c],
+        "churn_trend": bool(charts[0]),
         "timeline": timeline,
         "timeline_days": settings.cockpit.timeline_days,
         "recorded": recorded,
