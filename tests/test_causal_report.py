@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from retain.catalogue import ACTIONS
 from retain.cli import app, main
 from retain.ingest import ingest_path
+from retain.report.causal import LATER_CAVEAT
 from retain.simulate import SimConfig, simulate_to
 from retain.store import Store
 
@@ -98,6 +99,7 @@ def test_a_confounded_table_gives_the_true_effect_where_the_naive_difference_fai
     assert got["report_version"] == 1
     assert got["source"]["columns_dropped"] == {"customer_id": "id-like: a different value on every row"}
     assert {o["treatment"] for o in got["overlap"]} == {"treated"} and not got["overlap"][0]["poor"]
+    assert got["overlap"][0]["control_treated_later"] is None  # a table does not say what came later
     assert [r["check"] for r in got["refutations"]] == [
         "placebo_treatment",
         "random_common_cause",
@@ -270,6 +272,12 @@ def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_a
     assert {(r["treatment"], r["outcome"]) for r in got["refutations"]} == {(a, "churn") for a in ACTIONS}
     assert {s["by"] for s in got["segments"]} <= {"tier", "segment", "health_band"}
     assert got["source"]["accounts"] <= 600 and got["source"]["horizon_days"] == 90
+    # from the log: how often "not this week" was followed by the action within the horizon anyway
+    later = {o["treatment"]: o["control_treated_later"] for o in got["overlap"]}
+    assert all(0.0 < share < 1.0 for share in later.values()), later
+    named = [a for a, share in later.items() if share > LATER_CAVEAT]
+    caveat = [c for c in got["caveats"] if "followed by the same action" in c]
+    assert named and len(caveat) == 1 and all(a in caveat[0] for a in named)
 
     page = (tmp_path / "report.html").read_text()
     assert all(action in page for action in ACTIONS)

@@ -308,6 +308,21 @@ def test_known_propensity_is_the_log_s_where_nothing_was_targeted() -> None:
     assert not clipped.any()
 
 
+def test_the_control_that_got_the_action_later_is_weighted_to_resemble_the_treated() -> None:
+    """Untreated rows the team was likely to treat stand for the treated: that they went on to get the action
+    (a "later" comparison) weighs by their propensity odds, not by their count."""
+    treated = np.array([1, 1, 0, 0, 0, 0, 0, 0], np.int8)
+    later = np.array([1, 1, 1, 0, 0, 0, 0, 0], np.int8)
+    propensity = np.array([0.8, 0.8, 0.8, 0.2, 0.2, 0.2, 0.2, 0.2])
+
+    share = dr.control_treated_later(treated, later, propensity)
+
+    # odds 4 for the one likely row (treated later), 0.25 for each of five unlikely ones (never treated)
+    assert share == pytest.approx(4.0 / (4.0 + 5 * 0.25))
+    assert later[treated == 0].mean() == pytest.approx(1 / 6)  # unweighted, the comparison looks "never"
+    assert dr.control_treated_later(np.ones(3, np.int8), np.ones(3, np.int8), np.full(3, 0.5)) is None
+
+
 def test_standard_errors_cluster_on_the_account() -> None:
     """Copies of an account's row are not new evidence: the clustered SE must not shrink with them."""
     rng = np.random.default_rng(0)
@@ -334,6 +349,15 @@ def test_every_action_has_effects_with_intervals_and_the_naive_difference(uplift
     # the placebo: asking for a reference changes nothing in the simulator
     placebo = effects["reference_ask_churn"]
     assert placebo["ci_low"] <= 0.0 <= placebo["ci_high"]
+
+
+def test_each_action_says_how_often_its_comparison_got_the_action_later(uplift_world: UpliftWorld) -> None:
+    overlap, flat = uplift_world.result.metrics["overlap"], uplift_world.result.flat_metrics
+    later = {a: overlap[a]["control_treated_later"] for a in ACTIONS}
+    assert all(0.0 < share < 1.0 for share in later.values()), later
+    assert {a: flat[f"{a}_control_treated_later"] for a in ACTIONS} == later
+    # the team goes on to chase an overdue invoice almost always; it asks for a reference now and then
+    assert later["billing_outreach"] > 0.5 > later["reference_ask"], later
 
 
 def test_true_average_effects_fall_inside_most_intervals(uplift_world: UpliftWorld) -> None:

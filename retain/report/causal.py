@@ -44,6 +44,8 @@ from training.causal.design import store_design
 from training.config import UpliftConfig
 
 REPORT_VERSION = 1
+#: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
+LATER_CAVEAT = 0.5
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int) -> tuple[dict[str, list
     )
     splits = dr.folds(base.groups, study.folds, study.seed)
     e, clipped = propensity(base, splits, study)
-    sections["overlap"].append({"treatment": arm.treatment, **overlap(base, e, clipped, study.min_effective)})
+    sections["overlap"].append(
+        {"treatment": arm.treatment, **overlap(base, e, clipped, study.min_effective, arm.later)}
+    )
     for outcome in study.outcomes:
         fit = replace(base, y=outcome.values[arm.rows], binary=outcome.binary)
         pseudo = pseudo_outcomes(fit, e, clipped, splits, study)
@@ -182,6 +186,19 @@ def _caveats(report: dict[str, Any], study: Study) -> list[str]:
             f"More than 1% of propensities were clipped to [{study.clip:g}, {1 - study.clip:g}] for "
             f"{', '.join(clipped)}: some rows were (almost) certain to be treated or not, so no comparison "
             "exists for them and the clip trades a little bias for a finite variance."
+        )
+    later = sorted(
+        ((o["control_treated_later"], o["treatment"]) for o in report["overlap"]),
+        key=lambda pair: -(pair[0] or 0.0),
+    )
+    named = [f"{treatment} ({share:.0%})" for share, treatment in later if (share or 0.0) > LATER_CAVEAT]
+    if named:
+        out.append(
+            f"Most untreated weeks that resemble the treated ones were followed by the same action within "
+            f"the horizon anyway for {', '.join(named)}. For these the team usually acts soon: the "
+            "estimate compares acting this week with acting a few weeks later, not with never acting, so an "
+            "action that works shows an effect shrunk towards 0, and a wide interval around 0 is no sign "
+            "that it does nothing."
         )
     failed = sorted({f"{r['treatment']} ({r['check']})" for r in report["refutations"] if not r["passed"]})
     if failed:

@@ -203,9 +203,12 @@ def _agresti_caffo(y: np.ndarray, w: np.ndarray) -> float:
     return float(share * (1.0 - share) / (n + 2.0))
 
 
-def overlap(fit: Fit, e: np.ndarray, clipped: np.ndarray, min_effective: float) -> dict[str, Any]:
-    """Where the treated rows sit in propensity, and how many equally weighted rows their 1/e weights
-    are worth (poor below `min_effective`: then a handful of rows carries the estimate)."""
+def overlap(
+    fit: Fit, e: np.ndarray, clipped: np.ndarray, min_effective: float, later: np.ndarray | None
+) -> dict[str, Any]:
+    """Where the treated rows sit in propensity, how many equally weighted rows their 1/e weights are worth
+    (poor below `min_effective`: then a handful of rows carries the estimate), and, given the rows that got
+    the treatment within the horizon anyway (`later`), how often the comparison was "later", not "never"."""
     t = fit.treated == 1
     effective = dr.effective_sample_size(1.0 / e[t])
     return {
@@ -217,6 +220,7 @@ def overlap(fit: Fit, e: np.ndarray, clipped: np.ndarray, min_effective: float) 
         "clipped_share": float(clipped.mean()),
         "propensity_treated": _quantiles(e[t]),
         "propensity_control": _quantiles(e[~t]),
+        "control_treated_later": None if later is None else dr.control_treated_later(fit.treated, later, e),
         "poor": effective < min_effective,
     }
 

@@ -334,6 +334,7 @@ def _overlap(analysis: Analysis) -> str:
             f"{o['clipped_share']:.1%}",
             _quantile_span(o["propensity_treated"]),
             _quantile_span(o["propensity_control"]),
+            "n/a" if o["control_treated_later"] is None else f"{o['control_treated_later']:.0%}",
             '<span class="bad">poor overlap</span>' if o["poor"] else "ok",
         ]
         for o in report["overlap"]
@@ -343,7 +344,10 @@ def _overlap(analysis: Analysis) -> str:
         f"weights are worth. Below {threshold:g} a handful of rows carries the estimate: flagged "
         "<b>poor overlap</b> (the threshold below which serving does not rank an action by its uplift). "
         f"Propensities are clipped into [{report['method']['propensity_clip']:g}, "
-        f"{1 - report['method']['propensity_clip']:g}].</p>"
+        f"{1 - report['method']['propensity_clip']:g}]. <i>Untreated, got it later</i>: of the untreated "
+        "rows, weighted to resemble the treated ones, the share that got the action later within the horizon "
+        "anyway (from the interventions log); the higher it is, the more the estimate compares acting now "
+        "with acting a little later rather than never.</p>"
         + propensity_plot(analysis)
         + _table(
             [
@@ -354,6 +358,7 @@ def _overlap(analysis: Analysis) -> str:
                 "clipped",
                 "propensity, treated (p10-p90)",
                 "untreated (p10-p90)",
+                "untreated, got it later",
                 "",
             ],
             rows,

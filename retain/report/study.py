@@ -36,6 +36,8 @@ class Arm:
     treated: np.ndarray
     randomised: np.ndarray
     known_propensity: np.ndarray
+    #: 1 where the row got the treatment within the horizon anyway; known from a store's log, not a table
+    later: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +82,15 @@ def store_study(design: Design, config: UpliftConfig, source: dict[str, Any]) ->
     categories = category_levels(rows, [f for f in features if rows[f].dtype == object])
     everyone = np.arange(len(rows))
     arms = [
-        Arm(a, everyone, design.treated[a], design.randomised[a], design.known_propensity[a]) for a in ACTIONS
+        Arm(
+            a,
+            everyone,
+            design.treated[a],
+            design.randomised[a],
+            design.known_propensity[a],
+            design.taken_later[a],
+        )
+        for a in ACTIONS
     ]
     goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}
     outcomes = [Outcome(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]

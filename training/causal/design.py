@@ -47,6 +47,9 @@ class Design:
     #: action -> its latest take before each row's cutoff (NaT where none): the cool-downs; the rows carry
     #: the same as days-since columns (`recency`)
     last_taken: dict[str, np.ndarray]
+    #: action -> 1 where it was taken within the horizon from the cutoff on: whether an untreated row's
+    #: account got the action a little later anyway (`dr.control_treated_later`)
+    taken_later: dict[str, np.ndarray]
 
     @property
     def groups(self) -> np.ndarray:
@@ -127,4 +130,6 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
     }
     treated, randomised, known = treatments(rows, interventions)
     last = recency.last_taken(rows, interventions)
-    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last)
+    within = recency.taken_within(rows, interventions, horizon_days)
+    later = {a: within[:, j].astype(np.int8) for j, a in enumerate(ACTIONS)}
+    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, later)

@@ -338,3 +338,15 @@ def effective_sample_size(weights: np.ndarray) -> float:
     are worth; far below the row count means a few rows carry the estimate."""
     total = weights.sum()
     return float(total**2 / (weights**2).sum()) if total > 0 else 0.0
+
+
+def control_treated_later(treated: np.ndarray, later: np.ndarray, propensity: np.ndarray) -> float | None:
+    """Of the untreated rows, weighted by their propensity odds e / (1 - e) to resemble the treated ones,
+    the share that got the treatment later within the horizon anyway (`later`); None without such rows.
+
+    The estimate compares treating now with this control: near 1, it measures acting now against acting a
+    few weeks later, and an action that works shows an effect shrunk towards 0 (no "never" arm exists)."""
+    control = treated == 0
+    odds = propensity[control] / (1.0 - propensity[control])
+    total = float(odds.sum())
+    return float((odds * later[control]).sum()) / total if total > 0 else None

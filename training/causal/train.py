@@ -39,6 +39,9 @@ def _overlap(
         clipped_share=float(clipped.mean()),
         propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
         min_effective=config.min_effective_treated,
+        control_treated_later=dr.control_treated_later(
+            design.treated[action], design.taken_later[action], propensity
+        ),
     )
 
 
@@ -170,6 +173,8 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
+        if stats["control_treated_later"] is not None:
+            flat[f"{action}_control_treated_later"] = stats["control_treated_later"]
     truth = metrics.get("truth")
     if truth:
         for policy_name, share in truth["policy"]["share_of_oracle"].items():

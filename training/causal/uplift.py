@@ -35,6 +35,8 @@ class Overlap:
     clipped_share: float
     propensity_quantiles: dict[str, float]
     min_effective: float
+    #: `dr.control_treated_later`: how far "not this week" meant "a few weeks later" (None: not measured)
+    control_treated_later: float | None = None
 
     @property
     def poor(self) -> bool:
@@ -47,6 +49,7 @@ class Overlap:
             "effective_treated": self.effective_treated,
             "clipped_share": self.clipped_share,
             "propensity_quantiles": self.propensity_quantiles,
+            "control_treated_later": self.control_treated_later,
             "poor": self.poor,
         }
 
