@@ -110,6 +110,17 @@ class Changes(BaseModel):
     resolved_reasons: list[str] = Field(description="reasons shown before that no longer are")
 
 
+Evidence = Literal["clear", "uncertain"]
+
+
+class PredictedChange(BaseModel):
+    """A predicted change in a 90-day probability if the action is taken now, with its 95% interval."""
+
+    estimate: float = Field(examples=[-0.021])
+    ci_low: float = Field(examples=[-0.04])
+    ci_high: float = Field(examples=[0.002])
+
+
 class ActionOut(BaseModel):
     recommendation_id: str = Field(description="quote it in POST /v1/recommendations/{id}/feedback")
     rank: int
@@ -119,6 +130,15 @@ class ActionOut(BaseModel):
     eligibility: list[str]
     expected_value: float | None = Field(
         description="uplift x value - cost, in dollars; null while actions are ranked by the rules"
+    )
+    churn_change: PredictedChange | None = Field(
+        description="the uplift model's change in churn probability; null while ranked by the rules"
+    )
+    expansion_change: PredictedChange | None = Field(description="likewise for the expansion probability")
+    effect_evidence: Evidence | None = Field(
+        description="clear: the 95% interval of the effect on churn (or on expansion) lies wholly on the "
+        "side that helps; uncertain: neither does, and the data cannot yet tell the action's effect from "
+        "none; null while ranked by the rules"
     )
     cost_hours: float
     cost_usd: float

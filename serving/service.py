@@ -34,15 +34,18 @@ from serving.schemas import (
     ActionOut,
     ActionsRequest,
     Changes,
+    Evidence,
     FeedbackIn,
     Ineligible,
     InterventionIn,
     ItemError,
     ModelRef,
+    PredictedChange,
     Risk,
     ScoreItem,
 )
 from training.causal import recency
+from training.causal.dr import Z95
 
 #: why the rules rank an account's actions, by what stood in the uplift ranking's way
 RULES_NOTES = {
@@ -64,6 +67,9 @@ class _Entry:
     rationale: str
     eligibility: tuple[str, ...]
     expected_value: float | None
+    churn: PredictedChange | None = None
+    expansion: PredictedChange | None = None
+    evidence: Evidence | None = None
 
 
 @dataclass(frozen=True)
@@ -79,16 +85,29 @@ def _money(value: float) -> str:
     return f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
 
 
-def _value_rationale(churn: float, expansion: float, ev: float, because: str) -> str:
+def _uncertain(churn: PredictedChange) -> str:
+    return (
+        "uncertain: the data cannot yet tell its effect from none (95% interval of the change in churn risk: "
+        f"{100 * churn.ci_low:+.1f} to {100 * churn.ci_high:+.1f} points)"
+    )
+
+
+def _value_rationale(
+    churn: PredictedChange, expansion: PredictedChange, evidence: Evidence, ev: float, because: str
+) -> str:
     parts = []
-    if churn < 0:
-        parts.append(f"lowers 90-day churn risk by {-100 * churn:.1f} points")
-    elif churn > 0:
-        parts.append(f"raises 90-day churn risk by {100 * churn:.1f} points")
-    if expansion > 0:
-        parts.append(f"raises the chance of expansion by {100 * expansion:.1f} points")
+    if churn.estimate < 0:
+        parts.append(f"lowers 90-day churn risk by {-100 * churn.estimate:.1f} points")
+    elif churn.estimate > 0:
+        parts.append(f"raises 90-day churn risk by {100 * churn.estimate:.1f} points")
+    if expansion.estimate > 0:
+        parts.append(f"raises the chance of expansion by {100 * expansion.estimate:.1f} points")
     effect = " and ".join(parts) or "changes little"
-    return f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
+    text = f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
+    if evidence == "uncertain":
+        caveat = _uncertain(churn)
+        text += f" {caveat[0].upper()}{caveat[1:]}."
+    return text
 
 
 class ApiError(Exception):
@@ -341,7 +360,8 @@ class Service:
         if not a.row or (a.fallback is not None and a.fallback.code in UNTRUSTED_FEATURES):
             return _Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
         model = loaded.uplift.model
-        uplift = model.uplift(pd.DataFrame([{**a.row, **days_since}]))
+        risks = model.risk(pd.DataFrame([{**a.row, **days_since}]))
+        uplift, low, high = model.scaled(risks), model.scaled(risks, -Z95), model.scaled(risks, Z95)
         values = expected_values(
             uplift["churn"],
             uplift["expansion"],
@@ -355,12 +375,21 @@ class Service:
         ranked, unprofitable = [], {}
         for action in sorted((x for x in reasons if x in usable), key=lambda x: -values[column[x]]):
             j = column[action]
+            churn, expansion = (
+                PredictedChange(
+                    estimate=float(uplift[o][0, j]), ci_low=float(low[o][0, j]), ci_high=float(high[o][0, j])
+                )
+                for o in ("churn", "expansion")
+            )
+            evidence: Evidence = "clear" if model.shows_benefit(action) else "uncertain"
             because = "; ".join(lower_first(r) for r in reasons[action])
             if values[j] <= 0:
-                unprofitable[action] = f"expected value {_money(values[j])}: it costs more than it returns"
+                why = f"expected value {_money(values[j])}: it costs more than it returns"
+                unprofitable[action] = why + (f"; {_uncertain(churn)}" if evidence == "uncertain" else "")
                 continue
-            text = _value_rationale(uplift["churn"][0, j], uplift["expansion"][0, j], values[j], because)
-            ranked.append(_Entry(action, text, reasons[action], round(float(values[j]), 2)))
+            text = _value_rationale(churn, expansion, evidence, values[j], because)
+            value = round(float(values[j]), 2)
+            ranked.append(_Entry(action, text, reasons[action], value, churn, expansion, evidence))
         late = [
             _Entry(e.action, f"{e.rationale[:-1]}; {POOR_OVERLAP}.", e.eligibility, None)
             for e in by_rules
@@ -392,6 +421,9 @@ class Service:
                     rationale=entry.rationale,
                     eligibility=list(entry.eligibility),
                     expected_value=entry.expected_value,
+                    churn_change=entry.churn,
+                    expansion_change=entry.expansion,
+                    effect_evidence=entry.evidence,
                     cost_hours=action.cost_hours,
                     cost_usd=action.cost_usd,
                     cooldown_days=action.cooldown_days,

@@ -312,6 +312,7 @@ def test_next_actions_feedback_and_interventions_feed_the_store_and_cool_downs(
     assert ranked["ranking"] == "rules" and ranked["play"] and ranked["ineligible"] is None
     first = ranked["actions"][0]
     assert first["expected_value"] is None and first["cost_hours"] >= 0 and first["cooldown_days"] > 0
+    assert first["churn_change"] is None and first["effect_evidence"] is None  # no uplift model, no effect
 
     filtered = server.call(
         "POST", f"/v1/accounts/{account}/next-best-actions", json={"exclude": [first["action"]], "limit": 12}

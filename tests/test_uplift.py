@@ -429,6 +429,15 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     inside = (shares >= -1) & (shares * base.max() <= 1 - base.max())
     effects = model.uplift(rows)["churn"]
     np.testing.assert_allclose(effects[:, inside], base[:, None] * shares[inside])
+    # the 95% interval's ends scale the same way, the estimate between them
+    ses = np.array([model.relative[(a, "churn")].se for a in model.actions])
+    risks = model.risk(rows)
+    low, high = model.scaled(risks, -dr.Z95)["churn"], model.scaled(risks, dr.Z95)["churn"]
+    assert (low <= effects + 1e-12).all() and (effects <= high + 1e-12).all()
+    top = shares + dr.Z95 * ses
+    unclipped = (top >= -1) & (top * base.max() <= 1 - base.max())
+    np.testing.assert_allclose(high[:, unclipped], base[:, None] * top[unclipped])
+
     # shares fitted to noise can promise more than the whole risk, or more than its headroom
     extreme = replace(
         model,
@@ -437,6 +446,22 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     after = base[:, None] + extreme.uplift(rows)["churn"]
     assert after.min() >= -1e-12 and after.max() <= 1 + 1e-12
     np.testing.assert_allclose(after[:, model.actions.index("save_offer")], 0.0, atol=1e-12)
+
+
+def test_an_action_shows_a_benefit_only_where_an_interval_lies_wholly_on_the_side_that_helps(
+    uplift_world: UpliftWorld,
+) -> None:
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+
+    def given(churn: dr.Share, expansion: dr.Share) -> bool:
+        shares = {k: churn if k[1] == "churn" else expansion for k in model.relative}
+        return replace(model, relative=shares).shows_benefit("training_session")
+
+    none = dr.Share(0.0, 0.01)
+    assert given(dr.Share(-0.2, 0.05), none)  # removes a fifth of the risk, give or take a tenth
+    assert not given(dr.Share(-0.2, 0.15), none)  # the interval reaches past 0
+    assert given(none, dr.Share(0.3, 0.1))  # a clear gain in expansion
+    assert not given(dr.Share(0.2, 0.05), dr.Share(-0.3, 0.1))  # clearly harmful is no benefit
 
 
 # -- served -------------------------------------------------------------------------------------------
@@ -490,8 +515,17 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
         evs = [a["expected_value"] for a in ranked]
         assert evs == sorted(evs, reverse=True) and all(v > 0 for v in evs)
         for a in ranked:
-            assert a["expected_value"] == pytest.approx(values[i, model.actions.index(a["action"])], abs=0.01)
+            j = model.actions.index(a["action"])
+            assert a["expected_value"] == pytest.approx(values[i, j], abs=0.01)
             assert a["rationale"].startswith("Expected value $")
+            for outcome in ("churn", "expansion"):
+                change = a[f"{outcome}_change"]
+                assert change["estimate"] == pytest.approx(uplift[outcome][i, j], abs=1e-9)
+                assert change["ci_low"] <= change["estimate"] <= change["ci_high"]
+            # where the data cannot tell the effect from none, the CSM is told so in words
+            clear = model.shows_benefit(a["action"])
+            assert a["effect_evidence"] == ("clear" if clear else "uncertain"), a
+            assert ("cannot yet tell its effect from none" in a["rationale"]) is not clear, a["rationale"]
         seen_uplift += len(ranked)
     assert seen_uplift > 0
 

@@ -77,6 +77,13 @@ class UpliftModel:
         relative = self.__dict__.get("relative", {})
         return all(isinstance(relative.get((a, o)), Share) for a in self.actions for o in OUTCOMES)
 
+    def shows_benefit(self, action: str) -> bool:
+        """Whether the data show that the action helps: its churn share's 95% interval lies wholly below 0, or
+        its expansion share's wholly above. Otherwise its place in a ranking rests on an estimate the data
+        cannot yet tell from no effect, which the CSM should be told."""
+        churn, expansion = (self.relative[(action, o)].as_dict() for o in OUTCOMES)
+        return churn["ci_high"] < 0 or expansion["ci_low"] > 0
+
     def usable(self) -> list[str]:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
         return [a for a in self.actions if not self.overlap[a].poor]
@@ -91,13 +98,15 @@ class UpliftModel:
         """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
         return self.scaled(self.risk(rows))
 
-    def scaled(self, risks: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def scaled(self, risks: dict[str, np.ndarray], ses: float = 0.0) -> dict[str, np.ndarray]:
         """`uplift` from the rows' `risk`, bounded so the probability with the action stays in [0, 1]: a
-        share fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom."""
+        share fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom.
+        `ses` moves every share by that many standard errors (-Z95 and Z95: the ends of its 95% interval)."""
         out = {}
         for outcome, risk in risks.items():
             base = risk[:, None]
-            share = np.array([self.relative[(a, outcome)].value for a in self.actions])[None, :]
+            shares = [self.relative[(a, outcome)] for a in self.actions]
+            share = np.array([s.value + ses * s.se for s in shares])[None, :]
             out[outcome] = np.clip(share * base, -base, 1.0 - base)
         return out
 
