@@ -187,11 +187,12 @@ def _caveats(report: dict[str, Any], study: Study) -> list[str]:
             f"{', '.join(clipped)}: some rows were (almost) certain to be treated or not, so no comparison "
             "exists for them and the clip trades a little bias for a finite variance."
         )
-    later = sorted(
-        ((o["control_treated_later"], o["treatment"]) for o in report["overlap"]),
-        key=lambda pair: -(pair[0] or 0.0),
-    )
-    named = [f"{treatment} ({share:.0%})" for share, treatment in later if (share or 0.0) > LATER_CAVEAT]
+    later = {o["treatment"]: o["control_treated_later"] or 0.0 for o in report["overlap"]}
+    named = [
+        f"{t} ({share:.0%})"
+        for t, share in sorted(later.items(), key=lambda kv: -kv[1])
+        if share > LATER_CAVEAT
+    ]
     if named:
         out.append(
             f"Most untreated weeks that resemble the treated ones were followed by the same action within "
