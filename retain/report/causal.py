@@ -191,7 +191,7 @@ def _caveats(report: dict[str, Any], study: Study) -> list[str]:
     named = [
         f"{t} ({share:.0%})"
         for t, share in sorted(later.items(), key=lambda kv: -kv[1])
-        if share > LATER_CAVEAT
+        if round(share, 2) > LATER_CAVEAT  # as shown: "most" is never "50%"
     ]
     if named:
         out.append(
