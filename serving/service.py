@@ -87,7 +87,7 @@ def _money(value: float) -> str:
 
 def _uncertain(churn: PredictedChange) -> str:
     return (
-        "uncertain: the data cannot yet tell its effect from none (95% interval of the change in churn risk: "
+        "Uncertain: the data cannot yet tell its effect from none (95% interval of the change in churn risk: "
         f"{100 * churn.ci_low:+.1f} to {100 * churn.ci_high:+.1f} points)"
     )
 
@@ -104,10 +104,7 @@ def _value_rationale(
         parts.append(f"raises the chance of expansion by {100 * expansion.estimate:.1f} points")
     effect = " and ".join(parts) or "changes little"
     text = f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
-    if evidence == "uncertain":
-        caveat = _uncertain(churn)
-        text += f" {caveat[0].upper()}{caveat[1:]}."
-    return text
+    return text + (f" {_uncertain(churn)}." if evidence == "uncertain" else "")
 
 
 class ApiError(Exception):
@@ -385,7 +382,9 @@ class Service:
             because = "; ".join(lower_first(r) for r in reasons[action])
             if values[j] <= 0:
                 why = f"expected value {_money(values[j])}: it costs more than it returns"
-                unprofitable[action] = why + (f"; {_uncertain(churn)}" if evidence == "uncertain" else "")
+                unprofitable[action] = why + (
+                    f"; {lower_first(_uncertain(churn))}" if evidence == "uncertain" else ""
+                )
                 continue
             text = _value_rationale(churn, expansion, evidence, values[j], because)
             value = round(float(values[j]), 2)
