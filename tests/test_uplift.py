@@ -224,7 +224,15 @@ def confounded(seed: int, n: int = 6000, random_share: float = 0.02) -> Confound
 def dr_effect(data: Confounded, seed: int) -> dr.Effect:
     splits = dr.folds(data.groups, 3, seed)
     nuisance = dr.cross_fit(
-        data.x, data.treated, data.outcome, data.randomised, data.known, splits, clip=0.001, seed=seed
+        data.x,
+        data.treated,
+        data.outcome,
+        data.randomised,
+        data.known,
+        splits,
+        data.groups,
+        clip=0.001,
+        seed=seed,
     )
     psi = dr.pseudo_outcomes(data.treated, data.outcome, nuisance)
     return dr.average_effect(psi, data.treated, data.outcome, data.groups)
@@ -282,7 +290,7 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
         splits = dr.folds(groups, 3, seed)
         baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
         propensity, _ = dr.fit_propensity(
-            x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, clip=0.001, seed=seed
+            x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, groups, clip=0.001, seed=seed
         )
         mu0, mu1 = dr.fit_outcomes(
             x, treated, outcome, splits, seed=seed, baseline=baseline, propensity=propensity
@@ -302,10 +310,35 @@ def test_known_propensity_is_the_log_s_where_nothing_was_targeted() -> None:
     data = confounded(3)
     randomised_only = data.randomised
     propensity, clipped = dr.fit_propensity(
-        data.x, randomised_only, randomised_only, data.known, dr.folds(data.groups, 3, 0), clip=0.001, seed=0
+        data.x,
+        randomised_only,
+        randomised_only,
+        data.known,
+        dr.folds(data.groups, 3, 0),
+        data.groups,
+        clip=0.001,
+        seed=0,
     )
     np.testing.assert_allclose(propensity, data.known)
     assert not clipped.any()
+
+
+def test_a_rare_treatment_drawn_at_random_gets_propensities_near_its_rate() -> None:
+    """No feature predicts a coin flip: a propensity model that spreads it over 0.1-25% (fixed boosting
+    rounds did) fits noise, and the DR estimate of a placebo then shows an effect where there is none."""
+    rng = np.random.default_rng(0)
+    n, rate = 20_000, 0.01
+    x = dr.Matrix(rng.normal(size=(n, 5)), [f"noise_{i}" for i in range(5)], [])
+    groups = np.arange(n) // 10
+    treated = (rng.random(n) < rate).astype(np.int8)
+    nobody = np.zeros(n)
+
+    propensity, _ = dr.fit_propensity(
+        x, treated, nobody.astype(np.int8), nobody, dr.folds(groups, 2, 0), groups, clip=0.001, seed=0
+    )
+
+    low, high = np.quantile(propensity, [0.01, 0.99])
+    assert rate / 2 < low and high < 2.5 * rate, (low, high)
 
 
 def test_the_control_that_got_the_action_later_is_weighted_to_resemble_the_treated() -> None:

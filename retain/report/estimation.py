@@ -96,6 +96,7 @@ def propensity(fit: Fit, splits: list[Any], study: Study) -> tuple[np.ndarray, n
         fit.randomised,
         fit.known,
         splits,
+        fit.groups,
         clip=study.clip,
         seed=study.seed,
         threads=THREADS,

@@ -83,6 +83,7 @@ class CrossFit:
             d.randomised[action],
             d.known_propensity[action],
             self.splits,
+            d.groups,
             clip=self.config.clip,
             seed=self.seed,
             threads=self.config.threads,
