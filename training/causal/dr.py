@@ -113,7 +113,10 @@ class Effect:
         }
 
 
-def _dataset(x: Matrix, rows: np.ndarray, label: np.ndarray) -> lgb.Dataset:
+def _dataset(
+    x: Matrix, rows: np.ndarray, label: np.ndarray, reference: lgb.Dataset | None = None
+) -> lgb.Dataset:
+    """`rows` of `x` for LightGBM; a validation set takes its bins from the training set (`reference`)."""
     return lgb.Dataset(
         x.values[rows],
         label=label[rows],
@@ -121,7 +124,13 @@ def _dataset(x: Matrix, rows: np.ndarray, label: np.ndarray) -> lgb.Dataset:
         categorical_feature=x.categorical,
         free_raw_data=True,
         params={"verbose": -1},
+        reference=reference,
     )
+
+
+def _too_thin(label: np.ndarray, rows: np.ndarray, params: dict[str, Any] = NUISANCE_PARAMS) -> bool:
+    """Too few rows for two leaves, or one label value only: nothing for a model to learn."""
+    return len(rows) < 2 * params["min_data_in_leaf"] or label[rows].min() == label[rows].max()
 
 
 def _fit(x: Matrix, rows: np.ndarray, label: np.ndarray, params: dict[str, Any], rounds: int) -> lgb.Booster:
@@ -139,9 +148,8 @@ def fit_binary(
 ) -> lgb.Booster | float:
     """A LightGBM model of `label` on `rows` (binary with the default `params`), or their mean when they are
     too few or hold one value only (a treated arm of a handful of rows, or one that never churned)."""
-    values = label[rows]
-    if len(rows) < 2 * params["min_data_in_leaf"] or values.min() == values.max():
-        return float(values.mean()) if len(rows) else 0.0
+    if _too_thin(label, rows, params):
+        return float(label[rows].mean()) if len(rows) else 0.0
     return _fit(x, rows, label, params | {"seed": seed, "num_threads": threads}, rounds)
 
 
@@ -199,10 +207,7 @@ def fit_early_stopped(
     )
     held = np.isin(groups[rows], picked)
     train, valid = rows[~held], rows[held]
-    if any(
-        len(part) < 2 * NUISANCE_PARAMS["min_data_in_leaf"] or label[part].min() == label[part].max()
-        for part in (train, valid)
-    ):
+    if _too_thin(label, train) or _too_thin(label, valid):
         return fit_binary(x, rows, label, seed, threads)
     params = NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}
     fitting = _dataset(x, train, label)
@@ -210,7 +215,7 @@ def fit_early_stopped(
         params,
         fitting,
         num_boost_round=NUISANCE_ROUNDS,
-        valid_sets=[lgb.Dataset(x.values[valid], label=label[valid], reference=fitting)],
+        valid_sets=[_dataset(x, valid, label, reference=fitting)],
         callbacks=[lgb.early_stopping(PROPENSITY_PATIENCE, verbose=False)],
     )
     return _fit(x, rows, label, params, max(1, probe.best_iteration))
