@@ -19,8 +19,10 @@ from retain.catalogue import ACTIONS
 from retain.cli import app, main
 from retain.ingest import ingest_path
 from retain.report.causal import LATER_CAVEAT
+from retain.report.estimation import placebo_holds, placebo_level
 from retain.simulate import SimConfig, simulate_to
 from retain.store import Store
+from training.causal.dr import Effect
 
 TRUE_EFFECT = -0.10
 EFFECT_KEYS = {
@@ -120,6 +122,24 @@ def test_a_placebo_column_has_no_effect_and_passes_every_refutation(table: Path,
     assert contains(got["effects"][0], 0.0)
     assert len(got["refutations"]) == 3
     assert all(r["passed"] and r["verdict"].startswith("Passed: ") for r in got["refutations"])
+
+
+def test_a_report_of_unbiased_placebos_raises_a_false_alarm_one_time_in_twenty_not_one_in_two() -> None:
+    """Twelve arms' placebos, each judged at 95%, fail one of them in 46% of reports with nothing wrong;
+    judged together (Bonferroni), in 5%, while a real bias of four standard errors still fails."""
+    rng = np.random.default_rng(0)
+    reports = rng.standard_normal((4_000, 12))
+
+    def effect(z: float) -> Effect:
+        return Effect(z, 1.0, z - 1.96, z + 1.96, z, 100, 100)
+
+    def any_fails(checks: int) -> float:
+        return float(np.mean([not all(placebo_holds(effect(z), checks) for z in row) for row in reports]))
+
+    assert placebo_level(1) == pytest.approx(0.95) and placebo_level(12) == pytest.approx(1 - 0.05 / 12)
+    assert 0.035 < any_fails(12) < 0.065
+    assert any_fails(1) > 0.4
+    assert not placebo_holds(effect(4.0), 12) and not placebo_holds(effect(-4.0), 12)
 
 
 def test_each_treatment_value_is_compared_with_the_control(tmp_path: Path) -> None:

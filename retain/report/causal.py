@@ -25,12 +25,14 @@ from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from retain.report.estimation import (
+    PLACEBO_FALSE_ALARM,
     RCC_TOLERANCE,
     REFUTE_FOLDS,
     SUBSET_SHARE,
     Fit,
     holdout,
     overlap,
+    placebo_level,
     propensity,
     pseudo_outcomes,
     refutations,
@@ -103,7 +105,8 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int) -> tuple[dict[str, list
                 }
             )
         if outcome.name == study.refute_outcome:
-            checks = refutations(fit, effect, splits, study, np.random.default_rng([study.seed, index]))
+            rng = np.random.default_rng([study.seed, index])
+            checks = refutations(fit, effect, splits, study, rng, len(study.arms))
             sections["refutations"] += [{**key, **c} for c in checks]
     return sections, e
 
@@ -136,6 +139,8 @@ def analyse(study: Study, jobs: int = 1) -> Analysis:
                 "folds": REFUTE_FOLDS,
                 "subset_share": SUBSET_SHARE,
                 "random_common_cause_tolerance_se": RCC_TOLERANCE,
+                "placebo_level": placebo_level(len(study.arms)),
+                "placebo_false_alarm": PLACEBO_FALSE_ALARM,
             },
         },
     }

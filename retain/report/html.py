@@ -19,7 +19,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from retain.report.causal import Analysis
-from retain.report.wording import amount
+from retain.report.wording import amount, level
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
@@ -385,7 +385,9 @@ def _refutations(report: dict[str, Any]) -> str:
     ]
     return (
         "<p>Three checks try to break each estimate: a placebo (the treatment shuffled among the rows, whose "
-        "effect must be indistinguishable from zero), a random common cause (a noise covariate added, which "
+        f"effect must be indistinguishable from zero at {level(refute['placebo_level'])}, so that a report "
+        f"without bias fails any of its placebos only {refute['placebo_false_alarm']:.0%} of the time), a "
+        "random common cause (a noise covariate added, which "
         "must barely move the estimate) and a data subset (a random "
         f"{refute['subset_share']:.0%} of the {_units(report)}"
         ", whose estimate must stay inside the original interval). To bound the cost they run on "

@@ -18,3 +18,8 @@ def amount(value: float | None, binary: bool) -> str:
 
 def interval(low: float, high: float, binary: bool) -> str:
     return f"{amount(low, binary)} to {amount(high, binary)}"
+
+
+def level(share: float) -> str:
+    """A confidence level as people write it: 95%, 99.6%."""
+    return f"{share:.1%}".replace(".0%", "%")
