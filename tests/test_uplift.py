@@ -306,6 +306,49 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
         assert naive > 0, naive  # the treated churn more: they were the risky ones
 
 
+def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlike_it() -> None:
+    """The team treats only the riskiest fifth; the action cuts anyone's odds of churning by the same ratio.
+    The average effect over every row needs the treated outcome of rows the team never treats: a model of
+    the treated arm's own level would hand them the risky fifth's churn (a harm where the action helps);
+    the baseline shifted by the arm's log-odds gives them their own risk, cut by the same ratio."""
+    rng = np.random.default_rng(0)
+    n, seed = 20_000, 0
+    z = rng.uniform(-2.0, 2.0, n)
+    p0 = 1 / (1 + np.exp(-(-3.0 + 1.2 * z)))
+    p1 = 1 / (1 + np.exp(-(-3.0 + 1.2 * z - 0.8)))
+    treated = ((z > 1.2) & (rng.random(n) < 0.4)).astype(np.int8)
+    outcome = (rng.random(n) < np.where(treated == 1, p1, p0)).astype(np.int8)
+    x = dr.Matrix(z[:, None], ["z"], [])
+    groups = np.arange(n) // 5
+    splits = dr.folds(groups, 3, seed)
+    nobody = np.zeros(n)
+    propensity, clipped = dr.fit_propensity(
+        x, treated, nobody.astype(np.int8), nobody, splits, groups, clip=0.001, seed=seed
+    )
+    baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
+    mu0, mu1 = dr.fit_outcomes(
+        x, treated, outcome, splits, seed=seed, baseline=baseline, propensity=propensity
+    )
+
+    odds_ratio = (mu1 / (1 - mu1)) / (np.clip(baseline, 1e-6, None) / (1 - baseline))
+    assert np.ptp(np.log(odds_ratio)) < 1.0 and np.exp(np.log(odds_ratio).mean()) < 1.0
+    psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, clipped))
+    effect = dr.average_effect(psi, treated, outcome, groups)
+    true_ate = float((p1 - p0).mean())
+    assert effect.ate < 0 and abs(effect.ate - true_ate) < 0.01, (effect, true_ate)
+
+
+def test_a_treated_arm_s_log_odds_shift_is_its_odds_ratio_and_a_handful_of_rows_moves_it_little() -> None:
+    rng = np.random.default_rng(1)
+    margin = rng.normal(-2.0, 1.0, 50_000)
+    label = (rng.random(len(margin)) < 1 / (1 + np.exp(-(margin - 0.7)))).astype(float)
+    assert dr.log_odds_shift(margin, label) == pytest.approx(-0.7, abs=0.05)
+    # five rows without an event: the ridge keeps the shift finite and short of the bound
+    few = dr.log_odds_shift(np.full(5, -3.0), np.zeros(5))
+    assert -dr.SHIFT_BOUND < few < 0
+    assert dr.log_odds_shift(np.zeros(0), np.zeros(0)) == 0.0
+
+
 def test_known_propensity_is_the_log_s_where_nothing_was_targeted() -> None:
     data = confounded(3)
     randomised_only = data.randomised

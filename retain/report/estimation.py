@@ -31,10 +31,13 @@ THREADS = 1
 
 
 def _outcome_models(
-    x: dr.Matrix, t: np.ndarray, y: np.ndarray, binary: bool, splits: list[Any], seed: int
+    x: dr.Matrix, t: np.ndarray, y: np.ndarray, e: np.ndarray, binary: bool, splits: list[Any], seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
+    """mu0 and mu1 out of fold: on a 0/1 outcome as the uplift models fit them (the baseline E[Y | x] and
+    the treated arm's log-odds shift from it), on a numeric one a regression per arm."""
     if binary:
-        return dr.fit_outcomes(x, t, y, splits, seed=seed, threads=THREADS)
+        baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=THREADS)
+        return dr.fit_outcomes(x, t, y, splits, seed=seed, threads=THREADS, baseline=baseline, propensity=e)
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
         for arm in (0, 1):
@@ -82,7 +85,7 @@ class Pseudo:
 
 
 def pseudo_outcomes(fit: Fit, e: np.ndarray, clipped: np.ndarray, splits: list[Any], study: Study) -> Pseudo:
-    mu0, mu1 = _outcome_models(fit.x, fit.treated, fit.y, fit.binary, splits, study.seed)
+    mu0, mu1 = _outcome_models(fit.x, fit.treated, fit.y, e, fit.binary, splits, study.seed)
     nuisance = dr.Nuisance(mu0, mu1, e, clipped)
     psi = dr.pseudo_outcomes(fit.treated, fit.y, nuisance)
     return Pseudo(psi, dr.expected_spread(fit.treated, nuisance, EVENT_FLOOR) if fit.binary else None)
