@@ -292,9 +292,7 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
         propensity, _ = dr.fit_propensity(
             x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, groups, clip=0.001, seed=seed
         )
-        mu0, mu1 = dr.fit_outcomes(
-            x, treated, outcome, splits, seed=seed, baseline=baseline, propensity=propensity
-        )
+        mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
         psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
         share = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups).as_dict()
         e = targeting + (1 - targeting) * 0.02
@@ -326,9 +324,7 @@ def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlik
         x, treated, nobody.astype(np.int8), nobody, splits, groups, clip=0.001, seed=seed
     )
     baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
-    mu0, mu1 = dr.fit_outcomes(
-        x, treated, outcome, splits, seed=seed, baseline=baseline, propensity=propensity
-    )
+    mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
 
     odds_ratio = (mu1 / (1 - mu1)) / (np.clip(baseline, 1e-6, None) / (1 - baseline))
     assert np.ptp(np.log(odds_ratio)) < 1.0 and np.exp(np.log(odds_ratio).mean()) < 1.0

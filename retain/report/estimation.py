@@ -37,7 +37,7 @@ def _outcome_models(
     the treated arm's log-odds shift from it), on a numeric one a regression per arm."""
     if binary:
         baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=THREADS)
-        return dr.fit_outcomes(x, t, y, splits, seed=seed, threads=THREADS, baseline=baseline, propensity=e)
+        return dr.fit_outcomes(t, y, splits, baseline, e)
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
         for arm in (0, 1):

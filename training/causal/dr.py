@@ -247,15 +247,11 @@ def fit_propensity(
 
 
 def fit_outcomes(
-    x: Matrix,
     treated: np.ndarray,
     outcome: np.ndarray,
     splits: list[tuple[np.ndarray, np.ndarray]],
-    *,
-    seed: int,
-    threads: int = 1,
-    baseline: np.ndarray | None = None,
-    propensity: np.ndarray | None = None,
+    baseline: np.ndarray,
+    propensity: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold E[Y | x, untreated] and E[Y | x, treated] for every row.
 
@@ -265,24 +261,16 @@ def fit_outcomes(
     baseline replaces a dozen control-arm models that differ only by the few treated rows each leaves out.
     A free model of a treated arm (a few hundred rows where the team acts) would carry that population's
     level of risk to rows unlike it, where the average effect then rests on the extrapolation; the shift
-    carries a relative effect instead, as the shares do. Without a baseline, each arm gets its own model.
+    carries a relative effect instead, as the shares do.
     """
-    n = len(outcome)
-    mu0, mu1 = np.empty(n), np.empty(n)
-    if baseline is not None and propensity is not None:
-        mu0 = baseline
-        for _ in range(SHIFT_PASSES):
-            margin = _logit(mu0)
-            for fit_rows, predict_rows in splits:
-                exposed = fit_rows[treated[fit_rows] == 1]
-                shift = log_odds_shift(margin[exposed], outcome[exposed])
-                mu1[predict_rows] = _expit(margin[predict_rows] + shift)
-            mu0 = np.clip((baseline - propensity * mu1) / (1.0 - propensity), 0.0, 1.0)
-        return mu0, mu1
-    for fold, (fit_rows, predict_rows) in enumerate(splits):
-        for arm, mu in ((1, mu1), (0, mu0)):
-            rows = fit_rows[treated[fit_rows] == arm]
-            mu[predict_rows] = predict(fit_binary(x, rows, outcome, seed + fold, threads), x, predict_rows)
+    mu0, mu1 = baseline, np.empty(len(outcome))
+    for _ in range(SHIFT_PASSES):
+        margin = _logit(mu0)
+        for fit_rows, predict_rows in splits:
+            exposed = fit_rows[treated[fit_rows] == 1]
+            shift = log_odds_shift(margin[exposed], outcome[exposed])
+            mu1[predict_rows] = _expit(margin[predict_rows] + shift)
+        mu0 = np.clip((baseline - propensity * mu1) / (1.0 - propensity), 0.0, 1.0)
     return mu0, mu1
 
 
@@ -334,7 +322,8 @@ def cross_fit(
     propensity, clipped = fit_propensity(
         x, treated, randomised, known_propensity, splits, groups, clip=clip, seed=seed, threads=threads
     )
-    mu0, mu1 = fit_outcomes(x, treated, outcome, splits, seed=seed, threads=threads)
+    baseline = out_of_fold_baseline(x, outcome, splits, seed=seed, threads=threads)
+    mu0, mu1 = fit_outcomes(treated, outcome, splits, baseline, propensity)
     return Nuisance(mu0, mu1, propensity, clipped)
 
 

@@ -91,14 +91,11 @@ class CrossFit:
 
     def nuisance(self, action: str, outcome: str, propensity: np.ndarray, clipped: np.ndarray) -> dr.Nuisance:
         mu0, mu1 = dr.fit_outcomes(
-            self.x,
             self.design.treated[action],
             self.design.outcomes[outcome],
             self.splits,
-            seed=self.seed,
-            threads=self.config.threads,
-            baseline=self.baseline[outcome],
-            propensity=propensity,
+            self.baseline[outcome],
+            propensity,
         )
         return dr.Nuisance(mu0, mu1, propensity, clipped)
 
