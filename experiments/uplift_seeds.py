@@ -4,7 +4,8 @@ the rules, "call the riskiest first" and the ceilings (`judge.ceilings`: ranking
 average effect), the part of each policy's value on actions the team took within the horizon anyway
 (the truth's effects are against no action; the data's, against the usual course), and each action's
 estimated share of churn risk with its standard error beside the truth's share and beside how often its
-untreated weeks got it later anyway (`dr.control_treated_later`).
+untreated weeks got it later anyway (`dr.control_treated_later`). Each policy's mean share of the oracle
+comes with its standard error over the seeds.
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
 
@@ -51,6 +52,12 @@ def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
     }
 
 
+def _se_of_mean(values: list[float]) -> float | None:
+    """How far the mean over these seeds may sit from the mean over all seeds: one seed's policy turns on a
+    few noisy shares, so seeds differ by more than the gaps between designs one compares."""
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -79,6 +86,7 @@ def main() -> None:
         "coverage_overall": {o: float(np.mean(list(c.values()))) for o, c in coverage.items()},
         "share_of_oracle_by_seed": shares,
         "share_of_oracle_mean": {p: float(np.mean(v)) for p, v in shares.items()},
+        "share_of_oracle_se_of_mean": {p: _se_of_mean(v) for p, v in shares.items()},
         "taken_anyway_share_by_seed": {
             p: [round(runs[s]["taken_anyway"][p], 3) for s in seeds] for p in runs[seeds[0]]["taken_anyway"]
         },
