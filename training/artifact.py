@@ -16,6 +16,7 @@ import pandas as pd
 
 from features.definitions import CLOCK_FEATURES, FEATURE_BY_NAME, Feature
 from features.rows import FeatureRows
+from training.logodds import expit
 
 Kind = Literal["churn", "expansion", "table"]
 
@@ -113,11 +114,6 @@ class Calibrator(Protocol):
     def predict(self, raw_probability: np.ndarray) -> np.ndarray: ...
 
 
-def _sigmoid(margin: np.ndarray) -> np.ndarray:
-    out: np.ndarray = 1.0 / (1.0 + np.exp(-margin))
-    return out
-
-
 @dataclass
 class ScoringModel:
     """A fitted LightGBM booster with its encoders, calibrator and the texts its reasons are written in."""
@@ -159,7 +155,7 @@ class ScoringModel:
 
     def predict(self, rows: Rows) -> np.ndarray:
         """Calibrated probabilities of the event within the horizon."""
-        return self.calibrate(_sigmoid(self.margin(rows)))
+        return self.calibrate(expit(self.margin(rows)))
 
     def contributions(self, rows: Rows) -> np.ndarray:
         """Exact TreeSHAP values in margin space, (n, features + 1); the last column is the base value."""
@@ -173,11 +169,11 @@ class ScoringModel:
         """
         contrib = self.contributions(rows)
         margin = contrib.sum(axis=1)
-        probability = self.calibrate(_sigmoid(margin))
+        probability = self.calibrate(expit(margin))
         shap_values = contrib[:, :-1]
         order = np.argsort(-np.abs(shap_values), axis=1)[:, :top]
         picked = np.take_along_axis(shap_values, order, axis=1)
-        without = self.calibrate(_sigmoid((margin[:, None] - picked).ravel())).reshape(picked.shape)
+        without = self.calibrate(expit((margin[:, None] - picked).ravel())).reshape(picked.shape)
         points = (probability[:, None] - without) * 100.0
         shown = {int(j): np.asarray(rows[self.features[j]], dtype=object) for j in np.unique(order)}
         reasons = [

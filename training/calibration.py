@@ -17,16 +17,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
 from training.artifact import Calibrator
+from training.logodds import expit, logit
 
 Method = Literal["isotonic", "platt"]
-#: Raw probabilities are clipped this far from 0 and 1 before taking logits.
-_EPS = 1e-6
-
-
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(np.asarray(p, dtype=float), _EPS, 1 - _EPS)
-    out: np.ndarray = np.log(q / (1 - q))
-    return out
 
 
 @dataclass(frozen=True)
@@ -37,8 +30,7 @@ class PlattScaling:
     intercept: float
 
     def predict(self, raw_probability: np.ndarray) -> np.ndarray:
-        out: np.ndarray = 1.0 / (1.0 + np.exp(-(self.slope * _logit(raw_probability) + self.intercept)))
-        return out
+        return expit(self.slope * logit(raw_probability) + self.intercept)
 
 
 def fit_calibrator(method: Method, raw_probability: np.ndarray, y: np.ndarray) -> Calibrator:
@@ -51,7 +43,7 @@ def fit_calibrator(method: Method, raw_probability: np.ndarray, y: np.ndarray) -
         iso.fit(p, y)
         return iso
     # C is large: the two parameters are fitted, not shrunk towards a flat line
-    lr = LogisticRegression(C=1e6, max_iter=1_000).fit(_logit(p).reshape(-1, 1), y)
+    lr = LogisticRegression(C=1e6, max_iter=1_000).fit(logit(p).reshape(-1, 1), y)
     return PlattScaling(float(lr.coef_[0, 0]), float(lr.intercept_[0]))
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from sklearn.model_selection import GroupKFold
 
 from training.artifact import encode
+from training.logodds import expit, logit
 
 Z95 = 1.959963984540054
 
@@ -265,11 +266,11 @@ def fit_outcomes(
     """
     mu0, mu1 = baseline, np.empty(len(outcome))
     for _ in range(SHIFT_PASSES):
-        margin = _logit(mu0)
+        margin = logit(mu0)
         for fit_rows, predict_rows in splits:
             exposed = fit_rows[treated[fit_rows] == 1]
             shift = log_odds_shift(margin[exposed], outcome[exposed])
-            mu1[predict_rows] = _expit(margin[predict_rows] + shift)
+            mu1[predict_rows] = expit(margin[predict_rows] + shift)
         mu0 = np.clip((baseline - propensity * mu1) / (1.0 - propensity), 0.0, 1.0)
     return mu0, mu1
 
@@ -282,21 +283,12 @@ SHIFT_BOUND = 5.0
 SHIFT_PASSES = 4
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    q = np.clip(p, 1e-6, 1.0 - 1e-6)
-    return np.asarray(np.log(q / (1.0 - q)))
-
-
-def _expit(z: np.ndarray) -> np.ndarray:
-    return np.asarray(1.0 / (1.0 + np.exp(-z)))
-
-
 def log_odds_shift(margin: np.ndarray, label: np.ndarray) -> float:
     """The b maximising the log-likelihood of 0/1 `label` under P = expit(margin + b), less
     SHIFT_RIDGE b^2 / 2 (Newton's method; within +-SHIFT_BOUND): one log-odds ratio for a treated arm."""
     b = 0.0
     for _ in range(50):
-        p = _expit(margin + b)
+        p = expit(margin + b)
         step = (float((label - p).sum()) - SHIFT_RIDGE * b) / (float((p * (1.0 - p)).sum()) + SHIFT_RIDGE)
         b = float(np.clip(b + step, -SHIFT_BOUND, SHIFT_BOUND))
         if abs(step) < 1e-10:
