@@ -113,7 +113,7 @@ def initial_state(rng: np.random.Generator, pop: Population) -> State:
     )
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-z))
 
 
@@ -133,13 +133,13 @@ def step(tr: Traits, s: State, rng: np.random.Generator | None = None) -> State:
     level = FIT_TO_LEVEL * tr.fit + ONBOARDING_TO_LEVEL * (s.progress - 1.0)
     x = s.x + ENG_REVERSION * (level - s.x)
     sponsor = s.sponsor + SPONSOR_REVERSION * (0.8 * tr.sponsor - s.sponsor)
-    stall_in = _sigmoid(-4.3 - 1.4 * tr.onboarding)
+    stall_in = sigmoid(-4.3 - 1.4 * tr.onboarding)
     p_stalled = np.where(onboarding, s.stalled * (1.0 - UNSTALL) + (1.0 - s.stalled) * stall_in, 0.0)
     rate = np.exp(0.35 * tr.onboarding) / ONBOARDING_DAYS
     progress = np.minimum(1.0, s.progress + rate * (1.0 - s.stalled))
-    fail_in = _sigmoid(-6.6 - 0.4 * tr.onboarding + 0.9 * s.damage) * (s.progress >= 0.5)
+    fail_in = sigmoid(-6.6 - 0.4 * tr.onboarding + 0.9 * s.damage) * (s.progress >= 0.5)
     p_failing = s.failing * (1.0 - FIX_RATE) + (1.0 - s.failing) * fail_in
-    p_pay = s.pay * (1.0 - PAY_RECOVERY) + (1.0 - s.pay) * _sigmoid(-5.9 + 0.9 * tr.price - 0.3 * eng)
+    p_pay = s.pay * (1.0 - PAY_RECOVERY) + (1.0 - s.pay) * sigmoid(-5.9 + 0.9 * tr.price - 0.3 * eng)
     need = s.need * np.exp((0.10 + 0.12 * tr.growth + 0.08 * eng) / 365.0)
     if rng is None:
         sponsor = (1.0 - SPONSOR_TURNOVER) * sponsor + SPONSOR_TURNOVER * SPONSOR_AFTER_TURNOVER
@@ -186,7 +186,7 @@ def churn_hazard(tr: Traits, s: State) -> np.ndarray:
         + s.annoy
         - s.save
     )
-    return _sigmoid(z)
+    return sigmoid(z)
 
 
 def nonrenewal_probability(tr: Traits, s: State) -> np.ndarray:
@@ -203,7 +203,7 @@ def nonrenewal_probability(tr: Traits, s: State) -> np.ndarray:
         - s.qbr
         - s.save
     )
-    return _sigmoid(z)
+    return sigmoid(z)
 
 
 def expansion_hazard(tr: Traits, s: State) -> np.ndarray:
@@ -218,4 +218,4 @@ def expansion_hazard(tr: Traits, s: State) -> np.ndarray:
         + s.upsell
         - 2.0 * s.sated
     )
-    return _sigmoid(z) * (s.progress >= 0.75)
+    return sigmoid(z) * (s.progress >= 0.75)

@@ -12,15 +12,11 @@ from collections.abc import Callable
 
 import numpy as np
 
-from retain.simulate.dynamics import State, engagement, utilisation
+from retain.simulate.dynamics import State, engagement, sigmoid, utilisation
 from retain.simulate.population import ENTERPRISE, Traits
 
 #: days before the renewal within which a QBR's value case still counts at the renewal
 QBR_WINDOW_DAYS = 120
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 def _office_hours(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
@@ -43,16 +39,16 @@ def _integration_assist(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
 
 
 def _training(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
-    return s.replace(adopt=s.adopt + 0.9 * _sigmoid(-2.0 * (engagement(s) + 0.3)))
+    return s.replace(adopt=s.adopt + 0.9 * sigmoid(-2.0 * (engagement(s) + 0.3)))
 
 
 def _qbr(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
     due = (to_renewal > 0) & (to_renewal <= QBR_WINDOW_DAYS)
-    return s.replace(qbr=np.where(due, np.maximum(s.qbr, 0.5 + 0.5 * _sigmoid(-engagement(s))), s.qbr))
+    return s.replace(qbr=np.where(due, np.maximum(s.qbr, 0.5 + 0.5 * sigmoid(-engagement(s))), s.qbr))
 
 
 def _health_check(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
-    at_risk = _sigmoid(-2.0 * (engagement(s) + 0.5))
+    at_risk = sigmoid(-2.0 * (engagement(s) + 0.5))
     return s.replace(x=s.x + 0.3 * at_risk, sponsor=s.sponsor + 0.2 * at_risk)
 
 
@@ -69,8 +65,8 @@ def _save_offer(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
 
 
 def _upgrade_offer(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
-    near_limit = _sigmoid(12.0 * (utilisation(s) - 0.8))
-    unhealthy = _sigmoid(-3.0 * (engagement(s) + 0.4))
+    near_limit = sigmoid(12.0 * (utilisation(s) - 0.8))
+    unhealthy = sigmoid(-3.0 * (engagement(s) + 0.4))
     return s.replace(upsell=s.upsell + 1.4 * near_limit, annoy=s.annoy + 0.9 * unhealthy)
 
 

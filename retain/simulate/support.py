@@ -12,17 +12,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from retain.simulate.config import DAY_US, HOUR_US
-from retain.simulate.dynamics import State, engagement
+from retain.simulate.dynamics import State, engagement, sigmoid
 from retain.simulate.events import CHANNELS, Block, times_in_day
 
 #: resolution delay in days by priority P1..P4: (low, high) inclusive
 RESOLVE_DAYS = ((0, 1), (0, 3), (1, 7), (2, 14))
 SURVEY_RATE = 0.03
 SPONSOR_TOUCH_RATE = 0.07
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass
@@ -109,7 +105,7 @@ def support_events(
     survey = _survey(rng, day_us, s, eng, pool, surveyed)
     nps = np.full(n, -1)
     nps[surveyed] = survey.props["nps"]
-    touch_p = activity * SPONSOR_TOUCH_RATE * _sigmoid(2.0 * s.sponsor - 0.3)
+    touch_p = activity * SPONSOR_TOUCH_RATE * sigmoid(2.0 * s.sponsor - 0.3)
     touched = np.flatnonzero(live & (rng.random(n) < touch_p))
     touch = Block(
         "sponsor.touch",

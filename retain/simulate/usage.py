@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from retain.simulate.config import DAY_US, HOUR_US
-from retain.simulate.dynamics import State, engagement
+from retain.simulate.dynamics import State, engagement, sigmoid
 from retain.simulate.events import (
     CORE_FEATURES,
     FEATURES,
@@ -34,10 +34,6 @@ GAP_START = 0.003
 GAP_DAYS = (1, 7)
 ROLE_OF_USER = np.array([0, 1, 1, 2, 3, 4, 4, 1, 2, 4])
 CORE_CODES = np.flatnonzero(CORE_FEATURES)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
 
 
 @dataclass
@@ -88,11 +84,11 @@ def usage_events(
     mem.gap_until[starts_gap] = day + rng.integers(*GAP_DAYS, int(starts_gap.sum()))
     tracked = live & (mem.gap_until < day)
     pool = np.maximum(1, np.ceil(s.need)).astype(np.int64)
-    monthly = np.maximum(1, np.ceil(s.need * _sigmoid(0.8 + 1.5 * eng))).astype(np.int64)
+    monthly = np.maximum(1, np.ceil(s.need * sigmoid(0.8 + 1.5 * eng))).astype(np.int64)
     rate = (
         activity
         * SESSION_SCALE
-        * _sigmoid(0.3 + 1.3 * eng)
+        * sigmoid(0.3 + 1.3 * eng)
         * np.maximum(s.need / USER_CYCLE_DAYS, np.sqrt(s.need))
     )
     sessions = np.where(tracked, np.minimum(rng.poisson(np.minimum(rate, MAX_SESSIONS)), monthly), 0)
@@ -129,7 +125,7 @@ def _sessions(
     ts = times_in_day(rng, day_us, m)
     role = np.where(rng.random(m) < 0.92, ROLE_OF_USER[user % len(ROLE_OF_USER)], -1)
     duration = np.round(np.clip(rng.lognormal(2.7 + 0.25 * eng[acc], 0.7), 1.0, 600.0), 1)
-    breadth = 0.8 + 3.0 * _sigmoid(eng[acc])
+    breadth = 0.8 + 3.0 * sigmoid(eng[acc])
     p_feature = FEATURE_RATE * np.exp(-np.arange(len(FEATURES))[None, :] / breadth[:, None])
     row, feature = np.nonzero(rng.random(p_feature.shape) < p_feature)
     f_acc = acc[row]
@@ -142,7 +138,7 @@ def _sessions(
             user[row],
             {
                 "feature": feature,
-                "count": 1 + rng.poisson(1.5 + 3.0 * _sigmoid(eng[f_acc])),
+                "count": 1 + rng.poisson(1.5 + 3.0 * sigmoid(eng[f_acc])),
                 "core": CORE_FEATURES[feature].astype(np.int64),
             },
         ),
@@ -229,7 +225,7 @@ def _work_events(
     onboarding = s.progress < 1.0
     blocks = []
     recipe = np.flatnonzero(
-        tracked & (rng.random(n) < activity * (0.02 + 0.06 * onboarding) * _sigmoid(eng + 0.5))
+        tracked & (rng.random(n) < activity * (0.02 + 0.06 * onboarding) * sigmoid(eng + 0.5))
     )
     blocks.append(
         Block(
@@ -240,7 +236,7 @@ def _work_events(
             {"recipe": rng.integers(0, len(RECIPES), len(recipe))},
         )
     )
-    deploy_p = activity * 0.06 * _sigmoid(eng + 0.5) * (s.progress >= 0.75)
+    deploy_p = activity * 0.06 * sigmoid(eng + 0.5) * (s.progress >= 0.75)
     deploy = np.flatnonzero(tracked & (rng.random(n) < deploy_p))
     blocks.append(
         Block(
@@ -279,7 +275,7 @@ def nudge_events(
     seq = mem.nudge_seq[sent]
     ts = times_in_day(rng, day_us, len(sent), 11.0)
     feature = np.where(rng.random(len(sent)) < 0.7, rng.choice(CORE_CODES, len(sent)), -1)
-    acted = rng.random(len(sent)) < _sigmoid(-0.8 + 1.2 * engagement(s)[sent])
+    acted = rng.random(len(sent)) < sigmoid(-0.8 + 1.2 * engagement(s)[sent])
     later = np.minimum(
         ts[acted] + rng.integers(HOUR_US // 60, 6 * HOUR_US, int(acted.sum())), day_us + DAY_US - 1
     )
