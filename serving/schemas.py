@@ -114,7 +114,8 @@ Evidence = Literal["clear", "uncertain"]
 
 
 class PredictedChange(BaseModel):
-    """A predicted change in a 90-day probability if the action is taken now, with its 95% interval."""
+    """A predicted change in a 90-day probability if the action is taken now rather than not at all in the
+    90 days, with its 95% interval."""
 
     estimate: float = Field(examples=[-0.021])
     ci_low: float = Field(examples=[-0.04])

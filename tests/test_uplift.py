@@ -304,6 +304,46 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
         assert naive > 0, naive  # the treated churn more: they were the risky ones
 
 
+def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_against_never() -> None:
+    """The action removes 30% of the risk whenever in the horizon it is taken, and half the untreated weeks
+    get it a few weeks later anyway. Against that usual course acting this week removes about 15%; scaled
+    by the rise in the chance of acting at all (from a half to 1) the share is the 30% the truth and a plan
+    compare with never acting."""
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        n = 12_000
+        z = rng.normal(size=n)
+        p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
+        targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
+        targeted = rng.random(n) < targeting
+        randomised = (rng.random(n) < 0.02) & ~targeted
+        treated = (targeted | randomised).astype(np.int8)
+        later = ((treated == 0) & (rng.random(n) < 0.5)).astype(np.int8)
+        outcome = (rng.random(n) < np.where((treated == 1) | (later == 1), 0.7 * p0, p0)).astype(np.int8)
+        x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
+        groups = np.arange(n) // 3
+        splits = dr.folds(groups, 3, seed)
+        baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
+        propensity, _ = dr.fit_propensity(
+            x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, groups, clip=0.001, seed=seed
+        )
+        mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
+        psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
+        against_usual = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups)
+        taken_later = dr.control_treated_later(treated, later, propensity)
+        assert taken_later == pytest.approx(0.5, abs=0.03)
+        against_never = against_usual.against_never(taken_later)
+        e = targeting + (1 - targeting) * 0.02
+        m, w = p0 * (1 - 0.3 * (e + (1 - e) * 0.5)), e * (1 - e)
+        true_never = (w * -0.3 * p0 * m).sum() / (w * m * m).sum()
+        for share, truth in ((against_never, true_never), (against_usual, true_never / 2)):
+            bounds = share.as_dict()
+            assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
+        assert against_never.se == pytest.approx(against_usual.se / (1 - taken_later))
+    assert dr.Share(-0.2, 0.1).against_never(None) == dr.Share(-0.2, 0.1)
+    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_TAKEN_LATER))
+
+
 def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlike_it() -> None:
     """The team treats only the riskiest fifth; the action cuts anyone's odds of churning by the same ratio.
     The average effect over every row needs the treated outcome of rows the team never treats: a model of

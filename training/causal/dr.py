@@ -378,6 +378,25 @@ class Share:
             "ci_high": self.value + Z95 * self.se,
         }
 
+    def against_never(self, taken_later: float | None) -> Share:
+        """This share, estimated against the usual course, as a share against never taking the action within
+        the horizon; `taken_later` is how often the usual course took it later anyway
+        (`control_treated_later`; None: not measured, no change).
+
+        Acting this week raises the chance of the action within the horizon from `taken_later` to 1, so if
+        a take counts alike wherever it falls in the horizon, the effect of the action is the effect of
+        acting this week over that rise: the Wald ratio of an encouragement design, this week's act being
+        the encouragement. A ranking that is the team's course compares with never acting, as the truth
+        does; against the usual course an action the team takes soon anyway looks worth little. Beyond
+        `MAX_TAKEN_LATER` the rise is too small to carry a ratio, and the scale stops growing."""
+        scale = 1.0 / (1.0 - min(taken_later or 0.0, MAX_TAKEN_LATER))
+        return Share(self.value * scale, self.se * scale)
+
+
+#: `Share.against_never` scales a share by at most 1 / (1 - this): with the action almost always taken
+#: later anyway, this week's act barely changes whether it is taken at all
+MAX_TAKEN_LATER = 0.9
+
 
 def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:
     """The DR-learner's second stage with one parameter: the effect as a share theta of the baseline

@@ -89,7 +89,8 @@ def policy_values(
 
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
-    the data, which compare an action this week with the usual course, cannot credit."""
+    the data, which compare an action this week with the usual course, credit only through the shares'
+    scaling to never acting (`dr.Share.against_never`)."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)

@@ -119,7 +119,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             relative[(action, outcome)] = dr.relative_effect(
                 psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
-            )
+            ).against_never(overlap[action].control_treated_later)
     return UpliftModel(
         name=name,
         features=fit.features,

@@ -1,13 +1,15 @@
 """The uplift model: per catalogue action, the predicted change in 90-day churn and expansion probability
-if the action is taken now, from DR-learners over one design.
+if the action is taken now rather than not at all within the horizon, from DR-learners over one design.
 
 Each (action, outcome) effect is a share of the outcome's baseline probability (`dr.relative_effect`):
 a training session that removes a fifth of the churn risk is worth four points to an account at 20% and
 0.4 of a point to one at 2%. The share is the slope of cross-fitted DR pseudo-outcomes on the
 cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows as 1/e, so the rows the
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
-arms carry. An action whose treated rows are worth too few effective rows (`Overlap.poor`) is not
-trusted: serving ranks it by the rules.
+arms carry. The data compare acting this week with the team's usual course, which often takes the action
+a few weeks later anyway; each share is scaled to one against never acting (`dr.Share.against_never`),
+what a plan that is the team's course decides between. An action whose treated rows are worth too few
+effective rows (`Overlap.poor`) is not trusted: serving ranks it by the rules.
 """
 
 from __future__ import annotations
