@@ -121,6 +121,10 @@ def test_what_the_team_went_on_to_do_counts_takes_from_the_cutoff_to_the_horizon
     assert within["qbr_roi_review"].tolist() == [True, True, False]
     assert not within["training_session"].any()
     assert within.to_numpy().sum() == 2
+    # how much of the horizon each first take had left: all of it at the cutoff, 20 of 90 days 70 days on
+    left = pd.DataFrame(recency.horizon_left(keys, log, 90), columns=list(ACTIONS))
+    assert left["qbr_roi_review"].tolist() == pytest.approx([1.0, 20 / 90, 0.0])
+    assert (left.drop(columns="qbr_roi_review").to_numpy() == 0).all()
 
 
 def test_a_replay_clock_sees_the_latest_take_before_it() -> None:
@@ -305,10 +309,12 @@ def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confou
 
 
 def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_against_never() -> None:
-    """The action removes 30% of the risk whenever in the horizon it is taken, and half the untreated weeks
-    get it a few weeks later anyway. Against that usual course acting this week removes about 15%; scaled
-    by the rise in the chance of acting at all (from a half to 1) the share is the 30% the truth and a plan
-    compare with never acting."""
+    """The action removes up to 30% of the risk, in proportion to the share of the horizon it has to work,
+    and 80% of the untreated weeks get it later anyway, at a uniformly drawn time: the usual course gives
+    it 40% of the horizon on average. Against that course acting this week removes about 18%; scaled by
+    the rise in the time the action works (from 40% of the horizon to all of it) the share is the 30% the
+    truth and a plan compare with never acting. Scaled by the rise in the chance of acting at all (from 80%
+    to 1) it would be five times the measured share, not one and two thirds."""
     for seed in range(3):
         rng = np.random.default_rng(seed)
         n = 12_000
@@ -318,8 +324,9 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
         targeted = rng.random(n) < targeting
         randomised = (rng.random(n) < 0.02) & ~targeted
         treated = (targeted | randomised).astype(np.int8)
-        later = ((treated == 0) & (rng.random(n) < 0.5)).astype(np.int8)
-        outcome = (rng.random(n) < np.where((treated == 1) | (later == 1), 0.7 * p0, p0)).astype(np.int8)
+        later = (treated == 0) & (rng.random(n) < 0.8)
+        horizon_left = np.where(treated == 1, 1.0, np.where(later, rng.random(n), 0.0))
+        outcome = (rng.random(n) < p0 * (1 - 0.3 * horizon_left)).astype(np.int8)
         x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
         groups = np.arange(n) // 3
         splits = dr.folds(groups, 3, seed)
@@ -330,18 +337,19 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
         mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
         psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
         against_usual = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups)
-        taken_later = dr.control_treated_later(treated, later, propensity)
-        assert taken_later == pytest.approx(0.5, abs=0.03)
-        against_never = against_usual.against_never(taken_later)
+        assert dr.control_treated_later(treated, later, propensity) == pytest.approx(0.8, abs=0.02)
+        horizon_later = dr.control_treated_later(treated, horizon_left, propensity)
+        assert horizon_later == pytest.approx(0.4, abs=0.02)
+        against_never = against_usual.against_never(horizon_later)
         e = targeting + (1 - targeting) * 0.02
-        m, w = p0 * (1 - 0.3 * (e + (1 - e) * 0.5)), e * (1 - e)
+        m, w = p0 * (1 - 0.3 * (e + (1 - e) * 0.4)), e * (1 - e)
         true_never = (w * -0.3 * p0 * m).sum() / (w * m * m).sum()
-        for share, truth in ((against_never, true_never), (against_usual, true_never / 2)):
+        for share, truth in ((against_never, true_never), (against_usual, true_never * 0.6)):
             bounds = share.as_dict()
             assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
-        assert against_never.se == pytest.approx(against_usual.se / (1 - taken_later))
+        assert against_never.se == pytest.approx(against_usual.se / (1 - horizon_later))
     assert dr.Share(-0.2, 0.1).against_never(None) == dr.Share(-0.2, 0.1)
-    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_TAKEN_LATER))
+    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_HORIZON_LATER))
 
 
 def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlike_it() -> None:

@@ -88,7 +88,7 @@ def store_study(design: Design, config: UpliftConfig, source: dict[str, Any]) ->
             design.treated[a],
             design.randomised[a],
             design.known_propensity[a],
-            design.taken_later[a],
+            design.taken_later(a),
         )
         for a in ACTIONS
     ]

@@ -47,9 +47,14 @@ class Design:
     #: action -> its latest take before each row's cutoff (NaT where none): the cool-downs; the rows carry
     #: the same as days-since columns (`recency`)
     last_taken: dict[str, np.ndarray]
-    #: action -> 1 where it was taken within the horizon from the cutoff on: whether an untreated row's
-    #: account got the action a little later anyway (`dr.control_treated_later`)
-    taken_later: dict[str, np.ndarray]
+    #: action -> the share of the horizon still ahead when it was first taken from the cutoff on (0 where it
+    #: was not taken within the horizon; `recency.horizon_left`): whether, and how soon, an untreated row's
+    #: account got the action later anyway (`dr.control_treated_later`)
+    horizon_left: dict[str, np.ndarray]
+
+    def taken_later(self, action: str) -> np.ndarray:
+        """1 where the action was taken within the horizon from the cutoff on."""
+        return (self.horizon_left[action] > 0).astype(np.int8)
 
     @property
     def groups(self) -> np.ndarray:
@@ -130,6 +135,6 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
     }
     treated, randomised, known = treatments(rows, interventions)
     last = recency.last_taken(rows, interventions)
-    within = recency.taken_within(rows, interventions, horizon_days)
-    later = {a: within[:, j].astype(np.int8) for j, a in enumerate(ACTIONS)}
-    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, later)
+    left = recency.horizon_left(rows, interventions, horizon_days)
+    ahead = {a: left[:, j] for j, a in enumerate(ACTIONS)}
+    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, ahead)

@@ -378,24 +378,26 @@ class Share:
             "ci_high": self.value + Z95 * self.se,
         }
 
-    def against_never(self, taken_later: float | None) -> Share:
+    def against_never(self, horizon_later: float | None) -> Share:
         """This share, estimated against the usual course, as a share against never taking the action within
-        the horizon; `taken_later` is how often the usual course took it later anyway
-        (`control_treated_later`; None: not measured, no change).
+        the horizon; `horizon_later` is how much of the horizon the usual course's later takes had left to
+        work, on average over comparable untreated weeks (`control_treated_later` over `horizon_left`;
+        None: not measured, no change).
 
-        Acting this week raises the chance of the action within the horizon from `taken_later` to 1, so if
-        a take counts alike wherever it falls in the horizon, the effect of the action is the effect of
-        acting this week over that rise: the Wald ratio of an encouragement design, this week's act being
-        the encouragement. A ranking that is the team's course compares with never acting, as the truth
-        does; against the usual course an action the team takes soon anyway looks worth little. Beyond
-        `MAX_TAKEN_LATER` the rise is too small to carry a ratio, and the scale stops growing."""
-        scale = 1.0 / (1.0 - min(taken_later or 0.0, MAX_TAKEN_LATER))
+        Acting this week gives the action (about) the whole horizon to work; the usual course gives it
+        `horizon_later` of it. If an action's effect accrues with the time it has to work, the effect of the
+        whole horizon against none is this week's effect over the difference: the Wald ratio of an
+        encouragement design, this week's act being the encouragement and the time it works the dose. A
+        ranking that is the team's course compares with never acting, as the truth does; against the usual
+        course an action the team takes soon anyway looks worth little. Beyond `MAX_HORIZON_LATER` the
+        difference is too small to carry a ratio, and the scale stops growing."""
+        scale = 1.0 / (1.0 - min(horizon_later or 0.0, MAX_HORIZON_LATER))
         return Share(self.value * scale, self.se * scale)
 
 
-#: `Share.against_never` scales a share by at most 1 / (1 - this): with the action almost always taken
-#: later anyway, this week's act barely changes whether it is taken at all
-MAX_TAKEN_LATER = 0.9
+#: `Share.against_never` scales a share by at most 1 / (1 - this): where the usual course almost always
+#: takes the action soon anyway, this week's act barely changes how long it works
+MAX_HORIZON_LATER = 0.9
 
 
 def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:
@@ -422,7 +424,9 @@ def effective_sample_size(weights: np.ndarray) -> float:
 
 def control_treated_later(treated: np.ndarray, later: np.ndarray, propensity: np.ndarray) -> float | None:
     """Of the untreated rows, weighted by their propensity odds e / (1 - e) to resemble the treated ones,
-    the share that got the treatment later within the horizon anyway (`later`); None without such rows.
+    the share that got the treatment later within the horizon anyway (`later`, 0/1); None without such rows.
+    With `later` the share of the horizon each later take had left (`recency.horizon_left`), the mean of
+    that share instead.
 
     The estimate compares treating now with this control: near 1, it measures acting now against acting a
     few weeks later, and an action that works shows an effect shrunk towards 0 (no "never" arm exists)."""

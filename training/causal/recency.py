@@ -4,8 +4,8 @@ helps less the second time), and the feature table, built from telemetry alone, 
 
 Design rows, the judge and the weekly plan take the timestamps from the interventions table, strictly before
 a row's cutoff (a take at the cutoff is that week's treatment, not an input); serving takes them from its
-cool-down register, every take up to its clock. The judge also looks forward (`taken_within`): what the
-team went on to do after a cutoff.
+cool-down register, every take up to its clock. The judge and the design also look forward (`taken_within`,
+`horizon_left`): what the team went on to do after a cutoff, and how soon.
 """
 
 from __future__ import annotations
@@ -39,14 +39,25 @@ def last_taken(
     return _nearest_take(keys, interventions, actions, "backward")
 
 
+def horizon_left(
+    keys: pd.DataFrame, interventions: pd.DataFrame, days: float, actions: Sequence[str] = ACTIONS
+) -> np.ndarray:
+    """(rows, actions): the share of the `days` from each row's cutoff still ahead when each action was first
+    taken from the cutoff on: 1 for a take at the cutoff, 0 where none came within the `days`. How long the
+    team's own course leaves an action to work within the horizon."""
+    first = _nearest_take(keys, interventions, actions, "forward")
+    cutoffs = _naive_utc(keys["cutoff"])
+    return np.column_stack(
+        [np.nan_to_num(1.0 - days_since(first[a], cutoffs) / days, nan=0.0) for a in actions]
+    ).clip(0.0)
+
+
 def taken_within(
     keys: pd.DataFrame, interventions: pd.DataFrame, days: float, actions: Sequence[str] = ACTIONS
 ) -> np.ndarray:
     """(rows, actions): whether each action was taken in the `days` from each row's cutoff on (the cutoff
     included): what the team went on to do anyway."""
-    first = _nearest_take(keys, interventions, actions, "forward")
-    cutoffs = _naive_utc(keys["cutoff"])
-    return np.column_stack([days_since(first[a], cutoffs) < days for a in actions])
+    return horizon_left(keys, interventions, days, actions) > 0
 
 
 def _nearest_take(

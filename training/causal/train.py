@@ -40,7 +40,10 @@ def _overlap(
         propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
         min_effective=config.min_effective_treated,
         control_treated_later=dr.control_treated_later(
-            design.treated[action], design.taken_later[action], propensity
+            design.treated[action], design.taken_later(action), propensity
+        ),
+        control_horizon_later=dr.control_treated_later(
+            design.treated[action], design.horizon_left[action], propensity
         ),
     )
 
@@ -119,7 +122,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             relative[(action, outcome)] = dr.relative_effect(
                 psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
-            ).against_never(overlap[action].control_treated_later)
+            ).against_never(overlap[action].control_horizon_later)
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -171,8 +174,9 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
-        if stats["control_treated_later"] is not None:
-            flat[f"{action}_control_treated_later"] = stats["control_treated_later"]
+        for later in ("control_treated_later", "control_horizon_later"):
+            if stats[later] is not None:
+                flat[f"{action}_{later}"] = stats[later]
     truth = metrics.get("truth")
     if truth:
         for policy_name, share in truth["policy"]["share_of_oracle"].items():

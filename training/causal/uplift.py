@@ -7,9 +7,10 @@ a training session that removes a fifth of the churn risk is worth four points t
 cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows as 1/e, so the rows the
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
 arms carry. The data compare acting this week with the team's usual course, which often takes the action
-a few weeks later anyway; each share is scaled to one against never acting (`dr.Share.against_never`),
-what a plan that is the team's course decides between. An action whose treated rows are worth too few
-effective rows (`Overlap.poor`) is not trusted: serving ranks it by the rules.
+a few weeks later anyway; each share is scaled to one against never acting (`dr.Share.against_never`,
+over `Overlap.control_horizon_later`), what a plan that is the team's course decides between. An action
+whose treated rows are worth too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by
+the rules.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ class Overlap:
     min_effective: float
     #: `dr.control_treated_later`: how far "not this week" meant "a few weeks later" (None: not measured)
     control_treated_later: float | None = None
+    #: the same over the share of the horizon each later take had left (`recency.horizon_left`): how much of
+    #: the action's time to work within the horizon the usual course gave comparable weeks anyway
+    control_horizon_later: float | None = None
 
     @property
     def poor(self) -> bool:
@@ -52,6 +56,7 @@ class Overlap:
             "clipped_share": self.clipped_share,
             "propensity_quantiles": self.propensity_quantiles,
             "control_treated_later": self.control_treated_later,
+            "control_horizon_later": self.control_horizon_later,
             "poor": self.poor,
         }
 

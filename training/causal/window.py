@@ -40,7 +40,7 @@ def latest_weeks(design: Design, weeks: int) -> Design:
         {a: v[keep] for a, v in design.known_propensity.items()},
         {o: v[keep] for o, v in design.outcomes.items()},
         {a: v[keep] for a, v in design.last_taken.items()},
-        {a: v[keep] for a, v in design.taken_later.items()},
+        {a: v[keep] for a, v in design.horizon_left.items()},
     )
 
 
