@@ -3,9 +3,10 @@ average effect, and how much of the oracle's averted churn the uplift ranking fi
 the rules, "call the riskiest first" and the ceilings (`judge.ceilings`: rankings told each action's true
 average effect), the part of each policy's value on actions the team took within the horizon anyway
 (the truth's effects are against no action; the data's, against the usual course), and each action's
-estimated share of churn risk with its standard error beside the truth's share and beside how often its
-untreated weeks got it later anyway (`dr.control_treated_later`). Each policy's mean share of the oracle
-comes with its standard error over the seeds.
+estimated share of churn risk (against never acting) with its standard error beside the truth's share and
+beside how often its untreated weeks got it later anyway (`dr.control_treated_later`) and how much of the
+horizon those later takes had left (`control_horizon_later`, what the share is scaled by). Each policy's
+mean share of the oracle comes with its standard error over the seeds.
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
 
@@ -49,6 +50,7 @@ def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
         "taken_anyway": truth["policy"]["taken_anyway_share"],
         "churn_shares": truth["churn_shares"],
         "control_treated_later": {a: o["control_treated_later"] for a, o in metrics["overlap"].items()},
+        "control_horizon_later": {a: o["control_horizon_later"] for a, o in metrics["overlap"].items()},
     }
 
 
@@ -98,6 +100,7 @@ def main() -> None:
                     for s in seeds
                 ],
                 "control_treated_later": [round(runs[s]["control_treated_later"][a], 3) for s in seeds],
+                "control_horizon_later": [round(runs[s]["control_horizon_later"][a], 3) for s in seeds],
             }
             for a in ACTIONS
         },

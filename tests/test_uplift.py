@@ -274,34 +274,63 @@ def test_a_placebo_treatment_shows_no_effect() -> None:
     assert effect.ci_low <= 0.0 <= effect.ci_high
 
 
+@dataclass(frozen=True)
+class Targeted:
+    """Rows where the risky are targeted more, beside a 2% experiment arm: the world of the share tests."""
+
+    rng: np.random.Generator
+    p0: np.ndarray
+    targeting: np.ndarray
+    treated: np.ndarray
+    randomised: np.ndarray
+    x: dr.Matrix
+    groups: np.ndarray
+
+    @staticmethod
+    def draw(seed: int, n: int = 12_000) -> Targeted:
+        rng = np.random.default_rng(seed)
+        z = rng.normal(size=n)
+        targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
+        targeted = rng.random(n) < targeting
+        randomised = (rng.random(n) < 0.02) & ~targeted
+        x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
+        p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
+        treated = (targeted | randomised).astype(np.int8)
+        return Targeted(rng, p0, targeting, treated, randomised.astype(np.int8), x, np.arange(n) // 3)
+
+    def share(self, outcome: np.ndarray, seed: int) -> tuple[dr.Share, np.ndarray]:
+        """The DR slope of `outcome` on its cross-fitted baseline, as training fits it, and the propensity."""
+        splits = dr.folds(self.groups, 3, seed)
+        baseline = dr.out_of_fold_baseline(self.x, outcome, splits, seed=seed)
+        arm = np.full(len(outcome), 0.02)
+        propensity, _ = dr.fit_propensity(
+            self.x, self.treated, self.randomised, arm, splits, self.groups, clip=0.001, seed=seed
+        )
+        mu0, mu1 = dr.fit_outcomes(self.treated, outcome, splits, baseline, propensity)
+        psi = dr.pseudo_outcomes(self.treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
+        return dr.relative_effect(psi, baseline, propensity * (1 - propensity), self.groups), propensity
+
+    def true_slope(self, cut: float, untreated_exposure: float) -> float:
+        """The slope the true risk gives where the action removes `cut` of it, and the untreated rows get
+        `untreated_exposure` of that anyway (the baseline counts the treated, whose risk is lower)."""
+        e = self.targeting + (1 - self.targeting) * 0.02
+        m, w = self.p0 * (1 - cut * (e + (1 - e) * untreated_exposure)), e * (1 - e)
+        return float((w * -cut * self.p0 * m).sum() / (w * m * m).sum())
+
+
 def test_the_relative_effect_is_the_share_of_risk_an_action_removes_under_confounded_targeting() -> None:
     """The risky are targeted more; the action removes 30% of anyone's risk, so 0.3 of a point at 1% and 15
     at 50%. The slope of the pseudo-outcomes on the baseline risk finds about 30%, and its interval holds
     the slope the true risk and effect give (a little over 30%: the baseline counts the treated, whose
     risk is lower); the naive ratio of the treated's churn to the untreated's shows harm."""
     for seed in range(3):
-        rng = np.random.default_rng(seed)
-        n = 12_000
-        z = rng.normal(size=n)
-        p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
-        targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
-        targeted = rng.random(n) < targeting
-        randomised = (rng.random(n) < 0.02) & ~targeted
-        treated = (targeted | randomised).astype(np.int8)
-        outcome = (rng.random(n) < np.where(treated == 1, 0.7 * p0, p0)).astype(np.int8)
-        x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
-        groups = np.arange(n) // 3
-        splits = dr.folds(groups, 3, seed)
-        baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
-        propensity, _ = dr.fit_propensity(
-            x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, groups, clip=0.001, seed=seed
+        world = Targeted.draw(seed)
+        treated = world.treated
+        outcome = (world.rng.random(len(treated)) < np.where(treated == 1, 0.7, 1.0) * world.p0).astype(
+            np.int8
         )
-        mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
-        psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
-        share = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups).as_dict()
-        e = targeting + (1 - targeting) * 0.02
-        m, w = p0 * (1 - 0.3 * e), e * (1 - e)
-        true_slope = (w * -0.3 * p0 * m).sum() / (w * m * m).sum()
+        share = world.share(outcome, seed)[0].as_dict()
+        true_slope = world.true_slope(0.3, 0.0)
         assert -0.5 < share["share"] < -0.2, (seed, share)
         assert share["ci_low"] <= true_slope <= share["ci_high"], (seed, share, true_slope)
         naive = outcome[treated == 1].mean() / outcome[treated == 0].mean() - 1
@@ -316,34 +345,17 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
     truth and a plan compare with never acting. Scaled by the rise in the chance of acting at all (from 80%
     to 1) it would be five times the measured share, not one and two thirds."""
     for seed in range(3):
-        rng = np.random.default_rng(seed)
-        n = 12_000
-        z = rng.normal(size=n)
-        p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
-        targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
-        targeted = rng.random(n) < targeting
-        randomised = (rng.random(n) < 0.02) & ~targeted
-        treated = (targeted | randomised).astype(np.int8)
-        later = (treated == 0) & (rng.random(n) < 0.8)
-        horizon_left = np.where(treated == 1, 1.0, np.where(later, rng.random(n), 0.0))
-        outcome = (rng.random(n) < p0 * (1 - 0.3 * horizon_left)).astype(np.int8)
-        x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
-        groups = np.arange(n) // 3
-        splits = dr.folds(groups, 3, seed)
-        baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
-        propensity, _ = dr.fit_propensity(
-            x, treated, randomised.astype(np.int8), np.full(n, 0.02), splits, groups, clip=0.001, seed=seed
-        )
-        mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
-        psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
-        against_usual = dr.relative_effect(psi, baseline, propensity * (1 - propensity), groups)
+        world = Targeted.draw(seed)
+        treated, n = world.treated, len(world.treated)
+        later = (treated == 0) & (world.rng.random(n) < 0.8)
+        horizon_left = np.where(treated == 1, 1.0, np.where(later, world.rng.random(n), 0.0))
+        outcome = (world.rng.random(n) < world.p0 * (1 - 0.3 * horizon_left)).astype(np.int8)
+        against_usual, propensity = world.share(outcome, seed)
         assert dr.control_treated_later(treated, later, propensity) == pytest.approx(0.8, abs=0.02)
         horizon_later = dr.control_treated_later(treated, horizon_left, propensity)
         assert horizon_later == pytest.approx(0.4, abs=0.02)
         against_never = against_usual.against_never(horizon_later)
-        e = targeting + (1 - targeting) * 0.02
-        m, w = p0 * (1 - 0.3 * (e + (1 - e) * 0.4)), e * (1 - e)
-        true_never = (w * -0.3 * p0 * m).sum() / (w * m * m).sum()
+        true_never = world.true_slope(0.3, 0.4)
         for share, truth in ((against_never, true_never), (against_usual, true_never * 0.6)):
             bounds = share.as_dict()
             assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
