@@ -204,7 +204,8 @@ def _caveats(report: dict[str, Any], study: Study) -> list[str]:
             f"the horizon anyway for {', '.join(named)}. For these the team usually acts soon: the "
             "estimate compares acting this week with acting a few weeks later, not with never acting, so an "
             "action that works shows an effect shrunk towards 0, and a wide interval around 0 is no sign "
-            "that it does nothing."
+            "that it does nothing. The uplift ranking scales its estimates to never acting for this; the "
+            "effects in this report are as measured."
         )
     failed = sorted({f"{r['treatment']} ({r['check']})" for r in report["refutations"] if not r["passed"]})
     if failed:
