@@ -18,6 +18,9 @@ class Action:
     cost_usd: float
     cooldown_days: int
     needs_approval: bool = False
+    #: its worth lands once, at the renewal decision (a value case shown before it): taken a few weeks
+    #: later but still before the renewal, it is worth as much as taken now
+    settles_at_renewal: bool = False
 
 
 CATALOGUE: dict[str, Action] = {
@@ -30,7 +33,15 @@ CATALOGUE: dict[str, Action] = {
         Action("hypercare_onboarding", "onboarding stalled, first value not reached", "meeting", 6.0, 0, 45),
         Action("integration_assist", "integration failing or missing", "meeting", 3.0, 0, 30),
         Action("training_session", "low adoption width in target roles", "meeting", 2.0, 0, 30),
-        Action("qbr_roi_review", "renewal within 120 days, value unproven", "meeting", 4.0, 0, 90),
+        Action(
+            "qbr_roi_review",
+            "renewal within 120 days, value unproven",
+            "meeting",
+            4.0,
+            0,
+            90,
+            settles_at_renewal=True,
+        ),
         Action("health_check_call", "at-risk band", "call", 1.0, 0, 21),
         Action("in_app_nudge", "unused core feature for 7 days", "in_app", 0.0, 0, 7),
         Action("billing_outreach", "overdue or failed invoice", "email", 0.5, 0, 14),

@@ -21,7 +21,7 @@ from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
 from registry.tracking import client, log_and_register
-from retain.catalogue import ACTIONS
+from retain.catalogue import ACTIONS, CATALOGUE
 from retain.ingest import ingest_path
 from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
@@ -33,6 +33,7 @@ from tests.conftest import UpliftWorld
 from tests.test_api import Server
 from training.causal import dr, judge, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
+from training.causal.uplift import Overlap
 
 UTC_DAY = pd.Timedelta(days=1)
 
@@ -362,6 +363,45 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
         assert against_never.se == pytest.approx(against_usual.se / (1 - horizon_later))
     assert dr.Share(-0.2, 0.1).against_never(None) == dr.Share(-0.2, 0.1)
     assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_HORIZON_LATER))
+
+
+def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_usual_course_took_it() -> None:
+    """A QBR's value case counts once, at the renewal: shown a few weeks later, still before it, it is worth
+    as much as shown now. The action removes 30% of the risk, and 60% of the untreated weeks get it later
+    anyway, at a uniformly drawn time: against that course acting this week removes 40% of the 30%. Scaled
+    by the rise in the chance of taking it at all (from 60% to 1), the share is the 30% against never;
+    scaled by the rise in the time it works (from 30% of the horizon to all of it), as for an action whose
+    effect accrues, it would be short by a third."""
+    assert CATALOGUE["qbr_roi_review"].settles_at_renewal
+    assert not CATALOGUE["training_session"].settles_at_renewal
+    for seed in range(3):
+        world = Targeted.draw(seed)
+        treated, n = world.treated, len(world.treated)
+        later = (treated == 0) & (world.rng.random(n) < 0.6)
+        horizon_left = np.where(treated == 1, 1.0, np.where(later, world.rng.random(n), 0.0))
+        outcome = (world.rng.random(n) < world.p0 * (1 - 0.3 * ((treated == 1) | later))).astype(np.int8)
+        against_usual, propensity = world.share(outcome, seed)
+        courses = {
+            settles: Overlap(
+                n_treated=int(treated.sum()),
+                n_randomised=int(world.randomised.sum()),
+                effective_treated=dr.effective_sample_size(1 / propensity[treated == 1]),
+                clipped_share=0.0,
+                propensity_quantiles={},
+                min_effective=0.0,
+                control_treated_later=dr.control_treated_later(treated, later, propensity),
+                control_horizon_later=dr.control_treated_later(treated, horizon_left, propensity),
+                settles_at_renewal=settles,
+            ).course_later
+            for settles in (True, False)
+        }
+        assert courses[True] == pytest.approx(0.6, abs=0.02)
+        assert courses[False] == pytest.approx(0.3, abs=0.02)
+        truth = world.true_slope(0.3, 0.6)
+        settled = against_usual.against_never(courses[True]).as_dict()
+        assert settled["ci_low"] <= truth <= settled["ci_high"], (seed, settled, truth)
+        accrued = against_usual.against_never(courses[False]).as_dict()
+        assert accrued["ci_low"] > truth, (seed, accrued, truth)
 
 
 def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlike_it() -> None:

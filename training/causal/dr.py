@@ -378,20 +378,20 @@ class Share:
             "ci_high": self.value + Z95 * self.se,
         }
 
-    def against_never(self, horizon_later: float | None) -> Share:
+    def against_never(self, course_later: float | None) -> Share:
         """This share, estimated against the usual course, as a share against never taking the action within
-        the horizon; `horizon_later` is how much of the horizon the usual course's later takes had left to
-        work, on average over comparable untreated weeks (`control_treated_later` over `horizon_left`;
-        None: not measured, no change).
+        the horizon; `course_later` is how much of the action's worth the usual course gave comparable
+        untreated weeks anyway by taking it later (`Overlap.course_later`; None: not measured, no change).
 
-        Acting this week gives the action (about) the whole horizon to work; the usual course gives it
-        `horizon_later` of it. If an action's effect accrues with the time it has to work, the effect of the
-        whole horizon against none is this week's effect over the difference: the Wald ratio of an
-        encouragement design, this week's act being the encouragement and the time it works the dose. A
+        Acting this week gives the action its whole worth; the usual course gives it `course_later` of it. For
+        an action whose effect accrues with the time it works, that is the share of the horizon the later
+        takes had left; for one that settles at the renewal, how often it was taken later at all. The effect
+        of the whole worth against none is this week's effect over the difference: the Wald ratio of an
+        encouragement design, this week's act being the encouragement and the worth it gets the dose. A
         ranking that is the team's course compares with never acting, as the truth does; against the usual
         course an action the team takes soon anyway looks worth little. Beyond `MAX_HORIZON_LATER` the
         difference is too small to carry a ratio, and the scale stops growing."""
-        scale = 1.0 / (1.0 - min(horizon_later or 0.0, MAX_HORIZON_LATER))
+        scale = 1.0 / (1.0 - min(course_later or 0.0, MAX_HORIZON_LATER))
         return Share(self.value * scale, self.se * scale)
 
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features.definitions import KEYS
-from retain.catalogue import ACTIONS
+from retain.catalogue import ACTIONS, CATALOGUE
 from retain.errors import RetainError
 from retain.settings import Settings
 from retain.store import Store
@@ -45,6 +45,7 @@ def _overlap(
         control_horizon_later=dr.control_treated_later(
             design.treated[action], design.horizon_left[action], propensity
         ),
+        settles_at_renewal=CATALOGUE[action].settles_at_renewal,
     )
 
 
@@ -122,7 +123,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             relative[(action, outcome)] = dr.relative_effect(
                 psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
-            ).against_never(overlap[action].control_horizon_later)
+            ).against_never(overlap[action].course_later)
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -174,7 +175,7 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
-        for later in ("control_treated_later", "control_horizon_later"):
+        for later in ("control_treated_later", "control_horizon_later", "course_later"):
             if stats[later] is not None:
                 flat[f"{action}_{later}"] = stats[later]
     truth = metrics.get("truth")

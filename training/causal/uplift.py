@@ -8,7 +8,7 @@ cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows a
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
 arms carry. The data compare acting this week with the team's usual course, which often takes the action
 a few weeks later anyway; each share is scaled to one against never acting (`dr.Share.against_never`,
-over `Overlap.control_horizon_later`), what a plan that is the team's course decides between. An action
+over `Overlap.course_later`), what a plan that is the team's course decides between. An action
 whose treated rows are worth too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by
 the rules.
 """
@@ -43,10 +43,20 @@ class Overlap:
     #: the same over the share of the horizon each later take had left (`recency.horizon_left`): how much of
     #: the action's time to work within the horizon the usual course gave comparable weeks anyway
     control_horizon_later: float | None = None
+    #: `Action.settles_at_renewal`: a later take is worth a take now, whatever time it had left
+    settles_at_renewal: bool = False
 
     @property
     def poor(self) -> bool:
         return self.effective_treated < self.min_effective
+
+    @property
+    def course_later(self) -> float | None:
+        """How much of the action's worth the usual course gave comparable untreated weeks anyway, what each
+        share is scaled to never acting by (`dr.Share.against_never`): for an action that settles at the
+        renewal, how often they got it later at all; for one whose effect accrues while it works, the share
+        of the horizon their later takes had left."""
+        return self.control_treated_later if self.settles_at_renewal else self.control_horizon_later
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +67,8 @@ class Overlap:
             "propensity_quantiles": self.propensity_quantiles,
             "control_treated_later": self.control_treated_later,
             "control_horizon_later": self.control_horizon_later,
+            "settles_at_renewal": self.settles_at_renewal,
+            "course_later": self.course_later,
             "poor": self.poor,
         }
 
