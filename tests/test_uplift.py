@@ -170,6 +170,23 @@ def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_s
     assert ceilings["true_average_effect"] < 0.8 * oracle
 
 
+def test_the_noise_budget_prices_what_noisy_shares_cost_a_ranking_told_the_true_ones() -> None:
+    """Effects that scale with the risk: told the true shares, the ranking is the oracle; the more noise on
+    them, the less churn it averts, down to a fraction of the oracle when the noise is as large as the
+    gaps between the shares."""
+    rng = np.random.default_rng(4)
+    risk = rng.uniform(0.01, 0.5, 2000)
+    shares = np.array([-0.3, -0.05, -0.1])
+    true = shares * risk[:, None]
+    eligible = rng.random(true.shape) < 0.5
+    oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
+    budget = judge.noise_budget(true, eligible, shares, np.full(3, 0.2), risk, 200)
+    values = [budget[f"true_share_noise_x{scale:g}"] for scale in judge.NOISE_SCALES]
+    assert values[0] == pytest.approx(oracle)
+    assert all(more <= less + 1e-9 for less, more in pairwise(values)), values
+    assert values[-1] < 0.9 * oracle, values
+
+
 def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_features_tell_them() -> None:
     rng = np.random.default_rng(5)
     features = rng.normal(size=(2000, 2))

@@ -10,7 +10,7 @@ import pandas as pd
 
 from retain.catalogue import ACTIONS
 from training.causal import dr, policy, recency
-from training.causal.uplift import UpliftModel
+from training.causal.uplift import UpliftModel, of_risk
 
 #: folds of `fitted_ceiling`: each account's fit comes from a model that never saw the account
 FIT_FOLDS = 2
@@ -75,6 +75,39 @@ def fitted_ceiling(
     return policy.true_value(true, *policy.choose(-fitted, eligible, budget))
 
 
+#: multiples of the model's standard errors `noise_budget` adds to the truth's shares; a quarter of the
+#: noise is what sixteen times the accounts would leave
+NOISE_SCALES = (0.0, 0.25, 0.5, 1.0)
+NOISE_DRAWS = 20
+
+
+def noise_budget(
+    true: np.ndarray,
+    eligible: np.ndarray,
+    shares: np.ndarray,
+    ses: np.ndarray,
+    risk: np.ndarray,
+    budget: int,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Churn averted by the model's ranking (`of_risk` over `risk`) told the truth's shares, with Gaussian
+    noise of each `NOISE_SCALES` multiple of the model's standard errors `ses` added, averaged over
+    `NOISE_DRAWS` draws.
+
+    It splits the gap to the oracle: at no noise, what the ranking's form costs even with each action's
+    share known; at the model's own noise, what noise that large costs; between them, what more data
+    would buy."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for scale in NOISE_SCALES:
+        values = [
+            policy.true_value(true, *policy.choose(-of_risk(noisy, risk), eligible, budget))
+            for noisy in shares + scale * ses * rng.standard_normal((NOISE_DRAWS if scale else 1, len(ses)))
+        ]
+        out[f"true_share_noise_x{scale:g}"] = float(np.mean(values))
+    return out
+
+
 def policy_values(
     model: UpliftModel,
     rows: pd.DataFrame,
@@ -85,7 +118,8 @@ def policy_values(
 ) -> dict[str, Any]:
     """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
     where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included;
-    given the rows' true risk (`true_risk`), the `ceilings` and the `fitted_ceiling` too.
+    given the rows' true risk (`true_risk`), the `ceilings`, the `fitted_ceiling` and the `noise_budget` of
+    the truth's shares (each action's summed effects over the summed risk, as `churn_shares`) too.
 
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
@@ -113,6 +147,9 @@ def policy_values(
     anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:
         values |= ceilings(true, eligible, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
+        ses = np.array([model.relative[(a, "churn")].se for a in model.actions])
+        shares = true_shares(truth, p_churn)[list(model.actions)].to_numpy()
+        values |= noise_budget(true, eligible, shares, ses, risk, budget)
         x = dr.Matrix.of(kept, model.features, model.categories)
         values["true_effect_fit"] = fitted_ceiling(true, eligible, x, kept["account_id"].to_numpy(), budget)
     oracle = values["oracle"]
@@ -146,12 +183,17 @@ def effect_coverage(model: UpliftModel, truth: pd.DataFrame, outcome: str) -> di
     return out
 
 
+def true_shares(truth: pd.DataFrame, p_churn: np.ndarray) -> pd.Series:
+    """Per action, the share of churn risk it truly removes over `truth`'s rows: its summed true effects
+    over their summed true risk, what the model's shares estimate."""
+    return truth.sum() / float(p_churn.sum())
+
+
 def churn_shares(model: UpliftModel, truth: pd.DataFrame, p_churn: np.ndarray) -> dict[str, Any]:
     """Per action: the share of churn risk the model says it removes, with its interval, beside the truth's
     (its summed true effects over the summed true risk of `truth`'s rows): how well the data pin down what
     the ranking multiplies the risk by."""
-    out = {}
-    for action in model.actions:
-        estimate = model.relative[(action, "churn")].as_dict()
-        out[action] = estimate | {"true_share": float(truth[action].sum() / p_churn.sum())}
-    return out
+    truths = true_shares(truth, p_churn)
+    return {
+        a: model.relative[(a, "churn")].as_dict() | {"true_share": float(truths[a])} for a in model.actions
+    }

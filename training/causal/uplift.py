@@ -73,6 +73,13 @@ class Overlap:
         }
 
 
+def of_risk(shares: np.ndarray, risk: np.ndarray) -> np.ndarray:
+    """(rows, actions) changes in probability: each action's share of each row's `risk`, bounded so the
+    probability with the action stays in [0, 1]."""
+    base = risk[:, None]
+    return np.clip(shares[None, :] * base, -base, 1.0 - base)
+
+
 @dataclass
 class UpliftModel:
     name: str
@@ -123,10 +130,8 @@ class UpliftModel:
         `ses` moves every share by that many standard errors (-Z95 and Z95: the ends of its 95% interval)."""
         out = {}
         for outcome, risk in risks.items():
-            base = risk[:, None]
             shares = [self.relative[(a, outcome)] for a in self.actions]
-            share = np.array([s.value + ses * s.se for s in shares])[None, :]
-            out[outcome] = np.clip(share * base, -base, 1.0 - base)
+            out[outcome] = of_risk(np.array([s.value + ses * s.se for s in shares]), risk)
         return out
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:
