@@ -379,7 +379,7 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
             assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
         assert against_never.se == pytest.approx(against_usual.se / (1 - horizon_later))
     assert dr.Share(-0.2, 0.1).against_never(None) == dr.Share(-0.2, 0.1)
-    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_HORIZON_LATER))
+    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_COURSE_LATER))
 
 
 def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_usual_course_took_it() -> None:

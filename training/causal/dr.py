@@ -389,15 +389,15 @@ class Share:
         of the whole worth against none is this week's effect over the difference: the Wald ratio of an
         encouragement design, this week's act being the encouragement and the worth it gets the dose. A
         ranking that is the team's course compares with never acting, as the truth does; against the usual
-        course an action the team takes soon anyway looks worth little. Beyond `MAX_HORIZON_LATER` the
+        course an action the team takes soon anyway looks worth little. Beyond `MAX_COURSE_LATER` the
         difference is too small to carry a ratio, and the scale stops growing."""
-        scale = 1.0 / (1.0 - min(course_later or 0.0, MAX_HORIZON_LATER))
+        scale = 1.0 / (1.0 - min(course_later or 0.0, MAX_COURSE_LATER))
         return Share(self.value * scale, self.se * scale)
 
 
 #: `Share.against_never` scales a share by at most 1 / (1 - this): where the usual course almost always
-#: takes the action soon anyway, this week's act barely changes how long it works
-MAX_HORIZON_LATER = 0.9
+#: gives the action its worth anyway, this week's act barely changes what it gets
+MAX_COURSE_LATER = 0.9
 
 
 def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:
