@@ -48,9 +48,10 @@ demo: install ## the main job on embedded defaults: simulate -> ingest -> featur
 	@echo "try: curl -H \"Authorization: Bearer $$(cat $(STORE)/demo.key)\" 'http://127.0.0.1:$(PORT)/v1/accounts/acc-000001/risk?actions=3'"
 	$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
 
-lint: install ## ruff (lint and format check)
+lint: install ## ruff (lint and format check) and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 typecheck: install ## mypy over the packages
 	$(BIN)/mypy

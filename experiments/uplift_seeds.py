@@ -30,11 +30,11 @@ from typing import Any
 import numpy as np
 
 from features.build import build_and_publish
-from retain.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
 

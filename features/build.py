@@ -22,11 +22,11 @@ import pyarrow.parquet as pq
 from features.cutoffs import cutoff_table, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.errors import RetainError
-from retain.files import atomic_path
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.errors import RetainError
+from retain.core.files import atomic_path
+from retain.core.settings import Settings
+from retain.core.store import Store
 
 INPUTS: dict[str, pa.Schema] = {
     "events": EVENT_SCHEMA,

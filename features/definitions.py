@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from retain.contract import TS
+from retain.core.contract import TS
 
 SQL_DIR = Path(__file__).parent / "sql"
 

@@ -36,9 +36,9 @@ from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
 from features.rows import FeatureRows
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 
 ENTITY = "account"
 JOIN_KEY = "account_id"

@@ -13,7 +13,7 @@ import duckdb
 import pyarrow as pa
 
 from features.definitions import bind, sql
-from retain.settings import Settings
+from retain.core.settings import Settings
 
 #: The feature columns the formula reads.
 INPUTS = (

@@ -20,9 +20,9 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 from registry.aliases import CHAMPION
 from registry.pyfunc import MODEL_ARTIFACT
 from registry.tracking import client
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.artifact import ScoringModel
 from training.causal.uplift import UpliftModel
 

@@ -20,9 +20,9 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown, uncrown
 from registry.models import StaleModel, VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import VERSION_METRICS, client
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.artifact import ScoringModel
 from training.causal.dr import clustered_norm
 

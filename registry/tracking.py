@@ -33,9 +33,11 @@ from tqdm import tqdm
 
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame, pip_requirements
-from retain.settings import Settings
-from retain.store import Store
-from retain.urls import redact, sqlalchemy_url
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.urls import redact, sqlalchemy_url
+from training.artifact import ScoringModel
+from training.causal.uplift import UpliftModel
 from training.result import TrainResult
 
 #: the model's own test-window metrics, copied to version tags to be shown when promoting
@@ -104,7 +106,7 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
-def signature(result: TrainResult) -> ModelSignature:
+def signature(result: TrainResult[ScoringModel | UpliftModel]) -> ModelSignature:
     """Inputs from the input example (every model column required), outputs from scoring it."""
     example = result.input_example[result.model.features]
     with warnings.catch_warnings():
@@ -121,7 +123,7 @@ def signature(result: TrainResult) -> ModelSignature:
     return ModelSignature(inputs=Schema(columns), outputs=inferred.outputs)
 
 
-def _version_tags(result: TrainResult) -> dict[str, str]:
+def _version_tags(result: TrainResult[ScoringModel | UpliftModel]) -> dict[str, str]:
     metrics = result.flat_metrics
     tags = {name: repr(float(metrics[name])) for name in VERSION_METRICS if name in metrics}
     tags |= {"kind": result.model.kind, "horizon_days": str(result.model.horizon_days)}
@@ -181,7 +183,12 @@ def log_and_register(store: Store, settings: Settings, result: TrainResult, name
 
 
 def _register(
-    mlflow_client: MlflowClient, name: str, source: str, run_id: str, model_id: str, result: TrainResult
+    mlflow_client: MlflowClient,
+    name: str,
+    source: str,
+    run_id: str,
+    model_id: str,
+    result: TrainResult[ScoringModel | UpliftModel],
 ) -> str:
     """A new version of `name` (creating the registered model the first time), through the explicit
     client so an `MLFLOW_REGISTRY_URI` in the environment cannot send it elsewhere."""

@@ -11,9 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from retain.errors import RetainError
-from retain.settings import Settings, get_settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings, get_settings
+from retain.core.store import Store
 
 app = typer.Typer(
     help="Retain: churn risk, explained; next-best actions by causal uplift.", no_args_is_help=True
@@ -153,11 +153,11 @@ def train(
         from training.causal.train import train_uplift
         from training.config import UpliftConfig
 
-        result = train_uplift(
+        uplift = train_uplift(
             where, settings, load_config(config, UpliftConfig, **overrides), name=registered_as
         )
-        registered = log_and_register(where, settings, result, registered_as)
-        _emit({"model": registered_as, "metrics": result.metrics, "mlflow": registered})
+        registered = log_and_register(where, settings, uplift, registered_as)
+        _emit({"model": registered_as, "metrics": uplift.metrics, "mlflow": registered})
         return
     run_config = load_config(config, TrainConfig, **overrides)
     # the figures only need to live until MLflow has copied them

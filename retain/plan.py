@@ -9,7 +9,7 @@ The rules, in order:
 2. Candidates. An account may get an action that is eligible now (the playbook's triggers and gates, and
    its cool-down since the action was last taken before the week), that the uplift model can rank
    (`UpliftModel.usable()`: the others have too little overlap to trust) and whose expected value (uplift
-   x value - cost, `retain.value`) is positive. An account past its renewal date (the grace week) gets
+   x value - cost, `retain.core.value`) is positive. An account past its renewal date (the grace week) gets
    none: its churn is already decided and the uplift model never saw such rows.
 3. Contact limit: at most one action per account per week.
 4. Capacity: each CSM has `capacity_hours` a week for the accounts they own (`accounts.csm_id`); an
@@ -39,12 +39,12 @@ import pandas as pd
 from features.build import build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from registry.models import load_uplift_model
-from retain.catalogue import CATALOGUE
-from retain.errors import RetainError
-from retain.files import atomic_path
-from retain.settings import Settings
-from retain.store import Store
-from retain.value import expected_values
+from retain.core.catalogue import CATALOGUE
+from retain.core.errors import RetainError
+from retain.core.files import atomic_path
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.value import expected_values
 from training.causal import policy, recency
 from training.causal.uplift import UpliftModel
 

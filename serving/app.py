@@ -24,8 +24,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.settings import Settings
+from retain.core.store import Store
 from serving.auth import authorise, require
 from serving.cockpit.book import BookKeeper
 from serving.cockpit.routes import install, warm

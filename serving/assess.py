@@ -18,7 +18,7 @@ from typing import Any
 from features.definitions import FEATURE_BY_NAME
 from features.rows import FeatureRows
 from registry.models import VersionInfo
-from retain.settings import Settings
+from retain.core.settings import Settings
 from serving.schemas import Fallback, FallbackCode, Freshness, Health, ModelRef, RiskBand
 from training.artifact import ScoringModel
 

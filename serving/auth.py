@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import Request
 
-from retain.errors import RetainError
+from retain.core.errors import RetainError
 from serving.keys import ApiKey
 from serving.service import ApiError, Service
 

@@ -29,11 +29,11 @@ from features.definitions import KEYS
 from registry.models import load_scoring_model
 from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
-from retain.contract import TS
-from retain.errors import RetainError
-from retain.files import atomic_path
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.contract import TS
+from retain.core.errors import RetainError
+from retain.core.files import atomic_path
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.artifact import ScoringModel
 
 JOIN_KEY, TIMESTAMP = KEYS

@@ -26,10 +26,10 @@ from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
-from retain.urls import redact, sqlalchemy_url
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.urls import redact, sqlalchemy_url
 
 log = logging.getLogger("retain.decision_log")
 

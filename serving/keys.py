@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from retain.errors import RetainError
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.store import Store
 
 SCOPES: tuple[str, ...] = ("scores:read", "actions:read", "actions:write", "admin")
 

@@ -25,11 +25,11 @@ from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store, on
 from features.rows import FeatureRows
 from registry.models import VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import client
-from retain.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
-from retain.errors import RetainError
+from retain.core.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest.commit import read_live
-from retain.settings import Settings
-from retain.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing

@@ -19,13 +19,13 @@ import pyarrow as pa
 from features.definitions import FEATURE_BY_NAME
 from features.health import INPUTS
 from features.health import score as health_score
+from features.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, lower_first, rules_ranking
 from features.rows import FeatureRows
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.contract import INTERVENTION_SCHEMA
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.contract import INTERVENTION_SCHEMA
+from retain.core.settings import Settings
+from retain.core.value import expected_values
 from retain.ingest import record_interventions
-from retain.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, lower_first, rules_ranking
-from retain.settings import Settings
-from retain.value import expected_values
 from serving.assess import INACTIVE, Assessment, assess
 from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation
 from serving.metrics import Metrics

@@ -15,10 +15,10 @@ import pytest
 
 from features.build import build_and_publish
 from registry.tracking import log_and_register
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
 from training.result import TrainResult

@@ -25,12 +25,12 @@ import requests
 from features.build import build_and_publish
 from registry.promotion import promote, rollback
 from registry.tracking import log_and_register
-from retain.contract import INTERVENTION_SCHEMA
+from retain.core.contract import INTERVENTION_SCHEMA
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.ingest.commit import read_live
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from serving.batch import score_store
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing

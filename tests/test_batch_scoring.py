@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from features.cutoffs import cutoff_instant
 from registry.tracking import log_and_register
 from retain.cli import app
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from serving.batch import score_store, score_table
 from tests.test_registry import FEATURES, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel

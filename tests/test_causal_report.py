@@ -15,13 +15,13 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from retain.catalogue import ACTIONS
 from retain.cli import app, main
+from retain.core.catalogue import ACTIONS
+from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.report.causal import LATER_CAVEAT
 from retain.report.estimation import placebo_holds, placebo_level
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from training.causal.dr import Effect
 
 TRUE_EFFECT = -0.10

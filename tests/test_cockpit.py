@@ -14,7 +14,7 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from retain.contract import INTERVENTION_SCHEMA
+from retain.core.contract import INTERVENTION_SCHEMA
 from retain.ingest.commit import read_live
 from serving.cockpit.book import Entry, Filters, started_since
 from serving.cockpit.charts import line_chart

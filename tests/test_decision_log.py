@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from retain.settings import ServeSettings, Settings
-from retain.store import Store
+from retain.core.settings import ServeSettings, Settings
+from retain.core.store import Store
 from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, Recommendation
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)

@@ -27,9 +27,9 @@ from features.feast_repo import (
     publish,
     repo_config,
 )
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 
 CUTOFFS = pd.to_datetime(["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30"], utc=True)
 FEATURES = [

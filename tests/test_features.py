@@ -29,10 +29,10 @@ from features.definitions import (
     sql,
 )
 from features.health import score
-from retain.catalogue import ACTIONS
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
-from retain.settings import HealthBands, HealthWeights, Settings
-from retain.store import Store
+from retain.core.catalogue import ACTIONS
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
+from retain.core.settings import HealthBands, HealthWeights, Settings
+from retain.core.store import Store
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 START = datetime(2025, 1, 1, tzinfo=UTC)

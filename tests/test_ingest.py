@@ -20,11 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, TS
-from retain.errors import RetainError
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, TS
+from retain.core.errors import RetainError
+from retain.core.store import TABLES, Store
 from retain.ingest import ingest_path
 from retain.ingest.coerce import coerce
-from retain.store import TABLES, Store
 
 ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"
 EVENTS_HEADER = "event_id,account_id,user_id,ts,event_type,properties\n"

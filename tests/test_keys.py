@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from retain.cli import app, main
-from retain.errors import RetainError
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.store import Store
 from serving.keys import SCOPES, KeyRing, parse_scopes
 
 

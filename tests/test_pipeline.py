@@ -14,10 +14,10 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features.build import build_and_publish
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 
 HORIZON = pd.Timedelta(days=90)
 

@@ -18,9 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from features.build import build_feature_table, register_store
+from features.playbook import eligibility
 from registry.models import load_uplift_model
-from retain.catalogue import CATALOGUE
 from retain.cli import app, main
+from retain.core.catalogue import CATALOGUE
+from retain.core.value import expected_values
 from retain.plan import (
     COLUMNS,
     Week,
@@ -32,8 +34,6 @@ from retain.plan import (
     plan_store,
     read_week,
 )
-from retain.playbook import eligibility
-from retain.value import expected_values
 from tests.conftest import UpliftWorld
 from tests.test_playbook import QUIET
 from training.causal import recency

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from features.definitions import sql
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.playbook import PLAYS, Verdict, eligibility, rules_ranking
+from features.playbook import PLAYS, Verdict, eligibility, rules_ranking
+from retain.core.catalogue import ACTIONS, CATALOGUE
 
 AS_OF = datetime(2025, 6, 1, tzinfo=UTC)
 

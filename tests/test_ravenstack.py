@@ -12,9 +12,9 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
-from retain.contract import Tier
+from retain.core.contract import Tier
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.store import Store
 from tests.conftest import unavailable
 
 RAVENSTACK = Path(

@@ -27,10 +27,10 @@ from registry.promotion import promote, rollback
 from registry.pyfunc import score_frame
 from registry.tracking import active_uri, client, log_and_register, tracking_uri
 from retain.cli import app
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
-from retain.urls import redact
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.urls import redact
 from training.artifact import Kind, ScoringModel
 from training.result import TrainResult
 

@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.contract import (
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.contract import (
     ACCOUNT_SCHEMA,
     EVENT_SCHEMA,
     EVENT_TYPES,

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from retain.store import Store
+from retain.core.store import Store
 
 
 def _write(txn, table: str, values: list[int]) -> Path:

@@ -22,12 +22,12 @@ from typer.testing import CliRunner
 from features.build import build_and_publish, register_store
 from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
 from retain.cli import app
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA
-from retain.errors import RetainError
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig, load_config
 from training.dataset import (

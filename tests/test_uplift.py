@@ -21,12 +21,12 @@ from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
 from registry.tracking import client, log_and_register
-from retain.catalogue import ACTIONS, CATALOGUE
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.value import expected_values
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
-from retain.value import expected_values
 from serving.keys import KeyRing
 from serving.resources import LastTaken
 from tests.conftest import UpliftWorld

@@ -9,8 +9,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from retain.errors import RetainError
-from retain.settings import Settings
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
 
 
 class TrainConfig(BaseModel):

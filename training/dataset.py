@@ -29,9 +29,9 @@ from features.feast_repo import (
     feature_store,
     historical_features,
 )
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.artifact import model_matrix
 from training.config import TrainConfig
 from training.labels import Target, label_delay_days, label_frame

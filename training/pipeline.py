@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from features.definitions import monotone_constraints
-from retain.errors import RetainError
-from retain.settings import Settings, get_settings
-from retain.store import Store
+from retain.core.errors import RetainError
+from retain.core.settings import Settings, get_settings
+from retain.core.store import Store
 from training.artifact import Kind, ScoringModel
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig
@@ -65,7 +65,7 @@ def load_truth(folder: Path, target: Target) -> pd.DataFrame:
 
 def train_model(
     store: Store, settings: Settings, kind: str, config: TrainConfig, *, name: str | None = None
-) -> TrainResult:
+) -> TrainResult[ScoringModel]:
     """Train, calibrate and evaluate the `kind` model (churn or expansion) on the store's feature table;
     the model is named `name` (default: the kind)."""
     if kind not in TARGETS:
@@ -87,7 +87,7 @@ def train_table(
     config: TrainConfig,
     *,
     settings: Settings | None = None,
-) -> TrainResult:
+) -> TrainResult[ScoringModel]:
     """Train the same pipeline on a prepared snapshot table (CSV or Parquet) whose label column is 0/1,
     true/false or yes/no; the model is registered as `name`."""
     config = config.resolved(settings or get_settings())
@@ -117,7 +117,7 @@ def fit_and_evaluate(
     truth: pd.DataFrame | None = None,
     *,
     started: float | None = None,
-) -> TrainResult:
+) -> TrainResult[ScoringModel]:
     """Tune on train (judged on calibration), calibrate on calibration, evaluate on test. `config` must be
     resolved; `truth` (account_id, cutoff, oracle) adds the oracle; `started` is when the run began (for
     the reported seconds, default now). Monotone constraints apply to churn only: the catalogue's

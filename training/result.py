@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import pandas as pd
 
-from training.artifact import ScoringModel
-from training.causal.uplift import UpliftModel
+#: the fitted model: `training.artifact.ScoringModel` or `training.causal.uplift.UpliftModel`
+Model = TypeVar("Model")
 
 
 @dataclass
-class TrainResult:
-    model: ScoringModel | UpliftModel
+class TrainResult(Generic[Model]):
+    model: Model
     #: tuned hyper-parameters and the run's configuration, as logged to MLflow
     params: dict[str, Any]
     #: the JSON summary: metrics per candidate ("model", "health", "logistic", "oracle"), per slice, ECE

@@ -21,7 +21,7 @@ import optuna
 import pandas as pd
 from tqdm import tqdm
 
-from retain.errors import RetainError
+from retain.core.errors import RetainError
 from training.config import TrainConfig
 
 #: LightGBM's name for each objective metric, and whether larger is better

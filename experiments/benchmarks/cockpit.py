@@ -37,7 +37,7 @@ from experiments.benchmarks.serving import (
     retain_server,
     store_arguments,
 )
-from retain.store import Store
+from retain.core.store import Store
 
 BUDGET_MS = 300.0
 CHROMIUM = Path("/usr/bin/chromium")

@@ -35,8 +35,8 @@ import retain.simulate
 from features.build import build_feature_table
 from features.cutoffs import cutoff_instant, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS
-from retain.contract import EVENT_TYPES
-from retain.settings import Settings
+from retain.core.contract import EVENT_TYPES
+from retain.core.settings import Settings
 from retain.simulate import SimConfig, simulate_to
 
 DAYS = 365

@@ -53,8 +53,8 @@ from experiments.benchmarks import load
 from experiments.benchmarks.train import pipeline
 from registry.models import load_scoring_model
 from registry.tracking import tracking_uri
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.settings import Settings
+from retain.core.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the venv's bin: `retain`, `mlflow`, and `uvicorn` (which `mlflow models serve` looks up on PATH)

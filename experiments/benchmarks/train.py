@@ -28,10 +28,10 @@ import shap
 from features.build import build_and_publish
 from registry.models import load_scoring_model
 from registry.tracking import log_and_register
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
 from training.config import load_config
 from training.pipeline import train_model
 

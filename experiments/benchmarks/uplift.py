@@ -27,12 +27,12 @@ import pandas as pd
 
 from experiments.benchmarks.train import _timed
 from features.build import build_and_publish
+from features.playbook import Verdict, rules_ranking
+from retain.core.settings import Settings
+from retain.core.store import Store
+from retain.core.value import expected_values
 from retain.ingest import ingest_path
-from retain.playbook import Verdict, rules_ranking
-from retain.settings import Settings
 from retain.simulate import SimConfig, simulate_to
-from retain.store import Store
-from retain.value import expected_values
 from training.causal import policy, recency
 from training.causal.design import read_interventions
 from training.causal.train import train_uplift

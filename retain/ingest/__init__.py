@@ -16,12 +16,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.contract import ACCOUNT_SCHEMA
-from retain.errors import RetainError
+from retain.core.contract import ACCOUNT_SCHEMA
+from retain.core.errors import RetainError
+from retain.core.store import Store
+from retain.ingest.adapters import adapt
 from retain.ingest.commit import Outcome, publish, read_live
 from retain.ingest.readers import Frame, read_path
 from retain.ingest.validate import REASONS, Checked, check_accounts, check_events, check_interventions
-from retain.store import Store
 
 __all__ = ["ingest_path", "record_interventions"]
 
@@ -36,8 +37,6 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> dict[st
         read = read_path(path)
         frames, files, skipped = read.frames, read.files, read.skipped
     else:
-        from retain.adapters import adapt  # here, not above: adapters build on this package's readers
-
         adapted = adapt(adapter, path)
         frames, files, skipped, report = adapted.frames, len(adapted.frames), [], adapted.report
     summary, checked = _commit(store, frames, str(path), files, skipped)

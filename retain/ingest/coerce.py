@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.contract import TS
+from retain.core.contract import TS
 
 _FLOAT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
 _OFFSET = r"([Zz]|[+-]\d\d(:?\d\d)?)$"

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from retain.core.store import Store, Transaction
 from retain.ingest.validate import Checked
-from retain.store import Store, Transaction
 
 #: Events files stay small enough to read one at a time on a laptop.
 MAX_ROWS_PER_FILE = 2_000_000

@@ -20,7 +20,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pjson
 import pyarrow.parquet as pq
 
-from retain.errors import RetainError
+from retain.core.errors import RetainError
 
 #: Tables an input can feed; every other data file in a folder holds events.
 SNAPSHOT_TABLES = ("accounts", "interventions")

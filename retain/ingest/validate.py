@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.catalogue import ACTIONS
-from retain.contract import (
+from retain.core.catalogue import ACTIONS
+from retain.core.contract import (
     ACCOUNT_SCHEMA,
     ASSIGNMENTS,
     EVENT_COLUMNS,
@@ -28,7 +28,7 @@ from retain.contract import (
     PROPERTIES,
     Tier,
 )
-from retain.errors import RetainError
+from retain.core.errors import RetainError
 from retain.ingest.coerce import Coerced, as_mask, coerce, plain
 from retain.ingest.readers import Frame, column_from_values
 

@@ -24,6 +24,8 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from retain.core.settings import Settings
+from retain.core.store import Store
 from retain.report.estimation import (
     PLACEBO_FALSE_ALARM,
     RCC_TOLERANCE,
@@ -39,8 +41,6 @@ from retain.report.estimation import (
 )
 from retain.report.study import Study, store_study, table_study
 from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
-from retain.settings import Settings
-from retain.store import Store
 from training.causal import dr
 from training.causal.design import store_design
 from training.config import UpliftConfig

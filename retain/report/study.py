@@ -11,8 +11,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from retain.catalogue import ACTIONS
-from retain.errors import RetainError
+from retain.core.catalogue import ACTIONS
+from retain.core.errors import RetainError
 from training.causal.design import OUTCOMES, Design
 from training.config import UpliftConfig
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from retain.errors import RetainError
+from retain.core.errors import RetainError
 
 #: Accounts simulated together; memory is bounded by one chunk's state and one day's events.
 CHUNK_ACCOUNTS = 5_000

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from retain.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS
 from retain.simulate.billing import BillingMemory, billing_anchor, billing_events
 from retain.simulate.calendar import Calendar
 from retain.simulate.config import CHUNK_ACCOUNTS, DAY_US, SimConfig

@@ -14,7 +14,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.contract import EVENT_SCHEMA, EVENT_TYPES, INTEGRATION_STATUSES, INVOICE_STATUSES, PROPERTIES, TS
+from retain.core.contract import (
+    EVENT_SCHEMA,
+    EVENT_TYPES,
+    INTEGRATION_STATUSES,
+    INVOICE_STATUSES,
+    PROPERTIES,
+    TS,
+)
 from retain.simulate.config import HOUR_US
 from retain.simulate.population import PLANS
 

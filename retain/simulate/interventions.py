@@ -15,8 +15,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.contract import ASSIGNMENTS, INTERVENTION_SCHEMA, TS
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.contract import ASSIGNMENTS, INTERVENTION_SCHEMA, TS
 from retain.simulate.dynamics import State, utilisation
 from retain.simulate.population import ENTERPRISE, MID_MARKET, SMALL_BUSINESS, TRIAL
 

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from retain.contract import ACCOUNT_SCHEMA, TIER_ARR, Tier
+from retain.core.contract import ACCOUNT_SCHEMA, TIER_ARR, Tier
 from retain.simulate.config import DAY_US, YEAR_DAYS, SimConfig
 
 TIERS: tuple[Tier, ...] = (Tier.ENTERPRISE, Tier.MID_MARKET, Tier.SMALL_BUSINESS, Tier.TRIAL)

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from retain.catalogue import ACTIONS
-from retain.contract import TS
+from retain.core.catalogue import ACTIONS
+from retain.core.contract import TS
 from retain.simulate.config import HORIZON_DAYS
 from retain.simulate.dynamics import State, churn_hazard, expansion_hazard, nonrenewal_probability, step
 from retain.simulate.effects import apply_action

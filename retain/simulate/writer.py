@@ -16,7 +16,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from retain.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.simulate.truth import EFFECT_SCHEMA, OUTCOME_SCHEMA, PROBABILITY_SCHEMA
 
 TABLES: dict[str, pa.Schema] = {

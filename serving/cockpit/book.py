@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from retain.settings import Settings
+from retain.core.settings import Settings
 from serving.assess import Assessment, assess, inactive
 from serving.cockpit.timeline import Stories, stories
 from serving.resources import Loaded, Resources

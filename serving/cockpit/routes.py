@@ -19,9 +19,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from retain.catalogue import ACTIONS
-from retain.contract import Tier
-from retain.settings import Settings
+from retain.core.catalogue import ACTIONS
+from retain.core.contract import Tier
+from retain.core.settings import Settings
 from serving.auth import bearer, check_key
 from serving.cockpit.book import (
     RENEWAL_WINDOWS,

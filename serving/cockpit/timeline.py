@@ -16,8 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from retain.contract import EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.store import Store
+from retain.core.contract import EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.store import Store
 
 #: errors at these severities are incidents; minor ones are noise on a CSM's page
 INCIDENT_SEVERITIES = ("major", "critical")

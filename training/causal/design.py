@@ -20,10 +20,10 @@ import pandas as pd
 
 from features.build import build_feature_table, register_store
 from features.definitions import KEYS
-from retain.catalogue import ACTIONS
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.catalogue import ACTIONS
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.causal import recency
 from training.labels import label_frame
 

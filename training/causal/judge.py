@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retain.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS
 from training.causal import dr, policy, recency
 from training.causal.uplift import UpliftModel, of_risk
 

@@ -16,8 +16,8 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
-from retain.catalogue import ACTIONS
-from retain.playbook import Verdict, eligibility, rules_ranking
+from features.playbook import Verdict, eligibility, rules_ranking
+from retain.core.catalogue import ACTIONS
 from training.causal import recency
 
 

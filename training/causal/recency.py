@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from retain.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS
 
 DAY = np.timedelta64(1, "D")
 

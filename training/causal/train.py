@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features.definitions import KEYS
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.errors import RetainError
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.causal import dr, judge
 from training.causal.design import OUTCOMES, Design, read_interventions, store_design
 from training.causal.uplift import Overlap, UpliftModel
@@ -193,7 +193,7 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
 
 def train_uplift(
     store: Store, settings: Settings, config: UpliftConfig, *, name: str = "uplift"
-) -> TrainResult:
+) -> TrainResult[UpliftModel]:
     config = config.resolved(settings)
     started = time.perf_counter()
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retain.catalogue import ACTIONS
-from retain.settings import Settings
-from retain.store import Store
+from retain.core.catalogue import ACTIONS
+from retain.core.settings import Settings
+from retain.core.store import Store
 from training.causal import dr, policy
 from training.causal.design import Design, store_design
 from training.causal.train import CrossFit

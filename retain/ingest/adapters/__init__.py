@@ -7,29 +7,13 @@ says, per source table, what was mapped, what was rejected and why, and which co
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from retain.errors import RetainError
-from retain.ingest.readers import Frame
+from retain.core.errors import RetainError
+from retain.ingest.adapters import ravenstack
+from retain.ingest.adapters.adapted import Adapted
 
-
-@dataclass(frozen=True)
-class Adapted:
-    """Frames for the ingest path, and the report: {"tables": {file: {..., "source": frame source}}, ...}."""
-
-    frames: list[Frame]
-    report: dict[str, Any]
-
-
-def _ravenstack(path: Path) -> Adapted:
-    from retain.adapters.ravenstack import adapt as ravenstack
-
-    return ravenstack(path)
-
-
-ADAPTERS: dict[str, Callable[[Path], Adapted]] = {"ravenstack": _ravenstack}
+ADAPTERS: dict[str, Callable[[Path], Adapted]] = {"ravenstack": ravenstack.adapt}
 
 
 def adapt(name: str, path: Path) -> Adapted:

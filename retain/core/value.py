@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from retain.catalogue import CATALOGUE
-from retain.settings import ValueSettings
+from retain.core.catalogue import CATALOGUE
+from retain.core.settings import ValueSettings
 
 
 def action_costs(actions: Sequence[str], value: ValueSettings) -> np.ndarray:

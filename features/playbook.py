@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from features.definitions import describe
-from retain.catalogue import ACTIONS, CATALOGUE
-from retain.contract import Tier
+from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.contract import Tier
 
 #: Office hours: this many tickets in 30 days count as "many" (about the top 5% of accounts).
 MANY_TICKETS_30D = 4

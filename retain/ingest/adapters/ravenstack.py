@@ -21,9 +21,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from retain.adapters import Adapted
-from retain.contract import TIER_ARR, Tier
-from retain.errors import RetainError
+from retain.core.contract import TIER_ARR, Tier
+from retain.core.errors import RetainError
+from retain.ingest.adapters.adapted import Adapted
 from retain.ingest.readers import Frame
 
 #: Source columns the mapping reads, per file; every other column is reported as unmapped.
