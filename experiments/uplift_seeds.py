@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from experiments.results import record
 from features.build import build_and_publish
 from retain.core.catalogue import ACTIONS
 from retain.core.settings import Settings
@@ -70,7 +71,8 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--days", type=int, default=420)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = {}
     for seed in seeds:
@@ -109,6 +111,7 @@ def main() -> None:
         },
     }
     print(json.dumps(report, indent=2))
+    record("uplift_seeds", "experiments.uplift_seeds", argv, report)
 
 
 if __name__ == "__main__":

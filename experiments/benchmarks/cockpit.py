@@ -37,6 +37,7 @@ from experiments.benchmarks.serving import (
     retain_server,
     store_arguments,
 )
+from experiments.results import record
 from retain.core.store import Store
 
 BUDGET_MS = 300.0
@@ -144,9 +145,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     store_arguments(parser, accounts=6_500)
     parser.add_argument("--requests", type=int, default=30, help="requests per page [30]")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="retain-bench-cockpit-") as tmp:
-        print(json.dumps(run(args, Path(tmp)), indent=2))
+        report = run(args, Path(tmp))
+    print(json.dumps(report, indent=2))
+    record("cockpit", "experiments.benchmarks.cockpit", argv, report)
     return 0
 
 

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 import retain.simulate
+from experiments.results import record
 from features.build import build_feature_table
 from features.cutoffs import cutoff_instant, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS
@@ -288,6 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="1e6,1e7", help="event counts, comma-separated [1e6,1e7]")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "retain-bench")
     parser.add_argument("--seed", type=int, default=11)
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     sizes = [int(float(s)) for s in args.sizes.split(",") if s.strip()]
     results = []
@@ -303,6 +305,7 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
     print(json.dumps(results, indent=2))
+    record("features", "experiments.benchmarks.features", argv, results)
     return 0 if all(r["agree"] for r in results) else 1
 
 

@@ -51,6 +51,7 @@ import pandas as pd
 
 from experiments.benchmarks import load
 from experiments.benchmarks.train import pipeline
+from experiments.results import record
 from registry.models import load_scoring_model
 from registry.tracking import tracking_uri
 from retain.core.settings import Settings
@@ -575,6 +576,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actions", type=int, default=3, help="next-best actions per risk answer [3]")
     parser.add_argument("--mlflow-workers", type=int, default=1, help="mlflow models serve --workers [1]")
     parser.add_argument("--start-timeout", type=float, default=180.0, help="seconds for a server to start")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
     # SIGTERM acts as Ctrl-C: the load client's event loop cancels its run cleanly (an exception raised
     # by a handler inside an event-loop callback would be swallowed), then `finally` stops both servers;
@@ -603,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     progress("aims: " + ", ".join(aims))
     print(json.dumps(report, indent=2, default=str))
+    record("serving", "experiments.benchmarks.serving", argv, report)
     return 1 if report["errors"] else 0
 
 

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import shap
 
+from experiments.results import record
 from features.build import build_and_publish
 from registry.models import load_scoring_model
 from registry.tracking import log_and_register
@@ -101,7 +102,8 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--rows", type=float, default=1e6)
     parser.add_argument("--shap-rows", type=float, default=1e6)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="retain-bench-train-") as tmp:
         store, settings, report = pipeline(Path(tmp), args.accounts, args.days, args.trials)
         report["scoring"] = scoring(store, settings, int(args.rows), int(args.shap_rows))
@@ -112,6 +114,7 @@ def main() -> None:
         f"(ratio {s['ratio']}x, max |diff| {s['max_abs_difference']:.1e})"
     )
     print(json.dumps(report, indent=2, default=str))
+    record("train", "experiments.benchmarks.train", argv, report)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from experiments.benchmarks.train import _timed
+from experiments.results import record
 from features.build import build_and_publish
 from features.playbook import Verdict, rules_ranking
 from retain.core.settings import Settings
@@ -112,7 +113,8 @@ def main() -> None:
     parser.add_argument("--accounts", type=int, default=10_000)
     parser.add_argument("--days", type=int, default=400)
     parser.add_argument("--requests", type=int, default=500)
-    args = parser.parse_args()
+    argv = sys.argv[1:]
+    args = parser.parse_args(argv)
     timings: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="retain-bench-uplift-") as tmp:
         sim, store = Path(tmp) / "sim", Store(Path(tmp) / "store")
@@ -160,6 +162,7 @@ def main() -> None:
         file=sys.stderr,
     )
     print(json.dumps(report, indent=2, default=str))
+    record("uplift", "experiments.benchmarks.uplift", argv, report)
 
 
 if __name__ == "__main__":

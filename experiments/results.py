@@ -1,0 +1,200 @@
+"""Stamped results, and the page that shows them.
+
+Every benchmark and evaluation under `experiments/` writes its figures to `experiments/results/<name>.json`
+with the date, the commit (and whether the checkout had uncommitted changes) and the command that produced
+them (`record`), besides printing them. `python -m experiments.results` (`make results`) renders every such
+file into `docs/results.md`, one section per file: figures are never typed by hand into the documentation,
+so each one can be traced to the run that measured it and re-measured by its command.
+
+    .venv/bin/python -m experiments.results [--results DIR] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = ROOT / "experiments" / "results"
+PAGE = ROOT / "docs" / "results.md"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A run that writes `experiments/results/<name>.json`: what it measures and how to run it."""
+
+    name: str
+    title: str
+    run: str
+    measures: str
+
+
+#: The known runs, in the page's order; a JSON file of any other name gets a section too, after these.
+SOURCES: tuple[Source, ...] = (
+    Source(
+        "features",
+        "Feature build throughput",
+        "make bench-features",
+        "the SQL feature build on DuckDB against a pandas groupby build of a subset of the same features, "
+        "on simulated events; the two must agree on the shared columns",
+    ),
+    Source(
+        "train",
+        "Training run and scoring with reasons",
+        "make bench-train",
+        "wall time of simulate -> features -> train both models -> register, the models' test metrics "
+        "beside the baselines and the oracle, then batch scoring with reasons against shap.TreeExplainer",
+    ),
+    Source(
+        "serving",
+        "Serving latency and throughput",
+        "make bench-serve",
+        "`GET /v1/accounts/{id}/risk` on `retain serve` against `mlflow models serve` on the same "
+        "champion: p50/p99 at concurrency 1, requests/s at concurrency 16",
+    ),
+    Source(
+        "cockpit",
+        "Cockpit page times",
+        "make bench-cockpit",
+        "the cockpit's book and account pages for a book of about 5,000 active accounts, against a 300 ms "
+        "budget",
+    ),
+    Source(
+        "uplift",
+        "Uplift training and ranking",
+        "make bench-uplift",
+        "uplift training for the 12 actions, ranking every active account by expected value against the "
+        "rules ranking, and the policy's true churn averted beside the oracle's",
+    ),
+    Source(
+        "uplift_seeds",
+        "Uplift against the truth over several seeds",
+        "python -m experiments.uplift_seeds",
+        "per seed, interval coverage of each action's true average effect, each policy's share of the "
+        "oracle's churn averted, and each action's estimated churn share beside the truth's",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """When, on what code and by which command a result was produced."""
+
+    date: str
+    commit: str
+    #: the checkout had uncommitted changes to tracked files: the commit alone does not reproduce the run
+    dirty: bool
+    command: str
+
+
+def _git(*args: str) -> str | None:
+    try:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return done.stdout.strip()
+
+
+def stamp(module: str, argv: Sequence[str]) -> Stamp:
+    """The stamp of a run of `python -m module argv...` started now."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return Stamp(
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        commit=_git("rev-parse", "HEAD") or "unknown",
+        dirty=bool(status),
+        command=shlex.join(["python", "-m", module, *argv]),
+    )
+
+
+def record(name: str, module: str, argv: Sequence[str], figures: Any, folder: Path = RESULTS_DIR) -> Path:
+    """Write `figures` (JSON-able) with the run's stamp to `folder/<name>.json`, replacing the last run's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.json"
+    payload = {"name": name, **asdict(stamp(module, argv)), "figures": figures}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return path
+
+
+def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, scalar) pairs of nested JSON: lists of scalars stay whole, other lists are indexed."""
+    if isinstance(value, dict):
+        if not value:
+            return [(prefix, "{}")] if prefix else []
+        return [pair for k, v in value.items() for pair in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
+    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
+        return [pair for i, v in enumerate(value) for pair in flatten(v, f"{prefix}[{i}]")]
+    return [(prefix or "value", value)]
+
+
+def show(value: Any) -> str:
+    """A figure as a table cell: large numbers with separators, others to four significant digits."""
+    if isinstance(value, bool) or value is None:
+        return "—" if value is None else str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
+    if isinstance(value, list):
+        return ", ".join(show(v) for v in value)
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def section(source: Source, payload: dict[str, Any] | None) -> str:
+    """One run's section: what it measures, its stamp and a table of its figures (or how to produce them)."""
+    lines = [f"## {source.title}", "", f"What it measures: {source.measures}.", ""]
+    if payload is None:
+        lines += [f"Not run yet: `{source.run}` writes `experiments/results/{source.name}.json`.", ""]
+        return "\n".join(lines)
+    commit = str(payload.get("commit", "unknown"))
+    state = " (with uncommitted changes)" if payload.get("dirty") else ""
+    lines += [
+        f"- date: {payload.get('date', 'unknown')}",
+        f"- commit: `{commit}`{state}",
+        f"- command: `{payload.get('command', 'unknown')}`",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        *(f"| `{key}` | {show(value)} |" for key, value in flatten(payload.get("figures"))),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def render(folder: Path = RESULTS_DIR) -> str:
+    """The whole page from every `*.json` in `folder`: the known runs first, in order, then any others."""
+    found = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
+    known = {s.name for s in SOURCES}
+    others = [Source(name, name, "its own command", "see its command") for name in found if name not in known]
+    head = [
+        "# Results",
+        "",
+        "Generated by `make results` (`python -m experiments.results`) from the JSON that each benchmark "
+        "and evaluation writes to `experiments/results/`; do not edit by hand. Each section names the date, "
+        "the commit and the command of the run its figures come from; run the command again to re-measure.",
+        "",
+    ]
+    return "\n".join(head + [section(s, found.get(s.name)) for s in (*SOURCES, *others)]).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR, help="folder of stamped JSON")
+    parser.add_argument("--out", type=Path, default=PAGE, help="the page to write [docs/results.md]")
+    args = parser.parse_args(argv)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(render(args.results))
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
