@@ -14,7 +14,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift clean
+.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ bench-cockpit: install ## cockpit page render times for a 5,000-account book, ag
 
 bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 12 actions, vs the rules ranking
 	$(BIN)/python -m experiments.benchmarks.uplift
+
+results: install ## render docs/results.md from the stamped runs in experiments/results/
+	$(BIN)/python -m experiments.results
 
 clean: ## remove the venv, caches and the default store
 	rm -rf $(VENV) $(STORE) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench-cache

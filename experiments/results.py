@@ -142,7 +142,7 @@ def show(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
     if isinstance(value, list):
-        return ", ".join(show(v) for v in value)
+        return ", ".join(show(v) for v in value) if value else "—"
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
