@@ -56,10 +56,11 @@ lint: install ## ruff (lint and format check) and the import layers (import-lint
 typecheck: install ## mypy over the packages
 	$(BIN)/mypy
 
-unit: install browser ## the test suite alone
-	$(BIN)/pytest -q
+unit: install ## the fast tier for the inner loop: tests/unit (in-process, no servers, no browser)
+	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck unit ## everything CI runs: lint, types, tests
+test: lint typecheck browser ## everything CI runs: lint, types and every tier (unit, integration, e2e)
+	$(BIN)/pytest -q
 
 bench-features: install ## feature build throughput vs a pandas baseline (1M and 10M events)
 	$(BIN)/python -m experiments.benchmarks.features

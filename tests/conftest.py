@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 import psycopg
 import pytest
@@ -19,24 +15,10 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
+from tests.support.services import require_service
+from tests.support.worlds import UpliftWorld
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
-from training.result import TrainResult
-
-
-def unavailable(message: str) -> None:
-    """Fail in CI (RETAIN_REQUIRE_SERVICES=1), skip elsewhere: a missing dependency is never a pass."""
-    if os.environ.get("RETAIN_REQUIRE_SERVICES") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return
-    except OSError as e:
-        unavailable(f"{name} is not reachable on {host}:{port} ({e})")
 
 
 @pytest.fixture
@@ -63,16 +45,6 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@dataclass(frozen=True)
-class UpliftWorld:
-    """A small simulated store with features, and an uplift model trained, judged and registered."""
-
-    store: Store
-    settings: Settings
-    simulation: Path
-    result: TrainResult
 
 
 @pytest.fixture(scope="session")

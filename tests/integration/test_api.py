@@ -7,74 +7,24 @@ subprocesses and are called with `requests`, as a playbook engine would.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
-import requests
 
-from features.build import build_and_publish
 from registry.promotion import promote, rollback
 from registry.tracking import log_and_register
 from retain.core.contract import INTERVENTION_SCHEMA
-from retain.core.settings import Settings
-from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.ingest.commit import read_live
-from retain.simulate import SimConfig, simulate_to
 from serving.batch import score_store
 from serving.decision_log import DecisionLog
-from serving.keys import KeyRing
-from training.config import TrainConfig
-from training.pipeline import train_model
-from training.result import TrainResult
-
-SCOPED = ("scores:read", "actions:read", "actions:write", "admin")
-
-
-@dataclass
-class World:
-    root: Path
-    store: Store
-    settings: Settings
-    latest: date
-    active: list[str]
-    churn: TrainResult
-    keys: dict[str, str] = field(default_factory=dict)
-    #: accounts whose latest feature row predates the latest cutoff: they cancelled or lapsed
-    departed: list[str] = field(default_factory=list)
-
-
-def make_world(root: Path) -> World:
-    """400 simulated accounts ingested, built, published online, both models trained and champions, and
-    a key per scope (plus a revoked one)."""
-    simulate_to(SimConfig(accounts=400, days=420, seed=5, start=date(2024, 7, 1)), root / "sim")
-    store = Store(root / "store")
-    settings = Settings(home=store.root)
-    ingest_path(store, root / "sim")
-    build_and_publish(store, settings, None, None, online=True)
-    config = TrainConfig(n_trials=2, plots=False, min_train_rows=200, min_window_positives=5)
-    results = {kind: train_model(store, settings, kind, config) for kind in ("churn", "expansion")}
-    for kind, result in results.items():
-        log_and_register(store, settings, result, kind)
-    table = pd.read_parquet(store.feature_table, columns=["account_id", "cutoff"])
-    latest = table["cutoff"].max()
-    active = sorted(table.loc[table["cutoff"] == latest, "account_id"])
-    departed = sorted(set(table["account_id"]) - set(active))
-    ring = KeyRing.for_store(store)
-    keys = {scope: ring.create([scope], name=f"test {scope}")[1] for scope in SCOPED}
-    revoked, keys["revoked"] = ring.create(["admin"], name="revoked")
-    ring.revoke(revoked.key_id)
-    return World(root, store, settings, latest.date(), active, results["churn"], keys, departed)
+from tests.support.served import SCOPED, Server, World, make_world, model_answered, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -82,72 +32,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     return make_world(tmp_path_factory.mktemp("api"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`retain serve` in a subprocess; its log is kept to check what it never prints."""
-
-    def __init__(self, world: World, log: Path, as_of: date, **env: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.world = world
-        self.log = log
-        command = [sys.executable, "-m", "retain", "serve", "--store", str(world.store.root)]
-        command += ["--port", str(self.port), "--as-of", as_of.isoformat(), "--access-log"]
-        self.process = subprocess.Popen(
-            command,
-            env={**os.environ, **env},
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {log.read_text()[-3000:]}")
-            try:
-                if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not start in 90 s")
-
-    def call(self, method: str, path: str, key: str | None = "admin", **kwargs: Any) -> requests.Response:
-        headers = kwargs.pop("headers", {})
-        if key is not None:
-            headers["Authorization"] = f"Bearer {self.world.keys.get(key, key)}"
-        return requests.request(method, f"{self.url}{path}", headers=headers, timeout=30, **kwargs)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
-
-
 @pytest.fixture(scope="module")
 def server(world: World) -> Iterator[Server]:
     running = Server(world, world.root / "server.log", world.latest, RETAIN_SERVE__RELOAD_SECONDS="0.5")
     yield running
     running.stop()
-
-
-def model_answered(server: Server, world: World) -> list[str]:
-    """Active accounts the model scores (a few may fall back for a value outside training)."""
-    body = server.call("POST", "/v1/score", json={"accounts": [{"account_id": a} for a in world.active]})
-    assert body.status_code == 200, body.text
-    return [r["account_id"] for r in body.json()["results"] if r["source"] == "model"]
-
-
-def wait_for(check: Any, seconds: float = 20.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def test_risk_is_explained_in_words_with_health_models_and_freshness(server: Server, world: World) -> None:

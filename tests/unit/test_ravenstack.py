@@ -15,10 +15,12 @@ import pytest
 from retain.core.contract import Tier
 from retain.core.store import Store
 from retain.ingest import ingest_path
-from tests.conftest import unavailable
+from tests.support.services import unavailable
 
 RAVENSTACK = Path(
-    os.environ.get("RETAIN_RAVENSTACK", Path(__file__).resolve().parents[2] / "shared/datasets/ravenstack")
+    os.environ.get(
+        "RETAIN_RAVENSTACK", Path(__file__).resolve().parents[2] / "experiments/datasets/ravenstack"
+    )
 )
 #: Which source table an event came from, by the prefix of the source id its event id is derived from.
 ORIGIN = {

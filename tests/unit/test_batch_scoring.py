@@ -20,7 +20,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.batch import score_store, score_table
-from tests.test_registry import FEATURES, feature_rows, fit_model, train_result, write_plots
+from tests.support.models import FEATURES, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel
 
 CUTOFFS = {date(2025, 5, 31): 60, date(2025, 6, 30): 45}

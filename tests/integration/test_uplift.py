@@ -29,8 +29,8 @@ from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
 from serving.keys import KeyRing
 from serving.resources import LastTaken
-from tests.conftest import UpliftWorld
-from tests.test_api import Server
+from tests.support.served import Server
+from tests.support.worlds import UpliftWorld
 from training.causal import dr, judge, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
 from training.causal.uplift import Overlap

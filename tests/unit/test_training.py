@@ -270,7 +270,7 @@ def test_config_refuses_unknown_keys_and_bad_values(tmp_path: Path) -> None:
     path.write_text("calibration: histogram\n")
     with pytest.raises(RetainError, match="calibration"):
         load_config(path)
-    defaults = load_config(Path(__file__).parents[1] / "experiments" / "churn.yaml")
+    defaults = load_config(Path(__file__).parents[2] / "experiments" / "churn.yaml")
     assert defaults.n_trials == 20 and defaults.monotone
 
 

@@ -21,8 +21,8 @@ from serving.cockpit.charts import line_chart
 from serving.cockpit.timeline import action_label, describe
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing
-from tests.conftest import unavailable
-from tests.test_api import Server, World, make_world
+from tests.support.served import Server, World, make_world
+from tests.support.services import unavailable
 
 CHROMIUM = Path(os.environ.get("RETAIN_CHROMIUM", "/usr/bin/chromium"))
 ARTIFACTS = Path(os.environ.get("RETAIN_ARTIFACTS", "test-artifacts")) / "cockpit"

@@ -34,8 +34,8 @@ from retain.plan import (
     plan_store,
     read_week,
 )
-from tests.conftest import UpliftWorld
-from tests.test_playbook import QUIET
+from tests.support.rows import QUIET
+from tests.support.worlds import UpliftWorld
 from training.causal import recency
 
 CAPACITY = 6.0

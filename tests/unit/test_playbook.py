@@ -11,30 +11,9 @@ import pytest
 from features.definitions import sql
 from features.playbook import PLAYS, Verdict, eligibility, rules_ranking
 from retain.core.catalogue import ACTIONS, CATALOGUE
+from tests.support.rows import QUIET
 
 AS_OF = datetime(2025, 6, 1, tzinfo=UTC)
-
-#: A neutral mid-market account with every input known and no trigger firing.
-QUIET: dict[str, Any] = {
-    "tier": "mid_market",
-    "health_band": "neutral",
-    "days_to_renewal": 300.0,
-    "open_p1p2_tickets": 0,
-    "error_spike": 0,
-    "tickets_created_30d": 1,
-    "sponsor_disengaged": 0,
-    "onboarding_stalled": 0.0,
-    "first_value_reached": 1.0,
-    "integrations_failing": 0,
-    "usage_drop_alert": 0,
-    "seat_utilisation": 0.5,
-    "core_feature_share_30d": 1.0,
-    "core_features_unused_7d": 0.0,
-    "invoices_overdue": 0,
-    "invoices_failed": 0,
-    "seat_limit_near": 0.0,
-    "nps_last": 7.0,
-}
 
 
 def verdicts(last_taken: dict[str, datetime] | None = None, **changes: Any) -> dict[str, Verdict]:
