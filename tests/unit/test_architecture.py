@@ -1,0 +1,138 @@
+"""The house rules a newcomer relies on: layers import one way, functions stay short, boundaries are typed,
+the manual stays a manual, and no file points at one the repository does not have."""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("retain", "features", "training", "registry", "serving")
+MAX_FUNCTION_LINES = 60
+MAX_README_BYTES = 15 * 1024
+
+
+def _python_files(*folders: str) -> list[Path]:
+    return sorted(p for folder in folders for p in (ROOT / folder).rglob("*.py"))
+
+
+def _lint_imports(tree: Path) -> subprocess.CompletedProcess[str]:
+    lint = Path(sys.executable).with_name("lint-imports")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    return subprocess.run(
+        [str(lint), "--no-cache"], cwd=tree, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.fixture(scope="module")
+def copied_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The packages and their import-linter contracts, copied so a test may break them."""
+    tree = tmp_path_factory.mktemp("layers")
+    for package in PACKAGES:
+        shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(ROOT / "pyproject.toml", tree / "pyproject.toml")
+    return tree
+
+
+def test_the_layers_hold_and_an_import_up_a_layer_breaks_the_lint(copied_tree: Path) -> None:
+    kept = _lint_imports(copied_tree)
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+
+    floor = copied_tree / "retain" / "core" / "errors.py"
+    original = floor.read_text()
+    floor.write_text(original + "\nimport serving.app  # noqa: E402,F401\n")
+    try:
+        broken = _lint_imports(copied_tree)
+    finally:
+        floor.write_text(original)
+    assert broken.returncode != 0
+    assert "Layers import one way" in broken.stdout
+    assert "retain.core.errors -> serving.app" in broken.stdout
+
+
+def test_an_import_cycle_inside_a_package_breaks_the_lint(copied_tree: Path) -> None:
+    low = copied_tree / "training" / "labels.py"
+    original = low.read_text()
+    low.write_text(original + "\nimport training.pipeline  # noqa: E402,F401\n")
+    try:
+        broken = _lint_imports(copied_tree)
+    finally:
+        low.write_text(original)
+    assert broken.returncode != 0
+    assert "No import cycles" in broken.stdout
+
+
+def test_no_shipped_function_is_over_60_lines() -> None:
+    long = []
+    for path in _python_files(*PACKAGES):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({lines} lines)")
+    assert not long, "\n".join(long)
+
+
+def _public_signatures_with_untyped_dicts(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) or node.name.startswith("_"):
+                continue
+            annotations = [a.annotation for a in node.args.args + node.args.kwonlyargs] + [node.returns]
+            text = " ".join(ast.unparse(a) for a in annotations if a is not None)
+            if re.search(r"dict\[str,\s*Any\]", text):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name}")
+    return found
+
+
+def test_serving_and_the_cli_have_no_untyped_dicts_in_public_signatures() -> None:
+    paths = [*_python_files("serving"), ROOT / "retain" / "cli.py"]
+    found = _public_signatures_with_untyped_dicts(paths)
+    assert not found, "\n".join(found)
+
+
+def test_the_readme_is_a_manual_of_at_most_15_kb() -> None:
+    assert (ROOT / "README.md").stat().st_size <= MAX_README_BYTES
+
+
+#: Files the repository writes itself or that a user creates: named in docs, never committed.
+GENERATED = {"api_keys.json", "decisions.db", "mlflow.db", "feature_store.yaml", "registry.db", "online.db"}
+DOCUMENT = re.compile(r"\b[A-Za-z_][\w./-]*\.(?:md|py|sql|yaml|toml|ipynb|html|css|csv)\b")
+
+
+def _tracked_text_files() -> list[Path]:
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    suffixes = {".py", ".md", ".toml", ".yaml", ".ipynb", ".html", ".sql", ".cfg"}
+    return [ROOT / f for f in listed if Path(f).suffix in suffixes or f == "Makefile"]
+
+
+def test_no_file_cites_a_document_the_repository_does_not_have() -> None:
+    """Every `*.md` named anywhere exists in the repository; design notes outside it are not cited."""
+    files = _tracked_text_files()
+    names = {p.name for p in files} | {str(p.relative_to(ROOT)) for p in files}
+    missing = []
+    for path in files:
+        text = path.read_text(errors="replace")
+        for cited in set(DOCUMENT.findall(text)):
+            if not cited.endswith(".md"):
+                continue
+            if cited in names or Path(cited).name in names or cited.lstrip("./") in names:
+                continue
+            missing.append(f"{path.relative_to(ROOT)}: {cited}")
+        if "../shared" in text and path.name != Path(__file__).name:
+            missing.append(f"{path.relative_to(ROOT)}: ../shared")
+    assert not missing, "\n".join(sorted(missing))
