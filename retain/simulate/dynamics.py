@@ -54,7 +54,7 @@ EXPANSION_BASE = np.array([-6.9, -7.0, -7.2, -7.1])
 class State:
     """The dynamic hidden state; binary states hold 0/1 when sampled, probabilities when expected."""
 
-    x: np.ndarray  # core engagement (mean-reverting)
+    core_engagement: np.ndarray  # engagement from product fit and onboarding (mean-reverting)
     adopt: np.ndarray  # adoption gained from enablement, fading
     sponsor: np.ndarray  # executive sponsor engagement
     damage: np.ndarray  # incident damage, decaying
@@ -95,7 +95,7 @@ def initial_state(rng: np.random.Generator, pop: Population) -> State:
     level = FIT_TO_LEVEL * tr.fit + ONBOARDING_TO_LEVEL * (progress - 1.0)
     zeros = np.zeros(n)
     return State(
-        x=level + rng.normal(0.0, 0.45, n),
+        core_engagement=level + rng.normal(0.0, 0.45, n),
         adopt=zeros.copy(),
         sponsor=0.8 * tr.sponsor + rng.normal(0.0, 0.3, n),
         damage=zeros.copy(),
@@ -119,7 +119,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 def engagement(s: State) -> np.ndarray:
     """What usage reflects: core engagement plus enablement, less what incidents and failures cost."""
-    return s.x + s.adopt - DAMAGE_TO_ENG * s.damage - FAILING_TO_ENG * s.failing
+    return s.core_engagement + s.adopt - DAMAGE_TO_ENG * s.damage - FAILING_TO_ENG * s.failing
 
 
 def utilisation(s: State) -> np.ndarray:
@@ -131,7 +131,7 @@ def step(tr: Traits, s: State, rng: np.random.Generator | None = None) -> State:
     eng = engagement(s)
     onboarding = s.progress < 1.0
     level = FIT_TO_LEVEL * tr.fit + ONBOARDING_TO_LEVEL * (s.progress - 1.0)
-    x = s.x + ENG_REVERSION * (level - s.x)
+    core = s.core_engagement + ENG_REVERSION * (level - s.core_engagement)
     sponsor = s.sponsor + SPONSOR_REVERSION * (0.8 * tr.sponsor - s.sponsor)
     stall_in = sigmoid(-4.3 - 1.4 * tr.onboarding)
     p_stalled = np.where(onboarding, s.stalled * (1.0 - UNSTALL) + (1.0 - s.stalled) * stall_in, 0.0)
@@ -145,8 +145,8 @@ def step(tr: Traits, s: State, rng: np.random.Generator | None = None) -> State:
         sponsor = (1.0 - SPONSOR_TURNOVER) * sponsor + SPONSOR_TURNOVER * SPONSOR_AFTER_TURNOVER
         stalled, failing, pay = p_stalled, p_failing, p_pay
     else:
-        shape = s.x.shape
-        x = x + ENG_NOISE * rng.standard_normal(shape)
+        shape = s.core_engagement.shape
+        core = core + ENG_NOISE * rng.standard_normal(shape)
         turnover = rng.random(shape) < SPONSOR_TURNOVER
         sponsor = np.where(turnover, SPONSOR_AFTER_TURNOVER, sponsor) + SPONSOR_NOISE * rng.standard_normal(
             shape
@@ -155,7 +155,7 @@ def step(tr: Traits, s: State, rng: np.random.Generator | None = None) -> State:
         failing = (rng.random(shape) < p_failing).astype(float)
         pay = (rng.random(shape) < p_pay).astype(float)
     return State(
-        x=x,
+        core_engagement=core,
         adopt=s.adopt * ADOPT_DECAY,
         sponsor=sponsor,
         damage=s.damage * DAMAGE_DECAY,

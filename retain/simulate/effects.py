@@ -49,7 +49,7 @@ def _qbr(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
 
 def _health_check(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
     at_risk = sigmoid(-2.0 * (engagement(s) + 0.5))
-    return s.replace(x=s.x + 0.3 * at_risk, sponsor=s.sponsor + 0.2 * at_risk)
+    return s.replace(core_engagement=s.core_engagement + 0.3 * at_risk, sponsor=s.sponsor + 0.2 * at_risk)
 
 
 def _nudge(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
@@ -74,9 +74,10 @@ def _reference_ask(tr: Traits, s: State, to_renewal: np.ndarray) -> State:
     return s
 
 
-Effect = Callable[[Traits, State, np.ndarray], State]
+#: what one action does to the hidden state: (traits, state, days to renewal) -> the state right after
+StateChange = Callable[[Traits, State, np.ndarray], State]
 
-EFFECTS: dict[str, Effect] = {
+EFFECTS: dict[str, StateChange] = {
     "office_hours_invite": _office_hours,
     "exec_sponsor_call": _exec_call,
     "hypercare_onboarding": _hypercare,

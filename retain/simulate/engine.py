@@ -9,7 +9,7 @@ through `sink` one arrival day at a time, so memory holds one chunk and one day,
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -21,9 +21,23 @@ from retain.simulate.config import CHUNK_ACCOUNTS, DAY_US, SimConfig
 from retain.simulate.dynamics import State, initial_state, step
 from retain.simulate.effects import apply_action
 from retain.simulate.events import TYPE_NAMES, Block, assemble, times_in_day
-from retain.simulate.interventions import A, CsView, WeekSignals, intervention_table, weekly_assignments
-from retain.simulate.lifecycle import Book, contract_moves, milestone_events, renewals
-from retain.simulate.population import Traits, account_ids, accounts_table, draw_population, id_width, padded
+from retain.simulate.interventions import (
+    ACTION_INDEX,
+    CsView,
+    WeekSignals,
+    intervention_table,
+    weekly_assignments,
+)
+from retain.simulate.lifecycle import VendorRecords, contract_moves, milestone_events, renewals
+from retain.simulate.population import (
+    Population,
+    Traits,
+    account_ids,
+    accounts_table,
+    draw_population,
+    id_width,
+    padded,
+)
 from retain.simulate.support import SupportMemory, support_events
 from retain.simulate.truth import cutoff_truth, effect_table, outcome_table, probability_table
 from retain.simulate.usage import UsageMemory, nudge_events, usage_events
@@ -89,57 +103,131 @@ class _Truth:
     effects: list[pa.Table]
 
     def record(
-        self, ids: pa.Array, cutoff_us: int, tr: Traits, s: State, book: Book, day: int, idx: np.ndarray
+        self,
+        ids: pa.Array,
+        cutoff_us: int,
+        tr: Traits,
+        s: State,
+        records: VendorRecords,
+        day: int,
+        idx: np.ndarray,
     ) -> None:
         (churn, expand), (churn_fx, expand_fx) = cutoff_truth(
-            tr.take(idx), s.take(idx), book.renewal_day[idx] - day
+            tr.take(idx), s.take(idx), records.renewal_day[idx] - day
         )
         part = ids.take(pa.array(idx))
         self.probabilities.append(probability_table(part, cutoff_us, churn, expand))
         self.effects.append(effect_table(part, cutoff_us, churn_fx, expand_fx))
 
 
-def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:
-    rng = np.random.default_rng([config.seed, chunk])
-    first = chunk * CHUNK_ACCOUNTS
-    pop = draw_population(rng, config, first, min(CHUNK_ACCOUNTS, config.accounts - first))
-    width = id_width(config.accounts)
-    numbers = padded(pop.number, width)
-    ids = account_ids(pop, width)
-    accounts = accounts_table(pop, config, cal.start_us, width)
-    tr = pop.traits
-    s = initial_state(rng, pop)
-    book = Book.open(pop, s)
-    usage = UsageMemory.empty(pop.size)
-    support = SupportMemory.empty(pop.size)
-    billing = BillingMemory.empty(billing_anchor(cal.start_us // DAY_US + pop.start_day))
-    view = CsView.empty(pop.size, rng)
-    late = _Late({})
-    truth = _Truth([], [])
-    taken: list[tuple[np.ndarray, ...]] = []
-    type_counts = np.zeros(len(TYPE_NAMES), np.int64)
-    cutoffs = set(cal.cutoffs)
-    serial = 0
-    for day in range(config.days):
-        day_us = cal.day_us(day)
-        blocks, s = renewals(rng, day, day_us, tr, s, book, pop.start_day < day)
-        if day in cutoffs:
-            truth.record(ids, day_us, tr, s, book, day, np.flatnonzero(book.alive & (pop.start_day < day)))
-        live = book.alive & (pop.start_day <= day)
-        s = s.where(live, step(tr, s, rng))
-        s = _incidents(rng, cal, day, tr, s, live)
-        moves, s, live = contract_moves(rng, day_us, tr, s, book, live)
-        blocks += moves
-        milestones = milestone_events(rng, day, day_us, s, book, live)
-        blocks += milestones
-        activity = float(cal.activity[day])
-        used, signals = usage_events(rng, day, day_us, activity, pop.number, s, live, usage)
-        voiced, said = support_events(rng, day, day_us, activity, s, live, signals.sessions, support)
-        blocks += used + voiced
-        blocks += billing_events(
-            rng, day, day_us, int(cal.day_of_month[day]), tr.tier, book.arr(s), s.pay, live, billing
+@dataclass
+class _Chunk:
+    """One chunk's accounts and everything about them that changes from day to day (updated in place).
+
+    The methods draw from the one generator in a fixed order, which is what makes a seed's output
+    byte-identical from run to run: reorder no call."""
+
+    config: SimConfig
+    cal: Calendar
+    index: int
+    rng: np.random.Generator
+    pop: Population
+    ids: pa.Array
+    numbers: pa.Array
+    accounts: pa.Table
+    state: State
+    records: VendorRecords
+    usage: UsageMemory
+    support: SupportMemory
+    billing: BillingMemory
+    view: CsView
+    cutoffs: frozenset[int]
+    late: _Late = field(default_factory=lambda: _Late({}))
+    truth: _Truth = field(default_factory=lambda: _Truth([], []))
+    taken: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    type_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(TYPE_NAMES), np.int64))
+    serial: int = 0
+
+    @staticmethod
+    def start(config: SimConfig, cal: Calendar, index: int) -> _Chunk:
+        """The chunk's population and its state on day 0, from the chunk's own random stream."""
+        rng = np.random.default_rng([config.seed, index])
+        first = index * CHUNK_ACCOUNTS
+        pop = draw_population(rng, config, first, min(CHUNK_ACCOUNTS, config.accounts - first))
+        width = id_width(config.accounts)
+        s = initial_state(rng, pop)
+        return _Chunk(
+            config=config,
+            cal=cal,
+            index=index,
+            rng=rng,
+            pop=pop,
+            ids=account_ids(pop, width),
+            numbers=padded(pop.number, width),
+            accounts=accounts_table(pop, config, cal.start_us, width),
+            state=s,
+            records=VendorRecords.open(pop, s),
+            usage=UsageMemory.empty(pop.size),
+            support=SupportMemory.empty(pop.size),
+            billing=BillingMemory.empty(billing_anchor(cal.start_us // DAY_US + pop.start_day)),
+            view=CsView.empty(pop.size, rng),
+            cutoffs=frozenset(cal.cutoffs),
         )
-        view.observe(
+
+    def simulate_day(self, day: int, sink: EventSink) -> None:
+        """The day's contract changes, telemetry and (on Mondays) CS actions; its events go to `sink`."""
+        day_us = self.cal.day_us(day)
+        blocks, live = self._contracts(day, day_us)
+        blocks += self._telemetry(day, day_us, live)
+        nudged = self._act(day, day_us, live) if self.cal.weekday[day] == 0 else np.zeros(self.pop.size, bool)
+        blocks += nudge_events(self.rng, day_us, self.state, live, nudged, self.usage)
+        self.serial = _emit(
+            self.rng,
+            day,
+            blocks,
+            self.ids,
+            self.numbers,
+            self.index,
+            self.serial,
+            self.late,
+            sink,
+            self.type_counts,
+        )
+
+    def _contracts(self, day: int, day_us: int) -> tuple[list[Block], np.ndarray]:
+        """Renewals at 00:00, the truth at a cutoff, the state's step and bad releases, then cancellations,
+        expansions and milestones; returns their events and which accounts are still live."""
+        rng, tr, records, started = self.rng, self.pop.traits, self.records, self.pop.start_day
+        blocks, s = renewals(rng, day, day_us, tr, self.state, records, started < day)
+        if day in self.cutoffs:
+            alive = np.flatnonzero(records.alive & (started < day))
+            self.truth.record(self.ids, day_us, tr, s, records, day, alive)
+        live = records.alive & (started <= day)
+        s = s.where(live, step(tr, s, rng))
+        s = _incidents(rng, self.cal, day, tr, s, live)
+        moves, s, live = contract_moves(rng, day_us, tr, s, records, live)
+        blocks += moves
+        blocks += milestone_events(rng, day, day_us, s, records, live)
+        self.state = s
+        return blocks, live
+
+    def _telemetry(self, day: int, day_us: int, live: np.ndarray) -> list[Block]:
+        """Product usage, support and billing events, and what of them the CS team's view takes in."""
+        rng, s, activity = self.rng, self.state, float(self.cal.activity[day])
+        used, signals = usage_events(rng, day, day_us, activity, self.pop.number, s, live, self.usage)
+        voiced, said = support_events(rng, day, day_us, activity, s, live, signals.sessions, self.support)
+        billed = billing_events(
+            rng,
+            day,
+            day_us,
+            int(self.cal.day_of_month[day]),
+            self.pop.traits.tier,
+            self.records.arr(s),
+            s.pay,
+            live,
+            self.billing,
+        )
+        self.view.observe(
             day,
             signals.sessions,
             signals.errors,
@@ -149,28 +237,52 @@ def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink
             said.nps,
             said.sponsor_touched,
         )
-        nudged = np.zeros(pop.size, bool)
-        if cal.weekday[day] == 0:
-            view.close_week()
-            s, nudged, rows = _intervene(rng, config, day, day_us, tr, s, book, billing, view, live)
-            taken.append(rows)
-        blocks += nudge_events(rng, day_us, s, live, nudged, usage)
-        serial = _emit(rng, day, blocks, ids, numbers, chunk, serial, late, sink, type_counts)
-    churned = book.churn_us >= 0
-    expanded = book.expansion_us >= 0
-    return ChunkResult(
-        accounts=accounts,
-        interventions=_interventions(accounts, ids, chunk, taken),
-        probabilities=_concat(truth.probabilities, probability_table(ids[:0], 0, np.zeros(0), np.zeros(0))),
-        effects=_concat(
-            truth.effects, effect_table(ids[:0], 0, np.zeros((0, len(ACTIONS))), np.zeros((0, len(ACTIONS))))
-        ),
-        outcomes=outcome_table(ids, book.churn_us, book.expansion_us),
-        type_counts=type_counts,
-        tiers=np.bincount(tr.tier, minlength=4),
-        churned=np.bincount(tr.tier[churned], minlength=4),
-        expanded=np.bincount(tr.tier[expanded], minlength=4),
-    )
+        return used + voiced + billed
+
+    def _act(self, day: int, day_us: int, live: np.ndarray) -> np.ndarray:
+        """The week's CS actions, applied to the state and kept for the interventions table; returns who
+        got an in-app nudge (its events come from the usage side)."""
+        self.view.close_week()
+        self.state, nudged, rows = _intervene(
+            self.rng,
+            self.config,
+            day,
+            day_us,
+            self.pop.traits,
+            self.state,
+            self.records,
+            self.billing,
+            self.view,
+            live,
+        )
+        self.taken.append(rows)
+        return nudged
+
+    def result(self) -> ChunkResult:
+        tiers = self.pop.traits.tier
+        records = self.records
+        no_effects = np.zeros((0, len(ACTIONS)))
+        return ChunkResult(
+            accounts=self.accounts,
+            interventions=_interventions(self.accounts, self.ids, self.index, self.taken),
+            probabilities=_concat(
+                self.truth.probabilities, probability_table(self.ids[:0], 0, np.zeros(0), np.zeros(0))
+            ),
+            effects=_concat(self.truth.effects, effect_table(self.ids[:0], 0, no_effects, no_effects)),
+            outcomes=outcome_table(self.ids, records.churn_us, records.expansion_us),
+            type_counts=self.type_counts,
+            tiers=np.bincount(tiers, minlength=4),
+            churned=np.bincount(tiers[records.churn_us >= 0], minlength=4),
+            expanded=np.bincount(tiers[records.expansion_us >= 0], minlength=4),
+        )
+
+
+def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:
+    """Every day of chunk `chunk`'s accounts, its events streamed to `sink` day by day."""
+    run = _Chunk.start(config, cal, chunk)
+    for day in range(config.days):
+        run.simulate_day(day, sink)
+    return run.result()
 
 
 def _concat(tables: list[pa.Table], empty: pa.Table) -> pa.Table:
@@ -184,18 +296,18 @@ def _intervene(
     day_us: int,
     tr: Traits,
     s: State,
-    book: Book,
+    records: VendorRecords,
     billing: BillingMemory,
     view: CsView,
     live: np.ndarray,
 ) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
     """This week's actions, applied to the state; returns the state, who got a nudge, and the rows."""
-    to_renewal = book.renewal_day - day
+    to_renewal = records.renewal_day - day
     signals = WeekSignals(
         tier=tr.tier,
         active=live,
-        onboarding=live & (book.milestones < 4),
-        days_since_milestone=day - book.last_milestone_day,
+        onboarding=live & (records.milestones < 4),
+        days_since_milestone=day - records.last_milestone_day,
         overdue=billing.overdue,
         to_renewal=to_renewal,
     )
@@ -204,9 +316,9 @@ def _intervene(
         mask = np.zeros(len(live), bool)
         mask[picks.account[picks.action == a]] = True
         s = s.where(mask, apply_action(ACTIONS[a], tr, s, to_renewal))
-    book.concession[picks.account[picks.action == A["save_offer"]]] = True
+    records.concession[picks.account[picks.action == ACTION_INDEX["save_offer"]]] = True
     nudged = np.zeros(len(live), bool)
-    nudged[picks.account[picks.action == A["in_app_nudge"]]] = True
+    nudged[picks.account[picks.action == ACTION_INDEX["in_app_nudge"]]] = True
     ts = times_in_day(rng, day_us, len(picks.account), 10.0)
     return s, nudged, (picks.account, ts, picks.action, picks.random, picks.propensity)
 

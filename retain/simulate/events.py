@@ -53,7 +53,8 @@ RECIPES = (
 )
 SETTINGS = ("sso", "roles", "retention_policy", "notifications", "api_keys", "data_residency")
 CHANNELS = ("email", "call", "meeting", "event")
-REASONS = ("budget", "low_usage", "switched_vendor", "poor_support", "missing_features", "acquired")
+#: why a cancelling account says it leaves (`subscription.cancelled`'s reason)
+CANCEL_REASONS = ("budget", "low_usage", "switched_vendor", "poor_support", "missing_features", "acquired")
 STATUSES = INTEGRATION_STATUSES + INVOICE_STATUSES
 
 #: string properties drawn from a vocabulary; the others are ids built from (account, sequence)
@@ -67,7 +68,7 @@ VOCAB: dict[str, tuple[str, ...]] = {
     "channel": CHANNELS,
     "plan_from": PLANS,
     "plan_to": PLANS,
-    "reason": REASONS,
+    "reason": CANCEL_REASONS,
     **{name: p.values for name, p in PROPERTIES.items() if p.values is not None},
 }
 ID_PREFIX = {"invoice_id": "inv", "ticket_id": "tkt", "nudge_id": "ndg"}

@@ -25,7 +25,8 @@ HISTORY_WEEKS = 5
 #: how much CS attention each tier gets (enterprise, mid-market, small business, trial)
 ATTENTION = np.array([1.0, 0.8, 0.5, 0.2])
 AUTOMATED = frozenset({"in_app_nudge", "billing_outreach"})
-A = {name: i for i, name in enumerate(ACTIONS)}
+#: action name -> its column in (accounts, actions) arrays, in catalogue order
+ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 COOLDOWN = np.array([CATALOGUE[a].cooldown_days for a in ACTIONS])
 
 
@@ -142,7 +143,7 @@ def targeted(
     accounts, actions = [], []
     u = rng.random((len(tier), len(ACTIONS)))
     for name, (eligible, p) in rules.items():
-        a = A[name]
+        a = ACTION_INDEX[name]
         attention = 1.0 if name in AUTOMATED else ATTENTION[tier]
         cooled = day - view.last_taken[:, a] >= COOLDOWN[a]
         hit = np.flatnonzero(active & eligible & cooled & (u[:, a] < p * attention))
@@ -195,7 +196,9 @@ def intervention_table(
     """Rows in INTERVENTION_SCHEMA; the owner is the account's CSM, or automation for in-app nudges."""
     n = len(account)
     acc = pa.array(account, pa.int64())
-    owners = pc.if_else(pa.array(action == A["in_app_nudge"]), pa.scalar("automation"), csm_ids.take(acc))
+    owners = pc.if_else(
+        pa.array(action == ACTION_INDEX["in_app_nudge"]), pa.scalar("automation"), csm_ids.take(acc)
+    )
     serial = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1), pa.int64()), pa.string()), 7, "0")
     columns = [
         pc.binary_join_element_wise(id_prefix, serial, "-"),

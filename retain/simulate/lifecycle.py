@@ -1,7 +1,7 @@
 """The contract's life: onboarding milestones, renewals or silent lapses, cancellations, expansions.
 
-The book keeps what the vendor's systems know (ARR, plan, renewal date) as the contract changes;
-the realised churn and first expansion it records are the truth's outcomes. Churn stops all
+`VendorRecords` keep what the vendor's systems know (ARR, plan, renewal date) as the contract changes;
+the realised churn and first expansion they record are the truth's outcomes. Churn stops all
 telemetry: a cancellation emits `subscription.cancelled`, a lapse emits nothing at all.
 """
 
@@ -35,7 +35,7 @@ SHRINK_SHARE = 0.35
 
 
 @dataclass
-class Book:
+class VendorRecords:
     """The vendor's records per account (updated in place)."""
 
     alive: np.ndarray
@@ -49,9 +49,9 @@ class Book:
     last_milestone_day: np.ndarray
 
     @staticmethod
-    def open(pop: Population, s: State) -> Book:
+    def open(pop: Population, s: State) -> VendorRecords:
         n = pop.size
-        return Book(
+        return VendorRecords(
             alive=np.ones(n, bool),
             seat_price=pop.seat_price.copy(),
             plan=pop.plan.copy(),
@@ -68,16 +68,22 @@ class Book:
 
 
 def renewals(
-    rng: np.random.Generator, day: int, day_us: int, tr: Traits, s: State, book: Book, started: np.ndarray
+    rng: np.random.Generator,
+    day: int,
+    day_us: int,
+    tr: Traits,
+    s: State,
+    records: VendorRecords,
+    started: np.ndarray,
 ) -> tuple[list[Block], State]:
     """Contracts reaching their renewal date at 00:00 renew (maybe with fewer seats) or lapse silently."""
     n = len(started)
-    due = book.alive & started & (book.renewal_day == day)
+    due = records.alive & started & (records.renewal_day == day)
     if not due.any():
         return [], s
     lapse = due & (rng.random(n) < nonrenewal_probability(tr, s))
-    book.alive[lapse] = False
-    book.churn_us[lapse] = day_us
+    records.alive[lapse] = False
+    records.churn_us[lapse] = day_us
     renew = due & ~lapse
     shrink = np.flatnonzero(renew & (utilisation(s) < SHRINK_BELOW) & (rng.random(n) < SHRINK_SHARE))
     seats_to = np.maximum(1.0, np.ceil(s.need[shrink] / SHRINK_TO))
@@ -91,11 +97,11 @@ def renewals(
     seats = s.seats.copy()
     seats[shrink] = seats_to
     idx = np.flatnonzero(renew)
-    book.seat_price[idx] *= (1.0 + rng.uniform(0.0, RENEWAL_UPLIFT, len(idx))) * np.where(
-        book.concession[idx], CONCESSION, 1.0
+    records.seat_price[idx] *= (1.0 + rng.uniform(0.0, RENEWAL_UPLIFT, len(idx))) * np.where(
+        records.concession[idx], CONCESSION, 1.0
     )
-    book.concession[idx] = False
-    book.renewal_day[idx] += YEAR_DAYS
+    records.concession[idx] = False
+    records.renewal_day[idx] += YEAR_DAYS
     s = s.replace(seats=seats, qbr=np.where(renew, 0.0, s.qbr))
     renewed = Block(
         "subscription.renewed",
@@ -104,7 +110,7 @@ def renewals(
         None,
         {
             "renewal_date": day_us + YEAR_DAYS * DAY_US + np.zeros(len(idx), np.int64),
-            "arr_to": book.arr(s)[idx],
+            "arr_to": records.arr(s)[idx],
         },
     )
     return [shrunk, renewed], s
@@ -129,46 +135,46 @@ def _reasons(rng: np.random.Generator, s: State, tr: Traits, idx: np.ndarray) ->
 
 
 def contract_moves(
-    rng: np.random.Generator, day_us: int, tr: Traits, s: State, book: Book, live: np.ndarray
+    rng: np.random.Generator, day_us: int, tr: Traits, s: State, records: VendorRecords, live: np.ndarray
 ) -> tuple[list[Block], State, np.ndarray]:
     """Today's cancellations, then expansions among the rest; returns the accounts still live."""
     churn = live & (rng.random(len(live)) < churn_hazard(tr, s))
     cancelled = np.flatnonzero(churn)
     cancel_ts = times_in_day(rng, day_us, len(cancelled))
-    book.alive[cancelled] = False
-    book.churn_us[cancelled] = cancel_ts
+    records.alive[cancelled] = False
+    records.churn_us[cancelled] = cancel_ts
     reasons = _reasons(rng, s, tr, cancelled)
     cancellations = Block("subscription.cancelled", cancelled, cancel_ts, None, {"reason": reasons})
     live = live & ~churn
     grow = np.flatnonzero(live & (rng.random(len(live)) < expansion_hazard(tr, s)))
-    expansions, s = _expand(rng, day_us, s, book, grow)
+    expansions, s = _expand(rng, day_us, s, records, grow)
     return [cancellations, *expansions], s, live
 
 
 def _expand(
-    rng: np.random.Generator, day_us: int, s: State, book: Book, grow: np.ndarray
+    rng: np.random.Generator, day_us: int, s: State, records: VendorRecords, grow: np.ndarray
 ) -> tuple[list[Block], State]:
     """A plan upgrade (ARR up 20-50%) or at least 10% more seats: an expansion either way."""
-    upgrade = (book.plan[grow] < len(PLANS) - 1) & (rng.random(len(grow)) < PLAN_UPGRADE_SHARE)
+    upgrade = (records.plan[grow] < len(PLANS) - 1) & (rng.random(len(grow)) < PLAN_UPGRADE_SHARE)
     ts = times_in_day(rng, day_us, len(grow))
-    arr_from = book.arr(s)[grow]
+    arr_from = records.arr(s)[grow]
     up = grow[upgrade]
-    book.seat_price[up] *= rng.uniform(*PLAN_PRICE_STEP, len(up))
+    records.seat_price[up] *= rng.uniform(*PLAN_PRICE_STEP, len(up))
     plans = {
-        "plan_from": book.plan[up],
-        "plan_to": book.plan[up] + 1,
+        "plan_from": records.plan[up],
+        "plan_to": records.plan[up] + 1,
         "arr_from": arr_from[upgrade],
-        "arr_to": book.arr(s)[up],
+        "arr_to": records.arr(s)[up],
     }
-    book.plan[up] += 1
+    records.plan[up] += 1
     more = grow[~upgrade]
     seats = s.seats.copy()
     headroom = np.ceil(s.need[more] * rng.uniform(*SEAT_HEADROOM, len(more)))
     seats[more] = np.maximum(np.ceil(s.seats[more] * 1.1), headroom)
     added = {"seats_from": s.seats[more].astype(np.int64), "seats_to": seats[more].astype(np.int64)}
-    first = book.expansion_us[grow] < 0
-    book.expansion_us[grow[first]] = ts[first]
-    grown = np.zeros(len(book.alive), bool)
+    first = records.expansion_us[grow] < 0
+    records.expansion_us[grow[first]] = ts[first]
+    grown = np.zeros(len(records.alive), bool)
     grown[grow] = True
     s = s.replace(seats=seats, upsell=np.where(grown, 0.0, s.upsell), sated=np.where(grown, 1.0, s.sated))
     blocks = [
@@ -179,19 +185,19 @@ def _expand(
 
 
 def milestone_events(
-    rng: np.random.Generator, day: int, day_us: int, s: State, book: Book, live: np.ndarray
+    rng: np.random.Generator, day: int, day_us: int, s: State, records: VendorRecords, live: np.ndarray
 ) -> list[Block]:
     """Onboarding milestones, one per quarter of progress crossed, for accounts onboarding in the window."""
     reached = np.minimum(4, np.floor(s.progress * 4 + 1e-9).astype(np.int64))
-    new = live & (reached > book.milestones)
+    new = live & (reached > records.milestones)
     accounts, levels = [], []
     for level in range(4):
-        hit = np.flatnonzero(new & (book.milestones <= level) & (reached > level))
+        hit = np.flatnonzero(new & (records.milestones <= level) & (reached > level))
         accounts.append(hit)
         levels.append(np.full(len(hit), level))
     acc = np.concatenate(accounts)
-    book.milestones = np.where(new, reached, book.milestones)
-    book.last_milestone_day[new] = day
+    records.milestones = np.where(new, reached, records.milestones)
+    records.last_milestone_day[new] = day
     block = Block(
         "onboarding.milestone",
         acc,

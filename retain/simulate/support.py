@@ -152,6 +152,24 @@ def _tickets(
     mem: SupportMemory,
 ) -> tuple[Block, Block]:
     """Tickets created today, and those whose resolution falls due today (if the account is still live)."""
+    created = _created(rng, day_us, activity, s, eng, live, pool, mem)
+    delay, resolution = _resolution(rng, day_us, s, eng, created)
+    mem.schedule(day, delay, resolution)
+    return created, mem.resolve(day, live)
+
+
+def _created(
+    rng: np.random.Generator,
+    day_us: int,
+    activity: float,
+    s: State,
+    eng: np.ndarray,
+    live: np.ndarray,
+    pool: np.ndarray,
+    mem: SupportMemory,
+) -> Block:
+    """Today's new tickets, numbered per account: trouble raises their rate, incidents and failing
+    integrations their priority, and each trouble its own category."""
     trouble = (
         1.0 + 4.0 * s.damage + 2.0 * s.failing + 1.5 * s.stalled + 2.0 * s.pay + 0.5 * np.maximum(0.0, -eng)
     )
@@ -177,14 +195,22 @@ def _tickets(
         axis=1,
     )
     category = np.where(rng.random(k) < 0.9, _categorical(rng, weights), -1)
-    ts = times_in_day(rng, day_us, k)
-    created = Block(
+    return Block(
         "ticket.created",
         acc,
-        ts,
+        times_in_day(rng, day_us, k),
         rng.integers(0, pool[acc]),
         {"ticket_id": seq, "priority": priority, "category": category},
     )
+
+
+def _resolution(
+    rng: np.random.Generator, day_us: int, s: State, eng: np.ndarray, created: Block
+) -> tuple[np.ndarray, Resolution]:
+    """When each new ticket will be resolved (days from today, by priority) and how the customer will feel
+    about it then."""
+    acc, ts, k = created.account, created.ts, len(created.account)
+    seq, priority = created.props["ticket_id"], created.props["priority"]
     low = np.array([r[0] for r in RESOLVE_DAYS])[priority]
     high = np.array([r[1] for r in RESOLVE_DAYS])[priority]
     delay = rng.integers(low, high + 1)
@@ -206,5 +232,4 @@ def _tickets(
         sentiment=np.where(rng.random(k) < 0.8, np.round(sentiment, 3), np.nan),
         csat=np.where(rng.random(k) < 0.45, csat, -1).astype(np.int64),
     )
-    mem.schedule(day, delay, resolution)
-    return created, mem.resolve(day, live)
+    return delay, resolution

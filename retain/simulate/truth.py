@@ -56,9 +56,9 @@ def outlook(
     path is drawn rather than expected: the mean over drawn paths is what the expected path stands in
     for, which the tests check.
     """
-    alive = np.ones_like(s.x)
-    waiting = np.ones_like(s.x)
-    expand = np.zeros_like(s.x)
+    alive = np.ones_like(s.core_engagement)
+    waiting = np.ones_like(s.core_engagement)
+    expand = np.zeros_like(s.core_engagement)
     for k in range(HORIZON_DAYS + 1):
         due = to_renewal == k
         if due.any():
