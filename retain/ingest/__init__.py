@@ -20,9 +20,15 @@ from retain.core.contract import ACCOUNT_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.store import Store
 from retain.ingest.adapters import adapt
-from retain.ingest.commit import Outcome, publish, read_live
+from retain.ingest.commit import Published, publish, read_live
 from retain.ingest.readers import Frame, read_path
-from retain.ingest.validate import REASONS, Checked, check_accounts, check_events, check_interventions
+from retain.ingest.validate import (
+    REJECTION_REASONS,
+    Checked,
+    check_accounts,
+    check_events,
+    check_interventions,
+)
 
 __all__ = ["ingest_path", "record_interventions"]
 
@@ -68,10 +74,10 @@ def _commit(
     try:
         with store.transaction() as txn:
             checked = _check_frames(frames, read_live(store, "accounts", ACCOUNT_SCHEMA, ["account_id"]))
-            outcome = publish(txn, checked, ingest_id, now)
+            published = publish(txn, checked, ingest_id, now)
     except OSError as e:
         raise RetainError(f"cannot write to the store {store.root}: {e}") from e
-    return _summary(ingest_id, source, store, checked, outcome, files, skipped), checked
+    return _summary(ingest_id, source, store, checked, published, files, skipped), checked
 
 
 def _check_frames(frames: list[Frame], live_accounts: pa.Table) -> list[Checked]:
@@ -89,7 +95,7 @@ def _check_frames(frames: list[Frame], live_accounts: pa.Table) -> list[Checked]
 
 def _by_reason(checked: list[Checked]) -> dict[str, int]:
     counts = Counter(r for c in checked for r in c.rejected.column("reason").to_pylist())
-    return {reason: counts[reason] for reason in REASONS if counts[reason]}
+    return {reason: counts[reason] for reason in REJECTION_REASONS if counts[reason]}
 
 
 def _summary(
@@ -97,7 +103,7 @@ def _summary(
     source: str,
     store: Store,
     checked: list[Checked],
-    outcome: Outcome,
+    published: Published,
     files: int,
     skipped: list[str],
 ) -> dict[str, Any]:
@@ -107,11 +113,11 @@ def _summary(
     return {
         "ingest_id": ingest_id,
         "source": source,
-        "accepted": outcome.accepted,
-        "duplicates": outcome.duplicates,
+        "accepted": published.accepted,
+        "duplicates": published.duplicates,
         "quarantined": {
             "total": sum(by_table.values()),
-            "new": outcome.quarantined_new,
+            "new": published.quarantined_new,
             "by_reason": _by_reason(checked),
             "by_table": dict(sorted(by_table.items())),
         },

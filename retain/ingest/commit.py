@@ -42,7 +42,9 @@ APPEND_ONLY = {
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Published:
+    """What one ingest wrote: rows accepted and duplicates skipped per table, new quarantined rows."""
+
     accepted: dict[str, int]
     duplicates: dict[str, int]
     quarantined_new: int
@@ -57,7 +59,7 @@ def read_live(store: Store, table: str, schema: pa.Schema, columns: list[str] | 
     return pa.concat_tables([pq.read_table(f, columns=wanted.names).cast(wanted) for f in files])
 
 
-def publish(txn: Transaction, checked: list[Checked], ingest_id: str, now: datetime) -> Outcome:
+def publish(txn: Transaction, checked: list[Checked], ingest_id: str, now: datetime) -> Published:
     accepted: dict[str, int] = {}
     duplicates: dict[str, int] = {}
     accepted["accounts"], duplicates["accounts"] = _merge_accounts(
@@ -65,7 +67,7 @@ def publish(txn: Transaction, checked: list[Checked], ingest_id: str, now: datet
     )
     for table, (key, schema) in APPEND_ONLY.items():
         accepted[table], duplicates[table] = _append(txn, table, key, _valid(checked, table, schema))
-    return Outcome(accepted, duplicates, _quarantine(txn, checked, ingest_id, now))
+    return Published(accepted, duplicates, _quarantine(txn, checked, ingest_id, now))
 
 
 def _valid(checked: list[Checked], table: str, schema: pa.Schema) -> pa.Table:

@@ -1,8 +1,9 @@
 """Judge frames against the contract: valid rows in the contract schema, every other row with a reason.
 
 Pure: a frame in, a verdict out. Each rule is a vectorised mask over the whole frame; a row takes the
-reason of the first rule it fails (REASONS, roughly in the order rules run), and the text explaining it
-is built only for the rows that fail, so valid data costs a few vector passes and no Python per row.
+reason of the first rule it fails (REJECTION_REASONS, roughly in the order rules run), and the text
+explaining it is built only for the rows that fail, so valid data costs a few vector passes and no Python
+per row.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from retain.core.errors import RetainError
 from retain.ingest.coerce import Coerced, as_mask, coerce, plain
 from retain.ingest.readers import Frame, column_from_values
 
-REASONS = (
+#: why a row is quarantined, each rule's reason in roughly the order the rules run
+REJECTION_REASONS = (
     "malformed_row",
     "missing_field",
     "bad_timestamp",
@@ -287,6 +289,23 @@ def _property_sources(frame: Frame, nested: _Nested) -> tuple[dict[str, pa.Array
     return sources, ignored
 
 
+class _EventTypes:
+    """Each row's event type as a code into the frame's own list of type names, so "rows of these types"
+    is one lookup per distinct type rather than one per row."""
+
+    def __init__(self, etype: pa.Array | pa.ChunkedArray) -> None:
+        plain_types = etype.combine_chunks() if isinstance(etype, pa.ChunkedArray) else etype
+        encoded = pc.dictionary_encode(plain_types)
+        self.values = etype
+        self.codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
+        self.names: list[str] = encoded.dictionary.to_pylist()
+
+    def rows_of(self, types: Iterable[str]) -> np.ndarray:
+        """Rows whose event type is one of `types`; rows with no type never are (index -1 hits the pad)."""
+        chosen = set(types)
+        return np.array([t in chosen for t in self.names] + [False], dtype=bool)[self.codes]
+
+
 def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
     """Events: a known type, each property of the right type, allowed, in range, on a known account."""
     _require(frame, ("event_id", "account_id", "ts", "event_type"))
@@ -296,27 +315,31 @@ def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
     sources, ignored = _property_sources(frame, nested)
     common = {name: _column(frame, name, t) for name, t in EVENT_COLUMNS.items()}
     props = {name: coerce(source, PROPERTIES[name].type) for name, source in sources.items()}
-    etype = common["event_type"][1].values
-    encoded = pc.dictionary_encode(etype.combine_chunks() if isinstance(etype, pa.ChunkedArray) else etype)
-    codes = pc.fill_null(encoded.indices, -1).to_numpy(zero_copy_only=False)
-    names: list[str] = encoded.dictionary.to_pylist()
-
-    def of_types(types: Iterable[str]) -> np.ndarray:
-        """Rows whose event type is one of `types`; rows with no type never are (index -1 hits the pad)."""
-        chosen = set(types)
-        return np.array([t in chosen for t in names] + [False], dtype=bool)[codes]
-
+    types = _EventTypes(common["event_type"][1].values)
     for name in ("event_id", "account_id", "event_type", "ts"):
         _flag_missing(v, name, common[name][1])
     _flag_type(v, "ts", *common["ts"], EVENT_COLUMNS["ts"])
     v.flag(
-        of_types(set(names) - EVENT_TYPES.keys()),
+        types.rows_of(set(types.names) - EVENT_TYPES.keys()),
         "unknown_event_type",
-        _texts("unknown event type {0!r}", etype),
+        _texts("unknown event type {0!r}", types.values),
     )
     v.flag(nested.not_object, "wrong_property_type", _constant("properties is not a JSON object"))
     for name, col in props.items():
         _flag_type(v, name, sources[name], col, PROPERTIES[name].type)
+    _flag_properties(v, types, nested, props, n)
+    _flag_account(v, common["account_id"][1], known_accounts)
+    arrays = [common[name][1].values for name in EVENT_COLUMNS] + [
+        props[name].values if name in props else pa.nulls(n, p.type) for name, p in PROPERTIES.items()
+    ]
+    return v.checked(frame, pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), ignored)
+
+
+def _flag_properties(
+    v: _Verdicts, types: _EventTypes, nested: _Nested, props: dict[str, Coerced], n: int
+) -> None:
+    """Properties the contract does not know or the row's type does not allow, required ones missing,
+    and values outside their vocabulary or range (a status per event type)."""
     for key, array in nested.columns.items():
         if key not in PROPERTIES:
             v.flag(
@@ -325,18 +348,18 @@ def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
                 _constant(f"{key} is not a contract property"),
             )
     for name, col in props.items():
-        disallowing = of_types(t for t, e in EVENT_TYPES.items() if name not in e.allowed)
+        disallowing = types.rows_of(t for t, e in EVENT_TYPES.items() if name not in e.allowed)
         v.flag(
             as_mask(pc.is_valid(col.values)) & disallowing,
             "property_not_allowed",
-            _texts(f"{name} is not a property of {{0}}", etype),
+            _texts(f"{name} is not a property of {{0}}", types.values),
         )
     empty = Coerced(pa.nulls(n, pa.null()), np.zeros(n, dtype=bool))
     for name in PROPERTIES:
-        requiring = of_types(t for t, e in EVENT_TYPES.items() if name in e.required)
+        requiring = types.rows_of(t for t, e in EVENT_TYPES.items() if name in e.required)
         if requiring.any():
             missing = as_mask(pc.is_null(props.get(name, empty).values)) & requiring
-            v.flag(missing, "missing_field", _texts(f"{{0}} requires {name}", etype))
+            v.flag(missing, "missing_field", _texts(f"{{0}} requires {name}", types.values))
     for name, col in props.items():
         prop = PROPERTIES[name]
         if prop.values is not None:
@@ -346,9 +369,4 @@ def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
     if "status" in props:
         for t in EVENT_TYPES.values():
             if t.statuses is not None:
-                _flag_category(v, "status", props["status"], t.statuses, of_types([t.name]))
-    _flag_account(v, common["account_id"][1], known_accounts)
-    arrays = [common[name][1].values for name in EVENT_COLUMNS] + [
-        props[name].values if name in props else pa.nulls(n, p.type) for name, p in PROPERTIES.items()
-    ]
-    return v.checked(frame, pa.Table.from_arrays(arrays, schema=EVENT_SCHEMA), ignored)
+                _flag_category(v, "status", props["status"], t.statuses, types.rows_of([t.name]))
