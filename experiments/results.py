@@ -150,7 +150,7 @@ def section(source: Source, payload: dict[str, Any] | None) -> str:
     """One run's section: what it measures, its stamp and a table of its figures (or how to produce them)."""
     lines = [f"## {source.title}", "", f"What it measures: {source.measures}.", ""]
     if payload is None:
-        lines += [f"Not run yet: `{source.run}` writes `experiments/results/{source.name}.json`.", ""]
+        lines += [f"Not run yet: `{source.run}` measures it.", ""]
         return "\n".join(lines)
     commit = str(payload.get("commit", "unknown"))
     state = " (with uncommitted changes)" if payload.get("dirty") else ""
