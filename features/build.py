@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from features.cutoffs import cutoff_table, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
@@ -79,6 +81,37 @@ def write_atomic(table: pa.Table, path: Path) -> None:
         pq.write_table(table, tmp)
 
 
+@dataclass(frozen=True)
+class FeastPublished:
+    """The Feast repo a build applied, and the online rows it materialised (each account's latest)."""
+
+    project: str
+    registry: str
+    online_store: str
+    features: int
+    services: list[str]
+    rows_materialised: int
+    latest_cutoff: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class FeatureBuild:
+    """One feature build: its size, its cutoffs, where the table is and what Feast published."""
+
+    rows: int
+    accounts: int
+    cutoffs: list[date]
+    columns: int
+    #: building and writing the table; Feast's publish has its own
+    seconds: float
+    path: Path
+    #: the extra copy asked for with `out`
+    out: Path | None
+    #: None when the build was not published online
+    feast: FeastPublished | None
+
+
 def build_and_publish(
     store: Store,
     settings: Settings,
@@ -87,31 +120,39 @@ def build_and_publish(
     *,
     online: bool = True,
     threads: int = 2,
-) -> dict[str, Any]:
+) -> FeatureBuild:
     """Build the feature table from the store (month-end cutoffs by default), write it to the store and to
-    `out`, and when `online` apply the Feast repo and materialise it. Returns a JSON-able summary."""
+    `out`, and when `online` apply the Feast repo and materialise it. A step bar on stderr (a terminal
+    only) says which of these is running."""
     started = time.perf_counter()
-    with duckdb.connect(config={"threads": threads}) as con:
+    steps = tqdm(total=2 + online, desc="features", unit="step", disable=None)
+    with steps, duckdb.connect(config={"threads": threads}) as con:
         register_store(con, store)
-        chosen = list(cutoffs) if cutoffs else default_cutoffs(con)
+        chosen = sorted(set(cutoffs)) if cutoffs else default_cutoffs(con)
         if not chosen:
             raise RetainError(f"no events in the store {store.root}; run `retain ingest` first")
+        steps.set_postfix_str(f"{len(chosen)} cutoffs")
         table = build_feature_table(con, chosen, settings)
-    write_atomic(table, store.feature_table)
-    if out is not None:
-        write_atomic(table, out)
-    summary: dict[str, Any] = {
-        "rows": table.num_rows,
-        "accounts": pc.count_distinct(table["account_id"]).as_py(),
-        "cutoffs": [d.isoformat() for d in sorted(set(chosen))],
-        "columns": table.num_columns,
-        "seconds": round(time.perf_counter() - started, 3),
-        "path": str(store.feature_table),
-    }
-    if out is not None:
-        summary["out"] = str(out)
-    if online:
-        from features.feast_repo import publish
+        steps.update()
+        write_atomic(table, store.feature_table)
+        if out is not None:
+            write_atomic(table, out)
+        steps.update()
+        seconds = round(time.perf_counter() - started, 3)
+        feast = None
+        if online:
+            from features.feast_repo import publish
 
-        summary["feast"] = publish(store, settings, store.feature_table)
-    return summary
+            steps.set_postfix_str("Feast: apply and materialise")
+            feast = FeastPublished(**publish(store, settings, store.feature_table))
+            steps.update()
+    return FeatureBuild(
+        rows=table.num_rows,
+        accounts=pc.count_distinct(table["account_id"]).as_py(),
+        cutoffs=chosen,
+        columns=table.num_columns,
+        seconds=seconds,
+        path=store.feature_table,
+        out=out,
+        feast=feast,
+    )

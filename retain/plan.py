@@ -27,7 +27,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -38,7 +38,7 @@ import pandas as pd
 
 from features.build import build_feature_table, register_store
 from features.cutoffs import cutoff_instant
-from registry.models import load_uplift_model
+from registry.models import VersionInfo, load_uplift_model
 from retain.core.catalogue import CATALOGUE
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
@@ -69,13 +69,36 @@ class Week:
     #: actions the uplift model cannot rank (poor overlap): never planned
     excluded: list[str]
     #: the uplift version the values come from
-    model: dict[str, Any]
+    model: VersionInfo
+
+
+@dataclass(frozen=True)
+class PlanSummary:
+    """The week's plan in figures: actions planned, holdout, expected dollars, hours used per CSM."""
+
+    week: date
+    accounts: int
+    rows: int
+    planned_actions: int
+    holdout: int
+    holdout_share: float
+    no_action: int
+    expected_value: float
+    by_action: dict[str, int]
+    needs_approval: int
+    capacity_hours_per_csm: float
+    hours_used: dict[str, float]
+    excluded_actions: list[str]
+    model: VersionInfo
+    seed: int
+    #: the CSV, once written
+    out: Path | None = None
 
 
 @dataclass(frozen=True)
 class Plan:
     rows: pd.DataFrame
-    summary: dict[str, Any]
+    summary: PlanSummary
 
 
 def allowed_actions(
@@ -189,25 +212,25 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
     ).sort_values(["csm_id", "account_id"])
     rows = pd.concat([work[COLUMNS], holdout], ignore_index=True)
     used = work.groupby("csm_id")["hours"].sum()
-    summary = {
-        "week": week.week.isoformat(),
-        "accounts": len(week.account_ids),
-        "rows": len(rows),
-        "planned_actions": len(work),
-        "holdout": int(held.sum()),
-        "holdout_share": holdout_share,
-        "no_action": len(week.account_ids) - len(work) - int(held.sum()),
-        "expected_value": round(float(value.sum()), 2),
-        "by_action": {a: int(n) for a, n in work["action"].value_counts().sort_index().items()},
-        "needs_approval": int(sum(CATALOGUE[a].needs_approval for a in work["action"])),
-        "capacity_hours_per_csm": capacity_hours,
-        "hours_used": {
+    summary = PlanSummary(
+        week=week.week,
+        accounts=len(week.account_ids),
+        rows=len(rows),
+        planned_actions=len(work),
+        holdout=int(held.sum()),
+        holdout_share=holdout_share,
+        no_action=len(week.account_ids) - len(work) - int(held.sum()),
+        expected_value=round(float(value.sum()), 2),
+        by_action={str(a): int(n) for a, n in work["action"].value_counts().sort_index().items()},
+        needs_approval=int(sum(CATALOGUE[a].needs_approval for a in work["action"])),
+        capacity_hours_per_csm=capacity_hours,
+        hours_used={
             str(c): round(float(used.get(c, 0.0)), 2) for c in sorted({c for c in week.csm_ids if c})
         },
-        "excluded_actions": week.excluded,
-        "model": week.model,
-        "seed": seed,
-    }
+        excluded_actions=week.excluded,
+        model=week.model,
+        seed=seed,
+    )
     return Plan(rows, summary)
 
 
@@ -225,14 +248,13 @@ def _check_week(week: date, first: date, last: date) -> None:
         )
 
 
-def _uplift_champion(store: Store, settings: Settings) -> tuple[UpliftModel, dict[str, Any]]:
+def _uplift_champion(store: Store, settings: Settings) -> tuple[UpliftModel, VersionInfo]:
     try:
-        model, info = load_uplift_model(store, settings)
+        return load_uplift_model(store, settings)
     except RetainError as e:
         raise RetainError(
             f"the plan needs an uplift champion ({e}): run `retain train --model uplift`"
         ) from e
-    return model, info.as_dict()
 
 
 def read_week(store: Store, settings: Settings, week: date) -> Week:
@@ -286,13 +308,11 @@ def write_plan(rows: pd.DataFrame, out: Path) -> None:
         rows.assign(holdout=rows["holdout"].map({True: "true", False: "false"})).to_csv(tmp, index=False)
 
 
-def plan_store(
-    store: Store, settings: Settings, week: date, capacity_hours: float, out: Path
-) -> dict[str, Any]:
+def plan_store(store: Store, settings: Settings, week: date, capacity_hours: float, out: Path) -> PlanSummary:
     """Plan the week from the store and the uplift champion, write the CSV to `out`; returns the summary."""
     _check_capacity(capacity_hours)  # before the slow part
     plan = make_plan(
         read_week(store, settings, week), capacity_hours, settings.value.holdout_share, settings.seed
     )
     write_plan(plan.rows, out)
-    return {**plan.summary, "out": str(out)}
+    return replace(plan.summary, out=out)

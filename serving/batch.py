@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from features.cutoffs import cutoff_instant
 from features.definitions import KEYS
-from registry.models import load_scoring_model
+from registry.models import VersionInfo, load_scoring_model
 from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
 from retain.core.contract import TS
@@ -34,6 +34,7 @@ from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.settings import Settings
 from retain.core.store import Store
+from serving.assess import RANGE_TOLERANCE
 from training.artifact import ScoringModel
 
 JOIN_KEY, TIMESTAMP = KEYS
@@ -89,17 +90,23 @@ def cutoff_rows(store: Store, cutoff: date, columns: list[str]) -> pa.Table:
     return table
 
 
-def _champions(store: Store, settings: Settings) -> tuple[ScoringModel, ScoringModel | None, dict[str, Any]]:
-    """Both champions; expansion may be missing (its column is then null and the summary says why)."""
+@dataclass(frozen=True)
+class Champions:
+    """The versions a store's batch was scored with; expansion may be missing (its column is then null
+    and `notes` say why)."""
+
+    churn: VersionInfo
+    expansion: VersionInfo | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _champions(store: Store, settings: Settings) -> tuple[ScoringModel, ScoringModel | None, Champions]:
     churn, churn_info = load_scoring_model(store, settings, f"{CHURN}@champion")
-    models: dict[str, Any] = {CHURN: churn_info.as_dict(), EXPANSION: None}
-    expansion = None
     try:
         expansion, expansion_info = load_scoring_model(store, settings, f"{EXPANSION}@champion")
-        models[EXPANSION] = expansion_info.as_dict()
     except RetainError as e:
-        models["notes"] = [f"expansion_probability is null: {e}"]
-    return churn, expansion, models
+        return churn, None, Champions(churn_info, None, [f"expansion_probability is null: {e}"])
+    return churn, expansion, Champions(churn_info, expansion_info)
 
 
 def score_accounts(
@@ -119,6 +126,30 @@ def score_accounts(
     return pa.Table.from_pydict(columns, schema=OUTPUT)
 
 
+@dataclass(frozen=True)
+class StoreScores:
+    """A batch of the store's accounts at a cutoff: how many, where, with which champions, how fast."""
+
+    cutoff: date
+    rows: int
+    out: Path
+    models: Champions
+    seconds: float
+    rows_per_second: float
+
+
+@dataclass(frozen=True)
+class TableScores:
+    """A table scored with one registered model."""
+
+    table: Path
+    model: VersionInfo
+    rows: int
+    out: Path
+    seconds: float
+    rows_per_second: float
+
+
 def score_store(
     store: Store,
     settings: Settings,
@@ -126,9 +157,9 @@ def score_store(
     out: Path,
     *,
     chunk: int = CHUNK,
-) -> dict[str, Any]:
+) -> StoreScores:
     """Score every account active at `cutoff` with `churn@champion` and `expansion@champion` into a
-    Parquet file; returns a JSON-able summary."""
+    Parquet file."""
     started = time.perf_counter()
     churn, expansion, models = _champions(store, settings)
     needed = {*churn.features, *(expansion.features if expansion else []), *HEALTH}
@@ -137,14 +168,14 @@ def score_store(
         for part in _chunks(rows, chunk, f"score {cutoff.isoformat()}"):
             writer.write_table(score_accounts(churn, expansion, part))
     seconds = time.perf_counter() - started
-    return {
-        "cutoff": cutoff.isoformat(),
-        "rows": len(rows),
-        "out": str(out),
-        "models": models,
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(len(rows) / seconds, 1),
-    }
+    return StoreScores(
+        cutoff=cutoff,
+        rows=len(rows),
+        out=out,
+        models=models,
+        seconds=round(seconds, 3),
+        rows_per_second=round(len(rows) / seconds, 1),
+    )
 
 
 def score_table(
@@ -156,7 +187,7 @@ def score_table(
     *,
     id_column: str | None = None,
     chunk: int = CHUNK,
-) -> dict[str, Any]:
+) -> TableScores:
     """Score a table with one registered model into a CSV of the id, `probability` and `reasons`.
 
     The id column defaults to the one the model was trained with (a table model's lineage), else
@@ -180,11 +211,48 @@ def score_table(
             scored.insert(0, id_column, part[id_column])
             scored.to_csv(tmp, mode="w" if i == 0 else "a", header=i == 0, index=False)
     seconds = time.perf_counter() - started
-    return {
-        "table": str(table),
-        "model": info.as_dict(),
-        "rows": len(rows),
-        "out": str(out),
-        "seconds": round(seconds, 3),
-        "rows_per_second": round(len(rows) / seconds, 1),
-    }
+    return TableScores(
+        table=table,
+        model=info,
+        rows=len(rows),
+        out=out,
+        seconds=round(seconds, 3),
+        rows_per_second=round(len(rows) / seconds, 1),
+    )
+
+
+@dataclass(frozen=True)
+class ModelAnswered:
+    """An account the API answers with the churn model, not the rules, at the scores' cutoff."""
+
+    account_id: str
+    cutoff: date
+    churn_probability: float
+    model: VersionInfo
+
+
+def riskiest_model_answered(store: Store, settings: Settings, scores: Path, cutoff: date) -> ModelAnswered:
+    """The riskiest account of a batch scored at `cutoff` that the API answers with the churn champion. The
+    API falls back to the rules for an account that has left by the newest published cutoff, so `cutoff`
+    must be that one, and for inputs outside the model's training range (`RANGE_TOLERANCE`); the server's
+    clock (`--as-of`) must be within the freshness limit of `cutoff`."""
+    if not store.feature_table.exists():
+        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
+    latest = pc.max(pq.read_table(store.feature_table, columns=[TIMESTAMP])[TIMESTAMP]).as_py().date()
+    if cutoff != latest:
+        raise RetainError(
+            f"the API serves the newest cutoff, {latest}: score at --cutoff {latest}, not {cutoff}"
+        )
+    if not scores.exists():
+        raise RetainError(f"no scores at {scores}: run `retain score --cutoff {cutoff} --out {scores}` first")
+    churn, info = load_scoring_model(store, settings, f"{CHURN}@champion")
+    rows = cutoff_rows(store, cutoff, [JOIN_KEY, *churn.features]).to_pandas()
+    in_range = rows.loc[[not flags for flags in churn.out_of_range(rows, RANGE_TOLERANCE)], JOIN_KEY]
+    scored = pq.read_table(scores, columns=[JOIN_KEY, "churn_probability"]).to_pandas()
+    candidates = scored[scored[JOIN_KEY].isin(in_range)].sort_values(
+        ["churn_probability", JOIN_KEY], ascending=[False, True]
+    )
+    if candidates.empty:
+        raise RetainError(f"no account in {scores} is answered by {info.name}/{info.version}")
+    best = candidates.iloc[0]
+    return ModelAnswered(str(best[JOIN_KEY]), cutoff, float(best["churn_probability"]), info)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from retain.core.store import Store
 from retain.ingest.adapters import adapt
 from retain.ingest.commit import Published, publish, read_live
 from retain.ingest.readers import Frame, read_path
+from retain.ingest.summary import AdapterReport, FilesRead, IngestSummary, Quarantined
 from retain.ingest.validate import (
     REJECTION_REASONS,
     Checked,
@@ -30,44 +32,42 @@ from retain.ingest.validate import (
     check_interventions,
 )
 
-__all__ = ["ingest_path", "record_interventions"]
+__all__ = ["IngestSummary", "ingest_path", "record_interventions"]
 
 
-def ingest_path(store: Store, path: Path, adapter: str | None = None) -> dict[str, Any]:
-    """Ingest `path` into `store`; returns the summary the CLI prints as JSON."""
+def ingest_path(store: Store, path: Path, adapter: str | None = None) -> IngestSummary:
+    """Ingest `path` into `store`: what was accepted, skipped as a duplicate and quarantined."""
     path = Path(path)
     if store.root.exists() and not store.root.is_dir():
         raise RetainError(f"store {store.root} is a file, not a folder")
-    report: dict[str, Any] | None = None
     if adapter is None:
         read = read_path(path)
-        frames, files, skipped = read.frames, read.files, read.skipped
-    else:
-        adapted = adapt(adapter, path)
-        frames, files, skipped, report = adapted.frames, len(adapted.frames), [], adapted.report
-    summary, checked = _commit(store, frames, str(path), files, skipped)
-    if report is not None:
-        summary["adapter"] = _with_quarantine(report, checked)
-    return summary
+        return _commit(store, read.frames, str(path), read.files, read.skipped)[0]
+    adapted = adapt(adapter, path)
+    summary, checked = _commit(store, adapted.frames, str(path), len(adapted.frames), [])
+    sources = {entry["source"] for entry in adapted.report["tables"].values()}
+    quarantined = {s: _by_reason([c for c in checked if c.source == s]) for s in sources}
+    return replace(summary, adapter=AdapterReport.of(adapted.report, quarantined))
 
 
 def record_interventions(store: Store, rows: pa.Table, source: str) -> dict[str, Any]:
     """Interventions reported one at a time (by the API) take the same path as a file: validated against
     the contract, quarantined with a reason if bad, deduplicated by id, committed atomically."""
     summary, checked = _commit(store, [Frame(table="interventions", source=source, data=rows)], source, 1, [])
-    summary["rejected"] = [
-        {"reason": reason, "detail": detail}
-        for c in checked
-        for reason, detail in zip(
-            c.rejected.column("reason").to_pylist(), c.rejected.column("detail").to_pylist(), strict=True
-        )
-    ]
-    return summary
+    return asdict(summary) | {
+        "rejected": [
+            {"reason": reason, "detail": detail}
+            for c in checked
+            for reason, detail in zip(
+                c.rejected.column("reason").to_pylist(), c.rejected.column("detail").to_pylist(), strict=True
+            )
+        ]
+    }
 
 
 def _commit(
     store: Store, frames: list[Frame], source: str, files: int, skipped: list[str]
-) -> tuple[dict[str, Any], list[Checked]]:
+) -> tuple[IngestSummary, list[Checked]]:
     """One ingest transaction: its summary, and the verdicts for the caller to report from."""
     now = datetime.now(UTC)
     ingest_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
@@ -106,31 +106,22 @@ def _summary(
     published: Published,
     files: int,
     skipped: list[str],
-) -> dict[str, Any]:
+) -> IngestSummary:
     by_table: Counter[str] = Counter()
     for c in checked:
         by_table[c.table] += c.rejected.num_rows
-    return {
-        "ingest_id": ingest_id,
-        "source": source,
-        "accepted": published.accepted,
-        "duplicates": published.duplicates,
-        "quarantined": {
-            "total": sum(by_table.values()),
-            "new": published.quarantined_new,
-            "by_reason": _by_reason(checked),
-            "by_table": dict(sorted(by_table.items())),
-        },
-        "files": {"read": files, "skipped": skipped},
-        "ignored_columns": sorted({name for c in checked for name in c.ignored_columns}),
-        "store": str(store.root),
-    }
-
-
-def _with_quarantine(report: dict[str, Any], checked: list[Checked]) -> dict[str, Any]:
-    """The adapter's own report, plus what validation quarantined of each source table's output."""
-    tables = {
-        name: {**entry, "quarantined": _by_reason([c for c in checked if c.source == entry["source"]])}
-        for name, entry in report["tables"].items()
-    }
-    return {**report, "tables": tables}
+    return IngestSummary(
+        ingest_id=ingest_id,
+        source=source,
+        accepted=published.accepted,
+        duplicates=published.duplicates,
+        quarantined=Quarantined(
+            total=sum(by_table.values()),
+            new=published.quarantined_new,
+            by_reason=_by_reason(checked),
+            by_table=dict(sorted(by_table.items())),
+        ),
+        files=FilesRead(read=files, skipped=skipped),
+        ignored_columns=sorted({name for c in checked for name in c.ignored_columns}),
+        store=store.root,
+    )

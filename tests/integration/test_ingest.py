@@ -87,9 +87,9 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
     source = _events_csv(tmp_path / "events.csv", GOOD_ROWS + list(BAD_ROWS.values()))
     summary = ingest_path(store, source)
 
-    assert summary["accepted"] == {"accounts": 0, "events": 3, "interventions": 0}
-    assert summary["quarantined"]["by_reason"] == dict.fromkeys(BAD_ROWS, 1)
-    assert summary["quarantined"]["total"] == summary["quarantined"]["new"] == len(BAD_ROWS)
+    assert summary.accepted == {"accounts": 0, "events": 3, "interventions": 0}
+    assert summary.quarantined.by_reason == dict.fromkeys(BAD_ROWS, 1)
+    assert summary.quarantined.total == summary.quarantined.new == len(BAD_ROWS)
     quarantine = _live(store)["quarantine"]
     raws = [json.loads(q["raw"]) for q in quarantine]
     reasons = {
@@ -104,7 +104,7 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
     assert details["wrong_property_type"] == "count='abc' is not an integer"
     assert details["missing_account"] == "account 'ghost' is neither in the store nor in this input"
     assert {q["source"] for q in quarantine} == {str(source)}
-    assert {q["ingest_id"] for q in quarantine} == {summary["ingest_id"]}
+    assert {q["ingest_id"] for q in quarantine} == {summary.ingest_id}
 
     events = {e["event_id"]: e for e in _live(store)["events"]}
     assert events["e2"]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC), "offsets are converted to UTC"
@@ -120,17 +120,17 @@ def test_reingesting_the_same_file_changes_nothing(store: Store, tmp_path: Path)
 
     again = ingest_path(store, source)
 
-    assert again["accepted"] == {"accounts": 0, "events": 0, "interventions": 0}
-    assert again["duplicates"]["events"] == len(GOOD_ROWS)
-    assert again["quarantined"]["total"] == len(BAD_ROWS) and again["quarantined"]["new"] == 0
+    assert again.accepted == {"accounts": 0, "events": 0, "interventions": 0}
+    assert again.duplicates["events"] == len(GOOD_ROWS)
+    assert again.quarantined.total == len(BAD_ROWS) and again.quarantined.new == 0
     assert store.manifest_path.read_text() == manifest
     assert _live(store) == before
 
 
 def test_duplicates_within_an_input_are_counted_not_quarantined(store: Store, tmp_path: Path) -> None:
     summary = ingest_path(store, _events_csv(tmp_path / "events.csv", GOOD_ROWS + GOOD_ROWS[:2]))
-    assert summary["accepted"]["events"] == 3 and summary["duplicates"]["events"] == 2
-    assert summary["quarantined"]["total"] == 0
+    assert summary.accepted["events"] == 3 and summary.duplicates["events"] == 2
+    assert summary.quarantined.total == 0
 
 
 def test_nested_and_flat_properties_in_every_format_store_the_same_rows(store: Store, tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_nested_and_flat_properties_in_every_format_store_the_same_rows(store: S
     stores = [Store(tmp_path / f"s{i}") for i in range(len(sources))]
     for s, source in zip(stores, sources, strict=True):
         ingest_path(s, tmp_path / "in" / "accounts.csv")
-        assert ingest_path(s, source)["accepted"]["events"] == 2
+        assert ingest_path(s, source).accepted["events"] == 2
     first, *others = [_live(s)["events"] for s in stores]
     assert all(rows == first for rows in others)
     assert first[1]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC) and first[1]["status"] == "overdue"
@@ -172,8 +172,8 @@ def test_json_lines_with_varying_types_and_a_broken_line(store: Store, tmp_path:
         "[1, 2, 3]",
     ]
     summary = ingest_path(store, _write(tmp_path / "events.ndjson", "\n".join(lines) + "\n"))
-    assert summary["accepted"]["events"] == 2
-    assert summary["quarantined"]["by_reason"] == {"malformed_row": 2, "wrong_property_type": 1}
+    assert summary.accepted["events"] == 2
+    assert summary.quarantined.by_reason == {"malformed_row": 2, "wrong_property_type": 1}
     details = sorted(q["detail"] for q in _live(store)["quarantine"])
     assert details == [
         "count='two' is not an integer",
@@ -238,9 +238,9 @@ def test_a_simulator_folder_is_read_but_its_truth_never_is(tmp_path: Path) -> No
     store = Store(tmp_path / "store")
     summary = ingest_path(store, sim)
 
-    assert summary["accepted"] == {"accounts": 2, "events": 3, "interventions": 1}
-    assert summary["files"] == {"read": 4, "skipped": ["summary.json"]}
-    assert summary["quarantined"]["by_reason"] == {
+    assert summary.accepted == {"accounts": 2, "events": 3, "interventions": 1}
+    assert (summary.files.read, summary.files.skipped) == (4, ["summary.json"])
+    assert summary.quarantined.by_reason == {
         "missing_field": 1,
         "bad_category": 1,
         "value_out_of_range": 1,
@@ -260,7 +260,7 @@ def test_accounts_are_a_snapshot_changed_rows_win(store: Store, tmp_path: Path) 
     )
     summary = ingest_path(store, _write(tmp_path / "in2" / "accounts.csv", changed))
 
-    assert summary["accepted"]["accounts"] == 2 and summary["duplicates"]["accounts"] == 1
+    assert summary.accepted["accounts"] == 2 and summary.duplicates["accounts"] == 1
     assert len(store.files("accounts")) == 1
     accounts = {a["account_id"]: a for a in _live(store)["accounts"]}
     assert sorted(accounts) == ["a1", "a2", "a3"]
@@ -328,7 +328,7 @@ def test_a_killed_ingest_leaves_the_store_as_it_was(store: Store, tmp_path: Path
     assert _live(store) == before, "...but nothing a reader sees has changed"
 
     summary = ingest_path(store, source)
-    assert summary["accepted"]["events"] == 300_000
+    assert summary.accepted["events"] == 300_000
     assert _files_on_disk(store) == {p for t in TABLES for p in store.files(t)}, "orphans are removed"
 
 
@@ -384,10 +384,10 @@ def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
     )
     store = Store(tmp_path / "store")
     summary = ingest_path(store, tmp_path / "sim")
-    assert summary["accepted"]["accounts"] == 50
-    assert summary["accepted"]["events"] > 0
-    assert summary["quarantined"]["total"] == 0, summary["quarantined"]
-    assert not any("truth" in f for f in summary["files"]["skipped"])
+    assert summary.accepted["accounts"] == 50
+    assert summary.accepted["events"] > 0
+    assert summary.quarantined.total == 0, summary.quarantined
+    assert not any("truth" in f for f in summary.files.skipped)
     assert ingest_path(store, tmp_path / "sim")["accepted"] == {
         "accounts": 0,
         "events": 0,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -599,14 +598,14 @@ def test_build_and_publish_writes_the_store_table_and_the_out_file(tmp_path: Pat
     table = pq.read_table(store.feature_table)
     assert table.schema == feature_schema()
     assert pq.read_table(out).equals(table)
-    assert summary["rows"] == table.num_rows > 0
-    assert summary["cutoffs"][0] == "2024-11-30"
-    assert summary["columns"] == len(FEATURE_NAMES) + 2
-    assert json.loads(json.dumps(summary)) == summary
+    assert summary.rows == table.num_rows > 0
+    assert summary.cutoffs[0] == date(2024, 11, 30)
+    assert summary.columns == len(FEATURE_NAMES) + 2
+    assert (summary.path, summary.out, summary.feast) == (store.feature_table, out, None)
     assert [p.name for p in store.features_dir.iterdir()] == [store.feature_table.name]
 
     chosen = build_and_publish(store, Settings(home=store.root), [date(2025, 2, 28)], None, online=False)
-    assert chosen["cutoffs"] == ["2025-02-28"]
+    assert chosen.cutoffs == [date(2025, 2, 28)]
     assert pq.read_table(store.feature_table)["cutoff"].unique().to_pylist() == [
         cutoff_instant(date(2025, 2, 28))
     ]

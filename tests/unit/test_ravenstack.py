@@ -14,7 +14,7 @@ import pytest
 
 from retain.core.contract import Tier
 from retain.core.store import Store
-from retain.ingest import ingest_path
+from retain.ingest import IngestSummary, ingest_path
 from tests.support.services import unavailable
 
 RAVENSTACK = Path(
@@ -41,30 +41,31 @@ def _csv(path: Path) -> list[dict[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Store]:
+def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[IngestSummary, Store]:
     if not (RAVENSTACK / "accounts.csv").exists():
         unavailable(f"the RavenStack dataset is not at {RAVENSTACK} (set RETAIN_RAVENSTACK)")
     store = Store(tmp_path_factory.mktemp("ravenstack") / "store")
     return ingest_path(store, RAVENSTACK, adapter="ravenstack"), store
 
 
-def test_all_500_accounts_import(imported: tuple[dict[str, Any], Store]) -> None:
+def test_all_500_accounts_import(imported: tuple[IngestSummary, Store]) -> None:
     summary, store = imported
     accounts = _rows(store, "accounts")
-    assert summary["accepted"]["accounts"] == len(accounts) == 500
+    assert summary.accepted["accounts"] == len(accounts) == 500
     assert {a["account_id"] for a in accounts} == {r["account_id"] for r in _csv(RAVENSTACK / "accounts.csv")}
     assert {a["tier"] for a in accounts} <= {t.value for t in Tier}
     assert all(a["renewal_date"] > a["contract_start"] for a in accounts)
 
 
 def test_store_counts_are_the_source_counts_minus_what_the_report_rejects(
-    imported: tuple[dict[str, Any], Store],
+    imported: tuple[IngestSummary, Store],
 ) -> None:
     summary, store = imported
-    tables = summary["adapter"]["tables"]
+    assert summary.adapter is not None
+    tables = summary.adapter.tables
     for name, entry in tables.items():
-        assert entry["source_rows"] == len(_csv(RAVENSTACK / name)), name
-        assert entry["source_rows"] == entry["mapped"] + sum(entry["rejected"].values()), name
+        assert entry.source_rows == len(_csv(RAVENSTACK / name)), name
+        assert entry.source_rows == entry.mapped + sum(entry.rejected.values()), name
 
     events = _rows(store, "events")
     stored = Counter(
@@ -72,24 +73,24 @@ def test_store_counts_are_the_source_counts_minus_what_the_report_rejects(
     )
     for name in ORIGIN.values():
         entry = tables[name]
-        assert stored[name] == sum(entry["produced"].values()) - sum(entry["quarantined"].values()), name
-    assert summary["accepted"]["events"] == len(events)
+        assert stored[name] == sum(entry.produced.values()) - sum(entry.quarantined.values()), name
+    assert summary.accepted["events"] == len(events)
 
     by_type = Counter(e["event_type"] for e in events)
     usage = _csv(RAVENSTACK / "feature_usage.csv")
-    assert by_type["feature.used"] == tables["feature_usage.csv"]["mapped"] == len(usage)
+    assert by_type["feature.used"] == tables["feature_usage.csv"].mapped == len(usage)
     assert by_type["error.raised"] == sum(int(r["error_count"]) > 0 for r in usage)
-    assert by_type["ticket.created"] == tables["support_tickets.csv"]["mapped"]
-    assert by_type["subscription.cancelled"] == tables["churn_events.csv"]["mapped"]
-    assert set(tables["feature_usage.csv"]["unmapped_columns"]) == {"usage_duration_secs", "is_beta_feature"}
+    assert by_type["ticket.created"] == tables["support_tickets.csv"].mapped
+    assert by_type["subscription.cancelled"] == tables["churn_events.csv"].mapped
+    assert set(tables["feature_usage.csv"].unmapped_columns) == {"usage_duration_secs", "is_beta_feature"}
 
 
-def test_reimporting_changes_nothing(imported: tuple[dict[str, Any], Store]) -> None:
+def test_reimporting_changes_nothing(imported: tuple[IngestSummary, Store]) -> None:
     first, store = imported
     manifest = store.manifest_path.read_text()
     again = ingest_path(store, RAVENSTACK, adapter="ravenstack")
-    assert again["accepted"] == {"accounts": 0, "events": 0, "interventions": 0}
-    assert again["duplicates"]["events"] == first["accepted"]["events"]
+    assert again.accepted == {"accounts": 0, "events": 0, "interventions": 0}
+    assert again.duplicates["events"] == first.accepted["events"]
     assert store.manifest_path.read_text() == manifest
 
 
@@ -143,13 +144,14 @@ def test_mapping_rules_on_a_tiny_dataset(tmp_path: Path) -> None:
         (tmp_path / name).write_text(f"{header}\n{rows}\n")
     store = Store(tmp_path / "store")
     summary = ingest_path(store, tmp_path, adapter="ravenstack")
-    tables = summary["adapter"]["tables"]
+    assert summary.adapter is not None
+    tables = summary.adapter.tables
 
     accounts = {a["account_id"]: a for a in _rows(store, "accounts")}
     assert sorted(accounts) == ["A-1", "A-2"], (
         "A-3 has no subscription, hence no ARR and no tier: quarantined"
     )
-    assert tables["accounts.csv"]["quarantined"] == {"missing_field": 1}
+    assert tables["accounts.csv"].quarantined == {"missing_field": 1}
     a1 = accounts["A-1"]
     assert (a1["tier"], a1["arr"], a1["plan"], a1["seats_purchased"]) == ("mid_market", 30000.0, "Pro", 10)
     assert a1["renewal_date"] == datetime(2025, 2, 28, tzinfo=UTC), "contract_start 2024-02-29 + 1 year"
@@ -164,23 +166,21 @@ def test_mapping_rules_on_a_tiny_dataset(tmp_path: Path) -> None:
         "S-6 starts after a gap; S-4 is a trial"
     )
     assert events["rs-S-5-renewed"]["renewal_date"] == datetime(2025, 2, 2, tzinfo=UTC)
-    assert tables["subscriptions.csv"]["rejected"] == {"bad_start_date": 1}
-    assert tables["subscriptions.csv"]["quarantined"] == {"missing_account": 2}, (
-        "S-8's plan change and renewal"
-    )
+    assert tables["subscriptions.csv"].rejected == {"bad_start_date": 1}
+    assert tables["subscriptions.csv"].quarantined == {"missing_account": 2}, "S-8's plan change and renewal"
 
-    assert tables["feature_usage.csv"]["rejected"] == {"missing_id": 1, "unknown_subscription": 1}
+    assert tables["feature_usage.csv"].rejected == {"missing_id": 1, "unknown_subscription": 1}
     assert {"rs-U-1-S-1-used", "rs-U-1-S-1-error", "rs-U-1-S-3-used"} <= events.keys()
     assert events["rs-U-1-S-1-error"]["count"] == 2 and events["rs-U-1-S-1-error"]["user_id"] is None
 
     assert (events["rs-T-1-created"]["priority"], events["rs-T-2-created"]["priority"]) == ("P1", "P4")
     assert events["rs-T-1-resolved"]["ts"] == datetime(2024, 4, 1, 5, tzinfo=UTC)
     assert events["rs-T-1-resolved"]["csat"] == 5 and "rs-T-2-resolved" not in events
-    assert tables["support_tickets.csv"]["quarantined"] == {"bad_category": 1}, (
+    assert tables["support_tickets.csv"].quarantined == {"bad_category": 1}, (
         "priority 'critical' is not mapped"
     )
     assert events["rs-C-1-cancelled"]["reason"] == "pricing"
 
     for name, entry in tables.items():
-        assert entry["source_rows"] == entry["mapped"] + sum(entry["rejected"].values()), name
-    assert summary["accepted"]["events"] == len(events) == 12
+        assert entry.source_rows == entry.mapped + sum(entry.rejected.values()), name
+    assert summary.accepted["events"] == len(events) == 12

@@ -1,0 +1,366 @@
+"""The Python API: every step of the pipeline as one call, typed in and typed out.
+
+The CLI is a thin shell over these verbs, and a notebook calls them the same way::
+
+    from retain import api
+
+    api.simulate(Path("sim"), accounts=500, days=365)
+    api.ingest(Path("sim"), store=Path("store"))
+    api.build_features(store=Path("store"))
+    trained = api.train("churn", store=Path("store"), truth=Path("sim"))
+    trained.mlflow.version
+
+Each verb takes the store (a `Store`, or its folder; default: the settings' `home`) and the settings
+(default: `RETAIN_*` environment variables), and returns a frozen dataclass: the figures a person reads,
+which the CLI prints as a summary or, with `--json`, as JSON (`as_json`). Bad input raises `RetainError`
+with a one-line message.
+
+Each verb imports its layer when called: `retain --help` and the light verbs then start in a second,
+not in the many seconds MLflow, LightGBM and Feast take to import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from pydantic_core import to_jsonable_python
+
+from retain.core.errors import RetainError
+from retain.core.settings import Settings, get_settings
+from retain.core.store import Store
+
+if TYPE_CHECKING:
+    from features.build import FeatureBuild
+    from registry.models import VersionInfo
+    from registry.promotion import Promotion, Rollback
+    from registry.tracking import Registration
+    from retain.ingest import IngestSummary
+    from retain.plan import PlanSummary
+    from retain.report.html import ReportFiles
+    from retain.simulate import Simulation
+    from serving.batch import ModelAnswered, StoreScores, TableScores
+    from training.artifact import ScoringModel
+    from training.config import TrainConfig, UpliftConfig
+    from training.result import TrainResult
+
+#: a JSON document: what a training run's evaluation and MLflow's record are made of
+Json = dict[str, "Json"] | list["Json"] | str | int | float | bool | None
+#: what `train` fits from the store's feature table
+ModelKind = Literal["churn", "expansion", "uplift"]
+#: a store: the object, its folder, or None for the settings' `home`
+StoreLike = Store | Path | str | None
+Config = TypeVar("Config", "TrainConfig", "UpliftConfig")
+
+__all__ = [
+    "ModelKind",
+    "Trained",
+    "as_json",
+    "build_features",
+    "example_account",
+    "ingest",
+    "load_model",
+    "open_store",
+    "plan",
+    "promote",
+    "report_causal",
+    "report_causal_table",
+    "rollback",
+    "score",
+    "score_table",
+    "settings_or_default",
+    "simulate",
+    "train",
+    "train_table",
+]
+
+
+def as_json(result: object) -> Json:
+    """Any result of this module as plain JSON values (paths and dates as strings)."""
+    return to_jsonable_python(result)
+
+
+def settings_or_default(settings: Settings | None = None) -> Settings:
+    """`settings`, else the environment's (`RETAIN_*`); a malformed variable is a RetainError."""
+    if settings is not None:
+        return settings
+    try:
+        return get_settings()
+    except ValueError as e:
+        raise RetainError(f"bad configuration: {e}") from e
+
+
+def open_store(store: StoreLike = None, settings: Settings | None = None) -> Store:
+    if isinstance(store, Store):
+        return store
+    return Store(Path(store) if store is not None else settings_or_default(settings).home)
+
+
+# -- simulate and ingest ------------------------------------------------------------------------------
+
+
+def simulate(
+    out: Path,
+    *,
+    accounts: int = 2_000,
+    days: int = 365,
+    seed: int = 7,
+    start: date = date(2025, 1, 1),
+    workers: int | None = None,
+) -> Simulation:
+    """Generate a customer base with known truth: same seed, same bytes."""
+    from retain.simulate import SimConfig, simulate_to  # deferred: the simulator's modules
+
+    config = SimConfig(accounts=accounts, days=days, seed=seed, start=start)
+    return simulate_to(config, Path(out), workers)
+
+
+def ingest(
+    source: Path, *, store: StoreLike = None, settings: Settings | None = None, adapter: str | None = None
+) -> IngestSummary:
+    """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
+    rows published, the rest quarantined with a reason."""
+    from retain.ingest import ingest_path  # deferred: Arrow and the contract's validators
+
+    return ingest_path(open_store(store, settings), Path(source), adapter=adapter)
+
+
+# -- features and training ------------------------------------------------------------------------------
+
+
+def build_features(
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    cutoffs: Sequence[date] | None = None,
+    out: Path | None = None,
+    online: bool = True,
+) -> FeatureBuild:
+    """The point-in-time feature table at `cutoffs` (default: month ends), written to the store (and to
+    `out`); with `online`, the Feast repo applied and materialised for serving."""
+    from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
+
+    settings = settings_or_default(settings)
+    return build_and_publish(open_store(store, settings), settings, cutoffs, out, online=online)
+
+
+@dataclass(frozen=True)
+class Trained:
+    """A trained model as registered: the name, its evaluation (the run's `metrics.json` in MLflow) and the
+    registered version, which is the new challenger (and champion if it is the first)."""
+
+    model: str
+    metrics: dict[str, Json]
+    mlflow: Registration
+
+
+def train(
+    kind: ModelKind,
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    config: Path | TrainConfig | UpliftConfig | None = None,
+    truth: Path | None = None,
+    name: str | None = None,
+) -> Trained:
+    """Train the `kind` model on the store's features (tuned, calibrated and evaluated against the
+    baselines; for uplift, one DR-learner per action), log it to MLflow and register it as `name`
+    (default: the kind). `config` is a YAML file or a config object; `truth`, a simulator output folder,
+    adds the oracle to the evaluation."""
+    # deferred: LightGBM, Optuna and MLflow
+    from training.config import TrainConfig, UpliftConfig
+    from training.pipeline import train_model
+
+    settings = settings_or_default(settings)
+    where, registered_as = open_store(store, settings), name or kind
+    if kind == "uplift":
+        from training.causal.train import train_uplift  # deferred: the causal estimators
+
+        uplift = _config(config, UpliftConfig, truth)
+        return _register(where, settings, train_uplift(where, settings, uplift, name=registered_as))
+    run_config = _config(config, TrainConfig, truth)
+    with _plots_folder(run_config) as run_config:
+        return _register(where, settings, train_model(where, settings, kind, run_config, name=name))
+
+
+def train_table(
+    table: Path,
+    *,
+    label: str,
+    id_column: str,
+    name: str,
+    time_column: str | None = None,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    config: Path | TrainConfig | None = None,
+) -> Trained:
+    """Train the churn pipeline on a prepared snapshot table (CSV or Parquet) whose `label` is 0/1,
+    true/false or yes/no, split in time by `time_column` if given; registered as `name`."""
+    # deferred: LightGBM, Optuna and MLflow
+    from training.config import TrainConfig
+    from training.pipeline import train_table as fit_table
+
+    settings = settings_or_default(settings)
+    run_config = _config(config, TrainConfig, None)
+    with _plots_folder(run_config) as run_config:
+        result = fit_table(Path(table), label, id_column, time_column, name, run_config, settings=settings)
+        return _register(open_store(store, settings), settings, result)
+
+
+def _config(
+    config: Path | TrainConfig | UpliftConfig | None, schema: type[Config], truth: Path | None
+) -> Config:
+    from training.config import load_config  # deferred: with the training layer
+
+    overrides = {"truth_dir": truth} if truth is not None else {}
+    if config is None or isinstance(config, Path):
+        return load_config(config, schema, **overrides)
+    if not isinstance(config, schema):
+        raise RetainError(f"config: expected a {schema.__name__}, got {type(config).__name__}")
+    return config.model_copy(update=overrides)
+
+
+@contextlib.contextmanager
+def _plots_folder(config: TrainConfig) -> Iterator[TrainConfig]:
+    """The run's figures go to a scratch folder unless the config names one: they only need to live
+    until MLflow has copied them."""
+    if config.plots_dir is not None:
+        yield config
+        return
+    with tempfile.TemporaryDirectory(prefix="retain-plots-") as scratch:
+        yield config.model_copy(update={"plots_dir": Path(scratch)})
+
+
+def _register(store: Store, settings: Settings, result: TrainResult[Any]) -> Trained:
+    from registry.tracking import log_and_register  # deferred: MLflow
+
+    name = result.model.name
+    return Trained(model=name, metrics=result.metrics, mlflow=log_and_register(store, settings, result, name))
+
+
+def load_model(
+    ref: str = "churn@champion", *, store: StoreLike = None, settings: Settings | None = None
+) -> tuple[ScoringModel, VersionInfo]:
+    """A registered scoring model (`NAME`, `NAME@alias` or `NAME/version`) and the version it resolved to."""
+    from registry.models import load_scoring_model  # deferred: MLflow
+
+    settings = settings_or_default(settings)
+    return load_scoring_model(open_store(store, settings), settings, ref)
+
+
+def promote(
+    name: str = "churn",
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    force: bool = False,
+    reason: str | None = None,
+) -> Promotion:
+    """Move `name@champion` to the challenger if it holds up on the latest out-of-time window (or with
+    `force` and a recorded `reason`); the decision says which."""
+    from registry.promotion import promote as promote_model  # deferred: MLflow
+
+    settings = settings_or_default(settings)
+    return promote_model(open_store(store, settings), settings, name, force=force, reason=reason)
+
+
+def rollback(name: str = "churn", *, store: StoreLike = None, settings: Settings | None = None) -> Rollback:
+    """Restore the previous `name@champion`."""
+    from registry.promotion import rollback as rollback_model  # deferred: MLflow
+
+    settings = settings_or_default(settings)
+    return rollback_model(open_store(store, settings), settings, name)
+
+
+# -- scores, reports and the plan ---------------------------------------------------------------------
+
+
+def score(
+    cutoff: date, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+) -> StoreScores:
+    """Every account active at `cutoff`, scored by the churn and expansion champions with the top reasons,
+    into a Parquet file."""
+    from serving.batch import score_store  # deferred: MLflow and the models
+
+    settings = settings_or_default(settings)
+    return score_store(open_store(store, settings), settings, cutoff, Path(out))
+
+
+def score_table(
+    table: Path,
+    model: str,
+    out: Path,
+    *,
+    id_column: str | None = None,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+) -> TableScores:
+    """A CSV or Parquet table scored by one registered model (`NAME`, `NAME@alias`, `NAME/version`) into a
+    CSV of its id, probability and reasons."""
+    from serving.batch import score_table as score_file  # deferred: MLflow and the models
+
+    settings = settings_or_default(settings)
+    return score_file(
+        open_store(store, settings), settings, Path(table), model, Path(out), id_column=id_column
+    )
+
+
+def example_account(
+    cutoff: date, scores: Path, *, store: StoreLike = None, settings: Settings | None = None
+) -> ModelAnswered:
+    """From a batch's scores at the newest cutoff, the riskiest account the API answers with the model (not
+    the rules): a first request that shows what the model says."""
+    from serving.batch import riskiest_model_answered  # deferred: MLflow and the models
+
+    settings = settings_or_default(settings)
+    return riskiest_model_answered(open_store(store, settings), settings, Path(scores), cutoff)
+
+
+def report_causal(
+    out: Path, *, store: StoreLike = None, settings: Settings | None = None, jobs: int = 2
+) -> ReportFiles:
+    """What each action did to churn and expansion over the store's weekly design, doubly robust, as
+    `out/report.html` and `out/report.json`; `jobs` processes estimate actions side by side."""
+    # deferred: the causal estimators
+    from retain.report.causal import from_store
+    from retain.report.html import write_report
+
+    settings = settings_or_default(settings)
+    return write_report(from_store(open_store(store, settings), settings, jobs), Path(out))
+
+
+def report_causal_table(
+    table: Path,
+    out: Path,
+    *,
+    treatment: str,
+    outcome: str,
+    control: str | None = None,
+    settings: Settings | None = None,
+    jobs: int = 2,
+) -> ReportFiles:
+    """The same report over an experiment or intervention export: each `treatment` value against
+    `control` (default: 0/false of a 0/1 column) on `outcome`."""
+    # deferred: the causal estimators
+    from retain.report.causal import from_table
+    from retain.report.html import write_report
+
+    settings = settings_or_default(settings)
+    analysis = from_table(Path(table), treatment, outcome, control, settings, jobs)
+    return write_report(analysis, Path(out))
+
+
+def plan(
+    week: date, capacity_hours: float, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+) -> PlanSummary:
+    """The week's plan as a CSV: the actions where the uplift champion expects most value within each
+    CSM's `capacity_hours`, and a random holdout that gets none."""
+    from retain.plan import plan_store  # deferred: MLflow and the uplift model
+
+    settings = settings_or_default(settings)
+    return plan_store(open_store(store, settings), settings, week, capacity_hours, Path(out))
