@@ -1,18 +1,22 @@
-"""The one CLI, `retain`: each pipeline stage is a command; the Makefile only wraps these."""
+"""The commands of `retain`: each parses its options, calls one verb of `retain.api` and tells a person what
+it did (a summary on stdout; the whole result as JSON with `--json`). Progress and stage lines go to
+stderr; bad input is a one-line error and exit code 2."""
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar, cast, get_args
 
 import typer
-from rich.console import Console
+from rich.console import Console, RenderableType
 
+from retain import api
+from retain.cli import summaries
 from retain.core.errors import RetainError
-from retain.core.settings import Settings, get_settings
 from retain.core.store import Store
 
 app = typer.Typer(
@@ -26,7 +30,9 @@ report_app = typer.Typer(
     help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True
 )
 app.add_typer(report_app, name="report")
-err = Console(stderr=True)
+console = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+Result = TypeVar("Result")
 
 StoreOpt = Annotated[
     Path | None,
@@ -34,22 +40,24 @@ StoreOpt = Annotated[
         "--store", help="the store folder [default: $RETAIN_HOME, else ./.retain]", show_default=False
     ),
 ]
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ValueError as e:
-        raise RetainError(f"bad configuration: {e}") from e
+JsonOpt = Annotated[bool, typer.Option("--json", help="print the whole result as JSON, not a summary")]
 
 
 def _store(store: Path | None) -> Store:
-    return Store(store if store is not None else _settings().home)
+    return api.open_store(store)
 
 
-def _emit(summary: Any) -> None:
-    """Machine-readable result on stdout; progress and messages go to stderr."""
-    sys.stdout.write(json.dumps(summary, indent=2, default=str) + "\n")
+def _emit(result: Result, as_json: bool, summary: Callable[[Result], RenderableType]) -> None:
+    """The result on stdout: as JSON for a program, else as a person's summary."""
+    if as_json:
+        sys.stdout.write(json.dumps(api.as_json(result), indent=2, default=str) + "\n")
+    else:
+        console.print(summary(result))
+
+
+def _stage(text: str) -> None:
+    """What is starting, on stderr: the steps that take a while show their own progress bars under it."""
+    err.print(f"[bold cyan]>[/] {text}", highlight=False)
 
 
 def _parse_dates(text: str | None, option: str) -> list[date] | None:
@@ -61,6 +69,13 @@ def _parse_dates(text: str | None, option: str) -> list[date] | None:
         raise RetainError(f"{option}: expected comma-separated dates like 2025-01-31 ({e})") from e
 
 
+def _one_date(text: str, option: str) -> date:
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError as e:
+        raise RetainError(f"{option}: expected one date like 2025-06-30 ({e})") from e
+
+
 @app.command()
 def simulate(
     store: StoreOpt = None,
@@ -69,16 +84,14 @@ def simulate(
     days: Annotated[int, typer.Option(min=30, help="days of telemetry")] = 365,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same bytes")] = 7,
     start: Annotated[str, typer.Option(help="first simulated day (UTC)")] = "2025-01-01",
+    as_json: JsonOpt = False,
 ) -> None:
     """Generate a customer base with known truth: telemetry for models, `truth/` kept apart."""
-    from retain.simulate import SimConfig, simulate_to
-
-    try:
-        first = date.fromisoformat(start)
-    except ValueError as e:
-        raise RetainError(f"--start: expected a date like 2025-01-01 ({e})") from e
+    first = _one_date(start, "--start")
     target = out if out is not None else _store(store).root / "simulation"
-    _emit(simulate_to(SimConfig(accounts=accounts, days=days, seed=seed, start=first), target))
+    _stage(f"simulating {accounts:,} accounts over {days} days from {first} (seed {seed}) into {target}")
+    result = api.simulate(target, accounts=accounts, days=days, seed=seed, start=first)
+    _emit(result, as_json, summaries.simulation)
 
 
 @app.command()
@@ -86,11 +99,11 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="simulator output folder, event file(s), or adapter source")],
     store: StoreOpt = None,
     adapter: Annotated[str | None, typer.Option(help="source adapter, e.g. ravenstack")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Validate telemetry against the contract; valid rows to the store, invalid ones to quarantine."""
-    from retain.ingest import ingest_path
-
-    _emit(ingest_path(_store(store), path, adapter=adapter))
+    _stage(f"ingesting {path}: every row checked against the contract")
+    _emit(api.ingest(path, store=_store(store), adapter=adapter), as_json, summaries.ingested)
 
 
 @features_app.command("build")
@@ -101,13 +114,24 @@ def features_build(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="also write the feature table here")] = None,
     online: Annotated[bool, typer.Option(help="apply the Feast repo and materialise online")] = True,
+    as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time feature table, then apply and materialise the Feast repo."""
-    from features.build import build_and_publish
+    chosen = _parse_dates(cutoffs, "--cutoffs")
+    _stage("building the feature table" + (", then publishing it to Feast" if online else ""))
+    result = api.build_features(store=_store(store), cutoffs=chosen, out=out, online=online)
+    _emit(result, as_json, summaries.features_built)
 
-    _emit(
-        build_and_publish(_store(store), _settings(), _parse_dates(cutoffs, "--cutoffs"), out, online=online)
-    )
+
+def _check_train_options(
+    model: str | None, table: Path | None, label: str | None, id_column: str | None, name: str | None
+) -> None:
+    if (model is None) == (table is None):
+        raise RetainError("give either --model churn|expansion|uplift (train from the store) or --table FILE")
+    if table is not None and (label is None or id_column is None or name is None):
+        raise RetainError("--table needs --label COL, --id COL and --name NAME")
+    if model is not None and model not in get_args(api.ModelKind):
+        raise RetainError(f"--model: expected one of {', '.join(get_args(api.ModelKind))}, got {model!r}")
 
 
 @app.command()
@@ -132,46 +156,35 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="registered model name [default: the --model kind]")
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Tune, calibrate and evaluate a model against the baselines, then log it to MLflow and register it."""
-    import tempfile
-
-    from registry.tracking import log_and_register
-    from training.config import TrainConfig, load_config
-    from training.pipeline import train_model, train_table
-
-    if (model is None) == (table is None):
-        raise RetainError("give either --model churn|expansion|uplift (train from the store) or --table FILE")
-    if table is not None and (label is None or id_column is None or name is None):
-        raise RetainError("--table needs --label COL, --id COL and --name NAME")
+    _check_train_options(model, table, label, id_column, name)
     if table is None and (label is not None or id_column is not None or time_column is not None):
         raise RetainError("--label, --id and --time go with --table, not --model")
-    settings, where = _settings(), _store(store)
-    registered_as = name or str(model)
-    overrides = {"truth_dir": truth} if truth is not None else {}
-    if model == "uplift":
-        from training.causal.train import train_uplift
-        from training.config import UpliftConfig
-
-        uplift = train_uplift(
-            where, settings, load_config(config, UpliftConfig, **overrides), name=registered_as
+    where = _store(store)
+    if table is not None:
+        _stage(f"training {name} on {table}: tuning, calibration, evaluation, then MLflow")
+        trained = api.train_table(
+            table,
+            label=str(label),
+            id_column=str(id_column),
+            name=str(name),
+            time_column=time_column,
+            store=where,
+            config=config,
         )
-        registered = log_and_register(where, settings, uplift, registered_as)
-        _emit({"model": registered_as, "metrics": uplift.metrics, "mlflow": registered})
-        return
-    run_config = load_config(config, TrainConfig, **overrides)
-    # the figures only need to live until MLflow has copied them
-    with tempfile.TemporaryDirectory(prefix="retain-plots-") as scratch:
-        if run_config.plots_dir is None:
-            run_config = run_config.model_copy(update={"plots_dir": Path(scratch)})
-        if table is not None:
-            result = train_table(
-                table, str(label), str(id_column), time_column, registered_as, run_config, settings=settings
-            )
-        else:
-            result = train_model(where, settings, str(model), run_config, name=name)
-        registered = log_and_register(where, settings, result, registered_as)
-    _emit({"model": registered_as, "metrics": result.metrics, "mlflow": registered})
+    else:
+        kind = cast(api.ModelKind, model)
+        _stage(_training_stage(kind))
+        trained = api.train(kind, store=where, config=config, truth=truth, name=name)
+    _emit(trained, as_json, summaries.trained)
+
+
+def _training_stage(kind: api.ModelKind) -> str:
+    if kind == "uplift":
+        return "training uplift: the weekly design, cross-fitted baselines, then each action's effects"
+    return f"training {kind}: tuning, calibration and evaluation against the baselines, then MLflow"
 
 
 ModelOpt = Annotated[str, typer.Option("--model", help="registered model name")]
@@ -183,25 +196,24 @@ def promote(
     store: StoreOpt = None,
     force: Annotated[bool, typer.Option(help="promote even if the gate fails (needs --reason)")] = False,
     reason: Annotated[str | None, typer.Option(help="why the gate is overridden; recorded")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Move @champion to @challenger if it holds up on the latest out-of-time window (exit 1 if refused)."""
-    from registry.promotion import comparison_table
-    from registry.promotion import promote as promote_model
+    from registry.promotion import comparison_table  # deferred: imports MLflow
 
-    result = promote_model(_store(store), _settings(), model, force=force, reason=reason)
-    if "scores" in result:
+    _stage(f"judging {model}@challenger against {model}@champion")
+    result = api.promote(model, store=_store(store), force=force, reason=reason)
+    if result.scores is not None:
         err.print(comparison_table(result))
-    _emit(result)
-    if result["decision"] == "refused":
+    _emit(result, as_json, summaries.promotion)
+    if result.decision == "refused":
         raise typer.Exit(1)
 
 
 @app.command()
-def rollback(model: ModelOpt = "churn", store: StoreOpt = None) -> None:
+def rollback(model: ModelOpt = "churn", store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Restore the previous @champion."""
-    from registry.promotion import rollback as rollback_model
-
-    _emit(rollback_model(_store(store), _settings(), model))
+    _emit(api.rollback(model, store=_store(store)), as_json, summaries.rolled_back)
 
 
 @app.command()
@@ -217,23 +229,38 @@ def score(
         str | None,
         typer.Option("--id", help="with --table: its id column (default: the model's, else account_id)"),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Batch scoring with reasons: the store's accounts at a cutoff, or a table of your own."""
-    from serving.batch import score_store, score_table
-
     if (cutoff is None) == (table is None):
         raise RetainError("give either --cutoff (score the store's accounts) or --table (score a file)")
     if table is not None:
         if model is None:
             raise RetainError("--table needs --model, e.g. --model churn@champion")
-        _emit(score_table(_store(store), _settings(), table, model, out, id_column=id_column))
+        _stage(f"scoring {table} with {model}, each row with its top reasons")
+        scored = api.score_table(table, model, out, id_column=id_column, store=_store(store))
+        _emit(scored, as_json, summaries.table_scored)
         return
     if model is not None:
         raise RetainError("--cutoff scores with churn@champion and expansion@champion; drop --model")
-    day = _parse_dates(cutoff, "--cutoff")
-    if not day or len(day) != 1:
-        raise RetainError("--cutoff: expected one date like 2025-06-30")
-    _emit(score_store(_store(store), _settings(), day[0], out))
+    day = _one_date(str(cutoff), "--cutoff")
+    _stage(f"scoring the accounts active at {day} with the churn and expansion champions")
+    _emit(api.score(day, out, store=_store(store)), as_json, summaries.scored)
+
+
+@app.command("example-account")
+def example_account(
+    cutoff: Annotated[
+        str, typer.Option(help="the cutoff the scores are at: the newest, which the API serves")
+    ],
+    scores: Annotated[Path, typer.Option(help="the scores `retain score --cutoff` wrote")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """An account to try the API with: the riskiest active account the churn model answers itself (not the
+    rules). Prints its id."""
+    found = api.example_account(_one_date(cutoff, "--cutoff"), scores, store=_store(store))
+    _emit(found, as_json, summaries.example_account)
 
 
 @app.command()
@@ -249,21 +276,23 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log."""
+    # deferred: the server stack, only this command needs it
     import logging
 
     import uvicorn
 
     from serving.app import create_app
 
-    settings = _settings()
+    settings = api.settings_or_default()
     overrides: dict[str, Any] = {"host": host, "port": port}
     if as_of is not None:
-        day = _parse_dates(as_of, "--as-of")
-        overrides["as_of"] = day[0] if day else None
+        overrides["as_of"] = _one_date(as_of, "--as-of")
     serve_settings = settings.serve.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"serve": serve_settings})
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app_ = create_app(_store(store), settings)
+    base = f"http://{serve_settings.host}:{serve_settings.port}"
+    _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
     uvicorn.run(
         app_, host=serve_settings.host, port=serve_settings.port, access_log=access_log, log_level="info"
     )
@@ -279,12 +308,17 @@ def keys_create(
     ],
     name: Annotated[str | None, typer.Option(help="who or what the key is for")] = None,
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Create a key: its summary, then the key itself as the last line. It is shown this once only."""
-    from serving.keys import KeyRing, parse_scopes
+    from serving.keys import KeyRing, parse_scopes  # deferred: the serving package
 
     key, text = KeyRing.for_store(_store(store)).create(parse_scopes(scopes), name=name)
-    _emit({**key.as_dict(), "note": "the key on the next line is shown only once; only its hash is kept"})
+    note = {"note": "the key on the next line is shown only once; only its hash is kept"}
+    if as_json:
+        sys.stdout.write(json.dumps(key.as_dict() | note, indent=2) + "\n")
+    else:
+        console.print(summaries.key_created(key))
     sys.stdout.write(text + "\n")
 
 
@@ -292,19 +326,22 @@ def keys_create(
 def keys_revoke(
     key_id: Annotated[str, typer.Argument(help="the key's id, as `retain keys list` shows it")],
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key; a running server refuses it from its next request, without a restart."""
-    from serving.keys import KeyRing
+    from serving.keys import KeyRing  # deferred: the serving package
 
-    _emit(KeyRing.for_store(_store(store)).revoke(key_id).as_dict())
+    key = KeyRing.for_store(_store(store)).revoke(key_id)
+    _emit(key.as_dict(), as_json, lambda _: summaries.key_revoked(key))
 
 
 @keys_app.command("list")
-def keys_list(store: StoreOpt = None) -> None:
+def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every key with its scopes and revocation time; never a key or its hash."""
-    from serving.keys import KeyRing
+    from serving.keys import KeyRing  # deferred: the serving package
 
-    _emit([key.as_dict() for key in KeyRing.for_store(_store(store)).list()])
+    keys = KeyRing.for_store(_store(store)).list()
+    _emit([key.as_dict() for key in keys], as_json, lambda _: summaries.keys_listed(keys))
 
 
 # -- reports -------------------------------------------------------------------------------------------
@@ -325,21 +362,23 @@ def report_causal(
         str | None, typer.Option(help="with --table: the untreated value [default: 0/false of a 0/1 column]")
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="processes estimating actions side by side")] = 2,
+    as_json: JsonOpt = False,
 ) -> None:
     """What each action did to churn and expansion (or each treatment to an export's outcome), doubly
     robust, with segments, who responds best, overlap, refutations and caveats."""
-    from retain.report.causal import from_store, from_table
-    from retain.report.html import write_report
-
     if table is None:
         if treatment is not None or outcome is not None or control is not None:
             raise RetainError("--treatment, --outcome and --control go with --table")
-        analysis = from_store(_store(store), _settings(), jobs)
+        _stage("estimating each action's effect on churn and expansion (doubly robust); this takes minutes")
+        written = api.report_causal(out, store=_store(store), jobs=jobs)
     else:
         if treatment is None or outcome is None:
             raise RetainError("--table needs --treatment COL and --outcome COL")
-        analysis = from_table(table, treatment, outcome, control, _settings(), jobs)
-    _emit(write_report(analysis, out))
+        _stage(f"estimating each {treatment}'s effect on {outcome} in {table} (doubly robust)")
+        written = api.report_causal_table(
+            table, out, treatment=treatment, outcome=outcome, control=control, jobs=jobs
+        )
+    _emit(written, as_json, summaries.report_written)
 
 
 # -- the weekly plan -------------------------------------------------------------------------------------
@@ -351,20 +390,18 @@ def plan(
     capacity_hours: Annotated[float, typer.Option(help="hours each CSM has for planned actions this week")],
     out: Annotated[Path, typer.Option(help="the plan, CSV")],
     store: StoreOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """The weekly plan: actions where the uplift champion expects most value within each CSM's hours; a
     random holdout (setting value.holdout_share) gets none, so the effects stay measurable."""
-    from retain.plan import plan_store
-
-    day = _parse_dates(week, "--week")
-    if not day or len(day) != 1:
-        raise RetainError("--week: expected one date like 2025-07-28")
-    _emit(plan_store(_store(store), _settings(), day[0], capacity_hours, out))
+    day = _one_date(week, "--week")
+    _stage(f"planning the week of {day}: features, the uplift champion's values, then each CSM's hours")
+    _emit(api.plan(day, capacity_hours, out, store=_store(store)), as_json, summaries.planned)
 
 
 def main() -> None:
     try:
         app()
     except RetainError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {e}", highlight=False)
         raise SystemExit(2) from None

@@ -53,7 +53,11 @@ def test_health_formula_is_clearly_worse_than_the_oracle(world: tuple[Path, pd.D
 def _retain(*args: str, home: Path) -> dict:
     env = {**os.environ, "RETAIN_HOME": str(home)}
     done = subprocess.run(
-        [sys.executable, "-m", "retain", *args], env=env, capture_output=True, text=True, check=False
+        [sys.executable, "-m", "retain", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from registry import promotion
 from registry.aliases import CHALLENGER, CHAMPION, champion_history
-from registry.models import load_scoring_model, parse_ref
+from registry.models import load_scoring_model
 from registry.promotion import promote, rollback
 from registry.pyfunc import score_frame
 from registry.tracking import active_uri, client, log_and_register, tracking_uri
@@ -80,15 +80,6 @@ def test_serving_array_predicts_exactly_as_lightgbms_pandas_path() -> None:
     ]
 
 
-def test_parse_ref() -> None:
-    assert parse_ref("churn") == ("churn", CHAMPION, None)
-    assert parse_ref("churn@challenger") == ("churn", CHALLENGER, None)
-    assert parse_ref("churn/3") == ("churn", None, "3")
-    for bad in ("churn/x", "@champion", "churn@"):
-        with pytest.raises(RetainError):
-            parse_ref(bad)
-
-
 def test_run_holds_params_metrics_plots_lineage_and_the_model(
     mlflow_store: tuple[Store, Settings], plots: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -97,20 +88,20 @@ def test_run_holds_params_metrics_plots_lineage_and_the_model(
     uri_before = (mlflow.is_tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI"))
     logged = log_and_register(store, settings, train_result(model, plots), "churn")
     assert (mlflow.is_tracking_uri_set(), os.environ.get("MLFLOW_TRACKING_URI")) == uri_before
-    assert logged["version"] == "1" and set(logged["aliases"]) == {CHAMPION, CHALLENGER}
-    assert logged["model_uri"].startswith("models:/m-")
+    assert logged.version == "1" and set(logged.aliases) == {CHAMPION, CHALLENGER}
+    assert logged.model_uri.startswith("models:/m-") and logged.registered_uri == "models:/churn/1"
 
     mlflow_client = client(store, settings)
-    run = mlflow_client.get_run(logged["run_id"])
+    run = mlflow_client.get_run(logged.run_id)
     assert run.data.params["num_leaves"] == "7" and run.data.params["tuning.trials"] == "3"
     assert run.data.metrics["test_auc"] == pytest.approx(0.8)
     assert run.data.tags["lineage.feature_service"] == "churn_v1"
     assert run.data.tags["lineage.data_hash"] == "sha256:0123abcd"
     assert run.data.tags["lineage.rows.train"] == "600"
     assert json.loads(run.data.tags["lineage.cutoffs.test"]) == ["2025-04-30"]
-    files = {f.path for f in mlflow_client.list_artifacts(logged["run_id"])}
+    files = {f.path for f in mlflow_client.list_artifacts(logged.run_id)}
     assert {"lineage.json", "metrics.json", "plots"} <= files
-    plot_files = {Path(f.path).name for f in mlflow_client.list_artifacts(logged["run_id"], "plots")}
+    plot_files = {Path(f.path).name for f in mlflow_client.list_artifacts(logged.run_id, "plots")}
     assert plot_files == {f"{name}.png" for name in PLOTS}
     lineage = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/lineage.json")
     assert lineage["cutoffs"]["test"] == ["2025-04-30"]
@@ -150,38 +141,39 @@ def test_promotion_refuses_worse_promotes_better_forces_with_reason_and_rolls_ba
         return str(mlflow_client.get_model_version_by_alias(name, CHAMPION).version)
 
     def register(model: ScoringModel) -> str:
-        return str(log_and_register(store, settings, train_result(model, plots), name)["version"])
+        return log_and_register(store, settings, train_result(model, plots), name).version
 
     first = register(fit_model(seed=1, noise=0.5))
     worse = register(fit_model(seed=2, noise=1.0, trees=5))
     refused = promote(store, settings, name, window=window)
-    assert refused["decision"] == "refused" and refused["champion"] == first
-    assert refused["scores"][CHALLENGER]["auc"] < refused["scores"][CHAMPION]["auc"] - 0.005
+    assert refused.decision == "refused" and refused.champion == first and refused.scores is not None
+    assert refused.scores.challenger.auc < refused.scores.champion.auc - 0.005
     assert champion() == first
 
     better = register(fit_model(seed=3, n=3_000, trees=60))
     promoted = promote(store, settings, name, window=window)
-    assert promoted["decision"] == "promoted", promoted["verdict"]
-    assert promoted["scores"][CHALLENGER]["brier"] <= promoted["scores"][CHAMPION]["brier"]
+    assert promoted.decision == "promoted", promoted.verdict
+    assert promoted.scores is not None
+    assert promoted.scores.challenger.brier <= promoted.scores.champion.brier
     assert champion() == better
-    assert promote(store, settings, name, window=window)["decision"] == "unchanged"
+    assert promote(store, settings, name, window=window).decision == "unchanged"
 
     forced_version = register(fit_model(seed=4, noise=1.0, trees=5))
     with pytest.raises(RetainError, match="--reason"):
         promote(store, settings, name, window=window, force=True)
     forced = promote(store, settings, name, window=window, force=True, reason="pilot on new segment")
-    assert forced["decision"] == "forced" and forced["gate"] == "failed"
+    assert forced.decision == "forced" and forced.gate == "failed"
     tags = mlflow_client.get_model_version(name, forced_version).tags
     assert tags["promotion_reason"] == "pilot on new segment" and tags["promotion_forced"] == "true"
     assert champion_history(mlflow_client, name) == [first, better, forced_version]
 
-    assert rollback(store, settings, name) == {
+    assert rollback(store, settings, name).model_dump() == {
         "name": name,
         "rolled_back": forced_version,
         "champion": better,
         "history": [first, better],
     }
-    assert rollback(store, settings, name)["champion"] == first
+    assert rollback(store, settings, name).champion == first
     with pytest.raises(RetainError, match="no previous champion"):
         rollback(store, settings, name)
     assert champion() == first
@@ -217,17 +209,19 @@ def test_cli_promote_prints_the_comparison_and_rollback_restores(
     monkeypatch.setattr(promotion, "_latest_window", latest_window)
     runner = CliRunner()
     args = ["--model", name, "--store", str(store.root)]
-    refused = runner.invoke(app, ["promote", *args])
+    refused = runner.invoke(app, ["promote", *args, "--json"])
     assert refused.exit_code == 1 and asked == ["churn"]
     assert json.loads(refused.stdout)["decision"] == "refused"
     assert "champion v1" in refused.stderr and "challenger v2" in refused.stderr
 
-    forced = runner.invoke(app, ["promote", *args, "--force", "--reason", "holiday freeze exception"])
+    forced = runner.invoke(
+        app, ["promote", *args, "--force", "--reason", "holiday freeze exception", "--json"]
+    )
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["champion"] == "2"
     restored = runner.invoke(app, ["rollback", *args])
     assert restored.exit_code == 0, restored.output
-    assert json.loads(restored.stdout)["champion"] == "1"
+    assert restored.stdout == f"{name}: version 2 rolled back; the champion is version 1 again\n"
 
 
 @pytest.mark.service
@@ -238,11 +232,11 @@ def test_postgresql_backend_over_a_real_connection(
     settings = Settings(home=store.root, mlflow_tracking_uri=postgres_database)
     champion_model = fit_model(seed=8, noise=0.5)
     logged = log_and_register(store, settings, train_result(champion_model, plots), "churn")
-    assert logged["tracking_uri"].startswith("postgresql+psycopg://")
+    assert logged.tracking_uri.startswith("postgresql+psycopg://")
     assert not (store.root / "mlflow" / "mlflow.db").exists()
     log_and_register(store, settings, train_result(fit_model(seed=9, n=3_000, trees=60), plots), "churn")
-    assert promote(store, settings, "churn", window=window)["decision"] == "promoted"
-    assert rollback(store, settings, "churn")["champion"] == "1"
+    assert promote(store, settings, "churn", window=window).decision == "promoted"
+    assert rollback(store, settings, "churn").champion == "1"
 
     loaded, info = load_scoring_model(store, settings, "churn@champion")
     rows, _ = feature_rows(50, 3)

@@ -19,7 +19,7 @@ from retain.cli import app
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from serving.batch import score_store, score_table
+from serving.batch import riskiest_model_answered, score_store, score_table
 from tests.support.models import FEATURES, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel
 
@@ -69,7 +69,8 @@ def test_store_batch_scores_every_active_account_with_both_champions(
     store, settings, models = scored_store
     out = tmp_path / "scores.parquet"
     summary = score_store(store, settings, date(2025, 6, 30), out, chunk=16)
-    assert summary["rows"] == 45 and summary["models"]["expansion"]["version"] == "1"
+    assert summary.rows == 45 and summary.models.expansion is not None
+    assert summary.models.expansion.version == "1"
 
     scores = pd.read_parquet(out)
     assert list(scores.columns) == OUTPUT
@@ -108,8 +109,8 @@ def test_missing_expansion_champion_gives_a_null_column_and_says_so(tmp_path: Pa
     write_feature_table(store)
     log_and_register(store, settings, train_result(fit_model(seed=13), write_plots(tmp_path / "p")), "churn")
     summary = score_store(store, settings, date(2025, 5, 31), tmp_path / "out.parquet")
-    assert summary["models"]["expansion"] is None
-    assert "no registered model 'expansion'" in summary["models"]["notes"][0]
+    assert summary.models.expansion is None
+    assert "no registered model 'expansion'" in summary.models.notes[0]
     scores = pd.read_parquet(tmp_path / "out.parquet")
     assert scores["expansion_probability"].isna().all() and scores["churn_probability"].notna().all()
 
@@ -127,7 +128,7 @@ def test_bring_your_own_table_gets_id_probability_and_reasons(
     rows.rename(columns={"account_id": "customer"}).to_csv(table, index=False)
     out = tmp_path / "scored.csv"
     summary = score_table(store, settings, table, "churn@champion", out, id_column="customer", chunk=10)
-    assert summary["rows"] == 25 and summary["model"]["version"] == "1"
+    assert summary.rows == 25 and summary.model.version == "1"
     scored = pd.read_csv(out)
     assert list(scored.columns) == ["customer", "probability", "reasons"]
     assert scored["customer"].tolist() == rows["account_id"].tolist()
@@ -165,6 +166,7 @@ def test_cli_score_both_ways(
             "churn",
             "--out",
             str(tmp_path / "o.csv"),
+            "--json",
         ],
     )
     assert byo.exit_code == 0, byo.output
@@ -177,6 +179,33 @@ def test_cli_score_both_ways(
     )
     assert batch.exit_code == 0, batch.output
     assert len(pd.read_parquet(tmp_path / "o.parquet")) == 45
+    assert "Scored 45 accounts active at 2025-06-30 with churn version 1 and expansion" in batch.stdout
+    assert str(tmp_path / "o.parquet") in batch.stdout
 
     both = runner.invoke(app, ["score", "--cutoff", "2025-06-30", "--table", str(table), "--out", "x"])
     assert isinstance(both.exception, RetainError)
+
+
+def test_the_example_account_is_the_riskiest_the_model_answers_itself(tmp_path: Path) -> None:
+    store, settings = Store(tmp_path / "store"), Settings(home=tmp_path / "store")
+    table = write_feature_table(store)
+    model = fit_model(seed=11)
+    model.ranges = {"open_p1p2_tickets": (0.0, 3.0)}
+    log_and_register(store, settings, train_result(model, write_plots(tmp_path / "p")), "churn")
+    scores = tmp_path / "scores.parquet"
+    score_store(store, settings, date(2025, 6, 30), scores)
+    by_risk = pd.read_parquet(scores).sort_values(
+        ["churn_probability", "account_id"], ascending=[False, True]
+    )
+    ranked = by_risk["account_id"].tolist()
+    assert riskiest_model_answered(store, settings, scores, date(2025, 6, 30)).account_id == ranked[0]
+
+    # the riskiest account's input now lies far outside training: the API would answer it by the rules
+    newest = table["cutoff"] == table["cutoff"].max()
+    table.loc[newest & (table["account_id"] == ranked[0]), "open_p1p2_tickets"] = 40
+    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), store.feature_table)
+    found = riskiest_model_answered(store, settings, scores, date(2025, 6, 30))
+    assert (found.account_id, found.model.version) == (ranked[1], "1")
+
+    with pytest.raises(RetainError, match="the API serves the newest cutoff, 2025-06-30"):
+        riskiest_model_answered(store, settings, scores, date(2025, 5, 31))

@@ -19,8 +19,9 @@ from retain.cli import app, main
 from retain.core.catalogue import ACTIONS
 from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.report.causal import LATER_CAVEAT
+from retain.report.causal import LATER_NOT_NEVER_SHARE, analyse
 from retain.report.estimation import placebo_holds, placebo_level
+from retain.report.study import table_study
 from retain.simulate import SimConfig, simulate_to
 from training.causal.dr import Effect
 
@@ -35,6 +36,7 @@ EFFECT_KEYS = {
     "n_treated",
     "n_control",
 }
+LEAF_KEYS = {"rule", "rows", "ate", "se", "ci_low", "ci_high", "naive_difference", "n_treated", "n_control"}
 
 
 def confounded(n: int, seed: int) -> pd.DataFrame:
@@ -57,7 +59,7 @@ def confounded(n: int, seed: int) -> pd.DataFrame:
 
 
 def report(args: list[str], out: Path) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["report", "causal", *args, "--out", str(out)])
+    result = CliRunner().invoke(app, ["report", "causal", *args, "--out", str(out), "--json"])
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary == {
@@ -114,6 +116,53 @@ def test_a_confounded_table_gives_the_true_effect_where_the_naive_difference_fai
     assert page.count("data:image/png;base64,") >= 2
     assert "http://" not in page and "https://" not in page
     assert "<script" not in page and "<link" not in page
+    assert "<style>" in page  # the stylesheet travels with the page
+
+
+def test_the_page_shows_markup_in_the_data_as_text(tmp_path: Path) -> None:
+    """Column values reach the page (treatments, segment levels, tree rules): autoescaped, never markup."""
+    rng = np.random.default_rng(6)
+    n = 1_000
+    frame = pd.DataFrame(
+        {
+            "x": rng.uniform(-1, 1, n),
+            "plan": rng.choice(["<b>gold</b>", "<script>alert(1)</script>"], n),
+            "offer": rng.choice(["none", "<i>call</i>"], n),
+        }
+    )
+    frame["churned"] = (rng.random(n) < 0.4 + 0.2 * frame["x"]).astype(int)
+    path = tmp_path / "markup.csv"
+    frame.to_csv(path, index=False)
+
+    got = report(
+        ["--table", str(path), "--treatment", "offer", "--outcome", "churned", "--control", "none"],
+        tmp_path / "r",
+    )
+
+    assert {s["level"] for s in got["segments"]} == {"<b>gold</b>", "<script>alert(1)</script>"}
+    page = (tmp_path / "r" / "report.html").read_text()
+    assert "<script" not in page and "<b>gold" not in page and "<i>call" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "&lt;i&gt;call&lt;/i&gt;" in page
+
+
+def test_estimating_side_by_side_changes_no_number() -> None:
+    """Each arm's estimates and each of its refutations run as separate steps, in whichever worker process
+    and order: the report is the same byte for byte as when one process runs them in turn."""
+    rng = np.random.default_rng(7)
+    n = 600
+    frame = pd.DataFrame({"x": rng.uniform(-1, 1, n), "arm": rng.choice(["none", "email", "call"], n)})
+    frame["churned"] = (rng.random(n) < 0.4 + 0.2 * frame["x"]).astype(int)
+    study = table_study(frame, "arm", "churned", "none", table="arms.csv", seed=0)
+
+    alone = analyse(study, jobs=1).report
+    side_by_side = analyse(study, jobs=2).report
+
+    assert [r.check for r in alone.refutations] == [
+        "placebo_treatment",
+        "random_common_cause",
+        "data_subset",
+    ] * 2
+    assert side_by_side.to_json() == alone.to_json()
 
 
 def test_a_placebo_column_has_no_effect_and_passes_every_refutation(table: Path, tmp_path: Path) -> None:
@@ -201,6 +250,7 @@ def test_who_responds_best_names_the_responsive_segment(tmp_path: Path) -> None:
     assert strongest["rule"] == "region is north"
     assert contains(strongest, -0.3) and strongest["ci_high"] < 0
     assert "region is north" in tree["summary"]
+    assert all(set(leaf) == LEAF_KEYS for leaf in tree["leaves"])  # a thin leaf too, its estimate null
     by_region = {s["level"]: s for s in got["segments"]}
     assert contains(by_region["north"], -0.3) and contains(by_region["south"], 0.0)
 
@@ -297,7 +347,7 @@ def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_a
     # from the log: how often "not this week" was followed by the action within the horizon anyway
     later = {o["treatment"]: o["control_treated_later"] for o in got["overlap"]}
     assert all(0.0 < share < 1.0 for share in later.values()), later
-    named = [a for a, share in later.items() if round(share, 2) > LATER_CAVEAT]
+    named = [a for a, share in later.items() if round(share, 2) > LATER_NOT_NEVER_SHARE]
     caveat = [c for c in got["caveats"] if "followed by the same action" in c]
     assert named and len(caveat) == 1 and all(a in caveat[0] for a in named)
 

@@ -135,7 +135,7 @@ def test_cli_create_prints_the_key_last_and_revoke_refuses_it(tmp_path: Path) ->
     runner = CliRunner()
     store = ["--store", str(tmp_path)]
     created = runner.invoke(
-        app, ["keys", "create", "--scopes", "scores:read,actions:read", "--name", "crm", *store]
+        app, ["keys", "create", "--scopes", "scores:read,actions:read", "--name", "crm", *store, "--json"]
     )
     assert created.exit_code == 0, created.output
     summary_text, text = created.stdout.rstrip("\n").rsplit("\n", 1)
@@ -146,15 +146,32 @@ def test_cli_create_prints_the_key_last_and_revoke_refuses_it(tmp_path: Path) ->
     key = ring.authenticate(text)
     assert key is not None and key.key_id == summary["key_id"]
 
-    listed = runner.invoke(app, ["keys", "list", *store])
+    listed = runner.invoke(app, ["keys", "list", *store, "--json"])
     assert listed.exit_code == 0, listed.output
     assert [k["key_id"] for k in json.loads(listed.stdout)] == [key.key_id]
     assert text.removeprefix(f"rk_{key.key_id}_") not in listed.stdout and "sha256" not in listed.stdout
 
-    revoked = runner.invoke(app, ["keys", "revoke", key.key_id, *store])
+    revoked = runner.invoke(app, ["keys", "revoke", key.key_id, *store, "--json"])
     assert revoked.exit_code == 0, revoked.output
     assert json.loads(revoked.stdout)["revoked_at"] is not None
     assert ring.authenticate(text) is None
+
+
+def test_cli_tells_a_person_what_it_did_and_still_prints_the_key_last(tmp_path: Path) -> None:
+    runner = CliRunner()
+    store = ["--store", str(tmp_path)]
+    created = runner.invoke(app, ["keys", "create", "--scopes", "admin", "--name", "demo", *store])
+    assert created.exit_code == 0, created.output
+    summary, text = created.stdout.rstrip("\n").rsplit("\n", 1)
+    key = KeyRing.for_store(Store(tmp_path)).authenticate(text)
+    assert key is not None
+    assert f"Created API key {key.key_id} (demo) with scopes admin" in summary and "shown once" in summary
+
+    listed = runner.invoke(app, ["keys", "list", *store])
+    assert listed.exit_code == 0, listed.output
+    assert key.key_id in listed.stdout and "demo" in listed.stdout and not listed.stdout.startswith("[")
+    revoked = runner.invoke(app, ["keys", "revoke", key.key_id, *store])
+    assert revoked.stdout.startswith(f"Revoked API key {key.key_id}")
 
 
 def test_cli_unknown_scope_exits_2_with_the_message(

@@ -1,0 +1,257 @@
+"""What each command tells a person: a few lines and, where a comparison helps, a table.
+
+One function per result of `retain.api`; the full result is `--json`. Each summary says what was done,
+the headline figures and where the outputs are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from features.build import FeatureBuild
+    from registry.promotion import Promotion, Rollback
+    from retain.api import Json, Simulation, Trained
+    from retain.ingest import IngestSummary
+    from retain.plan import PlanSummary
+    from retain.report.html import ReportFiles
+    from serving.batch import ModelAnswered, StoreScores, TableScores
+    from serving.keys import ApiKey
+
+#: binary metrics shown for each candidate of a churn or expansion run, by their key in `metrics`
+CANDIDATE_METRICS = {"auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier", "lift_top_decile": "lift top 10%"}
+
+
+def _count(n: int) -> str:
+    return f"{n:,}"
+
+
+def _number(value: object, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
+
+
+def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Table:
+    """A plain table; every column after the first is right-aligned (they hold figures)."""
+    table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
+    for i, column in enumerate(columns):
+        table.add_column(column, justify="left" if i == 0 else "right")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def simulation(s: Simulation) -> RenderableType:
+    return Group(
+        f"Simulated {_count(s.accounts)} accounts over {s.days} days from {s.start} (seed {s.seed}) "
+        f"in {s.seconds:.1f} s",
+        f"  {_count(s.events)} events, {_count(s.interventions)} interventions "
+        f"({s.random_share:.0%} by the experiment arm); {_count(s.churned)} churned, "
+        f"{_count(s.expanded)} expanded",
+        f"  telemetry in {s.out}, the truth kept apart in {s.out / 'truth'}",
+    )
+
+
+def ingested(s: IngestSummary) -> RenderableType:
+    tables = sorted(set(s.accepted) | set(s.quarantined.by_table))
+    rows = [
+        [
+            t,
+            _count(s.accepted.get(t, 0)),
+            _count(s.duplicates.get(t, 0)),
+            _count(s.quarantined.by_table.get(t, 0)),
+        ]
+        for t in tables
+    ]
+    lines: list[RenderableType] = [
+        f"Ingested {s.source} into the store {s.store} (ingest {s.ingest_id})",
+        _table(None, ["table", "accepted", "duplicates", "quarantined"], rows),
+    ]
+    if s.quarantined.total:
+        reasons = ", ".join(f"{reason} {_count(n)}" for reason, n in s.quarantined.by_reason.items())
+        lines.append(f"  quarantined rows by reason: {reasons} ({_count(s.quarantined.new)} new)")
+    if s.ignored_columns:
+        lines.append(f"  columns not in the contract, ignored: {', '.join(s.ignored_columns)}")
+    if s.adapter is not None:
+        lines += [f"  {s.adapter.name}: {note}" for note in s.adapter.notes]
+    return Group(*lines)
+
+
+def features_built(b: FeatureBuild) -> RenderableType:
+    span = f"{b.cutoffs[0]} to {b.cutoffs[-1]}" if b.cutoffs else "none"
+    lines: list[RenderableType] = [
+        f"Built {_count(b.rows)} feature rows ({_count(b.accounts)} accounts at {len(b.cutoffs)} cutoffs, "
+        f"{span}; {b.columns} columns) in {b.seconds:.1f} s",
+        f"  table: {b.path}" + (f" (and {b.out})" if b.out is not None else ""),
+    ]
+    if b.feast is not None:
+        lines.append(
+            f"  Feast: {_count(b.feast.rows_materialised)} accounts' latest rows in the "
+            f"{b.feast.online_store} online store, in {b.feast.seconds:.1f} s"
+        )
+    return Group(*lines)
+
+
+def _registered(t: Trained) -> str:
+    r = t.mlflow
+    return f"registered it as {r.name} version {r.version} ({', '.join(r.aliases)}); MLflow run {r.run_id}"
+
+
+def trained(t: Trained) -> RenderableType:
+    if "effects" in t.metrics:
+        return _uplift_trained(t)
+    candidates = [
+        name for name in ("model", "health", "logistic", "oracle") if isinstance(t.metrics.get(name), dict)
+    ]
+    rows = [
+        [name, *(_number(_get(t.metrics, name, key)) for key in CANDIDATE_METRICS)] for name in candidates
+    ]
+    return Group(
+        f"Trained {t.model} in {_number(t.metrics.get('seconds'), 0)} s and {_registered(t)}",
+        _table(
+            "On the test window (health: the rules' score, oracle: the true probability)",
+            ["candidate", *CANDIDATE_METRICS.values()],
+            rows,
+        ),
+        f"  calibration error (ECE) {_number(t.metrics.get('ece'))}",
+    )
+
+
+def _get(metrics: Mapping[str, Json], *keys: str) -> Json:
+    """A value deep in a JSON document, or None where the path stops."""
+    value: Json = dict(metrics)
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _uplift_trained(t: Trained) -> RenderableType:
+    usable = _get(t.metrics, "usable_actions")
+    usable = usable if isinstance(usable, list) else []
+    overlap = _get(t.metrics, "overlap")
+    actions = list(overlap) if isinstance(overlap, dict) else []
+    rows = [
+        [
+            action + ("" if action in usable else " (poor overlap)"),
+            _share(_get(t.metrics, "relative_effects", f"{action}_churn")),
+            _share(_get(t.metrics, "relative_effects", f"{action}_expansion")),
+            _number(_get(t.metrics, "overlap", action, "effective_treated"), 0),
+        ]
+        for action in actions
+    ]
+    lines: list[RenderableType] = [
+        f"Trained {t.model} on {_count(_int(t.metrics.get('rows')))} account-weeks "
+        f"({_count(_int(t.metrics.get('accounts')))} accounts, {_int(t.metrics.get('weeks'))} weeks) "
+        f"in {_number(t.metrics.get('seconds'), 0)} s and {_registered(t)}",
+        _table(
+            "Each action's effect, as a share of the account's risk or chance (95% interval)",
+            ["action", "churn", "expansion", "effective treated"],
+            rows,
+        ),
+    ]
+    shares = _get(t.metrics, "truth", "policy", "share_of_oracle")
+    if isinstance(shares, dict):
+        told = ", ".join(f"{policy} {_number(share, 2)}" for policy, share in shares.items())
+        lines.append(f"  against the truth, churn averted as a share of the oracle's: {told}")
+    return Group(*lines)
+
+
+def _int(value: Json) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _share(effect: Json) -> str:
+    if not isinstance(effect, dict):
+        return "–"
+    low, high = _number(effect.get("ci_low"), 2), _number(effect.get("ci_high"), 2)
+    return f"{_number(effect.get('share'), 2)} [{low}, {high}]"
+
+
+def scored(s: StoreScores) -> RenderableType:
+    used = [f"{v.name} version {v.version}" for v in (s.models.churn, s.models.expansion) if v is not None]
+    return Group(
+        f"Scored {_count(s.rows)} accounts active at {s.cutoff} with {' and '.join(used)} "
+        f"in {s.seconds:.1f} s ({_count(round(s.rows_per_second))} a second)",
+        f"  scores, health and top reasons: {s.out}",
+        *(f"  note: {note}" for note in s.models.notes),
+    )
+
+
+def table_scored(s: TableScores) -> RenderableType:
+    return Group(
+        f"Scored {_count(s.rows)} rows of {s.table} with {s.model.name} version {s.model.version} in "
+        f"{s.seconds:.1f} s",
+        f"  probabilities and top reasons: {s.out}",
+    )
+
+
+def example_account(a: ModelAnswered) -> str:
+    return a.account_id
+
+
+def planned(p: PlanSummary) -> RenderableType:
+    rows = [[action, _count(n)] for action, n in sorted(p.by_action.items(), key=lambda item: -item[1])]
+    hours = list(p.hours_used.values())
+    used = f"{min(hours):.1f} to {max(hours):.1f}" if hours else "0"
+    return Group(
+        f"Planned the week of {p.week}: {_count(p.planned_actions)} actions for {_count(p.accounts)} "
+        f"active accounts, expected value ${p.expected_value:,.0f} "
+        f"(uplift {p.model.name} version {p.model.version})",
+        f"  holdout {_count(p.holdout)} ({p.holdout_share:.0%}, no action, to keep effects measurable); "
+        f"{_count(p.no_action)} with nothing worth doing; {p.needs_approval} need approval",
+        f"  each CSM used {used} of {p.capacity_hours_per_csm:g} hours",
+        _table(None, ["action", "accounts"], rows),
+        *(
+            [f"  not planned (too little overlap to trust): {', '.join(p.excluded_actions)}"]
+            if p.excluded_actions
+            else []
+        ),
+        f"  plan: {p.out}",
+    )
+
+
+def report_written(r: ReportFiles) -> RenderableType:
+    return Group(
+        f"Causal report: {r.effects} effects estimated",
+        f"  {r.html} (open it in a browser); its figures in {r.json}",
+    )
+
+
+def promotion(p: Promotion) -> RenderableType:
+    return f"{p.name}: {p.decision} ({p.reason}); the champion is version {p.champion}"
+
+
+def rolled_back(r: Rollback) -> RenderableType:
+    return f"{r.name}: version {r.rolled_back} rolled back; the champion is version {r.champion} again"
+
+
+def key_created(key: ApiKey) -> RenderableType:
+    return (
+        f"Created API key {key.key_id}{f' ({key.name})' if key.name else ''} with scopes "
+        f"{', '.join(sorted(key.scopes))}. It is shown once, on the next line; only its hash is kept."
+    )
+
+
+def keys_listed(keys: list[ApiKey]) -> RenderableType:
+    rows = [
+        [
+            k.key_id,
+            k.name or "",
+            ", ".join(sorted(k.scopes)),
+            f"{k.created_at:%Y-%m-%d %H:%M}",
+            "" if k.revoked_at is None else f"{k.revoked_at:%Y-%m-%d %H:%M}",
+        ]
+        for k in keys
+    ]
+    return (
+        _table(None, ["key id", "name", "scopes", "created (UTC)", "revoked (UTC)"], rows)
+        if rows
+        else "No API keys."
+    )
+
+
+def key_revoked(key: ApiKey) -> RenderableType:
+    return f"Revoked API key {key.key_id}; a running server refuses it from its next request"
