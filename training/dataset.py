@@ -36,8 +36,9 @@ from training.artifact import model_matrix
 from training.config import TrainConfig
 from training.labels import Target, label_delay_days, label_frame
 
-Window = Literal["train", "calibration", "test"]
-WINDOWS: tuple[Window, ...] = ("train", "calibration", "test")
+#: the out-of-time windows of a split, oldest first: a row's value in the WINDOW column
+WindowName = Literal["train", "calibration", "test"]
+WINDOWS: tuple[WindowName, ...] = ("train", "calibration", "test")
 LABEL = "label"
 WINDOW = "window"
 #: the baseline's score, carried along for evaluation (never a model input unless asked for)
@@ -56,13 +57,13 @@ class TrainingSet:
     time_col: str | None
     lineage: dict[str, Any]
 
-    def part(self, window: Window) -> pd.DataFrame:
+    def part(self, window: WindowName) -> pd.DataFrame:
         return self.rows[self.rows[WINDOW] == window]
 
-    def matrix(self, window: Window) -> pd.DataFrame:
+    def matrix(self, window: WindowName) -> pd.DataFrame:
         return model_matrix(self.part(window), self.features, self.categories)
 
-    def labels(self, window: Window) -> np.ndarray:
+    def labels(self, window: WindowName) -> np.ndarray:
         return self.part(window)[LABEL].to_numpy(dtype=np.int8)
 
 
@@ -74,7 +75,7 @@ def split_by_cutoff(
     test_cutoffs: int,
     calibration_cutoffs: int,
     embargo: pd.Timedelta | None = None,
-) -> dict[pd.Timestamp, Window]:
+) -> dict[pd.Timestamp, WindowName]:
     """Assign matured cutoffs to windows: the latest `test_cutoffs` are the test, the `calibration_cutoffs`
     before them the calibration window, all earlier ones train.
 
@@ -96,7 +97,7 @@ def split_by_cutoff(
             f"{' with the embargo gaps between them' if embargo is not None else ''}; ingest a longer "
             "history, build more cutoffs or shorten the horizon"
         )
-    windows: dict[pd.Timestamp, Window] = {c: "train" for c in train}
+    windows: dict[pd.Timestamp, WindowName] = {c: "train" for c in train}
     windows.update({c: "calibration" for c in calibration})
     windows.update({c: "test" for c in test})
     return windows
@@ -210,7 +211,7 @@ class _Labelled:
     """The store's rows labelled and assigned to windows (rows outside every window dropped)."""
 
     rows: pd.DataFrame
-    windows: dict[pd.Timestamp, Window]
+    windows: dict[pd.Timestamp, WindowName]
     matured: pd.Series
     already_churned: int
 
@@ -352,29 +353,12 @@ def table_training_set(
         LABEL: labels[labels.notna()].to_numpy(dtype=np.int8),
     }
     if time_col is not None:
-        times = kept[time_col]
-        parsed = (
-            times
-            if pd.api.types.is_numeric_dtype(times)
-            else pd.to_datetime(times, utc=True, errors="coerce")
-        )
-        if parsed.isna().any():
-            raise RetainError(
-                f"--time: column {time_col!r} has {int(parsed.isna().sum())} missing or unreadable values"
-            )
-        columns[time_col] = parsed
-    dropped: dict[str, str] = {}
-    features: list[str] = []
-    for name in candidates:
-        typed, reason = _feature_column(kept[name], config.max_category_levels)
-        if typed is None:
-            dropped[name] = str(reason)
-        else:
-            columns[name] = typed.to_numpy()
-            features.append(name)
-    if not features:
+        columns[time_col] = _times(kept[time_col], time_col)
+    typed, dropped = _typed_features(kept, candidates, config.max_category_levels)
+    if not typed:
         raise RetainError(f"no usable feature columns ({'; '.join(f'{k}: {v}' for k, v in dropped.items())})")
-    rows = pd.DataFrame(columns)
+    features = list(typed)
+    rows = pd.DataFrame(columns | typed)
     if time_col is not None:
         rows[WINDOW] = split_by_time_share(rows[time_col], config.test_fraction, config.calibration_fraction)
     else:
@@ -396,6 +380,34 @@ def table_training_set(
         "train_fingerprint": fingerprint(rows[rows[WINDOW] == "train"]),
     }
     return TrainingSet(rows, features, categories, id_col, time_col, lineage)
+
+
+def _times(times: pd.Series, time_col: str) -> pd.Series:
+    """A table's time column as numbers or UTC datetimes; a missing or unreadable value is an error."""
+    parsed = (
+        times if pd.api.types.is_numeric_dtype(times) else pd.to_datetime(times, utc=True, errors="coerce")
+    )
+    if parsed.isna().any():
+        raise RetainError(
+            f"--time: column {time_col!r} has {int(parsed.isna().sum())} missing or unreadable values"
+        )
+    return parsed
+
+
+def _typed_features(
+    kept: pd.DataFrame, candidates: list[str], max_levels: int
+) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The candidate columns usable as model inputs, typed (`_feature_column`), and why each other one was
+    dropped."""
+    typed: dict[str, np.ndarray] = {}
+    dropped: dict[str, str] = {}
+    for name in candidates:
+        column, reason = _feature_column(kept[name], max_levels)
+        if column is None:
+            dropped[name] = str(reason)
+        else:
+            typed[name] = column.to_numpy()
+    return typed, dropped
 
 
 def read_table(path: Path) -> pd.DataFrame:

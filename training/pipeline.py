@@ -37,9 +37,10 @@ from training.evaluate import (
     slice_metrics,
 )
 from training.labels import TARGETS, Target
+from training.logodds import expit
 from training.plots import write_plots
 from training.result import TrainResult
-from training.tuning import tune
+from training.tuning import Tuned, tune
 
 CANDIDATES = ("model", "health", "logistic", "oracle")
 
@@ -123,34 +124,12 @@ def fit_and_evaluate(
     the reported seconds, default now). Monotone constraints apply to churn only: the catalogue's
     directions are churn directions."""
     started = time.perf_counter() if started is None else started
-    train, calibration, test = data.part("train"), data.part("calibration"), data.part("test")
-    y_train, y_cal, y_test = data.labels("train"), data.labels("calibration"), data.labels("test")
+    test, y_test = data.part("test"), data.labels("test")
     constraints = monotone_constraints(data.features) if kind == "churn" and config.monotone else None
-    tuned = tune(
-        (data.matrix("train"), y_train), (data.matrix("calibration"), y_cal), config, constraints, name
-    )
-    model = ScoringModel(
-        name=name,
-        kind=kind,
-        booster=tuned.booster,
-        features=list(data.features),
-        categories=data.categories,
-        calibrator=None,
-        horizon_days=config.horizon,
-        texts=ScoringModel.texts_for(list(data.features)),
-        ranges=_ranges(train, data),
-    )
-    model.calibrator = fit_calibrator(config.calibration, model.predict(calibration), y_cal)
-    raw_test = 1.0 / (1.0 + np.exp(-model.margin(test)))
-
-    categorical = list(data.categories)
-    logistic = logistic_baseline(train, y_train, data.features, categorical, config.random_seed)
+    model, tuned = _fit_model(data, name, kind, config, constraints)
+    raw_test = expit(model.margin(test))
     served = model.predict(test)
-    candidates: dict[str, np.ndarray | None] = {
-        "model": served,
-        "health": _health(calibration, test, y_cal, kind),
-        "logistic": logistic_predict(logistic, test, data.features, categorical),
-    }
+    candidates = _candidates(data, served, kind, config)
     metrics: dict[str, Any] = {
         **compare(y_test, candidates),
         "oracle": _oracle_metrics(test, y_test, served, truth),
@@ -168,37 +147,98 @@ def fit_and_evaluate(
         },
     }
     metrics["ece"] = metrics["model"]["ece"]
-    plots: dict[str, Path] = {}
-    if config.plots:
-        folder = config.plots_dir or Path(tempfile.mkdtemp(prefix=f"retain-{name}-"))
-        sample = test.sample(min(config.shap_sample, len(test)), random_state=config.random_seed)
-        curves = {k: (y_test, v) for k, v in candidates.items() if v is not None}
-        if truth is not None:
-            covered, oracle = _covered(test, truth)
-            curves["oracle"] = (y_test[covered], oracle[covered])
-        plots = write_plots(folder, curves, raw_test, model, sample)
+    plots = _plots(data, model, candidates, raw_test, config, truth, name) if config.plots else {}
     metrics["seconds"] = round(time.perf_counter() - started, 2)
-    lineage = {
-        **data.lineage,
-        "model": name,
-        "kind": kind,
-        "features": list(data.features),
-        "categorical": categorical,
-        "monotone": {
-            "increasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c > 0],
-            "decreasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c < 0],
-        },
-        "truth": None if config.truth_dir is None else str(config.truth_dir.resolve()),
-    }
     return TrainResult(
         model=model,
         params=_params(tuned.params, config),
         metrics=metrics,
         flat_metrics=_flat(metrics),
         plots=plots,
-        lineage=lineage,
+        lineage=_lineage(data, name, kind, config, constraints),
         input_example=test[data.features].head(5).reset_index(drop=True),
     )
+
+
+def _fit_model(
+    data: TrainingSet, name: str, kind: Kind, config: TrainConfig, constraints: list[int] | None
+) -> tuple[ScoringModel, Tuned]:
+    """The tuned booster with its encoders and reason texts, calibrated on the calibration window."""
+    y_cal = data.labels("calibration")
+    tuned = tune(
+        (data.matrix("train"), data.labels("train")),
+        (data.matrix("calibration"), y_cal),
+        config,
+        constraints,
+        name,
+    )
+    model = ScoringModel(
+        name=name,
+        kind=kind,
+        booster=tuned.booster,
+        features=list(data.features),
+        categories=data.categories,
+        calibrator=None,
+        horizon_days=config.horizon,
+        texts=ScoringModel.texts_for(list(data.features)),
+        ranges=_ranges(data.part("train"), data),
+    )
+    model.calibrator = fit_calibrator(config.calibration, model.predict(data.part("calibration")), y_cal)
+    return model, tuned
+
+
+def _candidates(
+    data: TrainingSet, served: np.ndarray, kind: Kind, config: TrainConfig
+) -> dict[str, np.ndarray | None]:
+    """Test-window probabilities of the model (`served`) and of the baselines it must beat: the health
+    formula (None for a table) and a logistic regression on the same features."""
+    train, calibration, test = data.part("train"), data.part("calibration"), data.part("test")
+    categorical = list(data.categories)
+    logistic = logistic_baseline(train, data.labels("train"), data.features, categorical, config.random_seed)
+    return {
+        "model": served,
+        "health": _health(calibration, test, data.labels("calibration"), kind),
+        "logistic": logistic_predict(logistic, test, data.features, categorical),
+    }
+
+
+def _plots(
+    data: TrainingSet,
+    model: ScoringModel,
+    candidates: dict[str, np.ndarray | None],
+    raw_test: np.ndarray,
+    config: TrainConfig,
+    truth: pd.DataFrame | None,
+    name: str,
+) -> dict[str, Path]:
+    """The curves of every candidate (the oracle's on the rows the truth covers) and the SHAP figures on a
+    seeded sample of the test window, written to `config.plots_dir` or a temporary folder."""
+    test, y_test = data.part("test"), data.labels("test")
+    folder = config.plots_dir or Path(tempfile.mkdtemp(prefix=f"retain-{name}-"))
+    sample = test.sample(min(config.shap_sample, len(test)), random_state=config.random_seed)
+    curves = {k: (y_test, v) for k, v in candidates.items() if v is not None}
+    if truth is not None:
+        covered, oracle = _covered(test, truth)
+        curves["oracle"] = (y_test[covered], oracle[covered])
+    return write_plots(folder, curves, raw_test, model, sample)
+
+
+def _lineage(
+    data: TrainingSet, name: str, kind: Kind, config: TrainConfig, constraints: list[int] | None
+) -> dict[str, Any]:
+    """The training set's lineage, plus the model's inputs and which of them are constrained monotone."""
+    return {
+        **data.lineage,
+        "model": name,
+        "kind": kind,
+        "features": list(data.features),
+        "categorical": list(data.categories),
+        "monotone": {
+            "increasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c > 0],
+            "decreasing": [f for f, c in zip(data.features, constraints or [], strict=False) if c < 0],
+        },
+        "truth": None if config.truth_dir is None else str(config.truth_dir.resolve()),
+    }
 
 
 def _health(
