@@ -1,14 +1,14 @@
 """Uplift against the truth over several simulations: how often each action's 95% interval holds its true
 average effect, and how much of the oracle's averted churn the uplift ranking finds, seed by seed, beside
-the rules, "call the riskiest first", the ceilings (`judge.ceilings`: rankings told each action's true
-average effect) and the noise budget (`judge.noise_budget`: the ranking told the truth's shares, with
+the rules, "call the riskiest first", the ceilings (`against_truth.ceilings`: rankings told each action's true
+average effect) and the noise budget (`against_truth.noise_budget`: the ranking told the truth's shares, with
 noise of 0 to 1 times its own standard errors added), the part of each policy's value on actions the team
 took within the horizon anyway (the truth's effects are against no action; the data's, against the usual
 course), and each action's estimated share of churn risk (against never acting) with its standard error
 beside the truth's share and beside how often its untreated weeks got it later anyway
 (`dr.control_treated_later`) and how much of the horizon those later takes had left
 (`control_horizon_later`): the share is scaled by the first for an action that settles at the renewal,
-by the second otherwise (`Overlap.course_later`). Each policy's mean share of the oracle comes with its
+by the second otherwise (`Overlap.worth_taken_later`). Each policy's mean share of the oracle comes with its
 standard error over the seeds.
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]

@@ -161,7 +161,7 @@ def uplift_gate(champion: np.ndarray, challenger: np.ndarray, groups: np.ndarray
 def _uplift_gate(
     store: Store, settings: Settings, mlflow_client: Any, champion: VersionInfo, challenger: VersionInfo
 ) -> dict[str, Any]:
-    from training.causal.window import averted, policy_window
+    from training.causal.off_policy import estimated_averted, evaluation_weeks
     from training.config import UpliftConfig
 
     challenger_model = uplift_model(mlflow_client, challenger)
@@ -170,9 +170,9 @@ def _uplift_gate(
     except StaleModel as e:
         # serving already ranks by the rules without it: there is no champion's policy to compare with
         return {"rule": "a champion that cannot rank is replaced", "gate": "passed", "verdict": str(e)}
-    window = policy_window(store, settings, UpliftConfig())
-    by_champion = averted(champion_model, window)
-    by_challenger = averted(challenger_model, window)
+    window = evaluation_weeks(store, settings, UpliftConfig())
+    by_champion = estimated_averted(champion_model, window)
+    by_challenger = estimated_averted(challenger_model, window)
     passed, verdict, se = uplift_gate(by_champion, by_challenger, window.groups)
     cutoffs = window.rows["cutoff"]
     return {

@@ -54,7 +54,9 @@ class Ranked:
     def at(rows: pd.DataFrame, interventions: pd.DataFrame) -> Ranked:
         last = recency.last_taken(rows, interventions)
         return Ranked(
-            recency.with_recency(rows, last), recency.by_row(last), recency.instants(rows["cutoff"])
+            recency.with_recency(rows, last),
+            recency.latest_takes_per_row(last),
+            recency.cutoff_instants(rows["cutoff"]),
         )
 
     def one(self, i: int) -> Ranked:

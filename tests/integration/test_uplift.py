@@ -31,7 +31,7 @@ from serving.keys import KeyRing
 from serving.resources import LastTaken
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
-from training.causal import dr, judge, policy, recency
+from training.causal import against_truth, dr, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
 from training.causal.uplift import Overlap
 
@@ -99,12 +99,12 @@ def test_days_since_each_action_count_only_takes_before_the_cutoff() -> None:
     assert np.isnan(rows["days_since_save_offer"].tolist()[2])
     assert np.isnan(rows["days_since_training_session"].tolist()[0])
     assert rows["days_since_training_session"].tolist()[2] == 1.0
-    assert set(rows.columns) == {"account_id", "cutoff", *(recency.column(a) for a in ACTIONS)}
+    assert set(rows.columns) == {"account_id", "cutoff", *(recency.days_since_column(a) for a in ACTIONS)}
     # serving's view of the same account, from its register of takes, agrees
     taken = {"save_offer": (monday - 3.5 * UTC_DAY).to_pydatetime()}
     served = pd.Series(recency.for_account(taken, monday.to_pydatetime()))
     pd.testing.assert_series_equal(served, rows.loc[0, served.index].astype(float), check_names=False)
-    assert recency.by_row(last)[0] == taken
+    assert recency.latest_takes_per_row(last)[0] == taken
 
 
 def test_what_the_team_went_on_to_do_counts_takes_from_the_cutoff_to_the_horizon() -> None:
@@ -148,7 +148,7 @@ def test_a_replay_clock_sees_the_latest_take_before_it() -> None:
 def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: UpliftWorld) -> None:
     rows = pq.read_table(uplift_world.store.feature_table).to_pandas()
     records = rows.to_dict("records")
-    as_of = recency.instants(rows["cutoff"])
+    as_of = recency.cutoff_instants(rows["cutoff"])
     free = policy.eligible_mask(policy.verdicts(records, [{}] * len(rows), as_of))
     j, action = next((j, a) for j, a in enumerate(ACTIONS) if free[:, j].any())
     i = int(np.flatnonzero(free[:, j])[0])
@@ -163,7 +163,9 @@ def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_s
     true = -np.outer(risk, [0.3, 0.1, 0.0])
     eligible = rng.random(true.shape) < 0.6
     oracle = policy.true_value(true, *policy.choose(-true, eligible, 30))
-    ceilings = judge.ceilings(true, eligible, {"true_risk": risk, "flat": np.full(300, 0.2)}, risk, 30)
+    ceilings = against_truth.ceilings(
+        true, eligible, {"true_risk": risk, "flat": np.full(300, 0.2)}, risk, 30
+    )
     assert ceilings["true_relative_effect_x_true_risk"] == pytest.approx(oracle)
     # without a risk that orders the accounts, knowing each action's effect is not enough
     assert ceilings["true_relative_effect_x_flat"] < 0.8 * oracle
@@ -180,8 +182,8 @@ def test_the_noise_budget_prices_what_noisy_shares_cost_a_ranking_told_the_true_
     true = shares * risk[:, None]
     eligible = rng.random(true.shape) < 0.5
     oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
-    budget = judge.noise_budget(true, eligible, shares, np.full(3, 0.2), risk, 200)
-    values = [budget[f"true_share_noise_x{scale:g}"] for scale in judge.NOISE_SCALES]
+    budget = against_truth.noise_budget(true, eligible, shares, np.full(3, 0.2), risk, 200)
+    values = [budget[f"true_share_noise_x{scale:g}"] for scale in against_truth.NOISE_SCALES]
     assert values[0] == pytest.approx(oracle)
     assert all(more <= less + 1e-9 for less, more in pairwise(values)), values
     assert values[-1] < 0.9 * oracle, values
@@ -198,7 +200,7 @@ def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_fe
     shares = {}
     for name, true in (("told", told), ("hidden", hidden)):
         oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
-        shares[name] = judge.fitted_ceiling(true, eligible, x, accounts, 200) / oracle
+        shares[name] = against_truth.fitted_ceiling(true, eligible, x, accounts, 200) / oracle
     assert shares["told"] >= 0.95, shares
     assert shares["hidden"] < 0.6, shares
 
@@ -372,14 +374,16 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
         assert dr.control_treated_later(treated, later, propensity) == pytest.approx(0.8, abs=0.02)
         horizon_later = dr.control_treated_later(treated, horizon_left, propensity)
         assert horizon_later == pytest.approx(0.4, abs=0.02)
-        against_never = against_usual.against_never(horizon_later)
+        against_never = against_usual.against_never_acting(horizon_later)
         true_never = world.true_slope(0.3, 0.4)
         for share, truth in ((against_never, true_never), (against_usual, true_never * 0.6)):
             bounds = share.as_dict()
             assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
         assert against_never.se == pytest.approx(against_usual.se / (1 - horizon_later))
-    assert dr.Share(-0.2, 0.1).against_never(None) == dr.Share(-0.2, 0.1)
-    assert dr.Share(-0.2, 0.1).against_never(1.0).value == pytest.approx(-0.2 / (1 - dr.MAX_COURSE_LATER))
+    assert dr.Share(-0.2, 0.1).against_never_acting(None) == dr.Share(-0.2, 0.1)
+    assert dr.Share(-0.2, 0.1).against_never_acting(1.0).value == pytest.approx(
+        -0.2 / (1 - dr.MAX_WORTH_TAKEN_LATER)
+    )
 
 
 def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_usual_course_took_it() -> None:
@@ -398,7 +402,7 @@ def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_us
         horizon_left = np.where(treated == 1, 1.0, np.where(later, world.rng.random(n), 0.0))
         outcome = (world.rng.random(n) < world.p0 * (1 - 0.3 * ((treated == 1) | later))).astype(np.int8)
         against_usual, propensity = world.share(outcome, seed)
-        courses = {
+        worth_later = {
             settles: Overlap(
                 n_treated=int(treated.sum()),
                 n_randomised=int(world.randomised.sum()),
@@ -409,15 +413,15 @@ def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_us
                 control_treated_later=dr.control_treated_later(treated, later, propensity),
                 control_horizon_later=dr.control_treated_later(treated, horizon_left, propensity),
                 settles_at_renewal=settles,
-            ).course_later
+            ).worth_taken_later
             for settles in (True, False)
         }
-        assert courses[True] == pytest.approx(0.6, abs=0.02)
-        assert courses[False] == pytest.approx(0.3, abs=0.02)
+        assert worth_later[True] == pytest.approx(0.6, abs=0.02)
+        assert worth_later[False] == pytest.approx(0.3, abs=0.02)
         truth = world.true_slope(0.3, 0.6)
-        settled = against_usual.against_never(courses[True]).as_dict()
+        settled = against_usual.against_never_acting(worth_later[True]).as_dict()
         assert settled["ci_low"] <= truth <= settled["ci_high"], (seed, settled, truth)
-        accrued = against_usual.against_never(courses[False]).as_dict()
+        accrued = against_usual.against_never_acting(worth_later[False]).as_dict()
         assert accrued["ci_low"] > truth, (seed, accrued, truth)
 
 
@@ -575,8 +579,8 @@ def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_sim
 ) -> None:
     rows, effects, interventions = held_out
     model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
-    truth = judge.true_effects(effects, rows)
-    values = judge.policy_values(model, rows, truth, interventions, budget_share=0.1)
+    truth = against_truth.true_effects(effects, rows)
+    values = against_truth.policy_values(model, rows, truth, interventions, budget_share=0.1)
     averted = values["churn_averted"]
     assert averted["oracle"] > 0
     assert averted["uplift"] >= 2 * max(averted["rules"], averted["highest_risk"]), values
@@ -599,7 +603,7 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplif
     model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
     assert info.name == "uplift" and "champion" in info.aliases
     rows = month_end_rows(uplift_world).head(20)
-    assert set(recency.column(a) for a in ACTIONS) <= set(model.features)
+    assert set(recency.days_since_column(a) for a in ACTIONS) <= set(model.features)
     with active_uri(tracking_uri(uplift_world.store, uplift_world.settings)):
         served = mlflow.pyfunc.load_model("models:/uplift@champion").predict(rows[model.features])
     expected = output_frame(model, rows)
@@ -689,7 +693,7 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
         taken.setdefault(account, {})[action] = ts.to_pydatetime()
     days_since = [recency.for_account(taken.get(a, {}), as_of) for a in latest["account_id"]]
     latest = latest.join(pd.DataFrame(days_since))
-    assert latest[[recency.column(a) for a in ACTIONS]].notna().any().any()
+    assert latest[[recency.days_since_column(a) for a in ACTIONS]].notna().any().any()
     uplift = model.uplift(latest)
     values = expected_values(
         uplift["churn"], uplift["expansion"], latest["arr"].to_numpy(float), model.actions, Settings().value
@@ -734,12 +738,12 @@ def test_the_uplift_gate_refuses_a_policy_that_averts_significantly_less() -> No
 def test_promoting_an_uplift_challenger_judges_both_on_the_latest_weeks(uplift_world: UpliftWorld) -> None:
     log_and_register(uplift_world.store, uplift_world.settings, uplift_world.result, "uplift")
     result = promote(uplift_world.store, uplift_world.settings, "uplift")
-    assert result["decision"] == "promoted", result  # the same model again: no shortfall
-    scores = result["scores"]
-    assert scores["champion"]["churn_averted"] == pytest.approx(scores["challenger"]["churn_averted"])
-    assert result["window"]["budget"] > 0 and "DR" in result["rule"]
+    assert result.decision == "promoted", result  # the same model again: no shortfall
+    assert result.scores is not None and result.window is not None and result.window.budget is not None
+    assert result.scores.champion.churn_averted == pytest.approx(result.scores.challenger.churn_averted)
+    assert result.window.budget > 0 and "DR" in str(result.rule)
     _, info = load_uplift_model(uplift_world.store, uplift_world.settings)
-    assert info.version == result["champion"] == "2"
+    assert info.version == result.champion == "2"
 
 
 def test_an_uplift_model_from_an_earlier_retain_is_refused_by_name_and_replaced_on_promotion(
@@ -761,6 +765,6 @@ def test_an_uplift_model_from_an_earlier_retain_is_refused_by_name_and_replaced_
         load_uplift_model(world.store, world.settings, name)
     log_and_register(world.store, world.settings, world.result, name)
     result = promote(world.store, world.settings, name)
-    assert result["decision"] == "promoted" and "earlier Retain" in result["verdict"], result
+    assert result.decision == "promoted" and "earlier Retain" in str(result.verdict), result
     model, info = load_uplift_model(world.store, world.settings, name)
     assert info.version == "2" and model.readable()

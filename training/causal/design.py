@@ -25,10 +25,10 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import recency
+from training.causal.uplift import OUTCOMES
 from training.labels import label_frame
 
 WEEK = pd.Timedelta(days=7)
-OUTCOMES = ("churn", "expansion")
 
 
 @dataclass(frozen=True)

@@ -378,26 +378,27 @@ class Share:
             "ci_high": self.value + Z95 * self.se,
         }
 
-    def against_never(self, course_later: float | None) -> Share:
+    def against_never_acting(self, worth_taken_later: float | None) -> Share:
         """This share, estimated against the usual course, as a share against never taking the action within
-        the horizon; `course_later` is how much of the action's worth the usual course gave comparable
-        untreated weeks anyway by taking it later (`Overlap.course_later`; None: not measured, no change).
+        the horizon; `worth_taken_later` is how much of the action's worth the usual course gave comparable
+        untreated weeks anyway by taking it later (`Overlap.worth_taken_later`; None: not measured, no
+        change).
 
-        Acting this week gives the action its whole worth; the usual course gives it `course_later` of it. For
-        an action whose effect accrues with the time it works, that is the share of the horizon the later
-        takes had left; for one that settles at the renewal, how often it was taken later at all. The effect
-        of the whole worth against none is this week's effect over the difference: the Wald ratio of an
-        encouragement design, this week's act being the encouragement and the worth it gets the dose. A
+        Acting this week gives the action its whole worth; the usual course gives it `worth_taken_later` of
+        it. For an action whose effect accrues with the time it works, that is the share of the horizon the
+        later takes had left; for one that settles at the renewal, how often it was taken later at all. The
+        effect of the whole worth against none is this week's effect over the difference: the Wald ratio of
+        an encouragement design, this week's act being the encouragement and the worth it gets the dose. A
         ranking that is the team's course compares with never acting, as the truth does; against the usual
-        course an action the team takes soon anyway looks worth little. Beyond `MAX_COURSE_LATER` the
+        course an action the team takes soon anyway looks worth little. Beyond `MAX_WORTH_TAKEN_LATER` the
         difference is too small to carry a ratio, and the scale stops growing."""
-        scale = 1.0 / (1.0 - min(course_later or 0.0, MAX_COURSE_LATER))
+        scale = 1.0 / (1.0 - min(worth_taken_later or 0.0, MAX_WORTH_TAKEN_LATER))
         return Share(self.value * scale, self.se * scale)
 
 
-#: `Share.against_never` scales a share by at most 1 / (1 - this): where the usual course almost always
-#: gives the action its worth anyway, this week's act barely changes what it gets
-MAX_COURSE_LATER = 0.9
+#: `Share.against_never_acting` scales a share by at most 1 / (1 - this): where the usual course almost
+#: always gives the action its worth anyway, this week's act barely changes what it gets
+MAX_WORTH_TAKEN_LATER = 0.9
 
 
 def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:

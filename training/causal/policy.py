@@ -33,7 +33,7 @@ def at_cutoffs(rows: pd.DataFrame, last: Mapping[str, np.ndarray]) -> list[list[
     """`verdicts` of feature rows, each at its own cutoff, with `last` (`recency.last_taken` over the same
     rows) as the takes the cool-downs count from."""
     records = cast(list[dict[str, Any]], rows.to_dict("records"))
-    return verdicts(records, recency.by_row(last), recency.instants(rows["cutoff"]))
+    return verdicts(records, recency.latest_takes_per_row(last), recency.cutoff_instants(rows["cutoff"]))
 
 
 def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS) -> np.ndarray:

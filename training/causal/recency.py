@@ -2,10 +2,11 @@
 see it. An action's effect depends on it (a second QBR before the same renewal adds nothing; training
 helps less the second time), and the feature table, built from telemetry alone, cannot show it.
 
-Design rows, the judge and the weekly plan take the timestamps from the interventions table, strictly before
-a row's cutoff (a take at the cutoff is that week's treatment, not an input); serving takes them from its
-cool-down register, every take up to its clock. The judge and the design also look forward (`taken_within`,
-`horizon_left`): what the team went on to do after a cutoff, and how soon.
+Design rows, the judgement against the truth (`against_truth`) and the weekly plan take the timestamps from
+the interventions table, strictly before a row's cutoff (a take at the cutoff is that week's treatment, not
+an input); serving takes them from its cool-down register, every take up to its clock. The judgement and
+the design also look forward (`taken_within`, `horizon_left`): what the team went on to do after a cutoff,
+and how soon.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from retain.core.catalogue import ACTIONS
 DAY = np.timedelta64(1, "D")
 
 
-def column(action: str) -> str:
+def days_since_column(action: str) -> str:
+    """The feature column holding the days since `action` was last taken."""
     return f"days_since_{action}"
 
 
@@ -101,7 +103,7 @@ def _nearest_take(
 def with_recency(rows: pd.DataFrame, last: Mapping[str, np.ndarray]) -> pd.DataFrame:
     """`rows` with a days-since column per action, from `last_taken` over the same rows."""
     cutoffs = _naive_utc(rows["cutoff"])
-    return rows.assign(**{column(a): days_since(cutoffs, taken) for a, taken in last.items()})
+    return rows.assign(**{days_since_column(a): days_since(cutoffs, taken) for a, taken in last.items()})
 
 
 def for_account(
@@ -111,10 +113,10 @@ def for_account(
     datetimes; a never-taken action is absent)."""
     stamps = np.array([_naive(last[a]) if a in last else None for a in actions], "datetime64[us]")
     days = days_since(np.full(len(actions), _naive(as_of), "datetime64[us]"), stamps)
-    return {column(a): float(d) for a, d in zip(actions, days, strict=True)}
+    return {days_since_column(a): float(d) for a, d in zip(actions, days, strict=True)}
 
 
-def by_row(last: Mapping[str, np.ndarray]) -> list[dict[str, datetime]]:
+def latest_takes_per_row(last: Mapping[str, np.ndarray]) -> list[dict[str, datetime]]:
     """Per row, each action's latest take as an aware datetime (the playbook's cool-down input); never-taken
     actions left out."""
     rows: list[dict[str, datetime]] = [{} for _ in range(len(next(iter(last.values()), ())))]
@@ -125,7 +127,7 @@ def by_row(last: Mapping[str, np.ndarray]) -> list[dict[str, datetime]]:
     return rows
 
 
-def instants(cutoffs: pd.Series) -> list[datetime]:
+def cutoff_instants(cutoffs: pd.Series) -> list[datetime]:
     """Cutoffs as aware datetimes: the `as_of` of each row's eligibility."""
     return list(pd.DatetimeIndex(pd.to_datetime(cutoffs, utc=True)).to_pydatetime())
 

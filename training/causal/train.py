@@ -18,9 +18,9 @@ from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from training.causal import dr, judge
-from training.causal.design import OUTCOMES, Design, read_interventions, store_design
-from training.causal.uplift import Overlap, UpliftModel
+from training.causal import against_truth, dr
+from training.causal.design import Design, read_interventions, store_design
+from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.config import UpliftConfig
 from training.dataset import category_levels, fingerprint
 from training.result import TrainResult
@@ -123,7 +123,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
             relative[(action, outcome)] = dr.relative_effect(
                 psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
-            ).against_never(overlap[action].course_later)
+            ).against_never_acting(overlap[action].worth_taken_later)
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -152,17 +152,19 @@ def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> di
     effects = pd.read_parquet(path)
     rows = pq.read_table(store.feature_table).to_pandas()
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
-    churn = judge.true_effects(effects, rows, "churn_effect")
-    expansion = judge.true_effects(effects, rows, "expansion_effect")
-    p_churn = judge.true_risk(pd.read_parquet(folder / "probabilities.parquet"), churn, rows)
+    churn = against_truth.true_effects(effects, rows, "churn_effect")
+    expansion = against_truth.true_effects(effects, rows, "expansion_effect")
+    p_churn = against_truth.true_risk(pd.read_parquet(folder / "probabilities.parquet"), churn, rows)
     interventions = read_interventions(store)
     return {
-        "policy": judge.policy_values(model, rows, churn, interventions, config.budget_share, p_churn),
+        "policy": against_truth.policy_values(
+            model, rows, churn, interventions, config.budget_share, p_churn
+        ),
         "coverage": {
-            "churn": judge.effect_coverage(model, churn, "churn"),
-            "expansion": judge.effect_coverage(model, expansion, "expansion"),
+            "churn": against_truth.effect_coverage(model, churn, "churn"),
+            "expansion": against_truth.effect_coverage(model, expansion, "expansion"),
         },
-        "churn_shares": judge.churn_shares(model, churn, p_churn),
+        "churn_shares": against_truth.churn_shares(model, churn, p_churn),
     }
 
 
@@ -175,7 +177,7 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
-        for later in ("control_treated_later", "control_horizon_later", "course_later"):
+        for later in ("control_treated_later", "control_horizon_later", "worth_taken_later"):
             if stats[later] is not None:
                 flat[f"{action}_{later}"] = stats[later]
     truth = metrics.get("truth")

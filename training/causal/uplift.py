@@ -7,8 +7,9 @@ a training session that removes a fifth of the churn risk is worth four points t
 cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows as 1/e, so the rows the
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
 arms carry. The data compare acting this week with the team's usual course, which often takes the action
-a few weeks later anyway; each share is scaled to one against never acting (`dr.Share.against_never`,
-over `Overlap.course_later`), what a plan that is the team's course decides between. An action
+a few weeks later anyway; each share is scaled to one against never acting
+(`dr.Share.against_never_acting`, over `Overlap.worth_taken_later`), what a plan that is the team's course
+decides between. An action
 whose treated rows are worth too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by
 the rules.
 """
@@ -51,11 +52,11 @@ class Overlap:
         return self.effective_treated < self.min_effective
 
     @property
-    def course_later(self) -> float | None:
+    def worth_taken_later(self) -> float | None:
         """How much of the action's worth the usual course gave comparable untreated weeks anyway, what each
-        share is scaled to never acting by (`dr.Share.against_never`): for an action that settles at the
-        renewal, how often they got it later at all; for one whose effect accrues while it works, the share
-        of the horizon their later takes had left."""
+        share is scaled to never acting by (`dr.Share.against_never_acting`): for an action that settles at
+        the renewal, how often they got it later at all; for one whose effect accrues while it works, the
+        share of the horizon their later takes had left."""
         return self.control_treated_later if self.settles_at_renewal else self.control_horizon_later
 
     def as_dict(self) -> dict[str, Any]:
@@ -68,12 +69,12 @@ class Overlap:
             "control_treated_later": self.control_treated_later,
             "control_horizon_later": self.control_horizon_later,
             "settles_at_renewal": self.settles_at_renewal,
-            "course_later": self.course_later,
+            "worth_taken_later": self.worth_taken_later,
             "poor": self.poor,
         }
 
 
-def of_risk(shares: np.ndarray, risk: np.ndarray) -> np.ndarray:
+def uplift_from_shares(shares: np.ndarray, risk: np.ndarray) -> np.ndarray:
     """(rows, actions) changes in probability: each action's share of each row's `risk`, bounded so the
     probability with the action stays in [0, 1]."""
     base = risk[:, None]
@@ -131,7 +132,7 @@ class UpliftModel:
         out = {}
         for outcome, risk in risks.items():
             shares = [self.relative[(a, outcome)] for a in self.actions]
-            out[outcome] = of_risk(np.array([s.value + ses * s.se for s in shares]), risk)
+            out[outcome] = uplift_from_shares(np.array([s.value + ses * s.se for s in shares]), risk)
         return out
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,6 +1,8 @@
-"""The window two uplift models are judged on before one replaces the other: the store's latest weeks,
-with each (row, action)'s DR pseudo-outcome on churn, so a policy's churn averted can be estimated from
-data alone (no truth needed) and compared between models on the same rows."""
+"""Off-policy evaluation: a policy's churn averted estimated from the logged data alone, no truth needed.
+
+Promotion compares two uplift models on the same rows, the store's latest weeks of the uplift design, where
+each (row, action) carries its DR pseudo-outcome on churn: the sum over a policy's choices estimates the
+churn it would avert."""
 
 from __future__ import annotations
 
@@ -20,7 +22,9 @@ from training.config import UpliftConfig
 
 
 @dataclass(frozen=True)
-class PolicyWindow:
+class EvaluationWeeks:
+    """The latest weeks of the design, what a policy may choose there, and the evidence to score it by."""
+
     rows: pd.DataFrame
     #: (rows, actions) pseudo-outcomes on churn: their sum over a policy's choices estimates its effect
     psi: np.ndarray
@@ -30,6 +34,7 @@ class PolicyWindow:
 
 
 def latest_weeks(design: Design, weeks: int) -> Design:
+    """The design's rows at its latest `weeks` cutoffs."""
     cutoffs = np.sort(design.rows["cutoff"].unique())[-weeks:]
     keep = design.rows["cutoff"].isin(cutoffs).to_numpy()
     pick = {a: v[keep] for a, v in design.treated.items()}
@@ -44,7 +49,12 @@ def latest_weeks(design: Design, weeks: int) -> Design:
     )
 
 
-def policy_window(store: Store, settings: Settings, config: UpliftConfig, weeks: int = 12) -> PolicyWindow:
+def evaluation_weeks(
+    store: Store, settings: Settings, config: UpliftConfig, weeks: int = 12
+) -> EvaluationWeeks:
+    """The store's latest `weeks` of the uplift design with every action's pseudo-outcome on churn
+    (cross-fitted as training fits them), the catalogue's eligibility at each row and the budget
+    (`config.budget_share` of the rows)."""
     config = config.resolved(settings)
     design = latest_weeks(
         store_design(store, settings, int(config.horizon_days or 90), config.threads), weeks
@@ -56,15 +66,15 @@ def policy_window(store: Store, settings: Settings, config: UpliftConfig, weeks:
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
     eligible = policy.eligible_mask(policy.at_cutoffs(design.rows, design.last_taken))
     budget = max(1, round(config.budget_share * len(design.rows)))
-    return PolicyWindow(design.rows, psi, eligible, budget, design.groups)
+    return EvaluationWeeks(design.rows, psi, eligible, budget, design.groups)
 
 
-def averted(model: UpliftModel, window: PolicyWindow) -> np.ndarray:
+def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
     """Per row, the churn the model's policy is estimated to avert there (0 where it does nothing)."""
-    gain = -model.uplift(window.rows)["churn"]
+    gain = -model.uplift(weeks.rows)["churn"]
     usable = np.isin(np.array(model.actions), model.usable())
     columns = [ACTIONS.index(a) for a in model.actions]
-    rows, actions = policy.choose(gain, window.eligible[:, columns] & usable[None, :], window.budget)
-    out = np.zeros(len(window.rows))
-    out[rows] = -window.psi[rows, np.array(columns)[actions]]
+    rows, actions = policy.choose(gain, weeks.eligible[:, columns] & usable[None, :], weeks.budget)
+    out = np.zeros(len(weeks.rows))
+    out[rows] = -weeks.psi[rows, np.array(columns)[actions]]
     return out

@@ -10,7 +10,7 @@ import pandas as pd
 
 from retain.core.catalogue import ACTIONS
 from training.causal import dr, policy, recency
-from training.causal.uplift import UpliftModel, of_risk
+from training.causal.uplift import UpliftModel, uplift_from_shares
 
 #: folds of `fitted_ceiling`: each account's fit comes from a model that never saw the account
 FIT_FOLDS = 2
@@ -90,9 +90,9 @@ def noise_budget(
     budget: int,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Churn averted by the model's ranking (`of_risk` over `risk`) told the truth's shares, with Gaussian
-    noise of each `NOISE_SCALES` multiple of the model's standard errors `ses` added, averaged over
-    `NOISE_DRAWS` draws.
+    """Churn averted by the model's ranking (`uplift_from_shares` over `risk`) told the truth's shares,
+    with Gaussian noise of each `NOISE_SCALES` multiple of the model's standard errors `ses` added, averaged
+    over `NOISE_DRAWS` draws.
 
     It splits the gap to the oracle: at no noise, what the ranking's form costs even with each action's
     share known; at the model's own noise, what noise that large costs; between them, what more data
@@ -101,7 +101,7 @@ def noise_budget(
     out = {}
     for scale in NOISE_SCALES:
         values = [
-            policy.true_value(true, *policy.choose(-of_risk(noisy, risk), eligible, budget))
+            policy.true_value(true, *policy.choose(-uplift_from_shares(noisy, risk), eligible, budget))
             for noisy in shares + scale * ses * rng.standard_normal((NOISE_DRAWS if scale else 1, len(ses)))
         ]
         out[f"true_share_noise_x{scale:g}"] = float(np.mean(values))
@@ -124,7 +124,7 @@ def policy_values(
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
     the data, which compare an action this week with the usual course, credit only through the shares'
-    scaling to never acting (`dr.Share.against_never`)."""
+    scaling to never acting (`dr.Share.against_never_acting`)."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
