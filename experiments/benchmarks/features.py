@@ -23,7 +23,7 @@ import json
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
 
@@ -108,7 +108,7 @@ def simulated(n_events: int, cache: Path, seed: int) -> World:
         summary = simulate_to(
             SimConfig(accounts=accounts, days=DAYS, seed=seed, start=date(2025, 1, 1)), folder
         )
-        done.write_text(json.dumps(summary, default=str))
+        done.write_text(json.dumps(asdict(summary), default=str))
     return World(
         folder,
         sorted((folder / "events").rglob("*.parquet")),

@@ -6,6 +6,6 @@ action's true effect, so models and causal estimates can be scored against the o
 """
 
 from retain.simulate.config import SimConfig
-from retain.simulate.run import simulate_to
+from retain.simulate.run import Simulation, TierOutcomes, simulate_to
 
-__all__ = ["SimConfig", "simulate_to"]
+__all__ = ["SimConfig", "Simulation", "TierOutcomes", "simulate_to"]

@@ -13,9 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -67,8 +67,35 @@ class _Totals:
         self.random += int((assignment == "random").sum())
 
 
-def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> dict[str, Any]:
-    """Write a whole simulation to `out`; returns a JSON-able summary. `workers` defaults to the cores."""
+@dataclass(frozen=True)
+class TierOutcomes:
+    accounts: int
+    churned: int
+    expanded: int
+
+
+@dataclass(frozen=True)
+class Simulation:
+    """A simulated customer base: telemetry under `out`, and the truth apart under `out/truth`."""
+
+    out: Path
+    accounts: int
+    days: int
+    seed: int
+    start: date
+    events: int
+    interventions: int
+    #: the share of interventions assigned by the experiment arm (at random)
+    random_share: float
+    churned: int
+    expanded: int
+    by_tier: dict[str, TierOutcomes]
+    event_types: dict[str, int]
+    seconds: float
+
+
+def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> Simulation:
+    """Write a whole simulation to `out` and summarise it. `workers` defaults to the cores."""
     started = time.perf_counter()
     prepare(out)
     cal = build_calendar(config, len(SEGMENTS))
@@ -88,21 +115,21 @@ def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> dic
                     bar.update()
         finally:
             writers.close()
-    return {
-        "out": str(out),
-        "accounts": config.accounts,
-        "days": config.days,
-        "seed": config.seed,
-        "start": config.start.isoformat(),
-        "events": int(totals.type_counts.sum()),
-        "interventions": totals.interventions,
-        "random_share": round(totals.random / totals.interventions, 4) if totals.interventions else 0.0,
-        "churned": int(totals.churned.sum()),
-        "expanded": int(totals.expanded.sum()),
-        "by_tier": {
-            t.value: {"accounts": int(n), "churned": int(c), "expanded": int(e)}
+    return Simulation(
+        out=Path(out),
+        accounts=config.accounts,
+        days=config.days,
+        seed=config.seed,
+        start=config.start,
+        events=int(totals.type_counts.sum()),
+        interventions=totals.interventions,
+        random_share=round(totals.random / totals.interventions, 4) if totals.interventions else 0.0,
+        churned=int(totals.churned.sum()),
+        expanded=int(totals.expanded.sum()),
+        by_tier={
+            t.value: TierOutcomes(accounts=int(n), churned=int(c), expanded=int(e))
             for t, n, c, e in zip(TIERS, totals.tiers, totals.churned, totals.expanded, strict=True)
         },
-        "event_types": {name: int(c) for name, c in zip(TYPE_NAMES, totals.type_counts, strict=True)},
-        "seconds": round(time.perf_counter() - started, 2),
-    }
+        event_types={name: int(c) for name, c in zip(TYPE_NAMES, totals.type_counts, strict=True)},
+        seconds=round(time.perf_counter() - started, 2),
+    )

@@ -25,7 +25,7 @@ from retain.core.contract import (
     TIER_ARR,
     Tier,
 )
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import SimConfig, Simulation, simulate_to
 from retain.simulate.dynamics import State, churn_hazard, initial_state, step
 from retain.simulate.effects import EFFECTS, apply_action
 from retain.simulate.population import draw_population
@@ -44,13 +44,13 @@ def _digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simulation]:
     out = tmp_path_factory.mktemp("sim")
     return out, simulate_to(SimConfig(accounts=1_000, days=240, seed=11, start=START), out)
 
 
 @pytest.fixture(scope="module")
-def events(sim: tuple[Path, dict]) -> pa.Table:
+def events(sim: tuple[Path, Simulation]) -> pa.Table:
     return ds.dataset(sim[0] / "events", format="parquet", partitioning="hive").to_table()
 
 
@@ -72,11 +72,11 @@ def test_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
 
 
-def test_events_conform_to_the_contract(sim: tuple[Path, dict], events: pa.Table) -> None:
+def test_events_conform_to_the_contract(sim: tuple[Path, Simulation], events: pa.Table) -> None:
     out, summary = sim
     for path in (out / "events").rglob("*.parquet"):
         assert pq.read_schema(path).equals(EVENT_SCHEMA), path
-    assert events.num_rows == summary["events"]
+    assert events.num_rows == summary.events
     assert pc.count_distinct(events["event_id"]).as_py() == events.num_rows
     accounts = pq.read_table(out / "accounts.parquet")
     assert pc.all(pc.is_in(events["account_id"], accounts["account_id"])).as_py()
@@ -102,13 +102,13 @@ def test_events_conform_to_the_contract(sim: tuple[Path, dict], events: pa.Table
     assert pc.all(pc.or_(pc.is_valid(survey["nps"]), pc.is_valid(survey["csat"]))).as_py()
 
 
-def test_every_event_type_appears(sim: tuple[Path, dict]) -> None:
+def test_every_event_type_appears(sim: tuple[Path, Simulation]) -> None:
     counts = sim[1]["event_types"]
     assert set(counts) == set(EVENT_TYPES)
     assert all(counts[name] > 0 for name in EVENT_TYPES), counts
 
 
-def test_volume_late_and_missing_data(sim: tuple[Path, dict], events: pa.Table) -> None:
+def test_volume_late_and_missing_data(sim: tuple[Path, Simulation], events: pa.Table) -> None:
     arrived = pc.cast(events["date"], pa.date32()) if events["date"].type != pa.date32() else events["date"]
     happened = pc.cast(pc.floor_temporal(events["ts"], unit="day"), pa.date32())
     assert not pc.any(pc.greater(happened, arrived)).as_py(), "no event arrives before it happens"
@@ -121,7 +121,7 @@ def test_volume_late_and_missing_data(sim: tuple[Path, dict], events: pa.Table) 
     assert 0 < resolved["csat"].null_count < resolved.num_rows
 
 
-def test_accounts_follow_the_tiers(sim: tuple[Path, dict]) -> None:
+def test_accounts_follow_the_tiers(sim: tuple[Path, Simulation]) -> None:
     accounts = pq.read_table(sim[0] / "accounts.parquet")
     assert accounts.schema.equals(ACCOUNT_SCHEMA)
     assert accounts.num_rows == 1_000
@@ -135,7 +135,7 @@ def test_accounts_follow_the_tiers(sim: tuple[Path, dict]) -> None:
     assert set(accounts["tier"].to_pylist()) == {t.value for t in Tier}
 
 
-def test_interventions_have_a_random_arm_with_known_propensity(sim: tuple[Path, dict]) -> None:
+def test_interventions_have_a_random_arm_with_known_propensity(sim: tuple[Path, Simulation]) -> None:
     table = pq.read_table(sim[0] / "interventions.parquet")
     assert table.schema.equals(INTERVENTION_SCHEMA)
     frame = table.to_pandas()
@@ -151,11 +151,11 @@ def test_interventions_have_a_random_arm_with_known_propensity(sim: tuple[Path, 
     assert (gaps >= targeted.action[same].map(lambda a: CATALOGUE[a].cooldown_days)).all(), "cool-downs hold"
 
 
-def test_oracle_auc_is_high_but_not_perfect(sim: tuple[Path, dict]) -> None:
+def test_oracle_auc_is_high_but_not_perfect(sim: tuple[Path, Simulation]) -> None:
     out, summary = sim
     probs = pq.read_table(out / "truth/probabilities.parquet").to_pandas()
     outcomes = pq.read_table(out / "truth/outcomes.parquet").to_pandas()
-    end = pd.Timestamp(START, tz="UTC") + timedelta(days=summary["days"])
+    end = pd.Timestamp(START, tz="UTC") + timedelta(days=summary.days)
     rows = probs[probs.cutoff + HORIZON <= end].merge(outcomes, on="account_id")
     churned = (rows.churn_date > rows.cutoff) & (rows.churn_date <= rows.cutoff + HORIZON)
     assert rows.cutoff.nunique() >= 3 and churned.sum() >= 50
@@ -164,7 +164,9 @@ def test_oracle_auc_is_high_but_not_perfect(sim: tuple[Path, dict]) -> None:
     assert rows.p_churn.mean() == pytest.approx(churned.mean(), abs=0.02), "probabilities are calibrated"
 
 
-def test_churn_shows_in_telemetry_as_in_a_real_product(sim: tuple[Path, dict], events: pa.Table) -> None:
+def test_churn_shows_in_telemetry_as_in_a_real_product(
+    sim: tuple[Path, Simulation], events: pa.Table
+) -> None:
     outcomes = pq.read_table(sim[0] / "truth/outcomes.parquet").to_pandas().dropna(subset=["churn_date"])
     frame = events.select(["account_id", "ts", "event_type"]).to_pandas()
     last = frame.groupby("account_id").ts.max()
@@ -178,7 +180,7 @@ def test_churn_shows_in_telemetry_as_in_a_real_product(sim: tuple[Path, dict], e
     assert len(lapsed) > 0 and (lapsed.dt.hour == 0).all()
 
 
-def test_truth_tables_cover_every_active_account_and_action(sim: tuple[Path, dict]) -> None:
+def test_truth_tables_cover_every_active_account_and_action(sim: tuple[Path, Simulation]) -> None:
     out = sim[0]
     probs = pq.read_table(out / "truth/probabilities.parquet").to_pandas()
     effects = pq.read_table(out / "truth/action_effects.parquet").to_pandas()
