@@ -3,8 +3,8 @@
 One asyncio `Protocol` per connection (on uvloop when installed), one connection per concurrent worker, kept
 alive; requests are encoded once up front and cycled. Parsing reads the status line, finds the end of the
 headers and takes `Content-Length` bytes (or the chunks of a chunked body); nothing else is decoded. A
-general HTTP client (httpx at concurrency 16 burns a whole core and caps near 300 requests/s, FIELD_NOTES)
-would be measuring its own overhead.
+general HTTP client such as httpx spends a core of its own at concurrency 16 and would be measuring its
+own overhead; the serving benchmark measures this client's ceiling on `/healthz` in the same run.
 
     python -m experiments.benchmarks.load URL [--requests 2000] [--concurrency 1] [--seconds 10]
 
