@@ -103,7 +103,7 @@ def test_events_conform_to_the_contract(sim: tuple[Path, Simulation], events: pa
 
 
 def test_every_event_type_appears(sim: tuple[Path, Simulation]) -> None:
-    counts = sim[1]["event_types"]
+    counts = sim[1].event_types
     assert set(counts) == set(EVENT_TYPES)
     assert all(counts[name] > 0 for name in EVENT_TYPES), counts
 
