@@ -6,19 +6,19 @@ interval beside the naive treated-minus-untreated difference, the same pseudo-ou
 segments and within the leaves of a shallow tree (who responds best), propensity overlap, three
 refutations, and, where an experiment arm ran, the randomised comparison. A `Study` comes from the store's
 weekly design (`store_study`) or from a table (`table_study`); `analyse` is pure computation and returns a
-JSON-safe report; reading the store or the file happens only in `from_store` and `from_table`.
+typed report (`schema.CausalReport`); reading the store or the file happens only in `from_store` and
+`from_table`.
 
-This module runs the parts arm by arm and assembles the report: `study` (what is analysed), `estimation`
-(one arm's estimates and the checks on them), `subgroups` (where the effect differs), `wording` (effects
-in words).
+This module runs the parts step by step (each arm's estimates, then each of its refutations, side by side
+in `jobs` processes, with a progress bar on stderr) and assembles the report: `study` (what is analysed),
+`estimation` (one arm's estimates and the checks on them), `subgroups` (where the effect differs),
+`wording` (effects in words), `schema` (the report's JSON).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -27,17 +27,37 @@ from tqdm.auto import tqdm
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.report.estimation import (
+    COMMON_CAUSE_TOLERANCE_SE,
     PLACEBO_FALSE_ALARM,
-    RCC_TOLERANCE,
+    REFUTATION_CHECKS,
     REFUTE_FOLDS,
     SUBSET_SHARE,
-    Fit,
-    holdout,
+    ArmData,
+    RefutationDraws,
     overlap,
     placebo_level,
     propensity,
     pseudo_outcomes,
-    refutations,
+    randomised_holdout,
+    refutation_estimate,
+    refutation_verdict,
+)
+from retain.report.schema import (
+    ArmOverlap,
+    AverageEffect,
+    CausalReport,
+    HoldoutComparison,
+    Method,
+    Refutation,
+    RefutationCheck,
+    RefutationSettings,
+    ReportedOutcome,
+    Responders,
+    SegmentEffect,
+    SkippedSegment,
+    TreeSettings,
+    estimate_fields,
+    finite,
 )
 from retain.report.study import Study, store_study, table_study
 from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
@@ -47,128 +67,206 @@ from training.config import UpliftConfig
 
 REPORT_VERSION = 1
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
-LATER_CAVEAT = 0.5
+LATER_NOT_NEVER_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class Propensities:
+    """One arm's estimated propensities, of its treated and of its control rows (for the overlap plot)."""
+
+    treated: np.ndarray
+    control: np.ndarray
 
 
 @dataclass(frozen=True)
 class Analysis:
-    """The JSON-safe report, and per treatment the propensities of its (treated, control) rows to plot."""
+    """The report, and per treatment the propensities to plot."""
 
-    report: dict[str, Any]
-    propensity: dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-SECTIONS = ("effects", "segments", "segments_skipped", "responders", "overlap", "refutations", "holdout")
+    report: CausalReport
+    propensities: dict[str, Propensities]
 
 
-def estimate_arm(study: Study, x: dr.Matrix, index: int) -> tuple[dict[str, list[Any]], np.ndarray]:
-    """Every section's entries for one arm, and its propensities (a worker's whole job)."""
+@dataclass(frozen=True)
+class ArmEstimates:
+    """One arm's entries in every section but the refutations (a worker's first job for the arm)."""
+
+    index: int
+    effects: list[AverageEffect]
+    segments: list[SegmentEffect]
+    segments_skipped: list[SkippedSegment]
+    responders: list[Responders]
+    overlap: ArmOverlap
+    holdout: list[HoldoutComparison]
+    propensities: Propensities
+    #: the estimate on `Study.refute_outcome`, which the refutations try to break
+    refuted_estimate: dr.Effect
+
+
+@dataclass(frozen=True)
+class RefutationRun:
+    """One refutation's re-estimate for one arm (a worker's job apart from the arm's estimates)."""
+
+    index: int
+    check: RefutationCheck
+    estimate: dr.Effect
+
+
+def estimate_arm(study: Study, x: dr.Matrix, index: int) -> ArmEstimates:
+    """One arm's effect on each outcome, with its segments, responders and randomised comparison."""
     arm = study.arms[index]
-    sections: dict[str, list[Any]] = {k: [] for k in SECTIONS}
     frame = study.frame.iloc[arm.rows].reset_index(drop=True)
-    base = Fit(
-        x.take(arm.rows),
-        arm.treated,
-        arm.randomised,
-        arm.known_propensity,
-        np.zeros(len(arm.rows)),
-        True,
-        study.groups[arm.rows],
-    )
+    base = ArmData.of(study, x, index)
     splits = dr.folds(base.groups, study.folds, study.seed)
     e, clipped = propensity(base, splits, study)
-    sections["overlap"].append(
-        {"treatment": arm.treatment, **overlap(base, e, clipped, study.min_effective, arm.later)}
-    )
+    effects, found, skipped, trees, holdout = [], [], [], [], []
+    by_outcome: dict[str, dr.Effect] = {}
     for outcome in study.outcomes:
-        fit = replace(base, y=outcome.values[arm.rows], binary=outcome.binary)
-        pseudo = pseudo_outcomes(fit, e, clipped, splits, study)
-        effect = pseudo.effect(fit)
-        key = {"treatment": arm.treatment, "outcome": outcome.name}
-        sections["effects"].append({**key, **_effect_fields(effect)})
-        found, skipped = segments(frame, study.segments, pseudo, fit)
-        sections["segments"] += [{**key, **s} for s in found]
-        sections["segments_skipped"] += [{**key, **s} for s in skipped]
-        tree = responders(frame[study.explainers], pseudo, e * (1.0 - e), fit, outcome.goal, study.seed)
-        sections["responders"].append({**key, **tree})
-        randomised = holdout(fit) if arm.randomised.any() else None
+        data = base.with_outcome(outcome.values[arm.rows], outcome.binary)
+        pseudo = pseudo_outcomes(data, e, clipped, splits, study)
+        effect = by_outcome[outcome.name] = pseudo.effect(data)
+        effects.append(AverageEffect.of(arm.treatment, outcome.name, effect))
+        levels, thin = segments(frame, study.segment_columns, pseudo, data, arm.treatment, outcome.name)
+        found += levels
+        skipped += thin
+        leaves, summary = responders(
+            frame[study.responder_columns], pseudo, e * (1.0 - e), data, outcome.goal, study.seed
+        )
+        trees.append(
+            Responders(treatment=arm.treatment, outcome=outcome.name, leaves=leaves, summary=summary)
+        )
+        randomised = randomised_holdout(data) if arm.randomised.any() else None
         if randomised is not None:
-            agree = randomised.ci_low <= effect.ci_high and effect.ci_low <= randomised.ci_high
-            sections["holdout"].append(
-                {
-                    **key,
-                    **randomised.as_dict(),
-                    "dr_ate": effect.ate,
-                    "dr_ci_low": effect.ci_low,
-                    "dr_ci_high": effect.ci_high,
-                    "intervals_overlap": agree,
-                }
-            )
-        if outcome.name == study.refute_outcome:
-            rng = np.random.default_rng([study.seed, index])
-            checks = refutations(fit, effect, splits, study, rng, len(study.arms))
-            sections["refutations"] += [{**key, **c} for c in checks]
-    return sections, e
+            holdout.append(_holdout_comparison(arm.treatment, outcome.name, randomised, effect))
+    t = arm.treated == 1
+    return ArmEstimates(
+        index=index,
+        effects=effects,
+        segments=found,
+        segments_skipped=skipped,
+        responders=trees,
+        overlap=overlap(arm.treatment, base, e, clipped, study.min_effective_treated, arm.taken_later),
+        holdout=holdout,
+        propensities=Propensities(e[t], e[~t]),
+        refuted_estimate=by_outcome[study.refute_outcome],
+    )
+
+
+def _holdout_comparison(
+    treatment: str, outcome: str, randomised: dr.Effect, effect: dr.Effect
+) -> HoldoutComparison:
+    return HoldoutComparison(
+        treatment=treatment,
+        outcome=outcome,
+        **estimate_fields(randomised),
+        dr_ate=finite(effect.ate),
+        dr_ci_low=finite(effect.ci_low),
+        dr_ci_high=finite(effect.ci_high),
+        intervals_overlap=bool(randomised.ci_low <= effect.ci_high and effect.ci_low <= randomised.ci_high),
+    )
+
+
+def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck) -> RefutationRun:
+    """One refutation of one arm's estimate on the refuted outcome."""
+    arm = study.arms[index]
+    outcome = study.outcome(study.refute_outcome)
+    data = ArmData.of(study, x, index).with_outcome(outcome.values[arm.rows], outcome.binary)
+    splits = dr.folds(data.groups, study.folds, study.seed)
+    draws = RefutationDraws.of(data, np.random.default_rng([study.seed, index]))
+    return RefutationRun(index, check, refutation_estimate(check, data, splits, study, draws))
+
+
+def _run(study: Study, x: dr.Matrix, jobs: int) -> tuple[list[ArmEstimates], list[RefutationRun]]:
+    """Every arm's estimates and refutations, `jobs` at a time (they are independent), with a progress bar
+    on stderr that counts the steps as they finish."""
+    arms = range(len(study.arms))
+    work = [delayed(estimate_arm)(study, x, i) for i in arms]
+    work += [delayed(refute_arm)(study, x, i, check) for i in arms for check in REFUTATION_CHECKS]
+    done = Parallel(n_jobs=min(jobs, len(work)), return_as="generator_unordered")(work)
+    estimates: dict[int, ArmEstimates] = {}
+    runs: dict[tuple[int, RefutationCheck], RefutationRun] = {}
+    with tqdm(total=len(work), desc="causal report", unit="step", disable=None) as bar:
+        for result in done:
+            if isinstance(result, ArmEstimates):
+                estimates[result.index] = result
+                step = "estimated"
+            else:
+                runs[(result.index, result.check)] = result
+                step = result.check.replace("_", " ")
+            bar.set_postfix_str(f"{study.arms[result.index].treatment}: {step}", refresh=False)
+            bar.update()
+    return [estimates[i] for i in arms], [runs[(i, check)] for i in arms for check in REFUTATION_CHECKS]
+
+
+def _refutation(study: Study, run: RefutationRun, main: dr.Effect) -> Refutation:
+    arm = study.arms[run.index]
+    binary = study.outcome(study.refute_outcome).binary
+    units = "accounts" if len(np.unique(study.groups[arm.rows])) < len(arm.rows) else "rows"
+    passed, verdict = refutation_verdict(run.check, run.estimate, main, binary, units, len(study.arms))
+    return Refutation(
+        treatment=arm.treatment,
+        outcome=study.refute_outcome,
+        check=run.check,
+        ate=finite(run.estimate.ate),
+        ci_low=finite(run.estimate.ci_low),
+        ci_high=finite(run.estimate.ci_high),
+        passed=passed,
+        verdict=verdict,
+    )
 
 
 def analyse(study: Study, jobs: int = 1) -> Analysis:
-    """Every section of the report; arms are independent, so `jobs` processes estimate them side by side."""
-    x = dr.Matrix.of(study.frame, study.features, study.categories)
-    report: dict[str, Any] = {
-        "report_version": REPORT_VERSION,
-        "source": study.source,
-        "outcomes": {
-            o.name: {"type": "binary" if o.binary else "numeric", "goal": o.goal} for o in study.outcomes
+    """Every section of the report; arms and their refutations are independent, so `jobs` processes
+    estimate them side by side."""
+    x = dr.Matrix.of(study.frame, study.covariates, study.category_levels)
+    arms, runs = _run(study, x, jobs)
+    overlaps = [a.overlap for a in arms]
+    refutations = [_refutation(study, run, arms[run.index].refuted_estimate) for run in runs]
+    skipped = [s for a in arms for s in a.segments_skipped]
+    report = CausalReport(
+        report_version=REPORT_VERSION,
+        source=study.source,
+        outcomes={
+            o.name: ReportedOutcome("binary" if o.binary else "numeric", o.goal) for o in study.outcomes
         },
-        "method": {
-            "estimator": "doubly robust (AIPW) with cross-fitting; LightGBM nuisance models",
-            "folds": study.folds,
-            "propensity_clip": study.clip,
-            "interval": "95%, standard errors clustered on "
-            + ("the account" if len(np.unique(study.groups)) < len(study.groups) else "the row")
-            + "; on a 0/1 outcome at least the one the fitted probabilities imply",
-            "min_effective_treated": study.min_effective,
-            "min_subgroup_treated": MIN_SUBGROUP_TREATED,
-            "tree": {
-                "max_depth": TREE_DEPTH,
-                "min_leaf_share": TREE_LEAF_SHARE,
-                "features": study.explainers,
-            },
-            "refutations": {
-                "outcome": study.refute_outcome,
-                "folds": REFUTE_FOLDS,
-                "subset_share": SUBSET_SHARE,
-                "random_common_cause_tolerance_se": RCC_TOLERANCE,
-                "placebo_level": placebo_level(len(study.arms)),
-                "placebo_false_alarm": PLACEBO_FALSE_ALARM,
-            },
-        },
-    }
-    sections: dict[str, list[Any]] = {k: [] for k in SECTIONS}
-    propensities: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    work = (delayed(estimate_arm)(study, x, i) for i in range(len(study.arms)))
-    done = Parallel(n_jobs=min(jobs, len(study.arms)), return_as="generator")(work)
-    for arm, (parts, e) in zip(
-        study.arms,
-        tqdm(done, total=len(study.arms), desc="causal report", unit="arm", disable=None),
-        strict=True,
-    ):
-        for k, entries in parts.items():
-            sections[k] += entries
-        t = arm.treated == 1
-        propensities[arm.treatment] = (e[t], e[~t])
-    report.update(sections)
-    report["caveats"] = [*study.caveats, *_caveats(report, study)]
-    return Analysis(_json_safe(report), propensities)
+        method=_method(study),
+        effects=[e for a in arms for e in a.effects],
+        segments=[s for a in arms for s in a.segments],
+        segments_skipped=skipped,
+        responders=[r for a in arms for r in a.responders],
+        overlap=overlaps,
+        refutations=refutations,
+        holdout=[h for a in arms for h in a.holdout],
+        caveats=[*study.caveats, *_caveats(study, overlaps, refutations, len(skipped))],
+    )
+    return Analysis(report, {study.arms[a.index].treatment: a.propensities for a in arms})
 
 
-def _effect_fields(effect: dr.Effect) -> dict[str, Any]:
-    """The fields every `effects` entry holds (beside treatment and outcome), no more."""
-    fields = effect.as_dict()
-    return {k: fields[k] for k in ("ate", "ci_low", "ci_high", "naive_difference", "n_treated", "n_control")}
+def _method(study: Study) -> Method:
+    clustered = len(np.unique(study.groups)) < len(study.groups)
+    return Method(
+        estimator="doubly robust (AIPW) with cross-fitting; LightGBM nuisance models",
+        folds=study.folds,
+        propensity_clip=study.propensity_clip,
+        interval="95%, standard errors clustered on "
+        + ("the account" if clustered else "the row")
+        + "; on a 0/1 outcome at least the one the fitted probabilities imply",
+        min_effective_treated=study.min_effective_treated,
+        min_subgroup_treated=MIN_SUBGROUP_TREATED,
+        tree=TreeSettings(TREE_DEPTH, TREE_LEAF_SHARE, study.responder_columns),
+        refutations=RefutationSettings(
+            outcome=study.refute_outcome,
+            folds=REFUTE_FOLDS,
+            subset_share=SUBSET_SHARE,
+            random_common_cause_tolerance_se=COMMON_CAUSE_TOLERANCE_SE,
+            placebo_level=placebo_level(len(study.arms)),
+            placebo_false_alarm=PLACEBO_FALSE_ALARM,
+        ),
+    )
 
 
-def _caveats(report: dict[str, Any], study: Study) -> list[str]:
+def _caveats(
+    study: Study, overlaps: list[ArmOverlap], refutations: list[Refutation], skipped: int
+) -> list[str]:
     """The caveats this run's numbers call for."""
     out = [
         "The naive difference compares treated with untreated rows as they come: when treatment goes to "
@@ -179,58 +277,52 @@ def _caveats(report: dict[str, Any], study: Study) -> list[str]:
         f"Refutations ran on {study.refute_outcome} only, the placebo and subset checks with "
         f"{REFUTE_FOLDS} folds instead of {study.folds}, to bound the cost.",
     ]
-    poor = [o["treatment"] for o in report["overlap"] if o["poor"]]
+    poor = [o.treatment for o in overlaps if o.poor]
     if poor:
         out.append(
-            f"Poor overlap (fewer than {study.min_effective:g} effective treated rows) for "
+            f"Poor overlap (fewer than {study.min_effective_treated:g} effective treated rows) for "
             f"{', '.join(poor)}: their estimates lean on a handful of rows."
         )
-    clipped = [o["treatment"] for o in report["overlap"] if o["clipped_share"] > 0.01]
+    clipped = [o.treatment for o in overlaps if o.clipped_share > 0.01]
     if clipped:
+        clip = study.propensity_clip
         out.append(
-            f"More than 1% of propensities were clipped to [{study.clip:g}, {1 - study.clip:g}] for "
+            f"More than 1% of propensities were clipped to [{clip:g}, {1 - clip:g}] for "
             f"{', '.join(clipped)}: some rows were (almost) certain to be treated or not, so no comparison "
             "exists for them and the clip trades a little bias for a finite variance."
         )
-    later = {o["treatment"]: o["control_treated_later"] or 0.0 for o in report["overlap"]}
-    named = [
-        f"{t} ({share:.0%})"
-        for t, share in sorted(later.items(), key=lambda kv: -kv[1])
-        if round(share, 2) > LATER_CAVEAT  # as shown: "most" is never "50%"
-    ]
-    if named:
-        out.append(
-            f"Most untreated weeks that resemble the treated ones were followed by the same action within "
-            f"the horizon anyway for {', '.join(named)}. For these the team usually acts soon: the "
-            "estimate compares acting this week with acting a few weeks later, not with never acting, so an "
-            "action that works shows an effect shrunk towards 0, and a wide interval around 0 is no sign "
-            "that it does nothing. The uplift ranking scales its estimates to never acting for this; the "
-            "effects in this report are as measured."
-        )
-    failed = sorted({f"{r['treatment']} ({r['check']})" for r in report["refutations"] if not r["passed"]})
+    later = _later_not_never(overlaps)
+    if later:
+        out.append(later)
+    failed = sorted({f"{r.treatment} ({r.check})" for r in refutations if not r.passed})
     if failed:
         out.append(f"Refutations failed for {', '.join(failed)}: treat those estimates with suspicion.")
-    if report["segments_skipped"]:
+    if skipped:
         out.append(
             f"Subgroups with fewer than {MIN_SUBGROUP_TREATED} treated rows get no estimate "
-            f"({len(report['segments_skipped'])} skipped; listed in the JSON under segments_skipped)."
+            f"({skipped} skipped; listed in the JSON under segments_skipped)."
         )
     return out
 
 
-def _json_safe(value: Any) -> Any:
-    """NaN and infinities become null, numpy scalars Python ones: `json.dumps(allow_nan=False)` holds."""
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return float(value) if math.isfinite(value) else None
-    return value
+def _later_not_never(overlaps: list[ArmOverlap]) -> str | None:
+    """The caveat for arms whose comparable untreated weeks mostly got the action later anyway, if any."""
+    later = {o.treatment: o.control_treated_later or 0.0 for o in overlaps}
+    named = [
+        f"{t} ({share:.0%})"
+        for t, share in sorted(later.items(), key=lambda kv: -kv[1])
+        if round(share, 2) > LATER_NOT_NEVER_SHARE  # as shown: "most" is never "50%"
+    ]
+    if not named:
+        return None
+    return (
+        f"Most untreated weeks that resemble the treated ones were followed by the same action within "
+        f"the horizon anyway for {', '.join(named)}. For these the team usually acts soon: the "
+        "estimate compares acting this week with acting a few weeks later, not with never acting, so an "
+        "action that works shows an effect shrunk towards 0, and a wide interval around 0 is no sign "
+        "that it does nothing. The uplift ranking scales its estimates to never acting for this; the "
+        "effects in this report are as measured."
+    )
 
 
 # -- the I/O edges --------------------------------------------------------------------------------------
@@ -240,16 +332,15 @@ def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
     """The report over the store's weekly design: every action, on churn and expansion."""
     config = UpliftConfig().resolved(settings)
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    source = {"mode": "store", "store": str(store.root.resolve())}
-    return analyse(store_study(design, config, source), jobs)
+    return analyse(store_study(design, config, str(store.root.resolve())), jobs)
 
 
 def from_table(
     path: Path, treatment: str, outcome: str, control: str | None, settings: Settings, jobs: int = 1
 ) -> Analysis:
     """The report over an experiment or intervention export."""
-    from training.dataset import read_table
+    from training.dataset import read_table  # deferred: imports Feast, which the workers need not load
 
-    source = {"mode": "table", "table": str(path.resolve())}
     frame = read_table(path)
-    return analyse(table_study(frame, treatment, outcome, control, source=source, seed=settings.seed), jobs)
+    study = table_study(frame, treatment, outcome, control, table=str(path.resolve()), seed=settings.seed)
+    return analyse(study, jobs)

@@ -6,13 +6,14 @@ file is left to `retain.report.causal`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from retain.core.catalogue import ACTIONS
 from retain.core.errors import RetainError
+from retain.report.schema import Goal, Source, StoreSource, TableSource
 from training.causal.design import OUTCOMES, Design
 from training.config import UpliftConfig
 
@@ -22,9 +23,8 @@ TABLE_CLIP = 0.01
 MAX_LEVELS = 50
 SEGMENT_LEVELS = 10
 STORE_SEGMENTS = ("tier", "segment", "health_band")
-STORE_EXPLAINERS = ("tier", "health_score", "days_to_renewal", "seat_utilisation", "tenure_days")
-
-Goal = Literal["lower", "higher"] | None
+#: the readable columns the who-responds-best tree may split on
+STORE_RESPONDER_COLUMNS = ("tier", "health_score", "days_to_renewal", "seat_utilisation", "tenure_days")
 
 
 @dataclass(frozen=True)
@@ -37,17 +37,16 @@ class Arm:
     randomised: np.ndarray
     known_propensity: np.ndarray
     #: 1 where the row got the treatment within the horizon anyway; known from a store's log, not a table
-    later: np.ndarray | None = None
+    taken_later: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """An outcome's values over the study rows; 0/1 or numeric."""
+class OutcomeValues:
+    """One outcome's values over the study rows; 0/1 or numeric."""
 
     name: str
     values: np.ndarray
     binary: bool
-    #: which direction is good news (churn: lower); None when the report cannot know
     goal: Goal = None
 
 
@@ -55,31 +54,38 @@ class Outcome:
 class Study:
     """Everything `analyse` estimates from: covariates, arms, outcomes, and the knobs."""
 
-    source: dict[str, Any]
+    source: Source
     frame: pd.DataFrame
-    features: list[str]
-    categories: dict[str, list[str]]
+    #: the columns of `frame` the nuisance models adjust for, and the levels of the text ones
+    covariates: list[str]
+    category_levels: dict[str, list[str]]
     arms: list[Arm]
-    outcomes: list[Outcome]
+    outcomes: list[OutcomeValues]
     #: rows of one group (an account) move together: folds and standard errors cluster on it
     groups: np.ndarray
-    segments: list[str]
-    explainers: list[str]
+    #: the columns whose levels get an effect each, and those the who-responds-best tree may split on
+    segment_columns: list[str]
+    responder_columns: list[str]
+    #: the outcome the refutations re-estimate (each costs three more fits per arm)
     refute_outcome: str
-    clip: float
+    propensity_clip: float
     folds: int
-    min_effective: float
+    #: below this many effective treated rows an arm's overlap is poor
+    min_effective_treated: float
     seed: int
     caveats: list[str] = field(default_factory=list)
 
+    def outcome(self, name: str) -> OutcomeValues:
+        return next(o for o in self.outcomes if o.name == name)
 
-def store_study(design: Design, config: UpliftConfig, source: dict[str, Any]) -> Study:
+
+def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
     """Every catalogue action against not taking it that week, on churn and expansion at the horizon."""
-    from training.dataset import category_levels  # imports Feast: only where a study is built, not in workers
+    from training.dataset import category_levels  # deferred: imports Feast, which the workers need not load
 
     rows = design.rows
-    features = [c for c in rows.columns if c not in ("account_id", "cutoff")]
-    categories = category_levels(rows, [f for f in features if rows[f].dtype == object])
+    covariates = [c for c in rows.columns if c not in ("account_id", "cutoff")]
+    levels = category_levels(rows, [c for c in covariates if rows[c].dtype == object])
     everyone = np.arange(len(rows))
     arms = [
         Arm(
@@ -93,29 +99,29 @@ def store_study(design: Design, config: UpliftConfig, source: dict[str, Any]) ->
         for a in ACTIONS
     ]
     goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}
-    outcomes = [Outcome(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]
+    outcomes = [OutcomeValues(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]
     horizon = int(config.horizon_days or 0)
     return Study(
-        source={
-            **source,
-            "rows": len(rows),
-            "accounts": int(rows["account_id"].nunique()),
-            "weeks": int(rows["cutoff"].nunique()),
-            "cutoffs": [str(rows["cutoff"].min().date()), str(rows["cutoff"].max().date())],
-            "horizon_days": horizon,
-        },
+        source=StoreSource(
+            store=store,
+            rows=len(rows),
+            accounts=int(rows["account_id"].nunique()),
+            weeks=int(rows["cutoff"].nunique()),
+            cutoffs=[str(rows["cutoff"].min().date()), str(rows["cutoff"].max().date())],
+            horizon_days=horizon,
+        ),
         frame=rows,
-        features=features,
-        categories=categories,
+        covariates=covariates,
+        category_levels=levels,
         arms=arms,
         outcomes=outcomes,
         groups=design.groups,
-        segments=[c for c in STORE_SEGMENTS if c in rows],
-        explainers=[c for c in STORE_EXPLAINERS if c in rows],
+        segment_columns=[c for c in STORE_SEGMENTS if c in rows],
+        responder_columns=[c for c in STORE_RESPONDER_COLUMNS if c in rows],
         refute_outcome="churn",
-        clip=config.clip,
+        propensity_clip=config.clip,
         folds=config.folds,
-        min_effective=config.min_effective_treated,
+        min_effective_treated=config.min_effective_treated,
         seed=int(config.seed or 0),
         caveats=[
             "Actions the CS team chose (the targeted arm) are assumed to depend only on what the features "
@@ -139,7 +145,7 @@ def _label(value: Any) -> str:
 
 def _arm_labels(column: pd.Series, control: str | None) -> tuple[pd.Series, list[str]]:
     """The column as text labels, and the labels that mean control."""
-    from training.dataset import binary_labels
+    from training.dataset import binary_labels  # deferred: imports Feast, which the workers need not load
 
     name = column.name
     labels = column.map(lambda v: None if pd.isna(v) else _label(v))
@@ -177,7 +183,7 @@ def _numeric(text: str) -> bool:
 
 def _outcome_values(column: pd.Series) -> tuple[np.ndarray, bool]:
     """Floats (NaN where missing), and whether they are 0/1."""
-    from training.dataset import binary_labels
+    from training.dataset import binary_labels  # deferred: imports Feast, which the workers need not load
 
     try:
         return binary_labels(column).astype("float64").to_numpy(na_value=np.nan), True
@@ -196,7 +202,7 @@ def _outcome_values(column: pd.Series) -> tuple[np.ndarray, bool]:
 
 def _covariates(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
     """Numbers as floats and text as categories; why each other column was dropped."""
-    kept: dict[str, Any] = {}
+    kept: dict[str, pd.Series] = {}
     dropped: dict[str, str] = {}
     n = len(frame)
     for name in frame.columns:
@@ -223,21 +229,13 @@ def table_study(
     outcome: str,
     control: str | None,
     *,
-    source: dict[str, Any],
+    table: str,
     seed: int,
 ) -> Study:
     """Each treatment value against the control, adjusting for every other usable column."""
-    from training.dataset import category_levels
+    from training.dataset import category_levels  # deferred: imports Feast, which the workers need not load
 
-    for option, name in (("--treatment", treatment), ("--outcome", outcome)):
-        if name not in frame.columns:
-            raise RetainError(
-                f"{option}: the table has no column {name!r} (columns: {', '.join(frame.columns)})"
-            )
-    if treatment == outcome:
-        raise RetainError(f"--treatment and --outcome are both {treatment!r}")
-    if frame.empty:
-        raise RetainError("the table has no rows")
+    _check_columns(frame, treatment, outcome)
     labels, controls = _arm_labels(frame[treatment], control)
     y, binary = _outcome_values(frame[outcome])
     usable = labels.notna().to_numpy() & ~np.isnan(y)
@@ -249,8 +247,58 @@ def table_study(
         # nothing to adjust for (a randomised export): the estimate is the difference of means
         covariates = pd.DataFrame({"constant": np.zeros(int(usable.sum()))})
     labels = labels[usable].reset_index(drop=True)
-    y = y[usable]
     text = [c for c in covariates.columns if covariates[c].dtype == object]
+    return Study(
+        source=TableSource(
+            table=table,
+            treatment_column=treatment,
+            control=controls,
+            outcome_column=outcome,
+            outcome_type="binary" if binary else "numeric",
+            rows=len(labels),
+            rows_dropped_missing=int((~usable).sum()),
+            covariates=list(covariates.columns),
+            columns_dropped=dropped,
+        ),
+        frame=covariates,
+        covariates=list(covariates.columns),
+        category_levels=category_levels(covariates, text),
+        arms=_table_arms(labels, controls, treatment, named_control=control is not None),
+        outcomes=[OutcomeValues(outcome, y[usable], binary)],
+        groups=np.arange(len(labels)),
+        segment_columns=[c for c in text if 2 <= covariates[c].nunique() <= SEGMENT_LEVELS],
+        responder_columns=list(covariates.columns),
+        refute_outcome=outcome,
+        propensity_clip=TABLE_CLIP,
+        folds=3,
+        min_effective_treated=UpliftConfig().min_effective_treated,
+        seed=seed,
+        caveats=[*TABLE_CAVEATS, *(f"Column {c!r} was not used: {why}." for c, why in dropped.items())],
+    )
+
+
+TABLE_CAVEATS = (
+    "No propensity is known from the export: the estimate assumes the table's columns record "
+    "everything that drove both who was treated and the outcome. For a randomised experiment this "
+    "holds by design; for a log of decisions it is an assumption.",
+    "Every row counts as independent: if one customer appears on several rows, the intervals are too narrow.",
+)
+
+
+def _check_columns(frame: pd.DataFrame, treatment: str, outcome: str) -> None:
+    for option, name in (("--treatment", treatment), ("--outcome", outcome)):
+        if name not in frame.columns:
+            raise RetainError(
+                f"{option}: the table has no column {name!r} (columns: {', '.join(frame.columns)})"
+            )
+    if treatment == outcome:
+        raise RetainError(f"--treatment and --outcome are both {treatment!r}")
+    if frame.empty:
+        raise RetainError("the table has no rows")
+
+
+def _table_arms(labels: pd.Series, controls: list[str], treatment: str, *, named_control: bool) -> list[Arm]:
+    """One arm per treatment value, each over its own rows and every control row."""
     is_control = labels.isin(controls).to_numpy()
     arms = []
     for value in sorted(set(labels) - set(controls)):
@@ -260,40 +308,7 @@ def table_study(
         arms.append(Arm(value, rows, treated, zeros.astype(np.int8), zeros))
     if not arms:
         raise RetainError(f"--treatment: column {treatment!r} has only control rows ({', '.join(controls)})")
-    if control is None and len(arms) == 1:
+    if not named_control and len(arms) == 1:
         # a 0/1 column: the treatment is the column itself ("discount", not "1")
         arms = [replace(arms[0], treatment=treatment)]
-    return Study(
-        source={
-            **source,
-            "treatment_column": treatment,
-            "control": controls,
-            "outcome_column": outcome,
-            "outcome_type": "binary" if binary else "numeric",
-            "rows": len(labels),
-            "rows_dropped_missing": int((~usable).sum()),
-            "covariates": list(covariates.columns),
-            "columns_dropped": dropped,
-        },
-        frame=covariates,
-        features=list(covariates.columns),
-        categories=category_levels(covariates, text),
-        arms=arms,
-        outcomes=[Outcome(outcome, y, binary)],
-        groups=np.arange(len(labels)),
-        segments=[c for c in text if 2 <= covariates[c].nunique() <= SEGMENT_LEVELS],
-        explainers=list(covariates.columns),
-        refute_outcome=outcome,
-        clip=TABLE_CLIP,
-        folds=3,
-        min_effective=UpliftConfig().min_effective_treated,
-        seed=seed,
-        caveats=[
-            "No propensity is known from the export: the estimate assumes the table's columns record "
-            "everything that drove both who was treated and the outcome. For a randomised experiment this "
-            "holds by design; for a log of decisions it is an assumption.",
-            "Every row counts as independent: if one customer appears on several rows, the intervals are "
-            "too narrow.",
-            *(f"Column {c!r} was not used: {why}." for c, why in dropped.items()),
-        ],
-    )
+    return arms

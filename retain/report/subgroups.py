@@ -5,14 +5,19 @@ and within the leaves of a shallow tree (who responds best).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeRegressor
 
-from retain.report.estimation import Fit, Pseudo
-from retain.report.study import Goal
+from retain.report.estimation import ArmData, PseudoOutcomes
+from retain.report.schema import (
+    Goal,
+    ResponderGroup,
+    SegmentEffect,
+    SkippedSegment,
+    estimate_fields,
+)
 from retain.report.wording import amount, interval
 
 #: a subgroup with fewer treated rows than this gets no estimate: its interval would say nothing
@@ -23,8 +28,13 @@ TREE_LEAF_SHARE = 0.1
 
 
 def segments(
-    frame: pd.DataFrame, columns: list[str], pseudo: Pseudo, fit: Fit
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    frame: pd.DataFrame,
+    columns: list[str],
+    pseudo: PseudoOutcomes,
+    data: ArmData,
+    treatment: str,
+    outcome: str,
+) -> tuple[list[SegmentEffect], list[SkippedSegment]]:
     """The mean pseudo-outcome within each level of each column; levels with too few treated rows are
     listed as skipped instead."""
     found, skipped = [], []
@@ -32,13 +42,18 @@ def segments(
         levels = frame[column].map(lambda v: "unknown" if pd.isna(v) else str(v)).to_numpy()
         for level in sorted(set(levels)):
             m = levels == level
-            treated = int(fit.treated[m].sum())
-            where = {"by": column, "level": level}
+            treated = int(data.treated[m].sum())
             if treated < MIN_SUBGROUP_TREATED:
-                skipped.append({**where, "n_treated": treated})
-                continue
-            effect = pseudo.effect(fit, np.flatnonzero(m))
-            found.append({**where, **effect.as_dict()})
+                skipped.append(
+                    SkippedSegment(
+                        treatment=treatment, outcome=outcome, by=column, level=str(level), n_treated=treated
+                    )
+                )
+            else:
+                effect = estimate_fields(pseudo.effect(data, np.flatnonzero(m)))
+                found.append(
+                    SegmentEffect(treatment=treatment, outcome=outcome, by=column, level=str(level), **effect)
+                )
     return found, skipped
 
 
@@ -62,7 +77,7 @@ def _threshold(value: float) -> str:
     return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
-def _words(
+def _rule_in_words(
     path: list[tuple[int, bool, float, bool]], names: list[tuple[str, str | None]], has_nan: np.ndarray
 ) -> str:
     """A leaf's path as one condition per column: numeric splits merged into a range, category splits
@@ -113,7 +128,7 @@ def _rules(
 
     def walk(node: int, path: list[tuple[int, bool, float, bool]]) -> None:
         if t.children_left[node] == -1:
-            out[node] = _words(path, names, has_nan)
+            out[node] = _rule_in_words(path, names, has_nan)
             return
         split = (int(t.feature[node]), float(t.threshold[node]), bool(t.missing_go_to_left[node]))
         walk(int(t.children_left[node]), [*path, (split[0], True, split[1], split[2])])
@@ -124,33 +139,57 @@ def _rules(
 
 
 def responders(
-    frame: pd.DataFrame, pseudo: Pseudo, weights: np.ndarray, fit: Fit, goal: Goal, seed: int
-) -> dict[str, Any]:
+    frame: pd.DataFrame,
+    pseudo: PseudoOutcomes,
+    weights: np.ndarray,
+    data: ArmData,
+    goal: Goal,
+    seed: int,
+) -> tuple[list[ResponderGroup], str]:
     """Who responds best: a shallow tree on the pseudo-outcomes, weighted by e(1 - e) so the rows that
     carry information about the effect lead. Honest: the tree is grown on half of the groups and each
     leaf's effect is the mean pseudo-outcome of the other half, so the best leaf is not flattered by
-    the noise that made the split. A leaf with too few treated rows is listed without an effect."""
+    the noise that made the split. A leaf with too few treated rows is listed without an effect. Returns
+    the leaves (estimated ones by effect, lowest first) and the finding in a sentence."""
     x, names = _tree_inputs(frame)
-    groups = np.unique(fit.groups)
-    grow = np.isin(fit.groups, np.random.default_rng(seed).permutation(groups)[: len(groups) // 2])
+    groups = np.unique(data.groups)
+    grow = np.isin(data.groups, np.random.default_rng(seed).permutation(groups)[: len(groups) // 2])
     tree = DecisionTreeRegressor(
         max_depth=TREE_DEPTH, min_samples_leaf=max(1, int(TREE_LEAF_SHARE * grow.sum())), random_state=seed
-    ).fit(x[grow], pseudo.psi[grow], sample_weight=weights[grow])
+    ).fit(x[grow], pseudo.values[grow], sample_weight=weights[grow])
     held = np.flatnonzero(~grow)
     leaf_of = tree.apply(x[held])
     estimated, thin = [], []
     for node, rule in _rules(tree, names, np.isnan(x[grow]).any(axis=0)).items():
         m = held[leaf_of == node]
-        treated = int(fit.treated[m].sum())
+        treated = int(data.treated[m].sum())
         if treated < MIN_SUBGROUP_TREATED:
-            thin.append({"rule": rule, "rows": len(m), "n_treated": treated, "ate": None})
+            thin.append(_thin_leaf(rule, len(m), treated))
         else:
-            estimated.append({"rule": rule, "rows": len(m), **pseudo.effect(fit, m).as_dict()})
-    estimated.sort(key=lambda leaf: leaf["ate"])
-    return {"leaves": estimated + thin, "summary": _best(estimated, goal, fit.binary)}
+            estimated.append(
+                ResponderGroup(rule=rule, rows=len(m), **estimate_fields(pseudo.effect(data, m)))
+            )
+    estimated.sort(key=lambda leaf: math.inf if leaf.ate is None else leaf.ate)
+    return estimated + thin, _best_group(estimated, goal, data.binary)
 
 
-def _best(leaves: list[dict[str, Any]], goal: Goal, binary: bool) -> str:
+def _thin_leaf(rule: str, rows: int, treated: int) -> ResponderGroup:
+    """A leaf with too few treated rows for an estimate: its size only."""
+    return ResponderGroup(
+        rule=rule,
+        rows=rows,
+        ate=None,
+        se=None,
+        ci_low=None,
+        ci_high=None,
+        naive_difference=None,
+        n_treated=treated,
+        n_control=rows - treated,
+    )
+
+
+def _best_group(leaves: list[ResponderGroup], goal: Goal, binary: bool) -> str:
+    """Where the effect is best (or, without a goal, lowest and highest), in a sentence."""
     if not leaves:
         return f"No group has the {MIN_SUBGROUP_TREATED} treated rows an estimate needs."
     if len(leaves) == 1:
@@ -160,14 +199,14 @@ def _best(leaves: list[dict[str, Any]], goal: Goal, binary: bool) -> str:
     low, high = leaves[0], leaves[-1]
     if goal is None:
         return (
-            f"The effect is lowest where {low['rule']} ({amount(low['ate'], binary)}) and highest where "
-            f"{high['rule']} ({amount(high['ate'], binary)})."
+            f"The effect is lowest where {low.rule} ({amount(low.ate, binary)}) and highest where "
+            f"{high.rule} ({amount(high.ate, binary)})."
         )
     best = low if goal == "lower" else high
     sentence = (
-        f"Responds best where {best['rule']}: {amount(best['ate'], binary)} "
-        f"(95% CI {interval(best['ci_low'], best['ci_high'], binary)}, {best['rows']:,} rows)"
+        f"Responds best where {best.rule}: {amount(best.ate, binary)} "
+        f"(95% CI {interval(best.ci_low, best.ci_high, binary)}, {best.rows:,} rows)"
     )
-    if best["ci_low"] <= 0.0 <= best["ci_high"]:
+    if best.ci_low is None or best.ci_high is None or best.ci_low <= 0.0 <= best.ci_high:
         return sentence + "; its interval includes zero, so this is a lead to test, not a finding."
     return sentence + "."

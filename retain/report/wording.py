@@ -16,10 +16,11 @@ def amount(value: float | None, binary: bool) -> str:
     return f"{value:+.3g}".replace("-", "−")
 
 
-def interval(low: float, high: float, binary: bool) -> str:
+def interval(low: float | None, high: float | None, binary: bool) -> str:
+    """An interval as people read it: "−1.2 pp to +3.4 pp"."""
     return f"{amount(low, binary)} to {amount(high, binary)}"
 
 
-def level(share: float) -> str:
+def confidence_level(share: float) -> str:
     """A confidence level as people write it: 95%, 99.6%."""
     return f"{share:.1%}".replace(".0%", "%")

@@ -1,0 +1,317 @@
+"""The causal report's JSON, typed: `CausalReport` is report.json, each of its lists one kind of entry.
+
+Entries are built JSON-safe (no NaN or infinity, None instead; plain Python numbers), so the HTML page
+and report.json read the same values and `json.dumps(allow_nan=False)` holds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Literal, TypedDict
+
+import numpy as np
+
+from training.causal import dr
+
+#: which direction of an outcome is good news (churn: lower); None when the report cannot know
+Goal = Literal["lower", "higher"] | None
+RefutationCheck = Literal["placebo_treatment", "random_common_cause", "data_subset"]
+
+
+def finite(value: float) -> float | None:
+    """A number as the JSON holds it: NaN and infinities become None (null), numpy floats Python ones."""
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+class EstimateFields(TypedDict):
+    """The fields of a `dr.Effect` as every full estimate in the report spells them."""
+
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+
+
+def estimate_fields(effect: dr.Effect) -> EstimateFields:
+    return EstimateFields(
+        ate=finite(effect.ate),
+        se=finite(effect.se),
+        ci_low=finite(effect.ci_low),
+        ci_high=finite(effect.ci_high),
+        naive_difference=finite(effect.naive_difference),
+        n_treated=int(effect.n_treated),
+        n_control=int(effect.n_control),
+    )
+
+
+# -- where the data came from ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreSource:
+    """The store's weekly design: one row per account and week."""
+
+    mode: Literal["store"] = "store"
+    store: str
+    rows: int
+    accounts: int
+    weeks: int
+    #: the first and the last weekly cutoff, ISO dates
+    cutoffs: list[str]
+    horizon_days: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableSource:
+    """An experiment or intervention export: one row per unit, a treatment and an outcome column."""
+
+    mode: Literal["table"] = "table"
+    table: str
+    treatment_column: str
+    #: the treatment values that mean untreated
+    control: list[str]
+    outcome_column: str
+    outcome_type: Literal["binary", "numeric"]
+    rows: int
+    rows_dropped_missing: int
+    covariates: list[str]
+    #: column -> why it was not adjusted for
+    columns_dropped: dict[str, str]
+
+
+Source = StoreSource | TableSource
+
+
+# -- how it was estimated --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReportedOutcome:
+    """An outcome the report estimates effects on."""
+
+    type: Literal["binary", "numeric"]
+    goal: Goal
+
+
+@dataclass(frozen=True)
+class TreeSettings:
+    """The who-responds-best tree: its depth, its smallest leaf, the columns it may split on."""
+
+    max_depth: int
+    min_leaf_share: float
+    features: list[str]
+
+
+@dataclass(frozen=True)
+class RefutationSettings:
+    outcome: str
+    folds: int
+    subset_share: float
+    random_common_cause_tolerance_se: float
+    #: the confidence level each placebo is judged at, and the report-wide false alarm it buys
+    placebo_level: float
+    placebo_false_alarm: float
+
+
+@dataclass(frozen=True)
+class Method:
+    estimator: str
+    folds: int
+    propensity_clip: float
+    interval: str
+    min_effective_treated: float
+    min_subgroup_treated: int
+    tree: TreeSettings
+    refutations: RefutationSettings
+
+
+# -- the findings ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class AverageEffect:
+    """One treatment's doubly robust effect on one outcome, beside the naive difference."""
+
+    treatment: str
+    outcome: str
+    ate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+
+    @classmethod
+    def of(cls, treatment: str, outcome: str, effect: dr.Effect) -> AverageEffect:
+        return cls(
+            treatment=treatment,
+            outcome=outcome,
+            ate=finite(effect.ate),
+            ci_low=finite(effect.ci_low),
+            ci_high=finite(effect.ci_high),
+            naive_difference=finite(effect.naive_difference),
+            n_treated=int(effect.n_treated),
+            n_control=int(effect.n_control),
+        )
+
+    @property
+    def clear(self) -> bool:
+        """Whether the 95% interval excludes zero."""
+        return self.ci_low is not None and self.ci_high is not None and not self.ci_low <= 0 <= self.ci_high
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentEffect:
+    """The effect within one level of a segment column (`by`)."""
+
+    treatment: str
+    outcome: str
+    by: str
+    level: str
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkippedSegment:
+    """A segment level with too few treated rows for an estimate."""
+
+    treatment: str
+    outcome: str
+    by: str
+    level: str
+    n_treated: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ResponderGroup:
+    """One leaf of the who-responds-best tree: its rule in words and the effect measured on held-out rows;
+    the estimate's fields are None when the leaf has too few treated rows."""
+
+    rule: str
+    rows: int
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Responders:
+    treatment: str
+    outcome: str
+    #: the estimated groups by effect, lowest first, then those with too few treated rows
+    leaves: list[ResponderGroup]
+    summary: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Quantiles:
+    p1: float | None
+    p10: float | None
+    p50: float | None
+    p90: float | None
+    p99: float | None
+
+    @classmethod
+    def of(cls, values: np.ndarray) -> Quantiles:
+        def q(share: float) -> float | None:
+            return float(np.quantile(values, share)) if len(values) else None
+
+        return cls(p1=q(0.01), p10=q(0.1), p50=q(0.5), p90=q(0.9), p99=q(0.99))
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmOverlap:
+    """Where one arm's treated and untreated rows sit in propensity, and what their weights are worth."""
+
+    treatment: str
+    n_treated: int
+    n_randomised: int
+    n_control: int
+    #: how many equally weighted rows the inverse-propensity weights are worth
+    effective_treated: float | None
+    effective_control: float | None
+    clipped_share: float
+    propensity_treated: Quantiles
+    propensity_control: Quantiles
+    #: of comparable untreated rows, the share that got the treatment later within the horizon anyway
+    control_treated_later: float | None
+    #: fewer effective treated rows than `Method.min_effective_treated`
+    poor: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Refutation:
+    """One attempt to break an estimate, with its re-estimate and a verdict in words."""
+
+    treatment: str
+    outcome: str
+    check: RefutationCheck
+    ate: float | None
+    ci_low: float | None
+    ci_high: float | None
+    passed: bool
+    verdict: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class HoldoutComparison:
+    """The experiment arm's randomised estimate beside the doubly robust one."""
+
+    treatment: str
+    outcome: str
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+    dr_ate: float | None
+    dr_ci_low: float | None
+    dr_ci_high: float | None
+    intervals_overlap: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CausalReport:
+    """Everything report.json holds; the HTML page shows the same."""
+
+    report_version: int
+    source: Source
+    outcomes: dict[str, ReportedOutcome]
+    method: Method
+    effects: list[AverageEffect]
+    segments: list[SegmentEffect]
+    segments_skipped: list[SkippedSegment]
+    responders: list[Responders]
+    overlap: list[ArmOverlap]
+    refutations: list[Refutation]
+    holdout: list[HoldoutComparison]
+    caveats: list[str]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, allow_nan=False) + "\n"
+
+    def binary(self, outcome: str) -> bool:
+        return self.outcomes[outcome].type == "binary"
+
+    @property
+    def units(self) -> str:
+        """What one group of rows is: an account in the store, a row in a table."""
+        return "accounts" if self.source.mode == "store" else "rows"
