@@ -2,8 +2,8 @@
 
 MLflow keeps only where an alias points now. The versions that held `champion`, oldest first, are kept as
 a JSON list in the registered model's tag `champion_history`: promoting appends, rolling back drops the
-last entry and points `champion` at the one before. Each crowned version also carries why and when as
-version tags, so the MLflow UI tells the same story.
+last entry and points `champion` at the one before. Each version made champion also carries why and when
+as version tags, so the MLflow UI tells the same story.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def champion_history(client: MlflowClient, name: str) -> list[str]:
     return history
 
 
-def crown(client: MlflowClient, name: str, version: str, reason: str, forced: bool = False) -> None:
+def set_champion(client: MlflowClient, name: str, version: str, reason: str, forced: bool = False) -> None:
     """Make `version` the champion and remember it, with the reason, on top of the history."""
     client.set_model_version_tag(name, version, "promoted_at", datetime.now(UTC).isoformat())
     client.set_model_version_tag(name, version, "promotion_reason", reason)
@@ -33,9 +33,9 @@ def crown(client: MlflowClient, name: str, version: str, reason: str, forced: bo
     client.set_registered_model_tag(name, HISTORY_TAG, json.dumps([*history, version]))
 
 
-def uncrown(client: MlflowClient, name: str) -> tuple[str, str] | None:
-    """Drop the current champion from the history and restore the one before: (dropped, restored), or
-    None when there is no earlier champion."""
+def restore_previous_champion(client: MlflowClient, name: str) -> tuple[str, str] | None:
+    """Drop the current champion from the history and point `champion` at the one before:
+    (dropped, restored), or None when there is no earlier champion."""
     history = champion_history(client, name)
     if len(history) < 2:
         return None

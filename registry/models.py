@@ -27,7 +27,7 @@ from training.artifact import ScoringModel
 from training.causal.uplift import UpliftModel
 
 #: the source of a version registered from an MLflow 3 logged model (the SQL registry keeps no model_id)
-LOGGED_MODEL = "models:/m-"
+LOGGED_MODEL_PREFIX = "models:/m-"
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ class StaleModel(RetainError):
 
 
 def _unpickle(mlflow_client: MlflowClient, info: VersionInfo) -> object:
-    if not info.source.startswith(LOGGED_MODEL):
+    if not info.source.startswith(LOGGED_MODEL_PREFIX):
         raise RetainError(f"{info.uri} comes from {info.source}, not from a model logged by Retain")
     location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
     # Artifacts live under the store, so this is the file in place (a remote store would download it).

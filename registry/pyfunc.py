@@ -1,17 +1,17 @@
 """The MLflow pyfunc model: a thin wrapper whose one artifact is the pickled ScoringModel.
 
 Encoders, booster, calibrator, feature list and reason texts all live in that one pickle (an uplift model's
-boosters per action likewise), so
-`mlflow.pyfunc.load_model("models:/churn@champion")`, batch scoring and the API run the same object.
+boosters per action likewise), so `mlflow.pyfunc.load_model("models:/churn@champion")`, batch scoring and
+the API run the same object.
 `score_frame` is the output layout every path shares: `probability`, and `reasons` as a JSON list of
-{feature, text, direction, points, value} per row.
+{feature, text, direction, points, value} per row. The code and requirements the model carries to load
+anywhere are in `registry.environment`.
 """
 
 from __future__ import annotations
 
 import json
 import pickle
-from importlib.metadata import version
 from typing import Any
 
 import pandas as pd
@@ -23,13 +23,6 @@ from training.causal.uplift import UpliftModel
 #: the model's folder name in MLflow, and the name of its one artifact inside it
 MODEL_DIR = "model"
 MODEL_ARTIFACT = "scoring_model.pkl"
-#: what unpickling the model needs; listed rather than inferred, since inference loads the model in a
-#: subprocess and costs seconds per training
-REQUIREMENTS = ("lightgbm", "scikit-learn", "pandas", "numpy", "cloudpickle", "mlflow")
-
-
-def pip_requirements() -> list[str]:
-    return [f"{name}=={version(name)}" for name in REQUIREMENTS]
 
 
 def _plain(value: Any) -> Any:

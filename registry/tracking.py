@@ -17,6 +17,7 @@ import contextlib
 import json
 import pickle
 import re
+import sys
 import tempfile
 import time
 import warnings
@@ -28,11 +29,14 @@ import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
+from mlflow.models.model import ModelInfo
 from mlflow.types import ColSpec, Schema, TensorSpec
+from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
-from registry.aliases import CHALLENGER, CHAMPION, champion_history, crown
-from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame, pip_requirements
+from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
+from registry.environment import copy_code, model_code, pip_requirements
+from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.urls import redact, sqlalchemy_url
@@ -87,13 +91,14 @@ def experiment_id(mlflow_client: MlflowClient, store: Store, name: str) -> str:
     return str(mlflow_client.create_experiment(name, artifact_location=artifact_location(store)))
 
 
-def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as dotted keys (`tuning.trials`), values MLflow cannot hold as JSON text."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            out.update(_flat(value, f"{prefix}{key}."))
+            out.update(_flatten(value, f"{prefix}{key}."))
         else:
-            out[f"{prefix}{key}"] = value if isinstance(value, str | int | float | bool) else _json(value)
+            out[f"{prefix}{key}"] = value if isinstance(value, str | int | float | bool) else _to_json(value)
     return out
 
 
@@ -102,7 +107,7 @@ def _metric_name(name: str) -> str:
     return re.sub(r"[^\w\-. /:]", "_", name)
 
 
-def _json(value: Any) -> str:
+def _to_json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True)
 
 
@@ -132,57 +137,88 @@ def _version_tags(result: TrainResult[ScoringModel | UpliftModel]) -> dict[str, 
     return tags
 
 
-def log_and_register(store: Store, settings: Settings, result: TrainResult, name: str) -> dict[str, Any]:
+class Registration(BaseModel):
+    """One training as recorded and registered: its run, its logged model and the new version."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    version: str
+    aliases: list[str]
+    run_id: str
+    #: the logged model, `models:/m-<id>`
+    model_uri: str
+    #: the registered version, `models:/<name>/<version>`
+    registered_uri: str
+    #: the tracking backend, its password redacted
+    tracking_uri: str
+    seconds: float
+
+
+def log_and_register(store: Store, settings: Settings, result: TrainResult, name: str) -> Registration:
     """Record one training as one run (params, metrics, plots, lineage, the pyfunc model) and register
     the model under `name` as the new `challenger`; the first version of a name is also `champion`."""
     started = time.perf_counter()
     uri = tracking_uri(store, settings)
     mlflow_client = client(store, settings)
     steps = tqdm(total=5, desc=f"mlflow {name}", unit="step", disable=None)
-    with steps, active_uri(uri), tempfile.TemporaryDirectory() as tmp:
+    with steps, active_uri(uri), tempfile.TemporaryDirectory() as scratch:
         experiment = experiment_id(mlflow_client, store, name)
         with mlflow.start_run(experiment_id=experiment, run_name=f"{name}-train") as run:
-            mlflow.log_params(_flat(result.params))
+            mlflow.log_params(_flatten(result.params))
             mlflow.log_metrics({_metric_name(k): v for k, v in result.flat_metrics.items()})
-            mlflow.set_tags({f"lineage.{k}": v for k, v in _flat(result.lineage).items()})
-            mlflow.log_text(_json(result.lineage), "lineage.json")
+            mlflow.set_tags({f"lineage.{k}": v for k, v in _flatten(result.lineage).items()})
+            mlflow.log_text(_to_json(result.lineage), "lineage.json")
             mlflow.log_text(json.dumps(result.metrics, indent=2, default=str), "metrics.json")
             steps.update()
             for path in result.plots.values():
                 mlflow.log_artifact(str(path), "plots")
             steps.update()
-            pickled = Path(tmp) / MODEL_ARTIFACT
-            pickled.write_bytes(pickle.dumps(result.model, protocol=pickle.HIGHEST_PROTOCOL))
-            info = mlflow.pyfunc.log_model(
-                name=MODEL_DIR,
-                python_model=RetainModel(),
-                artifacts={MODEL_ARTIFACT: str(pickled)},
-                signature=signature(result),
-                input_example=result.input_example[result.model.features],
-                pip_requirements=pip_requirements(),
-            )
+            info = _log_model(result, Path(scratch))
             steps.update()
-        version = _register(mlflow_client, name, info.model_uri, run.info.run_id, info.model_id, result)
+        version = _create_version(mlflow_client, name, info.model_uri, run.info.run_id, info.model_id, result)
         steps.update()
         aliases = [CHALLENGER]
         mlflow_client.set_registered_model_alias(name, CHALLENGER, version)
         if not champion_history(mlflow_client, name):
-            crown(mlflow_client, name, version, "first version of the model")
+            set_champion(mlflow_client, name, version, "first version of the model")
             aliases.append(CHAMPION)
         steps.update()
-    return {
-        "name": name,
-        "version": version,
-        "aliases": aliases,
-        "run_id": run.info.run_id,
-        "model_uri": info.model_uri,
-        "registered_uri": f"models:/{name}/{version}",
-        "tracking_uri": redact(uri),
-        "seconds": round(time.perf_counter() - started, 3),
-    }
+    return Registration(
+        name=name,
+        version=version,
+        aliases=aliases,
+        run_id=run.info.run_id,
+        model_uri=info.model_uri,
+        registered_uri=f"models:/{name}/{version}",
+        tracking_uri=redact(uri),
+        seconds=round(time.perf_counter() - started, 3),
+    )
 
 
-def _register(
+def _log_model(result: TrainResult[ScoringModel | UpliftModel], scratch: Path) -> ModelInfo:
+    """Log the pyfunc model: the pickled model, the Retain modules unpickling it needs and the pinned
+    distributions they import, so it loads in any environment holding its requirements."""
+    pickled = scratch / MODEL_ARTIFACT
+    pickled.write_bytes(pickle.dumps(result.model, protocol=pickle.HIGHEST_PROTOCOL))
+    code = model_code()
+    search_path = list(sys.path)
+    try:
+        return mlflow.pyfunc.log_model(
+            name=MODEL_DIR,
+            python_model=RetainModel(),
+            artifacts={MODEL_ARTIFACT: str(pickled)},
+            code_paths=copy_code(code, scratch / "code"),
+            signature=signature(result),
+            input_example=result.input_example[result.model.features],
+            pip_requirements=pip_requirements(code),
+        )
+    finally:
+        # MLflow checks the input example by loading the model, which puts its code folder on sys.path
+        sys.path[:] = search_path
+
+
+def _create_version(
     mlflow_client: MlflowClient,
     name: str,
     source: str,
