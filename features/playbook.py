@@ -81,10 +81,11 @@ class Fact:
 
 @dataclass(frozen=True)
 class Rule:
-    """Eligible when any trigger holds and every gate holds; `none` says why not when no trigger holds."""
+    """Eligible when any trigger holds and every gate holds; `no_trigger` says why not when no trigger
+    holds."""
 
     triggers: tuple[Fact, ...]
-    none: str
+    no_trigger: str
     gates: tuple[Fact, ...] = ()
 
 
@@ -276,7 +277,7 @@ def _evaluate(rule: Rule, row: Mapping[str, Any]) -> tuple[bool, tuple[str, ...]
     triggers = [(f, *_test(f, row)) for f in rule.triggers]
     if not any(holds for _, holds, _ in triggers):
         if all(holds is False for _, holds, _ in triggers):
-            return False, (rule.none,)
+            return False, (rule.no_trigger,)
         missing = (_say(f, None, None) for f, holds, _ in triggers if holds is None)
         return False, tuple(dict.fromkeys(missing))  # two flags can share one "unknown" sentence
     gates = [(f, *_test(f, row)) for f in rule.gates]
