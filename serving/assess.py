@@ -13,13 +13,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import cast
 
 from features.definitions import FEATURE_BY_NAME
 from features.rows import FeatureRows
 from registry.models import VersionInfo
 from retain.core.settings import Settings
-from serving.schemas import Fallback, FallbackCode, Freshness, Health, ModelRef, RiskBand
+from serving.schemas import Fallback, FallbackCode, Freshness, Health, ModelRef, RiskBand, RiskReason
 from training.artifact import ScoringModel
 
 log = logging.getLogger("retain.serving")
@@ -38,7 +38,11 @@ RULES_RISK: dict[str, RiskBand] = {
 RANGE_TOLERANCE = 0.5
 DAY_SECONDS = 86_400.0
 #: the fallback code of an account that has left (`inactive`): scored by the rules, offered no action
-INACTIVE: FallbackCode = "inactive_account"
+INACTIVE_FALLBACK: FallbackCode = "inactive_account"
+#: one value of a feature row: a number, a category, the row's cutoff, or missing
+FeatureValue = float | str | datetime | None
+#: one account's feature row as `FeatureRows.records` gives it: `account_id`, `cutoff` and every feature
+FeatureRow = dict[str, FeatureValue]
 
 
 @dataclass(frozen=True)
@@ -68,12 +72,12 @@ class Assessment:
     expansion_probability: float | None
     risk_band: RiskBand | None
     health: Health
-    reasons: list[dict[str, Any]]
+    reasons: list[RiskReason]
     freshness: Freshness
     inputs_hash: str
     notes: list[str] = field(default_factory=list)
     #: the feature row itself (eligibility of next actions reads it)
-    row: dict[str, Any] = field(default_factory=dict)
+    row: FeatureRow = field(default_factory=dict)
 
 
 def risk_band(probability: float, settings: Settings) -> RiskBand:
@@ -87,13 +91,13 @@ def risk_band(probability: float, settings: Settings) -> RiskBand:
     return "low"
 
 
-def inputs_hash(row: dict[str, Any]) -> str:
+def inputs_hash(row: FeatureRow) -> str:
     """A short fingerprint of the inputs an answer used, for the decision log."""
     text = json.dumps(row, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def health_of(row: dict[str, Any], settings: Settings) -> Health:
+def health_of(row: FeatureRow, settings: Settings) -> Health:
     w = settings.health_weights
     return Health(
         score=row.get("health_score"),
@@ -108,7 +112,7 @@ def health_of(row: dict[str, Any], settings: Settings) -> Health:
     )
 
 
-def rules_reasons(health: Health, top: int) -> list[dict[str, Any]]:
+def rules_reasons(health: Health, top: int) -> list[RiskReason]:
     """The weakest health components, as sentences: what the rules score rests on."""
     weak = sorted(
         (value, name)
@@ -116,13 +120,13 @@ def rules_reasons(health: Health, top: int) -> list[dict[str, Any]]:
         if value is not None and value < WEAK_COMPONENT
     )
     return [
-        {
-            "feature": f"health_{name}",
-            "text": FEATURE_BY_NAME[f"health_{name}"].describe(value),
-            "direction": "raises",
-            "points": None,
-            "value": value,
-        }
+        RiskReason(
+            feature=f"health_{name}",
+            text=FEATURE_BY_NAME[f"health_{name}"].describe(value),
+            direction="raises",
+            points=None,
+            value=value,
+        )
         for value, name in weak[:top]
     ]
 
@@ -141,12 +145,17 @@ def inactive(cutoff: datetime | None, published: datetime | None) -> bool:
     return cutoff is not None and published is not None and cutoff < published
 
 
+def _cutoff(row: FeatureRow) -> datetime | None:
+    """When the row's features were computed (None: no row in the store)."""
+    return cast(datetime | None, row.get("cutoff"))
+
+
 def _row_fallback(
     fresh: Freshness, flagged: list[str], has_model: bool, published: datetime | None
 ) -> Fallback | None:
     if inactive(fresh.cutoff, published):
         return Fallback(
-            code=INACTIVE,
+            code=INACTIVE_FALLBACK,
             message=f"its contract was cancelled or lapsed: it has no row at the newest feature build "
             f"({published:%Y-%m-%d}), only at {fresh.cutoff:%Y-%m-%d}",
         )
@@ -183,11 +192,11 @@ def assess(
     that have since left predate. Without `explain`, model answers carry no reasons and skip TreeSHAP, the
     cost of a row (the cockpit's book scores every account)."""
     top = settings.serve.top_reasons
-    records = rows.records()
+    records: list[FeatureRow] = rows.records()
     fresh = [
         Freshness(cutoff=None, age_days=None, limit_days=settings.serve.freshness_days, fresh=True)
         if inline
-        else freshness(r.get("cutoff"), as_of, settings)
+        else freshness(_cutoff(r), as_of, settings)
         for r in records
     ]
     flagged = churn.model.out_of_range(rows, RANGE_TOLERANCE) if churn else [[] for _ in records]
@@ -197,62 +206,98 @@ def assess(
         else _row_fallback(f, flags, churn is not None, published)
         for r, f, flags in zip(records, fresh, flagged, strict=True)
     ]
-    scorable = [i for i, f in enumerate(fallbacks) if f is None]
-    churn_p: dict[int, float] = {}
-    expansion_p: dict[int, float] = {}
-    reasons: dict[int, list[dict[str, Any]]] = {}
-    part = rows if len(scorable) == len(rows) else rows.take(scorable)
-    if scorable and churn is not None:
+    scores = _ModelScores()
+    if churn is not None:
+        scores.score_churn(rows, churn, fallbacks, explain, top)
+    scores.score_expansion(rows, expansion)
+    return [
+        _assessment(i, record, fallbacks[i], fresh[i], scores, settings) for i, record in enumerate(records)
+    ]
+
+
+def _assessment(
+    i: int,
+    record: FeatureRow,
+    fallback: Fallback | None,
+    fresh: Freshness,
+    scores: _ModelScores,
+    settings: Settings,
+) -> Assessment:
+    """Row `i`'s answer: the model's when it has no fallback, else the rules' with the weakest components."""
+    health = health_of(record, settings)
+    churn_probability = None if fallback is not None else scores.churn[i]
+    band: RiskBand | None
+    if churn_probability is not None:
+        source, band = "model", risk_band(churn_probability, settings)
+        reasons = scores.reasons.get(i, [])
+    else:
+        source, band = "rules", (RULES_RISK.get(health.band) if health.band else None)
+        reasons = rules_reasons(health, settings.serve.top_reasons)
+    return Assessment(
+        account_id=str(record["account_id"]),
+        source=source,
+        fallback=fallback,
+        churn_probability=churn_probability,
+        expansion_probability=scores.expansion.get(i),
+        risk_band=band,
+        health=health,
+        reasons=reasons,
+        freshness=fresh,
+        inputs_hash=inputs_hash(record),
+        notes=list(scores.notes),
+        row=record,
+    )
+
+
+@dataclass
+class _ModelScores:
+    """The champions' answers for the rows the model may score (`scorable`), by row position."""
+
+    scorable: list[int] = field(default_factory=list)
+    churn: dict[int, float] = field(default_factory=dict)
+    expansion: dict[int, float] = field(default_factory=dict)
+    reasons: dict[int, list[RiskReason]] = field(default_factory=dict)
+    #: notes for every answer (why the expansion probability is missing)
+    notes: list[str] = field(default_factory=list)
+
+    def score_churn(
+        self, rows: FeatureRows, churn: Champion, fallbacks: list[Fallback | None], explain: bool, top: int
+    ) -> None:
+        """Churn probabilities (and reasons) for the rows without a fallback; a model that fails turns
+        them all to the rules (`model_error`), never into a 500."""
+        scorable = [i for i, f in enumerate(fallbacks) if f is None]
+        if not scorable:
+            return
+        part = rows if len(scorable) == len(rows) else rows.take(scorable)
         try:
             if explain:
                 probability, explained = churn.model.explain(part, top=top)
-                reasons = {i: [r.as_dict() for r in rs] for i, rs in zip(scorable, explained, strict=True)}
+                self.reasons = {
+                    i: [RiskReason.model_validate(r.as_dict()) for r in rs]
+                    for i, rs in zip(scorable, explained, strict=True)
+                }
             else:
                 probability = churn.model.predict(part)
-            churn_p = dict(zip(scorable, probability.tolist(), strict=True))
         except Exception as e:  # a broken model degrades to the rules, never to a 500
             log.exception("churn model failed on %d rows; answering with the rules", len(scorable))
             for i in scorable:
                 fallbacks[i] = Fallback(
                     code="model_error", message=f"the model could not score this row ({type(e).__name__})"
                 )
-            scorable = []
-    notes_all: list[str] = []
-    if expansion is None:
-        notes_all.append("expansion_probability is null: no expansion model is registered as champion")
-    elif scorable:
-        part = part if len(part) == len(scorable) else rows.take(scorable)
+            return
+        self.churn = dict(zip(scorable, probability.tolist(), strict=True))
+        self.scorable = scorable
+
+    def score_expansion(self, rows: FeatureRows, expansion: Champion | None) -> None:
+        """Expansion probabilities for the rows the churn model scored; a note when there are none."""
+        if expansion is None:
+            self.notes.append("expansion_probability is null: no expansion model is registered as champion")
+            return
+        if not self.scorable:
+            return
+        part = rows if len(self.scorable) == len(rows) else rows.take(self.scorable)
         try:
-            expansion_p = dict(zip(scorable, expansion.model.predict(part).tolist(), strict=True))
+            self.expansion = dict(zip(self.scorable, expansion.model.predict(part).tolist(), strict=True))
         except Exception:
-            log.exception("expansion model failed on %d rows", len(scorable))
-            notes_all.append("expansion_probability is null: the expansion model failed on these features")
-    out = []
-    for i, record in enumerate(records):
-        health = health_of(record, settings)
-        fallback = fallbacks[i]
-        band: RiskBand | None
-        if fallback is None:
-            p = churn_p[i]
-            answer_reasons, band, source = reasons.get(i, []), risk_band(p, settings), "model"
-        else:
-            p, source = None, "rules"
-            answer_reasons = rules_reasons(health, top)
-            band = RULES_RISK.get(health.band) if health.band else None
-        out.append(
-            Assessment(
-                account_id=str(record["account_id"]),
-                source=source,
-                fallback=fallback,
-                churn_probability=p,
-                expansion_probability=expansion_p.get(i),
-                risk_band=band,
-                health=health,
-                reasons=answer_reasons,
-                freshness=fresh[i],
-                inputs_hash=inputs_hash(record),
-                notes=list(notes_all),
-                row=record,
-            )
-        )
-    return out
+            log.exception("expansion model failed on %d rows", len(self.scorable))
+            self.notes.append("expansion_probability is null: the expansion model failed on these features")

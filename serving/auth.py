@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable
 from fastapi import Request
 
 from retain.core.errors import RetainError
+from serving.deps import ServiceDep
+from serving.errors import ApiError
 from serving.keys import ApiKey
-from serving.service import ApiError, Service
+from serving.service import Service
 
 
 def bearer(request: Request) -> str:
@@ -19,7 +21,7 @@ def bearer(request: Request) -> str:
 def check_key(service: Service, token: str, scope: str) -> ApiKey:
     """The live key `token` is, which must carry `scope` (401 without a valid key, 403 without it)."""
     try:
-        key = service.res.keys.authenticate(token) if token else None
+        key = service.resources.keys.authenticate(token) if token else None
     except RetainError as e:
         raise ApiError(503, "keys_unavailable", f"API keys cannot be read: {e}") from e
     if key is None:
@@ -29,15 +31,10 @@ def check_key(service: Service, token: str, scope: str) -> ApiKey:
     return key
 
 
-def authorise(request: Request, scope: str) -> ApiKey:
-    service: Service = request.app.state.service
-    return check_key(service, bearer(request), scope)
+def require(scope: str) -> Callable[[Request, Service], Awaitable[ApiKey]]:
+    """A dependency: the caller's bearer key, which must carry `scope`."""
 
+    async def caller_key(request: Request, service: ServiceDep) -> ApiKey:
+        return check_key(service, bearer(request), scope)
 
-def require(scope: str) -> Callable[[Request], Awaitable[ApiKey]]:
-    """A dependency: the caller's key, which must carry `scope`."""
-
-    async def check(request: Request) -> ApiKey:
-        return authorise(request, scope)
-
-    return check
+    return caller_key

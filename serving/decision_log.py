@@ -19,12 +19,13 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import sqlalchemy as sa
+from pydantic import JsonValue
 
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
@@ -119,8 +120,8 @@ class Recommendation:
 
 
 @dataclass(frozen=True)
-class Decision:
-    """One served answer for one account."""
+class LoggedDecision:
+    """One served answer for one account, as the `decisions` table holds it."""
 
     request_id: str
     served_at: datetime
@@ -132,8 +133,57 @@ class Decision:
     #: the feature row's cutoff the answer used; None when there was no row
     cutoff: datetime | None
     inputs_hash: str
-    output: dict[str, Any]
+    #: the answer as its JSON
+    output: dict[str, JsonValue]
+
+
+@dataclass(frozen=True)
+class Decision(LoggedDecision):
+    """One served answer to log, with the actions it recommended (kept in `recommendations`)."""
+
     recommendations: tuple[Recommendation, ...] = ()
+
+
+@dataclass(frozen=True)
+class LoggedRecommendation:
+    """One recommended action, as the `recommendations` table holds it."""
+
+    recommendation_id: str
+    request_id: str
+    served_at: datetime
+    account_id: str
+    action: str
+    rank: int
+    expected_value: float | None
+    source: str
+
+
+FeedbackStatus = Literal["accepted", "rejected", "done"]
+
+
+@dataclass(frozen=True)
+class LoggedFeedback:
+    """Feedback on a recommendation, as the `feedback` table holds it."""
+
+    feedback_id: str
+    recommendation_id: str
+    status: FeedbackStatus
+    reason: str | None
+    actor: str | None
+    at: datetime
+    intervention_id: str | None
+
+
+@dataclass(frozen=True)
+class FeedbackOnAction(LoggedFeedback):
+    """Feedback with the account and the action of the recommendation it answers."""
+
+    account_id: str
+    action: str
+
+
+#: the columns a `LoggedDecision` holds (all but the row id)
+DECISION_COLUMNS = [DECISIONS.c[f.name] for f in fields(LoggedDecision)]
 
 
 class DecisionLogUnavailable(RetainError):
@@ -268,24 +318,24 @@ class DecisionLog:
             log.warning("decision log %s closed with %d entries not written", self.url, self.stats["pending"])
         self._engine.dispose()
 
-    def recommendation(self, recommendation_id: str) -> dict[str, Any] | None:
+    def recommendation(self, recommendation_id: str) -> LoggedRecommendation | None:
         """A served recommendation; one served milliseconds ago may still be queued, so flush once."""
         query = sa.select(RECOMMENDATIONS).where(RECOMMENDATIONS.c.recommendation_id == recommendation_id)
         row = self._one(query)
         if row is None and self.stats["pending"]:
             self.flush(LOOKUP_FLUSH_SECONDS)
             row = self._one(query)
-        return row
+        return None if row is None else LoggedRecommendation(**row)
 
     def record_feedback(
         self,
         recommendation_id: str,
-        status: Literal["accepted", "rejected", "done"],
+        status: FeedbackStatus,
         reason: str | None,
         actor: str | None,
         at: datetime,
         intervention_id: str | None,
-    ) -> dict[str, Any]:
+    ) -> LoggedFeedback:
         """Store feedback on a recommendation (the caller checks it exists with `recommendation`)."""
         row = {
             "feedback_id": uuid.uuid4().hex,
@@ -297,37 +347,42 @@ class DecisionLog:
             "intervention_id": intervention_id,
         }
         with self._connect(write=True) as conn:
-            return dict(conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one())
+            return LoggedFeedback(
+                **conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one()
+            )
 
     def previous_score(
         self, account_id: str, cutoff: datetime | None, models: dict[str, str | None]
-    ) -> dict[str, Any] | None:
+    ) -> LoggedDecision | None:
         """The latest score for the account from other data or other models: what changed since then."""
         d = DECISIONS.c
         query = (
-            sa.select(d.served_at, d.cutoff, d.source, d.models, d.output)
+            sa.select(*DECISION_COLUMNS)
             .where(d.account_id == account_id, d.kind == "score")
             .where(sa.or_(d.cutoff.is_distinct_from(cutoff), sa.cast(d.models, sa.Text) != _dumps(models)))
             .order_by(d.served_at.desc(), d.id.desc())
             .limit(1)
         )
-        return self._one(query)
+        row = self._one(query)
+        return None if row is None else LoggedDecision(**row)
 
     def decisions(
         self, account_id: str | None = None, kind: str | None = None, limit: int = 50
-    ) -> list[dict[str, Any]]:
+    ) -> list[LoggedDecision]:
         """Newest first."""
         query = (
-            sa.select(DECISIONS).order_by(DECISIONS.c.served_at.desc(), DECISIONS.c.id.desc()).limit(limit)
+            sa.select(*DECISION_COLUMNS)
+            .order_by(DECISIONS.c.served_at.desc(), DECISIONS.c.id.desc())
+            .limit(limit)
         )
         if account_id is not None:
             query = query.where(DECISIONS.c.account_id == account_id)
         if kind is not None:
             query = query.where(DECISIONS.c.kind == kind)
         with self._connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [LoggedDecision(**row) for row in conn.execute(query).mappings()]
 
-    def feedback(self, account_id: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    def feedback(self, account_id: str | None = None, limit: int = 50) -> list[FeedbackOnAction]:
         """Newest first, with the recommendation's account and action."""
         r = RECOMMENDATIONS.c
         query = (
@@ -339,12 +394,11 @@ class DecisionLog:
         if account_id is not None:
             query = query.where(r.account_id == account_id)
         with self._connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+            return [FeedbackOnAction(**row) for row in conn.execute(query).mappings()]
 
-    def _one(self, query: sa.Select[Any]) -> dict[str, Any] | None:
+    def _one(self, query: sa.Select[Any]) -> sa.RowMapping | None:
         with self._connect() as conn:
-            row = conn.execute(query).mappings().one_or_none()
-        return None if row is None else dict(row)
+            return conn.execute(query).mappings().one_or_none()
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sa.Connection]:

@@ -25,7 +25,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from retain.core.errors import RetainError
 from retain.core.store import Store
@@ -48,7 +47,7 @@ class ApiKey:
     def allows(self, scope: str) -> bool:
         return "admin" in self.scopes or scope in self.scopes
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> dict[str, str | list[str] | None]:
         return {
             "key_id": self.key_id,
             "name": self.name,

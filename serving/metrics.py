@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
-class _State(Collector):
+class _ChampionsAndLog(Collector):
     """Read at scrape time: the champions' versions and the decision log's counters."""
 
     def __init__(
@@ -65,4 +65,4 @@ class Metrics:
         )
 
     def watch(self, models: Callable[[], dict[str, str | None]], log: Callable[[], dict[str, int]]) -> None:
-        self.registry.register(_State(models, log))
+        self.registry.register(_ChampionsAndLog(models, log))

@@ -14,9 +14,8 @@ import logging
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time
-from typing import Any
 
 import pyarrow as pa
 from feast import FeatureStore
@@ -33,6 +32,7 @@ from retain.ingest.commit import read_live
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing
+from serving.schemas import Readiness
 from training.causal.uplift import UpliftModel
 
 log = logging.getLogger("retain.serving")
@@ -52,14 +52,32 @@ class UpliftChampion:
 
 
 @dataclass(frozen=True)
+class AccountRecord:
+    """An account as the accounts table holds it: what the cockpit shows beside its risk. The renewal date
+    is the first contract's; a feature row carries the one in force."""
+
+    account_id: str
+    name: str | None = None
+    tier: str | None = None
+    segment: str | None = None
+    arr: float | None = None
+    contract_start: datetime | None = None
+    renewal_date: datetime | None = None
+    csm_id: str | None = None
+
+
+ACCOUNT_COLUMNS = [f.name for f in fields(AccountRecord)]
+
+
+@dataclass(frozen=True)
 class Loaded:
     """One consistent generation of what the service reads."""
 
     churn: Champion | None
     expansion: Champion | None
-    fs: FeatureStore | None
+    feature_store: FeatureStore | None
     features: FeatureSet | None
-    accounts: dict[str, dict[str, Any]]
+    accounts: dict[str, AccountRecord]
     errors: dict[str, str] = field(default_factory=dict)
     uplift: UpliftChampion | None = None
     #: the newest cutoff published to the online store: an account whose row predates it has left
@@ -157,11 +175,18 @@ class Resources:
             before = self.loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
             uplift = self._uplift(errors)
-            fs, features, published = self._feature_store(before.fs, errors)
+            online_store, features, published = self._feature_store(before.feature_store, errors)
             accounts = self._accounts(errors)
             self.taken = LastTaken(self._interventions(errors))
             self.loaded = Loaded(
-                champions[CHURN], champions[EXPANSION], fs, features, accounts, errors, uplift, published
+                champions[CHURN],
+                champions[EXPANSION],
+                online_store,
+                features,
+                accounts,
+                errors,
+                uplift,
+                published,
             )
             now = {**champions, UPLIFT: uplift}
             changed = [kind for kind in now if _label(now[kind]) != _label(before.any_champion(kind))]
@@ -204,23 +229,22 @@ class Resources:
         """The store, its features, and the end of the latest materialisation (a publish writes every
         account's row up to the build's last cutoff)."""
         try:
-            fs = current or feature_store(self.store, self.settings)
-            fs.refresh_registry()
-            view = fs.get_feature_view(VIEW)
+            online_store = current or feature_store(self.store, self.settings)
+            online_store.refresh_registry()
+            view = online_store.get_feature_view(VIEW)
             published = view.materialization_intervals[-1][1] if view.materialization_intervals else None
-            return fs, feature_set(fs, [f.name for f in view.features]), published
+            return online_store, feature_set(online_store, [f.name for f in view.features]), published
         except Exception as e:  # Feast raises its own types for a missing or broken repo
             errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
             return None, None, None
 
-    def _accounts(self, errors: dict[str, str]) -> dict[str, dict[str, Any]]:
-        columns = ["account_id", "name", "tier", "segment", "arr", "contract_start", "renewal_date", "csm_id"]
+    def _accounts(self, errors: dict[str, str]) -> dict[str, AccountRecord]:
         try:
-            table = read_live(self.store, "accounts", ACCOUNT_SCHEMA, columns)
+            table = read_live(self.store, "accounts", ACCOUNT_SCHEMA, ACCOUNT_COLUMNS)
         except Exception as e:
             errors["accounts"] = f"{type(e).__name__}: {e}"
             return {}
-        return {row["account_id"]: row for row in table.to_pylist()}
+        return {row["account_id"]: AccountRecord(**row) for row in table.to_pylist()}
 
     def _interventions(self, errors: dict[str, str]) -> pa.Table:
         try:
@@ -233,9 +257,9 @@ class Resources:
     def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:
         """The latest published feature row per account (no cutoff when there is none); without a
         feature store, rows with nothing in them, which the rules then answer."""
-        if loaded.fs is None or loaded.features is None:
+        if loaded.feature_store is None or loaded.features is None:
             return FeatureRows.build(account_ids, [None] * len(account_ids), {}, (), frozenset())
-        return online_rows(loaded.fs, account_ids, loaded.features)
+        return online_rows(loaded.feature_store, account_ids, loaded.features)
 
     def as_of(self) -> datetime:
         """The serving clock: now, or the configured replay date (end of that day, UTC)."""
@@ -244,15 +268,18 @@ class Resources:
             return datetime.now(UTC)
         return datetime.combine(day, time.max, tzinfo=UTC)
 
-    def ready(self) -> dict[str, Any]:
+    def readiness(self) -> Readiness:
+        """Ready once a churn champion and the online feature store are loaded."""
         loaded = self.loaded
-        return {
-            "model": loaded.churn is not None,
-            "uplift": loaded.uplift is not None,
-            "store": loaded.fs is not None,
-            "errors": dict(loaded.errors),
-            "decision_log": self.log.url,
-        }
+        model, store = loaded.churn is not None, loaded.feature_store is not None
+        return Readiness(
+            ready=model and store,
+            model=model,
+            uplift=loaded.uplift is not None,
+            store=store,
+            errors=dict(loaded.errors),
+            decision_log=self.log.url,
+        )
 
 
 def _label(champion: Champion | UpliftChampion | None) -> str | None:

@@ -28,7 +28,7 @@ _REASON: dict[str, Any] = {
 }
 
 
-class Body(BaseModel):
+class RequestBody(BaseModel):
     """Requests refuse unknown fields, so a typo is a 422 naming it rather than a silent default."""
 
     model_config = ConfigDict(extra="forbid")
@@ -50,8 +50,9 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-class Reason(BaseModel):
-    """One driver of the score, as a sentence; `points` moves the churn probability (percentage points)."""
+class RiskReason(BaseModel):
+    """One driver of the churn score, as a sentence (an item of `reasons`); `points` moves the churn
+    probability (percentage points)."""
 
     feature: str
     text: str
@@ -68,7 +69,7 @@ class Fallback(BaseModel):
 
 
 class Health(BaseModel):
-    """The rules-based health formula (DOMAIN.md): 0-100 components, weighted."""
+    """The rules-based health formula (docs/domain.md): 0-100 components, weighted."""
 
     score: float | None
     band: HealthBand | None
@@ -163,7 +164,7 @@ class Risk(BaseModel):
     horizon_days: int
     risk_band: RiskBand | None
     health: Health
-    reasons: list[Reason]
+    reasons: list[RiskReason]
     changes: Changes | None = Field(description="null the first time an account is scored")
     models: dict[str, ModelRef | None]
     features: Freshness
@@ -175,8 +176,14 @@ class RiskResponse(Risk):
     api_version: str = API_VERSION
     request_id: str
 
+    @classmethod
+    def answering(cls, request_id: str, risk: Risk) -> RiskResponse:
+        """The risk as `GET /v1/accounts/{id}/risk` sends it; built without validating the risk again
+        (it was validated when made)."""
+        return cls.model_construct(request_id=request_id, api_version=API_VERSION, **dict(risk))
 
-class ScoreItem(Body):
+
+class ScoreItem(RequestBody):
     account_id: str = Field(min_length=1, max_length=200, examples=["acc-00042"])
     features: dict[str, float | int | str | bool | None] | None = Field(
         None,
@@ -185,7 +192,7 @@ class ScoreItem(Body):
     )
 
 
-class ScoreRequest(Body):
+class ScoreRequest(RequestBody):
     accounts: list[ScoreItem] = Field(min_length=1, description="at most `max_batch` (1,000 by default)")
     actions: int = Field(0, ge=0, le=12, description="also rank this many next-best actions per account")
 
@@ -209,7 +216,7 @@ class ScoreResponse(BaseModel):
     errors: list[ItemError]
 
 
-class ActionsRequest(Body):
+class ActionsRequest(RequestBody):
     limit: int = Field(5, ge=1, le=12)
     include_ineligible: bool = False
     channels: list[str] | None = Field(None, description="only actions on these channels")
@@ -230,7 +237,7 @@ class ActionsResponse(BaseModel):
     ineligible: list[Ineligible] | None = None
 
 
-class InterventionIn(Body):
+class InterventionIn(RequestBody):
     account_id: str = Field(min_length=1, max_length=200, examples=["acc-00042"])
     action: str = Field(examples=["health_check_call"])
     owner: str | None = Field(None, max_length=200, description="who took it", examples=["csm-007"])
@@ -253,7 +260,7 @@ class InterventionOut(BaseModel):
     recorded: bool = Field(description="false when this intervention_id was already recorded")
 
 
-class FeedbackIn(Body):
+class FeedbackIn(RequestBody):
     status: FeedbackStatus
     reason: str | None = Field(None, max_length=2_000, description="required when rejected")
     actor: str | None = Field(None, max_length=200, examples=["csm-007"])
@@ -276,3 +283,18 @@ class ReloadOut(BaseModel):
     models: dict[str, ModelRef | None]
     changed: list[str]
     errors: dict[str, str]
+
+
+class Liveness(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    """What `/readyz` reports: ready once a churn champion and the feature store are loaded."""
+
+    ready: bool
+    model: bool = Field(description="a churn champion is loaded")
+    uplift: bool = Field(description="an uplift champion is loaded (else the rules rank actions)")
+    store: bool = Field(description="the online feature store is loaded")
+    errors: dict[str, str] = Field(description="what could not be loaded, and why")
+    decision_log: str = Field(description="the decision log's database, password redacted")

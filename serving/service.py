@@ -1,6 +1,7 @@
 """What each endpoint does, over the loaded resources: assess, rank actions, log, record.
 
-The routes in `serving/app.py` only parse and authorise; everything here is callable without HTTP.
+The routes in `serving/routes/` only parse and authorise; everything here is callable without HTTP and
+answers with the response models of `serving/schemas.py`.
 """
 
 from __future__ import annotations
@@ -10,109 +11,50 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pydantic import BaseModel
 
 from features.definitions import FEATURE_BY_NAME
 from features.health import INPUTS
 from features.health import score as health_score
-from features.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility, lower_first, rules_ranking
+from features.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility
 from features.rows import FeatureRows
 from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.settings import Settings
-from retain.core.value import expected_values
 from retain.ingest import record_interventions
-from serving.assess import INACTIVE, Assessment, assess
+from serving.assess import INACTIVE_FALLBACK, Assessment, assess
 from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation
+from serving.errors import ApiError
 from serving.metrics import Metrics
+from serving.ranking import Ranking, rank
 from serving.resources import Loaded, Resources
 from serving.schemas import (
     ActionOut,
     ActionsRequest,
+    ActionsResponse,
     Changes,
-    Evidence,
     FeedbackIn,
+    FeedbackOut,
     Ineligible,
     InterventionIn,
+    InterventionOut,
     ItemError,
     ModelRef,
-    PredictedChange,
+    ReloadOut,
     Risk,
+    RiskResponse,
     ScoreItem,
+    ScoreResponse,
 )
 from training.causal import recency
-from training.causal.dr import Z95
 
-#: why the rules rank an account's actions, by what stood in the uplift ranking's way
-RULES_NOTES = {
-    "no_uplift_model": "ranked by the rules for the account's health band: no uplift model is promoted",
-    "features_untrusted": "ranked by the rules for the account's health band: its features cannot be trusted",
-}
-#: fallbacks that say the feature row itself cannot be trusted (a missing churn model does not)
-UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
 #: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"
-POOR_OVERLAP = (
-    "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
-)
-
-
-@dataclass(frozen=True)
-class _Entry:
-    action: str
-    rationale: str
-    eligibility: tuple[str, ...]
-    expected_value: float | None
-    churn: PredictedChange | None = None
-    expansion: PredictedChange | None = None
-    evidence: Evidence | None = None
-
-
-@dataclass(frozen=True)
-class _Ranking:
-    kind: Literal["uplift", "rules"]
-    note: str
-    entries: list[_Entry]
-    #: eligible actions the uplift ranking leaves out, with why (they cost more than they return)
-    unprofitable: dict[str, str]
-
-
-def _money(value: float) -> str:
-    return f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
-
-
-def _uncertain(churn: PredictedChange) -> str:
-    return (
-        "Uncertain: the data cannot yet tell its effect from none (95% interval of the change in churn risk: "
-        f"{100 * churn.ci_low:+.1f} to {100 * churn.ci_high:+.1f} points)"
-    )
-
-
-def _value_rationale(
-    churn: PredictedChange, expansion: PredictedChange, evidence: Evidence, ev: float, because: str
-) -> str:
-    parts = []
-    if churn.estimate < 0:
-        parts.append(f"lowers 90-day churn risk by {-100 * churn.estimate:.1f} points")
-    elif churn.estimate > 0:
-        parts.append(f"raises 90-day churn risk by {100 * churn.estimate:.1f} points")
-    if expansion.estimate > 0:
-        parts.append(f"raises the chance of expansion by {100 * expansion.estimate:.1f} points")
-    effect = " and ".join(parts) or "changes little"
-    text = f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
-    return text + (f" {_uncertain(churn)}." if evidence == "uncertain" else "")
-
-
-class ApiError(Exception):
-    """An answer other than 200, with a stable code a playbook engine can branch on."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 def new_id(prefix: str) -> str:
@@ -120,10 +62,11 @@ def new_id(prefix: str) -> str:
 
 
 @dataclass(frozen=True)
-class _Scored:
-    """What 'what changed' compares: the last answer served from other data or another model."""
+class _ServedScore:
+    """What 'what changed' compares: a score served for an account, and the data and models behind it."""
 
-    key: tuple[Any, ...]
+    #: (feature cutoff, source, model versions): a score with another key came from other data or models
+    key: tuple[object, ...]
     at: datetime
     cutoff: datetime | None
     source: str
@@ -132,36 +75,52 @@ class _Scored:
     reasons: tuple[str, ...]
 
 
+class _LoggedReason(BaseModel):
+    text: str
+
+
+class _LoggedRisk(BaseModel):
+    """The part of a risk answer in the decision log that 'what changed' compares."""
+
+    churn_probability: float | None = None
+    risk_band: str | None = None
+    reasons: list[_LoggedReason] = []
+
+
 class Service:
     def __init__(self, resources: Resources, metrics: Metrics) -> None:
-        self.res = resources
+        self.resources = resources
         self.metrics = metrics
-        self._history: dict[str, tuple[_Scored, _Scored | None]] = {}
+        #: per account: the latest score served and the one 'what changed' compares it with
+        self._history: dict[str, tuple[_ServedScore, _ServedScore | None]] = {}
         self._history_lock = threading.Lock()
 
     # -- risk ------------------------------------------------------------------------------------------
-    def risk(self, account_id: str, request_id: str, actions: int) -> Risk:
-        loaded = self.res.loaded
-        return self._answer(loaded, self._assess_one(loaded, account_id), request_id, actions)
+    def risk(self, account_id: str, request_id: str, actions: int) -> RiskResponse:
+        """The account's explained risk, with its `actions` best next actions, logged as a score."""
+        loaded = self.resources.loaded
+        risk = self._answer(loaded, self._assess_one(loaded, account_id), request_id, actions)
+        return RiskResponse.answering(request_id, risk)
 
     def _assess_one(self, loaded: Loaded, account_id: str) -> Assessment:
         if loaded.accounts and account_id not in loaded.accounts:
             raise ApiError(404, "account_not_found", f"no account {account_id!r} in the store")
-        rows = self.res.online_rows(loaded, [account_id])
+        rows = self.resources.online_rows(loaded, [account_id])
         (assessment,) = assess(
             rows,
             loaded.churn,
             loaded.expansion,
-            self.res.settings,
-            self.res.as_of(),
+            self.resources.settings,
+            self.resources.as_of(),
             published=loaded.published,
         )
         return assessment
 
-    def score(
-        self, items: Sequence[ScoreItem], request_id: str, actions: int
-    ) -> tuple[list[Risk], list[ItemError]]:
-        loaded = self.res.loaded
+    def score(self, items: Sequence[ScoreItem], request_id: str, actions: int) -> ScoreResponse:
+        """Explained risk per item, from the store (by id) or from the item's own features; unknown ids
+        are item errors, not a failed call."""
+        loaded = self.resources.loaded
+        settings = self.resources.settings
         errors: list[ItemError] = []
         by_id: list[int] = []
         inline: list[int] = []
@@ -169,70 +128,64 @@ class Service:
             if item.features is not None:
                 inline.append(i)
             elif loaded.accounts and item.account_id not in loaded.accounts:
+                message = f"no account {item.account_id!r} in the store"
                 errors.append(
-                    ItemError(
-                        index=i,
-                        account_id=item.account_id,
-                        code="account_not_found",
-                        message=f"no account {item.account_id!r} in the store",
-                    )
+                    ItemError(index=i, account_id=item.account_id, code="account_not_found", message=message)
                 )
             else:
                 by_id.append(i)
         assessed: dict[int, Assessment] = {}
-        as_of = self.res.as_of()
+        as_of = self.resources.as_of()
         if by_id:
-            rows = self.res.online_rows(loaded, [items[i].account_id for i in by_id])
-            for i, a in zip(
-                by_id,
-                assess(
-                    rows, loaded.churn, loaded.expansion, self.res.settings, as_of, published=loaded.published
-                ),
-                strict=True,
-            ):
-                assessed[i] = a
+            rows = self.resources.online_rows(loaded, [items[i].account_id for i in by_id])
+            found = assess(rows, loaded.churn, loaded.expansion, settings, as_of, published=loaded.published)
+            assessed.update(zip(by_id, found, strict=True))
         if inline:
-            rows = inline_rows([items[i] for i in inline], loaded, self.res.settings)
-            results = assess(rows, loaded.churn, loaded.expansion, self.res.settings, as_of, inline=True)
-            for i, a in zip(inline, results, strict=True):
-                assessed[i] = a
-        return [self._answer(loaded, assessed[i], request_id, actions) for i in sorted(assessed)], errors
+            rows = inline_rows([items[i] for i in inline], loaded, settings)
+            brought = assess(rows, loaded.churn, loaded.expansion, settings, as_of, inline=True)
+            assessed.update(zip(inline, brought, strict=True))
+        results = [self._answer(loaded, assessed[i], request_id, actions) for i in sorted(assessed)]
+        return ScoreResponse(request_id=request_id, results=results, errors=errors)
 
-    def _answer(self, loaded: Loaded, a: Assessment, request_id: str, actions: int) -> Risk:
-        ranked = []
-        if actions and _left(a) is None:
-            ranked = self._ranked(self._rank(loaded, a)[1], actions, set(), None)
-        risk = self._risk(loaded, a, ranked)
+    def _answer(self, loaded: Loaded, assessment: Assessment, request_id: str, actions: int) -> Risk:
+        """One account's risk with its `actions` best next actions and what changed, logged as a score."""
+        offered = []
+        if actions and _why_left(assessment) is None:
+            offered = self._offer(self._verdicts_and_ranking(loaded, assessment)[1], actions, set(), None)
+        risk = self._risk(loaded, assessment, offered)
         risk.changes = self._changes(risk, risk.notes)
-        self._log("score", request_id, risk, a, ranked)
+        self._log("score", request_id, risk, assessment, offered)
         return risk
 
-    def _risk(self, loaded: Loaded, a: Assessment, ranked: list[ActionOut]) -> Risk:
+    def _risk(self, loaded: Loaded, assessment: Assessment, offered: list[ActionOut]) -> Risk:
         """The answer for one assessed account; a rules answer is counted in the metrics by its reason."""
-        if a.fallback is not None:
-            self.metrics.fallbacks.labels(reason=a.fallback.code).inc()
+        if assessment.fallback is not None:
+            self.metrics.fallbacks.labels(reason=assessment.fallback.code).inc()
+        horizon = loaded.churn.model.horizon_days if loaded.churn else self.resources.settings.horizon_days
         return Risk(
-            account_id=a.account_id,
-            source=a.source,
-            fallback_reason=a.fallback,
-            churn_probability=a.churn_probability,
-            expansion_probability=a.expansion_probability,
-            horizon_days=loaded.churn.model.horizon_days if loaded.churn else self.res.settings.horizon_days,
-            risk_band=a.risk_band,
-            health=a.health,
-            reasons=a.reasons,
+            account_id=assessment.account_id,
+            source=assessment.source,
+            fallback_reason=assessment.fallback,
+            churn_probability=assessment.churn_probability,
+            expansion_probability=assessment.expansion_probability,
+            horizon_days=horizon,
+            risk_band=assessment.risk_band,
+            health=assessment.health,
+            reasons=assessment.reasons,
             changes=None,
             models=model_refs(loaded),
-            features=a.freshness,
-            notes=list(a.notes),
-            next_best_actions=ranked,
+            features=assessment.freshness,
+            notes=list(assessment.notes),
+            next_best_actions=offered,
         )
 
     # -- what changed ----------------------------------------------------------------------------------
     def _changes(self, risk: Risk, notes: list[str]) -> Changes | None:
+        """The difference from the last score served from other data or models: remembered per account,
+        else looked up in the decision log (a note says so when it cannot be read)."""
         versions = tuple(m.version if m else None for m in risk.models.values())
         key = (risk.features.cutoff, risk.source, versions)
-        now = _Scored(
+        now = _ServedScore(
             key=key,
             at=datetime.now(UTC),
             cutoff=risk.features.cutoff,
@@ -255,161 +208,90 @@ class Service:
             previous = known[0]
         with self._history_lock:
             self._history[risk.account_id] = (now, previous)
-        if previous is None:
-            return None
-        points = (
-            round((now.churn_probability - previous.churn_probability) * 100, 2)
-            if now.churn_probability is not None and previous.churn_probability is not None
-            else None
-        )
-        return Changes(
-            previous_scored_at=previous.at,
-            previous_cutoff=previous.cutoff,
-            previous_source=previous.source,
-            previous_churn_probability=previous.churn_probability,
-            churn_points=points,
-            previous_risk_band=previous.risk_band,
-            new_reasons=[r for r in now.reasons if r not in previous.reasons],
-            resolved_reasons=[r for r in previous.reasons if r not in now.reasons],
-        )
+        return None if previous is None else _difference(now, previous)
 
-    def _previous_from_log(self, risk: Risk) -> _Scored | None:
-        found = self.res.log.previous_score(risk.account_id, risk.features.cutoff, model_labels(risk))
+    def _previous_from_log(self, risk: Risk) -> _ServedScore | None:
+        found = self.resources.log.previous_score(risk.account_id, risk.features.cutoff, model_labels(risk))
         if found is None:
             return None
-        output = found["output"]
-        return _Scored(
+        output = _LoggedRisk.model_validate(found.output)
+        return _ServedScore(
             key=(),
-            at=found["served_at"],
-            cutoff=found["cutoff"],
-            source=found["source"],
-            churn_probability=output.get("churn_probability"),
-            risk_band=output.get("risk_band"),
-            reasons=tuple(r["text"] for r in output.get("reasons", [])),
+            at=found.served_at,
+            cutoff=found.cutoff,
+            source=found.source,
+            churn_probability=output.churn_probability,
+            risk_band=output.risk_band,
+            reasons=tuple(r.text for r in output.reasons),
         )
 
     # -- next-best actions -----------------------------------------------------------------------------
-    def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> dict[str, Any]:
+    def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> ActionsResponse:
         """The ranked actions, logged as a recommendation; 409 for an account that has left."""
         _check_exclude(ask)
-        loaded = self.res.loaded
-        a = self._assess_one(loaded, account_id)
-        if (why := _left(a)) is not None:
+        loaded = self.resources.loaded
+        assessment = self._assess_one(loaded, account_id)
+        if (why := _why_left(assessment)) is not None:
             raise ApiError(
                 409, INACTIVE_ERROR, f"{account_id} is no longer active: {why}; no action is ranked"
             )
-        return self._recommend(loaded, a, request_id, ask)[1]
+        return self._recommend(loaded, assessment, request_id, ask)[1]
 
     def account(
         self, account_id: str, request_id: str, ask: ActionsRequest
-    ) -> tuple[Risk, dict[str, Any] | None]:
+    ) -> tuple[Risk, ActionsResponse | None]:
         """The explained risk and the ranked actions from one assessment (the cockpit's account page),
         logged once as a recommendation; for an account that has left, its last risk and no actions,
         logged as a score."""
         _check_exclude(ask)
-        loaded = self.res.loaded
-        a = self._assess_one(loaded, account_id)
-        if _left(a) is not None:
-            return self._answer(loaded, a, request_id, 0), None
-        return self._recommend(loaded, a, request_id, ask)
+        loaded = self.resources.loaded
+        assessment = self._assess_one(loaded, account_id)
+        if _why_left(assessment) is not None:
+            return self._answer(loaded, assessment, request_id, 0), None
+        return self._recommend(loaded, assessment, request_id, ask)
 
     def _recommend(
-        self, loaded: Loaded, a: Assessment, request_id: str, ask: ActionsRequest
-    ) -> tuple[Risk, dict[str, Any]]:
-        verdicts, ranking = self._rank(loaded, a)
-        ranked = self._ranked(ranking, ask.limit, set(ask.exclude), ask.channels)
+        self, loaded: Loaded, assessment: Assessment, request_id: str, ask: ActionsRequest
+    ) -> tuple[Risk, ActionsResponse]:
+        verdicts, ranking = self._verdicts_and_ranking(loaded, assessment)
+        offered = self._offer(ranking, ask.limit, set(ask.exclude), ask.channels)
         ineligible = None
         if ask.include_ineligible:
             ineligible = [
                 Ineligible(action=v.action, reasons=list(v.reasons)) for v in verdicts if not v.eligible
             ] + [Ineligible(action=x, reasons=[why]) for x, why in ranking.unprofitable.items()]
-        risk = self._risk(loaded, a, ranked)
-        self._log("recommendation", request_id, risk, a, ranked)
-        return risk, {
-            "account_id": a.account_id,
-            "source": a.source,
-            "fallback_reason": a.fallback,
-            "ranking": ranking.kind,
-            "ranking_note": ranking.note,
-            "health_band": a.health.band,
-            "play": PLAYS[a.health.band or DEFAULT_BAND].name,
-            "actions": ranked,
-            "ineligible": ineligible,
-        }
+        risk = self._risk(loaded, assessment, offered)
+        self._log("recommendation", request_id, risk, assessment, offered)
+        return risk, ActionsResponse(
+            request_id=request_id,
+            account_id=assessment.account_id,
+            source=assessment.source,
+            fallback_reason=assessment.fallback,
+            ranking=ranking.kind,
+            ranking_note=ranking.note,
+            health_band=assessment.health.band,
+            play=PLAYS[assessment.health.band or DEFAULT_BAND].name,
+            actions=offered,
+            ineligible=ineligible,
+        )
 
-    def _rank(self, loaded: Loaded, a: Assessment) -> tuple[list[Verdict], _Ranking]:
+    def _verdicts_and_ranking(self, loaded: Loaded, assessment: Assessment) -> tuple[list[Verdict], Ranking]:
         """The account's eligibility now (cool-downs included) and its ranking."""
-        as_of = self.res.as_of()
-        taken = self.res.taken.of(a.account_id, as_of)
-        verdicts = eligibility(a.row, taken, as_of)
-        return verdicts, self._ranking(loaded, a, verdicts, recency.for_account(taken, as_of))
+        as_of = self.resources.as_of()
+        taken = self.resources.taken.of(assessment.account_id, as_of)
+        verdicts = eligibility(assessment.row, taken, as_of)
+        days_since = recency.for_account(taken, as_of)
+        value = self.resources.settings.value
+        return verdicts, rank(assessment, verdicts, days_since, loaded.uplift, value)
 
-    def _ranking(
-        self, loaded: Loaded, a: Assessment, verdicts: list[Verdict], days_since: dict[str, float]
-    ) -> _Ranking:
-        """By expected value when an uplift champion is loaded and the features are trusted; actions whose
-        uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything.
-        `days_since` is the account's days since each action was last taken (the uplift models' input)."""
-        rules = rules_ranking(a.health.band, verdicts)
-        by_rules = [_Entry(r.action, r.rationale, r.eligibility, None) for r in rules]
-        if loaded.uplift is None:
-            return _Ranking("rules", RULES_NOTES["no_uplift_model"], by_rules, {})
-        if not a.row or (a.fallback is not None and a.fallback.code in UNTRUSTED_FEATURES):
-            return _Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
-        model = loaded.uplift.model
-        risks = model.risk(pd.DataFrame([{**a.row, **days_since}]))
-        uplift, low, high = model.scaled(risks), model.scaled(risks, -Z95), model.scaled(risks, Z95)
-        values = expected_values(
-            uplift["churn"],
-            uplift["expansion"],
-            np.array([a.row.get("arr")], float),
-            model.actions,
-            self.res.settings.value,
-        )[0]
-        usable = set(model.usable())
-        column = {action: j for j, action in enumerate(model.actions)}
-        reasons = {v.action: v.reasons for v in verdicts if v.eligible}
-        ranked, unprofitable = [], {}
-        for action in sorted((x for x in reasons if x in usable), key=lambda x: -values[column[x]]):
-            j = column[action]
-            churn, expansion = (
-                PredictedChange(
-                    estimate=float(uplift[o][0, j]), ci_low=float(low[o][0, j]), ci_high=float(high[o][0, j])
-                )
-                for o in ("churn", "expansion")
-            )
-            evidence: Evidence = "clear" if model.shows_benefit(action) else "uncertain"
-            because = "; ".join(lower_first(r) for r in reasons[action])
-            if values[j] <= 0:
-                why = f"expected value {_money(values[j])}: it costs more than it returns"
-                unprofitable[action] = why + (
-                    f"; {lower_first(_uncertain(churn))}" if evidence == "uncertain" else ""
-                )
-                continue
-            text = _value_rationale(churn, expansion, evidence, values[j], because)
-            value = round(float(values[j]), 2)
-            ranked.append(_Entry(action, text, reasons[action], value, churn, expansion, evidence))
-        late = [
-            _Entry(e.action, f"{e.rationale[:-1]}; {POOR_OVERLAP}.", e.eligibility, None)
-            for e in by_rules
-            if e.action not in usable
-        ]
-        note = f"ranked by expected value (uplift x value - cost) from {loaded.uplift.label}"
-        if late:
-            note += f"; {len(late)} by the rules, their uplift models lacking overlap"
-        return _Ranking("uplift", note, ranked + late, unprofitable)
-
-    def _ranked(
-        self,
-        ranking: _Ranking,
-        limit: int,
-        exclude: set[str],
-        channels: list[str] | None,
+    def _offer(
+        self, ranking: Ranking, limit: int, exclude: set[str], channels: list[str] | None
     ) -> list[ActionOut]:
+        """The ranking's first `limit` actions on the allowed channels, each with a new recommendation id."""
         out: list[ActionOut] = []
-        for entry in ranking.entries:
-            action = CATALOGUE[entry.action]
-            if entry.action in exclude or (channels is not None and action.channel not in channels):
+        for candidate in ranking.candidates:
+            action = CATALOGUE[candidate.action]
+            if candidate.action in exclude or (channels is not None and action.channel not in channels):
                 continue
             out.append(
                 ActionOut(
@@ -417,12 +299,12 @@ class Service:
                     rank=len(out) + 1,
                     action=action.name,
                     channel=action.channel,
-                    rationale=entry.rationale,
-                    eligibility=list(entry.eligibility),
-                    expected_value=entry.expected_value,
-                    churn_change=entry.churn,
-                    expansion_change=entry.expansion,
-                    effect_evidence=entry.evidence,
+                    rationale=candidate.rationale,
+                    eligibility=list(candidate.eligibility),
+                    expected_value=candidate.expected_value,
+                    churn_change=candidate.churn,
+                    expansion_change=candidate.expansion,
+                    effect_evidence=candidate.evidence,
                     cost_hours=action.cost_hours,
                     cost_usd=action.cost_usd,
                     cooldown_days=action.cooldown_days,
@@ -439,8 +321,8 @@ class Service:
         kind: Literal["score", "recommendation"],
         request_id: str,
         risk: Risk,
-        a: Assessment,
-        ranked: list[ActionOut],
+        assessment: Assessment,
+        offered: list[ActionOut],
     ) -> None:
         decision = Decision(
             request_id=request_id,
@@ -450,22 +332,23 @@ class Service:
             source=risk.source,
             models=model_labels(risk),
             cutoff=risk.features.cutoff,
-            inputs_hash=a.inputs_hash,
+            inputs_hash=assessment.inputs_hash,
             output=risk.model_dump(mode="json"),
             recommendations=tuple(
-                Recommendation(r.recommendation_id, r.action, r.rank, r.expected_value) for r in ranked
+                Recommendation(r.recommendation_id, r.action, r.rank, r.expected_value) for r in offered
             ),
         )
-        self.res.log.submit(decision)
+        self.resources.log.submit(decision)
 
-    def record_intervention(self, body: InterventionIn, request_id: str) -> dict[str, Any]:
-        loaded = self.res.loaded
+    def record_intervention(self, body: InterventionIn, request_id: str) -> InterventionOut:
+        """An action taken, into the store's interventions (once per id) and the cool-downs at once."""
+        loaded = self.resources.loaded
         if body.action not in CATALOGUE:
             raise ApiError(422, "unknown_action", f"action: {body.action!r} is not in the catalogue")
         if loaded.accounts and body.account_id not in loaded.accounts:
             raise ApiError(404, "account_not_found", f"no account {body.account_id!r} in the store")
         # the serving clock, so a replayed past (`as_of`) sees the action it was just told about
-        ts = body.ts or self.res.as_of()
+        ts = body.ts or self.resources.as_of()
         if ts.tzinfo is None:
             raise ApiError(422, "invalid_request", "ts: give a timezone, e.g. 2025-06-30T10:00:00Z")
         ts = ts.astimezone(UTC)
@@ -480,57 +363,81 @@ class Service:
             "assignment": "targeted",
             "propensity": None,
         }
-        summary = record_interventions(
-            self.res.store, pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA), f"api:{request_id}"
-        )
+        table = pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA)
+        summary = record_interventions(self.resources.store, table, f"api:{request_id}")
         if summary["rejected"]:
             first = summary["rejected"][0]
             raise ApiError(422, "invalid_intervention", f"{first['reason']}: {first['detail']}")
-        self.res.taken.record(body.account_id, body.action, ts)
-        return {
-            "intervention_id": intervention_id,
-            "account_id": body.account_id,
-            "action": body.action,
-            "ts": ts,
-            "recorded": summary["accepted"]["interventions"] == 1,
-        }
+        self.resources.taken.record(body.account_id, body.action, ts)
+        return InterventionOut(
+            request_id=request_id,
+            intervention_id=intervention_id,
+            account_id=body.account_id,
+            action=body.action,
+            ts=ts,
+            recorded=summary["accepted"]["interventions"] == 1,
+        )
 
-    def feedback(self, recommendation_id: str, body: FeedbackIn, request_id: str) -> dict[str, Any]:
+    def feedback(self, recommendation_id: str, body: FeedbackIn, request_id: str) -> FeedbackOut:
+        """Feedback on a served recommendation, into the decision log; `done` also records the action."""
         if body.status == "rejected" and not (body.reason and body.reason.strip()):
             raise ApiError(422, "reason_required", "reason: say why the recommendation was rejected")
+        log = self.resources.log
         try:
-            found = self.res.log.recommendation(recommendation_id)
+            found = log.recommendation(recommendation_id)
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
         if found is None:
             raise ApiError(404, "recommendation_not_found", f"no recommendation {recommendation_id!r}")
-        at = body.at.astimezone(UTC) if body.at and body.at.tzinfo else self.res.as_of()
+        at = body.at.astimezone(UTC) if body.at and body.at.tzinfo else self.resources.as_of()
         intervention_id = None
         if body.status == "done":
-            done = self.record_intervention(
-                InterventionIn(
-                    account_id=found["account_id"],
-                    action=found["action"],
-                    owner=body.actor,
-                    channel=body.channel,
-                    ts=at,
-                    intervention_id=f"int_{recommendation_id}",
-                ),
-                request_id,
+            taken = InterventionIn(
+                account_id=found.account_id,
+                action=found.action,
+                owner=body.actor,
+                channel=body.channel,
+                ts=at,
+                intervention_id=f"int_{recommendation_id}",
             )
-            intervention_id = done["intervention_id"]
+            intervention_id = self.record_intervention(taken, request_id).intervention_id
         try:
-            stored = self.res.log.record_feedback(
+            stored = log.record_feedback(
                 recommendation_id, body.status, body.reason, body.actor, at, intervention_id
             )
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
-        return {
-            "feedback_id": stored["feedback_id"],
-            "recommendation_id": recommendation_id,
-            "status": body.status,
-            "intervention_id": intervention_id,
-        }
+        return FeedbackOut(
+            request_id=request_id,
+            feedback_id=stored.feedback_id,
+            recommendation_id=recommendation_id,
+            status=body.status,
+            intervention_id=intervention_id,
+        )
+
+    def reload(self, request_id: str) -> ReloadOut:
+        """Load the current champions and feature registry now; what changed and what failed to load."""
+        changed, errors = self.resources.reload()
+        models = model_refs(self.resources.loaded)
+        return ReloadOut(request_id=request_id, models=models, changed=changed, errors=errors)
+
+
+def _difference(now: _ServedScore, previous: _ServedScore) -> Changes:
+    points = (
+        round((now.churn_probability - previous.churn_probability) * 100, 2)
+        if now.churn_probability is not None and previous.churn_probability is not None
+        else None
+    )
+    return Changes(
+        previous_scored_at=previous.at,
+        previous_cutoff=previous.cutoff,
+        previous_source=previous.source,
+        previous_churn_probability=previous.churn_probability,
+        churn_points=points,
+        previous_risk_band=previous.risk_band,
+        new_reasons=[r for r in now.reasons if r not in previous.reasons],
+        resolved_reasons=[r for r in previous.reasons if r not in now.reasons],
+    )
 
 
 def _check_exclude(ask: ActionsRequest) -> None:
@@ -539,9 +446,10 @@ def _check_exclude(ask: ActionsRequest) -> None:
         raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
 
 
-def _left(a: Assessment) -> str | None:
+def _why_left(assessment: Assessment) -> str | None:
     """Why the account is no longer active, or None while it is."""
-    return a.fallback.message if a.fallback is not None and a.fallback.code == INACTIVE else None
+    fallback = assessment.fallback
+    return fallback.message if fallback is not None and fallback.code == INACTIVE_FALLBACK else None
 
 
 def model_refs(loaded: Loaded) -> dict[str, ModelRef | None]:
@@ -565,7 +473,7 @@ def inline_rows(items: Sequence[ScoreItem], loaded: Loaded, settings: Settings) 
             raise ApiError(
                 422, "unknown_feature", f"accounts[{i}].features: unknown feature(s) {', '.join(unknown)}"
             )
-    columns: dict[str, Any] = {"account_id": [item.account_id for item in items], "cutoff": pd.NaT}
+    columns: dict[str, object] = {"account_id": [item.account_id for item in items], "cutoff": pd.NaT}
     for name in names:
         values = [(item.features or {}).get(name) for item in items]
         if name in text:

@@ -16,16 +16,16 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import Any, cast
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
 from retain.core.settings import Settings
-from serving.assess import Assessment, assess, inactive
-from serving.cockpit.timeline import Stories, stories
-from serving.resources import Loaded, Resources
+from serving.assess import Assessment, FeatureRow, assess, inactive
+from serving.cockpit.timeline import RecentEvents, recent_events
+from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
 
 log = logging.getLogger("retain.serving")
@@ -37,6 +37,8 @@ RENEWAL_WINDOWS = (30, 60, 90, 180)
 
 @dataclass(frozen=True)
 class Point:
+    """An account's churn probability and health score at one past feature build (its trend)."""
+
     cutoff: datetime
     churn_probability: float | None
     health_score: float | None
@@ -44,6 +46,8 @@ class Point:
 
 @dataclass(frozen=True)
 class Entry:
+    """One account's line in the book."""
+
     account_id: str
     name: str
     tier: str
@@ -68,15 +72,19 @@ class Entry:
 
 @dataclass(frozen=True)
 class Book:
+    """The scored book: its entries, each account's trend and recent events, and what it was scored from."""
+
     entries: tuple[Entry, ...]
     trends: dict[str, tuple[Point, ...]]
     #: the accounts' recent events, for their timelines
-    stories: Stories
+    events: RecentEvents
     as_of: datetime
     cutoff: datetime | None
     #: accounts left out: their latest row predates the newest build (they churned or cancelled)
     inactive: int
+    #: the resources it was scored from: a reload makes it stale
     loaded: Loaded
+    #: `time.monotonic()` when it was scored
     built: float
 
     @cached_property
@@ -116,7 +124,7 @@ class Filters:
         )
 
 
-def select(book: Book, filters: Filters, page_size: int) -> tuple[list[Entry], int, int]:
+def select_page(book: Book, filters: Filters, page_size: int) -> tuple[list[Entry], int, int]:
     """The filtered book's page, how many accounts match, and how many pages there are."""
     matching = [e for e in book.entries if filters.admits(e)]
     pages = max(1, -(-len(matching) // page_size))
@@ -137,43 +145,44 @@ def days_between(later: datetime | None, earlier: datetime) -> int | None:
     return None if later is None else int((later - earlier).total_seconds() // DAY_SECONDS)
 
 
-def renewal_date(row: dict[str, Any], account: dict[str, Any]) -> datetime | None:
+def renewal_date(row: FeatureRow, account: AccountRecord) -> datetime | None:
     """The renewal in force: the feature row's (renewals and plan changes move it), else the account
     table's, which keeps the date of the first contract."""
     days, cutoff = row.get("days_to_renewal"), row.get("cutoff")
-    if days is None or cutoff is None or np.isnan(days):
-        return cast(datetime | None, account.get("renewal_date"))
-    return cast(datetime, cutoff + timedelta(days=float(days)))
+    if isinstance(days, int | float) and isinstance(cutoff, datetime) and not np.isnan(days):
+        return cutoff + timedelta(days=float(days))
+    return account.renewal_date
 
 
-def entries(accounts: dict[str, dict[str, Any]], assessed: list[Assessment], as_of: datetime) -> list[Entry]:
+def entries(accounts: dict[str, AccountRecord], assessed: list[Assessment], as_of: datetime) -> list[Entry]:
+    """The assessed accounts as the book's entries, by ARR at risk."""
     out = []
-    for a in assessed:
-        account = accounts.get(a.account_id, {})
-        renewal = renewal_date(a.row, account)
+    for assessment in assessed:
+        account = accounts.get(assessment.account_id) or AccountRecord(assessment.account_id)
+        renewal = renewal_date(assessment.row, account)
         out.append(
             Entry(
-                account_id=a.account_id,
-                name=account.get("name") or a.account_id,
-                tier=account.get("tier") or "unknown",
-                segment=account.get("segment"),
-                csm_id=account.get("csm_id"),
-                arr=account.get("arr"),
+                account_id=assessment.account_id,
+                name=account.name or assessment.account_id,
+                tier=account.tier or "unknown",
+                segment=account.segment,
+                csm_id=account.csm_id,
+                arr=account.arr,
                 renewal_date=renewal,
                 days_to_renewal=days_between(renewal, as_of),
-                source=a.source,
-                fallback=a.fallback,
-                churn_probability=a.churn_probability,
-                risk_band=a.risk_band,
-                health_score=a.health.score,
-                health_band=a.health.band,
+                source=assessment.source,
+                fallback=assessment.fallback,
+                churn_probability=assessment.churn_probability,
+                risk_band=assessment.risk_band,
+                health_score=assessment.health.score,
+                health_band=assessment.health.band,
             )
         )
     return sorted(out, key=_sort_key)
 
 
 def trends(
-    path: Any, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
+    path: Path, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
 ) -> dict[str, tuple[Point, ...]]:
     """Each account's churn probability (current champion) and health score at its last `cutoffs` feature
     builds before `as_of`, from the offline feature table: the newest builds for an active account, the
@@ -211,61 +220,63 @@ def trends(
     return out
 
 
-def started_since(account: dict[str, Any], newest: datetime | None, as_of: datetime) -> bool:
+def started_since(account: AccountRecord, newest: datetime | None, as_of: datetime) -> bool:
     """A contract that started after the newest feature build: a new account, not yet in the features.
     (One that started before it and has no row was never active at a cutoff: it left at once.)"""
-    start = account.get("contract_start")
+    start = account.contract_start
     return start is not None and (newest is None or start >= newest) and start <= as_of
 
 
-def score_book(res: Resources, loaded: Loaded, settings: Settings) -> Book:
-    as_of = res.as_of()
-    ids = sorted(loaded.accounts)
-    rows = res.online_rows(loaded, ids)
+def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book:
+    """Every active account scored by the churn champion (or the rules), with trends and recent events."""
+    as_of = resources.as_of()
+    rows = resources.online_rows(loaded, sorted(loaded.accounts))
     records = rows.records()
     newest = loaded.published
-    keep = [
-        i
-        for i, r in enumerate(records)
-        if (r.get("cutoff") is not None and not inactive(r["cutoff"], newest))
-        or (
-            r.get("cutoff") is None and started_since(loaded.accounts.get(r["account_id"], {}), newest, as_of)
-        )
-    ]
+
+    def active(row: FeatureRow) -> bool:
+        cutoff = row.get("cutoff")
+        if isinstance(cutoff, datetime):
+            return not inactive(cutoff, newest)
+        account_id = str(row["account_id"])
+        account = loaded.accounts.get(account_id) or AccountRecord(account_id)
+        return cutoff is None and started_since(account, newest, as_of)
+
+    keep = [i for i, row in enumerate(records) if active(row)]
     kept = rows if len(keep) == len(records) else rows.take(keep)
     assessed = assess(kept, loaded.churn, None, settings, as_of, explain=False)
     scored = entries(loaded.accounts, assessed, as_of)
     history = trends(
-        res.store.feature_table,
+        resources.store.feature_table,
         loaded,
         {e.account_id for e in scored},
         as_of,
         settings.cockpit.trend_cutoffs,
     )
-    told = stories(res.store, as_of, settings.cockpit.timeline_days)
+    events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
     left = len(records) - len(keep)
-    return Book(tuple(scored), history, told, as_of, newest, left, loaded, time.monotonic())
+    return Book(tuple(scored), history, events, as_of, newest, left, loaded, time.monotonic())
 
 
 class BookKeeper:
     """The current book, scored again when it is older than `book_seconds` or the resources were
     reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one."""
 
-    def __init__(self, res: Resources) -> None:
-        self.res = res
+    def __init__(self, resources: Resources) -> None:
+        self.resources = resources
         self._book: Book | None = None
         self._lock = threading.Lock()
 
     def _stale(self, book: Book | None) -> bool:
-        if book is None or book.loaded is not self.res.loaded:
+        if book is None or book.loaded is not self.resources.loaded:
             return True
-        return time.monotonic() - book.built > self.res.settings.cockpit.book_seconds
+        return time.monotonic() - book.built > self.resources.settings.cockpit.book_seconds
 
     def refresh(self) -> Book:
         with self._lock:
             if self._stale(self._book):
                 started = time.perf_counter()
-                self._book = score_book(self.res, self.res.loaded, self.res.settings)
+                self._book = score_book(self.resources, self.resources.loaded, self.resources.settings)
                 log.info(
                     "cockpit book: %d accounts scored in %.2f s",
                     len(self._book.entries),
@@ -274,9 +285,15 @@ class BookKeeper:
             assert self._book is not None
             return self._book
 
+    def warm(self) -> threading.Thread:
+        """Score the book in the background as the server starts, so the first page does not wait."""
+        thread = threading.Thread(target=self.refresh, name="retain-book-warm", daemon=True)
+        thread.start()
+        return thread
+
     def get(self) -> Book:
         book = self._book
-        if book is None or book.loaded is not self.res.loaded:
+        if book is None or book.loaded is not self.resources.loaded:
             return self.refresh()
         if self._stale(book) and not self._lock.locked():
             threading.Thread(target=self.refresh, name="retain-book", daemon=True).start()

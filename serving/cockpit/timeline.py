@@ -1,15 +1,15 @@
 """An account's recent story, as dated sentences: incidents, tickets, invoices, onboarding, integrations,
 subscription changes and the actions taken.
 
-The events are read once per book (`stories`), the actions per page (`recent`).
+The events are read once per book (`recent_events`), the actions per page (`account_timeline`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -25,18 +25,24 @@ INCIDENT_SEVERITIES = ("major", "critical")
 INTEGRATION_TROUBLE = ("failing", "disconnected")
 
 
+#: one event or intervention as a table row: column name -> value
+TableRow = Mapping[str, object]
+
+
 @dataclass(frozen=True)
 class Moment:
+    """One dated line of an account's timeline."""
+
     ts: datetime
     kind: str
     text: str
 
 
-def _money(amount: Any) -> str:
+def _money(amount: object) -> str:
     return f"${amount:,.0f}" if amount is not None else "an unknown amount"
 
 
-def _words(value: Any) -> str:
+def _words(value: object) -> str:
     return str(value).replace("_", " ")
 
 
@@ -48,32 +54,32 @@ def action_label(action: str) -> str:
     return " ".join([first, *words[1:]])
 
 
-def _incident(e: dict[str, Any]) -> str:
+def _incident(e: TableRow) -> str:
     where = f" in {_words(e['feature'])}" if e.get("feature") else ""
     return f"{e['count']} {e['severity']} error(s){where}"
 
 
-def _ticket_created(e: dict[str, Any]) -> str:
+def _ticket_created(e: TableRow) -> str:
     category = f", {_words(e['category'])}" if e.get("category") else ""
     return f"Ticket {e['ticket_id']} opened ({e['priority']}{category})"
 
 
-def _ticket_resolved(e: dict[str, Any]) -> str:
+def _ticket_resolved(e: TableRow) -> str:
     csat = f", CSAT {e['csat']}/5" if e.get("csat") is not None else ""
     return f"Ticket {e['ticket_id']} resolved ({e['priority']}{csat})"
 
 
-def _cancelled(e: dict[str, Any]) -> str:
+def _cancelled(e: TableRow) -> str:
     return "Subscription cancelled" + (f": {_words(e['reason'])}" if e.get("reason") else "")
 
 
-def _renewed(e: dict[str, Any]) -> str:
+def _renewed(e: TableRow) -> str:
     until = e.get("renewal_date")
     return "Subscription renewed" + (f" until {until:%Y-%m-%d}" if until else "")
 
 
 #: event type -> (timeline kind, sentence)
-DESCRIBE: dict[str, tuple[str, Callable[[dict[str, Any]], str]]] = {
+EVENT_SENTENCES: dict[str, tuple[str, Callable[[TableRow], str]]] = {
     "error.raised": ("incident", _incident),
     "ticket.created": ("ticket", _ticket_created),
     "ticket.resolved": ("ticket", _ticket_resolved),
@@ -95,8 +101,8 @@ COLUMNS = sorted(
 )
 
 
-#: the events worth a line: routine ones (minor errors, healthy integrations) are left out
-WORTH_A_LINE = ds.field("event_type").isin(list(DESCRIBE)) & (
+#: the events a timeline shows: routine ones (minor errors, healthy integrations) are left out
+NOTABLE_EVENTS = ds.field("event_type").isin(list(EVENT_SENTENCES)) & (
     ~ds.field("event_type").isin(["error.raised", "integration.state"])
     | ((ds.field("event_type") == "error.raised") & ds.field("severity").isin(list(INCIDENT_SEVERITIES)))
     | ((ds.field("event_type") == "integration.state") & ds.field("status").isin(list(INTEGRATION_TROUBLE)))
@@ -104,15 +110,16 @@ WORTH_A_LINE = ds.field("event_type").isin(list(DESCRIBE)) & (
 
 
 @dataclass(frozen=True)
-class Stories:
-    """Every account's events worth a line over a window, sorted by account: one scan for the whole book
-    (a scan per page read all the row groups of a 5,000-account store, ~250 ms), then a slice per page."""
+class RecentEvents:
+    """Every account's notable events since `since`, sorted by account: one scan for the whole book (a
+    scan per page read all the row groups of a 5,000-account store, ~250 ms), then a slice per page."""
 
     events: pa.Table
+    #: account id -> (first row, number of rows) in `events`
     spans: dict[str, tuple[int, int]]
     since: datetime
 
-    def of(self, account_id: str) -> list[dict[str, Any]]:
+    def of(self, account_id: str) -> list[TableRow]:
         span = self.spans.get(account_id)
         return [] if span is None else self.events.slice(*span).to_pylist()
 
@@ -124,32 +131,42 @@ def _read(store: Store, table: str, schema: pa.Schema, columns: list[str], where
     return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns, filter=where)
 
 
-def stories(store: Store, as_of: datetime, days: int) -> Stories:
+def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
+    """Every account's notable events over the `days` up to `as_of`."""
     since = as_of - timedelta(days=days)
     window = (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
-    found = _read(store, "events", EVENT_SCHEMA, ["account_id", *COLUMNS], window & WORTH_A_LINE)
+    found = _read(store, "events", EVENT_SCHEMA, ["account_id", *COLUMNS], window & NOTABLE_EVENTS)
     found = found.take(pc.sort_indices(found, [("account_id", "ascending")]))
     ids = found.column("account_id").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
     ends = np.r_[starts[1:], len(ids)]
     spans = {str(ids[a]): (int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)}
-    return Stories(found, spans, since)
+    return RecentEvents(found, spans, since)
 
 
-def describe(events: list[dict[str, Any]], interventions: list[dict[str, Any]]) -> list[Moment]:
-    """Newest first."""
-    moments = [Moment(e["ts"], DESCRIBE[e["event_type"]][0], DESCRIBE[e["event_type"]][1](e)) for e in events]
+def describe(events: Sequence[TableRow], interventions: Sequence[TableRow]) -> list[Moment]:
+    """Events and actions taken as dated sentences, newest first."""
+    moments = []
+    for e in events:
+        kind, sentence = EVENT_SENTENCES[str(e["event_type"])]
+        moments.append(Moment(_ts(e), kind, sentence(e)))
     for i in interventions:
         by = f" by {i['owner']}" if i.get("owner") else ""
         how = " (random experiment arm)" if i.get("assignment") == "random" else ""
-        moments.append(Moment(i["ts"], "intervention", f"{action_label(i['action'])}{by}{how}"))
+        moments.append(Moment(_ts(i), "intervention", f"{action_label(str(i['action']))}{by}{how}"))
     return sorted(moments, key=lambda m: m.ts, reverse=True)
 
 
-def recent(store: Store, stories: Stories, account_id: str, as_of: datetime, limit: int) -> list[Moment]:
-    """The account's moments since `stories.since`, newest first, at most `limit`: its events from the
+def _ts(record: TableRow) -> datetime:
+    return cast(datetime, record["ts"])
+
+
+def account_timeline(
+    store: Store, events: RecentEvents, account_id: str, as_of: datetime, limit: int
+) -> list[Moment]:
+    """The account's moments since `events.since`, newest first, at most `limit`: its events from the
     book's scan, its actions read now (the table is small, and an action recorded a second ago shows)."""
-    window = (ds.field("ts") >= stories.since) & (ds.field("ts") <= as_of)
+    window = (ds.field("ts") >= events.since) & (ds.field("ts") <= as_of)
     actions = _read(
         store,
         "interventions",
@@ -157,4 +174,4 @@ def recent(store: Store, stories: Stories, account_id: str, as_of: datetime, lim
         ["ts", "action", "owner", "assignment"],
         window & (ds.field("account_id") == account_id),
     )
-    return describe(stories.of(account_id), actions.to_pylist())[:limit]
+    return describe(events.of(account_id), actions.to_pylist())[:limit]

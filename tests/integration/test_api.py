@@ -256,13 +256,13 @@ def test_next_actions_feedback_and_interventions_feed_the_store_and_cool_downs(
 
     log = DecisionLog.for_store(world.store, world.settings)
     feedback = wait_for(lambda: log.feedback(account_id=account))
-    assert sorted((f["status"], f["reason"], f["action"]) for f in feedback) == [
+    assert sorted((f.status, f.reason, f.action) for f in feedback) == [
         ("done", None, first["action"]),
         ("rejected", "on holiday", first["action"]),
     ]
     logged = log.recommendation(rec)
-    assert logged is not None and (logged["account_id"], logged["action"]) == (account, first["action"])
-    assert "recommendation" in {d["kind"] for d in log.decisions(account_id=account)}
+    assert logged is not None and (logged.account_id, logged.action) == (account, first["action"])
+    assert "recommendation" in {d.kind for d in log.decisions(account_id=account)}
     log.close()
 
 
@@ -374,10 +374,8 @@ def test_stale_features_fall_back_and_the_decision_log_goes_to_postgresql(
     log = DecisionLog(postgres_database)
     logged = log.decisions(account_id=world.active[0])
     log.close()
-    assert [(d["kind"], d["source"], d["request_id"]) for d in logged] == [
-        ("score", "rules", body["request_id"])
-    ]
-    assert logged[0]["output"]["fallback_reason"]["code"] == "stale_features"
+    assert [(d.kind, d.source, d.request_id) for d in logged] == [("score", "rules", body["request_id"])]
+    assert logged[0].output["fallback_reason"]["code"] == "stale_features"
     printed = (tmp_path / "stale.log").read_text()
     assert secret not in printed and world.keys["admin"] not in printed
     assert "Application startup complete" in printed

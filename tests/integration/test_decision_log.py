@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +14,15 @@ import pytest
 
 from retain.core.settings import ServeSettings, Settings
 from retain.core.store import Store
-from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, Recommendation
+from serving.decision_log import (
+    Decision,
+    DecisionLog,
+    DecisionLogUnavailable,
+    FeedbackOnAction,
+    LoggedDecision,
+    LoggedRecommendation,
+    Recommendation,
+)
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 C1, C2 = datetime(2025, 2, 23, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC)
@@ -69,59 +78,58 @@ def test_round_trip_previous_score_and_feedback(decision_log: DecisionLog) -> No
     assert log.stats == {"written": 6, "dropped": 0, "failed": 0, "pending": 0}
 
     newest = log.decisions("a-1")
-    assert [d["served_at"] for d in newest] == [T0 + timedelta(minutes=m) for m in (4, 3, 2, 1, 0)]
-    assert all(d["served_at"].tzinfo == UTC for d in newest)
-    assert newest[0]["kind"] == "recommendation" and newest[0]["output"] == {
-        "actions": ["action-1", "action-2"]
-    }
-    assert (newest[1]["cutoff"], newest[1]["models"], newest[1]["output"]) == (C2, V3, entries[3].output)
-    assert [d["account_id"] for d in log.decisions(kind="score", limit=2)] == ["a-1", "a-1"]
-    assert log.decisions("a-2")[0]["cutoff"] is None
+    assert [d.served_at for d in newest] == [T0 + timedelta(minutes=m) for m in (4, 3, 2, 1, 0)]
+    assert all(d.served_at.tzinfo == UTC for d in newest)
+    assert newest[0].kind == "recommendation" and newest[0].output == {"actions": ["action-1", "action-2"]}
+    assert (newest[1].cutoff, newest[1].models, newest[1].output) == (C2, V3, entries[3].output)
+    assert newest[4] == LoggedDecision(
+        **{f.name: getattr(entries[0], f.name) for f in fields(LoggedDecision)}
+    )
+    assert [d.account_id for d in log.decisions(kind="score", limit=2)] == ["a-1", "a-1"]
+    assert log.decisions("a-2")[0].cutoff is None
 
-    assert log.recommendation("rec-2") == {
-        "recommendation_id": "rec-2",
-        "request_id": "req-rec-1",
-        "served_at": T0 + timedelta(minutes=4),
-        "account_id": "a-1",
-        "action": "action-2",
-        "rank": 2,
-        "expected_value": 0.25,
-        "source": "model",
-    }
+    assert log.recommendation("rec-2") == LoggedRecommendation(
+        recommendation_id="rec-2",
+        request_id="req-rec-1",
+        served_at=T0 + timedelta(minutes=4),
+        account_id="a-1",
+        action="action-2",
+        rank=2,
+        expected_value=0.25,
+        source="model",
+    )
     assert log.recommendation("rec-unknown") is None
 
     # the same (cutoff, models) as the latest two scores, key order aside: the one before the new model
     previous = log.previous_score("a-1", C2, dict(reversed(V3.items())))
     assert previous is not None
-    assert (previous["served_at"], previous["cutoff"], previous["models"]) == (
+    assert (previous.served_at, previous.cutoff, previous.models) == (
         T0 + timedelta(minutes=1),
         C2,
         V2,
     )
-    assert previous["source"] == "model" and previous["output"] == entries[1].output
+    assert previous.source == "model" and previous.output == entries[1].output
     # only the cutoff differs, and a missing row (None) differs from any cutoff
     for cutoff in (C1, None):
         found = log.previous_score("a-1", cutoff, V3)
-        assert found is not None and found["served_at"] == T0 + timedelta(minutes=3)
+        assert found is not None and found.served_at == T0 + timedelta(minutes=3)
     assert log.previous_score("a-2", None, RULES) is None
     found = log.previous_score("a-2", C2, V3)
-    assert found is not None and found["source"] == "rules" and found["cutoff"] is None
+    assert found is not None and found.source == "rules" and found.cutoff is None
     assert log.previous_score("a-unknown", C2, V3) is None
 
     at = T0 + timedelta(hours=1)
     rejected = log.record_feedback(
         "rec-1", "rejected", "already in touch", "cs@acme", at.astimezone(plus_two), None
     )
-    assert len(rejected["feedback_id"]) == 32 and rejected["at"] == at and rejected["at"].tzinfo == UTC
+    assert len(rejected.feedback_id) == 32 and rejected.at == at and rejected.at.tzinfo == UTC
     done = log.record_feedback("rec-2", "done", None, "cs@acme", at + timedelta(days=1), "int_rec-2")
-    assert done["feedback_id"] != rejected["feedback_id"]
-    assert [
-        (f["recommendation_id"], f["status"], f["action"], f["account_id"]) for f in log.feedback("a-1")
-    ] == [
+    assert done.feedback_id != rejected.feedback_id
+    assert [(f.recommendation_id, f.status, f.action, f.account_id) for f in log.feedback("a-1")] == [
         ("rec-2", "done", "action-2", "a-1"),
         ("rec-1", "rejected", "action-1", "a-1"),
     ]
-    assert log.feedback()[1] == {**rejected, "account_id": "a-1", "action": "action-1"}
+    assert log.feedback()[1] == FeedbackOnAction(**asdict(rejected), account_id="a-1", action="action-1")
     assert log.feedback("a-2") == [] and len(log.feedback(limit=1)) == 1
 
 
@@ -129,7 +137,7 @@ def test_a_recommendation_is_found_moments_after_it_was_served(decision_log: Dec
     for i in range(3_000):
         decision_log.submit(recommend(f"a-{i}", T0, f"rec-{i}"))
     found = decision_log.recommendation("rec-2999")
-    assert found is not None and found["account_id"] == "a-2999"
+    assert found is not None and found.account_id == "a-2999"
 
 
 def test_concurrent_submits_reads_and_feedback_do_not_lock_each_other_out(decision_log: DecisionLog) -> None:
@@ -274,7 +282,7 @@ def test_a_full_queue_drops_entries_without_blocking(
     assert not log.flush(0.1)
     log.start()
     assert log.flush()
-    assert [d["account_id"] for d in log.decisions()] == ["a-2", "a-1"]
+    assert [d.account_id for d in log.decisions()] == ["a-2", "a-1"]
     assert log.submit(score("a-5", T0, C2, V3))
     log.close()
     assert log.stats == {"written": 3, "dropped": 2, "failed": 0, "pending": 0}
@@ -290,7 +298,7 @@ def test_a_bad_entry_loses_only_itself_not_its_batch(
     log.start()  # after the submits: all three are one batch
     assert log.flush()
     assert log.stats == {"written": 2, "dropped": 0, "failed": 1, "pending": 0}
-    assert {d["account_id"] for d in log.decisions()} == {"a-1", "a-3"}
+    assert {d.account_id for d in log.decisions()} == {"a-1", "a-3"}
     assert "IntegrityError" in caplog.text
     log.close()
 

@@ -1,0 +1,101 @@
+"""Who is looking at a cockpit page: an API key, sent as a bearer token or held by a signed-in session.
+
+Viewing needs `scores:read`, the actions need `actions:read`, feedback needs `actions:write`. A browser
+without usable credentials goes to the sign-in page and comes back (`SignIn`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated
+from urllib.parse import urlencode
+
+from fastapi import Depends, Request
+from fastapi.responses import RedirectResponse, Response
+
+from serving.auth import bearer, check_key
+from serving.cockpit.book import BookKeeper
+from serving.cockpit.sessions import COOKIE, Session, Sessions
+from serving.deps import ServiceDep
+from serving.errors import ApiError
+from serving.keys import ApiKey
+from serving.service import Service
+
+
+class SignIn(Exception):
+    """No usable credentials: the browser goes to the sign-in page and comes back to `back`."""
+
+    def __init__(self, back: str) -> None:
+        self.back = back
+
+
+async def sign_in_redirect(request: Request, exc: SignIn) -> Response:
+    """The app's handler for `SignIn`."""
+    return RedirectResponse(f"/ui/login?{urlencode({'next': exc.back})}", status_code=303)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    key: ApiKey
+    #: None when the key came as a bearer token
+    session: Session | None
+
+    @property
+    def name(self) -> str:
+        return self.key.name or self.key.key_id
+
+    @property
+    def csrf(self) -> str:
+        return self.session.csrf if self.session else ""
+
+
+async def _sessions(request: Request) -> Sessions:
+    sessions: Sessions = request.app.state.sessions
+    return sessions
+
+
+async def _book_keeper(request: Request) -> BookKeeper:
+    keeper: BookKeeper = request.app.state.book
+    return keeper
+
+
+SessionsDep = Annotated[Sessions, Depends(_sessions)]
+BookKeeperDep = Annotated[BookKeeper, Depends(_book_keeper)]
+
+
+def this_page(request: Request) -> str:
+    """The path and query asked for, to come back to after signing in."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    return f"{request.url.path}{query}"
+
+
+def cockpit_page(wanted: str) -> str:
+    """Only back into the cockpit: `next` must not send a signed-in CSM to another site."""
+    return wanted if wanted.startswith("/ui") and not wanted.startswith("//") else "/ui"
+
+
+def viewer(scope: str) -> Callable[[Request, Service, Sessions], Awaitable[Viewer]]:
+    """A dependency: the viewer, whose key must carry `scope`. Without a bearer token or a live session:
+    sign in; a session whose key was revoked: sign in again; a bearer token that fails: the API's 401/403."""
+
+    async def signed_in(request: Request, service: ServiceDep, sessions: SessionsDep) -> Viewer:
+        token = bearer(request)
+        session = None
+        if not token:
+            session = sessions.get(request.cookies.get(COOKIE, ""))
+            if session is None:
+                raise SignIn(this_page(request))
+            token = session.key
+        try:
+            return Viewer(check_key(service, token, scope), session)
+        except ApiError as e:
+            if e.status == 401 and session is not None:
+                raise SignIn(this_page(request)) from e
+            raise
+
+    return signed_in
+
+
+Reader = Annotated[Viewer, Depends(viewer("scores:read"))]
+Actor = Annotated[Viewer, Depends(viewer("actions:write"))]

@@ -1,0 +1,150 @@
+"""How an account's eligible actions are ranked: by expected value from the uplift champion when its
+features can be trusted, otherwise by the rules' play for its health band, and the sentence behind each.
+
+Pure over its inputs (an assessment, its eligibility verdicts, the uplift champion, the value settings).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from features.playbook import Verdict, lower_first, rules_ranking
+from retain.core.settings import ValueSettings
+from retain.core.value import expected_values
+from serving.assess import Assessment
+from serving.resources import UpliftChampion
+from serving.schemas import Evidence, PredictedChange
+from training.causal.dr import Z95
+
+#: why the rules rank an account's actions, by what stood in the uplift ranking's way
+RULES_NOTES = {
+    "no_uplift_model": "ranked by the rules for the account's health band: no uplift model is promoted",
+    "features_untrusted": "ranked by the rules for the account's health band: its features cannot be trusted",
+}
+#: fallbacks that say the feature row itself cannot be trusted (a missing churn model does not)
+UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
+POOR_OVERLAP = (
+    "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
+)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """An action in a ranking, with its rationale, before it is offered as an `ActionOut`."""
+
+    action: str
+    rationale: str
+    eligibility: tuple[str, ...]
+    expected_value: float | None
+    churn: PredictedChange | None = None
+    expansion: PredictedChange | None = None
+    evidence: Evidence | None = None
+
+
+@dataclass(frozen=True)
+class Ranking:
+    kind: Literal["uplift", "rules"]
+    note: str
+    candidates: list[Candidate]
+    #: eligible actions the uplift ranking leaves out, with why (they cost more than they return)
+    unprofitable: dict[str, str]
+
+
+def rank(
+    assessment: Assessment,
+    verdicts: list[Verdict],
+    days_since: dict[str, float],
+    uplift: UpliftChampion | None,
+    value: ValueSettings,
+) -> Ranking:
+    """By expected value when an uplift champion is loaded and the features are trusted; actions whose
+    uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything.
+    `days_since` is the account's days since each action was last taken (the uplift models' input)."""
+    rules = rules_ranking(assessment.health.band, verdicts)
+    by_rules = [Candidate(r.action, r.rationale, r.eligibility, None) for r in rules]
+    if uplift is None:
+        return Ranking("rules", RULES_NOTES["no_uplift_model"], by_rules, {})
+    fallback = assessment.fallback
+    if not assessment.row or (fallback is not None and fallback.code in UNTRUSTED_FEATURES):
+        return Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
+    ranked, unprofitable = _by_value(assessment, verdicts, days_since, uplift, value)
+    usable = set(uplift.model.usable())
+    late = [
+        Candidate(c.action, f"{c.rationale[:-1]}; {POOR_OVERLAP}.", c.eligibility, None)
+        for c in by_rules
+        if c.action not in usable
+    ]
+    note = f"ranked by expected value (uplift x value - cost) from {uplift.label}"
+    if late:
+        note += f"; {len(late)} by the rules, their uplift models lacking overlap"
+    return Ranking("uplift", note, ranked + late, unprofitable)
+
+
+def _by_value(
+    assessment: Assessment,
+    verdicts: list[Verdict],
+    days_since: dict[str, float],
+    uplift: UpliftChampion,
+    value: ValueSettings,
+) -> tuple[list[Candidate], dict[str, str]]:
+    """The eligible actions with usable uplift models, best expected value first, and those it leaves out
+    because they cost more than they return."""
+    model = uplift.model
+    risks = model.risk(pd.DataFrame([{**assessment.row, **days_since}]))
+    change, low, high = model.scaled(risks), model.scaled(risks, -Z95), model.scaled(risks, Z95)
+    arr = np.array([assessment.row.get("arr")], float)
+    values = expected_values(change["churn"], change["expansion"], arr, model.actions, value)[0]
+    usable = set(model.usable())
+    column = {action: j for j, action in enumerate(model.actions)}
+    reasons = {v.action: v.reasons for v in verdicts if v.eligible}
+    ranked, unprofitable = [], {}
+    for action in sorted((x for x in reasons if x in usable), key=lambda x: -values[column[x]]):
+        j = column[action]
+        churn, expansion = (
+            PredictedChange(
+                estimate=float(change[o][0, j]), ci_low=float(low[o][0, j]), ci_high=float(high[o][0, j])
+            )
+            for o in ("churn", "expansion")
+        )
+        evidence: Evidence = "clear" if model.shows_benefit(action) else "uncertain"
+        because = "; ".join(lower_first(r) for r in reasons[action])
+        if values[j] <= 0:
+            why = f"expected value {_money(values[j])}: it costs more than it returns"
+            unprofitable[action] = why + (
+                f"; {lower_first(_uncertain(churn))}" if evidence == "uncertain" else ""
+            )
+            continue
+        text = _value_rationale(churn, expansion, evidence, values[j], because)
+        expected = round(float(values[j]), 2)
+        ranked.append(Candidate(action, text, reasons[action], expected, churn, expansion, evidence))
+    return ranked, unprofitable
+
+
+def _money(value: float) -> str:
+    return f"-${-value:,.0f}" if value < 0 else f"${value:,.0f}"
+
+
+def _uncertain(churn: PredictedChange) -> str:
+    return (
+        "Uncertain: the data cannot yet tell its effect from none (95% interval of the change in churn risk: "
+        f"{100 * churn.ci_low:+.1f} to {100 * churn.ci_high:+.1f} points)"
+    )
+
+
+def _value_rationale(
+    churn: PredictedChange, expansion: PredictedChange, evidence: Evidence, ev: float, because: str
+) -> str:
+    parts = []
+    if churn.estimate < 0:
+        parts.append(f"lowers 90-day churn risk by {-100 * churn.estimate:.1f} points")
+    elif churn.estimate > 0:
+        parts.append(f"raises 90-day churn risk by {100 * churn.estimate:.1f} points")
+    if expansion.estimate > 0:
+        parts.append(f"raises the chance of expansion by {100 * expansion.estimate:.1f} points")
+    effect = " and ".join(parts) or "changes little"
+    text = f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
+    return text + (f" {_uncertain(churn)}." if evidence == "uncertain" else "")

@@ -1,0 +1,39 @@
+"""What was done: actions taken (the interventions uplift models learn from) and feedback on
+recommendations (accepted, rejected with a reason, or done, which records the intervention)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path
+
+from serving.auth import require
+from serving.deps import RequestId, ServiceDep
+from serving.schemas import FeedbackIn, FeedbackOut, InterventionIn, InterventionOut
+
+router = APIRouter(tags=["actions"], dependencies=[Depends(require("actions:write"))])
+
+
+@router.post(
+    "/v1/interventions",
+    summary="record an action taken (feeds the interventions table uplift models learn from)",
+    response_model=InterventionOut,
+    status_code=201,
+)
+def interventions(body: InterventionIn, service: ServiceDep, request_id: RequestId) -> InterventionOut:
+    return service.record_intervention(body, request_id)
+
+
+@router.post(
+    "/v1/recommendations/{recommendation_id}/feedback",
+    summary="accepted, rejected (with reason) or done; done records the intervention",
+    response_model=FeedbackOut,
+    status_code=201,
+)
+def feedback(
+    recommendation_id: Annotated[str, Path(min_length=1, max_length=200)],
+    body: FeedbackIn,
+    service: ServiceDep,
+    request_id: RequestId,
+) -> FeedbackOut:
+    return service.feedback(recommendation_id, body, request_id)

@@ -1,0 +1,56 @@
+"""Explained churn risk: one account's, or a batch's (by id, or with the caller's own features).
+
+Endpoints that touch a model are plain `def`: FastAPI runs them in its threadpool and LightGBM releases
+the GIL, so both cores work (an `async def` would block the event loop).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import Response
+
+from serving.auth import bearer, check_key, require
+from serving.deps import RequestId, ServiceDep
+from serving.errors import ApiError
+from serving.routes.common import AccountId, json_response
+from serving.schemas import RiskResponse, ScoreRequest, ScoreResponse
+from serving.service import Service
+
+router = APIRouter(tags=["scores"], dependencies=[Depends(require("scores:read"))])
+
+
+@router.get(
+    "/v1/accounts/{account_id}/risk",
+    summary="an account's explained churn risk",
+    response_model=RiskResponse,
+)
+def risk(
+    account_id: AccountId,
+    request: Request,
+    service: ServiceDep,
+    request_id: RequestId,
+    actions: Annotated[int, Query(ge=0, le=12, description="also rank this many next-best actions")] = 0,
+) -> Response:
+    _actions_allowed(request, service, actions)
+    return json_response(service.risk(account_id, request_id, actions))
+
+
+@router.post(
+    "/v1/score",
+    summary="explained risk for up to 1,000 accounts, by id or with your own features",
+    response_model=ScoreResponse,
+)
+def score(body: ScoreRequest, request: Request, service: ServiceDep, request_id: RequestId) -> Response:
+    most = service.resources.settings.serve.max_batch
+    if len(body.accounts) > most:
+        raise ApiError(422, "batch_too_large", f"accounts: at most {most} per call, got {len(body.accounts)}")
+    _actions_allowed(request, service, body.actions)
+    return json_response(service.score(body.accounts, request_id, body.actions))
+
+
+def _actions_allowed(request: Request, service: Service, actions: int) -> None:
+    """Asking for next-best actions with a score also needs `actions:read`."""
+    if actions:
+        check_key(service, bearer(request), "actions:read")

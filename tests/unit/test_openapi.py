@@ -1,0 +1,71 @@
+"""The API's OpenAPI document, as `/docs` and `/openapi.json` serve it: every endpoint names its typed
+answer, errors share one shape, and the cockpit's pages stay out of it. Building the app loads nothing
+(that happens at startup), so this needs no store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from retain.core.settings import Settings
+from retain.core.store import Store
+from serving.app import create_app
+
+SCHEMAS = "#/components/schemas/"
+#: (method, path, status) -> the response model's schema
+ANSWERS = {
+    ("get", "/healthz", "200"): "Liveness",
+    ("get", "/readyz", "200"): "Readiness",
+    ("get", "/readyz", "503"): "Readiness",
+    ("get", "/v1/accounts/{account_id}/risk", "200"): "RiskResponse",
+    ("post", "/v1/score", "200"): "ScoreResponse",
+    ("get", "/v1/accounts/{account_id}/next-best-actions", "200"): "ActionsResponse",
+    ("post", "/v1/accounts/{account_id}/next-best-actions", "200"): "ActionsResponse",
+    ("post", "/v1/interventions", "201"): "InterventionOut",
+    ("post", "/v1/recommendations/{recommendation_id}/feedback", "201"): "FeedbackOut",
+    ("post", "/v1/admin/reload", "200"): "ReloadOut",
+}
+
+
+@pytest.fixture(scope="module")
+def document(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    home: Path = tmp_path_factory.mktemp("openapi")
+    openapi: dict[str, Any] = create_app(Store(home / "store"), Settings(home=home / "store")).openapi()
+    return openapi
+
+
+def _answer(document: dict[str, Any], method: str, path: str, status: str) -> str | None:
+    response = document["paths"][path][method]["responses"].get(status, {})
+    ref: str | None = response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref")
+    return ref
+
+
+def test_every_endpoint_names_its_typed_answer(document: dict[str, Any]) -> None:
+    for (method, path, status), model in ANSWERS.items():
+        assert _answer(document, method, path, status) == SCHEMAS + model, (method, path, status)
+    assert {(method, path) for method, path, _ in ANSWERS} | {("get", "/metrics")} == {
+        (method, path) for path, operations in document["paths"].items() for method in operations
+    }, "every API endpoint is listed above, and the cockpit's pages are not in the document"
+
+
+def test_errors_share_one_shape(document: dict[str, Any]) -> None:
+    for path, operations in document["paths"].items():
+        for method in operations:
+            for status in ("401", "403", "422"):
+                assert _answer(document, method, path, status) == SCHEMAS + "ErrorBody", (method, path)
+
+
+def test_a_risk_reason_is_named_apart_from_the_trainings_reason(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    assert "Reason" not in schemas
+    assert schemas["Risk"]["properties"]["reasons"]["items"] == {"$ref": SCHEMAS + "RiskReason"}
+    assert list(schemas["Readiness"]["properties"]) == [
+        "ready",
+        "model",
+        "uplift",
+        "store",
+        "errors",
+        "decision_log",
+    ]
