@@ -1,5 +1,5 @@
-"""The rules-based health score (DOMAIN.md): one SQL definition (`sql/health.sql`), weights and bands from
-Settings.
+"""The rules-based health score (docs/domain.md): one SQL definition (`sql/health.sql`), weights and bands
+from Settings.
 
 The build appends it to every feature row; `score` applies the same SQL to any rows holding its inputs
 (e.g. what-if values, or an account the model cannot score), so the fallback never drifts from the table.

@@ -1,6 +1,6 @@
 """Which catalogue actions an account is eligible for, why, and the rules ranking of the eligible ones.
 
-Eligibility is the observable version of the catalogue triggers (DOMAIN.md), the same signals the
+Eligibility is the observable version of the catalogue triggers (docs/domain.md), the same signals the
 simulated CS team targets on (`retain.simulate.interventions.targeted`), read from one feature row. It
 gates every ranking: the health band's play orders the eligible actions now, and an uplift model will
 later order them by expected value, with this ranking as its fallback. Unknown data (None, NaN or an
@@ -50,7 +50,7 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Play:
-    """A health band's default play (DOMAIN.md): the rules ranking when no model ranks the actions."""
+    """A health band's default play (docs/domain.md): the rules ranking when no model ranks the actions."""
 
     band: str
     name: str

@@ -1,4 +1,4 @@
-"""Labels at cutoffs (DOMAIN.md), defined once in SQL (`training/sql`) over the `events` and `accounts`
+"""Labels at cutoffs (docs/domain.md), defined once in SQL (`training/sql`) over the `events` and `accounts`
 relations of a connection: the same definitions run on a store, or on a test's hand-made events.
 
 Terms in force at a cutoff come from history (`terms.sql`); the label itself looks only forward from the
@@ -22,7 +22,7 @@ SQL_DIR = Path(__file__).parent / "sql"
 Target = Literal["churn", "expansion"]
 TARGETS: tuple[Target, ...] = ("churn", "expansion")
 
-#: DOMAIN.md: an expansion is seats or plan ARR up by at least 10% within the horizon.
+#: docs/domain.md: an expansion is seats or plan ARR up by at least 10% within the horizon.
 EXPANSION_MIN_RISE = 0.10
 
 

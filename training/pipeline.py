@@ -244,7 +244,7 @@ def _lineage(
 def _health(
     calibration: pd.DataFrame, test: pd.DataFrame, y_cal: np.ndarray, kind: Kind
 ) -> np.ndarray | None:
-    """The health formula as a score (DOMAIN.md): low health is churn risk, high health an expansion
+    """The health formula as a score (docs/domain.md): low health is churn risk, high health an expansion
     opportunity. It ranks but is no probability, so it is Platt-scaled on the calibration window before
     Brier, log loss and ECE are read (monotone: its rank metrics are the raw score's)."""
     if kind == "table" or HEALTH not in test.columns:

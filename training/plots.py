@@ -105,7 +105,7 @@ def shap_figures(model: ScoringModel, sample: pd.DataFrame, folder: Path) -> dic
     matrix = model.matrix(sample)
     explainer = shap.TreeExplainer(model.booster)
     with warnings.catch_warnings():
-        # misleading for LightGBM: the values are one (rows, features) array (FIELD_NOTES.md)
+        # misleading for LightGBM: the values are one (rows, features) array
         warnings.filterwarnings("ignore", message=".*output has changed to a list", category=UserWarning)
         values = np.asarray(explainer.shap_values(matrix))
     shown = pd.DataFrame(

@@ -3,7 +3,7 @@
 The test window never reaches this module. Each trial trains on the train window and early-stops on the
 calibration window; the trial's value is its best score there. The search space is kept small on purpose:
 at most `max_trees` trees of depth `max_depth`, so exact TreeSHAP stays around a millisecond a row when
-serving explains a score (FIELD_NOTES.md).
+serving explains a score (docs/methods/risk-models.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- The rules-based health score (DOMAIN.md) over any relation `feature_rows` holding the inputs below.
+-- The rules-based health score (docs/domain.md) over any relation `feature_rows` holding the inputs below.
 -- Components are 0-100. An unknown input (no NPS yet, seats unknown) counts as the middle of its scale, so
 -- an account is neither rewarded nor punished for what is not known.
 --   usage         40% seat utilisation (capped at 100%), 30% usage trend (sessions, last 30 days vs the

@@ -1,4 +1,4 @@
-"""The action catalogue (DOMAIN.md): what next-best-action ranks, with its cost, channel and cool-down.
+"""The action catalogue (docs/domain.md): what next-best-action ranks, with its cost, channel and cool-down.
 
 The trigger is the action's eligibility rule and its fallback ranking, never its worth: worth is the
 causal uplift times the account's value, minus the cost.

@@ -1,4 +1,4 @@
-"""The telemetry contract (DOMAIN.md): accounts, events, interventions, and each event type's properties.
+"""The telemetry contract (docs/domain.md): accounts, events, interventions, and each event type's properties.
 
 Events are stored long and flat: the common columns plus one nullable column per property name. A
 property name means the same thing, with the same type, in every event type that uses it, so the

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class HealthWeights(BaseModel):
-    """The rules-based health formula's weights (DOMAIN.md): configuration, not code."""
+    """The rules-based health formula's weights (docs/domain.md): configuration, not code."""
 
     usage: float = Field(0.40, ge=0)
     engagement: float = Field(0.30, ge=0)
@@ -65,7 +65,7 @@ class ValueSettings(BaseModel):
 
     csm_hour_usd: float = Field(150.0, ge=0, description="what an hour of CSM time costs")
     expansion_share: float = Field(
-        0.2, gt=0, description="an expansion's value as a share of the account's ARR (DOMAIN.md: >= 10%)"
+        0.2, gt=0, description="an expansion's value as a share of the account's ARR (docs/domain.md: >= 10%)"
     )
     holdout_share: float = Field(
         0.1, ge=0, lt=1, description="weekly plan: share of accounts held out at random, no action"

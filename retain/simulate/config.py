@@ -13,7 +13,7 @@ from retain.core.errors import RetainError
 
 #: Accounts simulated together; memory is bounded by one chunk's state and one day's events.
 CHUNK_ACCOUNTS = 5_000
-#: The label horizon the truth is computed for (DOMAIN.md: default 90 days).
+#: The label horizon the truth is computed for (docs/domain.md: default 90 days).
 HORIZON_DAYS = 90
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US

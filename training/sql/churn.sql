@@ -1,4 +1,4 @@
--- Churn within the horizon after cutoff T (DOMAIN.md), looking only forward from T: a
+-- Churn within the horizon after cutoff T (docs/domain.md), looking only forward from T: a
 -- `subscription.cancelled` in [T, T + horizon), or a renewal date due by T + horizon with no
 -- `subscription.renewed` recorded from T until $grace_days days after that date. The feature build keeps an
 -- account active for $grace_days days after its renewal date (a renewal may be recorded late), so a renewal

@@ -1,4 +1,4 @@
--- Expansion within the horizon after cutoff T (DOMAIN.md): seats or plan ARR up by at least $min_rise
+-- Expansion within the horizon after cutoff T (docs/domain.md): seats or plan ARR up by at least $min_rise
 -- (10%), looking only forward from T. A `seats.changed` or `plan.changed` in [T, T + horizon) counts when it
 -- raises seats or ARR by that much in one step, or to that much above the terms in force at T (several
 -- smaller steps). Renewal price uplifts are not plan changes and do not count.
