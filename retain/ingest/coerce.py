@@ -33,12 +33,12 @@ class Coerced:
 
 def coerce(column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> Coerced:
     """The column in `target` type; a column already of that type is passed through, not copied."""
-    values = plain(column)
+    values = normalised(column)
     if values.type == target:
-        return Coerced(values, _none(values))
+        return Coerced(values, _no_bad_rows(values))
     array = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
     if pa.types.is_null(array.type):
-        return Coerced(pa.nulls(len(array), target), _none(array))
+        return Coerced(pa.nulls(len(array), target), _no_bad_rows(array))
     if pa.types.is_timestamp(target):
         return _to_timestamp(array)
     if pa.types.is_integer(target):
@@ -50,8 +50,9 @@ def coerce(column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> Coerced:
     return _to_string(array)
 
 
-def plain(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
-    """Dictionaries decoded, empty strings as nulls (an empty CSV cell)."""
+def normalised(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """The column as the coercions expect it: dictionaries decoded, any string type as plain `string`, and
+    empty strings as nulls (an empty CSV cell)."""
     if pa.types.is_dictionary(array.type):
         array = array.cast(array.type.value_type)
     if pa.types.is_large_string(array.type) or pa.types.is_string_view(array.type):
@@ -63,7 +64,8 @@ def plain(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return array
 
 
-def _none(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+def _no_bad_rows(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """The `bad` mask of a column that converted cleanly."""
     return np.zeros(len(array), dtype=bool)
 
 
@@ -83,12 +85,12 @@ def _is_numeric(t: pa.DataType) -> bool:
 def _to_string(array: pa.Array) -> Coerced:
     if pa.types.is_nested(array.type) or pa.types.is_binary(array.type):
         return _all_bad(array, pa.string())
-    return Coerced(array.cast(pa.string()), _none(array))
+    return Coerced(array.cast(pa.string()), _no_bad_rows(array))
 
 
 def _to_float(array: pa.Array) -> Coerced:
     if _is_numeric(array.type):
-        values, bad = array.cast(pa.float64(), safe=False), _none(array)
+        values, bad = array.cast(pa.float64(), safe=False), _no_bad_rows(array)
     elif pa.types.is_string(array.type):
         values, bad = _parse_floats(array)
     else:
@@ -103,7 +105,7 @@ def _to_float(array: pa.Array) -> Coerced:
 def _parse_floats(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
     trimmed = pc.utf8_trim_whitespace(strings)
     try:
-        return trimmed.cast(pa.float64()), _none(strings)
+        return trimmed.cast(pa.float64()), _no_bad_rows(strings)
     except pa.ArrowInvalid:
         ok = pc.match_substring_regex(trimmed, _FLOAT)
         values = pc.if_else(ok, trimmed, pa.scalar(None, pa.string())).cast(pa.float64())
@@ -113,7 +115,7 @@ def _parse_floats(strings: pa.Array) -> tuple[pa.Array, np.ndarray]:
 def _to_int(array: pa.Array) -> Coerced:
     if pa.types.is_integer(array.type):
         try:
-            return Coerced(array.cast(pa.int64()), _none(array))
+            return Coerced(array.cast(pa.int64()), _no_bad_rows(array))
         except pa.ArrowInvalid:
             pass
     if pa.types.is_string(array.type):
@@ -121,7 +123,7 @@ def _to_int(array: pa.Array) -> Coerced:
         # Arrow's cast reads "0x10" as 16; text like that is no count, so it takes the strict path below
         if not pc.any(pc.match_substring(text, "x", ignore_case=True)).as_py():
             try:
-                return Coerced(text.cast(pa.int64()), _none(array))
+                return Coerced(text.cast(pa.int64()), _no_bad_rows(array))
             except pa.ArrowInvalid:
                 pass
     if pa.types.is_boolean(array.type):
@@ -153,14 +155,14 @@ def _to_timestamp(array: pa.Array) -> Coerced:
     """Naive timestamps are UTC; aware ones are converted to UTC; microsecond precision."""
     t = array.type
     if pa.types.is_timestamp(t):
-        return Coerced(array.cast(pa.timestamp(t.unit, "UTC")).cast(TS, safe=False), _none(array))
+        return Coerced(array.cast(pa.timestamp(t.unit, "UTC")).cast(TS, safe=False), _no_bad_rows(array))
     if pa.types.is_date(t):
-        return Coerced(array.cast(pa.timestamp("us")).cast(TS), _none(array))
+        return Coerced(array.cast(pa.timestamp("us")).cast(TS), _no_bad_rows(array))
     if not pa.types.is_string(t):
         return _all_bad(array, TS)
     parts = [_parse_timestamps(array.slice(i, _SLICE)) for i in range(0, len(array), _SLICE)]
     if not parts:
-        return Coerced(pa.array([], TS), _none(array))
+        return Coerced(pa.array([], TS), _no_bad_rows(array))
     return Coerced(pa.concat_arrays([p.values for p in parts]), np.concatenate([p.bad for p in parts]))
 
 
@@ -173,7 +175,7 @@ def _parse_timestamps(strings: pa.Array) -> Coerced:
         naive = pc.if_else(aware, null, text).cast(pa.timestamp("us")).cast(TS)
     except pa.ArrowInvalid:
         return _parse_timestamps_slowly(text)
-    return Coerced(pc.coalesce(with_offset, naive), _none(strings))
+    return Coerced(pc.coalesce(with_offset, naive), _no_bad_rows(strings))
 
 
 def _parse_timestamps_slowly(text: pa.Array) -> Coerced:

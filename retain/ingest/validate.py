@@ -30,7 +30,7 @@ from retain.core.contract import (
     Tier,
 )
 from retain.core.errors import RetainError
-from retain.ingest.coerce import Coerced, as_mask, coerce, plain
+from retain.ingest.coerce import Coerced, as_mask, coerce, normalised
 from retain.ingest.readers import Frame, column_from_values
 
 #: why a row is quarantined, each rule's reason in roughly the order the rules run
@@ -142,7 +142,7 @@ def _require(frame: Frame, columns: Sequence[str]) -> None:
 def _column(frame: Frame, name: str, target: pa.DataType) -> tuple[pa.Array, Coerced]:
     """The source column as read (for messages) and coerced to its contract type."""
     n = frame.data.num_rows
-    source = plain(frame.data.column(name)) if name in frame.data.column_names else pa.nulls(n)
+    source = normalised(frame.data.column(name)) if name in frame.data.column_names else pa.nulls(n)
     return source, coerce(source, target)
 
 
@@ -251,7 +251,7 @@ def _nested(frame: Frame) -> _Nested:
     n = frame.data.num_rows
     if "properties" not in frame.data.column_names:
         return _Nested({}, np.zeros(n, dtype=bool))
-    array = plain(frame.data.column("properties"))
+    array = normalised(frame.data.column("properties"))
     if pa.types.is_struct(array.type):
         fields = array.flatten()
         return _Nested({array.type.field(i).name: f for i, f in enumerate(fields)}, np.zeros(n, dtype=bool))
@@ -283,8 +283,8 @@ def _property_sources(frame: Frame, nested: _Nested) -> tuple[dict[str, pa.Array
         raise RetainError(
             f"{frame.source}: {', '.join(sorted(both))} given both as column(s) and inside properties"
         )
-    sources = {name: plain(frame.data.column(name)) for name in flat}
-    sources |= {k: plain(a) for k, a in nested.columns.items() if k in PROPERTIES}
+    sources = {name: normalised(frame.data.column(name)) for name in flat}
+    sources |= {k: normalised(a) for k, a in nested.columns.items() if k in PROPERTIES}
     ignored = set(frame.data.column_names) - set(EVENT_COLUMNS) - set(PROPERTIES) - {"properties"}
     return sources, ignored
 
