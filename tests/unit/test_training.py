@@ -47,7 +47,7 @@ from training.result import TrainResult
 HORIZON = 90
 #: a small budget: the whole file runs in a few minutes on 2 cores
 TRIALS = 8
-#: never lower churn risk by rising (DOMAIN.md: more errors, overdue invoices, days since login)
+#: never lower churn risk by rising (docs/methods/risk-models.md: errors, overdue invoices, days since login)
 RISING = (
     "errors_7d",
     "errors_30d",
