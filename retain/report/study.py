@@ -14,7 +14,8 @@ import pandas as pd
 from retain.core.catalogue import ACTIONS
 from retain.core.errors import RetainError
 from retain.report.schema import Goal, Source, StoreSource, TableSource
-from training.causal.design import OUTCOMES, Design
+from training.causal.design import Design
+from training.causal.uplift import OUTCOMES
 from training.config import UpliftConfig
 
 #: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
