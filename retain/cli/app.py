@@ -5,6 +5,7 @@ stderr; bad input is a one-line error and exit code 2."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -13,6 +14,7 @@ from typing import Annotated, Any, TypeVar, cast, get_args
 
 import typer
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from retain import api
 from retain.cli import summaries
@@ -30,8 +32,9 @@ report_app = typer.Typer(
     help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True
 )
 app.add_typer(report_app, name="report")
-console = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
+#: summaries are plain text: a bracket in a path or a message is never read as markup
+console = Console(soft_wrap=True, highlight=False, markup=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 Result = TypeVar("Result")
 
 StoreOpt = Annotated[
@@ -57,7 +60,7 @@ def _emit(result: Result, as_json: bool, summary: Callable[[Result], RenderableT
 
 def _stage(text: str) -> None:
     """What is starting, on stderr: the steps that take a while show their own progress bars under it."""
-    err.print(f"[bold cyan]>[/] {text}", highlight=False)
+    err.print(Text.assemble((">", "bold cyan"), f" {text}"))
 
 
 def _parse_dates(text: str | None, option: str) -> list[date] | None:
@@ -289,12 +292,18 @@ def serve(
         overrides["as_of"] = _one_date(as_of, "--as-of")
     serve_settings = settings.serve.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"serve": serve_settings})
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Retain's own lines at INFO; other libraries' and uvicorn's start-up lines only with --access-log
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("retain").setLevel(logging.INFO)
     app_ = create_app(_store(store), settings)
     base = f"http://{serve_settings.host}:{serve_settings.port}"
     _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
     uvicorn.run(
-        app_, host=serve_settings.host, port=serve_settings.port, access_log=access_log, log_level="info"
+        app_,
+        host=serve_settings.host,
+        port=serve_settings.port,
+        access_log=access_log,
+        log_level="info" if access_log else "warning",
     )
 
 
@@ -400,8 +409,10 @@ def plan(
 
 
 def main() -> None:
+    # MLflow's INFO lines (and its warning that it pickles the model) say nothing a person can act on
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
     try:
         app()
     except RetainError as e:
-        err.print(f"[red]error:[/red] {e}", highlight=False)
+        err.print(Text.assemble(("error:", "red"), f" {e}"))
         raise SystemExit(2) from None

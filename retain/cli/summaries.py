@@ -15,10 +15,11 @@ from rich.table import Table
 if TYPE_CHECKING:
     from features.build import FeatureBuild
     from registry.promotion import Promotion, Rollback
-    from retain.api import Json, Simulation, Trained
+    from retain.api import Json, Trained
     from retain.ingest import IngestSummary
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
+    from retain.simulate import Simulation
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.keys import ApiKey
 
@@ -34,11 +35,14 @@ def _number(value: object, digits: int = 3) -> str:
     return f"{value:.{digits}f}" if isinstance(value, int | float) else "–"
 
 
-def _table(title: str | None, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> Table:
-    """A plain table; every column after the first is right-aligned (they hold figures)."""
+def _table(
+    title: str | None, columns: Iterable[str], rows: Iterable[Iterable[str]], *, figures: bool = True
+) -> Table:
+    """A plain table; with `figures`, every column after the first holds one, right-aligned and unbroken."""
     table = Table(title=title, title_justify="left", box=None, pad_edge=False, header_style="bold")
     for i, column in enumerate(columns):
-        table.add_column(column, justify="left" if i == 0 else "right")
+        figure = figures and i > 0
+        table.add_column(column, justify="right" if figure else "left", no_wrap=figure)
     for row in rows:
         table.add_row(*row)
     return table
@@ -95,9 +99,13 @@ def features_built(b: FeatureBuild) -> RenderableType:
     return Group(*lines)
 
 
+#: the policies a trained uplift model is judged by against the truth, as shares of the oracle's
+POLICIES = ("uplift", "rules", "highest_risk")
+
+
 def _registered(t: Trained) -> str:
     r = t.mlflow
-    return f"registered it as {r.name} version {r.version} ({', '.join(r.aliases)}); MLflow run {r.run_id}"
+    return f"registered as {r.name} version {r.version} ({', '.join(r.aliases)})"
 
 
 def trained(t: Trained) -> RenderableType:
@@ -110,13 +118,13 @@ def trained(t: Trained) -> RenderableType:
         [name, *(_number(_get(t.metrics, name, key)) for key in CANDIDATE_METRICS)] for name in candidates
     ]
     return Group(
-        f"Trained {t.model} in {_number(t.metrics.get('seconds'), 0)} s and {_registered(t)}",
+        f"Trained {t.model} in {_number(t.metrics.get('seconds'), 0)} s; {_registered(t)}",
         _table(
             "On the test window (health: the rules' score, oracle: the true probability)",
             ["candidate", *CANDIDATE_METRICS.values()],
             rows,
         ),
-        f"  calibration error (ECE) {_number(t.metrics.get('ece'))}",
+        f"  calibration error (ECE) {_number(t.metrics.get('ece'))}; MLflow run {t.mlflow.run_id}",
     )
 
 
@@ -145,17 +153,18 @@ def _uplift_trained(t: Trained) -> RenderableType:
     lines: list[RenderableType] = [
         f"Trained {t.model} on {_count(_int(t.metrics.get('rows')))} account-weeks "
         f"({_count(_int(t.metrics.get('accounts')))} accounts, {_int(t.metrics.get('weeks'))} weeks) "
-        f"in {_number(t.metrics.get('seconds'), 0)} s and {_registered(t)}",
+        f"in {_number(t.metrics.get('seconds'), 0)} s; {_registered(t)}",
         _table(
-            "Each action's effect, as a share of the account's risk or chance (95% interval)",
+            "Each action's effect as a share of the account's churn risk or expansion chance, ± 95%",
             ["action", "churn", "expansion", "effective treated"],
             rows,
         ),
     ]
     shares = _get(t.metrics, "truth", "policy", "share_of_oracle")
     if isinstance(shares, dict):
-        told = ", ".join(f"{policy} {_number(share, 2)}" for policy, share in shares.items())
+        told = ", ".join(f"{p} {_number(shares[p], 2)}" for p in POLICIES if p in shares)
         lines.append(f"  against the truth, churn averted as a share of the oracle's: {told}")
+    lines.append(f"  MLflow run {t.mlflow.run_id}")
     return Group(*lines)
 
 
@@ -166,8 +175,14 @@ def _int(value: Json) -> int:
 def _share(effect: Json) -> str:
     if not isinstance(effect, dict):
         return "–"
-    low, high = _number(effect.get("ci_low"), 2), _number(effect.get("ci_high"), 2)
-    return f"{_number(effect.get('share'), 2)} [{low}, {high}]"
+    share, low, high = (effect.get(k) for k in ("share", "ci_low", "ci_high"))
+    if (
+        not isinstance(share, int | float)
+        or not isinstance(low, int | float)
+        or not isinstance(high, int | float)
+    ):
+        return "–"
+    return f"{share:+.2f} ± {(high - low) / 2:.2f}"
 
 
 def scored(s: StoreScores) -> RenderableType:
@@ -199,7 +214,7 @@ def planned(p: PlanSummary) -> RenderableType:
     return Group(
         f"Planned the week of {p.week}: {_count(p.planned_actions)} actions for {_count(p.accounts)} "
         f"active accounts, expected value ${p.expected_value:,.0f} "
-        f"(uplift {p.model.name} version {p.model.version})",
+        f"(by {p.model.name} version {p.model.version})",
         f"  holdout {_count(p.holdout)} ({p.holdout_share:.0%}, no action, to keep effects measurable); "
         f"{_count(p.no_action)} with nothing worth doing; {p.needs_approval} need approval",
         f"  each CSM used {used} of {p.capacity_hours_per_csm:g} hours",
@@ -246,11 +261,8 @@ def keys_listed(keys: list[ApiKey]) -> RenderableType:
         ]
         for k in keys
     ]
-    return (
-        _table(None, ["key id", "name", "scopes", "created (UTC)", "revoked (UTC)"], rows)
-        if rows
-        else "No API keys."
-    )
+    columns = ["key id", "name", "scopes", "created (UTC)", "revoked (UTC)"]
+    return _table(None, columns, rows, figures=False) if rows else "No API keys."
 
 
 def key_revoked(key: ApiKey) -> RenderableType:
