@@ -10,6 +10,8 @@ START ?= 2024-07-01
 SCORE_CUTOFF ?= 2025-11-30
 PLAN_WEEK ?= 2025-12-01
 PORT ?= 8000
+# JSON=--json: each demo step prints its whole result as JSON instead of a summary
+JSON ?=
 CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
@@ -33,20 +35,26 @@ $(CHROMIUM):
 
 browser: $(CHROMIUM) ## Debian's chromium for the cockpit's end-to-end tests
 
-demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE))
-	$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START)
-	$(BIN)/retain ingest $(STORE)/simulation --store $(STORE)
-	$(BIN)/retain features build --store $(STORE)
-	$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation
-	$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation
-	$(BIN)/retain train --model uplift --store $(STORE) --config experiments/uplift.yaml --truth $(STORE)/simulation
-	$(BIN)/retain report causal --store $(STORE) --out $(STORE)/reports/causal
-	$(BIN)/retain plan --store $(STORE) --week $(PLAN_WEEK) --capacity-hours 8 --out $(STORE)/plans/$(PLAN_WEEK).csv
-	$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet
-	umask 077; $(BIN)/retain keys create --store $(STORE) --scopes admin --name demo | tail -n 1 > $(STORE)/demo.key
-	@echo "API key (also in $(STORE)/demo.key): $$(cat $(STORE)/demo.key)"
-	@echo "try: curl -H \"Authorization: Bearer $$(cat $(STORE)/demo.key)\" 'http://127.0.0.1:$(PORT)/v1/accounts/acc-000001/risk?actions=3'"
-	$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
+demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE)); JSON=--json for whole results
+	@$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START) $(JSON)
+	@$(BIN)/retain ingest $(STORE)/simulation --store $(STORE) $(JSON)
+	@$(BIN)/retain features build --store $(STORE) $(JSON)
+	@$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation $(JSON)
+	@$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation $(JSON)
+	@$(BIN)/retain train --model uplift --store $(STORE) --config experiments/uplift.yaml --truth $(STORE)/simulation $(JSON)
+	@$(BIN)/retain report causal --store $(STORE) --out $(STORE)/reports/causal $(JSON)
+	@$(BIN)/retain plan --store $(STORE) --week $(PLAN_WEEK) --capacity-hours 8 --out $(STORE)/plans/$(PLAN_WEEK).csv $(JSON)
+	@$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet $(JSON)
+	@umask 077; $(BIN)/retain keys create --store $(STORE) --scopes admin --name demo | tail -n 1 > $(STORE)/demo.key
+	@$(BIN)/retain example-account --store $(STORE) --cutoff $(SCORE_CUTOFF) --scores $(STORE)/scores.parquet > $(STORE)/demo.account
+	@echo
+	@echo "Retain is ready; the API serves the data as of $(SCORE_CUTOFF):"
+	@echo "  API docs  http://127.0.0.1:$(PORT)/docs"
+	@echo "  cockpit   http://127.0.0.1:$(PORT)/ui  (sign in with the key)"
+	@echo "  API key   $$(cat $(STORE)/demo.key)  (also in $(STORE)/demo.key)"
+	@echo "  try       curl -H \"Authorization: Bearer $$(cat $(STORE)/demo.key)\" 'http://127.0.0.1:$(PORT)/v1/accounts/$$(cat $(STORE)/demo.account)/risk?actions=3'"
+	@echo
+	@$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
 
 lint: install ## ruff (lint and format check) and the import layers (import-linter)
 	$(BIN)/ruff check .
