@@ -388,7 +388,7 @@ def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
     assert summary.accepted["events"] > 0
     assert summary.quarantined.total == 0, summary.quarantined
     assert not any("truth" in f for f in summary.files.skipped)
-    assert ingest_path(store, tmp_path / "sim")["accepted"] == {
+    assert ingest_path(store, tmp_path / "sim").accepted == {
         "accounts": 0,
         "events": 0,
         "interventions": 0,
