@@ -4,11 +4,8 @@ runs end to end on a small simulated store whose `reference_ask` does nothing.""
 
 from __future__ import annotations
 
-import json
 import sys
-from datetime import date
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,26 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from retain.cli import app, main
-from retain.core.catalogue import ACTIONS
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.report.causal import LATER_NOT_NEVER_SHARE, analyse
+from retain.report.causal import analyse
 from retain.report.estimation import placebo_holds, placebo_level
 from retain.report.study import table_study
-from retain.simulate import SimConfig, simulate_to
+from tests.support.reports import EFFECT_KEYS, contains, report
 from training.causal.dr import Effect
 
 TRUE_EFFECT = -0.10
-EFFECT_KEYS = {
-    "treatment",
-    "outcome",
-    "ate",
-    "ci_low",
-    "ci_high",
-    "naive_difference",
-    "n_treated",
-    "n_control",
-}
 LEAF_KEYS = {"rule", "rows", "ate", "se", "ci_low", "ci_high", "naive_difference", "n_treated", "n_control"}
 
 
@@ -56,28 +40,6 @@ def confounded(n: int, seed: int) -> pd.DataFrame:
             "churned": churned,
         }
     )
-
-
-def report(args: list[str], out: Path) -> dict[str, Any]:
-    result = CliRunner().invoke(app, ["report", "causal", *args, "--out", str(out), "--json"])
-    assert result.exit_code == 0, result.output
-    summary = json.loads(result.stdout)
-    assert summary == {
-        "html": str(out / "report.html"),
-        "json": str(out / "report.json"),
-        "effects": summary["effects"],
-    }
-    loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
-    assert summary["effects"] == len(loaded["effects"])
-    return loaded
-
-
-def _no_nan(constant: str) -> None:
-    raise AssertionError(f"report.json holds {constant}")
-
-
-def contains(effect: dict[str, Any], value: float) -> bool:
-    return bool(effect["ci_low"] <= value <= effect["ci_high"])
 
 
 @pytest.fixture(scope="module")
@@ -314,43 +276,3 @@ def test_values_seen_are_listed_when_the_control_is_missing(tmp_path: Path) -> N
 
 
 # -- the store: a small simulation with the true effects known -------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("causal-store")
-    simulate_to(SimConfig(accounts=600, days=240, seed=3, start=date(2024, 7, 1)), root / "sim")
-    ingest_path(Store(root / "store"), root / "sim")
-    return root / "store"
-
-
-@pytest.mark.slow
-def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_action(
-    store: Path, tmp_path: Path
-) -> None:
-    got = report(["--store", str(store)], tmp_path)
-
-    pairs = {(e["treatment"], e["outcome"]) for e in got["effects"]}
-    assert pairs == {(a, o) for a in ACTIONS for o in ("churn", "expansion")}
-    assert len(got["effects"]) == 24
-    assert all(set(e) == EFFECT_KEYS for e in got["effects"])
-    placebo = next(e for e in got["effects"] if (e["treatment"], e["outcome"]) == ("reference_ask", "churn"))
-    assert contains(placebo, 0.0)
-    # the experiment arm gives every action a randomised comparison, with a real width even without events
-    assert {h["treatment"] for h in got["holdout"]} == set(ACTIONS)
-    assert all(h["ci_high"] > h["ci_low"] for h in got["holdout"])
-    assert {(r["treatment"], r["outcome"]) for r in got["refutations"]} == {(a, "churn") for a in ACTIONS}
-    # on the simulator's data, where the estimator's assumptions hold, every refutation passes
-    assert all(r["passed"] for r in got["refutations"]), [r for r in got["refutations"] if not r["passed"]]
-    assert {s["by"] for s in got["segments"]} <= {"tier", "segment", "health_band"}
-    assert got["source"]["accounts"] <= 600 and got["source"]["horizon_days"] == 90
-    # from the log: how often "not this week" was followed by the action within the horizon anyway
-    later = {o["treatment"]: o["control_treated_later"] for o in got["overlap"]}
-    assert all(0.0 < share < 1.0 for share in later.values()), later
-    named = [a for a, share in later.items() if round(share, 2) > LATER_NOT_NEVER_SHARE]
-    caveat = [c for c in got["caveats"] if "followed by the same action" in c]
-    assert named and len(caveat) == 1 and all(a in caveat[0] for a in named)
-
-    page = (tmp_path / "report.html").read_text()
-    assert all(action in page for action in ACTIONS)
-    assert "http://" not in page and "https://" not in page
