@@ -411,6 +411,8 @@ def plan(
 def main() -> None:
     # MLflow's INFO lines (and its warning that it pickles the model) say nothing a person can act on
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "ERROR")
+    # nor do its bars for artifacts it copies back from the run it just logged
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         app()
     except RetainError as e:
