@@ -141,6 +141,7 @@ def build_and_publish(
         seconds = round(time.perf_counter() - started, 3)
         feast = None
         if online:
+            # deferred: importing Feast takes seconds, and a --no-online build never needs it
             from features.feast_repo import publish
 
             steps.set_postfix_str("Feast: apply and materialise")
