@@ -364,10 +364,10 @@ class Service:
             "propensity": None,
         }
         table = pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA)
-        summary = record_interventions(self.resources.store, table, f"api:{request_id}")
-        if summary["rejected"]:
-            first = summary["rejected"][0]
-            raise ApiError(422, "invalid_intervention", f"{first['reason']}: {first['detail']}")
+        recorded = record_interventions(self.resources.store, table, f"api:{request_id}")
+        if recorded.rejected:
+            first = recorded.rejected[0]
+            raise ApiError(422, "invalid_intervention", f"{first.reason}: {first.detail}")
         self.resources.taken.record(body.account_id, body.action, ts)
         return InterventionOut(
             request_id=request_id,
@@ -375,7 +375,7 @@ class Service:
             account_id=body.account_id,
             action=body.action,
             ts=ts,
-            recorded=summary["accepted"]["interventions"] == 1,
+            recorded=recorded.summary.accepted["interventions"] == 1,
         )
 
     def feedback(self, recommendation_id: str, body: FeedbackIn, request_id: str) -> FeedbackOut:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,7 +22,14 @@ from retain.core.store import Store
 from retain.ingest.adapters import adapt
 from retain.ingest.commit import Published, publish, read_live
 from retain.ingest.readers import Frame, read_path
-from retain.ingest.summary import AdapterReport, FilesRead, IngestSummary, Quarantined
+from retain.ingest.summary import (
+    AdapterReport,
+    FilesRead,
+    IngestSummary,
+    Quarantined,
+    RecordedInterventions,
+    Rejection,
+)
 from retain.ingest.validate import (
     REJECTION_REASONS,
     Checked,
@@ -50,19 +56,18 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> IngestS
     return replace(summary, adapter=AdapterReport.of(adapted.report, quarantined))
 
 
-def record_interventions(store: Store, rows: pa.Table, source: str) -> dict[str, Any]:
+def record_interventions(store: Store, rows: pa.Table, source: str) -> RecordedInterventions:
     """Interventions reported one at a time (by the API) take the same path as a file: validated against
     the contract, quarantined with a reason if bad, deduplicated by id, committed atomically."""
     summary, checked = _commit(store, [Frame(table="interventions", source=source, data=rows)], source, 1, [])
-    return asdict(summary) | {
-        "rejected": [
-            {"reason": reason, "detail": detail}
-            for c in checked
-            for reason, detail in zip(
-                c.rejected.column("reason").to_pylist(), c.rejected.column("detail").to_pylist(), strict=True
-            )
-        ]
-    }
+    rejected = [
+        Rejection(reason=reason, detail=detail)
+        for c in checked
+        for reason, detail in zip(
+            c.rejected.column("reason").to_pylist(), c.rejected.column("detail").to_pylist(), strict=True
+        )
+    ]
+    return RecordedInterventions(summary=summary, rejected=rejected)
 
 
 def _commit(

@@ -20,10 +20,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, TS
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
 from retain.core.errors import RetainError
 from retain.core.store import TABLES, Store
-from retain.ingest import ingest_path
+from retain.ingest import ingest_path, record_interventions
 from retain.ingest.coerce import coerce
 
 ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"
@@ -111,6 +111,24 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
     assert events["e3"]["ts"] == datetime(2025, 1, 3, tzinfo=UTC), "naive timestamps are UTC"
     assert (events["e1"]["count"], events["e3"]["duration_min"]) == (3, 12.5)
     assert pq.read_schema(store.files("events")[0]) == EVENT_SCHEMA
+
+
+def test_an_intervention_reported_for_an_unknown_account_is_refused_with_its_reason(store: Store) -> None:
+    row = {
+        "intervention_id": "int-api-1",
+        "account_id": "nobody",
+        "ts": datetime(2025, 3, 1, 9, tzinfo=UTC),
+        "action": "health_check_call",
+        "owner": "csm-1",
+        "channel": "call",
+        "assignment": "targeted",
+        "propensity": None,
+    }
+    recorded = record_interventions(store, pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA), "api:r1")
+    assert [r.reason for r in recorded.rejected] == ["missing_account"]
+    assert "nobody" in recorded.rejected[0].detail
+    assert recorded.summary.accepted["interventions"] == 0
+    assert _live(store)["interventions"] == []
 
 
 def test_reingesting_the_same_file_changes_nothing(store: Store, tmp_path: Path) -> None:
