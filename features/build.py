@@ -2,14 +2,15 @@
 
 `build_feature_table` only runs SQL over the relations `events`, `accounts` and `interventions` of the
 connection it is given, so the same definitions run on a store, on a test's hand-made frames, or (through
-the dialect shim in sql/macros.sql) on another engine. `build_and_publish` registers the store's live
-Parquet files as those relations, writes the table atomically and optionally publishes it to Feast.
+the dialect shim in sql/macros.sql) on another engine. `build_and_publish` registers the store's Delta
+tables as those relations, writes the result as a new version of the feature table (one transaction) and
+optionally publishes it to Feast.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,15 +19,15 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from features.cutoffs import cutoff_table, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
+from features.stored import TABLE, BuildNote, build_note
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
-from retain.core.files import atomic_path
+from retain.core.files import write_atomic
 from retain.core.settings import Settings
 from retain.core.store import Store
 
@@ -65,20 +66,19 @@ def build_feature_table(
     return table.cast(feature_schema()).sort_by([("cutoff", "ascending"), ("account_id", "ascending")])
 
 
-def register_store(con: duckdb.DuckDBPyConnection, store: Store) -> None:
-    """Expose the store's live files as the views `events`, `accounts` and `interventions`."""
+def register_store(
+    con: duckdb.DuckDBPyConnection, store: Store, versions: Mapping[str, int | None] | None = None
+) -> dict[str, int | None]:
+    """Expose the store's tables (at `versions`, default the latest) as the views `events`, `accounts` and
+    `interventions`, in their contract columns; the versions read, for reproducing this read."""
+    read: dict[str, int | None] = {}
     for name, schema in INPUTS.items():
-        files = [str(p) for p in store.files(name)]
-        relation = (
-            con.read_parquet(files, union_by_name=True) if files else con.from_arrow(schema.empty_table())
-        )
-        relation.create_view(name, replace=True)
-
-
-def write_atomic(table: pa.Table, path: Path) -> None:
-    """Write Parquet so readers see the old file or the new one, never a partial one."""
-    with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        version = None if versions is None else versions.get(name)
+        found = store.delta(name, version)
+        read[name] = None if found is None else found.version()
+        data = schema.empty_table() if found is None else found.to_pyarrow_dataset()
+        con.from_arrow(data).select(", ".join(f'"{c}"' for c in schema.names)).create_view(name, replace=True)
+    return read
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,10 @@ class FeatureBuild:
     columns: int
     #: building and writing the table; Feast's publish has its own
     seconds: float
-    path: Path
+    #: the feature table's version this build wrote
+    version: int
+    #: the versions of the input tables it read
+    read: dict[str, int | None]
     #: the extra copy asked for with `out`
     out: Path | None
     #: None when the build was not published online
@@ -120,21 +123,26 @@ def build_and_publish(
     *,
     online: bool = True,
     threads: int = 2,
+    as_of_version: int | None = None,
 ) -> FeatureBuild:
-    """Build the feature table from the store (month-end cutoffs by default), write it to the store and to
-    `out`, and when `online` apply the Feast repo and materialise it. A step bar on stderr (a terminal
-    only) says which of these is running."""
+    """Build the feature table from the store (month-end cutoffs by default), write it as a new version of
+    the store's feature table and to `out`, and when `online` apply the Feast repo and materialise it.
+    With `as_of_version`, read the inputs and cutoffs that built that version instead. A step bar on
+    stderr (a terminal only) says which step is running."""
     started = time.perf_counter()
+    past = None if as_of_version is None else build_note(store, as_of_version)
     steps = tqdm(total=2 + online, desc="features", unit="step", disable=None)
     with steps, duckdb.connect(config={"threads": threads}) as con:
-        register_store(con, store)
-        chosen = sorted(set(cutoffs)) if cutoffs else default_cutoffs(con)
+        read = register_store(con, store, None if past is None else past.read)
+        asked = sorted(set(cutoffs)) if cutoffs else (None if past is None else past.chosen_cutoffs())
+        chosen = asked or default_cutoffs(con)
         if not chosen:
-            raise RetainError(f"no events in the store {store.root}; run `retain ingest` first")
+            raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
         steps.set_postfix_str(f"{len(chosen)} cutoffs")
         table = build_feature_table(con, chosen, settings)
         steps.update()
-        write_atomic(table, store.feature_table)
+        note = BuildNote(read, None if asked is None else [c.isoformat() for c in asked])
+        version = store.write(TABLE, table, "overwrite", note.text())
         if out is not None:
             write_atomic(table, out)
         steps.update()
@@ -145,7 +153,7 @@ def build_and_publish(
             from features.feast_repo import publish
 
             steps.set_postfix_str("Feast: apply and materialise")
-            feast = FeastPublished(**publish(store, settings, store.feature_table))
+            feast = FeastPublished(**publish(store, settings, table, version))
             steps.update()
     return FeatureBuild(
         rows=table.num_rows,
@@ -153,7 +161,8 @@ def build_and_publish(
         cutoffs=chosen,
         columns=table.num_columns,
         seconds=seconds,
-        path=store.feature_table,
+        version=version,
+        read=read,
         out=out,
         feast=feast,
     )

@@ -29,7 +29,6 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String
@@ -37,6 +36,7 @@ from feast.value_type import ValueType
 
 from features.rows import FeatureRows
 from retain.core.errors import RetainError
+from retain.core.files import write_atomic
 from retain.core.settings import Settings
 from retain.core.store import Store
 
@@ -119,9 +119,8 @@ def _feast_type(field: pa.Field) -> FeastType:
     return _FEAST_TYPES[field.type]
 
 
-def _schema(table_path: Path) -> list[Field]:
-    """Feature fields derived from the Parquet schema, so new feature columns need no code change here."""
-    schema = pq.read_schema(table_path)
+def _schema(table_path: Path, schema: pa.Schema) -> list[Field]:
+    """Feature fields derived from the table's schema, so new feature columns need no code change here."""
     names = set(schema.names)
     if JOIN_KEY not in names or TIMESTAMP not in names:
         raise RetainError(f"{table_path}: the feature table needs columns {JOIN_KEY!r} and {TIMESTAMP!r}")
@@ -138,10 +137,10 @@ def _schema(table_path: Path) -> list[Field]:
     return fields
 
 
-def _keys(table_path: Path) -> tuple[datetime, datetime, int]:
+def _keys(table_path: Path, table: pa.Table) -> tuple[datetime, datetime, int]:
     """First and last cutoff and the number of accounts; refuses duplicate (account, cutoff) rows, which
     the DuckDB store would keep and the point-in-time join would fan out."""
-    keys = pq.read_table(table_path, columns=[JOIN_KEY, TIMESTAMP])
+    keys = table.select([JOIN_KEY, TIMESTAMP])
     if keys.num_rows == 0:
         raise RetainError(f"{table_path}: the feature table is empty")
     accounts = pc.count_distinct(keys[JOIN_KEY]).as_py()
@@ -170,17 +169,29 @@ def _quiet() -> Iterator[None]:
         yield
 
 
-def publish(store: Store, settings: Settings, table_path: Path) -> dict[str, Any]:
+def offline_source(store: Store, version: int) -> Path:
+    """Where Feast's offline store reads feature table version `version`: a Parquet copy in the Feast repo.
+
+    Feast's DuckDB offline store reads Delta only through DuckDB's delta extension, which is downloaded at
+    run time; a local copy per version also lets an object-store store keep Feast on this machine.
+    """
+    return store.feast_dir / "offline" / f"account_features-v{version}.parquet"
+
+
+def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> dict[str, Any]:
     """Write the repo config, apply entity, view and default services, and materialise the online store.
 
-    Materialisation is a full window (first to last cutoff), not incremental: a build may rewrite rows at
-    cutoffs already published, and Feast's first incremental window starts at now - ttl, which skips
-    historical data. Each account's latest row is written, so publishing twice gives the same store.
+    The offline source is a copy of feature table version `version`; older copies are removed once the
+    new view is applied. Materialisation is a full window (first to last cutoff), not incremental: a
+    build may rewrite rows at cutoffs already published, and Feast's first incremental window starts at
+    now - ttl, which skips historical data. Each account's latest row is written, so publishing twice
+    gives the same store.
     """
     started = time.perf_counter()
-    table_path = table_path.resolve()
-    fields = _schema(table_path)
-    first, last, accounts = _keys(table_path)
+    table_path = offline_source(store, version).resolve()
+    fields = _schema(table_path, table.schema)
+    first, last, accounts = _keys(table_path, table)
+    write_atomic(table, table_path)
     config = repo_config(store, settings)
     store.feast_dir.mkdir(parents=True, exist_ok=True)
     fs = FeatureStore(repo_path=str(store.feast_dir), config=RepoConfig(**config))
@@ -194,6 +205,9 @@ def publish(store: Store, settings: Settings, table_path: Path) -> dict[str, Any
         fs.materialize(start_date=first, end_date=last, feature_views=[VIEW])
     # Written last: its presence says a publish completed (and lets the `feast` CLI and UI open the repo).
     (store.feast_dir / CONFIG_FILE).write_text(yaml.safe_dump(config, sort_keys=False))
+    for older in table_path.parent.glob("account_features-v*.parquet"):
+        if older != table_path:
+            older.unlink()
     return {
         "project": config["project"],
         "registry": config["registry"],

@@ -33,7 +33,7 @@ from pydantic_core import to_jsonable_python
 
 from retain.core.errors import RetainError
 from retain.core.settings import Settings, get_settings
-from retain.core.store import Store
+from retain.core.store import DEFAULT_RETENTION_HOURS, Commit, Store
 
 if TYPE_CHECKING:
     from features.build import FeatureBuild
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from registry.promotion import Promotion, Rollback
     from registry.tracking import Registration
     from retain.ingest import IngestSummary
+    from retain.ingest.migrate import Migration
+    from retain.maintenance import Compaction
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
     from retain.simulate import Simulation
@@ -62,9 +64,11 @@ __all__ = [
     "Trained",
     "as_json",
     "build_features",
+    "compact_store",
     "example_account",
     "ingest",
     "load_model",
+    "migrate_store",
     "open_store",
     "plan",
     "promote",
@@ -75,6 +79,7 @@ __all__ = [
     "score_table",
     "settings_or_default",
     "simulate",
+    "store_history",
     "train",
     "train_table",
 ]
@@ -98,7 +103,8 @@ def settings_or_default(settings: Settings | None = None) -> Settings:
 def open_store(store: StoreLike = None, settings: Settings | None = None) -> Store:
     if isinstance(store, Store):
         return store
-    return Store(Path(store) if store is not None else settings_or_default(settings).home)
+    home = settings_or_default(settings).home
+    return Store.at(store if store is not None else home, home)
 
 
 # -- simulate and ingest ------------------------------------------------------------------------------
@@ -130,6 +136,44 @@ def ingest(
     return ingest_path(open_store(store, settings), Path(source), adapter=adapter)
 
 
+# -- the store's upkeep -----------------------------------------------------------------------------------
+
+
+def compact_store(
+    *, store: StoreLike = None, settings: Settings | None = None, retention_hours: int | None = None
+) -> Compaction:
+    """Fold the actions the API recorded into the store, then compact and vacuum every table."""
+    from retain.maintenance import compact  # deferred: SQLAlchemy, for the decision log
+
+    settings = settings_or_default(settings)
+    hours = DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours
+    return compact(open_store(store, settings), settings, hours)
+
+
+def _compacted(store: StoreLike, settings: Settings) -> Store:
+    """The store, once the API's recorded actions are folded in and its tables compacted: what a feature
+    build or a training run reads."""
+    from retain.maintenance import compact  # deferred: SQLAlchemy, for the decision log
+
+    opened = open_store(store, settings)
+    compact(opened, settings)
+    return opened
+
+
+def store_history(
+    table: str, *, store: StoreLike = None, settings: Settings | None = None, limit: int = 20
+) -> list[Commit]:
+    """A table's versions, newest first: what wrote each and what it read."""
+    return open_store(store, settings).history(table, limit)
+
+
+def migrate_store(old: Path, *, store: StoreLike = None, settings: Settings | None = None) -> Migration:
+    """Convert a store of the earlier layout (`manifest.json`) into this store's Delta tables."""
+    from retain.ingest.migrate import migrate  # deferred: Arrow and DuckDB
+
+    return migrate(Path(old), open_store(store, settings))
+
+
 # -- features and training ------------------------------------------------------------------------------
 
 
@@ -140,13 +184,17 @@ def build_features(
     cutoffs: Sequence[date] | None = None,
     out: Path | None = None,
     online: bool = True,
+    as_of_version: int | None = None,
 ) -> FeatureBuild:
-    """The point-in-time feature table at `cutoffs` (default: month ends), written to the store (and to
-    `out`); with `online`, the Feast repo applied and materialised for serving."""
+    """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
+    version (and to `out`); with `online`, the Feast repo applied and materialised for serving. The API's
+    recorded actions are folded into the store first. `as_of_version` rebuilds from exactly the table
+    versions (and cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
 
     settings = settings_or_default(settings)
-    return build_and_publish(open_store(store, settings), settings, cutoffs, out, online=online)
+    where = _compacted(store, settings)
+    return build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
 
 
 @dataclass(frozen=True)
@@ -177,7 +225,7 @@ def train(
     from training.pipeline import train_model
 
     settings = settings_or_default(settings)
-    where, registered_as = open_store(store, settings), name or kind
+    where, registered_as = _compacted(store, settings), name or kind
     if kind == "uplift":
         from training.causal.train import train_uplift  # deferred: the causal estimators
 

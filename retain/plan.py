@@ -260,14 +260,14 @@ def _uplift_champion(store: Store, settings: Settings) -> tuple[UpliftModel, Ver
 def read_week(store: Store, settings: Settings, week: date) -> Week:
     """The week's active accounts with features at its first midnight (UTC), their CSMs and cool-downs,
     valued by the registered uplift champion."""
-    if not store.manifest_path.exists():
-        raise RetainError(f"no store at {store.root}: run `retain ingest` into it first")
+    if store.version("events") is None:
+        raise RetainError(f"no events in the store {store.location}: run `retain ingest` into it first")
     as_of = cutoff_instant(week)
     with duckdb.connect() as con:
         register_store(con, store)
         first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
         if first is None:
-            raise RetainError(f"no events in the store {store.root}; run `retain ingest` first")
+            raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
         _check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date())
         model, info = _uplift_champion(store, settings)
         table = build_feature_table(con, [week], settings)

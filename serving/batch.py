@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from features.cutoffs import cutoff_instant
 from features.definitions import KEYS
+from features.stored import feature_dataset, read_features
 from registry.models import VersionInfo, load_scoring_model
 from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
@@ -77,14 +78,12 @@ def _require_columns(present: Iterable[str], columns: Iterable[str], what: str) 
 
 def cutoff_rows(store: Store, cutoff: date, columns: list[str]) -> pa.Table:
     """The feature table's rows at `cutoff` (one per account active then), only `columns`."""
-    path = store.feature_table
-    if not path.exists():
-        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
-    _require_columns(pq.read_schema(path).names, columns, str(path))
+    features = feature_dataset(store)
+    _require_columns(features.schema.names, columns, "the feature table")
     instant = pa.scalar(cutoff_instant(cutoff), TS)
-    table = pq.read_table(path, columns=columns, filters=pc.field(TIMESTAMP) == instant)
+    table = features.to_table(columns=columns, filter=pc.field(TIMESTAMP) == instant)
     if table.num_rows == 0:
-        known = pq.read_table(path, columns=[TIMESTAMP])[TIMESTAMP].unique().to_pylist()
+        known = features.to_table(columns=[TIMESTAMP])[TIMESTAMP].unique().to_pylist()
         listed = ", ".join(d.date().isoformat() for d in sorted(known)[-6:])
         raise RetainError(f"no feature rows at cutoff {cutoff.isoformat()}; latest cutoffs: {listed}")
     return table
@@ -236,9 +235,7 @@ def riskiest_model_answered(store: Store, settings: Settings, scores: Path, cuto
     API falls back to the rules for an account that has left by the newest published cutoff, so `cutoff`
     must be that one, and for inputs outside the model's training range (`RANGE_TOLERANCE`); the server's
     clock (`--as-of`) must be within the freshness limit of `cutoff`."""
-    if not store.feature_table.exists():
-        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
-    latest = pc.max(pq.read_table(store.feature_table, columns=[TIMESTAMP])[TIMESTAMP]).as_py().date()
+    latest = pc.max(read_features(store, [TIMESTAMP])[TIMESTAMP]).as_py().date()
     if cutoff != latest:
         raise RetainError(
             f"the API serves the newest cutoff, {latest}: score at --cutoff {latest}, not {cutoff}"

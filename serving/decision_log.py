@@ -106,6 +106,23 @@ FEEDBACK = sa.Table(
     sa.Column("intervention_id", sa.String),
 )
 
+#: actions taken, reported through the API: durable here at once, folded into the store's Delta table
+#: `interventions` by `retain store compact` (folded_version says which table version holds the row)
+TAKEN = sa.Table(
+    "interventions_taken",
+    METADATA,
+    sa.Column("intervention_id", sa.String, primary_key=True),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("ts", UTCDateTime, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("owner", sa.String),
+    sa.Column("channel", sa.String),
+    sa.Column("assignment", sa.String, nullable=False),
+    sa.Column("propensity", sa.Float),
+    sa.Column("request_id", sa.String, nullable=False),
+    sa.Column("folded_version", sa.Integer, index=True),
+)
+
 #: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
 #: backends; no NaN, which PostgreSQL's json rejects and the API's responses cannot carry either
 _dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -180,6 +197,24 @@ class FeedbackOnAction(LoggedFeedback):
 
     account_id: str
     action: str
+
+
+@dataclass(frozen=True)
+class TakenAction:
+    """An action taken, as the contract's interventions table holds it."""
+
+    intervention_id: str
+    account_id: str
+    ts: datetime
+    action: str
+    owner: str | None
+    channel: str | None
+    assignment: str
+    propensity: float | None
+
+
+#: the columns a `TakenAction` holds
+TAKEN_COLUMNS = [TAKEN.c[f.name] for f in fields(TakenAction)]
 
 
 #: the columns a `LoggedDecision` holds (all but the row id)
@@ -350,6 +385,33 @@ class DecisionLog:
             return LoggedFeedback(
                 **conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one()
             )
+
+    def record_taken(self, action: TakenAction, request_id: str) -> bool:
+        """Store an action taken, durably before answering; False when its id was recorded before."""
+        row = {**{f.name: getattr(action, f.name) for f in fields(TakenAction)}, "request_id": request_id}
+        try:
+            with self._connect(write=True) as conn:
+                conn.execute(TAKEN.insert(), row)
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def taken(self, *, pending_only: bool) -> list[TakenAction]:
+        """Actions recorded here, oldest first: all, or those not yet folded into the store."""
+        query = sa.select(*TAKEN_COLUMNS).order_by(TAKEN.c.ts, TAKEN.c.intervention_id)
+        if pending_only:
+            query = query.where(TAKEN.c.folded_version.is_(None))
+        with self._connect() as conn:
+            return [TakenAction(**row) for row in conn.execute(query).mappings()]
+
+    def mark_folded(self, intervention_ids: list[str], version: int) -> None:
+        """Say these actions are in the store's interventions table as of `version`."""
+        with self._connect(write=True) as conn:
+            for start in range(0, len(intervention_ids), BATCH):
+                chunk = intervention_ids[start : start + BATCH]
+                conn.execute(
+                    TAKEN.update().where(TAKEN.c.intervention_id.in_(chunk)).values(folded_version=version)
+                )
 
     def previous_score(
         self, account_id: str, cutoff: datetime | None, models: dict[str, str | None]

@@ -28,9 +28,8 @@ from retain.core.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.ingest.commit import read_live
 from serving.assess import CHURN, EXPANSION, Champion
-from serving.decision_log import DecisionLog
+from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import KeyRing
 from serving.schemas import Readiness
 from training.causal.uplift import UpliftModel
@@ -240,18 +239,29 @@ class Resources:
 
     def _accounts(self, errors: dict[str, str]) -> dict[str, AccountRecord]:
         try:
-            table = read_live(self.store, "accounts", ACCOUNT_SCHEMA, ACCOUNT_COLUMNS)
+            table = self.store.read("accounts", ACCOUNT_SCHEMA, ACCOUNT_COLUMNS)
         except Exception as e:
             errors["accounts"] = f"{type(e).__name__}: {e}"
             return {}
         return {row["account_id"]: AccountRecord(**row) for row in table.to_pylist()}
 
     def _interventions(self, errors: dict[str, str]) -> pa.Table:
+        """The store's interventions and those the API recorded that are not folded into it yet."""
+        columns = ["account_id", "action", "ts"]
         try:
-            return read_live(self.store, "interventions", INTERVENTION_SCHEMA, ["account_id", "action", "ts"])
+            stored = self.store.read("interventions", INTERVENTION_SCHEMA, columns)
         except Exception as e:
             errors["interventions"] = f"{type(e).__name__}: {e}"
-            return INTERVENTION_SCHEMA.empty_table().select(["account_id", "action", "ts"])
+            stored = INTERVENTION_SCHEMA.empty_table().select(columns)
+        try:
+            pending = self.log.taken(pending_only=True)
+        except DecisionLogUnavailable as e:
+            errors["interventions_taken"] = str(e)
+            return stored
+        recorded = pa.Table.from_pylist(
+            [{c: getattr(taken, c) for c in columns} for taken in pending], schema=stored.schema
+        )
+        return pa.concat_tables([stored, recorded])
 
     # -- reads -----------------------------------------------------------------------------------------
     def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:

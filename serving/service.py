@@ -6,6 +6,7 @@ answers with the response models of `serving/schemas.py`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import uuid
 from collections.abc import Sequence
@@ -26,9 +27,10 @@ from features.rows import FeatureRows
 from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.settings import Settings
-from retain.ingest import record_interventions
+from retain.ingest.readers import Frame
+from retain.ingest.validate import check_interventions
 from serving.assess import INACTIVE_FALLBACK, Assessment, assess
-from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation
+from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation, TakenAction
 from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.ranking import Ranking, rank
@@ -341,7 +343,8 @@ class Service:
         self.resources.log.submit(decision)
 
     def record_intervention(self, body: InterventionIn, request_id: str) -> InterventionOut:
-        """An action taken, into the store's interventions (once per id) and the cool-downs at once."""
+        """An action taken: checked against the contract, stored once per id in the decision log (folded
+        into the store's interventions by `retain store compact`), and into the cool-downs at once."""
         loaded = self.resources.loaded
         if body.action not in CATALOGUE:
             raise ApiError(422, "unknown_action", f"action: {body.action!r} is not in the catalogue")
@@ -353,21 +356,26 @@ class Service:
             raise ApiError(422, "invalid_request", "ts: give a timezone, e.g. 2025-06-30T10:00:00Z")
         ts = ts.astimezone(UTC)
         intervention_id = body.intervention_id or new_id("int")
-        row = {
-            "intervention_id": intervention_id,
-            "account_id": body.account_id,
-            "ts": ts,
-            "action": body.action,
-            "owner": body.owner,
-            "channel": body.channel or CATALOGUE[body.action].channel,
-            "assignment": "targeted",
-            "propensity": None,
-        }
-        table = pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA)
-        recorded = record_interventions(self.resources.store, table, f"api:{request_id}")
-        if recorded.rejected:
-            first = recorded.rejected[0]
-            raise ApiError(422, "invalid_intervention", f"{first.reason}: {first.detail}")
+        taken = TakenAction(
+            intervention_id=intervention_id,
+            account_id=body.account_id,
+            ts=ts,
+            action=body.action,
+            owner=body.owner,
+            channel=body.channel or CATALOGUE[body.action].channel,
+            assignment="targeted",
+            propensity=None,
+        )
+        row = pa.Table.from_pylist([dataclasses.asdict(taken)], INTERVENTION_SCHEMA)
+        frame = Frame("interventions", f"api:{request_id}", row)
+        checked = check_interventions(frame, pa.array([body.account_id]))
+        if checked.rejected.num_rows:
+            reason, detail = (checked.rejected.column(c)[0].as_py() for c in ("reason", "detail"))
+            raise ApiError(422, "invalid_intervention", f"{reason}: {detail}")
+        try:
+            recorded = self.resources.log.record_taken(taken, request_id)
+        except DecisionLogUnavailable as e:
+            raise ApiError(503, "decision_log_unavailable", str(e)) from e
         self.resources.taken.record(body.account_id, body.action, ts)
         return InterventionOut(
             request_id=request_id,
@@ -375,7 +383,7 @@ class Service:
             account_id=body.account_id,
             action=body.action,
             ts=ts,
-            recorded=recorded.summary.accepted["interventions"] == 1,
+            recorded=recorded,
         )
 
     def feedback(self, recommendation_id: str, body: FeedbackIn, request_id: str) -> FeedbackOut:

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from features.build import register_store
 from features.definitions import HEALTH_COLUMNS, KEYS
@@ -29,6 +28,7 @@ from features.feast_repo import (
     feature_store,
     historical_features,
 )
+from features.stored import feature_columns, read_features
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -217,9 +217,7 @@ class _Labelled:
 
 
 def _label_store(store: Store, target: Target, config: TrainConfig) -> _Labelled:
-    if not store.feature_table.exists():
-        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
-    keys = pq.read_table(store.feature_table, columns=list(KEYS)).to_pandas()
+    keys = read_features(store, list(KEYS)).to_pandas()
     with duckdb.connect(config={"threads": config.threads}) as con:
         register_store(con, store)
         labelled = label_frame(con, keys, target, config.horizon)
@@ -249,7 +247,7 @@ def store_training_set(store: Store, settings: Settings, target: Target, config:
     """Label every (account, cutoff) of the store's feature table, split by cutoff, and fetch the rows'
     features point-in-time from Feast through a feature service registered for this feature set."""
     labelled = _label_store(store, target, config)
-    columns = pq.read_schema(store.feature_table).names
+    columns = feature_columns(store)
     features = choose_features(columns, config, KEYS, HEALTH_COLUMNS)
     fs = feature_store(store, settings)
     service = _service_name(fs, target, features)
@@ -267,8 +265,8 @@ def store_training_set(store: Store, settings: Settings, target: Target, config:
     windows, matured = labelled.windows, labelled.matured
     lineage = {
         "source": "store",
-        "store": str(store.root.resolve()),
-        "feature_table": str(store.feature_table.resolve()),
+        "store": store.location,
+        "table_versions": store.versions(),
         "feature_service": service,
         "target": target,
         "horizon_days": config.horizon,
@@ -295,7 +293,7 @@ def evaluation_window(
     resolved = (config or TrainConfig()).resolved(settings)
     labelled = _label_store(store, target, resolved)
     test = labelled.rows[labelled.rows[WINDOW] == "test"].reset_index(drop=True)
-    features = [c for c in pq.read_schema(store.feature_table).names if c not in KEYS]
+    features = [c for c in feature_columns(store) if c not in KEYS]
     rows = historical_features(feature_store(store, settings), _entities(test), features)
     labels = rows[LABEL].to_numpy(dtype=np.int8)
     return rows.drop(columns=[LABEL, WINDOW]).rename(columns={EVENT_TIMESTAMP: "cutoff"}), labels

@@ -19,7 +19,7 @@ from rich.text import Text
 from retain import api
 from retain.cli import summaries
 from retain.core.errors import RetainError
-from retain.core.store import Store
+from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES, Store
 
 app = typer.Typer(
     help="Retain: churn risk, explained; next-best actions by causal uplift.", no_args_is_help=True
@@ -28,6 +28,8 @@ features_app = typer.Typer(help="Point-in-time feature tables and the Feast repo
 app.add_typer(features_app, name="features")
 keys_app = typer.Typer(help="API keys for the serving API: stored hashed, shown once.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+store_app = typer.Typer(help="The store's Delta tables: upkeep, history, migration.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
 report_app = typer.Typer(
     help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True
 )
@@ -38,15 +40,18 @@ err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
 Result = TypeVar("Result")
 
 StoreOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
-        "--store", help="the store folder [default: $RETAIN_HOME, else ./.retain]", show_default=False
+        "--store",
+        help="the store folder, or an s3://, gs:// or az:// URI for its tables [default: $RETAIN_HOME, "
+        "else ./.retain]",
+        show_default=False,
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the whole result as JSON, not a summary")]
 
 
-def _store(store: Path | None) -> Store:
+def _store(store: str | None) -> Store:
     return api.open_store(store)
 
 
@@ -117,13 +122,55 @@ def features_build(
     ] = None,
     out: Annotated[Path | None, typer.Option(help="also write the feature table here")] = None,
     online: Annotated[bool, typer.Option(help="apply the Feast repo and materialise online")] = True,
+    as_of_version: Annotated[
+        int | None,
+        typer.Option(help="rebuild from the table versions that built this version of the feature table"),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time feature table, then apply and materialise the Feast repo."""
     chosen = _parse_dates(cutoffs, "--cutoffs")
     _stage("building the feature table" + (", then publishing it to Feast" if online else ""))
-    result = api.build_features(store=_store(store), cutoffs=chosen, out=out, online=online)
+    result = api.build_features(
+        store=_store(store), cutoffs=chosen, out=out, online=online, as_of_version=as_of_version
+    )
     _emit(result, as_json, summaries.features_built)
+
+
+@store_app.command("compact")
+def store_compact(
+    store: StoreOpt = None,
+    retention_hours: Annotated[
+        int, typer.Option(help="vacuum files no version younger than this needs")
+    ] = DEFAULT_RETENTION_HOURS,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fold the API's recorded actions into the store; compact small files; vacuum old ones."""
+    result = api.compact_store(store=_store(store), retention_hours=retention_hours)
+    _emit(result, as_json, summaries.compacted)
+
+
+@store_app.command("history")
+def store_history(
+    table: Annotated[str, typer.Argument(help=f"one of {', '.join(TABLES)}")],
+    store: StoreOpt = None,
+    limit: Annotated[int, typer.Option(help="newest versions to show")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """A table's versions, newest first: which step wrote each, and what it read."""
+    if table not in TABLES:
+        raise RetainError(f"table: expected one of {', '.join(TABLES)}, got {table!r}")
+    _emit(api.store_history(table, store=_store(store), limit=limit), as_json, summaries.history)
+
+
+@store_app.command("migrate")
+def store_migrate(
+    old: Annotated[Path, typer.Option("--from", help="a store of the earlier layout (with manifest.json)")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert a store of the earlier layout into Delta tables; the old store is only read."""
+    _emit(api.migrate_store(old, store=_store(store)), as_json, summaries.migrated)
 
 
 def _check_train_options(

@@ -16,7 +16,10 @@ if TYPE_CHECKING:
     from features.build import FeatureBuild
     from registry.promotion import Promotion, Rollback
     from retain.api import Json, Trained
+    from retain.core.store import Commit
     from retain.ingest import IngestSummary
+    from retain.ingest.migrate import Migration
+    from retain.maintenance import Compaction
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
     from retain.simulate import Simulation
@@ -89,7 +92,9 @@ def features_built(b: FeatureBuild) -> RenderableType:
     lines: list[RenderableType] = [
         f"Built {_count(b.rows)} feature rows ({_count(b.accounts)} accounts at {len(b.cutoffs)} cutoffs, "
         f"{span}; {b.columns} columns) in {b.seconds:.1f} s",
-        f"  table: {b.path}" + (f" (and {b.out})" if b.out is not None else ""),
+        f"  feature table version {b.version}, built from "
+        + ", ".join(f"{table} v{version}" for table, version in b.read.items() if version is not None)
+        + (f" (and a copy in {b.out})" if b.out is not None else ""),
     ]
     if b.feast is not None:
         lines.append(
@@ -267,3 +272,58 @@ def keys_listed(keys: list[ApiKey]) -> RenderableType:
 
 def key_revoked(key: ApiKey) -> RenderableType:
     return f"Revoked API key {key.key_id}; a running server refuses it from its next request"
+
+
+def compacted(c: Compaction) -> RenderableType:
+    folded = c.folded
+    lines: list[RenderableType] = [
+        f"Folded {_count(folded.pending)} actions recorded through the API into the store "
+        f"({_count(folded.added)} new)"
+        + (f", interventions v{folded.version}" if folded.version is not None else ""),
+        _table(
+            "Compacted",
+            ["table", "version", "files before", "files after", "files vacuumed"],
+            (
+                [
+                    t.table,
+                    f"{t.version_before} → {t.version_after}",
+                    _count(t.files_before),
+                    _count(t.files_after),
+                    _count(t.files_vacuumed),
+                ]
+                for t in c.tables
+            ),
+        ),
+    ]
+    return Group(*lines)
+
+
+def history(commits: list[Commit]) -> RenderableType:
+    if not commits:
+        return "No versions: nothing was written to this table yet"
+    return _table(
+        f"Versions of {commits[0].table}, newest first",
+        ["version", "at (UTC)", "operation", "rows added", "written by"],
+        (
+            [
+                str(c.version),
+                f"{c.at:%Y-%m-%d %H:%M:%S}",
+                c.operation,
+                _count(c.metrics.get("num_added_rows", c.metrics.get("num_target_rows_inserted", 0))),
+                c.retain or "",
+            ]
+            for c in commits
+        ),
+        figures=False,
+    )
+
+
+def migrated(m: Migration) -> RenderableType:
+    return Group(
+        f"Migrated the store {m.source} into {m.store}",
+        _table(
+            None,
+            ["table", "rows read", "rows written", "version"],
+            ([t.table, _count(t.rows_read), _count(t.rows_written), str(t.version)] for t in m.tables),
+        ),
+    )

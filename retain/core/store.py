@@ -1,75 +1,106 @@
-"""The store: one folder that holds a whole deployment, and the atomic commit of its tables.
+"""The store: a deployment's tables as Delta Lake tables, and a local folder for what stays on this machine.
 
-Tables are folders of immutable Parquet files. Which files are live is said by one `manifest.json`,
-replaced atomically (`os.replace`) at the end of a transaction, so a crash at any point leaves the
-store as it was: files written before the crash are orphans that no reader sees and the next
-transaction removes.
+Every table is a Delta table (delta-rs, no JVM) under `lake`: a local folder by default, or an object-store
+URI (`s3://`, `gs://`, `az://`, credentials from the environment). A write is a Delta transaction: its data
+files become visible only when its commit lands, so a crash mid-write leaves the previous version, and two
+writers that race are told by a commit conflict, which `commit_with_retry` answers by running the whole
+write again against the new version. Every version stays readable (time travel) until `compact` vacuums
+files older than the retention.
+
+`root` is always local: the Feast repo, the API keys, the default SQLite decision log and MLflow live there.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
-import os
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal, TypeVar
 
-TABLES = ("accounts", "events", "interventions", "quarantine")
+import pyarrow as pa
+import pyarrow.dataset as ds
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from retain.core.errors import RetainError
+
+TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores")
+#: events are read by date range and grow without bound: one folder per UTC event day
+PARTITIONS: dict[str, list[str]] = {"events": ["event_date"]}
+OBJECT_STORE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://")
+#: a racing writer is retried this many times, with a jittered back-off, before the caller is told
+COMMIT_ATTEMPTS = 8
+#: vacuum keeps files a reader of the last week may still need (Delta's own default)
+DEFAULT_RETENTION_HOURS = 168
+#: the commit metadata key that says which Retain step wrote a version, and what it read
+METADATA_KEY = "retain"
+
+T = TypeVar("T")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def is_object_store(location: str | Path) -> bool:
+    return str(location).startswith(OBJECT_STORE_SCHEMES)
 
 
-@dataclass
-class Transaction:
-    """Files added or replaced per table; committed all together or not at all."""
+class StoreConflict(RetainError):
+    """Other writers kept committing to a table until the retries ran out."""
 
-    store: Store
-    tables: dict[str, list[str]]
-    written: list[Path] = field(default_factory=list)
 
-    def new_file(self, table: str) -> Path:
-        """A fresh, unique path in the table's folder; it becomes live only if the transaction commits."""
-        path = self.store.table_dir(table) / f"part-{uuid.uuid4().hex}.parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.written.append(path)
-        return path
+@dataclass(frozen=True)
+class Commit:
+    """One version of a table: when, by which operation, and what Retain said of it."""
 
-    def add(self, table: str, path: Path) -> None:
-        self.tables.setdefault(table, []).append(path.relative_to(self.store.root).as_posix())
+    table: str
+    version: int
+    at: datetime
+    operation: str
+    #: the Retain step and the input versions it recorded (empty for writes by other tools)
+    retain: str | None
+    metrics: dict[str, int]
 
-    def replace(self, table: str, paths: list[Path]) -> None:
-        self.tables[table] = [p.relative_to(self.store.root).as_posix() for p in paths]
+
+@dataclass(frozen=True)
+class Compacted:
+    """What `compact` did to one table."""
+
+    table: str
+    version_before: int
+    version_after: int
+    files_before: int
+    files_after: int
+    files_vacuumed: int
 
 
 @dataclass(frozen=True)
 class Store:
+    #: local state: Feast repo, API keys, the default decision log and MLflow
     root: Path
+    #: where the Delta tables live; default: `root/lake`
+    lake_uri: str | None = None
+
+    @classmethod
+    def at(cls, location: str | Path, home: Path) -> Store:
+        """A folder holds everything; an object-store URI holds the tables, with local state in `home`."""
+        if is_object_store(location):
+            return cls(root=home, lake_uri=str(location).rstrip("/"))
+        return cls(root=Path(location))
 
     @property
-    def manifest_path(self) -> Path:
-        return self.root / "manifest.json"
+    def lake(self) -> str:
+        return self.lake_uri if self.lake_uri is not None else str((self.root / "lake").resolve())
 
-    def table_dir(self, table: str) -> Path:
+    @property
+    def location(self) -> str:
+        """How to name the store to a person: its folder, or its tables' URI."""
+        return self.lake_uri if self.lake_uri is not None else str(self.root)
+
+    def uri(self, table: str) -> str:
         if table not in TABLES:
             raise ValueError(f"unknown table {table!r}; tables are {', '.join(TABLES)}")
-        return self.root / "tables" / table
-
-    @property
-    def features_dir(self) -> Path:
-        return self.root / "features"
-
-    @property
-    def feature_table(self) -> Path:
-        return self.features_dir / "account_features.parquet"
+        return f"{self.lake}/{table}"
 
     @property
     def feast_dir(self) -> Path:
@@ -80,51 +111,144 @@ class Store:
         """The API's own state: hashed API keys and the default SQLite decision log."""
         return self.root / "serving"
 
-    def _manifest(self) -> dict[str, list[str]]:
-        if not self.manifest_path.exists():
-            return {}
-        tables: dict[str, list[str]] = json.loads(self.manifest_path.read_text())["tables"]
-        return tables
-
-    def files(self, table: str) -> list[Path]:
-        """The live files of a table, in commit order."""
-        self.table_dir(table)
-        return [self.root / p for p in self._manifest().get(table, [])]
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Transaction]:
-        """One writer at a time; on success the new manifest is published by a single atomic rename."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._remove_orphans()
-            txn = Transaction(self, {t: list(ps) for t, ps in self._manifest().items()})
-            try:
-                yield txn
-            except BaseException:
-                for path in txn.written:
-                    path.unlink(missing_ok=True)
+    def delta(self, table: str, version: int | None = None) -> DeltaTable | None:
+        """The table at `version` (default: the latest), or None when nothing was ever written to it."""
+        try:
+            return DeltaTable(self.uri(table), version=version)
+        except TableNotFoundError:
+            return None
+        except DeltaError as e:
+            if version is None:
                 raise
-            self._publish(txn.tables)
-            self._remove_orphans()
+            raise RetainError(f"table {table} has no version {version} in {self.location}") from e
 
-    def _publish(self, tables: dict[str, list[str]]) -> None:
-        for table in tables.values():
-            for rel in table:
-                with open(self.root / rel, "rb") as f:
-                    os.fsync(f.fileno())
-        tmp = self.manifest_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps({"tables": tables}, indent=1))
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, self.manifest_path)
-        _fsync_dir(self.root)
+    def version(self, table: str) -> int | None:
+        found = self.delta(table)
+        return None if found is None else found.version()
 
-    def _remove_orphans(self) -> None:
-        live = {self.root / p for ps in self._manifest().values() for p in ps}
-        for table in TABLES:
-            folder = self.table_dir(table)
-            if folder.exists():
-                for path in folder.glob("*.parquet"):
-                    if path not in live:
-                        path.unlink()
+    def versions(self, tables: tuple[str, ...] = TABLES) -> dict[str, int | None]:
+        """Each table's latest version (None: never written): what a run read, for reproducing it."""
+        return {table: self.version(table) for table in tables}
+
+    def exists(self) -> bool:
+        return any(self.version(table) is not None for table in TABLES)
+
+    def dataset(self, table: str, version: int | None = None) -> ds.Dataset | None:
+        """The table's active files as an Arrow dataset (DuckDB scans it directly), or None."""
+        found = self.delta(table, version)
+        return None if found is None else found.to_pyarrow_dataset()
+
+    def read(
+        self,
+        table: str,
+        schema: pa.Schema,
+        columns: list[str] | None = None,
+        where: ds.Expression | None = None,
+        version: int | None = None,
+    ) -> pa.Table:
+        """Rows of the table (optionally some columns, some rows, an old version) cast to `schema`'s types;
+        an empty table of `schema` when nothing was written yet."""
+        wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
+        found = self.dataset(table, version)
+        if found is None:
+            return wanted.empty_table()
+        return found.to_table(columns=wanted.names, filter=where).cast(wanted)
+
+    def write(
+        self,
+        table: str,
+        data: pa.Table | pa.RecordBatchReader,
+        mode: Literal["append", "overwrite"],
+        note: str,
+        replace_where: str | None = None,
+    ) -> int:
+        """Append or overwrite (all rows, or those matching `replace_where`) in one transaction; the new
+        version. `note` says which step wrote it and what it read; it is kept in the table's history."""
+        uri, partitions, properties = self.uri(table), PARTITIONS.get(table), commit_note(note)
+        if mode == "append":
+            write_deltalake(uri, data, mode="append", partition_by=partitions, commit_properties=properties)
+        else:
+            write_deltalake(
+                uri,
+                data,
+                mode="overwrite",
+                predicate=replace_where,
+                partition_by=partitions,
+                # a rebuilt feature table may gain or lose columns; a partial overwrite keeps the schema
+                schema_mode="overwrite" if replace_where is None else None,
+                commit_properties=properties,
+            )
+        version = self.version(table)
+        assert version is not None
+        return version
+
+    def rows_added(self, table: str, version: int) -> int:
+        """Rows a version's commit added, from its metrics in the log."""
+        found = self.delta(table)
+        entries = [] if found is None else found.history(found.version() - version + 1)
+        metrics = next((e.get("operationMetrics") or {} for e in entries if e.get("version") == version), {})
+        return int(metrics.get("num_added_rows", 0))
+
+    def history(self, table: str, limit: int | None = None) -> list[Commit]:
+        """Newest first."""
+        found = self.delta(table)
+        if found is None:
+            return []
+        return [_commit(table, entry) for entry in found.history(limit)]
+
+    def compact(self, table: str, retention_hours: int = DEFAULT_RETENTION_HOURS) -> Compacted | None:
+        """Small files into large ones (one optimize commit), then remove files no version younger than
+        the retention needs. Readers of the current version never lose a file."""
+        found = self.delta(table)
+        if found is None:
+            return None
+        before, files_before = found.version(), len(found.file_uris())
+        commit_with_retry(table, lambda: _optimize(self.uri(table)))
+        vacuumed = DeltaTable(self.uri(table)).vacuum(
+            retention_hours=retention_hours,
+            dry_run=False,
+            enforce_retention_duration=False,
+            commit_properties=commit_note("compact: vacuum"),
+        )
+        after = DeltaTable(self.uri(table))
+        return Compacted(table, before, after.version(), files_before, len(after.file_uris()), len(vacuumed))
+
+
+def commit_with_retry(table: str, attempt: Callable[[], T]) -> T:
+    """Run a whole read-then-write again when another writer committed first (Delta's optimistic
+    concurrency); each attempt must rebuild its input, since it reads the table anew."""
+    for tries in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            return attempt()
+        except CommitFailedError as e:
+            if tries == COMMIT_ATTEMPTS:
+                raise StoreConflict(
+                    f"table {table}: other writers committed first {tries} times in a row; try again ({e})"
+                ) from e
+            time.sleep(random.uniform(0.05, 0.2) * tries)
+    raise AssertionError("unreachable")
+
+
+def commit_note(note: str) -> CommitProperties:
+    """Commit properties that keep `note` in the table's history (`Commit.retain`)."""
+    return CommitProperties(custom_metadata={METADATA_KEY: note})
+
+
+def _optimize(uri: str) -> None:
+    DeltaTable(uri).optimize.compact(commit_properties=commit_note("compact: optimize"))
+
+
+def _commit(table: str, entry: dict[str, object]) -> Commit:
+    metrics = entry.get("operationMetrics") or {}
+    assert isinstance(metrics, dict)
+    stamp = entry.get("timestamp")
+    assert isinstance(stamp, int)
+    note = entry.get(METADATA_KEY)
+    return Commit(
+        table=table,
+        version=int(str(entry.get("version"))),
+        at=datetime.fromtimestamp(stamp / 1000, UTC),
+        operation=str(entry.get("operation")),
+        retain=note if isinstance(note, str) else None,
+        metrics={k: v for k, v in metrics.items() if isinstance(v, int)},
+    )

@@ -1,28 +1,33 @@
-"""Publish one ingest: drop what the store already holds, write the rest, all inside one transaction.
+"""Publish one ingest: stage every validated batch on local disk, then MERGE each table on its natural id.
 
-Events and interventions are append-only and keyed by their id, so a row whose id is live (or came
-earlier in the same input) is a duplicate, counted and not written. Accounts are a snapshot keyed by
-account_id: new or changed rows win and the table is rewritten whole. Quarantined rows are keyed by
-a hash of the raw row, so the same bad file quarantines nothing new the second time.
+Staging first means nothing reaches the store until the whole input was read and judged, so a file that
+cannot be read fails the ingest with the store untouched, and memory holds one batch at a time. Each table
+is then one Delta transaction (MERGE): events and interventions insert the ids the table lacks, keeping
+the first row of an id the input repeats; accounts are a snapshot keyed by account_id, where the input's
+last row of an id wins and a changed row replaces the live one; quarantined rows are keyed by a hash of the
+raw row, so the same bad file quarantines nothing new the second time. Re-running an ingest that was cut
+off between two tables' commits completes it: every MERGE is idempotent.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import functools
+import itertools
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import numpy as np
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
-from retain.core.store import Store, Transaction
+from retain.core.store import Store, commit_note, commit_with_retry
 from retain.ingest.validate import Checked
 
-#: Events files stay small enough to read one at a time on a laptop.
-MAX_ROWS_PER_FILE = 2_000_000
 QUARANTINE_SCHEMA = pa.schema(
     [
         pa.field("quarantine_id", pa.string(), nullable=False),
@@ -35,10 +40,32 @@ QUARANTINE_SCHEMA = pa.schema(
         pa.field("quarantined_at", TS, nullable=False),
     ]
 )
-APPEND_ONLY = {
-    "events": ("event_id", EVENT_SCHEMA),
-    "interventions": ("intervention_id", INTERVENTION_SCHEMA),
+
+
+@dataclass(frozen=True)
+class Keyed:
+    """How a table is merged: its natural id, its schema, and which of an id's input rows is kept."""
+
+    key: str
+    schema: pa.Schema
+    #: accounts are snapshots (the input's last row of an id wins and may update the live row);
+    #: the rest are facts (the first row wins and a live id is never touched)
+    snapshot: bool = False
+
+
+#: in commit order: accounts first, since events and interventions name them; the quarantine last
+KEYED = {
+    "accounts": Keyed("account_id", ACCOUNT_SCHEMA, snapshot=True),
+    "interventions": Keyed("intervention_id", INTERVENTION_SCHEMA),
+    "events": Keyed("event_id", EVENT_SCHEMA),
+    "quarantine": Keyed("quarantine_id", QUARANTINE_SCHEMA),
 }
+#: the staging order column: which input row came first
+SEQ = "_retain_seq"
+#: DuckDB's working memory while deduplicating staged rows; beyond it, it spills to the staging folder
+DEDUP_MEMORY = "1GB"
+#: rows per batch handed from DuckDB to the MERGE
+MERGE_BATCH_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -48,108 +75,111 @@ class Published:
     accepted: dict[str, int]
     duplicates: dict[str, int]
     quarantined_new: int
+    #: each table's version after its commit (absent: nothing to write)
+    versions: dict[str, int]
 
 
-def read_live(store: Store, table: str, schema: pa.Schema, columns: list[str] | None = None) -> pa.Table:
-    """The live rows of a table (optionally only some columns), empty when nothing is live yet."""
-    files = store.files(table)
-    wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
-    if not files:
-        return wanted.empty_table()
-    return pa.concat_tables([pq.read_table(f, columns=wanted.names).cast(wanted) for f in files])
+@dataclass
+class Staging:
+    """Validated rows of one ingest, as Parquet files per table in a local folder, in input order."""
 
+    folder: Path
+    ingest_id: str
+    now: datetime
+    rows: Counter[str] = field(default_factory=Counter)
+    _seq: Iterator[int] = field(default_factory=itertools.count)
 
-def publish(txn: Transaction, checked: list[Checked], ingest_id: str, now: datetime) -> Published:
-    accepted: dict[str, int] = {}
-    duplicates: dict[str, int] = {}
-    accepted["accounts"], duplicates["accounts"] = _merge_accounts(
-        txn, _valid(checked, "accounts", ACCOUNT_SCHEMA)
-    )
-    for table, (key, schema) in APPEND_ONLY.items():
-        accepted[table], duplicates[table] = _append(txn, table, key, _valid(checked, table, schema))
-    return Published(accepted, duplicates, _quarantine(txn, checked, ingest_id, now))
-
-
-def _valid(checked: list[Checked], table: str, schema: pa.Schema) -> pa.Table:
-    return pa.concat_tables([schema.empty_table()] + [c.valid for c in checked if c.table == table])
-
-
-def _fresh(ids: pa.ChunkedArray | pa.Array, live: pa.ChunkedArray) -> np.ndarray:
-    """Rows whose id is neither live nor seen earlier in the batch."""
-    n = len(ids)
-    firsts = (
-        pa.table({"id": ids, "row": np.arange(n)})
-        .group_by("id", use_threads=False)
-        .aggregate([("row", "min")])
-    )
-    fresh = np.zeros(n, dtype=bool)
-    fresh[firsts.column("row_min").to_numpy()] = True
-    if len(live):
-        fresh &= ~np.asarray(pc.is_in(ids, value_set=live.combine_chunks()).to_numpy(zero_copy_only=False))
-    return fresh
-
-
-def _write(txn: Transaction, table: str, data: pa.Table, order: pa.Array | None = None) -> list[Path]:
-    """Files of at most MAX_ROWS_PER_FILE rows, in `order` if given: one file's rows are copied at a time."""
-    paths = []
-    for offset in range(0, data.num_rows, MAX_ROWS_PER_FILE):
-        path = txn.new_file(table)
-        rows = (
-            data.slice(offset, MAX_ROWS_PER_FILE)
-            if order is None
-            else data.take(order.slice(offset, MAX_ROWS_PER_FILE))
-        )
-        pq.write_table(rows, path, compression="zstd")
-        paths.append(path)
-    return paths
-
-
-def _append(txn: Transaction, table: str, key: str, batch: pa.Table) -> tuple[int, int]:
-    if not batch.num_rows:
-        return 0, 0
-    schema = APPEND_ONLY[table][1]
-    fresh = _fresh(batch.column(key), read_live(txn.store, table, schema, [key]).column(key))
-    new = batch if fresh.all() else batch.filter(pa.array(fresh))
-    order = pc.sort_indices(new, sort_keys=[("account_id", "ascending"), ("ts", "ascending")])
-    for path in _write(txn, table, new, order):
-        txn.add(table, path)
-    return new.num_rows, batch.num_rows - new.num_rows
-
-
-def _merge_accounts(txn: Transaction, batch: pa.Table) -> tuple[int, int]:
-    """Later rows of the batch win over earlier ones, and changed rows over live ones."""
-    if not batch.num_rows:
-        return 0, 0
-    latest = {row["account_id"]: row for row in batch.to_pylist()}
-    live = {row["account_id"]: row for row in read_live(txn.store, "accounts", ACCOUNT_SCHEMA).to_pylist()}
-    changed = {k: row for k, row in latest.items() if live.get(k) != row}
-    if changed:
-        merged = {**live, **changed}
-        table = pa.Table.from_pylist([merged[k] for k in sorted(merged)], schema=ACCOUNT_SCHEMA)
-        txn.replace("accounts", _write(txn, "accounts", table))
-    return len(changed), batch.num_rows - len(changed)
-
-
-def _quarantine(txn: Transaction, checked: list[Checked], ingest_id: str, now: datetime) -> int:
-    parts = [QUARANTINE_SCHEMA.empty_table()]
-    for c in checked:
-        n = c.rejected.num_rows
+    def add(self, checked: Checked) -> None:
+        self.stage(checked.table, checked.valid)
+        n = checked.rejected.num_rows
         if n:
             extra = {
-                "ingest_id": pa.array([ingest_id] * n),
-                "table": pa.array([c.table] * n),
-                "quarantined_at": pa.array([now] * n, TS),
+                "ingest_id": pa.array([self.ingest_id] * n),
+                "table": pa.array([checked.table] * n),
+                "quarantined_at": pa.array([self.now] * n, TS),
             }
             columns = {
-                f.name: extra[f.name] if f.name in extra else c.rejected.column(f.name)
+                f.name: extra[f.name] if f.name in extra else checked.rejected.column(f.name)
                 for f in QUARANTINE_SCHEMA
             }
-            parts.append(pa.table(columns, schema=QUARANTINE_SCHEMA))
-    rows = pa.concat_tables(parts)
-    if not rows.num_rows:
-        return 0
-    live = read_live(txn.store, "quarantine", QUARANTINE_SCHEMA, ["quarantine_id"]).column("quarantine_id")
-    new = rows.filter(pa.array(_fresh(rows.column("quarantine_id"), live)))
-    for path in _write(txn, "quarantine", new):
-        txn.add("quarantine", path)
-    return new.num_rows
+            self.stage("quarantine", pa.table(columns, schema=QUARANTINE_SCHEMA))
+
+    def stage(self, table: str, rows: pa.Table) -> None:
+        """Rows in the table's contract schema, in input order after those staged before."""
+        if not rows.num_rows:
+            return
+        start = self.rows[table]
+        self.rows[table] += rows.num_rows
+        ordered = rows.append_column(SEQ, pa.array(range(start, start + rows.num_rows), pa.int64()))
+        folder = self.folder / table
+        folder.mkdir(parents=True, exist_ok=True)
+        pq.write_table(ordered, folder / f"{next(self._seq):06d}.parquet")
+
+
+def publish(store: Store, staging: Staging, note: str) -> Published:
+    """Merge every staged table into the store, one Delta transaction each, in `KEYED` order."""
+    accepted: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    with duckdb.connect(config={"memory_limit": DEDUP_MEMORY, "threads": 2}) as con:
+        con.execute(f"SET temp_directory = '{staging.folder / '.spill'}'")
+        for table, keyed in KEYED.items():
+            if not staging.rows[table]:
+                accepted[table] = 0
+                continue
+            merge = functools.partial(_merge, store, con, staging.folder / table, table, keyed, note)
+            accepted[table], versions[table] = commit_with_retry(table, merge)
+    quarantined_new = accepted.pop("quarantine")
+    duplicates = {table: staging.rows[table] - n for table, n in accepted.items()}
+    return Published(accepted, duplicates, quarantined_new, versions)
+
+
+def _deduplicated(con: duckdb.DuckDBPyConnection, folder: Path, keyed: Keyed) -> pa.RecordBatchReader:
+    """One row per id, the first (facts) or the last (snapshots) in input order, streamed."""
+    order = "DESC" if keyed.snapshot else "ASC"
+    columns = ", ".join(f'"{name}"' for name in keyed.schema.names)
+    query = (
+        f"SELECT {columns} FROM read_parquet('{folder}/*.parquet') "
+        f'QUALIFY row_number() OVER (PARTITION BY "{keyed.key}" ORDER BY {SEQ} {order}) = 1'
+    )
+    return con.sql(query).to_arrow_reader(MERGE_BATCH_ROWS)
+
+
+def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Rows in the table's stored schema: the contract's, plus the partition column of events."""
+    if table != "events":
+        return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in rows))
+    stored = schema.append(pa.field("event_date", pa.date32()))
+
+    def with_dates() -> Iterator[pa.RecordBatch]:
+        for batch in rows:
+            batch = batch.cast(schema)
+            day = pc.cast(batch.column("ts"), pa.date32())
+            yield pa.RecordBatch.from_arrays([*batch.columns, day], schema=stored)
+
+    return pa.RecordBatchReader.from_batches(stored, with_dates())
+
+
+def _merge(
+    store: Store, con: duckdb.DuckDBPyConnection, folder: Path, table: str, keyed: Keyed, note: str
+) -> tuple[int, int]:
+    """Rows inserted or changed, and the table's new version."""
+    source = _stored(_deduplicated(con, folder, keyed), table, keyed.schema)
+    target = store.delta(table)
+    if target is None:
+        version = store.write(table, source, "append", note)
+        return store.rows_added(table, version), version
+    key = keyed.key
+    merge = target.merge(
+        source=source,
+        predicate=f't."{key}" = s."{key}"',
+        source_alias="s",
+        target_alias="t",
+        streamed_exec=True,
+        commit_properties=commit_note(note),
+    )
+    if keyed.snapshot:
+        changed = " OR ".join(f'(s."{c}" IS DISTINCT FROM t."{c}")' for c in keyed.schema.names if c != key)
+        merge = merge.when_matched_update_all(predicate=changed)
+    metrics = merge.when_not_matched_insert_all().execute()
+    written = int(metrics["num_target_rows_inserted"]) + int(metrics["num_target_rows_updated"])
+    return written, target.version()

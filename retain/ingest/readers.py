@@ -56,15 +56,30 @@ class Frame:
         return [self.parts[i][0] for i in np.searchsorted(ends, rows, side="right")]
 
 
+#: rows per frame handed to validation: big enough to pay its fixed cost rarely, small enough that an
+#: ingest's memory stays flat however large its input
+BATCH_ROWS = 500_000
+
+
 @dataclass(frozen=True)
 class Input:
-    frames: list[Frame]
-    files: int
+    """The data files found under a path (read lazily, as bounded frames) and the other files skipped."""
+
+    files: list[tuple[Path, str]]
     skipped: list[str] = field(default_factory=list)
+    #: the folder the files came from, named as the source of frames merged across its files
+    folder: Path | None = None
+
+    def frames(self, batch_rows: int = BATCH_ROWS) -> Iterator[Frame]:
+        """Frames of at most about `batch_rows` rows: accounts first (events name them), then the rest in
+        file order; small files of one table and schema (a simulator's daily partitions) share a frame."""
+        ordered = sorted(self.files, key=lambda item: item[1] != "accounts")
+        pieces = (piece for path, table in ordered for piece in read_file_batches(path, table, batch_rows))
+        return coalesced(pieces, str(self.folder or ""), batch_rows)
 
 
 def read_path(path: Path) -> Input:
-    """A single data file, or a folder of them (e.g. a simulator output), as frames.
+    """A single data file, or a folder of them (e.g. a simulator output).
 
     In a folder, `accounts.*` and `interventions.*` feed those tables (also as folders), every
     other data file holds events, and `truth/`, hidden files and other suffixes are skipped.
@@ -74,40 +89,49 @@ def read_path(path: Path) -> Input:
     if path.is_file():
         if path.suffix.lower() not in SUFFIXES:
             raise RetainError(f"{path}: unsupported file type; expected {', '.join(sorted(SUFFIXES))}")
-        return Input([read_file(path, _table_of(Path(path.name)))], 1)
-    frames: list[Frame] = []
+        return Input([(path, _table_of(Path(path.name)))])
+    files: list[tuple[Path, str]] = []
     skipped: list[str] = []
     for file in _walk(path):
         rel = file.relative_to(path)
         if file.suffix.lower() in SUFFIXES:
-            frames.append(read_file(file, _table_of(rel)))
+            files.append((file, _table_of(rel)))
         else:
             skipped.append(rel.as_posix())
-    if not frames:
+    if not files:
         raise RetainError(f"{path}: no data files ({', '.join(sorted(SUFFIXES))}) found")
-    return Input(_merged(frames, path), len(frames), skipped)
+    return Input(files, skipped, path)
 
 
-def _merged(frames: list[Frame], folder: Path) -> list[Frame]:
-    """Files of one table with one schema (a simulator's daily partitions) as one frame.
+def coalesced(pieces: Iterator[Frame], folder: str, batch_rows: int) -> Iterator[Frame]:
+    """Consecutive frames of one table and schema joined until they reach `batch_rows` rows.
 
-    Validation has a fixed cost per frame; paid once per folder rather than once per file.
+    Validation has a fixed cost per frame; paid once per batch rather than once per small file.
     """
-    groups: dict[tuple[str, pa.Schema], list[Frame]] = {}
-    for frame in frames:
-        groups.setdefault((frame.table, frame.data.schema.remove_metadata()), []).append(frame)
-    return [
-        group[0]
-        if len(group) == 1
-        else Frame(
-            table,
-            str(folder),
-            pa.concat_tables([f.data.replace_schema_metadata(None) for f in group]),
-            tuple(m for f in group for m in f.malformed),
-            tuple((f.source, f.data.num_rows) for f in group),
-        )
-        for (table, _), group in groups.items()
-    ]
+    group: list[Frame] = []
+    for piece in pieces:
+        if group and (_key(group[0]) != _key(piece) or sum(f.data.num_rows for f in group) >= batch_rows):
+            yield _joined(group, folder)
+            group = []
+        group.append(piece)
+    if group:
+        yield _joined(group, folder)
+
+
+def _key(frame: Frame) -> tuple[str, pa.Schema]:
+    return frame.table, frame.data.schema.remove_metadata()
+
+
+def _joined(group: list[Frame], folder: str) -> Frame:
+    if len(group) == 1:
+        return group[0]
+    return Frame(
+        group[0].table,
+        folder,
+        pa.concat_tables([f.data.replace_schema_metadata(None) for f in group]),
+        tuple(m for f in group for m in f.malformed),
+        tuple(part for f in group for part in (f.parts or ((f.source, f.data.num_rows),))),
+    )
 
 
 def _walk(folder: Path) -> Iterator[Path]:
@@ -125,17 +149,22 @@ def _table_of(rel: Path) -> str:
     return next((t for t in SNAPSHOT_TABLES if t in names), "events")
 
 
-def read_file(path: Path, table: str) -> Frame:
+def read_file_batches(path: Path, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[Frame]:
+    """A file as frames of at most `batch_rows` rows (Parquet and CSV stream; JSON Lines is read whole).
+    A file that cannot be read at all is an error naming it, raised before the ingest commits anything."""
     kind = SUFFIXES[path.suffix.lower()]
     try:
         if kind == "parquet":
-            frame = Frame(table, str(path), pq.ParquetFile(path).read())
+            yield from _read_parquet(path, table, batch_rows)
         elif kind == "csv":
-            frame = _read_csv(path, table)
+            yield from _read_csv(path, table, batch_rows)
         else:
-            frame = _read_jsonl(path, table)
+            yield _checked_columns(path, _read_jsonl(path, table))
     except (pa.ArrowException, OSError, UnicodeDecodeError, csv.Error) as e:
         raise RetainError(f"cannot read {path} as {kind}: {e}") from e
+
+
+def _checked_columns(path: Path, frame: Frame) -> Frame:
     names = frame.data.column_names
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
@@ -143,8 +172,18 @@ def read_file(path: Path, table: str) -> Frame:
     return frame
 
 
-def _read_csv(path: Path, table: str) -> Frame:
-    """Every column as text (validation casts); rows with the wrong number of fields are malformed."""
+def _read_parquet(path: Path, table: str, batch_rows: int) -> Iterator[Frame]:
+    parquet = pq.ParquetFile(path)
+    if parquet.metadata.num_rows == 0:
+        yield _checked_columns(path, Frame(table, str(path), parquet.schema_arrow.empty_table()))
+        return
+    for batch in parquet.iter_batches(batch_size=batch_rows):
+        yield _checked_columns(path, Frame(table, str(path), pa.Table.from_batches([batch])))
+
+
+def _read_csv(path: Path, table: str, batch_rows: int) -> Iterator[Frame]:
+    """Every column as text (validation casts); rows with the wrong number of fields are malformed and
+    travel with the frame that was being read when they were met."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         header = next(csv.reader(f), None)
     if not header:
@@ -156,14 +195,24 @@ def _read_csv(path: Path, table: str) -> Frame:
         malformed.append(Malformed(str(path), row.text, detail))
         return "skip"
 
-    data = pcsv.read_csv(
+    reader = pcsv.open_csv(
         path,
         parse_options=pcsv.ParseOptions(invalid_row_handler=keep_bad_row),
         convert_options=pcsv.ConvertOptions(
             column_types=dict.fromkeys(header, pa.string()), strings_can_be_null=True
         ),
     )
-    return Frame(table, str(path), data, tuple(malformed))
+    batches: list[pa.RecordBatch] = []
+    done = False
+    while not done:
+        try:
+            batches.append(reader.read_next_batch())
+        except StopIteration:
+            done = True
+        if done or sum(b.num_rows for b in batches) >= batch_rows:
+            data = pa.Table.from_batches(batches, reader.schema)
+            yield _checked_columns(path, Frame(table, str(path), data, tuple(malformed)))
+            batches, malformed[:] = [], []
 
 
 def _read_jsonl(path: Path, table: str) -> Frame:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 
@@ -64,7 +63,10 @@ class IngestSummary:
     quarantined: Quarantined
     files: FilesRead
     ignored_columns: list[str]
-    store: Path
+    #: the store's folder, or its tables' URI
+    store: str
+    #: each table's version after this ingest's commit (absent: nothing written to it)
+    versions: dict[str, int]
     #: with a source adapter: how its files were mapped
     adapter: AdapterReport | None = None
 

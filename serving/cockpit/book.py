@@ -16,13 +16,13 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
 from retain.core.settings import Settings
+from retain.core.store import Store
 from serving.assess import Assessment, FeatureRow, assess, inactive
 from serving.cockpit.timeline import RecentEvents, recent_events
 from serving.resources import AccountRecord, Loaded, Resources
@@ -182,25 +182,25 @@ def entries(accounts: dict[str, AccountRecord], assessed: list[Assessment], as_o
 
 
 def trends(
-    path: Path, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
+    store: Store, loaded: Loaded, account_ids: set[str], as_of: datetime, cutoffs: int
 ) -> dict[str, tuple[Point, ...]]:
     """Each account's churn probability (current champion) and health score at its last `cutoffs` feature
     builds before `as_of`, from the offline feature table: the newest builds for an active account, the
     last month ends it was active at for one that has left."""
     if not account_ids:
         return {}
-    ids = ("account_id", "in", sorted(account_ids))
-    try:
-        keys = pq.read_table(path, columns=["account_id", "cutoff"], filters=[ids]).to_pandas()
-    except FileNotFoundError:
+    features = store.dataset("features")
+    if features is None:
         return {}
+    ids = pc.field("account_id").isin(sorted(account_ids))
+    keys = features.to_table(columns=["account_id", "cutoff"], filter=ids).to_pandas()
     keys = (
         keys[keys["cutoff"] <= as_of].sort_values("cutoff", kind="stable").groupby("account_id").tail(cutoffs)
     )
     if keys.empty:
         return {}
     wanted = sorted(c.to_pydatetime() for c in keys["cutoff"].drop_duplicates())
-    rows = pq.read_table(path, filters=[ids, ("cutoff", "in", wanted)]).to_pandas()
+    rows = features.to_table(filter=ids & pc.field("cutoff").isin(wanted)).to_pandas()
     rows = rows.merge(keys, on=["account_id", "cutoff"]).reset_index(drop=True)
     churn = loaded.churn.model.predict(rows) if loaded.churn is not None else np.full(len(rows), np.nan)
     frame = pd.DataFrame(
@@ -247,7 +247,7 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
     assessed = assess(kept, loaded.churn, None, settings, as_of, explain=False)
     scored = entries(loaded.accounts, assessed, as_of)
     history = trends(
-        resources.store.feature_table,
+        resources.store,
         loaded,
         {e.account_id for e in scored},
         as_of,

@@ -167,7 +167,7 @@ def _trend(service: Service, book: Book, account_id: str) -> tuple[Point, ...]:
         return points
     resources = service.resources
     return trends(
-        resources.store.feature_table,
+        resources.store,
         resources.loaded,
         {account_id},
         resources.as_of(),

@@ -99,8 +99,10 @@ def treatments(
 
 
 def read_interventions(store: Store) -> pd.DataFrame:
-    if not store.files("interventions"):
-        raise RetainError(f"no interventions in {store.root}: uplift needs the actions taken and their arms")
+    if store.version("interventions") is None:
+        raise RetainError(
+            f"no interventions in {store.location}: uplift needs the actions taken and their arms"
+        )
     with duckdb.connect() as con:
         register_store(con, store)
         return con.execute("SELECT * FROM interventions").df()

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from features.definitions import KEYS
+from features.stored import read_features
 from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
@@ -147,10 +147,8 @@ def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> di
         raise RetainError(
             f"no action_effects.parquet under {config.truth_dir}: is it a simulator output folder?"
         )
-    if not store.feature_table.exists():
-        raise RetainError(f"no feature table in {store.root}; run `retain features build` first")
     effects = pd.read_parquet(path)
-    rows = pq.read_table(store.feature_table).to_pandas()
+    rows = read_features(store).to_pandas()
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
     churn = against_truth.true_effects(effects, rows, "churn_effect")
     expansion = against_truth.true_effects(effects, rows, "expansion_effect")
@@ -214,7 +212,8 @@ def train_uplift(
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     lineage = {
         "source": "store",
-        "store": str(store.root.resolve()),
+        "store": store.location,
+        "table_versions": store.versions(),
         "design": "weekly cutoffs on the interventions' weekday; treated = action taken within 7 days",
         "cutoffs": [str(design.rows["cutoff"].min().date()), str(design.rows["cutoff"].max().date())],
         "horizon_days": model.horizon_days,

@@ -1,0 +1,76 @@
+"""The stored feature table: a Delta table the build overwrites, each version noting what it was built from.
+
+A build's commit note is a `BuildNote` (JSON): the versions of `events`, `accounts` and `interventions`
+it read and the cutoffs it was asked for, so `features build --as-of-version N` can read those same
+versions (Delta time travel) and rebuild exactly what version N holds.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from datetime import date
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from retain.core.errors import RetainError
+from retain.core.store import Store
+
+TABLE = "features"
+BUILD_STEP = "features build"
+
+
+@dataclass(frozen=True)
+class BuildNote:
+    """What one feature build read: each input table's version, and the cutoffs it was asked for (None:
+    the month ends of the data)."""
+
+    read: dict[str, int | None]
+    cutoffs: list[str] | None
+
+    def text(self) -> str:
+        return json.dumps({"step": BUILD_STEP, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def of(cls, text: str | None) -> BuildNote | None:
+        """The note a build wrote, or None for a version written otherwise (a compaction, say)."""
+        try:
+            found = json.loads(text or "")
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(found, dict) or found.get("step") != BUILD_STEP:
+            return None
+        return cls(read=found["read"], cutoffs=found["cutoffs"])
+
+    def chosen_cutoffs(self) -> list[date] | None:
+        return None if self.cutoffs is None else [date.fromisoformat(c) for c in self.cutoffs]
+
+
+def build_note(store: Store, version: int) -> BuildNote:
+    """The note of the build that wrote feature table version `version`."""
+    for commit in store.history(TABLE):
+        if commit.version == version:
+            note = BuildNote.of(commit.retain)
+            if note is None:
+                raise RetainError(f"feature table version {version} was not written by a feature build")
+            return note
+    raise RetainError(f"the feature table in {store.location} has no version {version}")
+
+
+def feature_dataset(store: Store, version: int | None = None) -> ds.Dataset:
+    found = store.dataset(TABLE, version)
+    if found is None:
+        raise RetainError(f"no feature table in {store.location}; run `retain features build` first")
+    return found
+
+
+def read_features(
+    store: Store, columns: list[str] | None = None, where: ds.Expression | None = None
+) -> pa.Table:
+    """The latest feature table, or some of its columns and rows."""
+    return feature_dataset(store).to_table(columns=columns, filter=where)
+
+
+def feature_columns(store: Store) -> list[str]:
+    return feature_dataset(store).schema.names
