@@ -12,10 +12,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import requests
 
 from features.build import build_and_publish
+from features.stored import read_features
 from registry.tracking import log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -54,7 +54,7 @@ def make_world(root: Path) -> World:
     results = {kind: train_model(store, settings, kind, config) for kind in ("churn", "expansion")}
     for kind, result in results.items():
         log_and_register(store, settings, result, kind)
-    table = pd.read_parquet(store.feature_table, columns=["account_id", "cutoff"])
+    table = read_features(store, columns=["account_id", "cutoff"]).to_pandas()
     latest = table["cutoff"].max()
     active = sorted(table.loc[table["cutoff"] == latest, "account_id"])
     departed = sorted(set(table["account_id"]) - set(active))
