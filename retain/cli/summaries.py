@@ -196,6 +196,7 @@ def scored(s: StoreScores) -> RenderableType:
         f"Scored {_count(s.rows)} accounts active at {s.cutoff} with {' and '.join(used)} "
         f"in {s.seconds:.1f} s ({_count(round(s.rows_per_second))} a second)",
         f"  scores, health and top reasons: {s.out}",
+        f"  and in the store's scores table, version {s.scores_version}",
         *(f"  note: {note}" for note in s.models.notes),
     )
 

@@ -18,14 +18,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from retain.core.errors import RetainError
+
+if TYPE_CHECKING:
+    # types only: importing pyarrow.dataset takes half a second, which every CLI start would pay
+    import pyarrow.dataset as ds
 
 TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores")
 #: events are read by date range and grow without bound: one folder per UTC event day
@@ -122,6 +125,11 @@ class Store:
                 raise
             raise RetainError(f"table {table} has no version {version} in {self.location}") from e
 
+    def create(self, table: str, schema: pa.Schema) -> DeltaTable:
+        """The table, created empty with `schema` if it does not exist yet. Two writers racing to create
+        it both get the one table, so neither's later MERGE can miss the other's rows."""
+        return DeltaTable.create(self.uri(table), schema, mode="ignore", partition_by=PARTITIONS.get(table))
+
     def version(self, table: str) -> int | None:
         found = self.delta(table)
         return None if found is None else found.version()
@@ -129,9 +137,6 @@ class Store:
     def versions(self, tables: tuple[str, ...] = TABLES) -> dict[str, int | None]:
         """Each table's latest version (None: never written): what a run read, for reproducing it."""
         return {table: self.version(table) for table in tables}
-
-    def exists(self) -> bool:
-        return any(self.version(table) is not None for table in TABLES)
 
     def dataset(self, table: str, version: int | None = None) -> ds.Dataset | None:
         """The table's active files as an Arrow dataset (DuckDB scans it directly), or None."""
@@ -181,13 +186,6 @@ class Store:
         version = self.version(table)
         assert version is not None
         return version
-
-    def rows_added(self, table: str, version: int) -> int:
-        """Rows a version's commit added, from its metrics in the log."""
-        found = self.delta(table)
-        entries = [] if found is None else found.history(found.version() - version + 1)
-        metrics = next((e.get("operationMetrics") or {} for e in entries if e.get("version") == version), {})
-        return int(metrics.get("num_added_rows", 0))
 
     def history(self, table: str, limit: int | None = None) -> list[Commit]:
         """Newest first."""

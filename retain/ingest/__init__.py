@@ -59,8 +59,8 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> IngestS
 
 
 def record_interventions(store: Store, rows: pa.Table, source: str) -> IngestSummary:
-    """Interventions handed over as a table (already validated by the caller) take the path of a file:
-    quarantined if bad, deduplicated by id, merged in one transaction."""
+    """Interventions handed over as a table (the API's recorded actions, folded in) take the path of a
+    file: validated, quarantined if bad, deduplicated by id, merged in one transaction."""
     return _commit(store, iter([Frame(table="interventions", source=source, data=rows)]), source, 1, [])[0]
 
 

@@ -144,19 +144,26 @@ def _deduplicated(con: duckdb.DuckDBPyConnection, folder: Path, keyed: Keyed) ->
     return con.sql(query).to_arrow_reader(MERGE_BATCH_ROWS)
 
 
-def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.RecordBatchReader:
-    """Rows in the table's stored schema: the contract's, plus the partition column of events."""
-    if table != "events":
-        return pa.RecordBatchReader.from_batches(schema, (b.cast(schema) for b in rows))
-    stored = schema.append(pa.field("event_date", pa.date32()))
+def stored_schema(table: str, schema: pa.Schema) -> pa.Schema:
+    """The table's stored schema: the contract's, plus the partition column of events."""
+    return schema.append(pa.field("event_date", pa.date32())) if table == "events" else schema
 
-    def with_dates() -> Iterator[pa.RecordBatch]:
+
+def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.RecordBatchReader:
+    """Rows in the table's stored schema (events gain their UTC day)."""
+    stored = stored_schema(table, schema)
+
+    def batches() -> Iterator[pa.RecordBatch]:
         for batch in rows:
             batch = batch.cast(schema)
-            day = pc.cast(batch.column("ts"), pa.date32())
-            yield pa.RecordBatch.from_arrays([*batch.columns, day], schema=stored)
+            if table == "events":
+                yield pa.RecordBatch.from_arrays(
+                    [*batch.columns, pc.cast(batch.column("ts"), pa.date32())], schema=stored
+                )
+            else:
+                yield batch
 
-    return pa.RecordBatchReader.from_batches(stored, with_dates())
+    return pa.RecordBatchReader.from_batches(stored, batches())
 
 
 def _merge(
@@ -164,10 +171,7 @@ def _merge(
 ) -> tuple[int, int]:
     """Rows inserted or changed, and the table's new version."""
     source = _stored(_deduplicated(con, folder, keyed), table, keyed.schema)
-    target = store.delta(table)
-    if target is None:
-        version = store.write(table, source, "append", note)
-        return store.rows_added(table, version), version
+    target = store.create(table, source.schema)
     key = keyed.key
     merge = target.merge(
         source=source,
