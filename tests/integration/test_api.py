@@ -17,11 +17,12 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from features.stored import read_features
 from registry.promotion import promote, rollback
 from registry.tracking import log_and_register
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.ingest import ingest_path
-from retain.ingest.commit import read_live
+from retain.maintenance import fold_taken
 from serving.batch import score_store
 from serving.decision_log import DecisionLog
 from tests.support.served import SCOPED, Server, World, make_world, model_answered, wait_for
@@ -83,7 +84,7 @@ def test_inline_features_score_like_the_store_and_far_out_of_range_falls_back(
     server: Server, world: World
 ) -> None:
     account = model_answered(server, world)[0]
-    table = pd.read_parquet(world.store.feature_table)
+    table = read_features(world.store).to_pandas()
     row = table[(table["account_id"] == account) & (table["cutoff"].dt.date == world.latest)].iloc[0]
     features = {k: (None if pd.isna(v) else v) for k, v in row.items() if k not in ("account_id", "cutoff")}
     features = {k: (v.item() if hasattr(v, "item") else v) for k, v in features.items()}
@@ -227,14 +228,7 @@ def test_next_actions_feedback_and_interventions_feed_the_store_and_cool_downs(
     missing = server.call("POST", "/v1/recommendations/rec_nope/feedback", json={"status": "accepted"})
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "recommendation_not_found"
 
-    live = (
-        read_live(world.store, "interventions", INTERVENTION_SCHEMA).to_pandas().set_index("intervention_id")
-    )
-    assert (
-        live.loc[intervention_id, "account_id"] == account
-        and live.loc[intervention_id, "action"] == first["action"]
-    )
-    assert live.loc[intervention_id, "owner"] == "csm-1"
+    _assert_folded_once(world, intervention_id, (account, first["action"], "csm-1"))
     after = server.call(
         "GET", f"/v1/accounts/{account}/next-best-actions", params={"include_ineligible": True}
     ).json()
@@ -264,6 +258,48 @@ def test_next_actions_feedback_and_interventions_feed_the_store_and_cool_downs(
     assert logged is not None and (logged.account_id, logged.action) == (account, first["action"])
     assert "recommendation" in {d.kind for d in log.decisions(account_id=account)}
     log.close()
+
+
+def _assert_folded_once(world: World, intervention_id: str, expected: tuple[str, str, str]) -> None:
+    """A recorded action waits in the decision log, not in the store, until a fold moves it there once."""
+    log = DecisionLog.for_store(world.store, world.settings)
+    try:
+        pending = {t.intervention_id: t for t in log.taken(pending_only=True)}
+    finally:
+        log.close()
+    assert (pending[intervention_id].account_id, pending[intervention_id].action) == expected[:2]
+    stored = world.store.read("interventions", INTERVENTION_SCHEMA, ["intervention_id"])
+    assert intervention_id not in stored.column("intervention_id").to_pylist()
+    before = stored.num_rows
+
+    folded = fold_taken(world.store, world.settings)
+    assert folded.pending == folded.added == len(pending) and folded.version is not None
+    again = fold_taken(world.store, world.settings)
+    assert (again.pending, again.added, again.version) == (0, 0, None)
+    live = world.store.read("interventions", INTERVENTION_SCHEMA).to_pandas()
+    assert len(live) == before + len(pending) and live["intervention_id"].is_unique
+    row = live.set_index("intervention_id").loc[intervention_id]
+    assert (row["account_id"], row["action"], row["owner"]) == expected
+
+
+def test_interventions_answer_503_while_the_decision_log_is_down(world: World, tmp_path: Path) -> None:
+    down = Server(
+        world,
+        tmp_path / "down.log",
+        world.latest,
+        RETAIN_SERVE__DECISION_LOG_URL="postgresql://postgres@127.0.0.1:9/retain",
+        RETAIN_SERVE__RELOAD_SECONDS="0",
+    )
+    try:
+        body = {"account_id": world.active[0], "action": "in_app_nudge", "intervention_id": "ext-down"}
+        refused = down.call("POST", "/v1/interventions", json=body)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "decision_log_unavailable"
+        assert down.call("GET", f"/v1/accounts/{world.active[0]}/risk").status_code == 200
+    finally:
+        down.stop()
+    stored = world.store.read("interventions", INTERVENTION_SCHEMA, ["intervention_id"])
+    assert "ext-down" not in stored.column("intervention_id").to_pylist()
 
 
 def test_champion_changes_without_restart_and_changes_are_reported(server: Server, world: World) -> None:

@@ -10,10 +10,14 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
+from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.settings import ServeSettings, Settings
 from retain.core.store import Store
+from retain.ingest import ingest_path, record_interventions
+from retain.maintenance import fold_taken
 from serving.decision_log import (
     Decision,
     DecisionLog,
@@ -22,6 +26,7 @@ from serving.decision_log import (
     LoggedDecision,
     LoggedRecommendation,
     Recommendation,
+    TakenAction,
 )
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
@@ -309,3 +314,53 @@ def test_for_store_defaults_to_sqlite_in_the_serving_folder(tmp_path: Path) -> N
     assert log.url == f"sqlite:///{store.serving_dir.resolve()}/decisions.db" and store.serving_dir.is_dir()
     configured = Settings(serve=ServeSettings(decision_log_url=f"postgresql://u:{SECRET}@db/log"))
     assert DecisionLog.for_store(store, configured).url == "postgresql://u:***@db/log"
+
+
+def taken_action(intervention_id: str, minute: int) -> TakenAction:
+    return TakenAction(
+        intervention_id,
+        "acc-1",
+        T0 + timedelta(minutes=minute),
+        "in_app_nudge",
+        "csm-1",
+        "in_app",
+        "targeted",
+        None,
+    )
+
+
+def test_actions_taken_are_stored_once_and_marked_when_folded(decision_log: DecisionLog) -> None:
+    assert decision_log.record_taken(taken_action("int-b", 2), "req-1") is True
+    assert decision_log.record_taken(taken_action("int-a", 1), "req-2") is True
+    assert decision_log.record_taken(taken_action("int-a", 5), "req-3") is False  # same id: kept once
+    pending = decision_log.taken(pending_only=True)
+    assert [t.intervention_id for t in pending] == ["int-a", "int-b"]  # oldest first
+    assert pending[0] == taken_action("int-a", 1)
+    decision_log.mark_folded(["int-a"], version=4)
+    assert [t.intervention_id for t in decision_log.taken(pending_only=True)] == ["int-b"]
+    assert [t.intervention_id for t in decision_log.taken(pending_only=False)] == ["int-a", "int-b"]
+
+
+def test_a_fold_cut_short_before_marking_adds_nothing_the_second_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    settings = Settings(home=store.root)
+    accounts = tmp_path / "accounts.csv"
+    accounts.write_text(
+        "account_id,name,tier,segment,seats_purchased,arr,contract_start,renewal_date,csm_id\n"
+        "acc-1,One Co,small_business,smb,10,12000,2024-08-01T00:00:00Z,2025-08-01T00:00:00Z,csm-1\n"
+    )
+    ingest_path(store, accounts)
+    log = DecisionLog.for_store(store, settings)
+    try:
+        for i in range(3):
+            assert log.record_taken(taken_action(f"int-{i}", i), f"req-{i}")
+        # the crash: the merge landed, the marks did not
+        rows = [asdict(t) for t in log.taken(pending_only=True)]
+        record_interventions(store, pa.Table.from_pylist(rows, schema=INTERVENTION_SCHEMA), "cut short")
+    finally:
+        log.close()
+    folded = fold_taken(store, settings)
+    assert (folded.pending, folded.added) == (3, 0)
+    assert fold_taken(store, settings).pending == 0
+    stored = store.read("interventions", INTERVENTION_SCHEMA, ["intervention_id"]).column("intervention_id")
+    assert sorted(stored.to_pylist()) == ["int-0", "int-1", "int-2"]
