@@ -1,19 +1,15 @@
-"""Ingestion with a contract: bad rows quarantined with reasons, re-ingest a no-op, crashes leave no trace."""
+"""Ingestion with a contract: bad rows quarantined with reasons, re-ingest a no-op, a failed ingest leaves
+every table at the version it had."""
 
 from __future__ import annotations
 
 import json
-import os
-import random
-import signal
 import subprocess
 import sys
-import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -22,9 +18,10 @@ from hypothesis import strategies as st
 
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
 from retain.core.errors import RetainError
-from retain.core.store import TABLES, Store
-from retain.ingest import ingest_path, record_interventions
+from retain.core.store import Store
+from retain.ingest import IngestSummary, ingest_path, record_interventions
 from retain.ingest.coerce import coerce
+from retain.ingest.commit import KEYED
 
 ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"
 EVENTS_HEADER = "event_id,account_id,user_id,ts,event_type,properties\n"
@@ -58,12 +55,16 @@ def _events_csv(path: Path, rows: list[str]) -> Path:
 
 
 def _live(store: Store) -> dict[str, list[dict[str, Any]]]:
-    """Everything a reader of the store can see, table by table."""
-    return {t: [row for f in store.files(t) for row in pq.read_table(f).to_pylist()] for t in TABLES}
+    """Everything a reader of the store's latest versions sees, table by table, in id order."""
+    return {
+        table: sorted(store.read(table, keyed.schema).to_pylist(), key=lambda row: row[keyed.key])
+        for table, keyed in KEYED.items()
+    }
 
 
-def _files_on_disk(store: Store) -> set[Path]:
-    return set((store.root / "tables").glob("*/*.parquet"))
+def _rows_in(summary: IngestSummary) -> int:
+    """Every input row is accounted for once: accepted, skipped as a duplicate, or quarantined."""
+    return sum(summary.accepted.values()) + sum(summary.duplicates.values()) + summary.quarantined.total
 
 
 def _parent(path: Path) -> Path:
@@ -90,6 +91,8 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
     assert summary.accepted == {"accounts": 0, "events": 3, "interventions": 0}
     assert summary.quarantined.by_reason == dict.fromkeys(BAD_ROWS, 1)
     assert summary.quarantined.total == summary.quarantined.new == len(BAD_ROWS)
+    assert _rows_in(summary) == len(GOOD_ROWS) + len(BAD_ROWS)
+    assert summary.versions == {t: store.version(t) for t in ("events", "quarantine")}
     quarantine = _live(store)["quarantine"]
     raws = [json.loads(q["raw"]) for q in quarantine]
     reasons = {
@@ -110,10 +113,16 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
     assert events["e2"]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC), "offsets are converted to UTC"
     assert events["e3"]["ts"] == datetime(2025, 1, 3, tzinfo=UTC), "naive timestamps are UTC"
     assert (events["e1"]["count"], events["e3"]["duration_min"]) == (3, 12.5)
-    assert pq.read_schema(store.files("events")[0]) == EVENT_SCHEMA
+    stored = store.delta("events")
+    assert stored is not None
+    assert stored.schema().to_arrow() == EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
+    days = {Path(uri).parent.name for uri in stored.file_uris()}
+    assert days == {"event_date=2025-01-02", "event_date=2025-01-03"}, "one folder per UTC event day"
 
 
-def test_an_intervention_reported_for_an_unknown_account_is_refused_with_its_reason(store: Store) -> None:
+def test_an_intervention_handed_over_for_an_unknown_account_is_quarantined_with_its_reason(
+    store: Store,
+) -> None:
     row = {
         "intervention_id": "int-api-1",
         "account_id": "nobody",
@@ -124,31 +133,35 @@ def test_an_intervention_reported_for_an_unknown_account_is_refused_with_its_rea
         "assignment": "targeted",
         "propensity": None,
     }
-    recorded = record_interventions(store, pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA), "api:r1")
-    assert [r.reason for r in recorded.rejected] == ["missing_account"]
-    assert "nobody" in recorded.rejected[0].detail
-    assert recorded.summary.accepted["interventions"] == 0
+    summary = record_interventions(store, pa.Table.from_pylist([row], schema=INTERVENTION_SCHEMA), "api:r1")
+    assert summary.quarantined.by_reason == {"missing_account": 1}
+    assert summary.accepted["interventions"] == 0 and "interventions" not in summary.versions
+    [quarantined] = _live(store)["quarantine"]
+    assert (quarantined["table"], quarantined["source"]) == ("interventions", "api:r1")
+    assert "nobody" in quarantined["detail"]
     assert _live(store)["interventions"] == []
 
 
 def test_reingesting_the_same_file_changes_nothing(store: Store, tmp_path: Path) -> None:
     source = _events_csv(tmp_path / "events.csv", GOOD_ROWS + list(BAD_ROWS.values()))
     ingest_path(store, source)
-    before, manifest = _live(store), store.manifest_path.read_text()
+    before, versions = _live(store), store.versions()
 
     again = ingest_path(store, source)
 
     assert again.accepted == {"accounts": 0, "events": 0, "interventions": 0}
     assert again.duplicates["events"] == len(GOOD_ROWS)
     assert again.quarantined.total == len(BAD_ROWS) and again.quarantined.new == 0
-    assert store.manifest_path.read_text() == manifest
+    assert _rows_in(again) == len(GOOD_ROWS) + len(BAD_ROWS)
+    assert store.versions() == versions, "a merge that changes nothing commits no new version"
     assert _live(store) == before
 
 
 def test_duplicates_within_an_input_are_counted_not_quarantined(store: Store, tmp_path: Path) -> None:
     summary = ingest_path(store, _events_csv(tmp_path / "events.csv", GOOD_ROWS + GOOD_ROWS[:2]))
     assert summary.accepted["events"] == 3 and summary.duplicates["events"] == 2
-    assert summary.quarantined.total == 0
+    assert summary.quarantined.total == 0 and _rows_in(summary) == len(GOOD_ROWS) + 2
+    assert sorted(e["event_id"] for e in _live(store)["events"]) == ["e1", "e2", "e3"]
 
 
 def test_nested_and_flat_properties_in_every_format_store_the_same_rows(store: Store, tmp_path: Path) -> None:
@@ -269,7 +282,7 @@ def test_a_simulator_folder_is_read_but_its_truth_never_is(tmp_path: Path) -> No
     sources = {q["reason"]: q["source"] for q in live["quarantine"]}
     assert sources["missing_account"] == str(sim / "events" / "date=2025-01-02" / "part-0.parquet")
     assert sources["bad_category"] == str(sim / "interventions.parquet")
-    assert [e["event_id"] for e in live["events"]] == ["e1", "e3", "e2"], "sorted by account, then time"
+    assert [e["event_id"] for e in live["events"]] == ["e1", "e2", "e3"]
 
 
 def test_accounts_are_a_snapshot_changed_rows_win(store: Store, tmp_path: Path) -> None:
@@ -279,7 +292,9 @@ def test_accounts_are_a_snapshot_changed_rows_win(store: Store, tmp_path: Path) 
     summary = ingest_path(store, _write(tmp_path / "in2" / "accounts.csv", changed))
 
     assert summary.accepted["accounts"] == 2 and summary.duplicates["accounts"] == 1
-    assert len(store.files("accounts")) == 1
+    merge = store.history("accounts")[0]
+    assert (merge.version, merge.operation) == (summary.versions["accounts"], "MERGE")
+    assert (merge.metrics["num_target_rows_updated"], merge.metrics["num_target_rows_inserted"]) == (1, 1)
     accounts = {a["account_id"]: a for a in _live(store)["accounts"]}
     assert sorted(accounts) == ["a1", "a2", "a3"]
     assert (accounts["a2"]["tier"], accounts["a2"]["arr"], accounts["a2"]["seats_purchased"]) == (
@@ -287,6 +302,8 @@ def test_accounts_are_a_snapshot_changed_rows_win(store: Store, tmp_path: Path) 
         9000.0,
         5,
     )
+    earlier = store.read("accounts", ACCOUNT_SCHEMA, version=merge.version - 1).to_pylist()
+    assert {a["account_id"]: a["tier"] for a in earlier} == {"a1": "enterprise", "a2": "trial"}
 
 
 def test_coercion_finds_the_bad_values_and_keeps_the_good_ones() -> None:
@@ -308,46 +325,25 @@ def test_coercion_finds_the_bad_values_and_keeps_the_good_ones() -> None:
     assert flags.values.to_pylist() == [True, False, None] and flags.bad.tolist() == [False, False, True]
 
 
-def _big_events(path: Path, n: int) -> Path:
-    """A valid events file large enough that writing it takes a while."""
-    rng = np.random.default_rng(0)
-    start = int(datetime(2025, 1, 1, tzinfo=UTC).timestamp() * 1e6)
-    columns: dict[str, Any] = {f.name: pa.nulls(n, f.type) for f in EVENT_SCHEMA}
-    columns |= {
-        "event_id": pa.array(np.char.add("big-", np.arange(n).astype(str))),
-        "account_id": pa.array(np.where(rng.random(n) < 0.5, "a1", "a2")),
-        "ts": pa.array(start + rng.integers(0, 365 * 86_400 * 10**6, n), TS),
-        "event_type": pa.array(["feature.used"] * n),
-        "feature": pa.array(np.char.add("f", rng.integers(0, 40, n).astype(str))),
-        "count": pa.array(rng.integers(1, 20, n)),
-    }
-    pq.write_table(pa.table(columns, schema=EVENT_SCHEMA), path)
-    return path
+def test_an_ingest_that_fails_on_its_last_file_leaves_every_table_at_its_version(
+    store: Store, tmp_path: Path
+) -> None:
+    """Rows are staged before any table is merged: a file that cannot be read fails the whole input."""
+    folder = tmp_path / "in3"
+    _write(folder / "accounts.csv", ACCOUNTS_CSV + "a3,Gamma,trial,10,1\n")
+    _events_csv(folder / "events.csv", [*GOOD_ROWS, BAD_ROWS["unknown_event_type"]])
+    _write(folder / "zz_events.parquet", "PAR1 this is not parquet")
+    before, versions = _live(store), store.versions()
 
+    with pytest.raises(RetainError, match=r"zz_events\.parquet"):
+        ingest_path(store, folder)
 
-def test_a_killed_ingest_leaves_the_store_as_it_was(store: Store, tmp_path: Path) -> None:
-    """SIGKILL the real CLI while it writes its files: readers see the old store, the next ingest succeeds."""
-    source = _big_events(tmp_path / "big.parquet", 300_000)
-    before, on_disk = _live(store), _files_on_disk(store)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "retain", "ingest", str(source), "--store", str(store.root)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and not _files_on_disk(store) - on_disk:
-        time.sleep(0.001)
-    time.sleep(random.uniform(0.0, 0.02))
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-    assert proc.returncode == -signal.SIGKILL, "the ingest finished before it could be killed"
-    assert _files_on_disk(store) - on_disk, "killed while writing: its partial files are on disk..."
-    assert _live(store) == before, "...but nothing a reader sees has changed"
-
-    summary = ingest_path(store, source)
-    assert summary.accepted["events"] == 300_000
-    assert _files_on_disk(store) == {p for t in TABLES for p in store.files(t)}, "orphans are removed"
+    assert store.versions() == versions and _live(store) == before
+    (folder / "zz_events.parquet").unlink()
+    summary = ingest_path(store, folder)
+    assert (summary.accepted["accounts"], summary.accepted["events"], summary.quarantined.new) == (1, 3, 1)
+    assert set(summary.versions) == {"accounts", "events", "quarantine"}
+    assert summary.versions == {t: v for t, v in store.versions().items() if t in summary.versions}
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -382,7 +378,7 @@ def test_bad_input_gets_a_message_not_a_traceback(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert message in " ".join(done.stderr.split()), done.stderr
         assert "Traceback" not in done.stderr
-    assert not (tmp_path / "s" / "manifest.json").exists()
+    assert set(Store(tmp_path / "s").versions().values()) == {None}, "no table was created"
 
 
 def test_bad_input_raises_retain_error_in_process(tmp_path: Path) -> None:
