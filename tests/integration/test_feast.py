@@ -1,4 +1,5 @@
-"""The Feast repo: online values equal point-in-time offline values, with SQLite and with a real Redis."""
+"""The Feast repo: online values equal point-in-time offline values, with SQLite and with a real Redis;
+its offline source is a copy of the feature table version it was published from."""
 
 from __future__ import annotations
 
@@ -22,11 +23,13 @@ from features.feast_repo import (
     feature_set,
     feature_store,
     historical_features,
+    offline_source,
     online_features,
     project_name,
     publish,
     repo_config,
 )
+from features.stored import TABLE, read_features
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -91,10 +94,9 @@ def feature_table(accounts: int = 40, seed: int = 0) -> pa.Table:
     return pa.Table.from_pydict(columns, schema=SCHEMA)
 
 
-def write(table: pa.Table, store: Store) -> Path:
-    store.feature_table.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, store.feature_table)
-    return store.feature_table
+def write(table: pa.Table, store: Store) -> tuple[pa.Table, int]:
+    """`table` as a new version of the store's feature table, as a build writes it: what `publish` takes."""
+    return table, store.write(TABLE, table, "overwrite", "test: a hand-made feature table")
 
 
 def expected(table: pa.Table, accounts: list[str], cutoff: pd.Timestamp) -> pd.DataFrame:
@@ -146,7 +148,7 @@ def test_online_equals_offline_and_the_table(
 ) -> None:
     store, settings = backend
     table = feature_table()
-    summary = publish(store, settings, write(table, store))
+    summary = publish(store, settings, *write(table, store))
     assert capsys.readouterr().out == "", "stdout is the CLI's JSON channel"
     assert summary["online_store"] == settings.online_store
     assert summary["features"] == len(FEATURES)
@@ -172,9 +174,9 @@ def test_publishing_twice_is_idempotent_and_a_rebuild_replaces_values(
     """A rebuilt table may change rows without changing their cutoff; the online store must follow."""
     store, settings = backend
     table = feature_table()
-    path = write(table, store)
-    first = publish(store, settings, path)
-    second = publish(store, settings, path)
+    table, version = write(table, store)
+    first = publish(store, settings, table, version)
+    second = publish(store, settings, table, version)
     assert {**first, "seconds": 0} == {**second, "seconds": 0}
     if settings.online_store == "redis":
         assert len(redis_keys(settings.redis_url, project_name(store))) == 40
@@ -184,8 +186,13 @@ def test_publishing_twice_is_idempotent_and_a_rebuild_replaces_values(
     )
 
     rebuilt = feature_table(seed=1).append_column("nps", pa.array(np.arange(160, dtype="float64")))
-    summary = publish(store, settings, write(rebuilt, store))
+    _, rebuilt_version = write(rebuilt, store)
+    summary = publish(store, settings, rebuilt, rebuilt_version)
     assert summary["features"] == len(FEATURES) + 1
+    copy = offline_source(store, rebuilt_version)
+    assert [p.name for p in copy.parent.iterdir()] == [copy.name], "the older version's copy is removed"
+    # Feast reads the version it was published from
+    pd.testing.assert_frame_equal(pq.read_table(copy).to_pandas(), read_features(store).to_pandas())
     fs = feature_store(store, settings)
     online = online_features(fs, SAMPLE, [*FEATURES, "nps"])
     pd.testing.assert_frame_equal(online[FEATURES], expected(rebuilt, SAMPLE, CUTOFFS[-1]))
@@ -202,7 +209,7 @@ def test_redis_data_lives_in_redis_under_the_store_project(tmp_path: Path, redis
             publish(
                 store,
                 Settings(home=store.root, online_store="redis", redis_url=redis_url),
-                write(table, store),
+                *write(table, store),
             )
         for store, table in zip(stores, tables, strict=True):
             assert len(redis_keys(redis_url, project_name(store))) == 40
@@ -219,7 +226,7 @@ def test_redis_data_lives_in_redis_under_the_store_project(tmp_path: Path, redis
 def test_historical_retrieval_is_point_in_time(sqlite_store: tuple[Store, Settings]) -> None:
     store, settings = sqlite_store
     table = feature_table()
-    publish(store, settings, write(table, store))
+    publish(store, settings, *write(table, store))
     fs = feature_store(store, settings)
     between = CUTOFFS[1] + pd.Timedelta(days=12, microseconds=1)
     entities = pd.DataFrame(
@@ -248,7 +255,7 @@ def test_historical_retrieval_is_point_in_time(sqlite_store: tuple[Store, Settin
 
 def test_unknown_account_reads_as_nulls(sqlite_store: tuple[Store, Settings]) -> None:
     store, settings = sqlite_store
-    publish(store, settings, write(feature_table(), store))
+    publish(store, settings, *write(feature_table(), store))
     online = online_features(feature_store(store, settings), ["acct-0001", "nobody"], "churn_v1")
     assert online.loc[[1], [*FEATURES, "cutoff"]].isna().all(axis=None)
     assert str(online["cutoff"].dtype) == "datetime64[us, UTC]"
@@ -260,7 +267,7 @@ def test_unknown_account_reads_as_nulls(sqlite_store: tuple[Store, Settings]) ->
 def test_a_model_registers_its_own_feature_service(sqlite_store: tuple[Store, Settings]) -> None:
     store, settings = sqlite_store
     table = feature_table()
-    publish(store, settings, write(table, store))
+    publish(store, settings, *write(table, store))
     fs = feature_store(store, settings)
     feature_service(fs, "churn_v2", ["health_score", "tier"])
     resolved = feature_set(fs, "churn_v2")
@@ -280,22 +287,23 @@ def test_a_table_with_one_cutoff_publishes(sqlite_store: tuple[Store, Settings])
     store, settings = sqlite_store
     table = feature_table()
     only_last = table.filter(pc.equal(table["cutoff"], pa.scalar(CUTOFFS[-1], SCHEMA.field("cutoff").type)))
-    assert publish(store, settings, write(only_last, store))["rows_materialised"] == 40
+    assert publish(store, settings, *write(only_last, store))["rows_materialised"] == 40
     online = online_features(feature_store(store, settings), SAMPLE, "churn_v1")
     pd.testing.assert_frame_equal(online[FEATURES], expected(table, SAMPLE, CUTOFFS[-1]))
 
 
-def test_bad_tables_are_refused(sqlite_store: tuple[Store, Settings]) -> None:
+def test_bad_tables_are_refused_before_anything_is_written(sqlite_store: tuple[Store, Settings]) -> None:
     store, settings = sqlite_store
     table = feature_table()
     nanos = table.set_column(1, "cutoff", table["cutoff"].cast(pa.timestamp("ns", tz="UTC")))
     with pytest.raises(RetainError, match=r"timestamp\[us, tz=UTC\]"):
-        publish(store, settings, write(nanos, store))
+        publish(store, settings, nanos, 1)
     with pytest.raises(RetainError, match="duplicate"):
-        publish(store, settings, write(pa.concat_tables([table, table.slice(0, 1)]), store))
+        publish(store, settings, pa.concat_tables([table, table.slice(0, 1)]), 1)
     nested = table.append_column("tags", pa.array([["a"]] * table.num_rows))
     with pytest.raises(RetainError, match="tags"):
-        publish(store, settings, write(nested, store))
+        publish(store, settings, nested, 1)
+    assert not store.feast_dir.exists()
 
 
 def test_feature_store_refuses_a_missing_or_differently_configured_repo(
@@ -304,7 +312,7 @@ def test_feature_store_refuses_a_missing_or_differently_configured_repo(
     store, settings = sqlite_store
     with pytest.raises(RetainError, match="retain features build"):
         feature_store(store, settings)
-    publish(store, settings, write(feature_table(), store))
+    publish(store, settings, *write(feature_table(), store))
     assert yaml.safe_load((store.feast_dir / CONFIG_FILE).read_text())["online_store"]["type"] == "sqlite"
     with pytest.raises(RetainError, match="other settings"):
         feature_store(store, Settings(home=store.root, online_store="redis"))
