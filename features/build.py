@@ -70,14 +70,26 @@ def register_store(
     con: duckdb.DuckDBPyConnection, store: Store, versions: Mapping[str, int | None] | None = None
 ) -> dict[str, int | None]:
     """Expose the store's tables (at `versions`, default the latest) as the views `events`, `accounts` and
-    `interventions`, in their contract columns; the versions read, for reproducing this read."""
+    `interventions`, in their contract columns; the versions read, for reproducing this read.
+
+    DuckDB reads a local table's active Parquet files itself. It never scans the Arrow dataset, because it
+    pushes its string filters into Arrow as string_view literals, which Arrow 25 cannot compare with the
+    string_view columns delta-rs's MERGE writes. An object-store table (DuckDB's httpfs extension is
+    downloaded at run time, so not used) is read whole into Arrow first.
+    """
     read: dict[str, int | None] = {}
     for name, schema in INPUTS.items():
         version = None if versions is None else versions.get(name)
         found = store.delta(name, version)
         read[name] = None if found is None else found.version()
-        data = schema.empty_table() if found is None else found.to_pyarrow_dataset()
-        con.from_arrow(data).select(", ".join(f'"{c}"' for c in schema.names)).create_view(name, replace=True)
+        columns = ", ".join(f'"{c}"' for c in schema.names)
+        if found is None:
+            relation = con.from_arrow(schema.empty_table())
+        elif store.lake_uri is None:
+            relation = con.read_parquet(found.file_uris(), union_by_name=True)
+        else:
+            relation = con.from_arrow(found.to_pyarrow_dataset().to_table(columns=schema.names))
+        relation.select(columns).create_view(name, replace=True)
     return read
 
 

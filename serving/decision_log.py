@@ -396,11 +396,14 @@ class DecisionLog:
             return False
         return True
 
-    def taken(self, *, pending_only: bool) -> list[TakenAction]:
-        """Actions recorded here, oldest first: all, or those not yet folded into the store."""
+    def taken(self, *, pending_only: bool, account_id: str | None = None) -> list[TakenAction]:
+        """Actions recorded here, oldest first: all, or those not yet folded into the store; of one account,
+        or of all."""
         query = sa.select(*TAKEN_COLUMNS).order_by(TAKEN.c.ts, TAKEN.c.intervention_id)
         if pending_only:
             query = query.where(TAKEN.c.folded_version.is_(None))
+        if account_id is not None:
+            query = query.where(TAKEN.c.account_id == account_id)
         with self._connect() as conn:
             return [TakenAction(**row) for row in conn.execute(query).mappings()]
 

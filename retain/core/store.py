@@ -38,6 +38,8 @@ OBJECT_STORE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://"
 COMMIT_ATTEMPTS = 8
 #: vacuum keeps files a reader of the last week may still need (Delta's own default)
 DEFAULT_RETENTION_HOURS = 168
+#: what marks a folder as a store of the earlier layout (Parquet files made live by a manifest)
+OLD_MANIFEST = "manifest.json"
 #: the commit metadata key that says which Retain step wrote a version, and what it read
 METADATA_KEY = "retain"
 
@@ -139,9 +141,29 @@ class Store:
         return {table: self.version(table) for table in tables}
 
     def dataset(self, table: str, version: int | None = None) -> ds.Dataset | None:
-        """The table's active files as an Arrow dataset (DuckDB scans it directly), or None."""
+        """The table's active files as an Arrow dataset, or None when nothing was written yet.
+
+        A local table is read by Arrow's own filesystem: delta-rs's Python filesystem handler, which an
+        object store needs, can abort the interpreter at exit (deltalake 1.6.6).
+        """
         found = self.delta(table, version)
-        return None if found is None else found.to_pyarrow_dataset()
+        if found is None:
+            return None
+        if self.lake_uri is not None:
+            return found.to_pyarrow_dataset()
+        import pyarrow.dataset as ds  # deferred: see the TYPE_CHECKING import above
+
+        schema = pa.schema(found.schema().to_arrow())
+        partitions = found.metadata().partition_columns
+        return ds.dataset(
+            found.file_uris(),
+            schema=schema,
+            format="parquet",
+            partitioning=ds.partitioning(pa.schema([schema.field(c) for c in partitions]), flavor="hive")
+            if partitions
+            else None,
+            partition_base_dir=self.uri(table),
+        )
 
     def read(
         self,
@@ -150,14 +172,23 @@ class Store:
         columns: list[str] | None = None,
         where: ds.Expression | None = None,
         version: int | None = None,
+        scan: ds.Expression | None = None,
     ) -> pa.Table:
-        """Rows of the table (optionally some columns, some rows, an old version) cast to `schema`'s types;
-        an empty table of `schema` when nothing was written yet."""
+        """Rows of the table (optionally some columns, an old version) cast to `schema`'s types; an empty
+        table of `schema` when nothing was written yet.
+
+        `scan` is pushed into the file scan (partition folders, row-group statistics) and may only compare
+        dates, times and numbers: delta-rs's MERGE writes strings as string_view, which Arrow 25 cannot
+        compare in a scan. `where` may test anything; it runs on the rows read, once cast to `schema`.
+        """
         wanted = schema if columns is None else pa.schema([schema.field(c) for c in columns])
         found = self.dataset(table, version)
         if found is None:
             return wanted.empty_table()
-        return found.to_table(columns=wanted.names, filter=where).cast(wanted)
+        if where is None:
+            return found.to_table(columns=wanted.names, filter=scan).cast(wanted)
+        rows = found.to_table(columns=schema.names, filter=scan).cast(schema)
+        return rows.filter(where).select(wanted.names)
 
     def write(
         self,

@@ -137,8 +137,9 @@ def build_account_page(
     churn_chart, health_chart = _charts(points)
     try:
         recorded, log_note = resources.log.feedback(account_id, limit=10), None
+        pending = resources.log.taken(pending_only=True, account_id=account_id)
     except DecisionLogUnavailable as e:
-        recorded, log_note = [], f"The decision log cannot be read: {e}"
+        recorded, pending, log_note = [], [], f"The decision log cannot be read: {e}"
     days = resources.settings.cockpit.timeline_days
     return AccountPage(
         account_id=account_id,
@@ -148,7 +149,7 @@ def build_account_page(
         points=points,
         charts=[c for c in (churn_chart, health_chart) if c],
         churn_trend=bool(churn_chart),
-        timeline=account_timeline(resources.store, book.events, account_id, as_of, limit=40),
+        timeline=account_timeline(resources.store, book.events, pending, account_id, as_of, limit=40),
         timeline_days=days,
         recorded=recorded,
         log_note=log_note,

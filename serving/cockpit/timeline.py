@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 
 from retain.core.contract import EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.store import Store
+from serving.decision_log import TakenAction
 
 #: errors at these severities are incidents; minor ones are noise on a CSM's page
 INCIDENT_SEVERITIES = ("major", "critical")
@@ -124,17 +125,13 @@ class RecentEvents:
         return [] if span is None else self.events.slice(*span).to_pylist()
 
 
-def _read(store: Store, table: str, schema: pa.Schema, columns: list[str], where: ds.Expression) -> pa.Table:
-    return store.read(table, schema, columns, where)
-
-
 def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
     """Every account's notable events over the `days` up to `as_of`."""
     since = as_of - timedelta(days=days)
     # the event_date bounds let the scan skip every other day's folder
-    days = (ds.field("event_date") >= since.date()) & (ds.field("event_date") <= as_of.date())
-    window = days & (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
-    found = _read(store, "events", EVENT_SCHEMA, ["account_id", *COLUMNS], window & NOTABLE_EVENTS)
+    dates = (ds.field("event_date") >= since.date()) & (ds.field("event_date") <= as_of.date())
+    window = dates & (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
+    found = store.read("events", EVENT_SCHEMA, ["account_id", *COLUMNS], where=NOTABLE_EVENTS, scan=window)
     found = found.take(pc.sort_indices(found, [("account_id", "ascending")]))
     ids = found.column("account_id").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
@@ -161,16 +158,20 @@ def _ts(record: TableRow) -> datetime:
 
 
 def account_timeline(
-    store: Store, events: RecentEvents, account_id: str, as_of: datetime, limit: int
+    store: Store,
+    events: RecentEvents,
+    pending: Sequence[TakenAction],
+    account_id: str,
+    as_of: datetime,
+    limit: int,
 ) -> list[Moment]:
     """The account's moments since `events.since`, newest first, at most `limit`: its events from the
-    book's scan, its actions read now (the table is small, and an action recorded a second ago shows)."""
+    book's scan, its actions read now from the store and from the decision log's `pending` ones (not yet
+    folded in), so an action recorded a second ago shows."""
     window = (ds.field("ts") >= events.since) & (ds.field("ts") <= as_of)
-    actions = _read(
-        store,
-        "interventions",
-        INTERVENTION_SCHEMA,
-        ["ts", "action", "owner", "assignment"],
-        window & (ds.field("account_id") == account_id),
-    )
-    return describe(events.of(account_id), actions.to_pylist())[:limit]
+    columns = ["ts", "action", "owner", "assignment"]
+    stored = store.read(
+        "interventions", INTERVENTION_SCHEMA, columns, where=ds.field("account_id") == account_id, scan=window
+    ).to_pylist()
+    recorded = [{c: getattr(t, c) for c in columns} for t in pending if events.since <= t.ts <= as_of]
+    return describe(events.of(account_id), stored + recorded)[:limit]
