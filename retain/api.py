@@ -33,7 +33,7 @@ from pydantic_core import to_jsonable_python
 
 from retain.core.errors import RetainError
 from retain.core.settings import Settings, get_settings
-from retain.core.store import DEFAULT_RETENTION_HOURS, Commit, Store
+from retain.core.store import DEFAULT_RETENTION_HOURS, OLD_MANIFEST, Commit, Store
 
 if TYPE_CHECKING:
     from features.build import FeatureBuild
@@ -101,10 +101,18 @@ def settings_or_default(settings: Settings | None = None) -> Settings:
 
 
 def open_store(store: StoreLike = None, settings: Settings | None = None) -> Store:
+    """The store; refuses a folder of the earlier layout (Parquet files and `manifest.json`), whose tables
+    this version would not see, and says how to convert it."""
     if isinstance(store, Store):
         return store
     home = settings_or_default(settings).home
-    return Store.at(store if store is not None else home, home)
+    opened = Store.at(store if store is not None else home, home)
+    if opened.lake_uri is None and (opened.root / OLD_MANIFEST).exists() and not Path(opened.lake).exists():
+        raise RetainError(
+            f"{opened.root} is a store of the earlier layout; convert it once with "
+            f"`retain store migrate --from {opened.root} --store {opened.root}`"
+        )
+    return opened
 
 
 # -- simulate and ingest ------------------------------------------------------------------------------
@@ -171,7 +179,9 @@ def migrate_store(old: Path, *, store: StoreLike = None, settings: Settings | No
     """Convert a store of the earlier layout (`manifest.json`) into this store's Delta tables."""
     from retain.ingest.migrate import migrate  # deferred: Arrow and DuckDB
 
-    return migrate(Path(old), open_store(store, settings))
+    home = settings_or_default(settings).home
+    target = store if isinstance(store, Store) else Store.at(store if store is not None else home, home)
+    return migrate(Path(old), target)
 
 
 # -- features and training ------------------------------------------------------------------------------

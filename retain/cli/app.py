@@ -170,7 +170,7 @@ def store_migrate(
     as_json: JsonOpt = False,
 ) -> None:
     """Convert a store of the earlier layout into Delta tables; the old store is only read."""
-    _emit(api.migrate_store(old, store=_store(store)), as_json, summaries.migrated)
+    _emit(api.migrate_store(old, store=store), as_json, summaries.migrated)
 
 
 def _check_train_options(

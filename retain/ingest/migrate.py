@@ -17,10 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retain.core.errors import RetainError
-from retain.core.store import Store
+from retain.core.store import OLD_MANIFEST, Store
 from retain.ingest.commit import KEYED, Staging, publish
 
-OLD_MANIFEST = "manifest.json"
 OLD_FEATURE_TABLE = Path("features") / "account_features.parquet"
 
 
