@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift results clean
+.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -84,6 +84,9 @@ bench-cockpit: install ## cockpit page render times for a 5,000-account book, ag
 
 bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 12 actions, vs the rules ranking
 	$(BIN)/python -m experiments.benchmarks.uplift
+
+bench-store: install ## store ingest (1M, 10M events) and API intervention writes vs the manifest store
+	$(BIN)/python -m experiments.benchmarks.store
 
 results: install ## render docs/results.md from the stamped runs in experiments/results/
 	$(BIN)/python -m experiments.results

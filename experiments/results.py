@@ -74,6 +74,16 @@ SOURCES: tuple[Source, ...] = (
         "rules ranking, and the policy's true churn averted beside the oracle's",
     ),
     Source(
+        "store",
+        "Store ingest and intervention writes",
+        "make bench-store",
+        "the Delta store against the previous manifest store (commit 468c718): ingest events/s and peak "
+        "memory at 1M and 10M simulated events, each run its own process; and `POST /v1/interventions` "
+        "p50/p99 on `retain serve` at 100, 1,000 and 10,000 interventions recorded (the peer's levels "
+        "capped by its time allowed). Must hold: the Delta store's p99 at 10,000 over its p99 at 100 "
+        "stays below 1.5",
+    ),
+    Source(
         "uplift_seeds",
         "Uplift against the truth over several seeds",
         "python -m experiments.uplift_seeds",
