@@ -52,6 +52,7 @@ import pandas as pd
 from experiments.benchmarks import load
 from experiments.benchmarks.train import pipeline
 from experiments.results import record
+from features.stored import read_features
 from registry.models import load_scoring_model
 from registry.tracking import tracking_uri
 from retain.core.settings import Settings
@@ -228,7 +229,7 @@ def prepare_store(args: argparse.Namespace, scratch: Path) -> Path:
     """An existing store (--store), or one built into --work (kept, reused) or into `scratch`."""
     if args.store is not None:
         store = args.store.resolve()
-        if not Store(store).feature_table.exists() or not (store / "mlflow").exists():
+        if Store(store).version("features") is None or not (store / "mlflow").exists():
             raise SystemExit(f"{store} is not a built store (no feature table or MLflow registry)")
         return store
     work = (args.work or scratch).resolve()
@@ -263,7 +264,7 @@ def store_arguments(parser: argparse.ArgumentParser, accounts: int) -> None:
 
 def latest_rows(store: Store) -> tuple[pd.DataFrame, date]:
     """The feature rows of the accounts active at the latest cutoff, and that cutoff's date."""
-    table = pd.read_parquet(store.feature_table)
+    table = read_features(store).to_pandas()
     latest = table["cutoff"].max()
     rows = table[table["cutoff"] == latest].reset_index(drop=True)
     return rows, pd.Timestamp(latest).date()

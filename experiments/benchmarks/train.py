@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import shap
 
 from experiments.results import record
 from features.build import build_and_publish
+from features.stored import read_features
 from registry.models import load_scoring_model
 from registry.tracking import log_and_register
 from retain.core.settings import Settings
@@ -67,7 +67,7 @@ def pipeline(work: Path, accounts: int, days: int, trials: int) -> tuple[Store, 
 
 def scoring(store: Store, settings: Settings, rows: int, shap_rows: int) -> dict[str, Any]:
     model, version = load_scoring_model(store, settings, "churn@champion")
-    table = pd.read_parquet(store.feature_table)
+    table = read_features(store).to_pandas()
     tiled = table.iloc[np.resize(np.arange(len(table)), rows)].reset_index(drop=True)
 
     started = time.perf_counter()

@@ -29,6 +29,7 @@ from experiments.benchmarks.train import _timed
 from experiments.results import record
 from features.build import build_and_publish
 from features.playbook import Verdict, rules_ranking
+from features.stored import read_features
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.value import expected_values
@@ -130,7 +131,7 @@ def main() -> None:
             "train uplift (12 actions)", timings, train_uplift, store, settings, UpliftConfig(truth_dir=sim)
         )
         model = cast(UpliftModel, result.model)
-        table = pd.read_parquet(store.feature_table)
+        table = read_features(store).to_pandas()
         latest = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
         accounts = Ranked.at(latest, read_interventions(store))
         rows = accounts.rows
