@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.cutoffs import cutoff_instant
+from features.stored import read_features
 from registry.tracking import log_and_register
 from retain.cli import app
 from retain.core.errors import RetainError
@@ -46,9 +46,13 @@ def write_feature_table(store: Store) -> pd.DataFrame:
         parts.append(rows)
     table = pd.concat(parts, ignore_index=True)
     table["cutoff"] = table["cutoff"].astype("datetime64[us, UTC]")
-    store.features_dir.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), store.feature_table)
+    publish_features(store, table)
     return table
+
+
+def publish_features(store: Store, table: pd.DataFrame) -> None:
+    """`table` as the store's new feature table version, as a build would write it."""
+    store.write("features", pa.Table.from_pandas(table, preserve_index=False), "overwrite", "test features")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +78,7 @@ def test_store_batch_scores_every_active_account_with_both_champions(
 
     scores = pd.read_parquet(out)
     assert list(scores.columns) == OUTPUT
-    features = pd.read_parquet(store.feature_table)
+    features = read_features(store).to_pandas()
     rows = features[features["cutoff"] == pd.Timestamp("2025-06-30", tz="UTC")].reset_index(drop=True)
     assert scores["account_id"].tolist() == rows["account_id"].tolist()
     np.testing.assert_allclose(scores["churn_probability"], models["churn"].predict(rows), atol=1e-12)
@@ -203,7 +207,7 @@ def test_the_example_account_is_the_riskiest_the_model_answers_itself(tmp_path: 
     # the riskiest account's input now lies far outside training: the API would answer it by the rules
     newest = table["cutoff"] == table["cutoff"].max()
     table.loc[newest & (table["account_id"] == ranked[0]), "open_p1p2_tickets"] = 40
-    pq.write_table(pa.Table.from_pandas(table, preserve_index=False), store.feature_table)
+    publish_features(store, table)
     found = riskiest_model_answered(store, settings, scores, date(2025, 6, 30))
     assert (found.account_id, found.model.version) == (ranked[1], "1")
 
