@@ -79,8 +79,10 @@ def register_store(
     """
     read: dict[str, int | None] = {}
     for name, schema in INPUTS.items():
-        version = None if versions is None else versions.get(name)
-        found = store.delta(name, version)
+        # a pinned table the past build found unwritten (None) is read as empty, not as today's table
+        pinned = versions is not None
+        version = versions.get(name) if versions is not None else None
+        found = None if pinned and version is None else store.delta(name, version)
         read[name] = None if found is None else found.version()
         columns = ", ".join(f'"{c}"' for c in schema.names)
         if found is None:
