@@ -13,12 +13,12 @@ from typing import Any, cast
 import duckdb
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
 from features.build import build_feature_table, register_store
 from features.playbook import eligibility
+from features.stored import read_features
 from registry.models import load_uplift_model
 from retain.api import as_json
 from retain.cli import app, main
@@ -99,7 +99,7 @@ def test_the_holdout_draw_depends_on_seed_and_week_not_on_row_order() -> None:
 @pytest.fixture(scope="module")
 def monday(uplift_world: UpliftWorld) -> date:
     """The Monday on or before the feature table's latest cutoff: inside the store's span."""
-    latest = pq.read_table(uplift_world.store.feature_table, columns=["cutoff"])["cutoff"].to_pandas().max()
+    latest = read_features(uplift_world.store, columns=["cutoff"])["cutoff"].to_pandas().max()
     day = latest.date()
     return day - timedelta(days=day.weekday())
 
@@ -261,5 +261,5 @@ def test_cli_without_a_store_exits_2(
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2
-    assert "no store at" in capsys.readouterr().err
+    assert f"no events in the store {tmp_path / 'nowhere'}" in " ".join(capsys.readouterr().err.split())
     assert not (tmp_path / "nowhere").exists()
