@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
 from features.build import build_and_publish
+from features.stored import read_features
 from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
@@ -146,7 +146,7 @@ def test_a_replay_clock_sees_the_latest_take_before_it() -> None:
 
 
 def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: UpliftWorld) -> None:
-    rows = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    rows = read_features(uplift_world.store).to_pandas()
     records = rows.to_dict("records")
     as_of = recency.cutoff_instants(rows["cutoff"])
     free = policy.eligible_mask(policy.verdicts(records, [{}] * len(rows), as_of))
@@ -568,7 +568,7 @@ def held_out(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, pd
     store = Store(root / "store")
     ingest_path(store, root / "sim")
     build_and_publish(store, Settings(home=store.root), None, None, online=False)
-    rows = pq.read_table(store.feature_table).to_pandas()
+    rows = read_features(store).to_pandas()
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
     effects = pd.read_parquet(root / "sim" / "truth" / "action_effects.parquet")
     return rows, effects, read_interventions(store)
@@ -591,7 +591,7 @@ def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_sim
 
 def month_end_rows(world: UpliftWorld) -> pd.DataFrame:
     """The store's month-end feature rows with days since each action, as the uplift models read them."""
-    rows = pq.read_table(world.store.feature_table).to_pandas()
+    rows = read_features(world.store).to_pandas()
     return recency.with_recency(rows, recency.last_taken(rows, read_interventions(world.store)))
 
 
@@ -669,7 +669,7 @@ class _ServedWorld:
 @pytest.fixture(scope="module")
 def server(uplift_world: UpliftWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     _, key = KeyRing.for_store(uplift_world.store).create(["admin"], name="uplift test")
-    table = pq.read_table(uplift_world.store.feature_table, columns=["cutoff"]).to_pandas()
+    table = read_features(uplift_world.store, columns=["cutoff"]).to_pandas()
     as_of = table["cutoff"].max().date()
     running = Server(
         _ServedWorld(uplift_world.store, {"admin": key}), tmp_path_factory.mktemp("log") / "serve.log", as_of
@@ -682,7 +682,7 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
     uplift_world: UpliftWorld, server: Server
 ) -> None:
     model, info = load_uplift_model(uplift_world.store, uplift_world.settings)
-    table = pq.read_table(uplift_world.store.feature_table).to_pandas()
+    table = read_features(uplift_world.store).to_pandas()
     latest = table[table["cutoff"] == table["cutoff"].max()].reset_index(drop=True)
     # the server's clock is the end of the latest cutoff's day: its days-since count every take up to then
     as_of = datetime.combine(latest["cutoff"].max().date(), time.max, tzinfo=UTC)
