@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from sklearn.metrics import roc_auc_score
 
 from features.build import build_and_publish, register_store
 from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
+from features.stored import read_features
+from registry.tracking import client, log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
@@ -120,10 +123,20 @@ def test_the_test_window_is_the_latest_matured_cutoff_and_disjoint(world: World,
         found = con.execute("SELECT max(ts) FROM events").fetchone()
     assert found is not None
     last = pd.Timestamp(found[0]).tz_convert("UTC")
-    built = pd.read_parquet(world.store.feature_table, columns=["cutoff"])["cutoff"].unique()
+    built = read_features(world.store, columns=["cutoff"])["cutoff"].to_pandas().unique()
     decided = last - pd.Timedelta(days=HORIZON + RENEWAL_GRACE_DAYS)
     assert test == {str(max(c for c in built if c <= decided).date())}
     assert churn.lineage["feature_service"].startswith("churn_v")
+
+
+def test_the_tracked_run_records_the_table_versions_it_read(world: World, churn: TrainResult) -> None:
+    """A run names the Delta version of every table it read, so the same data can be read again."""
+    read = world.store.versions()
+    assert read["events"] is not None and read["features"] is not None
+    assert churn.lineage["table_versions"] == read
+    logged = log_and_register(world.store, world.settings, churn, "churn")
+    tags = client(world.store, world.settings).get_run(logged.run_id).data.tags
+    assert {table: json.loads(tags[f"lineage.table_versions.{table}"]) for table in read} == read
 
 
 def test_the_evaluation_window_for_promotion_is_the_test_window(world: World, churn: TrainResult) -> None:
