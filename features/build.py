@@ -85,10 +85,11 @@ def register_store(
         found = None if pinned and version is None else store.delta(name, version)
         read[name] = None if found is None else found.version()
         columns = ", ".join(f'"{c}"' for c in schema.names)
-        if found is None:
+        files = [] if found is None or store.lake_uri is not None else found.file_uris()
+        if found is None or (store.lake_uri is None and not files):
             relation = con.from_arrow(schema.empty_table())
         elif store.lake_uri is None:
-            relation = con.read_parquet(found.file_uris(), union_by_name=True)
+            relation = con.read_parquet(files, union_by_name=True)
         else:
             relation = con.from_arrow(found.to_pyarrow_dataset().to_table(columns=schema.names))
         relation.select(columns).create_view(name, replace=True)

@@ -1,12 +1,13 @@
-"""Publish one ingest: stage every validated batch on local disk, then MERGE each table on its natural id.
+"""Publish one ingest: stage every validated batch on local disk, then write each table on its natural id.
 
 Staging first means nothing reaches the store until the whole input was read and judged, so a file that
 cannot be read fails the ingest with the store untouched, and memory holds one batch at a time. Each table
-is then one Delta transaction (MERGE): events and interventions insert the ids the table lacks, keeping
-the first row of an id the input repeats; accounts are a snapshot keyed by account_id, where the input's
-last row of an id wins and a changed row replaces the live one; quarantined rows are keyed by a hash of the
-raw row, so the same bad file quarantines nothing new the second time. Re-running an ingest that was cut
-off between two tables' commits completes it: every MERGE is idempotent.
+is then one Delta transaction. Events, interventions and the quarantine are facts: the ids the table lacks
+are appended (the first row of an id the input repeats wins), chosen against the version the commit lands
+on, or chosen again (`retain.core.appends`); quarantined rows are keyed by a hash of the raw row, so the
+same bad file quarantines nothing new the second time. Accounts are a snapshot keyed by account_id and
+MERGEd: the input's last row of an id wins and a changed row replaces the live one. Re-running an ingest
+that was cut off between two tables' commits completes it: every write adds only what is missing.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from retain.core.appends import append_sorted
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
 from retain.core.store import Store, commit_note, commit_with_retry
 from retain.ingest.validate import Checked
@@ -63,9 +65,9 @@ KEYED = {
 #: the staging order column: which input row came first
 SEQ = "_retain_seq"
 #: DuckDB's working memory while deduplicating staged rows; beyond it, it spills to the staging folder
-DEDUP_MEMORY = "1GB"
-#: rows per batch handed from DuckDB to the MERGE
-MERGE_BATCH_ROWS = 200_000
+DEDUP_MEMORY = "512MB"
+#: rows per batch handed from DuckDB to the writers
+BATCH_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,7 @@ class Staging:
 
 
 def publish(store: Store, staging: Staging, note: str) -> Published:
-    """Merge every staged table into the store, one Delta transaction each, in `KEYED` order."""
+    """Write every staged table into the store, one Delta transaction each, in `KEYED` order."""
     accepted: dict[str, int] = {}
     versions: dict[str, int] = {}
     with duckdb.connect(config={"memory_limit": DEDUP_MEMORY, "threads": 2}) as con:
@@ -126,22 +128,41 @@ def publish(store: Store, staging: Staging, note: str) -> Published:
             if not staging.rows[table]:
                 accepted[table] = 0
                 continue
-            merge = functools.partial(_merge, store, con, staging.folder / table, table, keyed, note)
-            accepted[table], versions[table] = commit_with_retry(table, merge)
+            write = _merge if keyed.snapshot else _insert_new
+            attempt = functools.partial(write, store, con, staging.folder / table, table, keyed, note)
+            accepted[table], versions[table] = commit_with_retry(table, attempt)
     quarantined_new = accepted.pop("quarantine")
     duplicates = {table: staging.rows[table] - n for table, n in accepted.items()}
     return Published(accepted, duplicates, quarantined_new, versions)
 
 
-def _deduplicated(con: duckdb.DuckDBPyConnection, folder: Path, keyed: Keyed) -> pa.RecordBatchReader:
-    """One row per id, the first (facts) or the last (snapshots) in input order, streamed."""
+def _staged(con: duckdb.DuckDBPyConnection, folder: Path, keyed: Keyed) -> duckdb.DuckDBPyRelation:
+    """The staged rows, one per id: the first (facts) or the last (snapshots) in input order."""
     order = "DESC" if keyed.snapshot else "ASC"
     columns = ", ".join(f'"{name}"' for name in keyed.schema.names)
-    query = (
+    return con.sql(
         f"SELECT {columns} FROM read_parquet('{folder}/*.parquet') "
         f'QUALIFY row_number() OVER (PARTITION BY "{keyed.key}" ORDER BY {SEQ} {order}) = 1'
     )
-    return con.sql(query).to_arrow_reader(MERGE_BATCH_ROWS)
+
+
+def _insert_new(
+    store: Store, con: duckdb.DuckDBPyConnection, folder: Path, table: str, keyed: Keyed, note: str
+) -> tuple[int, int]:
+    """Append the staged rows whose id the table lacks, sorted by time (so by event day), in one commit on
+    the version they were chosen against; rows inserted and the table's new version."""
+    target = store.create(table, stored_schema(table, keyed.schema))
+    if store.lake_uri is None:
+        files = target.file_uris()
+        known = con.read_parquet(files).select(f'"{keyed.key}"') if files else None
+    else:
+        known = con.from_arrow(target.to_pyarrow_dataset().to_table(columns=[keyed.key]))
+    staged = _staged(con, folder, keyed)
+    fresh = staged if known is None else staged.join(known.set_alias("known"), keyed.key, how="anti")
+    ordered = fresh.order('"ts"') if "ts" in keyed.schema.names else fresh
+    rows = _stored(ordered.to_arrow_reader(BATCH_ROWS), table, keyed.schema)
+    appended = append_sorted(store, table, target, rows, note)
+    return appended.rows, appended.version
 
 
 def stored_schema(table: str, schema: pa.Schema) -> pa.Schema:
@@ -169,8 +190,8 @@ def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.Rec
 def _merge(
     store: Store, con: duckdb.DuckDBPyConnection, folder: Path, table: str, keyed: Keyed, note: str
 ) -> tuple[int, int]:
-    """Rows inserted or changed, and the table's new version."""
-    source = _stored(_deduplicated(con, folder, keyed), table, keyed.schema)
+    """MERGE a snapshot table (accounts, small): rows inserted or changed, and the table's new version."""
+    source = _stored(_staged(con, folder, keyed).to_arrow_reader(BATCH_ROWS), table, keyed.schema)
     target = store.create(table, source.schema)
     key = keyed.key
     merge = target.merge(

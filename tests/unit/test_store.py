@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,6 +14,7 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
+from retain.core.appends import append_sorted
 from retain.core.contract import ACCOUNT_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.store import TABLES, Store, StoreConflict, commit_with_retry
@@ -191,3 +193,33 @@ def test_a_writer_that_keeps_losing_is_told_to_try_again(tmp_path: Path) -> None
         commit_with_retry("scores", lambda: insert_missing(stale, "c"))
     assert isinstance(raised.value.__cause__, CommitFailedError)
     assert ids(store) == ["a", "b"]
+
+
+def test_an_append_that_lost_a_race_fails_and_leaves_no_files(tmp_path: Path) -> None:
+    """The rows to append were chosen against a version; once another writer commits, they must be chosen
+    again, so the commit is refused and the files written for it are removed."""
+    store = Store(tmp_path)
+    schema = pa.schema([("id", pa.string()), ("event_date", pa.date32())])
+    target = store.create("events", schema)
+    store.write(
+        "events", pa.table({"id": ["a"], "event_date": [date(2025, 1, 1)]}, schema=schema), "append", "other"
+    )
+    late = pa.table({"id": ["b", "c"], "event_date": [date(2025, 1, 1), date(2025, 1, 2)]}, schema=schema)
+    before = sorted(p.name for p in (tmp_path / "lake" / "events").rglob("*.parquet"))
+    with pytest.raises(CommitFailedError):
+        append_sorted(
+            store, "events", target, pa.RecordBatchReader.from_batches(schema, late.to_batches()), "late"
+        )
+    assert sorted(p.name for p in (tmp_path / "lake" / "events").rglob("*.parquet")) == before
+    fresh = append_sorted(
+        store,
+        "events",
+        store.create("events", schema),
+        pa.RecordBatchReader.from_batches(schema, late.to_batches()),
+        "on time",
+    )
+    assert (fresh.rows, fresh.version) == (2, 2)
+    read = store.read("events", schema).sort_by("id")
+    assert read.column("id").to_pylist() == ["a", "b", "c"]
+    assert read.column("event_date").to_pylist() == [date(2025, 1, 1), date(2025, 1, 1), date(2025, 1, 2)]
+    assert store.history("events", 1)[0].retain == "on time"
