@@ -14,6 +14,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from features.build import build_and_publish
+from features.stored import read_features
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
@@ -29,7 +30,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]
     store = Store(root / "store")
     ingest_path(store, root / "sim")
     build_and_publish(store, Settings(home=store.root), None, None, online=False)
-    return root, pd.read_parquet(store.feature_table)
+    return root, read_features(store).to_pandas()
 
 
 def test_health_formula_is_clearly_worse_than_the_oracle(world: tuple[Path, pd.DataFrame]) -> None:
@@ -81,6 +82,9 @@ def test_cli_chain_defaults_to_retain_home(tmp_path: Path) -> None:
     built = _retain("features", "build", "--cutoffs", "2025-03-31,2025-04-30", home=home)
     assert ingested["accepted"]["events"] > 0
     assert built["rows"] > 0
-    assert (home / "manifest.json").exists()
-    assert Store(home).feature_table.exists()
+    store = Store(home)
+    assert (home / "lake" / "events" / "_delta_log").is_dir(), "the tables are Delta tables in RETAIN_HOME"
+    assert built["read"] == {table: ingested["versions"].get(table) for table in built["read"]}
+    assert built["version"] == store.version("features")
+    assert read_features(store).num_rows == built["rows"]
     assert (home / "feast").is_dir()
