@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from features.stored import read_features
 from retain.core.contract import INTERVENTION_SCHEMA
-from retain.ingest.commit import read_live
+from retain.maintenance import fold_taken
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing
 from tests.support.served import Server, World, make_world
@@ -77,6 +77,12 @@ def page(browser: Browser, server: Server) -> Iterator[Page]:
 def shot(page: Page, name: str) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def intervention_ids(world: World) -> set[str]:
+    """The ids in the store's interventions table (the Delta table, not the decision log)."""
+    rows = world.store.read("interventions", INTERVENTION_SCHEMA, ["intervention_id"])
+    return set(rows.column("intervention_id").to_pylist())
 
 
 def sign_in(page: Page, world: World, key: str = CSM, screenshot: str | None = None) -> None:
@@ -155,7 +161,7 @@ def test_a_bad_filter_is_named_and_ignored(page: Page, world: World) -> None:
 def test_an_account_that_has_left_shows_its_last_risk_its_own_trend_and_no_action(
     page: Page, world: World
 ) -> None:
-    keys = pd.read_parquet(world.store.feature_table, columns=["account_id", "cutoff"])
+    keys = read_features(world.store, columns=["account_id", "cutoff"]).to_pandas()
     months = (
         keys[keys["account_id"].isin(world.departed)].groupby("account_id")["cutoff"].agg(["count", "max"])
     )
@@ -213,8 +219,14 @@ def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_
     assert recorded[(rejected, "rejected")].reason == "customer is on holiday"
     done = recorded[(action, "done")]
     assert done.actor == "csm-007" and done.intervention_id
-    taken = read_live(world.store, "interventions", INTERVENTION_SCHEMA).to_pylist()
-    assert any(t["intervention_id"] == done.intervention_id and t["action"] == action for t in taken)
+    pending = {t.intervention_id: t.action for t in log.taken(pending_only=True)}
+    assert pending == {done.intervention_id: action}, "the action waits in the decision log..."
+    assert done.intervention_id not in intervention_ids(world)
+
+    folded = fold_taken(world.store, world.settings)
+    assert (folded.pending, folded.added, folded.version) == (1, 1, world.store.version("interventions"))
+    assert done.intervention_id in intervention_ids(world), "...until the store's upkeep folds it in"
+    assert not log.taken(pending_only=True)
 
 
 def test_the_pages_work_from_the_keyboard_alone(page: Page, world: World) -> None:
