@@ -69,19 +69,3 @@ class IngestSummary:
     versions: dict[str, int]
     #: with a source adapter: how its files were mapped
     adapter: AdapterReport | None = None
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """Why one row failed the contract."""
-
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True)
-class RecordedInterventions:
-    """Interventions reported through the API: the ingest's summary, and each refused row's reason."""
-
-    summary: IngestSummary
-    rejected: list[Rejection]
