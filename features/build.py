@@ -128,6 +128,8 @@ class FeatureBuild:
     out: Path | None
     #: None when the build was not published online
     feast: FeastPublished | None
+    #: the MLflow run that records it (set by `retain.api.build_features`)
+    mlflow_run: str | None = None
 
 
 def build_and_publish(

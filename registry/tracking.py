@@ -34,6 +34,7 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
+from features.build import FeatureBuild
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
 from registry.environment import copy_code, model_code, pip_requirements
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame
@@ -194,6 +195,24 @@ def log_and_register(store: Store, settings: Settings, result: TrainResult, name
         tracking_uri=redact(uri),
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+#: the experiment that holds one run per feature build
+FEATURE_BUILDS = "feature-builds"
+
+
+def log_feature_build(store: Store, settings: Settings, build: FeatureBuild) -> str:
+    """Record a feature build as a run: the table versions it read and the feature version it wrote (tags
+    `lineage.table_versions.*`, like a training run's), its size and time; the run id."""
+    mlflow_client = client(store, settings)
+    with active_uri(tracking_uri(store, settings)):
+        experiment = experiment_id(mlflow_client, store, FEATURE_BUILDS)
+        with mlflow.start_run(experiment_id=experiment, run_name=f"features-v{build.version}") as run:
+            mlflow.log_params({"cutoffs": len(build.cutoffs), "first_cutoff": str(build.cutoffs[0])})
+            mlflow.log_metrics({"rows": build.rows, "accounts": build.accounts, "seconds": build.seconds})
+            lineage = {"table_versions": {**build.read, "features": build.version}}
+            mlflow.set_tags({f"lineage.{k}": v for k, v in _flatten(lineage).items()})
+    return str(run.info.run_id)
 
 
 def _log_model(result: TrainResult[ScoringModel | UpliftModel], scratch: Path) -> ModelInfo:

@@ -22,6 +22,7 @@ not in the many seconds MLflow, LightGBM and Feast take to import.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -197,14 +198,16 @@ def build_features(
     as_of_version: int | None = None,
 ) -> FeatureBuild:
     """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
-    version (and to `out`); with `online`, the Feast repo applied and materialised for serving. The API's
-    recorded actions are folded into the store first. `as_of_version` rebuilds from exactly the table
-    versions (and cutoffs) that built that version of the feature table."""
+    version (and to `out`) and recorded as an MLflow run; with `online`, the Feast repo applied and
+    materialised for serving. The API's recorded actions are folded into the store first. `as_of_version`
+    rebuilds from exactly the table versions (and cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
+    from registry.tracking import log_feature_build  # deferred: MLflow
 
     settings = settings_or_default(settings)
     where = _compacted(store, settings)
-    return build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
+    built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
+    return dataclasses.replace(built, mlflow_run=log_feature_build(where, settings, built))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from features.definitions import (
 )
 from features.health import score
 from features.stored import BuildNote, read_features
+from registry.tracking import client
 from retain.cli import app
 from retain.core.catalogue import ACTIONS
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
@@ -647,6 +648,9 @@ def test_as_of_version_rebuilds_the_rows_that_version_held_after_a_later_ingest(
     assert result.exit_code == 0, result.output
     rebuilt = json.loads(result.stdout)
     assert (rebuilt["version"], rebuilt["read"]) == (later.version + 1, first.read)
+    tags = client(store, settings).get_run(rebuilt["mlflow_run"]).data.tags
+    logged = {k.removeprefix("lineage.table_versions."): v for k, v in tags.items() if "table_versions" in k}
+    assert logged == {**{t: str(v) for t, v in first.read.items()}, "features": str(rebuilt["version"])}
     # DuckDB sums floats in whatever order its threads finish, so a rebuild of the same rows may differ
     # from the first build in the last bits (about 1e-12); every key, count and flag is equal exactly
     pd.testing.assert_frame_equal(read_features(store).to_pandas(), held, check_exact=False, rtol=1e-9)
