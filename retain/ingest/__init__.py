@@ -1,7 +1,7 @@
 """Ingestion with a contract: read, validate every row, publish valid rows and quarantine the rest.
 
 One path for every input (a simulator folder, event files, or a source adapter): frames are read in
-bounded batches, judged by `validate`, staged on local disk, and merged by `commit` into each table in
+bounded batches, judged by `validate`, staged on local disk, and written by `commit` into each table in
 one Delta transaction, so a crash leaves every table at a version it had and re-ingesting the same input
 changes nothing.
 """
@@ -60,15 +60,15 @@ def ingest_path(store: Store, path: Path, adapter: str | None = None) -> IngestS
 
 def record_interventions(store: Store, rows: pa.Table, source: str) -> IngestSummary:
     """Interventions handed over as a table (the API's recorded actions, folded in) take the path of a
-    file: validated, quarantined if bad, deduplicated by id, merged in one transaction."""
+    file: validated, quarantined if bad, deduplicated by id, written in one transaction."""
     return _commit(store, iter([Frame(table="interventions", source=source, data=rows)]), source, 1, [])[0]
 
 
 def _commit(
     store: Store, frames: Iterator[Frame], source: str, files: int, skipped: list[str]
 ) -> tuple[IngestSummary, dict[str, Counter[str]]]:
-    """One ingest: stage every frame's verdict, then merge; its summary, and rejections by reason per
-    source file (adapters report them per file)."""
+    """One ingest: stage every frame's verdict, then write each table; its summary, and rejections by
+    reason per source file (adapters report them per file)."""
     now = datetime.now(UTC)
     ingest_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="retain-ingest-") as folder:
