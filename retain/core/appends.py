@@ -23,11 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable
+from deltalake import DeltaTable
 from deltalake.fs import DeltaStorageHandler
 from deltalake.transaction import AddAction
 
-from retain.core.store import METADATA_KEY, PARTITIONS, Store, is_object_store
+from retain.core.store import PARTITIONS, Store, commit_note, is_object_store
 
 #: rows per row group: a file's buffer in memory is at most this many rows
 ROW_GROUP_ROWS = 128_000
@@ -58,7 +58,7 @@ def append_sorted(
             "append",
             rows.schema,
             PARTITIONS.get(table),
-            commit_properties=CommitProperties(custom_metadata={METADATA_KEY: note}, max_commit_retries=0),
+            commit_properties=commit_note(note, rows=sum(n for _, n in added), retries=0),
         )
     except BaseException:
         for action, _ in added:

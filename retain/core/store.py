@@ -42,6 +42,9 @@ DEFAULT_RETENTION_HOURS = 168
 OLD_MANIFEST = "manifest.json"
 #: the commit metadata key that says which Retain step wrote a version, and what it read
 METADATA_KEY = "retain"
+#: the commit metadata key for the rows a commit of Retain's own files added (delta-rs records no metrics
+#: for a transaction of add actions)
+ROWS_KEY = "retain.rows"
 
 T = TypeVar("T")
 
@@ -258,9 +261,11 @@ def commit_with_retry(table: str, attempt: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def commit_note(note: str) -> CommitProperties:
-    """Commit properties that keep `note` in the table's history (`Commit.retain`)."""
-    return CommitProperties(custom_metadata={METADATA_KEY: note})
+def commit_note(note: str, rows: int | None = None, retries: int | None = None) -> CommitProperties:
+    """Commit properties that keep `note` (and the `rows` added, when delta-rs cannot count them) in the
+    table's history (`Commit.retain`, `Commit.metrics`); `retries`: delta-rs's own, default its default."""
+    metadata = {METADATA_KEY: note} | ({} if rows is None else {ROWS_KEY: str(rows)})
+    return CommitProperties(custom_metadata=metadata, max_commit_retries=retries)
 
 
 def _optimize(uri: str) -> None:
@@ -272,12 +277,13 @@ def _commit(table: str, entry: dict[str, object]) -> Commit:
     assert isinstance(metrics, dict)
     stamp = entry.get("timestamp")
     assert isinstance(stamp, int)
-    note = entry.get(METADATA_KEY)
+    note, rows = entry.get(METADATA_KEY), entry.get(ROWS_KEY)
+    counted = {"num_added_rows": int(rows)} if isinstance(rows, str) and rows.isdigit() else {}
     return Commit(
         table=table,
         version=int(str(entry.get("version"))),
         at=datetime.fromtimestamp(stamp / 1000, UTC),
         operation=str(entry.get("operation")),
         retain=note if isinstance(note, str) else None,
-        metrics={k: v for k, v in metrics.items() if isinstance(v, int)},
+        metrics={k: v for k, v in metrics.items() if isinstance(v, int)} | counted,
     )

@@ -138,7 +138,8 @@ def test_history_names_each_step_and_compaction_folds_recorded_actions_once(
     history = _cli("store", "history", "interventions", "--store", str(store.root))
     notes = [commit["retain"] or "" for commit in history]
     assert [c["version"] for c in history] == sorted((c["version"] for c in history), reverse=True)
-    assert any(note.startswith(f"ingest {ingested['ingest_id']}") for note in notes)
+    (ingest,) = [c for c in history if (c["retain"] or "").startswith(f"ingest {ingested['ingest_id']}")]
+    assert ingest["metrics"]["num_added_rows"] == ingested["accepted"]["interventions"] > 0
     assert any("the API's recorded actions" in note for note in notes)
     stored = store.read("interventions", INTERVENTION_SCHEMA)
     assert stored.filter(pa.compute.equal(stored["intervention_id"], "api-1")).num_rows == 1

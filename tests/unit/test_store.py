@@ -222,4 +222,5 @@ def test_an_append_that_lost_a_race_fails_and_leaves_no_files(tmp_path: Path) ->
     read = store.read("events", schema).sort_by("id")
     assert read.column("id").to_pylist() == ["a", "b", "c"]
     assert read.column("event_date").to_pylist() == [date(2025, 1, 1), date(2025, 1, 1), date(2025, 1, 2)]
-    assert store.history("events", 1)[0].retain == "on time"
+    newest = store.history("events", 1)[0]
+    assert (newest.retain, newest.metrics["num_added_rows"]) == ("on time", 2)
