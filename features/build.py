@@ -70,29 +70,18 @@ def register_store(
     con: duckdb.DuckDBPyConnection, store: Store, versions: Mapping[str, int | None] | None = None
 ) -> dict[str, int | None]:
     """Expose the store's tables (at `versions`, default the latest) as the views `events`, `accounts` and
-    `interventions`, in their contract columns; the versions read, for reproducing this read.
-
-    DuckDB reads a local table's active Parquet files itself. It never scans the Arrow dataset, because it
-    pushes its string filters into Arrow as string_view literals, which Arrow 25 cannot compare with the
-    string_view columns delta-rs's MERGE writes. An object-store table (DuckDB's httpfs extension is
-    downloaded at run time, so not used) is read whole into Arrow first.
-    """
+    `interventions`, in their contract columns (`Store.relation`); the versions read, for reproducing
+    this read."""
     read: dict[str, int | None] = {}
     for name, schema in INPUTS.items():
+        version = None if versions is None else versions.get(name)
         # a pinned table the past build found unwritten (None) is read as empty, not as today's table
-        pinned = versions is not None
-        version = versions.get(name) if versions is not None else None
-        found = None if pinned and version is None else store.delta(name, version)
+        found = None if versions is not None and version is None else store.delta(name, version)
         read[name] = None if found is None else found.version()
-        columns = ", ".join(f'"{c}"' for c in schema.names)
-        files = [] if found is None or store.lake_uri is not None else found.file_uris()
-        if found is None or (store.lake_uri is None and not files):
+        relation = None if found is None else store.relation(con, found, schema.names)
+        if relation is None:
             relation = con.from_arrow(schema.empty_table())
-        elif store.lake_uri is None:
-            relation = con.read_parquet(files, union_by_name=True)
-        else:
-            relation = con.from_arrow(found.to_pyarrow_dataset().to_table(columns=schema.names))
-        relation.select(columns).create_view(name, replace=True)
+        relation.create_view(name, replace=True)
     return read
 
 

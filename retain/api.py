@@ -104,16 +104,21 @@ def settings_or_default(settings: Settings | None = None) -> Settings:
 def open_store(store: StoreLike = None, settings: Settings | None = None) -> Store:
     """The store; refuses a folder of the earlier layout (Parquet files and `manifest.json`), whose tables
     this version would not see, and says how to convert it."""
-    if isinstance(store, Store):
-        return store
-    home = settings_or_default(settings).home
-    opened = Store.at(store if store is not None else home, home)
+    opened = _located(store, settings)
     if opened.lake_uri is None and (opened.root / OLD_MANIFEST).exists() and not Path(opened.lake).exists():
         raise RetainError(
             f"{opened.root} is a store of the earlier layout; convert it once with "
             f"`retain store migrate --from {opened.root} --store {opened.root}`"
         )
     return opened
+
+
+def _located(store: StoreLike, settings: Settings | None) -> Store:
+    """The store named (a `Store`, a folder or a URI), else the settings' home."""
+    if isinstance(store, Store):
+        return store
+    home = settings_or_default(settings).home
+    return Store.at(store if store is not None else home, home)
 
 
 # -- simulate and ingest ------------------------------------------------------------------------------
@@ -180,9 +185,8 @@ def migrate_store(old: Path, *, store: StoreLike = None, settings: Settings | No
     """Convert a store of the earlier layout (`manifest.json`) into this store's Delta tables."""
     from retain.ingest.migrate import migrate  # deferred: Arrow and DuckDB
 
-    home = settings_or_default(settings).home
-    target = store if isinstance(store, Store) else Store.at(store if store is not None else home, home)
-    return migrate(Path(old), target)
+    # not open_store: it refuses the earlier layout that a migration in place converts
+    return migrate(Path(old), _located(store, settings))
 
 
 # -- features and training ------------------------------------------------------------------------------

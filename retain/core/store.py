@@ -28,6 +28,7 @@ from retain.core.errors import RetainError
 
 if TYPE_CHECKING:
     # types only: importing pyarrow.dataset takes half a second, which every CLI start would pay
+    import duckdb
     import pyarrow.dataset as ds
 
 TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores")
@@ -167,6 +168,23 @@ class Store:
             else None,
             partition_base_dir=self.uri(table),
         )
+
+    def relation(
+        self, con: duckdb.DuckDBPyConnection, found: DeltaTable, columns: list[str]
+    ) -> duckdb.DuckDBPyRelation | None:
+        """`columns` of a version of a table (`found`) as a DuckDB relation; None when it holds no files.
+
+        DuckDB reads a local table's active Parquet files itself. It never scans the Arrow dataset, because
+        it pushes its string filters into Arrow as string_view literals, which Arrow 25 cannot compare with
+        the string_view columns delta-rs's MERGE writes. An object-store table (DuckDB's httpfs extension is
+        downloaded at run time, so not used) is read whole into Arrow first.
+        """
+        files = found.file_uris()
+        if not files:
+            return None
+        if self.lake_uri is None:
+            return con.read_parquet(files, union_by_name=True).select(", ".join(f'"{c}"' for c in columns))
+        return con.from_arrow(found.to_pyarrow_dataset().to_table(columns=columns))
 
     def read(
         self,

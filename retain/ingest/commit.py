@@ -152,11 +152,7 @@ def _insert_new(
     """Append the staged rows whose id the table lacks, sorted by time (so by event day), in one commit on
     the version they were chosen against; rows inserted and the table's new version."""
     target = store.create(table, stored_schema(table, keyed.schema))
-    if store.lake_uri is None:
-        files = target.file_uris()
-        known = con.read_parquet(files).select(f'"{keyed.key}"') if files else None
-    else:
-        known = con.from_arrow(target.to_pyarrow_dataset().to_table(columns=[keyed.key]))
+    known = store.relation(con, target, [keyed.key])
     staged = _staged(con, folder, keyed)
     fresh = staged if known is None else staged.join(known.set_alias("known"), keyed.key, how="anti")
     ordered = fresh.order('"ts"') if "ts" in keyed.schema.names else fresh
