@@ -6,13 +6,11 @@ Events come from the simulator (about 2.5-3 events per account-day: N events = N
 days), cached under --cache. Both builds start from the same Parquet files and produce features at every
 month-end cutoff of the span; both timings include reading the files. DuckDB runs on 2 threads.
 
-The pandas baseline computes a subset of the features that covers every shape of the full build:
-windowed counts and sums (sessions, feature uses, errors over 7/30/90 days), distinct counts (active
-users, features used), a distinct-per-day count (stickiness), trends (week over week, 30 vs prior 30),
-ratios (seat utilisation against the seats in force, error rate), recency over all history (last
-session, last sponsor touch), the latest state per key (open overdue invoices), the contract terms in
-force (seats, renewal date) and the active-account filter. The two builds must agree on those columns
-for every (account, cutoff); the run fails otherwise.
+The pandas baseline (experiments/benchmarks/pandas_features.py) computes every column of the feature
+table, health score included, written from the definitions as a data scientist would in pandas: per cutoff,
+filter each event type to its window, group by account and join. The two builds must agree on every
+column for every (account, cutoff), categories, counts and flags exactly and other numbers to 1e-9; the
+run fails otherwise.
 """
 
 from __future__ import annotations
@@ -32,41 +30,18 @@ import numpy as np
 import pandas as pd
 
 import retain.simulate
+from experiments.benchmarks.pandas_features import pandas_features
 from experiments.results import record
 from features.build import build_feature_table
-from features.cutoffs import cutoff_instant, default_cutoffs
-from features.definitions import RENEWAL_GRACE_DAYS
-from retain.core.contract import EVENT_TYPES
+from features.cutoffs import default_cutoffs
+from features.definitions import FEATURE_NAMES, FEATURES, KEYS
 from retain.core.settings import Settings
 from retain.simulate import SimConfig, simulate_to
 
 DAYS = 365
 EVENTS_PER_ACCOUNT = 1_000  # ~2.5-3 events per account-day over a year
 THREADS = 2
-DAY = pd.Timedelta(days=1)
 
-#: The columns both builds compute.
-COMPARED = (
-    "tenure_days",
-    "days_to_renewal",
-    "seats_purchased",
-    "sessions_7d",
-    "sessions_30d",
-    "sessions_90d",
-    "sessions_wow",
-    "sessions_30v30",
-    "active_users_7d",
-    "active_users_30d",
-    "stickiness_30d",
-    "seat_utilisation",
-    "days_since_last_session",
-    "feature_uses_30d",
-    "features_used_30d",
-    "errors_30d",
-    "error_rate_30d",
-    "days_since_sponsor_touch",
-    "invoices_overdue",
-)
 EVENT_COLUMNS = [
     "event_id",
     "account_id",
@@ -75,9 +50,21 @@ EVENT_COLUMNS = [
     "event_type",
     "feature",
     "count",
+    "core",
+    "duration_min",
     "status",
+    "amount",
     "invoice_id",
+    "integration",
+    "ticket_id",
+    "priority",
+    "sentiment",
+    "csat",
+    "nps",
+    "milestone",
     "seats_to",
+    "plan_to",
+    "arr_to",
     "renewal_date",
 ]
 
@@ -133,126 +120,39 @@ def ours(world: World, cutoffs: list[date]) -> tuple[pd.DataFrame, float]:
     return table.to_pandas(), seconds
 
 
-def _latest(frame: pd.DataFrame, keys: list[str], column: str) -> pd.Series:
-    return frame.sort_values(["ts", "event_id"]).groupby(keys)[column].last()
-
-
-def _before(frame: pd.DataFrame, t: pd.Timestamp, days: int | None = None, skip: int = 0) -> pd.DataFrame:
-    """Rows in the `days` days ending `skip` days before t (all history before t when days is None)."""
-    end = t - skip * DAY
-    mask = frame["ts"] < end
-    if days is not None:
-        mask &= frame["ts"] >= end - days * DAY
-    return frame[mask]
-
-
-def _days(later: pd.Series | pd.Timestamp, earlier: pd.Series | pd.Timestamp) -> pd.Series:
-    return pd.Series(later - earlier).dt.total_seconds() / 86_400
-
-
-def _change(recent: pd.Series, prior: pd.Series) -> pd.Series:
-    return (recent - prior) / prior.clip(lower=1)
-
-
-def _terms(accounts: pd.DataFrame, by_type: dict[str, pd.DataFrame], t: pd.Timestamp) -> pd.DataFrame:
-    """Accounts active at t with the seats and renewal date in force."""
-    acc = accounts[accounts["contract_start"] < t].set_index("account_id")
-    seats = _latest(_before(by_type["seats.changed"], t), ["account_id"], "seats_to")
-    renewal = _latest(_before(by_type["subscription.renewed"], t), ["account_id"], "renewal_date")
-    terms = pd.DataFrame(
-        {
-            "contract_start": acc["contract_start"],
-            "seats_purchased": seats.reindex(acc.index).fillna(acc["seats_purchased"]).astype("float64"),
-            "renewal_date": renewal.reindex(acc.index).fillna(acc["renewal_date"]),
-        }
-    )
-    gone = terms.index.isin(_before(by_type["subscription.cancelled"], t)["account_id"])
-    lapsed = terms["renewal_date"] + RENEWAL_GRACE_DAYS * DAY < t
-    return terms[~gone & ~lapsed]
-
-
-def _at_cutoff(accounts: pd.DataFrame, by_type: dict[str, pd.DataFrame], t: pd.Timestamp) -> pd.DataFrame:
-    terms = _terms(accounts, by_type, t)
-    idx = terms.index
-    sessions, uses = by_type["user.session"], by_type["feature.used"]
-
-    def count(frame: pd.DataFrame) -> pd.Series:
-        return frame.groupby("account_id").size().reindex(idx, fill_value=0)
-
-    def total(frame: pd.DataFrame) -> pd.Series:
-        return frame.groupby("account_id")["count"].sum().reindex(idx, fill_value=0)
-
-    def distinct(frame: pd.DataFrame, column: str) -> pd.Series:
-        return frame.groupby("account_id")[column].nunique().reindex(idx, fill_value=0)
-
-    def since_last(frame: pd.DataFrame) -> pd.Series:
-        return _days(t, frame.groupby("account_id")["ts"].max().reindex(idx))
-
-    row = pd.DataFrame(index=idx)
-    row["tenure_days"] = _days(t, terms["contract_start"])
-    row["days_to_renewal"] = _days(terms["renewal_date"], t)
-    row["seats_purchased"] = terms["seats_purchased"]
-    s7, s30 = _before(sessions, t, 7), _before(sessions, t, 30)
-    row["sessions_7d"] = count(s7)
-    row["sessions_30d"] = count(s30)
-    row["sessions_90d"] = count(_before(sessions, t, 90))
-    row["sessions_wow"] = _change(row["sessions_7d"], count(_before(sessions, t, 7, skip=7)))
-    row["sessions_30v30"] = _change(row["sessions_30d"], count(_before(sessions, t, 30, skip=30)))
-    row["active_users_7d"] = distinct(s7, "user_id")
-    row["active_users_30d"] = distinct(s30, "user_id")
-    user_days = s30[s30["user_id"].notna()].assign(day=s30["ts"].dt.floor("D"))
-    user_days = user_days.drop_duplicates(["account_id", "user_id", "day"])
-    active = row["active_users_30d"].where(row["active_users_30d"] > 0)
-    row["stickiness_30d"] = count(user_days) / 30 / active
-    row["seat_utilisation"] = row["active_users_30d"] / row["seats_purchased"].where(
-        row["seats_purchased"] > 0
-    )
-    row["days_since_last_session"] = since_last(_before(sessions, t))
-    u30 = _before(uses, t, 30)
-    row["feature_uses_30d"] = total(u30)
-    row["features_used_30d"] = distinct(u30, "feature")
-    row["errors_30d"] = total(_before(by_type["error.raised"], t, 30))
-    row["error_rate_30d"] = row["errors_30d"] / row["sessions_30d"].clip(lower=1)
-    row["days_since_sponsor_touch"] = since_last(_before(by_type["sponsor.touch"], t))
-    status = _latest(_before(by_type["billing.invoice"], t), ["account_id", "invoice_id"], "status")
-    row["invoices_overdue"] = count(status[status == "overdue"].reset_index())
-    return row.assign(cutoff=t).reset_index()
-
-
-def pandas_features(events: pd.DataFrame, accounts: pd.DataFrame, cutoffs: list[date]) -> pd.DataFrame:
-    """The COMPARED columns: per cutoff, filter each event type to its window and group by account."""
-    by_type = {name: events.iloc[0:0] for name in EVENT_TYPES}
-    for name, frame in events.groupby("event_type"):
-        by_type[str(name)] = frame
-    frames = [_at_cutoff(accounts, by_type, pd.Timestamp(cutoff_instant(day))) for day in cutoffs]
-    return pd.concat(frames, ignore_index=True)
-
-
 def baseline(world: World, cutoffs: list[date]) -> tuple[pd.DataFrame, float, float]:
     """The pandas build: (features, seconds including reading, seconds computing)."""
     started = time.perf_counter()
     events = pd.read_parquet(world.folder / "events", columns=EVENT_COLUMNS)
     accounts = pd.read_parquet(world.accounts)
+    interventions = pd.read_parquet(world.interventions)
     loaded = time.perf_counter()
-    result = pandas_features(events, accounts, cutoffs)
+    result = pandas_features(events, accounts, interventions, cutoffs, Settings())
     done = time.perf_counter()
     return result, done - started, done - loaded
 
 
 def disagreements(ours: pd.DataFrame, theirs: pd.DataFrame) -> list[str]:
-    """Columns (or the row set) where the two builds differ."""
-    keys = ["account_id", "cutoff"]
-    left = ours[[*keys, *COMPARED]].sort_values(keys).reset_index(drop=True)
-    right = theirs[[*keys, *COMPARED]].sort_values(keys).reset_index(drop=True)
+    """Columns (or the row set) where the two builds differ: categories, counts and flags exactly, other
+    numbers within 1e-9 (relative, or absolute near zero)."""
+    keys = list(KEYS)
+    left = ours[[*keys, *FEATURE_NAMES]].sort_values(keys).reset_index(drop=True)
+    right = theirs[[*keys, *FEATURE_NAMES]].sort_values(keys).reset_index(drop=True)
     left["cutoff"] = left["cutoff"].astype("datetime64[us, UTC]")
     right["cutoff"] = right["cutoff"].astype("datetime64[us, UTC]")
     if not left[keys].equals(right[keys]):
         return [f"rows: {len(left)} (DuckDB) vs {len(right)} (pandas)"]
     bad = []
-    for column in COMPARED:
-        a, b = left[column].to_numpy("float64"), right[column].to_numpy("float64")
-        if not np.allclose(a, b, rtol=1e-9, atol=1e-9, equal_nan=True):
-            bad.append(column)
+    for feature in FEATURES:
+        a, b = left[feature.name], right[feature.name]
+        if feature.unit == "category":
+            same = (a.isna() & b.isna()) | (a == b)
+        else:
+            x, y = a.to_numpy("float64"), b.to_numpy("float64")
+            exact = feature.unit in ("count", "flag")
+            same = np.isclose(x, y, rtol=0 if exact else 1e-9, atol=0 if exact else 1e-9, equal_nan=True)
+        if not np.all(same):
+            bad.append(feature.name)
     return bad
 
 
@@ -276,7 +176,7 @@ def run(n_events: int, cache: Path, seed: int) -> dict[str, object]:
         "pandas_compute_seconds": round(pandas_compute, 2),
         "pandas_events_per_s": round(n / pandas_seconds),
         "speedup": round(pandas_seconds / seconds, 1),
-        "pandas_features": len(COMPARED),
+        "pandas_features": len(FEATURE_NAMES),
         "agree": not bad,
         "disagree": bad,
     }

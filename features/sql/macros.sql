@@ -6,8 +6,9 @@
 
 -- Fractional days from t0 to t1 (negative when t1 is earlier).
 CREATE OR REPLACE TEMP MACRO days_between(t0, t1) AS (epoch(t1) - epoch(t0)) / 86400.0;
--- The UTC calendar day of a timestamp.
-CREATE OR REPLACE TEMP MACRO day_of(t) AS CAST(t AS DATE);
+-- The UTC calendar day of a timestamp. Read as a timestamp without time zone first, so the cast to DATE is
+-- plain arithmetic rather than a time zone conversion (several times slower, on every event).
+CREATE OR REPLACE TEMP MACRO day_of(t) AS CAST(make_timestamp(epoch_us(t)) AS DATE);
 -- An interval of n days.
 CREATE OR REPLACE TEMP MACRO n_days(n) AS to_days(CAST(n AS INTEGER));
 -- A far-future instant closing open-ended validity intervals (a NULL would defeat the range join).

@@ -1,6 +1,7 @@
--- Past interventions: counts by broad kind in the 90 days before T, the latest one, and the usage response
--- to the latest one whose follow-up fortnight ended before T: the relative change in sessions between the
--- 14 days after and the 14 days before the intervention day (that day itself is in neither).
+-- Past interventions: counts by broad kind in the 90 days before T (from the first of those 90 UTC days: the
+-- cutoff is a midnight), the latest one, and the usage response to the latest one whose follow-up fortnight
+-- ended before T: the relative change in sessions between the 14 days after and the 14 days before the
+-- intervention day (that day itself is in neither; days without sessions add nothing).
 -- An action outside the catalogue counts in the total only.
 WITH done AS (
     SELECT
@@ -24,40 +25,39 @@ history AS (
     SELECT
         d.account_id,
         c.cutoff,
-        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90)) AS interventions_90d,
-        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'outreach') AS outreach_90d,
-        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'enablement') AS enablement_90d,
-        count(*) FILTER (WHERE d.ts >= c.cutoff - n_days(90) AND d.kind = 'commercial') AS commercial_90d,
+        count(*) FILTER (WHERE d.day >= c.first_day) AS interventions_90d,
+        count(*) FILTER (WHERE d.day >= c.first_day AND d.kind = 'outreach') AS outreach_90d,
+        count(*) FILTER (WHERE d.day >= c.first_day AND d.kind = 'enablement') AS enablement_90d,
+        count(*) FILTER (WHERE d.day >= c.first_day AND d.kind = 'commercial') AS commercial_90d,
         max(d.ts) AS last_intervention_ts
-    FROM cutoffs AS c
+    FROM (SELECT cutoff, day_of(cutoff) - 90 AS first_day FROM cutoffs) AS c
     JOIN done AS d ON d.ts < c.cutoff
     GROUP BY d.account_id, c.cutoff
 ),
 
+-- the latest intervention (by time, then id) whose follow-up fortnight ended before T
+latest AS (
+    SELECT d.account_id, c.cutoff, max(ordered(d.ts, d.intervention_id)) AS latest
+    FROM cutoffs AS c
+    JOIN done AS d ON d.day + 15 <= day_of(c.cutoff)
+    GROUP BY d.account_id, c.cutoff
+),
+
+-- the usage response to each intervention some cutoff reads as its latest (about half of them)
 responses AS (
     SELECT
-        d.intervention_id,
         d.account_id,
-        d.ts,
-        d.day,
+        ordered(d.ts, d.intervention_id) AS latest,
         change(
             coalesce(sum(x.sessions) FILTER (WHERE w.shift > 0), 0),
             coalesce(sum(x.sessions) FILTER (WHERE w.shift < 0), 0)
         ) AS response
     FROM done AS d
+    JOIN (SELECT DISTINCT account_id, latest FROM latest) AS l
+        ON l.account_id = d.account_id AND l.latest = ordered(d.ts, d.intervention_id)
     CROSS JOIN (SELECT CAST(range AS INTEGER) AS shift FROM range(-14, 15)) AS w
-    LEFT JOIN daily AS x ON x.account_id = d.account_id AND x.day = d.day + w.shift
-    GROUP BY d.intervention_id, d.account_id, d.ts, d.day
-),
-
-latest_response AS (
-    SELECT
-        r.account_id,
-        c.cutoff,
-        max_by(r.response, ordered(r.ts, r.intervention_id)) AS last_intervention_response
-    FROM cutoffs AS c
-    JOIN responses AS r ON r.day + 15 <= day_of(c.cutoff)
-    GROUP BY r.account_id, c.cutoff
+    LEFT JOIN daily AS x ON x.account_id = d.account_id AND x.day = d.day + w.shift AND x.sessions > 0
+    GROUP BY d.account_id, d.ts, d.intervention_id
 )
 
 SELECT
@@ -68,6 +68,7 @@ SELECT
     h.enablement_90d,
     h.commercial_90d,
     h.last_intervention_ts,
-    r.last_intervention_response
+    r.response AS last_intervention_response
 FROM history AS h
-LEFT JOIN latest_response AS r ON r.account_id = h.account_id AND r.cutoff = h.cutoff
+LEFT JOIN latest AS l ON l.account_id = h.account_id AND l.cutoff = h.cutoff
+LEFT JOIN responses AS r ON r.account_id = l.account_id AND r.latest = l.latest

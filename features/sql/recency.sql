@@ -1,27 +1,29 @@
 -- "When did X last happen before T", over all history.
--- Sessions are dense, so joining every day to every later cutoff would multiply them: instead each account's
--- daily rows and its cutoff rows are streamed in time order and the latest session carried forward (an
--- as-of join written as a window). A cutoff row sorts before the rows of its own day (ts >= T) and its
--- frame stops one row short of itself, so it sees only days before T.
+-- Sessions are dense, so joining every day to every later cutoff would multiply them: instead each day with a
+-- session goes to the first cutoff after it (a cutoff at midnight T sees the days before T's day), the
+-- latest session is kept per account and such period, and each cutoff takes the latest of its own and the
+-- earlier periods (at most one row per earlier cutoff).
 -- Sponsor touches, payments and NPS answers are sparse: a plain join to every later cutoff is cheap.
-WITH stream AS (
-    SELECT account_id, day, 1 AS is_event, NULL AS cutoff, last_session_ts
-    FROM daily
-    WHERE last_session_ts IS NOT NULL
-    UNION ALL
-    SELECT account_id, day_of(cutoff) AS day, 0 AS is_event, cutoff, NULL AS last_session_ts
-    FROM account_cutoffs
+WITH next_cutoff AS (
+    SELECT d.day, min(c.cutoff) AS cutoff
+    FROM (SELECT DISTINCT day FROM daily) AS d
+    JOIN cutoffs AS c ON d.day < day_of(c.cutoff)
+    GROUP BY d.day
+),
+
+last_in_period AS (
+    SELECT s.account_id, n.cutoff, max(s.last_session_ts) AS last_session_ts
+    FROM daily AS s
+    JOIN next_cutoff AS n ON n.day = s.day
+    WHERE s.last_session_ts IS NOT NULL
+    GROUP BY s.account_id, n.cutoff
 ),
 
 sessions AS (
-    SELECT
-        account_id,
-        cutoff,
-        is_event,
-        max(last_session_ts) OVER (
-            PARTITION BY account_id ORDER BY day, is_event ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
-        ) AS last_session_ts
-    FROM stream
+    SELECT k.account_id, k.cutoff, max(p.last_session_ts) AS last_session_ts
+    FROM account_cutoffs AS k
+    LEFT JOIN last_in_period AS p ON p.account_id = k.account_id AND p.cutoff <= k.cutoff
+    GROUP BY k.account_id, k.cutoff
 ),
 
 sparse AS (
@@ -42,4 +44,3 @@ sparse AS (
 SELECT s.account_id, s.cutoff, s.last_session_ts, p.last_sponsor_ts, p.last_paid_ts, p.last_nps_ts, p.last_nps
 FROM sessions AS s
 LEFT JOIN sparse AS p ON p.account_id = s.account_id AND p.cutoff = s.cutoff
-WHERE s.is_event = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 from features.build import build_and_publish, build_feature_table
 from features.cutoffs import cutoff_instant, default_cutoffs, month_ends
 from features.definitions import (
+    CATEGORICAL,
     FEATURE_NAMES,
     FEATURES,
     KEYS,
@@ -39,6 +41,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import HealthBands, HealthWeights, Settings
 from retain.core.store import Store
 from retain.ingest import IngestSummary, ingest_path
+from retain.simulate import SimConfig, simulate_to
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 START = datetime(2025, 1, 1, tzinfo=UTC)
@@ -673,3 +676,64 @@ def test_as_of_version_leaves_out_a_table_first_written_after_that_version(tmp_p
     rebuilt = build_and_publish(store, settings, None, None, online=False, as_of_version=first.version)
     assert rebuilt.read == first.read
     pd.testing.assert_frame_equal(read_features(store).to_pandas(), held, check_exact=False, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Pinned values: every column of the feature table of a seeded simulation and of the random world, as the
+# SQL computed them when the files under tests/data were written (floats to 6 significant digits). A query
+# rewritten for speed must reproduce them; a deliberate change of a feature (or of the simulator) rewrites
+# them with `RETAIN_WRITE_REFERENCE=1 .venv/bin/pytest tests/unit/test_features.py -k pinned`, from the SQL
+# of the commit before the change, and says so in its commit.
+
+REFERENCE_DIR = Path(__file__).parents[1] / "data"
+PINNED_SIMULATION = SimConfig(accounts=30, days=240, seed=7, start=date(2024, 11, 1))
+
+
+def simulated_rows(folder: Path) -> pd.DataFrame:
+    """The feature table at every month end of PINNED_SIMULATION, read from its Parquet files."""
+    simulate_to(PINNED_SIMULATION, folder, workers=1)
+    with duckdb.connect(config={"threads": 2}) as con:
+        events = sorted(str(p) for p in (folder / "events").rglob("*.parquet"))
+        con.read_parquet(events, hive_partitioning=False).create_view("events")
+        con.read_parquet(str(folder / "accounts.parquet")).create_view("accounts")
+        con.read_parquet(str(folder / "interventions.parquet")).create_view("interventions")
+        return build_feature_table(con, default_cutoffs(con), Settings()).to_pandas()
+
+
+def differences(rows: pd.DataFrame, pinned: pd.DataFrame) -> list[str]:
+    """The columns whose values moved from the pinned ones, with the first row that differs."""
+    if not rows[list(KEYS)].astype(str).equals(pinned[list(KEYS)].astype(str)):
+        return [f"keys: {len(rows)} rows now, {len(pinned)} pinned"]
+    moved = []
+    for f in FEATURES:
+        now, then = rows[f.name], pinned[f.name]
+        if f.unit == "category":
+            same = (now.fillna("") == then.fillna("")).to_numpy()
+        else:
+            a, b = now.to_numpy("float64"), then.to_numpy("float64")
+            same = np.isclose(a, b, rtol=1e-5, atol=1e-9, equal_nan=True)
+        if not same.all():
+            i = int(np.argmin(same))
+            where = f"{rows['account_id'].iloc[i]} at {rows['cutoff'].iloc[i]}"
+            moved.append(f"{f.name}: {now.iloc[i]} now, {then.iloc[i]} pinned ({where})")
+    return moved
+
+
+def assert_pinned(rows: pd.DataFrame, name: str) -> None:
+    path = REFERENCE_DIR / f"{name}.csv"
+    rows = rows.assign(cutoff=rows["cutoff"].map(lambda t: t.date().isoformat()))
+    if os.environ.get("RETAIN_WRITE_REFERENCE") == "1":
+        rows.to_csv(path, index=False, float_format="%.6g")
+    pinned = pd.read_csv(path, dtype={c: str for c in (*KEYS, *CATEGORICAL)})
+    assert list(pinned.columns) == [*KEYS, *FEATURE_NAMES]
+    assert differences(rows, pinned) == []
+
+
+def test_pinned_features_of_a_seeded_simulation(tmp_path: Path) -> None:
+    assert_pinned(simulated_rows(tmp_path / "sim"), "features_simulated")
+
+
+def test_pinned_features_of_the_random_world() -> None:
+    events, interventions = world(0)
+    cutoffs = [date(2024, 12, 31), date(2025, 1, 31), date(2025, 2, 28), date(2025, 3, 31)]
+    assert_pinned(build_rows(events, interventions, cutoffs), "features_random_world")
