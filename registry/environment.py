@@ -29,6 +29,7 @@ ENTRY = "registry.pyfunc"
 DISTRIBUTIONS = {
     "lightgbm": "lightgbm",
     "mlflow": "mlflow",
+    "numba": "numba",
     "numpy": "numpy",
     "pandas": "pandas",
     "pyarrow": "pyarrow",

@@ -5,7 +5,7 @@ offline source Feast serves (`features/feast_repo.py`), built once from the feat
 is no second implementation; an exact-cutoff read needs no point-in-time join, which would return the
 same rows at several times the cost (FIELD_NOTES: 12 s and 4.3 GB for 1M entity rows with DuckDB).
 
-Rows are scored in chunks (exact TreeSHAP dominates: ~2 ms a row), written as they go to a temporary
+Rows are scored in chunks (exact TreeSHAP dominates), written as they go to a temporary
 file that replaces the output only when complete. The same rows, with their cutoff, then replace that
 cutoff's rows of the store's `scores` Delta table in one transaction: a reader sees the previous batch
 or the new one, and each version's note names the champions that scored it.

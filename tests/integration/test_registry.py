@@ -72,9 +72,13 @@ def test_serving_array_predicts_exactly_as_lightgbms_pandas_path() -> None:
     expected_margin = model.booster.predict(model.matrix(rows), raw_score=True)
     expected_contrib = model.booster.predict(model.matrix(rows), pred_contrib=True)
     np.testing.assert_array_equal(model.margin(rows), expected_margin)
-    np.testing.assert_array_equal(model.contributions(rows), expected_contrib)
+    np.testing.assert_array_equal(
+        model.booster.predict(model.array(rows), pred_contrib=True), expected_contrib
+    )  # the array encoding is the pandas path's
+    # the explainer's own TreeSHAP (training/treeshap.py) equals LightGBM's to rounding
+    np.testing.assert_allclose(model.contributions(rows), expected_contrib, rtol=0, atol=1e-12)
     probability, reasons = model.explain(rows.iloc[[7]], top=2)
-    assert probability[0] == model.predict(rows)[7]
+    assert probability[0] == pytest.approx(model.predict(rows)[7], rel=1e-12)
     assert [r.feature for r in reasons[0]] == [
         model.features[j] for j in np.argsort(-np.abs(expected_contrib[7, :-1]))[:2]
     ]

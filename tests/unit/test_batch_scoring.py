@@ -85,8 +85,9 @@ def test_store_batch_scores_every_active_account_with_both_champions(
     np.testing.assert_allclose(scores["expansion_probability"], models["expansion"].predict(rows), atol=1e-12)
     assert scores["health_band"].tolist() == rows["health_band"].tolist()
 
-    # Reasons are the top three exact TreeSHAP contributions (pred_contrib), in order, signed.
-    contributions = models["churn"].contributions(rows)[:, :-1]
+    # Reasons are the top three exact TreeSHAP contributions (LightGBM's pred_contrib), in order, signed.
+    churn = models["churn"]
+    contributions = churn.booster.predict(churn.array(rows), pred_contrib=True)[:, :-1]
     for i, text in enumerate(scores["reasons"]):
         reasons = json.loads(text)
         order = np.argsort(-np.abs(contributions[i]), kind="stable")[: len(reasons)]
