@@ -36,6 +36,9 @@ log = logging.getLogger("retain.decision_log")
 
 #: entries per transaction: one executemany per table
 BATCH = 500
+#: how long the writer lets entries gather after the first arrives, so a busy API commits a batch rather
+#: than one transaction per answer (each costs the GIL a request's worth of work); `flush` cuts it short
+GATHER_SECONDS = 0.1
 #: at most one warning of a kind (dropped, failed) per this many seconds; `stats` has the counts
 WARN_EVERY = 10.0
 #: how long SQLite waits for the other writer's lock (the writer thread or a feedback request)
@@ -221,6 +224,24 @@ TAKEN_COLUMNS = [TAKEN.c[f.name] for f in fields(TakenAction)]
 DECISION_COLUMNS = [DECISIONS.c[f.name] for f in fields(LoggedDecision)]
 
 
+def _previous_score_query() -> sa.Select[Any]:
+    """`previous_score`'s query, built once: a request that serves an account for the first time asks
+    it, and building the statement costs several times running it."""
+    d = DECISIONS.c
+    other_data = d.cutoff.is_distinct_from(sa.bindparam("cutoff", type_=UTCDateTime))
+    other_models = sa.cast(d.models, sa.Text) != sa.bindparam("models", type_=sa.Text)
+    return (
+        sa.select(*DECISION_COLUMNS)
+        .where(d.account_id == sa.bindparam("account_id"), d.kind == "score")
+        .where(sa.or_(other_data, other_models))
+        .order_by(d.served_at.desc(), d.id.desc())
+        .limit(1)
+    )
+
+
+_PREVIOUS_SCORE = _previous_score_query()
+
+
 class DecisionLogUnavailable(RetainError):
     """A synchronous read or write could not reach the decision log's database."""
 
@@ -289,6 +310,8 @@ class DecisionLog:
         #: entries queued and entries written or given up on, in queue order: their difference (queued plus
         #: being written) bounds memory, and `flush` waits for the second to reach the first
         self._accepted = self._processed = 0
+        #: the entries a waiting `flush` needs processed: the writer writes at once until they are
+        self._wanted = 0
 
     @classmethod
     def for_store(cls, store: Store, settings: Settings) -> DecisionLog:
@@ -328,7 +351,8 @@ class DecisionLog:
             else:
                 self._queue.append(decision)
                 self._accepted += 1
-                self._changed.notify_all()
+                if len(self._queue) in (1, BATCH):  # the writer waits for a first entry, or a full batch
+                    self._changed.notify_all()
                 return True
         self._warn("dropped", "decision log %s: queue full, %d entries dropped so far", self.url, dropped)
         return False
@@ -340,6 +364,8 @@ class DecisionLog:
             target = self._accepted
             if self._thread is None or not self._thread.is_alive():
                 return self._processed >= target
+            self._wanted = max(self._wanted, target)
+            self._changed.notify_all()
             return self._changed.wait_for(lambda: self._processed >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
@@ -420,15 +446,9 @@ class DecisionLog:
         self, account_id: str, cutoff: datetime | None, models: dict[str, str | None]
     ) -> LoggedDecision | None:
         """The latest score for the account from other data or other models: what changed since then."""
-        d = DECISIONS.c
-        query = (
-            sa.select(*DECISION_COLUMNS)
-            .where(d.account_id == account_id, d.kind == "score")
-            .where(sa.or_(d.cutoff.is_distinct_from(cutoff), sa.cast(d.models, sa.Text) != _dumps(models)))
-            .order_by(d.served_at.desc(), d.id.desc())
-            .limit(1)
+        row = self._one(
+            _PREVIOUS_SCORE, {"account_id": account_id, "cutoff": cutoff, "models": _dumps(models)}
         )
-        row = self._one(query)
         return None if row is None else LoggedDecision(**row)
 
     def decisions(
@@ -461,9 +481,9 @@ class DecisionLog:
         with self._connect() as conn:
             return [FeedbackOnAction(**row) for row in conn.execute(query).mappings()]
 
-    def _one(self, query: sa.Select[Any]) -> sa.RowMapping | None:
+    def _one(self, query: sa.Select[Any], values: dict[str, Any] | None = None) -> sa.RowMapping | None:
         with self._connect() as conn:
-            return conn.execute(query).mappings().one_or_none()
+            return conn.execute(query, values).mappings().one_or_none()
 
     @contextlib.contextmanager
     def _connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
@@ -493,9 +513,13 @@ class DecisionLog:
             self._schema_ready = True
 
     def _run(self) -> None:
+        def gathered() -> bool:
+            return len(self._queue) >= BATCH or self._wanted > self._processed or self._stop.is_set()
+
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._queue or self._stop.is_set())
+                self._changed.wait_for(gathered, GATHER_SECONDS)
                 if self._stop.is_set():
                     return
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]

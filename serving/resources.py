@@ -20,7 +20,7 @@ from datetime import UTC, datetime, time
 import pyarrow as pa
 from feast import FeatureStore
 
-from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store, online_rows
+from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store
 from features.rows import FeatureRows
 from registry.models import VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import client
@@ -31,6 +31,7 @@ from retain.core.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import KeyRing
+from serving.online import OnlineReader
 from serving.schemas import Readiness
 from training.causal.uplift import UpliftModel
 
@@ -81,6 +82,8 @@ class Loaded:
     uplift: UpliftChampion | None = None
     #: the newest cutoff published to the online store: an account whose row predates it has left
     published: datetime | None = None
+    #: reads `features` from the online store (set with `feature_store`)
+    online: OnlineReader | None = None
 
     def champion(self, kind: str) -> Champion | None:
         return self.churn if kind == CHURN else self.expansion
@@ -174,18 +177,19 @@ class Resources:
             before = self.loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
             uplift = self._uplift(errors)
-            online_store, features, published = self._feature_store(before.feature_store, errors)
+            online_store, online, published = self._feature_store(before.feature_store, errors)
             accounts = self._accounts(errors)
             self.taken = LastTaken(self._interventions(errors))
             self.loaded = Loaded(
                 champions[CHURN],
                 champions[EXPANSION],
                 online_store,
-                features,
+                online.features if online else None,
                 accounts,
                 errors,
                 uplift,
                 published,
+                online,
             )
             now = {**champions, UPLIFT: uplift}
             changed = [kind for kind in now if _label(now[kind]) != _label(before.any_champion(kind))]
@@ -224,15 +228,17 @@ class Resources:
 
     def _feature_store(
         self, current: FeatureStore | None, errors: dict[str, str]
-    ) -> tuple[FeatureStore | None, FeatureSet | None, datetime | None]:
-        """The store, its features, and the end of the latest materialisation (a publish writes every
-        account's row up to the build's last cutoff)."""
+    ) -> tuple[FeatureStore | None, OnlineReader | None, datetime | None]:
+        """The store, a reader of its features, and the end of the latest materialisation (a publish
+        writes every account's row up to the build's last cutoff)."""
         try:
             online_store = current or feature_store(self.store, self.settings)
             online_store.refresh_registry()
             view = online_store.get_feature_view(VIEW)
             published = view.materialization_intervals[-1][1] if view.materialization_intervals else None
-            return online_store, feature_set(online_store, [f.name for f in view.features]), published
+            features = feature_set(online_store, [f.name for f in view.features])
+            reader = OnlineReader(online_store.provider, online_store.config, view, features)
+            return online_store, reader, published
         except Exception as e:  # Feast raises its own types for a missing or broken repo
             errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
             return None, None, None
@@ -267,9 +273,9 @@ class Resources:
     def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:
         """The latest published feature row per account (no cutoff when there is none); without a
         feature store, rows with nothing in them, which the rules then answer."""
-        if loaded.feature_store is None or loaded.features is None:
+        if loaded.online is None:
             return FeatureRows.build(account_ids, [None] * len(account_ids), {}, (), frozenset())
-        return online_rows(loaded.feature_store, account_ids, loaded.features)
+        return loaded.online.rows(account_ids)
 
     def as_of(self) -> datetime:
         """The serving clock: now, or the configured replay date (end of that day, UTC)."""

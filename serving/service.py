@@ -53,7 +53,6 @@ from serving.schemas import (
     ScoreItem,
     ScoreResponse,
 )
-from training.causal import recency
 
 #: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"
@@ -282,9 +281,8 @@ class Service:
         as_of = self.resources.as_of()
         taken = self.resources.taken.of(assessment.account_id, as_of)
         verdicts = eligibility(assessment.row, taken, as_of)
-        days_since = recency.for_account(taken, as_of)
         value = self.resources.settings.value
-        return verdicts, rank(assessment, verdicts, days_since, loaded.uplift, value)
+        return verdicts, rank(assessment, verdicts, taken, as_of, loaded.uplift, value)
 
     def _offer(
         self, ranking: Ranking, limit: int, exclude: set[str], channels: list[str] | None
