@@ -3,6 +3,7 @@ in a key or a bad value stops the run before any work, with a message naming it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -119,10 +120,20 @@ class UpliftConfig(BaseModel):
     threads: int = Field(
         1, ge=1, description="LightGBM threads; more only pays on a machine with idle cores (see TrainConfig)"
     )
+    jobs: int | None = Field(
+        None,
+        ge=1,
+        description="processes fitting folds and actions side by side (default: one per core); the "
+        "estimates are the same for any number",
+    )
     budget_share: float = Field(
         0.1, gt=0, lt=1, description="with truth: the share of accounts a policy may treat when it is judged"
     )
     truth_dir: Path | None = Field(None, description="a simulator output folder: judge against the truth")
+
+    @property
+    def resolved_jobs(self) -> int:
+        return self.jobs or os.cpu_count() or 1
 
     def resolved(self, settings: Settings) -> UpliftConfig:
         return self.model_copy(

@@ -17,7 +17,7 @@ in `jobs` processes, with a progress bar on stderr) and assembles the report: `s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,15 +33,13 @@ from retain.report.estimation import (
     REFUTE_FOLDS,
     SUBSET_SHARE,
     ArmData,
-    RefutationDraws,
     overlap,
     placebo_level,
-    propensity,
     pseudo_outcomes,
     randomised_holdout,
-    refutation_estimate,
     refutation_verdict,
 )
+from retain.report.fits import Fits, shared_fits, variant
 from retain.report.schema import (
     ArmOverlap,
     AverageEffect,
@@ -62,6 +60,7 @@ from retain.report.schema import (
 from retain.report.study import Study, store_study, table_study
 from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
 from training.causal import dr
+from training.causal.crossfit import crossfit_cache
 from training.causal.design import store_design
 from training.config import UpliftConfig
 
@@ -111,18 +110,17 @@ class RefutationRun:
     estimate: dr.Effect
 
 
-def estimate_arm(study: Study, x: dr.Matrix, index: int) -> ArmEstimates:
+def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstimates:
     """One arm's effect on each outcome, with its segments, responders and randomised comparison."""
     arm = study.arms[index]
     frame = study.frame.iloc[arm.rows].reset_index(drop=True)
-    base = ArmData.of(study, x, index)
-    splits = dr.folds(base.groups, study.folds, study.seed)
-    e, clipped = propensity(base, splits, study)
+    base, splits = variant(study, ArmData.of(study, x, index), index, "estimate")
+    e, clipped = fits.propensity(base, study.propensity_clip)
     effects, found, skipped, trees, holdout = [], [], [], [], []
     by_outcome: dict[str, dr.Effect] = {}
     for outcome in study.outcomes:
         data = base.with_outcome(outcome.values[arm.rows], outcome.binary)
-        pseudo = pseudo_outcomes(data, e, clipped, splits, study)
+        pseudo = pseudo_outcomes(data, e, clipped, splits, fits.baseline.get(outcome.name), study.seed)
         effect = by_outcome[outcome.name] = pseudo.effect(data)
         effects.append(AverageEffect.of(arm.treatment, outcome.name, effect))
         levels, thin = segments(frame, study.segment_columns, pseudo, data, arm.treatment, outcome.name)
@@ -165,26 +163,30 @@ def _holdout_comparison(
     )
 
 
-def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck) -> RefutationRun:
+def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, fits: Fits) -> RefutationRun:
     """One refutation of one arm's estimate on the refuted outcome."""
-    arm = study.arms[index]
-    outcome = study.outcome(study.refute_outcome)
-    data = ArmData.of(study, x, index).with_outcome(outcome.values[arm.rows], outcome.binary)
-    splits = dr.folds(data.groups, study.folds, study.seed)
-    draws = RefutationDraws.of(data, np.random.default_rng([study.seed, index]))
-    return RefutationRun(index, check, refutation_estimate(check, data, splits, study, draws))
+    data, splits = variant(study, ArmData.of(study, x, index), index, check)
+    e, clipped = fits.propensity(data, study.propensity_clip)
+    baseline = fits.baseline.get(study.refute_outcome)
+    estimate = pseudo_outcomes(data, e, clipped, splits, baseline, study.seed).effect(data)
+    return RefutationRun(index, check, estimate)
 
 
-def _run(study: Study, x: dr.Matrix, jobs: int) -> tuple[list[ArmEstimates], list[RefutationRun]]:
-    """Every arm's estimates and refutations, `jobs` at a time (they are independent), with a progress bar
-    on stderr that counts the steps as they finish."""
+def _run(
+    study: Study, x: dr.Matrix, jobs: int, cache: Path | None
+) -> tuple[list[ArmEstimates], list[RefutationRun]]:
+    """Every arm's estimates and refutations, `jobs` at a time, from the fits they share (`fits`), with a
+    progress bar on stderr for each stage."""
+    fits = shared_fits(study, x, jobs, cache)
     arms = range(len(study.arms))
-    work = [delayed(estimate_arm)(study, x, i) for i in arms]
-    work += [delayed(refute_arm)(study, x, i, check) for i in arms for check in REFUTATION_CHECKS]
+    work = [delayed(estimate_arm)(study, x, i, fits[(i, "estimate")]) for i in arms]
+    work += [
+        delayed(refute_arm)(study, x, i, check, fits[(i, check)]) for i in arms for check in REFUTATION_CHECKS
+    ]
     done = Parallel(n_jobs=min(jobs, len(work)), return_as="generator_unordered")(work)
     estimates: dict[int, ArmEstimates] = {}
     runs: dict[tuple[int, RefutationCheck], RefutationRun] = {}
-    with tqdm(total=len(work), desc="causal report", unit="step", disable=None) as bar:
+    with tqdm(total=len(work), desc="causal report: estimates", unit="step", disable=None) as bar:
         for result in done:
             if isinstance(result, ArmEstimates):
                 estimates[result.index] = result
@@ -214,11 +216,13 @@ def _refutation(study: Study, run: RefutationRun, main: dr.Effect) -> Refutation
     )
 
 
-def analyse(study: Study, jobs: int = 1) -> Analysis:
+def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
     """Every section of the report; arms and their refutations are independent, so `jobs` processes
-    estimate them side by side."""
+    estimate them side by side. Fits found in `cache` (`crossfit`'s) are read, not refitted."""
+    # accounts as integer codes: the same folds and clusters as their ids, without sorting text each time
+    study = replace(study, groups=np.unique(study.groups, return_inverse=True)[1])
     x = dr.Matrix.of(study.frame, study.covariates, study.category_levels)
-    arms, runs = _run(study, x, jobs)
+    arms, runs = _run(study, x, jobs, cache)
     overlaps = [a.overlap for a in arms]
     refutations = [_refutation(study, run, arms[run.index].refuted_estimate) for run in runs]
     skipped = [s for a in arms for s in a.segments_skipped]
@@ -332,7 +336,7 @@ def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
     """The report over the store's weekly design: every action, on churn and expansion."""
     config = UpliftConfig().resolved(settings)
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    return analyse(store_study(design, config, str(store.root.resolve())), jobs)
+    return analyse(store_study(design, config, str(store.root.resolve())), jobs, crossfit_cache(store))
 
 
 def from_table(

@@ -88,12 +88,15 @@ class PseudoOutcomes:
         return dr.average_effect(self.values[m], data.treated[m], data.y[m], data.groups[m], variance)
 
 
-def _outcome_models(data: ArmData, e: np.ndarray, splits: Splits, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """mu0 and mu1 out of fold: on a 0/1 outcome as the uplift models fit them (the baseline E[Y | x] and
-    the treated arm's log-odds shift from it), on a numeric one a regression per arm."""
+def _outcome_models(
+    data: ArmData, e: np.ndarray, splits: Splits, seed: int, baseline: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """mu0 and mu1 out of fold: on a 0/1 outcome as the uplift models fit them (the shared out-of-fold
+    `baseline` E[Y | x] and the treated arm's log-odds shift from it), on a numeric one a regression per
+    arm."""
     x, t, y = data.x, data.treated, data.y
     if data.binary:
-        baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=MODEL_THREADS)
+        assert baseline is not None, "a 0/1 outcome's nuisances start from its baseline"
         return dr.fit_outcomes(t, y, splits, baseline, e)
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
@@ -104,9 +107,16 @@ def _outcome_models(data: ArmData, e: np.ndarray, splits: Splits, seed: int) -> 
 
 
 def pseudo_outcomes(
-    data: ArmData, e: np.ndarray, clipped: np.ndarray, splits: Splits, study: Study
+    data: ArmData,
+    e: np.ndarray,
+    clipped: np.ndarray,
+    splits: Splits,
+    baseline: np.ndarray | None,
+    seed: int,
 ) -> PseudoOutcomes:
-    mu0, mu1 = _outcome_models(data, e, splits, study.seed)
+    """Each row's pseudo-outcome (on the outcome in `data`) and, on a 0/1 outcome, its variance, given the
+    propensity `e` (and where it was clipped) and, on a 0/1 outcome, its out-of-fold `baseline`."""
+    mu0, mu1 = _outcome_models(data, e, splits, seed, baseline)
     nuisance = dr.Nuisance(mu0, mu1, e, clipped)
     values = dr.pseudo_outcomes(data.treated, data.y, nuisance)
     variance = dr.expected_spread(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
@@ -115,26 +125,6 @@ def pseudo_outcomes(
 
 def _with_se(effect: dr.Effect, se: float) -> dr.Effect:
     return replace(effect, se=se, ci_low=effect.ate - dr.Z95 * se, ci_high=effect.ate + dr.Z95 * se)
-
-
-def propensity(data: ArmData, splits: Splits, study: Study) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's out-of-fold propensity, clipped, and whether the clip moved it."""
-    return dr.fit_propensity(
-        data.x,
-        data.treated,
-        data.randomised,
-        data.known_propensity,
-        splits,
-        data.groups,
-        clip=study.propensity_clip,
-        seed=study.seed,
-        threads=MODEL_THREADS,
-    )
-
-
-def _re_estimate(data: ArmData, splits: Splits, study: Study) -> dr.Effect:
-    """A complete re-estimate (propensity and outcome models refitted) for a refutation."""
-    return pseudo_outcomes(data, *propensity(data, splits, study), splits, study).effect(data)
 
 
 def placebo_level(checks: int) -> float:
@@ -152,27 +142,29 @@ def placebo_holds(placebo: dr.Effect, checks: int) -> bool:
 
 @dataclass(frozen=True)
 class RefutationDraws:
-    """The random parts of an arm's three refutations, drawn in one fixed order from one generator so
-    that each check, run on its own, sees the same draws as when they ran in sequence."""
+    """The random parts of an arm's three refutations. The shuffled treatment is the arm's own; the noise
+    covariate and the kept groups are drawn once for every arm over the same rows (`shared`), so that
+    their refitted baselines and binned datasets serve them all."""
 
     shuffled_treatment: np.ndarray
     noise: np.ndarray
     kept_groups: np.ndarray
 
     @classmethod
-    def of(cls, data: ArmData, rng: np.random.Generator) -> RefutationDraws:
-        shuffled = rng.permutation(data.treated)
-        noise = rng.normal(size=len(data.y))
+    def of(cls, data: ArmData, arm: np.random.Generator, shared: np.random.Generator) -> RefutationDraws:
+        shuffled = arm.permutation(data.treated)
+        noise = shared.normal(size=len(data.y))
         groups = np.unique(data.groups)
-        kept = rng.choice(groups, max(REFUTE_FOLDS, round(SUBSET_SHARE * len(groups))), replace=False)
+        kept = shared.choice(groups, max(REFUTE_FOLDS, round(SUBSET_SHARE * len(groups))), replace=False)
         return cls(shuffled, noise, kept)
 
 
-def refutation_estimate(
-    check: RefutationCheck, data: ArmData, splits: Splits, study: Study, draws: RefutationDraws
-) -> dr.Effect:
-    """The re-estimate one check compares with the original: with the treatment shuffled (placebo), with a
-    noise covariate added (random common cause), or on a random share of the groups (data subset)."""
+def refuted(
+    check: RefutationCheck, data: ArmData, study: Study, draws: RefutationDraws
+) -> tuple[ArmData, Splits]:
+    """The rows and folds one check re-estimates on: the treatment shuffled (placebo), a noise covariate
+    added (random common cause), or a random share of the groups (data subset). Each re-estimate refits
+    the propensity and the baseline on them."""
     if check == "placebo_treatment":
         nobody = np.zeros(len(data.y))
         shuffled = replace(
@@ -181,16 +173,16 @@ def refutation_estimate(
             randomised=nobody.astype(np.int8),
             known_propensity=nobody,
         )
-        return _re_estimate(shuffled, dr.folds(data.groups, REFUTE_FOLDS, study.seed), study)
+        return shuffled, dr.folds(data.groups, REFUTE_FOLDS, study.seed)
     if check == "random_common_cause":
         noisy = dr.Matrix(
             np.column_stack([data.x.values, draws.noise]),
             [*data.x.columns, "random_common_cause"],
             data.x.categorical,
         )
-        return _re_estimate(replace(data, x=noisy), splits, study)
+        return replace(data, x=noisy), dr.folds(data.groups, study.folds, study.seed)
     part = data.subset(np.flatnonzero(np.isin(data.groups, draws.kept_groups)))
-    return _re_estimate(part, dr.folds(part.groups, REFUTE_FOLDS, study.seed), study)
+    return part, dr.folds(part.groups, REFUTE_FOLDS, study.seed)
 
 
 def refutation_verdict(

@@ -17,6 +17,7 @@ from datetime import date, timedelta
 import duckdb
 import numpy as np
 import pandas as pd
+from tqdm import tqdm
 
 from features.build import build_feature_table, register_store
 from features.definitions import KEYS
@@ -120,8 +121,11 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
         cutoffs = weekly_cutoffs(days, first.date() + timedelta(days=28), matured_until)
         if not cutoffs:
             raise RetainError("the store's events do not span a full horizon after the first month")
+        bar = tqdm(total=3, desc=f"design: {len(cutoffs)} weekly cutoffs", unit="step", disable=None)
         rows = build_feature_table(con, cutoffs, settings).to_pandas()
+        bar.update()
         labels = {o: label_frame(con, rows[list(KEYS)], o, horizon_days) for o in OUTCOMES}  # type: ignore[arg-type]
+        bar.update()
     keep = labels["churn"][["account_id", "cutoff", "matured"]].merge(
         labels["expansion"][["account_id", "cutoff", "matured"]], on=["account_id", "cutoff"]
     )
@@ -139,4 +143,6 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
     last = recency.last_taken(rows, interventions)
     left = recency.horizon_left(rows, interventions, horizon_days)
     ahead = {a: left[:, j] for j, a in enumerate(ACTIONS)}
+    bar.update()
+    bar.close()
     return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, ahead)

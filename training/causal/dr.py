@@ -174,8 +174,15 @@ def out_of_fold_baseline(
     """`fit_baseline`'s prediction for every row from the folds that left the row out."""
     out = np.empty(len(label))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
-        out[predict_rows] = predict(fit_baseline(x, fit_rows, label, seed + fold, threads), x, predict_rows)
+        out[predict_rows] = fold_baseline(x, label, fit_rows, predict_rows, seed + fold, threads)
     return out
+
+
+def fold_baseline(
+    x: Matrix, label: np.ndarray, fit_rows: np.ndarray, predict_rows: np.ndarray, seed: int, threads: int
+) -> np.ndarray:
+    """One fold of `out_of_fold_baseline`: the baseline fitted on `fit_rows`, predicted on `predict_rows`."""
+    return predict(fit_baseline(x, fit_rows, label, seed, threads), x, predict_rows)
 
 
 def predict(
@@ -196,30 +203,80 @@ def folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.nd
     return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=shuffled))
 
 
-def fit_early_stopped(
-    x: Matrix, rows: np.ndarray, label: np.ndarray, groups: np.ndarray, seed: int, threads: int
-) -> lgb.Booster | float:
-    """`fit_binary` with as many rounds (at most NUISANCE_ROUNDS) as a quarter of the accounts, held out,
-    supports; the model is then refitted on every row with that many rounds. Without enough rows of both
-    labels on each side, `fit_binary` decides."""
-    accounts = np.unique(groups[rows])
-    picked = np.random.default_rng(seed).choice(
-        accounts, round(PROPENSITY_VALIDATION_SHARE * len(accounts)), replace=False
-    )
-    held = np.isin(groups[rows], picked)
-    train, valid = rows[~held], rows[held]
-    if _too_thin(label, train) or _too_thin(label, valid):
-        return fit_binary(x, rows, label, seed, threads)
-    params = NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}
-    fitting = _dataset(x, train, label)
-    probe = lgb.train(
-        params,
-        fitting,
-        num_boost_round=NUISANCE_ROUNDS,
-        valid_sets=[_dataset(x, valid, label, reference=fitting)],
-        callbacks=[lgb.early_stopping(PROPENSITY_PATIENCE, verbose=False)],
-    )
-    return _fit(x, rows, label, params, max(1, probe.best_iteration))
+class PropensityFold:
+    """One fold's early-stopped propensity models, for any number of treatments over the same rows.
+
+    `fit` adds rounds (at most NUISANCE_ROUNDS) while a quarter of the accounts, held out, gains, then
+    refits on every row with that many rounds; without enough rows of both labels on each side,
+    `fit_binary`'s rule decides. The held-out accounts depend only on the rows and the seed, and LightGBM's
+    bins only on the covariates, so the three datasets are binned once and relabelled per treatment: a
+    dozen actions cost one binning, and each model is the one a fresh dataset gives."""
+
+    def __init__(self, x: Matrix, rows: np.ndarray, groups: np.ndarray, seed: int, threads: int) -> None:
+        accounts, codes = np.unique(groups[rows], return_inverse=True)
+        picked = np.random.default_rng(seed).choice(
+            len(accounts), round(PROPENSITY_VALIDATION_SHARE * len(accounts)), replace=False
+        )
+        held = np.isin(codes, picked)
+        self.x, self.rows = x, rows
+        self.train, self.valid = rows[~held], rows[held]
+        self.params = NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}
+        self._binned: dict[str, lgb.Dataset] = {}
+
+    def _labelled(self, part: str, rows: np.ndarray, label: np.ndarray) -> lgb.Dataset:
+        """The dataset of `rows` (binned on first use) carrying `label`."""
+        if part not in self._binned:
+            reference = self._binned["train"] if part == "valid" else None
+            self._binned[part] = _dataset(self.x, rows, label, reference=reference)
+        else:
+            self._binned[part].set_label(label[rows])
+        return self._binned[part]
+
+    def fit(self, label: np.ndarray) -> lgb.Booster | float:
+        if _too_thin(label, self.rows):
+            return float(label[self.rows].mean()) if len(self.rows) else 0.0
+        rounds = NUISANCE_ROUNDS
+        if not (_too_thin(label, self.train) or _too_thin(label, self.valid)):
+            probe = lgb.train(
+                self.params,
+                self._labelled("train", self.train, label),
+                num_boost_round=NUISANCE_ROUNDS,
+                valid_sets=[self._labelled("valid", self.valid, label)],
+                callbacks=[lgb.early_stopping(PROPENSITY_PATIENCE, verbose=False)],
+            )
+            rounds = max(1, probe.best_iteration)
+        return lgb.train(self.params, self._labelled("all", self.rows, label), num_boost_round=rounds)
+
+
+def fold_propensities(
+    x: Matrix,
+    labels: list[np.ndarray],
+    fit_rows: np.ndarray,
+    predict_rows: np.ndarray,
+    groups: np.ndarray,
+    seed: int,
+    threads: int,
+) -> list[np.ndarray]:
+    """Each label's P(label | x) for `predict_rows`, from early-stopped models fitted on `fit_rows` (one
+    fold of `fit_propensity`, for several treatments at once)."""
+    fold = PropensityFold(x, fit_rows, groups, seed, threads)
+    return [predict(fold.fit(label), x, predict_rows) for label in labels]
+
+
+def targeted(treated: np.ndarray, randomised: np.ndarray) -> np.ndarray:
+    """1 where the team chose the treatment (taken, not drawn by the experiment arm): the part of the
+    propensity a model learns."""
+    return ((treated == 1) & (randomised == 0)).astype(np.int8)
+
+
+def with_known(
+    targeted_p: np.ndarray, known_propensity: np.ndarray, clip: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The propensity from its targeted part and the experiment arm's known one, clipped into
+    [clip, 1 - clip], and which rows the clip moved."""
+    raw = 1.0 - (1.0 - targeted_p) * (1.0 - known_propensity)
+    propensity = np.clip(raw, clip, 1.0 - clip)
+    return propensity, propensity != raw
 
 
 def fit_propensity(
@@ -235,16 +292,15 @@ def fit_propensity(
     threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold P(treated | x) for every row, clipped into [clip, 1 - clip], and which rows were
-    clipped. The targeted part is learnt (`fit_early_stopped`, held out by `groups`); the experiment arm's
+    clipped. The targeted part is learnt (`PropensityFold`, held out by `groups`); the experiment arm's
     part is the log's."""
-    targeted = ((treated == 1) & (randomised == 0)).astype(np.int8)
     targeted_p = np.empty(len(treated))
+    label = targeted(treated, randomised)
     for fold, (fit_rows, predict_rows) in enumerate(splits):
-        model = fit_early_stopped(x, fit_rows, targeted, groups, seed + fold, threads)
-        targeted_p[predict_rows] = predict(model, x, predict_rows)
-    raw = 1.0 - (1.0 - targeted_p) * (1.0 - known_propensity)
-    propensity = np.clip(raw, clip, 1.0 - clip)
-    return propensity, propensity != raw
+        (targeted_p[predict_rows],) = fold_propensities(
+            x, [label], fit_rows, predict_rows, groups, seed + fold, threads
+        )
+    return with_known(targeted_p, known_propensity, clip)
 
 
 def fit_outcomes(

@@ -62,7 +62,7 @@ def evaluation_weeks(
     fit = CrossFit.of(design, config, outcomes=("churn",))
     psi = np.empty((len(design.rows), len(ACTIONS)))
     for j, action in enumerate(ACTIONS):
-        nuisance = fit.nuisance(action, "churn", *fit.propensity(action))
+        nuisance = fit.nuisance(action, "churn")
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
     eligible = policy.eligible_mask(policy.at_cutoffs(design.rows, design.last_taken))
     budget = max(1, round(config.budget_share * len(design.rows)))

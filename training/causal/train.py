@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from features.definitions import KEYS
 from features.stored import read_features
@@ -19,6 +20,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import against_truth, dr
+from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.config import UpliftConfig
@@ -51,8 +53,9 @@ def _overlap(
 
 @dataclass(frozen=True)
 class CrossFit:
-    """What every action's estimate over one design shares: the encoded features, the folds and each
-    outcome's out-of-fold baseline E[Y | x]."""
+    """What every action's estimate over one design shares: the encoded features, the folds, each
+    outcome's out-of-fold baseline E[Y | x] and each action's out-of-fold propensity (clipped, and where
+    the clip moved it), all fitted side by side (`crossfit`)."""
 
     design: Design
     features: list[str]
@@ -60,40 +63,45 @@ class CrossFit:
     x: dr.Matrix
     splits: list[tuple[np.ndarray, np.ndarray]]
     baseline: dict[str, np.ndarray]
-    config: UpliftConfig
+    propensities: dict[str, tuple[np.ndarray, np.ndarray]]
+    #: each outcome's baseline fitted on every row, where asked for (the model ranks with them)
+    whole_baselines: dict[str, lgb.Booster | float]
 
     @staticmethod
-    def of(design: Design, config: UpliftConfig, outcomes: tuple[str, ...] = OUTCOMES) -> CrossFit:
+    def of(
+        design: Design,
+        config: UpliftConfig,
+        outcomes: tuple[str, ...] = OUTCOMES,
+        *,
+        whole: bool = False,
+        cache: Path | None = None,
+    ) -> CrossFit:
         seed = int(config.seed or 0)
         features = [c for c in design.rows.columns if c not in KEYS]
         categories = category_levels(design.rows, [f for f in features if design.rows[f].dtype == object])
         x = dr.Matrix.of(design.rows, features, categories)
         splits = dr.folds(design.groups, config.folds, seed)
-        baseline = {
-            o: dr.out_of_fold_baseline(x, design.outcomes[o], splits, seed=seed, threads=config.threads)
-            for o in outcomes
+        sample = Sample(
+            x,
+            splits,
+            np.unique(design.groups, return_inverse=True)[1],  # integer codes: the same folds, no text sorts
+            seed,
+            outcomes={o: design.outcomes[o] for o in outcomes},
+            treatments={a: dr.targeted(design.treated[a], design.randomised[a]) for a in ACTIONS},
+            whole_baselines=whole,
+        )
+        (fitted,) = fit_side_by_side(
+            [sample], jobs=config.resolved_jobs, threads=config.threads, desc="uplift", cache=cache
+        )
+        propensities = {
+            a: dr.with_known(fitted.targeted[a], design.known_propensity[a], config.clip) for a in ACTIONS
         }
-        return CrossFit(design, features, categories, x, splits, baseline, config)
-
-    @property
-    def seed(self) -> int:
-        return int(self.config.seed or 0)
-
-    def propensity(self, action: str) -> tuple[np.ndarray, np.ndarray]:
-        d = self.design
-        return dr.fit_propensity(
-            self.x,
-            d.treated[action],
-            d.randomised[action],
-            d.known_propensity[action],
-            self.splits,
-            d.groups,
-            clip=self.config.clip,
-            seed=self.seed,
-            threads=self.config.threads,
+        return CrossFit(
+            design, features, categories, x, splits, fitted.baseline, propensities, fitted.whole_baselines
         )
 
-    def nuisance(self, action: str, outcome: str, propensity: np.ndarray, clipped: np.ndarray) -> dr.Nuisance:
+    def nuisance(self, action: str, outcome: str) -> dr.Nuisance:
+        propensity, clipped = self.propensities[action]
         mu0, mu1 = dr.fit_outcomes(
             self.design.treated[action],
             self.design.outcomes[outcome],
@@ -104,20 +112,18 @@ class CrossFit:
         return dr.Nuisance(mu0, mu1, propensity, clipped)
 
 
-def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
-    """Every nuisance out of fold, then each action's average and relative effect on each outcome."""
-    fit = CrossFit.of(design, config)
-    seed, threads, x = fit.seed, config.threads, fit.x
-    everyone = np.arange(len(design.rows))
-    baselines = {o: dr.fit_baseline(x, everyone, design.outcomes[o], seed, threads) for o in OUTCOMES}
+def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | None = None) -> UpliftModel:
+    """Every nuisance out of fold (read from `cache` where fitted before), then each action's average and
+    relative effect on each outcome."""
+    fit = CrossFit.of(design, config, whole=True, cache=cache)
     relative, overlap, average = {}, {}, {}
-    for action in tqdm(ACTIONS, desc="uplift", unit="action", disable=None):
+    for action in ACTIONS:
         t = design.treated[action]
-        propensity, clipped = fit.propensity(action)
+        propensity, clipped = fit.propensities[action]
         overlap[action] = _overlap(design, action, propensity, clipped, config)
         for outcome in OUTCOMES:
             y = design.outcomes[outcome]
-            nuisance = fit.nuisance(action, outcome, propensity, clipped)
+            nuisance = fit.nuisance(action, outcome)
             psi = dr.pseudo_outcomes(t, y, nuisance)
             spread = dr.expected_spread(t, nuisance)
             average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
@@ -130,7 +136,7 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str) -> UpliftModel:
         categories=fit.categories,
         actions=list(ACTIONS),
         horizon_days=int(config.horizon_days or 0),
-        baselines=baselines,
+        baselines=fit.whole_baselines,
         relative=relative,
         overlap=overlap,
         average=average,
@@ -197,7 +203,7 @@ def train_uplift(
     config = config.resolved(settings)
     started = time.perf_counter()
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    model = fit_uplift(design, config, name)
+    model = fit_uplift(design, config, name, cache=crossfit_cache(store))
     metrics: dict[str, Any] = {
         "rows": len(design.rows),
         "accounts": int(design.rows["account_id"].nunique()),
