@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm import tqdm
 
 from retain.core.contract import ACCOUNT_SCHEMA
 from retain.core.errors import RetainError
@@ -103,17 +104,19 @@ def _stage(store: Store, frames: Iterator[Frame], staging: Staging) -> _Verdicts
     verdicts = _Verdicts()
     live = store.read("accounts", ACCOUNT_SCHEMA, ["account_id"]).column("account_id")
     known = pc.unique(live.combine_chunks())
-    for frame in frames:
-        if frame.table == "accounts":
-            checked = check_accounts(frame)
-            added = checked.valid.column("account_id").combine_chunks()
-            known = pc.unique(pa.concat_arrays([known, added.cast(pa.string())]))
-        elif frame.table == "events":
-            checked = check_events(frame, known)
-        else:
-            checked = check_interventions(frame, known)
-        staging.add(checked)
-        verdicts.count(checked)
+    with tqdm(desc="ingest: checking", unit="row", unit_scale=True, disable=None) as bar:
+        for frame in frames:
+            if frame.table == "accounts":
+                checked = check_accounts(frame)
+                added = checked.valid.column("account_id").combine_chunks()
+                known = pc.unique(pa.concat_arrays([known, added.cast(pa.string())]))
+            elif frame.table == "events":
+                checked = check_events(frame, known)
+            else:
+                checked = check_interventions(frame, known)
+            staging.add(checked)
+            verdicts.count(checked)
+            bar.update(frame.data.num_rows)
     return verdicts
 
 
