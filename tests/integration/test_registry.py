@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import mlflow
@@ -85,7 +86,10 @@ def test_serving_array_predicts_exactly_as_lightgbms_pandas_path() -> None:
 
 
 def test_run_holds_params_metrics_plots_lineage_and_the_model(
-    mlflow_store: tuple[Store, Settings], plots: dict[str, Path], tmp_path: Path
+    mlflow_store: tuple[Store, Settings],
+    plots: dict[str, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     store, settings = mlflow_store
     model = fit_model()
@@ -115,6 +119,8 @@ def test_run_holds_params_metrics_plots_lineage_and_the_model(
     version = mlflow_client.get_model_version("churn", "1")
     assert version.tags["test_auc"] == "0.8" and version.tags["kind"] == "churn"
 
+    # pyfunc puts the model's copy of our code first on sys.path; later tests' worker processes inherit it
+    monkeypatch.setattr(sys, "path", list(sys.path))
     with active_uri(tracking_uri(store, settings)):
         info = mlflow.models.get_model_info("models:/churn@champion")
         pyfunc = mlflow.pyfunc.load_model("models:/churn@champion")

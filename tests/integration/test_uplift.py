@@ -4,6 +4,7 @@ simulator's truth (on a held-out simulation), the registry, and the served ranki
 from __future__ import annotations
 
 import pickle
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -595,7 +596,9 @@ def month_end_rows(world: UpliftWorld) -> pd.DataFrame:
     return recency.with_recency(rows, recency.last_taken(rows, read_interventions(world.store)))
 
 
-def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplift_world: UpliftWorld) -> None:
+def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(
+    uplift_world: UpliftWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import mlflow.pyfunc
 
     from registry.tracking import active_uri, tracking_uri
@@ -604,6 +607,8 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(uplif
     assert info.name == "uplift" and "champion" in info.aliases
     rows = month_end_rows(uplift_world).head(20)
     assert set(recency.days_since_column(a) for a in ACTIONS) <= set(model.features)
+    # pyfunc puts the model's copy of our code first on sys.path; later tests' worker processes inherit it
+    monkeypatch.setattr(sys, "path", list(sys.path))
     with active_uri(tracking_uri(uplift_world.store, uplift_world.settings)):
         served = mlflow.pyfunc.load_model("models:/uplift@champion").predict(rows[model.features])
     expected = output_frame(model, rows)
