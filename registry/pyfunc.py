@@ -30,8 +30,13 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
+#: one encoder for every row, where `json.dumps` would build an equal one per call
+_ENCODER = json.JSONEncoder(default=_plain)
+
+
 def reasons_json(reasons: list[list[Reason]]) -> list[str]:
-    return [json.dumps([r.as_dict() for r in row], default=_plain) for row in reasons]
+    encode = _ENCODER.encode
+    return [encode([r.as_dict() for r in row]) for row in reasons]
 
 
 def score_frame(model: ScoringModel, rows: pd.DataFrame, top: int = 3) -> pd.DataFrame:
