@@ -33,6 +33,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.artifact import model_matrix
+from training.columns import binary_labels, category_levels, fingerprint
 from training.config import TrainConfig
 from training.labels import Target, label_delay_days, label_frame
 
@@ -154,13 +155,6 @@ def choose_features(
     return features
 
 
-def category_levels(train: pd.DataFrame, categorical: Sequence[str]) -> dict[str, list[str]]:
-    """Levels of each categorical column as seen in the train window, sorted (fixed for serving)."""
-    return {
-        name: sorted({str(v) for v in train[name].dropna().unique()}) for name in categorical if name in train
-    }
-
-
 def check_windows(rows: pd.DataFrame, config: TrainConfig) -> dict[str, dict[str, int]]:
     """Rows and positives per window; refuses a split too small or one-sided to train or judge on."""
     summary: dict[str, dict[str, int]] = {}
@@ -180,13 +174,6 @@ def check_windows(rows: pd.DataFrame, config: TrainConfig) -> dict[str, dict[str
                 f"window needs at least {config.min_window_positives} of both (min_window_positives)"
             )
     return summary
-
-
-def fingerprint(frame: pd.DataFrame) -> str:
-    """A hash of a frame's values and column names: the lineage's proof of which data trained a model."""
-    digest = hashlib.sha256(",".join(map(str, frame.columns)).encode())
-    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 # -- a store: the I/O edge -----------------------------------------------------------------------------
@@ -300,22 +287,6 @@ def evaluation_window(
 
 
 # -- a bring-your-own table: pure on the frame ---------------------------------------------------------
-
-_TRUE = {"1", "1.0", "true", "yes", "y", "t"}
-_FALSE = {"0", "0.0", "false", "no", "n", "f"}
-
-
-def binary_labels(column: pd.Series) -> pd.Series:
-    """0/1 from 0/1, true/false or yes/no (any case); missing stays missing; anything else is an error."""
-    text = column.map(lambda v: None if pd.isna(v) else str(v).strip().lower())
-    bad = sorted(set(text.dropna()) - _TRUE - _FALSE)
-    if bad:
-        shown = ", ".join(repr(b) for b in bad[:5])
-        raise RetainError(
-            f"label column {column.name!r} is not binary: found {shown}{' ...' if len(bad) > 5 else ''}; "
-            "expected 0/1, true/false or yes/no"
-        )
-    return text.map(lambda v: None if v is None else int(v in _TRUE)).astype("Int8")
 
 
 def _feature_column(column: pd.Series, max_levels: int) -> tuple[pd.Series | None, str | None]:

@@ -16,6 +16,7 @@ from retain.core.errors import RetainError
 from retain.report.schema import Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
 from training.causal.uplift import OUTCOMES
+from training.columns import binary_labels, category_levels
 from training.config import UpliftConfig
 
 #: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
@@ -82,8 +83,6 @@ class Study:
 
 def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
     """Every catalogue action against not taking it that week, on churn and expansion at the horizon."""
-    from training.dataset import category_levels  # deferred: imports Feast, which the workers need not load
-
     rows = design.rows
     covariates = [c for c in rows.columns if c not in ("account_id", "cutoff")]
     levels = category_levels(rows, [c for c in covariates if rows[c].dtype == object])
@@ -146,8 +145,6 @@ def _label(value: Any) -> str:
 
 def _arm_labels(column: pd.Series, control: str | None) -> tuple[pd.Series, list[str]]:
     """The column as text labels, and the labels that mean control."""
-    from training.dataset import binary_labels  # deferred: imports Feast, which the workers need not load
-
     name = column.name
     labels = column.map(lambda v: None if pd.isna(v) else _label(v))
     seen = sorted(labels.dropna().unique())
@@ -184,8 +181,6 @@ def _numeric(text: str) -> bool:
 
 def _outcome_values(column: pd.Series) -> tuple[np.ndarray, bool]:
     """Floats (NaN where missing), and whether they are 0/1."""
-    from training.dataset import binary_labels  # deferred: imports Feast, which the workers need not load
-
     try:
         return binary_labels(column).astype("float64").to_numpy(na_value=np.nan), True
     except RetainError:
@@ -234,8 +229,6 @@ def table_study(
     seed: int,
 ) -> Study:
     """Each treatment value against the control, adjusting for every other usable column."""
-    from training.dataset import category_levels  # deferred: imports Feast, which the workers need not load
-
     _check_columns(frame, treatment, outcome)
     labels, controls = _arm_labels(frame[treatment], control)
     y, binary = _outcome_values(frame[outcome])

@@ -23,8 +23,8 @@ from training.causal import against_truth, dr
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
+from training.columns import category_levels, fingerprint
 from training.config import UpliftConfig
-from training.dataset import category_levels, fingerprint
 from training.result import TrainResult
 
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
