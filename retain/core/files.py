@@ -26,6 +26,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def keep_newest(folder: Path, pattern: str, keep: int) -> None:
+    """Remove all but the `keep` most recently written or touched files matching `pattern`: a cache's
+    bound, where a read touches what it uses."""
+    for old in sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
 def write_atomic(table: pa.Table, path: Path) -> None:
     """Write Parquet so readers see the old file or the new one, never a partial one."""
     with atomic_path(path) as tmp:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import pickle
+import shutil
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from retain.core.catalogue import ACTIONS
+from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.report.causal import LATER_NOT_NEVER_SHARE
 from retain.simulate import SimConfig, simulate_to
 from tests.support.reports import EFFECT_KEYS, contains, report
+from training.causal.design import store_design
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +62,32 @@ def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_a
     page = (tmp_path / "report.html").read_text()
     assert all(action in page for action in ACTIONS)
     assert "http://" not in page and "https://" not in page
+
+
+def test_the_weekly_design_is_kept_for_the_next_step_and_built_afresh_after_an_ingest(
+    store: Path, tmp_path: Path
+) -> None:
+    copy = Store(tmp_path / "store")
+    shutil.copytree(store, copy.root)
+    settings = Settings(home=copy.root)
+    design = store_design(copy, settings, 90)
+    kept = copy.root / "cache" / "design"
+    (path,) = kept.glob("*.pkl")
+    # the next read is the kept design: a marked one comes back as it was marked
+    path.write_bytes(pickle.dumps(replace(design, rows=design.rows.head(3))))
+    assert len(store_design(copy, settings, 90).rows) == 3
+    # the deployment's own settings are not part of it; what the features use is
+    elsewhere = settings.model_copy(update={"redis_url": "redis://elsewhere:6379/0"})
+    assert len(store_design(copy, elsewhere, 90).rows) == 3
+    weights = settings.health_weights.model_copy(update={"usage": 0.5, "engagement": 0.2})
+    assert len(store_design(copy, settings.model_copy(update={"health_weights": weights}), 90).rows) > 3
+    # an ingest makes new table versions: the design is built afresh
+    simulate_to(SimConfig(accounts=5, days=60, seed=4, start=date(2024, 7, 1)), tmp_path / "more")
+    ingest_path(copy, tmp_path / "more")
+    fresh = store_design(copy, settings, 90)
+    assert len(fresh.rows) > 3 and len(list(kept.glob("*.pkl"))) == 2
+    # a kept design that cannot be read is built again, not an error (the build's sums may differ in the
+    # last bits: DuckDB adds in parallel)
+    for torn in kept.glob("*.pkl"):
+        torn.write_bytes(b"torn")
+    pd.testing.assert_frame_equal(store_design(copy, settings, 90).rows, fresh.rows, rtol=1e-9)

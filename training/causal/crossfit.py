@@ -25,7 +25,7 @@ import numpy as np
 from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
-from retain.core.files import atomic_path
+from retain.core.files import atomic_path, keep_newest
 from retain.core.store import Store
 from training.causal import dr
 
@@ -154,8 +154,7 @@ def _cached(sample: Sample, path: Path) -> Fitted | None:
 def _keep(fitted: Fitted, path: Path) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         np.savez(f, *fitted.baseline.values(), *fitted.targeted.values())
-    for old in sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime)[:-CACHE_KEEP]:
-        old.unlink(missing_ok=True)
+    keep_newest(path.parent, "*.npz", CACHE_KEEP)
 
 
 def fit_side_by_side(

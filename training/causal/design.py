@@ -10,19 +10,26 @@ other arm's propensity must be estimated. The pure part (`treatments`, `weekly_c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import hashlib
+import pickle
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import duckdb
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from features.build import build_feature_table, register_store
+import features
+import retain.core
+import training
+from features.build import INPUTS, build_feature_table, register_store
 from features.definitions import KEYS
 from retain.core.catalogue import ACTIONS
 from retain.core.errors import RetainError
+from retain.core.files import atomic_path, keep_newest
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import recency
@@ -30,6 +37,10 @@ from training.causal.uplift import OUTCOMES
 from training.labels import label_frame
 
 WEEK = pd.Timedelta(days=7)
+#: designs kept per store, the most recently used; each is about the size of the rows in memory
+DESIGNS_KEPT = 2
+#: settings that say where things run, not what a design holds: a change of these keeps the kept design
+DEPLOYMENT_SETTINGS = {"home", "online_store", "redis_url", "mlflow_tracking_uri", "serve", "cockpit"}
 
 
 @dataclass(frozen=True)
@@ -99,22 +110,71 @@ def treatments(
     return treated, randomised, known
 
 
-def read_interventions(store: Store) -> pd.DataFrame:
-    if store.version("interventions") is None:
+def read_interventions(store: Store, versions: Mapping[str, int | None] | None = None) -> pd.DataFrame:
+    """The interventions table (at `versions["interventions"]`, default the latest)."""
+    version = store.version("interventions") if versions is None else versions.get("interventions")
+    if version is None:
         raise RetainError(
             f"no interventions in {store.location}: uplift needs the actions taken and their arms"
         )
     with duckdb.connect() as con:
-        register_store(con, store)
+        register_store(con, store, versions)
         return con.execute("SELECT * FROM interventions").df()
 
 
 def store_design(store: Store, settings: Settings, horizon_days: int, threads: int = 2) -> Design:
     """Weekly feature rows over the store's matured span, with days since each action, treatments and both
-    outcomes."""
-    interventions = read_interventions(store)
+    outcomes.
+
+    Uplift training, the causal report and promotion's evaluation weeks read the same design from the same
+    tables, so it is kept in the store's `cache/design/` under a digest of what it is built from: each input
+    table's identity and version, the settings, the horizon and the code. An ingest, a changed setting or
+    changed code builds it afresh."""
+    tables = {name: store.delta(name) for name in INPUTS}
+    versions = {name: None if t is None else t.version() for name, t in tables.items()}
+    identities = {name: None if t is None else (t.metadata().id, t.version()) for name, t in tables.items()}
+    path = store.root / "cache" / "design" / f"{_digest(identities, settings, horizon_days)}.pkl"
+    kept = _read_kept(path)
+    if kept is not None:
+        return kept
+    design = _build(store, versions, settings, horizon_days, threads)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        pickle.dump(design, f, protocol=pickle.HIGHEST_PROTOCOL)
+    keep_newest(path.parent, "*.pkl", DESIGNS_KEPT)
+    return design
+
+
+def _digest(identities: Mapping[str, object], settings: Settings, horizon_days: int) -> str:
+    """What a design is built from, hashed: the input tables (id and version: a table made anew starts its
+    versions again), the settings, the horizon and every source file of the code that builds it."""
+    h = hashlib.sha256(repr((sorted(identities.items()), horizon_days, pd.__version__)).encode())
+    h.update(settings.model_dump_json(exclude=DEPLOYMENT_SETTINGS).encode())
+    for package in (features, training, retain.core):
+        folder = Path(package.__path__[0])
+        for source in sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".sql")):
+            h.update(source.read_bytes())
+    return h.hexdigest()[:32]
+
+
+def _read_kept(path: Path) -> Design | None:
+    """The design kept at `path`, or None when there is none or it cannot be read (then it is rebuilt)."""
+    try:
+        with open(path, "rb") as f:
+            design = pickle.load(f)
+    except (OSError, EOFError, pickle.UnpicklingError, AttributeError, ImportError):
+        return None
+    if not isinstance(design, Design):
+        return None
+    path.touch()
+    return design
+
+
+def _build(
+    store: Store, versions: Mapping[str, int | None], settings: Settings, horizon_days: int, threads: int
+) -> Design:
+    interventions = read_interventions(store, versions)
     with duckdb.connect(config={"threads": threads}) as con:
-        register_store(con, store)
+        register_store(con, store, versions)
         first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
         days = sorted({t.date() for t in pd.to_datetime(interventions["ts"], utc=True)})
         matured_until = last.date() - timedelta(days=horizon_days)
