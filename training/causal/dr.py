@@ -134,6 +134,11 @@ def _too_thin(label: np.ndarray, rows: np.ndarray, params: dict[str, Any] = NUIS
     return len(rows) < 2 * params["min_data_in_leaf"] or label[rows].min() == label[rows].max()
 
 
+def _mean(label: np.ndarray, rows: np.ndarray) -> float:
+    """What a model too thin to fit (`_too_thin`) predicts instead: the label's mean over `rows`."""
+    return float(label[rows].mean()) if len(rows) else 0.0
+
+
 def _fit(x: Matrix, rows: np.ndarray, label: np.ndarray, params: dict[str, Any], rounds: int) -> lgb.Booster:
     return lgb.train(params, _dataset(x, rows, label), num_boost_round=rounds)
 
@@ -150,7 +155,7 @@ def fit_binary(
     """A LightGBM model of `label` on `rows` (binary with the default `params`), or their mean when they are
     too few or hold one value only (a treated arm of a handful of rows, or one that never churned)."""
     if _too_thin(label, rows, params):
-        return float(label[rows].mean()) if len(rows) else 0.0
+        return _mean(label, rows)
     return _fit(x, rows, label, params | {"seed": seed, "num_threads": threads}, rounds)
 
 
@@ -234,7 +239,7 @@ class PropensityFold:
 
     def fit(self, label: np.ndarray) -> lgb.Booster | float:
         if _too_thin(label, self.rows):
-            return float(label[self.rows].mean()) if len(self.rows) else 0.0
+            return _mean(label, self.rows)
         rounds = NUISANCE_ROUNDS
         if not (_too_thin(label, self.train) or _too_thin(label, self.valid)):
             probe = lgb.train(
