@@ -45,14 +45,18 @@ class Fits:
         return dr.with_known(self.targeted, data.known_propensity, clip)
 
 
-def _leader(study: Study, index: int) -> int:
-    """The first arm over the same rows as arm `index`: whose refutation draws (noise, groups) it shares."""
-    rows = study.arms[index].rows
-    return next(i for i, arm in enumerate(study.arms) if np.array_equal(arm.rows, rows))
+def _same_rows(study: Study) -> list[list[int]]:
+    """The arms grouped by their rows, each group in arm order, groups in order of their first arm: the
+    first is the group's leader, whose refutation draws (noise, groups) the others share."""
+    together: dict[bytes, list[int]] = {}
+    for i, arm in enumerate(study.arms):
+        together.setdefault(arm.rows.tobytes(), []).append(i)
+    return list(together.values())
 
 
 def _draws(study: Study, data: ArmData, index: int) -> RefutationDraws:
-    shared = np.random.default_rng([study.seed, len(study.arms) + _leader(study, index)])
+    leader = next(arms[0] for arms in _same_rows(study) if index in arms)
+    shared = np.random.default_rng([study.seed, len(study.arms) + leader])
     return RefutationDraws.of(data, np.random.default_rng([study.seed, index]), shared)
 
 
@@ -96,10 +100,7 @@ def shared_fits(
 ) -> dict[tuple[int, str], Fits]:
     """(arm, variant) -> its fits: every propensity and every shared baseline of the report, fitted in
     `jobs` processes with a progress bar on stderr (or read from `cache`, `crossfit`'s)."""
-    together: dict[bytes, list[int]] = {}
-    for i, arm in enumerate(study.arms):
-        together.setdefault(arm.rows.tobytes(), []).append(i)
-    groups = list(together.values())
+    groups = _same_rows(study)
     samples = [s for arms in groups for s in _samples(study, x, arms)]
     fitted = fit_side_by_side(
         samples, jobs=jobs, threads=MODEL_THREADS, desc="causal report: fits", cache=cache
