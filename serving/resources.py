@@ -76,14 +76,17 @@ class Loaded:
     churn: Champion | None
     expansion: Champion | None
     feature_store: FeatureStore | None
-    features: FeatureSet | None
+    #: reads the published features from the online store (set with `feature_store`)
+    online: OnlineReader | None
     accounts: dict[str, AccountRecord]
     errors: dict[str, str] = field(default_factory=dict)
     uplift: UpliftChampion | None = None
     #: the newest cutoff published to the online store: an account whose row predates it has left
     published: datetime | None = None
-    #: reads `features` from the online store (set with `feature_store`)
-    online: OnlineReader | None = None
+
+    @property
+    def features(self) -> FeatureSet | None:
+        return None if self.online is None else self.online.features
 
     def champion(self, kind: str) -> Champion | None:
         return self.churn if kind == CHURN else self.expansion
@@ -184,12 +187,11 @@ class Resources:
                 champions[CHURN],
                 champions[EXPANSION],
                 online_store,
-                online.features if online else None,
+                online,
                 accounts,
                 errors,
                 uplift,
                 published,
-                online,
             )
             now = {**champions, UPLIFT: uplift}
             changed = [kind for kind in now if _label(now[kind]) != _label(before.any_champion(kind))]
