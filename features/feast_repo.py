@@ -1,9 +1,11 @@
 """The Feast repo: entity `account`, one feature view over the feature table, a feature service per model.
 
-Feast stays inside this module. The build calls `publish`; training reads point-in-time training sets with
-`historical_features`; serving reads the latest values with `online_features`. Both return the same
-frame layout (numbers as float64 with NaN, categoricals as str or None), so a model sees identical inputs
-offline and online.
+Feast stays inside this module, but for serving's per-request read. The build calls `publish`; training
+reads point-in-time training sets with `historical_features`; `online_rows` and `online_features` read the
+latest values through Feast's API. Both return the same frame layout (numbers as float64 with NaN,
+categoricals as str or None), so a model sees identical inputs offline and online. Serving reads the same
+rows through the online store's provider (`serving/online.py`, tested equal to `online_rows`), without
+the API's per-call response building.
 
 The repo is configured in Python and applied in-process (the `feast apply` CLI costs ~6 s of start-up).
 Offline reads use the DuckDB store (point-in-time joins measured 9x faster than the file store's),
