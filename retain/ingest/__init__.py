@@ -100,20 +100,21 @@ class _Verdicts:
 
 
 def _stage(store: Store, frames: Iterator[Frame], staging: Staging) -> _Verdicts:
-    """Validate and stage frame by frame; accounts come first, so later events may name them."""
+    """Validate and stage frame by frame; accounts come first, so later events may name them. Every
+    frame's timestamps are judged against the ingest's one clock (`staging.now`)."""
     verdicts = _Verdicts()
     live = store.read("accounts", ACCOUNT_SCHEMA, ["account_id"]).column("account_id")
     known = pc.unique(live.combine_chunks())
     with tqdm(desc="ingest: checking", unit="row", unit_scale=True, disable=None) as bar:
         for frame in frames:
             if frame.table == "accounts":
-                checked = check_accounts(frame)
+                checked = check_accounts(frame, staging.now)
                 added = checked.valid.column("account_id").combine_chunks()
                 known = pc.unique(pa.concat_arrays([known, added.cast(pa.string())]))
             elif frame.table == "events":
-                checked = check_events(frame, known)
+                checked = check_events(frame, known, staging.now)
             else:
-                checked = check_interventions(frame, known)
+                checked = check_interventions(frame, known, staging.now)
             staging.add(checked)
             verdicts.count(checked)
             bar.update(frame.data.num_rows)

@@ -3,6 +3,10 @@
 Arrow's casts are all-or-nothing: one bad value fails the whole column. Here the fast vectorised cast
 is tried first and only when it fails are the offending rows found (by pattern, or for timestamps by
 Python's ISO-8601 parser on that slice alone), so valid data pays nothing for the bad rows' sake.
+
+A timestamp names an instant only with its zone: a time of day without one is marked `naive` (read as
+UTC, for validation to quarantine), while a date alone (`2025-01-02`, or a date column) is its UTC day,
+as a cutoff date is.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import pyarrow.compute as pc
 from retain.core.contract import TS
 
 _FLOAT = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_OFFSET = r"([Zz]|[+-]\d\d(:?\d\d)?)$"
+#: a time of day, then its zone: a date alone ends in "-02" too, and has no zone
+_OFFSET = r"[Tt ]\d.*([Zz]|[+-]\d\d(:?\d\d)?)$"
+_DATE = r"^\d{4}-\d\d-\d\d$"
 #: Timestamp strings are parsed in slices so one bad value sends only its slice to the slow path.
 _SLICE = 1 << 16
 _INT64_LIMIT = 2.0**63
@@ -25,10 +31,12 @@ _INT64_LIMIT = 2.0**63
 
 @dataclass(frozen=True)
 class Coerced:
-    """The column in its contract type, and where the source held a value of the wrong type."""
+    """The column in its contract type, and where the source held a value of the wrong type; for
+    timestamps also where it held a time without a zone (None: nowhere)."""
 
     values: pa.Array | pa.ChunkedArray
     bad: np.ndarray
+    naive: np.ndarray | None = None
 
 
 def coerce(column: pa.Array | pa.ChunkedArray, target: pa.DataType) -> Coerced:
@@ -152,33 +160,43 @@ def _to_bool(array: pa.Array) -> Coerced:
 
 
 def _to_timestamp(array: pa.Array) -> Coerced:
-    """Naive timestamps are UTC; aware ones are converted to UTC; microsecond precision."""
+    """Aware timestamps are converted to UTC, and dates are their UTC day; zoneless times are read as UTC
+    and marked naive. Microsecond precision."""
     t = array.type
     if pa.types.is_timestamp(t):
-        return Coerced(array.cast(pa.timestamp(t.unit, "UTC")).cast(TS, safe=False), _no_bad_rows(array))
+        naive = as_mask(pc.is_valid(array)) if t.tz is None else None
+        utc = array.cast(pa.timestamp(t.unit, "UTC")).cast(TS, safe=False)
+        return Coerced(utc, _no_bad_rows(array), naive)
     if pa.types.is_date(t):
         return Coerced(array.cast(pa.timestamp("us")).cast(TS), _no_bad_rows(array))
     if not pa.types.is_string(t):
         return _all_bad(array, TS)
     parts = [_parse_timestamps(array.slice(i, _SLICE)) for i in range(0, len(array), _SLICE)]
     if not parts:
-        return Coerced(pa.array([], TS), _no_bad_rows(array))
-    return Coerced(pa.concat_arrays([p.values for p in parts]), np.concatenate([p.bad for p in parts]))
+        return Coerced(pa.array([], TS), _no_bad_rows(array), _no_bad_rows(array))
+    return Coerced(
+        pa.concat_arrays([p.values for p in parts]),
+        np.concatenate([p.bad for p in parts]),
+        np.concatenate([p.naive for p in parts if p.naive is not None]),
+    )
 
 
 def _parse_timestamps(strings: pa.Array) -> Coerced:
     text = pc.replace_substring_regex(pc.utf8_trim_whitespace(strings), r"(\.\d{6})\d+", r"\1")
     aware = pc.match_substring_regex(text, _OFFSET)
+    zoneless = as_mask(pc.is_valid(text)) & ~as_mask(aware) & ~as_mask(pc.match_substring_regex(text, _DATE))
     null = pa.scalar(None, pa.string())
     try:
         with_offset = pc.if_else(aware, text, null).cast(TS)
         naive = pc.if_else(aware, null, text).cast(pa.timestamp("us")).cast(TS)
     except pa.ArrowInvalid:
-        return _parse_timestamps_slowly(text)
-    return Coerced(pc.coalesce(with_offset, naive), _no_bad_rows(strings))
+        values, bad = _parse_timestamps_slowly(text)
+        return Coerced(values, bad, zoneless & ~bad)
+    return Coerced(pc.coalesce(with_offset, naive), _no_bad_rows(strings), zoneless)
 
 
-def _parse_timestamps_slowly(text: pa.Array) -> Coerced:
+def _parse_timestamps_slowly(text: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Python's ISO-8601 parser value by value, for a slice Arrow's cast refused: which values fail."""
     values: list[datetime | None] = []
     bad = np.zeros(len(text), dtype=bool)
     for i, value in enumerate(text.to_pylist()):
@@ -189,4 +207,4 @@ def _parse_timestamps_slowly(text: pa.Array) -> Coerced:
             except ValueError:
                 bad[i] = True
         values.append(parsed if parsed is None or parsed.tzinfo else parsed.replace(tzinfo=UTC))
-    return Coerced(pa.array(values, TS), bad)
+    return pa.array(values, TS), bad

@@ -1,15 +1,18 @@
 """Read input files into Arrow tables (`Frame`s) per target table, without judging their content.
 
 Judging is validation's job: readers only turn bytes into columns, keeping values as close to the
-source as possible (CSV columns stay strings) so validation can name the exact value it rejects.
-Rows a reader cannot even split into columns are kept as `malformed`, never dropped.
+source as possible (CSV columns stay strings, and so do JSON timestamps, whose zone Arrow's inference
+would drop) so validation can name the exact value it rejects. Rows a reader cannot even split into
+columns, or whose bytes are not UTF-8, are kept as `malformed`, never dropped, and never cost the file's
+other rows.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +34,13 @@ TRUTH_DIR = "truth"
 
 @dataclass(frozen=True)
 class Malformed:
-    """A row the reader could not split into columns: where it was, its text and why."""
+    """A row the reader could not split into columns or decode: where it was, its text, why, and the
+    reason it is quarantined under."""
 
     source: str
     text: str
     detail: str
+    reason: str = "malformed_row"
 
 
 @dataclass(frozen=True)
@@ -183,11 +188,12 @@ def _read_parquet(path: Path, table: str, batch_rows: int) -> Iterator[Frame]:
 
 def _read_csv(path: Path, table: str, batch_rows: int) -> Iterator[Frame]:
     """Every column as text (validation casts); rows with the wrong number of fields are malformed and
-    travel with the frame that was being read when they were met."""
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = next(csv.reader(f), None)
-    if not header:
-        raise RetainError(f"{path}: empty CSV, expected a header row")
+    travel with the frame that was being read when they were met. A file that is not all UTF-8 is read
+    line by line instead, so its undecodable rows are quarantined and the others kept."""
+    header = _csv_header(path)
+    if not _is_utf8(path):
+        yield from _read_csv_slowly(path, table, header, batch_rows)
+        return
     malformed: list[Malformed] = []
 
     def keep_bad_row(row: Any) -> str:
@@ -215,10 +221,93 @@ def _read_csv(path: Path, table: str, batch_rows: int) -> Iterator[Frame]:
             batches, malformed[:] = [], []
 
 
-def _read_jsonl(path: Path, table: str) -> Frame:
-    """Arrow's reader when the file is regular; line by line when types vary or a line is broken."""
+def _csv_header(path: Path) -> list[str]:
+    """The column names, from the first line alone: a bad byte in a later row is that row's problem."""
+    with open(path, "rb") as f:
+        first = f.readline().decode("utf-8-sig")
+    header = next(csv.reader([first]), None)
+    if not header:
+        raise RetainError(f"{path}: empty CSV, expected a header row")
+    return header
+
+
+def _is_utf8(path: Path) -> bool:
+    """Whether every byte decodes, checked in C a block at a time (Arrow refuses the whole file if not)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with open(path, "rb") as f:
+        try:
+            while block := f.read(1 << 24):
+                decoder.decode(block)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return False
+    return True
+
+
+def _read_csv_slowly(path: Path, table: str, header: list[str], batch_rows: int) -> Iterator[Frame]:
+    """Python's CSV reader on text whose undecodable bytes are kept as escapes: a row holding any is
+    `invalid_utf8` with its line, a row with the wrong number of fields `malformed_row`; the rest become
+    text columns with the nulls Arrow's reader would give."""
+    nulls = set(pcsv.ConvertOptions().null_values)
+    rows: list[list[str]] = []
+    malformed: list[Malformed] = []
+    taken: list[str] = []
+    with open(path, newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
+        reader = csv.reader(_kept(f, taken))
+        next(reader)
+        taken.clear()
+        for cells in reader:
+            text, start = "".join(taken).rstrip("\r\n"), reader.line_num - len(taken) + 1
+            taken.clear()
+            if not _decodes(text):
+                shown = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                malformed.append(Malformed(str(path), shown, f"line {start}: not UTF-8", "invalid_utf8"))
+            elif cells and len(cells) != len(header):
+                detail = f"line {start}: expected {len(header)} fields, got {len(cells)}"
+                malformed.append(Malformed(str(path), text, detail))
+            elif cells:
+                rows.append(cells)
+            if len(rows) >= batch_rows:
+                yield _text_frame(path, table, header, rows, nulls, malformed)
+                rows, malformed = [], []
+    yield _text_frame(path, table, header, rows, nulls, malformed)
+
+
+def _kept(lines: Iterable[str], taken: list[str]) -> Iterator[str]:
+    """The lines, each also kept in `taken`: the text of the row the CSV reader is parsing."""
+    for line in lines:
+        taken.append(line)
+        yield line
+
+
+def _decodes(text: str) -> bool:
     try:
-        return Frame(table, str(path), pjson.read_json(path))
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_frame(
+    path: Path, table: str, header: list[str], rows: list[list[str]], nulls: set[str], bad: list[Malformed]
+) -> Frame:
+    columns = {
+        name: pa.array([None if r[i] in nulls else r[i] for r in rows], pa.string())
+        for i, name in enumerate(header)
+    }
+    return _checked_columns(path, Frame(table, str(path), pa.table(columns), tuple(bad)))
+
+
+def _read_jsonl(path: Path, table: str) -> Frame:
+    """Arrow's reader when the file is regular (read again with timestamps as text if its inference made
+    any: it drops their zones); line by line when types vary or a line is broken."""
+    try:
+        data = pjson.read_json(path)
+        as_text = _timestamps_as_text(data.schema)
+        if as_text:
+            options = pjson.ParseOptions(explicit_schema=as_text, unexpected_field_behavior="infer")
+            data = pjson.read_json(path, parse_options=options)
+        return Frame(table, str(path), data)
     except pa.ArrowInvalid:
         pass
     rows: list[dict[str, Any]] = []
@@ -239,6 +328,17 @@ def _read_jsonl(path: Path, table: str) -> Frame:
                 continue
             rows.append(row)
     return Frame(table, str(path), table_from_records(rows), tuple(malformed))
+
+
+def _timestamps_as_text(schema: pa.Schema | pa.StructType) -> pa.Schema:
+    """The fields of `schema` that are timestamps, or structs holding some, with those timestamps as text."""
+    fields: list[pa.Field] = []
+    for f in schema:
+        if pa.types.is_timestamp(f.type):
+            fields.append(pa.field(f.name, pa.string()))
+        elif pa.types.is_struct(f.type) and (inner := _timestamps_as_text(f.type)):
+            fields.append(pa.field(f.name, pa.struct(list(inner))))
+    return pa.schema(fields)
 
 
 def table_from_records(rows: list[dict[str, Any]]) -> pa.Table:

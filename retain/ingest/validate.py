@@ -1,9 +1,14 @@
 """Judge frames against the contract: valid rows in the contract schema, every other row with a reason.
 
-Pure: a frame in, a verdict out. Each rule is a vectorised mask over the whole frame; a row takes the
-reason of the first rule it fails (REJECTION_REASONS, roughly in the order rules run), and the text
-explaining it is built only for the rows that fail, so valid data costs a few vector passes and no Python
-per row.
+Pure: a frame and the ingest's clock in, a verdict out. Each rule is a vectorised mask over the whole
+frame; a row takes the reason of the first rule it fails (REJECTION_REASONS, roughly in the order rules
+run), and the text explaining it is built only for the rows that fail, so valid data costs a few vector
+passes and no Python per row.
+
+A timestamp must also be believable: zoned, and inside a window from EARLIEST to the ingest's clock plus
+CLOCK_SKEW for what happened (an event, an intervention), or plus FURTHEST_AHEAD for dates that lie ahead
+by nature (a contract's start, a renewal date). Outside it a value is a placeholder (1900-01-01,
+0001-01-01, 9999-12-31) or a typo, and features computed from it would be nonsense.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -27,6 +33,7 @@ from retain.core.contract import (
     EVENT_TYPES,
     INTERVENTION_SCHEMA,
     PROPERTIES,
+    TS,
     Tier,
 )
 from retain.core.errors import RetainError
@@ -36,8 +43,11 @@ from retain.ingest.readers import Frame, column_from_values
 #: why a row is quarantined, each rule's reason in roughly the order the rules run
 REJECTION_REASONS = (
     "malformed_row",
+    "invalid_utf8",
     "missing_field",
     "bad_timestamp",
+    "naive_timestamp",
+    "timestamp_out_of_range",
     "unknown_event_type",
     "wrong_property_type",
     "property_not_allowed",
@@ -55,6 +65,12 @@ REJECTED_SCHEMA = pa.schema(
     ]
 )
 Details = Callable[[np.ndarray], list[str]]
+#: the earliest believable timestamp: SaaS telemetry before it is a placeholder or a typo
+EARLIEST = datetime(1990, 1, 1, tzinfo=UTC)
+#: how far past the ingest's clock a thing that happened may be dated: two systems' clocks differ
+CLOCK_SKEW = timedelta(days=1)
+#: how far past the ingest's clock a date that lies ahead by nature may be: longer than any contract term
+FURTHEST_AHEAD = timedelta(days=10 * 365)
 
 
 @dataclass(frozen=True)
@@ -95,7 +111,7 @@ class _Verdicts:
         raws = [_json(row) for row in frame.data.take(rows[order]).to_pylist()]
         raws += [json.dumps(m.text) for m in frame.malformed]
         sources = frame.sources_of(rows[order]) + [m.source for m in frame.malformed]
-        reasons = [reasons[i] for i in order] + ["malformed_row"] * len(frame.malformed)
+        reasons = [reasons[i] for i in order] + [m.reason for m in frame.malformed]
         details = [details[i] for i in order] + [m.detail for m in frame.malformed]
         rejected = pa.table(
             {
@@ -162,6 +178,40 @@ def _flag_type(v: _Verdicts, name: str, source: pa.Array, col: Coerced, target: 
     v.flag(col.bad, reason, _texts(f"{name}={{0!r}} is not {_type_name(target)}", source))
 
 
+@dataclass(frozen=True)
+class _Window:
+    """The timestamps an ingest believes, read against one clock so every row of an input meets the
+    same bounds: things that happened up to `happened`, dates ahead up to `ahead`."""
+
+    happened: datetime
+    ahead: datetime
+
+    @classmethod
+    def at(cls, now: datetime | None) -> _Window:
+        now = datetime.now(UTC) if now is None else now
+        return cls(now + CLOCK_SKEW, now + FURTHEST_AHEAD)
+
+
+def _flag_timestamp(v: _Verdicts, name: str, source: pa.Array, col: Coerced, latest: datetime) -> None:
+    """Unreadable, zoneless (its instant depends on a zone nobody gave) or outside [EARLIEST, latest]."""
+    _flag_type(v, name, source, col, TS)
+    if col.naive is not None:
+        detail = f"{name}={{0}} has no time zone; give its offset, e.g. 2025-06-30T10:00:00Z"
+        v.flag(col.naive, "naive_timestamp", _texts(detail, source))
+    early, late = pa.scalar(EARLIEST, TS), pa.scalar(latest, TS)
+    outside = as_mask(pc.or_(pc.less(col.values, early), pc.greater(col.values, late)))
+
+    def why(rows: np.ndarray) -> list[str]:
+        return [
+            f"{name}={t.isoformat()} is before {EARLIEST:%Y-%m-%d}"
+            if t < EARLIEST
+            else f"{name}={t.isoformat()} is after {latest.isoformat(timespec='seconds')}"
+            for t in _values(col.values, rows)
+        ]
+
+    v.flag(outside, "timestamp_out_of_range", why)
+
+
 def _flag_category(
     v: _Verdicts, name: str, col: Coerced, allowed: Sequence[str], when: np.ndarray | None = None
 ) -> None:
@@ -194,15 +244,20 @@ def _flag_account(v: _Verdicts, account_id: Coerced, known: pa.Array) -> None:
     )
 
 
-def check_accounts(frame: Frame) -> Checked:
-    """Accounts: an id and a contract tier; money, seats and dates that make sense."""
+def check_accounts(frame: Frame, now: datetime | None = None) -> Checked:
+    """Accounts: an id and a contract tier; money, seats and dates that make sense (contract dates may
+    lie ahead of `now`, the ingest's clock, by up to FURTHEST_AHEAD)."""
     _require(frame, ("account_id", "tier"))
     v = _Verdicts(frame.data.num_rows)
+    window = _Window.at(now)
     cols = {f.name: _column(frame, f.name, f.type) for f in ACCOUNT_SCHEMA}
     for name in ("account_id", "tier"):
         _flag_missing(v, name, cols[name][1])
     for f in ACCOUNT_SCHEMA:
-        _flag_type(v, f.name, *cols[f.name], f.type)
+        if f.type == TS:
+            _flag_timestamp(v, f.name, *cols[f.name], window.ahead)
+        else:
+            _flag_type(v, f.name, *cols[f.name], f.type)
     _flag_category(v, "tier", cols["tier"][1], [t.value for t in Tier])
     _flag_range(v, "arr", cols["arr"][1], 0.0, None)
     _flag_range(v, "seats_purchased", cols["seats_purchased"][1], 0, None)
@@ -217,16 +272,21 @@ def check_accounts(frame: Frame) -> Checked:
     return v.checked(frame, valid, set(frame.data.column_names) - set(ACCOUNT_SCHEMA.names))
 
 
-def check_interventions(frame: Frame, known_accounts: pa.Array) -> Checked:
-    """Interventions: a catalogue action, an assignment, and a propensity whenever it was random."""
+def check_interventions(frame: Frame, known_accounts: pa.Array, now: datetime | None = None) -> Checked:
+    """Interventions: a catalogue action, an assignment, a propensity whenever it was random, and a time
+    from EARLIEST to `now` plus CLOCK_SKEW (`now`: the ingest's clock; the wall clock for the API's)."""
     required = ("intervention_id", "account_id", "ts", "action", "assignment")
     _require(frame, required)
     v = _Verdicts(frame.data.num_rows)
     cols = {f.name: _column(frame, f.name, f.type) for f in INTERVENTION_SCHEMA}
     for name in required:
         _flag_missing(v, name, cols[name][1])
+    latest = _Window.at(now).happened
     for f in INTERVENTION_SCHEMA:
-        _flag_type(v, f.name, *cols[f.name], f.type)
+        if f.type == TS:
+            _flag_timestamp(v, f.name, *cols[f.name], latest)
+        else:
+            _flag_type(v, f.name, *cols[f.name], f.type)
     _flag_category(v, "action", cols["action"][1], ACTIONS)
     _flag_category(v, "assignment", cols["assignment"][1], ASSIGNMENTS)
     random = as_mask(pc.equal(cols["assignment"][1].values, "random"))
@@ -306,11 +366,13 @@ class _EventTypes:
         return np.array([t in chosen for t in self.names] + [False], dtype=bool)[self.codes]
 
 
-def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
-    """Events: a known type, each property of the right type, allowed, in range, on a known account."""
+def check_events(frame: Frame, known_accounts: pa.Array, now: datetime | None = None) -> Checked:
+    """Events: a known type, a time from EARLIEST to `now` (the ingest's clock) plus CLOCK_SKEW, each
+    property of the right type, allowed, in range, on a known account."""
     _require(frame, ("event_id", "account_id", "ts", "event_type"))
     n = frame.data.num_rows
     v = _Verdicts(n)
+    window = _Window.at(now)
     nested = _nested(frame)
     sources, ignored = _property_sources(frame, nested)
     common = {name: _column(frame, name, t) for name, t in EVENT_COLUMNS.items()}
@@ -318,7 +380,7 @@ def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
     types = _EventTypes(common["event_type"][1].values)
     for name in ("event_id", "account_id", "event_type", "ts"):
         _flag_missing(v, name, common[name][1])
-    _flag_type(v, "ts", *common["ts"], EVENT_COLUMNS["ts"])
+    _flag_timestamp(v, "ts", *common["ts"], window.happened)
     v.flag(
         types.rows_of(set(types.names) - EVENT_TYPES.keys()),
         "unknown_event_type",
@@ -326,7 +388,10 @@ def check_events(frame: Frame, known_accounts: pa.Array) -> Checked:
     )
     v.flag(nested.not_object, "wrong_property_type", _constant("properties is not a JSON object"))
     for name, col in props.items():
-        _flag_type(v, name, sources[name], col, PROPERTIES[name].type)
+        if PROPERTIES[name].type == TS:
+            _flag_timestamp(v, name, sources[name], col, window.ahead)
+        else:
+            _flag_type(v, name, sources[name], col, PROPERTIES[name].type)
     _flag_properties(v, types, nested, props, n)
     _flag_account(v, common["account_id"][1], known_accounts)
     arrays = [common[name][1].values for name in EVENT_COLUMNS] + [

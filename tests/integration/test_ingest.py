@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +111,7 @@ def test_malformed_rows_are_quarantined_with_a_reason_each(store: Store, tmp_pat
 
     events = {e["event_id"]: e for e in _live(store)["events"]}
     assert events["e2"]["ts"] == datetime(2025, 1, 2, 10, tzinfo=UTC), "offsets are converted to UTC"
-    assert events["e3"]["ts"] == datetime(2025, 1, 3, tzinfo=UTC), "naive timestamps are UTC"
+    assert events["e3"]["ts"] == datetime(2025, 1, 3, tzinfo=UTC), "a date is its UTC day"
     assert (events["e1"]["count"], events["e3"]["duration_min"]) == (3, 12.5)
     stored = store.delta("events")
     assert stored is not None
@@ -166,7 +166,7 @@ def test_duplicates_within_an_input_are_counted_not_quarantined(store: Store, tm
 
 def test_nested_and_flat_properties_in_every_format_store_the_same_rows(store: Store, tmp_path: Path) -> None:
     common = ("event_id", "account_id", "user_id", "ts", "event_type")
-    nested = [
+    nested: list[dict[str, Any]] = [
         dict(zip(common, ("e1", "a1", "u1", "2025-01-02T10:00:00Z", "feature.used"), strict=True))
         | {"properties": {"feature": "reports", "count": 3, "core": True}},
         dict(zip(common, ("e2", "a2", None, "2025-01-02T12:00:00+02:00", "billing.invoice"), strict=True))
@@ -213,6 +213,105 @@ def test_json_lines_with_varying_types_and_a_broken_line(store: Store, tmp_path:
     ]
 
 
+def _quarantined(store: Store) -> dict[str, tuple[str, str]]:
+    """Each quarantined event's (reason, detail), by its event id."""
+    rows = _live(store)["quarantine"]
+    return {json.loads(q["raw"])["event_id"]: (q["reason"], q["detail"]) for q in rows}
+
+
+def test_timestamps_outside_the_plausible_window_are_quarantined(store: Store, tmp_path: Path) -> None:
+    count = '"{""count"": 1}"'
+    invoice = '"{""invoice_id"": ""i1"", ""status"": ""paid"", ""amount"": 10}"'
+
+    def renewal(day: str) -> str:
+        return f'"{{""renewal_date"": ""{day}T00:00:00Z""}}"'
+
+    now = datetime.now(UTC)
+    rows = [
+        f"old,a1,,1900-01-01T00:00:00Z,job.retry,{count}",
+        f"zero,a1,,0001-01-01T00:00:00Z,job.retry,{count}",
+        f"far,a2,,2099-06-30T12:00:00Z,billing.invoice,{invoice}",
+        f"ahead,a1,,{(now + timedelta(days=3)).isoformat()},job.retry,{count}",
+        f"renewal,a1,,2025-01-02T00:00:00Z,subscription.renewed,{renewal('2199-01-01')}",
+        f"first,a1,,1990-01-01T00:00:00Z,job.retry,{count}",
+        f"skewed,a1,,{(now + timedelta(hours=12)).isoformat()},job.retry,{count}",
+        f"renews,a1,,2025-01-02T00:00:00Z,subscription.renewed,{renewal(f'{now.year + 1}-01-02')}",
+    ]
+    summary = ingest_path(store, _events_csv(tmp_path / "events.csv", rows))
+
+    assert summary.accepted["events"] == 3, "1990, half a day of clock skew, and a renewal date ahead"
+    assert summary.quarantined.by_reason == {"timestamp_out_of_range": 5}
+    quarantined = _quarantined(store)
+    assert quarantined["old"] == (
+        "timestamp_out_of_range",
+        "ts=1900-01-01T00:00:00+00:00 is before 1990-01-01",
+    )
+    assert quarantined["far"][1].startswith("ts=2099-06-30T12:00:00+00:00 is after ")
+    assert quarantined["renewal"][1].startswith("renewal_date=2199-01-01T00:00:00+00:00 is after ")
+    accounts = (
+        "account_id,tier,contract_start,renewal_date\nold,trial,1900-01-01T00:00:00Z,2025-01-01T00:00:00Z\n"
+    )
+    summary = ingest_path(store, _write(tmp_path / "more" / "accounts.csv", accounts))
+    assert summary.quarantined.by_reason == {"timestamp_out_of_range": 1}
+
+
+def test_a_time_without_a_zone_is_quarantined_in_every_format_and_a_date_is_its_utc_day(
+    store: Store, tmp_path: Path
+) -> None:
+    retry = '"{""count"": 1}"'
+    rows = [
+        f"csv-naive,a1,,2025-01-02T09:00:00,job.retry,{retry}",
+        f"csv-naive-space,a1,,2025-01-02 09:00:00,job.retry,{retry}",
+        f"csv-day,a1,,2025-01-02,job.retry,{retry}",
+        f"csv-zoned,a1,,2025-01-02T11:00:00+02:00,job.retry,{retry}",
+    ]
+    _events_csv(tmp_path / "in" / "events.csv", rows)
+    common = '"account_id": "a1", "event_type": "job.retry", "count": 1'
+    lines = [
+        f'{{"event_id": "json-naive", "ts": "2025-01-02T09:00:00", {common}}}',
+        f'{{"event_id": "json-zoned", "ts": "2025-01-02T09:00:00Z", {common}}}',
+    ]
+    _write(tmp_path / "in" / "events.jsonl", "\n".join(lines) + "\n")
+    typed = {"event_id": ["pq-naive"], "account_id": ["a1"], "event_type": ["job.retry"], "count": [1]}
+    stamps = pa.array([datetime(2025, 1, 2, 9)], pa.timestamp("us"))
+    pq.write_table(pa.table({**typed, "ts": stamps}), tmp_path / "in" / "events.parquet")
+
+    summary = ingest_path(store, tmp_path / "in")
+
+    assert summary.quarantined.by_reason == {"naive_timestamp": 4}
+    quarantined = _quarantined(store)
+    assert set(quarantined) == {"csv-naive", "csv-naive-space", "json-naive", "pq-naive"}
+    assert quarantined["csv-naive"][1].startswith("ts=2025-01-02T09:00:00 has no time zone")
+    stored = {e["event_id"]: e["ts"] for e in _live(store)["events"]}
+    assert stored == {
+        "csv-day": datetime(2025, 1, 2, tzinfo=UTC),
+        "csv-zoned": datetime(2025, 1, 2, 9, tzinfo=UTC),
+        "json-zoned": datetime(2025, 1, 2, 9, tzinfo=UTC),
+    }
+
+
+def test_invalid_utf8_quarantines_its_rows_and_keeps_the_others(store: Store, tmp_path: Path) -> None:
+    good = [f'u{i},a1,,2025-01-02T10:00:00Z,job.retry,"{{""count"": {i}}}"'.encode() for i in range(20)]
+    broken = b'bad,a1,caf\xe9,2025-01-02T10:00:00Z,job.retry,"{""count"": 1}"'
+    short = b"short,a1,\xff"
+    lines = [EVENTS_HEADER.strip().encode(), *good[:10], broken, *good[10:], short]
+    source = tmp_path / "events.csv"
+    source.write_bytes(b"\n".join(lines) + b"\n")
+
+    summary = ingest_path(store, source)
+
+    assert summary.accepted["events"] == 20
+    assert summary.quarantined.by_reason == {"invalid_utf8": 2}
+    quarantine = sorted(_live(store)["quarantine"], key=lambda q: q["detail"])
+    assert [(q["reason"], q["detail"]) for q in quarantine] == [
+        ("invalid_utf8", "line 12: not UTF-8"),
+        ("invalid_utf8", "line 23: not UTF-8"),
+    ]
+    assert json.loads(quarantine[0]["raw"]) == broken.decode("utf-8", "backslashreplace")
+    assert {q["source"] for q in quarantine} == {str(source)}
+    assert sorted(e["event_id"] for e in _live(store)["events"]) == sorted(f"u{i}" for i in range(20))
+
+
 @settings(max_examples=50, deadline=None)
 @given(
     st.lists(
@@ -253,7 +352,7 @@ def test_a_simulator_folder_is_read_but_its_truth_never_is(tmp_path: Path) -> No
     columns = ("intervention_id", "account_id", "action", "assignment", "propensity")
     interventions = [
         dict(zip(columns, row, strict=True))
-        | {"ts": "2025-01-02T09:00:00", "owner": "csm-1", "channel": "call"}
+        | {"ts": "2025-01-02T09:00:00Z", "owner": "csm-1", "channel": "call"}
         for row in (
             ("i1", "a1", "health_check_call", "targeted", None),
             ("i2", "a2", "save_offer", "random", None),

@@ -9,12 +9,15 @@ common validation. Decisions the data does not settle:
   the previous in plan or seats is a `plan.changed` / `seats.changed` at its start_date;
 - a paid subscription is a `subscription.renewed` when it starts no later than one day after the
   account's earlier subscriptions stop covering it (or while one is still open): the customer paid
-  again without a gap. After a gap it is a reactivation, for which the contract has no event.
+  again without a gap. After a gap it is a reactivation, for which the contract has no event;
+- the data's dates and times carry no zone (closed_at is a time of day): they are taken as UTC, said
+  here and written with their offset, since the contract quarantines a time without a zone.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC
 from pathlib import Path
 from typing import Any
 
@@ -134,7 +137,15 @@ class _Table:
 
 
 def _dates(values: pd.Series) -> pd.Series:
-    return pd.to_datetime(values, errors="coerce", format="ISO8601")
+    """Parsed as UTC (the dataset names no zone); what does not parse is NaT."""
+    return pd.to_datetime(values, errors="coerce", format="ISO8601", utc=True)
+
+
+def _utc_text(values: pd.Series) -> pd.Series:
+    """Source times as ISO-8601 text with their UTC offset; text that does not parse is passed on as it
+    is, for validation to quarantine with its value."""
+    parsed = _dates(values)
+    return parsed.dt.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00").where(parsed.notna(), values)
 
 
 def _numbers(values: pd.Series) -> pd.Series:
@@ -165,7 +176,7 @@ def _events(
             "event_id": "rs-" + ids + "-" + suffix,
             "account_id": rows["account_id"],
             "user_id": None,
-            "ts": ts,
+            "ts": _utc_text(ts),
             "event_type": event_type,
             **props,
         }
@@ -201,9 +212,9 @@ def _subscriptions(src: _Table) -> pd.DataFrame:
         },
     ).sort_values(["account_id", "start", "subscription_id"])
     by_account = subs.groupby("account_id", sort=False)
-    covered = subs.assign(cover=subs["end"].fillna(pd.Timestamp.max)).groupby("account_id", sort=False)[
-        "cover"
-    ]
+    covered = subs.assign(cover=subs["end"].fillna(pd.Timestamp.max.tz_localize(UTC))).groupby(
+        "account_id", sort=False
+    )["cover"]
     return subs.assign(
         prev_plan=by_account["plan_tier"].shift(),
         prev_seats=by_account["seats_n"].shift(),
