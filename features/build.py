@@ -4,7 +4,7 @@
 connection it is given, so the same definitions run on a store, on a test's hand-made frames, or (through
 the dialect shim in sql/macros.sql) on another engine. `build_and_publish` registers the store's Delta
 tables as those relations, writes the result as a new version of the feature table (one transaction) and
-optionally publishes it to Feast.
+optionally publishes it to Feast; or, asked for a file, writes it there only and leaves the store alone.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from tqdm import tqdm
 from features.cutoffs import cutoff_table, default_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
-from features.stored import TABLE, BuildNote, build_note
+from features.stored import TABLE, BuildNote, build_note, refuse_dropping_cutoffs
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.files import write_atomic
@@ -111,11 +111,11 @@ class FeatureBuild:
     columns: int
     #: building and writing the table; Feast's publish has its own
     seconds: float
-    #: the feature table's version this build wrote
-    version: int
+    #: the feature table's version this build wrote; None for an export to `out`, which writes no version
+    version: int | None
     #: the versions of the input tables it read
     read: dict[str, int | None]
-    #: the extra copy asked for with `out`
+    #: the file an export wrote (the store's feature table and the online store left as they were)
     out: Path | None
     #: None when the build was not published online
     feast: FeastPublished | None
@@ -134,29 +134,33 @@ def build_and_publish(
     as_of_version: int | None = None,
 ) -> FeatureBuild:
     """Build the feature table from the store (month-end cutoffs by default), write it as a new version of
-    the store's feature table and to `out`, and when `online` apply the Feast repo and materialise it.
-    With `as_of_version`, read the inputs and cutoffs that built that version instead. A step bar on
-    stderr (a terminal only) says which step is running."""
+    the store's feature table, and when `online` apply the Feast repo and materialise it. With `out`, an
+    export: the table goes to that file only, and the store's feature table and the online store are left
+    as they were (`online` does not apply). With `as_of_version`, read the inputs and cutoffs that built
+    that version instead. A step bar on stderr (a terminal only) says which step is running.
+
+    A new version replaces the whole table, so asked-for `cutoffs` that leave out some the stored table
+    holds are refused before anything is built (`refuse_dropping_cutoffs`)."""
     started = time.perf_counter()
     past = None if as_of_version is None else build_note(store, as_of_version)
-    steps = tqdm(total=2 + online, desc="features", unit="step", disable=None)
+    steps = tqdm(total=2 + (online and out is None), desc="features", unit="step", disable=None)
     with steps, duckdb.connect(config={"threads": threads}) as con:
         read = register_store(con, store, None if past is None else past.read)
         asked = sorted(set(cutoffs)) if cutoffs else (None if past is None else past.chosen_cutoffs())
         chosen = asked or default_cutoffs(con)
         if not chosen:
             raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
+        if cutoffs and out is None:
+            refuse_dropping_cutoffs(store, chosen)
         steps.set_postfix_str(f"{len(chosen)} cutoffs")
         table = build_feature_table(con, chosen, settings)
         steps.update()
         note = BuildNote(read, None if asked is None else [c.isoformat() for c in asked])
-        version = store.write(TABLE, table, "overwrite", note.text())
-        if out is not None:
-            write_atomic(table, out)
+        version = _write(store, table, note, out)
         steps.update()
         seconds = round(time.perf_counter() - started, 3)
         feast = None
-        if online:
+        if online and version is not None:
             # deferred: importing Feast takes seconds, and a --no-online build never needs it
             from features.feast_repo import publish
 
@@ -174,3 +178,11 @@ def build_and_publish(
         out=out,
         feast=feast,
     )
+
+
+def _write(store: Store, table: pa.Table, note: BuildNote, out: Path | None) -> int | None:
+    """The table to `out` alone (an export: no version, None), else as the store's new version."""
+    if out is not None:
+        write_atomic(table, out)
+        return None
+    return store.write(TABLE, table, "overwrite", note.text())

@@ -2,16 +2,21 @@
 
 A build's commit note is a `BuildNote` (JSON): the versions of `events`, `accounts` and `interventions`
 it read and the cutoffs it was asked for, so `features build --as-of-version N` can read those same
-versions (Delta time travel) and rebuild exactly what version N holds.
+versions (Delta time travel) and rebuild exactly what version N holds. That holds because every version
+is one whole build, never a patch of an older one; so a build that would leave out cutoffs the table holds
+is refused (`refuse_dropping_cutoffs`) rather than silently losing the history trends, training and the
+causal report read.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from retain.core.errors import RetainError
@@ -74,3 +79,27 @@ def read_features(
 
 def feature_columns(store: Store) -> list[str]:
     return feature_dataset(store).schema.names
+
+
+def stored_cutoffs(store: Store) -> list[date]:
+    """The cutoffs the store's latest feature table holds, sorted; none before the first build."""
+    found = store.dataset(TABLE)
+    if found is None:
+        return []
+    instants = pc.unique(found.to_table(columns=["cutoff"])["cutoff"]).to_pylist()
+    return sorted({instant.date() for instant in instants})
+
+
+def refuse_dropping_cutoffs(store: Store, cutoffs: Sequence[date]) -> None:
+    """Refuse a build into the store whose `cutoffs` leave out some the feature table holds: the build
+    replaces the whole table, and those rows are the history trends, training and the causal report read.
+    Patching only the asked cutoffs in would make a version no longer one build that `--as-of-version`
+    can rebuild from its note."""
+    dropped = sorted(set(stored_cutoffs(store)) - set(cutoffs))
+    if dropped:
+        span = ", ".join(map(str, dropped[:3])) + (f", ... {dropped[-1]}" if len(dropped) > 3 else "")
+        raise RetainError(
+            f"these cutoffs would replace the store's feature table and drop {len(dropped)} of its cutoffs "
+            f"({span}); write only them to a file with --out FILE, or rebuild every cutoff: "
+            "`retain features build` (month ends), or --cutoffs listing every cutoff to keep"
+        )

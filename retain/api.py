@@ -202,15 +202,18 @@ def build_features(
     as_of_version: int | None = None,
 ) -> FeatureBuild:
     """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
-    version (and to `out`) and recorded as an MLflow run; with `online`, the Feast repo applied and
-    materialised for serving. The API's recorded actions are folded into the store first. `as_of_version`
-    rebuilds from exactly the table versions (and cutoffs) that built that version of the feature table."""
+    version and recorded as an MLflow run, or, with `out`, exported to that file alone (no version, no
+    run); with `online`, the Feast repo applied and materialised for serving. The API's recorded actions
+    are folded into the store first. `as_of_version` rebuilds from exactly the table versions (and
+    cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
     from registry.tracking import log_feature_build  # deferred: MLflow
 
     settings = settings_or_default(settings)
     where = _compacted(store, settings)
     built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
+    if built.version is None:
+        return built
     return dataclasses.replace(built, mlflow_run=log_feature_build(where, settings, built))
 
 

@@ -114,25 +114,47 @@ def ingest(
     _emit(api.ingest(path, store=_store(store), adapter=adapter), as_json, summaries.ingested)
 
 
-@features_app.command("build")
+@features_app.command("build", short_help="Build the feature table as the store's new version; publish it.")
 def features_build(
     store: StoreOpt = None,
     cutoffs: Annotated[
-        str | None, typer.Option(help="comma-separated cutoff dates [default: month ends]")
+        str | None,
+        typer.Option(
+            help="comma-separated cutoff dates (default: month ends); into the store, they must include "
+            "every cutoff its feature table holds"
+        ),
     ] = None,
-    out: Annotated[Path | None, typer.Option(help="also write the feature table here")] = None,
-    online: Annotated[bool, typer.Option(help="apply the Feast repo and materialise online")] = True,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="write the table to this file only: the store and the online store stay as they are"
+        ),
+    ] = None,
+    online: Annotated[
+        bool | None,
+        typer.Option(
+            help="publish the new table to Feast's online store (default: yes, unless --out)",
+            show_default=False,
+        ),
+    ] = None,
     as_of_version: Annotated[
         int | None,
         typer.Option(help="rebuild from the table versions that built this version of the feature table"),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Build the point-in-time feature table, then apply and materialise the Feast repo."""
+    """Build the point-in-time feature table as the store's new version, then publish it to Feast. Each
+    version is one whole build (every cutoff from one read of the inputs), which `--as-of-version` can
+    rebuild; so a build replaces the whole table, and `--cutoffs` that leave out cutoffs it holds are refused
+    rather than losing its history. `--out FILE` writes only FILE, e.g. to look at one cutoff."""
+    if out is not None and online:
+        raise RetainError("--out writes only its file and publishes nothing; drop --online or --out")
+    publish = out is None if online is None else online
     chosen = _parse_dates(cutoffs, "--cutoffs")
-    _stage("building the feature table" + (", then publishing it to Feast" if online else ""))
+    where = f" into {out}" if out is not None else ""
+    _stage(f"building the feature table{where}" + (", then publishing it to Feast" if publish else ""))
     result = api.build_features(
-        store=_store(store), cutoffs=chosen, out=out, online=online, as_of_version=as_of_version
+        store=_store(store), cutoffs=chosen, out=out, online=publish, as_of_version=as_of_version
     )
     _emit(result, as_json, summaries.features_built)
 

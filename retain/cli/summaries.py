@@ -89,12 +89,16 @@ def ingested(s: IngestSummary) -> RenderableType:
 
 def features_built(b: FeatureBuild) -> RenderableType:
     span = f"{b.cutoffs[0]} to {b.cutoffs[-1]}" if b.cutoffs else "none"
+    written = (
+        f"feature table version {b.version}"
+        if b.version is not None
+        else f"written to {b.out} only (the store's feature table and online store unchanged)"
+    )
     lines: list[RenderableType] = [
         f"Built {_count(b.rows)} feature rows ({_count(b.accounts)} accounts at {len(b.cutoffs)} cutoffs, "
         f"{span}; {b.columns} columns) in {b.seconds:.1f} s",
-        f"  feature table version {b.version}, built from "
-        + ", ".join(f"{table} v{version}" for table, version in b.read.items() if version is not None)
-        + (f" (and a copy in {b.out})" if b.out is not None else ""),
+        f"  {written}, built from "
+        + ", ".join(f"{table} v{version}" for table, version in b.read.items() if version is not None),
     ]
     if b.feast is not None:
         lines.append(

@@ -609,28 +609,36 @@ def ingest_rows(
     return summary
 
 
-def test_build_and_publish_writes_a_feature_table_version_and_the_out_file(tmp_path: Path) -> None:
+def test_build_and_publish_writes_a_feature_table_version_and_out_only_the_file(tmp_path: Path) -> None:
     store, settings = Store(tmp_path / "store"), Settings(home=tmp_path / "store")
     events, interventions = world(2)
     ingest_rows(store, tmp_path / "in", WORLD_ACCOUNTS, events, interventions)
-    out = tmp_path / "out" / "features.parquet"
 
-    summary = build_and_publish(store, settings, None, out, online=False)
+    summary = build_and_publish(store, settings, None, None, online=False)
 
     table = read_features(store)
     assert table.schema == feature_schema()
-    assert pq.read_table(out).equals(table)
     assert summary.rows == table.num_rows > 0
     assert summary.cutoffs[0] == date(2024, 11, 30)
     assert summary.columns == len(FEATURE_NAMES) + 2
-    assert (summary.version, summary.out, summary.feast) == (store.version("features"), out, None)
+    assert (summary.version, summary.out, summary.feast) == (store.version("features"), None, None)
     assert summary.read == store.versions(("events", "accounts", "interventions"))
     assert BuildNote.of(store.history("features")[0].retain) == BuildNote(summary.read, None)
 
-    chosen = build_and_publish(store, settings, [date(2025, 2, 28)], None, online=False)
-    assert (chosen.cutoffs, chosen.version) == ([date(2025, 2, 28)], summary.version + 1)
-    assert read_features(store)["cutoff"].unique().to_pylist() == [cutoff_instant(date(2025, 2, 28))]
-    assert BuildNote.of(store.history("features")[0].retain) == BuildNote(summary.read, ["2025-02-28"])
+    out = tmp_path / "out" / "features.parquet"
+    exported = build_and_publish(store, settings, None, out, online=True)
+    assert (exported.version, exported.out, exported.feast) == (None, out, None)
+    assert pq.read_table(out).equals(table)
+    assert store.version("features") == summary.version, "an export writes no version"
+
+    with pytest.raises(RetainError, match="drop 5 of its cutoffs"):
+        build_and_publish(store, settings, [date(2025, 2, 28)], None, online=False)
+    assert store.version("features") == summary.version
+    chosen = build_and_publish(store, settings, [*summary.cutoffs, date(2025, 3, 15)], None, online=False)
+    assert (len(chosen.cutoffs), chosen.version) == (len(summary.cutoffs) + 1, summary.version + 1)
+    assert BuildNote.of(store.history("features")[0].retain) == BuildNote(
+        summary.read, [c.isoformat() for c in chosen.cutoffs]
+    )
     assert store.read("features", feature_schema(), version=summary.version).equals(table)
 
 
