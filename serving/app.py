@@ -23,6 +23,7 @@ from retain.core.store import Store
 from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
 from serving.cockpit.book import BookKeeper
+from serving.cockpit.headers import CockpitHeaders
 from serving.cockpit.sessions import Sessions
 from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_location
 from serving.metrics import Metrics
@@ -49,6 +50,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         },
     )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.serve.max_body_bytes)
+    app.add_middleware(CockpitHeaders)  # outermost: a 413 under /ui carries the headers too
     for router in (operations.router, scores.router, actions.router, interventions.router):
         app.include_router(router)
     app.include_router(cockpit.router)

@@ -346,6 +346,13 @@ def serve(
     access_log: Annotated[
         bool, typer.Option(help="log every request line (metrics count them anyway)")
     ] = False,
+    cookie_secure: Annotated[
+        bool,
+        typer.Option(
+            "--cookie-secure",
+            help="cockpit cookies over HTTPS only, behind TLS [default: $RETAIN_COCKPIT__COOKIE_SECURE]",
+        ),
+    ] = False,
 ) -> None:
     """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log."""
     # deferred: the server stack, only this command needs it
@@ -361,6 +368,10 @@ def serve(
         overrides["as_of"] = _one_date(as_of, "--as-of")
     serve_settings = settings.serve.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"serve": serve_settings})
+    if cookie_secure:
+        settings = settings.model_copy(
+            update={"cockpit": settings.cockpit.model_copy(update={"cookie_secure": True})}
+        )
     # Retain's own lines at INFO; other libraries' and uvicorn's start-up lines only with --access-log
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("retain").setLevel(logging.INFO)

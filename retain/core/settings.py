@@ -107,6 +107,8 @@ class CockpitSettings(BaseModel):
     timeline_days: int = Field(90, gt=0)
     #: hours a login lasts without use
     session_hours: float = Field(8.0, gt=0)
+    #: mark the cockpit's cookies Secure (sent over HTTPS only): set it when the cockpit is served over TLS
+    cookie_secure: bool = False
 
 
 class Settings(BaseSettings):

@@ -1,7 +1,8 @@
 """Who is looking at a cockpit page: an API key, sent as a bearer token or held by a signed-in session.
 
 Viewing needs `scores:read`, the actions need `actions:read`, feedback needs `actions:write`. A browser
-without usable credentials goes to the sign-in page and comes back (`SignIn`).
+without usable credentials goes to the sign-in page and comes back (`SignIn`). A post another site's
+page sent is refused before any of that (`posted_here`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
@@ -73,6 +74,29 @@ def this_page(request: Request) -> str:
 def cockpit_page(wanted: str) -> str:
     """Only back into the cockpit: `next` must not send a signed-in CSM to another site."""
     return wanted if wanted.startswith("/ui") and not wanted.startswith("//") else "/ui"
+
+
+def same_host(origin: str, host: str) -> bool:
+    """Whether an `Origin` (`https://retain.example`) names the `Host` the request came to; a port left
+    out is the scheme's default. `Origin: null` (an opaque or privacy-hidden origin) names no host."""
+    sent, here = urlsplit(origin), urlsplit(f"//{host}")
+    default = {"http": 80, "https": 443}.get(sent.scheme)
+    try:
+        ports = (sent.port or default, here.port or default)
+    except ValueError:
+        return False
+    return sent.hostname is not None and sent.hostname == here.hostname and ports[0] == ports[1]
+
+
+async def posted_here(request: Request) -> None:
+    """Every cockpit route's guard (on the router): a post whose `Origin` names another host is refused,
+    whatever cookies and tokens it carries: defence in depth behind SameSite cookies and form tokens. A
+    post without `Origin` (an old browser, a script) relies on those."""
+    if request.method in ("GET", "HEAD", "OPTIONS"):
+        return
+    origin = request.headers.get("origin")
+    if origin is not None and not same_host(origin, request.headers.get("host", "")):
+        raise ApiError(403, "cross_site_post", f"a cockpit form was posted from another site ({origin})")
 
 
 def viewer(scope: str) -> Callable[[Request, Service, Sessions], Awaitable[Viewer]]:

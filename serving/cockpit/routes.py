@@ -2,20 +2,22 @@
 script: every control is a link or a form, so the keyboard and a screen reader get what the mouse gets.
 
 Pages sit behind the API's keys (`serving/cockpit/access.py`); they are left out of the OpenAPI document.
+Every form carries a token (the sign-in form its own, the others the session's) and every post must come
+from the cockpit's own pages (`posted_here`).
 """
 
 from __future__ import annotations
 
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from retain.core.catalogue import ACTIONS
 from retain.core.contract import Tier
 from serving.auth import check_key
-from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page
+from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page, posted_here
 from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, select_page
 from serving.cockpit.pages import (
     FALLBACK_WORDS,
@@ -26,18 +28,23 @@ from serving.cockpit.pages import (
     parse_filters,
     render,
 )
-from serving.cockpit.sessions import COOKIE
+from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, new_token, same_token
 from serving.cockpit.timeline import action_label
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
 from serving.schemas import FeedbackIn
+from serving.service import Service
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(posted_here)])
 #: what a failed sign-in says, by the status of the key check
 SIGN_IN_ERRORS = {
     401: "That key is not valid: check it, or ask for a new one.",
     403: "That key cannot read scores (it lacks scores:read).",
 }
+#: what a sign-in without its form's token says (an old page, or a post from another site)
+SIGN_IN_EXPIRED = "This sign-in form had expired or came from another page: reload the page, then sign in."
+#: what a sign-out without the session's token says
+SIGN_OUT_EXPIRED = "The sign-out form had expired or came from another page: reload the page, then sign out."
 
 
 @router.get("/static/cockpit.css")
@@ -46,35 +53,60 @@ async def stylesheet() -> Response:
 
 
 @router.get("/login")
-async def login_page(request: Request) -> HTMLResponse:
+async def login_page(request: Request, service: ServiceDep) -> HTMLResponse:
     back = cockpit_page(request.query_params.get("next", "/ui"))
-    return render("login.html", back=back, error=None)
+    return _sign_in_form(service, back)
 
 
 @router.post("/login")
 async def login(request: Request, service: ServiceDep, sessions: SessionsDep) -> Response:
-    """Check the key, then open a session: the browser keeps only its cookie, the key stays here."""
+    """Check the form's token, then the key, then open a session: the browser keeps only its cookie, the
+    key stays here. Without the token nothing is opened (another site cannot sign a browser in)."""
     form = await _form(request)
     back = cockpit_page(form.get("next", "/ui"))
+    if not same_token(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf", "")):
+        return _sign_in_form(service, back, SIGN_IN_EXPIRED, status=403)
     try:
         key = check_key(service, form.get("key", "").strip(), "scores:read")
     except ApiError as e:
-        error = SIGN_IN_ERRORS.get(e.status, e.message)
-        return render("login.html", status=e.status, back=back, error=error)
+        return _sign_in_form(service, back, SIGN_IN_ERRORS.get(e.status, e.message), e.status)
     token, _ = sessions.open(form["key"].strip(), key.name or key.key_id)
     response = RedirectResponse(back, status_code=303)
-    response.set_cookie(
-        COOKIE, token, httponly=True, samesite="strict", path="/ui", max_age=int(sessions.idle)
-    )
+    _set_cookie(response, service, COOKIE, token, max_age=int(sessions.idle))
+    response.delete_cookie(LOGIN_COOKIE, path="/ui")
     return response
 
 
 @router.post("/logout")
 async def logout(request: Request, sessions: SessionsDep) -> Response:
-    sessions.close(request.cookies.get(COOKIE, ""))
+    """Only with the session's own token, so another site cannot sign a CSM out; without a live session
+    there is nothing to close."""
+    form = await _form(request)
+    token = request.cookies.get(COOKIE, "")
+    session = sessions.get(token)
+    if session is not None and not session.echoed(form.get("csrf", "")):
+        return render("error.html", status=403, viewer=None, title="Not signed out", message=SIGN_OUT_EXPIRED)
+    sessions.close(token)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
+
+
+def _sign_in_form(service: Service, back: str, error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The sign-in page with a fresh token, in its hidden field and in a cookie that only this site's
+    pages send back (SameSite=Strict): a form posted from another site cannot carry both."""
+    token = new_token()
+    response = render("login.html", status=status, back=back, error=error, csrf=token)
+    _set_cookie(response, service, LOGIN_COOKIE, token, max_age=None)
+    return response
+
+
+def _set_cookie(response: Response, service: Service, name: str, value: str, max_age: int | None) -> None:
+    """A cockpit cookie: HttpOnly, SameSite=Strict, only for `/ui`, and Secure when `cookie_secure`."""
+    secure = service.resources.settings.cockpit.cookie_secure
+    response.set_cookie(
+        name, value, max_age=max_age, path="/ui", secure=secure, httponly=True, samesite="strict"
+    )
 
 
 @router.get("")

@@ -3,6 +3,10 @@
 The key stays on the server, in memory, and is checked again on every request, so revoking it ends the
 session at once; a restart signs everybody out. Each session has its own token that every form must echo
 (the cookie is also SameSite=Strict): a page on another site cannot post feedback in a CSM's name.
+
+Before a session, the sign-in form carries a token of its own, also set in a cookie (`LOGIN_COOKIE`, a
+double submit): another site can post a key to `/ui/login` but cannot read or set that cookie, so it
+cannot sign a browser in under the attacker's key (login CSRF).
 """
 
 from __future__ import annotations
@@ -14,17 +18,28 @@ import time
 from dataclasses import dataclass, field
 
 COOKIE = "retain_session"
+#: the sign-in form's token, random for each sign-in page shown
+LOGIN_COOKIE = "retain_login"
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def same_token(expected: str, given: str) -> bool:
+    """In constant time; bytes, because `compare_digest` refuses a non-ASCII str (a forged field)."""
+    return bool(expected) and hmac.compare_digest(expected.encode(), given.encode())
 
 
 @dataclass
 class Session:
     key: str
     name: str
-    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    csrf: str = field(default_factory=new_token)
     seen: float = field(default_factory=time.monotonic)
 
     def echoed(self, token: str) -> bool:
-        return hmac.compare_digest(self.csrf, token)
+        return same_token(self.csrf, token)
 
 
 class Sessions:

@@ -16,6 +16,8 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 from features.stored import read_features
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.maintenance import fold_taken
+from serving.cockpit.headers import CONTENT_SECURITY_POLICY
+from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE
 from serving.decision_log import DecisionLog
 from serving.keys import KeyRing
 from tests.support.served import Server, World, make_world
@@ -64,14 +66,18 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, server: Server) -> Iterator[Page]:
-    """A fresh browser context, with every request it makes recorded (`page.requested`)."""
+    """A fresh browser context, with every request it makes recorded (`page.requested`); a page that
+    breaks its Content-Security-Policy (the browser says so on its console) fails the test."""
     context = browser.new_context(base_url=server.url, viewport={"width": 1280, "height": 900})
     opened = context.new_page()
     requested: list[str] = []
+    refused: list[str] = []
     opened.on("request", lambda r: requested.append(r.url))
+    opened.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
     opened.requested = requested  # type: ignore[attr-defined]
     yield opened
     context.close()
+    assert refused == [], "the policy blocks something a page uses"
 
 
 def shot(page: Page, name: str) -> None:
@@ -93,6 +99,18 @@ def sign_in(page: Page, world: World, key: str = CSM, screenshot: str | None = N
     page.get_by_label("API key").fill(world.keys[key])
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("heading", name="Book of accounts")).to_be_visible()
+
+
+def sign_in_token(session: requests.Session, server: Server) -> str:
+    """Show the sign-in page, as a browser would: its cookie goes into `session`, its form's token back."""
+    page = session.get(f"{server.url}/ui/login", timeout=30)
+    return re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+
+
+def post_sign_in(session: requests.Session, server: Server, key: str, **fields: str) -> requests.Response:
+    """Sign in through the form: the page first, then the key with the page's token."""
+    token = sign_in_token(session, server)
+    return session.post(f"{server.url}/ui/login", data={"csrf": token, "key": key, **fields}, timeout=30)
 
 
 def money(text: str) -> float:
@@ -309,17 +327,15 @@ def test_answers_from_the_rules_fallback_say_so_and_why(browser: Browser, world:
 def test_pages_need_a_key_and_forms_need_the_session_token(server: Server, world: World) -> None:
     ui = f"{server.url}/ui"
     assert requests.get(ui, allow_redirects=False, timeout=30).headers["location"].startswith("/ui/login")
-    bad = requests.post(f"{ui}/login", data={"key": "rk_nope", "next": "/ui"}, timeout=30)
+    bad = post_sign_in(requests.Session(), server, "rk_nope", next="/ui")
     assert bad.status_code == 401 and "not valid" in bad.text
-    scoped = requests.post(f"{ui}/login", data={"key": world.keys["actions:read"]}, timeout=30)
+    scoped = post_sign_in(requests.Session(), server, world.keys["actions:read"])
     assert scoped.status_code == 403 and "scores:read" in scoped.text
     bearer = {"Authorization": f"Bearer {world.keys['scores:read']}"}
     assert requests.get(ui, headers=bearer, timeout=30).status_code == 200
 
     session = requests.Session()
-    signed = session.post(
-        f"{ui}/login", data={"key": world.keys[CSM], "next": "https://evil.example/"}, timeout=30
-    )
+    signed = post_sign_in(session, server, world.keys[CSM], next="https://evil.example/")
     assert signed.url == ui, "next only leads back into the cockpit"
     account = world.active[0]
     page = session.get(f"{ui}/accounts/{account}", timeout=30).text
@@ -334,6 +350,112 @@ def test_pages_need_a_key_and_forms_need_the_session_token(server: Server, world
     assert all(f.recommendation_id != recommendation for f in log.feedback(account))
 
     viewer = requests.Session()
-    viewer.post(f"{ui}/login", data={"key": world.keys["viewer"]}, timeout=30)
+    post_sign_in(viewer, server, world.keys["viewer"])
     assert "Next best actions" not in viewer.get(f"{ui}/accounts/{account}", timeout=30).text
     assert session.get(f"{ui}/accounts/nope", timeout=30).status_code == 404
+
+
+def test_every_cockpit_answer_carries_the_security_headers(server: Server, world: World) -> None:
+    ui = f"{server.url}/ui"
+    browser = requests.Session()
+    answers = {
+        "redirect to sign in": browser.get(ui, allow_redirects=False, timeout=30),
+        "sign-in page": browser.get(f"{ui}/login", timeout=30),
+        "refused sign-in": browser.post(f"{ui}/login", data={"key": "rk_nope"}, timeout=30),
+        "no such page": browser.get(f"{ui}/nope", timeout=30),
+    }
+    post_sign_in(browser, server, world.keys[CSM])
+    answers["book"] = browser.get(ui, timeout=30)
+    answers["no such account"] = browser.get(f"{ui}/accounts/nope", timeout=30)
+    for name, answer in answers.items():
+        sent = answer.headers
+        assert sent.get("content-security-policy") == CONTENT_SECURITY_POLICY, name
+        assert (sent["x-frame-options"], sent["x-content-type-options"]) == ("DENY", "nosniff"), name
+        assert (sent["referrer-policy"], sent["cache-control"]) == ("same-origin", "no-store"), name
+    sheet = requests.get(f"{ui}/static/cockpit.css", timeout=30).headers
+    assert (sheet["cache-control"], sheet["x-content-type-options"]) == ("max-age=3600", "nosniff")
+    assert "content-security-policy" not in requests.get(f"{server.url}/healthz", timeout=30).headers
+
+
+def test_a_sign_in_needs_the_token_of_this_browsers_form(server: Server, world: World) -> None:
+    """Login CSRF: another site's form can carry a key, but not the token of the sign-in page this browser
+    was shown; it is refused (403, saying to reload) and opens no session."""
+    login, key = f"{server.url}/ui/login", world.keys[CSM]
+    browser = requests.Session()
+    forged = browser.post(login, data={"key": key}, timeout=30)
+    assert forged.status_code == 403 and "reload the page" in forged.text and COOKIE not in browser.cookies
+    browser.get(login, timeout=30)
+    theirs = sign_in_token(requests.Session(), server)
+    forged = browser.post(login, data={"key": key, "csrf": theirs}, timeout=30)
+    assert forged.status_code == 403 and COOKIE not in browser.cookies
+    assert browser.get(f"{server.url}/ui", allow_redirects=False, timeout=30).status_code == 303
+
+    mine = {"key": key, "csrf": sign_in_token(browser, server)}
+    crossed = browser.post(login, data=mine, headers={"Origin": "https://evil.example"}, timeout=30)
+    assert crossed.status_code == 403 and crossed.json()["error"]["code"] == "cross_site_post"
+    assert COOKIE not in browser.cookies
+    signed = browser.post(login, data=mine, headers={"Origin": server.url}, allow_redirects=False, timeout=30)
+    assert signed.status_code == 303 and COOKIE in browser.cookies and LOGIN_COOKIE not in browser.cookies
+    again = browser.post(login, data=mine, timeout=30)
+    assert again.status_code == 403, "a sign-in form's token is spent once it signs in"
+
+
+def test_a_cross_site_form_cannot_sign_a_browser_in(page: Page, server: Server, world: World) -> None:
+    """A real browser on another site's page, posting the attacker's key to the cockpit."""
+    trap = f"""<!doctype html><title>Prize</title><form method="post" action="{server.url}/ui/login">
+        <input type="hidden" name="key" value="{world.keys[CSM]}">
+        <button type="submit">Claim your prize</button></form>"""
+    page.route("http://evil.test/**", lambda route: route.fulfill(body=trap, content_type="text/html"))
+    page.goto("http://evil.test/prize")
+    with page.expect_navigation() as posted:
+        page.get_by_role("button", name="Claim your prize").click()
+    assert posted.value is not None and posted.value.status == 403
+    page.goto("/ui")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+def test_signing_out_needs_the_sessions_token(server: Server, world: World) -> None:
+    ui = f"{server.url}/ui"
+    browser = requests.Session()
+    post_sign_in(browser, server, world.keys[CSM])
+    held = str(browser.cookies[COOKIE])
+    forged = browser.post(f"{ui}/logout", data={"csrf": "guessed"}, timeout=30)
+    assert forged.status_code == 403 and "reload the page" in forged.text
+    book = browser.get(ui, allow_redirects=False, timeout=30)
+    assert book.status_code == 200, "a forged sign-out leaves the CSM signed in"
+    form = re.search(r'action="/ui/logout".*?name="csrf" value="([^"]+)"', book.text, re.DOTALL)
+    assert form is not None, "the sign-out form echoes the session's token"
+    out = browser.post(f"{ui}/logout", data={"csrf": form.group(1)}, allow_redirects=False, timeout=30)
+    assert out.status_code == 303 and out.headers["location"] == "/ui/login"
+    replayed = requests.get(ui, cookies={COOKIE: held}, allow_redirects=False, timeout=30)
+    assert replayed.status_code == 303, "the session is closed on the server, not only in the browser"
+
+
+def test_signing_out_from_the_page_ends_the_session(page: Page, world: World) -> None:
+    sign_in(page, world)
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    page.goto("/ui")
+    expect(page).to_have_url(re.compile(r"/ui/login\?next="))
+
+
+def test_cookies_are_secure_behind_tls(server: Server, world: World) -> None:
+    """`RETAIN_COCKPIT__COOKIE_SECURE`: a browser then sends the cockpit's cookies over HTTPS only."""
+    assert "secure" not in requests.get(f"{server.url}/ui/login", timeout=30).headers["set-cookie"].lower()
+    tls = Server(world, world.root / "tls.log", world.latest, RETAIN_COCKPIT__COOKIE_SECURE="true")
+    try:
+        shown = requests.get(f"{tls.url}/ui/login", timeout=30)
+        assert shown.cookies[LOGIN_COOKIE] and "; secure" in shown.headers["set-cookie"].lower()
+        token = re.search(r'name="csrf" value="([^"]+)"', shown.text).group(1)  # type: ignore[union-attr]
+        signed = requests.post(  # the cookie sent by hand: requests keeps a Secure cookie off plain HTTP
+            f"{tls.url}/ui/login",
+            data={"key": world.keys[CSM], "csrf": token},
+            cookies={LOGIN_COOKIE: token},
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert signed.status_code == 303
+        session = [c for c in signed.raw.headers.getlist("set-cookie") if c.startswith(f"{COOKIE}=")]
+        assert len(session) == 1 and "; secure" in session[0].lower()
+    finally:
+        tls.stop()

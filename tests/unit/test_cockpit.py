@@ -1,17 +1,24 @@
 """The cockpit's pure parts: the book's filters, which accounts count as new, the timeline's sentences,
-the charts and the account page's template variables."""
+the charts, the account page's template variables, and the security headers, tokens and origin check
+(over HTTP in `tests/e2e/test_cockpit.py`)."""
 
 from __future__ import annotations
 
+import asyncio
+import re
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from jinja2 import meta
+from starlette.types import Message, Receive, Scope, Send
 
+from serving.cockpit.access import same_host
 from serving.cockpit.book import Entry, Filters, started_since
 from serving.cockpit.charts import line_chart
-from serving.cockpit.pages import TEMPLATES, AccountPage
+from serving.cockpit.headers import CONTENT_SECURITY_POLICY, CockpitHeaders
+from serving.cockpit.pages import STYLESHEET, TEMPLATES, AccountPage
+from serving.cockpit.sessions import Session, same_token
 from serving.cockpit.timeline import action_label, describe
 from serving.resources import AccountRecord
 from serving.schemas import Fallback, Freshness, Health, Risk
@@ -156,3 +163,111 @@ def test_the_account_page_names_the_account_or_its_id(account: AccountRecord, ti
     assert f"<h1>{title}</h1>" in html and f"<title>{title} · Retain cockpit</title>" in html
     shown = " ".join(html.split('<p class="lede">')[1].split("</p>")[0].split())
     assert shown == f"{lede} · no longer active (contract to —)"
+
+
+def headers_sent(path: str, given: list[tuple[bytes, bytes]], layers: int = 1) -> dict[str, list[str]]:
+    """The headers an answer leaves with, by name, after `layers` CockpitHeaders around a route that
+    answers with `given`."""
+
+    async def route(scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": list(given)})
+        await send({"type": "http.response.body", "body": b""})
+
+    app = route
+    for _ in range(layers):
+        app = CockpitHeaders(app)
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b""}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app({"type": "http", "method": "GET", "path": path, "headers": []}, receive, send))
+    out: dict[str, list[str]] = {}
+    for name, value in sent[0]["headers"]:
+        out.setdefault(name.decode().lower(), []).append(value.decode())
+    return out
+
+
+@pytest.mark.parametrize("path", ["/ui", "/ui/login", "/ui/accounts/acc-1", "/ui/nope"])
+def test_every_cockpit_answer_carries_the_security_headers_and_is_not_stored(path: str) -> None:
+    sent = headers_sent(path, [(b"content-type", b"text/html")], layers=2)
+    assert sent["content-security-policy"] == [CONTENT_SECURITY_POLICY], "once, however often applied"
+    assert sent["x-frame-options"] == ["DENY"] and sent["x-content-type-options"] == ["nosniff"]
+    assert sent["referrer-policy"] == ["same-origin"], "no-referrer would post `Origin: null`"
+    assert sent["cache-control"] == ["no-store"] and sent["content-type"] == ["text/html"]
+
+
+def test_the_api_is_left_alone_and_the_stylesheet_stays_cacheable() -> None:
+    for path in ("/v1/score", "/healthz", "/uix"):
+        assert set(headers_sent(path, [])) == set(), path
+    sheet = headers_sent("/ui/static/cockpit.css", [(b"cache-control", b"max-age=3600")])
+    assert sheet["cache-control"] == ["max-age=3600"] and sheet["x-content-type-options"] == ["nosniff"]
+
+
+def test_the_policy_allows_exactly_what_the_pages_use() -> None:
+    """No script, no inline style, no image, no frame, no other host: only the cockpit's own stylesheet,
+    and forms that post to the cockpit. A template that needs more fails here before a browser blocks it."""
+    assert TEMPLATES.loader is not None
+    sources = {name: TEMPLATES.loader.get_source(TEMPLATES, name)[0] for name in TEMPLATES.list_templates()}
+    chart = line_chart(
+        "c", "Churn", [(DAY - timedelta(days=40), 0.2), (DAY, 0.35)], low=0, high=1, label="{:.0%}"
+    )
+    for name, text in [*sources.items(), ("chart", chart), ("stylesheet", STYLESHEET.decode())]:
+        for used in (
+            r"<script",
+            r"\son\w+=",
+            r"style=",
+            r"<style",
+            r"<img",
+            r"<iframe",
+            r"<object",
+            r"<base",
+        ):
+            assert not re.search(used, text, re.IGNORECASE), (name, used)
+        assert not re.search(r"url\(|@import|https?://(?!www\.w3\.org/2000/svg)", text), name
+        assert all(a.startswith("/ui") for a in re.findall(r'<form[^>]*action="([^"]*)"', text)), name
+    assert re.findall(r'<link[^>]*href="([^"]*)"', sources["base.html"]) == ["/ui/static/cockpit.css"]
+    assert {d.split()[0]: d.split()[1:] for d in CONTENT_SECURITY_POLICY.split("; ")} == {
+        "default-src": ["'none'"],
+        "style-src": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "base-uri": ["'none'"],
+    }
+
+
+def test_every_post_form_echoes_its_token() -> None:
+    assert TEMPLATES.loader is not None
+    for name in TEMPLATES.list_templates():
+        text = TEMPLATES.loader.get_source(TEMPLATES, name)[0]
+        for form in re.findall(r'<form[^>]*method="post".*?</form>', text, re.DOTALL):
+            assert '<input type="hidden" name="csrf"' in form, (name, form[:80])
+
+
+@pytest.mark.parametrize(
+    ("origin", "host", "same"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", True),
+        ("https://Retain.example", "retain.example", True),
+        ("https://retain.example", "retain.example:443", True),
+        ("http://[::1]:8000", "[::1]:8000", True),
+        ("http://127.0.0.1:8001", "127.0.0.1:8000", False),
+        ("https://retain.example", "retain.example:80", False),
+        ("https://evil.example", "retain.example", False),
+        ("null", "retain.example", False),
+        ("http://retain.example:99999", "retain.example", False),
+        ("http://retain.example", "", False),
+    ],
+)
+def test_an_origin_must_name_the_host_it_posts_to(origin: str, host: str, same: bool) -> None:
+    assert same_host(origin, host) is same
+
+
+def test_tokens_compare_safely_whatever_a_forged_form_sends() -> None:
+    session = Session("rk_key", "csm")
+    assert session.echoed(session.csrf) and not session.echoed("") and not session.echoed("é" * 32)
+    assert same_token("abc", "abc") and not same_token("abc", "abd")
+    assert not same_token("", ""), "no cookie, no sign-in: an empty field never matches"
