@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 import pyarrow as pa
 
-from retain.core.contract import TS
+from retain.core.contract import TS, Tier
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -106,6 +106,66 @@ class Feature:
         if self.when_negative is not None and value < 0:
             return self.when_negative.format(value=_format(self.unit, -value))
         return self.text.format(value=_format(self.unit, value))
+
+
+#: the lowest and highest value a unit allows (None: unbounded); a scale in SCALES overrides it
+_UNIT_BOUNDS: dict[Unit, tuple[float | None, float | None]] = {
+    "count": (0.0, None),
+    "flag": (0.0, 1.0),
+    "days": (0.0, None),
+    "minutes": (0.0, None),
+    "ratio": (0.0, None),
+    "change": (-1.0, None),  # (recent - prior) / max(prior, 1) with counts >= 0
+    "number": (None, None),
+    "money": (0.0, None),
+    "score": (0.0, 100.0),
+}
+#: features on a closed scale of their own (survey answers, shares)
+SCALES: dict[str, tuple[float, float]] = {
+    "nps_last": (0.0, 10.0),
+    "csat_90d": (1.0, 5.0),
+    "ticket_sentiment_90d": (-1.0, 1.0),
+    "stickiness_7d": (0.0, 1.0),
+    "stickiness_30d": (0.0, 1.0),
+    "stickiness_90d": (0.0, 1.0),
+    "core_feature_share_30d": (0.0, 1.0),
+    "nudge_act_rate_90d": (0.0, 1.0),
+}
+#: the values a category may take where the contract fixes them
+CATEGORY_VALUES: dict[str, tuple[str, ...]] = {"tier": tuple(Tier)}
+
+
+def bounds(feature: Feature) -> tuple[float | None, float | None]:
+    """The range a value of `feature` must lie in; a date that may have passed (renewal) may be negative."""
+    if feature.name in SCALES:
+        return SCALES[feature.name]
+    low, high = _UNIT_BOUNDS[feature.unit] if feature.unit != "category" else (None, None)
+    return (None if feature.when_negative is not None else low), high
+
+
+def value_problem(feature: Feature, value: object) -> str | None:
+    """Why `value` cannot be a value of `feature` (wrong type, not finite, out of its range, not one of
+    its categories), or None when it can; a null is always allowed (the feature is unknown)."""
+    if value is None:
+        return None
+    if feature.unit == "category":
+        allowed = CATEGORY_VALUES.get(feature.name)
+        if not isinstance(value, str):
+            return "expected text"
+        return None if allowed is None or value in allowed else f"expected one of {', '.join(allowed)}"
+    if isinstance(value, str) or not isinstance(value, int | float):
+        return "expected a number"
+    number = float(value) if abs(value) < 1e300 else math.inf
+    if not math.isfinite(number):
+        return "expected a finite number"
+    low, high = bounds(feature)
+    if (low is not None and number < low) or (high is not None and number > high):
+        return f"expected a value in [{_bound(low)}, {_bound(high)}]"
+    return None
+
+
+def _bound(limit: float | None) -> str:
+    return "unbounded" if limit is None else f"{limit:g}"
 
 
 def _family(family: str, *rows: tuple[Any, ...]) -> tuple[Feature, ...]:

@@ -19,7 +19,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from registry.aliases import CHAMPION
 from registry.pyfunc import MODEL_ARTIFACT
-from registry.tracking import client
+from registry.tracking import client, unavailable
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -78,22 +78,35 @@ def parse_ref(ref: str) -> tuple[str, str | None, str | None]:
     return name, alias, version
 
 
+class UnknownModel(RetainError):
+    """The registry answered: no such model, alias or version."""
+
+
 def resolve(mlflow_client: MlflowClient, ref: str) -> VersionInfo:
-    """The version a reference points at, or a RetainError saying which part is unknown."""
+    """The version a reference points at; `UnknownModel` saying which part is unknown, or
+    `RegistryUnavailable` when the registry cannot be read."""
     name, alias, version = parse_ref(ref)
     try:
         registered = mlflow_client.get_registered_model(name)
-    except MlflowException as e:
-        raise RetainError(f"no registered model {name!r}; train one first") from e
+    except Exception as e:  # sorted by _registry_error
+        raise _registry_error(e, f"no registered model {name!r}; train one first") from e
     if alias is not None and alias not in registered.aliases:
         known = ", ".join(sorted(registered.aliases)) or "none"
-        raise RetainError(f"model {name!r} has no version aliased {alias!r} (aliases: {known})")
+        raise UnknownModel(f"model {name!r} has no version aliased {alias!r} (aliases: {known})")
     try:
         if alias is not None:
             return VersionInfo.of(mlflow_client.get_model_version_by_alias(name, alias))
         return VersionInfo.of(mlflow_client.get_model_version(name, str(version)))
-    except MlflowException as e:
-        raise RetainError(f"model {ref!r}: {e.message}") from e
+    except Exception as e:  # as above
+        raise _registry_error(e, f"model {ref!r} is not registered") from e
+
+
+def _registry_error(error: Exception, unknown: str) -> RetainError:
+    """MLflow reports "no such model" and "cannot read the registry" alike, as exceptions (its own, or
+    its tracking store's: SQLAlchemy's, the driver's); only the first means there is no champion."""
+    if isinstance(error, MlflowException) and error.error_code == "RESOURCE_DOES_NOT_EXIST":
+        return UnknownModel(unknown)
+    return unavailable(error)
 
 
 class StaleModel(RetainError):

@@ -38,6 +38,7 @@ from features.build import FeatureBuild
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
 from registry.environment import copy_code, model_code, pip_requirements
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame
+from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.urls import redact, sqlalchemy_url
@@ -68,9 +69,23 @@ def tracking_uri(store: Store, settings: Settings) -> str:
     return f"sqlite:///{mlflow_dir(store) / 'mlflow.db'}"
 
 
+class RegistryUnavailable(RetainError):
+    """The registry could not be asked: its database is down, locked, corrupt or unreadable."""
+
+
+def unavailable(error: Exception) -> RegistryUnavailable:
+    """The registry's failure in one line: MLflow's message, or its tracking store's (SQLAlchemy's, the
+    driver's) first line without the SQL."""
+    said = error.message if isinstance(error, MlflowException) else f"{type(error).__name__}: {error}"
+    return RegistryUnavailable(f"the model registry cannot be read: {said.splitlines()[0] if said else ''}")
+
+
 def client(store: Store, settings: Settings) -> MlflowClient:
     uri = tracking_uri(store, settings)
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    try:
+        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+    except Exception as e:  # MLflow opens (and migrates) its database here
+        raise unavailable(e) from e
 
 
 @contextlib.contextmanager

@@ -20,11 +20,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retain.core.settings import Settings
 from retain.core.store import Store
+from serving.auth import bearer, check_key, scopes_of
 from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
 from serving.cockpit.book import BookKeeper
 from serving.cockpit.headers import CockpitHeaders
 from serving.cockpit.sessions import Sessions
+from serving.decision_log import DecisionLogUnavailable
 from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_location
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware, request_id
@@ -44,6 +46,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
         responses=ERROR_RESPONSES,
         exception_handlers={
             ApiError: _api_error,
+            DecisionLogUnavailable: _decision_log_unavailable,
             RequestValidationError: _invalid_request,
             StarletteHTTPException: _http_error,
             SignIn: sign_in_redirect,
@@ -83,10 +86,22 @@ async def _lifespan(
 
 
 async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-    return error_response(exc.status, exc.code, exc.message, request_id(request))
+    return error_response(exc.status, exc.code, exc.message, request_id(request), exc.fields)
+
+
+async def _decision_log_unavailable(request: Request, exc: DecisionLogUnavailable) -> JSONResponse:
+    """503 with the reason, for a read of the log a route did not expect to fail."""
+    return error_response(503, "decision_log_unavailable", str(exc), request_id(request))
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 naming the fields; but first the route's key check, which a malformed body would skip."""
+    service: Service = request.app.state.service
+    try:
+        for scope in scopes_of(request.scope.get("route")):
+            check_key(service, bearer(request), scope)
+    except ApiError as e:
+        return await _api_error(request, e)
     fields = [{"field": field_location(e["loc"]), "message": str(e["msg"])} for e in exc.errors()]
     names = ", ".join(f["field"] for f in fields)
     return error_response(422, "invalid_request", f"invalid field(s): {names}", request_id(request), fields)

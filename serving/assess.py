@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
-from features.definitions import FEATURE_BY_NAME
+from features.definitions import FEATURE_BY_NAME, HEALTH_COLUMNS
 from features.rows import FeatureRows
 from registry.models import VersionInfo
 from retain.core.settings import Settings
@@ -176,6 +176,10 @@ def _row_fallback(
     return None
 
 
+#: columns of an inline row the caller did not give: its keys, and the health the service computes
+_NOT_GIVEN = frozenset(("account_id", "cutoff", *HEALTH_COLUMNS))
+
+
 def assess(
     rows: FeatureRows,
     churn: Champion | None,
@@ -202,7 +206,7 @@ def assess(
     flagged = churn.model.out_of_range(rows, RANGE_TOLERANCE) if churn else [[] for _ in records]
     fallbacks: list[Fallback | None] = [
         Fallback(code="no_feature_row", message="no feature values given")
-        if inline and all(v is None for k, v in r.items() if k not in ("account_id", "cutoff"))
+        if inline and all(v is None for k, v in r.items() if k not in _NOT_GIVEN)
         else _row_fallback(f, flags, churn is not None, published)
         for r, f, flags in zip(records, fresh, flagged, strict=True)
     ]

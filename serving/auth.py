@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
 from fastapi import Request
+from fastapi.dependencies.models import Dependant
 
 from retain.core.errors import RetainError
 from serving.deps import ServiceDep
@@ -31,10 +30,28 @@ def check_key(service: Service, token: str, scope: str) -> ApiKey:
     return key
 
 
-def require(scope: str) -> Callable[[Request, Service], Awaitable[ApiKey]]:
-    """A dependency: the caller's bearer key, which must carry `scope`."""
+class KeyRequired:
+    """A dependency: the caller's bearer key, which must carry `scope`. A class, not a closure, so the
+    app can find which scope a route needs when it answers before the dependencies ran (`scopes_of`)."""
 
-    async def caller_key(request: Request, service: ServiceDep) -> ApiKey:
-        return check_key(service, bearer(request), scope)
+    def __init__(self, scope: str) -> None:
+        self.scope = scope
 
-    return caller_key
+    async def __call__(self, request: Request, service: ServiceDep) -> ApiKey:
+        key = check_key(service, bearer(request), self.scope)
+        request.state.key_id = key.key_id  # for `CallerDep`: the decision log records which key acted
+        return key
+
+
+def scopes_of(route: object) -> list[str]:
+    """The scopes a route's dependencies require: FastAPI parses a JSON body before it runs them, and a
+    caller without a valid key must hear 401 for that route, not how its body is malformed."""
+    dependant: Dependant | None = getattr(route, "dependant", None)
+    pending = [dependant] if dependant is not None else []
+    scopes = []
+    while pending:
+        current = pending.pop()
+        if isinstance(current.call, KeyRequired):
+            scopes.append(current.call.scope)
+        pending.extend(current.dependencies)
+    return scopes

@@ -2,9 +2,14 @@
 
 SQLite under the store by default, PostgreSQL by configuration; SQLAlchemy Core keeps one code path for
 both. The response path only appends to a bounded in-memory queue; a daemon thread writes it in batches.
-A full queue or an unreachable database costs log entries (counted in `stats`, said in a rate-limited
-warning), never responses, and the service starts while the database is down: the writer creates the
-schema when it first reaches it. Logs name the database by its redacted URL only.
+While the database is unreachable (down, unwritable, deleted) the writer keeps the entries queued and
+tries again until it is back; only a full queue drops entries, and an entry the database refuses is
+counted as failed: `stats` tells the truth, a rate-limited warning says it. The service starts while the
+database is down: the writer creates the schema when it first reaches it. Logs name the database by its
+redacted URL only.
+
+SQLite runs with a rollback journal, not WAL: WAL's shared-memory index is a memory map, and a map over a
+file that cannot be written or grown ends the process with SIGBUS instead of answering an error.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -31,6 +37,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.urls import redact, sqlalchemy_url
+from serving import log_migrations
 
 log = logging.getLogger("retain.decision_log")
 
@@ -83,6 +90,7 @@ DECISIONS = sa.Table(
     sa.Column("cutoff", UTCDateTime),
     sa.Column("inputs_hash", sa.String, nullable=False),
     sa.Column("output", sa.JSON, nullable=False),
+    sa.Column("key_id", sa.String),
     sa.Index("ix_decisions_account_served", "account_id", "served_at"),
 )
 RECOMMENDATIONS = sa.Table(
@@ -107,6 +115,15 @@ FEEDBACK = sa.Table(
     sa.Column("actor", sa.String),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("intervention_id", sa.String),
+    sa.Column("key_id", sa.String),
+)
+
+#: one row rewritten by every readiness check: the only proof that the log can be written is a write
+WRITE_PROBE = sa.Table(
+    "write_probe",
+    METADATA,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("checked_at", UTCDateTime, nullable=False),
 )
 
 #: actions taken, reported through the API: durable here at once, folded into the store's Delta table
@@ -124,6 +141,7 @@ TAKEN = sa.Table(
     sa.Column("propensity", sa.Float),
     sa.Column("request_id", sa.String, nullable=False),
     sa.Column("folded_version", sa.Integer, index=True),
+    sa.Column("key_id", sa.String),
 )
 
 #: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
@@ -155,6 +173,8 @@ class LoggedDecision:
     inputs_hash: str
     #: the answer as its JSON
     output: dict[str, JsonValue]
+    #: the API key that asked (None for an answer given without HTTP)
+    key_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -192,6 +212,8 @@ class LoggedFeedback:
     actor: str | None
     at: datetime
     intervention_id: str | None
+    #: the API key that gave it; `actor` is what the caller says of itself
+    key_id: str | None
 
 
 @dataclass(frozen=True)
@@ -270,22 +292,40 @@ def _engine(url: str) -> sa.Engine:
     )
 
     @sa.event.listens_for(engine, "connect")
-    def _wal(connection: Any, _record: Any) -> None:
-        # WAL: request threads read while the writer thread writes; NORMAL sync is safe under WAL
+    def _rollback_journal(connection: Any, _record: Any) -> None:
+        # a file an earlier version left in WAL mode is switched back; that needs the only connection, so
+        # one opened beside another tries again until the busy timeout
         deadline = time.monotonic() + SQLITE_BUSY_SECONDS
         while True:
             try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                break
+                # asked first: setting it needs a write, which a file that is only readable refuses
+                if connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+                    connection.execute("PRAGMA journal_mode=DELETE")
+                return
             except sqlite3.OperationalError as e:
-                # two connections switching a new file to WAL at once would deadlock, so SQLite answers one
-                # "locked" at once instead of waiting out the busy timeout: try again until the timeout
                 if "locked" not in str(e) or time.monotonic() > deadline:
                     raise
                 time.sleep(0.01)
-        connection.execute("PRAGMA synchronous=NORMAL")
 
     return engine
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The SQLite file of a decision log URL; None for a server database or an in-memory one."""
+    target = sa.make_url(sqlalchemy_url(url))
+    database = target.database
+    if target.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """Which file is at `path` now (device and inode); None when there is none."""
+    try:
+        found = path.stat()
+    except FileNotFoundError:
+        return None
+    return found.st_dev, found.st_ino
 
 
 class DecisionLog:
@@ -296,8 +336,13 @@ class DecisionLog:
         self._engine = _engine(url)
         self._password = urlsplit(url).password
         self._queue_size = queue_size
-        #: seconds between tries of a batch while the database is unreachable; then the batch is dropped
-        self._retry_delays = retry_delays
+        #: the pauses between tries while the database is unreachable, the last repeated for as long as
+        #: it stays so: short, since a lookup of a queued recommendation waits for the queue to drain
+        self._retry_delays = retry_delays or (0.2,)
+        #: the SQLite file, and which file (device, inode) the connections opened: one deleted or replaced
+        #: under a running server is noticed before the next read or write, not written into the void
+        self._file = _sqlite_file(url)
+        self._opened: tuple[int, int] | None = None
         self._queue: deque[Decision] = deque()
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
@@ -369,23 +414,41 @@ class DecisionLog:
             return self._changed.wait_for(lambda: self._processed >= target, timeout)
 
     def close(self, timeout: float = 5.0) -> None:
-        drained = self.flush(timeout)
+        """Write what is queued (for up to `timeout`), then stop; what is left is counted as failed."""
+        self.flush(timeout)
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
         if self._thread is not None:
             self._thread.join(timeout)
-        if not drained:
-            log.warning("decision log %s closed with %d entries not written", self.url, self.stats["pending"])
+        with self._changed:
+            left = self._accepted - self._processed
+            self._failed += left
+            self._processed += left
+            self._queue.clear()
+        if left:
+            log.warning("decision log %s closed with %d entries not written", self.url, left)
         self._engine.dispose()
 
+    def check_writable(self) -> None:
+        """Rewrite the probe row: raises `DecisionLogUnavailable` when the log cannot be written now."""
+        with self._connect(write=True) as conn:
+            conn.execute(WRITE_PROBE.delete())
+            conn.execute(WRITE_PROBE.insert(), {"id": 1, "checked_at": datetime.now(UTC)})
+
     def recommendation(self, recommendation_id: str) -> LoggedRecommendation | None:
-        """A served recommendation; one served milliseconds ago may still be queued, so flush once."""
+        """A served recommendation; one served milliseconds ago may still be queued, so flush once. While
+        queued entries cannot be written it may be one of them: unavailable, not unknown."""
         query = sa.select(RECOMMENDATIONS).where(RECOMMENDATIONS.c.recommendation_id == recommendation_id)
         row = self._one(query)
         if row is None and self.stats["pending"]:
-            self.flush(LOOKUP_FLUSH_SECONDS)
+            drained = self.flush(LOOKUP_FLUSH_SECONDS)
             row = self._one(query)
+            if row is None and not drained:
+                raise DecisionLogUnavailable(
+                    f"decision log {self.url} is behind: {self.stats['pending']} entries are waiting to be "
+                    "written, perhaps this recommendation; try again"
+                )
         return None if row is None else LoggedRecommendation(**row)
 
     def record_feedback(
@@ -396,6 +459,7 @@ class DecisionLog:
         actor: str | None,
         at: datetime,
         intervention_id: str | None,
+        key_id: str | None,
     ) -> LoggedFeedback:
         """Store feedback on a recommendation (the caller checks it exists with `recommendation`)."""
         row = {
@@ -406,15 +470,21 @@ class DecisionLog:
             "actor": actor,
             "at": at,
             "intervention_id": intervention_id,
+            "key_id": key_id,
         }
         with self._connect(write=True) as conn:
             return LoggedFeedback(
                 **conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one()
             )
 
-    def record_taken(self, action: TakenAction, request_id: str) -> bool:
-        """Store an action taken, durably before answering; False when its id was recorded before."""
-        row = {**{f.name: getattr(action, f.name) for f in fields(TakenAction)}, "request_id": request_id}
+    def record_taken(self, action: TakenAction, request_id: str, key_id: str | None) -> bool:
+        """Store an action taken, durably before answering, with who reported it; False when its id was
+        recorded before."""
+        row = {
+            **{f.name: getattr(action, f.name) for f in fields(TakenAction)},
+            "request_id": request_id,
+            "key_id": key_id,
+        }
         try:
             with self._connect(write=True) as conn:
                 conn.execute(TAKEN.insert(), row)
@@ -494,11 +564,23 @@ class DecisionLog:
         except Exception as e:
             if not _unreachable(e):
                 raise
+            self._reopen()
             raise DecisionLogUnavailable(
                 f"decision log {self.url} is unavailable: {self._describe(e)}"
             ) from e
 
+    def _reopen(self) -> None:
+        """Drop every pooled connection and check the schema again on the next use: a connection SQLite
+        opened read-only, or one to a file since deleted, would otherwise fail (or vanish) for good."""
+        with self._schema_lock:
+            self._schema_ready = False
+            self._opened = None
+        self._engine.dispose()
+
     def _ensure_schema(self) -> None:
+        if self._file is not None and self._schema_ready and _identity(self._file) != self._opened:
+            log.warning("decision log %s: the file was deleted or replaced; opening it anew", self.url)
+            self._reopen()
         with self._schema_lock:
             if self._schema_ready:
                 return
@@ -509,13 +591,15 @@ class DecisionLog:
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
                     conn.execute(sa.select(sa.func.pg_advisory_xact_lock(SCHEMA_LOCK_KEY)))
-                METADATA.create_all(conn)
+                log_migrations.upgrade(conn)
+            self._opened = _identity(self._file) if self._file is not None else None
             self._schema_ready = True
 
     def _run(self) -> None:
         def gathered() -> bool:
             return len(self._queue) >= BATCH or self._wanted > self._processed or self._stop.is_set()
 
+        failures = 0
         while True:
             with self._changed:
                 self._changed.wait_for(lambda: self._queue or self._stop.is_set())
@@ -523,43 +607,60 @@ class DecisionLog:
                 if self._stop.is_set():
                     return
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
-            self._write(batch)
+            again = self._write(batch)
+            if not again:
+                failures = 0
+                continue
+            with self._changed:
+                self._queue.extendleft(reversed(again))
+            self._stop.wait(self._retry_delays[min(failures, len(self._retry_delays) - 1)])
+            failures += 1
 
-    def _write(self, batch: list[Decision]) -> None:
-        error = self._try(batch)
-        lost = len(batch) if error is not None else 0
-        if error is not None and not _unreachable(error) and len(batch) > 1:
-            # one bad entry (a duplicate id, an answer that is not JSON) must not lose the rest of its batch
-            errors = [e for decision in batch if (e := self._try([decision])) is not None]
-            lost, error = len(errors), (errors[0] if errors else None)
-        if error is not None:
+    def _write(self, batch: list[Decision]) -> list[Decision]:
+        """Write a batch; the entries to try again because the database could not be reached. An entry
+        the database refuses (a duplicate id, an answer that is not JSON) is counted as failed, and must
+        not lose the rest of its batch."""
+        error = self._insert_or_error(batch)
+        if error is None:
+            errors: dict[int, Exception] = {}
+        elif _unreachable(error) or len(batch) == 1:
+            errors = dict.fromkeys(range(len(batch)), error)
+        else:
+            errors = {i: e for i, entry in enumerate(batch) if (e := self._insert_or_error([entry]))}
+        again = [batch[i] for i, e in errors.items() if _unreachable(e)]
+        refused = [e for e in errors.values() if not _unreachable(e)]
+        if again:
+            self._reopen()
+            self._warn(
+                "unreachable",
+                "decision log %s is unreachable (%s); %d entries wait to be written",
+                self.url,
+                self._describe(next(e for e in errors.values() if _unreachable(e))),
+                self.stats["pending"],
+            )
+        if refused:
             self._warn(
                 "failed",
-                "decision log %s: %d of %d entries not written (%s); %d lost since start",
+                "decision log %s: %d of %d entries refused (%s); %d lost since start",
                 self.url,
-                lost,
+                len(refused),
                 len(batch),
-                self._describe(error),
-                self._failed + lost,
+                self._describe(refused[0]),
+                self._failed + len(refused),
             )
         with self._changed:
-            self._written += len(batch) - lost
-            self._failed += lost
-            self._processed += len(batch)
+            self._written += len(batch) - len(errors)
+            self._failed += len(refused)
+            self._processed += len(batch) - len(again)
             self._changed.notify_all()
+        return again
 
-    def _try(self, batch: list[Decision]) -> Exception | None:
-        """Insert a batch, trying again while the database is unreachable; the error that remained."""
-        delays = iter(self._retry_delays)
-        while True:
-            try:
-                self._insert(batch)
-                return None
-            except Exception as e:
-                delay = next(delays, None)
-                if delay is None or not _unreachable(e):
-                    return e
-                self._stop.wait(delay)
+    def _insert_or_error(self, batch: list[Decision]) -> Exception | None:
+        try:
+            self._insert(batch)
+        except Exception as e:
+            return e
+        return None
 
     def _insert(self, batch: list[Decision]) -> None:
         self._ensure_schema()
@@ -574,6 +675,7 @@ class DecisionLog:
                 "cutoff": d.cutoff,
                 "inputs_hash": d.inputs_hash,
                 "output": d.output,
+                "key_id": d.key_id,
             }
             for d in batch
         ]

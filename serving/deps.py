@@ -1,4 +1,4 @@
-"""What routes are given rather than reach for: the service, the metrics and the request's id.
+"""What routes are given rather than reach for: the service, the metrics, the request's id and caller.
 
 `create_app` and its lifespan put the shared objects on `app.state`; routes name them as annotated
 parameters (`service: ServiceDep`), so a route's signature says everything it uses.
@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from serving.caller import Caller
 from serving.metrics import Metrics
 from serving.middleware import request_id
 from serving.service import Service
@@ -32,6 +33,13 @@ async def _request_id(request: Request) -> str:
     return request_id(request)
 
 
+async def _caller(request: Request) -> Caller:
+    """The request's id and the key `KeyRequired` checked (a route's key check runs before its own
+    parameters are resolved)."""
+    return Caller(request_id(request), getattr(request.state, "key_id", None))
+
+
 ServiceDep = Annotated[Service, Depends(_service)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 RequestId = Annotated[str, Depends(_request_id)]
+CallerDep = Annotated[Caller, Depends(_caller)]

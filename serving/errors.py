@@ -14,9 +14,13 @@ from serving.schemas import ErrorBody, ErrorDetail
 class ApiError(Exception):
     """An answer other than 200, with a stable code a playbook engine can branch on."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, fields: list[dict[str, str]] | None = None
+    ) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+        #: the fields at fault, as a 422 for the request's own shape names them
+        self.fields = fields or []
 
 
 #: the error answers any endpoint may give, as the OpenAPI document lists them (FastAPI's own shape)

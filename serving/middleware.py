@@ -5,6 +5,7 @@ Pure ASGI middleware, cheaper than Starlette's BaseHTTPMiddleware on every reque
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -14,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from serving.errors import error_response
 from serving.metrics import Metrics
+
+log = logging.getLogger("retain.serving")
 
 #: a caller's `X-Request-ID` is echoed when it looks like an id; otherwise a new one is made
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
@@ -30,7 +33,8 @@ class _BodyTooLarge(Exception):
 
 class RequestMiddleware:
     """A request id in and out (`X-Request-ID`), a 413 for a body over `max_body` bytes (declared or
-    streamed), and per-route request counts and latency in the metrics."""
+    streamed), per-route request counts and latency in the metrics, and a JSON 500 with the id for an
+    error nothing else caught (logged with its traceback), rather than Starlette's plain-text one."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body: int) -> None:
         self.app, self.metrics, self.max_body = app, metrics, max_body
@@ -47,32 +51,46 @@ class RequestMiddleware:
         status = 500
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await self._too_large(rid)(scope, receive, send)
+            await self._too_large(rid)(scope, receive, _with_id(send, rid))
             self._observe(scope, 413, started)
             return
         seen = 0
+        too_large = responded = False
 
         async def capped_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_body:
+                too_large = True  # the app may catch this and answer 400: its answer is replaced by a 413
                 raise _BodyTooLarge
             return message
 
+        identified = _with_id(send, rid)
+
         async def tagged_send(message: Message) -> None:
-            nonlocal status
+            nonlocal status, responded
+            if too_large:
+                return
             if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
-            await send(message)
+                status, responded = message["status"], True
+            await identified(message)
 
         try:
             await self.app(scope, capped_receive, tagged_send)
         except _BodyTooLarge:
-            await self._too_large(rid)(scope, receive, send)
-            status = 413
+            pass
+        except Exception:
+            log.exception("request %s %s failed", scope["method"], scope["path"])
+            if responded:
+                raise
+            await error_response(500, "internal_error", "the server failed; the request id is logged", rid)(
+                scope, receive, tagged_send
+            )
         finally:
+            if too_large:
+                await self._too_large(rid)(scope, receive, _with_id(send, rid))
+                status = 413
             self._observe(scope, status, started)
 
     def _too_large(self, rid: str) -> ASGIApp:
@@ -84,3 +102,14 @@ class RequestMiddleware:
         method = scope["method"]
         self.metrics.requests.labels(route=route, method=method, status=str(status)).inc()
         self.metrics.latency.labels(route=route, method=method).observe(time.perf_counter() - started)
+
+
+def _with_id(send: Send, rid: str) -> Send:
+    """`send`, adding `X-Request-ID` to the response's headers."""
+
+    async def identified(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+        await send(message)
+
+    return identified

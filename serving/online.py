@@ -6,6 +6,9 @@ for a read the online store itself does in a fraction of that. Here the feature 
 the feature names are resolved once per load, and each call is the online store's own `online_read`
 (SQLite or Redis alike) with its values unpacked straight into `FeatureRows`. The values, cutoffs and
 unknown-account rows equal `features.feast_repo.online_rows`'s (a test compares them).
+
+A store that cannot be read raises `OnlineStoreUnavailable`, for the service to answer 503 with; a SQLite
+file that is gone is reported without asking Feast, whose SQLite store would create an empty one.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,7 @@ from feast.type_map import feast_value_type_to_python_type
 
 from features.feast_repo import JOIN_KEY, FeatureSet
 from features.rows import FeatureRows
+from retain.core.errors import RetainError
 
 #: the stamp of an account without a row, from a store that answers one anyway (Redis)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -45,6 +50,10 @@ def _python(value: Value | None) -> Any:
     return feast_value_type_to_python_type(value)
 
 
+class OnlineStoreUnavailable(RetainError):
+    """The online store could not be read: its file is gone, or its server or file answered an error."""
+
+
 @dataclass(frozen=True)
 class OnlineReader:
     """The online store's reader for one published feature view and one set of its features."""
@@ -62,13 +71,23 @@ class OnlineReader:
     def _text(self) -> list[str]:
         return [name for name in self.features.names if name in self.features.text]
 
+    @cached_property
+    def _sqlite_file(self) -> Path | None:
+        online = self.config.online_store
+        return Path(online.path) if getattr(online, "type", None) == "sqlite" else None
+
     def rows(self, account_ids: Sequence[str]) -> FeatureRows:
         """The latest published row per account (no cutoff and all nulls for an account without one), laid
         out as `FeatureRows.build` lays out columns (one float64 block, text as str or None), row by row:
         a row's 80-odd columns as 80-odd arrays cost more than reading it."""
         unique = list(dict.fromkeys(account_ids))
         keys = [EntityKey(join_keys=[JOIN_KEY], entity_values=[Value(string_val=a)]) for a in unique]
-        read = self.provider.online_read(self.config, self.view, keys, list(self.features.names))
+        if self._sqlite_file is not None and not self._sqlite_file.is_file():
+            raise OnlineStoreUnavailable(f"the online store {self._sqlite_file} is missing; publish features")
+        try:
+            read = self.provider.online_read(self.config, self.view, keys, list(self.features.names))
+        except Exception as e:  # Feast passes on its backend's errors: sqlite3's, Redis's
+            raise OnlineStoreUnavailable(f"the online store cannot be read: {type(e).__name__}: {e}") from e
         found = dict(zip(unique, read, strict=True))
         cutoffs: list[datetime | None] = []
         numbers: list[list[Any]] = []

@@ -1,7 +1,8 @@
 """What the API loads once and shares: the champions, the Feast store, accounts, past actions, the logs.
 
-Loaded in the app's `lifespan`, never at import. A missing champion or feature repo is not fatal: the
-service starts, answers with the rules and says why, and `/readyz` reports what is missing. New
+Loaded in the app's `lifespan`, never at import. A missing champion or feature repo is not fatal, nor is
+a registry that cannot be read: the service starts, answers with the rules and says why, and `/readyz`
+reports what is missing; a registry that fails while running keeps the champions already loaded. New
 champions are picked up without a restart: a thread polls the aliases every `reload_seconds`, and
 `POST /v1/admin/reload` does the same at once. A swap replaces one immutable `Loaded` record, so a
 request sees either the old set or the new one, never half of each.
@@ -16,14 +17,22 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time
+from typing import TypeVar
 
 import pyarrow as pa
 from feast import FeatureStore
 
+from features.definitions import CATEGORICAL, FEATURE_NAMES
 from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store
 from features.rows import FeatureRows
-from registry.models import VersionInfo, resolve, scoring_model, uplift_model
-from registry.tracking import client
+from registry.models import (
+    UnknownModel,
+    VersionInfo,
+    resolve,
+    scoring_model,
+    uplift_model,
+)
+from registry.tracking import RegistryUnavailable, client
 from retain.core.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
@@ -31,7 +40,7 @@ from retain.core.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import KeyRing
-from serving.online import OnlineReader
+from serving.online import OnlineReader, OnlineStoreUnavailable
 from serving.schemas import Readiness
 from training.causal.uplift import UpliftModel
 
@@ -161,11 +170,13 @@ class Resources:
                 log.exception("checking the champion aliases failed; will retry")
 
     def _champions_moved(self) -> bool:
-        mlflow_client = client(self.store, self.settings)
         for kind in (*MODELS, UPLIFT):
             current = self.loaded.any_champion(kind)
             try:
-                version = resolve(mlflow_client, f"{kind}@champion").version
+                version = resolve(client(self.store, self.settings), f"{kind}@champion").version
+            except RegistryUnavailable as e:
+                log.warning("checking the champion aliases: %s; keeping the champions loaded", e)
+                return False
             except RetainError:
                 version = None
             if version != (current.info.version if current else None):
@@ -202,31 +213,31 @@ class Resources:
             return changed, errors
 
     def _champion(self, kind: str, errors: dict[str, str]) -> Champion | None:
+        """The current champion; the one loaded before when the registry or the new version cannot be
+        read (said in `errors`), none when no version holds the alias."""
+        current = self.loaded.champion(kind)
         try:
             mlflow_client = client(self.store, self.settings)
             info = resolve(mlflow_client, f"{kind}@champion")
-            current = self.loaded.champion(kind)
             if current is not None and current.info.version == info.version:
                 return current
             model = scoring_model(mlflow_client, info)
             model.threads = 1  # a request is one row; threads only fight the other requests for cores
             return Champion(model, info)
-        except RetainError as e:
-            errors[kind] = str(e)
-            return None
+        except Exception as e:  # a broken registry or artifact must not stop the service
+            return _kept(kind, current, e, errors)
 
     def _uplift(self, errors: dict[str, str]) -> UpliftChampion | None:
-        """The uplift champion; without one, next-best actions are ranked by the rules."""
+        """The uplift champion, kept as `_champion` keeps one; without one, the rules rank actions."""
+        current = self.loaded.uplift
         try:
             mlflow_client = client(self.store, self.settings)
             info = resolve(mlflow_client, f"{UPLIFT}@champion")
-            current = self.loaded.uplift
             if current is not None and current.info.version == info.version:
                 return current
             return UpliftChampion(uplift_model(mlflow_client, info), info)
-        except RetainError as e:
-            errors[UPLIFT] = str(e)
-            return None
+        except Exception as e:  # as in _champion
+            return _kept(UPLIFT, current, e, errors)
 
     def _feature_store(
         self, current: FeatureStore | None, errors: dict[str, str]
@@ -240,10 +251,13 @@ class Resources:
             published = view.materialization_intervals[-1][1] if view.materialization_intervals else None
             features = feature_set(online_store, [f.name for f in view.features])
             reader = OnlineReader(online_store.provider, online_store.config, view, features)
-            return online_store, reader, published
         except Exception as e:  # Feast raises its own types for a missing or broken repo
             errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
             return None, None, None
+        # kept although its store cannot be read now: the rules answer (saying why) until it can, no restart
+        if (problem := _unreadable(reader)) is not None:
+            errors["online_store"] = problem
+        return online_store, reader, published
 
     def _accounts(self, errors: dict[str, str]) -> dict[str, AccountRecord]:
         try:
@@ -274,9 +288,10 @@ class Resources:
     # -- reads -----------------------------------------------------------------------------------------
     def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:
         """The latest published feature row per account (no cutoff when there is none); without a
-        feature store, rows with nothing in them, which the rules then answer."""
+        feature store, rows with nothing in them, which the rules then answer. `OnlineStoreUnavailable`
+        when the store is published but cannot be read now."""
         if loaded.online is None:
-            return FeatureRows.build(account_ids, [None] * len(account_ids), {}, (), frozenset())
+            return rows_without_values(account_ids)
         return loaded.online.rows(account_ids)
 
     def as_of(self) -> datetime:
@@ -287,18 +302,59 @@ class Resources:
         return datetime.combine(day, time.max, tzinfo=UTC)
 
     def readiness(self) -> Readiness:
-        """Ready once a churn champion and the online feature store are loaded."""
+        """Ready when a churn champion is loaded, a read of the online store answers and a write to the
+        decision log lands, each tried now; what failed is named in `errors`."""
         loaded = self.loaded
-        model, store = loaded.churn is not None, loaded.feature_store is not None
+        errors = {k: v for k, v in loaded.errors.items() if k not in ("online_store", "decision_log")}
+        store = loaded.online is not None
+        if loaded.online is not None and (problem := _unreadable(loaded.online)) is not None:
+            store, errors["online_store"] = False, problem
+        try:
+            self.log.check_writable()
+            writable = True
+        except DecisionLogUnavailable as e:
+            writable, errors["decision_log"] = False, str(e)
+        model = loaded.churn is not None
         return Readiness(
-            ready=model and store,
+            ready=model and store and writable,
             model=model,
             uplift=loaded.uplift is not None,
             store=store,
-            errors=dict(loaded.errors),
+            decision_log_writable=writable,
+            errors=errors,
             decision_log=self.log.url,
         )
 
 
+def rows_without_values(account_ids: Sequence[str]) -> FeatureRows:
+    """A row per account with nothing in it: no cutoff, every catalogue feature null (a champion still
+    checks its inputs' ranges on it); the rules answer it, saying why."""
+    nulls = [None] * len(account_ids)
+    return FeatureRows.build(
+        account_ids, nulls, dict.fromkeys(FEATURE_NAMES, nulls), FEATURE_NAMES, frozenset(CATEGORICAL)
+    )
+
+
 def _label(champion: Champion | UpliftChampion | None) -> str | None:
     return champion.label if champion else None
+
+
+_Kept = TypeVar("_Kept", Champion, UpliftChampion)
+
+
+def _kept(kind: str, current: _Kept | None, error: Exception, errors: dict[str, str]) -> _Kept | None:
+    """After a failed load: none when the registry says no version holds the alias; otherwise (the
+    registry or the model cannot be read) the champion loaded before, if any. Said in `errors`."""
+    said = str(error) if isinstance(error, RetainError) else f"{type(error).__name__}: {error}"
+    kept = None if isinstance(error, UnknownModel) else current
+    errors[kind] = said if kept is None else f"{said} (still serving {kept.label})"
+    return kept
+
+
+def _unreadable(reader: OnlineReader) -> str | None:
+    """Why the online store cannot be read now (one account's read, which may find no row), or None."""
+    try:
+        reader.rows(["readiness-probe"])
+    except OnlineStoreUnavailable as e:
+        return str(e)
+    return None

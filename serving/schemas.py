@@ -15,7 +15,13 @@ Source = Literal["model", "rules"]
 RiskBand = Literal["low", "medium", "high", "critical"]
 HealthBand = Literal["healthy", "neutral", "at_risk", "critical"]
 FallbackCode = Literal[
-    "inactive_account", "no_champion", "no_feature_row", "stale_features", "out_of_range", "model_error"
+    "inactive_account",
+    "no_champion",
+    "no_feature_row",
+    "stale_features",
+    "out_of_range",
+    "model_error",
+    "feature_store_unavailable",
 ]
 FeedbackStatus = Literal["accepted", "rejected", "done"]
 
@@ -290,11 +296,13 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """What `/readyz` reports: ready once a churn champion and the feature store are loaded."""
+    """What `/readyz` reports, each dependency tried at the time of asking: ready when a churn champion
+    is loaded, the online store answers a read and the decision log takes a write."""
 
     ready: bool
     model: bool = Field(description="a churn champion is loaded")
     uplift: bool = Field(description="an uplift champion is loaded (else the rules rank actions)")
-    store: bool = Field(description="the online feature store is loaded")
-    errors: dict[str, str] = Field(description="what could not be loaded, and why")
+    store: bool = Field(description="the online feature store is loaded and answered a read")
+    errors: dict[str, str] = Field(description="what could not be loaded or reached, and why")
     decision_log: str = Field(description="the decision log's database, password redacted")
+    decision_log_writable: bool = Field(description="a write to the decision log landed")

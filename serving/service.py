@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel
 
-from features.definitions import FEATURE_BY_NAME
+from features.definitions import FEATURE_BY_NAME, value_problem
 from features.health import INPUTS
 from features.health import score as health_score
 from features.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility
@@ -30,16 +30,19 @@ from retain.core.settings import Settings
 from retain.ingest.readers import Frame
 from retain.ingest.validate import check_interventions
 from serving.assess import INACTIVE_FALLBACK, Assessment, assess
+from serving.caller import Caller
 from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation, TakenAction
 from serving.errors import ApiError
 from serving.metrics import Metrics
+from serving.online import OnlineStoreUnavailable
 from serving.ranking import Ranking, rank
-from serving.resources import Loaded, Resources
+from serving.resources import Loaded, Resources, rows_without_values
 from serving.schemas import (
     ActionOut,
     ActionsRequest,
     ActionsResponse,
     Changes,
+    Fallback,
     FeedbackIn,
     FeedbackOut,
     Ineligible,
@@ -97,16 +100,16 @@ class Service:
         self._history_lock = threading.Lock()
 
     # -- risk ------------------------------------------------------------------------------------------
-    def risk(self, account_id: str, request_id: str, actions: int) -> RiskResponse:
+    def risk(self, account_id: str, caller: Caller, actions: int) -> RiskResponse:
         """The account's explained risk, with its `actions` best next actions, logged as a score."""
         loaded = self.resources.loaded
-        risk = self._answer(loaded, self._assess_one(loaded, account_id), request_id, actions)
-        return RiskResponse.answering(request_id, risk)
+        risk = self._answer(loaded, self._assess_one(loaded, account_id), caller, actions)
+        return RiskResponse.answering(caller.request_id, risk)
 
     def _assess_one(self, loaded: Loaded, account_id: str) -> Assessment:
         if loaded.accounts and account_id not in loaded.accounts:
             raise ApiError(404, "account_not_found", f"no account {account_id!r} in the store")
-        rows = self.resources.online_rows(loaded, [account_id])
+        rows, unavailable = self._online_rows(loaded, [account_id])
         (assessment,) = assess(
             rows,
             loaded.churn,
@@ -115,9 +118,19 @@ class Service:
             self.resources.as_of(),
             published=loaded.published,
         )
-        return assessment
+        return _unread(assessment, unavailable)
 
-    def score(self, items: Sequence[ScoreItem], request_id: str, actions: int) -> ScoreResponse:
+    def _online_rows(self, loaded: Loaded, account_ids: list[str]) -> tuple[FeatureRows, Fallback | None]:
+        """The accounts' published rows; while the online store cannot be read, rows with nothing in
+        them and the fallback that says so (the rules answer, as the contract has it for missing input)."""
+        try:
+            return self.resources.online_rows(loaded, account_ids), None
+        except OnlineStoreUnavailable as e:
+            return rows_without_values(account_ids), Fallback(
+                code="feature_store_unavailable", message=str(e)
+            )
+
+    def score(self, items: Sequence[ScoreItem], caller: Caller, actions: int) -> ScoreResponse:
         """Explained risk per item, from the store (by id) or from the item's own features; unknown ids
         are item errors, not a failed call."""
         loaded = self.resources.loaded
@@ -138,24 +151,24 @@ class Service:
         assessed: dict[int, Assessment] = {}
         as_of = self.resources.as_of()
         if by_id:
-            rows = self.resources.online_rows(loaded, [items[i].account_id for i in by_id])
+            rows, unavailable = self._online_rows(loaded, [items[i].account_id for i in by_id])
             found = assess(rows, loaded.churn, loaded.expansion, settings, as_of, published=loaded.published)
-            assessed.update(zip(by_id, found, strict=True))
+            assessed.update(zip(by_id, (_unread(a, unavailable) for a in found), strict=True))
         if inline:
             rows = inline_rows([items[i] for i in inline], loaded, settings)
             brought = assess(rows, loaded.churn, loaded.expansion, settings, as_of, inline=True)
             assessed.update(zip(inline, brought, strict=True))
-        results = [self._answer(loaded, assessed[i], request_id, actions) for i in sorted(assessed)]
-        return ScoreResponse(request_id=request_id, results=results, errors=errors)
+        results = [self._answer(loaded, assessed[i], caller, actions) for i in sorted(assessed)]
+        return ScoreResponse(request_id=caller.request_id, results=results, errors=errors)
 
-    def _answer(self, loaded: Loaded, assessment: Assessment, request_id: str, actions: int) -> Risk:
+    def _answer(self, loaded: Loaded, assessment: Assessment, caller: Caller, actions: int) -> Risk:
         """One account's risk with its `actions` best next actions and what changed, logged as a score."""
         offered = []
         if actions and _why_left(assessment) is None:
             offered = self._offer(self._verdicts_and_ranking(loaded, assessment)[1], actions, set(), None)
         risk = self._risk(loaded, assessment, offered)
         risk.changes = self._changes(risk, risk.notes)
-        self._log("score", request_id, risk, assessment, offered)
+        self._log("score", caller, risk, assessment, offered)
         return risk
 
     def _risk(self, loaded: Loaded, assessment: Assessment, offered: list[ActionOut]) -> Risk:
@@ -227,7 +240,7 @@ class Service:
         )
 
     # -- next-best actions -----------------------------------------------------------------------------
-    def next_best_actions(self, account_id: str, request_id: str, ask: ActionsRequest) -> ActionsResponse:
+    def next_best_actions(self, account_id: str, caller: Caller, ask: ActionsRequest) -> ActionsResponse:
         """The ranked actions, logged as a recommendation; 409 for an account that has left."""
         _check_exclude(ask)
         loaded = self.resources.loaded
@@ -236,10 +249,10 @@ class Service:
             raise ApiError(
                 409, INACTIVE_ERROR, f"{account_id} is no longer active: {why}; no action is ranked"
             )
-        return self._recommend(loaded, assessment, request_id, ask)[1]
+        return self._recommend(loaded, assessment, caller, ask)[1]
 
     def account(
-        self, account_id: str, request_id: str, ask: ActionsRequest
+        self, account_id: str, caller: Caller, ask: ActionsRequest
     ) -> tuple[Risk, ActionsResponse | None]:
         """The explained risk and the ranked actions from one assessment (the cockpit's account page),
         logged once as a recommendation; for an account that has left, its last risk and no actions,
@@ -248,11 +261,11 @@ class Service:
         loaded = self.resources.loaded
         assessment = self._assess_one(loaded, account_id)
         if _why_left(assessment) is not None:
-            return self._answer(loaded, assessment, request_id, 0), None
-        return self._recommend(loaded, assessment, request_id, ask)
+            return self._answer(loaded, assessment, caller, 0), None
+        return self._recommend(loaded, assessment, caller, ask)
 
     def _recommend(
-        self, loaded: Loaded, assessment: Assessment, request_id: str, ask: ActionsRequest
+        self, loaded: Loaded, assessment: Assessment, caller: Caller, ask: ActionsRequest
     ) -> tuple[Risk, ActionsResponse]:
         verdicts, ranking = self._verdicts_and_ranking(loaded, assessment)
         offered = self._offer(ranking, ask.limit, set(ask.exclude), ask.channels)
@@ -262,9 +275,9 @@ class Service:
                 Ineligible(action=v.action, reasons=list(v.reasons)) for v in verdicts if not v.eligible
             ] + [Ineligible(action=x, reasons=[why]) for x, why in ranking.unprofitable.items()]
         risk = self._risk(loaded, assessment, offered)
-        self._log("recommendation", request_id, risk, assessment, offered)
+        self._log("recommendation", caller, risk, assessment, offered)
         return risk, ActionsResponse(
-            request_id=request_id,
+            request_id=caller.request_id,
             account_id=assessment.account_id,
             source=assessment.source,
             fallback_reason=assessment.fallback,
@@ -319,13 +332,13 @@ class Service:
     def _log(
         self,
         kind: Literal["score", "recommendation"],
-        request_id: str,
+        caller: Caller,
         risk: Risk,
         assessment: Assessment,
         offered: list[ActionOut],
     ) -> None:
         decision = Decision(
-            request_id=request_id,
+            request_id=caller.request_id,
             served_at=datetime.now(UTC),
             kind=kind,
             account_id=risk.account_id,
@@ -334,13 +347,14 @@ class Service:
             cutoff=risk.features.cutoff,
             inputs_hash=assessment.inputs_hash,
             output=risk.model_dump(mode="json"),
+            key_id=caller.key_id,
             recommendations=tuple(
                 Recommendation(r.recommendation_id, r.action, r.rank, r.expected_value) for r in offered
             ),
         )
         self.resources.log.submit(decision)
 
-    def record_intervention(self, body: InterventionIn, request_id: str) -> InterventionOut:
+    def record_intervention(self, body: InterventionIn, caller: Caller) -> InterventionOut:
         """An action taken: checked against the contract, stored once per id in the decision log (folded
         into the store's interventions by `retain store compact`), and into the cool-downs at once."""
         loaded = self.resources.loaded
@@ -365,18 +379,18 @@ class Service:
             propensity=None,
         )
         row = pa.Table.from_pylist([dataclasses.asdict(taken)], INTERVENTION_SCHEMA)
-        frame = Frame("interventions", f"api:{request_id}", row)
+        frame = Frame("interventions", f"api:{caller.request_id}", row)
         checked = check_interventions(frame, pa.array([body.account_id]))
         if checked.rejected.num_rows:
             reason, detail = (checked.rejected.column(c)[0].as_py() for c in ("reason", "detail"))
             raise ApiError(422, "invalid_intervention", f"{reason}: {detail}")
         try:
-            recorded = self.resources.log.record_taken(taken, request_id)
+            recorded = self.resources.log.record_taken(taken, caller.request_id, caller.key_id)
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
         self.resources.taken.record(body.account_id, body.action, ts)
         return InterventionOut(
-            request_id=request_id,
+            request_id=caller.request_id,
             intervention_id=intervention_id,
             account_id=body.account_id,
             action=body.action,
@@ -384,7 +398,7 @@ class Service:
             recorded=recorded,
         )
 
-    def feedback(self, recommendation_id: str, body: FeedbackIn, request_id: str) -> FeedbackOut:
+    def feedback(self, recommendation_id: str, body: FeedbackIn, caller: Caller) -> FeedbackOut:
         """Feedback on a served recommendation, into the decision log; `done` also records the action."""
         if body.status == "rejected" and not (body.reason and body.reason.strip()):
             raise ApiError(422, "reason_required", "reason: say why the recommendation was rejected")
@@ -406,15 +420,15 @@ class Service:
                 ts=at,
                 intervention_id=f"int_{recommendation_id}",
             )
-            intervention_id = self.record_intervention(taken, request_id).intervention_id
+            intervention_id = self.record_intervention(taken, caller).intervention_id
         try:
             stored = log.record_feedback(
-                recommendation_id, body.status, body.reason, body.actor, at, intervention_id
+                recommendation_id, body.status, body.reason, body.actor, at, intervention_id, caller.key_id
             )
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
         return FeedbackOut(
-            request_id=request_id,
+            request_id=caller.request_id,
             feedback_id=stored.feedback_id,
             recommendation_id=recommendation_id,
             status=body.status,
@@ -426,6 +440,11 @@ class Service:
         changed, errors = self.resources.reload()
         models = model_refs(self.resources.loaded)
         return ReloadOut(request_id=request_id, models=models, changed=changed, errors=errors)
+
+
+def _unread(assessment: Assessment, unavailable: Fallback | None) -> Assessment:
+    """An assessment of a row the online store could not give, said as that rather than as no row."""
+    return assessment if unavailable is None else dataclasses.replace(assessment, fallback=unavailable)
 
 
 def _difference(now: _ServedScore, previous: _ServedScore) -> Changes:
@@ -470,7 +489,8 @@ def model_labels(risk: Risk) -> dict[str, str | None]:
 
 def inline_rows(items: Sequence[ScoreItem], loaded: Loaded, settings: Settings) -> FeatureRows:
     """Rows an engine brought itself, in the online layout: every known feature column, unknown ones
-    refused by name, and the health score recomputed from them by the one health definition."""
+    refused by name, values checked against the catalogue's types and ranges, and the health score
+    recomputed from them by the one health definition."""
     names = list(loaded.features.names) if loaded.features else list(FEATURE_BY_NAME)
     text = loaded.features.text if loaded.features else frozenset()
     for i, item in enumerate(items):
@@ -479,16 +499,14 @@ def inline_rows(items: Sequence[ScoreItem], loaded: Loaded, settings: Settings) 
             raise ApiError(
                 422, "unknown_feature", f"accounts[{i}].features: unknown feature(s) {', '.join(unknown)}"
             )
+    _check_values(items)
     columns: dict[str, object] = {"account_id": [item.account_id for item in items], "cutoff": pd.NaT}
     for name in names:
         values = [(item.features or {}).get(name) for item in items]
         if name in text:
             columns[name] = np.array([v if isinstance(v, str) else None for v in values], dtype=object)
         else:
-            try:
-                columns[name] = np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
-            except (TypeError, ValueError) as e:
-                raise ApiError(422, "invalid_feature", f"features.{name}: expected a number ({e})") from e
+            columns[name] = np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
     rows = pd.DataFrame(columns)
     health_inputs = pa.Table.from_pandas(rows[list(INPUTS)], preserve_index=False)
     health = health_score(health_inputs, settings).to_pandas()
@@ -496,3 +514,17 @@ def inline_rows(items: Sequence[ScoreItem], loaded: Loaded, settings: Settings) 
         if column.startswith("health_"):
             rows[column] = health[column].to_numpy()
     return FeatureRows.from_frame(rows, text | {"health_band"})
+
+
+def _check_values(items: Sequence[ScoreItem]) -> None:
+    """A 422 naming every given value the catalogue cannot hold (NaN, 1e400, a negative tenure, an
+    unknown tier): the model would score it as if it were real, and the health formula would stray."""
+    fields = [
+        {"field": f"body.accounts[{i}].features.{name}", "message": problem}
+        for i, item in enumerate(items)
+        for name, value in (item.features or {}).items()
+        if (problem := value_problem(FEATURE_BY_NAME[name], value)) is not None
+    ]
+    if fields:
+        names = ", ".join(f["field"] for f in fields[:5])
+        raise ApiError(422, "invalid_feature", f"invalid feature value(s): {names}", fields)

@@ -15,6 +15,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
+from tests.support.served import World, make_world
 from tests.support.services import require_service
 from tests.support.worlds import UpliftWorld
 from training.causal.train import train_uplift
@@ -59,3 +60,10 @@ def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
     result = train_uplift(store, settings, UpliftConfig(truth_dir=simulation, min_effective_treated=20))
     log_and_register(store, settings, result, "uplift")
     return UpliftWorld(store, settings, simulation, result)
+
+
+@pytest.fixture(scope="session")
+def served_world(tmp_path_factory: pytest.TempPathFactory) -> World:
+    """A store trained, published and keyed once for the modules that run `retain serve` over it; each
+    starts its own servers, and a test that breaks a file puts it back."""
+    return make_world(tmp_path_factory.mktemp("served"))

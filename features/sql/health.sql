@@ -10,28 +10,37 @@
 --   satisfaction  40% last NPS (0-10), 30% CSAT (1-5), 30% ticket sentiment (-1..1), each rescaled to 0-1;
 --                 minus 20 points per open P1/P2 ticket, floored at 0
 --   payment       100 with no open overdue or failed invoice, else 0
+-- Each component is clamped to 0-100, so values outside their scale (a caller's own features) cannot
+-- push the score outside 0-100.
 -- The score is the weighted sum ($w_* from Settings.health_weights), rounded to one decimal; the band is
 -- read off the rounded score with the lower bounds $healthy / $neutral / $at_risk (Settings.health_bands).
 WITH parts AS (
     SELECT
         *,
-        100 * (
-            0.4 * least(coalesce(seat_utilisation, 0.5), 1.0)
-            + 0.3 * clamp01(1 + sessions_30v30)
-            + 0.3 * coalesce(clamp01((30 - days_since_last_session) / 23), 0)
-        ) AS health_usage,
-        100 * (
-            0.4 * clamp01(coalesce(stickiness_30d, 0) / 0.5)
-            + 0.3 * clamp01((90 - coalesce(days_since_sponsor_touch, days_observed)) / 60)
-            + 0.3 * coalesce(core_feature_share_30d, 0.5)
-        ) AS health_engagement,
-        greatest(
-            0.0,
+        clamp100(
             100 * (
-                0.4 * coalesce(nps_last / 10, 0.5)
-                + 0.3 * coalesce((csat_90d - 1) / 4, 0.5)
-                + 0.3 * coalesce((ticket_sentiment_90d + 1) / 2, 0.5)
-            ) - 20 * open_p1p2_tickets
+                0.4 * least(coalesce(seat_utilisation, 0.5), 1.0)
+                + 0.3 * clamp01(1 + sessions_30v30)
+                + 0.3 * coalesce(clamp01((30 - days_since_last_session) / 23), 0)
+            )
+        ) AS health_usage,
+        clamp100(
+            100 * (
+                0.4 * clamp01(coalesce(stickiness_30d, 0) / 0.5)
+                + 0.3 * clamp01((90 - coalesce(days_since_sponsor_touch, days_observed)) / 60)
+                + 0.3 * coalesce(core_feature_share_30d, 0.5)
+            )
+        ) AS health_engagement,
+        least(
+            100.0,
+            greatest(
+                0.0,
+                100 * (
+                    0.4 * coalesce(nps_last / 10, 0.5)
+                    + 0.3 * coalesce((csat_90d - 1) / 4, 0.5)
+                    + 0.3 * coalesce((ticket_sentiment_90d + 1) / 2, 0.5)
+                ) - 20 * open_p1p2_tickets
+            )
         ) AS health_satisfaction,
         CASE WHEN invoices_overdue + invoices_failed > 0 THEN 0.0 ELSE 100.0 END AS health_payment
     FROM feature_rows

@@ -23,3 +23,5 @@ CREATE OR REPLACE TEMP MACRO ratio(num, den) AS CASE WHEN den > 0 THEN num / den
 CREATE OR REPLACE TEMP MACRO change(recent, prior) AS (recent - prior) / greatest(prior, 1);
 -- x limited to [0, 1]; NULL stays NULL (least/greatest would skip it and answer a bound).
 CREATE OR REPLACE TEMP MACRO clamp01(x) AS CASE WHEN x < 0 THEN 0.0 WHEN x > 1 THEN 1.0 ELSE x END;
+-- a health component on its 0-100 scale
+CREATE OR REPLACE TEMP MACRO clamp100(x) AS CASE WHEN x < 0 THEN 0.0 WHEN x > 100 THEN 100.0 ELSE x END;

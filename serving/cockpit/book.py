@@ -25,6 +25,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.assess import Assessment, FeatureRow, assess, inactive
 from serving.cockpit.timeline import RecentEvents, recent_events
+from serving.online import OnlineStoreUnavailable
 from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
 
@@ -273,10 +274,18 @@ class BookKeeper:
         return time.monotonic() - book.built > self.resources.settings.cockpit.book_seconds
 
     def refresh(self) -> Book:
+        """The book, scored again if stale; the last one while the online store cannot be read
+        (`OnlineStoreUnavailable` when there is none yet)."""
         with self._lock:
             if self._stale(self._book):
                 started = time.perf_counter()
-                self._book = score_book(self.resources, self.resources.loaded, self.resources.settings)
+                try:
+                    self._book = score_book(self.resources, self.resources.loaded, self.resources.settings)
+                except OnlineStoreUnavailable as e:
+                    if self._book is None:
+                        raise
+                    log.warning("cockpit book not scored again (%s); showing the last one", e)
+                    return self._book
                 log.info(
                     "cockpit book: %d accounts scored in %.2f s",
                     len(self._book.entries),
@@ -287,9 +296,15 @@ class BookKeeper:
 
     def warm(self) -> threading.Thread:
         """Score the book in the background as the server starts, so the first page does not wait."""
-        thread = threading.Thread(target=self.refresh, name="retain-book-warm", daemon=True)
+        thread = threading.Thread(target=self._warm, name="retain-book-warm", daemon=True)
         thread.start()
         return thread
+
+    def _warm(self) -> None:
+        try:
+            self.refresh()
+        except OnlineStoreUnavailable as e:
+            log.warning("cockpit book not scored at start: %s", e)
 
     def get(self) -> Book:
         book = self._book

@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from retain.core.contract import Tier
+from serving.caller import Caller
 from serving.cockpit.access import Viewer
 from serving.cockpit.book import (
     RENEWAL_WINDOWS,
@@ -127,7 +128,8 @@ def build_account_page(
     """The account page from one assessment, the trend (the book's, or for an account the book leaves out,
     its own last month ends), the store's events and the decision log."""
     resources = service.resources
-    risk, actions = service.account(account_id, request_id, ActionsRequest(limit=5, include_ineligible=True))
+    caller = Caller(request_id, who.key.key_id)
+    risk, actions = service.account(account_id, caller, ActionsRequest(limit=5, include_ineligible=True))
     book = keeper.get()
     account = resources.loaded.accounts.get(account_id) or AccountRecord(account_id)
     entry = book.entry(account_id)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from retain.core.catalogue import ACTIONS
 from retain.core.contract import Tier
 from serving.auth import check_key
+from serving.caller import Caller
 from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page, posted_here
 from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, select_page
 from serving.cockpit.pages import (
@@ -32,6 +33,7 @@ from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, new_token, same_token
 from serving.cockpit.timeline import action_label
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
+from serving.online import OnlineStoreUnavailable
 from serving.schemas import FeedbackIn
 from serving.service import Service
 
@@ -114,7 +116,10 @@ async def book_page(
     request: Request, who: Reader, service: ServiceDep, keeper: BookKeeperDep
 ) -> HTMLResponse:
     """The book, filtered and paged; a filter it does not understand is named (422) and ignored."""
-    book = await run_in_threadpool(keeper.get)
+    try:
+        book = await run_in_threadpool(keeper.get)
+    except OnlineStoreUnavailable as e:
+        return render("error.html", status=503, viewer=who, title="Book unavailable", message=str(e))
     filters, problems = parse_filters(dict(request.query_params))
     rows, matching, pages = select_page(book, filters, service.resources.settings.cockpit.page_size)
     query = {k: v for k, v in request.query_params.items() if k != "page" and v}
@@ -154,6 +159,8 @@ async def account_page(
         page = await run_in_threadpool(build_account_page, service, keeper, account_id, who, request_id)
     except ApiError as e:
         return render("error.html", status=e.status, viewer=who, title="Not found", message=e.message)
+    except OnlineStoreUnavailable as e:  # no book has been scored yet, and the store cannot be read
+        return render("error.html", status=503, viewer=who, title="Account unavailable", message=str(e))
     done, error = request.query_params.get("recorded", ""), request.query_params.get("error", "")
     status, _, action = done.partition(":")
     flash = (
@@ -191,7 +198,7 @@ async def feedback(
     recommendation = form.get("recommendation_id", "")
     body = FeedbackIn(status=status, reason=reason, actor=who.name)
     try:
-        await run_in_threadpool(service.feedback, recommendation, body, request_id)
+        await run_in_threadpool(service.feedback, recommendation, body, Caller(request_id, who.key.key_id))
     except ApiError as e:
         return render("error.html", status=e.status, viewer=who, title="Not recorded", message=e.message)
     action = form.get("action", "")

@@ -7,12 +7,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
-from serving.auth import require
-from serving.deps import RequestId, ServiceDep
+from serving.auth import KeyRequired
+from serving.deps import CallerDep, ServiceDep
 from serving.routes.common import AccountId
 from serving.schemas import ActionsRequest, ActionsResponse
 
-router = APIRouter(tags=["actions"], dependencies=[Depends(require("actions:read"))])
+router = APIRouter(tags=["actions"], dependencies=[Depends(KeyRequired("actions:read"))])
 
 
 @router.get(
@@ -23,12 +23,12 @@ router = APIRouter(tags=["actions"], dependencies=[Depends(require("actions:read
 def next_best_actions(
     account_id: AccountId,
     service: ServiceDep,
-    request_id: RequestId,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=12)] = 5,
     include_ineligible: bool = False,
 ) -> ActionsResponse:
     ask = ActionsRequest(limit=limit, include_ineligible=include_ineligible)
-    return service.next_best_actions(account_id, request_id, ask)
+    return service.next_best_actions(account_id, caller, ask)
 
 
 @router.post(
@@ -37,6 +37,6 @@ def next_best_actions(
     response_model=ActionsResponse,
 )
 def next_best_actions_post(
-    account_id: AccountId, body: ActionsRequest, service: ServiceDep, request_id: RequestId
+    account_id: AccountId, body: ActionsRequest, service: ServiceDep, caller: CallerDep
 ) -> ActionsResponse:
-    return service.next_best_actions(account_id, request_id, body)
+    return service.next_best_actions(account_id, caller, body)

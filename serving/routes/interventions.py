@@ -7,11 +7,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path
 
-from serving.auth import require
-from serving.deps import RequestId, ServiceDep
+from serving.auth import KeyRequired
+from serving.deps import CallerDep, ServiceDep
 from serving.schemas import FeedbackIn, FeedbackOut, InterventionIn, InterventionOut
 
-router = APIRouter(tags=["actions"], dependencies=[Depends(require("actions:write"))])
+router = APIRouter(tags=["actions"], dependencies=[Depends(KeyRequired("actions:write"))])
 
 
 @router.post(
@@ -20,8 +20,8 @@ router = APIRouter(tags=["actions"], dependencies=[Depends(require("actions:writ
     response_model=InterventionOut,
     status_code=201,
 )
-def interventions(body: InterventionIn, service: ServiceDep, request_id: RequestId) -> InterventionOut:
-    return service.record_intervention(body, request_id)
+def interventions(body: InterventionIn, service: ServiceDep, caller: CallerDep) -> InterventionOut:
+    return service.record_intervention(body, caller)
 
 
 @router.post(
@@ -34,6 +34,6 @@ def feedback(
     recommendation_id: Annotated[str, Path(min_length=1, max_length=200)],
     body: FeedbackIn,
     service: ServiceDep,
-    request_id: RequestId,
+    caller: CallerDep,
 ) -> FeedbackOut:
-    return service.feedback(recommendation_id, body, request_id)
+    return service.feedback(recommendation_id, body, caller)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from serving.auth import require
+from serving.auth import KeyRequired
 from serving.deps import MetricsDep, RequestId, ServiceDep
 from serving.routes.common import json_response
 from serving.schemas import Liveness, Readiness, ReloadOut
@@ -39,7 +39,7 @@ def prometheus(metrics: MetricsDep) -> Response:
     "/v1/admin/reload",
     summary="load the current champions and feature registry now",
     response_model=ReloadOut,
-    dependencies=[Depends(require("admin"))],
+    dependencies=[Depends(KeyRequired("admin"))],
 )
 def reload(service: ServiceDep, request_id: RequestId) -> ReloadOut:
     return service.reload(request_id)

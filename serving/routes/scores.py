@@ -11,14 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from serving.auth import bearer, check_key, require
-from serving.deps import RequestId, ServiceDep
+from serving.auth import KeyRequired, bearer, check_key
+from serving.deps import CallerDep, ServiceDep
 from serving.errors import ApiError
 from serving.routes.common import AccountId, json_response
 from serving.schemas import RiskResponse, ScoreRequest, ScoreResponse
 from serving.service import Service
 
-router = APIRouter(tags=["scores"], dependencies=[Depends(require("scores:read"))])
+router = APIRouter(tags=["scores"], dependencies=[Depends(KeyRequired("scores:read"))])
 
 
 @router.get(
@@ -30,11 +30,11 @@ def risk(
     account_id: AccountId,
     request: Request,
     service: ServiceDep,
-    request_id: RequestId,
+    caller: CallerDep,
     actions: Annotated[int, Query(ge=0, le=12, description="also rank this many next-best actions")] = 0,
 ) -> Response:
     _actions_allowed(request, service, actions)
-    return json_response(service.risk(account_id, request_id, actions))
+    return json_response(service.risk(account_id, caller, actions))
 
 
 @router.post(
@@ -42,12 +42,12 @@ def risk(
     summary="explained risk for up to 1,000 accounts, by id or with your own features",
     response_model=ScoreResponse,
 )
-def score(body: ScoreRequest, request: Request, service: ServiceDep, request_id: RequestId) -> Response:
+def score(body: ScoreRequest, request: Request, service: ServiceDep, caller: CallerDep) -> Response:
     most = service.resources.settings.serve.max_batch
     if len(body.accounts) > most:
         raise ApiError(422, "batch_too_large", f"accounts: at most {most} per call, got {len(body.accounts)}")
     _actions_allowed(request, service, body.actions)
-    return json_response(service.score(body.accounts, request_id, body.actions))
+    return json_response(service.score(body.accounts, caller, body.actions))
 
 
 def _actions_allowed(request: Request, service: Service, actions: int) -> None:

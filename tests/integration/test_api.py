@@ -1,7 +1,7 @@
 """The API over HTTP: a real `retain serve` (uvicorn) on a free port, on a store built by the real pipeline.
 
-One small simulation is ingested, built, published to Feast and trained once per module; servers run as
-subprocesses and are called with `requests`, as a playbook engine would.
+One small simulation is ingested, built, published to Feast and trained once per session (`served_world`);
+servers run as subprocesses and are called with `requests`, as a playbook engine would.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from retain.ingest import ingest_path
 from retain.maintenance import fold_taken
 from serving.batch import score_store
 from serving.decision_log import DecisionLog
-from tests.support.served import SCOPED, Server, World, make_world, model_answered, wait_for
+from tests.support.served import SCOPED, Server, World, model_answered, wait_for
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    return make_world(tmp_path_factory.mktemp("api"))
+def world(served_world: World) -> World:
+    return served_world
 
 
 @pytest.fixture(scope="module")

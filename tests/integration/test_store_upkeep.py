@@ -125,7 +125,9 @@ def test_history_names_each_step_and_compaction_folds_recorded_actions_once(
     at = datetime(2025, 3, 30, 9, tzinfo=UTC)
     try:
         assert log.record_taken(
-            TakenAction("api-1", account, at, "in_app_nudge", "csm-1", "in_app", "targeted", None), "req-1"
+            TakenAction("api-1", account, at, "in_app_nudge", "csm-1", "in_app", "targeted", None),
+            "req-1",
+            None,
         )
     finally:
         log.close()

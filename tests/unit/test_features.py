@@ -30,6 +30,7 @@ from features.definitions import (
     feature_schema,
     monotone_constraints,
     sql,
+    value_problem,
 )
 from features.health import score
 from features.stored import BuildNote, read_features
@@ -342,6 +343,48 @@ def test_health_weights_and_bands_come_from_settings() -> None:
     assert result["health_score"] == pytest.approx(0.5 * 65 + 0.2 * 68 + 0.2 * 52.5 + 0.1 * 100)  # 66.6
     assert result["health_band"] == "healthy"
     assert health(HEALTH_ROW, Settings(health_weights=custom.health_weights))["health_band"] == "neutral"
+
+
+def test_health_stays_within_0_and_100_for_values_outside_their_scales() -> None:
+    """A caller's own out-of-scale values made scores of -18.1 and 215.4 (issue 35, failure 5); the API
+    now refuses such values, and the formula still clamps each component."""
+    low = {**HEALTH_ROW, "seat_utilisation": -5.0, "stickiness_30d": -3.0, "core_feature_share_30d": -4.0}
+    high = {
+        **HEALTH_ROW,
+        "nps_last": 90.0,
+        "csat_90d": 40.0,
+        "ticket_sentiment_90d": 9.0,
+        "open_p1p2_tickets": 0,
+    }
+    high |= {"core_feature_share_30d": 7.0, "seat_utilisation": 3.0}
+    for row in (low, high):
+        result = health(row, Settings())
+        components = [result[f"health_{c}"] for c in ("usage", "engagement", "satisfaction", "payment")]
+        assert all(0 <= c <= 100 for c in components) and 0 <= result["health_score"] <= 100, result
+    assert (
+        health(low, Settings())["health_usage"] == 0
+        and health(high, Settings())["health_satisfaction"] == 100
+    )
+
+
+def test_the_catalogue_bounds_a_value_by_its_unit_and_scale() -> None:
+    by_name = {f.name: f for f in FEATURES}
+    refused = [
+        ("errors_7d", -1),
+        ("errors_7d", float("nan")),
+        ("errors_7d", 10**400),
+        ("errors_7d", "3"),
+        ("tenure_days", -3),
+        ("nps_last", 11),
+        ("tier", "platinum"),
+        ("tier", 3),
+        ("health_score", 101),
+    ]
+    for name, value in refused:
+        assert value_problem(by_name[name], value) is not None, (name, value)
+    allowed = [("errors_7d", 3), ("days_to_renewal", -30), ("sessions_wow", -1.0), ("tier", "trial")]
+    for name, value in [*allowed, ("nps_last", None)]:
+        assert value_problem(by_name[name], value) is None, (name, value)
 
 
 def test_health_counts_unknowns_as_neutral_and_an_unpaid_invoice_as_zero_payment() -> None:

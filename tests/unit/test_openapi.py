@@ -68,4 +68,5 @@ def test_a_risk_reason_is_named_apart_from_the_trainings_reason(document: dict[s
         "store",
         "errors",
         "decision_log",
+        "decision_log_writable",
     ]

@@ -1,0 +1,245 @@
+"""A real `retain serve` under real faults: its decision log made immutable or deleted, its online store
+missing, its MLflow database corrupt; and callers who send what the catalogue cannot hold, a malformed
+body without a key, or a body too large to read. Never a crash, never a 500, never a silent loss; every
+answer carries `X-Request-ID`, and `/readyz` names what failed, each time it is asked.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from registry.tracking import mlflow_dir
+from serving.decision_log import DecisionLog
+from tests.support.served import Server, World, wait_for
+
+
+@pytest.fixture
+def world(served_world: World) -> World:
+    return served_world
+
+
+@pytest.fixture
+def serve(world: World, tmp_path: Path) -> Iterator[Any]:
+    """Start servers on the shared world (fast alias polling); all are stopped after the test."""
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(world, tmp_path / f"server-{len(started)}.log", world.latest, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def readiness(server: Server) -> tuple[int, dict[str, Any]]:
+    answer = server.call("GET", "/readyz", key=None)
+    assert answer.headers["X-Request-ID"]
+    return answer.status_code, answer.json()
+
+
+def recommendation(server: Server, account: str) -> str:
+    served = server.call("GET", f"/v1/accounts/{account}/next-best-actions")
+    assert served.status_code == 200, served.text
+    return str(served.json()["actions"][0]["recommendation_id"])
+
+
+def feedback(server: Server, recommendation_id: str) -> requests.Response:
+    body = {"status": "accepted", "actor": "csm-1"}
+    return server.call("POST", f"/v1/recommendations/{recommendation_id}/feedback", json=body)
+
+
+def decision_log_counts(server: Server) -> dict[str, float]:
+    text = server.call("GET", "/metrics", key=None).text
+    return {
+        line.split()[0].removeprefix("retain_decision_log_").removesuffix("_total"): float(line.split()[1])
+        for line in text.splitlines()
+        if line.startswith("retain_decision_log_")
+    }
+
+
+def test_an_unwritable_decision_log_answers_503_not_a_crash_and_catches_up(world: World, serve: Any) -> None:
+    """Failure 1: SIGBUS on feedback, 404 for a just-served recommendation, a read-only pool after the
+    fix, and `/readyz` ready throughout."""
+    server = serve()
+    account = world.active[0]
+    assert readiness(server)[0] == 200
+    files = sorted(world.store.serving_dir.glob("decisions.db*"))
+    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+    try:
+        served = recommendation(server, account)  # answered; its log entry waits in the queue
+        refused = feedback(server, served)
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "decision_log_unavailable"
+        assert refused.headers["X-Request-ID"] == refused.json()["request_id"]
+        status, body = readiness(server)
+        assert status == 503 and not body["ready"] and not body["decision_log_writable"]
+        assert "decision_log" in body["errors"]
+        assert server.process.poll() is None
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+    assert wait_for(lambda: readiness(server)[0] == 200)
+    accepted = feedback(server, served)
+    assert accepted.status_code == 201, accepted.text
+    counts = decision_log_counts(server)
+    assert counts["pending"] == 0 and counts["failed"] == 0 and counts["dropped"] == 0
+
+
+def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: World, serve: Any) -> None:
+    """Failure 2: entries written to the deleted file's inode, counted as written; feedback 503 'no such
+    table' until a restart."""
+    server = serve()
+    recommendation(server, world.active[1])
+    for path in world.store.serving_dir.glob("decisions.db*"):
+        path.unlink()
+    served = recommendation(server, world.active[2])
+    accepted = feedback(server, served)
+    assert accepted.status_code == 201, accepted.text
+    assert (world.store.serving_dir / "decisions.db").is_file()
+    assert readiness(server)[0] == 200
+
+
+def test_a_missing_online_store_is_not_ready_falls_back_and_recovers_without_restart(
+    world: World, serve: Any
+) -> None:
+    """Failure 3: `/readyz` said ready, scoring and the cockpit answered a plain-text 500, and Feast left
+    an empty file behind. Now the rules answer, saying why, as for any input that cannot be had."""
+    online = world.store.feast_dir / "online.db"
+    aside = online.with_name("online.db.aside")
+    online.rename(aside)
+    try:
+        server = serve()
+        status, body = readiness(server)
+        assert status == 503 and not body["store"] and "online_store" in body["errors"]
+        risk = server.call("GET", f"/v1/accounts/{world.active[0]}/risk")
+        assert risk.status_code == 200 and risk.headers["X-Request-ID"]
+        assert risk.json()["source"] == "rules" and risk.json()["churn_probability"] is None
+        assert risk.json()["fallback_reason"]["code"] == "feature_store_unavailable"
+        batch = server.call("POST", "/v1/score", json={"accounts": [{"account_id": world.active[0]}]})
+        assert batch.json()["results"][0]["fallback_reason"]["code"] == "feature_store_unavailable"
+        actions = server.call("GET", f"/v1/accounts/{world.active[0]}/next-best-actions")
+        assert actions.status_code == 200 and actions.json()["source"] == "rules", actions.text
+        for page in ("/ui", f"/ui/accounts/{world.active[0]}"):  # no book was ever scored: nothing to show
+            shown = server.call("GET", page, key="scores:read")
+            assert shown.status_code == 503 and "text/html" in shown.headers["content-type"], shown.text
+        assert not online.exists()  # nothing made an empty store in its place
+    finally:
+        aside.rename(online)
+    assert wait_for(lambda: readiness(server)[0] == 200)
+    assert server.call("GET", f"/v1/accounts/{world.active[0]}/risk").status_code == 200
+
+
+@pytest.fixture
+def mlflow_database(world: World) -> Iterator[Path]:
+    """The world's MLflow database, restored after the test corrupts it."""
+    path = mlflow_dir(world.store) / "mlflow.db"
+    backup = path.with_name("mlflow.db.backup")
+    shutil.copyfile(path, backup)
+    yield path
+    shutil.copyfile(backup, path)
+    backup.unlink()
+
+
+def test_an_unreadable_mlflow_database_neither_stops_the_server_nor_drops_its_champions(
+    world: World, serve: Any, mlflow_database: Path
+) -> None:
+    """Failure 4: `file is not a database` stopped `retain serve` (exit 3); corrupted while running, a
+    reload dropped the champions with a misleading 'train one first'."""
+    running = serve(RETAIN_SERVE__RELOAD_SECONDS="0.5")
+    assert running.call("GET", f"/v1/accounts/{world.active[0]}/risk").json()["source"] == "model"
+    mlflow_database.write_bytes(b"this is not a database" * 1000)
+
+    started = serve()  # would exit 3
+    status, body = readiness(started)
+    assert status == 503 and not body["model"]
+    assert "the model registry cannot be read" in body["errors"]["churn"]
+    rules = started.call("GET", f"/v1/accounts/{world.active[0]}/risk").json()
+    assert rules["source"] == "rules" and rules["fallback_reason"]["code"] == "no_champion"
+
+    reloaded = running.call("POST", "/v1/admin/reload").json()
+    assert reloaded["models"]["churn"]["version"] == "1"
+    assert "the model registry cannot be read" in reloaded["errors"]["churn"]
+    assert "still serving churn/1" in reloaded["errors"]["churn"]
+    assert running.call("GET", f"/v1/accounts/{world.active[0]}/risk").json()["source"] == "model"
+
+
+def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(world: World, serve: Any) -> None:
+    """Failure 5: a huge integer was a plain-text 500 without `X-Request-ID`; NaN, Infinity, 1e400,
+    "inf", a negative tenure and an unknown tier were scored; `{}` was scored as 'critical'."""
+    server = serve()
+    account = world.active[0]
+    for name, raw in (
+        ("errors_7d", "1" + "0" * 400),
+        ("errors_7d", "NaN"),
+        ("errors_7d", "Infinity"),
+        ("errors_7d", "1e400"),
+        ("errors_7d", '"inf"'),
+        ("tenure_days", "-3"),
+        ("tier", '"platinum"'),
+        ("nps_last", "50"),
+    ):
+        body = f'{{"accounts": [{{"account_id": "{account}", "features": {{"{name}": {raw}}}}}]}}'
+        answer = server.call("POST", "/v1/score", data=body, headers={"Content-Type": "application/json"})
+        assert answer.status_code == 422, (name, raw, answer.status_code, answer.text)
+        assert answer.headers["X-Request-ID"]
+        fields = [f["field"] for f in answer.json()["error"]["fields"]]
+        assert fields == [f"body.accounts[0].features.{name}"], (raw, answer.text)
+    empty = server.call("POST", "/v1/score", json={"accounts": [{"account_id": account, "features": {}}]})
+    assert empty.status_code == 200, empty.text
+    result = empty.json()["results"][0]
+    assert result["source"] == "rules" and result["fallback_reason"]["code"] == "no_feature_row"
+
+
+def test_a_malformed_body_without_a_key_is_401_and_a_huge_chunked_body_is_413(
+    world: World, serve: Any
+) -> None:
+    """Failure 6: malformed JSON without a key was 422; a 20 MB chunked body was 400."""
+    server = serve()
+    malformed = requests.post(
+        f"{server.url}/v1/score", data="{not json", headers={"Content-Type": "application/json"}, timeout=30
+    )
+    assert malformed.status_code == 401, malformed.text
+    keyed = server.call("POST", "/v1/score", data="{not json", headers={"Content-Type": "application/json"})
+    assert keyed.status_code == 422
+
+    def chunks() -> Iterator[bytes]:
+        for _ in range(20):
+            yield b" " * 1_000_000
+
+    huge = server.call("POST", "/v1/score", data=chunks(), headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413, huge.text
+    assert huge.json()["error"]["code"] == "body_too_large" and huge.headers["X-Request-ID"]
+
+
+def test_every_decision_and_feedback_records_the_key_that_acted(world: World, serve: Any) -> None:
+    """Failure 10: feedback's `actor` was whatever the caller sent, and no entry said which key acted."""
+    server = serve()
+    reader, writer = world.keys["actions:read"], world.keys["actions:write"]
+    served = server.call("GET", f"/v1/accounts/{world.active[3]}/next-best-actions", key=reader)
+    rec = served.json()["actions"][0]["recommendation_id"]
+    body = {"status": "accepted", "actor": "somebody else"}
+    given = server.call("POST", f"/v1/recommendations/{rec}/feedback", key=writer, json=body)
+    assert given.status_code == 201, given.text
+    log = DecisionLog.for_store(world.store, world.settings)
+    try:
+        (decision,) = [
+            d for d in log.decisions(world.active[3]) if d.request_id == served.json()["request_id"]
+        ]
+        (stored,) = [f for f in log.feedback(world.active[3]) if f.recommendation_id == rec]
+    finally:
+        log.close()
+    assert decision.key_id == key_id(reader) and stored.key_id == key_id(writer)
+    assert stored.actor == "somebody else"
+
+
+def key_id(key: str) -> str:
+    """`rk_<key_id>_<secret>` -> key_id."""
+    return key.split("_")[1]
