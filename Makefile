@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-demo results clean
+.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-demo soak results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -91,6 +91,9 @@ bench-store: install ## store ingest (1M, 10M events) and API intervention write
 
 bench-demo: install ## make demo as a new user meets it: fresh clone, install, every step, until the API answers
 	$(BIN)/python -m experiments.benchmarks.demo
+
+soak: install ## 10 minutes of mixed API load with the decision log and online store failing part-way (as root)
+	$(BIN)/python -m experiments.soak
 
 results: install ## render docs/results.md from the stamped runs in experiments/results/
 	$(BIN)/python -m experiments.results
