@@ -9,15 +9,11 @@ from datetime import date
 import psycopg
 import pytest
 
-from features.build import build_and_publish
 from registry.tracking import log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import SimConfig
 from tests.support.served import World, make_world
 from tests.support.services import require_service
-from tests.support.worlds import UpliftWorld
+from tests.support.worlds import UpliftWorld, published_store
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
 
@@ -52,11 +48,9 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
 def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
     root = tmp_path_factory.mktemp("uplift")
     simulation = root / "sim"
-    simulate_to(SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1)), simulation)
-    store = Store(root / "store")
-    settings = Settings(home=store.root)
-    ingest_path(store, simulation)
-    build_and_publish(store, settings, None, None, online=True)
+    store, settings = published_store(
+        root, SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
+    )
     result = train_uplift(store, settings, UpliftConfig(truth_dir=simulation, min_effective_treated=20))
     log_and_register(store, settings, result, "uplift")
     return UpliftWorld(store, settings, simulation, result)

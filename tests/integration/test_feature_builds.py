@@ -24,8 +24,8 @@ from retain.cli import app, main
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import SimConfig
+from tests.support.worlds import published_store
 
 #: one of the month ends the world's table holds, not its latest
 OLD_CUTOFF = date(2025, 3, 31)
@@ -48,11 +48,7 @@ def _cutoffs(store: Store) -> list[date]:
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> Published:
     root = tmp_path_factory.mktemp("feature-builds")
-    simulate_to(SimConfig(accounts=60, days=150, seed=3, start=date(2025, 1, 1)), root / "sim")
-    store = Store(root / "store")
-    settings = Settings(home=store.root)
-    ingest_path(store, root / "sim")
-    build_and_publish(store, settings, None, None, online=True)
+    store, settings = published_store(root, SimConfig(accounts=60, days=150, seed=3, start=date(2025, 1, 1)))
     assert len(_cutoffs(store)) == 4
     accounts = sorted(pc.unique(read_features(store, columns=["account_id"])["account_id"]).to_pylist())
     return Published(store, settings, accounts)

@@ -14,14 +14,14 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.build import build_and_publish, register_store
+from features.build import register_store
 from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
 from features.stored import read_features
 from registry.tracking import client, log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import SimConfig
+from tests.support.worlds import published_store
 from training.config import TrainConfig
 from training.dataset import (
     LABEL,
@@ -67,11 +67,9 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     root = tmp_path_factory.mktemp("training")
-    simulate_to(SimConfig(accounts=2_000, days=540, seed=11, start=date(2024, 7, 1)), root / "sim")
-    store = Store(root / "store")
-    settings = Settings(home=store.root)
-    ingest_path(store, root / "sim")
-    build_and_publish(store, settings, None, None, online=True)
+    store, settings = published_store(
+        root, SimConfig(accounts=2_000, days=540, seed=11, start=date(2024, 7, 1))
+    )
     return World(root, store, settings)
 
 

@@ -14,14 +14,13 @@ from typing import Any
 
 import requests
 
-from features.build import build_and_publish
 from features.stored import read_features
 from registry.tracking import log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import SimConfig
 from serving.keys import KeyRing
+from tests.support.worlds import published_store
 from training.config import TrainConfig
 from training.pipeline import train_model
 from training.result import TrainResult
@@ -45,11 +44,7 @@ class World:
 def make_world(root: Path) -> World:
     """400 simulated accounts ingested, built, published online, both models trained and champions, and
     a key per scope (plus a revoked one)."""
-    simulate_to(SimConfig(accounts=400, days=420, seed=5, start=date(2024, 7, 1)), root / "sim")
-    store = Store(root / "store")
-    settings = Settings(home=store.root)
-    ingest_path(store, root / "sim")
-    build_and_publish(store, settings, None, None, online=True)
+    store, settings = published_store(root, SimConfig(accounts=400, days=420, seed=5, start=date(2024, 7, 1)))
     config = TrainConfig(n_trials=2, plots=False, min_train_rows=200, min_window_positives=5)
     results = {kind: train_model(store, settings, kind, config) for kind in ("churn", "expansion")}
     for kind, result in results.items():
