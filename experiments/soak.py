@@ -11,9 +11,9 @@ for --log-fault-seconds, and later the online store's file is moved away for --s
 
 What must hold, and what the JSON reports:
 - 0 crashes: the server process is alive at the end, on the pid it started with.
-- 0 server errors: no 500 (or other 5xx) anywhere; a 503 only inside a fault window, each naming the
-  failed dependency (`decision_log_unavailable`: a write cannot be made durable while the log is
-  immutable); counted apart, by window.
+- 0 server errors: no 500 (or other 5xx) anywhere; a 503 only for a request made inside a fault
+  window, naming the failed dependency (`decision_log_unavailable`: feedback cannot be made durable, or
+  its recommendation found, while the log is immutable); counted apart, by window.
 - every decision accounted for: each decision the client was served (a risk, next-best-actions or score
   answer with a 200) is in the decision log's `decisions` table by its request id, or counted by the
   server as failed or dropped (`/metrics`); after the faults the log catches up (`pending` 0) and
@@ -135,14 +135,14 @@ def client(
             kind = random.choices(kinds, shares)[0]
             if kind == "feedback" and not tally.recommendations:
                 kind = "actions"  # nothing recommended yet to give feedback on
+            asked = time.monotonic() - began  # a request made during a fault belongs to it
             try:
                 status, body = request_one(session, base, kind, accounts, tally, key)
             except requests.RequestException:
                 with tally.lock:
                     tally.transport_errors += 1
                 continue
-            at = time.monotonic() - began
-            window = next((w.name for w in windows if w.holds(at)), "none")
+            window = next((w.name for w in windows if w.holds(asked)), "none")
             tally.answered(kind, status, body, window)
 
 
