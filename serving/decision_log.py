@@ -51,6 +51,8 @@ WARN_EVERY = 10.0
 #: how long SQLite waits for the other writer's lock (the writer thread or a feedback request)
 SQLITE_BUSY_SECONDS = 5.0
 PG_CONNECT_TIMEOUT = 5
+#: recommendation ids of lost entries (dropped or refused) remembered, so feedback on one is told "lost"
+LOST_REMEMBERED = 100_000
 #: how long a lookup of a just-served recommendation waits for the queue to drain
 LOOKUP_FLUSH_SECONDS = 2.0
 #: PostgreSQL advisory lock key held while creating the schema (arbitrary, fixed)
@@ -352,6 +354,8 @@ class DecisionLog:
         self._schema_ready = False
         self._quiet_until: dict[str, float] = {}
         self._written = self._dropped = self._failed = 0
+        self._lost: deque[str] = deque(maxlen=LOST_REMEMBERED)
+        self._lost_ids: set[str] = set()
         #: entries queued and entries written or given up on, in queue order: their difference (queued plus
         #: being written) bounds memory, and `flush` waits for the second to reach the first
         self._accepted = self._processed = 0
@@ -393,6 +397,7 @@ class DecisionLog:
             if self._accepted - self._processed >= self._queue_size:
                 self._dropped += 1
                 dropped = self._dropped
+                self._remember_lost([decision])
             else:
                 self._queue.append(decision)
                 self._accepted += 1
@@ -401,6 +406,20 @@ class DecisionLog:
                 return True
         self._warn("dropped", "decision log %s: queue full, %d entries dropped so far", self.url, dropped)
         return False
+
+    def lost(self, recommendation_id: str) -> bool:
+        """Whether this recommendation was served but its entry lost (a full queue, or refused)."""
+        with self._lock:
+            return recommendation_id in self._lost_ids
+
+    def _remember_lost(self, entries: list[Decision]) -> None:
+        """Under `_lock`: keep the lost entries' recommendation ids, the oldest forgotten first."""
+        for decision in entries:
+            for recommendation in decision.recommendations:
+                if len(self._lost) == self._lost.maxlen:
+                    self._lost_ids.discard(self._lost[0])
+                self._lost.append(recommendation.recommendation_id)
+                self._lost_ids.add(recommendation.recommendation_id)
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is written or given up on (later entries need not be);
@@ -629,6 +648,7 @@ class DecisionLog:
             errors = {i: e for i, entry in enumerate(batch) if (e := self._insert_or_error([entry]))}
         again = [batch[i] for i, e in errors.items() if _unreachable(e)]
         refused = [e for e in errors.values() if not _unreachable(e)]
+        refused_entries = [batch[i] for i, e in errors.items() if not _unreachable(e)]
         if again:
             self._reopen()
             self._warn(
@@ -649,6 +669,7 @@ class DecisionLog:
                 self._failed + len(refused),
             )
         with self._changed:
+            self._remember_lost(refused_entries)
             self._written += len(batch) - len(errors)
             self._failed += len(refused)
             self._processed += len(batch) - len(again)

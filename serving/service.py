@@ -407,6 +407,13 @@ class Service:
             found = log.recommendation(recommendation_id)
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
+        if found is None and log.lost(recommendation_id):
+            raise ApiError(
+                410,
+                "recommendation_not_logged",
+                f"recommendation {recommendation_id!r} was served, but its decision-log entry was lost while "
+                "the log could not take it (counted in /metrics); feedback on it cannot be recorded",
+            )
         if found is None:
             raise ApiError(404, "recommendation_not_found", f"no recommendation {recommendation_id!r}")
         at = body.at.astimezone(UTC) if body.at and body.at.tzinfo else self.resources.as_of()

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Path
 
 from serving.auth import KeyRequired
 from serving.deps import CallerDep, ServiceDep
-from serving.schemas import FeedbackIn, FeedbackOut, InterventionIn, InterventionOut
+from serving.schemas import ErrorBody, FeedbackIn, FeedbackOut, InterventionIn, InterventionOut
 
 router = APIRouter(tags=["actions"], dependencies=[Depends(KeyRequired("actions:write"))])
 
@@ -28,6 +28,7 @@ def interventions(body: InterventionIn, service: ServiceDep, caller: CallerDep) 
     "/v1/recommendations/{recommendation_id}/feedback",
     summary="accepted, rejected (with reason) or done; done records the intervention",
     response_model=FeedbackOut,
+    responses={410: {"model": ErrorBody, "description": "served, but its decision-log entry was lost"}},
     status_code=201,
 )
 def feedback(

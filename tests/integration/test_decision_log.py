@@ -309,6 +309,19 @@ def test_a_full_queue_drops_entries_without_blocking(
     assert log.stats == {"written": 3, "dropped": 2, "failed": 0, "pending": 0}
 
 
+def test_a_lost_recommendation_is_known_as_lost_not_as_unknown(tmp_path: Path) -> None:
+    """In the 10-minute soak, feedback on recommendations whose entries a full queue dropped was 404
+    'no recommendation', as if never served."""
+    log = DecisionLog(f"sqlite:///{tmp_path}/decisions.db", queue_size=1)
+    assert log.submit(recommend("a-1", T0, "rec-kept"))
+    assert not log.submit(recommend("a-2", T0, "rec-dropped"))
+    log.start()
+    assert log.flush()
+    assert log.recommendation("rec-dropped") is None and log.lost("rec-dropped")
+    assert log.recommendation("rec-kept") is not None and not log.lost("never-served")
+    log.close()
+
+
 def test_a_bad_entry_loses_only_itself_not_its_batch(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
