@@ -1,5 +1,5 @@
 """The FastAPI app: the API's routers and the cockpit's, behind one middleware. `retain serve` runs it
-under uvicorn.
+under uvicorn: built here with `create_app` for one process, or in each worker by `app_from_environment`.
 
 Heavy resources load in `lifespan`, never at import, and reach the routes as dependencies
 (`serving/deps.py`).
@@ -7,6 +7,8 @@ Heavy resources load in `lifespan`, never at import, and reach the routes as dep
 
 from __future__ import annotations
 
+import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -25,7 +27,7 @@ from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
 from serving.cockpit.book import BookKeeper
 from serving.cockpit.headers import CockpitHeaders
-from serving.cockpit.sessions import Sessions
+from serving.cockpit.sessions import SessionsUnavailable, session_store
 from serving.decision_log import DecisionLogUnavailable
 from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_location
 from serving.metrics import Metrics
@@ -34,6 +36,30 @@ from serving.resources import Resources
 from serving.routes import actions, interventions, operations, scores
 from serving.schemas import API_VERSION
 from serving.service import Service, model_refs
+
+#: the settings `retain serve` resolved (flags over environment), as JSON, for its worker processes
+SETTINGS_VARIABLE = "RETAIN_WORKER_SETTINGS"
+#: the store `retain serve` opened (`Store.location`), for its worker processes
+STORE_VARIABLE = "RETAIN_WORKER_STORE"
+
+
+def log_retain_lines() -> None:
+    """Retain's own lines at INFO; other libraries' and uvicorn's start-up lines only with --access-log."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("retain").setLevel(logging.INFO)
+
+
+def worker_environment(store: Store, settings: Settings) -> dict[str, str]:
+    """What a worker process needs to build the same app as `create_app(store, settings)`: uvicorn starts
+    workers from an import string, so the settings travel whole, not re-read with the flags lost."""
+    return {SETTINGS_VARIABLE: settings.model_dump_json(), STORE_VARIABLE: store.location}
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's factory in each worker: the app over the store and settings `worker_environment` gave."""
+    log_retain_lines()
+    settings = Settings.model_validate_json(os.environ[SETTINGS_VARIABLE])
+    return create_app(Store.at(os.environ[STORE_VARIABLE], settings.home), settings)
 
 
 def create_app(store: Store, settings: Settings) -> FastAPI:
@@ -50,6 +76,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
             RequestValidationError: _invalid_request,
             StarletteHTTPException: _http_error,
             SignIn: sign_in_redirect,
+            SessionsUnavailable: cockpit.sessions_down_page,
         },
     )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.serve.max_body_bytes)
@@ -76,12 +103,13 @@ async def _lifespan(
     )
     app.state.metrics = metrics
     app.state.service = Service(resources, metrics)
-    app.state.sessions = Sessions(settings.cockpit.session_hours)
+    app.state.sessions = session_store(settings)
     app.state.book = BookKeeper(resources)
     app.state.book.warm()
     try:
         yield
     finally:
+        await app.state.sessions.shut()
         await run_in_threadpool(resources.close)
 
 

@@ -137,6 +137,14 @@ class KeyRing:
             return None
         return key
 
+    def live(self, key_id: str) -> ApiKey | None:
+        """The key with this public id if it is still live, else None: how a cockpit session, which holds
+        only the id, sees a revocation on its next request (the file is re-read when it changed)."""
+        found = self._current().get(key_id)
+        if found is None or found[0].revoked_at is not None:
+            return None
+        return found[0]
+
     def _current(self) -> _Keys:
         """The keys as the file holds them now; parsed again only when the file was replaced."""
         try:

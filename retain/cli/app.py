@@ -19,6 +19,7 @@ from rich.text import Text
 from retain import api
 from retain.cli import summaries
 from retain.core.errors import RetainError
+from retain.core.settings import Settings
 from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES, Store
 
 app = typer.Typer(
@@ -340,6 +341,10 @@ def serve(
     store: StoreOpt = None,
     host: Annotated[str | None, typer.Option(help="[default: $RETAIN_SERVE__HOST, else 127.0.0.1]")] = None,
     port: Annotated[int | None, typer.Option(help="[default: $RETAIN_SERVE__PORT, else 8000]")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, max=64, help="worker processes [default: $RETAIN_SERVE__WORKERS, else 1]"),
+    ] = None,
     as_of: Annotated[
         str | None, typer.Option(help="serving clock for feature freshness, to replay past data (YYYY-MM-DD)")
     ] = None,
@@ -356,35 +361,50 @@ def serve(
 ) -> None:
     """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log."""
     # deferred: the server stack, only this command needs it
-    import logging
-
     import uvicorn
 
-    from serving.app import create_app
+    from serving.app import create_app, log_retain_lines, worker_environment
 
-    settings = api.settings_or_default()
-    overrides: dict[str, Any] = {"host": host, "port": port}
+    overrides: dict[str, Any] = {"host": host, "port": port, "workers": workers}
     if as_of is not None:
         overrides["as_of"] = _one_date(as_of, "--as-of")
+    settings = _serve_settings(overrides, cookie_secure)
+    opened = _store(store)
+    log_retain_lines()
+    serving = settings.serve
+    base = f"http://{serving.host}:{serving.port}"
+    _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
+    logs: dict[str, Any] = {"access_log": access_log, "log_level": "info" if access_log else "warning"}
+    if serving.workers == 1:
+        uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
+        return
+    os.environ.update(worker_environment(opened, settings))  # the workers start from an import string
+    uvicorn.run(
+        "serving.app:app_from_environment",
+        factory=True,
+        workers=serving.workers,
+        host=serving.host,
+        port=serving.port,
+        **logs,
+    )
+
+
+def _serve_settings(overrides: dict[str, Any], cookie_secure: bool) -> Settings:
+    """The environment's settings with `serve`'s flags over them; several workers need sessions they
+    share, since each worker would keep its own in memory and sign people out."""
+    settings = api.settings_or_default()
     serve_settings = settings.serve.model_copy(update={k: v for k, v in overrides.items() if v is not None})
     settings = settings.model_copy(update={"serve": serve_settings})
     if cookie_secure:
         settings = settings.model_copy(
             update={"cockpit": settings.cockpit.model_copy(update={"cookie_secure": True})}
         )
-    # Retain's own lines at INFO; other libraries' and uvicorn's start-up lines only with --access-log
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("retain").setLevel(logging.INFO)
-    app_ = create_app(_store(store), settings)
-    base = f"http://{serve_settings.host}:{serve_settings.port}"
-    _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
-    uvicorn.run(
-        app_,
-        host=serve_settings.host,
-        port=serve_settings.port,
-        access_log=access_log,
-        log_level="info" if access_log else "warning",
-    )
+    if serve_settings.workers > 1 and settings.cockpit.sessions == "memory":
+        raise RetainError(
+            f"--workers {serve_settings.workers}: each worker would keep its own cockpit sessions; "
+            "set RETAIN_COCKPIT__SESSIONS=redis"
+        )
+    return settings
 
 
 # -- API keys for the serving API --------------------------------------------------------------------

@@ -89,6 +89,8 @@ class ServeSettings(BaseModel):
     reload_seconds: float = Field(30.0, ge=0)
     #: requests worked on at once; more only take turns on the GIL
     threads: int = Field(4, gt=0, le=64)
+    #: uvicorn worker processes, each with its own threads; more than one needs shared cockpit sessions
+    workers: int = Field(1, gt=0, le=64)
     max_batch: int = Field(1_000, gt=0)
     max_body_bytes: int = Field(2_000_000, gt=0)
     top_reasons: int = Field(3, gt=0, le=10)
@@ -107,6 +109,8 @@ class CockpitSettings(BaseModel):
     timeline_days: int = Field(90, gt=0)
     #: hours a login lasts without use
     session_hours: float = Field(8.0, gt=0)
+    #: where logins live: one process's memory, or Redis (`redis_url`), shared by workers and hosts
+    sessions: Literal["memory", "redis"] = "memory"
     #: mark the cockpit's cookies Secure (sent over HTTPS only): set it when the cockpit is served over TLS
     cookie_secure: bool = False
 

@@ -15,9 +15,10 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
+from retain.core.errors import RetainError
 from serving.auth import bearer, check_key
 from serving.cockpit.book import BookKeeper
-from serving.cockpit.sessions import COOKIE, Session, Sessions
+from serving.cockpit.sessions import COOKIE, Session, SessionStore
 from serving.deps import ServiceDep
 from serving.errors import ApiError
 from serving.keys import ApiKey
@@ -51,8 +52,8 @@ class Viewer:
         return self.session.csrf if self.session else ""
 
 
-async def _sessions(request: Request) -> Sessions:
-    sessions: Sessions = request.app.state.sessions
+async def _sessions(request: Request) -> SessionStore:
+    sessions: SessionStore = request.app.state.sessions
     return sessions
 
 
@@ -61,7 +62,7 @@ async def _book_keeper(request: Request) -> BookKeeper:
     return keeper
 
 
-SessionsDep = Annotated[Sessions, Depends(_sessions)]
+SessionsDep = Annotated[SessionStore, Depends(_sessions)]
 BookKeeperDep = Annotated[BookKeeper, Depends(_book_keeper)]
 
 
@@ -99,26 +100,35 @@ async def posted_here(request: Request) -> None:
         raise ApiError(403, "cross_site_post", f"a cockpit form was posted from another site ({origin})")
 
 
-def viewer(scope: str) -> Callable[[Request, Service, Sessions], Awaitable[Viewer]]:
+def viewer(scope: str) -> Callable[[Request, Service, SessionStore], Awaitable[Viewer]]:
     """A dependency: the viewer, whose key must carry `scope`. Without a bearer token or a live session:
     sign in; a session whose key was revoked: sign in again; a bearer token that fails: the API's 401/403."""
 
     async def signed_in(request: Request, service: ServiceDep, sessions: SessionsDep) -> Viewer:
         token = bearer(request)
-        session = None
-        if not token:
-            session = sessions.get(request.cookies.get(COOKIE, ""))
-            if session is None:
-                raise SignIn(this_page(request))
-            token = session.key
-        try:
-            return Viewer(check_key(service, token, scope), session)
-        except ApiError as e:
-            if e.status == 401 and session is not None:
-                raise SignIn(this_page(request)) from e
-            raise
+        if token:
+            return Viewer(check_key(service, token, scope), None)
+        cookie = request.cookies.get(COOKIE, "")
+        session = await sessions.get(cookie)
+        if session is None:
+            raise SignIn(this_page(request))
+        key = live_key(service, session.key_id)
+        if key is None:
+            await sessions.close(cookie)
+            raise SignIn(this_page(request))
+        if not key.allows(scope):
+            raise ApiError(403, "forbidden", f"this key lacks the scope {scope!r}")
+        return Viewer(key, session)
 
     return signed_in
+
+
+def live_key(service: Service, key_id: str) -> ApiKey | None:
+    """The session's key if it is still live: looked up on every request, so a revocation counts at once."""
+    try:
+        return service.resources.keys.live(key_id)
+    except RetainError as e:
+        raise ApiError(503, "keys_unavailable", f"API keys cannot be read: {e}") from e
 
 
 Reader = Annotated[Viewer, Depends(viewer("scores:read"))]

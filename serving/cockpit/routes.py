@@ -29,7 +29,7 @@ from serving.cockpit.pages import (
     parse_filters,
     render,
 )
-from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, new_token, same_token
+from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, SessionsUnavailable, new_token, same_token
 from serving.cockpit.timeline import action_label
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
@@ -63,7 +63,7 @@ async def login_page(request: Request, service: ServiceDep) -> HTMLResponse:
 @router.post("/login")
 async def login(request: Request, service: ServiceDep, sessions: SessionsDep) -> Response:
     """Check the form's token, then the key, then open a session: the browser keeps only its cookie, the
-    key stays here. Without the token nothing is opened (another site cannot sign a browser in)."""
+    session only the key's id. Without the token nothing is opened (another site cannot sign a browser in)."""
     form = await _form(request)
     back = cockpit_page(form.get("next", "/ui"))
     if not same_token(request.cookies.get(LOGIN_COOKIE, ""), form.get("csrf", "")):
@@ -72,7 +72,7 @@ async def login(request: Request, service: ServiceDep, sessions: SessionsDep) ->
         key = check_key(service, form.get("key", "").strip(), "scores:read")
     except ApiError as e:
         return _sign_in_form(service, back, SIGN_IN_ERRORS.get(e.status, e.message), e.status)
-    token, _ = sessions.open(form["key"].strip(), key.name or key.key_id)
+    token, _ = await sessions.open(key.key_id, key.name or key.key_id)
     response = RedirectResponse(back, status_code=303)
     _set_cookie(response, service, COOKIE, token, max_age=int(sessions.idle))
     response.delete_cookie(LOGIN_COOKIE, path="/ui")
@@ -85,13 +85,19 @@ async def logout(request: Request, sessions: SessionsDep) -> Response:
     there is nothing to close."""
     form = await _form(request)
     token = request.cookies.get(COOKIE, "")
-    session = sessions.get(token)
+    session = await sessions.get(token)
     if session is not None and not session.echoed(form.get("csrf", "")):
         return render("error.html", status=403, viewer=None, title="Not signed out", message=SIGN_OUT_EXPIRED)
-    sessions.close(token)
+    await sessions.close(token)
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path="/ui")
     return response
+
+
+async def sessions_down_page(request: Request, exc: SessionsUnavailable) -> Response:
+    """The app's handler for `SessionsUnavailable`: a 503 page that says why, not a 500."""
+    message = f"Sign-ins cannot be checked: the session store is unreachable ({exc}). Try again shortly."
+    return render("error.html", status=503, viewer=None, title="Cockpit unavailable", message=message)
 
 
 def _sign_in_form(service: Service, back: str, error: str | None = None, status: int = 200) -> HTMLResponse:

@@ -18,7 +18,7 @@ from serving.cockpit.book import Entry, Filters, started_since
 from serving.cockpit.charts import line_chart
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY, CockpitHeaders
 from serving.cockpit.pages import STYLESHEET, TEMPLATES, AccountPage
-from serving.cockpit.sessions import Session, same_token
+from serving.cockpit.sessions import MemorySessions, Session, same_token
 from serving.cockpit.timeline import action_label, describe
 from serving.resources import AccountRecord
 from serving.schemas import Fallback, Freshness, Health, Risk
@@ -267,7 +267,26 @@ def test_an_origin_must_name_the_host_it_posts_to(origin: str, host: str, same: 
 
 
 def test_tokens_compare_safely_whatever_a_forged_form_sends() -> None:
-    session = Session("rk_key", "csm")
+    session = Session("0123456789ab", "csm")
     assert session.echoed(session.csrf) and not session.echoed("") and not session.echoed("é" * 32)
     assert same_token("abc", "abc") and not same_token("abc", "abd")
     assert not same_token("", ""), "no cookie, no sign-in: an empty field never matches"
+
+
+def test_a_session_in_memory_holds_the_keys_id_not_the_key_and_lapses_when_unused() -> None:
+    async def story() -> None:
+        sessions = MemorySessions(hours=0.3 / 3600)
+        token, session = await sessions.open("0123456789ab", "csm")
+        assert [f.name for f in fields(session)] == ["key_id", "name", "csrf"]
+        assert await sessions.get(token) == session and await sessions.get("guessed") is None
+        await asyncio.sleep(0.2)
+        assert await sessions.get(token) == session, "each use restarts the idle clock"
+        await asyncio.sleep(0.2)
+        assert await sessions.get(token) == session
+        await asyncio.sleep(0.4)
+        assert await sessions.get(token) is None
+        kept, _ = await sessions.open("0123456789ab", "csm")
+        await sessions.close(kept)
+        assert await sessions.get(kept) is None
+
+    asyncio.run(story())

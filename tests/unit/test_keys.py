@@ -102,6 +102,14 @@ def test_a_revoke_by_another_process_reaches_a_running_ring(ring: KeyRing) -> No
     assert ring.authenticate(text) is None
 
 
+def test_a_key_is_found_live_by_its_id_until_another_process_revokes_it(ring: KeyRing) -> None:
+    key, _ = ring.create({"scores:read"}, name="csm")
+    assert ring.live(key.key_id) == key
+    assert ring.live("000000000000") is None
+    KeyRing(ring.path).revoke(key.key_id)  # another process: only the file changes
+    assert ring.live(key.key_id) is None
+
+
 def test_the_file_is_parsed_once_while_it_does_not_change(
     ring: KeyRing, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -1,0 +1,116 @@
+"""`retain serve` with several worker processes: cockpit sessions in Redis hold a key's id, never the key,
+so a login made in one worker holds in every other, and a revocation ends it at once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+import redis
+import requests
+
+from retain.core.settings import CockpitSettings
+from serving.cockpit.sessions import COOKIE, RedisSessions
+from serving.keys import KeyRing
+from tests.support.served import Server, World, free_port
+
+REDIS_ENV = {"RETAIN_SERVE__WORKERS": "2", "RETAIN_COCKPIT__SESSIONS": "redis"}
+
+
+@pytest.fixture
+def workers(
+    served_world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    log = tmp_path_factory.mktemp("workers") / "serve.log"
+    server = Server(served_world, log, served_world.latest, RETAIN_REDIS_URL=redis_url, **REDIS_ENV)
+    yield server
+    server.stop()
+
+
+def signed_in(server: Server, key: str) -> requests.Session:
+    """A browser signed in through the cockpit's form: the page's token and cookie first, then the key."""
+    browser = requests.Session()
+    page = browser.get(f"{server.url}/ui/login", timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    answer = browser.post(
+        f"{server.url}/ui/login", data={"csrf": token, "key": key}, allow_redirects=False, timeout=30
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui", answer.text
+    return browser
+
+
+def page(server: Server, browser: requests.Session, path: str) -> requests.Response:
+    """On a new connection each time, so the operating system hands requests to either worker."""
+    return browser.get(
+        f"{server.url}{path}", headers={"Connection": "close"}, allow_redirects=False, timeout=60
+    )
+
+
+def test_one_sign_in_holds_across_two_workers(workers: Server, served_world: World) -> None:
+    browser = signed_in(workers, served_world.keys["scores:read"])
+    paths = ["/ui", "/ui?page=2"] + [f"/ui/accounts/{a}" for a in served_world.active[:18]]
+    answers = {path: page(workers, browser, path).status_code for path in paths}
+    assert answers == dict.fromkeys(paths, 200)
+    started = set(re.findall(r"Started server process \[(\d+)\]", workers.log.read_text()))
+    assert len(started) == 2, workers.log.read_text()[-2000:]
+
+
+def test_the_session_in_redis_holds_the_keys_id_and_a_revocation_ends_it(
+    workers: Server, served_world: World, redis_url: str
+) -> None:
+    ring = KeyRing.for_store(served_world.store)
+    key, text = ring.create(["scores:read"], name="revoked while signed in")
+    browser = signed_in(workers, text)
+    stored_as = RedisSessions.PREFIX + hashlib.sha256(browser.cookies[COOKIE].encode()).hexdigest()
+    client = redis.Redis.from_url(redis_url)
+    held = json.loads(client.get(stored_as))  # type: ignore[arg-type]
+    assert set(held) == {"key_id", "name", "csrf"} and held["key_id"] == key.key_id
+    assert text not in json.dumps(held)
+    ttl = client.pttl(stored_as) / 1000
+    assert CockpitSettings().session_hours * 3600 - 60 < ttl <= CockpitSettings().session_hours * 3600
+    assert page(workers, browser, "/ui").status_code == 200
+
+    ring.revoke(key.key_id)
+    gone = page(workers, browser, "/ui")
+    assert gone.status_code == 303 and gone.headers["location"].startswith("/ui/login")
+    assert client.exists(stored_as) == 0
+
+
+def test_several_workers_with_sessions_in_memory_refuse_to_start(served_world: World) -> None:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("RETAIN_COCKPIT__")}
+    command = [sys.executable, "-m", "retain", "serve", "--store", str(served_world.store.root)]
+    command += ["--port", str(free_port()), "--workers", "2"]
+    done = subprocess.run(
+        command, env={**environment, "COLUMNS": "200"}, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "RETAIN_COCKPIT__SESSIONS" in lines[0]
+
+
+def test_a_redis_that_is_down_is_a_503_page_not_a_500(
+    served_world: World, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    log = tmp_path_factory.mktemp("redis_down") / "serve.log"
+    nowhere = f"redis://127.0.0.1:{free_port()}/0"
+    server = Server(
+        served_world, log, served_world.latest, RETAIN_COCKPIT__SESSIONS="redis", RETAIN_REDIS_URL=nowhere
+    )
+    try:
+        browser = requests.Session()
+        shown = browser.get(f"{server.url}/ui/login", timeout=30)
+        assert shown.status_code == 200
+        token = re.search(r'name="csrf" value="([^"]+)"', shown.text).group(1)  # type: ignore[union-attr]
+        key = served_world.keys["scores:read"]
+        posted = browser.post(f"{server.url}/ui/login", data={"csrf": token, "key": key}, timeout=30)
+        assert posted.status_code == 503 and "session store is unreachable" in posted.text
+        browser.cookies.set(COOKIE, "a-token-from-before")
+        assert page(server, browser, "/ui").status_code == 503
+    finally:
+        server.stop()
