@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,10 +47,23 @@ def readiness(server: Server) -> tuple[int, dict[str, Any]]:
     return answer.status_code, answer.json()
 
 
-def recommendation(server: Server, account: str) -> str:
-    served = server.call("GET", f"/v1/accounts/{account}/next-best-actions")
-    assert served.status_code == 200, served.text
-    return str(served.json()["actions"][0]["recommendation_id"])
+@dataclass(frozen=True)
+class Served:
+    account_id: str
+    recommendation_id: str
+    request_id: str
+
+
+def recommendation(server: Server, accounts: list[str], key: str = "admin") -> Served:
+    """A next-best action served for the first of `accounts` offered one (earlier tests on the shared
+    world put some accounts' actions in cool-down)."""
+    for account in accounts:
+        served = server.call("GET", f"/v1/accounts/{account}/next-best-actions", key=key)
+        assert served.status_code == 200, served.text
+        if served.json()["actions"]:
+            first = served.json()["actions"][0]["recommendation_id"]
+            return Served(account, str(first), str(served.json()["request_id"]))
+    raise AssertionError("no account was offered an action")
 
 
 def feedback(server: Server, recommendation_id: str) -> requests.Response:
@@ -70,12 +84,11 @@ def test_an_unwritable_decision_log_answers_503_not_a_crash_and_catches_up(world
     """Failure 1: SIGBUS on feedback, 404 for a just-served recommendation, a read-only pool after the
     fix, and `/readyz` ready throughout."""
     server = serve()
-    account = world.active[0]
     assert readiness(server)[0] == 200
     files = sorted(world.store.serving_dir.glob("decisions.db*"))
     subprocess.run(["chattr", "+i", *map(str, files)], check=True)
     try:
-        served = recommendation(server, account)  # answered; its log entry waits in the queue
+        served = recommendation(server, world.active).recommendation_id  # its log entry waits in the queue
         refused = feedback(server, served)
         assert refused.status_code == 503, refused.text
         assert refused.json()["error"]["code"] == "decision_log_unavailable"
@@ -97,10 +110,10 @@ def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: Wo
     """Failure 2: entries written to the deleted file's inode, counted as written; feedback 503 'no such
     table' until a restart."""
     server = serve()
-    recommendation(server, world.active[1])
+    recommendation(server, world.active)
     for path in world.store.serving_dir.glob("decisions.db*"):
         path.unlink()
-    served = recommendation(server, world.active[2])
+    served = recommendation(server, world.active[::-1]).recommendation_id
     accepted = feedback(server, served)
     assert accepted.status_code == 201, accepted.text
     assert (world.store.serving_dir / "decisions.db").is_file()
@@ -223,17 +236,16 @@ def test_every_decision_and_feedback_records_the_key_that_acted(world: World, se
     """Failure 10: feedback's `actor` was whatever the caller sent, and no entry said which key acted."""
     server = serve()
     reader, writer = world.keys["actions:read"], world.keys["actions:write"]
-    served = server.call("GET", f"/v1/accounts/{world.active[3]}/next-best-actions", key=reader)
-    rec = served.json()["actions"][0]["recommendation_id"]
+    served = recommendation(server, world.active, key=reader)
+    rec = served.recommendation_id
     body = {"status": "accepted", "actor": "somebody else"}
     given = server.call("POST", f"/v1/recommendations/{rec}/feedback", key=writer, json=body)
     assert given.status_code == 201, given.text
     log = DecisionLog.for_store(world.store, world.settings)
     try:
-        (decision,) = [
-            d for d in log.decisions(world.active[3]) if d.request_id == served.json()["request_id"]
-        ]
-        (stored,) = [f for f in log.feedback(world.active[3]) if f.recommendation_id == rec]
+        asked = log.decisions(served.account_id)
+        (decision,) = [d for d in asked if d.request_id == served.request_id]
+        (stored,) = [f for f in log.feedback(served.account_id) if f.recommendation_id == rec]
     finally:
         log.close()
     assert decision.key_id == key_id(reader) and stored.key_id == key_id(writer)
