@@ -346,6 +346,8 @@ class DecisionLog:
         self._file = _sqlite_file(url)
         self._opened: tuple[int, int] | None = None
         self._queue: deque[Decision] = deque()
+        #: the batch the writer took from the queue and is writing
+        self._writing: list[Decision] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -456,8 +458,11 @@ class DecisionLog:
             conn.execute(WRITE_PROBE.insert(), {"id": 1, "checked_at": datetime.now(UTC)})
 
     def recommendation(self, recommendation_id: str) -> LoggedRecommendation | None:
-        """A served recommendation; one served milliseconds ago may still be queued, so flush once. While
-        queued entries cannot be written it may be one of them: unavailable, not unknown."""
+        """A served recommendation: from the entries still waiting to be written (while the database was
+        away, or milliseconds after serving), else from the database, waiting once for a batch being
+        written; while entries cannot be written it may be one of them: unavailable, not unknown."""
+        if (waiting := self._waiting(recommendation_id)) is not None:
+            return waiting
         query = sa.select(RECOMMENDATIONS).where(RECOMMENDATIONS.c.recommendation_id == recommendation_id)
         row = self._one(query)
         if row is None and self.stats["pending"]:
@@ -469,6 +474,27 @@ class DecisionLog:
                     "written, perhaps this recommendation; try again"
                 )
         return None if row is None else LoggedRecommendation(**row)
+
+    def _waiting(self, recommendation_id: str) -> LoggedRecommendation | None:
+        """The recommendation, if its entry is queued or in the batch being written (a scan of at most
+        the queue's size, only while entries wait)."""
+        with self._lock:
+            if self._accepted == self._processed:
+                return None
+            for decision in (*self._writing, *self._queue):
+                for r in decision.recommendations:
+                    if r.recommendation_id == recommendation_id:
+                        return LoggedRecommendation(
+                            r.recommendation_id,
+                            decision.request_id,
+                            decision.served_at,
+                            decision.account_id,
+                            r.action,
+                            r.rank,
+                            r.expected_value,
+                            decision.source,
+                        )
+        return None
 
     def record_feedback(
         self,
@@ -626,12 +652,14 @@ class DecisionLog:
                 if self._stop.is_set():
                     return
                 batch = [self._queue.popleft() for _ in range(min(BATCH, len(self._queue)))]
+                self._writing = batch
             again = self._write(batch)
+            with self._changed:
+                self._queue.extendleft(reversed(again))
+                self._writing = []
             if not again:
                 failures = 0
                 continue
-            with self._changed:
-                self._queue.extendleft(reversed(again))
             self._stop.wait(self._retry_delays[min(failures, len(self._retry_delays) - 1)])
             failures += 1
 

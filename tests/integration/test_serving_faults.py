@@ -102,8 +102,8 @@ def test_an_unwritable_decision_log_answers_503_not_a_crash_and_catches_up(world
     assert wait_for(lambda: readiness(server)[0] == 200)
     accepted = feedback(server, served)
     assert accepted.status_code == 201, accepted.text
-    counts = decision_log_counts(server)
-    assert counts["pending"] == 0 and counts["failed"] == 0 and counts["dropped"] == 0
+    counts = wait_for(lambda: (c := decision_log_counts(server))["pending"] == 0 and c)
+    assert counts["written"] >= 1 and counts["failed"] == 0 and counts["dropped"] == 0
 
 
 def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: World, serve: Any) -> None:
@@ -241,6 +241,7 @@ def test_every_decision_and_feedback_records_the_key_that_acted(world: World, se
     body = {"status": "accepted", "actor": "somebody else"}
     given = server.call("POST", f"/v1/recommendations/{rec}/feedback", key=writer, json=body)
     assert given.status_code == 201, given.text
+    assert wait_for(lambda: decision_log_counts(server)["pending"] == 0)
     log = DecisionLog.for_store(world.store, world.settings)
     try:
         asked = log.decisions(served.account_id)
