@@ -110,6 +110,7 @@ class Feature:
 
 #: the lowest and highest value a unit allows (None: unbounded); a scale in SCALES overrides it
 _UNIT_BOUNDS: dict[Unit, tuple[float | None, float | None]] = {
+    "category": (None, None),  # text: its values, where fixed, are in CATEGORY_VALUES
     "count": (0.0, None),
     "flag": (0.0, 1.0),
     "days": (0.0, None),
@@ -139,7 +140,7 @@ def bounds(feature: Feature) -> tuple[float | None, float | None]:
     """The range a value of `feature` must lie in; a date that may have passed (renewal) may be negative."""
     if feature.name in SCALES:
         return SCALES[feature.name]
-    low, high = _UNIT_BOUNDS[feature.unit] if feature.unit != "category" else (None, None)
+    low, high = _UNIT_BOUNDS[feature.unit]
     return (None if feature.when_negative is not None else low), high
 
 

@@ -24,7 +24,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -184,6 +184,22 @@ class Decision(LoggedDecision):
     """One served answer to log, with the actions it recommended (kept in `recommendations`)."""
 
     recommendations: tuple[Recommendation, ...] = ()
+
+    def logged_recommendations(self) -> list[LoggedRecommendation]:
+        """Its recommendations as the `recommendations` table holds them."""
+        return [
+            LoggedRecommendation(
+                r.recommendation_id,
+                self.request_id,
+                self.served_at,
+                self.account_id,
+                r.action,
+                r.rank,
+                r.expected_value,
+                self.source,
+            )
+            for r in self.recommendations
+        ]
 
 
 @dataclass(frozen=True)
@@ -356,8 +372,8 @@ class DecisionLog:
         self._schema_ready = False
         self._quiet_until: dict[str, float] = {}
         self._written = self._dropped = self._failed = 0
-        self._lost: deque[str] = deque(maxlen=LOST_REMEMBERED)
-        self._lost_ids: set[str] = set()
+        #: recommendation ids of lost entries, oldest first (a dict: ordered, and a set to look in)
+        self._lost: dict[str, None] = {}
         #: entries queued and entries written or given up on, in queue order: their difference (queued plus
         #: being written) bounds memory, and `flush` waits for the second to reach the first
         self._accepted = self._processed = 0
@@ -412,16 +428,15 @@ class DecisionLog:
     def lost(self, recommendation_id: str) -> bool:
         """Whether this recommendation was served but its entry lost (a full queue, or refused)."""
         with self._lock:
-            return recommendation_id in self._lost_ids
+            return recommendation_id in self._lost
 
     def _remember_lost(self, entries: list[Decision]) -> None:
         """Under `_lock`: keep the lost entries' recommendation ids, the oldest forgotten first."""
         for decision in entries:
             for recommendation in decision.recommendations:
-                if len(self._lost) == self._lost.maxlen:
-                    self._lost_ids.discard(self._lost[0])
-                self._lost.append(recommendation.recommendation_id)
-                self._lost_ids.add(recommendation.recommendation_id)
+                self._lost[recommendation.recommendation_id] = None
+        while len(self._lost) > LOST_REMEMBERED:
+            del self._lost[next(iter(self._lost))]
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until everything submitted so far is written or given up on (later entries need not be);
@@ -482,18 +497,10 @@ class DecisionLog:
             if self._accepted == self._processed:
                 return None
             for decision in (*self._writing, *self._queue):
-                for r in decision.recommendations:
-                    if r.recommendation_id == recommendation_id:
-                        return LoggedRecommendation(
-                            r.recommendation_id,
-                            decision.request_id,
-                            decision.served_at,
-                            decision.account_id,
-                            r.action,
-                            r.rank,
-                            r.expected_value,
-                            decision.source,
-                        )
+                # the ids first: building every queued row would cost the scan far more
+                if any(r.recommendation_id == recommendation_id for r in decision.recommendations):
+                    logged = decision.logged_recommendations()
+                    return next(r for r in logged if r.recommendation_id == recommendation_id)
         return None
 
     def record_feedback(
@@ -675,8 +682,7 @@ class DecisionLog:
         else:
             errors = {i: e for i, entry in enumerate(batch) if (e := self._insert_or_error([entry]))}
         again = [batch[i] for i, e in errors.items() if _unreachable(e)]
-        refused = [e for e in errors.values() if not _unreachable(e)]
-        refused_entries = [batch[i] for i, e in errors.items() if not _unreachable(e)]
+        refused = {i: e for i, e in errors.items() if not _unreachable(e)}
         if again:
             self._reopen()
             self._warn(
@@ -693,11 +699,11 @@ class DecisionLog:
                 self.url,
                 len(refused),
                 len(batch),
-                self._describe(refused[0]),
+                self._describe(next(iter(refused.values()))),
                 self._failed + len(refused),
             )
         with self._changed:
-            self._remember_lost(refused_entries)
+            self._remember_lost([batch[i] for i in refused])
             self._written += len(batch) - len(errors)
             self._failed += len(refused)
             self._processed += len(batch) - len(again)
@@ -713,35 +719,8 @@ class DecisionLog:
 
     def _insert(self, batch: list[Decision]) -> None:
         self._ensure_schema()
-        decisions = [
-            {
-                "request_id": d.request_id,
-                "served_at": d.served_at,
-                "kind": d.kind,
-                "account_id": d.account_id,
-                "source": d.source,
-                "models": d.models,
-                "cutoff": d.cutoff,
-                "inputs_hash": d.inputs_hash,
-                "output": d.output,
-                "key_id": d.key_id,
-            }
-            for d in batch
-        ]
-        recommendations = [
-            {
-                "recommendation_id": r.recommendation_id,
-                "request_id": d.request_id,
-                "served_at": d.served_at,
-                "account_id": d.account_id,
-                "action": r.action,
-                "rank": r.rank,
-                "expected_value": r.expected_value,
-                "source": d.source,
-            }
-            for d in batch
-            for r in d.recommendations
-        ]
+        decisions = [{c.name: getattr(d, c.name) for c in DECISION_COLUMNS} for d in batch]
+        recommendations = [asdict(r) for d in batch for r in d.logged_recommendations()]
         with self._engine.begin() as conn:
             conn.execute(DECISIONS.insert(), decisions)
             if recommendations:

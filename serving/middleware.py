@@ -48,10 +48,11 @@ class RequestMiddleware:
         given = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        identified = _with_id(send, rid)
         status = 500
         length = headers.get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
-            await self._too_large(rid)(scope, receive, _with_id(send, rid))
+            await self._too_large(rid)(scope, receive, identified)
             self._observe(scope, 413, started)
             return
         seen = 0
@@ -65,8 +66,6 @@ class RequestMiddleware:
                 too_large = True  # the app may catch this and answer 400: its answer is replaced by a 413
                 raise _BodyTooLarge
             return message
-
-        identified = _with_id(send, rid)
 
         async def tagged_send(message: Message) -> None:
             nonlocal status, responded
@@ -89,7 +88,7 @@ class RequestMiddleware:
             )
         finally:
             if too_large:
-                await self._too_large(rid)(scope, receive, _with_id(send, rid))
+                await self._too_large(rid)(scope, receive, identified)
                 status = 413
             self._observe(scope, status, started)
 

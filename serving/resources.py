@@ -252,7 +252,7 @@ class Resources:
             features = feature_set(online_store, [f.name for f in view.features])
             reader = OnlineReader(online_store.provider, online_store.config, view, features)
         except Exception as e:  # Feast raises its own types for a missing or broken repo
-            errors["features"] = str(e) if isinstance(e, RetainError) else f"{type(e).__name__}: {e}"
+            errors["features"] = _said(e)
             return None, None, None
         # kept although its store cannot be read now: the rules answer (saying why) until it can, no restart
         if (problem := _unreadable(reader)) is not None:
@@ -345,10 +345,15 @@ _Kept = TypeVar("_Kept", Champion, UpliftChampion)
 def _kept(kind: str, current: _Kept | None, error: Exception, errors: dict[str, str]) -> _Kept | None:
     """After a failed load: none when the registry says no version holds the alias; otherwise (the
     registry or the model cannot be read) the champion loaded before, if any. Said in `errors`."""
-    said = str(error) if isinstance(error, RetainError) else f"{type(error).__name__}: {error}"
+    said = _said(error)
     kept = None if isinstance(error, UnknownModel) else current
     errors[kind] = said if kept is None else f"{said} (still serving {kept.label})"
     return kept
+
+
+def _said(error: Exception) -> str:
+    """A load's failure in words: ours as they are, another library's with its type."""
+    return str(error) if isinstance(error, RetainError) else f"{type(error).__name__}: {error}"
 
 
 def _unreadable(reader: OnlineReader) -> str | None:

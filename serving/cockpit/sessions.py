@@ -14,11 +14,13 @@ cannot sign a browser in under the attacker's key (login CSRF).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
 import secrets
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
@@ -118,19 +120,15 @@ class RedisSessions:
 
     async def open(self, key_id: str, name: str) -> tuple[str, Session]:
         token, session = secrets.token_urlsafe(32), Session(key_id, name)
-        try:
+        with _reaching_redis():
             await self._client.set(self._name(token), json.dumps(asdict(session)), px=self._ttl_ms)
-        except RedisError as e:
-            raise SessionsUnavailable(f"Redis cannot be reached ({type(e).__name__})") from e
         return token, session
 
     async def get(self, token: str) -> Session | None:
         if not token:
             return None
-        try:
+        with _reaching_redis():
             value = await self._client.getex(self._name(token), px=self._ttl_ms)
-        except RedisError as e:
-            raise SessionsUnavailable(f"Redis cannot be reached ({type(e).__name__})") from e
         if value is None:
             return None
         try:
@@ -139,13 +137,20 @@ class RedisSessions:
             return None
 
     async def close(self, token: str) -> None:
-        try:
+        with _reaching_redis():
             await self._client.delete(self._name(token))
-        except RedisError as e:
-            raise SessionsUnavailable(f"Redis cannot be reached ({type(e).__name__})") from e
 
     async def shut(self) -> None:
         await self._client.aclose()
+
+
+@contextlib.contextmanager
+def _reaching_redis() -> Iterator[None]:
+    """Redis's errors as `SessionsUnavailable`, which the cockpit answers with a 503 page."""
+    try:
+        yield
+    except RedisError as e:
+        raise SessionsUnavailable(f"Redis cannot be reached ({type(e).__name__})") from e
 
 
 def session_store(settings: Settings) -> SessionStore:
