@@ -21,7 +21,6 @@ import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, fields
@@ -57,6 +56,10 @@ LOST_REMEMBERED = 100_000
 LOOKUP_FLUSH_SECONDS = 2.0
 #: PostgreSQL advisory lock key held while creating the schema (arbitrary, fixed)
 SCHEMA_LOCK_KEY = 0x5E7A1D
+#: how far beyond its size feedback may fill the queue, as a share of the size: while the database is
+#: away, decisions are dropped first (counted, and feedback on one is told so), and feedback a caller
+#: sent, small and rarer, still has room to wait
+FEEDBACK_ROOM = 0.25
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
@@ -256,6 +259,9 @@ class TakenAction:
     propensity: float | None
 
 
+#: what the queue holds: served answers, and feedback that could not be written at once
+LogEntry = Decision | LoggedFeedback
+
 #: the columns a `TakenAction` holds
 TAKEN_COLUMNS = [TAKEN.c[f.name] for f in fields(TakenAction)]
 
@@ -361,9 +367,9 @@ class DecisionLog:
         #: under a running server is noticed before the next read or write, not written into the void
         self._file = _sqlite_file(url)
         self._opened: tuple[int, int] | None = None
-        self._queue: deque[Decision] = deque()
+        self._queue: deque[LogEntry] = deque()
         #: the batch the writer took from the queue and is writing
-        self._writing: list[Decision] = []
+        self._writing: list[LogEntry] = []
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._stop = threading.Event()
@@ -412,28 +418,33 @@ class DecisionLog:
     def submit(self, decision: Decision) -> bool:
         """Queue an entry without waiting; False (and counted as dropped) when the queue is full."""
         with self._changed:
-            if self._accepted - self._processed >= self._queue_size:
-                self._dropped += 1
-                dropped = self._dropped
-                self._remember_lost([decision])
-            else:
-                self._queue.append(decision)
-                self._accepted += 1
-                if len(self._queue) in (1, BATCH):  # the writer waits for a first entry, or a full batch
-                    self._changed.notify_all()
+            if self._enqueue(decision, self._queue_size):
                 return True
+            self._dropped += 1
+            dropped = self._dropped
+            self._remember_lost([decision])
         self._warn("dropped", "decision log %s: queue full, %d entries dropped so far", self.url, dropped)
         return False
+
+    def _enqueue(self, entry: LogEntry, limit: int) -> bool:
+        """Under `_lock`: queue the entry unless `limit` entries already wait."""
+        if self._accepted - self._processed >= limit:
+            return False
+        self._queue.append(entry)
+        self._accepted += 1
+        if len(self._queue) in (1, BATCH):  # the writer waits for a first entry, or a full batch
+            self._changed.notify_all()
+        return True
 
     def lost(self, recommendation_id: str) -> bool:
         """Whether this recommendation was served but its entry lost (a full queue, or refused)."""
         with self._lock:
             return recommendation_id in self._lost
 
-    def _remember_lost(self, entries: list[Decision]) -> None:
+    def _remember_lost(self, entries: list[LogEntry]) -> None:
         """Under `_lock`: keep the lost entries' recommendation ids, the oldest forgotten first."""
         for decision in entries:
-            for recommendation in decision.recommendations:
+            for recommendation in decision.recommendations if isinstance(decision, Decision) else ():
                 self._lost[recommendation.recommendation_id] = None
         while len(self._lost) > LOST_REMEMBERED:
             del self._lost[next(iter(self._lost))]
@@ -468,7 +479,7 @@ class DecisionLog:
 
     def check_writable(self) -> None:
         """Rewrite the probe row: raises `DecisionLogUnavailable` when the log cannot be written now."""
-        with self._connect(write=True) as conn:
+        with self.connect(write=True) as conn:
             conn.execute(WRITE_PROBE.delete())
             conn.execute(WRITE_PROBE.insert(), {"id": 1, "checked_at": datetime.now(UTC)})
 
@@ -498,36 +509,31 @@ class DecisionLog:
                 return None
             for decision in (*self._writing, *self._queue):
                 # the ids first: building every queued row would cost the scan far more
-                if any(r.recommendation_id == recommendation_id for r in decision.recommendations):
+                if isinstance(decision, Decision) and any(
+                    r.recommendation_id == recommendation_id for r in decision.recommendations
+                ):
                     logged = decision.logged_recommendations()
                     return next(r for r in logged if r.recommendation_id == recommendation_id)
         return None
 
-    def record_feedback(
-        self,
-        recommendation_id: str,
-        status: FeedbackStatus,
-        reason: str | None,
-        actor: str | None,
-        at: datetime,
-        intervention_id: str | None,
-        key_id: str | None,
-    ) -> LoggedFeedback:
-        """Store feedback on a recommendation (the caller checks it exists with `recommendation`)."""
-        row = {
-            "feedback_id": uuid.uuid4().hex,
-            "recommendation_id": recommendation_id,
-            "status": status,
-            "reason": reason,
-            "actor": actor,
-            "at": at,
-            "intervention_id": intervention_id,
-            "key_id": key_id,
-        }
-        with self._connect(write=True) as conn:
-            return LoggedFeedback(
-                **conn.execute(FEEDBACK.insert().returning(*FEEDBACK.c), row).mappings().one()
-            )
+    def record_feedback(self, feedback: LoggedFeedback, *, now: bool = True) -> bool:
+        """Store feedback on a recommendation (the caller checks it exists with `recommendation`): True
+        when written now; False when it waits in the queue, to be written when the database is back:
+        because the database could not take it, or `now` is False (the caller just failed to reach it).
+        `DecisionLogUnavailable` when the queue has no room either."""
+        if now:
+            try:
+                with self.connect(write=True) as conn:
+                    conn.execute(FEEDBACK.insert(), asdict(feedback))
+                return True
+            except DecisionLogUnavailable as e:
+                unavailable = e
+        else:
+            unavailable = DecisionLogUnavailable(f"decision log {self.url} is unavailable")
+        with self._changed:
+            if self._enqueue(feedback, self._queue_size + max(1, int(self._queue_size * FEEDBACK_ROOM))):
+                return False
+        raise DecisionLogUnavailable(f"{unavailable}, and its queue is full") from unavailable
 
     def record_taken(self, action: TakenAction, request_id: str, key_id: str | None) -> bool:
         """Store an action taken, durably before answering, with who reported it; False when its id was
@@ -538,7 +544,7 @@ class DecisionLog:
             "key_id": key_id,
         }
         try:
-            with self._connect(write=True) as conn:
+            with self.connect(write=True) as conn:
                 conn.execute(TAKEN.insert(), row)
         except sa.exc.IntegrityError:
             return False
@@ -552,12 +558,12 @@ class DecisionLog:
             query = query.where(TAKEN.c.folded_version.is_(None))
         if account_id is not None:
             query = query.where(TAKEN.c.account_id == account_id)
-        with self._connect() as conn:
+        with self.connect() as conn:
             return [TakenAction(**row) for row in conn.execute(query).mappings()]
 
     def mark_folded(self, intervention_ids: list[str], version: int) -> None:
         """Say these actions are in the store's interventions table as of `version`."""
-        with self._connect(write=True) as conn:
+        with self.connect(write=True) as conn:
             for start in range(0, len(intervention_ids), BATCH):
                 chunk = intervention_ids[start : start + BATCH]
                 conn.execute(
@@ -586,7 +592,7 @@ class DecisionLog:
             query = query.where(DECISIONS.c.account_id == account_id)
         if kind is not None:
             query = query.where(DECISIONS.c.kind == kind)
-        with self._connect() as conn:
+        with self.connect() as conn:
             return [LoggedDecision(**row) for row in conn.execute(query).mappings()]
 
     def feedback(self, account_id: str | None = None, limit: int = 50) -> list[FeedbackOnAction]:
@@ -600,15 +606,18 @@ class DecisionLog:
         )
         if account_id is not None:
             query = query.where(r.account_id == account_id)
-        with self._connect() as conn:
+        with self.connect() as conn:
             return [FeedbackOnAction(**row) for row in conn.execute(query).mappings()]
 
     def _one(self, query: sa.Select[Any], values: dict[str, Any] | None = None) -> sa.RowMapping | None:
-        with self._connect() as conn:
+        with self.connect() as conn:
             return conn.execute(query, values).mappings().one_or_none()
 
     @contextlib.contextmanager
-    def _connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
+    def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
+        """A connection to the log's database with its schema up to date (one transaction with `write`);
+        for the log's own reads and writes and the API keys kept beside them. What a retry may cure raises
+        `DecisionLogUnavailable`, and the pool is opened anew."""
         try:
             self._ensure_schema()
             with self._engine.begin() if write else self._engine.connect() as conn:
@@ -670,7 +679,7 @@ class DecisionLog:
             self._stop.wait(self._retry_delays[min(failures, len(self._retry_delays) - 1)])
             failures += 1
 
-    def _write(self, batch: list[Decision]) -> list[Decision]:
+    def _write(self, batch: list[LogEntry]) -> list[LogEntry]:
         """Write a batch; the entries to try again because the database could not be reached. An entry
         the database refuses (a duplicate id, an answer that is not JSON) is counted as failed, and must
         not lose the rest of its batch."""
@@ -710,21 +719,27 @@ class DecisionLog:
             self._changed.notify_all()
         return again
 
-    def _insert_or_error(self, batch: list[Decision]) -> Exception | None:
+    def _insert_or_error(self, batch: list[LogEntry]) -> Exception | None:
         try:
             self._insert(batch)
         except Exception as e:
             return e
         return None
 
-    def _insert(self, batch: list[Decision]) -> None:
+    def _insert(self, batch: list[LogEntry]) -> None:
         self._ensure_schema()
-        decisions = [{c.name: getattr(d, c.name) for c in DECISION_COLUMNS} for d in batch]
-        recommendations = [asdict(r) for d in batch for r in d.logged_recommendations()]
+        served = [d for d in batch if isinstance(d, Decision)]
+        decisions = [{c.name: getattr(d, c.name) for c in DECISION_COLUMNS} for d in served]
+        recommendations = [asdict(r) for d in served for r in d.logged_recommendations()]
+        feedback = [asdict(f) for f in batch if not isinstance(f, Decision)]
         with self._engine.begin() as conn:
-            conn.execute(DECISIONS.insert(), decisions)
-            if recommendations:
-                conn.execute(RECOMMENDATIONS.insert(), recommendations)
+            for table, rows in (
+                (DECISIONS, decisions),
+                (RECOMMENDATIONS, recommendations),
+                (FEEDBACK, feedback),
+            ):
+                if rows:
+                    conn.execute(table.insert(), rows)
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()

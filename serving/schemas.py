@@ -281,6 +281,11 @@ class FeedbackOut(BaseModel):
     recommendation_id: str
     status: FeedbackStatus
     intervention_id: str | None = Field(description="set when `done` recorded the action as an intervention")
+    queued: bool = Field(
+        False,
+        description="true (status 202) when the decision log could not take it at once: it waits in the "
+        "service's queue and is written when the log is back",
+    )
 
 
 class ReloadOut(BaseModel):

@@ -31,7 +31,7 @@ from retain.ingest.readers import Frame
 from retain.ingest.validate import check_interventions
 from serving.assess import INACTIVE_FALLBACK, Assessment, assess
 from serving.caller import Caller
-from serving.decision_log import Decision, DecisionLogUnavailable, Recommendation, TakenAction
+from serving.decision_log import Decision, DecisionLogUnavailable, LoggedFeedback, Recommendation, TakenAction
 from serving.errors import ApiError
 from serving.metrics import Metrics
 from serving.online import OnlineStoreUnavailable
@@ -399,24 +399,33 @@ class Service:
         )
 
     def feedback(self, recommendation_id: str, body: FeedbackIn, caller: Caller) -> FeedbackOut:
-        """Feedback on a served recommendation, into the decision log; `done` also records the action."""
+        """Feedback on a served recommendation, into the decision log; `done` also records the action.
+
+        While the log cannot be read, `accepted` and `rejected` are queued without checking that the
+        recommendation was served (202), so a playbook engine need not hold and retry them; `done` needs
+        the recommendation's account and action to record the intervention, so it waits for the log (503).
+        """
         if body.status == "rejected" and not (body.reason and body.reason.strip()):
             raise ApiError(422, "reason_required", "reason: say why the recommendation was rejected")
         log = self.resources.log
-        try:
-            found = log.recommendation(recommendation_id)
-        except DecisionLogUnavailable as e:
-            raise ApiError(503, "decision_log_unavailable", str(e)) from e
-        if found is None and log.lost(recommendation_id):
+        if log.lost(recommendation_id):
             raise ApiError(
                 410,
                 "recommendation_not_logged",
                 f"recommendation {recommendation_id!r} was served, but its decision-log entry was lost while "
                 "the log could not take it (counted in /metrics); feedback on it cannot be recorded",
             )
+        at = body.at.astimezone(UTC) if body.at and body.at.tzinfo else self.resources.as_of()
+        try:
+            found = log.recommendation(recommendation_id)
+        except DecisionLogUnavailable as e:
+            if body.status == "done":
+                raise ApiError(
+                    503, "decision_log_unavailable", f"{e}; `done` records the action, which needs the log"
+                ) from e
+            return self._record_feedback(recommendation_id, body, at, None, caller, checked=False)
         if found is None:
             raise ApiError(404, "recommendation_not_found", f"no recommendation {recommendation_id!r}")
-        at = body.at.astimezone(UTC) if body.at and body.at.tzinfo else self.resources.as_of()
         intervention_id = None
         if body.status == "done":
             taken = InterventionIn(
@@ -428,18 +437,41 @@ class Service:
                 intervention_id=f"int_{recommendation_id}",
             )
             intervention_id = self.record_intervention(taken, caller).intervention_id
+        return self._record_feedback(recommendation_id, body, at, intervention_id, caller, checked=True)
+
+    def _record_feedback(
+        self,
+        recommendation_id: str,
+        body: FeedbackIn,
+        at: datetime,
+        intervention_id: str | None,
+        caller: Caller,
+        *,
+        checked: bool,
+    ) -> FeedbackOut:
+        """Write the feedback now, or queue it when the log cannot take it (`queued`); unchecked feedback
+        goes straight to the queue: the log just failed a read."""
+        given = LoggedFeedback(
+            feedback_id=uuid.uuid4().hex,
+            recommendation_id=recommendation_id,
+            status=body.status,
+            reason=body.reason,
+            actor=body.actor,
+            at=at,
+            intervention_id=intervention_id,
+            key_id=caller.key_id,
+        )
         try:
-            stored = log.record_feedback(
-                recommendation_id, body.status, body.reason, body.actor, at, intervention_id, caller.key_id
-            )
+            written = self.resources.log.record_feedback(given, now=checked)
         except DecisionLogUnavailable as e:
             raise ApiError(503, "decision_log_unavailable", str(e)) from e
         return FeedbackOut(
             request_id=caller.request_id,
-            feedback_id=stored.feedback_id,
+            feedback_id=given.feedback_id,
             recommendation_id=recommendation_id,
             status=body.status,
             intervention_id=intervention_id,
+            queued=not written,
         )
 
     def reload(self, request_id: str) -> ReloadOut:

@@ -83,7 +83,8 @@ class ServeSettings(BaseModel):
     as_of: date | None = None
     #: where every served score and recommendation is logged; default: SQLite under the store
     decision_log_url: str | None = Field(None, description="sqlite:///path or postgresql://user@host/db")
-    #: log entries waiting to be written; beyond this an entry is dropped with a warning
+    #: log entries waiting to be written; beyond this a decision is dropped with a warning (feedback has
+    #: a quarter more room)
     decision_log_queue: int = Field(10_000, gt=0)
     #: seconds between checks of the champion aliases (0: only `POST /v1/admin/reload`)
     reload_seconds: float = Field(30.0, ge=0)

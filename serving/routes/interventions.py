@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Response
 
 from serving.auth import KeyRequired
 from serving.deps import CallerDep, ServiceDep
@@ -28,7 +28,10 @@ def interventions(body: InterventionIn, service: ServiceDep, caller: CallerDep) 
     "/v1/recommendations/{recommendation_id}/feedback",
     summary="accepted, rejected (with reason) or done; done records the intervention",
     response_model=FeedbackOut,
-    responses={410: {"model": ErrorBody, "description": "served, but its decision-log entry was lost"}},
+    responses={
+        202: {"model": FeedbackOut, "description": "accepted into the queue while the decision log is away"},
+        410: {"model": ErrorBody, "description": "served, but its decision-log entry was lost"},
+    },
     status_code=201,
 )
 def feedback(
@@ -36,5 +39,9 @@ def feedback(
     body: FeedbackIn,
     service: ServiceDep,
     caller: CallerDep,
+    response: Response,
 ) -> FeedbackOut:
-    return service.feedback(recommendation_id, body, caller)
+    given = service.feedback(recommendation_id, body, caller)
+    if given.queued:
+        response.status_code = 202
+    return given

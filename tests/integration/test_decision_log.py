@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta, timezone
@@ -35,7 +36,9 @@ from serving.decision_log import (
     DecisionLog,
     DecisionLogUnavailable,
     FeedbackOnAction,
+    FeedbackStatus,
     LoggedDecision,
+    LoggedFeedback,
     LoggedRecommendation,
     Recommendation,
     TakenAction,
@@ -62,6 +65,21 @@ def recommend(account: str, at: datetime, *ids: str) -> Decision:
     output = {"actions": [r.action for r in recs]}
     return Decision(
         f"req-{ids[0]}", at, "recommendation", account, "model", V3, C2, "h2", output, recommendations=recs
+    )
+
+
+def given(
+    recommendation_id: str,
+    status: FeedbackStatus,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    intervention_id: str | None = None,
+    key_id: str | None = None,
+) -> LoggedFeedback:
+    """Feedback as the API builds it: a fresh id, the caller's words."""
+    return LoggedFeedback(
+        uuid.uuid4().hex, recommendation_id, status, reason, "csm", at, intervention_id, key_id
     )
 
 
@@ -138,18 +156,16 @@ def test_round_trip_previous_score_and_feedback(decision_log: DecisionLog) -> No
     assert log.previous_score("a-unknown", C2, V3) is None
 
     at = T0 + timedelta(hours=1)
-    rejected = log.record_feedback(
-        "rec-1", "rejected", "already in touch", "cs@acme", at.astimezone(plus_two), None, "key-1"
-    )
-    assert len(rejected.feedback_id) == 32 and rejected.at == at and rejected.at.tzinfo == UTC
-    assert rejected.key_id == "key-1"
-    done = log.record_feedback("rec-2", "done", None, "cs@acme", at + timedelta(days=1), "int_rec-2", None)
-    assert done.feedback_id != rejected.feedback_id
+    rejected = given("rec-1", "rejected", at.astimezone(plus_two), reason="already in touch", key_id="key-1")
+    assert log.record_feedback(rejected)
+    assert log.record_feedback(given("rec-2", "done", at + timedelta(days=1), intervention_id="int_rec-2"))
     assert [(f.recommendation_id, f.status, f.action, f.account_id) for f in log.feedback("a-1")] == [
         ("rec-2", "done", "action-2", "a-1"),
         ("rec-1", "rejected", "action-1", "a-1"),
     ]
-    assert log.feedback()[1] == FeedbackOnAction(**asdict(rejected), account_id="a-1", action="action-1")
+    stored = log.feedback()[1]
+    assert stored == FeedbackOnAction(**asdict(rejected), account_id="a-1", action="action-1")
+    assert stored.at == at and stored.at.tzinfo == UTC
     assert log.feedback("a-2") == [] and len(log.feedback(limit=1)) == 1
 
 
@@ -177,7 +193,7 @@ def test_concurrent_submits_reads_and_feedback_do_not_lock_each_other_out(decisi
                 log.decisions(limit=10)
                 log.previous_score("a-1", C1, V2)
                 log.recommendation("rec-0")
-                log.record_feedback("rec-0", "accepted", None, "cs@acme", datetime.now(UTC), None, None)
+                log.record_feedback(given("rec-0", "accepted", datetime.now(UTC)))
         except BaseException as e:
             errors.append(e)
 
@@ -307,6 +323,29 @@ def test_a_full_queue_drops_entries_without_blocking(
     assert log.submit(score("a-5", T0, C2, V3))
     log.close()
     assert log.stats == {"written": 3, "dropped": 2, "failed": 0, "pending": 0}
+
+
+def test_feedback_waits_in_the_queue_while_the_database_is_away_with_room_beyond_decisions(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "not-yet"
+    log = DecisionLog(f"sqlite:///{folder}/decisions.db", queue_size=8, retry_delays=(0.05,))
+    log.start()
+    for i in range(8):
+        assert log.submit(recommend(f"a-{i}", T0, f"rec-{i}"))
+    assert not log.submit(recommend("a-8", T0, "rec-8"))  # decisions are dropped first
+    waiting = given("rec-0", "accepted", T0)
+    assert not log.record_feedback(waiting)  # queued: a quarter of the size is kept for feedback
+    assert not log.record_feedback(given("rec-1", "accepted", T0), now=False)
+    with pytest.raises(DecisionLogUnavailable, match="its queue is full"):
+        log.record_feedback(given("rec-2", "accepted", T0))
+    folder.mkdir()
+    assert log.flush()
+    assert [(f.feedback_id, f.account_id) for f in log.feedback() if f.recommendation_id == "rec-0"] == [
+        (waiting.feedback_id, "a-0")
+    ]
+    assert log.stats == {"written": 10, "dropped": 1, "failed": 0, "pending": 0}
+    log.close()
 
 
 def test_a_lost_recommendation_is_known_as_lost_not_as_unknown(tmp_path: Path) -> None:
@@ -467,7 +506,7 @@ def test_a_deleted_sqlite_file_is_made_anew_and_no_entry_is_counted_written_into
     log.submit(recommend("a-2", T0, "rec-2"))
     assert log.flush()
     assert log.recommendation("rec-2") is not None and log.recommendation("rec-1") is None
-    log.record_feedback("rec-2", "accepted", None, "csm", T0, None, None)
+    assert log.record_feedback(given("rec-2", "accepted", T0))
     log.close()
     with contextlib.closing(sqlite3.connect(path)) as on_disk:
         assert on_disk.execute("SELECT account_id FROM decisions").fetchall() == [("a-2",)]
@@ -491,7 +530,7 @@ def test_the_log_survives_postgresql_dropping_every_connection(postgres_database
     log.submit(recommend("a-2", T0, "rec-2"))
     assert log.flush(10)
     assert log.recommendation("rec-2") is not None
-    log.record_feedback("rec-1", "done", None, "csm", T0, None, None)
+    assert log.record_feedback(given("rec-1", "done", T0))
     assert log.stats == {"written": 2, "dropped": 0, "failed": 0, "pending": 0}
     log.close()
 

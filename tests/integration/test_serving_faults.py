@@ -66,8 +66,8 @@ def recommendation(server: Server, accounts: list[str], key: str = "admin") -> S
     raise AssertionError("no account was offered an action")
 
 
-def feedback(server: Server, recommendation_id: str) -> requests.Response:
-    body = {"status": "accepted", "actor": "csm-1"}
+def feedback(server: Server, recommendation_id: str, status: str = "accepted") -> requests.Response:
+    body = {"status": status, "actor": "csm-1"}
     return server.call("POST", f"/v1/recommendations/{recommendation_id}/feedback", json=body)
 
 
@@ -80,19 +80,23 @@ def decision_log_counts(server: Server) -> dict[str, float]:
     }
 
 
-def test_an_unwritable_decision_log_answers_503_not_a_crash_and_catches_up(world: World, serve: Any) -> None:
+def test_an_unwritable_decision_log_is_no_crash_and_feedback_waits_for_it(world: World, serve: Any) -> None:
     """Failure 1: SIGBUS on feedback, 404 for a just-served recommendation, a read-only pool after the
-    fix, and `/readyz` ready throughout."""
+    fix, and `/readyz` ready throughout. Now feedback waits in the queue (202) and is written after."""
     server = serve()
+    earlier = recommendation(server, world.active)
     assert readiness(server)[0] == 200
+    assert wait_for(lambda: decision_log_counts(server)["pending"] == 0)
     files = sorted(world.store.serving_dir.glob("decisions.db*"))
     subprocess.run(["chattr", "+i", *map(str, files)], check=True)
     try:
-        served = recommendation(server, world.active).recommendation_id  # its log entry waits in the queue
-        refused = feedback(server, served)
-        assert refused.status_code == 503, refused.text
-        assert refused.json()["error"]["code"] == "decision_log_unavailable"
-        assert refused.headers["X-Request-ID"] == refused.json()["request_id"]
+        served = recommendation(server, world.active[::-1])  # its log entry waits in the queue
+        queued = [feedback(server, r.recommendation_id) for r in (served, earlier)]
+        for answer in queued:
+            assert answer.status_code == 202 and answer.json()["queued"], answer.text
+            assert answer.headers["X-Request-ID"] == answer.json()["request_id"]
+        done = feedback(server, served.recommendation_id, "done")  # records an intervention: needs the log
+        assert done.status_code == 503 and done.json()["error"]["code"] == "decision_log_unavailable"
         status, body = readiness(server)
         assert status == 503 and not body["ready"] and not body["decision_log_writable"]
         assert "decision_log" in body["errors"]
@@ -100,10 +104,14 @@ def test_an_unwritable_decision_log_answers_503_not_a_crash_and_catches_up(world
     finally:
         subprocess.run(["chattr", "-i", *map(str, files)], check=True)
     assert wait_for(lambda: readiness(server)[0] == 200)
-    accepted = feedback(server, served)
-    assert accepted.status_code == 201, accepted.text
+    accepted = feedback(server, served.recommendation_id)
+    assert accepted.status_code == 201 and not accepted.json()["queued"], accepted.text
     counts = wait_for(lambda: (c := decision_log_counts(server))["pending"] == 0 and c)
     assert counts["written"] >= 1 and counts["failed"] == 0 and counts["dropped"] == 0
+    written = DecisionLog(f"sqlite:///{world.store.serving_dir / 'decisions.db'}")
+    ids = {f.feedback_id for f in written.feedback(limit=1_000)}
+    written.close()
+    assert {answer.json()["feedback_id"] for answer in (*queued, accepted)} <= ids
 
 
 def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: World, serve: Any) -> None:
