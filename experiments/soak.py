@@ -56,7 +56,7 @@ from experiments.benchmarks.serving import (
 )
 from experiments.results import record
 from retain.core.store import Store
-from serving.keys import KeyRing
+from serving.keys import KeyFile
 
 RELOAD_EVERY = 30.0
 #: (share of requests, kind), drawn per request
@@ -335,9 +335,8 @@ def summary(
         "requests_per_s": round(requests_made / args.seconds, 1),
         "statuses": dict(sorted(tally.statuses.items())),
         "crashes": 0 if alive else 1,
-        "server_errors_outside_faults": outside,
-        "server_errors_not_503": not_503,
-        "server_errors_in_faults": {" ".join(map(str, k)): n for k, n in sorted(tally.server_errors.items())},
+        "server_errors": server_errors,
+        "server_errors_by_window": {" ".join(map(str, k)): n for k, n in sorted(tally.server_errors.items())},
         "transport_errors": tally.transport_errors,
         "decisions": ledger,
         "recovered_after_s": round(recovery, 1),

@@ -149,6 +149,19 @@ TAKEN = sa.Table(
     sa.Column("key_id", sa.String),
 )
 
+#: API keys when `serve.keys` is `database` (`serving.keys.KeyTable`): hosts that share this database share
+#: them. Scopes comma-separated; only a SHA-256 digest of each key.
+API_KEYS = sa.Table(
+    "api_keys",
+    METADATA,
+    sa.Column("key_id", sa.String, primary_key=True),
+    sa.Column("name", sa.String),
+    sa.Column("scopes", sa.String, nullable=False),
+    sa.Column("sha256", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("revoked_at", UTCDateTime),
+)
+
 #: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
 #: backends; no NaN, which PostgreSQL's json rejects and the API's responses cannot carry either
 _dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), allow_nan=False)

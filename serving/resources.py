@@ -39,7 +39,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
-from serving.keys import KeyRing
+from serving.keys import key_ring
 from serving.online import OnlineReader, OnlineStoreUnavailable
 from serving.schemas import Readiness
 from training.causal.uplift import UpliftModel
@@ -140,7 +140,7 @@ class Resources:
         self.store = store
         self.settings = settings
         self.log = DecisionLog.for_store(store, settings)
-        self.keys = KeyRing.for_store(store)
+        self.keys = key_ring(store, settings, self.log)
         self.loaded = Loaded(None, None, None, None, {})
         self.taken = LastTaken(INTERVENTION_SCHEMA.empty_table())
         self._reload_lock = threading.Lock()

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
-from typing import Annotated, Any, TypeVar, cast, get_args
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
 
 import typer
 from rich.console import Console, RenderableType
@@ -21,6 +21,9 @@ from retain.cli import summaries
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES, Store
+
+if TYPE_CHECKING:
+    from serving.keys import KeyRing
 
 app = typer.Typer(
     help="Retain: churn risk, explained; next-best actions by causal uplift.", no_args_is_help=True
@@ -420,9 +423,9 @@ def keys_create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key: its summary, then the key itself as the last line. It is shown this once only."""
-    from serving.keys import KeyRing, parse_scopes  # deferred: the serving package
+    from serving.keys import parse_scopes  # deferred: the serving package
 
-    key, text = KeyRing.for_store(_store(store)).create(parse_scopes(scopes), name=name)
+    key, text = _key_ring(store).create(parse_scopes(scopes), name=name)
     note = {"note": "the key on the next line is shown only once; only its hash is kept"}
     if as_json:
         sys.stdout.write(json.dumps(key.as_dict() | note, indent=2) + "\n")
@@ -438,19 +441,37 @@ def keys_revoke(
     as_json: JsonOpt = False,
 ) -> None:
     """Revoke a key; a running server refuses it from its next request, without a restart."""
-    from serving.keys import KeyRing  # deferred: the serving package
-
-    key = KeyRing.for_store(_store(store)).revoke(key_id)
+    key = _key_ring(store).revoke(key_id)
     _emit(key.as_dict(), as_json, lambda _: summaries.key_revoked(key))
 
 
 @keys_app.command("list")
 def keys_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every key with its scopes and revocation time; never a key or its hash."""
-    from serving.keys import KeyRing  # deferred: the serving package
-
-    keys = KeyRing.for_store(_store(store)).list()
+    keys = _key_ring(store).list()
     _emit([key.as_dict() for key in keys], as_json, lambda _: summaries.keys_listed(keys))
+
+
+@keys_app.command("import")
+def keys_import(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Copy the store's key file into the database (`RETAIN_SERVE__KEYS=database`): keys keep working
+    when a deployment moves its keys there. Keys the database has already are left as they are."""
+    from serving.keys import KeyFile, KeyTable  # deferred: the serving package
+
+    ring = _key_ring(store)
+    if not isinstance(ring, KeyTable):
+        raise RetainError(
+            "keys import copies the key file into the database: set RETAIN_SERVE__KEYS=database"
+        )
+    added = ring.adopt(KeyFile.for_store(_store(store)))
+    _emit([key.as_dict() for key in added], as_json, lambda _: summaries.keys_imported(added))
+
+
+def _key_ring(store: str | None) -> KeyRing:
+    """The keys where the settings keep them (`serve.keys`)."""
+    from serving.keys import key_ring  # deferred: the serving package
+
+    return key_ring(_store(store), api.settings_or_default())
 
 
 # -- reports -------------------------------------------------------------------------------------------

@@ -279,6 +279,12 @@ def key_revoked(key: ApiKey) -> RenderableType:
     return f"Revoked API key {key.key_id}; a running server refuses it from its next request"
 
 
+def keys_imported(keys: list[ApiKey]) -> RenderableType:
+    if not keys:
+        return "No keys to copy: the database has every key the file holds."
+    return f"Copied {len(keys)} API key(s) into the database: {', '.join(k.key_id for k in keys)}"
+
+
 def compacted(c: Compaction) -> RenderableType:
     folded = c.folded
     lines: list[RenderableType] = [

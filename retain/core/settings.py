@@ -86,6 +86,8 @@ class ServeSettings(BaseModel):
     #: log entries waiting to be written; beyond this a decision is dropped with a warning (feedback has
     #: a quarter more room)
     decision_log_queue: int = Field(10_000, gt=0)
+    #: where API keys live: a file under the store, or the decision log's database (several hosts)
+    keys: Literal["file", "database"] = "file"
     #: seconds between checks of the champion aliases (0: only `POST /v1/admin/reload`)
     reload_seconds: float = Field(30.0, ge=0)
     #: requests worked on at once; more only take turns on the GIL

@@ -19,7 +19,7 @@ from retain.maintenance import fold_taken
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE
 from serving.decision_log import DecisionLog
-from serving.keys import KeyRing
+from serving.keys import KeyFile
 from tests.support.served import Server, World, make_world
 from tests.support.services import unavailable
 
@@ -41,7 +41,7 @@ CSM = "csm key"
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> World:
     built = make_world(tmp_path_factory.mktemp("cockpit"))
-    ring = KeyRing.for_store(built.store)
+    ring = KeyFile.for_store(built.store)
     built.keys[CSM] = ring.create(["scores:read", "actions:read", "actions:write"], name="csm-007")[1]
     built.keys["viewer"] = ring.create(["scores:read"], name="viewer")[1]
     return built

@@ -17,7 +17,7 @@ import requests
 
 from retain.core.settings import CockpitSettings
 from serving.cockpit.sessions import COOKIE, RedisSessions
-from serving.keys import KeyRing
+from serving.keys import KeyFile
 from tests.support.served import Server, World, free_port
 
 REDIS_ENV = {"RETAIN_SERVE__WORKERS": "2", "RETAIN_COCKPIT__SESSIONS": "redis"}
@@ -64,7 +64,7 @@ def test_one_sign_in_holds_across_two_workers(workers: Server, served_world: Wor
 def test_the_session_in_redis_holds_the_keys_id_and_a_revocation_ends_it(
     workers: Server, served_world: World, redis_url: str
 ) -> None:
-    ring = KeyRing.for_store(served_world.store)
+    ring = KeyFile.for_store(served_world.store)
     key, text = ring.create(["scores:read"], name="revoked while signed in")
     browser = signed_in(workers, text)
     stored_as = RedisSessions.PREFIX + hashlib.sha256(browser.cookies[COOKIE].encode()).hexdigest()

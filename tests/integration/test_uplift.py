@@ -28,7 +28,7 @@ from retain.core.store import Store
 from retain.core.value import expected_values
 from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
-from serving.keys import KeyRing
+from serving.keys import KeyFile
 from serving.resources import LastTaken
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
@@ -673,7 +673,7 @@ class _ServedWorld:
 
 @pytest.fixture(scope="module")
 def server(uplift_world: UpliftWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    _, key = KeyRing.for_store(uplift_world.store).create(["admin"], name="uplift test")
+    _, key = KeyFile.for_store(uplift_world.store).create(["admin"], name="uplift test")
     table = read_features(uplift_world.store, columns=["cutoff"]).to_pandas()
     as_of = table["cutoff"].max().date()
     running = Server(

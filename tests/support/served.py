@@ -19,7 +19,7 @@ from registry.tracking import log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.simulate import SimConfig
-from serving.keys import KeyRing
+from serving.keys import KeyFile
 from tests.support.worlds import published_store
 from training.config import TrainConfig
 from training.pipeline import train_model
@@ -53,7 +53,7 @@ def make_world(root: Path) -> World:
     latest = table["cutoff"].max()
     active = sorted(table.loc[table["cutoff"] == latest, "account_id"])
     departed = sorted(set(table["account_id"]) - set(active))
-    ring = KeyRing.for_store(store)
+    ring = KeyFile.for_store(store)
     keys = {scope: ring.create([scope], name=f"test {scope}")[1] for scope in SCOPED}
     revoked, keys["revoked"] = ring.create(["admin"], name="revoked")
     ring.revoke(revoked.key_id)

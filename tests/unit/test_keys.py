@@ -15,15 +15,15 @@ from typer.testing import CliRunner
 from retain.cli import app, main
 from retain.core.errors import RetainError
 from retain.core.store import Store
-from serving.keys import SCOPES, KeyRing, parse_scopes
+from serving.keys import SCOPES, KeyFile, parse_scopes
 
 
 @pytest.fixture
-def ring(tmp_path: Path) -> KeyRing:
-    return KeyRing.for_store(Store(tmp_path / "store"))
+def ring(tmp_path: Path) -> KeyFile:
+    return KeyFile.for_store(Store(tmp_path / "store"))
 
 
-def test_a_created_key_authenticates_with_its_scopes_until_revoked(ring: KeyRing) -> None:
+def test_a_created_key_authenticates_with_its_scopes_until_revoked(ring: KeyFile) -> None:
     key, text = ring.create({"scores:read", "actions:read"}, name="crm sync")
     found = ring.authenticate(text)
     assert found == key
@@ -37,9 +37,9 @@ def test_a_created_key_authenticates_with_its_scopes_until_revoked(ring: KeyRing
     assert ring.list() == [revoked]
 
 
-def test_wrong_malformed_and_unknown_keys_are_refused(ring: KeyRing) -> None:
+def test_wrong_malformed_and_unknown_keys_are_refused(ring: KeyFile) -> None:
     key, text = ring.create({"admin"})
-    other = KeyRing(ring.path.with_name("other.json")).create({"admin"})[1]
+    other = KeyFile(ring.path.with_name("other.json")).create({"admin"})[1]
     wrong_secret = f"rk_{key.key_id}_{secrets.token_urlsafe(32)}"
     for presented in (
         wrong_secret,
@@ -57,7 +57,7 @@ def test_wrong_malformed_and_unknown_keys_are_refused(ring: KeyRing) -> None:
     assert ring.authenticate(text) == key
 
 
-def test_no_file_means_no_keys(ring: KeyRing) -> None:
+def test_no_file_means_no_keys(ring: KeyFile) -> None:
     assert ring.list() == [] and ring.authenticate("rk_" + "0" * 12 + "_" + "a" * 43) is None
     with pytest.raises(RetainError, match="no API key with id 'abc'"):
         ring.revoke("abc")
@@ -71,7 +71,7 @@ def test_scopes_parse_and_admin_allows_everything() -> None:
         parse_scopes(" , ")
 
 
-def test_allows(ring: KeyRing) -> None:
+def test_allows(ring: KeyFile) -> None:
     admin, _ = ring.create({"admin"})
     reader, _ = ring.create(["scores:read"])
     assert all(admin.allows(scope) for scope in SCOPES)
@@ -81,7 +81,7 @@ def test_allows(ring: KeyRing) -> None:
         ring.create([])
 
 
-def test_the_file_holds_only_a_hash_and_is_private(ring: KeyRing) -> None:
+def test_the_file_holds_only_a_hash_and_is_private(ring: KeyFile) -> None:
     key, text = ring.create({"scores:read"})
     secret = text.removeprefix(f"rk_{key.key_id}_")
     assert len(secret) == 43
@@ -92,45 +92,45 @@ def test_the_file_holds_only_a_hash_and_is_private(ring: KeyRing) -> None:
     assert "sha256" not in json.dumps(key.as_dict())
 
 
-def test_a_revoke_by_another_process_reaches_a_running_ring(ring: KeyRing) -> None:
+def test_a_revoke_by_another_process_reaches_a_running_ring(ring: KeyFile) -> None:
     key, text = ring.create({"scores:read"})
     assert ring.authenticate(text) == key  # parsed and cached
-    elsewhere = KeyRing(ring.path)
+    elsewhere = KeyFile(ring.path)
     new_key, new_text = elsewhere.create({"actions:read"})
     assert ring.authenticate(new_text) == new_key
     elsewhere.revoke(key.key_id)
     assert ring.authenticate(text) is None
 
 
-def test_a_key_is_found_live_by_its_id_until_another_process_revokes_it(ring: KeyRing) -> None:
+def test_a_key_is_found_live_by_its_id_until_another_process_revokes_it(ring: KeyFile) -> None:
     key, _ = ring.create({"scores:read"}, name="csm")
     assert ring.live(key.key_id) == key
     assert ring.live("000000000000") is None
-    KeyRing(ring.path).revoke(key.key_id)  # another process: only the file changes
+    KeyFile(ring.path).revoke(key.key_id)  # another process: only the file changes
     assert ring.live(key.key_id) is None
 
 
 def test_the_file_is_parsed_once_while_it_does_not_change(
-    ring: KeyRing, monkeypatch: pytest.MonkeyPatch
+    ring: KeyFile, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, text = ring.create({"scores:read"})
     parses = 0
-    parse = KeyRing._parse
+    parse = KeyFile._parse
 
-    def counted(self: KeyRing, data: bytes) -> object:
+    def counted(self: KeyFile, data: bytes) -> object:
         nonlocal parses
         parses += 1
         return parse(self, data)
 
-    monkeypatch.setattr(KeyRing, "_parse", counted)
+    monkeypatch.setattr(KeyFile, "_parse", counted)
     for _ in range(1_000):
         assert ring.authenticate(text) is not None
     assert parses == 1
 
 
-def test_concurrent_creates_all_survive(ring: KeyRing) -> None:
+def test_concurrent_creates_all_survive(ring: KeyFile) -> None:
     def create_some(worker: int) -> list[str]:
-        own = KeyRing(ring.path)  # its own lock file handle, as a second CLI call has
+        own = KeyFile(ring.path)  # its own lock file handle, as a second CLI call has
         return [own.create({"scores:read"}, name=f"{worker}-{i}")[1] for i in range(5)]
 
     with ThreadPoolExecutor(8) as pool:
@@ -150,7 +150,7 @@ def test_cli_create_prints_the_key_last_and_revoke_refuses_it(tmp_path: Path) ->
     summary = json.loads(summary_text)
     assert summary["scopes"] == ["actions:read", "scores:read"] and summary["name"] == "crm"
     assert "once" in summary["note"] and text not in summary_text
-    ring = KeyRing.for_store(Store(tmp_path))
+    ring = KeyFile.for_store(Store(tmp_path))
     key = ring.authenticate(text)
     assert key is not None and key.key_id == summary["key_id"]
 
@@ -171,7 +171,7 @@ def test_cli_tells_a_person_what_it_did_and_still_prints_the_key_last(tmp_path: 
     created = runner.invoke(app, ["keys", "create", "--scopes", "admin", "--name", "demo", *store])
     assert created.exit_code == 0, created.output
     summary, text = created.stdout.rstrip("\n").rsplit("\n", 1)
-    key = KeyRing.for_store(Store(tmp_path)).authenticate(text)
+    key = KeyFile.for_store(Store(tmp_path)).authenticate(text)
     assert key is not None
     assert f"Created API key {key.key_id} (demo) with scopes admin" in summary and "shown once" in summary
 
@@ -195,4 +195,4 @@ def test_cli_unknown_scope_exits_2_with_the_message(
         main()
     assert exit_.value.code == 2
     assert "unknown scope 'scores:raed'" in capsys.readouterr().err
-    assert not KeyRing.for_store(Store(tmp_path)).path.exists()
+    assert not KeyFile.for_store(Store(tmp_path)).path.exists()
