@@ -652,7 +652,9 @@ class DecisionLog:
         self._engine.dispose()
 
     def _ensure_schema(self) -> None:
-        if self._file is not None and self._schema_ready and _identity(self._file) != self._opened:
+        # `_opened` first, unlocked: a `_reopen` on another thread clears it, and a cleared one is no news
+        opened = self._opened
+        if self._file is not None and opened is not None and _identity(self._file) != opened:
             log.warning("decision log %s: the file was deleted or replaced; opening it anew", self.url)
             self._reopen()
         with self._schema_lock:
