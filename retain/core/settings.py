@@ -114,6 +114,9 @@ class CockpitSettings(BaseModel):
     session_hours: float = Field(8.0, gt=0)
     #: where logins live: one process's memory, or Redis (`redis_url`), shared by workers and hosts
     sessions: Literal["memory", "redis"] = "memory"
+    #: where the scored book lives: each worker's memory (each scores its own), or Redis (`redis_url`),
+    #: where one worker scores it for the deployment and the others read it
+    book: Literal["memory", "redis"] = "memory"
     #: mark the cockpit's cookies Secure (sent over HTTPS only): set it when the cockpit is served over TLS
     cookie_secure: bool = False
 

@@ -5,26 +5,35 @@ for a page, so the book is scored in the background and reused for `cockpit.book
 champions or features change; a page filters and slices it in memory. Active means the account's latest
 online row comes from the newest published build (`assess.inactive`: the features' own definition of
 active), or its contract started since that build: a new account, answered by the rules until the next build.
+
+Each worker process scores its own book (`cockpit.book = "memory"`), or the deployment's workers share one
+through Redis (`"redis"`): one of them scores it, the others read it (`BookKeeper`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+import zlib
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import pyarrow.compute as pc
+from pydantic import PlainSerializer, PlainValidator, TypeAdapter
+from redis.exceptions import RedisError
 
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.assess import Assessment, FeatureRow, assess, inactive
-from serving.cockpit.timeline import RecentEvents, recent_events
+from serving.cockpit.shelf import RedisShelf
+from serving.cockpit.timeline import EventColumns, RecentEvents, recent_events
 from serving.online import OnlineStoreUnavailable
 from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
@@ -72,21 +81,52 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class Basis:
+    """What a book was scored from. A book shared through Redis is filed under its basis and checked
+    against it, so a worker never shows one scored by another churn champion, from another feature build,
+    over another store's tables or for another replay day."""
+
+    #: where the store's tables are (`Store.lake`): deployments sharing a Redis keep their own books
+    store: str
+    #: the churn champion (`churn/3`), the one model a book is scored by; None when the rules score it
+    churn: str | None
+    #: the newest feature cutoff published online (`Loaded.published`)
+    published: datetime | None
+    #: the replay day (`serve.as_of`); None when the book is scored as of now
+    replay: date | None
+
+    @classmethod
+    def of(cls, resources: Resources, loaded: Loaded) -> Basis:
+        churn = loaded.churn.label if loaded.churn is not None else None
+        return cls(resources.store.lake, churn, loaded.published, resources.settings.serve.as_of)
+
+
+#: a book's events travel as JSON column by column (`RecentEvents.as_columns`), typed again on arrival
+_EVENT_COLUMNS = TypeAdapter(EventColumns)
+EventsAsJson = Annotated[
+    RecentEvents,
+    # in this order: a validator after the serializer would replace it
+    PlainValidator(lambda value: _EVENT_COLUMNS.validate_python(value).events()),
+    PlainSerializer(RecentEvents.as_columns, return_type=EventColumns),
+]
+
+
+@dataclass(frozen=True)
 class Book:
-    """The scored book: its entries, each account's trend and recent events, and what it was scored from."""
+    """The scored book: its entries, each account's trend and recent events, and what it was scored from.
+    All of it is data, which JSON carries through Redis; which process holds it is `Held`'s business."""
 
     entries: tuple[Entry, ...]
     trends: dict[str, tuple[Point, ...]]
     #: the accounts' recent events, for their timelines
-    events: RecentEvents
+    events: EventsAsJson
     as_of: datetime
     cutoff: datetime | None
     #: accounts left out: their latest row predates the newest build (they churned or cancelled)
     inactive: int
-    #: the resources it was scored from: a reload makes it stale
-    loaded: Loaded
-    #: `time.monotonic()` when it was scored
-    built: float
+    basis: Basis
+    #: when its scoring began, by the wall clock (every worker's and host's clock tells its age)
+    scored_at: datetime
 
     @cached_property
     def _by_id(self) -> dict[str, Entry]:
@@ -99,6 +139,44 @@ class Book:
     def fallbacks(self) -> dict[str, int]:
         """Rules answers in the book by reason code."""
         return dict(Counter(e.fallback.code for e in self.entries if e.fallback is not None))
+
+    def age(self) -> float:
+        """Seconds since its scoring began."""
+        return (datetime.now(UTC) - self.scored_at).total_seconds()
+
+
+_BOOK = TypeAdapter(Book)
+_BASIS = TypeAdapter(Basis)
+#: a book's JSON is ~5 kB an account, mostly its events (the demo's 1,444: 6.7 MB, 0.63 MB compressed);
+#: a value that inflates past this was not written by `book_bytes` and is refused before it fills memory
+MAX_BOOK_JSON = 512 * 2**20
+
+
+def book_bytes(book: Book) -> bytes:
+    """The book as zlib-compressed JSON (JSON, never pickle: writing to Redis must not run code here)."""
+    return zlib.compress(_BOOK.dump_json(book))
+
+
+def book_from_bytes(data: bytes) -> Book | None:
+    """The book `book_bytes` wrote; None for bytes it did not (another version's, or damaged)."""
+    inflate = zlib.decompressobj()
+    try:
+        text = inflate.decompress(data, MAX_BOOK_JSON)
+        if inflate.unconsumed_tail:
+            raise ValueError(f"it inflates past {MAX_BOOK_JSON:,} bytes")
+        return _BOOK.validate_json(text)
+    except (zlib.error, ValueError) as e:  # pydantic's ValidationError is a ValueError
+        said = str(e).splitlines()[0] if str(e) else ""
+        log.warning("cockpit book in Redis unreadable (%s: %s); scoring it again", type(e).__name__, said)
+        return None
+
+
+#: a shared book's key: one per basis, under a digest of it; v1 names the JSON's shape, bumped with it
+BOOK_KEY = "retain:cockpit:book:v1:"
+
+
+def book_key(basis: Basis) -> str:
+    return BOOK_KEY + hashlib.sha256(_BASIS.dump_json(basis)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -230,6 +308,7 @@ def started_since(account: AccountRecord, newest: datetime | None, as_of: dateti
 
 def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book:
     """Every active account scored by the churn champion (or the rules), with trends and recent events."""
+    scored_at = datetime.now(UTC)
     as_of = resources.as_of()
     rows = resources.online_rows(loaded, sorted(loaded.accounts))
     records = rows.records()
@@ -256,43 +335,143 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
     )
     events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
     left = len(records) - len(keep)
-    return Book(tuple(scored), history, events, as_of, newest, left, loaded, time.monotonic())
+    basis = Basis.of(resources, loaded)
+    return Book(tuple(scored), history, events, as_of, newest, left, basis, scored_at)
+
+
+@dataclass(frozen=True)
+class Held:
+    """A book as one process holds it: the resources it stands for (a reload makes it stale) and when it
+    was scored, on this process's monotonic clock (a book read from Redis: now, less its age)."""
+
+    book: Book
+    loaded: Loaded
+    born: float
+
+    @classmethod
+    def of(cls, book: Book, loaded: Loaded) -> Held:
+        return cls(book, loaded, time.monotonic() - max(0.0, book.age()))
+
+
+class Outage:
+    """Redis failing, said as it starts and then at most once a minute (every refresh meets it), and
+    its end."""
+
+    EVERY_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+        self._said = 0.0
+
+    def failed(self, error: RedisError) -> None:
+        now = time.monotonic()
+        began = self._since is None
+        if began:
+            self._since = now
+        if began or now - self._said >= self.EVERY_SECONDS:
+            said = f"{type(error).__name__}: {error}"
+            log.warning("cockpit book: Redis cannot be reached (%s); this worker scores its own", said)
+            self._said = now
+
+    def ended(self) -> None:
+        if self._since is not None:
+            log.info("cockpit book: Redis answers again after %.0f s", time.monotonic() - self._since)
+            self._since = None
 
 
 class BookKeeper:
     """The current book, scored again when it is older than `book_seconds` or the resources were
-    reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one."""
+    reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one.
+
+    With `cockpit.book = "redis"` a fresh book comes from Redis, where the deployment keeps one per basis;
+    a worker that finds it missing or stale scores it under Redis's lock and puts it there, and one that
+    finds the lock taken waits for that book (`_shared`). Without Redis each worker scores its own, as
+    with `"memory"`, until Redis answers again: the cockpit never fails for want of Redis."""
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
-        self._book: Book | None = None
+        settings = resources.settings
+        self._shelf = RedisShelf(settings.redis_url) if settings.cockpit.book == "redis" else None
+        self._held: Held | None = None
         self._lock = threading.Lock()
+        self._outage = Outage()
 
-    def _stale(self, book: Book | None) -> bool:
-        if book is None or book.loaded is not self.resources.loaded:
-            return True
-        return time.monotonic() - book.built > self.resources.settings.cockpit.book_seconds
+    def _stale(self, held: Held | None, loaded: Loaded) -> bool:
+        return held is None or held.loaded is not loaded or self._too_old(time.monotonic() - held.born)
+
+    def _too_old(self, age: float) -> bool:
+        return age > self.resources.settings.cockpit.book_seconds
 
     def refresh(self) -> Book:
-        """The book, scored again if stale; the last one while the online store cannot be read
+        """The book, anew if stale; the last one while the online store cannot be read
         (`OnlineStoreUnavailable` when there is none yet)."""
         with self._lock:
-            if self._stale(self._book):
-                started = time.perf_counter()
+            held, loaded = self._held, self.resources.loaded
+            if self._stale(held, loaded):
                 try:
-                    self._book = score_book(self.resources, self.resources.loaded, self.resources.settings)
+                    self._held = self._fresh(loaded)
                 except OnlineStoreUnavailable as e:
-                    if self._book is None:
+                    if held is None:
                         raise
                     log.warning("cockpit book not scored again (%s); showing the last one", e)
-                    return self._book
-                log.info(
-                    "cockpit book: %d accounts scored in %.2f s",
-                    len(self._book.entries),
-                    time.perf_counter() - started,
-                )
-            assert self._book is not None
-            return self._book
+                    return held.book
+            assert self._held is not None
+            return self._held.book
+
+    def _fresh(self, loaded: Loaded) -> Held:
+        """A fresh book: the deployment's when it is shared, else (or when Redis fails) scored here."""
+        if self._shelf is not None:
+            try:
+                return self._shared(self._shelf, loaded)
+            except RedisError as e:  # before any scoring: `_scored_and_put` keeps what it scored
+                self._outage.failed(e)
+        return self._scored(loaded)
+
+    def _scored(self, loaded: Loaded) -> Held:
+        started = time.perf_counter()
+        book = score_book(self.resources, loaded, self.resources.settings)
+        took = time.perf_counter() - started
+        log.info("cockpit book: %d accounts scored in %.2f s", len(book.entries), took)
+        return Held.of(book, loaded)
+
+    def _shared(self, shelf: RedisShelf, loaded: Loaded) -> Held:
+        """The book in Redis for this basis when it is fresh. Otherwise whoever takes the lock scores it
+        and puts it there, and the others wait for that book; one that waited longer than a lock lasts (its
+        holder is slow, or died and another took over) scores its own."""
+        basis = Basis.of(self.resources, loaded)
+        key = book_key(basis)
+        deadline = time.monotonic() + shelf.LOCK_SECONDS
+        while (stored := self._stored(shelf, key, basis, loaded)) is None:
+            with shelf.lock(key) as mine:
+                if mine:
+                    return self._scored_and_put(shelf, key, loaded)
+            if time.monotonic() >= deadline:
+                return self._scored(loaded)
+            shelf.wait(key, deadline)
+        return stored
+
+    def _stored(self, shelf: RedisShelf, key: str, basis: Basis, loaded: Loaded) -> Held | None:
+        """The book Redis holds under `key` if it is fresh (a stale one is not even read) and from `basis`."""
+        found = shelf.get(key)
+        self._outage.ended()
+        if found is None or self._too_old(time.time() - found[0]):
+            return None
+        book = book_from_bytes(found[1])
+        if book is None:
+            return None
+        if book.basis != basis:
+            log.warning("cockpit book in Redis under %s is from %s, not %s; ignored", key, book.basis, basis)
+            return None
+        log.info("cockpit book: %d accounts read from Redis, %.1f s old", len(book.entries), book.age())
+        return Held.of(book, loaded)
+
+    def _scored_and_put(self, shelf: RedisShelf, key: str, loaded: Loaded) -> Held:
+        held = self._scored(loaded)
+        try:
+            shelf.put(key, held.book.scored_at.timestamp(), book_bytes(held.book))
+        except RedisError as e:  # this worker shows it all the same
+            self._outage.failed(e)
+        return held
 
     def warm(self) -> threading.Thread:
         """Score the book in the background as the server starts, so the first page does not wait."""
@@ -307,9 +486,9 @@ class BookKeeper:
             log.warning("cockpit book not scored at start: %s", e)
 
     def get(self) -> Book:
-        book = self._book
-        if book is None or book.loaded is not self.resources.loaded:
+        held, loaded = self._held, self.resources.loaded
+        if held is None or held.loaded is not loaded:
             return self.refresh()
-        if self._stale(book) and not self._lock.locked():
+        if self._stale(held, loaded) and not self._lock.locked():
             threading.Thread(target=self.refresh, name="retain-book", daemon=True).start()
-        return book
+        return held.book

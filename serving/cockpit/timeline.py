@@ -110,6 +110,10 @@ NOTABLE_EVENTS = ds.field("event_type").isin(list(EVENT_SENTENCES)) & (
 )
 
 
+#: a column of events as JSON carries it: text, numbers or null; a timestamp as microseconds since the epoch
+JsonColumn = list[str | int | float | None]
+
+
 @dataclass(frozen=True)
 class RecentEvents:
     """Every account's notable events since `since`, sorted by account: one scan for the whole book (a
@@ -120,9 +124,56 @@ class RecentEvents:
     spans: dict[str, tuple[int, int]]
     since: datetime
 
+    @classmethod
+    def by_account(cls, events: pa.Table, since: datetime) -> RecentEvents:
+        """`events` sorted by account, with each account's span."""
+        events = events.take(pc.sort_indices(events, [("account_id", "ascending")]))
+        ids = events.column("account_id").to_numpy(zero_copy_only=False)
+        if not len(ids):  # no event in the window (or none at all): no spans
+            return cls(events, {}, since)
+        starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+        ends = np.r_[starts[1:], len(ids)]
+        spans = {str(ids[a]): (int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)}
+        return cls(events, spans, since)
+
     def of(self, account_id: str) -> list[TableRow]:
         span = self.spans.get(account_id)
         return [] if span is None else self.events.slice(*span).to_pylist()
+
+    def as_columns(self) -> EventColumns:
+        """The events column by column, a timestamp as its microseconds since the epoch."""
+        columns = {
+            field.name: (column.cast(pa.int64()) if pa.types.is_timestamp(field.type) else column).to_pylist()
+            for field, column in zip(self.events.schema, self.events.columns, strict=True)
+        }
+        return EventColumns(self.since, columns)
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """`RecentEvents` as JSON carries them (a book shared through Redis is JSON, never pickled): column by
+    column, typed again by the events' schema on the way back."""
+
+    since: datetime
+    columns: dict[str, JsonColumn]
+
+    def events(self) -> RecentEvents:
+        """The events; `ValueError` for a column the events' schema lacks or values it cannot hold."""
+        unknown = set(self.columns) - set(EVENT_SCHEMA.names)
+        if unknown or "account_id" not in self.columns:
+            raise ValueError(f"not the events' columns: {sorted(unknown) or 'no account_id'}")
+        schema = pa.schema([EVENT_SCHEMA.field(name) for name in self.columns])
+        try:
+            arrays = [
+                pa.array(values, pa.int64() if pa.types.is_timestamp(f.type) else f.type).cast(f.type)
+                for f, values in zip(schema, self.columns.values(), strict=True)
+            ]
+            table = pa.Table.from_arrays(arrays, schema=schema)
+        except (pa.ArrowException, TypeError) as e:
+            raise ValueError(f"events that do not fit their schema: {e}") from e
+        if any(table.column(f.name).null_count for f in schema if not f.nullable):
+            raise ValueError("events without a value their schema requires")
+        return RecentEvents.by_account(table, self.since)
 
 
 def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
@@ -132,12 +183,7 @@ def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
     dates = (ds.field("event_date") >= since.date()) & (ds.field("event_date") <= as_of.date())
     window = dates & (ds.field("ts") >= since) & (ds.field("ts") <= as_of)
     found = store.read("events", EVENT_SCHEMA, ["account_id", *COLUMNS], where=NOTABLE_EVENTS, scan=window)
-    found = found.take(pc.sort_indices(found, [("account_id", "ascending")]))
-    ids = found.column("account_id").to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if len(ids) else np.array([], int)
-    ends = np.r_[starts[1:], len(ids)]
-    spans = {str(ids[a]): (int(a), int(b - a)) for a, b in zip(starts, ends, strict=True)}
-    return RecentEvents(found, spans, since)
+    return RecentEvents.by_account(found, since)
 
 
 def describe(events: Sequence[TableRow], interventions: Sequence[TableRow]) -> list[Moment]:
