@@ -409,17 +409,23 @@ def report_causal_table(
     treatment: str,
     outcome: str,
     control: str | None = None,
+    covariates: list[str] | None = None,
+    exclude: list[str] | None = None,
     settings: Settings | None = None,
     jobs: int = 2,
 ) -> ReportFiles:
     """The same report over an experiment or intervention export: each `treatment` value against
-    `control` (default: 0/false of a 0/1 column) on `outcome`."""
+    `control` (default: 0/false of a 0/1 column) on `outcome`, adjusting for exactly `covariates`, or else
+    for every usable column but `exclude` and those that look changed by the treatment or the outcome
+    (listed in `ReportFiles.covariates_dropped`, with why)."""
     # deferred: the causal estimators
     from retain.report.causal import from_table
     from retain.report.html import write_report
 
     settings = settings_or_default(settings)
-    analysis = from_table(Path(table), treatment, outcome, control, settings, jobs)
+    analysis = from_table(
+        Path(table), treatment, outcome, control, settings, jobs, covariates=covariates, exclude=exclude
+    )
     return write_report(analysis, Path(out))
 
 

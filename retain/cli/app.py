@@ -491,14 +491,24 @@ def report_causal(
     control: Annotated[
         str | None, typer.Option(help="with --table: the untreated value [default: 0/false of a 0/1 column]")
     ] = None,
+    covariates: Annotated[
+        str | None,
+        typer.Option(
+            help="with --table: adjust for exactly these columns, COL,... [default: every usable column but "
+            "those that look changed by the treatment or the outcome]"
+        ),
+    ] = None,
+    exclude: Annotated[
+        str | None, typer.Option(help="with --table: COL,... left out of the default choice of columns")
+    ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="processes estimating actions side by side")] = 2,
     as_json: JsonOpt = False,
 ) -> None:
     """What each action did to churn and expansion (or each treatment to an export's outcome), doubly
     robust, with segments, who responds best, overlap, refutations and caveats."""
     if table is None:
-        if treatment is not None or outcome is not None or control is not None:
-            raise RetainError("--treatment, --outcome and --control go with --table")
+        if any(v is not None for v in (treatment, outcome, control, covariates, exclude)):
+            raise RetainError("--treatment, --outcome, --control, --covariates and --exclude go with --table")
         _stage("estimating each action's effect on churn and expansion (doubly robust); this takes minutes")
         written = api.report_causal(out, store=_store(store), jobs=jobs)
     else:
@@ -506,9 +516,21 @@ def report_causal(
             raise RetainError("--table needs --treatment COL and --outcome COL")
         _stage(f"estimating each {treatment}'s effect on {outcome} in {table} (doubly robust)")
         written = api.report_causal_table(
-            table, out, treatment=treatment, outcome=outcome, control=control, jobs=jobs
+            table,
+            out,
+            treatment=treatment,
+            outcome=outcome,
+            control=control,
+            covariates=_columns(covariates),
+            exclude=_columns(exclude),
+            jobs=jobs,
         )
     _emit(written, as_json, summaries.report_written)
+
+
+def _columns(text: str | None) -> list[str] | None:
+    """COL,... as a list of names (None when the option is not given)."""
+    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
 # -- the weekly plan -------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Group, RenderableType
 from rich.table import Table
+from rich.text import Text
 
 if TYPE_CHECKING:
     from features.build import FeatureBuild
@@ -239,7 +240,16 @@ def planned(p: PlanSummary) -> RenderableType:
 
 
 def report_written(r: ReportFiles) -> RenderableType:
+    """Where the report is, after a warning for each column a statistic left out of the adjustment."""
+    warnings = [
+        Text.assemble(
+            ("warning:", "yellow"), f" left out `{d.column}`: {d.reason}. Pass --covariates to choose."
+        )
+        for d in r.covariates_dropped
+        if d.statistic is not None
+    ]
     return Group(
+        *warnings,
         f"Causal report: {r.effects} effects estimated",
         f"  {r.html} (open it in a browser); its figures in {r.json}",
     )

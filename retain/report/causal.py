@@ -64,7 +64,7 @@ from training.causal.crossfit import crossfit_cache
 from training.causal.design import store_design
 from training.config import UpliftConfig
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
 LATER_NOT_NEVER_SHARE = 0.5
 
@@ -229,6 +229,8 @@ def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
     report = CausalReport(
         report_version=REPORT_VERSION,
         source=study.source,
+        covariates_used=study.covariates_used,
+        covariates_dropped=study.covariates_dropped,
         outcomes={
             o.name: ReportedOutcome("binary" if o.binary else "numeric", o.goal) for o in study.outcomes
         },
@@ -340,11 +342,29 @@ def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
 
 
 def from_table(
-    path: Path, treatment: str, outcome: str, control: str | None, settings: Settings, jobs: int = 1
+    path: Path,
+    treatment: str,
+    outcome: str,
+    control: str | None,
+    settings: Settings,
+    jobs: int = 1,
+    *,
+    covariates: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> Analysis:
-    """The report over an experiment or intervention export."""
+    """The report over an experiment or intervention export; `covariates` and `exclude` as in
+    `table_study`."""
     from training.dataset import read_table  # deferred: imports Feast, which the workers need not load
 
     frame = read_table(path)
-    study = table_study(frame, treatment, outcome, control, table=str(path.resolve()), seed=settings.seed)
+    study = table_study(
+        frame,
+        treatment,
+        outcome,
+        control,
+        table=str(path.resolve()),
+        seed=settings.seed,
+        covariates=covariates,
+        exclude=exclude,
+    )
     return analyse(study, jobs)

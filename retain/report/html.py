@@ -18,6 +18,7 @@ from retain.report.figures import forest_plot, propensity_plot
 from retain.report.schema import (
     AverageEffect,
     CausalReport,
+    DroppedCovariate,
     Goal,
     Quantiles,
     Refutation,
@@ -136,17 +137,22 @@ def render(analysis: Analysis) -> str:
 
 @dataclass(frozen=True)
 class ReportFiles:
-    """Where a report was written, and how many effects it estimated."""
+    """Where a report was written, how many effects it estimated, and the columns it did not adjust for
+    (the summary warns of those a statistic left out)."""
 
     html: Path
     json: Path
     effects: int
+    covariates_dropped: list[DroppedCovariate]
 
 
 def write_report(analysis: Analysis, out: Path) -> ReportFiles:
     """`out/report.html` and `out/report.json`."""
     out.mkdir(parents=True, exist_ok=True)
-    files = ReportFiles(out / "report.html", out / "report.json", len(analysis.report.effects))
+    report = analysis.report
+    files = ReportFiles(
+        out / "report.html", out / "report.json", len(report.effects), report.covariates_dropped
+    )
     files.json.write_text(analysis.report.to_json())
     files.html.write_text(render(analysis), encoding="utf-8")
     return files

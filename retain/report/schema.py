@@ -80,12 +80,20 @@ class TableSource:
     outcome_type: Literal["binary", "numeric"]
     rows: int
     rows_dropped_missing: int
-    covariates: list[str]
-    #: column -> why it was not adjusted for
-    columns_dropped: dict[str, str]
 
 
 Source = StoreSource | TableSource
+
+
+@dataclass(frozen=True, kw_only=True)
+class DroppedCovariate:
+    """A column the estimate does not adjust for, why in words, and the statistic that decided it (None
+    when its shape or an option did)."""
+
+    column: str
+    reason: str
+    statistic: Literal["smd", "auc", "r2"] | None = None
+    value: float | None = None
 
 
 # -- how it was estimated --------------------------------------------------------------------------------
@@ -294,6 +302,10 @@ class CausalReport:
 
     report_version: int
     source: Source
+    #: the columns the nuisance models adjust for, and those left out with why (table mode; the store's
+    #: design adjusts for every feature)
+    covariates_used: list[str]
+    covariates_dropped: list[DroppedCovariate]
     outcomes: dict[str, ReportedOutcome]
     method: Method
     effects: list[AverageEffect]

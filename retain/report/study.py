@@ -13,7 +13,8 @@ import pandas as pd
 
 from retain.core.catalogue import ACTIONS
 from retain.core.errors import RetainError
-from retain.report.schema import Goal, Source, StoreSource, TableSource
+from retain.report.covariates import choose_covariates
+from retain.report.schema import DroppedCovariate, Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
 from training.causal.uplift import OUTCOMES
 from training.columns import binary_labels, category_levels
@@ -21,6 +22,8 @@ from training.config import UpliftConfig
 
 #: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
 TABLE_CLIP = 0.01
+#: the one constant column of a table with nothing to adjust for
+NO_COVARIATE = "(no covariate)"
 #: text columns with more levels are not covariates; with at most SEGMENT_LEVELS they are also segments
 MAX_LEVELS = 50
 SEGMENT_LEVELS = 10
@@ -76,9 +79,16 @@ class Study:
     min_effective_treated: float
     seed: int
     caveats: list[str] = field(default_factory=list)
+    #: the columns not adjusted for, with why (a table's; the store's design adjusts for every feature)
+    covariates_dropped: list[DroppedCovariate] = field(default_factory=list)
 
     def outcome(self, name: str) -> OutcomeValues:
         return next(o for o in self.outcomes if o.name == name)
+
+    @property
+    def covariates_used(self) -> list[str]:
+        """The data's columns adjusted for: `covariates` without the stand-in of a table with none."""
+        return [c for c in self.covariates if c != NO_COVARIATE]
 
 
 def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
@@ -227,21 +237,29 @@ def table_study(
     *,
     table: str,
     seed: int,
+    covariates: list[str] | None = None,
+    exclude: list[str] | None = None,
 ) -> Study:
-    """Each treatment value against the control, adjusting for every other usable column."""
+    """Each treatment value against the control, adjusting for exactly `covariates` if given, else for
+    every usable column but `exclude` and those that look post-treatment or post-outcome
+    (`choose_covariates`)."""
     _check_columns(frame, treatment, outcome)
+    _check_chosen(frame, treatment, outcome, covariates, exclude)
     labels, controls = _arm_labels(frame[treatment], control)
     y, binary = _outcome_values(frame[outcome])
     usable = labels.notna().to_numpy() & ~np.isnan(y)
     if not usable.any():
         raise RetainError(f"no row has both a {treatment!r} and an {outcome!r} value")
-    covariates, dropped = _covariates(frame.loc[usable].drop(columns=[treatment, outcome]))
-    covariates = covariates.reset_index(drop=True)
-    if covariates.empty:
-        # nothing to adjust for (a randomised export): the estimate is the difference of means
-        covariates = pd.DataFrame({"constant": np.zeros(int(usable.sum()))})
+    shaped, unusable = _covariates(frame.loc[usable].drop(columns=[treatment, outcome]))
+    shaped = shaped.reset_index(drop=True)
     labels = labels[usable].reset_index(drop=True)
-    text = [c for c in covariates.columns if covariates[c].dtype == object]
+    used, dropped = _adjusted_for(
+        shaped, unusable, labels, controls, y[usable], binary, covariates=covariates, exclude=exclude or []
+    )
+    # nothing to adjust for (a randomised export): a constant column, and the estimate is the difference
+    # of means
+    x = shaped[used] if used else pd.DataFrame({NO_COVARIATE: np.zeros(len(labels))})
+    text = [c for c in x.columns if x[c].dtype == object]
     return Study(
         source=TableSource(
             table=table,
@@ -251,24 +269,54 @@ def table_study(
             outcome_type="binary" if binary else "numeric",
             rows=len(labels),
             rows_dropped_missing=int((~usable).sum()),
-            covariates=list(covariates.columns),
-            columns_dropped=dropped,
         ),
-        frame=covariates,
-        covariates=list(covariates.columns),
-        category_levels=category_levels(covariates, text),
+        frame=x,
+        covariates=list(x.columns),
+        category_levels=category_levels(x, text),
         arms=_table_arms(labels, controls, treatment, named_control=control is not None),
         outcomes=[OutcomeValues(outcome, y[usable], binary)],
         groups=np.arange(len(labels)),
-        segment_columns=[c for c in text if 2 <= covariates[c].nunique() <= SEGMENT_LEVELS],
-        responder_columns=list(covariates.columns),
+        segment_columns=[c for c in text if 2 <= x[c].nunique() <= SEGMENT_LEVELS],
+        responder_columns=list(x.columns),
         refute_outcome=outcome,
         propensity_clip=TABLE_CLIP,
         folds=3,
         min_effective_treated=UpliftConfig().min_effective_treated,
         seed=seed,
-        caveats=[*TABLE_CAVEATS, *(f"Column {c!r} was not used: {why}." for c, why in dropped.items())],
+        caveats=list(TABLE_CAVEATS),
+        covariates_dropped=dropped,
     )
+
+
+def _adjusted_for(
+    shaped: pd.DataFrame,
+    unusable: dict[str, str],
+    labels: pd.Series,
+    controls: list[str],
+    y: np.ndarray,
+    binary: bool,
+    *,
+    covariates: list[str] | None,
+    exclude: list[str],
+) -> tuple[list[str], list[DroppedCovariate]]:
+    """The columns to adjust for, and those left out with why: for their shape, by an option, or as
+    likely post-treatment or post-outcome."""
+    dropped = [DroppedCovariate(column=c, reason=why) for c, why in unusable.items()]
+    if covariates is not None:
+        named = set(covariates)
+        for c in covariates:
+            if c in unusable:
+                raise RetainError(f"--covariates: column {c!r} cannot be adjusted for: {unusable[c]}")
+        left = [
+            DroppedCovariate(column=str(c), reason="not named in --covariates")
+            for c in shaped.columns
+            if c not in named
+        ]
+        return list(dict.fromkeys(covariates)), dropped + left
+    excluded = [c for c in shaped.columns if c in set(exclude)]
+    dropped += [DroppedCovariate(column=c, reason="excluded with --exclude") for c in excluded]
+    choice = choose_covariates(shaped.drop(columns=excluded), labels, controls, y, binary)
+    return choice.used, dropped + choice.dropped
 
 
 TABLE_CAVEATS = (
@@ -277,6 +325,27 @@ TABLE_CAVEATS = (
     "holds by design; for a log of decisions it is an assumption.",
     "Every row counts as independent: if one customer appears on several rows, the intervals are too narrow.",
 )
+
+
+def _check_chosen(
+    frame: pd.DataFrame, treatment: str, outcome: str, covariates: list[str] | None, exclude: list[str] | None
+) -> None:
+    """--covariates and --exclude name columns of the table other than the treatment and the outcome."""
+    if covariates is not None and exclude is not None:
+        raise RetainError(
+            "give --covariates (adjust for exactly these) or --exclude (leave these out of the automatic "
+            "choice), not both"
+        )
+    option, names = ("--covariates", covariates) if covariates is not None else ("--exclude", exclude)
+    unknown = [c for c in names or [] if c not in frame.columns]
+    if unknown:
+        raise RetainError(
+            f"{option}: the table has no column {', '.join(repr(c) for c in unknown)} "
+            f"(columns: {', '.join(frame.columns)})"
+        )
+    for name, role in ((treatment, "treatment"), (outcome, "outcome")):
+        if name in (names or []):
+            raise RetainError(f"{option}: {name!r} is the {role} column, not a covariate")
 
 
 def _check_columns(frame: pd.DataFrame, treatment: str, outcome: str) -> None:

@@ -31,9 +31,11 @@ def report(args: list[str], out: Path) -> dict[str, Any]:
         "html": str(out / "report.html"),
         "json": str(out / "report.json"),
         "effects": summary["effects"],
+        "covariates_dropped": summary["covariates_dropped"],
     }
     loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
     assert summary["effects"] == len(loaded["effects"])
+    assert summary["covariates_dropped"] == loaded["covariates_dropped"]
     return loaded
 
 

@@ -62,8 +62,16 @@ def test_a_confounded_table_gives_the_true_effect_where_the_naive_difference_fai
     dr_error = abs(effect["ate"] - TRUE_EFFECT)
     naive_error = abs(effect["naive_difference"] - TRUE_EFFECT)
     assert naive_error > 0.1 and naive_error > 4 * dr_error
-    assert got["report_version"] == 1
-    assert got["source"]["columns_dropped"] == {"customer_id": "id-like: a different value on every row"}
+    assert got["report_version"] == 2
+    assert got["covariates_used"] == ["x", "region", "noise", "placebo"]  # the confounder x kept
+    assert got["covariates_dropped"] == [
+        {
+            "column": "customer_id",
+            "reason": "id-like: a different value on every row",
+            "statistic": None,
+            "value": None,
+        }
+    ]
     assert {o["treatment"] for o in got["overlap"]} == {"treated"} and not got["overlap"][0]["poor"]
     assert got["overlap"][0]["control_treated_later"] is None  # a table does not say what came later
     assert [r["check"] for r in got["refutations"]] == [
