@@ -97,8 +97,9 @@ SOURCES: tuple[Source, ...] = (
         "make soak",
         "`retain serve` for 10 minutes at concurrency 16 mixing risk, next-best actions, batch scores, "
         "feedback and reloads, with the decision log immutable for 30 s and the online store missing for "
-        "10 s part-way. Must hold: no crash, no 5xx outside the faults and none but a 503 naming the "
-        "dependency within them, and every decision served in the log or counted as lost",
+        "10 s part-way. Must hold: no crash, no 5xx at all, faults included (feedback the log cannot take "
+        "waits in its queue: 202), and every decision served and feedback taken in the log or counted as "
+        "lost",
     ),
     Source(
         "uplift_seeds",
