@@ -240,7 +240,8 @@ def planned(p: PlanSummary) -> RenderableType:
 
 
 def report_written(r: ReportFiles) -> RenderableType:
-    """Where the report is, after a warning for each column a statistic left out of the adjustment."""
+    """Where the report is, after a warning for each column a statistic left out of the adjustment, and
+    how strong a hidden factor would have to be to erase each clear effect."""
     warnings = [
         Text.assemble(
             ("warning:", "yellow"), f" left out `{d.column}`: {d.reason}. Pass --covariates to choose."
@@ -251,6 +252,7 @@ def report_written(r: ReportFiles) -> RenderableType:
     return Group(
         *warnings,
         f"Causal report: {r.effects} effects estimated",
+        *(f"  {s.treatment} on {s.outcome}: {s.sentence}" for s in r.robustness),
         f"  {r.html} (open it in a browser); its figures in {r.json}",
     )
 

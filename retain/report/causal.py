@@ -3,8 +3,9 @@ outcomes, and how far to trust it.
 
 Estimates are doubly robust with cross-fitting (`training.causal.dr`): the average effect with its
 interval beside the naive treated-minus-untreated difference, the same pseudo-outcomes averaged within
-segments and within the leaves of a shallow tree (who responds best), propensity overlap, three
-refutations, and, where an experiment arm ran, the randomised comparison. A `Study` comes from the store's
+segments and within the leaves of a shallow tree (who responds best), propensity overlap, covariate
+balance before and after weighting, the E-value against an unmeasured confounder, three refutations, and,
+where an experiment arm ran, the randomised comparison. A `Study` comes from the store's
 weekly design (`store_study`) or from a table (`table_study`); `analyse` is pure computation and returns a
 typed report (`schema.CausalReport`); reading the store or the file happens only in `from_store` and
 `from_table`.
@@ -12,7 +13,8 @@ typed report (`schema.CausalReport`); reading the store or the file happens only
 This module runs the parts step by step (each arm's estimates, then each of its refutations, side by side
 in `jobs` processes, with a progress bar on stderr) and assembles the report: `study` (what is analysed),
 `estimation` (one arm's estimates and the checks on them), `subgroups` (where the effect differs),
-`wording` (effects in words), `schema` (the report's JSON).
+`balance` and `sensitivity` (how far to trust them beyond their intervals), `wording` (effects in
+words), `schema` (the report's JSON).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from tqdm.auto import tqdm
 
 from retain.core.settings import Settings
 from retain.core.store import Store
+from retain.report.balance import MATERIAL_SMD, arm_balance, pooled_spread
 from retain.report.estimation import (
     COMMON_CAUSE_TOLERANCE_SE,
     PLACEBO_FALSE_ALARM,
@@ -33,6 +36,7 @@ from retain.report.estimation import (
     REFUTE_FOLDS,
     SUBSET_SHARE,
     ArmData,
+    PseudoOutcomes,
     overlap,
     placebo_level,
     pseudo_outcomes,
@@ -41,6 +45,7 @@ from retain.report.estimation import (
 )
 from retain.report.fits import Fits, shared_fits, variant
 from retain.report.schema import (
+    ArmBalance,
     ArmOverlap,
     AverageEffect,
     CausalReport,
@@ -52,19 +57,22 @@ from retain.report.schema import (
     ReportedOutcome,
     Responders,
     SegmentEffect,
+    Sensitivity,
     SkippedSegment,
     TreeSettings,
     estimate_fields,
     finite,
 )
-from retain.report.study import Study, store_study, table_study
+from retain.report.sensitivity import METHOD as SENSITIVITY_METHOD
+from retain.report.sensitivity import sensitivity
+from retain.report.study import OutcomeValues, Study, store_study, table_study
 from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
 from training.causal import dr
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import store_design
 from training.config import UpliftConfig
 
-REPORT_VERSION = 2
+REPORT_VERSION = 3
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
 LATER_NOT_NEVER_SHARE = 0.5
 
@@ -95,6 +103,8 @@ class ArmEstimates:
     segments_skipped: list[SkippedSegment]
     responders: list[Responders]
     overlap: ArmOverlap
+    balance: ArmBalance
+    sensitivity: list[Sensitivity]
     holdout: list[HoldoutComparison]
     propensities: Propensities
     #: the estimate on `Study.refute_outcome`, which the refutations try to break
@@ -116,13 +126,14 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
     frame = study.frame.iloc[arm.rows].reset_index(drop=True)
     base, splits = variant(study, ArmData.of(study, x, index), index, "estimate")
     e, clipped = fits.propensity(base, study.propensity_clip)
-    effects, found, skipped, trees, holdout = [], [], [], [], []
+    effects, found, skipped, trees, holdout, robustness = [], [], [], [], [], []
     by_outcome: dict[str, dr.Effect] = {}
     for outcome in study.outcomes:
         data = base.with_outcome(outcome.values[arm.rows], outcome.binary)
         pseudo = pseudo_outcomes(data, e, clipped, splits, fits.baseline.get(outcome.name), study.seed)
         effect = by_outcome[outcome.name] = pseudo.effect(data)
         effects.append(AverageEffect.of(arm.treatment, outcome.name, effect))
+        robustness.append(_sensitivity(arm.treatment, outcome, data, pseudo, effect))
         levels, thin = segments(frame, study.segment_columns, pseudo, data, arm.treatment, outcome.name)
         found += levels
         skipped += thin
@@ -143,10 +154,22 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
         segments_skipped=skipped,
         responders=trees,
         overlap=overlap(arm.treatment, base, e, clipped, study.min_effective_treated, arm.taken_later),
+        balance=arm_balance(arm.treatment, frame[study.covariates_used], arm.treated, e),
+        sensitivity=robustness,
         holdout=holdout,
         propensities=Propensities(e[t], e[~t]),
         refuted_estimate=by_outcome[study.refute_outcome],
     )
+
+
+def _sensitivity(
+    treatment: str, outcome: OutcomeValues, data: ArmData, pseudo: PseudoOutcomes, effect: dr.Effect
+) -> Sensitivity:
+    """The effect's E-values: a 0/1 outcome's as a ratio of the untreated risk, a numeric one's from its
+    difference in units of the outcome's spread."""
+    if outcome.binary:
+        return sensitivity(treatment, outcome.name, effect, float(pseudo.untreated.mean()), None)
+    return sensitivity(treatment, outcome.name, effect, None, float(pooled_spread(data.y, data.treated)[0]))
 
 
 def _holdout_comparison(
@@ -224,6 +247,7 @@ def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
     x = dr.Matrix.of(study.frame, study.covariates, study.category_levels)
     arms, runs = _run(study, x, jobs, cache)
     overlaps = [a.overlap for a in arms]
+    balances = [a.balance for a in arms]
     refutations = [_refutation(study, run, arms[run.index].refuted_estimate) for run in runs]
     skipped = [s for a in arms for s in a.segments_skipped]
     report = CausalReport(
@@ -240,9 +264,11 @@ def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
         segments_skipped=skipped,
         responders=[r for a in arms for r in a.responders],
         overlap=overlaps,
+        balance=balances,
+        sensitivity=[s for a in arms for s in a.sensitivity],
         refutations=refutations,
         holdout=[h for a in arms for h in a.holdout],
-        caveats=[*study.caveats, *_caveats(study, overlaps, refutations, len(skipped))],
+        caveats=[*study.caveats, *_caveats(study, overlaps, balances, refutations, len(skipped))],
     )
     return Analysis(report, {study.arms[a.index].treatment: a.propensities for a in arms})
 
@@ -258,6 +284,8 @@ def _method(study: Study) -> Method:
         + "; on a 0/1 outcome at least the one the fitted probabilities imply",
         min_effective_treated=study.min_effective_treated,
         min_subgroup_treated=MIN_SUBGROUP_TREATED,
+        balance_smd_limit=MATERIAL_SMD,
+        sensitivity=SENSITIVITY_METHOD,
         tree=TreeSettings(TREE_DEPTH, TREE_LEAF_SHARE, study.responder_columns),
         refutations=RefutationSettings(
             outcome=study.refute_outcome,
@@ -271,7 +299,11 @@ def _method(study: Study) -> Method:
 
 
 def _caveats(
-    study: Study, overlaps: list[ArmOverlap], refutations: list[Refutation], skipped: int
+    study: Study,
+    overlaps: list[ArmOverlap],
+    balances: list[ArmBalance],
+    refutations: list[Refutation],
+    skipped: int,
 ) -> list[str]:
     """The caveats this run's numbers call for."""
     out = [
@@ -296,6 +328,13 @@ def _caveats(
             f"More than 1% of propensities were clipped to [{clip:g}, {1 - clip:g}] for "
             f"{', '.join(clipped)}: some rows were (almost) certain to be treated or not, so no comparison "
             "exists for them and the clip trades a little bias for a finite variance."
+        )
+    unbalanced = [f"{b.treatment} ({b.imbalanced_after})" for b in balances if b.imbalanced_after]
+    if unbalanced:
+        out.append(
+            f"After weighting, some measured columns still differ materially (|SMD| above {MATERIAL_SMD:g}) "
+            f"between treated and untreated rows for {', '.join(unbalanced)}: the propensity model did not "
+            "even them out, so those estimates rely on the outcome models to adjust for them (see Balance)."
         )
     later = _later_not_never(overlaps)
     if later:

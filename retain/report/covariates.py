@@ -12,7 +12,7 @@ in for it, each with a threshold the tests and docs/methods/causal-report.md sta
   covariate known before the treatment separates an outcome that well in the data this report is for.
 - *after the treatment*, only where the data looks randomised: the column differs between an arm and the
   control by at least `FAR_Z` standard errors of its standardised mean difference (SMD) and by an SMD of
-  at least `MIN_SMD`. In observational data a confounder legitimately differs between the arms (it is why
+  at least `MATERIAL_SMD`. In observational data a confounder legitimately differs between the arms (it is why
   they differ), so this sign is read only when at least `RANDOMISED_SHARE` of the columns examined, and
   at least `MIN_BALANCED` of them, are balanced within chance, as the pre-treatment columns of a
   randomised experiment are: under the z that all k columns examined stay below together with
@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from retain.report.balance import MATERIAL_SMD, indicators, standardised_differences
 from retain.report.schema import DroppedCovariate, finite
 
 #: the chance that any pre-treatment column of a randomised experiment counts as unbalanced
@@ -38,8 +39,6 @@ RANDOMISED_SHARE = 0.8
 MIN_BALANCED = 4
 #: in randomised-looking data, a column is post-treatment beyond this many standard errors (chance ~1e-6)
 FAR_Z = 5.0
-#: ... and beyond this SMD, the usual line for a material imbalance
-MIN_SMD = 0.1
 #: a column is post-outcome when its per-bin outcome means reach this AUC (0/1) or R² (numeric)
 OUTCOME_AUC = 0.98
 OUTCOME_R2 = 0.95
@@ -82,7 +81,7 @@ def choose_covariates(
     randomised = balanced >= MIN_BALANCED and balanced >= RANDOMISED_SHARE * len(imbalance)
     if randomised:
         for column, i in imbalance.items():
-            if abs(i.z) >= FAR_Z and abs(i.smd) >= MIN_SMD:
+            if abs(i.z) >= FAR_Z and abs(i.smd) >= MATERIAL_SMD:
                 dropped.append(_after_treatment(column, i, balanced, len(imbalance)))
     gone = {d.column for d in dropped}
     return CovariateChoice([c for c in frame.columns if c not in gone], dropped, randomised)
@@ -155,23 +154,16 @@ def _auc(score: np.ndarray, labels: np.ndarray) -> float:
 
 def _imbalance(column: pd.Series, control: np.ndarray, treated: list[np.ndarray]) -> Imbalance:
     """The largest imbalance over the arms and, for text, over the levels (each a 0/1 indicator)."""
-    if column.dtype == object:
-        indicators = [(column == level).astype(float) for level in column.dropna().unique()]
-    else:
-        indicators = [column.astype(float)]
-    found = [_smd(values.to_numpy(), control, arm) for values in indicators for arm in treated]
+    found = [_smd(values, control, arm) for _, values in indicators(column) for arm in treated]
     return max(found, key=lambda i: abs(i.z), default=Imbalance(0.0, 0.0))
 
 
 def _smd(values: np.ndarray, control: np.ndarray, treated: np.ndarray) -> Imbalance:
     """Standardised mean difference over the non-missing values, and its z under randomisation (an SMD's
     standard error is about sqrt(1/n_treated + 1/n_control))."""
-    a, b = values[treated & ~np.isnan(values)], values[control & ~np.isnan(values)]
-    if len(a) < 2 or len(b) < 2:
+    rows = treated | control
+    smd = float(standardised_differences(values[rows], treated[rows].astype(np.int8))[0])
+    if np.isnan(smd) or smd == 0:
         return Imbalance(0.0, 0.0)
-    difference = float(a.mean() - b.mean())
-    spread = float(np.sqrt((a.var(ddof=1) + b.var(ddof=1)) / 2))
-    if difference == 0:
-        return Imbalance(0.0, 0.0)
-    smd = difference / spread if spread > 0 else float(np.sign(difference) * np.inf)
-    return Imbalance(smd, smd / float(np.sqrt(1 / len(a) + 1 / len(b))))
+    known = ~np.isnan(values)
+    return Imbalance(smd, smd / float(np.sqrt(1 / (treated & known).sum() + 1 / (control & known).sum())))

@@ -76,10 +76,13 @@ class ArmData:
 @dataclass(frozen=True)
 class PseudoOutcomes:
     """Each row's doubly robust pseudo-outcome, and (0/1 outcomes) its variance as the outcome models
-    expect it: the floor under the standard error."""
+    expect it: the floor under the standard error. `untreated` is each row's doubly robust pseudo-outcome
+    of the outcome without treatment, whose mean is the untreated risk an effect is a ratio of
+    (`sensitivity`)."""
 
     values: np.ndarray
     expected_variance: np.ndarray | None
+    untreated: np.ndarray
 
     def effect(self, data: ArmData, rows: np.ndarray | None = None) -> dr.Effect:
         """The mean pseudo-outcome over `rows` (all by default) with its account-clustered interval."""
@@ -120,7 +123,8 @@ def pseudo_outcomes(
     nuisance = dr.Nuisance(mu0, mu1, e, clipped)
     values = dr.pseudo_outcomes(data.treated, data.y, nuisance)
     variance = dr.expected_spread(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
-    return PseudoOutcomes(values, variance)
+    untreated = mu0 + (1.0 - data.treated) * (data.y - mu0) / (1.0 - e)
+    return PseudoOutcomes(values, variance, untreated)
 
 
 def _with_se(effect: dr.Effect, se: float) -> dr.Effect:

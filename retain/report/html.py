@@ -16,16 +16,22 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from retain.report.causal import Analysis
 from retain.report.figures import forest_plot, propensity_plot
 from retain.report.schema import (
+    ArmBalance,
     AverageEffect,
     CausalReport,
+    CovariateBalance,
     DroppedCovariate,
     Goal,
     Quantiles,
     Refutation,
     SegmentEffect,
+    Sensitivity,
     SkippedSegment,
 )
 from retain.report.wording import amount, confidence_level, interval
+
+#: the balance table shows at least this many covariates per arm (and every imbalanced one)
+BALANCE_ROWS = 8
 
 TEMPLATES = Environment(
     loader=PackageLoader("retain.report", "templates"),
@@ -88,6 +94,8 @@ class Page:
     forest_png: str
     propensity_png: str
     clear: list[AverageEffect]
+    #: the sensitivity of the clear effects, for the summary
+    robustness: list[Sensitivity]
     poor: list[str]
     failed: list[Refutation]
     segments: list[SegmentsOfTreatment]
@@ -104,18 +112,28 @@ def _ci(entry: _HasInterval, binary: bool) -> str:
     return interval(entry.ci_low, entry.ci_high, binary)
 
 
+def _worst(balance: ArmBalance) -> list[CovariateBalance]:
+    """The covariates the page shows for an arm: every imbalanced one, and the worst BALANCE_ROWS."""
+    return balance.covariates[: max(BALANCE_ROWS, balance.imbalanced_after)]
+
+
+def _smd(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:+.2f}".replace("-", "−")
+
+
 def _quantile_span(q: Quantiles) -> str:
     if q.p10 is None or q.p90 is None:
         return "n/a"
     return f"{q.p10:.3g} to {q.p90:.3g}"
 
 
-TEMPLATES.globals.update(verdict=verdict, ci=_ci, quantile_span=_quantile_span)
+TEMPLATES.globals.update(verdict=verdict, ci=_ci, quantile_span=_quantile_span, worst=_worst)
 TEMPLATES.filters.update(
     amount=amount,
     interval=interval,
     confidence_level=confidence_level,
     count="{:,}".format,
+    smd=_smd,
     g="{:g}".format,
     percent=lambda share, digits=0: f"{share:.{digits}%}",
 )
@@ -128,6 +146,7 @@ def render(analysis: Analysis) -> str:
         forest_png=forest_plot(report),
         propensity_png=propensity_plot(analysis.propensities, report.overlap),
         clear=[e for e in report.effects if e.clear],
+        robustness=clear_robustness(report),
         poor=[o.treatment for o in report.overlap if o.poor],
         failed=[r for r in report.refutations if not r.passed],
         segments=segments_by_treatment(report),
@@ -135,15 +154,23 @@ def render(analysis: Analysis) -> str:
     return TEMPLATES.get_template("report.html").render(page=page, report=report)
 
 
+def clear_robustness(report: CausalReport) -> list[Sensitivity]:
+    """The sensitivity of each effect whose interval excludes zero: the ones worth saying how sure."""
+    clear = {(e.treatment, e.outcome) for e in report.effects if e.clear}
+    return [s for s in report.sensitivity if (s.treatment, s.outcome) in clear]
+
+
 @dataclass(frozen=True)
 class ReportFiles:
-    """Where a report was written, how many effects it estimated, and the columns it did not adjust for
-    (the summary warns of those a statistic left out)."""
+    """Where a report was written, how many effects it estimated, the columns it did not adjust for (the
+    summary warns of those a statistic left out) and how strong a hidden factor would have to be to erase
+    each clear effect (the summary says it)."""
 
     html: Path
     json: Path
     effects: int
     covariates_dropped: list[DroppedCovariate]
+    robustness: list[Sensitivity]
 
 
 def write_report(analysis: Analysis, out: Path) -> ReportFiles:
@@ -151,7 +178,11 @@ def write_report(analysis: Analysis, out: Path) -> ReportFiles:
     out.mkdir(parents=True, exist_ok=True)
     report = analysis.report
     files = ReportFiles(
-        out / "report.html", out / "report.json", len(report.effects), report.covariates_dropped
+        out / "report.html",
+        out / "report.json",
+        len(report.effects),
+        report.covariates_dropped,
+        clear_robustness(report),
     )
     files.json.write_text(analysis.report.to_json())
     files.html.write_text(render(analysis), encoding="utf-8")

@@ -135,6 +135,10 @@ class Method:
     interval: str
     min_effective_treated: float
     min_subgroup_treated: int
+    #: above this |standardised mean difference| after weighting, a covariate is flagged as imbalanced
+    balance_smd_limit: float
+    #: how robustness to an unmeasured confounder is measured
+    sensitivity: str
     tree: TreeSettings
     refutations: RefutationSettings
 
@@ -264,6 +268,49 @@ class ArmOverlap:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CovariateBalance:
+    """One covariate (for text, one level as a 0/1 column) between an arm's treated and control rows: the
+    standardised mean difference before and after inverse-propensity weighting (None: too few values, or
+    a column constant within each arm)."""
+
+    column: str
+    level: str | None
+    before: float | None
+    after: float | None
+    #: |after| above `Method.balance_smd_limit`: weighting left a material difference
+    imbalanced: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class ArmBalance:
+    """Whether weighting by the estimate's propensities made an arm's treated and control rows alike."""
+
+    treatment: str
+    #: worst after weighting first
+    covariates: list[CovariateBalance]
+    #: how many covariates (levels) differ materially before, and after, weighting
+    imbalanced_before: int
+    imbalanced_after: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sensitivity:
+    """How strong an unmeasured confounder would have to be to explain an effect away: the E-value
+    (VanderWeele & Ding 2017) of the estimate and of its interval's limit nearer no effect, with the
+    sentence a reader gets. None where the effect cannot be put as a risk ratio."""
+
+    treatment: str
+    outcome: str
+    #: the effect as a risk ratio of the treated over the untreated outcome (a numeric outcome's: the
+    #: approximation exp(0.91 d) from its standardised difference d)
+    risk_ratio: float | None
+    e_value: float | None
+    #: 1 when the interval already holds no effect
+    e_value_interval: float | None
+    sentence: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class Refutation:
     """One attempt to break an estimate, with its re-estimate and a verdict in words."""
 
@@ -313,6 +360,8 @@ class CausalReport:
     segments_skipped: list[SkippedSegment]
     responders: list[Responders]
     overlap: list[ArmOverlap]
+    balance: list[ArmBalance]
+    sensitivity: list[Sensitivity]
     refutations: list[Refutation]
     holdout: list[HoldoutComparison]
     caveats: list[str]

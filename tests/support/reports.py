@@ -32,10 +32,17 @@ def report(args: list[str], out: Path) -> dict[str, Any]:
         "json": str(out / "report.json"),
         "effects": summary["effects"],
         "covariates_dropped": summary["covariates_dropped"],
+        "robustness": summary["robustness"],
     }
     loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
     assert summary["effects"] == len(loaded["effects"])
     assert summary["covariates_dropped"] == loaded["covariates_dropped"]
+    # the summary says how robust each effect whose interval excludes zero is
+    clear = [
+        (e["treatment"], e["outcome"]) for e in loaded["effects"] if not e["ci_low"] <= 0 <= e["ci_high"]
+    ]
+    assert [(s["treatment"], s["outcome"]) for s in summary["robustness"]] == clear
+    assert all(s in loaded["sensitivity"] for s in summary["robustness"])
     return loaded
 
 
