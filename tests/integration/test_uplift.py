@@ -17,6 +17,7 @@ import pyarrow as pa
 import pytest
 
 from features.build import build_and_publish
+from features.playbook import eligibility
 from features.stored import read_features
 from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
@@ -158,11 +159,18 @@ def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: Upl
     assert not cooled[i, j] and (np.delete(cooled, i, axis=0) == np.delete(free, i, axis=0)).all()
 
 
+def offered(eligible: np.ndarray) -> policy.Offer:
+    """An offer where `eligible` says, each row its own account: no pick cools another row's action down."""
+    return policy.Offer(
+        eligible, np.arange(len(eligible)), np.zeros(len(eligible)), ACTIONS[: eligible.shape[1]]
+    )
+
+
 def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_scale_with_risk() -> None:
     rng = np.random.default_rng(3)
     risk = rng.uniform(0.01, 0.5, 300)
     true = -np.outer(risk, [0.3, 0.1, 0.0])
-    eligible = rng.random(true.shape) < 0.6
+    eligible = offered(rng.random(true.shape) < 0.6)
     oracle = policy.true_value(true, *policy.choose(-true, eligible, 30))
     ceilings = against_truth.ceilings(
         true, eligible, {"true_risk": risk, "flat": np.full(300, 0.2)}, risk, 30
@@ -181,7 +189,7 @@ def test_the_noise_budget_prices_what_noisy_shares_cost_a_ranking_told_the_true_
     risk = rng.uniform(0.01, 0.5, 2000)
     shares = np.array([-0.3, -0.05, -0.1])
     true = shares * risk[:, None]
-    eligible = rng.random(true.shape) < 0.5
+    eligible = offered(rng.random(true.shape) < 0.5)
     oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
     budget = against_truth.noise_budget(true, eligible, shares, np.full(3, 0.2), risk, 200)
     values = [budget[f"true_share_noise_x{scale:g}"] for scale in against_truth.NOISE_SCALES]
@@ -196,7 +204,7 @@ def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_fe
     accounts = np.repeat(np.arange(500), 4)
     told = -0.2 * np.column_stack([features[:, 0] > 0.5, features[:, 1] > 0.5, np.zeros(2000)])
     hidden = rng.permutation(told)  # the same effects on other rows: the features no longer tell them
-    eligible = rng.random(told.shape) < 0.7
+    eligible = offered(rng.random(told.shape) < 0.7)
     x = dr.Matrix(features, ["usage", "tickets"], [])
     shares = {}
     for name, true in (("told", told), ("hidden", hidden)):
@@ -588,6 +596,44 @@ def test_uplift_ranking_beats_the_rules_and_the_riskiest_first_on_a_held_out_sim
     assert values["share_of_oracle"]["uplift"] >= 0.4, values
     # some of the oracle's value is on actions the team took within the horizon anyway
     assert 0 < values["taken_anyway_share"]["oracle"] < 1, values
+
+
+def test_the_judge_offers_what_serving_would_at_each_cutoff(
+    held_out: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame],
+) -> None:
+    """The judged rows' offer is serving's eligibility at the cutoff over its cool-down register seeded
+    from the same interventions, counting takes strictly before the cutoff (a take at it is that week's)."""
+    rows, _, interventions = held_out
+    judged = policy.Offer.of(rows, policy.at_cutoffs(rows, recency.last_taken(rows, interventions)), ACTIONS)
+    register = LastTaken(pa.Table.from_pandas(interventions[["account_id", "action", "ts"]]))
+    as_of = recency.cutoff_instants(rows["cutoff"])
+    served = policy.eligible_mask(
+        [
+            eligibility(row, register.of(row["account_id"], when - timedelta(microseconds=1)), when)
+            for row, when in zip(rows.to_dict("records"), as_of, strict=True)
+        ]
+    )
+    assert (judged.eligible == served).all()
+    assert (
+        ~judged.eligible
+        & policy.eligible_mask(policy.verdicts(rows.to_dict("records"), [{}] * len(rows), as_of))
+    ).any()
+
+
+def test_the_judge_credits_no_policy_with_an_action_inside_the_team_s_cool_down(
+    uplift_world: UpliftWorld, held_out: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]
+) -> None:
+    """The team took every action the day before every cutoff: the endpoint offers nothing, so no policy,
+    the oracle included, averts anything."""
+    rows, effects, interventions = held_out
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    days = pd.to_datetime(rows["cutoff"], utc=True).drop_duplicates() - UTC_DAY
+    accounts = rows["account_id"].unique()
+    grid = pd.MultiIndex.from_product([accounts, ACTIONS, days], names=["account_id", "action", "ts"])
+    cooling = pd.concat([interventions, grid.to_frame(index=False)], ignore_index=True)
+    truth = against_truth.true_effects(effects, rows)
+    values = against_truth.policy_values(model, rows, truth, cooling, budget_share=0.1)
+    assert set(values["churn_averted"].values()) == {0.0}, values
 
 
 def month_end_rows(world: UpliftWorld) -> pd.DataFrame:

@@ -39,7 +39,7 @@ def true_risk(probabilities: pd.DataFrame, truth: pd.DataFrame, rows: pd.DataFra
 
 
 def ceilings(
-    true: np.ndarray, eligible: np.ndarray, risks: dict[str, np.ndarray], p_churn: np.ndarray, budget: int
+    true: np.ndarray, offer: policy.Offer, risks: dict[str, np.ndarray], p_churn: np.ndarray, budget: int
 ) -> dict[str, float]:
     """Churn averted by rankings told part of the truth: each action's true average effect among the rows
     where it is eligible, as a constant, and as a relative cut (over the true risk `p_churn`) applied to
@@ -47,6 +47,7 @@ def ceilings(
 
     They show how far perfect knowledge of the average effects goes with that risk; the rest of the
     oracle's value is heterogeneity beyond risk."""
+    eligible = offer.eligible
     effects = np.where(eligible, true, 0.0)
     counts = np.maximum(eligible.sum(axis=0), 1)
     average = effects.sum(axis=0) / counts
@@ -54,11 +55,11 @@ def ceilings(
     gains = {"true_average_effect": np.broadcast_to(-average, true.shape)} | {
         f"true_relative_effect_x_{name}": -relative * risk[:, None] for name, risk in risks.items()
     }
-    return {name: policy.true_value(true, *policy.choose(g, eligible, budget)) for name, g in gains.items()}
+    return {name: policy.true_value(true, *policy.choose(g, offer, budget)) for name, g in gains.items()}
 
 
 def fitted_ceiling(
-    true: np.ndarray, eligible: np.ndarray, x: dr.Matrix, groups: np.ndarray, budget: int
+    true: np.ndarray, offer: policy.Offer, x: dr.Matrix, groups: np.ndarray, budget: int
 ) -> float:
     """Churn averted by a ranking fitted to the true effects themselves: per action, a LightGBM regression
     of every eligible row's true effect on the model's features, cross-fitted across accounts.
@@ -70,9 +71,9 @@ def fitted_ceiling(
     splits = dr.folds(groups, FIT_FOLDS, seed=0)
     for j in range(true.shape[1]):
         for fold, (fit_rows, predict_rows) in enumerate(splits):
-            model = dr.fit_regression(x, fit_rows[eligible[fit_rows, j]], true[:, j], fold, threads=1)
+            model = dr.fit_regression(x, fit_rows[offer.eligible[fit_rows, j]], true[:, j], fold, threads=1)
             fitted[predict_rows, j] = dr.predict(model, x, predict_rows)
-    return policy.true_value(true, *policy.choose(-fitted, eligible, budget))
+    return policy.true_value(true, *policy.choose(-fitted, offer, budget))
 
 
 #: multiples of the model's standard errors `noise_budget` adds to the truth's shares; a quarter of the
@@ -83,7 +84,7 @@ NOISE_DRAWS = 20
 
 def noise_budget(
     true: np.ndarray,
-    eligible: np.ndarray,
+    offer: policy.Offer,
     shares: np.ndarray,
     ses: np.ndarray,
     risk: np.ndarray,
@@ -101,7 +102,7 @@ def noise_budget(
     out = {}
     for scale in NOISE_SCALES:
         values = [
-            policy.true_value(true, *policy.choose(-uplift_from_shares(noisy, risk), eligible, budget))
+            policy.true_value(true, *policy.choose(-uplift_from_shares(noisy, risk), offer, budget))
             for noisy in shares + scale * ses * rng.standard_normal((NOISE_DRAWS if scale else 1, len(ses)))
         ]
         out[f"true_share_noise_x{scale:g}"] = float(np.mean(values))
@@ -116,9 +117,10 @@ def policy_values(
     budget_share: float,
     p_churn: np.ndarray | None = None,
 ) -> dict[str, Any]:
-    """True churn averted by each policy treating `budget_share` of the accounts with eligible actions,
-    where eligibility is the catalogue's at each row's cutoff, cool-downs from `interventions` included;
-    given the rows' true risk (`true_risk`), the `ceilings`, the `fitted_ceiling` and the `noise_budget` of
+    """True churn averted by each policy treating `budget_share` of the rows, each choosing only what the
+    next-best-actions endpoint would offer (`policy.Offer`): the catalogue's eligibility at each row's cutoff
+    with the cool-downs of the team's takes in `interventions` before it, and of the policy's own picks.
+    Given the rows' true risk (`true_risk`), the `ceilings`, the `fitted_ceiling` and the `noise_budget` of
     the truth's shares (each action's summed effects over the summed risk, as `churn_shares`) too.
 
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
@@ -130,28 +132,30 @@ def policy_values(
     kept = recency.with_recency(kept, last)
     true = truth[list(model.actions)].to_numpy()
     verdicts = policy.at_cutoffs(kept, last)
-    eligible = policy.eligible_mask(verdicts, model.actions)
+    offer = policy.Offer.of(kept, verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
     risks = model.risk(kept)
     predicted = model.scaled(risks)["churn"]
     risk = risks["churn"]
-    rules = policy.rules_choice(kept["health_band"].tolist(), verdicts, model.actions)
+    places = policy.play_places(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
+    by_health = policy.by_account_order(np.argsort(health, kind="stable"), places)
+    riskiest = policy.by_account_order(np.argsort(-risk, kind="stable"), places)
     chosen = {
-        "oracle": policy.choose(-true, eligible, budget),
-        "uplift": policy.choose(-predicted, eligible, budget),
-        "rules": policy.by_account_order(np.argsort(health, kind="stable"), rules, budget),
-        "highest_risk": policy.by_account_order(np.argsort(-risk, kind="stable"), rules, budget),
+        "oracle": policy.choose(-true, offer, budget),
+        "uplift": policy.choose(-predicted, offer, budget),
+        "rules": policy.choose(by_health, offer, budget),
+        "highest_risk": policy.choose(riskiest, offer, budget),
     }
     values = {name: policy.true_value(true, *choice) for name, choice in chosen.items()}
     anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:
-        values |= ceilings(true, eligible, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
+        values |= ceilings(true, offer, {"true_risk": p_churn, "model_risk": risk}, p_churn, budget)
         ses = np.array([model.relative[(a, "churn")].se for a in model.actions])
         shares = true_shares(truth, p_churn)[list(model.actions)].to_numpy()
-        values |= noise_budget(true, eligible, shares, ses, risk, budget)
+        values |= noise_budget(true, offer, shares, ses, risk, budget)
         x = dr.Matrix.of(kept, model.features, model.categories)
-        values["true_effect_fit"] = fitted_ceiling(true, eligible, x, kept["account_id"].to_numpy(), budget)
+        values["true_effect_fit"] = fitted_ceiling(true, offer, x, kept["account_id"].to_numpy(), budget)
     oracle = values["oracle"]
     return {
         "rows": len(kept),

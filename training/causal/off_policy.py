@@ -28,7 +28,7 @@ class EvaluationWeeks:
     rows: pd.DataFrame
     #: (rows, actions) pseudo-outcomes on churn: their sum over a policy's choices estimates its effect
     psi: np.ndarray
-    eligible: np.ndarray
+    offer: policy.Offer
     budget: int
     groups: np.ndarray
 
@@ -53,8 +53,8 @@ def evaluation_weeks(
     store: Store, settings: Settings, config: UpliftConfig, weeks: int = 12
 ) -> EvaluationWeeks:
     """The store's latest `weeks` of the uplift design with every action's pseudo-outcome on churn
-    (cross-fitted as training fits them), the catalogue's eligibility at each row and the budget
-    (`config.budget_share` of the rows)."""
+    (cross-fitted as training fits them), what the endpoint would offer at each row (`policy.Offer`) and the
+    budget (`config.budget_share` of the rows)."""
     config = config.resolved(settings)
     design = latest_weeks(
         store_design(store, settings, int(config.horizon_days or 90), config.threads), weeks
@@ -64,17 +64,16 @@ def evaluation_weeks(
     for j, action in enumerate(ACTIONS):
         nuisance = fit.nuisance(action, "churn")
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
-    eligible = policy.eligible_mask(policy.at_cutoffs(design.rows, design.last_taken))
+    offer = policy.Offer.of(design.rows, policy.at_cutoffs(design.rows, design.last_taken), ACTIONS)
     budget = max(1, round(config.budget_share * len(design.rows)))
-    return EvaluationWeeks(design.rows, psi, eligible, budget, design.groups)
+    return EvaluationWeeks(design.rows, psi, offer, budget, design.groups)
 
 
 def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
     """Per row, the churn the model's policy is estimated to avert there (0 where it does nothing)."""
     gain = -model.uplift(weeks.rows)["churn"]
-    usable = np.isin(np.array(model.actions), model.usable())
-    columns = [ACTIONS.index(a) for a in model.actions]
-    rows, actions = policy.choose(gain, weeks.eligible[:, columns] & usable[None, :], weeks.budget)
+    rows, actions = policy.choose(gain, weeks.offer.over(model.actions, model.usable()), weeks.budget)
+    columns = np.array([ACTIONS.index(a) for a in model.actions])
     out = np.zeros(len(weeks.rows))
-    out[rows] = -weeks.psi[rows, np.array(columns)[actions]]
+    out[rows] = -weeks.psi[rows, columns[actions]]
     return out

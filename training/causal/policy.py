@@ -1,15 +1,22 @@
 """Policies at a fixed budget, and their true value where the simulator's effects are known.
 
-A policy scores every (account, eligible action) pair, takes each account's best action, and treats the
-`budget` accounts whose best is best. Its true value is the churn it really averts: minus the sum of the
-true effects of what it chose. The oracle chooses by the true effects themselves, under the same
-eligibility (the catalogue's triggers, gates and cool-downs, as served) and budget, so "share of the
-oracle" is how much of the achievable reduction a policy finds.
+A policy scores every (row, action) pair; the pairs the next-best-actions endpoint would offer are taken
+best first, one action per row, until `budget` rows are treated. Its true value is the churn it really
+averts: minus the sum of the true effects of what it chose. The oracle chooses by the true effects
+themselves, under the same offer and budget, so "share of the oracle" is how much of the achievable
+reduction a policy finds.
+
+The offer is what serving would answer at each row's cutoff: the catalogue's triggers and gates, the
+cool-downs of the team's own takes before the cutoff, and the cool-downs the policy's own picks start
+(serving records a take at once, `LastTaken.record`), so no policy is credited twice for one action within
+its cool-down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections import defaultdict
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
@@ -17,8 +24,39 @@ import numpy as np
 import pandas as pd
 
 from features.playbook import Verdict, eligibility, rules_ranking
-from retain.core.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS, CATALOGUE
 from training.causal import recency
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What the endpoint would offer at each row's cutoff, and whose cool-downs a policy's picks start."""
+
+    #: (rows, actions): eligible at the row's cutoff, the team's cool-downs included
+    eligible: np.ndarray
+    #: per row, the account: a pick cools its action down for this account only
+    accounts: np.ndarray
+    #: per row, the cutoff in days (float): how far apart two picks of one account's action lie
+    days: np.ndarray
+    actions: tuple[str, ...]
+
+    @classmethod
+    def of(cls, rows: pd.DataFrame, per_row: Sequence[Sequence[Verdict]], actions: Sequence[str]) -> Offer:
+        """The offer of feature rows (`account_id`, `cutoff`) given their verdicts (`at_cutoffs`)."""
+        cutoffs = pd.to_datetime(rows["cutoff"], utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
+        return cls(
+            eligible_mask(per_row, actions),
+            rows["account_id"].to_numpy(),
+            (cutoffs - np.datetime64(0, "us")) / recency.DAY,
+            tuple(actions),
+        )
+
+    def over(self, actions: Sequence[str], usable: Collection[str]) -> Offer:
+        """The same rows over `actions`, in their order, offering only the `usable` ones (those a model can
+        rank: serving puts the others after them, by the rules)."""
+        columns = [self.actions.index(a) for a in actions]
+        kept = np.isin(np.asarray(actions), list(usable))
+        return Offer(self.eligible[:, columns] & kept[None, :], self.accounts, self.days, tuple(actions))
 
 
 def verdicts(
@@ -47,33 +85,53 @@ def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] =
     return out
 
 
-def rules_choice(
+def play_places(
     bands: Sequence[Any], per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS
 ) -> np.ndarray:
-    """Each row's first action in its health band's play, or -1 when none is eligible."""
+    """(rows, actions): each eligible action's place in its row's health-band play (0 first), NaN for the
+    others: the rules ranking, which serving falls back to, as numbers."""
     index = {a: j for j, a in enumerate(actions)}
-    out = np.full(len(per_row), -1)
+    out = np.full((len(per_row), len(actions)), np.nan)
     for i, (band, verdicts_now) in enumerate(zip(bands, per_row, strict=True)):
-        ranked = rules_ranking(band if isinstance(band, str) else None, verdicts_now)
-        if ranked:
-            out[i] = index[ranked[0].action]
+        for ranked in rules_ranking(band if isinstance(band, str) else None, verdicts_now):
+            if ranked.action in index:
+                out[i, index[ranked.action]] = ranked.rank - 1
     return out
 
 
-def choose(gain: np.ndarray, eligible: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, actions) of the `budget` accounts with the largest best eligible `gain`."""
-    masked = np.where(eligible, gain, -np.inf)
-    best = masked.argmax(axis=1)
-    top = masked[np.arange(len(gain)), best]
-    ranked = np.argsort(-top, kind="stable")
-    ranked = ranked[np.isfinite(top[ranked])][:budget]
-    return ranked, best[ranked]
+def by_account_order(order: np.ndarray, places: np.ndarray) -> np.ndarray:
+    """(rows, actions) gains that treat rows in `order` (first is best), each with its best `places`
+    (lowest first): a fixed order of accounts, such as the rules' or the riskiest first, as a policy."""
+    rank = np.empty(len(order))
+    rank[order] = np.arange(len(order))
+    return -(rank[:, None] * places.shape[1] + places)
 
 
-def by_account_order(order: np.ndarray, action: np.ndarray, budget: int) -> tuple[np.ndarray, np.ndarray]:
-    """The first `budget` rows of `order` that have an action (`action` >= 0), with that action."""
-    kept = order[action[order] >= 0][:budget]
-    return kept, action[kept]
+def choose(gain: np.ndarray, offer: Offer, budget: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, actions) of up to `budget` rows: the offered pairs with the largest `gain` first, one action
+    per row, skipping a pair inside the cool-down of an already chosen pick of the same account and action.
+
+    Picks are taken by gain, not by date, so the cool-down is kept both ways: any two picks of one account's
+    action then lie a cool-down apart, and the whole set is one the endpoint could have offered cutoff by
+    cutoff."""
+    masked = np.where(offer.eligible, gain, -np.inf)
+    cooldown = np.array([CATALOGUE[a].cooldown_days for a in offer.actions], float)
+    picked: dict[tuple[Any, int], list[float]] = defaultdict(list)
+    treated = np.zeros(len(gain), bool)
+    rows: list[int] = []
+    actions: list[int] = []
+    for flat in np.argsort(-masked, axis=None, kind="stable"):
+        i, j = divmod(int(flat), masked.shape[1])
+        if len(rows) == budget or not np.isfinite(masked[i, j]):
+            break
+        day, earlier = offer.days[i], picked[(offer.accounts[i], j)]
+        if treated[i] or any(abs(day - other) < cooldown[j] for other in earlier):
+            continue
+        treated[i] = True
+        earlier.append(day)
+        rows.append(i)
+        actions.append(j)
+    return np.array(rows, int), np.array(actions, int)
 
 
 def true_value(true_churn_effect: np.ndarray, rows: np.ndarray, actions: np.ndarray) -> float:
