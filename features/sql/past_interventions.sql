@@ -2,7 +2,8 @@
 -- cutoff is a midnight), the latest one, and the usage response to the latest one whose follow-up fortnight
 -- ended before T: the relative change in sessions between the 14 days after and the 14 days before the
 -- intervention day (that day itself is in neither; days without sessions add nothing).
--- An action outside the catalogue counts in the total only.
+-- An action outside the catalogue counts in the total only; a holdout row (no play for a quarter) is no
+-- action and counts nowhere.
 WITH done AS (
     SELECT
         intervention_id,
@@ -19,6 +20,7 @@ WITH done AS (
             WHEN action IN ('billing_outreach', 'save_offer', 'upgrade_offer') THEN 'commercial'
         END AS kind
     FROM interventions
+    WHERE assignment IS DISTINCT FROM 'holdout'
 ),
 
 history AS (

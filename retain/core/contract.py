@@ -36,7 +36,11 @@ ONBOARDING_MILESTONES = ("sso_live", "first_integration", "first_dataset", "firs
 INVOICE_STATUSES = ("issued", "paid", "overdue", "failed")
 INTEGRATION_STATUSES = ("ok", "failing", "disconnected")
 TICKET_PRIORITIES = ("P1", "P2", "P3", "P4")
-ASSIGNMENTS = ("targeted", "random")
+#: A holdout row logs that an account gets no proactive CS play from its `ts` until the next holdout draw
+#: (the simulator's calendar quarter): its action and its assignment are both `HOLDOUT`, and its propensity
+#: is the share of accounts drawn. It is not an action taken: features, cool-downs and treatments skip it.
+HOLDOUT = "holdout"
+ASSIGNMENTS = ("targeted", "random", HOLDOUT)
 
 
 @dataclass(frozen=True)

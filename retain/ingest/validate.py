@@ -31,6 +31,7 @@ from retain.core.contract import (
     EVENT_COLUMNS,
     EVENT_SCHEMA,
     EVENT_TYPES,
+    HOLDOUT,
     INTERVENTION_SCHEMA,
     PROPERTIES,
     TS,
@@ -273,7 +274,8 @@ def check_accounts(frame: Frame, now: datetime | None = None) -> Checked:
 
 
 def check_interventions(frame: Frame, known_accounts: pa.Array, now: datetime | None = None) -> Checked:
-    """Interventions: a catalogue action, an assignment, a propensity whenever it was random, and a time
+    """Interventions: a catalogue action (or a holdout row: action and assignment `holdout`), an assignment, a
+    propensity whenever it was drawn at random (an experiment arm or a holdout), and a time
     from EARLIEST to `now` plus CLOCK_SKEW (`now`: the ingest's clock; the wall clock for the API's)."""
     required = ("intervention_id", "account_id", "ts", "action", "assignment")
     _require(frame, required)
@@ -287,10 +289,14 @@ def check_interventions(frame: Frame, known_accounts: pa.Array, now: datetime | 
             _flag_timestamp(v, f.name, *cols[f.name], latest)
         else:
             _flag_type(v, f.name, *cols[f.name], f.type)
-    _flag_category(v, "action", cols["action"][1], ACTIONS)
+    held = as_mask(pc.equal(cols["assignment"][1].values, HOLDOUT))
+    _flag_category(v, "action", cols["action"][1], ACTIONS, ~held)
+    _flag_category(v, "action", cols["action"][1], (HOLDOUT,), held)
     _flag_category(v, "assignment", cols["assignment"][1], ASSIGNMENTS)
-    random = as_mask(pc.equal(cols["assignment"][1].values, "random"))
-    _flag_missing(v, "propensity (required when assignment is random)", cols["propensity"][1], random)
+    drawn = as_mask(pc.is_in(cols["assignment"][1].values, value_set=pa.array(["random", HOLDOUT])))
+    _flag_missing(
+        v, "propensity (required when assignment is random or holdout)", cols["propensity"][1], drawn
+    )
     _flag_range(v, "propensity", cols["propensity"][1], 0.0, 1.0, low_open=True)
     _flag_account(v, cols["account_id"][1], known_accounts)
     valid = pa.Table.from_arrays(

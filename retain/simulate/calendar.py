@@ -33,6 +33,8 @@ class Calendar:
     day_of_month: np.ndarray
     #: day indices of month ends inside the window (the truth's cutoffs)
     cutoffs: tuple[int, ...]
+    #: day indices where a holdout is drawn: day 0 and the first day of every later calendar quarter
+    quarter_starts: tuple[int, ...]
     #: bad releases: day, severity, share of accounts hit, and the segment hit (-1: all segments)
     incident_day: np.ndarray
     incident_severity: np.ndarray
@@ -69,6 +71,7 @@ def build_calendar(config: SimConfig, segments: int) -> Calendar:
         weekday=np.array([d.weekday() for d in dates], dtype=np.int8),
         day_of_month=np.array([d.day for d in dates], dtype=np.int8),
         cutoffs=tuple(i for i, d in enumerate(dates) if (d + timedelta(days=1)).day == 1),
+        quarter_starts=tuple(i for i, d in enumerate(dates) if i == 0 or (d.day == 1 and d.month % 3 == 1)),
         incident_day=np.flatnonzero(hit),
         incident_severity=rng.uniform(*INCIDENT_SEVERITY, n),
         incident_share=rng.uniform(*INCIDENT_SHARE, n),

@@ -27,6 +27,12 @@ class SimConfig:
     `random_share` is the share of all intervention rows that come from the randomised arm; it is
     met week by week (the arm is sized to the CS team's targeted workload), so the propensity of a
     random assignment is known exactly and is the same for every active account in that week.
+
+    `holdout_share` is the share of the active accounts drawn at each calendar quarter's start (and on day
+    0) to get no proactive CS play until the next quarter, logged as holdout rows: the never-treated
+    comparison the plan recommends to customers, which measures an action against never acting. Off (0)
+    by default until the uplift design estimates from it: at 10% it only takes treated weeks from
+    today's estimator.
     """
 
     accounts: int
@@ -34,6 +40,7 @@ class SimConfig:
     seed: int
     start: date = date(2025, 1, 1)
     random_share: float = 0.15
+    holdout_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.accounts < 1:
@@ -44,6 +51,8 @@ class SimConfig:
             raise RetainError(f"days must be >= 1, got {self.days}")
         if not 0.0 < self.random_share < 0.5:
             raise RetainError(f"random_share must be in (0, 0.5), got {self.random_share}")
+        if not 0.0 <= self.holdout_share < 0.5:
+            raise RetainError(f"holdout_share must be in [0, 0.5), got {self.holdout_share}")
 
     @property
     def chunks(self) -> int:

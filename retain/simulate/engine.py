@@ -2,7 +2,8 @@
 
 Each day, in order: renewals due at 00:00 settle; at a month-end cutoff the truth is taken from the
 state at that instant; the hidden state steps forward and bad releases land; accounts cancel or
-expand; telemetry is emitted; on Mondays CS acts and the actions change the state. Events leave
+expand; at a quarter's start the holdout is drawn from the live accounts; telemetry is emitted; on
+Mondays CS acts on the accounts not held out and the actions change the state. Events leave
 through `sink` one arrival day at a time, so memory holds one chunk and one day, never the run.
 """
 
@@ -25,6 +26,8 @@ from retain.simulate.interventions import (
     ACTION_INDEX,
     CsView,
     WeekSignals,
+    draw_holdout,
+    holdout_table,
     intervention_table,
     weekly_assignments,
 )
@@ -39,7 +42,13 @@ from retain.simulate.population import (
     padded,
 )
 from retain.simulate.support import SupportMemory, support_events
-from retain.simulate.truth import cutoff_truth, effect_table, outcome_table, probability_table
+from retain.simulate.truth import (
+    cutoff_truth,
+    effect_table,
+    holdout_truth_table,
+    outcome_table,
+    probability_table,
+)
 from retain.simulate.usage import UsageMemory, nudge_events, usage_events
 
 #: share of events that arrive a day or more after they happened, and the longest delay
@@ -56,6 +65,8 @@ class ChunkResult:
     probabilities: pa.Table
     effects: pa.Table
     outcomes: pa.Table
+    #: who was held out, from when to when (the truth's copy of the holdout rows in `interventions`)
+    holdouts: pa.Table
     #: events written per event type, in TYPE_NAMES order
     type_counts: np.ndarray
     tiers: np.ndarray
@@ -142,9 +153,13 @@ class _Chunk:
     billing: BillingMemory
     view: CsView
     cutoffs: frozenset[int]
+    #: accounts held out since the latest quarter's start
+    held: np.ndarray
     late: _Late = field(default_factory=lambda: _Late({}))
     truth: _Truth = field(default_factory=lambda: _Truth([], []))
     taken: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    #: each holdout draw: the accounts held out and the day it was drawn
+    holdouts: list[tuple[np.ndarray, int]] = field(default_factory=list)
     type_counts: np.ndarray = field(default_factory=lambda: np.zeros(len(TYPE_NAMES), np.int64))
     serial: int = 0
 
@@ -172,12 +187,17 @@ class _Chunk:
             billing=BillingMemory.empty(billing_anchor(cal.start_us // DAY_US + pop.start_day)),
             view=CsView.empty(pop.size, rng),
             cutoffs=frozenset(cal.cutoffs),
+            held=np.zeros(pop.size, bool),
         )
 
     def simulate_day(self, day: int, sink: EventSink) -> None:
-        """The day's contract changes, telemetry and (on Mondays) CS actions; its events go to `sink`."""
+        """The day's contract changes, holdout draw (at a quarter's start), telemetry and (on Mondays) CS
+        actions; its events go to `sink`."""
         day_us = self.cal.day_us(day)
         blocks, live = self._contracts(day, day_us)
+        if day in self.cal.quarter_starts:
+            self.held = draw_holdout(self.config.seed, self.index, day, live, self.config.holdout_share)
+            self.holdouts.append((np.flatnonzero(self.held), day))
         blocks += self._telemetry(day, day_us, live)
         nudged = self._act(day, day_us, live) if self.cal.weekday[day] == 0 else np.zeros(self.pop.size, bool)
         blocks += nudge_events(self.rng, day_us, self.state, live, nudged, self.usage)
@@ -253,7 +273,7 @@ class _Chunk:
             self.records,
             self.billing,
             self.view,
-            live,
+            live & ~self.held,
         )
         self.taken.append(rows)
         return nudged
@@ -264,17 +284,49 @@ class _Chunk:
         no_effects = np.zeros((0, len(ACTIONS)))
         return ChunkResult(
             accounts=self.accounts,
-            interventions=_interventions(self.accounts, self.ids, self.index, self.taken),
+            interventions=pa.concat_tables(
+                [_interventions(self.accounts, self.ids, self.index, self.taken), self._holdout_rows()]
+            ),
             probabilities=_concat(
                 self.truth.probabilities, probability_table(self.ids[:0], 0, np.zeros(0), np.zeros(0))
             ),
             effects=_concat(self.truth.effects, effect_table(self.ids[:0], 0, no_effects, no_effects)),
             outcomes=outcome_table(self.ids, records.churn_us, records.expansion_us),
+            holdouts=self._holdout_truth(),
             type_counts=self.type_counts,
             tiers=np.bincount(tiers, minlength=4),
             churned=np.bincount(tiers[records.churn_us >= 0], minlength=4),
             expanded=np.bincount(tiers[records.expansion_us >= 0], minlength=4),
         )
+
+    def _holdout_rows(self) -> pa.Table:
+        """The holdout draws as intervention rows, stamped at their quarter's start."""
+        account, day = _holdout_arrays(self.holdouts)
+        csm_ids = self.accounts.column("csm_id").combine_chunks()
+        stamp = self.cal.start_us + day * DAY_US
+        return holdout_table(
+            self.ids, csm_ids, account, stamp, self.config.holdout_share, f"ho-{self.index:05d}"
+        )
+
+    def _holdout_truth(self) -> pa.Table:
+        """Who was held out, to the next draw or the run's end."""
+        account, day = _holdout_arrays(self.holdouts)
+        ends = np.append(self.cal.quarter_starts, self.config.days)
+        end = ends[np.searchsorted(ends, day, side="right")]
+        return holdout_truth_table(
+            self.ids, account, self.cal.start_us + day * DAY_US, self.cal.start_us + end * DAY_US
+        )
+
+
+def _holdout_arrays(holdouts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The holdout draws flattened: each held account's index and the day of its draw."""
+    account = np.concatenate([a for a, _ in holdouts]) if holdouts else np.zeros(0, np.int64)
+    day = (
+        np.concatenate([np.full(len(a), d, np.int64) for a, d in holdouts])
+        if holdouts
+        else np.zeros(0, np.int64)
+    )
+    return account.astype(np.int64), day
 
 
 def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:

@@ -5,6 +5,8 @@ silent sponsors, urgent tickets, failing integrations, low NPS, renewals coming 
 full), so assignment is confounded with risk, as in real CS teams. The randomised arm is sized each
 week to `random_share` of all assignments: it picks accounts uniformly among the active ones and an
 action uniformly from the catalogue, ignoring eligibility and cool-downs, so its propensity is known.
+A holdout drawn at each quarter's start gets nothing, from the team or the arm, until the next draw:
+the comparison with never acting.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from retain.core.catalogue import ACTIONS, CATALOGUE
-from retain.core.contract import ASSIGNMENTS, INTERVENTION_SCHEMA, TS
+from retain.core.contract import ASSIGNMENTS, HOLDOUT, INTERVENTION_SCHEMA, TS
 from retain.simulate.dynamics import State, utilisation
 from retain.simulate.population import ENTERPRISE, MID_MARKET, SMALL_BUSINESS, TRIAL
 
@@ -28,6 +30,8 @@ AUTOMATED = frozenset({"in_app_nudge", "billing_outreach"})
 #: action name -> its column in (accounts, actions) arrays, in catalogue order
 ACTION_INDEX = {name: i for i, name in enumerate(ACTIONS)}
 COOLDOWN = np.array([CATALOGUE[a].cooldown_days for a in ACTIONS])
+#: A seed-stream tag for the holdout draws, distinct from every chunk index and the calendar's tag.
+HOLDOUT_STREAM = 1 << 41
 
 
 @dataclass
@@ -194,14 +198,12 @@ def intervention_table(
     id_prefix: str,
 ) -> pa.Table:
     """Rows in INTERVENTION_SCHEMA; the owner is the account's CSM, or automation for in-app nudges."""
-    n = len(account)
     acc = pa.array(account, pa.int64())
     owners = pc.if_else(
         pa.array(action == ACTION_INDEX["in_app_nudge"]), pa.scalar("automation"), csm_ids.take(acc)
     )
-    serial = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1), pa.int64()), pa.string()), 7, "0")
     columns = [
-        pc.binary_join_element_wise(id_prefix, serial, "-"),
+        _row_ids(id_prefix, len(account)),
         ids.take(acc),
         pa.array(ts, pa.int64()).cast(TS),
         pa.array(ACTIONS, pa.string()).take(pa.array(action, pa.int64())),
@@ -211,3 +213,38 @@ def intervention_table(
         pa.array(propensity, pa.float64(), mask=~random),
     ]
     return pa.Table.from_arrays(columns, schema=INTERVENTION_SCHEMA)
+
+
+def draw_holdout(seed: int, chunk: int, day: int, active: np.ndarray, share: float) -> np.ndarray:
+    """Which of a chunk's `active` accounts are held out from `day` (a quarter's start) until the next draw:
+    each with probability `share`, the propensity its holdout row logs. The draw has its own stream (seed,
+    chunk, day), so a holdout of 0 leaves every other draw of the run, and so its output, as it was."""
+    if share == 0.0:
+        return np.zeros(len(active), bool)
+    return active & (np.random.default_rng([seed, HOLDOUT_STREAM, chunk, day]).random(len(active)) < share)
+
+
+def holdout_table(
+    ids: pa.Array, csm_ids: pa.Array, account: np.ndarray, ts: np.ndarray, share: float, id_prefix: str
+) -> pa.Table:
+    """Holdout rows in INTERVENTION_SCHEMA: action and assignment `holdout`, the draw's `share` as the
+    propensity, owned by the account's CSM (who holds back); no channel, since nothing is sent."""
+    n = len(account)
+    acc = pa.array(account, pa.int64())
+    columns = [
+        _row_ids(id_prefix, n),
+        ids.take(acc),
+        pa.array(ts, pa.int64()).cast(TS),
+        pa.array([HOLDOUT] * n, pa.string()),
+        csm_ids.take(acc),
+        pa.nulls(n, pa.string()),
+        pa.array([HOLDOUT] * n, pa.string()),
+        pa.array(np.full(n, share), pa.float64()),
+    ]
+    return pa.Table.from_arrays(columns, schema=INTERVENTION_SCHEMA)
+
+
+def _row_ids(prefix: str, n: int) -> pa.Array:
+    """`prefix-0000001` to `prefix-n`: intervention ids unique within a chunk's table of that prefix."""
+    serial = pc.utf8_lpad(pc.cast(pa.array(np.arange(1, n + 1), pa.int64()), pa.string()), 7, "0")
+    return pc.binary_join_element_wise(prefix, serial, "-")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from retain.core.contract import HOLDOUT
 from retain.simulate.calendar import Calendar, build_calendar
 from retain.simulate.config import SimConfig
 from retain.simulate.engine import ChunkResult, simulate_chunk
@@ -56,6 +57,7 @@ class _Totals:
     expanded: np.ndarray = field(default_factory=lambda: np.zeros(len(TIERS), np.int64))
     interventions: int = 0
     random: int = 0
+    held_out: int = 0
 
     def add(self, result: ChunkResult) -> None:
         self.type_counts += result.type_counts
@@ -63,7 +65,9 @@ class _Totals:
         self.churned += result.churned
         self.expanded += result.expanded
         assignment = result.interventions.column("assignment").to_numpy(zero_copy_only=False)
-        self.interventions += len(assignment)
+        held = int((assignment == HOLDOUT).sum())
+        self.held_out += held
+        self.interventions += len(assignment) - held
         self.random += int((assignment == "random").sum())
 
 
@@ -84,7 +88,10 @@ class Simulation:
     seed: int
     start: date
     events: int
+    #: actions taken (the holdout rows of the interventions table are not)
     interventions: int
+    #: holdout rows: accounts held out for a quarter, counted once per quarter
+    held_out: int
     #: the share of interventions assigned by the experiment arm (at random)
     random_share: float
     churned: int
@@ -111,6 +118,7 @@ def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> Sim
                     writers.append("truth/probabilities.parquet", result.probabilities)
                     writers.append("truth/outcomes.parquet", result.outcomes)
                     writers.append("truth/action_effects.parquet", result.effects)
+                    writers.append("truth/holdouts.parquet", result.holdouts)
                     totals.add(result)
                     bar.update()
         finally:
@@ -123,6 +131,7 @@ def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> Sim
         start=config.start,
         events=int(totals.type_counts.sum()),
         interventions=totals.interventions,
+        held_out=totals.held_out,
         random_share=round(totals.random / totals.interventions, 4) if totals.interventions else 0.0,
         churned=int(totals.churned.sum()),
         expanded=int(totals.expanded.sum()),

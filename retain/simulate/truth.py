@@ -6,6 +6,7 @@ generator): no bad releases and no interventions after the cutoff. Churn combine
 cancellation hazard with the non-renewal probability when the renewal date falls in the window;
 expansion is the chance of a first expansion before churning. An action's effect is the change in
 those probabilities when the action is applied to the state at the cutoff, through the same code.
+The holdout table records who the CS team held back, from when to when.
 """
 
 from __future__ import annotations
@@ -42,6 +43,13 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("account_id", pa.string(), nullable=False),
         pa.field("churn_date", TS),
         pa.field("expansion_date", TS),
+    ]
+)
+HOLDOUT_SCHEMA = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("start", TS, nullable=False),
+        pa.field("end", TS, nullable=False),
     ]
 )
 
@@ -117,4 +125,19 @@ def outcome_table(ids: pa.Array, churn_us: np.ndarray, expansion_us: np.ndarray)
             pa.array(expansion_us, pa.int64(), mask=expansion_us < 0).cast(TS),
         ],
         schema=OUTCOME_SCHEMA,
+    )
+
+
+def holdout_truth_table(
+    ids: pa.Array, account: np.ndarray, start_us: np.ndarray, end_us: np.ndarray
+) -> pa.Table:
+    """Who was held out, from `start` (a quarter's start) to `end` (the next draw, or the run's end),
+    exclusive: the interventions log has the start only."""
+    return pa.Table.from_arrays(
+        [
+            ids.take(pa.array(account, pa.int64())),
+            pa.array(start_us, pa.int64()).cast(TS),
+            pa.array(end_us, pa.int64()).cast(TS),
+        ],
+        schema=HOLDOUT_SCHEMA,
     )

@@ -2,7 +2,7 @@
 
     DIR/accounts.parquet, DIR/interventions.parquet
     DIR/events/date=YYYY-MM-DD/part-<chunk>.parquet   (partitioned by arrival date)
-    DIR/truth/{probabilities,outcomes,action_effects}.parquet   (never for models)
+    DIR/truth/{probabilities,outcomes,action_effects,holdouts}.parquet   (never for models)
 
 Single-file tables get one row group per chunk, appended in chunk order.
 """
@@ -17,7 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.simulate.truth import EFFECT_SCHEMA, OUTCOME_SCHEMA, PROBABILITY_SCHEMA
+from retain.simulate.truth import EFFECT_SCHEMA, HOLDOUT_SCHEMA, OUTCOME_SCHEMA, PROBABILITY_SCHEMA
 
 TABLES: dict[str, pa.Schema] = {
     "accounts.parquet": ACCOUNT_SCHEMA,
@@ -25,6 +25,7 @@ TABLES: dict[str, pa.Schema] = {
     "truth/probabilities.parquet": PROBABILITY_SCHEMA,
     "truth/outcomes.parquet": OUTCOME_SCHEMA,
     "truth/action_effects.parquet": EFFECT_SCHEMA,
+    "truth/holdouts.parquet": HOLDOUT_SCHEMA,
 }
 OUTPUTS = ("accounts.parquet", "interventions.parquet", "events", "truth")
 COMPRESSION = "zstd"

@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -485,3 +486,24 @@ def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
         "events": 0,
         "interventions": 0,
     }
+
+
+def test_a_simulated_holdout_reaches_the_store_as_holdout_rows(tmp_path: Path) -> None:
+    """The simulator logs its holdout through the normal path: the store holds one holdout row per held-out
+    account and quarter, with the share drawn as its propensity, exactly as the truth records them."""
+    simulate = pytest.importorskip("retain.simulate")
+    config = simulate.SimConfig(accounts=300, days=120, seed=2, start=date(2025, 1, 1), holdout_share=0.1)
+    simulate.simulate_to(config, tmp_path / "sim")
+    store = Store(tmp_path / "store")
+
+    summary = ingest_path(store, tmp_path / "sim")
+
+    assert summary.quarantined.total == 0, summary.quarantined
+    stored = store.read("interventions", INTERVENTION_SCHEMA).to_pandas()
+    held = stored[stored.assignment == "holdout"]
+    truth = pd.read_parquet(tmp_path / "sim" / "truth" / "holdouts.parquet")
+    assert len(held) == len(truth) > 0
+    assert (held.action == "holdout").all() and (held.propensity == config.holdout_share).all()
+    assert sorted(zip(held.account_id, held.ts, strict=True)) == sorted(
+        zip(truth.account_id, truth.start, strict=True)
+    )

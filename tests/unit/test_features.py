@@ -784,6 +784,25 @@ def test_pinned_features_of_a_seeded_simulation(tmp_path: Path) -> None:
     assert_pinned(simulated_rows(tmp_path / "sim"), "features_simulated")
 
 
+def test_a_holdout_row_is_no_intervention_to_the_features() -> None:
+    """A holdout row logs that nothing was done: the intervention counts, the latest intervention and its
+    usage response ignore it."""
+    events, interventions = world(0)
+    cutoffs = [date(2025, 1, 31), date(2025, 3, 31)]
+    held = {
+        "intervention_id": "held",
+        "account_id": "p1",
+        "ts": FIRST_DAY + timedelta(days=40),
+        "action": "holdout",
+        "assignment": "holdout",
+        "propensity": 0.1,
+    }
+
+    with_holdout = build_rows(events, [*interventions, held], cutoffs)
+
+    pd.testing.assert_frame_equal(with_holdout, build_rows(events, interventions, cutoffs))
+
+
 def test_pinned_features_of_the_random_world() -> None:
     events, interventions = world(0)
     cutoffs = [date(2024, 12, 31), date(2025, 1, 31), date(2025, 2, 28), date(2025, 3, 31)]

@@ -20,14 +20,17 @@ from retain.core.contract import (
     ACCOUNT_SCHEMA,
     EVENT_SCHEMA,
     EVENT_TYPES,
+    HOLDOUT,
     INTERVENTION_SCHEMA,
     PROPERTIES,
     TIER_ARR,
     Tier,
 )
+from retain.core.errors import RetainError
 from retain.simulate import SimConfig, Simulation, simulate_to
 from retain.simulate.dynamics import State, churn_hazard, initial_state, step
 from retain.simulate.effects import EFFECTS, apply_action
+from retain.simulate.interventions import draw_holdout
 from retain.simulate.population import draw_population
 from retain.simulate.truth import outlook
 
@@ -46,7 +49,7 @@ def _digest(folder: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Simulation]:
     out = tmp_path_factory.mktemp("sim")
-    return out, simulate_to(SimConfig(accounts=1_000, days=240, seed=11, start=START), out)
+    return out, simulate_to(SimConfig(accounts=1_000, days=240, seed=11, start=START, holdout_share=0.1), out)
 
 
 @pytest.fixture(scope="module")
@@ -138,17 +141,77 @@ def test_accounts_follow_the_tiers(sim: tuple[Path, Simulation]) -> None:
 def test_interventions_have_a_random_arm_with_known_propensity(sim: tuple[Path, Simulation]) -> None:
     table = pq.read_table(sim[0] / "interventions.parquet")
     assert table.schema.equals(INTERVENTION_SCHEMA)
-    frame = table.to_pandas()
+    logged = table.to_pandas()
+    assert logged.intervention_id.is_unique
+    frame = logged[logged.assignment != HOLDOUT]
     random = frame[frame.assignment == "random"]
     assert len(random) / len(frame) >= 0.10
     assert random.propensity.between(0, 1, inclusive="neither").all()
     assert frame[frame.assignment == "targeted"].propensity.isna().all()
-    assert set(frame.action) <= set(ACTIONS) and frame.intervention_id.is_unique
+    assert set(frame.action) <= set(ACTIONS)
     assert (frame.channel == frame.action.map(lambda a: CATALOGUE[a].channel)).all()
     targeted = frame[frame.assignment == "targeted"].sort_values(["account_id", "action", "ts"])
     same = (targeted.account_id == targeted.account_id.shift()) & (targeted.action == targeted.action.shift())
     gaps = targeted.ts.dt.floor("D").diff().dt.days[same]
     assert (gaps >= targeted.action[same].map(lambda a: CATALOGUE[a].cooldown_days)).all(), "cool-downs hold"
+
+
+def _held(out: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A simulation's holdout rows from the interventions log, and the truth's record of them."""
+    logged = pq.read_table(out / "interventions.parquet").to_pandas()
+    return logged[logged.assignment == HOLDOUT], pq.read_table(out / "truth/holdouts.parquet").to_pandas()
+
+
+def test_a_quarter_holds_out_the_configured_share_of_the_active_accounts(
+    sim: tuple[Path, Simulation],
+) -> None:
+    """Each quarter's draw holds out each account live at its start with the configured probability (10%
+    here): pooled over the run's draws, within three standard errors."""
+    out, summary = sim
+    rows, truth = _held(out)
+    accounts = pq.read_table(out / "accounts.parquet").to_pandas()
+    churn = pq.read_table(out / "truth/outcomes.parquet").to_pandas().set_index("account_id")["churn_date"]
+    starts = pd.to_datetime([START, date(2025, 4, 1), date(2025, 7, 1)], utc=True)
+    live = [
+        int(((accounts.contract_start <= q) & ~(accounts.account_id.map(churn) < q)).sum()) for q in starts
+    ]
+    share, n = len(rows) / sum(live), sum(live)
+    assert sorted(rows.ts.unique()) == list(starts)
+    assert abs(share - 0.10) < 3 * np.sqrt(0.1 * 0.9 / n), share
+    assert (rows.propensity == 0.10).all() and rows.channel.isna().all()
+    assert summary.held_out == len(rows)
+    assert sorted(zip(truth.account_id, truth.start, strict=True)) == sorted(
+        zip(rows.account_id, rows.ts, strict=True)
+    )
+    assert (truth.end > truth.start).all() and truth.end.max() == pd.Timestamp(
+        START + timedelta(days=240), tz="UTC"
+    )
+
+
+def test_a_held_out_account_gets_no_action_in_its_quarter(sim: tuple[Path, Simulation]) -> None:
+    """Neither the team nor the experiment arm acts on a held-out account until the next draw; after it the
+    account is back in the usual course."""
+    out, _ = sim
+    logged = pq.read_table(out / "interventions.parquet").to_pandas()
+    _, truth = _held(out)
+    taken = logged[logged.assignment != HOLDOUT].merge(truth, on="account_id")
+    inside = (taken.ts >= taken.start) & (taken.ts < taken.end)
+    assert len(taken) > 0 and not inside.any()
+    assert (taken.ts >= taken.end).any(), "held-out accounts get actions again after their quarter"
+
+
+def test_the_holdout_draw_is_seeded_and_zero_turns_it_off(tmp_path: Path) -> None:
+    active = np.random.default_rng(0).random(20_000) < 0.8
+    drawn = draw_holdout(7, 0, 90, active, 0.1)
+    assert np.array_equal(drawn, draw_holdout(7, 0, 90, active, 0.1))
+    assert not np.array_equal(drawn, draw_holdout(7, 0, 181, active, 0.1)), "each quarter draws afresh"
+    assert not (drawn & ~active).any() and abs(drawn.sum() / active.sum() - 0.1) < 3 * np.sqrt(0.09 / 16_000)
+    assert not draw_holdout(7, 0, 90, active, 0.0).any()
+    summary = simulate_to(SimConfig(accounts=150, days=100, seed=5, start=START, holdout_share=0.0), tmp_path)
+    held, truth = _held(tmp_path)
+    assert summary.held_out == 0 and held.empty and truth.empty
+    with pytest.raises(RetainError, match="holdout_share"):
+        SimConfig(accounts=10, days=10, seed=0, holdout_share=0.5)
 
 
 def test_oracle_auc_is_high_but_not_perfect(sim: tuple[Path, Simulation]) -> None:

@@ -134,3 +134,34 @@ def test_coercion_marks_times_without_a_zone_but_not_dates() -> None:
     assert (
         coerce(pa.array([datetime(2025, 1, 2, 9, tzinfo=UTC)], pa.timestamp("ms", "UTC")), TS).naive is None
     )
+
+
+def test_a_holdout_row_is_valid_only_as_a_holdout_with_its_share() -> None:
+    """A holdout is logged through the same check as an action: action and assignment both `holdout`,
+    with the share drawn as its propensity; a catalogue action cannot be a holdout, nor a holdout targeted."""
+    ts = datetime.now(UTC) - timedelta(days=1)
+    held = _action("held", ts) | {
+        "action": "holdout",
+        "assignment": "holdout",
+        "propensity": 0.1,
+        "channel": None,
+    }
+    rows = [
+        held,
+        held | {"intervention_id": "held-without-share", "propensity": None},
+        held | {"intervention_id": "held-call", "action": "health_check_call"},
+        held | {"intervention_id": "targeted-holdout", "assignment": "targeted"},
+        _action("call", ts),
+    ]
+
+    checked = check_interventions(
+        Frame("interventions", "file", pa.Table.from_pylist(rows, INTERVENTION_SCHEMA)), KNOWN
+    )
+
+    assert _verdicts(checked, "intervention_id") == {
+        "held": "valid",
+        "held-without-share": "missing_field",
+        "held-call": "bad_category",
+        "targeted-holdout": "bad_category",
+        "call": "valid",
+    }

@@ -28,6 +28,7 @@ import training
 from features.build import INPUTS, build_feature_table, register_store
 from features.definitions import KEYS
 from retain.core.catalogue import ACTIONS
+from retain.core.contract import HOLDOUT
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path, keep_newest
 from retain.core.settings import Settings
@@ -176,7 +177,8 @@ def _build(
     with duckdb.connect(config={"threads": threads}) as con:
         register_store(con, store, versions)
         first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
-        days = sorted({t.date() for t in pd.to_datetime(interventions["ts"], utc=True)})
+        taken = interventions[interventions["assignment"] != HOLDOUT]
+        days = sorted({t.date() for t in pd.to_datetime(taken["ts"], utc=True)})
         matured_until = last.date() - timedelta(days=horizon_days)
         cutoffs = weekly_cutoffs(days, first.date() + timedelta(days=28), matured_until)
         if not cutoffs:
