@@ -49,6 +49,8 @@ _KEY = re.compile(r"rk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 #: how old a process's copy of the `api_keys` table may grow: a new key or a revocation reaches every
 #: host within this
 TABLE_REFRESH_SECONDS = 1.0
+#: while the table cannot be read, a warning at most this often (each refresh meets the outage)
+OUTAGE_WARN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,8 @@ class KeyTable(KeyRing):
         self._lock = threading.Lock()
         #: `time.monotonic()` when read, and the keys
         self._copy: tuple[float, _Keys] | None = None
+        #: `time.monotonic()` of the latest warning that the table cannot be read
+        self._warned = -OUTAGE_WARN_SECONDS
 
     def _current(self) -> _Keys:
         copy = self._copy
@@ -281,9 +285,9 @@ class KeyTable(KeyRing):
             except DecisionLogUnavailable as e:
                 if copy is None:
                     raise
-                log.warning(
-                    "API keys: %s; the keys read %.0f s ago stay in use", e, time.monotonic() - copy[0]
-                )
+                if time.monotonic() - self._warned >= OUTAGE_WARN_SECONDS:
+                    self._warned = time.monotonic()
+                    log.warning("API keys: %s; the keys last read stay in use", e)
                 keys = copy[1]
             self._copy = (time.monotonic(), keys)
             return keys
