@@ -20,7 +20,6 @@ import fcntl
 import hashlib
 import hmac
 import json
-import logging
 import os
 import re
 import secrets
@@ -40,8 +39,7 @@ from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.decision_log import API_KEYS, DecisionLog, DecisionLogUnavailable
-
-log = logging.getLogger("retain.serving")
+from serving.outage import Outage
 
 SCOPES: tuple[str, ...] = ("scores:read", "actions:read", "actions:write", "admin")
 
@@ -49,8 +47,6 @@ _KEY = re.compile(r"rk_([0-9a-f]{12})_([A-Za-z0-9_-]{43})")
 #: how old a process's copy of the `api_keys` table may grow: a new key or a revocation reaches every
 #: host within this
 TABLE_REFRESH_SECONDS = 1.0
-#: while the table cannot be read, a warning at most this often (each refresh meets the outage)
-OUTAGE_WARN_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -265,8 +261,7 @@ class KeyTable(KeyRing):
         self._lock = threading.Lock()
         #: `time.monotonic()` when read, and the keys
         self._copy: tuple[float, _Keys] | None = None
-        #: `time.monotonic()` of the latest warning that the table cannot be read
-        self._warned = -OUTAGE_WARN_SECONDS
+        self._outage = Outage("API keys: the api_keys table", "the keys last read stay in use")
 
     def _current(self) -> _Keys:
         copy = self._copy
@@ -282,12 +277,11 @@ class KeyTable(KeyRing):
             try:
                 with self.log.connect() as conn:
                     keys = _from_rows(conn.execute(sa.select(API_KEYS)).mappings())
+                self._outage.ended()
             except DecisionLogUnavailable as e:
                 if copy is None:
                     raise
-                if time.monotonic() - self._warned >= OUTAGE_WARN_SECONDS:
-                    self._warned = time.monotonic()
-                    log.warning("API keys: %s; the keys last read stay in use", e)
+                self._outage.failed(e)
                 keys = copy[1]
             self._copy = (time.monotonic(), keys)
             return keys

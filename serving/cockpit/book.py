@@ -35,6 +35,7 @@ from serving.assess import Assessment, FeatureRow, assess, inactive
 from serving.cockpit.shelf import RedisShelf
 from serving.cockpit.timeline import EventColumns, RecentEvents, recent_events
 from serving.online import OnlineStoreUnavailable
+from serving.outage import Outage
 from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
 
@@ -353,32 +354,6 @@ class Held:
         return cls(book, loaded, time.monotonic() - max(0.0, book.age()))
 
 
-class Outage:
-    """Redis failing, said as it starts and then at most once a minute (every refresh meets it), and
-    its end."""
-
-    EVERY_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._since: float | None = None
-        self._said = 0.0
-
-    def failed(self, error: RedisError) -> None:
-        now = time.monotonic()
-        began = self._since is None
-        if began:
-            self._since = now
-        if began or now - self._said >= self.EVERY_SECONDS:
-            said = f"{type(error).__name__}: {error}"
-            log.warning("cockpit book: Redis cannot be reached (%s); this worker scores its own", said)
-            self._said = now
-
-    def ended(self) -> None:
-        if self._since is not None:
-            log.info("cockpit book: Redis answers again after %.0f s", time.monotonic() - self._since)
-            self._since = None
-
-
 class BookKeeper:
     """The current book, scored again when it is older than `book_seconds` or the resources were
     reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one.
@@ -394,7 +369,7 @@ class BookKeeper:
         self._shelf = RedisShelf(settings.redis_url) if settings.cockpit.book == "redis" else None
         self._held: Held | None = None
         self._lock = threading.Lock()
-        self._outage = Outage()
+        self._outage = Outage("cockpit book: Redis", "this worker scores its own")
 
     def _stale(self, held: Held | None, loaded: Loaded) -> bool:
         return held is None or held.loaded is not loaded or self._too_old(time.monotonic() - held.born)
