@@ -72,11 +72,16 @@ def _stage(text: str) -> None:
     err.print(Text.assemble((">", "bold cyan"), f" {text}"))
 
 
+def _comma_list(text: str) -> list[str]:
+    """`A, B,` as ["A", "B"]: what every option taking `X,X,...` holds."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def _parse_dates(text: str | None, option: str) -> list[date] | None:
     if not text:
         return None
     try:
-        return [date.fromisoformat(part.strip()) for part in text.split(",") if part.strip()]
+        return [date.fromisoformat(part) for part in _comma_list(text)]
     except ValueError as e:
         raise RetainError(f"{option}: expected comma-separated dates like 2025-01-31 ({e})") from e
 
@@ -521,16 +526,11 @@ def report_causal(
             treatment=treatment,
             outcome=outcome,
             control=control,
-            covariates=_columns(covariates),
-            exclude=_columns(exclude),
+            covariates=None if covariates is None else _comma_list(covariates),
+            exclude=None if exclude is None else _comma_list(exclude),
             jobs=jobs,
         )
     _emit(written, as_json, summaries.report_written)
-
-
-def _columns(text: str | None) -> list[str] | None:
-    """COL,... as a list of names (None when the option is not given)."""
-    return None if text is None else [c.strip() for c in text.split(",") if c.strip()]
 
 
 # -- the weekly plan -------------------------------------------------------------------------------------
