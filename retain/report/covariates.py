@@ -28,6 +28,7 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+from sklearn.metrics import roc_auc_score
 
 from retain.report.balance import MATERIAL_SMD, indicators, standardised_differences
 from retain.report.schema import DroppedCovariate, finite
@@ -143,13 +144,9 @@ def _bin_means(column: pd.Series, outcome: np.ndarray) -> np.ndarray:
 
 
 def _auc(score: np.ndarray, labels: np.ndarray) -> float:
-    """The chance a random positive row scores above a random negative one (ties count half)."""
-    positive = labels == 1
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if not n_pos or not n_neg:
-        return 0.5
-    ranks = pd.Series(score).rank(method="average").to_numpy()
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    """The chance a random positive row scores above a random negative one (ties count half); 0.5, no
+    separation, when the outcome has one value only."""
+    return float(roc_auc_score(labels, score)) if len(np.unique(labels)) == 2 else 0.5
 
 
 def _imbalance(column: pd.Series, control: np.ndarray, treated: list[np.ndarray]) -> Imbalance:
