@@ -320,13 +320,10 @@ class _Chunk:
 
 def _holdout_arrays(holdouts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray, np.ndarray]:
     """The holdout draws flattened: each held account's index and the day of its draw."""
-    account = np.concatenate([a for a, _ in holdouts]) if holdouts else np.zeros(0, np.int64)
-    day = (
-        np.concatenate([np.full(len(a), d, np.int64) for a, d in holdouts])
-        if holdouts
-        else np.zeros(0, np.int64)
-    )
-    return account.astype(np.int64), day
+    if not holdouts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    account = np.concatenate([a for a, _ in holdouts]).astype(np.int64)
+    return account, np.concatenate([np.full(len(a), d, np.int64) for a, d in holdouts])
 
 
 def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:
