@@ -9,9 +9,11 @@ beside the truth's share and beside how often its untreated weeks got it later a
 (`dr.control_treated_later`) and how much of the horizon those later takes had left
 (`control_horizon_later`): the share is scaled by the first for an action that settles at the renewal,
 by the second otherwise (`Overlap.worth_taken_later`). Each policy's mean share of the oracle comes with its
-standard error over the seeds.
+standard error over the seeds, and each seed's usual course against never acting (`program_effect`, from
+the holdout; `--holdout-share 0` for none).
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
+        [--holdout-share 0.1]
 
 Each seed is its own simulation, store and uplift run (`--truth`), so the intervals and the policy are
 judged on data the run never saw the truth of.
@@ -40,10 +42,10 @@ from training.causal.train import train_uplift
 from training.config import UpliftConfig
 
 
-def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
+def one_seed(work: Path, seed: int, accounts: int, days: int, holdout_share: float) -> dict[str, Any]:
     sim, store = work / "sim", Store(work / "store")
     settings = Settings(home=store.root)
-    simulate_to(SimConfig(accounts, days, seed, date(2024, 7, 1)), sim)
+    simulate_to(SimConfig(accounts, days, seed, date(2024, 7, 1), holdout_share=holdout_share), sim)
     ingest_path(store, sim)
     build_and_publish(store, settings, None, None, online=False)
     metrics = train_uplift(store, settings, UpliftConfig(truth_dir=sim, seed=seed)).metrics
@@ -55,6 +57,7 @@ def one_seed(work: Path, seed: int, accounts: int, days: int) -> dict[str, Any]:
         "churn_shares": truth["churn_shares"],
         "control_treated_later": {a: o["control_treated_later"] for a, o in metrics["overlap"].items()},
         "control_horizon_later": {a: o["control_horizon_later"] for a, o in metrics["overlap"].items()},
+        "program_effect": metrics["program_effect"],
     }
 
 
@@ -71,13 +74,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3,4,5")
     parser.add_argument("--accounts", type=int, default=1_000)
     parser.add_argument("--days", type=int, default=420)
+    parser.add_argument("--holdout-share", type=float, default=SimConfig.holdout_share)
     argv = sys.argv[1:]
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     runs = {}
     for seed in seeds:
         with tempfile.TemporaryDirectory(prefix="retain-uplift-seed-") as tmp:
-            runs[seed] = one_seed(Path(tmp), seed, args.accounts, args.days)
+            runs[seed] = one_seed(Path(tmp), seed, args.accounts, args.days, args.holdout_share)
         print(f"seed {seed}: uplift {runs[seed]['policy']['uplift']:.2f} of the oracle", file=sys.stderr)
     coverage = {
         outcome: {
@@ -91,9 +95,16 @@ def main() -> None:
         "seeds": seeds,
         "coverage_by_action": coverage,
         "coverage_overall": {o: float(np.mean(list(c.values()))) for o, c in coverage.items()},
+        "holdout_share": args.holdout_share,
         "share_of_oracle_by_seed": shares,
         "share_of_oracle_mean": {p: float(np.mean(v)) for p, v in shares.items()},
         "share_of_oracle_se_of_mean": {p: _se_of_mean(v) for p, v in shares.items()},
+        "program_effect_by_seed": {
+            o: [
+                runs[s]["program_effect"][o]["ate"] if o in runs[s]["program_effect"] else None for s in seeds
+            ]
+            for o in ("churn", "expansion")
+        },
         "taken_anyway_share_by_seed": {
             p: [round(runs[s]["taken_anyway"][p], 3) for s in seeds] for p in runs[seeds[0]]["taken_anyway"]
         },

@@ -132,11 +132,15 @@ def simulate(
     seed: int = 7,
     start: date = date(2025, 1, 1),
     workers: int | None = None,
+    holdout_share: float | None = None,
 ) -> Simulation:
-    """Generate a customer base with known truth: same seed, same bytes."""
+    """Generate a customer base with known truth: same seed, same bytes. `holdout_share` defaults to the
+    simulator's (`SimConfig.holdout_share`)."""
     from retain.simulate import SimConfig, simulate_to  # deferred: the simulator's modules
 
     config = SimConfig(accounts=accounts, days=days, seed=seed, start=start)
+    if holdout_share is not None:
+        config = dataclasses.replace(config, holdout_share=holdout_share)
     return simulate_to(config, Path(out), workers)
 
 

@@ -101,13 +101,24 @@ def simulate(
     days: Annotated[int, typer.Option(min=30, help="days of telemetry")] = 365,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same bytes")] = 7,
     start: Annotated[str, typer.Option(help="first simulated day (UTC)")] = "2025-01-01",
+    holdout_share: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=0.49,
+            help="share of accounts held back from every proactive play each quarter, the never-treated "
+            "comparison (0: none) [default: 0.1]",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate a customer base with known truth: telemetry for models, `truth/` kept apart."""
     first = _one_date(start, "--start")
     target = out if out is not None else _store(store).root / "simulation"
     _stage(f"simulating {accounts:,} accounts over {days} days from {first} (seed {seed}) into {target}")
-    result = api.simulate(target, accounts=accounts, days=days, seed=seed, start=first)
+    result = api.simulate(
+        target, accounts=accounts, days=days, seed=seed, start=first, holdout_share=holdout_share
+    )
     _emit(result, as_json, summaries.simulation)
 
 

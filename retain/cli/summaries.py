@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from retain.maintenance import Compaction
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
+    from retain.report.schema import ProgramComparison
     from retain.simulate import Simulation
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.keys import ApiKey
@@ -57,7 +58,8 @@ def simulation(s: Simulation) -> RenderableType:
         f"Simulated {_count(s.accounts)} accounts over {s.days} days from {s.start} (seed {s.seed}) "
         f"in {s.seconds:.1f} s",
         f"  {_count(s.events)} events, {_count(s.interventions)} interventions "
-        f"({s.random_share:.0%} by the experiment arm); {_count(s.churned)} churned, "
+        f"({s.random_share:.0%} by the experiment arm), {_count(s.held_out)} accounts held out for a "
+        f"quarter; {_count(s.churned)} churned, "
         f"{_count(s.expanded)} expanded",
         f"  telemetry in {s.out}, the truth kept apart in {s.out / 'truth'}",
     )
@@ -253,7 +255,19 @@ def report_written(r: ReportFiles) -> RenderableType:
         *warnings,
         f"Causal report: {r.effects} effects estimated",
         *(f"  {s.treatment} on {s.outcome}: {s.sentence}" for s in r.robustness),
+        *(_program(p) for p in r.program),
         f"  {r.html} (open it in a browser); its figures in {r.json}",
+    )
+
+
+def _program(p: ProgramComparison) -> str:
+    """One outcome's usual course against never acting, in percentage points."""
+    if p.ate is None or p.ci_low is None or p.ci_high is None:
+        return f"  the usual course against never acting on {p.outcome}: not estimable"
+    return (
+        f"  the usual course against never acting on {p.outcome}: {100 * p.ate:+.1f} pp "
+        f"(95% CI {100 * p.ci_low:+.1f} to {100 * p.ci_high:+.1f}) from {100 * p.never_rate:.1f}% "
+        f"among {_count(p.held_accounts)} held-out accounts"
     )
 
 

@@ -51,6 +51,7 @@ from retain.report.schema import (
     CausalReport,
     HoldoutComparison,
     Method,
+    ProgramComparison,
     Refutation,
     RefutationCheck,
     RefutationSettings,
@@ -70,9 +71,10 @@ from retain.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_
 from training.causal import dr
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import store_design
+from training.causal.holdout import ProgramEffect, design_program_effects
 from training.config import UpliftConfig
 
-REPORT_VERSION = 3
+REPORT_VERSION = 4
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
 LATER_NOT_NEVER_SHARE = 0.5
 
@@ -186,6 +188,17 @@ def _holdout_comparison(
     )
 
 
+def _program_comparison(program: ProgramEffect) -> ProgramComparison:
+    return ProgramComparison(
+        outcome=program.outcome,
+        **estimate_fields(program.effect),
+        never_rate=program.never_rate,
+        share=finite(program.share) if program.share is not None else None,
+        held_accounts=program.held_accounts,
+        window_days=program.window_days,
+    )
+
+
 def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, fits: Fits) -> RefutationRun:
     """One refutation of one arm's estimate on the refuted outcome."""
     data, splits = variant(study, ArmData.of(study, x, index), index, check)
@@ -269,6 +282,7 @@ def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
         refutations=refutations,
         holdout=[h for a in arms for h in a.holdout],
         caveats=[*study.caveats, *_caveats(study, overlaps, balances, refutations, len(skipped))],
+        program=[_program_comparison(p) for p in study.program],
     )
     return Analysis(report, {study.arms[a.index].treatment: a.propensities for a in arms})
 
@@ -374,10 +388,24 @@ def _later_not_never(overlaps: list[ArmOverlap]) -> str | None:
 
 
 def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
-    """The report over the store's weekly design: every action, on churn and expansion."""
+    """The report over the store's weekly design: every action, on churn and expansion, over the weeks the
+    team was free to act; and, where the log has a never-treated holdout, the usual course against never
+    acting."""
     config = UpliftConfig().resolved(settings)
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    return analyse(store_study(design, config, str(store.root.resolve())), jobs, crossfit_cache(store))
+    cache = crossfit_cache(store)
+    study = store_study(design.usual_course(), config, str(store.root.resolve()))
+    program = design_program_effects(
+        design.rows,
+        design.outcomes,
+        design.holdout,
+        folds=config.folds,
+        seed=study.seed,
+        threads=config.threads,
+        jobs=jobs,
+        cache=cache,
+    )
+    return analyse(replace(study, program=program), jobs, cache)
 
 
 def from_table(

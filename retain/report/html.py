@@ -22,6 +22,7 @@ from retain.report.schema import (
     CovariateBalance,
     DroppedCovariate,
     Goal,
+    ProgramComparison,
     Quantiles,
     Refutation,
     SegmentEffect,
@@ -171,6 +172,8 @@ class ReportFiles:
     effects: int
     covariates_dropped: list[DroppedCovariate]
     robustness: list[Sensitivity]
+    #: the usual course against never acting, where the store's log has a never-treated holdout
+    program: list[ProgramComparison]
 
 
 def write_report(analysis: Analysis, out: Path) -> ReportFiles:
@@ -183,6 +186,7 @@ def write_report(analysis: Analysis, out: Path) -> ReportFiles:
         len(report.effects),
         report.covariates_dropped,
         clear_robustness(report),
+        report.program,
     )
     files.json.write_text(analysis.report.to_json())
     files.html.write_text(render(analysis), encoding="utf-8")

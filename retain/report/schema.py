@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Literal, TypedDict
 
 import numpy as np
@@ -344,6 +344,28 @@ class HoldoutComparison:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ProgramComparison:
+    """The team's usual course against never acting, on one outcome, from the never-treated holdout
+    (`training.causal.holdout`): `n_treated` counts the usual-course weeks, `n_control` the held-out ones,
+    in the `window_days` after each draw."""
+
+    outcome: str
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    naive_difference: float | None
+    n_treated: int
+    n_control: int
+    #: the outcome's rate in the held-out weeks: its level without the course
+    never_rate: float
+    #: the effect as a share of that rate (None where it is 0)
+    share: float | None
+    held_accounts: int
+    window_days: int
+
+
+@dataclass(frozen=True, kw_only=True)
 class CausalReport:
     """Everything report.json holds; the HTML page shows the same."""
 
@@ -365,6 +387,8 @@ class CausalReport:
     refutations: list[Refutation]
     holdout: list[HoldoutComparison]
     caveats: list[str]
+    #: the usual course against never acting, where the store's log has a never-treated holdout
+    program: list[ProgramComparison] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=False) + "\n"

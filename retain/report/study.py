@@ -16,6 +16,7 @@ from retain.core.errors import RetainError
 from retain.report.covariates import choose_covariates
 from retain.report.schema import DroppedCovariate, Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
+from training.causal.holdout import ProgramEffect
 from training.causal.uplift import OUTCOMES
 from training.columns import binary_labels, category_levels
 from training.config import UpliftConfig
@@ -81,6 +82,8 @@ class Study:
     caveats: list[str] = field(default_factory=list)
     #: the columns not adjusted for, with why (a table's; the store's design adjusts for every feature)
     covariates_dropped: list[DroppedCovariate] = field(default_factory=list)
+    #: the usual course against never acting, where the store's log has a never-treated holdout
+    program: list[ProgramEffect] = field(default_factory=list)
 
     def outcome(self, name: str) -> OutcomeValues:
         return next(o for o in self.outcomes if o.name == name)

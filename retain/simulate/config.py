@@ -30,9 +30,8 @@ class SimConfig:
 
     `holdout_share` is the share of the active accounts drawn at each calendar quarter's start (and on day
     0) to get no proactive CS play until the next quarter, logged as holdout rows: the never-treated
-    comparison the plan recommends to customers, which measures an action against never acting. Off (0)
-    by default until the uplift design estimates from it: at 10% it only takes treated weeks from
-    today's estimator.
+    comparison the plan recommends to customers, which measures the team's usual course against never
+    acting (`training.causal.holdout`).
     """
 
     accounts: int
@@ -40,7 +39,7 @@ class SimConfig:
     seed: int
     start: date = date(2025, 1, 1)
     random_share: float = 0.15
-    holdout_share: float = 0.0
+    holdout_share: float = 0.1
 
     def __post_init__(self) -> None:
         if self.accounts < 1:

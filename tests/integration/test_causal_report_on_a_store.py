@@ -19,6 +19,7 @@ from retain.report.causal import LATER_NOT_NEVER_SHARE
 from retain.simulate import SimConfig, simulate_to
 from tests.support.reports import EFFECT_KEYS, contains, report
 from training.causal.design import store_design
+from training.causal.holdout import MIN_HELD_WEEKS
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,13 @@ def test_the_store_report_covers_every_action_and_finds_nothing_in_the_placebo_a
     caveat = [c for c in got["caveats"] if "followed by the same action" in c]
     assert named and len(caveat) == 1 and all(a in caveat[0] for a in named)
 
+    # the never-treated holdout: the usual course against never acting, from the weeks after each draw
+    program = {p["outcome"]: p for p in got["program"]}
+    assert set(program) == {"churn", "expansion"}
+    assert all(p["n_control"] >= MIN_HELD_WEEKS and p["ci_low"] < p["ci_high"] for p in program.values())
+
     page = (tmp_path / "report.html").read_text()
+    assert "The usual course against never acting" in page
     assert all(action in page for action in ACTIONS)
     assert "http://" not in page and "https://" not in page
 

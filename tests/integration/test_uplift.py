@@ -35,6 +35,7 @@ from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
 from training.causal import against_truth, dr, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
+from training.causal.holdout import MIN_HELD_WEEKS
 from training.causal.uplift import Overlap
 
 UTC_DAY = pd.Timedelta(days=1)
@@ -560,6 +561,25 @@ def test_each_action_says_how_often_its_comparison_got_the_action_later(uplift_w
     assert {a: flat[f"{a}_control_treated_later"] for a in ACTIONS} == later
     # the team goes on to chase an overdue invoice almost always; it asks for a reference now and then
     assert later["billing_outreach"] > 0.5 > later["reference_ask"], later
+
+
+def test_held_out_weeks_stay_out_of_every_action_s_comparison_and_measure_the_usual_course(
+    uplift_world: UpliftWorld,
+) -> None:
+    metrics, flat = uplift_world.result.metrics, uplift_world.result.flat_metrics
+    held = metrics["held_out_rows"]
+    assert held > 0
+    # a held-out week is neither this week's act nor the usual course
+    for effect in metrics["effects"].values():
+        assert effect["n_treated"] + effect["n_control"] == metrics["rows"] - held
+    program = metrics["program_effect"]
+    assert set(program) == {"churn", "expansion"}
+    for outcome, effect in program.items():
+        assert MIN_HELD_WEEKS <= effect["n_control"] <= held
+        assert effect["n_treated"] > effect["n_control"]
+        assert effect["ci_low"] < effect["ate"] < effect["ci_high"]
+        assert 0.0 < effect["never_rate"] < 1.0
+        assert flat[f"program_{outcome}_ate"] == effect["ate"]
 
 
 def test_true_average_effects_fall_inside_most_intervals(uplift_world: UpliftWorld) -> None:

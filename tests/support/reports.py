@@ -33,10 +33,12 @@ def report(args: list[str], out: Path) -> dict[str, Any]:
         "effects": summary["effects"],
         "covariates_dropped": summary["covariates_dropped"],
         "robustness": summary["robustness"],
+        "program": summary["program"],
     }
     loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
     assert summary["effects"] == len(loaded["effects"])
     assert summary["covariates_dropped"] == loaded["covariates_dropped"]
+    assert summary["program"] == loaded["program"]
     # the summary says how robust each effect whose interval excludes zero is
     clear = [
         (e["treatment"], e["outcome"]) for e in loaded["effects"] if not e["ci_low"] <= 0 <= e["ci_high"]

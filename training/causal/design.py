@@ -1,5 +1,6 @@
 """The uplift design: one row per (account, week), its features and days since each action, which actions it
-received that week, how each was assigned, and its outcomes at the horizon.
+received that week, how each was assigned, whether its account was held out, and its outcomes at the
+horizon.
 
 Rows sit at weekly cutoffs on the interventions' weekday, so features at a cutoff see exactly what the
 CS team saw when it chose that week's actions (`ts < cutoff`), and "treated with a" means a was taken in
@@ -34,6 +35,7 @@ from retain.core.files import atomic_path, keep_newest
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import recency
+from training.causal.holdout import HoldoutWeeks, holdout_weeks
 from training.causal.uplift import OUTCOMES
 from training.labels import label_frame
 
@@ -64,6 +66,26 @@ class Design:
     #: was not taken within the horizon; `recency.horizon_left`): whether, and how soon, an untreated row's
     #: account got the action later anyway (`dr.control_treated_later`)
     horizon_left: dict[str, np.ndarray]
+    #: which rows' accounts were held out at their cutoff, and how long after a holdout draw each row is
+    holdout: HoldoutWeeks
+
+    def take(self, keep: np.ndarray) -> Design:
+        """The design over the rows `keep` (a boolean mask) only."""
+        return Design(
+            self.rows[keep].reset_index(drop=True),
+            {a: v[keep] for a, v in self.treated.items()},
+            {a: v[keep] for a, v in self.randomised.items()},
+            {a: v[keep] for a, v in self.known_propensity.items()},
+            {o: v[keep] for o, v in self.outcomes.items()},
+            {a: v[keep] for a, v in self.last_taken.items()},
+            {a: v[keep] for a, v in self.horizon_left.items()},
+            HoldoutWeeks(self.holdout.held_out[keep], self.holdout.days_since_draw[keep]),
+        )
+
+    def usual_course(self) -> Design:
+        """The rows whose account the team was free to act on: what the per-action contrasts compare
+        (`holdout`: a held-out week is neither this week's act nor the usual course)."""
+        return self.take(~self.holdout.held_out)
 
     def taken_later(self, action: str) -> np.ndarray:
         """1 where the action was taken within the horizon from the cutoff on."""
@@ -207,4 +229,5 @@ def _build(
     ahead = {a: left[:, j] for j, a in enumerate(ACTIONS)}
     bar.update()
     bar.close()
-    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, ahead)
+    held = holdout_weeks(rows, interventions)
+    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, ahead, held)

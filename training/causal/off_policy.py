@@ -36,17 +36,7 @@ class EvaluationWeeks:
 def latest_weeks(design: Design, weeks: int) -> Design:
     """The design's rows at its latest `weeks` cutoffs."""
     cutoffs = np.sort(design.rows["cutoff"].unique())[-weeks:]
-    keep = design.rows["cutoff"].isin(cutoffs).to_numpy()
-    pick = {a: v[keep] for a, v in design.treated.items()}
-    return Design(
-        design.rows[keep].reset_index(drop=True),
-        pick,
-        {a: v[keep] for a, v in design.randomised.items()},
-        {a: v[keep] for a, v in design.known_propensity.items()},
-        {o: v[keep] for o, v in design.outcomes.items()},
-        {a: v[keep] for a, v in design.last_taken.items()},
-        {a: v[keep] for a, v in design.horizon_left.items()},
-    )
+    return design.take(design.rows["cutoff"].isin(cutoffs).to_numpy())
 
 
 def evaluation_weeks(
@@ -57,7 +47,7 @@ def evaluation_weeks(
     budget (`config.budget_share` of the rows)."""
     config = config.resolved(settings)
     design = latest_weeks(
-        store_design(store, settings, int(config.horizon_days or 90), config.threads), weeks
+        store_design(store, settings, int(config.horizon_days or 90), config.threads).usual_course(), weeks
     )
     fit = CrossFit.of(design, config, outcomes=("churn",))
     psi = np.empty((len(design.rows), len(ACTIONS)))

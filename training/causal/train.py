@@ -22,6 +22,7 @@ from retain.core.store import Store
 from training.causal import against_truth, dr
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
+from training.causal.holdout import design_program_effects
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import category_levels, fingerprint
 from training.config import UpliftConfig
@@ -114,7 +115,9 @@ class CrossFit:
 
 def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | None = None) -> UpliftModel:
     """Every nuisance out of fold (read from `cache` where fitted before), then each action's average and
-    relative effect on each outcome."""
+    relative effect on each outcome, over the weeks the team was free to act (held-out weeks left out:
+    `holdout`)."""
+    design = design.usual_course()
     fit = CrossFit.of(design, config, whole=True, cache=cache)
     relative, overlap, average = {}, {}, {}
     for action in ACTIONS:
@@ -179,6 +182,9 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_ci_width"] = effect["ci_high"] - effect["ci_low"]
         flat[f"{key}_relative"] = metrics["relative_effects"][key]["share"]
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
+    for outcome, program in metrics["program_effect"].items():
+        flat[f"program_{outcome}_ate"] = program["ate"]
+        flat[f"program_{outcome}_ci_width"] = program["ci_high"] - program["ci_low"]
     for action, stats in metrics["overlap"].items():
         flat[f"{action}_effective_treated"] = stats["effective_treated"]
         for later in ("control_treated_later", "control_horizon_later", "worth_taken_later"):
@@ -203,11 +209,25 @@ def train_uplift(
     config = config.resolved(settings)
     started = time.perf_counter()
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    model = fit_uplift(design, config, name, cache=crossfit_cache(store))
+    cache = crossfit_cache(store)
+    model = fit_uplift(design, config, name, cache=cache)
+    seed = int(config.seed or 0)
+    program = design_program_effects(
+        design.rows,
+        design.outcomes,
+        design.holdout,
+        folds=config.folds,
+        seed=seed,
+        threads=config.threads,
+        jobs=config.resolved_jobs,
+        cache=cache,
+    )
     metrics: dict[str, Any] = {
         "rows": len(design.rows),
+        "held_out_rows": int(design.holdout.held_out.sum()),
         "accounts": int(design.rows["account_id"].nunique()),
         "weeks": int(design.rows["cutoff"].nunique()),
+        "program_effect": {p.outcome: p.as_dict() for p in program},
         "effects": {f"{a}_{o}": e.as_dict() for (a, o), e in model.average.items()},
         "relative_effects": {f"{a}_{o}": share.as_dict() for (a, o), share in model.relative.items()},
         "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
