@@ -7,10 +7,10 @@ took within the horizon anyway (the truth's effects are against no action; the d
 course), and each action's estimated share of churn risk (against never acting) with its standard error
 beside the truth's share and beside how often its untreated weeks got it later anyway
 (`dr.control_treated_later`) and how much of the horizon those later takes had left
-(`control_horizon_later`): the share is scaled by the first for an action that settles at the renewal,
-by the second otherwise (`Overlap.worth_taken_later`). Each policy's mean share of the oracle comes with its
-standard error over the seeds, and each seed's usual course against never acting (`program_effect`, from
-the holdout; `--holdout-share 0` for none).
+(`control_horizon_later`): a weekly share is scaled by the first for an action that settles at the
+renewal, by the second otherwise (`Overlap.worth_taken_later`); an action compared per renewal has neither.
+Each policy's mean share of the oracle comes with its standard error over the seeds, and each seed's
+usual course against never acting (`program_effect`, from the holdout; `--holdout-share 0` for none).
 
     .venv/bin/python -m experiments.uplift_seeds [--seeds 1,2,3,4,5] [--accounts 1000] [--days 420]
         [--holdout-share 0.1]
@@ -59,6 +59,11 @@ def one_seed(work: Path, seed: int, accounts: int, days: int, holdout_share: flo
         "control_horizon_later": {a: o["control_horizon_later"] for a, o in metrics["overlap"].items()},
         "program_effect": metrics["program_effect"],
     }
+
+
+def _rounded(value: float | None) -> float | None:
+    """A figure to three places; None (an action compared per renewal has no later take) stays None."""
+    return None if value is None else round(value, 3)
 
 
 def _se_of_mean(values: list[float]) -> float | None:
@@ -115,8 +120,8 @@ def main() -> None:
                     f"{runs[s]['churn_shares'][a]['share']:+.3f} ± {runs[s]['churn_shares'][a]['se']:.3f}"
                     for s in seeds
                 ],
-                "control_treated_later": [round(runs[s]["control_treated_later"][a], 3) for s in seeds],
-                "control_horizon_later": [round(runs[s]["control_horizon_later"][a], 3) for s in seeds],
+                "control_treated_later": [_rounded(runs[s]["control_treated_later"][a]) for s in seeds],
+                "control_horizon_later": [_rounded(runs[s]["control_horizon_later"][a]) for s in seeds],
             }
             for a in ACTIONS
         },

@@ -11,12 +11,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
 from retain.report.covariates import choose_covariates
 from retain.report.schema import DroppedCovariate, Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
 from training.causal.holdout import ProgramEffect
+from training.causal.renewal import renewal_rows
 from training.causal.uplift import OUTCOMES
 from training.columns import binary_labels, category_levels
 from training.config import UpliftConfig
@@ -94,26 +95,35 @@ class Study:
         return [c for c in self.covariates if c != NO_COVARIATE]
 
 
+def _store_arm(design: Design, action: str, horizon_days: int) -> Arm:
+    """`action` against not taking it that week, over every row; an action whose worth settles at the
+    renewal, taken before a renewal against not at all, over one row per renewal, where there are enough
+    (`training.causal.renewal`)."""
+    if CATALOGUE[action].settles_at_renewal:
+        renewals = renewal_rows(design, action, horizon_days)
+        if renewals.enough:
+            none = np.zeros(len(renewals.rows))
+            return Arm(action, renewals.rows, renewals.treated, none.astype(np.int8), none)
+    return Arm(
+        action,
+        np.arange(len(design.rows)),
+        design.treated[action],
+        design.randomised[action],
+        design.known_propensity[action],
+        design.taken_later(action),
+    )
+
+
 def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
-    """Every catalogue action against not taking it that week, on churn and expansion at the horizon."""
+    """Every catalogue action against not taking it that week (or, settling at the renewal, not before it),
+    on churn and expansion at the horizon."""
     rows = design.rows
     covariates = [c for c in rows.columns if c not in ("account_id", "cutoff")]
     levels = category_levels(rows, [c for c in covariates if rows[c].dtype == object])
-    everyone = np.arange(len(rows))
-    arms = [
-        Arm(
-            a,
-            everyone,
-            design.treated[a],
-            design.randomised[a],
-            design.known_propensity[a],
-            design.taken_later(a),
-        )
-        for a in ACTIONS
-    ]
+    horizon = int(config.horizon_days or 0)
+    arms = [_store_arm(design, a, horizon) for a in ACTIONS]
     goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}
     outcomes = [OutcomeValues(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]
-    horizon = int(config.horizon_days or 0)
     return Study(
         source=StoreSource(
             store=store,
@@ -144,6 +154,13 @@ def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
             "effects are not seen, and the latest weeks are left out until their horizon has passed.",
             "Each action is compared with not taking it that week, whatever else the account received: "
             "effects of actions that usually come together are not separated.",
+            *(
+                f"{arm.treatment} settles at the renewal: it is compared per renewal, taken in the "
+                f"{horizon} days before it against not taken before it at all, on one row per renewal "
+                "at the start of that window."
+                for arm in arms
+                if arm.taken_later is None  # compared per renewal: no later take to count
+            ),
             "The weekly rows of one account are not independent: folds and intervals cluster on the account.",
         ],
     )

@@ -36,6 +36,7 @@ from tests.support.worlds import UpliftWorld
 from training.causal import against_truth, dr, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
+from training.causal.renewal import RenewalRows, fit_renewal
 from training.causal.uplift import Overlap
 
 UTC_DAY = pd.Timedelta(days=1)
@@ -435,6 +436,26 @@ def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_us
         assert accrued["ci_low"] > truth, (seed, accrued, truth)
 
 
+def test_per_renewal_a_qbr_s_share_is_against_never_acting_with_the_arm_s_draws_in_its_propensity() -> None:
+    """One row per renewal: the riskier renewals get the QBR more often, 2% more at random, and a QBR before
+    the renewal removes 30% of the risk. With no later take to scale for, the share's interval holds the
+    true slope; the propensity, learnt whole, sees the experiment arm's draws as part of the team's."""
+    for seed in range(3):
+        world = Targeted.draw(seed)
+        outcome = (world.rng.random(len(world.treated)) < world.p0 * (1 - 0.3 * world.treated)).astype(
+            np.int8
+        )
+        renewals = RenewalRows(np.arange(len(outcome)), world.treated)
+        assert renewals.enough
+        fitted = fit_renewal(
+            renewals, world.x, {"churn": outcome}, world.groups, folds=3, clip=0.001, seed=seed, threads=1
+        )
+        share = fitted.relative["churn"].as_dict()
+        assert share["ci_low"] <= world.true_slope(0.3, 0.0) <= share["ci_high"], (seed, share)
+        assert fitted.average["churn"].ci_high < 0
+        assert fitted.propensity[world.randomised == 1].min() > 0.001
+
+
 def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlike_it() -> None:
     """The team treats only the riskiest fifth; the action cuts anyone's odds of churning by the same ratio.
     The average effect over every row needs the treated outcome of rows the team never treats: a model of
@@ -556,9 +577,15 @@ def test_every_action_has_effects_with_intervals_and_the_naive_difference(uplift
 
 def test_each_action_says_how_often_its_comparison_got_the_action_later(uplift_world: UpliftWorld) -> None:
     overlap, flat = uplift_world.result.metrics["overlap"], uplift_world.result.flat_metrics
-    later = {a: overlap[a]["control_treated_later"] for a in ACTIONS}
+    # the QBR is compared per renewal, taken before it or never: no later take to count
+    weekly = [a for a in ACTIONS if a != "qbr_roi_review"]
+    qbr = overlap["qbr_roi_review"]
+    assert qbr["design"] == "renewal" and qbr["control_treated_later"] is None, qbr
+    assert qbr["worth_taken_later"] is None and "qbr_roi_review_control_treated_later" not in flat
+    later = {a: overlap[a]["control_treated_later"] for a in weekly}
+    assert all(overlap[a]["design"] == "weekly" for a in weekly)
     assert all(0.0 < share < 1.0 for share in later.values()), later
-    assert {a: flat[f"{a}_control_treated_later"] for a in ACTIONS} == later
+    assert {a: flat[f"{a}_control_treated_later"] for a in weekly} == later
     # the team goes on to chase an overdue invoice almost always; it asks for a reference now and then
     assert later["billing_outreach"] > 0.5 > later["reference_ask"], later
 

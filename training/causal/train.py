@@ -23,6 +23,7 @@ from training.causal import against_truth, dr
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.holdout import design_program_effects
+from training.causal.renewal import RenewalFit, RenewalRows, fit_renewal, renewal_rows
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import category_levels, fingerprint
 from training.config import UpliftConfig
@@ -49,6 +50,21 @@ def _overlap(
             design.treated[action], design.horizon_left[action], propensity
         ),
         settles_at_renewal=CATALOGUE[action].settles_at_renewal,
+    )
+
+
+def _renewal_overlap(renewals: RenewalRows, fitted: RenewalFit, config: UpliftConfig) -> Overlap:
+    treated = renewals.treated == 1
+    propensity = fitted.propensity
+    return Overlap(
+        n_treated=int(treated.sum()),
+        n_randomised=0,
+        effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
+        clipped_share=float(fitted.clipped.mean()),
+        propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
+        min_effective=config.min_effective_treated,
+        settles_at_renewal=True,
+        design="renewal",
     )
 
 
@@ -116,7 +132,9 @@ class CrossFit:
 def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | None = None) -> UpliftModel:
     """Every nuisance out of fold (read from `cache` where fitted before), then each action's average and
     relative effect on each outcome, over the weeks the team was free to act (held-out weeks left out:
-    `holdout`)."""
+    `holdout`). An action that settles at the renewal takes its shares and overlap from one row per renewal
+    where there are enough (`renewal`); its average effect, like every action's, is this week's act against
+    the usual course."""
     design = design.usual_course()
     fit = CrossFit.of(design, config, whole=True, cache=cache)
     relative, overlap, average = {}, {}, {}
@@ -133,6 +151,21 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | No
             relative[(action, outcome)] = dr.relative_effect(
                 psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
             ).against_never_acting(overlap[action].worth_taken_later)
+        if CATALOGUE[action].settles_at_renewal:
+            renewals = renewal_rows(design, action, int(config.horizon_days or 0))
+            if renewals.enough:
+                by_renewal = fit_renewal(
+                    renewals,
+                    fit.x,
+                    design.outcomes,
+                    design.groups,
+                    folds=config.folds,
+                    clip=config.clip,
+                    seed=int(config.seed or 0),
+                    threads=config.threads,
+                )
+                overlap[action] = _renewal_overlap(renewals, by_renewal, config)
+                relative |= {(action, o): share for o, share in by_renewal.relative.items()}
     return UpliftModel(
         name=name,
         features=fit.features,

@@ -6,18 +6,18 @@ a training session that removes a fifth of the churn risk is worth four points t
 0.4 of a point to one at 2%. The share is the slope of cross-fitted DR pseudo-outcomes on the
 cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows as 1/e, so the rows the
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
-arms carry. The data compare acting this week with the team's usual course, which often takes the action
-a few weeks later anyway; each share is scaled to one against never acting
+arms carry. The weekly data compare acting this week with the team's usual course, which often takes the
+action a few weeks later anyway; each share is scaled to one against never acting
 (`dr.Share.against_never_acting`, over `Overlap.worth_taken_later`), what a plan that is the team's course
-decides between. An action
-whose treated rows are worth too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by
-the rules.
+decides between. An action whose worth settles at the renewal takes its shares from one row per renewal
+instead (`renewal`), which compares with never acting as it stands. An action whose treated rows are worth
+too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by the rules.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import lightgbm as lgb
 import numpy as np
@@ -46,6 +46,9 @@ class Overlap:
     control_horizon_later: float | None = None
     #: `Action.settles_at_renewal`: a later take is worth a take now, whatever time it had left
     settles_at_renewal: bool = False
+    #: the rows these figures and the action's shares come from: "weekly" (`design`), or "renewal" (one row
+    #: per renewal, `renewal`: already against never acting)
+    design: Literal["weekly", "renewal"] = "weekly"
 
     @property
     def poor(self) -> bool:
@@ -54,9 +57,12 @@ class Overlap:
     @property
     def worth_taken_later(self) -> float | None:
         """How much of the action's worth the usual course gave comparable untreated weeks anyway, what each
-        share is scaled to never acting by (`dr.Share.against_never_acting`): for an action that settles at
-        the renewal, how often they got it later at all; for one whose effect accrues while it works, the
-        share of the horizon their later takes had left."""
+        weekly share is scaled to never acting by (`dr.Share.against_never_acting`): for an action that
+        settles at the renewal, how often they got it later at all; for one whose effect accrues while it
+        works, the share of the horizon their later takes had left. None for the renewal design, which
+        compares with never acting already."""
+        if self.design == "renewal":
+            return None
         return self.control_treated_later if self.settles_at_renewal else self.control_horizon_later
 
     def as_dict(self) -> dict[str, Any]:
@@ -69,6 +75,7 @@ class Overlap:
             "control_treated_later": self.control_treated_later,
             "control_horizon_later": self.control_horizon_later,
             "settles_at_renewal": self.settles_at_renewal,
+            "design": self.design,
             "worth_taken_later": self.worth_taken_later,
             "poor": self.poor,
         }

@@ -1,0 +1,103 @@
+"""The renewal-level design for an action whose worth settles at the renewal (`Action.settles_at_renewal`:
+the QBR / ROI review): one row per renewal, treated if the action was taken in the window before it, with
+the covariates and the propensity at the window's start.
+
+In the weekly design "not this week" mostly means "a few weeks later, still before the renewal", which is
+worth as much: the weekly contrast is small and noisy, and scaling it to never acting divides by the small
+difference in how often the action came at all (`dr.Share.against_never_acting`). Per renewal the
+question is the one the renewal settles, taken before it or not at all, so the estimate is against never
+acting as it stands.
+
+The window opens at the design's first weekly cutoff less than a horizon before the renewal, so the
+outcome at the horizon covers the renewal. A renewal whose action was already taken before that cutoff,
+within the trigger's reach (`features.playbook.QBR_RENEWAL_DAYS`), has no row: it was treated before the
+question was asked. The propensity is learnt whole, the experiment arm's draws included: over a window of
+weeks the arm's chance of drawing this one action is not a logged number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from features.playbook import QBR_RENEWAL_DAYS
+from training.causal import dr, recency
+from training.causal.design import Design
+
+WEEK_DAYS = 7
+#: fewer treated or untreated renewals than this and the action keeps the weekly design's estimate
+MIN_RENEWAL_ROWS = 40
+
+
+@dataclass(frozen=True)
+class RenewalRows:
+    """One row per renewal: its window's first weekly row (positions in the design) and whether the action
+    was taken from there until the renewal."""
+
+    rows: np.ndarray
+    treated: np.ndarray
+
+    @property
+    def enough(self) -> bool:
+        """Enough treated and untreated renewals to fit both sides' models."""
+        taken = int(self.treated.sum())
+        return min(taken, len(self.treated) - taken) >= MIN_RENEWAL_ROWS
+
+
+def renewal_rows(design: Design, action: str, horizon_days: int) -> RenewalRows:
+    """The renewals of `design`'s rows whose window opens inside it, for `action`."""
+    to_renewal = design.rows["days_to_renewal"].to_numpy(float)
+    opens = (to_renewal > horizon_days - WEEK_DAYS) & (to_renewal <= horizon_days)
+    since = design.rows[recency.days_since_column(action)].to_numpy(float)
+    taken_before = np.nan_to_num(since, nan=np.inf) <= QBR_RENEWAL_DAYS - to_renewal
+    rows = np.flatnonzero(opens & ~taken_before)
+    # `horizon_left` is 1 - (days to the first take from the cutoff) / horizon: a take before the renewal
+    # has more than 1 - (days to the renewal) / horizon of it left
+    left = design.horizon_left[action][rows]
+    treated = (left > 1.0 - to_renewal[rows] / horizon_days).astype(np.int8)
+    return RenewalRows(rows, treated)
+
+
+@dataclass(frozen=True)
+class RenewalFit:
+    """An action's estimates over its renewals: per outcome, the average effect and the effect as a share of
+    the outcome's baseline probability at the window's start, against never acting; and the propensities."""
+
+    average: dict[str, dr.Effect]
+    relative: dict[str, dr.Share]
+    propensity: np.ndarray
+    clipped: np.ndarray
+
+
+def fit_renewal(
+    renewals: RenewalRows,
+    x: dr.Matrix,
+    outcomes: dict[str, np.ndarray],
+    groups: np.ndarray,
+    *,
+    folds: int,
+    clip: float,
+    seed: int,
+    threads: int,
+) -> RenewalFit:
+    """The DR estimates over `renewals` (`x`, `outcomes` and `groups` over the design's rows): the same
+    cross-fitted nuisances and second stage as the weekly design's, on one row per renewal."""
+    x = x.take(renewals.rows)
+    groups = groups[renewals.rows]
+    t = renewals.treated
+    splits = dr.folds(groups, folds, seed)
+    none = np.zeros(len(t))
+    propensity, clipped = dr.fit_propensity(
+        x, t, none.astype(np.int8), none, splits, groups, clip=clip, seed=seed, threads=threads
+    )
+    average, relative = {}, {}
+    for outcome, values in outcomes.items():
+        y = values[renewals.rows]
+        baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
+        mu0, mu1 = dr.fit_outcomes(t, y, splits, baseline, propensity)
+        nuisance = dr.Nuisance(mu0, mu1, propensity, clipped)
+        psi = dr.pseudo_outcomes(t, y, nuisance)
+        average[outcome] = dr.average_effect(psi, t, y, groups, dr.expected_spread(t, nuisance))
+        relative[outcome] = dr.relative_effect(psi, baseline, propensity * (1.0 - propensity), groups)
+    return RenewalFit(average, relative, propensity, clipped)
