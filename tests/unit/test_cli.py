@@ -36,6 +36,20 @@ def test_a_summary_by_default_and_the_whole_result_with_json(tmp_path: Path) -> 
     assert accepted["events"] > 0 and result["quarantined"]["total"] == 0
 
 
+def test_simulate_holds_out_a_tenth_by_default_and_none_on_request(tmp_path: Path) -> None:
+    runner = CliRunner()
+    held = {}
+    for name, extra in (("default", []), ("none", ["--holdout-share", "0"])):
+        args = ["simulate", "--out", str(tmp_path / name), "--accounts", "200", "--days", "40", "--json"]
+        done = runner.invoke(app, [*args, *extra])
+        assert done.exit_code == 0, done.output
+        held[name] = json.loads(done.stdout)["held_out"]
+    # 200 accounts drawn at day 0 with probability 0.1
+    assert 5 <= held["default"] <= 40 and held["none"] == 0, held
+    refused = runner.invoke(app, ["simulate", "--out", str(tmp_path / "x"), "--holdout-share", "0.6"])
+    assert refused.exit_code == 2 and "--holdout-share" in refused.output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
