@@ -127,7 +127,8 @@ def main() -> None:
         },
     }
     print(json.dumps(report, indent=2))
-    record("uplift_seeds", "experiments.uplift_seeds", argv, report)
+    name = "uplift_seeds" if args.holdout_share > 0 else "uplift_seeds_no_holdout"
+    record(name, "experiments.uplift_seeds", argv, report)
 
 
 if __name__ == "__main__":
