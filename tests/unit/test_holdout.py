@@ -28,23 +28,33 @@ def test_an_account_is_held_from_its_draw_until_the_next_one_and_the_days_since_
 ):
     log = _log(
         [
-            ("a", "2025-01-01", "holdout"),
-            ("b", "2025-04-01", "holdout"),
-            ("a", "2025-02-03", "targeted"),  # an action taken is no draw
+            ("a", "2025-01-01 09:00", "holdout"),
+            ("b", "2025-04-01 09:00", "holdout"),
+            ("d", "2025-04-01 09:05", "holdout"),  # the same draw, logged minutes later
+            ("a", "2025-02-03 10:00", "targeted"),  # an action taken is no draw
         ]
     )
     keys = pd.DataFrame(
         {
-            "account_id": ["a", "a", "a", "b", "b", "c"],
+            "account_id": ["a", "a", "a", "b", "b", "c", "d"],
             "cutoff": pd.to_datetime(
-                ["2024-12-30", "2025-01-06", "2025-04-07", "2025-03-31", "2025-04-07", "2025-01-06"], utc=True
+                [
+                    "2024-12-30",
+                    "2025-01-06",
+                    "2025-04-07",
+                    "2025-03-31",
+                    "2025-04-07",
+                    "2025-01-06",
+                    "2025-04-07",
+                ],
+                utc=True,
             ),
         }
     )
     weeks = holdout_weeks(keys, log)
-    # a: before any draw, inside its own quarter, after the next draw (which drew b, not a)
-    assert weeks.held_out.tolist() == [False, True, False, False, True, False]
-    np.testing.assert_array_equal(weeks.days_since_draw, [np.nan, 5, 6, 89, 6, 5])
+    # a: before any draw, inside its own quarter, after the next draw (which drew b and d, not a)
+    assert weeks.held_out.tolist() == [False, True, False, False, True, False, True]
+    np.testing.assert_array_equal(weeks.days_since_draw, [np.nan, 5, 6, 89, 6, 5, 6])
 
 
 def test_a_log_without_holdout_rows_holds_no_week() -> None:

@@ -45,12 +45,13 @@ class HoldoutWeeks:
 
 def holdout_weeks(keys: pd.DataFrame, interventions: pd.DataFrame) -> HoldoutWeeks:
     """`HoldoutWeeks` for the (account_id, cutoff) rows of `keys`, in order, from the log's holdout rows: a
-    draw holds its accounts from its `ts` until the next draw's (the last one, until the log ends)."""
+    draw holds its accounts from its day until the next draw's (the last one, until the log ends). A draw is
+    a day, not an instant: a team logs its held accounts one by one, minutes apart."""
     n = len(keys)
     drawn = interventions.loc[interventions["assignment"] == HOLDOUT, ["account_id", "ts"]]
     if drawn.empty:
         return HoldoutWeeks(np.zeros(n, bool), np.full(n, np.nan))
-    stamps = pd.to_datetime(drawn["ts"], utc=True)
+    stamps = pd.to_datetime(drawn["ts"], utc=True).dt.floor("D")
     draws = np.sort(stamps.unique())
     cutoffs = pd.to_datetime(keys["cutoff"], utc=True).to_numpy()
     latest = np.searchsorted(draws, cutoffs, side="right") - 1
