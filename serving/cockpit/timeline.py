@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from retain.core.contract import EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.contract import EVENT_SCHEMA, HOLDOUT, INTERVENTION_SCHEMA
 from retain.core.store import Store
 from serving.decision_log import TakenAction
 
@@ -194,8 +194,12 @@ def describe(events: Sequence[TableRow], interventions: Sequence[TableRow]) -> l
         moments.append(Moment(_ts(e), kind, sentence(e)))
     for i in interventions:
         by = f" by {i['owner']}" if i.get("owner") else ""
-        how = " (random experiment arm)" if i.get("assignment") == "random" else ""
-        moments.append(Moment(_ts(i), "intervention", f"{action_label(str(i['action']))}{by}{how}"))
+        if i.get("assignment") == HOLDOUT:
+            text = f"Held out{by}: no proactive play until the next holdout draw"
+        else:
+            how = " (random experiment arm)" if i.get("assignment") == "random" else ""
+            text = f"{action_label(str(i['action']))}{by}{how}"
+        moments.append(Moment(_ts(i), "intervention", text))
     return sorted(moments, key=lambda m: m.ts, reverse=True)
 
 

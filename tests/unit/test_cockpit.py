@@ -86,13 +86,15 @@ def test_the_timeline_reads_as_sentences_newest_first() -> None:
         },
     ]
     actions = [
-        {"ts": DAY - timedelta(days=3), "action": "qbr_roi_review", "owner": "csm-1", "assignment": "random"}
+        {"ts": DAY - timedelta(days=3), "action": "qbr_roi_review", "owner": "csm-1", "assignment": "random"},
+        {"ts": DAY - timedelta(days=9), "action": "holdout", "owner": "csm-1", "assignment": "holdout"},
     ]
     moments = describe(events, actions)
-    assert [m.kind for m in moments] == ["incident", "intervention", "invoice"]
+    assert [m.kind for m in moments] == ["incident", "intervention", "invoice", "intervention"]
     assert moments[0].text == "3 critical error(s) in data export"
     assert moments[1].text == "QBR ROI review by csm-1 (random experiment arm)"
     assert moments[2].text == "Invoice inv-1 failed: $1,234"
+    assert moments[3].text == "Held out by csm-1: no proactive play until the next holdout draw"
     assert action_label("in_app_nudge") == "In app nudge"
 
 
