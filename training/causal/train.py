@@ -32,6 +32,10 @@ from training.result import TrainResult
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99)
 
 
+def _quantiles(propensity: np.ndarray) -> dict[str, float]:
+    return {f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES}
+
+
 def _overlap(
     design: Design, action: str, propensity: np.ndarray, clipped: np.ndarray, config: UpliftConfig
 ) -> Overlap:
@@ -41,7 +45,7 @@ def _overlap(
         n_randomised=int(design.randomised[action].sum()),
         effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
         clipped_share=float(clipped.mean()),
-        propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
+        propensity_quantiles=_quantiles(propensity),
         min_effective=config.min_effective_treated,
         control_treated_later=dr.control_treated_later(
             design.treated[action], design.taken_later(action), propensity
@@ -61,7 +65,7 @@ def _renewal_overlap(renewals: RenewalRows, fitted: RenewalFit, config: UpliftCo
         n_randomised=0,
         effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
         clipped_share=float(fitted.clipped.mean()),
-        propensity_quantiles={f"p{round(q * 100)}": float(np.quantile(propensity, q)) for q in QUANTILES},
+        propensity_quantiles=_quantiles(propensity),
         min_effective=config.min_effective_treated,
         settles_at_renewal=True,
         design="renewal",
@@ -273,7 +277,8 @@ def train_uplift(
         "source": "store",
         "store": store.location,
         "table_versions": store.versions(),
-        "design": "weekly cutoffs on the interventions' weekday; treated = action taken within 7 days",
+        "design": "weekly cutoffs on the interventions' weekday; treated = action taken within 7 days; "
+        "held-out weeks left out; an action settling at the renewal compared per renewal",
         "cutoffs": [str(design.rows["cutoff"].min().date()), str(design.rows["cutoff"].max().date())],
         "horizon_days": model.horizon_days,
         "train_fingerprint": fingerprint(design.rows[list(KEYS)]),
