@@ -28,6 +28,10 @@ from training.causal.design import Design
 WEEK_DAYS = 7
 #: fewer treated or untreated renewals than this and the action keeps the weekly design's estimate
 MIN_RENEWAL_ROWS = 40
+#: renewals whose propensity lies outside [TRIM, 1 - TRIM] carry no estimate (Crump et al. 2009): where
+#: the team all but always or never acts (a trial account the arm once drew; a renewal the team never
+#: misses) one choice was never really open, and a handful such rows would decide the effective count
+TRIM = 0.05
 
 
 @dataclass(frozen=True)
@@ -61,13 +65,14 @@ def renewal_rows(design: Design, action: str, horizon_days: int) -> RenewalRows:
 
 @dataclass(frozen=True)
 class RenewalFit:
-    """An action's estimates over its renewals: per outcome, the average effect and the effect as a share of
-    the outcome's baseline probability at the window's start, against never acting; and the propensities."""
+    """An action's estimates over its renewals where both choices were open (propensity within the trim):
+    per outcome, the average effect and the effect as a share of the outcome's baseline probability at the
+    window's start, against never acting; the propensities of every renewal, and which were kept."""
 
     average: dict[str, dr.Effect]
     relative: dict[str, dr.Share]
     propensity: np.ndarray
-    clipped: np.ndarray
+    kept: np.ndarray
 
 
 def fit_renewal(
@@ -82,7 +87,8 @@ def fit_renewal(
     threads: int,
 ) -> RenewalFit:
     """The DR estimates over `renewals` (`x`, `outcomes` and `groups` over the design's rows): the same
-    cross-fitted nuisances and second stage as the weekly design's, on one row per renewal."""
+    cross-fitted nuisances and second stage as the weekly design's, on one row per renewal, over those
+    whose propensity lies within the trim."""
     x = x.take(renewals.rows)
     groups = groups[renewals.rows]
     t = renewals.treated
@@ -91,13 +97,16 @@ def fit_renewal(
     propensity, clipped = dr.fit_propensity(
         x, t, none.astype(np.int8), none, splits, groups, clip=clip, seed=seed, threads=threads
     )
+    kept = (propensity >= TRIM) & (propensity <= 1.0 - TRIM)
+    e, t_kept, g = propensity[kept], t[kept], groups[kept]
     average, relative = {}, {}
     for outcome, values in outcomes.items():
         y = values[renewals.rows]
         baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
         mu0, mu1 = dr.fit_outcomes(t, y, splits, baseline, propensity)
-        nuisance = dr.Nuisance(mu0, mu1, propensity, clipped)
-        psi = dr.pseudo_outcomes(t, y, nuisance)
-        average[outcome] = dr.average_effect(psi, t, y, groups, dr.expected_spread(t, nuisance))
-        relative[outcome] = dr.relative_effect(psi, baseline, propensity * (1.0 - propensity), groups)
-    return RenewalFit(average, relative, propensity, clipped)
+        nuisance = dr.Nuisance(mu0[kept], mu1[kept], e, clipped[kept])
+        psi = dr.pseudo_outcomes(t_kept, y[kept], nuisance)
+        spread = dr.expected_spread(t_kept, nuisance)
+        average[outcome] = dr.average_effect(psi, t_kept, y[kept], g, spread)
+        relative[outcome] = dr.relative_effect(psi, baseline[kept], e * (1.0 - e), g)
+    return RenewalFit(average, relative, propensity, kept)

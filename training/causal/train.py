@@ -58,13 +58,14 @@ def _overlap(
 
 
 def _renewal_overlap(renewals: RenewalRows, fitted: RenewalFit, config: UpliftConfig) -> Overlap:
-    treated = renewals.treated == 1
+    """The overlap of the renewals the estimate kept; `clipped_share` is the share the trim left out."""
+    treated = (renewals.treated == 1) & fitted.kept
     propensity = fitted.propensity
     return Overlap(
         n_treated=int(treated.sum()),
         n_randomised=0,
         effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
-        clipped_share=float(fitted.clipped.mean()),
+        clipped_share=float(1.0 - fitted.kept.mean()),
         propensity_quantiles=_quantiles(propensity),
         min_effective=config.min_effective_treated,
         settles_at_renewal=True,
