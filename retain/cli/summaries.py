@@ -58,8 +58,8 @@ def simulation(s: Simulation) -> RenderableType:
         f"Simulated {_count(s.accounts)} accounts over {s.days} days from {s.start} (seed {s.seed}) "
         f"in {s.seconds:.1f} s",
         f"  {_count(s.events)} events, {_count(s.interventions)} interventions "
-        f"({s.random_share:.0%} by the experiment arm), {_count(s.held_out)} accounts held out for a "
-        f"quarter; {_count(s.churned)} churned, "
+        f"({s.random_share:.0%} by the experiment arm), {_count(s.held_out)} account-quarters held "
+        f"out; {_count(s.churned)} churned, "
         f"{_count(s.expanded)} expanded",
         f"  telemetry in {s.out}, the truth kept apart in {s.out / 'truth'}",
     )
