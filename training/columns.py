@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from features.definitions import KEYS
 from retain.core.errors import RetainError
 
 
@@ -17,6 +18,13 @@ def category_levels(train: pd.DataFrame, categorical: Sequence[str]) -> dict[str
     return {
         name: sorted({str(v) for v in train[name].dropna().unique()}) for name in categorical if name in train
     }
+
+
+def design_columns(rows: pd.DataFrame) -> tuple[list[str], dict[str, list[str]]]:
+    """An uplift design's covariates (every column but the keys) and the levels of its text ones: what
+    uplift training, the holdout's baseline and the causal report over the store all adjust for."""
+    covariates = [c for c in rows.columns if c not in KEYS]
+    return covariates, category_levels(rows, [c for c in covariates if rows[c].dtype == object])
 
 
 def fingerprint(frame: pd.DataFrame) -> str:

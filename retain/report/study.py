@@ -19,7 +19,7 @@ from training.causal.design import Design
 from training.causal.holdout import ProgramEffect
 from training.causal.renewal import renewal_rows
 from training.causal.uplift import OUTCOMES
-from training.columns import binary_labels, category_levels
+from training.columns import binary_labels, category_levels, design_columns
 from training.config import UpliftConfig
 
 #: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
@@ -118,8 +118,7 @@ def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
     """Every catalogue action against not taking it that week (or, settling at the renewal, not before it),
     on churn and expansion at the horizon."""
     rows = design.rows
-    covariates = [c for c in rows.columns if c not in ("account_id", "cutoff")]
-    levels = category_levels(rows, [c for c in covariates if rows[c].dtype == object])
+    covariates, levels = design_columns(rows)
     horizon = int(config.horizon_days or 0)
     arms = [_store_arm(design, a, horizon) for a in ACTIONS]
     goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}

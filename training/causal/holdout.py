@@ -23,11 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.definitions import KEYS
 from retain.core.contract import HOLDOUT
 from training.causal import dr
 from training.causal.crossfit import Sample, fit_side_by_side
-from training.columns import category_levels
+from training.columns import design_columns
 
 #: rows this many days after a draw or fewer measure the course against none: the holdout then still
 #: covers at least two thirds of a 90-day horizon, and four weekly cutoffs per draw carry the estimate
@@ -151,8 +150,7 @@ def design_program_effects(
     before); empty without a holdout."""
     if not weeks.held_out.any():
         return []
-    features = [c for c in rows.columns if c not in KEYS]
-    categories = category_levels(rows, [f for f in features if rows[f].dtype == object])
+    features, categories = design_columns(rows)
     accounts = rows["account_id"].to_numpy()
     groups = np.unique(accounts, return_inverse=True)[1]
     sample = Sample(

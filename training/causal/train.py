@@ -25,7 +25,7 @@ from training.causal.design import Design, read_interventions, store_design
 from training.causal.holdout import design_program_effects
 from training.causal.renewal import RenewalFit, RenewalRows, fit_renewal, renewal_rows
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
-from training.columns import category_levels, fingerprint
+from training.columns import design_columns, fingerprint
 from training.config import UpliftConfig
 from training.result import TrainResult
 
@@ -99,8 +99,7 @@ class CrossFit:
         cache: Path | None = None,
     ) -> CrossFit:
         seed = int(config.seed or 0)
-        features = [c for c in design.rows.columns if c not in KEYS]
-        categories = category_levels(design.rows, [f for f in features if design.rows[f].dtype == object])
+        features, categories = design_columns(design.rows)
         x = dr.Matrix.of(design.rows, features, categories)
         splits = dr.folds(design.groups, config.folds, seed)
         sample = Sample(
