@@ -477,6 +477,18 @@ def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, 
     return Share(theta, clustered_norm(weights * baseline * (psi - theta * baseline), groups) / scale)
 
 
+def effect_and_share(
+    treated: np.ndarray, outcome: np.ndarray, nuisance: Nuisance, baseline: np.ndarray, groups: np.ndarray
+) -> tuple[Effect, Share]:
+    """One treatment's average effect on a 0/1 outcome (`average_effect`, floored by `expected_spread`) and
+    its effect as a share of `baseline` (`relative_effect`, weighted by e(1 - e)), from the same
+    pseudo-outcomes."""
+    psi = pseudo_outcomes(treated, outcome, nuisance)
+    e = nuisance.propensity
+    average = average_effect(psi, treated, outcome, groups, expected_spread(treated, nuisance))
+    return average, relative_effect(psi, baseline, e * (1.0 - e), groups)
+
+
 def effective_sample_size(weights: np.ndarray) -> float:
     """Kish's effective sample size of inverse-propensity weights: how many equally weighted rows they
     are worth; far below the row count means a few rows carry the estimate."""

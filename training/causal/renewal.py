@@ -23,9 +23,8 @@ import numpy as np
 
 from features.playbook import QBR_RENEWAL_DAYS
 from training.causal import dr, recency
-from training.causal.design import Design
+from training.causal.design import WEEK, Design
 
-WEEK_DAYS = 7
 #: fewer treated or untreated renewals than this and the action keeps the weekly design's estimate
 MIN_RENEWAL_ROWS = 40
 #: renewals whose propensity lies outside [TRIM, 1 - TRIM] carry no estimate (Crump et al. 2009): where
@@ -52,7 +51,7 @@ class RenewalRows:
 def renewal_rows(design: Design, action: str, horizon_days: int) -> RenewalRows:
     """The renewals of `design`'s rows whose window opens inside it, for `action`."""
     to_renewal = design.rows["days_to_renewal"].to_numpy(float)
-    opens = (to_renewal > horizon_days - WEEK_DAYS) & (to_renewal <= horizon_days)
+    opens = (to_renewal > horizon_days - WEEK.days) & (to_renewal <= horizon_days)
     since = design.rows[recency.days_since_column(action)].to_numpy(float)
     taken_before = np.nan_to_num(since, nan=np.inf) <= QBR_RENEWAL_DAYS - to_renewal
     rows = np.flatnonzero(opens & ~taken_before)
@@ -98,15 +97,13 @@ def fit_renewal(
         x, t, none.astype(np.int8), none, splits, groups, clip=clip, seed=seed, threads=threads
     )
     kept = (propensity >= TRIM) & (propensity <= 1.0 - TRIM)
-    e, t_kept, g = propensity[kept], t[kept], groups[kept]
     average, relative = {}, {}
     for outcome, values in outcomes.items():
         y = values[renewals.rows]
         baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
         mu0, mu1 = dr.fit_outcomes(t, y, splits, baseline, propensity)
-        nuisance = dr.Nuisance(mu0[kept], mu1[kept], e, clipped[kept])
-        psi = dr.pseudo_outcomes(t_kept, y[kept], nuisance)
-        spread = dr.expected_spread(t_kept, nuisance)
-        average[outcome] = dr.average_effect(psi, t_kept, y[kept], g, spread)
-        relative[outcome] = dr.relative_effect(psi, baseline[kept], e * (1.0 - e), g)
+        nuisance = dr.Nuisance(mu0[kept], mu1[kept], propensity[kept], clipped[kept])
+        average[outcome], relative[outcome] = dr.effect_and_share(
+            t[kept], y[kept], nuisance, baseline[kept], groups[kept]
+        )
     return RenewalFit(average, relative, propensity, kept)

@@ -73,6 +73,29 @@ def _renewal_overlap(renewals: RenewalRows, fitted: RenewalFit, config: UpliftCo
     )
 
 
+def _by_renewal(
+    design: Design, action: str, fit: CrossFit, config: UpliftConfig
+) -> tuple[RenewalRows, RenewalFit] | None:
+    """The action's fit over one row per renewal (`renewal`), for an action that settles at the renewal and
+    has enough renewals of each kind; None otherwise (its shares are then the weekly ones, scaled)."""
+    if not CATALOGUE[action].settles_at_renewal:
+        return None
+    renewals = renewal_rows(design, action, int(config.horizon_days or 0))
+    if not renewals.enough:
+        return None
+    fitted = fit_renewal(
+        renewals,
+        fit.x,
+        design.outcomes,
+        design.groups,
+        folds=config.folds,
+        clip=config.clip,
+        seed=int(config.seed or 0),
+        threads=config.threads,
+    )
+    return renewals, fitted
+
+
 @dataclass(frozen=True)
 class CrossFit:
     """What every action's estimate over one design shares: the encoded features, the folds, each
@@ -141,35 +164,27 @@ def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | No
     the usual course."""
     design = design.usual_course()
     fit = CrossFit.of(design, config, whole=True, cache=cache)
-    relative, overlap, average = {}, {}, {}
+    relative: dict[tuple[str, str], dr.Share] = {}
+    average: dict[tuple[str, str], dr.Effect] = {}
+    overlap: dict[str, Overlap] = {}
     for action in ACTIONS:
-        t = design.treated[action]
-        propensity, clipped = fit.propensities[action]
-        overlap[action] = _overlap(design, action, propensity, clipped, config)
+        weekly: dict[str, dr.Share] = {}
         for outcome in OUTCOMES:
-            y = design.outcomes[outcome]
-            nuisance = fit.nuisance(action, outcome)
-            psi = dr.pseudo_outcomes(t, y, nuisance)
-            spread = dr.expected_spread(t, nuisance)
-            average[(action, outcome)] = dr.average_effect(psi, t, y, design.groups, spread)
-            relative[(action, outcome)] = dr.relative_effect(
-                psi, fit.baseline[outcome], propensity * (1.0 - propensity), design.groups
-            ).against_never_acting(overlap[action].worth_taken_later)
-        if CATALOGUE[action].settles_at_renewal:
-            renewals = renewal_rows(design, action, int(config.horizon_days or 0))
-            if renewals.enough:
-                by_renewal = fit_renewal(
-                    renewals,
-                    fit.x,
-                    design.outcomes,
-                    design.groups,
-                    folds=config.folds,
-                    clip=config.clip,
-                    seed=int(config.seed or 0),
-                    threads=config.threads,
-                )
-                overlap[action] = _renewal_overlap(renewals, by_renewal, config)
-                relative |= {(action, o): share for o, share in by_renewal.relative.items()}
+            average[(action, outcome)], weekly[outcome] = dr.effect_and_share(
+                design.treated[action],
+                design.outcomes[outcome],
+                fit.nuisance(action, outcome),
+                fit.baseline[outcome],
+                design.groups,
+            )
+        by_renewal = _by_renewal(design, action, fit, config)
+        if by_renewal is None:
+            overlap[action] = _overlap(design, action, *fit.propensities[action], config)
+            worth_later = overlap[action].worth_taken_later
+            relative |= {(action, o): s.against_never_acting(worth_later) for o, s in weekly.items()}
+        else:
+            overlap[action] = _renewal_overlap(*by_renewal, config)
+            relative |= {(action, o): share for o, share in by_renewal[1].relative.items()}
     return UpliftModel(
         name=name,
         features=fit.features,
