@@ -1,41 +1,36 @@
 """The feature build: a pure core that runs the SQL definitions, and the I/O edge that feeds it the store.
 
 `build_feature_table` only runs SQL over the relations `events`, `accounts` and `interventions` of the
-connection it is given, so the same definitions run on a store, on a test's hand-made frames, or (through
-the dialect shim in sql/macros.sql) on another engine. `build_and_publish` registers the store's Delta
-tables as those relations, writes the result as a new version of the feature table (one transaction) and
-optionally publishes it to Feast; or, asked for a file, writes it there only and leaves the store alone.
+connection it is given, so the same definitions run on a store or on a test's hand-made frames; Spark
+runs them translated (`features/spark_build.py`). `build_and_publish` has the engine read the store's
+Delta tables as those relations, writes the result as a new version of the feature table (one
+transaction) and optionally publishes it to Feast; or, asked for a file, writes it there only and leaves
+the store alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
-from features.cutoffs import cutoff_table, default_cutoffs
+from features.cutoffs import cutoff_table, span_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
-from features.stored import TABLE, BuildNote, build_note, refuse_dropping_cutoffs
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from features.stored import TABLE, BuildNote, build_note, input_tables, refuse_dropping_cutoffs
 from retain.core.errors import RetainError
 from retain.core.files import write_atomic
 from retain.core.settings import Settings
 from retain.core.store import Store
-
-INPUTS: dict[str, pa.Schema] = {
-    "events": EVENT_SCHEMA,
-    "accounts": ACCOUNT_SCHEMA,
-    "interventions": INTERVENTION_SCHEMA,
-}
 
 
 def build_feature_table(
@@ -75,16 +70,58 @@ def register_store(
     `interventions`, in their contract columns (`Store.relation`); the versions read, for reproducing
     this read."""
     read: dict[str, int | None] = {}
-    for name, schema in INPUTS.items():
-        version = None if versions is None else versions.get(name)
-        # a pinned table the past build found unwritten (None) is read as empty, not as today's table
-        found = None if versions is not None and version is None else store.delta(name, version)
+    for name, schema, found in input_tables(store, versions):
         read[name] = None if found is None else found.version()
         relation = None if found is None else store.relation(con, found, schema.names)
         if relation is None:
             relation = con.from_arrow(schema.empty_table())
         relation.create_view(name, replace=True)
     return read
+
+
+class FeatureEngine(Protocol):
+    """What runs the feature SQL: the store's inputs in, the feature table out."""
+
+    def register(
+        self, store: Store, versions: Mapping[str, int | None] | None = None
+    ) -> dict[str, int | None]: ...
+
+    def event_span(self) -> tuple[datetime | None, datetime | None]: ...
+
+    def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table: ...
+
+
+@dataclass(frozen=True)
+class DuckDBFeatures:
+    """The embedded engine: one DuckDB connection."""
+
+    con: duckdb.DuckDBPyConnection
+
+    def register(
+        self, store: Store, versions: Mapping[str, int | None] | None = None
+    ) -> dict[str, int | None]:
+        return register_store(self.con, store, versions)
+
+    def event_span(self) -> tuple[datetime | None, datetime | None]:
+        first, last = self.con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+        return first, last
+
+    def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table:
+        return build_feature_table(self.con, cutoffs, settings)
+
+
+@contextlib.contextmanager
+def feature_engine(settings: Settings, threads: int = 2) -> Iterator[FeatureEngine]:
+    """`settings.engine`: DuckDB on `threads` threads, or the Spark session `settings.spark` describes."""
+    if settings.engine == "spark":
+        # deferred: PySpark is optional, and a DuckDB build never needs it
+        from features.spark_build import SparkFeatures
+        from retain.core.spark import session
+
+        yield SparkFeatures(session(settings.spark), settings.spark)
+        return
+    with duckdb.connect(config={"threads": threads}) as con:
+        yield DuckDBFeatures(con)
 
 
 @dataclass(frozen=True)
@@ -137,23 +174,24 @@ def build_and_publish(
     the store's feature table, and when `online` apply the Feast repo and materialise it. With `out`, an
     export: the table goes to that file only, and the store's feature table and the online store are left
     as they were (`online` does not apply). With `as_of_version`, read the inputs and cutoffs that built
-    that version instead. A step bar on stderr (a terminal only) says which step is running.
+    that version instead. `settings.engine` runs the SQL on DuckDB (`threads` threads) or on Spark. A
+    step bar on stderr (a terminal only) says which step is running.
 
     A new version replaces the whole table, so asked-for `cutoffs` that leave out some the stored table
     holds are refused before anything is built (`refuse_dropping_cutoffs`)."""
     started = time.perf_counter()
     past = None if as_of_version is None else build_note(store, as_of_version)
     steps = tqdm(total=2 + (online and out is None), desc="features", unit="step", disable=None)
-    with steps, duckdb.connect(config={"threads": threads}) as con:
-        read = register_store(con, store, None if past is None else past.read)
+    with steps, feature_engine(settings, threads) as runner:
+        read = runner.register(store, None if past is None else past.read)
         asked = sorted(set(cutoffs)) if cutoffs else (None if past is None else past.chosen_cutoffs())
-        chosen = asked or default_cutoffs(con)
+        chosen = asked or span_cutoffs(*runner.event_span())
         if not chosen:
             raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
         if cutoffs and out is None:
             refuse_dropping_cutoffs(store, chosen)
         steps.set_postfix_str(f"{len(chosen)} cutoffs")
-        table = build_feature_table(con, chosen, settings)
+        table = runner.build(chosen, settings)
         steps.update()
         note = BuildNote(read, None if asked is None else [c.isoformat() for c in asked])
         version = _write(store, table, note, out)

@@ -43,10 +43,15 @@ def month_ends(after: date, until: date) -> list[date]:
     return ends
 
 
-def default_cutoffs(con: duckdb.DuckDBPyConnection) -> list[date]:
-    """Month ends inside the span of the connection's `events`: each has events before and at or after it
-    (its midnight is after the first event and not after the last)."""
-    first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+def span_cutoffs(first: datetime | None, last: datetime | None) -> list[date]:
+    """Month ends inside the span of events from `first` to `last`: each has events before and at or
+    after it (its midnight is after the first event and not after the last). None: no events."""
     if first is None or last is None:
         return []
     return month_ends(first.astimezone(UTC).date(), last.astimezone(UTC).date())
+
+
+def default_cutoffs(con: duckdb.DuckDBPyConnection) -> list[date]:
+    """`span_cutoffs` of the connection's `events`."""
+    first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    return span_cutoffs(first, last)

@@ -8,9 +8,11 @@ rows through the online store's provider (`serving/online.py`, tested equal to `
 the API's per-call response building.
 
 The repo is configured in Python and applied in-process (the `feast apply` CLI costs ~6 s of start-up).
-Offline reads use the DuckDB store (point-in-time joins measured 9x faster than the file store's),
-which needs microsecond timestamps. The Feast project name is derived from the store's absolute path:
-Redis keys end with the project name, so two stores sharing one Redis never see each other's rows.
+Offline reads use the DuckDB store by default (point-in-time joins measured 9x faster than the file
+store's), which needs microsecond timestamps; `Settings.offline_store` spark gives Feast's Spark offline
+store over the same Parquet copy, run on Retain's Spark session. The Feast project name is derived from
+the store's absolute path: Redis keys end with the project name, so two stores sharing one Redis never
+see each other's rows.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 from feast import Entity, FeatureService, FeatureStore, FeatureView, Field, FileSource, RepoConfig
+from feast.data_source import DataSource
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
@@ -40,6 +43,7 @@ from features.rows import FeatureRows
 from retain.core.errors import RetainError
 from retain.core.files import write_atomic
 from retain.core.settings import Settings
+from retain.core.spark import session, spark_session_conf
 from retain.core.store import Store
 
 ENTITY = "account"
@@ -78,6 +82,15 @@ def _redis_connection_string(url: str) -> str:
     return ",".join(options)
 
 
+def _offline_store(settings: Settings) -> dict[str, Any]:
+    """Feast's offline store: DuckDB in process, or Spark with the session settings Retain uses (Feast
+    starts its own from these when no session is running, as under the `feast` CLI)."""
+    if settings.offline_store == "duckdb":
+        return {"type": "duckdb"}
+    conf = {"spark.master": settings.spark.master, **spark_session_conf(settings.spark)}
+    return {"type": "spark", "spark_conf": conf}
+
+
 def repo_config(store: Store, settings: Settings) -> dict[str, Any]:
     """The feature_store.yaml contents: everything lives under the store except Redis."""
     online: dict[str, Any]
@@ -95,7 +108,7 @@ def repo_config(store: Store, settings: Settings) -> dict[str, Any]:
         "project": project_name(store),
         "provider": "local",
         "registry": str(store.feast_dir.resolve() / "registry.db"),
-        "offline_store": {"type": "duckdb"},
+        "offline_store": _offline_store(settings),
         "online_store": online,
         "entity_key_serialization_version": 3,
     }
@@ -180,6 +193,24 @@ def offline_source(store: Store, version: int) -> Path:
     return store.feast_dir / "offline" / f"account_features-v{version}.parquet"
 
 
+def _source(settings: Settings, table_path: Path) -> DataSource:
+    """The view's offline source: the Parquet copy, as a file (DuckDB) or a Spark source."""
+    name = f"{VIEW}_source"
+    if settings.offline_store == "duckdb":
+        return FileSource(name=name, path=str(table_path), timestamp_field=TIMESTAMP)
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+    return SparkSource(name=name, path=str(table_path), file_format="parquet", timestamp_field=TIMESTAMP)
+
+
+def _open(store: Store, settings: Settings, config: dict[str, Any]) -> FeatureStore:
+    """The repo at `config`; with the Spark offline store, Retain's session is started first, so Feast
+    runs on it rather than on a session of its own."""
+    if settings.offline_store == "spark":
+        session(settings.spark)
+    return FeatureStore(repo_path=str(store.feast_dir), config=RepoConfig(**config))
+
+
 def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> dict[str, Any]:
     """Write the repo config, apply entity, view and default services, and materialise the online store.
 
@@ -196,10 +227,10 @@ def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> 
     write_atomic(table, table_path)
     config = repo_config(store, settings)
     store.feast_dir.mkdir(parents=True, exist_ok=True)
-    fs = FeatureStore(repo_path=str(store.feast_dir), config=RepoConfig(**config))
+    fs = _open(store, settings, config)
 
     account = Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING)
-    source = FileSource(name=f"{VIEW}_source", path=str(table_path), timestamp_field=TIMESTAMP)
+    source = _source(settings, table_path)
     view = FeatureView(name=VIEW, entities=[account], ttl=TTL, schema=fields, source=source, online=True)
     services = [FeatureService(name=name, features=[view]) for name in DEFAULT_SERVICES]
     with _quiet():
@@ -234,7 +265,7 @@ def feature_store(store: Store, settings: Settings) -> FeatureStore:
             f"{path} was published with other settings (online store, Redis URL or store path) than the "
             "current ones; run `retain features build` again"
         )
-    return FeatureStore(repo_path=str(store.feast_dir), config=RepoConfig(**config))
+    return _open(store, settings, config)
 
 
 def feature_service(fs: FeatureStore, name: str, features: Sequence[str]) -> FeatureService:
@@ -300,7 +331,9 @@ def historical_features(
     with _quiet():
         joined = fs.get_historical_features(entity_df=entities, features=features.refs).to_df()
     joined = joined.sort_values(_ROW)
-    keys = {name: joined[name].array for name in entity_df.columns}
+    # the entity columns as sent: offline stores hand the timestamp back in types of their own (Spark's
+    # is naive nanoseconds)
+    keys = {name: entities[name].array for name in entity_df.columns}
     return _frame(keys, joined, features, index=entity_df.index)
 
 

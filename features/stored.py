@@ -11,19 +11,43 @@ causal report read.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
+from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.store import Store
 
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
 TABLE = "features"
 BUILD_STEP = "features build"
+#: the version of each input table a build read or is pinned to (None: the table was never written)
+Versions = Mapping[str, int | None]
+#: the store's tables the feature SQL reads, by the name it reads them under, in their contract columns
+INPUTS: dict[str, pa.Schema] = {
+    "events": EVENT_SCHEMA,
+    "accounts": ACCOUNT_SCHEMA,
+    "interventions": INTERVENTION_SCHEMA,
+}
+
+
+def input_tables(
+    store: Store, versions: Versions | None = None
+) -> Iterator[tuple[str, pa.Schema, DeltaTable | None]]:
+    """Each input table at `versions` (default the latest): None where never written, and where a pinned
+    build found it unwritten (read as empty, not as today's table)."""
+    for name, schema in INPUTS.items():
+        version = None if versions is None else versions.get(name)
+        found = None if versions is not None and version is None else store.delta(name, version)
+        yield name, schema, found
 
 
 @dataclass(frozen=True)

@@ -3,4 +3,4 @@
 -- Joining the daily roll-ups to this table on `day` is an equi-join: no events x cutoffs product.
 SELECT c.cutoff, day_of(c.cutoff) - r.age AS day, r.age
 FROM cutoffs AS c
-CROSS JOIN (SELECT CAST(range AS INTEGER) AS age FROM range(1, 98)) AS r
+CROSS JOIN (SELECT CAST(age AS INTEGER) AS age FROM (SELECT unnest(range(1, 98)) AS age)) AS r

@@ -57,7 +57,7 @@ responses AS (
     FROM done AS d
     JOIN (SELECT DISTINCT account_id, latest FROM latest) AS l
         ON l.account_id = d.account_id AND l.latest = ordered(d.ts, d.intervention_id)
-    CROSS JOIN (SELECT CAST(range AS INTEGER) AS shift FROM range(-14, 15)) AS w
+    CROSS JOIN (SELECT CAST(shift AS INTEGER) AS shift FROM (SELECT unnest(range(-14, 15)) AS shift)) AS w
     LEFT JOIN daily AS x ON x.account_id = d.account_id AND x.day = d.day + w.shift AND x.sessions > 0
     GROUP BY d.account_id, d.ts, d.intervention_id
 )

@@ -121,6 +121,20 @@ class CockpitSettings(BaseModel):
     cookie_secure: bool = False
 
 
+class SparkSettings(BaseModel):
+    """The Spark engine's session (`RETAIN_SPARK__*`); under spark-submit, the cluster's master wins."""
+
+    #: where the session runs when nothing launched it: `local[N]` uses N cores of this machine
+    master: str = "local[2]"
+    app_name: str = "retain"
+    #: extra Spark settings, e.g. {"spark.executor.memory": "8g"}
+    conf: dict[str, str] = {}
+    #: how Spark reads the store's Delta tables: natively (`format("delta")`, the cluster needs Delta
+    #: Lake's jars), from the active Parquet files delta-rs lists, or natively when the session has the
+    #: Delta extension and from the files otherwise
+    delta: Literal["auto", "native", "files"] = "auto"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore")
 
@@ -128,7 +142,14 @@ class Settings(BaseSettings):
     horizon_days: int = Field(90, gt=0, description="label horizon after a cutoff")
     health_weights: HealthWeights = HealthWeights()
     health_bands: HealthBands = HealthBands()
+    engine: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="what runs the feature SQL, batch scoring and side-by-side fits"
+    )
+    spark: SparkSettings = SparkSettings()
     online_store: Literal["sqlite", "redis"] = "sqlite"
+    offline_store: Literal["duckdb", "spark"] = Field(
+        "duckdb", description="Feast's offline store for point-in-time training sets"
+    )
     redis_url: str = "redis://127.0.0.1:6379/0"
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow backend, e.g. postgresql://...; default: SQLite under the store"

@@ -26,8 +26,9 @@ from tqdm import tqdm
 import features
 import retain.core
 import training
-from features.build import INPUTS, build_feature_table, register_store
+from features.build import build_feature_table, register_store
 from features.definitions import KEYS
+from features.stored import INPUTS
 from retain.core.catalogue import ACTIONS
 from retain.core.contract import HOLDOUT
 from retain.core.errors import RetainError
