@@ -204,26 +204,39 @@ def score_store(
     chunk: int = CHUNK,
 ) -> StoreScores:
     """Score every account active at `cutoff` with `churn@champion` and `expansion@champion` into a
-    Parquet file and the store's `scores` table. The file replaces `out` only once the table committed."""
+    Parquet file and the store's `scores` table, in this process or, with `settings.engine` spark, on
+    Spark's executors. The file replaces `out` only once the table committed."""
     started = time.perf_counter()
     churn, expansion, models = _champions(store, settings)
     needed = {*churn.features, *(expansion.features if expansion else []), *HEALTH}
     features_version = store.version(FEATURES)
-    rows = cutoff_rows(store, cutoff, [JOIN_KEY, *sorted(needed - {JOIN_KEY})], features_version)
+    columns = [JOIN_KEY, *sorted(needed - {JOIN_KEY})]
     with atomic_path(out) as tmp:
-        with pq.ParquetWriter(tmp, OUTPUT) as writer:
-            for part in _chunks(rows, chunk, f"score {cutoff.isoformat()}"):
-                writer.write_table(score_accounts(churn, expansion, part))
+        if settings.engine == "spark":
+            # deferred: PySpark is optional, and a local batch never needs it
+            from serving.batch_spark import score_cutoff
+
+            scored = score_cutoff(
+                store, settings, cutoff, columns, features_version, (churn, expansion), score_accounts, OUTPUT
+            )
+            pq.write_table(scored, tmp)
+            count = scored.num_rows
+        else:
+            rows = cutoff_rows(store, cutoff, columns, features_version)
+            with pq.ParquetWriter(tmp, OUTPUT) as writer:
+                for part in _chunks(rows, chunk, f"score {cutoff.isoformat()}"):
+                    writer.write_table(score_accounts(churn, expansion, part))
+            count = len(rows)
         version = publish_scores(store, cutoff, tmp, models, features_version)
     seconds = time.perf_counter() - started
     return StoreScores(
         cutoff=cutoff,
-        rows=len(rows),
+        rows=count,
         out=out,
         scores_version=version,
         models=models,
         seconds=round(seconds, 3),
-        rows_per_second=round(len(rows) / seconds, 1),
+        rows_per_second=round(count / seconds, 1),
     )
 
 

@@ -53,10 +53,29 @@ StoreOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print the whole result as JSON, not a summary")]
+EngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="duckdb (embedded) or spark (a local session, or the cluster under spark-submit) "
+        "[default: $RETAIN_ENGINE, else duckdb]",
+        show_default=False,
+    ),
+]
 
 
 def _store(store: str | None) -> Store:
     return api.open_store(store)
+
+
+def _settings(engine: str | None) -> Settings:
+    """The environment's settings, with `--engine` over RETAIN_ENGINE."""
+    settings = api.settings_or_default()
+    if engine is None:
+        return settings
+    if engine not in ("duckdb", "spark"):
+        raise RetainError(f"--engine: expected duckdb or spark, got {engine!r}")
+    return settings.model_copy(update={"engine": engine})
 
 
 def _emit(result: Result, as_json: bool, summary: Callable[[Result], RenderableType]) -> None:
@@ -161,6 +180,7 @@ def features_build(
         int | None,
         typer.Option(help="rebuild from the table versions that built this version of the feature table"),
     ] = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time feature table as the store's new version, then publish it to Feast. Each
@@ -174,7 +194,12 @@ def features_build(
     where = f" into {out}" if out is not None else ""
     _stage(f"building the feature table{where}" + (", then publishing it to Feast" if publish else ""))
     result = api.build_features(
-        store=_store(store), cutoffs=chosen, out=out, online=publish, as_of_version=as_of_version
+        store=_store(store),
+        settings=_settings(engine),
+        cutoffs=chosen,
+        out=out,
+        online=publish,
+        as_of_version=as_of_version,
     )
     _emit(result, as_json, summaries.features_built)
 
@@ -248,6 +273,7 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="registered model name [default: the --model kind]")
     ] = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tune, calibrate and evaluate a model against the baselines, then log it to MLflow and register it."""
@@ -269,7 +295,9 @@ def train(
     else:
         kind = cast(api.ModelKind, model)
         _stage(_training_stage(kind))
-        trained = api.train(kind, store=where, config=config, truth=truth, name=name)
+        trained = api.train(
+            kind, store=where, settings=_settings(engine), config=config, truth=truth, name=name
+        )
     _emit(trained, as_json, summaries.trained)
 
 
@@ -321,9 +349,11 @@ def score(
         str | None,
         typer.Option("--id", help="with --table: its id column (default: the model's, else account_id)"),
     ] = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Batch scoring with reasons: the store's accounts at a cutoff, or a table of your own."""
+    """Batch scoring with reasons: the store's accounts at a cutoff, or a table of your own; with
+    `--engine spark`, the store's accounts are scored on Spark's executors."""
     if (cutoff is None) == (table is None):
         raise RetainError("give either --cutoff (score the store's accounts) or --table (score a file)")
     if table is not None:
@@ -337,7 +367,8 @@ def score(
         raise RetainError("--cutoff scores with churn@champion and expansion@champion; drop --model")
     day = _one_date(str(cutoff), "--cutoff")
     _stage(f"scoring the accounts active at {day} with the churn and expansion champions")
-    _emit(api.score(day, out, store=_store(store)), as_json, summaries.scored)
+    at_cutoff = api.score(day, out, store=_store(store), settings=_settings(engine))
+    _emit(at_cutoff, as_json, summaries.scored)
 
 
 @app.command("example-account")
@@ -518,6 +549,7 @@ def report_causal(
         str | None, typer.Option(help="with --table: COL,... left out of the default choice of columns")
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="processes estimating actions side by side")] = 2,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What each action did to churn and expansion (or each treatment to an export's outcome), doubly
@@ -526,7 +558,7 @@ def report_causal(
         if any(v is not None for v in (treatment, outcome, control, covariates, exclude)):
             raise RetainError("--treatment, --outcome, --control, --covariates and --exclude go with --table")
         _stage("estimating each action's effect on churn and expansion (doubly robust); this takes minutes")
-        written = api.report_causal(out, store=_store(store), jobs=jobs)
+        written = api.report_causal(out, store=_store(store), settings=_settings(engine), jobs=jobs)
     else:
         if treatment is None or outcome is None:
             raise RetainError("--table needs --treatment COL and --outcome COL")
@@ -539,6 +571,7 @@ def report_causal(
             control=control,
             covariates=None if covariates is None else _comma_list(covariates),
             exclude=None if exclude is None else _comma_list(exclude),
+            settings=_settings(engine),
             jobs=jobs,
         )
     _emit(written, as_json, summaries.report_written)

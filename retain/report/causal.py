@@ -11,10 +11,10 @@ typed report (`schema.CausalReport`); reading the store or the file happens only
 `from_table`.
 
 This module runs the parts step by step (each arm's estimates, then each of its refutations, side by side
-in `jobs` processes, with a progress bar on stderr) and assembles the report: `study` (what is analysed),
-`estimation` (one arm's estimates and the checks on them), `subgroups` (where the effect differs),
-`balance` and `sensitivity` (how far to trust them beyond their intervals), `wording` (effects in
-words), `schema` (the report's JSON).
+on local processes or Spark's executors, with a progress bar on stderr) and assembles the report: `study`
+(what is analysed), `estimation` (one arm's estimates and the checks on them), `subgroups` (where the
+effect differs), `balance` and `sensitivity` (how far to trust them beyond their intervals), `wording`
+(effects in words), `schema` (the report's JSON).
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
+from retain.core.parallel import Call, Workers, side_by_side
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.report.balance import MATERIAL_SMD, arm_balance, pooled_spread
@@ -209,17 +209,19 @@ def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, f
 
 
 def _run(
-    study: Study, x: dr.Matrix, jobs: int, cache: Path | None
+    study: Study, x: dr.Matrix, workers: Workers, cache: Path | None
 ) -> tuple[list[ArmEstimates], list[RefutationRun]]:
-    """Every arm's estimates and refutations, `jobs` at a time, from the fits they share (`fits`), with a
+    """Every arm's estimates and refutations on `workers`, from the fits they share (`fits`), with a
     progress bar on stderr for each stage."""
-    fits = shared_fits(study, x, jobs, cache)
+    fits = shared_fits(study, x, workers, cache)
     arms = range(len(study.arms))
-    work = [delayed(estimate_arm)(study, x, i, fits[(i, "estimate")]) for i in arms]
-    work += [
-        delayed(refute_arm)(study, x, i, check, fits[(i, check)]) for i in arms for check in REFUTATION_CHECKS
+    work: list[Call[ArmEstimates | RefutationRun]] = [
+        (estimate_arm, (study, x, i, fits[(i, "estimate")])) for i in arms
     ]
-    done = Parallel(n_jobs=min(jobs, len(work)), return_as="generator_unordered")(work)
+    work += [
+        (refute_arm, (study, x, i, check, fits[(i, check)])) for i in arms for check in REFUTATION_CHECKS
+    ]
+    done = side_by_side(work, workers)
     estimates: dict[int, ArmEstimates] = {}
     runs: dict[tuple[int, RefutationCheck], RefutationRun] = {}
     with tqdm(total=len(work), desc="causal report: estimates", unit="step", disable=None) as bar:
@@ -252,13 +254,13 @@ def _refutation(study: Study, run: RefutationRun, main: dr.Effect) -> Refutation
     )
 
 
-def analyse(study: Study, jobs: int = 1, cache: Path | None = None) -> Analysis:
-    """Every section of the report; arms and their refutations are independent, so `jobs` processes
-    estimate them side by side. Fits found in `cache` (`crossfit`'s) are read, not refitted."""
+def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = None) -> Analysis:
+    """Every section of the report; arms and their refutations are independent, so `workers` estimate
+    them side by side. Fits found in `cache` (`crossfit`'s) are read, not refitted."""
     # accounts as integer codes: the same folds and clusters as their ids, without sorting text each time
     study = replace(study, groups=np.unique(study.groups, return_inverse=True)[1])
     x = dr.Matrix.of(study.frame, study.covariates, study.category_levels)
-    arms, runs = _run(study, x, jobs, cache)
+    arms, runs = _run(study, x, workers, cache)
     overlaps = [a.overlap for a in arms]
     balances = [a.balance for a in arms]
     refutations = [_refutation(study, run, arms[run.index].refuted_estimate) for run in runs]
@@ -390,7 +392,8 @@ def _later_not_never(overlaps: list[ArmOverlap]) -> str | None:
 def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
     """The report over the store's weekly design: every action, on churn and expansion, over the weeks the
     team was free to act; and, where the log has a never-treated holdout, the usual course against never
-    acting."""
+    acting. Fitted in `jobs` processes, or on Spark's executors with `settings.engine` spark."""
+    workers = Workers.of(settings, jobs)
     config = UpliftConfig().resolved(settings)
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
     cache = crossfit_cache(store)
@@ -402,10 +405,10 @@ def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
         folds=config.folds,
         seed=study.seed,
         threads=config.threads,
-        jobs=jobs,
+        workers=workers,
         cache=cache,
     )
-    return analyse(replace(study, program=program), jobs, cache)
+    return analyse(replace(study, program=program), workers, cache)
 
 
 def from_table(
@@ -434,4 +437,4 @@ def from_table(
         covariates=covariates,
         exclude=exclude,
     )
-    return analyse(study, jobs)
+    return analyse(study, Workers.of(settings, jobs))

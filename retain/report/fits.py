@@ -15,6 +15,7 @@ from typing import cast
 
 import numpy as np
 
+from retain.core.parallel import Workers
 from retain.report.estimation import (
     MODEL_THREADS,
     REFUTATION_CHECKS,
@@ -96,14 +97,14 @@ def _samples(study: Study, x: dr.Matrix, arms: list[int]) -> list[Sample]:
 
 
 def shared_fits(
-    study: Study, x: dr.Matrix, jobs: int, cache: Path | None = None
+    study: Study, x: dr.Matrix, workers: Workers, cache: Path | None = None
 ) -> dict[tuple[int, str], Fits]:
-    """(arm, variant) -> its fits: every propensity and every shared baseline of the report, fitted in
-    `jobs` processes with a progress bar on stderr (or read from `cache`, `crossfit`'s)."""
+    """(arm, variant) -> its fits: every propensity and every shared baseline of the report, fitted on
+    `workers` with a progress bar on stderr (or read from `cache`, `crossfit`'s)."""
     groups = _same_rows(study)
     samples = [s for arms in groups for s in _samples(study, x, arms)]
     fitted = fit_side_by_side(
-        samples, jobs=jobs, threads=MODEL_THREADS, desc="causal report: fits", cache=cache
+        samples, workers=workers, threads=MODEL_THREADS, desc="causal report: fits", cache=cache
     )
     out = {}
     for g, arms in enumerate(groups):

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from retain.cli import app, main
+from retain.core.parallel import Workers
 from retain.report.causal import analyse
 from retain.report.estimation import placebo_holds, placebo_level
 from retain.report.study import table_study
@@ -124,8 +125,8 @@ def test_estimating_side_by_side_changes_no_number() -> None:
     frame["churned"] = (rng.random(n) < 0.4 + 0.2 * frame["x"]).astype(int)
     study = table_study(frame, "arm", "churned", "none", table="arms.csv", seed=0)
 
-    alone = analyse(study, jobs=1).report
-    side_by_side = analyse(study, jobs=2).report
+    alone = analyse(study, Workers(1)).report
+    side_by_side = analyse(study, Workers(2)).report
 
     assert [r.check for r in alone.refutations] == [
         "placebo_treatment",

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from retain.core.parallel import Workers
 from retain.report.causal import analyse
 from retain.report.schema import StoreSource
 from retain.report.study import Arm, OutcomeValues, Study
@@ -83,7 +84,7 @@ def shared_study() -> Study:
 
 
 def test_shared_fits_give_every_arm_the_estimates_its_own_fits_gave() -> None:
-    report = analyse(shared_study(), jobs=2).report
+    report = analyse(shared_study(), Workers(2)).report
 
     got = {(e.treatment, e.outcome): (e.ate, e.ci_low, e.ci_high) for e in report.effects}
     assert got.keys() == REFERENCE.keys()
@@ -127,11 +128,11 @@ def test_fits_kept_in_the_cache_are_read_back_and_a_changed_input_is_refitted(tm
     call = (rng.random(n) < 0.1).astype(np.int8)
     sample = Sample(x, splits, groups, 1, outcomes={"churn": churn}, treatments={"call": call})
 
-    (first,) = fit_side_by_side([sample], jobs=1, threads=1, desc="fits", cache=tmp_path)
+    (first,) = fit_side_by_side([sample], workers=Workers(1), threads=1, desc="fits", cache=tmp_path)
     (kept,) = tmp_path.glob("*.npz")
-    (again,) = fit_side_by_side([sample], jobs=1, threads=1, desc="fits", cache=tmp_path)
+    (again,) = fit_side_by_side([sample], workers=Workers(1), threads=1, desc="fits", cache=tmp_path)
     renamed = replace(sample, outcomes={"other": churn}, treatments={"0": call})
-    (by_position,) = fit_side_by_side([renamed], jobs=1, threads=1, desc="fits", cache=tmp_path)
+    (by_position,) = fit_side_by_side([renamed], workers=Workers(1), threads=1, desc="fits", cache=tmp_path)
 
     np.testing.assert_array_equal(again.baseline["churn"], first.baseline["churn"])
     np.testing.assert_array_equal(again.targeted["call"], first.targeted["call"])
@@ -139,6 +140,6 @@ def test_fits_kept_in_the_cache_are_read_back_and_a_changed_input_is_refitted(tm
     assert list(tmp_path.glob("*.npz")) == [kept]
 
     changed = replace(sample, treatments={"call": 1 - call})
-    (refitted,) = fit_side_by_side([changed], jobs=1, threads=1, desc="fits", cache=tmp_path)
+    (refitted,) = fit_side_by_side([changed], workers=Workers(1), threads=1, desc="fits", cache=tmp_path)
     assert len(list(tmp_path.glob("*.npz"))) == 2
     assert not np.allclose(refitted.targeted["call"], first.targeted["call"])

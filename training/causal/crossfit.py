@@ -1,5 +1,5 @@
 """Cross-fitting side by side: the out-of-fold baselines and propensities that many treatments share,
-fitted fold by fold in `jobs` processes, with a progress bar on stderr.
+fitted fold by fold on local processes or Spark's executors (`Workers`), with a progress bar on stderr.
 
 An outcome's baseline E[Y | x] does not depend on the treatment, so one fit per fold serves every
 action. Every treatment's propensity over the same rows uses the same folds and held-out accounts, so one
@@ -22,10 +22,10 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from joblib import Parallel, delayed
 from tqdm.auto import tqdm
 
 from retain.core.files import atomic_path, keep_newest
+from retain.core.parallel import Workers, side_by_side
 from retain.core.store import Store
 from training.causal import dr
 
@@ -158,10 +158,10 @@ def _keep(fitted: Fitted, path: Path) -> None:
 
 
 def fit_side_by_side(
-    samples: list[Sample], *, jobs: int, threads: int, desc: str, cache: Path | None = None
+    samples: list[Sample], *, workers: Workers, threads: int, desc: str, cache: Path | None = None
 ) -> list[Fitted]:
-    """Every sample's baselines and propensities, fold by fold, `jobs` tasks at a time; those in `cache`
-    are read instead (the baselines fitted on every row are always fitted)."""
+    """Every sample's baselines and propensities, fold by fold, on `workers`; those in `cache` are read
+    instead (the baselines fitted on every row are always fitted)."""
     paths = [None if cache is None else cache / f"{_digest(s, threads)}.npz" for s in samples]
     found = [None if path is None else _cached(s, path) for s, path in zip(samples, paths, strict=True)]
     # a found sample still fits its baselines on every row, where asked: no folds, no treatments
@@ -169,7 +169,7 @@ def fit_side_by_side(
         s if hit is None else replace(s, splits=[], treatments={})
         for s, hit in zip(samples, found, strict=True)
     ]
-    fitted = _fit(todo, jobs, threads, desc)
+    fitted = _fit(todo, workers, threads, desc)
     out = []
     for hit, new, path in zip(found, fitted, paths, strict=True):
         if hit is not None:
@@ -181,7 +181,8 @@ def fit_side_by_side(
     return out
 
 
-def _fit(samples: list[Sample], jobs: int, threads: int, desc: str) -> list[Fitted]:
+def _fit(samples: list[Sample], workers: Workers, threads: int, desc: str) -> list[Fitted]:
+    jobs = workers.jobs
     chunks = jobs if jobs > 1 and sum(len(s.splits) for s in samples) % jobs else 1
     tasks = list(_tasks(samples, chunks, threads))
     out = [Fitted({}, {}, {}) for _ in samples]
@@ -191,9 +192,7 @@ def _fit(samples: list[Sample], jobs: int, threads: int, desc: str) -> list[Fitt
         fitted.targeted.update({name: np.empty(n) for name in s.treatments})
     if not tasks:
         return out
-    done = Parallel(n_jobs=min(jobs, len(tasks)), return_as="generator_unordered")(
-        delayed(_run)(t) for t in tasks
-    )
+    done = side_by_side([(_run, (task,)) for task in tasks], workers)
     with tqdm(total=len(tasks), desc=desc, unit="fit", disable=None) as bar:
         for task, results in done:
             for name, result in zip(task.names, results, strict=True):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from retain.core.contract import HOLDOUT
+from retain.core.parallel import Workers
 from training.causal import dr
 from training.causal.crossfit import Sample, fit_side_by_side
 from training.columns import design_columns
@@ -142,7 +143,7 @@ def design_program_effects(
     folds: int,
     seed: int,
     threads: int,
-    jobs: int,
+    workers: Workers,
     cache: Path | None = None,
 ) -> list[ProgramEffect]:
     """`program_effect` on each outcome over the uplift design's `rows` (`Design.rows`, `.outcomes`,
@@ -160,7 +161,7 @@ def design_program_effects(
         seed,
         outcomes=dict(outcomes),
     )
-    (fitted,) = fit_side_by_side([sample], jobs=jobs, threads=threads, desc="holdout", cache=cache)
+    (fitted,) = fit_side_by_side([sample], workers=workers, threads=threads, desc="holdout", cache=cache)
     found = (
         program_effect(weeks, outcome, y, fitted.baseline[outcome], groups) for outcome, y in outcomes.items()
     )

@@ -17,6 +17,7 @@ from features.definitions import KEYS
 from features.stored import read_features
 from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
+from retain.core.parallel import Workers
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import against_truth, dr
@@ -120,7 +121,9 @@ class CrossFit:
         *,
         whole: bool = False,
         cache: Path | None = None,
+        workers: Workers | None = None,
     ) -> CrossFit:
+        """The shared fits over `design`, on `workers` (default: `config.jobs` local processes)."""
         seed = int(config.seed or 0)
         features, categories = design_columns(design.rows)
         x = dr.Matrix.of(design.rows, features, categories)
@@ -134,9 +137,8 @@ class CrossFit:
             treatments={a: dr.targeted(design.treated[a], design.randomised[a]) for a in ACTIONS},
             whole_baselines=whole,
         )
-        (fitted,) = fit_side_by_side(
-            [sample], jobs=config.resolved_jobs, threads=config.threads, desc="uplift", cache=cache
-        )
+        on = workers or Workers(config.resolved_jobs)
+        (fitted,) = fit_side_by_side([sample], workers=on, threads=config.threads, desc="uplift", cache=cache)
         propensities = {
             a: dr.with_known(fitted.targeted[a], design.known_propensity[a], config.clip) for a in ACTIONS
         }
@@ -156,14 +158,21 @@ class CrossFit:
         return dr.Nuisance(mu0, mu1, propensity, clipped)
 
 
-def fit_uplift(design: Design, config: UpliftConfig, name: str, cache: Path | None = None) -> UpliftModel:
-    """Every nuisance out of fold (read from `cache` where fitted before), then each action's average and
+def fit_uplift(
+    design: Design,
+    config: UpliftConfig,
+    name: str,
+    cache: Path | None = None,
+    workers: Workers | None = None,
+) -> UpliftModel:
+    """Every nuisance out of fold (read from `cache` where fitted before; fitted on `workers`, default
+    `config.jobs` local processes), then each action's average and
     relative effect on each outcome, over the weeks the team was free to act (held-out weeks left out:
     `holdout`). An action that settles at the renewal takes its shares and overlap from one row per renewal
     where there are enough (`renewal`); its average effect, like every action's, is this week's act against
     the usual course."""
     design = design.usual_course()
-    fit = CrossFit.of(design, config, whole=True, cache=cache)
+    fit = CrossFit.of(design, config, whole=True, cache=cache, workers=workers)
     relative: dict[tuple[str, str], dr.Share] = {}
     average: dict[tuple[str, str], dr.Effect] = {}
     overlap: dict[str, Overlap] = {}
@@ -262,7 +271,8 @@ def train_uplift(
     started = time.perf_counter()
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
     cache = crossfit_cache(store)
-    model = fit_uplift(design, config, name, cache=cache)
+    workers = Workers.of(settings, config.resolved_jobs)
+    model = fit_uplift(design, config, name, cache=cache, workers=workers)
     seed = int(config.seed or 0)
     program = design_program_effects(
         design.rows,
@@ -271,7 +281,7 @@ def train_uplift(
         folds=config.folds,
         seed=seed,
         threads=config.threads,
-        jobs=config.resolved_jobs,
+        workers=workers,
         cache=cache,
     )
     metrics: dict[str, Any] = {

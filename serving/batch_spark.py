@@ -1,0 +1,83 @@
+"""Batch scoring on Spark: the champions broadcast to the executors and applied to the feature table's
+rows at a cutoff with `mapInPandas`.
+
+Each executor runs `score_accounts`, the same function the single-process batch runs on its chunks, so
+probabilities, health and worded TreeSHAP reasons are the same values; only the work is spread. The
+scored rows (a few columns per account) come back to the driver as Arrow, where `score_store` writes
+the Parquet file and the `scores` Delta table as it does for a local batch: a failed job writes
+neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import date
+from typing import TYPE_CHECKING
+
+import pandas as pd
+import pyarrow as pa
+
+from features.cutoffs import cutoff_instant
+from features.definitions import KEYS, feature_schema
+from features.stored import TABLE as FEATURES
+from retain.core.errors import RetainError
+from retain.core.settings import Settings
+from retain.core.spark import read_delta, session, spark_errors
+from retain.core.store import Store
+from training.artifact import ScoringModel
+
+if TYPE_CHECKING:
+    from pyspark import Broadcast
+
+JOIN_KEY, TIMESTAMP = KEYS
+
+
+Models = tuple[ScoringModel, ScoringModel | None]
+#: how a chunk of rows is scored: `serving.batch.score_accounts`, passed in so both batches run it
+ScoreRows = Callable[[ScoringModel, ScoringModel | None, pd.DataFrame], pa.Table]
+
+
+def _scorer(
+    score_rows: ScoreRows, models: Broadcast[Models]
+) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """The function each executor maps its batches through (a closure over the broadcast models)."""
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        churn, expansion = models.value
+        for rows in batches:
+            yield score_rows(churn, expansion, rows.reset_index(drop=True)).to_pandas()
+
+    return score
+
+
+def score_cutoff(
+    store: Store,
+    settings: Settings,
+    cutoff: date,
+    columns: list[str],
+    version: int | None,
+    models: Models,
+    score_rows: ScoreRows,
+    output: pa.Schema,
+) -> pa.Table:
+    """The rows of feature table `version` at `cutoff` (`columns` of them) scored on Spark by
+    `score_rows`, as `output`; an error when the table has no rows at `cutoff`."""
+    spark = session(settings.spark)
+    found = store.delta(FEATURES, version)
+    if found is None:
+        raise RetainError(f"no feature table in {store.location}; run `retain features build` first")
+    schema = feature_schema()
+    wanted = pa.schema([schema.field(c) for c in columns])
+    from pyspark.sql.functions import col, lit
+    from pyspark.sql.pandas.types import from_arrow_schema
+
+    with spark_errors(f"scoring the accounts at {cutoff.isoformat()}"):
+        table = read_delta(spark, found, store.uri(FEATURES), schema, settings.spark)
+        rows = table.where(col(TIMESTAMP) == lit(cutoff_instant(cutoff))).select(wanted.names)
+        broadcast = spark.sparkContext.broadcast(models)
+        scorer = _scorer(score_rows, broadcast)
+        scored = rows.mapInPandas(scorer, schema=from_arrow_schema(output)).toArrow()
+        broadcast.destroy()
+    if scored.num_rows == 0:
+        raise RetainError(f"no feature rows at cutoff {cutoff.isoformat()}")
+    return scored.cast(output)
