@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-demo soak results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-demo soak results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -25,7 +25,7 @@ help: ## list the targets
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3 uv==0.13.8
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark]'
 	touch $@
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
@@ -35,6 +35,10 @@ $(CHROMIUM):
 	$(AS_ROOT) sh -c 'apt-get install -y -q chromium || (apt-get update -q && apt-get install -y -q chromium)'
 
 browser: $(CHROMIUM) ## Debian's chromium for the cockpit's end-to-end tests
+
+# Debian's OpenJDK for the Spark engine's tests (a local Spark session runs in a JVM), unless a java is on PATH
+java: ## a Java runtime for the Spark engine's tests (Debian's OpenJDK 17 when none is installed)
+	@command -v java >/dev/null || $(AS_ROOT) sh -c 'apt-get install -y -q openjdk-17-jre-headless || (apt-get update -q && apt-get install -y -q openjdk-17-jre-headless)'
 
 demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE)); JSON=--json for whole results
 	@$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START) $(JSON)
@@ -68,7 +72,7 @@ typecheck: install ## mypy over the packages
 unit: install ## the fast tier for the inner loop: tests/unit (in-process, no servers, no browser)
 	$(BIN)/pytest -q tests/unit
 
-test: lint typecheck browser ## everything CI runs: lint, types and every tier (unit, integration, e2e)
+test: lint typecheck browser java ## everything CI runs: lint, types and every tier (unit, integration, e2e)
 	$(BIN)/pytest -q
 
 bench-features: install ## feature build throughput vs a pandas baseline (1M and 10M events)

@@ -1,0 +1,187 @@
+"""The Spark engine on a real local session (`local[2]`): the same feature table, scores and uplift fits
+as DuckDB and the single process, and a failure that says so and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from features.build import build_and_publish
+from features.dialect import to_spark
+from features.feast_repo import feature_store, historical_features
+from features.stored import TABLE as FEATURES
+from retain.core.parallel import Workers, side_by_side
+from retain.core.settings import Settings, SparkSettings
+from retain.core.spark import SparkFailure, session
+from retain.core.store import Store
+from retain.ingest import ingest_path
+from retain.simulate import SimConfig, simulate_to
+from serving.batch import score_store
+from tests.support.served import World
+from tests.support.worlds import UpliftWorld
+from training.causal.design import store_design
+from training.causal.train import fit_uplift
+from training.config import UpliftConfig
+
+#: small data: a few shuffle partitions, and no whole-stage code generation (compiling it costs more
+#: than running a few thousand rows)
+SPARK = SparkSettings(conf={"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"})
+
+
+def _spark(settings: Settings) -> Settings:
+    return settings.model_copy(update={"engine": "spark", "spark": SPARK})
+
+
+@pytest.fixture(scope="module")
+def spark_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, Settings]]:
+    root = tmp_path_factory.mktemp("spark")
+    simulate_to(SimConfig(accounts=80, days=150, seed=5, start=date(2025, 1, 1)), root / "sim")
+    store = Store(root / "store")
+    ingest_path(store, root / "sim")
+    session(SPARK)
+    yield store, Settings(home=store.root)
+
+
+def _assert_same_table(duck: pa.Table, spark: pa.Table) -> None:
+    """Counts, flags and text exactly; floats to 1e-9 relative (1e-12 absolute where a sum of
+    floats cancels to zero, which summing in another order leaves as rounding dust)."""
+    assert spark.schema == duck.schema
+    assert spark.num_rows == duck.num_rows
+    for name in duck.column_names:
+        ours, theirs = duck[name].to_pylist(), spark[name].to_pylist()
+        if not pa.types.is_floating(duck.schema.field(name).type):
+            assert theirs == ours, name
+            continue
+        for a, b in zip(ours, theirs, strict=True):
+            assert (a is None) == (b is None), name
+            if a is not None:
+                assert math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12) or (math.isnan(a) and math.isnan(b)), (
+                    name,
+                    a,
+                    b,
+                )
+
+
+def test_spark_builds_the_feature_table_duckdb_builds(spark_store: tuple[Store, Settings]) -> None:
+    store, settings = spark_store
+    duck = build_and_publish(store, settings, None, None, online=False)
+    on_spark = build_and_publish(store, _spark(settings), None, None, online=False)
+    assert (on_spark.version, on_spark.read, on_spark.cutoffs) == (duck.version + 1, duck.read, duck.cutoffs)
+    tables = [store.dataset(FEATURES, v).to_table() for v in (duck.version, on_spark.version)]
+    assert tables[0].num_rows > 200
+    _assert_same_table(*tables)
+
+
+def test_decimal_literals_divide_as_doubles_on_spark() -> None:
+    text = to_spark("SELECT x / 7.0 AS y FROM t WHERE d > $grace", {"grace": 7})
+    assert "CAST(7.0 AS DOUBLE)" in text and "> 7" in text
+
+
+def test_feast_reads_training_sets_through_spark(spark_store: tuple[Store, Settings]) -> None:
+    """Feast's Spark offline store, configured in feature_store.yaml, answers the point-in-time join
+    with the rows of the latest cutoff before each time."""
+    store, settings = spark_store
+    chosen = settings.model_copy(update={"offline_store": "spark", "spark": SPARK})
+    built = build_and_publish(store, chosen, None, None, online=True)
+    assert "type: spark" in (store.feast_dir / "feature_store.yaml").read_text()
+    at = pd.Timestamp("2025-05-15", tz="UTC")
+    table = store.dataset(FEATURES, built.version).to_table().to_pandas()
+    latest = table[table["cutoff"] == table.loc[table["cutoff"] < at, "cutoff"].max()].head(5)
+    entities = pd.DataFrame({"account_id": latest["account_id"].tolist(), "event_timestamp": at})
+    joined = historical_features(feature_store(store, chosen), entities, ["sessions_30d", "tier"])
+    assert joined["event_timestamp"].dtype == "datetime64[us, UTC]"
+    assert joined["sessions_30d"].tolist() == latest["sessions_30d"].astype(float).tolist()
+    assert joined["tier"].tolist() == latest["tier"].tolist()
+
+
+def test_spark_scores_and_words_reasons_as_the_single_process_batch(
+    served_world: World, tmp_path: Path
+) -> None:
+    world = served_world
+    local = score_store(world.store, world.settings, world.latest, tmp_path / "local.parquet")
+    spark = score_store(world.store, _spark(world.settings), world.latest, tmp_path / "spark.parquet")
+    assert spark.rows == local.rows == len(world.active)
+    assert spark.scores_version == local.scores_version + 1
+    ours, theirs = (
+        pq.read_table(p).to_pandas().sort_values("account_id").reset_index(drop=True)
+        for p in (local.out, spark.out)
+    )
+    pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-12)
+    assert (theirs["reasons"] == ours["reasons"]).all() and theirs["reasons"].str.contains("text").all()
+
+
+def test_uplift_fits_on_spark_executors_equal_the_local_ones(uplift_world: UpliftWorld) -> None:
+    store, settings = uplift_world.store, uplift_world.settings
+    config = UpliftConfig(truth_dir=uplift_world.simulation, min_effective_treated=20).resolved(settings)
+    design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
+    on_spark = fit_uplift(design, config, "uplift", workers=Workers(2, SPARK))
+    local = uplift_world.result.model
+    assert on_spark.average.keys() == local.average.keys() and len(local.average) == 24
+    for key, effect in local.average.items():
+        assert on_spark.average[key] == effect, key
+    for key, share in local.relative.items():
+        assert on_spark.relative[key] == share, key
+
+
+def test_a_lost_executor_is_a_clear_error() -> None:
+    with pytest.raises(SparkFailure, match="Spark failed while running 2 fits on Spark's executors"):
+        list(side_by_side([(abs, (-1,)), (os._exit, (3,))], Workers(2, SPARK)))
+
+
+def test_a_failed_spark_build_leaves_the_feature_table_as_it_was(
+    spark_store: tuple[Store, Settings], tmp_path: Path
+) -> None:
+    store, _ = spark_store
+    copy = Store(tmp_path / "store")
+    shutil.copytree(store.root, copy.root)
+    before = copy.version(FEATURES)
+    next(p for p in (copy.root / "lake" / "events").rglob("*.parquet")).unlink()
+    with pytest.raises(SparkFailure, match=r"Spark failed while .*Path does not exist.*nothing was written"):
+        build_and_publish(copy, _spark(Settings(home=copy.root)), None, None, online=False)
+    assert copy.version(FEATURES) == before
+
+
+def test_without_java_the_cli_says_what_spark_needs(spark_store: tuple[Store, Settings]) -> None:
+    store, _ = spark_store
+    before = store.version(FEATURES)
+    env = {**os.environ, "JAVA_HOME": "/nonexistent", "PATH": os.path.dirname(sys.executable)}
+    command = [sys.executable, "-m", "retain", "features", "build", "--no-online", "--engine", "spark"]
+    done = subprocess.run([*command, "--store", str(store.root)], env=env, capture_output=True, text=True)
+    assert done.returncode == 2, done.stderr
+    assert "Spark failed while starting a Spark session" in done.stderr
+    assert "openjdk-17-jre-headless" in done.stderr
+    assert store.version(FEATURES) == before
+
+
+def test_spark_submit_runs_a_command_on_the_session_it_launched(
+    spark_store: tuple[Store, Settings], tmp_path: Path
+) -> None:
+    store, _ = spark_store
+    entry = subprocess.run(
+        [sys.executable, "-m", "retain.submit", "--path"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    submit = Path(sys.executable).parent / "spark-submit"
+    out = tmp_path / "features.parquet"
+    settings = [f"--conf={key}={value}" for key, value in SPARK.conf.items()]
+    command = [str(submit), "--master", "local[2]", *settings, entry, "features", "build"]
+    done = subprocess.run(
+        [*command, "--store", str(store.root), "--cutoffs", "2025-03-31", "--out", str(out), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    # spark-submit merges the driver's stderr (the stage line) into its stdout, ahead of the JSON
+    result = json.loads(done.stdout[done.stdout.index("{\n") :])
+    assert result["rows"] == pq.read_metadata(out).num_rows > 20
