@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-demo soak results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo soak results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 
 
 bench-store: install ## store ingest (1M, 10M events) and API intervention writes vs the manifest store
 	$(BIN)/python -m experiments.benchmarks.store
+
+bench-spark: install ## Spark local[2] vs DuckDB features (1M-50M events), scoring and uplift fits, extrapolated to 32 cores
+	$(BIN)/python -m experiments.benchmarks.spark
 
 bench-demo: install ## make demo as a new user meets it: fresh clone, install, every step, until the API answers
 	$(BIN)/python -m experiments.benchmarks.demo

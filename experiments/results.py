@@ -92,6 +92,14 @@ SOURCES: tuple[Source, ...] = (
         "stays below 1.5",
     ),
     Source(
+        "spark",
+        "Spark against the embedded engines",
+        "make bench-spark",
+        "Spark local[2] against DuckDB building features from the same store at 1M, 10M and 50M events, "
+        "`score_store` on Spark against one process, and the uplift fits on one process, two processes and "
+        "Spark's executors; the per-core rates extrapolated to 100,000 accounts and 10B events on 32 cores",
+    ),
+    Source(
         "soak",
         "Soak under faults",
         "make soak",
