@@ -18,7 +18,7 @@ from training.causal.train import train_uplift
 from training.config import UpliftConfig
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def redis_url() -> str:
     require_service("Redis", "127.0.0.1", 6379)
     return "redis://127.0.0.1:6379/0"
@@ -46,18 +46,19 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
+    """Also the store the causal walkthrough notebook reads, and the end-to-end check of the features
+    against the simulator's truth."""
     root = tmp_path_factory.mktemp("uplift")
-    simulation = root / "sim"
-    store, settings = published_store(
-        root, SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
-    )
+    simulation, config = root / "sim", SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
+    store, settings = published_store(root, config)
     result = train_uplift(store, settings, UpliftConfig(truth_dir=simulation, min_effective_treated=20))
     log_and_register(store, settings, result, "uplift")
-    return UpliftWorld(store, settings, simulation, result)
+    return UpliftWorld(store, settings, simulation, result, config)
 
 
 @pytest.fixture(scope="session")
 def served_world(tmp_path_factory: pytest.TempPathFactory) -> World:
-    """A store trained, published and keyed once for the modules that run `retain serve` over it; each
-    starts its own servers, and a test that breaks a file puts it back."""
+    """A store trained, published and keyed once for the modules that run `retain serve` over it (the
+    cockpit's end-to-end tests too) and the model review notebook; each starts its own servers, and a
+    test that breaks a file puts it back."""
     return make_world(tmp_path_factory.mktemp("served"))

@@ -1,4 +1,5 @@
-"""The foundation end to end: simulate -> ingest -> features, judged against the simulator's truth."""
+"""The foundation end to end: simulate -> ingest -> features, judged against the simulator's truth (on the
+session's uplift world, which the real pipeline built that way), and the CLI's chain in RETAIN_HOME."""
 
 from __future__ import annotations
 
@@ -6,42 +7,27 @@ import json
 import os
 import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import pandas as pd
-import pytest
 from sklearn.metrics import roc_auc_score
 
-from features.build import build_and_publish
 from features.stored import read_features
-from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from tests.support.worlds import UpliftWorld
 
 HORIZON = pd.Timedelta(days=90)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
-    root = tmp_path_factory.mktemp("pipeline")
-    simulate_to(SimConfig(accounts=1_000, days=365, seed=3, start=date(2025, 1, 1)), root / "sim")
-    store = Store(root / "store")
-    ingest_path(store, root / "sim")
-    build_and_publish(store, Settings(home=store.root), None, None, online=False)
-    return root, read_features(store).to_pandas()
-
-
-def test_health_formula_is_clearly_worse_than_the_oracle(world: tuple[Path, pd.DataFrame]) -> None:
-    root, features = world
-    truth = pd.read_parquet(root / "sim" / "truth" / "probabilities.parquet")
-    outcomes = pd.read_parquet(root / "sim" / "truth" / "outcomes.parquet")
+def test_health_formula_is_clearly_worse_than_the_oracle(uplift_world: UpliftWorld) -> None:
+    features = read_features(uplift_world.store).to_pandas()
+    truth = pd.read_parquet(uplift_world.simulation / "truth" / "probabilities.parquet")
+    outcomes = pd.read_parquet(uplift_world.simulation / "truth" / "outcomes.parquet")
     truth["cutoff"] = pd.to_datetime(truth["cutoff"], utc=True)
     rows = features.merge(truth, on=["account_id", "cutoff"]).merge(outcomes, on="account_id")
     churn_at = pd.to_datetime(rows["churn_date"], utc=True)
     rows["churned"] = (churn_at > rows["cutoff"]) & (churn_at <= rows["cutoff"] + HORIZON)
-    matured = rows[rows["cutoff"] + HORIZON <= pd.Timestamp("2026-01-01", tz="UTC")]
+    matured = rows[rows["cutoff"] + HORIZON <= pd.Timestamp(uplift_world.end, tz="UTC")]
     assert len(matured) > 2_000 and matured["churned"].sum() > 50
 
     oracle_auc = roc_auc_score(matured["churned"], matured["p_churn"])

@@ -41,6 +41,16 @@ def serve(world: World, tmp_path: Path) -> Iterator[Any]:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def healthy(served_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server, started when the first test asks for it, once the tests that start their own against
+    a missing or broken file (above those that ask) have put it back: the faults its tests make, each
+    recovered from before the test ends, and the tests that break nothing."""
+    server = Server(served_world, tmp_path_factory.mktemp("healthy") / "server.log", served_world.latest)
+    yield server
+    server.stop()
+
+
 def readiness(server: Server) -> tuple[int, dict[str, Any]]:
     answer = server.call("GET", "/readyz", key=None)
     assert answer.headers["X-Request-ID"]
@@ -78,54 +88,6 @@ def decision_log_counts(server: Server) -> dict[str, float]:
         for line in text.splitlines()
         if line.startswith("retain_decision_log_")
     }
-
-
-def test_an_unwritable_decision_log_is_no_crash_and_feedback_waits_for_it(world: World, serve: Any) -> None:
-    """Failure 1: SIGBUS on feedback, 404 for a just-served recommendation, a read-only pool after the
-    fix, and `/readyz` ready throughout. Now feedback waits in the queue (202) and is written after."""
-    server = serve()
-    earlier = recommendation(server, world.active)
-    assert readiness(server)[0] == 200
-    assert wait_for(lambda: decision_log_counts(server)["pending"] == 0)
-    files = sorted(world.store.serving_dir.glob("decisions.db*"))
-    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
-    try:
-        served = recommendation(server, world.active[::-1])  # its log entry waits in the queue
-        queued = [feedback(server, r.recommendation_id) for r in (served, earlier)]
-        for answer in queued:
-            assert answer.status_code == 202 and answer.json()["queued"], answer.text
-            assert answer.headers["X-Request-ID"] == answer.json()["request_id"]
-        done = feedback(server, served.recommendation_id, "done")  # records an intervention: needs the log
-        assert done.status_code == 503 and done.json()["error"]["code"] == "decision_log_unavailable"
-        status, body = readiness(server)
-        assert status == 503 and not body["ready"] and not body["decision_log_writable"]
-        assert "decision_log" in body["errors"]
-        assert server.process.poll() is None
-    finally:
-        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
-    assert wait_for(lambda: readiness(server)[0] == 200)
-    accepted = feedback(server, served.recommendation_id)
-    assert accepted.status_code == 201 and not accepted.json()["queued"], accepted.text
-    counts = wait_for(lambda: (c := decision_log_counts(server))["pending"] == 0 and c)
-    assert counts["written"] >= 1 and counts["failed"] == 0 and counts["dropped"] == 0
-    written = DecisionLog(f"sqlite:///{world.store.serving_dir / 'decisions.db'}")
-    ids = {f.feedback_id for f in written.feedback(limit=1_000)}
-    written.close()
-    assert {answer.json()["feedback_id"] for answer in (*queued, accepted)} <= ids
-
-
-def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: World, serve: Any) -> None:
-    """Failure 2: entries written to the deleted file's inode, counted as written; feedback 503 'no such
-    table' until a restart."""
-    server = serve()
-    recommendation(server, world.active)
-    for path in world.store.serving_dir.glob("decisions.db*"):
-        path.unlink()
-    served = recommendation(server, world.active[::-1]).recommendation_id
-    accepted = feedback(server, served)
-    assert accepted.status_code == 201, accepted.text
-    assert (world.store.serving_dir / "decisions.db").is_file()
-    assert readiness(server)[0] == 200
 
 
 def test_a_missing_online_store_is_not_ready_falls_back_and_recovers_without_restart(
@@ -192,10 +154,62 @@ def test_an_unreadable_mlflow_database_neither_stops_the_server_nor_drops_its_ch
     assert running.call("GET", f"/v1/accounts/{world.active[0]}/risk").json()["source"] == "model"
 
 
-def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(world: World, serve: Any) -> None:
+def test_an_unwritable_decision_log_is_no_crash_and_feedback_waits_for_it(
+    world: World, healthy: Server
+) -> None:
+    """Failure 1: SIGBUS on feedback, 404 for a just-served recommendation, a read-only pool after the
+    fix, and `/readyz` ready throughout. Now feedback waits in the queue (202) and is written after."""
+    server = healthy
+    earlier = recommendation(server, world.active)
+    assert readiness(server)[0] == 200
+    assert wait_for(lambda: decision_log_counts(server)["pending"] == 0)
+    files = sorted(world.store.serving_dir.glob("decisions.db*"))
+    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+    try:
+        served = recommendation(server, world.active[::-1])  # its log entry waits in the queue
+        queued = [feedback(server, r.recommendation_id) for r in (served, earlier)]
+        for answer in queued:
+            assert answer.status_code == 202 and answer.json()["queued"], answer.text
+            assert answer.headers["X-Request-ID"] == answer.json()["request_id"]
+        done = feedback(server, served.recommendation_id, "done")  # records an intervention: needs the log
+        assert done.status_code == 503 and done.json()["error"]["code"] == "decision_log_unavailable"
+        status, body = readiness(server)
+        assert status == 503 and not body["ready"] and not body["decision_log_writable"]
+        assert "decision_log" in body["errors"]
+        assert server.process.poll() is None
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+    assert wait_for(lambda: readiness(server)[0] == 200)
+    accepted = feedback(server, served.recommendation_id)
+    assert accepted.status_code == 201 and not accepted.json()["queued"], accepted.text
+    counts = wait_for(lambda: (c := decision_log_counts(server))["pending"] == 0 and c)
+    assert counts["written"] >= 1 and counts["failed"] == 0 and counts["dropped"] == 0
+    written = DecisionLog(f"sqlite:///{world.store.serving_dir / 'decisions.db'}")
+    ids = {f.feedback_id for f in written.feedback(limit=1_000)}
+    written.close()
+    assert {answer.json()["feedback_id"] for answer in (*queued, accepted)} <= ids
+
+
+def test_a_deleted_decision_log_is_made_anew_and_counts_tell_the_truth(world: World, healthy: Server) -> None:
+    """Failure 2: entries written to the deleted file's inode, counted as written; feedback 503 'no such
+    table' until a restart."""
+    server = healthy
+    recommendation(server, world.active)
+    for path in world.store.serving_dir.glob("decisions.db*"):
+        path.unlink()
+    served = recommendation(server, world.active[::-1]).recommendation_id
+    accepted = feedback(server, served)
+    assert accepted.status_code == 201, accepted.text
+    assert (world.store.serving_dir / "decisions.db").is_file()
+    assert readiness(server)[0] == 200
+
+
+def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(
+    world: World, healthy: Server
+) -> None:
     """Failure 5: a huge integer was a plain-text 500 without `X-Request-ID`; NaN, Infinity, 1e400,
     "inf", a negative tenure and an unknown tier were scored; `{}` was scored as 'critical'."""
-    server = serve()
+    server = healthy
     account = world.active[0]
     for name, raw in (
         ("errors_7d", "1" + "0" * 400),
@@ -220,10 +234,10 @@ def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(worl
 
 
 def test_a_malformed_body_without_a_key_is_401_and_a_huge_chunked_body_is_413(
-    world: World, serve: Any
+    world: World, healthy: Server
 ) -> None:
     """Failure 6: malformed JSON without a key was 422; a 20 MB chunked body was 400."""
-    server = serve()
+    server = healthy
     malformed = requests.post(
         f"{server.url}/v1/score", data="{not json", headers={"Content-Type": "application/json"}, timeout=30
     )
@@ -240,9 +254,9 @@ def test_a_malformed_body_without_a_key_is_401_and_a_huge_chunked_body_is_413(
     assert huge.json()["error"]["code"] == "body_too_large" and huge.headers["X-Request-ID"]
 
 
-def test_every_decision_and_feedback_records_the_key_that_acted(world: World, serve: Any) -> None:
+def test_every_decision_and_feedback_records_the_key_that_acted(world: World, healthy: Server) -> None:
     """Failure 10: feedback's `actor` was whatever the caller sent, and no entry said which key acted."""
-    server = serve()
+    server = healthy
     reader, writer = world.keys["actions:read"], world.keys["actions:write"]
     served = recommendation(server, world.active, key=reader)
     rec = served.recommendation_id

@@ -23,10 +23,12 @@ from tests.support.served import Server, World, free_port
 REDIS_ENV = {"RETAIN_SERVE__WORKERS": "2", "RETAIN_COCKPIT__SESSIONS": "redis"}
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def workers(
     served_world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
+    """Two workers with their sessions in Redis, started once: each test signs in with a browser of its
+    own, and the one that revokes a key revokes its own."""
     log = tmp_path_factory.mktemp("workers") / "serve.log"
     server = Server(served_world, log, served_world.latest, RETAIN_REDIS_URL=redis_url, **REDIS_ENV)
     yield server

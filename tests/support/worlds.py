@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date, timedelta
 from pathlib import Path
 
 from features.build import build_and_publish
@@ -31,3 +32,9 @@ class UpliftWorld:
     settings: Settings
     simulation: Path
     result: TrainResult
+    config: SimConfig
+
+    @property
+    def end(self) -> date:
+        """The day the simulation ends (its last events are the day before)."""
+        return self.config.start + timedelta(days=self.config.days)

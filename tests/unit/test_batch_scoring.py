@@ -19,7 +19,7 @@ from retain.cli import app
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from serving.batch import riskiest_model_answered, score_store, score_table
+from serving.batch import SCORES, SCORES_SCHEMA, riskiest_model_answered, score_store, score_table
 from tests.support.models import FEATURES, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel
 
@@ -189,6 +189,42 @@ def test_cli_score_both_ways(
 
     both = runner.invoke(app, ["score", "--cutoff", "2025-06-30", "--table", str(table), "--out", "x"])
     assert isinstance(both.exception, RetainError)
+
+
+def test_scoring_a_cutoff_again_replaces_its_batch_in_the_folder_store(
+    scored_store: tuple[Store, Settings, dict[str, ScoringModel]], tmp_path: Path
+) -> None:
+    """Through the CLI on a folder store: a cutoff, the one before, then the first again. The scores table
+    keeps one batch per cutoff, the file is the table's batch, and each version's note names the step,
+    the cutoff, the champions and the feature version it read (the S3 store's run:
+    tests/integration/test_object_store.py)."""
+    store, _, _ = scored_store
+    runner, said = CliRunner(), []
+    for step, cutoff in enumerate(["2025-06-30", "2025-05-31", "2025-06-30"]):
+        out = tmp_path / f"{step}.parquet"
+        args = ["score", "--store", str(store.root), "--cutoff", cutoff, "--out", str(out), "--json"]
+        done = runner.invoke(app, args)
+        assert done.exit_code == 0, done.output
+        said.append(json.loads(done.stdout))
+    first = said[0]["scores_version"]
+    assert [s["scores_version"] for s in said] == [first, first + 1, first + 2]
+    assert [s["rows"] for s in said] == [45, 60, 45]
+    table = store.read(SCORES, SCORES_SCHEMA).to_pandas()
+    assert table.groupby("cutoff").size().to_dict() == {
+        pd.Timestamp(cutoff_instant(cutoff)): rows for cutoff, rows in CUTOFFS.items()
+    }
+    newest = table[table["cutoff"] == pd.Timestamp(cutoff_instant(date(2025, 6, 30)))]
+    pd.testing.assert_frame_equal(
+        newest.drop(columns="cutoff").sort_values("account_id", ignore_index=True),
+        pd.read_parquet(tmp_path / "2.parquet").sort_values("account_id", ignore_index=True),
+    )
+    notes = {c.version: json.loads(c.retain or "{}") for c in store.history(SCORES)}
+    assert notes[first + 2] == {
+        "step": "score",
+        "cutoff": "2025-06-30",
+        "models": {"churn": "1", "expansion": "1"},
+        "read": {"features": store.version("features")},
+    }
 
 
 def test_the_example_account_is_the_riskiest_the_model_answers_itself(tmp_path: Path) -> None:
