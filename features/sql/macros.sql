@@ -1,7 +1,6 @@
--- The dialect shim: the few helpers whose spelling differs between engines. On Spark, define the same
--- names as SQL functions, write the `range(a, b)` integer generators (lookback.sql, past_interventions.sql)
--- as `explode(sequence(a, b - 1))` and bind `$name` parameters as `:name`; everything else in
--- features/sql is plain SQL with window functions and FILTER clauses.
+-- The dialect shim: the few helpers whose spelling differs between engines. macros_spark.sql defines the
+-- same names for Spark, and features/dialect.py translates the rest of features/sql, which is plain SQL
+-- with window functions and FILTER clauses.
 -- All timestamps are read in UTC: the build sets the session time zone to UTC before running these.
 
 -- Fractional days from t0 to t1 (negative when t1 is earlier).
