@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -26,7 +26,7 @@ from tqdm import tqdm
 from features.cutoffs import cutoff_table, span_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
-from features.stored import TABLE, BuildNote, build_note, input_tables, refuse_dropping_cutoffs
+from features.stored import TABLE, BuildNote, Versions, build_note, input_tables, refuse_dropping_cutoffs
 from retain.core.errors import RetainError
 from retain.core.files import write_atomic
 from retain.core.settings import Settings
@@ -64,7 +64,7 @@ def build_feature_table(
 
 
 def register_store(
-    con: duckdb.DuckDBPyConnection, store: Store, versions: Mapping[str, int | None] | None = None
+    con: duckdb.DuckDBPyConnection, store: Store, versions: Versions | None = None
 ) -> dict[str, int | None]:
     """Expose the store's tables (at `versions`, default the latest) as the views `events`, `accounts` and
     `interventions`, in their contract columns (`Store.relation`); the versions read, for reproducing
@@ -82,9 +82,7 @@ def register_store(
 class FeatureEngine(Protocol):
     """What runs the feature SQL: the store's inputs in, the feature table out."""
 
-    def register(
-        self, store: Store, versions: Mapping[str, int | None] | None = None
-    ) -> dict[str, int | None]: ...
+    def register(self, store: Store, versions: Versions | None = None) -> dict[str, int | None]: ...
 
     def event_span(self) -> tuple[datetime | None, datetime | None]: ...
 
@@ -97,9 +95,7 @@ class DuckDBFeatures:
 
     con: duckdb.DuckDBPyConnection
 
-    def register(
-        self, store: Store, versions: Mapping[str, int | None] | None = None
-    ) -> dict[str, int | None]:
+    def register(self, store: Store, versions: Versions | None = None) -> dict[str, int | None]:
         return register_store(self.con, store, versions)
 
     def event_span(self) -> tuple[datetime | None, datetime | None]:

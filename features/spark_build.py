@@ -10,7 +10,7 @@ the DuckDB build does.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -21,7 +21,7 @@ from features.cutoffs import cutoff_table
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
 from features.health import health_params
-from features.stored import input_tables
+from features.stored import Versions, input_tables
 from retain.core.settings import Settings, SparkSettings
 from retain.core.spark import read_delta, spark_errors
 from retain.core.store import Store
@@ -39,9 +39,7 @@ class SparkFeatures:
     spark: SparkSession
     how: SparkSettings
 
-    def register(
-        self, store: Store, versions: Mapping[str, int | None] | None = None
-    ) -> dict[str, int | None]:
+    def register(self, store: Store, versions: Versions | None = None) -> dict[str, int | None]:
         """The store's input tables (at `versions`, default the latest) as the temp views `events`,
         `accounts` and `interventions`; the versions read."""
         read: dict[str, int | None] = {}
