@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from features.build import FeatureBuild
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
+from registry.card import MODEL_CARD, model_card, version_description
 from registry.environment import copy_code, model_code, pip_requirements
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame
 from retain.core.errors import RetainError
@@ -173,7 +174,8 @@ class Registration(BaseModel):
 
 def log_and_register(store: Store, settings: Settings, result: TrainResult, name: str) -> Registration:
     """Record one training as one run (params, metrics, plots, lineage, the pyfunc model) and register
-    the model under `name` as the new `challenger`; the first version of a name is also `champion`."""
+    the model under `name` as the new `challenger`; the first version of a name is also `champion`. The
+    version's model card (`registry.card`) is its description and the run's `model_card.md`."""
     started = time.perf_counter()
     uri = tracking_uri(store, settings)
     mlflow_client = client(store, settings)
@@ -193,6 +195,11 @@ def log_and_register(store: Store, settings: Settings, result: TrainResult, name
             info = _log_model(result, Path(scratch))
             steps.update()
         version = _create_version(mlflow_client, name, info.model_uri, run.info.run_id, info.model_id, result)
+        card = model_card(result, name, version)
+        mlflow_client.log_text(run.info.run_id, card, MODEL_CARD)
+        mlflow_client.update_model_version(
+            name, version, description=version_description(card, run.info.run_id)
+        )
         steps.update()
         aliases = [CHALLENGER]
         mlflow_client.set_registered_model_alias(name, CHALLENGER, version)

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from registry import promotion
 from registry.aliases import CHALLENGER, CHAMPION, champion_history
+from registry.card import MODEL_CARD, model_card
 from registry.models import load_scoring_model
 from registry.promotion import promote, rollback
 from registry.pyfunc import score_frame
@@ -138,6 +139,19 @@ def test_run_holds_params_metrics_plots_lineage_and_the_model(
     loaded, version_info = load_scoring_model(store, settings, "churn@champion")
     np.testing.assert_array_equal(loaded.predict(rows), model.predict(rows))
     assert version_info.version == "1" and CHAMPION in version_info.aliases
+
+
+def test_a_registered_version_carries_its_model_card(
+    mlflow_store: tuple[Store, Settings], plots: dict[str, Path]
+) -> None:
+    store, settings = mlflow_store
+    result = train_result(fit_model(seed=10), plots)
+    logged = log_and_register(store, settings, result, "churn_card")
+    mlflow_client = client(store, settings)
+    artifact_uri = mlflow_client.get_run(logged.run_id).info.artifact_uri
+    card = mlflow.artifacts.load_text(f"{artifact_uri}/{MODEL_CARD}")
+    assert card == model_card(result, "churn_card", logged.version)
+    assert mlflow_client.get_model_version("churn_card", logged.version).description == card
 
 
 def test_promotion_refuses_worse_promotes_better_forces_with_reason_and_rolls_back(
