@@ -5,7 +5,8 @@ It writes telemetry in the contract's shape for models to learn from, and, apart
 action's true effect, so models and causal estimates can be scored against the oracle.
 """
 
-from retain.simulate.config import SimConfig
+from retain.simulate.config import Drift, SimConfig
+from retain.simulate.plans import PlanSchedule
 from retain.simulate.run import Simulation, TierOutcomes, simulate_to
 
-__all__ = ["SimConfig", "Simulation", "TierOutcomes", "simulate_to"]
+__all__ = ["Drift", "PlanSchedule", "SimConfig", "Simulation", "TierOutcomes", "simulate_to"]

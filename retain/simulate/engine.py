@@ -2,8 +2,9 @@
 
 Each day, in order: renewals due at 00:00 settle; at a month-end cutoff the truth is taken from the
 state at that instant; the hidden state steps forward and bad releases land; accounts cancel or
-expand; at a quarter's start the holdout is drawn from the live accounts; telemetry is emitted; on
-Mondays CS acts on the accounts not held out and the actions change the state. Events leave
+expand; at a quarter's start the holdout is drawn from the live accounts; telemetry is emitted (as the
+released product logs it, from a release drift's date); on Mondays CS acts on the accounts not held out,
+following the week's plan when a schedule has one, and the actions change the state. Events leave
 through `sink` one arrival day at a time, so memory holds one chunk and one day, never the run.
 """
 
@@ -19,11 +20,13 @@ from retain.core.catalogue import ACTIONS
 from retain.simulate.billing import BillingMemory, billing_anchor, billing_events
 from retain.simulate.calendar import Calendar
 from retain.simulate.config import CHUNK_ACCOUNTS, DAY_US, SimConfig
+from retain.simulate.drift import drifted_population, release_day, released
 from retain.simulate.dynamics import State, initial_state, step
 from retain.simulate.effects import apply_action
 from retain.simulate.events import TYPE_NAMES, Block, assemble, times_in_day
 from retain.simulate.interventions import (
     ACTION_INDEX,
+    Assignments,
     CsView,
     WeekSignals,
     draw_holdout,
@@ -32,6 +35,7 @@ from retain.simulate.interventions import (
     weekly_assignments,
 )
 from retain.simulate.lifecycle import VendorRecords, contract_moves, milestone_events, renewals
+from retain.simulate.plans import PlanSchedule, WeekPlan
 from retain.simulate.population import (
     Population,
     Traits,
@@ -43,10 +47,14 @@ from retain.simulate.population import (
 )
 from retain.simulate.support import SupportMemory, support_events
 from retain.simulate.truth import (
+    PLAN_ARMS,
+    acting_truth,
     cutoff_truth,
     effect_table,
     holdout_truth_table,
     outcome_table,
+    plan_arm_table,
+    plan_effect_table,
     probability_table,
 )
 from retain.simulate.usage import UsageMemory, nudge_events, usage_events
@@ -67,6 +75,9 @@ class ChunkResult:
     outcomes: pa.Table
     #: who was held out, from when to when (the truth's copy of the holdout rows in `interventions`)
     holdouts: pa.Table
+    #: each executed plan action's effect, and every account's arm in each plan week
+    plan_effects: pa.Table
+    plan_arms: pa.Table
     #: events written per event type, in TYPE_NAMES order
     type_counts: np.ndarray
     tiers: np.ndarray
@@ -132,6 +143,54 @@ class _Truth:
 
 
 @dataclass
+class _PlanTruth:
+    effects: list[pa.Table]
+    arms: list[pa.Table]
+
+    def record(
+        self,
+        ids: pa.Array,
+        week: WeekPlan,
+        week_us: int,
+        day_us: int,
+        executed: np.ndarray,
+        live: np.ndarray,
+        probabilities: tuple[np.ndarray, np.ndarray],
+        effects: tuple[np.ndarray, np.ndarray],
+    ) -> None:
+        """The week's executed actions with their effects, and every live or planned account's arm;
+        `executed` flags the plan's rows, the arrays run over the live accounts."""
+        shown = np.union1d(np.flatnonzero(live), week.account)
+        at = np.searchsorted(shown, week.account)
+        arm = np.full(len(shown), PLAN_ARMS.index("none"))
+        arm[at] = np.where(
+            week.action < 0,
+            PLAN_ARMS.index("holdout"),
+            np.where(executed, PLAN_ARMS.index("planned"), PLAN_ARMS.index("skipped")),
+        )
+        churn, expand = (_on(live[shown], p) for p in probabilities)
+        self.arms.append(plan_arm_table(ids.take(pa.array(shown)), week_us, day_us, arm, churn, expand))
+        done = np.searchsorted(np.flatnonzero(live), week.account[executed])
+        self.effects.append(
+            plan_effect_table(
+                ids.take(pa.array(week.account[executed], pa.int64())),
+                week_us,
+                day_us,
+                week.action[executed],
+                (probabilities[0][done], probabilities[1][done]),
+                (effects[0][done], effects[1][done]),
+            )
+        )
+
+
+def _on(where: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """`values` spread over the True places of `where`, NaN elsewhere."""
+    out = np.full(len(where), np.nan)
+    out[where] = values
+    return out
+
+
+@dataclass
 class _Chunk:
     """One chunk's accounts and everything about them that changes from day to day (updated in place).
 
@@ -155,8 +214,13 @@ class _Chunk:
     cutoffs: frozenset[int]
     #: accounts held out since the latest quarter's start
     held: np.ndarray
+    #: the plan weeks, by intervention day
+    plan: dict[int, WeekPlan]
+    #: the first day the released product logs events (a release drift), or None
+    release_day: int | None
     late: _Late = field(default_factory=lambda: _Late({}))
     truth: _Truth = field(default_factory=lambda: _Truth([], []))
+    plan_truth: _PlanTruth = field(default_factory=lambda: _PlanTruth([], []))
     taken: list[tuple[np.ndarray, ...]] = field(default_factory=list)
     #: each holdout draw: the accounts held out and the day it was drawn
     holdouts: list[tuple[np.ndarray, int]] = field(default_factory=list)
@@ -164,11 +228,12 @@ class _Chunk:
     serial: int = 0
 
     @staticmethod
-    def start(config: SimConfig, cal: Calendar, index: int) -> _Chunk:
+    def start(config: SimConfig, cal: Calendar, index: int, plans: PlanSchedule | None) -> _Chunk:
         """The chunk's population and its state on day 0, from the chunk's own random stream."""
         rng = np.random.default_rng([config.seed, index])
         first = index * CHUNK_ACCOUNTS
         pop = draw_population(rng, config, first, min(CHUNK_ACCOUNTS, config.accounts - first))
+        pop = drifted_population(config, index, pop)
         width = id_width(config.accounts)
         s = initial_state(rng, pop)
         return _Chunk(
@@ -188,6 +253,8 @@ class _Chunk:
             view=CsView.empty(pop.size, rng),
             cutoffs=frozenset(cal.cutoffs),
             held=np.zeros(pop.size, bool),
+            plan={} if plans is None else plans.for_chunk(config, index),
+            release_day=release_day(config),
         )
 
     def simulate_day(self, day: int, sink: EventSink) -> None:
@@ -201,6 +268,8 @@ class _Chunk:
         blocks += self._telemetry(day, day_us, live)
         nudged = self._act(day, day_us, live) if self.cal.weekday[day] == 0 else np.zeros(self.pop.size, bool)
         blocks += nudge_events(self.rng, day_us, self.state, live, nudged, self.usage)
+        if self.release_day is not None and day >= self.release_day:
+            blocks = released(blocks)
         self.serial = _emit(
             self.rng,
             day,
@@ -260,28 +329,58 @@ class _Chunk:
         return used + voiced + billed
 
     def _act(self, day: int, day_us: int, live: np.ndarray) -> np.ndarray:
-        """The week's CS actions, applied to the state and kept for the interventions table; returns who
-        got an in-app nudge (its events come from the usage side)."""
+        """The week's CS actions (the plan's, in a planned week), applied to the state and kept for the
+        interventions table; returns who got an in-app nudge (its events come from the usage side)."""
         self.view.close_week()
-        self.state, nudged, rows = _intervene(
-            self.rng,
-            self.config,
-            day,
-            day_us,
-            self.pop.traits,
-            self.state,
-            self.records,
-            self.billing,
-            self.view,
-            live & ~self.held,
-        )
+        week = self.plan.get(day)
+        if week is None:
+            self.state, nudged, rows = _intervene(
+                self.rng,
+                self.config,
+                day,
+                day_us,
+                self.pop.traits,
+                self.state,
+                self.records,
+                self.billing,
+                self.view,
+                live & ~self.held,
+            )
+        else:
+            self.state, nudged, rows = self._follow(week, day, day_us, live)
         self.taken.append(rows)
         return nudged
+
+    def _follow(
+        self, week: WeekPlan, day: int, day_us: int, live: np.ndarray
+    ) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
+        """The week's plan in place of the team's targeting and the randomised arm: each planned account
+        that is live and not held out gets its action, logged as targeted; the truth records each
+        action's effect from the state just before the week's actions, and every account's arm."""
+        executed = (week.action >= 0) & live[week.account] & ~self.held[week.account]
+        account, action = week.account[executed], week.action[executed]
+        self.view.last_taken[account, action] = day
+        picks = Assignments(
+            account=account,
+            action=action,
+            random=np.zeros(len(account), bool),
+            propensity=np.full(len(account), np.nan),
+        )
+        tr, before, to_renewal = self.pop.traits, self.state, self.records.renewal_day - day
+        after, nudged, rows = _apply(self.rng, day_us, tr, before, self.records, picks, to_renewal)
+        idx = np.flatnonzero(live)
+        probabilities, effects = acting_truth(
+            tr.take(idx), before.take(idx), after.take(idx), to_renewal[idx]
+        )
+        week_us = self.cal.day_us(week.week_day)
+        self.plan_truth.record(self.ids, week, week_us, day_us, executed, live, probabilities, effects)
+        return after, nudged, rows
 
     def result(self) -> ChunkResult:
         tiers = self.pop.traits.tier
         records = self.records
         no_effects = np.zeros((0, len(ACTIONS)))
+        no, no_arms = np.zeros(0), np.zeros(0, np.int64)
         return ChunkResult(
             accounts=self.accounts,
             interventions=pa.concat_tables(
@@ -293,6 +392,11 @@ class _Chunk:
             effects=_concat(self.truth.effects, effect_table(self.ids[:0], 0, no_effects, no_effects)),
             outcomes=outcome_table(self.ids, records.churn_us, records.expansion_us),
             holdouts=self._holdout_truth(),
+            plan_effects=_concat(
+                self.plan_truth.effects,
+                plan_effect_table(self.ids[:0], 0, 0, np.zeros(0, np.int64), (no, no), (no, no)),
+            ),
+            plan_arms=_concat(self.plan_truth.arms, plan_arm_table(self.ids[:0], 0, 0, no_arms, no, no)),
             type_counts=self.type_counts,
             tiers=np.bincount(tiers, minlength=4),
             churned=np.bincount(tiers[records.churn_us >= 0], minlength=4),
@@ -326,9 +430,12 @@ def _holdout_arrays(holdouts: list[tuple[np.ndarray, int]]) -> tuple[np.ndarray,
     return account, np.concatenate([np.full(len(a), d, np.int64) for a, d in holdouts])
 
 
-def simulate_chunk(config: SimConfig, cal: Calendar, chunk: int, sink: EventSink) -> ChunkResult:
-    """Every day of chunk `chunk`'s accounts, its events streamed to `sink` day by day."""
-    run = _Chunk.start(config, cal, chunk)
+def simulate_chunk(
+    config: SimConfig, cal: Calendar, chunk: int, sink: EventSink, plans: PlanSchedule | None = None
+) -> ChunkResult:
+    """Every day of chunk `chunk`'s accounts, its events streamed to `sink` day by day; CS follows `plans`
+    in the weeks they cover."""
+    run = _Chunk.start(config, cal, chunk, plans)
     for day in range(config.days):
         run.simulate_day(day, sink)
     return run.result()
@@ -361,12 +468,27 @@ def _intervene(
         to_renewal=to_renewal,
     )
     picks = weekly_assignments(rng, day, s, view, signals, config.random_share)
+    return _apply(rng, day_us, tr, s, records, picks, to_renewal)
+
+
+def _apply(
+    rng: np.random.Generator,
+    day_us: int,
+    tr: Traits,
+    s: State,
+    records: VendorRecords,
+    picks: Assignments,
+    to_renewal: np.ndarray,
+) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
+    """`picks` applied to the state (a save offer also grants the renewal concession); returns the state,
+    who got a nudge, and the rows, timed within the day."""
+    n = len(to_renewal)
     for a in np.unique(picks.action):
-        mask = np.zeros(len(live), bool)
+        mask = np.zeros(n, bool)
         mask[picks.account[picks.action == a]] = True
         s = s.where(mask, apply_action(ACTIONS[a], tr, s, to_renewal))
     records.concession[picks.account[picks.action == ACTION_INDEX["save_offer"]]] = True
-    nudged = np.zeros(len(live), bool)
+    nudged = np.zeros(n, bool)
     nudged[picks.account[picks.action == ACTION_INDEX["in_app_nudge"]]] = True
     ts = times_in_day(rng, day_us, len(picks.account), 10.0)
     return s, nudged, (picks.account, ts, picks.action, picks.random, picks.propensity)

@@ -8,7 +8,7 @@ future).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,9 @@ TIER_SHARE = (0.07, 0.21, 0.42, 0.30)
 #: list price per seat per year, and the skew of ARR towards the low end of the tier's range
 SEAT_PRICE = (1_100.0, 700.0, 420.0, 260.0)
 ARR_SKEW = (2.2, 1.3, 1.2, 1.0)
+#: what the tier adds to the sponsor's strength and to price sensitivity (traits, standard normal otherwise)
+SPONSOR_BY_TIER = np.array([0.2, 0.0, 0.0, 0.0])
+PRICE_BY_TIER = np.array([-0.3, 0.0, 0.1, 0.4])
 TRIAL_MIN_ARR = 500.0
 #: accounts per CSM: a dedicated CSM for enterprise, pooled ones for the long tail
 CSM_LOAD = (8, 30, 120, 600)
@@ -165,9 +168,9 @@ def draw_population(rng: np.random.Generator, config: SimConfig, first: int, siz
         tier=tier,
         segment=rng.integers(0, len(SEGMENTS), size).astype(np.int8),
         fit=fit,
-        sponsor=rng.normal(0.0, 1.0, size) + 0.2 * (tier == ENTERPRISE),
+        sponsor=rng.normal(0.0, 1.0, size) + SPONSOR_BY_TIER[tier],
         onboarding=rng.normal(0.0, 1.0, size),
-        price=rng.normal(0.0, 1.0, size) + np.array([-0.3, 0.0, 0.1, 0.4])[tier],
+        price=rng.normal(0.0, 1.0, size) + PRICE_BY_TIER[tier],
         growth=rng.normal(0.0, 1.0, size),
     )
     utilisation = np.clip(0.6 + 0.12 * fit + 0.12 * traits.growth + rng.normal(0, 0.12, size), 0.15, 1.1)
@@ -187,6 +190,42 @@ def draw_population(rng: np.random.Generator, config: SimConfig, first: int, siz
         name_head=rng.integers(0, len(_NAME_HEAD), size),
         name_tail=rng.integers(0, len(_NAME_TAIL), size),
     )
+
+
+def retier(
+    rng: np.random.Generator, pop: Population, moved: np.ndarray, share: tuple[float, ...], total: int
+) -> Population:
+    """`pop` with the `moved` accounts' tiers drawn afresh from `share`, and what the tier sets drawn again to
+    match (ARR, seats, plan, CSM, the tier's part of the sponsor and price traits); the other accounts, and
+    everything else about the moved ones, stay as they were."""
+    idx = np.flatnonzero(moved)
+    old = pop.traits.tier[idx]
+    tier = rng.choice(len(TIERS), len(idx), p=share).astype(np.int8)
+    arr = _arr(rng, tier)
+    price = np.array(SEAT_PRICE)[tier] * rng.uniform(0.8, 1.2, len(idx))
+    seats = np.maximum(1, np.round(arr / price)).astype(np.int64)
+    tr = pop.traits
+    traits = replace(
+        tr,
+        tier=_put(tr.tier, idx, tier),
+        sponsor=_put(tr.sponsor, idx, tr.sponsor[idx] - SPONSOR_BY_TIER[old] + SPONSOR_BY_TIER[tier]),
+        price=_put(tr.price, idx, tr.price[idx] - PRICE_BY_TIER[old] + PRICE_BY_TIER[tier]),
+    )
+    return replace(
+        pop,
+        traits=traits,
+        plan=_put(pop.plan, idx, np.array(TIER_PLAN)[tier]),
+        seats=_put(pop.seats, idx, seats),
+        seat_price=_put(pop.seat_price, idx, arr / seats),
+        csm=_put(pop.csm, idx, _csm(rng, tier, total)),
+    )
+
+
+def _put(values: np.ndarray, idx: np.ndarray, new: np.ndarray) -> np.ndarray:
+    """A copy of `values` with `new` at `idx`."""
+    out = values.copy()
+    out[idx] = new
+    return out
 
 
 def id_width(accounts: int) -> int:

@@ -1,12 +1,13 @@
 """`simulate_to`: run every chunk, stream its output to disk, and summarise the run.
 
-Chunks are independent given the seed and the shared calendar, so they run in worker processes
-and are written back in chunk order: the bytes do not depend on how many workers ran.
+Chunks are independent given the seed, the shared calendar and the plan schedule, so they run in worker
+processes and are written back in chunk order: the bytes do not depend on how many workers ran.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
 import time
@@ -18,20 +19,25 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 from tqdm import tqdm
 
 from retain.core.contract import HOLDOUT
 from retain.simulate.calendar import Calendar, build_calendar
-from retain.simulate.config import SimConfig
+from retain.simulate.config import Drift, SimConfig
+from retain.simulate.drift import drift_record
 from retain.simulate.engine import ChunkResult, simulate_chunk
 from retain.simulate.events import TYPE_NAMES
+from retain.simulate.plans import PlanSchedule
 from retain.simulate.population import SEGMENTS, TIERS
-from retain.simulate.writer import TableWriters, prepare, write_partition
+from retain.simulate.writer import PLAN_TABLES, TABLES, TableWriters, prepare, write_partition
 
 
-def _run_chunk(config: SimConfig, cal: Calendar, out: Path, chunk: int) -> ChunkResult:
+def _run_chunk(
+    config: SimConfig, cal: Calendar, out: Path, plans: PlanSchedule | None, chunk: int
+) -> ChunkResult:
     return simulate_chunk(
-        config, cal, chunk, lambda day, table: write_partition(out, cal.date_of(day), chunk, table)
+        config, cal, chunk, lambda day, table: write_partition(out, cal.date_of(day), chunk, table), plans
     )
 
 
@@ -58,6 +64,7 @@ class _Totals:
     interventions: int = 0
     random: int = 0
     held_out: int = 0
+    plan_actions: int = 0
 
     def add(self, result: ChunkResult) -> None:
         self.type_counts += result.type_counts
@@ -69,6 +76,7 @@ class _Totals:
         self.held_out += held
         self.interventions += len(assignment) - held
         self.random += int((assignment == "random").sum())
+        self.plan_actions += result.plan_effects.num_rows
 
 
 @dataclass(frozen=True)
@@ -99,30 +107,38 @@ class Simulation:
     by_tier: dict[str, TierOutcomes]
     event_types: dict[str, int]
     seconds: float
+    #: the drift the world went through, if any (described in truth/drift.json)
+    drift: Drift | None = None
+    #: plan actions executed (each a targeted intervention row, its effect in truth/plan_effects.parquet)
+    plan_actions: int = 0
 
 
-def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> Simulation:
-    """Write a whole simulation to `out` and summarise it. `workers` defaults to the cores."""
+def simulate_to(
+    config: SimConfig, out: Path, workers: int | None = None, plans: PlanSchedule | None = None
+) -> Simulation:
+    """Write a whole simulation to `out` and summarise it. `workers` defaults to the cores. With `plans`,
+    the CS team follows them in the weeks they cover (retain/simulate/plans.py)."""
     started = time.perf_counter()
+    if plans is not None:
+        plans.check(config)
     prepare(out)
     cal = build_calendar(config, len(SEGMENTS))
     workers = max(1, min(workers or os.cpu_count() or 1, config.chunks))
     totals = _Totals()
-    with _results(partial(_run_chunk, config, cal, out), config.chunks, workers) as results:
-        writers = TableWriters(out)
+    names = [*TABLES, *(PLAN_TABLES if plans is not None else ())]
+    with _results(partial(_run_chunk, config, cal, out, plans), config.chunks, workers) as results:
+        writers = TableWriters(out, names)
         try:
             with tqdm(total=config.chunks, desc="simulate", unit="chunk", disable=None) as bar:
                 for result in results:
-                    writers.append("accounts.parquet", result.accounts)
-                    writers.append("interventions.parquet", result.interventions)
-                    writers.append("truth/probabilities.parquet", result.probabilities)
-                    writers.append("truth/outcomes.parquet", result.outcomes)
-                    writers.append("truth/action_effects.parquet", result.effects)
-                    writers.append("truth/holdouts.parquet", result.holdouts)
+                    for name in names:
+                        writers.append(name, _table(result, name))
                     totals.add(result)
                     bar.update()
         finally:
             writers.close()
+    if config.drift is not None:
+        (out / "truth" / "drift.json").write_text(json.dumps(drift_record(config.drift), indent=2) + "\n")
     return Simulation(
         out=Path(out),
         accounts=config.accounts,
@@ -141,4 +157,20 @@ def simulate_to(config: SimConfig, out: Path, workers: int | None = None) -> Sim
         },
         event_types={name: int(c) for name, c in zip(TYPE_NAMES, totals.type_counts, strict=True)},
         seconds=round(time.perf_counter() - started, 2),
+        drift=config.drift,
+        plan_actions=totals.plan_actions,
     )
+
+
+def _table(result: ChunkResult, name: str) -> pa.Table:
+    """The chunk's rows for the output table `name`."""
+    return {
+        "accounts.parquet": result.accounts,
+        "interventions.parquet": result.interventions,
+        "truth/probabilities.parquet": result.probabilities,
+        "truth/outcomes.parquet": result.outcomes,
+        "truth/action_effects.parquet": result.effects,
+        "truth/holdouts.parquet": result.holdouts,
+        "truth/plan_effects.parquet": result.plan_effects,
+        "truth/plan_arms.parquet": result.plan_arms,
+    }[name]

@@ -7,6 +7,10 @@ cancellation hazard with the non-renewal probability when the renewal date falls
 expansion is the chance of a first expansion before churning. An action's effect is the change in
 those probabilities when the action is applied to the state at the cutoff, through the same code.
 The holdout table records who the CS team held back, from when to when.
+
+When the team follows a plan schedule, each executed action's effect is taken the same way on the
+intervention day, from the state just before the week's actions: `plan_effects` has one row per executed
+action, and `plan_arms` every account of the week with its arm and its baseline probabilities.
 """
 
 from __future__ import annotations
@@ -43,6 +47,31 @@ OUTCOME_SCHEMA = pa.schema(
         pa.field("account_id", pa.string(), nullable=False),
         pa.field("churn_date", TS),
         pa.field("expansion_date", TS),
+    ]
+)
+PLAN_EFFECT_SCHEMA = pa.schema(
+    [
+        pa.field("week", TS, nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("action", pa.string(), nullable=False),
+        pa.field("applied", TS, nullable=False),
+        pa.field("p_churn", pa.float64(), nullable=False),
+        pa.field("p_expand", pa.float64(), nullable=False),
+        pa.field("churn_effect", pa.float64(), nullable=False),
+        pa.field("expansion_effect", pa.float64(), nullable=False),
+    ]
+)
+#: a plan week's arms: planned (action executed), holdout, skipped (planned, not executed), none
+PLAN_ARMS = ("planned", "holdout", "skipped", "none")
+PLAN_ARM_SCHEMA = pa.schema(
+    [
+        pa.field("week", TS, nullable=False),
+        pa.field("account_id", pa.string(), nullable=False),
+        pa.field("arm", pa.string(), nullable=False),
+        pa.field("applied", TS, nullable=False),
+        #: null for an account not live on the intervention day
+        pa.field("p_churn", pa.float64()),
+        pa.field("p_expand", pa.float64()),
     ]
 )
 HOLDOUT_SCHEMA = pa.schema(
@@ -93,6 +122,18 @@ def cutoff_truth(
     return (churn[0], expand[0]), ((churn[1:] - churn[0]).T, (expand[1:] - expand[0]).T)
 
 
+def acting_truth(
+    tr: Traits, before: State, after: State, to_renewal: np.ndarray
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """Baseline probabilities from `before` and the effects of the week's actions (`after` is the state
+    right after them), as `cutoff_truth` takes one action's; zero for an account no action touched.
+
+    The state is taken after the day's step, so the window is the 90 days after the intervention day:
+    churn from day + 1 to day + 90, a lapse at a renewal on day + 1 to day + 90."""
+    churn, expand = outlook(tr, State.stack([before, after]), to_renewal)
+    return (churn[0], expand[0]), (churn[1] - churn[0], expand[1] - expand[0])
+
+
 def probability_table(ids: pa.Array, cutoff_us: int, churn: np.ndarray, expand: np.ndarray) -> pa.Table:
     n = len(ids)
     return pa.Table.from_arrays(
@@ -140,4 +181,44 @@ def holdout_truth_table(
             pa.array(end_us, pa.int64()).cast(TS),
         ],
         schema=HOLDOUT_SCHEMA,
+    )
+
+
+def plan_effect_table(
+    ids: pa.Array,
+    week_us: int,
+    applied_us: int,
+    actions: np.ndarray,
+    probabilities: tuple[np.ndarray, np.ndarray],
+    effects: tuple[np.ndarray, np.ndarray],
+) -> pa.Table:
+    """One row per executed plan action; `actions` are catalogue indices, one per id."""
+    n = len(ids)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, week_us), pa.int64()).cast(TS),
+            ids,
+            pa.array(ACTIONS, pa.string()).take(pa.array(actions, pa.int64())),
+            pa.array(np.full(n, applied_us), pa.int64()).cast(TS),
+            *(pa.array(v, pa.float64()) for v in (*probabilities, *effects)),
+        ],
+        schema=PLAN_EFFECT_SCHEMA,
+    )
+
+
+def plan_arm_table(
+    ids: pa.Array, week_us: int, applied_us: int, arm: np.ndarray, churn: np.ndarray, expand: np.ndarray
+) -> pa.Table:
+    """Every account of a plan week; `arm` indexes PLAN_ARMS, NaN probabilities are written as nulls."""
+    n = len(ids)
+    return pa.Table.from_arrays(
+        [
+            pa.array(np.full(n, week_us), pa.int64()).cast(TS),
+            ids,
+            pa.array(PLAN_ARMS, pa.string()).take(pa.array(arm, pa.int64())),
+            pa.array(np.full(n, applied_us), pa.int64()).cast(TS),
+            pa.array(churn, pa.float64(), mask=np.isnan(churn)),
+            pa.array(expand, pa.float64(), mask=np.isnan(expand)),
+        ],
+        schema=PLAN_ARM_SCHEMA,
     )

@@ -3,6 +3,8 @@
     DIR/accounts.parquet, DIR/interventions.parquet
     DIR/events/date=YYYY-MM-DD/part-<chunk>.parquet   (partitioned by arrival date)
     DIR/truth/{probabilities,outcomes,action_effects,holdouts}.parquet   (never for models)
+    DIR/truth/{plan_effects,plan_arms}.parquet   (only when the team followed a plan schedule)
+    DIR/truth/drift.json   (only when the world drifted)
 
 Single-file tables get one row group per chunk, appended in chunk order.
 """
@@ -17,7 +19,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.simulate.truth import EFFECT_SCHEMA, HOLDOUT_SCHEMA, OUTCOME_SCHEMA, PROBABILITY_SCHEMA
+from retain.simulate.truth import (
+    EFFECT_SCHEMA,
+    HOLDOUT_SCHEMA,
+    OUTCOME_SCHEMA,
+    PLAN_ARM_SCHEMA,
+    PLAN_EFFECT_SCHEMA,
+    PROBABILITY_SCHEMA,
+)
 
 TABLES: dict[str, pa.Schema] = {
     "accounts.parquet": ACCOUNT_SCHEMA,
@@ -26,6 +35,11 @@ TABLES: dict[str, pa.Schema] = {
     "truth/outcomes.parquet": OUTCOME_SCHEMA,
     "truth/action_effects.parquet": EFFECT_SCHEMA,
     "truth/holdouts.parquet": HOLDOUT_SCHEMA,
+}
+#: written beside TABLES when the CS team follows a plan schedule
+PLAN_TABLES: dict[str, pa.Schema] = {
+    "truth/plan_effects.parquet": PLAN_EFFECT_SCHEMA,
+    "truth/plan_arms.parquet": PLAN_ARM_SCHEMA,
 }
 OUTPUTS = ("accounts.parquet", "interventions.parquet", "events", "truth")
 COMPRESSION = "zstd"
@@ -51,12 +65,13 @@ def write_partition(out: Path, day: date, chunk: int, table: pa.Table) -> None:
 
 
 class TableWriters:
-    """One ParquetWriter per single-file table; `append` adds a row group in call order."""
+    """One ParquetWriter per single-file table named (from TABLES or PLAN_TABLES); `append` adds a row
+    group in call order."""
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, names: list[str]) -> None:
+        schemas = {**TABLES, **PLAN_TABLES}
         self._writers = {
-            name: pq.ParquetWriter(out / name, schema, compression=COMPRESSION)
-            for name, schema in TABLES.items()
+            name: pq.ParquetWriter(out / name, schemas[name], compression=COMPRESSION) for name in names
         }
 
     def append(self, name: str, table: pa.Table) -> None:

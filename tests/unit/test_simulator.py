@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from retain.core.contract import (
     Tier,
 )
 from retain.core.errors import RetainError
-from retain.simulate import SimConfig, Simulation, simulate_to
+from retain.simulate import Drift, PlanSchedule, SimConfig, Simulation, simulate_to
 from retain.simulate.dynamics import State, churn_hazard, initial_state, step
 from retain.simulate.effects import EFFECTS, apply_action
 from retain.simulate.interventions import draw_holdout
@@ -69,10 +72,31 @@ def test_same_seed_same_bytes_and_different_seed_differs(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_bytes_do_not_depend_on_workers(tmp_path: Path) -> None:
-    config = SimConfig(accounts=5_050, days=31, seed=2, start=START)
-    simulate_to(config, tmp_path / "one", workers=1)
-    simulate_to(config, tmp_path / "two", workers=2)
+    """Two chunks, with a drift and a plan naming accounts of both: a save offer for eight accounts of each,
+    two of each held out."""
+    config = SimConfig(accounts=5_050, days=31, seed=2, start=START, drift=Drift.parse("release@2025-01-20"))
+    ids = [f"acc-{n:06d}" for first in (0, 5_000) for n in range(first + 10, first + 20)]
+    held = [i % 5 == 4 for i in range(len(ids))]
+    plans = PlanSchedule.from_frame(
+        pd.DataFrame(
+            {
+                "week": date(2025, 1, 13),
+                "account_id": ids,
+                "action": [None if h else "save_offer" for h in held],
+                "holdout": held,
+            }
+        )
+    )
+    simulate_to(config, tmp_path / "one", workers=1, plans=plans)
+    simulate_to(config, tmp_path / "two", workers=2, plans=plans)
     assert _digest(tmp_path / "one") == _digest(tmp_path / "two")
+    arms = pq.read_table(tmp_path / "one/truth/plan_arms.parquet").to_pandas().set_index("account_id").arm
+    assert (arms[ids] == np.where(held, "holdout", arms[ids])).all() and len(arms) > 4_000
+    planned = arms[arms == "planned"].index
+    assert set(planned) <= set(ids) and planned.str.startswith("acc-0050").any()
+    logged = pq.read_table(tmp_path / "one/interventions.parquet").to_pandas()
+    monday = logged[logged.ts.dt.date == date(2025, 1, 13)]
+    assert sorted(monday.account_id) == sorted(planned) and (monday.action == "save_offer").all()
 
 
 def test_events_conform_to_the_contract(sim: tuple[Path, Simulation], events: pa.Table) -> None:
@@ -319,3 +343,180 @@ def test_the_expected_path_stands_for_the_drawn_paths_risk_and_effects() -> None
         elif abs(truth.mean()) > 1e-3:
             assert 0.85 < sampled.mean() / truth.mean() < 1.2, action
             assert np.corrcoef(truth, sampled)[0, 1] > 0.95, action
+
+
+# -- drift and applied plans ----------------------------------------------------------------------------
+
+SMALL = SimConfig(accounts=200, days=120, seed=9, start=START)
+#: day 59 of SMALL, a Saturday: the drift date
+DRIFT_ON = date(2025, 3, 1)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """SMALL, as it runs without drift or plans."""
+    out = tmp_path_factory.mktemp("small")
+    simulate_to(SMALL, out, workers=1)
+    return out
+
+
+def _partitions_before(folder: Path, day: date) -> dict[str, str]:
+    return {k: v for k, v in _digest(folder / "events").items() if k < f"date={day.isoformat()}"}
+
+
+def _events(folder: Path) -> pd.DataFrame:
+    return ds.dataset(folder / "events", format="parquet", partitioning="hive").to_table().to_pandas()
+
+
+def test_a_drift_is_read_from_kind_at_date_and_must_fall_inside_the_run() -> None:
+    assert Drift.parse(" tier_mix@2025-09-01") == Drift("tier_mix", date(2025, 9, 1))
+    for text in ("release", "release@", "surge@2025-09-01", "release@2025-13-01", "release@yesterday"):
+        with pytest.raises(RetainError, match="KIND@YYYY-MM-DD"):
+            Drift.parse(text)
+    with pytest.raises(RetainError, match="drift kind"):
+        Drift("surge", DRIFT_ON)  # type: ignore[arg-type]
+    for on in (START, START + timedelta(days=SMALL.days)):
+        with pytest.raises(RetainError, match="must fall after"):
+            dataclasses.replace(SMALL, drift=Drift("release", on))
+
+
+def test_a_release_relabels_feature_use_from_its_date_and_nothing_else(small: Path, tmp_path: Path) -> None:
+    """Same seed, same drift, same bytes; against the undrifted run, only events from the date differ, and
+    only in the features they name and the uses they count: churn, CS and the truth are untouched."""
+    config = dataclasses.replace(SMALL, drift=Drift.parse("release@2025-03-01"))
+    summary = simulate_to(config, tmp_path / "a", workers=1)
+    simulate_to(config, tmp_path / "b", workers=1)
+    drifted, plain = _digest(tmp_path / "a"), _digest(small)
+    assert drifted == _digest(tmp_path / "b") and summary.drift == config.drift
+    changed = {k for k in plain if drifted[k] != plain[k]}
+    assert changed and all(k >= f"events/date={DRIFT_ON}" for k in changed), "nothing before the date moves"
+    assert set(drifted) - set(plain) == {"truth/drift.json"}
+    record = json.loads((tmp_path / "a/truth/drift.json").read_text())
+    assert record["kind"] == "release" and record["date"] == "2025-03-01"
+    assert record["retired_features"] == {"reports": "dashboards", "alerts": "pipelines"}
+
+    before, after = _events(small).set_index("event_id"), _events(tmp_path / "a").set_index("event_id")
+    assert before.index.equals(after.index) and before.event_type.equals(after.event_type)
+    late = before.ts >= pd.Timestamp(DRIFT_ON, tz="UTC")
+    used = late & (before.event_type == "feature.used")
+    assert before[~late].equals(after[~late])
+    assert set(after[used].feature) == set(before[used].feature) - {"reports", "alerts"}
+    moved = before[used].feature.replace({"reports": "dashboards", "alerts": "pipelines"})
+    assert (after[used].feature == moved).all()
+    assert (after[used]["count"] == np.ceil(1.5 * before[used]["count"])).all()
+    assert (after[used].core == moved.isin(["dashboards", "reports", "datasets", "pipelines"])).all()
+    named = after[late & after.event_type.isin(["error.raised", "nudge.sent", "nudge.acted"])].feature
+    assert named.notna().any() and not named.isin(["reports", "alerts"]).any()
+
+
+def test_a_tier_mix_drift_changes_the_tiers_of_new_accounts_only(small: Path, tmp_path: Path) -> None:
+    config = dataclasses.replace(SMALL, drift=Drift("tier_mix", DRIFT_ON))
+    simulate_to(config, tmp_path, workers=1)
+    plain = pq.read_table(small / "accounts.parquet").to_pandas()
+    drifted = pq.read_table(tmp_path / "accounts.parquet").to_pandas()
+    new = plain.contract_start >= pd.Timestamp(DRIFT_ON, tz="UTC")
+    assert plain[~new].equals(drifted[~new]) and 15 <= new.sum() <= 40
+    assert plain.contract_start.equals(drifted.contract_start)
+    small_share = drifted[new].tier.isin(["small_business", "trial"]).mean()
+    assert small_share >= 0.85 > plain[new].tier.isin(["small_business", "trial"]).mean()
+    for tier, (low, high) in TIER_ARR.items():
+        arr = drifted[new & (drifted.tier == tier.value)].arr
+        assert arr.between(low, high, inclusive="left").all(), tier
+    record = json.loads((tmp_path / "truth/drift.json").read_text())
+    assert record["kind"] == "tier_mix" and record["tier_share_after"]["trial"] == 0.6
+    assert not (small / "truth/drift.json").exists()
+
+
+#: a plan week starting on its Monday, and one starting on a Thursday (applied the Monday after)
+PLAN_WEEKS = (date(2025, 3, 10), date(2025, 3, 20))
+
+
+def _schedule(accounts: int) -> pd.DataFrame:
+    """Each week, 60 accounts at random: 36 planned with actions in catalogue order, 24 held out."""
+    rng = np.random.default_rng(3)
+    rows = []
+    for week in PLAN_WEEKS:
+        for i, n in enumerate(rng.choice(accounts, 60, replace=False)):
+            held = i >= 36
+            action = None if held else ACTIONS[i % len(ACTIONS)]
+            rows.append({"week": week, "account_id": f"acc-{n:06d}", "action": action, "holdout": held})
+    return pd.DataFrame(rows)
+
+
+def _rows_before(logged: pd.DataFrame, ts: pd.Timestamp) -> pd.DataFrame:
+    return logged[logged.ts < ts].reset_index(drop=True)
+
+
+def test_a_plan_replaces_the_teams_week_and_its_truth_matches_what_was_done(
+    small: Path, tmp_path: Path
+) -> None:
+    schedule = _schedule(SMALL.accounts)
+    plans = PlanSchedule.from_frame(schedule)
+    summary = simulate_to(SMALL, tmp_path / "a", workers=1, plans=plans)
+    from_arrow = PlanSchedule.from_frame(pa.Table.from_pandas(schedule))
+    assert from_arrow == plans
+    simulate_to(SMALL, tmp_path / "b", workers=1, plans=from_arrow)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b"), "same schedule and seed, same bytes"
+    first = pd.Timestamp(PLAN_WEEKS[0], tz="UTC")
+    assert _partitions_before(tmp_path / "a", PLAN_WEEKS[0]) == _partitions_before(small, PLAN_WEEKS[0])
+    logged = pq.read_table(tmp_path / "a/interventions.parquet").to_pandas()
+    usual = pq.read_table(small / "interventions.parquet").to_pandas()
+    assert _rows_before(logged, first).equals(_rows_before(usual, first))
+
+    effects = pq.read_table(tmp_path / "a/truth/plan_effects.parquet").to_pandas()
+    arms = pq.read_table(tmp_path / "a/truth/plan_arms.parquet").to_pandas()
+    assert summary.plan_actions == len(effects) > 40
+    for week, monday in zip(PLAN_WEEKS, (date(2025, 3, 10), date(2025, 3, 24)), strict=True):
+        applied = pd.Timestamp(monday, tz="UTC")
+        plan = schedule[schedule.week == week]
+        done = logged[(logged.ts >= applied) & (logged.ts < applied + timedelta(days=1))]
+        assert (done.assignment == "targeted").all() and done.propensity.isna().all()
+        assert not done.account_id.isin(plan[plan.holdout].account_id).any()
+        mine = effects[effects.week == pd.Timestamp(week, tz="UTC")]
+        assert (mine.applied == applied).all()
+        assert sorted(zip(done.account_id, done.action, strict=True)) == sorted(
+            zip(mine.account_id, mine.action, strict=True)
+        )
+        assert set(mine.account_id) <= set(plan.account_id)
+        week_arms = arms[arms.week == pd.Timestamp(week, tz="UTC")].set_index("account_id")
+        counts = week_arms.arm.value_counts()
+        assert counts["planned"] == len(mine) and counts["holdout"] == plan.holdout.sum()
+        assert counts["planned"] + counts.get("skipped", 0) == (~plan.holdout).sum()
+        assert not week_arms[week_arms.arm == "none"].index.isin(plan.account_id).any()
+        assert week_arms.loc[mine.account_id, "p_churn"].to_numpy() == pytest.approx(mine.p_churn.to_numpy())
+    assert effects[["p_churn", "p_expand"]].stack().between(0, 1).all()
+    assert (effects[effects.action == "reference_ask"][["churn_effect", "expansion_effect"]] == 0).all().all()
+    assert (effects[effects.action == "save_offer"].churn_effect <= 0).all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda f: f.drop(columns="holdout"), "missing"),
+        (lambda f: f.assign(action=f.action.where(f.holdout, "free_lunch")), "not in the catalogue"),
+        (lambda f: f.assign(action="reference_ask"), "holdout rows must have no action"),
+        (lambda f: f.assign(action=f.action.where(f.holdout, "")), "need an action"),
+        (lambda f: pd.concat([f, f.iloc[:1]]), "one row per"),
+        (lambda f: f.assign(week="next monday"), "dates like"),
+        (lambda f: f.assign(account_id=None), "account_id"),
+    ],
+)
+def test_a_malformed_plan_schedule_is_refused(
+    change: Callable[[pd.DataFrame], pd.DataFrame], message: str
+) -> None:
+    with pytest.raises(RetainError, match=message):
+        PlanSchedule.from_frame(change(_schedule(SMALL.accounts)))
+
+
+def test_a_plan_schedule_must_fit_the_simulation(tmp_path: Path) -> None:
+    schedule = _schedule(SMALL.accounts)
+    first = schedule.account_id[0]
+    for frame, message in (
+        (schedule.replace({"account_id": {first: "acc-000200"}}), "does not have"),
+        (schedule.replace({"account_id": {first: "acc-7"}}), "does not have"),
+        (schedule.replace({"week": {PLAN_WEEKS[1]: date(2025, 6, 1)}}), "no intervention day"),
+        (schedule.replace({"week": {PLAN_WEEKS[1]: date(2025, 3, 8)}}), "share"),
+    ):
+        with pytest.raises(RetainError, match=message):
+            simulate_to(SMALL, tmp_path, plans=PlanSchedule.from_frame(frame))
+    assert not (tmp_path / "events").exists(), "a refused schedule writes nothing"
