@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
+    from retain.monitor.run import MonitorFiles
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
     from retain.simulate import Simulation
@@ -70,11 +71,13 @@ __all__ = [
     "ingest",
     "load_model",
     "migrate_store",
+    "monitor",
     "open_store",
     "plan",
     "promote",
     "report_causal",
     "report_causal_table",
+    "retrain",
     "rollback",
     "score",
     "score_table",
@@ -133,12 +136,15 @@ def simulate(
     start: date = date(2025, 1, 1),
     workers: int | None = None,
     holdout_share: float | None = None,
+    drift: str | None = None,
 ) -> Simulation:
     """Generate a customer base with known truth: same seed, same bytes. `holdout_share` defaults to the
-    simulator's (`SimConfig.holdout_share`)."""
-    from retain.simulate import SimConfig, simulate_to  # deferred: the simulator's modules
+    simulator's (`SimConfig.holdout_share`); `drift` (`release@DATE`, `tier_mix@DATE`) changes the world
+    from that date, for the monitor to find."""
+    from retain.simulate import Drift, SimConfig, simulate_to  # deferred: the simulator's modules
 
-    config = SimConfig(accounts=accounts, days=days, seed=seed, start=start)
+    changed = None if drift is None else Drift.parse(drift)
+    config = SimConfig(accounts=accounts, days=days, seed=seed, start=start, drift=changed)
     if holdout_share is not None:
         config = dataclasses.replace(config, holdout_share=holdout_share)
     return simulate_to(config, Path(out), workers)
@@ -442,3 +448,52 @@ def plan(
 
     settings = settings_or_default(settings)
     return plan_store(open_store(store, settings), settings, week, capacity_hours, Path(out))
+
+
+# -- monitoring and the retraining loop ---------------------------------------------------------------
+
+
+def monitor(out: Path, *, store: StoreLike = None, settings: Settings | None = None) -> MonitorFiles:
+    """Drift, realised and estimated performance, what the plans kept, answers and feedback: written to
+    `out/monitor.html` and `out/monitor.json`, logged to MLflow, and kept in the store as gauges."""
+    from retain.monitor.run import monitor_store  # deferred: MLflow, the models and matplotlib
+
+    settings = settings_or_default(settings)
+    return monitor_store(open_store(store, settings), settings, Path(out))
+
+
+@dataclass(frozen=True)
+class Retrained:
+    """One turn of the loop: the feature version, each model's training and promotion decision, and the
+    monitor's files. `refused` names the models whose gate kept the champion."""
+
+    features_version: int | None
+    trained: list[Trained]
+    promotions: list[Promotion]
+    monitor: MonitorFiles
+    refused: list[str]
+
+
+def retrain(
+    out: Path,
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    config: Path | None = None,
+    uplift_config: Path | None = None,
+) -> Retrained:
+    """Features, then churn, expansion and uplift trained and put through the promotion gate, then the
+    monitor: the one command a scheduler runs. A model the gate refuses keeps its champion; `refused` says
+    which (the CLI then exits 1)."""
+    settings = settings_or_default(settings)
+    where = open_store(store, settings)
+    built = build_features(store=where, settings=settings)
+    trained = [
+        train("churn", store=where, settings=settings, config=config),
+        train("expansion", store=where, settings=settings, config=config),
+        train("uplift", store=where, settings=settings, config=uplift_config),
+    ]
+    promotions = [promote(t.model, store=where, settings=settings) for t in trained]
+    watched = monitor(out, store=where, settings=settings)
+    refused = [p.name for p in promotions if p.decision == "refused"]
+    return Retrained(built.version, trained, promotions, watched, refused)

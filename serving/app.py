@@ -20,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from retain.core.gauges import read_gauges
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.auth import bearer, check_key, scopes_of
@@ -100,6 +101,8 @@ async def _lifespan(
     metrics.watch(
         lambda: {k: (ref.version if ref else None) for k, ref in model_refs(resources.loaded).items()},
         lambda: resources.log.stats,
+        lambda: read_gauges(store),
+        settings.serve.reload_seconds,
     )
     app.state.metrics = metrics
     app.state.service = Service(resources, metrics)

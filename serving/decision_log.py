@@ -259,6 +259,23 @@ class FeedbackOnAction(LoggedFeedback):
 
 
 @dataclass(frozen=True)
+class AnswerSource:
+    """Answers served by one source: the model (code None) or the rules for one fallback code."""
+
+    source: str
+    code: str | None
+    answers: int
+
+
+@dataclass(frozen=True)
+class FeedbackCount:
+    action: str
+    status: str
+    reason: str | None
+    n: int
+
+
+@dataclass(frozen=True)
 class TakenAction:
     """An action taken, as the contract's interventions table holds it."""
 
@@ -621,6 +638,32 @@ class DecisionLog:
             query = query.where(r.account_id == account_id)
         with self.connect() as conn:
             return [FeedbackOnAction(**row) for row in conn.execute(query).mappings()]
+
+    def exists(self) -> bool:
+        """False for a SQLite log whose file was never created: a store that never served."""
+        return self._file is None or self._file.exists()
+
+    def answer_sources(self, since: datetime | None = None) -> list[AnswerSource]:
+        """How many answers came from the model and from the rules (by fallback code) since `since`."""
+        code = DECISIONS.c.output[("fallback_reason", "code")].as_string()
+        query = sa.select(DECISIONS.c.source, code.label("code"), sa.func.count().label("answers"))
+        if since is not None:
+            query = query.where(DECISIONS.c.served_at >= since)
+        with self.connect() as conn:
+            rows = conn.execute(query.group_by(DECISIONS.c.source, code)).all()
+        return [AnswerSource(source, code, int(answers)) for source, code, answers in rows]
+
+    def feedback_counts(self, since: datetime | None = None) -> list[FeedbackCount]:
+        """Feedback since `since` counted by the recommendation's action, the status and the reason."""
+        f, r = FEEDBACK.c, RECOMMENDATIONS.c
+        query = sa.select(r.action, f.status, f.reason, sa.func.count().label("n")).join(
+            RECOMMENDATIONS, f.recommendation_id == r.recommendation_id
+        )
+        if since is not None:
+            query = query.where(f.at >= since)
+        with self.connect() as conn:
+            rows = conn.execute(query.group_by(r.action, f.status, f.reason)).all()
+        return [FeedbackCount(action, status, reason, int(n)) for action, status, reason, n in rows]
 
     def _one(self, query: sa.Select[Any], values: dict[str, Any] | None = None) -> sa.RowMapping | None:
         with self.connect() as conn:

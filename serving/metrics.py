@@ -6,11 +6,17 @@ account id in a label would grow the series without bound and put customer ids i
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+from retain.core.gauges import Gauge
+
+log = logging.getLogger("retain.metrics")
 
 #: seconds; the API aims at single-digit milliseconds
 LATENCY_BUCKETS = (0.002, 0.004, 0.006, 0.008, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -44,6 +50,36 @@ class _ChampionsAndLog(Collector):
         )
 
 
+class MonitorGauges(Collector):
+    """The latest `retain monitor` figures (drift, realised performance, fallback share, plans' impact), read
+    from the store's `gauges` table at most every `seconds`, so an alerting stack can page on them. A read
+    that fails keeps the figures already shown and says so in the log."""
+
+    def __init__(self, read: Callable[[], list[Gauge]], seconds: float) -> None:
+        self._read = read
+        self._seconds = seconds
+        self._gauges: list[Gauge] = []
+        self._read_at: float | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        now = time.monotonic()
+        if self._read_at is None or now - self._read_at >= self._seconds:
+            self._read_at = now
+            try:
+                self._gauges = self._read()
+            except Exception as e:  # a scrape must answer: the store may be away for a moment
+                log.warning("monitor gauges unreadable, showing the last read: %s", e)
+        families: dict[str, GaugeMetricFamily] = {}
+        for gauge in self._gauges:
+            family = families.get(gauge.name)
+            if family is None:
+                family = families[gauge.name] = GaugeMetricFamily(
+                    f"retain_monitor_{gauge.name}", gauge.help, labels=sorted(gauge.labels)
+                )
+            family.add_metric([gauge.labels[k] for k in sorted(gauge.labels)], gauge.value)
+        yield from families.values()
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -64,5 +100,12 @@ class Metrics:
             registry=self.registry,
         )
 
-    def watch(self, models: Callable[[], dict[str, str | None]], log: Callable[[], dict[str, int]]) -> None:
+    def watch(
+        self,
+        models: Callable[[], dict[str, str | None]],
+        log: Callable[[], dict[str, int]],
+        gauges: Callable[[], list[Gauge]],
+        gauge_seconds: float,
+    ) -> None:
         self.registry.register(_ChampionsAndLog(models, log))
+        self.registry.register(MonitorGauges(gauges, gauge_seconds))

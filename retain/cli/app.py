@@ -129,6 +129,13 @@ def simulate(
             "comparison (0: none) [default: 0.1]",
         ),
     ] = None,
+    drift: Annotated[
+        str | None,
+        typer.Option(
+            metavar="KIND@DATE",
+            help="from DATE the world drifts: release (feature use relabelled) or tier_mix (new tiers)",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate a customer base with known truth: telemetry for models, `truth/` kept apart."""
@@ -136,7 +143,7 @@ def simulate(
     target = out if out is not None else _store(store).root / "simulation"
     _stage(f"simulating {accounts:,} accounts over {days} days from {first} (seed {seed}) into {target}")
     result = api.simulate(
-        target, accounts=accounts, days=days, seed=seed, start=first, holdout_share=holdout_share
+        target, accounts=accounts, days=days, seed=seed, start=first, holdout_share=holdout_share, drift=drift
     )
     _emit(result, as_json, summaries.simulation)
 
@@ -593,6 +600,37 @@ def plan(
     day = _one_date(week, "--week")
     _stage(f"planning the week of {day}: features, the uplift champion's values, then each CSM's hours")
     _emit(api.plan(day, capacity_hours, out, store=_store(store)), as_json, summaries.planned)
+
+
+@app.command()
+def monitor(
+    out: Annotated[Path, typer.Option(help="folder for monitor.html and monitor.json")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Drift of every feature against the champion's training window, realised performance where labels
+    matured (and an estimate where they have not), what the weekly plans kept, fallbacks and CSM feedback;
+    logged to MLflow and exported as Prometheus gauges by `retain serve`."""
+    _stage("monitoring: features, champions, labels, decision log and plans")
+    _emit(api.monitor(out, store=_store(store)), as_json, summaries.monitored)
+
+
+@app.command()
+def retrain(
+    out: Annotated[Path, typer.Option(help="folder for the monitor's monitor.html and monitor.json")],
+    store: StoreOpt = None,
+    config: Annotated[Path | None, typer.Option(help="churn and expansion training config (YAML)")] = None,
+    uplift_config: Annotated[Path | None, typer.Option(help="uplift training config (YAML)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The retraining loop a scheduler runs: features, train churn, expansion and uplift, the promotion gate,
+    the monitor. Exits 1 when the gate refuses a challenger (its champion stays, and the output says why),
+    2 on an error."""
+    _stage("retraining: features, then churn, expansion and uplift, each through the promotion gate")
+    result = api.retrain(out, store=_store(store), config=config, uplift_config=uplift_config)
+    _emit(result, as_json, summaries.retrained)
+    if result.refused:
+        raise SystemExit(1)
 
 
 def main() -> None:

@@ -16,11 +16,12 @@ from rich.text import Text
 if TYPE_CHECKING:
     from features.build import FeatureBuild
     from registry.promotion import Promotion, Rollback
-    from retain.api import Json, Trained
+    from retain.api import Json, Retrained, Trained
     from retain.core.store import Commit
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
+    from retain.monitor.run import MonitorFiles
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
     from retain.report.schema import ProgramComparison
@@ -364,3 +365,21 @@ def migrated(m: Migration) -> RenderableType:
             ([t.table, _count(t.rows_read), _count(t.rows_written), str(t.version)] for t in m.tables),
         ),
     )
+
+
+def monitored(m: MonitorFiles) -> RenderableType:
+    return Group(
+        f"Monitor written to {m.html} and {m.json} (MLflow run {m.mlflow_run}, gauges v{m.gauges_version})",
+        *(f"  {line}" for line in m.findings),
+    )
+
+
+def retrained(r: Retrained) -> RenderableType:
+    lines = [
+        f"Features built (version {r.features_version}); trained {', '.join(t.model for t in r.trained)}"
+    ]
+    for p in r.promotions:
+        lines.append(f"  {p.name}: {p.decision}, champion version {p.champion} ({p.reason})")
+    if r.refused:
+        lines.append(f"  the gate kept the champion of {', '.join(r.refused)}: exit status 1")
+    return Group(*lines, monitored(r.monitor))

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow.dataset as ds
 
-TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores")
+TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores", "plans", "gauges")
 #: events are read by date range and grow without bound: one folder per UTC event day
 PARTITIONS: dict[str, list[str]] = {"events": ["event_date"]}
 OBJECT_STORE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://")

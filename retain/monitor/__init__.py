@@ -1,0 +1,2 @@
+"""Monitoring: input drift, realised and estimated performance, what the plans kept, answers and feedback
+(`retain monitor`)."""
