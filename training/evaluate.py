@@ -19,7 +19,9 @@ from sklearn.metrics import average_precision_score, brier_score_loss, log_loss,
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from training.calibration import expected_calibration_error
+from training.artifact import Kind
+from training.calibration import expected_calibration_error, fit_calibrator
+from training.dataset import HEALTH
 
 #: metrics kept per slice (the full set is reported for the whole test window)
 SLICE_METRICS = ("rows", "positives", "auc", "pr_auc", "brier", "lift_top_decile")
@@ -92,6 +94,20 @@ def health_risk(health_score: pd.Series) -> np.ndarray:
     """The health formula read as a churn risk: (100 - health) / 100, so higher means riskier."""
     out: np.ndarray = ((100.0 - health_score.to_numpy(dtype=float)) / 100.0).clip(0.0, 1.0)
     return out
+
+
+def health_probability(
+    calibration: pd.DataFrame, rows: pd.DataFrame, y_cal: np.ndarray, kind: Kind
+) -> np.ndarray | None:
+    """The health formula as a probability for `rows` (docs/domain.md): low health is churn risk, high
+    health an expansion opportunity. It ranks but is no probability, so it is Platt-scaled on the
+    calibration window's rows and labels before Brier, log loss and ECE are read (monotone: its rank
+    metrics are the raw score's). None for a table model, or rows without a health score."""
+    if kind == "table" or HEALTH not in rows.columns:
+        return None
+    risk = health_risk if kind == "churn" else (lambda h: 1.0 - health_risk(h))
+    scaled = fit_calibrator("platt", risk(calibration[HEALTH]), y_cal)
+    return scaled.predict(risk(rows[HEALTH]))
 
 
 def logistic_baseline(

@@ -23,7 +23,6 @@ from training.artifact import Kind, ScoringModel
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig
 from training.dataset import (
-    HEALTH,
     TrainingSet,
     read_table,
     store_training_set,
@@ -31,7 +30,7 @@ from training.dataset import (
 )
 from training.evaluate import (
     compare,
-    health_risk,
+    health_probability,
     logistic_baseline,
     logistic_predict,
     slice_metrics,
@@ -197,7 +196,7 @@ def _candidates(
     logistic = logistic_baseline(train, data.labels("train"), data.features, categorical, config.random_seed)
     return {
         "model": served,
-        "health": _health(calibration, test, data.labels("calibration"), kind),
+        "health": health_probability(calibration, test, data.labels("calibration"), kind),
         "logistic": logistic_predict(logistic, test, data.features, categorical),
     }
 
@@ -239,19 +238,6 @@ def _lineage(
         },
         "truth": None if config.truth_dir is None else str(config.truth_dir.resolve()),
     }
-
-
-def _health(
-    calibration: pd.DataFrame, test: pd.DataFrame, y_cal: np.ndarray, kind: Kind
-) -> np.ndarray | None:
-    """The health formula as a score (docs/domain.md): low health is churn risk, high health an expansion
-    opportunity. It ranks but is no probability, so it is Platt-scaled on the calibration window before
-    Brier, log loss and ECE are read (monotone: its rank metrics are the raw score's)."""
-    if kind == "table" or HEALTH not in test.columns:
-        return None
-    risk = health_risk if kind == "churn" else (lambda h: 1.0 - health_risk(h))
-    scaled = fit_calibrator("platt", risk(calibration[HEALTH]), y_cal)
-    return scaled.predict(risk(test[HEALTH]))
 
 
 def _covered(test: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

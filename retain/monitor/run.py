@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_args
 
 import duckdb
 import mlflow
@@ -37,21 +38,21 @@ from retain.monitor import drift, impact, performance
 from retain.monitor.schema import (
     ActionFeedback,
     CutoffPerformance,
-    Drift,
     DriftAlarm,
     Fallbacks,
+    InputDrift,
     MonitorReport,
     ScoreSpread,
     TargetPerformance,
 )
 from retain.plan import recorded_plans
+from serving.assess import risk_band
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
+from serving.schemas import RiskBand
 from training.artifact import ScoringModel
-from training.calibration import fit_calibrator
-from training.evaluate import health_risk
+from training.evaluate import health_probability
 from training.labels import Target, label_frame
 
-HEALTH = "health_score"
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 #: the plans judged together: the last this many weeks whose labels matured
 PLAN_WEEKS = 12
@@ -108,7 +109,7 @@ def reference_cutoffs(rows: pd.DataFrame, train: list[pd.Timestamp]) -> list[pd.
     return [c for c in train if c >= full] or sorted(train)[-1:]
 
 
-def drift_section(rows: pd.DataFrame, champion: Champion) -> Drift:
+def drift_section(rows: pd.DataFrame, champion: Champion) -> InputDrift:
     """PSI of every feature of the catalogue at every cutoff after the training window; an alarm
     where a feature that is no clock drifted at a cutoff and the one before it (a one-cutoff blip, a
     holiday week, say, is shown but not alarmed)."""
@@ -125,7 +126,7 @@ def drift_section(rows: pd.DataFrame, champion: Champion) -> Drift:
         for before, now in itertools.pairwise(series)
         if before.psi >= drift.DRIFTED and now.psi >= drift.DRIFTED
     ]
-    return Drift(
+    return InputDrift(
         reference_cutoffs=[str(c.date()) for c in reference],
         features=features,
         clock_features=sorted(set(features) & CLOCK_FEATURES),
@@ -137,46 +138,32 @@ def drift_section(rows: pd.DataFrame, champion: Champion) -> Drift:
 def score_spread(
     cutoffs: Sequence[pd.Timestamp], rows: pd.DataFrame, p: np.ndarray, settings: Settings
 ) -> list[ScoreSpread]:
-    bands = settings.serve.risk_bands
-    edges = [
-        ("low", 0.0),
-        ("medium", bands.medium),
-        ("high", bands.high),
-        ("critical", bands.critical),
-        ("", 1.01),
-    ]
+    """Per cutoff, the churn probabilities' quantiles and the share in each risk band the API serves."""
     out = []
     for cutoff in cutoffs:
         at = p[(rows["cutoff"] == cutoff).to_numpy()]
         if at.size == 0:
             continue
+        bands = Counter(risk_band(float(value), settings) for value in at)
         out.append(
             ScoreSpread(
                 cutoff=str(cutoff.date()),
                 rows=int(at.size),
                 quantiles={f"p{round(q * 100)}": round(float(np.quantile(at, q)), 4) for q in QUANTILES},
-                bands={
-                    name: round(float(((at >= low) & (at < high)).mean()), 4)
-                    for (name, low), (_, high) in itertools.pairwise(edges)
-                },
+                bands={band: round(bands[band] / at.size, 4) for band in get_args(RiskBand)},
             )
         )
     return out
 
 
-def _health_probability(rows: pd.DataFrame, labels: pd.DataFrame, champion: Champion) -> np.ndarray | None:
-    """The health formula as a probability, Platt-scaled on the champion's calibration window (as training
-    does): for churn low health is risk, for expansion high health is opportunity."""
-    if HEALTH not in rows.columns:
+def _health_probability(scored: pd.DataFrame, champion: Champion) -> np.ndarray | None:
+    """The health formula as a probability, Platt-scaled on the champion's matured calibration rows as
+    training does; None where that window holds one class only."""
+    window = scored["cutoff"].isin(champion.windows.get("calibration", [])) & scored["matured"]
+    y = scored.loc[window, "label"].to_numpy(int)
+    if len(set(y)) < 2:
         return None
-    risk = health_risk(rows[HEALTH]) if champion.target == "churn" else 1.0 - health_risk(rows[HEALTH])
-    window = (
-        rows["cutoff"].isin(champion.windows.get("calibration", [])).to_numpy() & labels["matured"].to_numpy()
-    )
-    y = labels["label"].to_numpy(int)
-    if window.sum() == 0 or len(set(y[window])) < 2:
-        return None
-    return fit_calibrator("platt", risk[window], y[window]).predict(risk)
+    return health_probability(scored[window], scored, y, champion.target)
 
 
 def performance_section(
@@ -191,7 +178,7 @@ def performance_section(
     labels = _labels(store, scored[["account_id", "cutoff"]], champion.target, settings.horizon_days)
     scored = scored.merge(labels, on=["account_id", "cutoff"], how="inner")
     p = champion.model.predict(scored)
-    health = _health_probability(scored, scored[["label", "matured"]], champion)
+    health = _health_probability(scored, champion)
     keep = (scored["cutoff"] >= first).to_numpy()
     scored, p = scored[keep].reset_index(drop=True), p[keep]
     health = None if health is None else health[keep]
@@ -307,9 +294,7 @@ def _decision_log(store: Store, settings: Settings) -> DecisionLog | None:
 def findings(report: MonitorReport) -> list[str]:
     """What to look at first, in words: alarms, decay, fallbacks, the plans' result."""
     out = []
-    latest = {}
-    for alarm in report.drift.alarms:
-        latest[alarm.feature] = alarm
+    latest = {alarm.feature: alarm for alarm in report.drift.alarms}
     if latest:
         named = ", ".join(f"{a.feature} (PSI {a.psi:.2f} at {a.cutoff})" for a in latest.values())
         out.append(f"Input drift: {named}. Retrain when the drift is a lasting change, not a blip.")
@@ -467,7 +452,9 @@ def _metric_key(gauge: Gauge) -> str:
     return "_".join([gauge.name, *(v for _, v in sorted(gauge.labels.items()))])
 
 
-def log_run(store: Store, settings: Settings, report: MonitorReport, files: list[Path]) -> str:
+def log_run(
+    store: Store, settings: Settings, report: MonitorReport, figures: list[Gauge], files: list[Path]
+) -> str:
     """One MLflow run in the `monitoring` experiment: the gauges as metrics, page and JSON as artifacts."""
     with active_uri(tracking_uri(store, settings)):
         experiment = experiment_id(client(store, settings), store, MONITORING)
@@ -475,7 +462,7 @@ def log_run(store: Store, settings: Settings, report: MonitorReport, files: list
             mlflow.log_params(
                 {"latest_cutoff": report.latest_cutoff, **{f"model.{k}": v for k, v in report.models.items()}}
             )
-            mlflow.log_metrics({_metric_key(g): g.value for g in gauges(report)})
+            mlflow.log_metrics({_metric_key(g): g.value for g in figures})
             for path in files:
                 mlflow.log_artifact(str(path))
     return str(run.info.run_id)
@@ -493,11 +480,12 @@ def monitor_store(store: Store, settings: Settings, out: Path) -> MonitorFiles:
         tmp.write_text(report.model_dump_json(indent=2))
     with atomic_path(page) as tmp:
         tmp.write_text(render(report), encoding="utf-8")
-    run = log_run(store, settings, report, [page, data])
+    figures = gauges(report)
+    run = log_run(store, settings, report, figures, [page, data])
     note = json.dumps(
         {"step": "monitor", "latest_cutoff": report.latest_cutoff, "mlflow_run": run}, sort_keys=True
     )
-    version = write_gauges(store, gauges(report), datetime.fromisoformat(report.computed_at), note)
+    version = write_gauges(store, figures, datetime.fromisoformat(report.computed_at), note)
     return MonitorFiles(
         html=page,
         json=data,

@@ -24,7 +24,9 @@ class DriftAlarm(_Frozen):
     previous_psi: float
 
 
-class Drift(_Frozen):
+class InputDrift(_Frozen):
+    """Each feature's PSI per cutoff against the churn champion's training window, and the alarms."""
+
     reference_cutoffs: list[str]
     features: list[str]
     #: features that grow with time by definition (tenure, days since ...): reported, never alarmed
@@ -87,7 +89,7 @@ class MonitorReport(_Frozen):
     computed_at: str
     latest_cutoff: str
     models: dict[str, str]
-    drift: Drift
+    drift: InputDrift
     scores: list[ScoreSpread]
     performance: list[TargetPerformance]
     fallbacks: Fallbacks
