@@ -13,7 +13,7 @@ from registry.tracking import log_and_register
 from retain.simulate import SimConfig
 from tests.support.served import World, make_world
 from tests.support.services import require_service
-from tests.support.worlds import UpliftWorld, published_store
+from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
 
@@ -62,3 +62,10 @@ def served_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     cockpit's end-to-end tests too) and the model review notebook; each starts its own servers, and a
     test that breaks a file puts it back."""
     return make_world(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture(scope="session")
+def drifted_world(tmp_path_factory: pytest.TempPathFactory) -> DriftedWorld:
+    """A world with a release drift and a churn champion from before it: what `retain monitor` and
+    `retain retrain` are tested on, and the store the monitoring notebook reads."""
+    return make_drifted_world(tmp_path_factory.mktemp("drifted"))

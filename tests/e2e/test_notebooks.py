@@ -3,7 +3,8 @@
 The review and the causal walkthrough read a store they are pointed at (their `RETAIN_*` variables), as a
 reader with a store of their own would: here the session's worlds, which the real pipeline built from the
 simulations the notebooks would otherwise build themselves (the causal walkthrough's is the uplift world's
-simulation; the review's, a smaller one, with a trained churn champion). The tour simulates its own, of
+simulation; the review's, a smaller one, with a trained churn champion; the monitoring notebook's, the
+drifted world the monitor's tests use). The tour simulates its own, of
 half its default size: what it shows needs no more.
 """
 
@@ -17,7 +18,7 @@ import pytest
 from nbclient import NotebookClient
 
 from tests.support.served import World
-from tests.support.worlds import UpliftWorld
+from tests.support.worlds import DriftedWorld, UpliftWorld
 
 NOTEBOOKS = sorted((Path(__file__).parents[2] / "notebooks").glob("*.ipynb"))
 
@@ -32,6 +33,11 @@ def causal_store(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"RETAIN_CAUSAL_STORE": str(world.store.root), "RETAIN_CAUSAL_TRUTH": str(world.simulation)}
 
 
+def monitored_store(request: pytest.FixtureRequest) -> dict[str, str]:
+    world: DriftedWorld = request.getfixturevalue("drifted_world")
+    return {"RETAIN_MONITOR_STORE": str(world.store.root), "RETAIN_MONITOR_TRUTH": str(world.simulation)}
+
+
 def tour_size(request: pytest.FixtureRequest) -> dict[str, str]:
     return {"RETAIN_TOUR_ACCOUNTS": "150"}
 
@@ -41,9 +47,10 @@ VARIABLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, str]]] = {
     "01_telemetry_tour.ipynb": tour_size,
     "02_model_review.ipynb": review_store,
     "03_causal_walkthrough.ipynb": causal_store,
+    "04_monitoring.ipynb": monitored_store,
 }
 #: the notebooks given a store, which must not make one of their own
-GIVEN_A_STORE = ("02_model_review.ipynb", "03_causal_walkthrough.ipynb")
+GIVEN_A_STORE = ("02_model_review.ipynb", "03_causal_walkthrough.ipynb", "04_monitoring.ipynb")
 
 
 @pytest.fixture

@@ -6,25 +6,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from mlflow import MlflowClient
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
-from features.definitions import RENEWAL_GRACE_DAYS
+from features.definitions import FEATURES, RENEWAL_GRACE_DAYS
 from features.stored import read_features
 from registry.models import load_scoring_model
-from registry.tracking import log_and_register, tracking_uri
+from registry.tracking import tracking_uri
 from retain.core.gauges import read_gauges
-from retain.simulate import Drift, SimConfig
 from tests.support.served import Server, World
-from tests.support.worlds import published_store
+from tests.support.worlds import RELEASE, DriftedWorld
 from training.config import TrainConfig
-from training.pipeline import train_model
 
 
 @pytest.fixture(scope="module")
@@ -137,29 +136,47 @@ def test_an_undrifted_world_raises_no_drift_alarm(monitored: dict) -> None:
     assert monitored["drift"]["values"] and monitored["drift"]["alarms"] == []
 
 
-#: a release on this day relabels two product features; the churn champion's window ends months before
-RELEASE = date(2025, 5, 20)
+def _retrain(world: DriftedWorld, out: Path, config: TrainConfig) -> subprocess.CompletedProcess[str]:
+    """`retain retrain` on the world, churn and expansion trained with `config`, uplift with a small one."""
+    paths = {"config": out / "train.yaml", "uplift-config": out / "uplift.yaml"}
+    out.mkdir(parents=True)
+    paths["config"].write_text(yaml.safe_dump(config.model_dump(mode="json", exclude_defaults=True)))
+    paths["uplift-config"].write_text(yaml.safe_dump({"min_effective_treated": 20}))
+    options = [part for name, path in paths.items() for part in (f"--{name}", str(path))]
+    command = ["retrain", "--store", str(world.store.root), "--out", str(out), *options, "--json"]
+    return subprocess.run(
+        [sys.executable, "-m", "retain", *command],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+#: training as the drifted world's churn champion was, blind to all but region and industry: no signal
+BLIND = TrainConfig(
+    n_trials=2,
+    plots=False,
+    min_train_rows=200,
+    min_window_positives=5,
+    exclude_features=[f.name for f in FEATURES if f.name not in {"region", "industry"}],
+)
 
 
 @pytest.fixture(scope="module")
-def drifted(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The served world's simulation with a release drift, a churn champion trained on it, monitored."""
-    root = tmp_path_factory.mktemp("drifted")
-    config = SimConfig(
-        accounts=400, days=420, seed=5, start=date(2024, 7, 1), drift=Drift("release", RELEASE)
-    )
-    store, settings = published_store(root, config)
-    config_train = TrainConfig(n_trials=2, plots=False, min_train_rows=200, min_window_positives=5)
-    log_and_register(store, settings, train_model(store, settings, "churn", config_train), "churn")
-    out = root / "monitor"
-    run = subprocess.run(
-        [sys.executable, "-m", "retain", "monitor", "--store", str(store.root), "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads((out / "monitor.json").read_text())
+def retrained(drifted_world: DriftedWorld, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One turn of the retraining loop on the drifted world with blind challengers, and the churn champion
+    before it (a string, as the turn's JSON has it)."""
+    client = MlflowClient(tracking_uri=tracking_uri(drifted_world.store, drifted_world.settings))
+    before = str(client.get_model_version_by_alias("churn", "champion").version)
+    run = _retrain(drifted_world, tmp_path_factory.mktemp("retrain") / "out", BLIND)
+    return {"run": run, "champion_before": before, "client": client}
+
+
+@pytest.fixture(scope="module")
+def drifted(retrained: dict) -> dict:
+    """The monitor that ends the turn: the churn champion, and so the drift's reference window, stayed."""
+    assert retrained["run"].returncode in (0, 1), retrained["run"].stderr[-3000:]
+    return json.loads(Path(json.loads(retrained["run"].stdout)["monitor"]["json"]).read_text())
 
 
 def test_a_release_drift_is_flagged_within_one_cutoff_of_the_change(drifted: dict) -> None:
@@ -173,3 +190,16 @@ def test_a_release_drift_is_flagged_within_one_cutoff_of_the_change(drifted: dic
     assert {"core_feature_share_30d", "features_used_30d"} <= flagged[later[2]]
     assert all(a["cutoff"] > RELEASE.isoformat() for a in drifted["drift"]["alarms"])
     assert "Input drift:" in drifted["findings"][0]
+
+
+def test_retrain_keeps_the_champion_and_exits_1_when_the_gate_refuses(retrained: dict) -> None:
+    run, champion = retrained["run"], retrained["champion_before"]
+    assert run.returncode == 1, run.stderr[-3000:]
+    turn = json.loads(run.stdout)
+    assert [t["model"] for t in turn["trained"]] == ["churn", "expansion", "uplift"]
+    churn = next(p for p in turn["promotions"] if p["name"] == "churn")
+    assert churn["decision"] == "refused" and churn["champion"] == champion == churn["champion_before"]
+    assert "AUC" in churn["reason"] and "fails" in churn["reason"]
+    assert "churn" in turn["refused"]
+    assert str(retrained["client"].get_model_version_by_alias("churn", "champion").version) == champion
+    assert Path(turn["monitor"]["json"]).exists(), "the monitor still ends the turn"

@@ -26,6 +26,8 @@ from retain.core.catalogue import CATALOGUE
 from retain.core.value import expected_values
 from retain.plan import (
     COLUMNS,
+    HELD_OUT,
+    PLANNED,
     Week,
     action_hours,
     allowed_actions,
@@ -34,6 +36,7 @@ from retain.plan import (
     make_plan,
     plan_store,
     read_week,
+    recorded_plans,
 )
 from tests.support.rows import QUIET
 from tests.support.worlds import UpliftWorld
@@ -225,6 +228,17 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     assert list(csv.columns) == COLUMNS and set(csv["holdout"]) == {"true", "false"}
     assert set(csv["csm_id"]) <= set(summary["hours_used"])
     assert all(used <= CAPACITY for used in summary["hours_used"].values())
+    # recorded for the monitor: every active account once with its arm (planning the week twice replaced
+    # the first recording), the planned ones with the CSV's action
+    recorded = recorded_plans(store)
+    recorded = recorded[recorded["week"].dt.date == monday]
+    assert recorded["account_id"].is_unique and len(recorded) >= len(csv)
+    arms = recorded.set_index("account_id")["arm"]
+    assert set(arms[csv.loc[csv["holdout"] == "true", "account_id"]]) == {HELD_OUT}
+    planned = csv[csv["holdout"] == "false"].set_index("account_id")["action"]
+    assert set(arms[planned.index]) == {PLANNED}
+    assert recorded.set_index("account_id").loc[planned.index, "action"].equals(planned)
+    assert (arms == PLANNED).sum() == len(planned) and (arms == HELD_OUT).sum() == summary["holdout"]
 
 
 @pytest.mark.parametrize(

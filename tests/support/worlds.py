@@ -7,10 +7,13 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from features.build import build_and_publish
+from registry.tracking import log_and_register
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from retain.simulate import Drift, SimConfig, simulate_to
+from training.config import TrainConfig
+from training.pipeline import train_model
 from training.result import TrainResult
 
 
@@ -38,3 +41,26 @@ class UpliftWorld:
     def end(self) -> date:
         """The day the simulation ends (its last events are the day before)."""
         return self.config.start + timedelta(days=self.config.days)
+
+
+#: the drifted world's release relabels two product features; its churn champion's window ends months before
+RELEASE = date(2025, 5, 20)
+
+
+@dataclass(frozen=True)
+class DriftedWorld:
+    """The served world's simulation with a release on `RELEASE`, and a churn champion trained before it."""
+
+    store: Store
+    settings: Settings
+    simulation: Path
+
+
+def make_drifted_world(root: Path) -> DriftedWorld:
+    config = SimConfig(
+        accounts=400, days=420, seed=5, start=date(2024, 7, 1), drift=Drift("release", RELEASE)
+    )
+    store, settings = published_store(root, config)
+    churn = TrainConfig(n_trials=2, plots=False, min_train_rows=200, min_window_positives=5)
+    log_and_register(store, settings, train_model(store, settings, "churn", churn), "churn")
+    return DriftedWorld(store, settings, root / "sim")
