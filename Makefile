@@ -16,7 +16,7 @@ CHROMIUM ?= /usr/bin/chromium
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo soak results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo soak monitor-drift results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench-demo: install ## make demo as a new user meets it: fresh clone, install, e
 
 soak: install ## 10 minutes of mixed API load with the decision log and online store failing part-way (as root)
 	$(BIN)/python -m experiments.soak
+
+monitor-drift: install ## drift monitor over 20 seeds: false alarms on undrifted worlds, delay to name a release
+	$(BIN)/python -m experiments.monitor_drift
 
 results: install ## render docs/results.md from the stamped runs in experiments/results/
 	$(BIN)/python -m experiments.results

@@ -123,6 +123,15 @@ SOURCES: tuple[Source, ...] = (
         "python -m experiments.uplift_seeds --holdout-share 0",
         "the same over worlds where no account is held out: every account-week is the usual course's",
     ),
+    Source(
+        "monitor_drift",
+        "Drift monitor: false alarms and detection delay over seeds",
+        "make monitor-drift",
+        "per seed (400 accounts x 420 days), `retain monitor`'s drift alarms on an undrifted world, where "
+        "each is false (per world and per non-clock feature and cutoff that could alarm), and on the same "
+        "world with a product release on 2025-05-20: cutoffs from the first that sees it to the first "
+        "alarm on a feature it moves, and alarms on any other feature",
+    ),
 )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from retain.monitor import figures
+from retain.monitor.drift import DRIFTED, WATCH
 from retain.monitor.schema import MonitorReport
 
 _ENV = Environment(
@@ -24,4 +25,6 @@ def render(report: MonitorReport) -> str:
         "reliability": figures.reliability_plot(report),
         "plans": figures.plans_plot(report),
     }
-    return _ENV.get_template("monitor.html").render(report=report, figures=pictures)
+    return _ENV.get_template("monitor.html").render(
+        report=report, figures=pictures, watch=WATCH, drifted=DRIFTED
+    )

@@ -8,7 +8,6 @@ this one; the figures go to `monitor.json`, `monitor.html`, an MLflow run and th
 
 from __future__ import annotations
 
-import itertools
 import json
 import tempfile
 from collections import Counter
@@ -116,15 +115,9 @@ def drift_section(rows: pd.DataFrame, champion: Champion) -> InputDrift:
     reference = reference_cutoffs(rows, champion.windows["train"])
     features = [f.name for f in FEATURES if f.name in rows.columns]
     values = drift.feature_drift(rows, reference, features)
-    by_feature: dict[str, list[drift.FeatureDrift]] = {}
-    for value in values:
-        by_feature.setdefault(value.feature, []).append(value)
     alarms = [
         DriftAlarm(feature=now.feature, cutoff=now.cutoff, psi=now.psi, previous_psi=before.psi)
-        for name, series in by_feature.items()
-        if name not in CLOCK_FEATURES
-        for before, now in itertools.pairwise(series)
-        if before.psi >= drift.DRIFTED and now.psi >= drift.DRIFTED
+        for before, now in drift.alarmed(values, CLOCK_FEATURES)
     ]
     return InputDrift(
         reference_cutoffs=[str(c.date()) for c in reference],

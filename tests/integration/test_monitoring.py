@@ -16,6 +16,7 @@ import yaml
 from mlflow import MlflowClient
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from experiments.monitor_drift import RELEASE_MOVES
 from features.definitions import FEATURES, RENEWAL_GRACE_DAYS
 from features.stored import read_features
 from registry.models import load_scoring_model
@@ -184,10 +185,12 @@ def test_a_release_drift_is_flagged_within_one_cutoff_of_the_change(drifted: dic
     assert max(drifted["drift"]["reference_cutoffs"]) < RELEASE.isoformat() and len(later) >= 2
     assert len(later) >= 3
     flagged = {c: {a["feature"] for a in drifted["drift"]["alarms"] if a["cutoff"] == c} for c in later}
-    # the features that read the relabelled product features' use: the 7-day views at the cutoff after the
-    # first to see the release, the 30-day views (11 of 30 days changed at the first) a cutoff later
-    assert {"core_features_unused_7d", "feature_uses_7d"} <= flagged[later[1]]
+    # the features that read the relabelled product features' use: the 7-day view of unused core features
+    # at the cutoff after the first to see the release, the 30-day views (11 of 30 days changed at the
+    # first) a cutoff later; nothing else, and nothing before the release
+    assert "core_features_unused_7d" in flagged[later[1]]
     assert {"core_feature_share_30d", "features_used_30d"} <= flagged[later[2]]
+    assert {a["feature"] for a in drifted["drift"]["alarms"]} <= RELEASE_MOVES
     assert all(a["cutoff"] > RELEASE.isoformat() for a in drifted["drift"]["alarms"])
     assert "Input drift:" in drifted["findings"][0]
 

@@ -14,7 +14,7 @@ def test_psi_is_small_for_the_same_population_and_large_for_a_shifted_one() -> N
     rng = np.random.default_rng(1)
     reference = pd.Series(rng.gamma(2.0, 10.0, 5_000))
     assert drift.psi(reference, pd.Series(rng.gamma(2.0, 10.0, 600))) < drift.WATCH
-    shifted = drift.psi(reference, pd.Series(rng.gamma(2.0, 10.0, 600) * 0.6))
+    shifted = drift.psi(reference, pd.Series(rng.gamma(2.0, 10.0, 600) * 0.5))
     assert shifted >= drift.DRIFTED
     assert drift.level(shifted) == "drifted"
 
