@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from features.alerts import Alerted
 from features.cutoffs import cutoff_table, span_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
@@ -77,6 +78,17 @@ def register_store(
             relation = con.from_arrow(schema.empty_table())
         relation.create_view(name, replace=True)
     return read
+
+
+def actions_last_taken(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, dict[str, datetime]]:
+    """Per account and action, when it was last taken before `as_of`: the cool-downs eligibility reads
+    (over the `interventions` view `register_store` made)."""
+    taken: dict[str, dict[str, datetime]] = {}
+    for account, action, ts in con.execute(
+        "SELECT account_id, action, max(ts) FROM interventions WHERE ts < ? GROUP BY ALL", [as_of]
+    ).fetchall():
+        taken.setdefault(account, {})[action] = ts
+    return taken
 
 
 class FeatureEngine(Protocol):
@@ -154,6 +166,8 @@ class FeatureBuild:
     feast: FeastPublished | None
     #: the MLflow run that records it (set by `retain.api.build_features`)
     mlflow_run: str | None = None
+    #: the playbook's alerts at the latest cutoff, recorded for the webhooks (set by `retain.api`)
+    alerts: Alerted | None = None
 
 
 def build_and_publish(

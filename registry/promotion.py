@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from features.alerts import Alerted
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, restore_previous_champion, set_champion
 from registry.models import StaleModel, VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import VERSION_METRICS, client
@@ -97,6 +98,8 @@ class Promotion(_Result):
     #: the recorded reason: the gate's verdict, or the one given when forcing
     reason: str
     champion: str
+    #: a new champion, recorded for the webhooks (set by `retain.api`)
+    alerts: Alerted | None = None
 
 
 class Rollback(_Result):
@@ -106,6 +109,8 @@ class Rollback(_Result):
     rolled_back: str
     champion: str
     history: list[str]
+    #: the champion's change, recorded for the webhooks (set by `retain.api`)
+    alerts: Alerted | None = None
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -37,6 +37,7 @@ from retain.core.settings import Settings, get_settings
 from retain.core.store import DEFAULT_RETENTION_HOURS, OLD_MANIFEST, Commit, Store
 
 if TYPE_CHECKING:
+    from features.alerts import Alert, Alerted
     from features.build import FeatureBuild
     from registry.models import VersionInfo
     from registry.promotion import Promotion, Rollback
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
     from retain.report.html import ReportFiles
     from retain.simulate import Simulation
     from serving.batch import ModelAnswered, StoreScores, TableScores
+    from serving.webhooks.delivery import DeliveryRound
+    from serving.webhooks.outbox import FailedDelivery, NewWebhook, Outbox, RecordedAlerts, Retried, Webhook
     from training.artifact import ScoringModel
     from training.config import TrainConfig, UpliftConfig
     from training.result import TrainResult
@@ -64,10 +67,14 @@ Config = TypeVar("Config", "TrainConfig", "UpliftConfig")
 __all__ = [
     "ModelKind",
     "Trained",
+    "add_webhook",
+    "alerts",
     "as_json",
     "build_features",
     "compact_store",
+    "deliver_webhooks",
     "example_account",
+    "failed_deliveries",
     "ingest",
     "load_model",
     "migrate_store",
@@ -75,10 +82,14 @@ __all__ = [
     "open_store",
     "plan",
     "promote",
+    "record_alerts",
+    "remove_webhook",
     "report_causal",
     "report_causal_table",
     "retrain",
+    "retry_deliveries",
     "rollback",
+    "run_webhook_worker",
     "score",
     "score_table",
     "settings_or_default",
@@ -86,6 +97,7 @@ __all__ = [
     "store_history",
     "train",
     "train_table",
+    "webhooks",
 ]
 
 
@@ -218,13 +230,16 @@ def build_features(
     cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
     from registry.tracking import log_feature_build  # deferred: MLflow
+    from retain import alerting  # deferred: the serving layer's outbox
 
     settings = settings_or_default(settings)
     where = _compacted(store, settings)
     built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
     if built.version is None:
         return built
-    return dataclasses.replace(built, mlflow_run=log_feature_build(where, settings, built))
+    run = log_feature_build(where, settings, built)
+    alerts = alerting.record(where, settings, alerting.feature_alerts(where))
+    return dataclasses.replace(built, mlflow_run=run, alerts=alerts)
 
 
 @dataclass(frozen=True)
@@ -342,17 +357,23 @@ def promote(
     """Move `name@champion` to the challenger if it holds up on the latest out-of-time window (or with
     `force` and a recorded `reason`); the decision says which."""
     from registry.promotion import promote as promote_model  # deferred: MLflow
+    from retain import alerting
 
     settings = settings_or_default(settings)
-    return promote_model(open_store(store, settings), settings, name, force=force, reason=reason)
+    where = open_store(store, settings)
+    promotion = promote_model(where, settings, name, force=force, reason=reason)
+    return promotion.model_copy(update={"alerts": alerting.record_champion(where, settings, promotion)})
 
 
 def rollback(name: str = "churn", *, store: StoreLike = None, settings: Settings | None = None) -> Rollback:
     """Restore the previous `name@champion`."""
     from registry.promotion import rollback as rollback_model  # deferred: MLflow
+    from retain import alerting
 
     settings = settings_or_default(settings)
-    return rollback_model(open_store(store, settings), settings, name)
+    where = open_store(store, settings)
+    rolled = rollback_model(where, settings, name)
+    return rolled.model_copy(update={"alerts": alerting.record_champion(where, settings, rolled)})
 
 
 # -- scores, reports and the plan ---------------------------------------------------------------------
@@ -363,10 +384,14 @@ def score(
 ) -> StoreScores:
     """Every account active at `cutoff`, scored by the churn and expansion champions with the top reasons,
     into a Parquet file."""
+    from retain import alerting
     from serving.batch import score_store  # deferred: MLflow and the models
 
     settings = settings_or_default(settings)
-    return score_store(open_store(store, settings), settings, cutoff, Path(out))
+    where = open_store(store, settings)
+    scored = score_store(where, settings, cutoff, Path(out))
+    alerts = alerting.record(where, settings, alerting.score_alerts(where, settings, cutoff))
+    return dataclasses.replace(scored, alerts=alerts)
 
 
 def score_table(
@@ -444,10 +469,15 @@ def plan(
 ) -> PlanSummary:
     """The week's plan as a CSV: the actions where the uplift champion expects most value within each
     CSM's `capacity_hours`, and a random holdout that gets none."""
+    from retain import alerting
     from retain.plan import plan_store  # deferred: MLflow and the uplift model
 
     settings = settings_or_default(settings)
-    return plan_store(open_store(store, settings), settings, week, capacity_hours, Path(out))
+    where = open_store(store, settings)
+    planned = plan_store(where, settings, week, capacity_hours, Path(out))
+    return dataclasses.replace(
+        planned, alerts=alerting.record(where, settings, alerting.plan_alerts(where, week))
+    )
 
 
 # -- monitoring and the retraining loop ---------------------------------------------------------------
@@ -497,3 +527,96 @@ def retrain(
     watched = monitor(out, store=where, settings=settings)
     refused = [p.name for p in promotions if p.decision == "refused"]
     return Retrained(built.version, trained, promotions, watched, refused)
+
+
+# -- webhooks: alerts pushed to playbook engines and CRMs -------------------------------------------------
+
+
+def alerts(*, store: StoreLike = None, settings: Settings | None = None) -> Alerted:
+    """Derive again the alerts of the latest feature build, scoring run and plan, and record those not
+    recorded yet: for a step whose recording failed while the decision log was away."""
+    from retain import alerting  # deferred: the serving layer's outbox
+
+    settings = settings_or_default(settings)
+    return alerting.record_latest(open_store(store, settings), settings)
+
+
+@contextlib.contextmanager
+def _outbox(store: StoreLike, settings: Settings) -> Iterator[Outbox]:
+    """The outbox in the decision log's database the settings name, closed after use."""
+    # deferred: SQLAlchemy and the serving layer
+    from serving.decision_log import DecisionLog
+    from serving.webhooks.outbox import Outbox
+
+    log = DecisionLog.for_store(open_store(store, settings), settings)
+    try:
+        yield Outbox(log)
+    finally:
+        log.close()
+
+
+def add_webhook(
+    url: str, events: Sequence[str], *, store: StoreLike = None, settings: Settings | None = None
+) -> NewWebhook:
+    """Subscribe `url` to alerts of `events` (alert types, or `*` for all) recorded from now on; the
+    result holds the signing secret, this once. A refused URL or unknown type is a `RetainError`."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.add(url, events)
+
+
+def webhooks(*, store: StoreLike = None, settings: Settings | None = None) -> list[Webhook]:
+    """The live subscriptions with their pending and dead deliveries; never a secret."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.webhooks()
+
+
+def remove_webhook(webhook_id: str, *, store: StoreLike = None, settings: Settings | None = None) -> Webhook:
+    """End a subscription: nothing more is sent to it."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.remove(webhook_id)
+
+
+def record_alerts(
+    alerts: Iterable[Alert], *, store: StoreLike = None, settings: Settings | None = None
+) -> RecordedAlerts:
+    """Record alerts for delivery, each with its deliveries in one transaction; an alert recorded
+    before (by id) is left as it was, so a rerun records nothing twice."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.record(alerts)
+
+
+def failed_deliveries(*, store: StoreLike = None, settings: Settings | None = None) -> list[FailedDelivery]:
+    """The dead letters: deliveries that failed every attempt, with the last error."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.failed()
+
+
+def retry_deliveries(
+    alert_id: str | None = None,
+    webhook_id: str | None = None,
+    *,
+    every: bool = False,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+) -> Retried:
+    """Send dead deliveries again (of one alert, one webhook, both, or `every` one), attempts from zero."""
+    with _outbox(store, settings_or_default(settings)) as outbox:
+        return outbox.retry(alert_id, webhook_id, every=every)
+
+
+def deliver_webhooks(*, store: StoreLike = None, settings: Settings | None = None) -> DeliveryRound:
+    """One round of the delivery worker: every delivery due now, sent and settled (what a cron runs)."""
+    from serving.webhooks.delivery import deliver_once  # deferred: requests, with the serving layer
+
+    settings = settings_or_default(settings)
+    with _outbox(store, settings) as outbox:
+        return deliver_once(outbox, settings.webhooks)
+
+
+def run_webhook_worker(*, store: StoreLike = None, settings: Settings | None = None) -> None:
+    """The delivery worker in this thread, a round every `webhooks.poll_seconds`, until interrupted."""
+    from serving.webhooks.delivery import DeliveryWorker  # deferred: requests, with the serving layer
+
+    settings = settings_or_default(settings)
+    with _outbox(store, settings) as outbox:
+        DeliveryWorker(outbox, settings.webhooks).run()

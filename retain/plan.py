@@ -42,7 +42,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.build import build_feature_table, register_store
+from features.alerts import Alerted
+from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from registry.models import VersionInfo, load_uplift_model
 from retain.core.catalogue import CATALOGUE
@@ -119,6 +120,8 @@ class PlanSummary:
     seed: int
     #: the CSV, once written
     out: Path | None = None
+    #: accounts whose top recommendation is new or changed, recorded for the webhooks (set by `retain.api`)
+    alerts: Alerted | None = None
 
 
 @dataclass(frozen=True)
@@ -322,11 +325,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         _check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date())
         model, info = _uplift_champion(store, settings)
         table = build_feature_table(con, [week], settings)
-        taken: dict[str, dict[str, datetime]] = {}
-        for account, action, ts in con.execute(
-            "SELECT account_id, action, max(ts) FROM interventions WHERE ts < ? GROUP BY ALL", [as_of]
-        ).fetchall():
-            taken.setdefault(account, {})[action] = ts
+        taken = actions_last_taken(con, as_of)
         owners = dict(
             con.execute(
                 "SELECT account_id, arg_max(csm_id, contract_start) FROM accounts GROUP BY account_id"

@@ -7,7 +7,6 @@ Heavy resources load in `lifespan`, never at import, and reach the routes as dep
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retain.core.gauges import read_gauges
+from retain.core.logs import log_retain_lines
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.auth import bearer, check_key, scopes_of
@@ -34,7 +34,7 @@ from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_loca
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware, request_id
 from serving.resources import Resources
-from serving.routes import actions, interventions, operations, scores
+from serving.routes import actions, interventions, operations, scores, webhooks
 from serving.schemas import API_VERSION
 from serving.service import Service, model_refs
 
@@ -42,12 +42,6 @@ from serving.service import Service, model_refs
 SETTINGS_VARIABLE = "RETAIN_WORKER_SETTINGS"
 #: the store `retain serve` opened (`Store.location`), for its worker processes
 STORE_VARIABLE = "RETAIN_WORKER_STORE"
-
-
-def log_retain_lines() -> None:
-    """Retain's own lines at INFO; other libraries' and uvicorn's start-up lines only with --access-log."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("retain").setLevel(logging.INFO)
 
 
 def worker_environment(store: Store, settings: Settings) -> dict[str, str]:
@@ -82,7 +76,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.serve.max_body_bytes)
     app.add_middleware(CockpitHeaders)  # outermost: a 413 under /ui carries the headers too
-    for router in (operations.router, scores.router, actions.router, interventions.router):
+    for router in (operations.router, scores.router, actions.router, interventions.router, webhooks.router):
         app.include_router(router)
     app.include_router(cockpit.router)
     return app

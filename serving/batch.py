@@ -28,6 +28,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from features.alerts import Alerted
 from features.cutoffs import cutoff_instant
 from features.definitions import KEYS
 from features.stored import TABLE as FEATURES
@@ -181,6 +182,9 @@ class StoreScores:
     models: Champions
     seconds: float
     rows_per_second: float
+    #: accounts whose risk band changed since the cutoff scored before, recorded for the webhooks (set by
+    #: `retain.api`)
+    alerts: Alerted | None = None
 
 
 @dataclass(frozen=True)

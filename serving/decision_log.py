@@ -162,6 +162,48 @@ API_KEYS = sa.Table(
     sa.Column("revoked_at", UTCDateTime),
 )
 
+#: webhook subscriptions (`serving.webhooks`): where alerts of the listed types (comma-separated, or `*`)
+#: are pushed, and the secret that signs them, which is kept as it is: a signature needs it
+WEBHOOKS = sa.Table(
+    "webhooks",
+    METADATA,
+    sa.Column("webhook_id", sa.String, primary_key=True),
+    sa.Column("url", sa.String, nullable=False),
+    sa.Column("events", sa.String, nullable=False),
+    sa.Column("secret", sa.String, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("removed_at", UTCDateTime),
+)
+
+#: alerts recorded for delivery, each once by its stable id; `payload` is the exact JSON body sent, so
+#: every attempt sends and signs the same bytes
+ALERTS = sa.Table(
+    "alerts",
+    METADATA,
+    sa.Column("alert_id", sa.String, primary_key=True),
+    sa.Column("type", sa.String, nullable=False),
+    sa.Column("account_id", sa.String),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+#: the outbox: one row per alert and subscription, written with the alert; a worker claims due rows
+#: for `claimed_until` (a lease) and marks each delivered, pending again later, or dead
+DELIVERIES = sa.Table(
+    "deliveries",
+    METADATA,
+    sa.Column("alert_id", sa.String, primary_key=True),
+    sa.Column("webhook_id", sa.String, primary_key=True),
+    sa.Column("status", sa.String, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("next_attempt_at", UTCDateTime, nullable=False),
+    sa.Column("claimed_until", UTCDateTime),
+    sa.Column("last_error", sa.String),
+    sa.Column("delivered_at", UTCDateTime),
+    sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
+)
+
 #: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
 #: backends; no NaN, which PostgreSQL's json rejects and the API's responses cannot carry either
 _dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), allow_nan=False)

@@ -42,6 +42,7 @@ from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import key_ring
 from serving.online import OnlineReader, OnlineStoreUnavailable
 from serving.schemas import Readiness
+from serving.webhooks.outbox import Outbox
 from training.causal.uplift import UpliftModel
 
 log = logging.getLogger("retain.serving")
@@ -141,6 +142,8 @@ class Resources:
         self.settings = settings
         self.log = DecisionLog.for_store(store, settings)
         self.keys = key_ring(store, settings, self.log)
+        #: webhook subscriptions and dead deliveries, managed through the API (the worker runs beside it)
+        self.outbox = Outbox(self.log)
         self.loaded = Loaded(None, None, None, None, {})
         self.taken = LastTaken(INTERVENTION_SCHEMA.empty_table())
         self._reload_lock = threading.Lock()

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from features.alerts import ALERT_TYPES
+
 API_VERSION = "v1"
 Source = Literal["model", "rules"]
 RiskBand = Literal["low", "medium", "high", "critical"]
@@ -294,6 +296,79 @@ class ReloadOut(BaseModel):
     models: dict[str, ModelRef | None]
     changed: list[str]
     errors: dict[str, str]
+
+
+class WebhookIn(RequestBody):
+    url: str = Field(
+        min_length=1,
+        max_length=2_000,
+        description="http(s); not a link-local or cloud metadata address, nor a name resolving to one",
+        examples=["https://playbooks.example.com/retain"],
+    )
+    events: list[str] = Field(
+        min_length=1,
+        max_length=50,
+        description=f"alert types ({', '.join(ALERT_TYPES)}), or * for all",
+        examples=[["usage_drop", "risk_band_changed"]],
+    )
+
+
+class WebhookOut(BaseModel):
+    """A subscription as listed: never its secret, and its URL without a password."""
+
+    webhook_id: str = Field(examples=["wh_3f9a1c0b7d2e"])
+    url: str
+    events: list[str]
+    created_at: datetime
+    pending: int = Field(description="deliveries waiting to be sent, or sent again")
+    dead: int = Field(description="deliveries that failed every attempt (GET /v1/webhooks/failed)")
+
+
+class WebhookResponse(WebhookOut):
+    api_version: str = API_VERSION
+    request_id: str
+
+
+class WebhookCreated(WebhookResponse):
+    secret: str = Field(
+        description="signs every delivery (Retain-Signature); shown in this answer only, never again"
+    )
+
+
+class WebhookList(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    webhooks: list[WebhookOut]
+
+
+class FailedDeliveryOut(BaseModel):
+    alert_id: str
+    type: str
+    account_id: str | None
+    webhook_id: str
+    url: str
+    attempts: int
+    last_error: str | None
+
+
+class FailedDeliveries(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    deliveries: list[FailedDeliveryOut]
+
+
+class RetryIn(RequestBody):
+    """Which dead deliveries to send again: of one alert, of one webhook, of both, or all."""
+
+    alert_id: str | None = Field(None, min_length=1, max_length=200)
+    webhook_id: str | None = Field(None, min_length=1, max_length=200)
+    all: bool = False
+
+
+class RetryOut(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    retried: int = Field(description="dead deliveries made pending again, their attempts counted from zero")
 
 
 class Liveness(BaseModel):

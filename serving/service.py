@@ -10,7 +10,7 @@ import dataclasses
 import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -42,6 +42,8 @@ from serving.schemas import (
     ActionsRequest,
     ActionsResponse,
     Changes,
+    FailedDeliveries,
+    FailedDeliveryOut,
     Fallback,
     FeedbackIn,
     FeedbackOut,
@@ -51,11 +53,20 @@ from serving.schemas import (
     ItemError,
     ModelRef,
     ReloadOut,
+    RetryIn,
+    RetryOut,
     Risk,
     RiskResponse,
     ScoreItem,
     ScoreResponse,
+    WebhookCreated,
+    WebhookIn,
+    WebhookList,
+    WebhookOut,
+    WebhookResponse,
 )
+from serving.webhooks.checks import WebhookInputError
+from serving.webhooks.outbox import UnknownWebhook
 
 #: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"
@@ -479,6 +490,43 @@ class Service:
         changed, errors = self.resources.reload()
         models = model_refs(self.resources.loaded)
         return ReloadOut(request_id=request_id, models=models, changed=changed, errors=errors)
+
+    # -- webhooks --------------------------------------------------------------------------------------
+    def webhooks(self, request_id: str) -> WebhookList:
+        listed = self.resources.outbox.webhooks()
+        return WebhookList(request_id=request_id, webhooks=[WebhookOut(**asdict(w)) for w in listed])
+
+    def add_webhook(self, body: WebhookIn, request_id: str) -> WebhookCreated:
+        """Subscribe; the answer carries the signing secret, this once."""
+        try:
+            added = self.resources.outbox.add(body.url, body.events)
+        except WebhookInputError as e:
+            raise _invalid(e) from e
+        return WebhookCreated(request_id=request_id, secret=added.secret, **asdict(added.webhook))
+
+    def remove_webhook(self, webhook_id: str, request_id: str) -> WebhookResponse:
+        try:
+            removed = self.resources.outbox.remove(webhook_id)
+        except UnknownWebhook as e:
+            raise ApiError(404, "webhook_not_found", str(e)) from e
+        return WebhookResponse(request_id=request_id, **asdict(removed))
+
+    def failed_deliveries(self, request_id: str) -> FailedDeliveries:
+        dead = [FailedDeliveryOut(**asdict(f)) for f in self.resources.outbox.failed()]
+        return FailedDeliveries(request_id=request_id, deliveries=dead)
+
+    def retry_deliveries(self, body: RetryIn, request_id: str) -> RetryOut:
+        try:
+            retried = self.resources.outbox.retry(body.alert_id, body.webhook_id, every=body.all)
+        except WebhookInputError as e:
+            raise _invalid(e) from e
+        return RetryOut(request_id=request_id, retried=retried.deliveries)
+
+
+def _invalid(error: WebhookInputError) -> ApiError:
+    """A 422 naming the body's field at fault, with the check's own code."""
+    fields = [{"field": f"body.{error.field}", "message": str(error)}]
+    return ApiError(422, error.code, str(error), fields)
 
 
 def _unread(assessment: Assessment, unavailable: Fallback | None) -> Assessment:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from datetime import date
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -42,6 +43,15 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as con:
             con.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
+def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A decision log's database: SQLite in the test's folder, and a fresh real PostgreSQL one."""
+    if request.param == "postgresql":
+        url: str = request.getfixturevalue("postgres_database")
+        return url
+    return f"sqlite:///{tmp_path}/decisions.db"
 
 
 @pytest.fixture(scope="session")

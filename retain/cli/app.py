@@ -19,6 +19,7 @@ from rich.text import Text
 from retain import api
 from retain.cli import summaries
 from retain.core.errors import RetainError
+from retain.core.logs import log_retain_lines
 from retain.core.settings import Settings
 from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES, Store
 
@@ -38,6 +39,10 @@ report_app = typer.Typer(
     help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True
 )
 app.add_typer(report_app, name="report")
+webhooks_app = typer.Typer(
+    help="Webhooks: alerts pushed to playbook engines and CRMs, signed, at least once.", no_args_is_help=True
+)
+app.add_typer(webhooks_app, name="webhooks")
 #: summaries are plain text: a bracket in a path or a message is never read as markup
 console = Console(soft_wrap=True, highlight=False, markup=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
@@ -416,11 +421,13 @@ def serve(
         ),
     ] = False,
 ) -> None:
-    """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log."""
+    """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log; and the
+    webhook delivery worker beside it."""
     # deferred: the server stack, only this command needs it
     import uvicorn
 
-    from serving.app import create_app, log_retain_lines, worker_environment
+    from serving.app import create_app, worker_environment
+    from serving.webhooks.delivery import delivering
 
     overrides: dict[str, Any] = {"host": host, "port": port, "workers": workers}
     if as_of is not None:
@@ -432,18 +439,20 @@ def serve(
     base = f"http://{serving.host}:{serving.port}"
     _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
     logs: dict[str, Any] = {"access_log": access_log, "log_level": "info" if access_log else "warning"}
-    if serving.workers == 1:
-        uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
-        return
-    os.environ.update(worker_environment(opened, settings))  # the workers start from an import string
-    uvicorn.run(
-        "serving.app:app_from_environment",
-        factory=True,
-        workers=serving.workers,
-        host=serving.host,
-        port=serving.port,
-        **logs,
-    )
+    # the webhook worker runs here, in the process that runs once per server, not in each API worker
+    with delivering(opened, settings):
+        if serving.workers == 1:
+            uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
+            return
+        os.environ.update(worker_environment(opened, settings))  # the workers start from an import string
+        uvicorn.run(
+            "serving.app:app_from_environment",
+            factory=True,
+            workers=serving.workers,
+            host=serving.host,
+            port=serving.port,
+            **logs,
+        )
 
 
 def _serve_settings(overrides: dict[str, Any], cookie_secure: bool) -> Settings:
@@ -526,6 +535,93 @@ def _key_ring(store: str | None) -> KeyRing:
     from serving.keys import key_ring  # deferred: the serving package
 
     return key_ring(_store(store), api.settings_or_default())
+
+
+# -- webhooks ------------------------------------------------------------------------------------------
+
+
+@webhooks_app.command("add")
+def webhooks_add(
+    url: Annotated[str, typer.Argument(help="the http(s) URL alerts are POSTed to")],
+    events: Annotated[
+        str, typer.Option(help="comma-separated alert types, e.g. usage_drop,risk_band_changed; * for all")
+    ],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Subscribe a URL to alert types: its summary, then the signing secret as the last line. The secret
+    is shown this once only."""
+    added = api.add_webhook(url, _comma_list(events), store=_store(store))
+    note = {"note": "the signing secret on the next line is shown only once"}
+    if as_json:
+        sys.stdout.write(json.dumps(cast(dict[str, Any], api.as_json(added.webhook)) | note, indent=2) + "\n")
+    else:
+        console.print(summaries.webhook_added(added.webhook))
+    sys.stdout.write(added.secret + "\n")
+
+
+@webhooks_app.command("list")
+def webhooks_list(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every live subscription with its pending and dead deliveries; never a secret."""
+    _emit(api.webhooks(store=_store(store)), as_json, summaries.webhooks_listed)
+
+
+@webhooks_app.command("remove")
+def webhooks_remove(
+    webhook_id: Annotated[str, typer.Argument(help="the webhook's id, as `retain webhooks list` shows it")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """End a subscription: nothing more is sent to it."""
+    _emit(api.remove_webhook(webhook_id, store=_store(store)), as_json, summaries.webhook_removed)
+
+
+@webhooks_app.command("failed")
+def webhooks_failed(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """The dead letters: deliveries that failed every attempt, with the last error."""
+    _emit(api.failed_deliveries(store=_store(store)), as_json, summaries.deliveries_failed)
+
+
+@webhooks_app.command("retry")
+def webhooks_retry(
+    alert_id: Annotated[str | None, typer.Argument(help="retry this alert's dead deliveries")] = None,
+    webhook: Annotated[str | None, typer.Option(help="retry this webhook's dead deliveries")] = None,
+    every: Annotated[bool, typer.Option("--all", help="retry every dead delivery")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send dead deliveries again, their attempts counted from zero."""
+    retried = api.retry_deliveries(alert_id, webhook, every=every, store=_store(store))
+    _emit(retried, as_json, summaries.deliveries_retried)
+
+
+@webhooks_app.command("deliver")
+def webhooks_deliver(
+    once: Annotated[bool, typer.Option("--once", help="one round, then exit (for a cron)")] = False,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Send due deliveries: one round with --once, else a round every RETAIN_WEBHOOKS__POLL_SECONDS until
+    stopped. `retain serve` runs this worker itself; more than one may run at once."""
+    if once:
+        _emit(api.deliver_webhooks(store=_store(store)), as_json, summaries.delivery_round)
+        return
+    log_retain_lines()
+    _stage("delivering webhooks (Ctrl-C stops)")
+    try:
+        api.run_webhook_worker(store=_store(store))
+    except KeyboardInterrupt:
+        err.print("stopped")
+
+
+@app.command("alerts")
+def alerts(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Derive the alerts of the latest feature build, scoring run and plan again and record those not yet
+    recorded (a step whose recording failed says so); exits 2 when the decision log cannot be reached."""
+    recorded = api.alerts(store=_store(store))
+    _emit(recorded, as_json, summaries.alerts_recorded)
+    if recorded.error is not None:
+        raise SystemExit(2)
 
 
 # -- reports -------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 if TYPE_CHECKING:
+    from features.alerts import Alerted
     from features.build import FeatureBuild
     from registry.promotion import Promotion, Rollback
     from retain.api import Json, Retrained, Trained
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
     from retain.simulate import Simulation
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.keys import ApiKey
+    from serving.webhooks.delivery import DeliveryRound
+    from serving.webhooks.outbox import FailedDelivery, Retried, Webhook
 
 #: binary metrics shown for each candidate of a churn or expansion run, by their key in `metrics`
 CANDIDATE_METRICS = {"auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier", "lift_top_decile": "lift top 10%"}
@@ -91,6 +94,24 @@ def ingested(s: IngestSummary) -> RenderableType:
     return Group(*lines)
 
 
+def alerted(a: Alerted | None) -> list[RenderableType]:
+    """A step's alerts in one line (none for a step that raises none, as an export)."""
+    if a is None:
+        return []
+    if a.error is not None:
+        return [Text.assemble(("warning:", "yellow"), f" {a.raised} alerts raised, {a.error}")]
+    return [f"  alerts: {a.raised} raised, {a.new} new, {a.deliveries} deliveries queued for the webhooks"]
+
+
+def alerts_recorded(a: Alerted) -> RenderableType:
+    if a.error is not None:
+        return Text.assemble(("error:", "red"), f" {a.raised} alerts derived, {a.error}")
+    return (
+        f"{a.raised} alerts derived from the latest build, scores and plan: {a.new} recorded now, "
+        f"{a.known} recorded before; {a.deliveries} deliveries queued for the webhooks"
+    )
+
+
 def features_built(b: FeatureBuild) -> RenderableType:
     span = f"{b.cutoffs[0]} to {b.cutoffs[-1]}" if b.cutoffs else "none"
     written = (
@@ -109,7 +130,7 @@ def features_built(b: FeatureBuild) -> RenderableType:
             f"  Feast: {_count(b.feast.rows_materialised)} accounts' latest rows in the "
             f"{b.feast.online_store} online store, in {b.feast.seconds:.1f} s"
         )
-    return Group(*lines)
+    return Group(*lines, *alerted(b.alerts))
 
 
 #: the policies a trained uplift model is judged by against the truth, as shares of the oracle's
@@ -206,6 +227,7 @@ def scored(s: StoreScores) -> RenderableType:
         f"  scores, health and top reasons: {s.out}",
         f"  and in the store's scores table, version {s.scores_version}",
         *(f"  note: {note}" for note in s.models.notes),
+        *alerted(s.alerts),
     )
 
 
@@ -239,6 +261,7 @@ def planned(p: PlanSummary) -> RenderableType:
             else []
         ),
         f"  plan: {p.out}",
+        *alerted(p.alerts),
     )
 
 
@@ -273,11 +296,14 @@ def _program(p: ProgramComparison) -> str:
 
 
 def promotion(p: Promotion) -> RenderableType:
-    return f"{p.name}: {p.decision} ({p.reason}); the champion is version {p.champion}"
+    return Group(
+        f"{p.name}: {p.decision} ({p.reason}); the champion is version {p.champion}", *alerted(p.alerts)
+    )
 
 
 def rolled_back(r: Rollback) -> RenderableType:
-    return f"{r.name}: version {r.rolled_back} rolled back; the champion is version {r.champion} again"
+    said = f"{r.name}: version {r.rolled_back} rolled back; the champion is version {r.champion} again"
+    return Group(said, *alerted(r.alerts))
 
 
 def key_created(key: ApiKey) -> RenderableType:
@@ -310,6 +336,57 @@ def keys_imported(keys: list[ApiKey]) -> RenderableType:
     if not keys:
         return "No keys to copy: the database has every key the file holds."
     return f"Copied {len(keys)} API key(s) into the database: {', '.join(k.key_id for k in keys)}"
+
+
+def webhook_added(w: Webhook) -> RenderableType:
+    return (
+        f"Subscribed webhook {w.webhook_id} at {w.url} to {', '.join(w.events)}. Its signing secret is on "
+        "the next line: it will not be shown again, so give it to the receiver now."
+    )
+
+
+def webhooks_listed(webhooks: list[Webhook]) -> RenderableType:
+    rows = [
+        [
+            w.webhook_id,
+            w.url,
+            ", ".join(w.events),
+            f"{w.created_at:%Y-%m-%d %H:%M}",
+            _count(w.pending),
+            _count(w.dead),
+        ]
+        for w in webhooks
+    ]
+    columns = ["webhook id", "url", "events", "created (UTC)", "pending", "dead"]
+    return _table(None, columns, rows, figures=False) if rows else "No webhooks."
+
+
+def webhook_removed(w: Webhook) -> RenderableType:
+    return f"Removed webhook {w.webhook_id} ({w.url}): nothing more is sent to it."
+
+
+def deliveries_failed(failed: list[FailedDelivery]) -> RenderableType:
+    if not failed:
+        return "No dead deliveries."
+    rows = [
+        [f.alert_id, f.type, f.account_id or "", f.webhook_id, str(f.attempts), f.last_error or ""]
+        for f in failed
+    ]
+    columns = ["alert id", "type", "account", "webhook id", "attempts", "last error"]
+    return Group(
+        f"{len(failed)} dead deliveries; `retain webhooks retry` sends them again.",
+        _table(None, columns, rows, figures=False),
+    )
+
+
+def deliveries_retried(r: Retried) -> RenderableType:
+    return f"{r.deliveries} dead deliveries made pending again; the worker sends them on its next round."
+
+
+def delivery_round(r: DeliveryRound) -> RenderableType:
+    return f"Delivered {r.sent}; {r.failed} failed and will be tried again; {r.dead} dead" + (
+        " (`retain webhooks failed` lists them)." if r.dead else "."
+    )
 
 
 def compacted(c: Compaction) -> RenderableType:

@@ -100,6 +100,34 @@ class ServeSettings(BaseModel):
     risk_bands: RiskBands = RiskBands()
 
 
+class WebhookSettings(BaseModel):
+    """Pushing alerts to subscribed webhooks (`RETAIN_WEBHOOKS__*`): the retry schedule and the pace of the
+    delivery worker (`retain serve` runs one; `retain webhooks deliver` runs one for a cron)."""
+
+    #: failed tries after which a delivery is dead (listed by `retain webhooks failed`, sent again by
+    #: `retry`); with the waits below, a receiver may be down for about nine hours before that
+    max_attempts: int = Field(16, gt=0)
+    #: the wait after the first failure, doubled after each further one up to `backoff_cap_seconds`
+    backoff_seconds: float = Field(30.0, ge=0)
+    backoff_cap_seconds: float = Field(3600.0, ge=0)
+    #: how long a claimed delivery is its worker's alone: a worker killed mid-delivery has it sent again
+    #: once this has passed, so it must outlast a request (`timeout_seconds`)
+    lease_seconds: float = Field(60.0, gt=0)
+    #: how long a receiver may take to answer one delivery
+    timeout_seconds: float = Field(10.0, gt=0)
+    #: the worker's pause between looks for due deliveries
+    poll_seconds: float = Field(5.0, gt=0)
+
+    @model_validator(mode="after")
+    def _lease_outlasts_a_request(self) -> WebhookSettings:
+        if self.lease_seconds <= self.timeout_seconds:
+            raise ValueError(
+                f"webhooks: lease_seconds ({self.lease_seconds:g}) must exceed timeout_seconds "
+                f"({self.timeout_seconds:g}), or a slow request could be sent twice at once"
+            )
+        return self
+
+
 class CockpitSettings(BaseModel):
     """The CSM cockpit (`/ui`): how fresh its book is and how much it shows."""
 
@@ -158,6 +186,7 @@ class Settings(BaseSettings):
     serve: ServeSettings = ServeSettings()
     value: ValueSettings = ValueSettings()
     cockpit: CockpitSettings = CockpitSettings()
+    webhooks: WebhookSettings = WebhookSettings()
 
 
 @lru_cache(maxsize=1)

@@ -83,14 +83,6 @@ def given(
     )
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_database")
-        return url
-    return f"sqlite:///{tmp_path}/decisions.db"
-
-
 @pytest.fixture
 def decision_log(log_url: str) -> Iterator[DecisionLog]:
     log = DecisionLog(log_url)
@@ -545,7 +537,7 @@ def test_the_migrations_build_exactly_the_tables_the_log_uses(
     assert decision_log.flush()
     engine = sa.create_engine(sqlalchemy_url(log_url))
     with engine.connect() as conn:
-        assert log_migrations.revision(conn) == "0003"
+        assert log_migrations.revision(conn) == "0004"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()
 
@@ -569,5 +561,5 @@ def test_a_log_the_first_release_made_is_stamped_then_upgraded_keeping_its_rows(
     assert log.decisions()[0].key_id == "key-7"
     log.close()
     with sqlite3.connect(tmp_path / "decisions.db") as on_disk:
-        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
         assert on_disk.execute("SELECT feedback_id, key_id FROM feedback").fetchall() == [("f-old", None)]

@@ -20,6 +20,7 @@ from features.build import build_feature_table, register_store
 from features.playbook import eligibility
 from features.stored import read_features
 from registry.models import load_uplift_model
+from retain.alerting import plan_alerts
 from retain.api import as_json
 from retain.cli import app, main
 from retain.core.catalogue import CATALOGUE
@@ -216,8 +217,8 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     summary = json.loads(result.stdout)
     expected = as_json(direct)
     assert isinstance(expected, dict)
-    assert {k: v for k, v in summary.items() if k != "out"} == {
-        k: v for k, v in expected.items() if k != "out"
+    assert {k: v for k, v in summary.items() if k not in ("out", "alerts")} == {
+        k: v for k, v in expected.items() if k not in ("out", "alerts")
     }
     assert summary["rows"] == summary["planned_actions"] + summary["holdout"]
     # an action whose overlap is too poor to trust is not planned, and the summary names it
@@ -239,6 +240,14 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     assert set(arms[planned.index]) == {PLANNED}
     assert recorded.set_index("account_id").loc[planned.index, "action"].equals(planned)
     assert (arms == PLANNED).sum() == len(planned) and (arms == HELD_OUT).sum() == summary["holdout"]
+    # alerted: each planned account whose action differs from the plan of the week recorded before
+    plans = recorded_plans(store)
+    earlier = plans[(plans["week"].dt.date < monday) & (plans["arm"] == PLANNED)]
+    previous = earlier[earlier["week"] == earlier["week"].max()].set_index("account_id")["action"]
+    alerts = {a.account_id: a for a in plan_alerts(store, monday)}
+    assert set(alerts) == {a for a in planned.index if previous.get(a) != planned[a]}
+    assert all(alerts[a].actions == (planned[a],) for a in alerts)
+    assert summary["alerts"]["raised"] == len(alerts) and summary["alerts"]["error"] is None
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import requests
 
@@ -66,10 +66,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+class Keyed(Protocol):
+    """What `Server` needs of a world: the store to serve, and API keys by name (a `World`, or a bare
+    store with keys for a test that needs no model)."""
+
+    @property
+    def store(self) -> Store: ...
+
+    @property
+    def keys(self) -> dict[str, str]: ...
+
+
 class Server:
     """`retain serve` in a subprocess; its log is kept to check what it never prints."""
 
-    def __init__(self, world: World, log: Path, as_of: date, **env: str) -> None:
+    def __init__(self, world: Keyed, log: Path, as_of: date, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.world = world

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -43,61 +43,7 @@ from retain.core.settings import HealthBands, HealthWeights, Settings
 from retain.core.store import Store
 from retain.ingest import IngestSummary, ingest_path
 from retain.simulate import SimConfig, simulate_to
-
-T = datetime(2025, 3, 1, tzinfo=UTC)
-START = datetime(2025, 1, 1, tzinfo=UTC)
-
-
-def at(days: float) -> datetime:
-    """An instant `days` before the cutoff T (negative: after it)."""
-    return T - timedelta(days=days)
-
-
-def _table(schema: pa.Schema, rows: Iterable[dict[str, Any]]) -> pa.Table:
-    return pa.Table.from_pylist([{n: r.get(n) for n in schema.names} for r in rows], schema=schema)
-
-
-def account(account_id: str, **terms: Any) -> dict[str, Any]:
-    return {
-        "account_id": account_id,
-        "tier": "mid_market",
-        "plan": "team",
-        "seats_purchased": 10,
-        "arr": 50_000.0,
-        "contract_start": START,
-        "renewal_date": START + timedelta(days=365),
-        **terms,
-    }
-
-
-def event(account_id: str, event_type: str, ts: datetime, **props: Any) -> dict[str, Any]:
-    return {"account_id": account_id, "event_type": event_type, "ts": ts, **props}
-
-
-def connect(
-    events: Sequence[dict[str, Any]],
-    accounts: Sequence[dict[str, Any]],
-    interventions: Sequence[dict[str, Any]] = (),
-) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect(config={"threads": 1})
-    numbered = [{"event_id": f"e{i:05d}", **e} for i, e in enumerate(events)]
-    con.from_arrow(_table(EVENT_SCHEMA, numbered)).create_view("events")
-    con.from_arrow(_table(ACCOUNT_SCHEMA, accounts)).create_view("accounts")
-    con.from_arrow(_table(INTERVENTION_SCHEMA, interventions)).create_view("interventions")
-    return con
-
-
-def features(
-    events: Sequence[dict[str, Any]],
-    accounts: Sequence[dict[str, Any]],
-    interventions: Sequence[dict[str, Any]] = (),
-    cutoffs: Sequence[date] = (T,),
-) -> pd.DataFrame:
-    """The feature rows at the cutoffs, indexed by account_id (one cutoff) or (account_id, cutoff)."""
-    with connect(events, accounts, interventions) as con:
-        frame = build_feature_table(con, cutoffs, Settings()).to_pandas()
-    return frame.set_index("account_id") if len(cutoffs) == 1 else frame.set_index(list(KEYS))
-
+from tests.support.events import START, T, account, arrow_table, at, connect, event, features
 
 # ---------------------------------------------------------------------------------------------------------
 # Hand-computed features
@@ -529,9 +475,9 @@ def mutate(
 
 def build_rows(events: list[dict], interventions: list[dict], cutoffs: list[date]) -> pd.DataFrame:
     with duckdb.connect(config={"threads": 1}) as con:
-        con.from_arrow(_table(EVENT_SCHEMA, events)).create_view("events")
-        con.from_arrow(_table(ACCOUNT_SCHEMA, WORLD_ACCOUNTS)).create_view("accounts")
-        con.from_arrow(_table(INTERVENTION_SCHEMA, interventions)).create_view("interventions")
+        con.from_arrow(arrow_table(EVENT_SCHEMA, events)).create_view("events")
+        con.from_arrow(arrow_table(ACCOUNT_SCHEMA, WORLD_ACCOUNTS)).create_view("accounts")
+        con.from_arrow(arrow_table(INTERVENTION_SCHEMA, interventions)).create_view("interventions")
         return build_feature_table(con, cutoffs, Settings()).to_pandas()
 
 
@@ -583,9 +529,9 @@ def test_the_table_has_the_catalogue_columns_and_types_and_unique_keys() -> None
     events, interventions = world(1)
     cutoffs = [date(2025, 1, 31), date(2025, 2, 28)]
     with duckdb.connect() as con:
-        con.from_arrow(_table(EVENT_SCHEMA, events)).create_view("events")
-        con.from_arrow(_table(ACCOUNT_SCHEMA, WORLD_ACCOUNTS)).create_view("accounts")
-        con.from_arrow(_table(INTERVENTION_SCHEMA, interventions)).create_view("interventions")
+        con.from_arrow(arrow_table(EVENT_SCHEMA, events)).create_view("events")
+        con.from_arrow(arrow_table(ACCOUNT_SCHEMA, WORLD_ACCOUNTS)).create_view("accounts")
+        con.from_arrow(arrow_table(INTERVENTION_SCHEMA, interventions)).create_view("interventions")
         table = build_feature_table(con, cutoffs, Settings())
         left = {
             r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary").fetchall()
@@ -646,7 +592,7 @@ def ingest_rows(
         ("interventions", INTERVENTION_SCHEMA, interventions),
     ):
         if rows:
-            pq.write_table(_table(schema, rows), folder / f"{name}.parquet")
+            pq.write_table(arrow_table(schema, rows), folder / f"{name}.parquet")
     summary = ingest_path(store, folder)
     assert summary.quarantined.total == 0
     return summary

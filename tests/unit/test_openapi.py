@@ -26,6 +26,11 @@ ANSWERS = {
     ("post", "/v1/interventions", "201"): "InterventionOut",
     ("post", "/v1/recommendations/{recommendation_id}/feedback", "201"): "FeedbackOut",
     ("post", "/v1/admin/reload", "200"): "ReloadOut",
+    ("get", "/v1/webhooks", "200"): "WebhookList",
+    ("post", "/v1/webhooks", "201"): "WebhookCreated",
+    ("delete", "/v1/webhooks/{webhook_id}", "200"): "WebhookResponse",
+    ("get", "/v1/webhooks/failed", "200"): "FailedDeliveries",
+    ("post", "/v1/webhooks/retry", "200"): "RetryOut",
 }
 
 
