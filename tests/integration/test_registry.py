@@ -191,7 +191,7 @@ def test_promotion_refuses_worse_promotes_better_forces_with_reason_and_rolls_ba
     assert tags["promotion_reason"] == "pilot on new segment" and tags["promotion_forced"] == "true"
     assert champion_history(mlflow_client, name) == [first, better, forced_version]
 
-    assert rollback(store, settings, name).model_dump() == {
+    assert rollback(store, settings, name).model_dump(exclude_none=True) == {
         "name": name,
         "rolled_back": forced_version,
         "champion": better,
@@ -243,9 +243,20 @@ def test_cli_promote_prints_the_comparison_and_rollback_restores(
     )
     assert forced.exit_code == 0, forced.output
     assert json.loads(forced.stdout)["champion"] == "2"
+    # a new champion is an alert for the webhooks, recorded in the store's decision log
+    assert json.loads(forced.stdout)["alerts"] == {
+        "raised": 1,
+        "new": 1,
+        "known": 0,
+        "deliveries": 0,
+        "error": None,
+    }
     restored = runner.invoke(app, ["rollback", *args])
     assert restored.exit_code == 0, restored.output
-    assert restored.stdout == f"{name}: version 2 rolled back; the champion is version 1 again\n"
+    assert restored.stdout == (
+        f"{name}: version 2 rolled back; the champion is version 1 again\n"
+        "  alerts: 1 raised, 1 new, 0 deliveries queued for the webhooks\n"
+    )
 
 
 @pytest.mark.service
