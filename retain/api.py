@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from registry.models import VersionInfo
     from registry.promotion import Promotion, Rollback
     from registry.tracking import Registration
+    from retain.digest.run import DigestFiles
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
@@ -73,6 +74,7 @@ __all__ = [
     "build_features",
     "compact_store",
     "deliver_webhooks",
+    "digest",
     "example_account",
     "failed_deliveries",
     "ingest",
@@ -380,16 +382,19 @@ def rollback(name: str = "churn", *, store: StoreLike = None, settings: Settings
 
 
 def score(
-    cutoff: date, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+    cutoff: date, out: Path | str, *, store: StoreLike = None, settings: Settings | None = None
 ) -> StoreScores:
     """Every account active at `cutoff`, scored by the churn and expansion champions with the top reasons,
-    into a Parquet file."""
+    into a Parquet file, or a database table (`postgresql://...#TABLE`, `sqlite:///PATH#TABLE`) whose rows
+    at `cutoff` they replace."""
     from retain import alerting
+    from retain.core.sql_out import destination  # deferred: SQLAlchemy
     from serving.batch import score_store  # deferred: MLflow and the models
 
+    target = destination(out)
     settings = settings_or_default(settings)
     where = open_store(store, settings)
-    scored = score_store(where, settings, cutoff, Path(out))
+    scored = score_store(where, settings, cutoff, target)
     alerts = alerting.record(where, settings, alerting.score_alerts(where, settings, cutoff))
     return dataclasses.replace(scored, alerts=alerts)
 
@@ -397,7 +402,7 @@ def score(
 def score_table(
     table: Path,
     model: str,
-    out: Path,
+    out: Path | str,
     *,
     id_column: str | None = None,
     store: StoreLike = None,
@@ -405,12 +410,14 @@ def score_table(
 ) -> TableScores:
     """A CSV or Parquet table scored by one registered model (`NAME`, `NAME@alias`, `NAME/version`) into a
     CSV of its id, probability and reasons."""
+    from retain.core.sql_out import destination  # deferred: SQLAlchemy
     from serving.batch import score_table as score_file  # deferred: MLflow and the models
 
+    target = destination(out)
+    if not isinstance(target, Path):
+        raise RetainError(f"--out {target}: --table writes a CSV file; a database table takes --cutoff's")
     settings = settings_or_default(settings)
-    return score_file(
-        open_store(store, settings), settings, Path(table), model, Path(out), id_column=id_column
-    )
+    return score_file(open_store(store, settings), settings, Path(table), model, target, id_column=id_column)
 
 
 def example_account(
@@ -465,16 +472,24 @@ def report_causal_table(
 
 
 def plan(
-    week: date, capacity_hours: float, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+    week: date,
+    capacity_hours: float,
+    out: Path | str,
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
 ) -> PlanSummary:
-    """The week's plan as a CSV: the actions where the uplift champion expects most value within each
-    CSM's `capacity_hours`, and a random holdout that gets none."""
+    """The week's plan as a CSV, or a database table (`postgresql://...#TABLE`, `sqlite:///PATH#TABLE`)
+    whose rows of the week it replaces: the actions where the uplift champion expects most value within
+    each CSM's `capacity_hours`, and a random holdout that gets none."""
     from retain import alerting
+    from retain.core.sql_out import destination  # deferred: SQLAlchemy
     from retain.plan import plan_store  # deferred: MLflow and the uplift model
 
+    target = destination(out)
     settings = settings_or_default(settings)
     where = open_store(store, settings)
-    planned = plan_store(where, settings, week, capacity_hours, Path(out))
+    planned = plan_store(where, settings, week, capacity_hours, target)
     return dataclasses.replace(
         planned, alerts=alerting.record(where, settings, alerting.plan_alerts(where, week))
     )
@@ -490,6 +505,18 @@ def monitor(out: Path, *, store: StoreLike = None, settings: Settings | None = N
 
     settings = settings_or_default(settings)
     return monitor_store(open_store(store, settings), settings, Path(out))
+
+
+def digest(
+    week: date, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+) -> DigestFiles:
+    """The week starting on Monday `week` for leadership and CSM leads: accounts entering and leaving high
+    risk, ARR at risk by tier and CSM, the week's plan and what the plans kept, the alerts by type; as an
+    email-ready `out/digest-WEEK.html` and `out/digest-WEEK.json`."""
+    from retain.digest.run import digest_store  # deferred: the monitor's plan impact, DuckDB, Jinja2
+
+    settings = settings_or_default(settings)
+    return digest_store(open_store(store, settings), settings, week, Path(out))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ accounts with its random holdout and say what the plans kept.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import math
@@ -51,12 +52,23 @@ from retain.core.contract import TS
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.settings import Settings
+from retain.core.sql_out import BatchTable, SqlTable, batch_table
 from retain.core.store import Store, commit_with_retry
 from retain.core.value import expected_values
 from training.causal import policy, recency
 from training.causal.uplift import UpliftModel
 
 COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout"]
+#: the CSV's columns typed, as a database table holds a week's plan (after its `week`)
+TABLE_ROWS = pa.schema(
+    [
+        pa.field("account_id", pa.string(), nullable=False),
+        ("action", pa.string()),
+        ("csm_id", pa.string()),
+        ("expected_value", pa.float64()),
+        pa.field("holdout", pa.bool_(), nullable=False),
+    ]
+)
 #: the store's table of recorded plans: every active account of each planned week, with its arm
 PLANS = "plans"
 PLANNED, HELD_OUT, NO_ACTION = "planned", "holdout", "none"
@@ -118,8 +130,8 @@ class PlanSummary:
     excluded_actions: list[str]
     model: VersionInfo
     seed: int
-    #: the CSV, once written
-    out: Path | None = None
+    #: the CSV, or the database table as its URL with the password redacted, once written
+    out: Path | str | None = None
     #: accounts whose top recommendation is new or changed, recorded for the webhooks (set by `retain.api`)
     alerts: Alerted | None = None
 
@@ -291,14 +303,14 @@ def _arms(week: Week, choice: np.ndarray, held: np.ndarray) -> pa.Table:
 # -- the I/O edge -------------------------------------------------------------------------------------
 
 
-def _check_week(week: date, first: date, last: date) -> None:
+def check_week(week: date, first: date, last: date, step: str = "plan") -> None:
     """The week needs history before it, and may start at most the day after the last event (planning
-    the coming week)."""
+    the coming week); `step` names what the message asks for (plan, digest)."""
     earliest, latest = first + timedelta(days=1), last + timedelta(days=1)
     if not earliest <= week <= latest:
         raise RetainError(
             f"week {week.isoformat()} is outside the store's data (events from {first} to {last}): "
-            f"plan a week starting from {earliest} to {latest}"
+            f"{step} a week starting from {earliest} to {latest}"
         )
 
 
@@ -322,7 +334,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
         if first is None:
             raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
-        _check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date())
+        check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date())
         model, info = _uplift_champion(store, settings)
         table = build_feature_table(con, [week], settings)
         taken = actions_last_taken(con, as_of)
@@ -353,8 +365,14 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     )
 
 
-def write_plan(rows: pd.DataFrame, out: Path) -> None:
-    """CSV, replaced atomically; `holdout` as true/false, empty cells for the holdout's action and value."""
+def write_plan(rows: pd.DataFrame, out: Path | BatchTable, week: date) -> None:
+    """CSV, replaced atomically; `holdout` as true/false, empty cells for the holdout's action and value.
+    Or the week's rows of a database table, replaced in one transaction (the holdout's action NULL)."""
+    if isinstance(out, BatchTable):
+        no_holdout_action = rows.assign(action=rows["action"].mask(rows["holdout"]))
+        typed = pa.Table.from_pandas(no_holdout_action, TABLE_ROWS, preserve_index=False)
+        out.replace(week, typed.to_batches())
+        return
     with atomic_path(out) as tmp:
         rows.assign(holdout=rows["holdout"].map({True: "true", False: "false"})).to_csv(tmp, index=False)
 
@@ -381,13 +399,21 @@ def recorded_plans(store: Store) -> pd.DataFrame:
     return store.read(PLANS, PLANS_SCHEMA).to_pandas().sort_values(["week", "account_id"], ignore_index=True)
 
 
-def plan_store(store: Store, settings: Settings, week: date, capacity_hours: float, out: Path) -> PlanSummary:
-    """Plan the week from the store and the uplift champion, write the CSV to `out` and record the plan in
-    the store's `plans` table; returns the summary."""
-    _check_capacity(capacity_hours)  # before the slow part
-    plan = make_plan(
-        read_week(store, settings, week), capacity_hours, settings.value.holdout_share, settings.seed
-    )
-    write_plan(plan.rows, out)
+def plan_store(
+    store: Store, settings: Settings, week: date, capacity_hours: float, out: Path | SqlTable
+) -> PlanSummary:
+    """Plan the week from the store and the uplift champion, write the CSV to `out` (or the week's rows of
+    a database table) and record the plan in the store's `plans` table; returns the summary."""
+    _check_capacity(capacity_hours)  # before the slow part, as is reaching a database table
+    with contextlib.ExitStack() as stack:
+        target = (
+            stack.enter_context(batch_table(out, "week", TABLE_ROWS, unique="account_id"))
+            if isinstance(out, SqlTable)
+            else out
+        )
+        plan = make_plan(
+            read_week(store, settings, week), capacity_hours, settings.value.holdout_share, settings.seed
+        )
+        write_plan(plan.rows, target, week)
     record_plan(store, plan)
-    return replace(plan.summary, out=out)
+    return replace(plan.summary, out=out if isinstance(out, Path) else str(out))

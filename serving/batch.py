@@ -8,12 +8,15 @@ same rows at several times the cost (FIELD_NOTES: 12 s and 4.3 GB for 1M entity 
 Rows are scored in chunks (exact TreeSHAP dominates), written as they go to a temporary
 file that replaces the output only when complete. The same rows, with their cutoff, then replace that
 cutoff's rows of the store's `scores` Delta table in one transaction: a reader sees the previous batch
-or the new one, and each version's note names the champions that scored it.
+or the new one, and each version's note names the champions that scored it. The output may also be a
+database table (`retain/core/sql_out.py`), whose rows at the cutoff the batch replaces likewise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -40,6 +43,7 @@ from retain.core.contract import TS
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.settings import Settings
+from retain.core.sql_out import BatchTable, SqlTable, batch_table
 from retain.core.store import Store, commit_with_retry
 from serving.assess import RANGE_TOLERANCE
 from training.artifact import ScoringModel
@@ -172,12 +176,13 @@ def publish_scores(
 
 @dataclass(frozen=True)
 class StoreScores:
-    """A batch of the store's accounts at a cutoff: how many, where (the file, and the `scores` table's
-    version that holds them), with which champions, how fast."""
+    """A batch of the store's accounts at a cutoff: how many, where (the file or the database table, and
+    the `scores` table's version that holds them), with which champions, how fast."""
 
     cutoff: date
     rows: int
-    out: Path
+    #: the Parquet file, or the database table as its URL with the password redacted
+    out: Path | str
     scores_version: int
     models: Champions
     seconds: float
@@ -199,23 +204,36 @@ class TableScores:
     rows_per_second: float
 
 
+@contextlib.contextmanager
+def _batch_file(out: Path | SqlTable) -> Iterator[tuple[Path, BatchTable | None]]:
+    """Where the batch's Parquet is written: a temporary sibling of the file it replaces once complete,
+    or, for a database table, a temporary file and the table, reached (created, or checked) first."""
+    if isinstance(out, Path):
+        with atomic_path(out) as tmp:
+            yield tmp, None
+        return
+    with batch_table(out, TIMESTAMP, OUTPUT, unique=JOIN_KEY) as table, tempfile.TemporaryDirectory() as tmp:
+        yield Path(tmp) / "scores.parquet", table
+
+
 def score_store(
     store: Store,
     settings: Settings,
     cutoff: date,
-    out: Path,
+    out: Path | SqlTable,
     *,
     chunk: int = CHUNK,
 ) -> StoreScores:
     """Score every account active at `cutoff` with `churn@champion` and `expansion@champion` into a
-    Parquet file and the store's `scores` table, in this process or, with `settings.engine` spark, on
-    Spark's executors. The file replaces `out` only once the table committed."""
+    Parquet file (or a database table's rows at `cutoff`) and the store's `scores` table, in this process
+    or, with `settings.engine` spark, on Spark's executors. The output is replaced only once the store's
+    table committed."""
     started = time.perf_counter()
     churn, expansion, models = _champions(store, settings)
     needed = {*churn.features, *(expansion.features if expansion else []), *HEALTH}
     features_version = store.version(FEATURES)
     columns = [JOIN_KEY, *sorted(needed - {JOIN_KEY})]
-    with atomic_path(out) as tmp:
+    with _batch_file(out) as (tmp, table):
         if settings.engine == "spark":
             # deferred: PySpark is optional, and a local batch never needs it
             from serving.batch_spark import score_cutoff
@@ -232,11 +250,14 @@ def score_store(
                     writer.write_table(score_accounts(churn, expansion, part))
             count = len(rows)
         version = publish_scores(store, cutoff, tmp, models, features_version)
+        if table is not None:
+            with pq.ParquetFile(tmp) as scored_file:
+                table.replace(cutoff, scored_file.iter_batches())
     seconds = time.perf_counter() - started
     return StoreScores(
         cutoff=cutoff,
         rows=count,
-        out=out,
+        out=out if isinstance(out, Path) else str(out),
         scores_version=version,
         models=models,
         seconds=round(seconds, 3),

@@ -27,7 +27,6 @@ from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 from pydantic import JsonValue
@@ -35,7 +34,7 @@ from pydantic import JsonValue
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.core.urls import redact, sqlalchemy_url
+from retain.core.urls import described, redact, sqlalchemy_url
 from serving import log_migrations
 
 log = logging.getLogger("retain.decision_log")
@@ -430,7 +429,6 @@ class DecisionLog:
     def __init__(self, url: str, *, queue_size: int = 10_000, retry_delays: tuple[float, ...] = (0.2, 1.0)):
         self._url = url
         self._engine = _engine(url)
-        self._password = urlsplit(url).password
         self._queue_size = queue_size
         #: the pauses between tries while the database is unreachable, the last repeated for as long as
         #: it stays so: short, since a lookup of a queued recommendation waits for the queue to drain
@@ -850,8 +848,4 @@ class DecisionLog:
         log.warning(message, *args)
 
     def _describe(self, error: Exception) -> str:
-        """The driver's error, class and first line, without the password should a driver echo it."""
-        cause = error.orig if isinstance(error, sa.exc.StatementError) and error.orig is not None else error
-        lines = str(cause).strip().splitlines()
-        text = f"{type(cause).__name__}: {lines[0] if lines else ''}"
-        return text.replace(self._password, "***") if self._password else text
+        return described(error, self._url)

@@ -224,6 +224,40 @@ class ScoreResponse(BaseModel):
     errors: list[ItemError]
 
 
+class ScoredAccount(BaseModel):
+    """One account of the scored book, as the cockpit's book lists it."""
+
+    account_id: str
+    name: str = Field(description="the account's name; its id when the accounts table has none")
+    tier: str = Field(examples=["enterprise"])
+    segment: str | None
+    csm_id: str | None
+    source: Source
+    fallback_reason: Fallback | None
+    churn_probability: float | None = Field(description="calibrated; null when the rules answer")
+    risk_band: RiskBand | None
+    arr: float | None
+    arr_at_risk: float | None = Field(description="churn probability x ARR; null when the rules answer")
+    health_score: float | None
+    health_band: HealthBand | None
+    renewal_date: datetime | None
+    days_to_renewal: int | None
+
+
+class AccountsResponse(BaseModel):
+    """A page of the scored book, by ARR at risk (rules answers after), narrowed by the filters."""
+
+    api_version: str = API_VERSION
+    request_id: str
+    as_of: datetime = Field(description="when the book was scored (the serving clock)")
+    cutoff: datetime | None = Field(description="the newest feature build the scores read")
+    total: int = Field(description="accounts matching the filters, on every page")
+    page: int
+    page_size: int
+    pages: int = Field(description="pages of `page_size` the matching accounts fill (at least 1)")
+    accounts: list[ScoredAccount] = Field(description="empty past the last page")
+
+
 class ActionsRequest(RequestBody):
     limit: int = Field(5, ge=1, le=12)
     include_ineligible: bool = False

@@ -350,7 +350,14 @@ def rollback(model: ModelOpt = "churn", store: StoreOpt = None, as_json: JsonOpt
 
 @app.command()
 def score(
-    out: Annotated[Path, typer.Option(help="output: Parquet with --cutoff, CSV with --table")],
+    out: Annotated[
+        str,
+        typer.Option(
+            help="output: Parquet with --cutoff, CSV with --table; or, with --cutoff, a database table "
+            "whose rows at the cutoff it replaces: 'postgresql://USER@HOST:PORT/DB#TABLE', "
+            "'sqlite:///PATH#TABLE'"
+        ),
+    ],
     store: StoreOpt = None,
     cutoff: Annotated[
         str | None, typer.Option(help="score every account active at this date with the champions")
@@ -687,7 +694,13 @@ def report_causal(
 def plan(
     week: Annotated[str, typer.Option(help="the week's first day, e.g. 2025-07-28 (features as of 00:00)")],
     capacity_hours: Annotated[float, typer.Option(help="hours each CSM has for planned actions this week")],
-    out: Annotated[Path, typer.Option(help="the plan, CSV")],
+    out: Annotated[
+        str,
+        typer.Option(
+            help="the plan: a CSV, or a database table whose rows of the week it replaces: "
+            "'postgresql://USER@HOST:PORT/DB#TABLE', 'sqlite:///PATH#TABLE'"
+        ),
+    ],
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -709,6 +722,20 @@ def monitor(
     logged to MLflow and exported as Prometheus gauges by `retain serve`."""
     _stage("monitoring: features, champions, labels, decision log and plans")
     _emit(api.monitor(out, store=_store(store)), as_json, summaries.monitored)
+
+
+@app.command()
+def digest(
+    week: Annotated[str, typer.Option(help="the week's Monday, e.g. 2025-07-28")],
+    out: Annotated[Path, typer.Option(help="folder for digest-WEEK.html and digest-WEEK.json")],
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The weekly digest for leadership and CSM leads, an email-ready page: accounts entering and leaving
+    high risk, ARR at risk by tier and CSM, the week's plan and what the plans kept, alerts by type."""
+    day = _one_date(week, "--week")
+    _stage(f"digesting the week of {day}: scores, plans and what they kept, alerts")
+    _emit(api.digest(day, out, store=_store(store)), as_json, summaries.digested)
 
 
 @app.command()

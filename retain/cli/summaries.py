@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from registry.promotion import Promotion, Rollback
     from retain.api import Json, Retrained, Trained
     from retain.core.store import Commit
+    from retain.digest.run import DigestFiles
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
@@ -38,6 +39,12 @@ CANDIDATE_METRICS = {"auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier", "lift_t
 
 def _count(n: int) -> str:
     return f"{n:,}"
+
+
+def _written_to(out: object, rows: str) -> str:
+    """Where a batch went: a file, or a database table (its URL, password redacted: a `str`) and which of
+    its rows the batch replaced."""
+    return f"table {out} (its {rows} replaced)" if isinstance(out, str) else str(out)
 
 
 def _number(value: object, digits: int = 3) -> str:
@@ -224,7 +231,7 @@ def scored(s: StoreScores) -> RenderableType:
     return Group(
         f"Scored {_count(s.rows)} accounts active at {s.cutoff} with {' and '.join(used)} "
         f"in {s.seconds:.1f} s ({_count(round(s.rows_per_second))} a second)",
-        f"  scores, health and top reasons: {s.out}",
+        f"  scores, health and top reasons: {_written_to(s.out, f'rows at {s.cutoff}')}",
         f"  and in the store's scores table, version {s.scores_version}",
         *(f"  note: {note}" for note in s.models.notes),
         *alerted(s.alerts),
@@ -260,7 +267,7 @@ def planned(p: PlanSummary) -> RenderableType:
             if p.excluded_actions
             else []
         ),
-        f"  plan: {p.out}",
+        f"  plan: {_written_to(p.out, f'rows of the week of {p.week}')}",
         *alerted(p.alerts),
     )
 
@@ -448,6 +455,13 @@ def monitored(m: MonitorFiles) -> RenderableType:
     return Group(
         f"Monitor written to {m.html} and {m.json} (MLflow run {m.mlflow_run}, gauges v{m.gauges_version})",
         *(f"  {line}" for line in m.findings),
+    )
+
+
+def digested(d: DigestFiles) -> RenderableType:
+    return Group(
+        f"Digest of the week of {d.week} written to {d.html} and {d.json}",
+        *(f"  {line}" for line in d.headlines),
     )
 
 

@@ -1,6 +1,7 @@
 """Database URLs as users write them, and as SQLAlchemy and logs need them.
 
-MLflow's backend and the decision log both take `postgresql://...` from settings; both go through here.
+MLflow's backend and the decision log take `postgresql://...` from settings, and `--out` a table's URL
+(`retain/core/sql_out.py`); all go through here.
 """
 
 from __future__ import annotations
@@ -25,3 +26,13 @@ def redact(url: str) -> str:
         return url
     netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def described(error: Exception, url: str) -> str:
+    """A database error as said to a person: the driver's error (SQLAlchemy wraps it as `orig`), class and
+    first line, without the URL's password should a driver echo it."""
+    cause = getattr(error, "orig", None) or error
+    lines = str(cause).strip().splitlines()
+    text = f"{type(cause).__name__}: {lines[0] if lines else ''}"
+    password = urlsplit(url).password
+    return text.replace(password, "***") if password else text

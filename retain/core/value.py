@@ -1,5 +1,6 @@
 """What an action is worth for an account, in dollars over the horizon: the ARR its churn uplift saves,
-plus the expansion it brings, minus its cost (CSM hours at a rate, plus money such as a concession)."""
+plus the expansion it brings, minus its cost (CSM hours at a rate, plus money such as a concession); and
+what the account's risk is worth before any action, its ARR at risk."""
 
 from __future__ import annotations
 
@@ -9,6 +10,14 @@ import numpy as np
 
 from retain.core.catalogue import CATALOGUE
 from retain.core.settings import ValueSettings
+
+
+def arr_at_risk(churn_probability: float | None, arr: float | None) -> float | None:
+    """The ARR a churn would lose, weighted by its probability: what the cockpit's book sorts by and the
+    weekly digest sums; unknown when either is."""
+    if churn_probability is None or arr is None:
+        return None
+    return churn_probability * arr
 
 
 def action_costs(actions: Sequence[str], value: ValueSettings) -> np.ndarray:

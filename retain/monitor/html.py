@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
+from retain.core.templates import page_templates
 from retain.monitor import figures
 from retain.monitor.drift import DRIFTED, WATCH
 from retain.monitor.schema import MonitorReport
 
-_ENV = Environment(
-    loader=PackageLoader("retain.monitor", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+_ENV = page_templates("retain.monitor")
 
 
 def render(report: MonitorReport) -> str:

@@ -134,7 +134,8 @@ def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP) -> PlanIm
     )
 
 
-def _money(value: float) -> str:
+def money(value: float) -> str:
+    """Whole dollars, signed: `-$1,234`."""
     sign = "-" if value < 0 else ""
     return f"{sign}${abs(value):,.0f}"
 
@@ -144,7 +145,7 @@ def _sentence(churn: Interval | None, arr: Interval | None, weeks: int, pending:
     if churn is None or arr is None:
         return f"No plan's labels have matured yet{waiting}."
     return (
-        f"The plans of the last {weeks} week(s) kept an estimated {_money(arr.estimate)} of ARR "
-        f"(95% interval {_money(arr.low)} to {_money(arr.high)}) and prevented {churn.estimate:.1f} churned "
+        f"The plans of the last {weeks} week(s) kept an estimated {money(arr.estimate)} of ARR "
+        f"(95% interval {money(arr.low)} to {money(arr.high)}) and prevented {churn.estimate:.1f} churned "
         f"accounts (95% interval {churn.low:.1f} to {churn.high:.1f}) against their random holdouts{waiting}."
     )

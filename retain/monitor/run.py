@@ -256,8 +256,12 @@ def feedback_section(log: DecisionLog | None, since: datetime) -> list[ActionFee
     return out
 
 
-def plan_section(store: Store, settings: Settings) -> impact.PlanImpact:
+def plan_section(store: Store, settings: Settings, before: datetime | None = None) -> impact.PlanImpact:
+    """What the recorded plans kept against their holdouts; with `before`, only the plans of weeks that
+    start before it (the weekly digest's past plans)."""
     plans = recorded_plans(store)
+    if before is not None:
+        plans = plans[plans["week"] < pd.Timestamp(before)].reset_index(drop=True)
     if plans.empty:
         return impact.plan_impact(plans.assign(churned=[], expanded=[], matured=[]), settings.seed)
     weeks = sorted(plans["week"].unique())

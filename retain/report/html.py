@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-
+from retain.core.templates import page_templates
 from retain.report.causal import Analysis
 from retain.report.figures import forest_plot, propensity_plot
 from retain.report.schema import (
@@ -34,13 +33,7 @@ from retain.report.wording import amount, confidence_level, interval
 #: the balance table shows at least this many covariates per arm (and every imbalanced one)
 BALANCE_ROWS = 8
 
-TEMPLATES = Environment(
-    loader=PackageLoader("retain.report", "templates"),
-    autoescape=select_autoescape(["html"]),
-    undefined=StrictUndefined,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+TEMPLATES = page_templates("retain.report")
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ import threading
 import time
 import zlib
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -29,8 +30,10 @@ import pyarrow.compute as pc
 from pydantic import PlainSerializer, PlainValidator, TypeAdapter
 from redis.exceptions import RedisError
 
+from retain.core.contract import Tier
 from retain.core.settings import Settings
 from retain.core.store import Store
+from retain.core.value import arr_at_risk
 from serving.assess import Assessment, FeatureRow, assess, inactive
 from serving.cockpit.shelf import RedisShelf
 from serving.cockpit.timeline import EventColumns, RecentEvents, recent_events
@@ -76,9 +79,7 @@ class Entry:
 
     @property
     def arr_at_risk(self) -> float | None:
-        if self.churn_probability is None or self.arr is None:
-            return None
-        return self.churn_probability * self.arr
+        return arr_at_risk(self.churn_probability, self.arr)
 
 
 @dataclass(frozen=True)
@@ -180,6 +181,15 @@ def book_key(basis: Basis) -> str:
     return BOOK_KEY + hashlib.sha256(_BASIS.dump_json(basis)).hexdigest()
 
 
+#: the book's filters a query string may give, by name, with the values each admits (`csm` admits any)
+FILTER_VALUES: dict[str, tuple[str, ...]] = {
+    "tier": tuple(t.value for t in Tier),
+    "band": RISK_BANDS,
+    "renewal": tuple(str(d) for d in RENEWAL_WINDOWS),
+    "source": ("model", "rules"),
+}
+
+
 @dataclass(frozen=True)
 class Filters:
     """What a CSM narrows the book to; empty means everything."""
@@ -190,6 +200,17 @@ class Filters:
     renewal_days: int | None = None
     source: str = ""
     page: int = 1
+
+    def query(self) -> dict[str, str]:
+        """The filters set, as a query string names them (without the page): a link to the same view."""
+        named = {
+            "tier": self.tier,
+            "band": self.band,
+            "csm": self.csm,
+            "renewal": "" if self.renewal_days is None else str(self.renewal_days),
+            "source": self.source,
+        }
+        return {name: value for name, value in named.items() if value}
 
     def admits(self, e: Entry) -> bool:
         return (
@@ -204,9 +225,52 @@ class Filters:
         )
 
 
+@dataclass(frozen=True)
+class Problem:
+    """A value of the query string the book does not understand, and what is wrong with it."""
+
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.message}"
+
+
+def parse_filters(query: Mapping[str, str]) -> tuple[Filters, list[Problem]]:
+    """The book's filters from a query string; a bad value is named, and left out of the filters."""
+    problems = []
+
+    def pick(name: str) -> str:
+        value, allowed = query.get(name, ""), FILTER_VALUES[name]
+        if value and value not in allowed:
+            problems.append(Problem(name, f"{value!r} is not one of {', '.join(allowed)}"))
+            return ""
+        return value
+
+    renewal = pick("renewal")
+    page = query.get("page", "1")
+    if not page.isdigit() or int(page) < 1:
+        problems.append(Problem("page", f"{page!r} is not a page number"))
+        page = "1"
+    filters = Filters(
+        tier=pick("tier"),
+        band=pick("band"),
+        csm=query.get("csm", "")[:200],
+        renewal_days=int(renewal) if renewal else None,
+        source=pick("source"),
+        page=int(page),
+    )
+    return filters, problems
+
+
+def filtered(book: Book, filters: Filters) -> list[Entry]:
+    """The accounts the filters admit, in the book's order: by ARR at risk."""
+    return [e for e in book.entries if filters.admits(e)]
+
+
 def select_page(book: Book, filters: Filters, page_size: int) -> tuple[list[Entry], int, int]:
     """The filtered book's page, how many accounts match, and how many pages there are."""
-    matching = [e for e in book.entries if filters.admits(e)]
+    matching = filtered(book, filters)
     pages = max(1, -(-len(matching) // page_size))
     page = min(max(1, filters.page), pages)
     return matching[(page - 1) * page_size : page * page_size], len(matching), pages

@@ -10,15 +10,11 @@ from importlib.resources import files
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from retain.core.contract import Tier
 from serving.caller import Caller
 from serving.cockpit.access import Viewer
 from serving.cockpit.book import (
-    RENEWAL_WINDOWS,
-    RISK_BANDS,
     Book,
     BookKeeper,
-    Filters,
     Point,
     days_between,
     trends,
@@ -64,33 +60,6 @@ STYLESHEET = files("serving.cockpit").joinpath("static/cockpit.css").read_bytes(
 
 def render(name: str, status: int = 200, **context: object) -> HTMLResponse:
     return HTMLResponse(TEMPLATES.get_template(name).render(**context), status_code=status)
-
-
-def parse_filters(query: dict[str, str]) -> tuple[Filters, list[str]]:
-    """The book's filters from the query string; a bad value is named and ignored."""
-    problems = []
-
-    def pick(name: str, allowed: tuple[str, ...]) -> str:
-        value = query.get(name, "")
-        if value and value not in allowed:
-            problems.append(f"{name}: {value!r} is not one of {', '.join(allowed)}")
-            return ""
-        return value
-
-    renewal = pick("renewal", tuple(str(d) for d in RENEWAL_WINDOWS))
-    page = query.get("page", "1")
-    if not page.isdigit() or int(page) < 1:
-        problems.append(f"page: {page!r} is not a page number")
-        page = "1"
-    filters = Filters(
-        tier=pick("tier", tuple(t.value for t in Tier)),
-        band=pick("band", RISK_BANDS),
-        csm=query.get("csm", "")[:200],
-        renewal_days=int(renewal) if renewal else None,
-        source=pick("source", ("model", "rules")),
-        page=int(page),
-    )
-    return filters, problems
 
 
 @dataclass(frozen=True)

@@ -19,14 +19,14 @@ from retain.core.contract import Tier
 from serving.auth import check_key
 from serving.caller import Caller
 from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page, posted_here
-from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, select_page
+from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, filtered, parse_filters, select_page
+from serving.cockpit.export import book_csv, csv_filename
 from serving.cockpit.pages import (
     FALLBACK_WORDS,
     FORM_ERRORS,
     STATUSES,
     STYLESHEET,
     build_account_page,
-    parse_filters,
     render,
 )
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, SessionsUnavailable, new_token, same_token
@@ -147,6 +147,26 @@ async def book_page(
         csms=sorted({e.csm_id for e in book.entries if e.csm_id}),
         windows=RENEWAL_WINDOWS,
         fallback_words=FALLBACK_WORDS,
+    )
+
+
+@router.get("/book.csv")
+async def book_export(request: Request, who: Reader, keeper: BookKeeperDep) -> Response:
+    """The filtered book as a CSV download: every matching account, not one page. A filter it does not
+    understand is named (422), not ignored as on the page: a download would hold more than was asked."""
+    try:
+        book = await run_in_threadpool(keeper.get)
+    except OnlineStoreUnavailable as e:
+        return render("error.html", status=503, viewer=who, title="Book unavailable", message=str(e))
+    filters, problems = parse_filters(dict(request.query_params))
+    if problems:
+        message = "Not exported: " + "; ".join(map(str, problems))
+        return render("error.html", status=422, viewer=who, title="Filters not understood", message=message)
+    disposition = f'attachment; filename="{csv_filename(book.as_of, filters)}"'
+    return Response(
+        book_csv(filtered(book, filters)),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": disposition},
     )
 
 

@@ -83,6 +83,18 @@ class Retried:
 
 
 @dataclass(frozen=True)
+class AlertBrief:
+    """An alert as the outbox holds it: what the weekly digest counts and quotes."""
+
+    alert_id: str
+    type: str
+    account_id: str | None
+    #: the moment the alert is about (the cutoff, the plan's week, the promotion)
+    at: datetime
+    summary: str
+
+
+@dataclass(frozen=True)
 class Claim:
     """A delivery a worker holds under its lease: the body to send, and where."""
 
@@ -252,6 +264,23 @@ class Outbox:
         )
         with self.log.connect(write=True) as conn:
             conn.execute(settle.values(attempts=d.attempts + 1, claimed_until=None, **values))
+
+    # -- reading -----------------------------------------------------------------------------------------
+    def recorded(self, start: datetime, end: datetime) -> list[AlertBrief]:
+        """The alerts about a moment from `start` up to `end` (their `at`, not when they were recorded:
+        a store scored or planned after the fact reads the same), oldest first."""
+        a = ALERTS.c
+        query = (
+            sa.select(a.alert_id, a.type, a.account_id, a.at, a.payload)
+            .where(a.at >= start, a.at < end)
+            .order_by(a.at, a.alert_id)
+        )
+        with self.log.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            AlertBrief(alert_id, type_, account, at, json.loads(payload)["summary"])
+            for alert_id, type_, account, at, payload in rows
+        ]
 
     # -- the dead letters ------------------------------------------------------------------------------
     def failed(self) -> list[FailedDelivery]:

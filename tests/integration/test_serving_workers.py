@@ -18,7 +18,7 @@ import requests
 from retain.core.settings import CockpitSettings
 from serving.cockpit.sessions import COOKIE, RedisSessions
 from serving.keys import KeyFile
-from tests.support.served import Server, World, free_port
+from tests.support.served import Server, World, free_port, signed_in
 
 REDIS_ENV = {"RETAIN_SERVE__WORKERS": "2", "RETAIN_COCKPIT__SESSIONS": "redis"}
 
@@ -33,18 +33,6 @@ def workers(
     server = Server(served_world, log, served_world.latest, RETAIN_REDIS_URL=redis_url, **REDIS_ENV)
     yield server
     server.stop()
-
-
-def signed_in(server: Server, key: str) -> requests.Session:
-    """A browser signed in through the cockpit's form: the page's token and cookie first, then the key."""
-    browser = requests.Session()
-    page = browser.get(f"{server.url}/ui/login", timeout=30)
-    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
-    answer = browser.post(
-        f"{server.url}/ui/login", data={"csrf": token, "key": key}, allow_redirects=False, timeout=30
-    )
-    assert answer.status_code == 303 and answer.headers["location"] == "/ui", answer.text
-    return browser
 
 
 def page(server: Server, browser: requests.Session, path: str) -> requests.Response:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -114,6 +115,18 @@ class Server:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+def signed_in(server: Server, key: str) -> requests.Session:
+    """A browser signed in through the cockpit's form: the page's token and cookie first, then the key."""
+    browser = requests.Session()
+    page = browser.get(f"{server.url}/ui/login", timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    answer = browser.post(
+        f"{server.url}/ui/login", data={"csrf": token, "key": key}, allow_redirects=False, timeout=30
+    )
+    assert answer.status_code == 303 and answer.headers["location"] == "/ui", answer.text
+    return browser
 
 
 def model_answered(server: Server, world: World) -> list[str]:

@@ -15,32 +15,12 @@ import pytest
 from retain.core.contract import EVENT_SCHEMA
 from retain.core.store import Store
 from serving.cockpit import book as book_module
-from serving.cockpit.book import Basis, Book, Entry, Point, book_bytes, book_from_bytes, book_key
+from serving.cockpit.book import Basis, Book, Point, book_bytes, book_from_bytes, book_key
 from serving.cockpit.timeline import COLUMNS, RecentEvents, recent_events
 from serving.schemas import Fallback
+from tests.support.book import DAY, entry
 
-DAY = datetime(2025, 11, 30, 23, 59, 59, 999999, tzinfo=UTC)
 BASIS = Basis("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))
-
-
-def entry(account_id: str, **changes: object) -> Entry:
-    base: dict[str, object] = {
-        "account_id": account_id,
-        "name": f"Account {account_id}",
-        "tier": "enterprise",
-        "segment": "mid_market",
-        "csm_id": "csm-1",
-        "arr": 120_000.5,
-        "renewal_date": DAY + timedelta(days=40),
-        "days_to_renewal": 40,
-        "source": "model",
-        "fallback": None,
-        "churn_probability": 0.3125,
-        "risk_band": "high",
-        "health_score": 55.25,
-        "health_band": "at_risk",
-    }
-    return Entry(**{**base, **changes})  # type: ignore[arg-type]
 
 
 def events() -> RecentEvents:

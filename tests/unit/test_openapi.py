@@ -21,6 +21,7 @@ ANSWERS = {
     ("get", "/readyz", "503"): "Readiness",
     ("get", "/v1/accounts/{account_id}/risk", "200"): "RiskResponse",
     ("post", "/v1/score", "200"): "ScoreResponse",
+    ("get", "/v1/accounts", "200"): "AccountsResponse",
     ("get", "/v1/accounts/{account_id}/next-best-actions", "200"): "ActionsResponse",
     ("post", "/v1/accounts/{account_id}/next-best-actions", "200"): "ActionsResponse",
     ("post", "/v1/interventions", "201"): "InterventionOut",
