@@ -240,7 +240,7 @@ def build_features(
     if built.version is None:
         return built
     run = log_feature_build(where, settings, built)
-    alerts = alerting.record(where, settings, alerting.feature_alerts(where))
+    alerts = alerting.derive(where, settings, lambda: alerting.feature_alerts(where))
     return dataclasses.replace(built, mlflow_run=run, alerts=alerts)
 
 
@@ -395,7 +395,7 @@ def score(
     settings = settings_or_default(settings)
     where = open_store(store, settings)
     scored = score_store(where, settings, cutoff, target)
-    alerts = alerting.record(where, settings, alerting.score_alerts(where, settings, cutoff))
+    alerts = alerting.derive(where, settings, lambda: alerting.score_alerts(where, settings, cutoff))
     return dataclasses.replace(scored, alerts=alerts)
 
 
@@ -491,7 +491,7 @@ def plan(
     where = open_store(store, settings)
     planned = plan_store(where, settings, week, capacity_hours, target)
     return dataclasses.replace(
-        planned, alerts=alerting.record(where, settings, alerting.plan_alerts(where, week))
+        planned, alerts=alerting.derive(where, settings, lambda: alerting.plan_alerts(where, week))
     )
 
 
