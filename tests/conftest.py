@@ -46,8 +46,9 @@ def postgres_database(postgres_dsn: str) -> Iterator[str]:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A decision log's database: SQLite in the test's folder, and a fresh real PostgreSQL one."""
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database on each back end SQLAlchemy serves here: an SQLite file in the test's folder, and a fresh
+    real PostgreSQL database (the decision log's, or one a reverse-ETL tool reads)."""
     if request.param == "postgresql":
         url: str = request.getfixturevalue("postgres_database")
         return url

@@ -84,8 +84,8 @@ def given(
 
 
 @pytest.fixture
-def decision_log(log_url: str) -> Iterator[DecisionLog]:
-    log = DecisionLog(log_url)
+def decision_log(database_url: str) -> Iterator[DecisionLog]:
+    log = DecisionLog(database_url)
     log.start()
     yield log
     log.close()
@@ -238,8 +238,8 @@ def test_flush_waits_for_what_was_submitted_before_it_not_for_a_quiet_moment(
     assert log.stats["written"] > 0
 
 
-def test_several_logs_starting_at_once_create_the_schema_once(log_url: str) -> None:
-    logs = [DecisionLog(log_url) for _ in range(4)]
+def test_several_logs_starting_at_once_create_the_schema_once(database_url: str) -> None:
+    logs = [DecisionLog(database_url) for _ in range(4)]
     barrier = threading.Barrier(len(logs))
     errors: list[BaseException] = []
 
@@ -531,11 +531,11 @@ def test_the_log_survives_postgresql_dropping_every_connection(postgres_database
 
 
 def test_the_migrations_build_exactly_the_tables_the_log_uses(
-    decision_log: DecisionLog, log_url: str
+    decision_log: DecisionLog, database_url: str
 ) -> None:
     decision_log.submit(score("a-1", T0, C2, V3))
     assert decision_log.flush()
-    engine = sa.create_engine(sqlalchemy_url(log_url))
+    engine = sa.create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
         assert log_migrations.revision(conn) == "0004"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []

@@ -30,19 +30,10 @@ PASSWORD = "s3cret-pw"
 UNREACHABLE = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/crm"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A database a reverse-ETL tool would read: an SQLite file, and a fresh real PostgreSQL one."""
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_database")
-        return url
-    return f"sqlite:///{tmp_path}/crm.db"
-
-
 @pytest.fixture
-def read(database: str) -> Iterator[Any]:
-    """The rows of a table in `database`, ordered by key and account."""
-    engine = sa.create_engine(sqlalchemy_url(database))
+def read(database_url: str) -> Iterator[Any]:
+    """The rows of a table in `database_url`, ordered by key and account."""
+    engine = sa.create_engine(sqlalchemy_url(database_url))
 
     def rows(table: str, key: str) -> pd.DataFrame:
         with engine.connect() as connection:
@@ -94,11 +85,11 @@ def scored_file(served_world: World, tmp_path_factory: pytest.TempPathFactory) -
 
 
 def test_scores_replace_their_cutoffs_rows_and_another_cutoff_adds(
-    served_world: World, scored_file: pd.DataFrame, database: str, read: Any
+    served_world: World, scored_file: pd.DataFrame, database_url: str, read: Any
 ) -> None:
     store, latest = str(served_world.store.root), served_world.latest
     before = stored_cutoffs(served_world.store)[-2]
-    out = f"{database}#churn_scores"
+    out = f"{database_url}#churn_scores"
     said = cli("score", "--store", store, "--cutoff", str(latest), "--out", out)
     assert said["out"] == out and said["rows"] == len(scored_file)
     table = read("churn_scores", "cutoff")
@@ -138,10 +129,10 @@ def planned_file(
 
 
 def test_a_plan_replaces_its_weeks_rows_and_another_week_adds(
-    uplift_world: UpliftWorld, monday: date, planned_file: pd.DataFrame, database: str, read: Any
+    uplift_world: UpliftWorld, monday: date, planned_file: pd.DataFrame, database_url: str, read: Any
 ) -> None:
     args = ["--store", str(uplift_world.store.root), "--capacity-hours", CAPACITY]
-    out = f"{database}#weekly_plan"
+    out = f"{database_url}#weekly_plan"
     said = cli("plan", *args, "--week", str(monday), "--out", out)
     assert said["out"] == out and said["rows"] == len(planned_file)
     table = read("weekly_plan", "week")

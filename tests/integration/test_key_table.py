@@ -23,19 +23,10 @@ from serving.keys import KeyFile, KeyTable, key_ring
 from tests.support.served import Server, World, wait_for
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.service)])
-def log_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_database")
-        return url
-    (tmp_path / "logs").mkdir()
-    return f"sqlite:///{tmp_path}/logs/decisions.db"
-
-
 @pytest.fixture
-def hosts(log_url: str) -> Iterator[tuple[KeyTable, KeyTable]]:
+def hosts(database_url: str) -> Iterator[tuple[KeyTable, KeyTable]]:
     """Two hosts' views of one table, each with its own connections and copy."""
-    logs = [DecisionLog(log_url), DecisionLog(log_url)]
+    logs = [DecisionLog(database_url), DecisionLog(database_url)]
     yield KeyTable(logs[0], refresh_seconds=0.2), KeyTable(logs[1], refresh_seconds=0.2)
     for log in logs:
         log.close()
@@ -83,12 +74,14 @@ def test_while_the_database_is_away_the_last_keys_read_stay_in_use(
     log.close()
 
 
-def test_the_key_file_is_adopted_once_with_its_digests_and_revocations(tmp_path: Path, log_url: str) -> None:
+def test_the_key_file_is_adopted_once_with_its_digests_and_revocations(
+    tmp_path: Path, database_url: str
+) -> None:
     file = KeyFile(tmp_path / "api_keys.json")
     live, live_text = file.create(["scores:read"], name="live")
     gone, gone_text = file.create(["admin"], name="gone")
     file.revoke(gone.key_id)
-    log = DecisionLog(log_url)
+    log = DecisionLog(database_url)
     table = KeyTable(log)
     assert [k.key_id for k in table.adopt(file)] == [live.key_id, gone.key_id]
     assert table.authenticate(live_text) == live and table.authenticate(gone_text) is None

@@ -128,9 +128,9 @@ def outbox(tmp_path: Path) -> Iterator[Outbox]:
 
 
 @pytest.fixture
-def outbox_on(log_url: str) -> Iterator[Outbox]:
+def outbox_on(database_url: str) -> Iterator[Outbox]:
     """The outbox on SQLite, and on a real PostgreSQL."""
-    log = DecisionLog(log_url)
+    log = DecisionLog(database_url)
     yield Outbox(log)
     log.close()
 
@@ -274,10 +274,10 @@ def test_a_worker_killed_mid_delivery_resends_after_its_lease_and_the_receiver_a
 
 
 def test_recording_twice_records_nothing_twice_and_what_was_recorded_before_any_worker_ran_is_delivered(
-    log_url: str, receivers: Callable[..., Receiver]
+    database_url: str, receivers: Callable[..., Receiver]
 ) -> None:
     receiver = receivers()
-    recorder = DecisionLog(log_url)
+    recorder = DecisionLog(database_url)
     outbox = Outbox(recorder)
     outbox.add(receiver.url, ["usage_drop"])
     outbox.add(receiver.url, ["error_spike"])
@@ -286,7 +286,7 @@ def test_recording_twice_records_nothing_twice_and_what_was_recorded_before_any_
     assert outbox.record([*made, made[0]]) == RecordedAlerts(new=0, known=4, deliveries=0)
     recorder.close()  # the recording process ends before any worker ran: the deliveries are in the table
 
-    worker = DecisionLog(log_url)
+    worker = DecisionLog(database_url)
     later = Outbox(worker)
     assert deliver_once(later, QUICK) == DeliveryRound(sent=3)
     assert sorted(receiver.applied) == sorted(a.id for a in made[:3])
