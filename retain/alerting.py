@@ -30,7 +30,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.plan import PLANNED, recorded_plans
 from serving.assess import risk_band
-from serving.batch import SCORES, SCORES_SCHEMA
+from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
 from serving.decision_log import DecisionLog
 from serving.schemas import RiskBand
 from serving.webhooks.outbox import Outbox
@@ -81,12 +81,12 @@ def record_latest(store: Store, settings: Settings) -> Alerted:
 
 def latest_alerts(store: Store, settings: Settings) -> list[Alert]:
     found = feature_alerts(store)
-    scored = store.read(SCORES, SCORES_SCHEMA, columns=["cutoff"])
-    if scored.num_rows:
-        found += score_alerts(store, settings, pc.max(scored["cutoff"]).as_py().date())
+    scored = scored_cutoffs(store)
+    if scored:
+        found += score_alerts(store, settings, scored[-1].date())
     plans = recorded_plans(store)
     if not plans.empty:
-        found += plan_alerts(store, plans["week"].max().date())
+        found += plan_alerts(plans, plans["week"].max().date())
     return found
 
 
@@ -105,8 +105,7 @@ def score_alerts(store: Store, settings: Settings, cutoff: date) -> list[Alert]:
     """An alert per account whose churn risk band at `cutoff` differs from its band at the cutoff scored
     before it (an account first scored now has no band to change from)."""
     at = cutoff_instant(cutoff)
-    cutoffs = pc.unique(store.read(SCORES, SCORES_SCHEMA, columns=["cutoff"])["cutoff"]).to_pylist()
-    earlier = [c for c in cutoffs if c < at]
+    earlier = [c for c in scored_cutoffs(store) if c < at]
     if not earlier:
         return []
     scored = store.read(SCORES, SCORES_SCHEMA, where=pc.field("cutoff").isin([max(earlier), at])).to_pandas()
@@ -141,10 +140,9 @@ def score_alerts(store: Store, settings: Settings, cutoff: date) -> list[Alert]:
     return alerts
 
 
-def plan_alerts(store: Store, week: date) -> list[Alert]:
+def plan_alerts(plans: pd.DataFrame, week: date) -> list[Alert]:
     """An alert per account the week's plan acts on with another action than the plan before it did (or
-    than nothing: it was not planned then)."""
-    plans = recorded_plans(store)
+    than nothing: it was not planned then); `plans` are the recorded plans (`recorded_plans`)."""
     at = cutoff_instant(week)
     planned = plans[plans["arm"] == PLANNED]
     now = planned[planned["week"] == pd.Timestamp(at)].set_index("account_id")

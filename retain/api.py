@@ -484,14 +484,15 @@ def plan(
     each CSM's `capacity_hours`, and a random holdout that gets none."""
     from retain import alerting
     from retain.core.sql_out import destination  # deferred: SQLAlchemy
-    from retain.plan import plan_store  # deferred: MLflow and the uplift model
+    from retain.plan import plan_store, recorded_plans  # deferred: MLflow and the uplift model
 
     target = destination(out)
     settings = settings_or_default(settings)
     where = open_store(store, settings)
     planned = plan_store(where, settings, week, capacity_hours, target)
     return dataclasses.replace(
-        planned, alerts=alerting.derive(where, settings, lambda: alerting.plan_alerts(where, week))
+        planned,
+        alerts=alerting.derive(where, settings, lambda: alerting.plan_alerts(recorded_plans(where), week)),
     )
 
 

@@ -303,9 +303,14 @@ def _arms(week: Week, choice: np.ndarray, held: np.ndarray) -> pa.Table:
 # -- the I/O edge -------------------------------------------------------------------------------------
 
 
-def check_week(week: date, first: date, last: date, step: str = "plan") -> None:
+def check_week(con: duckdb.DuckDBPyConnection, store: Store, week: date, step: str = "plan") -> None:
     """The week needs history before it, and may start at most the day after the last event (planning
-    the coming week); `step` names what the message asks for (plan, digest)."""
+    the coming week), over the `events` view `register_store` made; `step` names what the message asks
+    for (plan, digest)."""
+    span = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    if span[0] is None:
+        raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
+    first, last = (ts.astimezone(UTC).date() for ts in span)
     earliest, latest = first + timedelta(days=1), last + timedelta(days=1)
     if not earliest <= week <= latest:
         raise RetainError(
@@ -331,10 +336,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     as_of = cutoff_instant(week)
     with duckdb.connect() as con:
         register_store(con, store)
-        first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
-        if first is None:
-            raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
-        check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date())
+        check_week(con, store, week)
         model, info = _uplift_champion(store, settings)
         table = build_feature_table(con, [week], settings)
         taken = actions_last_taken(con, as_of)

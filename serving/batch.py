@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +68,12 @@ OUTPUT = pa.schema(
 SCORES = "scores"
 SCORES_SCHEMA = OUTPUT.insert(1, pa.field(TIMESTAMP, TS))
 SCORE_STEP = "score"
+
+
+def scored_cutoffs(store: Store) -> list[datetime]:
+    """The cutoffs the store's `scores` table holds a batch for, oldest first."""
+    found = store.read(SCORES, SCORES_SCHEMA, columns=[TIMESTAMP])[TIMESTAMP]
+    return sorted(pc.unique(found).to_pylist())
 
 
 def _chunks(rows: pa.Table | pd.DataFrame, size: int, desc: str) -> Iterator[pd.DataFrame]:

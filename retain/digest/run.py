@@ -31,7 +31,7 @@ from retain.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSec
 from retain.digest.week import alert_counts, week_bounds, week_plan
 from retain.monitor.run import plan_section
 from retain.plan import check_week, recorded_plans
-from serving.batch import SCORES, SCORES_SCHEMA
+from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.webhooks.outbox import Outbox
 
@@ -50,16 +50,12 @@ def _check_in_data(store: Store, week: date) -> None:
     """The week starts within the store's events, as a plan's must (`retain.plan.check_week`)."""
     with duckdb.connect() as con:
         register_store(con, store)
-        first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
-    if first is None:
-        raise RetainError(f"no events in the store {store.location}; run `retain ingest` first")
-    check_week(week, first.astimezone(UTC).date(), last.astimezone(UTC).date(), "digest")
+        check_week(con, store, week, "digest")
 
 
-def scored_cutoffs(store: Store, end: datetime) -> list[datetime]:
+def compared_cutoffs(store: Store, end: datetime) -> list[datetime]:
     """The two latest cutoffs scored before `end` (one, if only one is), oldest first."""
-    found = store.read(SCORES, SCORES_SCHEMA, columns=["cutoff"])["cutoff"]
-    cutoffs = sorted(pc.unique(found).to_pylist())
+    cutoffs = scored_cutoffs(store)
     if not cutoffs:
         raise RetainError(
             f"no scores in the store {store.location} yet: run `retain score --cutoff DATE --out FILE` first"
@@ -137,7 +133,7 @@ def compose(store: Store, settings: Settings, week: date) -> DigestReport:
     """Every section of the week's digest, from the store and the decision log."""
     start, end = week_bounds(week)
     _check_in_data(store, week)
-    moves, arr = _risk_sections(store, settings, scored_cutoffs(store, end))
+    moves, arr = _risk_sections(store, settings, compared_cutoffs(store, end))
     report = DigestReport(
         store=store.location,
         computed_at=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -244,7 +244,7 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     plans = recorded_plans(store)
     earlier = plans[(plans["week"].dt.date < monday) & (plans["arm"] == PLANNED)]
     previous = earlier[earlier["week"] == earlier["week"].max()].set_index("account_id")["action"]
-    alerts = {a.account_id: a for a in plan_alerts(store, monday)}
+    alerts = {a.account_id: a for a in plan_alerts(plans, monday)}
     assert set(alerts) == {a for a in planned.index if previous.get(a) != planned[a]}
     assert all(alerts[a].actions == (planned[a],) for a in alerts)
     assert summary["alerts"]["raised"] == len(alerts) and summary["alerts"]["error"] is None
