@@ -18,7 +18,6 @@ import numpy as np
 from sklearn.isotonic import IsotonicRegression
 
 from features.definitions import CLOCK_FEATURES, RENEWAL_GRACE_DAYS, Feature
-from retain.core.catalogue import CATALOGUE
 from training.artifact import ScoringModel
 from training.calibration import PlattScaling
 from training.causal.uplift import OUTCOMES, UpliftModel
@@ -566,9 +565,8 @@ def _words(name: str, texts: Mapping[str, Feature]) -> str:
     feature = texts.get(name)
     if feature is not None:
         return re.sub(r"\{value[^}]*\}", "…", feature.text)
-    action = name.removeprefix("days_since_")
-    if action in CATALOGUE:
-        return f"Days since the last {action.replace('_', ' ')}"
+    if name.startswith("days_since_"):  # an action's recency, whichever playbook named it
+        return f"Days since the last {name.removeprefix('days_since_').replace('_', ' ')}"
     return name.replace("_", " ")
 
 

@@ -1,8 +1,8 @@
 """Alerts at the steps that change what Retain knows, recorded for the webhooks.
 
-The feature build raises the playbook's rules (`features.alerts.RULES`), a scoring run the accounts whose
-churn risk band changed since the cutoff scored before, a weekly plan the accounts whose top
-recommendation is new or changed since the week planned before, a promotion or rollback a new champion.
+The feature build raises the alert rules of the store's playbook (`features.playbook_file`), a scoring run
+the accounts whose churn risk band changed since the cutoff scored before, a weekly plan the accounts whose
+top recommendation is new or changed since the week planned before, a promotion or rollback a new champion.
 Each is derived from what the store holds, with an id that depends only on what it says, so deriving
 again records nothing twice: `retain alerts` re-derives the latest of each, for a step whose recording
 failed while the decision log was away. Recording writes each new alert and its deliveries in one
@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from features.alerts import Alert, Alerted, Evidence, alert_id, recommended, rule_alerts
 from features.build import actions_last_taken, register_store
 from features.cutoffs import cutoff_instant
+from features.playbook_file import Playbook, store_playbook
 from features.stored import read_features, stored_cutoffs
 from registry.promotion import Promotion, Rollback
 from retain.core.errors import RetainError
@@ -80,28 +81,29 @@ def record_latest(store: Store, settings: Settings) -> Alerted:
 
 
 def latest_alerts(store: Store, settings: Settings) -> list[Alert]:
-    found = feature_alerts(store)
+    playbook = store_playbook(store, settings)
+    found = feature_alerts(store, playbook)
     scored = scored_cutoffs(store)
     if scored:
-        found += score_alerts(store, settings, scored[-1].date())
+        found += score_alerts(store, settings, scored[-1].date(), playbook)
     plans = recorded_plans(store)
     if not plans.empty:
         found += plan_alerts(plans, plans["week"].max().date())
     return found
 
 
-def feature_alerts(store: Store) -> list[Alert]:
-    """The rules met at the feature table's latest cutoff and not at the cutoff before it."""
+def feature_alerts(store: Store, playbook: Playbook) -> list[Alert]:
+    """The playbook's rules met at the feature table's latest cutoff and not at the cutoff before it."""
     cutoffs = [cutoff_instant(c) for c in stored_cutoffs(store)[-2:]]
     if not cutoffs:
         return []
     rows = read_features(store, where=pc.field("cutoff").isin(cutoffs)).to_pandas()
     latest = rows[rows["cutoff"] == cutoffs[-1]]
     previous = rows[rows["cutoff"] == cutoffs[0]] if len(cutoffs) > 1 else rows.iloc[0:0]
-    return rule_alerts(latest, previous, _last_taken(store, cutoffs[-1]))
+    return rule_alerts(latest, previous, _last_taken(store, cutoffs[-1]), playbook)
 
 
-def score_alerts(store: Store, settings: Settings, cutoff: date) -> list[Alert]:
+def score_alerts(store: Store, settings: Settings, cutoff: date, playbook: Playbook) -> list[Alert]:
     """An alert per account whose churn risk band at `cutoff` differs from its band at the cutoff scored
     before it (an account first scored now has no band to change from)."""
     at = cutoff_instant(cutoff)
@@ -134,7 +136,7 @@ def score_alerts(store: Store, settings: Settings, cutoff: date) -> list[Alert]:
             *(Evidence(r["feature"], r["value"], r["text"]) for r in json.loads(score["reasons"])),
         )
         row = rows.loc[account].to_dict() if account in rows.index else None
-        actions = () if row is None else recommended(row, taken.get(str(account), {}), at)
+        actions = () if row is None else recommended(row, taken.get(str(account), {}), at, playbook)
         key = alert_id("risk_band_changed", str(account), at)
         alerts.append(Alert(key, "risk_band_changed", str(account), at, summary, evidence, actions))
     return alerts

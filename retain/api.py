@@ -39,6 +39,7 @@ from retain.core.store import DEFAULT_RETENTION_HOURS, OLD_MANIFEST, Commit, Sto
 if TYPE_CHECKING:
     from features.alerts import Alert, Alerted
     from features.build import FeatureBuild
+    from features.playbook_file import PlaybookSummary
     from registry.models import VersionInfo
     from registry.promotion import Promotion, Rollback
     from registry.tracking import Registration
@@ -169,9 +170,13 @@ def ingest(
 ) -> IngestSummary:
     """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
     rows published, the rest quarantined with a reason."""
+    from features.playbook_file import store_playbook
     from retain.ingest import ingest_path  # deferred: Arrow and the contract's validators
 
-    return ingest_path(open_store(store, settings), Path(source), adapter=adapter)
+    settings = settings_or_default(settings)
+    opened = open_store(store, settings)
+    actions = store_playbook(opened, settings).names  # interventions name the store's own actions
+    return ingest_path(opened, Path(source), adapter=adapter, actions=actions)
 
 
 # -- the store's upkeep -----------------------------------------------------------------------------------
@@ -231,16 +236,18 @@ def build_features(
     are folded into the store first. `as_of_version` rebuilds from exactly the table versions (and
     cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
+    from features.playbook_file import store_playbook
     from registry.tracking import log_feature_build  # deferred: MLflow
     from retain import alerting  # deferred: the serving layer's outbox
 
     settings = settings_or_default(settings)
     where = _compacted(store, settings)
+    playbook = store_playbook(where, settings)  # its alert rules, checked before the build
     built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
     if built.version is None:
         return built
     run = log_feature_build(where, settings, built)
-    alerts = alerting.derive(where, settings, lambda: alerting.feature_alerts(where))
+    alerts = alerting.derive(where, settings, lambda: alerting.feature_alerts(where, playbook))
     return dataclasses.replace(built, mlflow_run=run, alerts=alerts)
 
 
@@ -387,6 +394,7 @@ def score(
     """Every account active at `cutoff`, scored by the churn and expansion champions with the top reasons,
     into a Parquet file, or a database table (`postgresql://...#TABLE`, `sqlite:///PATH#TABLE`) whose rows
     at `cutoff` they replace."""
+    from features.playbook_file import store_playbook
     from retain import alerting
     from retain.core.sql_out import destination  # deferred: SQLAlchemy
     from serving.batch import score_store  # deferred: MLflow and the models
@@ -394,8 +402,11 @@ def score(
     target = destination(out)
     settings = settings_or_default(settings)
     where = open_store(store, settings)
+    playbook = store_playbook(where, settings)  # what the alerts recommend, checked before scoring
     scored = score_store(where, settings, cutoff, target)
-    alerts = alerting.derive(where, settings, lambda: alerting.score_alerts(where, settings, cutoff))
+    alerts = alerting.derive(
+        where, settings, lambda: alerting.score_alerts(where, settings, cutoff, playbook)
+    )
     return dataclasses.replace(scored, alerts=alerts)
 
 
@@ -583,13 +594,30 @@ def _outbox(store: StoreLike, settings: Settings) -> Iterator[Outbox]:
         log.close()
 
 
+def check_playbook(
+    path: Path | None = None, *, store: StoreLike = None, settings: Settings | None = None
+) -> PlaybookSummary:
+    """Read and check the playbook at `path`, else the one the store runs (`RETAIN_PLAYBOOK`, the store's
+    playbook.yaml, the built-in); a RetainError names every line to fix."""
+    from features.playbook_file import PlaybookSummary, load_playbook, store_playbook
+
+    if path is not None:
+        return PlaybookSummary.of(load_playbook(Path(path)))
+    settings = settings_or_default(settings)
+    return PlaybookSummary.of(store_playbook(open_store(store, settings), settings))
+
+
 def add_webhook(
     url: str, events: Sequence[str], *, store: StoreLike = None, settings: Settings | None = None
 ) -> NewWebhook:
     """Subscribe `url` to alerts of `events` (alert types, or `*` for all) recorded from now on; the
     result holds the signing secret, this once. A refused URL or unknown type is a `RetainError`."""
-    with _outbox(store, settings_or_default(settings)) as outbox:
-        return outbox.add(url, events)
+    from features.playbook_file import store_playbook
+
+    settings = settings_or_default(settings)
+    types = store_playbook(open_store(store, settings), settings).alert_types
+    with _outbox(store, settings) as outbox:
+        return outbox.add(url, events, types)
 
 
 def webhooks(*, store: StoreLike = None, settings: Settings | None = None) -> list[Webhook]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from features.playbook_file import store_playbook
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.settings import Settings
 from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES, Compacted, Store
@@ -45,7 +46,8 @@ def fold_taken(store: Store, settings: Settings) -> Folded:
         if not pending:
             return Folded(0, 0, None)
         rows = pa.Table.from_pylist([dataclasses.asdict(t) for t in pending], schema=INTERVENTION_SCHEMA)
-        summary = record_interventions(store, rows, "the API's recorded actions")
+        actions = store_playbook(store, settings).names
+        summary = record_interventions(store, rows, "the API's recorded actions", actions)
         version = store.version("interventions")
         assert version is not None
         log.mark_folded([t.intervention_id for t in pending], version)

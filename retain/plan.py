@@ -6,12 +6,13 @@ The rules, in order:
 1. Holdout first. `holdout_share` of the week's active accounts (rounded to whole accounts) is drawn at
    random, from an RNG seeded by the settings' seed and the week, so the same store, week and seed give
    the same plan. Held-out accounts get no action: they are the untreated comparison.
-2. Candidates. An account may get an action that is eligible now (the playbook's triggers and gates, and
-   its cool-down since the action was last taken before the week), that the uplift model can rank
-   (`UpliftModel.usable()`: the others have too little overlap to trust) and whose expected value (uplift
-   x value - cost, `retain.core.value`) is positive. An account past its renewal date (the grace week) gets
-   none: its churn is already decided and the uplift model never saw such rows.
-3. Contact limit: at most one action per account per week.
+2. Candidates. An account may get an action that is eligible now (the store's playbook: triggers and
+   gates, its contact limit, and the cool-down since the action was last taken before the week), that the
+   uplift model can rank (`UpliftModel.usable()`: the others have too little overlap to trust; a playbook
+   action it has not learnt is never planned) and whose expected value (uplift x value - cost,
+   `retain.core.value`) is positive. An account past its renewal date (the grace week) gets none: its
+   churn is already decided and the uplift model never saw such rows.
+3. One action per account per week.
 4. Capacity: each CSM has `capacity_hours` a week for the accounts they own (`accounts.csm_id`); an
    action's `cost_hours` count against its account's CSM. Zero-hour actions (the automated in-app nudge)
    use no capacity; an account without a CSM can only get those.
@@ -33,7 +34,7 @@ import heapq
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,8 +47,9 @@ import pyarrow as pa
 from features.alerts import Alerted
 from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
+from features.playbook_file import Playbook, store_playbook
 from registry.models import VersionInfo, load_uplift_model
-from retain.core.catalogue import CATALOGUE
+from retain.core.catalogue import Action
 from retain.core.contract import TS
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
@@ -109,6 +111,10 @@ class Week:
     excluded: list[str]
     #: the uplift version the values come from
     model: VersionInfo
+    #: the playbook's actions: their hours and approval
+    catalogue: Mapping[str, Action]
+    #: the playbook's actions no uplift model has been trained for yet (never taken): never planned
+    unmodelled: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class PlanSummary:
     excluded_actions: list[str]
     model: VersionInfo
     seed: int
+    #: the playbook's actions no uplift model knows yet: serving ranks them by the rules, the plan skips them
+    unmodelled_actions: list[str] = field(default_factory=list)
     #: the CSV, or the database table as its URL with the password redacted, once written
     out: Path | str | None = None
     #: accounts whose top recommendation is new or changed, recorded for the webhooks (set by `retain.api`)
@@ -150,11 +158,13 @@ def allowed_actions(
     as_of: datetime,
     actions: Sequence[str],
     usable: Sequence[str],
+    playbook: Playbook,
 ) -> np.ndarray:
-    """(records, actions): eligible at `as_of` (cool-downs included) and usable; nothing for an account
-    past its renewal date."""
+    """(records, actions): eligible at `as_of` under the playbook (cool-downs included) and usable; nothing
+    for an account past its renewal date."""
     taken = [last_taken.get(row["account_id"], {}) for row in records]
-    out = policy.eligible_mask(policy.verdicts(records, taken, [as_of] * len(records)), actions)
+    verdicts = policy.verdicts(records, taken, [as_of] * len(records), playbook)
+    out = policy.eligible_mask(verdicts, actions)
     out &= np.isin(np.asarray(actions), list(usable))[None, :]
     past_renewal = [(row.get("days_to_renewal") or 0) < 0 for row in records]
     out[np.asarray(past_renewal, bool)] = False
@@ -171,8 +181,9 @@ def draw_holdout(account_ids: Sequence[str], share: float, seed: int, week: date
     return held
 
 
-def action_hours(actions: Sequence[str]) -> np.ndarray:
-    return np.array([CATALOGUE[a].cost_hours for a in actions], float)
+def action_hours(actions: Sequence[str], catalogue: Mapping[str, Action]) -> np.ndarray:
+    """Each action's CSM hours; none for an action the playbook no longer has (it is never allowed)."""
+    return np.array([catalogue[a].cost_hours if a in catalogue else 0.0 for a in actions], float)
 
 
 def assign(
@@ -228,7 +239,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
     """The plan's rows (planned actions by CSM, best first; then the holdout) and its summary."""
     _check_capacity(capacity_hours)
     held = draw_holdout(week.account_ids, holdout_share, seed, week.week)
-    hours = action_hours(week.actions)
+    hours = action_hours(week.actions, week.catalogue)
     choice = assign(week.values, week.allowed & ~held[:, None], hours, week.csm_ids, capacity_hours)
     planned = np.flatnonzero(choice >= 0)
     ids, csms = np.asarray(week.account_ids, dtype=object), np.asarray(week.csm_ids, dtype=object)
@@ -266,7 +277,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
         no_action=len(week.account_ids) - len(work) - int(held.sum()),
         expected_value=round(float(value.sum()), 2),
         by_action={str(a): int(n) for a, n in work["action"].value_counts().sort_index().items()},
-        needs_approval=int(sum(CATALOGUE[a].needs_approval for a in work["action"])),
+        needs_approval=int(sum(week.catalogue[a].needs_approval for a in work["action"])),
         capacity_hours_per_csm=capacity_hours,
         hours_used={
             str(c): round(float(used.get(c, 0.0)), 2) for c in sorted({c for c in week.csm_ids if c})
@@ -274,6 +285,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
         excluded_actions=week.excluded,
         model=week.model,
         seed=seed,
+        unmodelled_actions=week.unmodelled,
     )
     return Plan(rows, summary, arms)
 
@@ -334,6 +346,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     if store.version("events") is None:
         raise RetainError(f"no events in the store {store.location}: run `retain ingest` into it first")
     as_of = cutoff_instant(week)
+    playbook = store_playbook(store, settings)
     with duckdb.connect() as con:
         register_store(con, store)
         check_week(con, store, week)
@@ -348,10 +361,11 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     if table.num_rows == 0:
         raise RetainError(f"no account is active in the week of {week.isoformat()}")
     rows = table.to_pandas()
-    days_since = [recency.for_account(taken.get(a, {}), as_of) for a in rows["account_id"]]
+    days_since = [recency.for_account(taken.get(a, {}), as_of, model.actions) for a in rows["account_id"]]
     uplift = model.uplift(rows.join(pd.DataFrame(days_since, index=rows.index)))
+    arr = rows["arr"].to_numpy(float)
     values = expected_values(
-        uplift["churn"], uplift["expansion"], rows["arr"].to_numpy(float), model.actions, settings.value
+        uplift["churn"], uplift["expansion"], arr, model.actions, settings.value, playbook.actions
     )
     usable = model.usable()
     return Week(
@@ -361,9 +375,11 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         actions=list(model.actions),
         arr=rows["arr"].to_numpy(float),
         values=values,
-        allowed=allowed_actions(table.to_pylist(), taken, as_of, model.actions, usable),
-        excluded=[a for a in model.actions if a not in usable],
+        allowed=allowed_actions(table.to_pylist(), taken, as_of, model.actions, usable, playbook),
+        excluded=[a for a in model.actions if a not in usable and a in playbook.actions],
         model=info,
+        catalogue=playbook.actions,
+        unmodelled=[a for a in playbook.names if a not in model.actions],
     )
 
 

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from features.playbook import Verdict, lower_first, rules_ranking
+from features.playbook_file import Playbook
 from features.rows import KEYS, FeatureRows
 from retain.core.settings import ValueSettings
 from retain.core.value import expected_values
@@ -32,6 +33,11 @@ RULES_NOTES = {
 UNTRUSTED_FEATURES = frozenset({"no_feature_row", "stale_features", "out_of_range"})
 POOR_OVERLAP = (
     "ranked by the rules after the uplift-ranked actions: too little overlap to trust its uplift model"
+)
+#: a playbook action the uplift champion was trained without: none had been taken when it was trained
+NOT_MODELLED = (
+    "ranked by the rules after the uplift-ranked actions: the uplift model has not learnt it yet (no "
+    "interventions with it when trained)"
 )
 
 
@@ -64,29 +70,35 @@ def rank(
     as_of: datetime,
     uplift: UpliftChampion | None,
     value: ValueSettings,
+    playbook: Playbook,
 ) -> Ranking:
     """By expected value when an uplift champion is loaded and the features are trusted; actions whose
     uplift model has poor overlap follow in the rules' order; otherwise the rules rank everything.
     `taken` is when the account last took each action before `as_of` (the uplift models' days-since
     inputs, worked out only when they rank)."""
-    rules = rules_ranking(assessment.health.band, verdicts)
+    rules = rules_ranking(assessment.health.band, verdicts, playbook)
     by_rules = [Candidate(r.action, r.rationale, r.eligibility, None) for r in rules]
     if uplift is None:
         return Ranking("rules", RULES_NOTES["no_uplift_model"], by_rules, {})
     fallback = assessment.fallback
     if not assessment.row or (fallback is not None and fallback.code in UNTRUSTED_FEATURES):
         return Ranking("rules", RULES_NOTES["features_untrusted"], by_rules, {})
-    days_since = recency.for_account(taken, as_of)
-    ranked, unprofitable = _by_value(assessment, verdicts, days_since, uplift, value)
+    days_since = recency.for_account(taken, as_of, uplift.model.actions)
+    ranked, unprofitable = _by_value(assessment, verdicts, days_since, uplift, value, playbook)
     usable = set(uplift.model.usable())
     late = [
-        Candidate(c.action, f"{c.rationale[:-1]}; {POOR_OVERLAP}.", c.eligibility, None)
+        Candidate(
+            c.action,
+            f"{c.rationale[:-1]}; {POOR_OVERLAP if c.action in uplift.model.actions else NOT_MODELLED}.",
+            c.eligibility,
+            None,
+        )
         for c in by_rules
         if c.action not in usable
     ]
     note = f"ranked by expected value (uplift x value - cost) from {uplift.label}"
     if late:
-        note += f"; {len(late)} by the rules, their uplift models lacking overlap"
+        note += f"; {len(late)} by the rules, lacking overlap or not yet learnt by the uplift model"
     return Ranking("uplift", note, ranked + late, unprofitable)
 
 
@@ -96,6 +108,7 @@ def _by_value(
     days_since: dict[str, float],
     uplift: UpliftChampion,
     value: ValueSettings,
+    playbook: Playbook,
 ) -> tuple[list[Candidate], dict[str, str]]:
     """The eligible actions with usable uplift models, best expected value first, and those it leaves out
     because they cost more than they return."""
@@ -103,7 +116,9 @@ def _by_value(
     risks = model.risk(_uplift_rows(assessment.row, days_since))
     change, low, high = model.scaled(risks), model.scaled(risks, -Z95), model.scaled(risks, Z95)
     arr = np.array([assessment.row.get("arr")], float)
-    values = expected_values(change["churn"], change["expansion"], arr, model.actions, value)[0]
+    values = expected_values(
+        change["churn"], change["expansion"], arr, model.actions, value, playbook.actions
+    )[0]
     usable = set(model.usable())
     column = {action: j for j, action in enumerate(model.actions)}
     reasons = {v.action: v.reasons for v in verdicts if v.eligible}

@@ -24,6 +24,7 @@ from feast import FeatureStore
 
 from features.definitions import CATEGORICAL, FEATURE_NAMES
 from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store
+from features.playbook_file import store_playbook
 from features.rows import FeatureRows
 from registry.models import (
     UnknownModel,
@@ -140,6 +141,8 @@ class Resources:
     def __init__(self, store: Store, settings: Settings) -> None:
         self.store = store
         self.settings = settings
+        #: read and checked once, at start: a playbook that does not read stops `retain serve` with its line
+        self.playbook = store_playbook(store, settings)
         self.log = DecisionLog.for_store(store, settings)
         self.keys = key_ring(store, settings, self.log)
         #: webhook subscriptions and dead deliveries, managed through the API (the worker runs beside it)

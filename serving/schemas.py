@@ -258,8 +258,12 @@ class AccountsResponse(BaseModel):
     accounts: list[ScoredAccount] = Field(description="empty past the last page")
 
 
+#: the most actions one answer ranks: a playbook may hold more than the built-in twelve
+MAX_ACTIONS = 50
+
+
 class ActionsRequest(RequestBody):
-    limit: int = Field(5, ge=1, le=12)
+    limit: int = Field(5, ge=1, le=MAX_ACTIONS)
     include_ineligible: bool = False
     channels: list[str] | None = Field(None, description="only actions on these channels")
     exclude: list[str] = Field(default_factory=list, description="actions not to recommend")

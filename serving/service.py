@@ -22,9 +22,9 @@ from pydantic import BaseModel
 from features.definitions import FEATURE_BY_NAME, value_problem
 from features.health import INPUTS
 from features.health import score as health_score
-from features.playbook import DEFAULT_BAND, PLAYS, Verdict, eligibility
+from features.playbook import DEFAULT_BAND, Verdict, eligibility
+from features.playbook_file import Playbook
 from features.rows import FeatureRows
-from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.settings import Settings
 from retain.ingest.readers import Frame
@@ -253,7 +253,7 @@ class Service:
     # -- next-best actions -----------------------------------------------------------------------------
     def next_best_actions(self, account_id: str, caller: Caller, ask: ActionsRequest) -> ActionsResponse:
         """The ranked actions, logged as a recommendation; 409 for an account that has left."""
-        _check_exclude(ask)
+        _check_exclude(ask, self.resources.playbook)
         loaded = self.resources.loaded
         assessment = self._assess_one(loaded, account_id)
         if (why := _why_left(assessment)) is not None:
@@ -268,7 +268,7 @@ class Service:
         """The explained risk and the ranked actions from one assessment (the cockpit's account page),
         logged once as a recommendation; for an account that has left, its last risk and no actions,
         logged as a score."""
-        _check_exclude(ask)
+        _check_exclude(ask, self.resources.playbook)
         loaded = self.resources.loaded
         assessment = self._assess_one(loaded, account_id)
         if _why_left(assessment) is not None:
@@ -295,7 +295,7 @@ class Service:
             ranking=ranking.kind,
             ranking_note=ranking.note,
             health_band=assessment.health.band,
-            play=PLAYS[assessment.health.band or DEFAULT_BAND].name,
+            play=self.resources.playbook.plays[assessment.health.band or DEFAULT_BAND].name,
             actions=offered,
             ineligible=ineligible,
         )
@@ -304,9 +304,10 @@ class Service:
         """The account's eligibility now (cool-downs included) and its ranking."""
         as_of = self.resources.as_of()
         taken = self.resources.taken.of(assessment.account_id, as_of)
-        verdicts = eligibility(assessment.row, taken, as_of)
+        playbook = self.resources.playbook
+        verdicts = eligibility(assessment.row, taken, as_of, playbook)
         value = self.resources.settings.value
-        return verdicts, rank(assessment, verdicts, taken, as_of, loaded.uplift, value)
+        return verdicts, rank(assessment, verdicts, taken, as_of, loaded.uplift, value, playbook)
 
     def _offer(
         self, ranking: Ranking, limit: int, exclude: set[str], channels: list[str] | None
@@ -314,7 +315,7 @@ class Service:
         """The ranking's first `limit` actions on the allowed channels, each with a new recommendation id."""
         out: list[ActionOut] = []
         for candidate in ranking.candidates:
-            action = CATALOGUE[candidate.action]
+            action = self.resources.playbook.actions[candidate.action]
             if candidate.action in exclude or (channels is not None and action.channel not in channels):
                 continue
             out.append(
@@ -369,8 +370,9 @@ class Service:
         """An action taken: checked against the contract, stored once per id in the decision log (folded
         into the store's interventions by `retain store compact`), and into the cool-downs at once."""
         loaded = self.resources.loaded
-        if body.action not in CATALOGUE:
-            raise ApiError(422, "unknown_action", f"action: {body.action!r} is not in the catalogue")
+        actions = self.resources.playbook.actions
+        if body.action not in actions:
+            raise ApiError(422, "unknown_action", f"action: {body.action!r} is not in the playbook")
         if loaded.accounts and body.account_id not in loaded.accounts:
             raise ApiError(404, "account_not_found", f"no account {body.account_id!r} in the store")
         # the serving clock, so a replayed past (`as_of`) sees the action it was just told about
@@ -385,13 +387,13 @@ class Service:
             ts=ts,
             action=body.action,
             owner=body.owner,
-            channel=body.channel or CATALOGUE[body.action].channel,
+            channel=body.channel or actions[body.action].channel,
             assignment="targeted",
             propensity=None,
         )
         row = pa.Table.from_pylist([dataclasses.asdict(taken)], INTERVENTION_SCHEMA)
         frame = Frame("interventions", f"api:{caller.request_id}", row)
-        checked = check_interventions(frame, pa.array([body.account_id]))
+        checked = check_interventions(frame, pa.array([body.account_id]), actions=actions)
         if checked.rejected.num_rows:
             reason, detail = (checked.rejected.column(c)[0].as_py() for c in ("reason", "detail"))
             raise ApiError(422, "invalid_intervention", f"{reason}: {detail}")
@@ -499,7 +501,7 @@ class Service:
     def add_webhook(self, body: WebhookIn, request_id: str) -> WebhookCreated:
         """Subscribe; the answer carries the signing secret, this once."""
         try:
-            added = self.resources.outbox.add(body.url, body.events)
+            added = self.resources.outbox.add(body.url, body.events, self.resources.playbook.alert_types)
         except WebhookInputError as e:
             raise _invalid(e) from e
         return WebhookCreated(request_id=request_id, secret=added.secret, **asdict(added.webhook))
@@ -552,10 +554,10 @@ def _difference(now: _ServedScore, previous: _ServedScore) -> Changes:
     )
 
 
-def _check_exclude(ask: ActionsRequest) -> None:
-    unknown = sorted(set(ask.exclude) - set(ACTIONS))
+def _check_exclude(ask: ActionsRequest, playbook: Playbook) -> None:
+    unknown = sorted(set(ask.exclude) - set(playbook.actions))
     if unknown:
-        raise ApiError(422, "unknown_action", f"exclude: not catalogue actions: {', '.join(unknown)}")
+        raise ApiError(422, "unknown_action", f"exclude: not playbook actions: {', '.join(unknown)}")
 
 
 def _why_left(assessment: Assessment) -> str | None:

@@ -43,6 +43,10 @@ webhooks_app = typer.Typer(
     help="Webhooks: alerts pushed to playbook engines and CRMs, signed, at least once.", no_args_is_help=True
 )
 app.add_typer(webhooks_app, name="webhooks")
+playbook_app = typer.Typer(
+    help="The playbook: actions, eligibility, plays and alerts, from a YAML file.", no_args_is_help=True
+)
+app.add_typer(playbook_app, name="playbook")
 #: summaries are plain text: a bracket in a path or a message is never read as markup
 console = Console(soft_wrap=True, highlight=False, markup=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
@@ -565,6 +569,31 @@ def webhooks_add(
     else:
         console.print(summaries.webhook_added(added.webhook))
     sys.stdout.write(added.secret + "\n")
+
+
+@playbook_app.command("check")
+def playbook_check(
+    path: Annotated[
+        Path | None,
+        typer.Argument(
+            help="a playbook file [default: the store's: $RETAIN_PLAYBOOK, its playbook.yaml, the built-in]"
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Read and check a playbook: each error is said with its line; nothing runs on a file that has one."""
+    _emit(
+        api.check_playbook(path, store=None if path else _store(store)), as_json, summaries.playbook_checked
+    )
+
+
+@playbook_app.command("show")
+def playbook_show() -> None:
+    """Print the built-in playbook: the file to start your own from (`> STORE/playbook.yaml`)."""
+    from retain.core.catalogue import BUILT_IN_PLAYBOOK  # deferred: reads the file
+
+    sys.stdout.write(BUILT_IN_PLAYBOOK.read_text())
 
 
 @webhooks_app.command("list")

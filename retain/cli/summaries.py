@@ -16,6 +16,7 @@ from rich.text import Text
 if TYPE_CHECKING:
     from features.alerts import Alerted
     from features.build import FeatureBuild
+    from features.playbook_file import PlaybookSummary
     from registry.promotion import Promotion, Rollback
     from retain.api import Json, Retrained, Trained
     from retain.core.store import Commit
@@ -267,6 +268,11 @@ def planned(p: PlanSummary) -> RenderableType:
             if p.excluded_actions
             else []
         ),
+        *(
+            [f"  not planned (no uplift model has learnt them yet): {', '.join(p.unmodelled_actions)}"]
+            if p.unmodelled_actions
+            else []
+        ),
         f"  plan: {_written_to(p.out, f'rows of the week of {p.week}')}",
         *alerted(p.alerts),
     )
@@ -349,6 +355,14 @@ def webhook_added(w: Webhook) -> RenderableType:
     return (
         f"Subscribed webhook {w.webhook_id} at {w.url} to {', '.join(w.events)}. Its signing secret is on "
         "the next line: it will not be shown again, so give it to the receiver now."
+    )
+
+
+def playbook_checked(p: PlaybookSummary) -> RenderableType:
+    limit = p.contact_limit or "none"
+    return (
+        f"The playbook reads ({p.source}, sha256 {p.digest[:12]}): {len(p.actions)} actions "
+        f"({', '.join(p.actions)}); alert rules {', '.join(p.alert_types) or 'none'}; contact limit {limit}."
     )
 
 

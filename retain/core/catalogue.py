@@ -1,55 +1,96 @@
-"""The action catalogue (docs/domain.md): what next-best-action ranks, with its cost, channel and cool-down.
+"""The action catalogue (docs/domain.md): what next-best-action ranks, with its cost, channel, cool-down
+and approval, and the contact limit over all of them.
 
-The trigger is the action's eligibility rule and its fallback ranking, never its worth: worth is the
-causal uplift times the account's value, minus the cost.
+It is the `actions` and `contact_limit` sections of a playbook file; the built-in catalogue is the one in
+the built-in file (`playbook.yaml` beside this module), which the simulator's world is made of. The
+description is the action's trigger in words, never its worth: worth is the causal uplift times the
+account's value, minus the cost. The rest of the file (eligibility, plays, alerts) is read over the
+feature catalogue, a layer up (`features.playbook_file`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from retain.core.contract import HOLDOUT
+from retain.core.yaml_lines import LocatedYaml, read_located_file
+
+#: the playbook file Retain runs when a deployment brings none
+BUILT_IN_PLAYBOOK = Path(__file__).with_name("playbook.yaml")
+Channel = Literal["email", "call", "meeting", "in_app"]
+#: an action's name: what the interventions table, the API and the models call it
+ActionName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 
 
-@dataclass(frozen=True)
-class Action:
-    name: str
-    trigger: str
-    channel: str
-    cost_hours: float
-    cost_usd: float
-    cooldown_days: int
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ActionFields(_Strict):
+    """What the file says of an action, under its name."""
+
+    description: str = Field(min_length=1)
+    channel: Channel
+    cost_hours: float = Field(0.0, ge=0, multiple_of=0.25, description="CSM hours, in quarter hours")
+    cost_usd: float = Field(0.0, ge=0, description="money it costs beyond the hours (a discount)")
+    cooldown_days: int = Field(ge=0, description="days before the same account may be offered it again")
     needs_approval: bool = False
-    #: its worth lands once, at the renewal decision (a value case shown before it): taken a few weeks
-    #: later but still before the renewal, it is worth as much as taken now
     settles_at_renewal: bool = False
 
 
-CATALOGUE: dict[str, Action] = {
-    a.name: a
-    for a in (
-        Action(
-            "office_hours_invite", "post-incident, low confidence, many how-to tickets", "email", 0.25, 0, 14
-        ),
-        Action("exec_sponsor_call", "sponsor disengaged, enterprise at risk", "call", 2.0, 0, 60),
-        Action("hypercare_onboarding", "onboarding stalled, first value not reached", "meeting", 6.0, 0, 45),
-        Action("integration_assist", "integration failing or missing", "meeting", 3.0, 0, 30),
-        Action("training_session", "low adoption width in target roles", "meeting", 2.0, 0, 30),
-        Action(
-            "qbr_roi_review",
-            "renewal within 120 days, value unproven",
-            "meeting",
-            4.0,
-            0,
-            90,
-            settles_at_renewal=True,
-        ),
-        Action("health_check_call", "at-risk band", "call", 1.0, 0, 21),
-        Action("in_app_nudge", "unused core feature for 7 days", "in_app", 0.0, 0, 7),
-        Action("billing_outreach", "overdue or failed invoice", "email", 0.5, 0, 14),
-        Action(
-            "save_offer", "cancellation intent, critical band", "call", 1.5, 2_000, 180, needs_approval=True
-        ),
-        Action("upgrade_offer", "seat or plan limit >= 80%, healthy band", "email", 0.5, 0, 60),
-        Action("reference_ask", "healthy, high NPS, value proven", "email", 0.5, 0, 180),
+class Action(ActionFields):
+    name: ActionName
+
+
+class ContactLimit(_Strict):
+    """At most one action on `channels` per account within `days`, whatever the action."""
+
+    days: int = Field(gt=0)
+    channels: tuple[Channel, ...] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """A playbook's actions, in the file's order (the order plays fall back to), and its contact limit."""
+
+    actions: dict[str, Action]
+    contact_limit: ContactLimit | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.actions)
+
+
+class _CatalogueSections(BaseModel):
+    """The sections this layer reads; the others are checked by `features.playbook_file`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal[1]
+    actions: dict[ActionName, ActionFields] = Field(min_length=1)
+    contact_limit: ContactLimit | None = None
+
+
+def read_catalogue(document: LocatedYaml) -> Catalogue:
+    """The catalogue of a playbook document; errors name the file's line."""
+    if not isinstance(document.data, dict):
+        raise document.refuse((), "a playbook is a mapping with `version`, `actions`, `eligibility`, ...")
+    sections = document.validate(_CatalogueSections)
+    if HOLDOUT in sections.actions:
+        raise document.refuse(
+            ("actions", HOLDOUT), f"{HOLDOUT} marks the plan's held-out rows: name it otherwise"
+        )
+    return Catalogue(
+        {name: Action(name=name, **fields.model_dump()) for name, fields in sections.actions.items()},
+        sections.contact_limit,
     )
-}
-ACTIONS: tuple[str, ...] = tuple(CATALOGUE)
+
+
+BUILT_IN: Catalogue = read_catalogue(read_located_file(BUILT_IN_PLAYBOOK))
+#: the built-in actions: what the simulator's world can take
+CATALOGUE: dict[str, Action] = BUILT_IN.actions
+ACTIONS: tuple[str, ...] = BUILT_IN.names

@@ -183,6 +183,9 @@ class Settings(BaseSettings):
         None, description="MLflow backend, e.g. postgresql://...; default: SQLite under the store"
     )
     seed: int = 7
+    playbook: Path | None = Field(
+        None, description="the playbook file; default: playbook.yaml in the store's folder, else the built-in"
+    )
     serve: ServeSettings = ServeSettings()
     value: ValueSettings = ValueSettings()
     cockpit: CockpitSettings = CockpitSettings()

@@ -4,11 +4,11 @@ what the account's risk is worth before any action, its ARR at risk."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from retain.core.catalogue import CATALOGUE
+from retain.core.catalogue import CATALOGUE, Action
 from retain.core.settings import ValueSettings
 
 
@@ -20,8 +20,16 @@ def arr_at_risk(churn_probability: float | None, arr: float | None) -> float | N
     return churn_probability * arr
 
 
-def action_costs(actions: Sequence[str], value: ValueSettings) -> np.ndarray:
-    return np.array([CATALOGUE[a].cost_hours * value.csm_hour_usd + CATALOGUE[a].cost_usd for a in actions])
+def action_costs(
+    actions: Sequence[str], value: ValueSettings, catalogue: Mapping[str, Action] = CATALOGUE
+) -> np.ndarray:
+    """Each action's cost in dollars; NaN for one the catalogue no longer has (a model trained under an
+    earlier playbook knows it, but nothing offers it)."""
+    costs = [
+        catalogue[a].cost_hours * value.csm_hour_usd + catalogue[a].cost_usd if a in catalogue else np.nan
+        for a in actions
+    ]
+    return np.array(costs, float)
 
 
 def expected_values(
@@ -30,10 +38,11 @@ def expected_values(
     arr: np.ndarray,
     actions: Sequence[str],
     value: ValueSettings,
+    catalogue: Mapping[str, Action] = CATALOGUE,
 ) -> np.ndarray:
     """(accounts, actions) dollars: a churn uplift is a change in churn probability, so lowering it saves
     that share of the account's ARR; unknown ARR counts as none."""
     at_risk = np.nan_to_num(np.asarray(arr, float), nan=0.0)[:, None]
     saved = -churn_uplift * at_risk
     grown = expansion_uplift * at_risk * value.expansion_share
-    return saved + grown - action_costs(actions, value)[None, :]
+    return saved + grown - action_costs(actions, value, catalogue)[None, :]

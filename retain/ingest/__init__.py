@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from retain.core.catalogue import ACTIONS
 from retain.core.contract import ACCOUNT_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.store import Store
@@ -43,30 +44,40 @@ from retain.ingest.validate import (
 __all__ = ["IngestSummary", "ingest_path", "record_interventions"]
 
 
-def ingest_path(store: Store, path: Path, adapter: str | None = None) -> IngestSummary:
+def ingest_path(
+    store: Store, path: Path, adapter: str | None = None, actions: Collection[str] = ACTIONS
+) -> IngestSummary:
     """Ingest `path` into `store`: what was accepted, skipped as a duplicate and quarantined."""
     path = Path(path)
     if store.lake_uri is None and store.root.exists() and not store.root.is_dir():
         raise RetainError(f"store {store.root} is a file, not a folder")
     if adapter is None:
         read = read_path(path)
-        return _commit(store, read.frames(), str(path), len(read.files), read.skipped)[0]
+        return _commit(store, read.frames(), str(path), len(read.files), read.skipped, actions)[0]
     adapted = adapt(adapter, path)
     accounts_first = sorted(adapted.frames, key=lambda frame: frame.table != "accounts")
-    summary, counts = _commit(store, iter(accounts_first), str(path), len(adapted.frames), [])
+    summary, counts = _commit(store, iter(accounts_first), str(path), len(adapted.frames), [], actions)
     sources = {entry["source"] for entry in adapted.report["tables"].values()}
     quarantined = {s: _by_reason(counts.get(s, Counter())) for s in sources}
     return replace(summary, adapter=AdapterReport.of(adapted.report, quarantined))
 
 
-def record_interventions(store: Store, rows: pa.Table, source: str) -> IngestSummary:
+def record_interventions(
+    store: Store, rows: pa.Table, source: str, actions: Collection[str] = ACTIONS
+) -> IngestSummary:
     """Interventions handed over as a table (the API's recorded actions, folded in) take the path of a
     file: validated, quarantined if bad, deduplicated by id, written in one transaction."""
-    return _commit(store, iter([Frame(table="interventions", source=source, data=rows)]), source, 1, [])[0]
+    frames = iter([Frame(table="interventions", source=source, data=rows)])
+    return _commit(store, frames, source, 1, [], actions)[0]
 
 
 def _commit(
-    store: Store, frames: Iterator[Frame], source: str, files: int, skipped: list[str]
+    store: Store,
+    frames: Iterator[Frame],
+    source: str,
+    files: int,
+    skipped: list[str],
+    actions: Collection[str],
 ) -> tuple[IngestSummary, dict[str, Counter[str]]]:
     """One ingest: stage every frame's verdict, then write each table; its summary, and rejections by
     reason per source file (adapters report them per file)."""
@@ -74,7 +85,7 @@ def _commit(
     ingest_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="retain-ingest-") as folder:
         staging = Staging(Path(folder), ingest_id, now)
-        verdicts = _stage(store, frames, staging)
+        verdicts = _stage(store, frames, staging, actions)
         try:
             published = publish(store, staging, f"ingest {ingest_id} from {source}")
         except OSError as e:
@@ -99,7 +110,7 @@ class _Verdicts:
         self.ignored_columns.update(checked.ignored_columns)
 
 
-def _stage(store: Store, frames: Iterator[Frame], staging: Staging) -> _Verdicts:
+def _stage(store: Store, frames: Iterator[Frame], staging: Staging, actions: Collection[str]) -> _Verdicts:
     """Validate and stage frame by frame; accounts come first, so later events may name them. Every
     frame's timestamps are judged against the ingest's one clock (`staging.now`)."""
     verdicts = _Verdicts()
@@ -114,7 +125,7 @@ def _stage(store: Store, frames: Iterator[Frame], staging: Staging) -> _Verdicts
             elif frame.table == "events":
                 checked = check_events(frame, known, staging.now)
             else:
-                checked = check_interventions(frame, known, staging.now)
+                checked = check_interventions(frame, known, staging.now, actions)
             staging.add(checked)
             verdicts.count(checked)
             bar.update(frame.data.num_rows)

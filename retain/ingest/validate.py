@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -273,9 +273,11 @@ def check_accounts(frame: Frame, now: datetime | None = None) -> Checked:
     return v.checked(frame, valid, set(frame.data.column_names) - set(ACCOUNT_SCHEMA.names))
 
 
-def check_interventions(frame: Frame, known_accounts: pa.Array, now: datetime | None = None) -> Checked:
-    """Interventions: a catalogue action (or a holdout row: action and assignment `holdout`), an assignment, a
-    propensity whenever it was drawn at random (an experiment arm or a holdout), and a time
+def check_interventions(
+    frame: Frame, known_accounts: pa.Array, now: datetime | None = None, actions: Collection[str] = ACTIONS
+) -> Checked:
+    """Interventions: one of the playbook's `actions` (or a holdout row: action and assignment `holdout`), an
+    assignment, a propensity whenever it was drawn at random (an experiment arm or a holdout), and a time
     from EARLIEST to `now` plus CLOCK_SKEW (`now`: the ingest's clock; the wall clock for the API's)."""
     required = ("intervention_id", "account_id", "ts", "action", "assignment")
     _require(frame, required)
@@ -290,7 +292,7 @@ def check_interventions(frame: Frame, known_accounts: pa.Array, now: datetime | 
         else:
             _flag_type(v, f.name, *cols[f.name], f.type)
     held = as_mask(pc.equal(cols["assignment"][1].values, HOLDOUT))
-    _flag_category(v, "action", cols["action"][1], ACTIONS, ~held)
+    _flag_category(v, "action", cols["action"][1], tuple(actions), ~held)
     _flag_category(v, "action", cols["action"][1], (HOLDOUT,), held)
     _flag_category(v, "assignment", cols["assignment"][1], ASSIGNMENTS)
     drawn = as_mask(pc.is_in(cols["assignment"][1].values, value_set=pa.array(["random", HOLDOUT])))

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
 from retain.report.covariates import choose_covariates
 from retain.report.schema import DroppedCovariate, Goal, Source, StoreSource, TableSource
@@ -99,7 +98,7 @@ def _store_arm(design: Design, action: str, horizon_days: int) -> Arm:
     """`action` against not taking it that week, over every row; an action whose worth settles at the
     renewal, taken before a renewal against not at all, over one row per renewal, where there are enough
     (`training.causal.renewal`)."""
-    if CATALOGUE[action].settles_at_renewal:
+    if design.actions[action].settles_at_renewal:
         renewals = renewal_rows(design, action, horizon_days)
         if renewals.enough:
             none = np.zeros(len(renewals.rows))
@@ -120,7 +119,7 @@ def store_study(design: Design, config: UpliftConfig, store: str) -> Study:
     rows = design.rows
     covariates, levels = design_columns(rows)
     horizon = int(config.horizon_days or 0)
-    arms = [_store_arm(design, a, horizon) for a in ACTIONS]
+    arms = [_store_arm(design, a, horizon) for a in design.actions]
     goals: dict[str, Goal] = {"churn": "lower", "expansion": "higher"}
     outcomes = [OutcomeValues(o, design.outcomes[o].astype(float), True, goals[o]) for o in OUTCOMES]
     return Study(

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query
 from serving.auth import KeyRequired
 from serving.deps import CallerDep, ServiceDep
 from serving.routes.common import AccountId
-from serving.schemas import ActionsRequest, ActionsResponse
+from serving.schemas import MAX_ACTIONS, ActionsRequest, ActionsResponse
 
 router = APIRouter(tags=["actions"], dependencies=[Depends(KeyRequired("actions:read"))])
 
@@ -24,7 +24,7 @@ def next_best_actions(
     account_id: AccountId,
     service: ServiceDep,
     caller: CallerDep,
-    limit: Annotated[int, Query(ge=1, le=12)] = 5,
+    limit: Annotated[int, Query(ge=1, le=MAX_ACTIONS)] = 5,
     include_ineligible: bool = False,
 ) -> ActionsResponse:
     ask = ActionsRequest(limit=limit, include_ineligible=include_ineligible)

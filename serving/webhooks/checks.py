@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
 from features.alerts import ALERT_TYPES
@@ -116,11 +116,12 @@ def _literal(host: str) -> Address | None:
         return None
 
 
-def parse_events(events: Iterable[str]) -> tuple[str, ...]:
-    """The alert types a subscription takes, in the catalogue's order; `("*",)` for every type."""
+def parse_events(events: Iterable[str], types: Sequence[str] = ALERT_TYPES) -> tuple[str, ...]:
+    """The alert types (of the playbook's `types`) a subscription takes, in their order; `("*",)` for
+    every type."""
     chosen = {e.strip() for e in events if e.strip()}
-    known = f"event types are {', '.join(ALERT_TYPES)}, or {ALL_EVENTS} for all"
-    unknown = sorted(chosen - {*ALERT_TYPES, ALL_EVENTS})
+    known = f"event types are {', '.join(types)}, or {ALL_EVENTS} for all"
+    unknown = sorted(chosen - {*types, ALL_EVENTS})
     if unknown:
         said = ", ".join(repr(u) for u in unknown)
         raise WebhookInputError("events", "unknown_event_type", f"unknown event type {said}; {known}")
@@ -128,4 +129,4 @@ def parse_events(events: Iterable[str]) -> tuple[str, ...]:
         raise WebhookInputError("events", "no_event_types", f"no event types given; {known}")
     if ALL_EVENTS in chosen:
         return (ALL_EVENTS,)
-    return tuple(t for t in ALERT_TYPES if t in chosen)
+    return tuple(t for t in types if t in chosen)

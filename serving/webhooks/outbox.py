@@ -22,7 +22,7 @@ from typing import Literal
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
-from features.alerts import ALERT_SCHEMA_VERSION, Alert
+from features.alerts import ALERT_SCHEMA_VERSION, ALERT_TYPES, Alert
 from retain.core.errors import RetainError
 from retain.core.urls import redact
 from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog
@@ -149,10 +149,10 @@ class Outbox:
         self.log = log
 
     # -- subscriptions ---------------------------------------------------------------------------------
-    def add(self, url: str, events: Iterable[str]) -> NewWebhook:
-        """Subscribe `url` to alerts of `events` (alert types, or `*`); it receives alerts recorded from
-        now on. `WebhookInputError` names a refused URL or an unknown type."""
-        chosen = parse_events(events)
+    def add(self, url: str, events: Iterable[str], types: Sequence[str] = ALERT_TYPES) -> NewWebhook:
+        """Subscribe `url` to alerts of `events` (of the playbook's alert `types`, or `*`); it receives
+        alerts recorded from now on. `WebhookInputError` names a refused URL or an unknown type."""
+        chosen = parse_events(events, types)
         check_url(url)
         webhook_id, secret, now = f"wh_{secrets.token_hex(6)}", new_secret(), datetime.now(UTC)
         row = {"webhook_id": webhook_id, "url": url, "events": ",".join(chosen), "secret": secret}

@@ -10,7 +10,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.alerts import ALERT_SCHEMA_VERSION, RULES, Alerted
+from features.alerts import ALERT_SCHEMA_VERSION, Alerted
+from features.playbook_file import BUILT_IN
 from features.stored import stored_cutoffs
 from retain import api
 from retain.alerting import feature_alerts, score_alerts
@@ -37,8 +38,8 @@ def test_a_build_records_its_alerts_once_and_the_receiver_gets_them_signed(
     receiver, secret = subscribed
     store, settings = drifted_world.store, drifted_world.settings
     built = api.build_features(store=store, settings=settings, online=False)
-    expected = feature_alerts(store)
-    assert expected and {a.type for a in expected} <= {r.type for r in RULES}
+    expected = feature_alerts(store, BUILT_IN)
+    assert expected and {a.type for a in expected} <= {r.type for r in BUILT_IN.alerts}
     assert built.alerts == Alerted(len(expected), len(expected), 0, len(expected))
     again = api.build_features(store=store, settings=settings, online=False)
     assert again.alerts == Alerted(len(expected), 0, len(expected), 0), "a rebuild records nothing twice"
@@ -74,7 +75,7 @@ def test_scoring_alerts_the_accounts_whose_risk_band_changed_and_an_outage_loses
     }
     both = bands["before"].index.intersection(bands["latest"].index)
     changed = {a for a in both if bands["before"][a] != bands["latest"][a]}
-    alerts = score_alerts(store, settings, latest)
+    alerts = score_alerts(store, settings, latest, BUILT_IN)
     assert changed and {a.account_id for a in alerts} == changed
     assert scored.alerts is not None and scored.alerts.raised == len(changed) and scored.alerts.new == 0
     assert scored.alerts.error is not None and "retain alerts" in scored.alerts.error, "the scores stand"

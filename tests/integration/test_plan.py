@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from features.build import build_feature_table, register_store
 from features.playbook import eligibility
+from features.playbook_file import BUILT_IN
 from features.stored import read_features
 from registry.models import load_uplift_model
 from retain.alerting import plan_alerts
@@ -39,6 +40,7 @@ from retain.plan import (
     read_week,
     recorded_plans,
 )
+from tests.support.playbooks import own, with_workshop
 from tests.support.rows import QUIET
 from tests.support.worlds import UpliftWorld
 from training.causal import recency
@@ -62,7 +64,7 @@ def test_a_free_action_does_not_block_a_better_paid_one_and_capacity_is_per_csm(
     )
     allowed = np.ones_like(values, bool)
     owners = ["csm-1", "csm-1", "csm-1", None]
-    choice = assign(values, allowed, action_hours(actions), owners, capacity=2.0)
+    choice = assign(values, allowed, action_hours(actions, CATALOGUE), owners, capacity=2.0)
     assert [actions[j] for j in choice] == [
         "health_check_call",
         "in_app_nudge",
@@ -70,8 +72,12 @@ def test_a_free_action_does_not_block_a_better_paid_one_and_capacity_is_per_csm(
         "in_app_nudge",
     ]
     # with seven hours, a's call is later upgraded to hypercare: five more hours for $4,000 more
-    assert assign(values, allowed, action_hours(actions), owners, capacity=7.0).tolist()[:3] == [2, 0, 1]
-    nothing = assign(values, np.zeros_like(allowed), action_hours(actions), owners, capacity=6.0)
+    assert assign(values, allowed, action_hours(actions, CATALOGUE), owners, capacity=7.0).tolist()[:3] == [
+        2,
+        0,
+        1,
+    ]
+    nothing = assign(values, np.zeros_like(allowed), action_hours(actions, CATALOGUE), owners, capacity=6.0)
     assert nothing.tolist() == [-1, -1, -1, -1]
 
 
@@ -79,12 +85,14 @@ def test_allowed_actions_apply_cool_downs_overlap_and_the_renewal_grace_week() -
     as_of = datetime(2025, 6, 2, tzinfo=UTC)
     actions = ["in_app_nudge", "billing_outreach"]
     row = {**QUIET, "account_id": "a", "core_features_unused_7d": 2.0, "invoices_overdue": 1}
-    assert allowed_actions([row], {}, as_of, actions, actions).tolist() == [[True, True]]
+    assert allowed_actions([row], {}, as_of, actions, actions, BUILT_IN).tolist() == [[True, True]]
     cooling = {"a": {"in_app_nudge": as_of - timedelta(days=3)}}
-    assert allowed_actions([row], cooling, as_of, actions, actions).tolist() == [[False, True]]
-    assert allowed_actions([row], {}, as_of, actions, ["billing_outreach"]).tolist() == [[False, True]]
+    assert allowed_actions([row], cooling, as_of, actions, actions, BUILT_IN).tolist() == [[False, True]]
+    assert allowed_actions([row], {}, as_of, actions, ["billing_outreach"], BUILT_IN).tolist() == [
+        [False, True]
+    ]
     lapsed = {**row, "days_to_renewal": -2.0}
-    assert allowed_actions([lapsed], {}, as_of, actions, actions).tolist() == [[False, False]]
+    assert allowed_actions([lapsed], {}, as_of, actions, actions, BUILT_IN).tolist() == [[False, False]]
 
 
 def test_the_holdout_draw_depends_on_seed_and_week_not_on_row_order() -> None:
@@ -146,7 +154,7 @@ def test_a_plan_keeps_to_capacity_eligibility_cool_downs_and_one_action_per_acco
     for taker, taken, ts in before.reset_index().itertuples(index=False):
         last_taken.setdefault(taker, {})[taken] = ts.to_pydatetime()
     records = cast(list[dict[str, Any]], rows.to_dict("records"))
-    without_log = allowed_actions(records, {}, as_of, week.actions, week.actions)
+    without_log = allowed_actions(records, {}, as_of, week.actions, week.actions, BUILT_IN)
     assert (without_log & ~week.allowed).any()  # cool-downs from the log bite this week
     for account, action in zip(work["account_id"], work["action"], strict=True):
         last = last_taken.get(account, {})
@@ -201,6 +209,16 @@ def test_more_capacity_never_lowers_the_total_and_a_tiny_one_plans_only_free_act
     actions = tiny.rows.loc[~tiny.rows["holdout"], "action"]
     assert len(actions) > 0 and all(CATALOGUE[a].cost_hours == 0 for a in actions)
     assert all(used == 0 for used in tiny.summary.hours_used.values())
+
+
+def test_a_playbook_action_no_uplift_model_knows_is_not_planned_and_is_said(
+    uplift_world: UpliftWorld, monday: date, week: Week, tmp_path: Path
+) -> None:
+    settings = uplift_world.settings.model_copy(update={"playbook": own(tmp_path, with_workshop())})
+    mine = read_week(uplift_world.store, settings, monday)
+    assert mine.unmodelled == ["success_plan_workshop"] and week.unmodelled == []
+    assert mine.actions == week.actions and "success_plan_workshop" in mine.catalogue
+    assert (mine.allowed == week.allowed).all(), "the built-in actions' rules are the same"
 
 
 def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(

@@ -30,7 +30,9 @@ from retain.core.value import expected_values
 from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
 from serving.keys import KeyFile
+from serving.ranking import NOT_MODELLED
 from serving.resources import LastTaken
+from tests.support.playbooks import own, with_workshop
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
 from training.causal import against_truth, dr, policy, recency
@@ -163,9 +165,9 @@ def test_judged_policies_choose_only_what_the_cool_downs_allow(uplift_world: Upl
 
 def offered(eligible: np.ndarray) -> policy.Offer:
     """An offer where `eligible` says, each row its own account: no pick cools another row's action down."""
-    return policy.Offer(
-        eligible, np.arange(len(eligible)), np.zeros(len(eligible)), ACTIONS[: eligible.shape[1]]
-    )
+    actions = ACTIONS[: eligible.shape[1]]
+    cooldowns = np.array([CATALOGUE[a].cooldown_days for a in actions], float)
+    return policy.Offer(eligible, np.arange(len(eligible)), np.zeros(len(eligible)), actions, cooldowns)
 
 
 def test_true_relative_effects_times_true_risk_rank_as_the_oracle_when_effects_scale_with_risk() -> None:
@@ -819,6 +821,39 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
             assert ("cannot yet tell its effect from none" in a["rationale"]) is not clear, a["rationale"]
         seen_uplift += len(ranked)
     assert seen_uplift > 0
+
+
+def test_a_new_action_in_the_store_s_playbook_is_ranked_by_the_rules_until_uplift_has_learnt_it(
+    uplift_world: UpliftWorld, server: Server, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    folder = tmp_path_factory.mktemp("own-playbook")
+    path = own(folder, with_workshop())
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    assert "success_plan_workshop" not in model.actions
+    mine = Server(server.world, folder / "serve.log", server.as_of, RETAIN_PLAYBOOK=str(path))
+    try:
+        table = read_features(uplift_world.store, columns=["account_id", "cutoff"]).to_pandas()
+        accounts = table[table["cutoff"] == table["cutoff"].max()]["account_id"].tolist()
+        seen = 0
+        for account in accounts[:: max(1, len(accounts) // 40)]:
+            body = mine.call("GET", f"/v1/accounts/{account}/next-best-actions?limit=13").json()
+            assert body["ranking"] == "uplift", body
+            names = [a["action"] for a in body["actions"]]
+            if "success_plan_workshop" not in names:
+                continue
+            seen += 1
+            workshop = body["actions"][names.index("success_plan_workshop")]
+            assert workshop["expected_value"] is None and NOT_MODELLED in workshop["rationale"]
+            assert workshop["channel"] == "meeting" and workshop["cost_hours"] == 1.5
+            valued = [a["expected_value"] is not None for a in body["actions"]]
+            assert valued == sorted(valued, reverse=True), "the uplift-ranked actions come first"
+        assert seen > 0
+        unknown = server.call(
+            "POST", "/v1/accounts/x/next-best-actions", json={"exclude": ["success_plan_workshop"]}
+        )
+        assert unknown.status_code == 422 and unknown.json()["error"]["code"] == "unknown_action"
+    finally:
+        mine.stop()
 
 
 # -- promotion ------------------------------------------------------------------------------------------

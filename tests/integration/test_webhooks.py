@@ -22,7 +22,7 @@ import pytest
 import requests
 import sqlalchemy as sa
 
-from features.alerts import Alert, AlertType, Evidence, alert_id
+from features.alerts import Alert, Evidence, alert_id
 from retain.cli import main
 from retain.core.settings import Settings, WebhookSettings
 from retain.core.store import Store
@@ -61,7 +61,7 @@ REFUSED = [
 ]
 
 
-def alerts(n: int, type_: AlertType = "usage_drop") -> list[Alert]:
+def alerts(n: int, type_: str = "usage_drop") -> list[Alert]:
     return [
         Alert(
             alert_id(type_, f"acc-{i}", AT),

@@ -86,6 +86,7 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.world = world
         self.log = log
+        self.as_of = as_of
         command = [sys.executable, "-m", "retain", "serve", "--store", str(world.store.root)]
         command += ["--port", str(self.port), "--as-of", as_of.isoformat(), "--access-log"]
         self.process = subprocess.Popen(

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from features.definitions import sql
-from features.playbook import PLAYS, Verdict, eligibility, rules_ranking
+from features.playbook import Verdict, eligibility, rules_ranking
+from features.playbook_file import BUILT_IN
 from retain.core.catalogue import ACTIONS, CATALOGUE
 from tests.support.rows import QUIET
 
@@ -177,19 +178,19 @@ def test_one_known_trigger_is_enough_when_another_is_unknown() -> None:
 
 
 def test_plays_cover_the_health_bands_and_every_action_exactly_once() -> None:
-    assert set(PLAYS) == set(re.findall(r"'(\w+)'", sql("health")))
-    for band, play in PLAYS.items():
+    assert set(BUILT_IN.plays) == set(re.findall(r"'(\w+)'", sql("health")))
+    for band, play in BUILT_IN.plays.items():
         assert play.band == band
         assert sorted(play.priority) == sorted(ACTIONS)
         assert len(play.priority) == len(set(play.priority))
 
 
-@pytest.mark.parametrize("band", list(PLAYS))
+@pytest.mark.parametrize("band", list(BUILT_IN.plays))
 def test_ranking_follows_the_band_play_and_holds_only_eligible_actions(band: str) -> None:
     eligible = set(ACTIONS[::2])
     given = [Verdict(a, a in eligible, (f"because {a}",)) for a in reversed(ACTIONS)]
     ranked = rules_ranking(band, given)
-    assert [r.action for r in ranked] == [a for a in PLAYS[band].priority if a in eligible]
+    assert [r.action for r in ranked] == [a for a in BUILT_IN.plays[band].priority if a in eligible]
     assert [r.rank for r in ranked] == list(range(1, len(eligible) + 1))
     assert all(r.eligibility == (f"because {r.action}",) for r in ranked)
     assert rules_ranking(band, given) == ranked
@@ -213,8 +214,8 @@ def test_save_offer_rationale_says_it_needs_approval() -> None:
 def test_no_health_score_uses_the_neutral_play() -> None:
     given = [Verdict(a, True, ("evidence",)) for a in ACTIONS]
     unscored = rules_ranking(None, given)
-    assert [r.action for r in unscored] == list(PLAYS["neutral"].priority)
-    assert [r.action for r in unscored] != list(PLAYS["at_risk"].priority)
+    assert [r.action for r in unscored] == list(BUILT_IN.plays["neutral"].priority)
+    assert [r.action for r in unscored] != list(BUILT_IN.plays["at_risk"].priority)
     assert unscored[0].rationale.startswith("Monitor, engage (no health score): ")
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from retain.core.catalogue import CATALOGUE
 from training.causal.design import Design
 from training.causal.holdout import HoldoutWeeks
 from training.causal.renewal import MIN_RENEWAL_ROWS, RenewalRows, renewal_rows
@@ -27,6 +28,7 @@ def _design(to_renewal: list[float], since_qbr: list[float], horizon_left: list[
     empty: dict[str, np.ndarray] = {}
     return Design(
         rows,
+        {QBR: CATALOGUE[QBR]},
         empty,
         empty,
         empty,

@@ -28,8 +28,9 @@ import retain.core
 import training
 from features.build import build_feature_table, register_store
 from features.definitions import KEYS
+from features.playbook_file import store_playbook
 from features.stored import INPUTS
-from retain.core.catalogue import ACTIONS
+from retain.core.catalogue import ACTIONS, Action
 from retain.core.contract import HOLDOUT
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path, keep_newest
@@ -52,6 +53,9 @@ class Design:
     """Rows in (cutoff, account) order and, per action, three aligned arrays over those rows."""
 
     rows: pd.DataFrame
+    #: the playbook's actions the team took within the design's weeks, in catalogue order: what uplift can
+    #: be estimated for (an action never taken yet is ranked by the rules until it has been)
+    actions: dict[str, Action]
     #: action -> 1 where the action was taken in the week after the cutoff
     treated: dict[str, np.ndarray]
     #: action -> 1 where it was taken by the experiment arm (a subset of `treated`)
@@ -74,6 +78,7 @@ class Design:
         """The design over the rows `keep` (a boolean mask) only."""
         return Design(
             self.rows[keep].reset_index(drop=True),
+            self.actions,
             {a: v[keep] for a, v in self.treated.items()},
             {a: v[keep] for a, v in self.randomised.items()},
             {a: v[keep] for a, v in self.known_propensity.items()},
@@ -134,6 +139,12 @@ def treatments(
     return treated, randomised, known
 
 
+def with_takes(catalogue: Mapping[str, Action], treated: Mapping[str, np.ndarray]) -> dict[str, Action]:
+    """The catalogue's actions taken in at least one of the design's weeks, in catalogue order: the ones
+    uplift can be estimated for. A new playbook action joins once the team has taken it."""
+    return {a: action for a, action in catalogue.items() if a in treated and treated[a].any()}
+
+
 def read_interventions(store: Store, versions: Mapping[str, int | None] | None = None) -> pd.DataFrame:
     """The interventions table (at `versions["interventions"]`, default the latest)."""
     version = store.version("interventions") if versions is None else versions.get("interventions")
@@ -154,24 +165,27 @@ def store_design(store: Store, settings: Settings, horizon_days: int, threads: i
     tables, so it is kept in the store's `cache/design/` under a digest of what it is built from: each input
     table's identity and version, the settings, the horizon and the code. An ingest, a changed setting or
     changed code builds it afresh."""
+    playbook = store_playbook(store, settings)
     tables = {name: store.delta(name) for name in INPUTS}
     versions = {name: None if t is None else t.version() for name, t in tables.items()}
     identities = {name: None if t is None else (t.metadata().id, t.version()) for name, t in tables.items()}
-    path = store.root / "cache" / "design" / f"{_digest(identities, settings, horizon_days)}.pkl"
+    digest = _digest(identities, settings, horizon_days, playbook.digest)
+    path = store.root / "cache" / "design" / f"{digest}.pkl"
     kept = _read_kept(path)
     if kept is not None:
         return kept
-    design = _build(store, versions, settings, horizon_days, threads)
+    design = _build(store, versions, settings, horizon_days, threads, playbook.actions)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         pickle.dump(design, f, protocol=pickle.HIGHEST_PROTOCOL)
     keep_newest(path.parent, "*.pkl", DESIGNS_KEPT)
     return design
 
 
-def _digest(identities: Mapping[str, object], settings: Settings, horizon_days: int) -> str:
+def _digest(identities: Mapping[str, object], settings: Settings, horizon_days: int, playbook: str) -> str:
     """What a design is built from, hashed: the input tables (id and version: a table made anew starts its
-    versions again), the settings, the horizon and every source file of the code that builds it."""
-    h = hashlib.sha256(repr((sorted(identities.items()), horizon_days, pd.__version__)).encode())
+    versions again), the settings, the horizon, the playbook file and every source file of the code that
+    builds it."""
+    h = hashlib.sha256(repr((sorted(identities.items()), horizon_days, playbook, pd.__version__)).encode())
     h.update(settings.model_dump_json(exclude=DEPLOYMENT_SETTINGS).encode())
     for package in (features, training, retain.core):
         folder = Path(package.__path__[0])
@@ -194,7 +208,12 @@ def _read_kept(path: Path) -> Design | None:
 
 
 def _build(
-    store: Store, versions: Mapping[str, int | None], settings: Settings, horizon_days: int, threads: int
+    store: Store,
+    versions: Mapping[str, int | None],
+    settings: Settings,
+    horizon_days: int,
+    threads: int,
+    catalogue: Mapping[str, Action],
 ) -> Design:
     interventions = read_interventions(store, versions)
     with duckdb.connect(config={"threads": threads}) as con:
@@ -224,11 +243,23 @@ def _build(
         o: rows[["account_id", "cutoff"]].merge(labels[o], on=["account_id", "cutoff"])["label"].to_numpy()
         for o in OUTCOMES
     }
-    treated, randomised, known = treatments(rows, interventions)
-    last = recency.last_taken(rows, interventions)
-    left = recency.horizon_left(rows, interventions, horizon_days)
-    ahead = {a: left[:, j] for j, a in enumerate(ACTIONS)}
+    treated, randomised, known = treatments(rows, interventions, list(catalogue))
+    actions = list(with_takes(catalogue, treated))
+    treated, randomised, known = ({a: d[a] for a in actions} for d in (treated, randomised, known))
+    last = recency.last_taken(rows, interventions, actions)
+    left = recency.horizon_left(rows, interventions, horizon_days, actions)
+    ahead = {a: left[:, j] for j, a in enumerate(actions)}
     bar.update()
     bar.close()
     held = holdout_weeks(rows, interventions)
-    return Design(recency.with_recency(rows, last), treated, randomised, known, outcomes, last, ahead, held)
+    return Design(
+        recency.with_recency(rows, last),
+        with_takes(catalogue, treated),
+        treated,
+        randomised,
+        known,
+        outcomes,
+        last,
+        ahead,
+        held,
+    )

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS
+from features.playbook_file import store_playbook
 from retain.core.settings import Settings
 from retain.core.store import Store
 from training.causal import dr, policy
@@ -50,11 +50,13 @@ def evaluation_weeks(
         store_design(store, settings, int(config.horizon_days or 90), config.threads).usual_course(), weeks
     )
     fit = CrossFit.of(design, config, outcomes=("churn",))
-    psi = np.empty((len(design.rows), len(ACTIONS)))
-    for j, action in enumerate(ACTIONS):
+    actions = list(design.actions)
+    psi = np.empty((len(design.rows), len(actions)))
+    for j, action in enumerate(actions):
         nuisance = fit.nuisance(action, "churn")
         psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
-    offer = policy.Offer.of(design.rows, policy.at_cutoffs(design.rows, design.last_taken), ACTIONS)
+    verdicts = policy.at_cutoffs(design.rows, design.last_taken, store_playbook(store, settings))
+    offer = policy.Offer.of(design.rows, verdicts, actions, design.actions)
     budget = max(1, round(config.budget_share * len(design.rows)))
     return EvaluationWeeks(design.rows, psi, offer, budget, design.groups)
 
@@ -63,7 +65,7 @@ def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
     """Per row, the churn the model's policy is estimated to avert there (0 where it does nothing)."""
     gain = -model.uplift(weeks.rows)["churn"]
     rows, actions = policy.choose(gain, weeks.offer.over(model.actions, model.usable()), weeks.budget)
-    columns = np.array([ACTIONS.index(a) for a in model.actions])
+    columns = np.array([weeks.offer.actions.index(a) for a in model.actions])
     out = np.zeros(len(weeks.rows))
     out[rows] = -weeks.psi[rows, columns[actions]]
     return out

@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 
 from features.playbook import Verdict, eligibility, rules_ranking
-from retain.core.catalogue import ACTIONS, CATALOGUE
+from features.playbook_file import BUILT_IN, Playbook
+from retain.core.catalogue import ACTIONS, CATALOGUE, Action
 from training.causal import recency
 
 
@@ -39,9 +40,17 @@ class Offer:
     #: per row, the cutoff in days (float): how far apart two picks of one account's action lie
     days: np.ndarray
     actions: tuple[str, ...]
+    #: per action, its cool-down: how far apart two picks of one account's action must lie
+    cooldown_days: np.ndarray
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, per_row: Sequence[Sequence[Verdict]], actions: Sequence[str]) -> Offer:
+    def of(
+        cls,
+        rows: pd.DataFrame,
+        per_row: Sequence[Sequence[Verdict]],
+        actions: Sequence[str],
+        catalogue: Mapping[str, Action] = CATALOGUE,
+    ) -> Offer:
         """The offer of feature rows (`account_id`, `cutoff`) given their verdicts (`at_cutoffs`)."""
         cutoffs = pd.to_datetime(rows["cutoff"], utc=True).dt.tz_localize(None).to_numpy("datetime64[us]")
         return cls(
@@ -49,6 +58,7 @@ class Offer:
             rows["account_id"].to_numpy(),
             (cutoffs - np.datetime64(0, "us")) / recency.DAY,
             tuple(actions),
+            np.array([catalogue[a].cooldown_days for a in actions], float),
         )
 
     def over(self, actions: Sequence[str], usable: Collection[str]) -> Offer:
@@ -56,22 +66,36 @@ class Offer:
         rank: serving puts the others after them, by the rules)."""
         columns = [self.actions.index(a) for a in actions]
         kept = np.isin(np.asarray(actions), list(usable))
-        return Offer(self.eligible[:, columns] & kept[None, :], self.accounts, self.days, tuple(actions))
+        return Offer(
+            self.eligible[:, columns] & kept[None, :],
+            self.accounts,
+            self.days,
+            tuple(actions),
+            self.cooldown_days[columns],
+        )
 
 
 def verdicts(
-    records: Sequence[Mapping[str, Any]], taken: Sequence[Mapping[str, datetime]], as_of: Sequence[datetime]
+    records: Sequence[Mapping[str, Any]],
+    taken: Sequence[Mapping[str, datetime]],
+    as_of: Sequence[datetime],
+    playbook: Playbook = BUILT_IN,
 ) -> list[list[Verdict]]:
-    """Each feature row's catalogue verdicts at its own `as_of`, cool-downs from `taken` included: the
+    """Each feature row's playbook verdicts at its own `as_of`, cool-downs from `taken` included: the
     eligibility serving applies, so a judged policy can choose only what the served ranking could."""
-    return [eligibility(row, last, when) for row, last, when in zip(records, taken, as_of, strict=True)]
+    return [
+        eligibility(row, last, when, playbook) for row, last, when in zip(records, taken, as_of, strict=True)
+    ]
 
 
-def at_cutoffs(rows: pd.DataFrame, last: Mapping[str, np.ndarray]) -> list[list[Verdict]]:
+def at_cutoffs(
+    rows: pd.DataFrame, last: Mapping[str, np.ndarray], playbook: Playbook = BUILT_IN
+) -> list[list[Verdict]]:
     """`verdicts` of feature rows, each at its own cutoff, with `last` (`recency.last_taken` over the same
     rows) as the takes the cool-downs count from."""
     records = cast(list[dict[str, Any]], rows.to_dict("records"))
-    return verdicts(records, recency.latest_takes_per_row(last), recency.cutoff_instants(rows["cutoff"]))
+    taken = recency.latest_takes_per_row(last)
+    return verdicts(records, taken, recency.cutoff_instants(rows["cutoff"]), playbook)
 
 
 def eligible_mask(per_row: Sequence[Sequence[Verdict]], actions: Sequence[str] = ACTIONS) -> np.ndarray:
@@ -115,7 +139,7 @@ def choose(gain: np.ndarray, offer: Offer, budget: int) -> tuple[np.ndarray, np.
     action then lie a cool-down apart, and the whole set is one the endpoint could have offered cutoff by
     cutoff."""
     masked = np.where(offer.eligible, gain, -np.inf)
-    cooldown = np.array([CATALOGUE[a].cooldown_days for a in offer.actions], float)
+    cooldown = offer.cooldown_days
     picked: dict[tuple[Any, int], list[float]] = defaultdict(list)
     treated = np.zeros(len(gain), bool)
     rows: list[int] = []

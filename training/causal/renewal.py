@@ -10,7 +10,7 @@ acting as it stands.
 
 The window opens at the design's first weekly cutoff less than a horizon before the renewal, so the
 outcome at the horizon covers the renewal. A renewal whose action was already taken before that cutoff,
-within the trigger's reach (`features.playbook.QBR_RENEWAL_DAYS`), has no row: it was treated before the
+within the built-in trigger's reach (`TRIGGER_REACH_DAYS`), has no row: it was treated before the
 question was asked. The propensity is learnt whole, the experiment arm's draws included: over a window of
 weeks the arm's chance of drawing this one action is not a logged number.
 """
@@ -21,10 +21,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.playbook import QBR_RENEWAL_DAYS
 from training.causal import dr, recency
 from training.causal.design import WEEK, Design
 
+#: how close to its renewal the built-in playbook's QBR / ROI review is triggered (days): a take this close
+#: before the window opens already answered the renewal's question
+TRIGGER_REACH_DAYS = 120
 #: fewer treated or untreated renewals than this and the action keeps the weekly design's estimate
 MIN_RENEWAL_ROWS = 40
 #: renewals whose propensity lies outside [TRIM, 1 - TRIM] carry no estimate (Crump et al. 2009): where
@@ -53,7 +55,7 @@ def renewal_rows(design: Design, action: str, horizon_days: int) -> RenewalRows:
     to_renewal = design.rows["days_to_renewal"].to_numpy(float)
     opens = (to_renewal > horizon_days - WEEK.days) & (to_renewal <= horizon_days)
     since = design.rows[recency.days_since_column(action)].to_numpy(float)
-    taken_before = np.nan_to_num(since, nan=np.inf) <= QBR_RENEWAL_DAYS - to_renewal
+    taken_before = np.nan_to_num(since, nan=np.inf) <= TRIGGER_REACH_DAYS - to_renewal
     rows = np.flatnonzero(opens & ~taken_before)
     # `horizon_left` is 1 - (days to the first take from the cutoff) / horizon: a take before the renewal
     # has more than 1 - (days to the renewal) / horizon of it left

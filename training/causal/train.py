@@ -15,7 +15,6 @@ import pandas as pd
 
 from features.definitions import KEYS
 from features.stored import read_features
-from retain.core.catalogue import ACTIONS, CATALOGUE
 from retain.core.errors import RetainError
 from retain.core.parallel import Workers
 from retain.core.settings import Settings
@@ -54,7 +53,7 @@ def _overlap(
         control_horizon_later=dr.control_treated_later(
             design.treated[action], design.horizon_left[action], propensity
         ),
-        settles_at_renewal=CATALOGUE[action].settles_at_renewal,
+        settles_at_renewal=design.actions[action].settles_at_renewal,
     )
 
 
@@ -79,7 +78,7 @@ def _by_renewal(
 ) -> tuple[RenewalRows, RenewalFit] | None:
     """The action's fit over one row per renewal (`renewal`), for an action that settles at the renewal and
     has enough renewals of each kind; None otherwise (its shares are then the weekly ones, scaled)."""
-    if not CATALOGUE[action].settles_at_renewal:
+    if not design.actions[action].settles_at_renewal:
         return None
     renewals = renewal_rows(design, action, int(config.horizon_days or 0))
     if not renewals.enough:
@@ -134,13 +133,14 @@ class CrossFit:
             np.unique(design.groups, return_inverse=True)[1],  # integer codes: the same folds, no text sorts
             seed,
             outcomes={o: design.outcomes[o] for o in outcomes},
-            treatments={a: dr.targeted(design.treated[a], design.randomised[a]) for a in ACTIONS},
+            treatments={a: dr.targeted(design.treated[a], design.randomised[a]) for a in design.actions},
             whole_baselines=whole,
         )
         on = workers or Workers(config.resolved_jobs)
         (fitted,) = fit_side_by_side([sample], workers=on, threads=config.threads, desc="uplift", cache=cache)
         propensities = {
-            a: dr.with_known(fitted.targeted[a], design.known_propensity[a], config.clip) for a in ACTIONS
+            a: dr.with_known(fitted.targeted[a], design.known_propensity[a], config.clip)
+            for a in design.actions
         }
         return CrossFit(
             design, features, categories, x, splits, fitted.baseline, propensities, fitted.whole_baselines
@@ -176,7 +176,7 @@ def fit_uplift(
     relative: dict[tuple[str, str], dr.Share] = {}
     average: dict[tuple[str, str], dr.Effect] = {}
     overlap: dict[str, Overlap] = {}
-    for action in ACTIONS:
+    for action in design.actions:
         weekly: dict[str, dr.Share] = {}
         for outcome in OUTCOMES:
             average[(action, outcome)], weekly[outcome] = dr.effect_and_share(
@@ -198,7 +198,7 @@ def fit_uplift(
         name=name,
         features=fit.features,
         categories=fit.categories,
-        actions=list(ACTIONS),
+        actions=list(design.actions),
         horizon_days=int(config.horizon_days or 0),
         baselines=fit.whole_baselines,
         relative=relative,
