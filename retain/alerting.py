@@ -12,7 +12,7 @@ transaction of the decision log's database (the outbox the delivery worker reads
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import get_args
 
@@ -38,19 +38,6 @@ from serving.webhooks.outbox import Outbox
 
 #: the risk bands, lowest first
 BANDS: tuple[str, ...] = get_args(RiskBand)
-#: why a store whose lake is an object store raises no table-derived alerts yet (docs/methods/store.md)
-REMOTE_LAKE = (
-    "alerts are not derived on an object-store lake yet: each further read through delta-rs's filesystem "
-    "handler risks aborting the process at exit (deltalake 1.6.6)"
-)
-
-
-def derive(store: Store, settings: Settings, alerts: Callable[[], list[Alert]]) -> Alerted:
-    """Derive a step's alerts from the store's tables and record them; on an object-store lake, say why
-    none are (the step itself stands)."""
-    if store.lake_uri is not None:
-        return Alerted(0, error=REMOTE_LAKE)
-    return record(store, settings, alerts())
 
 
 def record(store: Store, settings: Settings, alerts: Sequence[Alert]) -> Alerted:
@@ -77,7 +64,7 @@ def record_champion(store: Store, settings: Settings, change: Promotion | Rollba
 def record_latest(store: Store, settings: Settings) -> Alerted:
     """The alerts of the latest feature cutoff, scored cutoff and planned week, derived again and
     recorded: those already recorded are left as they were."""
-    return derive(store, settings, lambda: latest_alerts(store, settings))
+    return record(store, settings, latest_alerts(store, settings))
 
 
 def latest_alerts(store: Store, settings: Settings) -> list[Alert]:

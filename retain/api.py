@@ -247,7 +247,7 @@ def build_features(
     if built.version is None:
         return built
     run = log_feature_build(where, settings, built)
-    alerts = alerting.derive(where, settings, lambda: alerting.feature_alerts(where, playbook))
+    alerts = alerting.record(where, settings, alerting.feature_alerts(where, playbook))
     return dataclasses.replace(built, mlflow_run=run, alerts=alerts)
 
 
@@ -404,9 +404,7 @@ def score(
     where = open_store(store, settings)
     playbook = store_playbook(where, settings)  # what the alerts recommend, checked before scoring
     scored = score_store(where, settings, cutoff, target)
-    alerts = alerting.derive(
-        where, settings, lambda: alerting.score_alerts(where, settings, cutoff, playbook)
-    )
+    alerts = alerting.record(where, settings, alerting.score_alerts(where, settings, cutoff, playbook))
     return dataclasses.replace(scored, alerts=alerts)
 
 
@@ -503,7 +501,7 @@ def plan(
     planned = plan_store(where, settings, week, capacity_hours, target)
     return dataclasses.replace(
         planned,
-        alerts=alerting.derive(where, settings, lambda: alerting.plan_alerts(recorded_plans(where), week)),
+        alerts=alerting.record(where, settings, alerting.plan_alerts(recorded_plans(where), week)),
     )
 
 

@@ -145,28 +145,38 @@ class Store:
         return {table: self.version(table) for table in tables}
 
     def dataset(self, table: str, version: int | None = None) -> ds.Dataset | None:
-        """The table's active files as an Arrow dataset, or None when nothing was written yet.
-
-        A local table is read by Arrow's own filesystem: delta-rs's Python filesystem handler, which an
-        object store needs, can abort the interpreter at exit (deltalake 1.6.6).
-        """
+        """The table's active files as an Arrow dataset, or None when nothing was written yet."""
         found = self.delta(table, version)
-        if found is None:
-            return None
-        if self.lake_uri is not None:
-            return found.to_pyarrow_dataset()
-        import pyarrow.dataset as ds  # deferred: see the TYPE_CHECKING import above
+        return None if found is None else self._files(found, self.uri(table))
 
+    def _files(self, found: DeltaTable, uri: str) -> ds.Dataset:
+        """A version's active files (`found`, the table at `uri`) read by Arrow's own filesystem: local, or
+        the object store's (S3, GCS, Azure's abfs://), configured from the environment as delta-rs is.
+
+        delta-rs's Python filesystem handler can abort the interpreter at exit (deltalake 1.6.6), so it
+        reads only what Arrow has no filesystem for (`az://`, `s3a://`).
+        """
+        import pyarrow.dataset as ds  # deferred: see the TYPE_CHECKING import above
+        import pyarrow.fs as pafs
+
+        files, base, filesystem = found.file_uris(), uri, None
+        if self.lake_uri is not None:
+            try:
+                filesystem, base = pafs.FileSystem.from_uri(uri)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return found.to_pyarrow_dataset()
+            files = [f"{base}{file.removeprefix(uri)}" for file in files]
         schema = pa.schema(found.schema().to_arrow())
         partitions = found.metadata().partition_columns
         return ds.dataset(
-            found.file_uris(),
+            files,
             schema=schema,
             format="parquet",
+            filesystem=filesystem,
             partitioning=ds.partitioning(pa.schema([schema.field(c) for c in partitions]), flavor="hive")
             if partitions
             else None,
-            partition_base_dir=self.uri(table),
+            partition_base_dir=base,
         )
 
     def relation(
@@ -184,7 +194,7 @@ class Store:
             return None
         if self.lake_uri is None:
             return con.read_parquet(files, union_by_name=True).select(", ".join(f'"{c}"' for c in columns))
-        return con.from_arrow(found.to_pyarrow_dataset().to_table(columns=columns))
+        return con.from_arrow(self._files(found, found.table_uri.rstrip("/")).to_table(columns=columns))
 
     def read(
         self,

@@ -165,9 +165,12 @@ def test_the_object_store_holds_the_same_rows_and_scores_as_the_folder(paths: Pa
     folder, s3 = paths.folder.said, paths.s3.said
     for step, keys in {
         "ingest": ("accepted", "duplicates", "quarantined", "versions"),
-        "features": ("rows", "accounts", "cutoffs", "columns", "version", "read"),
+        "features": ("rows", "accounts", "cutoffs", "columns", "version", "read", "alerts"),
     }.items():
         assert {k: s3[step][k] for k in keys} == {k: folder[step][k] for k in keys}, step
+    # the alerts are derived from the tables on the object store as on the folder (Arrow reads both)
+    assert s3["features"]["alerts"]["raised"] > 0 and s3["features"]["alerts"]["error"] is None
+    assert all(s3[step]["alerts"]["error"] is None for step in ("score", "score before", "score again"))
     # DuckDB sums floats in whatever order its threads finish, so two builds of the same events may differ
     # in the last bits (about 1e-12): equal within 1e-9, every key, count and category exactly
     in_s3, in_folder = (

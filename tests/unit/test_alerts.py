@@ -4,16 +4,13 @@ built to trigger it, at the cutoff where its signal starts, and stays silent on 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from features.alerts import Alert, rule_alerts
+from features.alerts import rule_alerts
 from registry.promotion import Promotion, Rollback
-from retain.alerting import REMOTE_LAKE, champion_alert, derive
-from retain.core.settings import Settings
-from retain.core.store import Store
+from retain.alerting import champion_alert
 from tests.support.events import START, T, account, at, event, features
 
 #: the cutoff before T: a signal already there at it is not new at T
@@ -173,13 +170,3 @@ def test_a_new_champion_is_alerted_and_a_kept_one_is_not() -> None:
     assert champion_alert(refused, at=T) is None
     rolled = champion_alert(Rollback(name="churn", rolled_back="4", champion="3", history=["3"]), at=T)
     assert rolled is not None and "version 3 replaced version 4" in rolled.summary
-
-
-def test_an_object_store_lake_derives_no_alerts_from_its_tables_and_says_why(tmp_path: Path) -> None:
-    store = Store.at("s3://bucket/retain", tmp_path)
-
-    def never() -> list[Alert]:
-        raise AssertionError("no table of an object-store lake is read for alerts")
-
-    found = derive(store, Settings(home=tmp_path), never)
-    assert found.raised == 0 and found.error == REMOTE_LAKE
