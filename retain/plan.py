@@ -114,7 +114,7 @@ class Week:
     #: the playbook's actions: their hours and approval
     catalogue: Mapping[str, Action]
     #: the playbook's actions no uplift model has been trained for yet (never taken): never planned
-    unmodelled: list[str] = field(default_factory=list)
+    unmodelled: list[str]
 
 
 @dataclass(frozen=True)
@@ -373,7 +373,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         account_ids=rows["account_id"].tolist(),
         csm_ids=[owners.get(a) for a in rows["account_id"]],
         actions=list(model.actions),
-        arr=rows["arr"].to_numpy(float),
+        arr=arr,
         values=values,
         allowed=allowed_actions(table.to_pylist(), taken, as_of, model.actions, usable, playbook),
         excluded=[a for a in model.actions if a not in usable and a in playbook.actions],

@@ -69,3 +69,11 @@ def test_a_fixed_account_order_treats_the_first_rows_with_their_play_s_first_act
     places[:, [CALL, QBR]] = [0, 1]  # the at-risk play calls first
     rows, actions = policy.choose(policy.by_account_order(np.array([2, 0, 1]), places), offer, budget=2)
     assert (rows.tolist(), actions.tolist()) == ([2, 0], [CALL, CALL])
+
+
+def test_a_model_s_action_the_playbook_no_longer_holds_is_never_offered() -> None:
+    offer = world([("a", "2025-03-31")])
+    over = offer.over(["qbr_roi_review", "retired_action"], ["qbr_roi_review", "retired_action"])
+    assert over.eligible.tolist() == [[True, False]] and over.actions == ("qbr_roi_review", "retired_action")
+    rows, actions = policy.choose(np.array([[0.1, 0.9]]), over, budget=1)
+    assert (rows.tolist(), actions.tolist()) == ([0], [0])

@@ -244,7 +244,8 @@ def _build(
         for o in OUTCOMES
     }
     treated, randomised, known = treatments(rows, interventions, list(catalogue))
-    actions = list(with_takes(catalogue, treated))
+    learnable = with_takes(catalogue, treated)
+    actions = list(learnable)
     treated, randomised, known = ({a: d[a] for a in actions} for d in (treated, randomised, known))
     last = recency.last_taken(rows, interventions, actions)
     left = recency.horizon_left(rows, interventions, horizon_days, actions)
@@ -254,7 +255,7 @@ def _build(
     held = holdout_weeks(rows, interventions)
     return Design(
         recency.with_recency(rows, last),
-        with_takes(catalogue, treated),
+        learnable,
         treated,
         randomised,
         known,

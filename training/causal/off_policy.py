@@ -65,7 +65,10 @@ def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
     """Per row, the churn the model's policy is estimated to avert there (0 where it does nothing)."""
     gain = -model.uplift(weeks.rows)["churn"]
     rows, actions = policy.choose(gain, weeks.offer.over(model.actions, model.usable()), weeks.budget)
-    columns = np.array([weeks.offer.actions.index(a) for a in model.actions])
+    # a chosen action is one the offer has (`Offer.over`): the others' columns are never read
+    columns = np.array(
+        [weeks.offer.actions.index(a) if a in weeks.offer.actions else -1 for a in model.actions]
+    )
     out = np.zeros(len(weeks.rows))
     out[rows] = -weeks.psi[rows, columns[actions]]
     return out

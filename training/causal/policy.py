@@ -63,9 +63,10 @@ class Offer:
 
     def over(self, actions: Sequence[str], usable: Collection[str]) -> Offer:
         """The same rows over `actions`, in their order, offering only the `usable` ones (those a model can
-        rank: serving puts the others after them, by the rules)."""
-        columns = [self.actions.index(a) for a in actions]
-        kept = np.isin(np.asarray(actions), list(usable))
+        rank: serving puts the others after them, by the rules) that this offer has (a model trained under
+        an earlier playbook may know an action it no longer holds)."""
+        columns = [self.actions.index(a) if a in self.actions else 0 for a in actions]
+        kept = np.isin(np.asarray(actions), [a for a in usable if a in self.actions])
         return Offer(
             self.eligible[:, columns] & kept[None, :],
             self.accounts,
