@@ -445,6 +445,7 @@ def serve(
         overrides["as_of"] = _one_date(as_of, "--as-of")
     settings = _serve_settings(overrides, cookie_secure)
     opened = _store(store)
+    api.check_playbook(store=opened, settings=settings)  # a file that does not read stops here, at its line
     log_retain_lines()
     serving = settings.serve
     base = f"http://{serving.host}:{serving.port}"

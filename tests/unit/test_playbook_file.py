@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -289,3 +292,18 @@ def test_conditions_keep_sql_s_logic_of_unknowns(
 def test_a_condition_that_cannot_mean_anything_is_refused(condition: str, message: str) -> None:
     with pytest.raises(ConditionError, match=message):
         compile_condition(condition, COLUMNS)
+
+
+def test_serve_does_not_start_on_a_playbook_that_does_not_read(tmp_path: Path) -> None:
+    bad = own(tmp_path, TEXT.replace("channel: in_app", "channel: carrier_pigeon", 1))
+    done = subprocess.run(
+        [sys.executable, "-m", "retain", "serve", "--store", str(tmp_path / "store"), "--port", "0"],
+        env={**os.environ, "RETAIN_PLAYBOOK": str(bad)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"error: {bad}:{line_of(TEXT, 'channel: in_app')}: actions.in_app_nudge.channel" in done.stderr
+    assert "Traceback" not in done.stderr
