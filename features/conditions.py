@@ -16,6 +16,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
+import numpy as np
 import pandas as pd
 import sqlglot
 from sqlglot import exp
@@ -56,7 +57,7 @@ class Condition:
 
     def holds(self, row: Row) -> bool:
         """True only when the condition is true of the row; unknown is not true."""
-        return self.evaluate(row) is True
+        return self.verdict(row) is True
 
     def verdict(self, row: Row) -> bool | None:
         """True, False, or None when the row's values leave it unknown."""
@@ -77,7 +78,7 @@ def known(value: Any) -> bool:
     """Whether a feature value is known: None, NaN and pandas' NA are not."""
     if value is None or value is pd.NA:
         return False
-    return not (isinstance(value, float) and math.isnan(value))
+    return not (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def compile_condition(text: str, columns: Columns) -> Condition:
@@ -160,7 +161,7 @@ def _comparison(node: exp.Expression, columns: Columns, read: list[str]) -> tupl
 
     def evaluate(row: Row) -> Any:
         a, b = left(row), right(row)
-        return None if a is None or b is None else compare(a, b)
+        return None if a is None or b is None else bool(compare(a, b))  # numpy's bools are not `True`
 
     return "condition", evaluate
 
@@ -213,7 +214,7 @@ def _between(node: exp.Between, columns: Columns, read: list[str]) -> tuple[Kind
 
     def evaluate(row: Row) -> Any:
         v, lo, hi = value(row), low(row), high(row)
-        return None if v is None or lo is None or hi is None else lo <= v <= hi
+        return None if v is None or lo is None or hi is None else bool(lo <= v <= hi)
 
     return "condition", evaluate
 

@@ -9,6 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -242,6 +243,13 @@ def test_playbook_check_prints_the_line_and_exits_2(tmp_path: Path) -> None:
     assert good.exit_code == 0 and "13 actions" in good.output and "adoption_stalled" in good.output
     shown = CliRunner().invoke(app, ["playbook", "show"])
     assert shown.output == TEXT
+
+
+def test_numpy_values_read_as_python_ones() -> None:
+    either = compile_condition("invoices_overdue > 0 OR invoices_failed > 0", COLUMNS)
+    assert either.verdict({"invoices_overdue": np.int64(2), "invoices_failed": np.int64(0)}) is True
+    assert either.holds({"invoices_overdue": np.float32("nan"), "invoices_failed": np.float64(1.0)})
+    assert compile_condition("nps_last IS NULL", COLUMNS).holds({"nps_last": np.float32("nan")})
 
 
 @pytest.mark.parametrize(
