@@ -9,7 +9,6 @@ what it reads (feature rows, scores, the registry); the decision log's outbox re
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +16,7 @@ from typing import Any, cast
 
 import pandas as pd
 
-from features.definitions import describe
+from features.definitions import describe, known
 from features.playbook import eligibility, lower_first, rules_ranking
 from features.playbook_file import BUILT_IN, AlertRule, Playbook
 
@@ -124,7 +123,7 @@ def recommended(
 
 
 def _plain(value: object) -> float | str | None:
-    """A feature value as JSON can carry it: NaN and None are unknown."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A feature value as JSON can carry it: unknown (`known`) is None."""
+    if not known(value):
         return None
     return value if isinstance(value, str) else float(value)  # type: ignore[arg-type]

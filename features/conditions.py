@@ -10,17 +10,15 @@ false, unknown OR true is true, and a condition that ends unknown does not hold.
 
 from __future__ import annotations
 
-import math
 import operator
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-import numpy as np
-import pandas as pd
 import sqlglot
 from sqlglot import exp
 
+from features.definitions import known
 from retain.core.errors import RetainError
 
 Kind = Literal["number", "text", "condition"]
@@ -72,13 +70,6 @@ class Columns:
 
     kinds: Mapping[str, Literal["number", "text"]]
     values: Mapping[str, Collection[str]]
-
-
-def known(value: Any) -> bool:
-    """Whether a feature value is known: None, NaN and pandas' NA are not."""
-    if value is None or value is pd.NA:
-        return False
-    return not (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def compile_condition(text: str, columns: Columns) -> Condition:
@@ -133,7 +124,7 @@ def _compile(node: exp.Expression, columns: Columns, read: list[str]) -> tuple[K
     if isinstance(node, exp.Neg):
         kind, inner = _compile(node.this, columns, read)
         _expect(kind, "number", node.this)
-        return "number", lambda row: _unknown_or(lambda v: -v, inner(row))
+        return "number", lambda row: None if (value := inner(row)) is None else -value
     raise ConditionError(f"`{node.sql(dialect='duckdb')}` is not supported here; conditions use {SUPPORTED}")
 
 
@@ -249,10 +240,6 @@ def _check_values(subject: exp.Expression, literals: list[exp.Expression], colum
 def _expect(kind: Kind, wanted: Kind, node: exp.Expression) -> None:
     if kind != wanted:
         raise ConditionError(f"`{node.sql(dialect='duckdb')}` is a {kind} where a {wanted} is needed")
-
-
-def _unknown_or(apply: Callable[[Any], Any], value: Any) -> Any:
-    return None if value is None else apply(value)
 
 
 def _number(text: str) -> float | int:

@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from retain.core.contract import TS, Tier
@@ -101,7 +103,7 @@ class Feature:
 
     def describe(self, value: Any) -> str:
         """The plain-language sentence for a value of this feature, e.g. `Last login 12 days ago`."""
-        if value is None or (isinstance(value, float) and math.isnan(value)):
+        if not known(value):
             return self.when_null or self.text.format(value="unknown")
         if self.when_negative is not None and value < 0:
             return self.when_negative.format(value=_format(self.unit, -value))
@@ -457,6 +459,13 @@ def _format(unit: Unit, value: Any) -> str:
     if unit == "number":
         return f"{value:.3g}"
     return f"{value:,.0f}"
+
+
+def known(value: Any) -> bool:
+    """Whether a feature value is known: None, NaN (of any float type) and pandas' NA are not."""
+    if value is None or value is pd.NA:
+        return False
+    return not (isinstance(value, float | np.floating) and math.isnan(value))
 
 
 def describe(name: str, value: Any) -> str:

@@ -613,8 +613,9 @@ def add_webhook(
     from features.playbook_file import store_playbook
 
     settings = settings_or_default(settings)
-    types = store_playbook(open_store(store, settings), settings).alert_types
-    with _outbox(store, settings) as outbox:
+    opened = open_store(store, settings)
+    types = store_playbook(opened, settings).alert_types
+    with _outbox(opened, settings) as outbox:
         return outbox.add(url, events, types)
 
 

@@ -5,11 +5,11 @@ top `reason`, `arr` and `tier` at that cutoff, and its `name` and `csm_id`)."""
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pandas as pd
 
+from features.definitions import known
 from retain.core import value
 from retain.core.settings import Settings
 from retain.digest.schema import AccountMove, GroupRisk
@@ -23,9 +23,9 @@ UNKNOWN = {"tier": "unknown", "csm_id": "unassigned"}
 ATTRIBUTES = ("name", "tier", "csm_id", "arr", "reason")
 
 
-def known(x: Any) -> Any:
-    """None for a missing value (None, NaN, pandas' NA), else the value."""
-    return None if x is None or x is pd.NA or (isinstance(x, float) and math.isnan(x)) else x
+def or_none(x: Any) -> Any:
+    """None for a missing value (`features.definitions.known`), else the value."""
+    return x if known(x) else None
 
 
 def top_reason(reasons: str | None) -> str | None:
@@ -35,14 +35,14 @@ def top_reason(reasons: str | None) -> str | None:
 
 
 def band(probability: float | None, settings: Settings) -> RiskBand | None:
-    p = known(probability)
+    p = or_none(probability)
     return None if p is None else risk_band(float(p), settings)
 
 
 def _latest(row: pd.Series, column: str) -> Any:
     """The row's value of `column` at the latest cutoff, else at the one before."""
-    now = known(row[column])
-    return now if now is not None else known(row[f"{column}_before"])
+    now = or_none(row[column])
+    return now if now is not None else or_none(row[f"{column}_before"])
 
 
 def moves(
@@ -62,8 +62,8 @@ def moves(
         move = AccountMove(
             account_id=str(account),
             **{a: _latest(row, a) for a in ATTRIBUTES},
-            probability_before=known(row["churn_probability_before"]),
-            probability_after=known(row["churn_probability"]),
+            probability_before=or_none(row["churn_probability_before"]),
+            probability_after=or_none(row["churn_probability"]),
             band_before=then[account],
             band_after=now[account],
         )
@@ -78,10 +78,10 @@ def moves(
 def _sums(scored: pd.DataFrame, by: str | None) -> pd.DataFrame:
     """Per group: accounts scored, their known ARR, and their ARR at risk (unknown ARR counts as none)."""
     at_risk = [
-        value.arr_at_risk(known(p), known(a))
+        value.arr_at_risk(or_none(p), or_none(a))
         for p, a in zip(scored["churn_probability"], scored["arr"], strict=True)
     ]
-    groups = "all" if by is None else scored[by].astype(object).map(known).fillna(UNKNOWN[by]).astype(str)
+    groups = "all" if by is None else scored[by].astype(object).map(or_none).fillna(UNKNOWN[by]).astype(str)
     frame = pd.DataFrame(
         {
             "group": groups,
