@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from joblib import Parallel, delayed
 
 from retain.core.settings import Settings, SparkSettings
 from retain.core.spark import session, spark_errors
+
+if TYPE_CHECKING:
+    from pyspark import Broadcast
 
 T = TypeVar("T")
 Call = tuple[Callable[..., T], tuple[Any, ...]]
@@ -40,13 +44,17 @@ class Workers:
         return "Spark executors" if self.spark is not None else f"{self.jobs} local process(es)"
 
 
-def _apply(call: Call[T]) -> T:
-    run, args = call
+def _apply_shared(calls: Broadcast[list[Call[T]]], number: int) -> T:
+    run, args = calls.value[number]
     return run(*args)
 
 
 def side_by_side(calls: Sequence[Call[T]], workers: Workers) -> Iterator[T]:
-    """Each call's result, in the order they finish (locally) or all at once when Spark's job ends."""
+    """Each call's result, in the order they finish (locally) or all at once when Spark's job ends.
+
+    On Spark the calls travel as one broadcast, pickled together: arguments they share (a design matrix)
+    go to each executor once, not once a task, and a task sends back only its result. So a call's
+    function must pickle by reference (defined at a module's top level)."""
     if not calls:
         return
     if workers.spark is None:
@@ -57,5 +65,9 @@ def side_by_side(calls: Sequence[Call[T]], workers: Workers) -> Iterator[T]:
         return
     spark = session(workers.spark)
     with spark_errors(f"running {len(calls)} fits on Spark's executors"):
-        results = spark.sparkContext.parallelize(list(calls), len(calls)).map(_apply).collect()
+        context = spark.sparkContext
+        shared = context.broadcast(list(calls))
+        tasks = context.parallelize(range(len(calls)), len(calls))
+        results = tasks.map(partial(_apply_shared, shared)).collect()
+        shared.destroy()
     yield from results

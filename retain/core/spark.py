@@ -78,7 +78,11 @@ def spark_errors(doing: str) -> Iterator[None]:
     try:
         yield
     except (PySparkException, Py4JError, ConnectionError) as e:
-        first = next((line for line in str(e).splitlines() if line.strip()), type(e).__name__)
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        # Py4J's own line ("An error occurred while calling ...") comes before the Java error that says why
+        if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):
+            del lines[0]
+        first = lines[0].removeprefix(": ") if lines else type(e).__name__
         hint = ""
         if "JAVA_GATEWAY_EXITED" in first or "JAVA_HOME" in first:
             hint = " (Spark needs a Java runtime: apt-get install openjdk-17-jre-headless)"

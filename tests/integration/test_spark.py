@@ -36,8 +36,15 @@ from training.causal.train import fit_uplift
 from training.config import UpliftConfig
 
 #: small data: a few shuffle partitions, and no whole-stage code generation (compiling it costs more
-#: than running a few thousand rows)
-SPARK = SparkSettings(conf={"spark.sql.shuffle.partitions": "2", "spark.sql.codegen.wholeStage": "false"})
+#: than running a few thousand rows); and a limit on the results the driver collects that the uplift
+#: fits pass only if a task sends back its result without its inputs (the design matrix: 13.5 MB a task)
+SPARK = SparkSettings(
+    conf={
+        "spark.sql.shuffle.partitions": "2",
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.driver.maxResultSize": "64m",
+    }
+)
 
 
 def _spark(settings: Settings) -> Settings:
@@ -136,7 +143,9 @@ def test_uplift_fits_on_spark_executors_equal_the_local_ones(uplift_world: Uplif
 
 
 def test_a_lost_executor_is_a_clear_error() -> None:
-    with pytest.raises(SparkFailure, match="Spark failed while running 2 fits on Spark's executors"):
+    with pytest.raises(
+        SparkFailure, match=r"Spark failed while running 2 fits on Spark's executors: .*Python worker exited"
+    ):
         list(side_by_side([(abs, (-1,)), (os._exit, (3,))], Workers(2, SPARK)))
 
 

@@ -104,8 +104,10 @@ def _whole_baseline(*args: Any) -> list[lgb.Booster | float]:
     return [dr.fit_baseline(*args)]
 
 
-def _run(task: _Task) -> tuple[_Task, list[Any]]:
-    return task, task.run(*task.args)
+def _run(number: int, task: _Task) -> tuple[int, list[Any]]:
+    """The task's results under its number: the task itself holds the design matrix, too large to send
+    back with every result (at 10,000 accounts, 14 tasks' copies passed Spark's 1 GiB result limit)."""
+    return number, task.run(*task.args)
 
 
 #: the cache keeps the latest this many samples' fits (a few MB each)
@@ -192,9 +194,10 @@ def _fit(samples: list[Sample], workers: Workers, threads: int, desc: str) -> li
         fitted.targeted.update({name: np.empty(n) for name in s.treatments})
     if not tasks:
         return out
-    done = side_by_side([(_run, (task,)) for task in tasks], workers)
+    done = side_by_side([(_run, (number, task)) for number, task in enumerate(tasks)], workers)
     with tqdm(total=len(tasks), desc=desc, unit="fit", disable=None) as bar:
-        for task, results in done:
+        for number, results in done:
+            task = tasks[number]
             for name, result in zip(task.names, results, strict=True):
                 fitted = out[task.sample]
                 if task.kind == "whole":
