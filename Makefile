@@ -13,6 +13,9 @@ PORT ?= 8000
 # JSON=--json: each demo step prints its whole result as JSON instead of a summary
 JSON ?=
 CHROMIUM ?= /usr/bin/chromium
+# test processes: one a core; each builds its own session worlds, and a test module stays on one process
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
@@ -70,10 +73,10 @@ typecheck: install ## mypy over the packages
 	$(BIN)/mypy
 
 unit: install ## the fast tier for the inner loop: tests/unit (in-process, no servers, no browser)
-	$(BIN)/pytest -q tests/unit
+	$(PYTEST) tests/unit
 
 test: lint typecheck browser java ## everything CI runs: lint, types and every tier (unit, integration, e2e)
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 bench-features: install ## feature build throughput vs a pandas baseline (1M and 10M events)
 	$(BIN)/python -m experiments.benchmarks.features
