@@ -20,6 +20,9 @@ from sklearn.isotonic import IsotonicRegression
 from features.definitions import CLOCK_FEATURES, RENEWAL_GRACE_DAYS, Feature
 from training.artifact import ScoringModel
 from training.calibration import PlattScaling
+from training.causal.dr import Z95
+from training.causal.posterior import Posterior
+from training.causal.qini import Qini
 from training.causal.uplift import OUTCOMES, UpliftModel
 from training.labels import EXPANSION_MIN_RISE, label_delay_days
 from training.result import TrainResult
@@ -424,30 +427,40 @@ def _uplift_data(metrics: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:
 def _effects(model: UpliftModel, metrics: Mapping[str, Any]) -> str:
     true_shares = ((metrics.get("truth") or {}).get("churn_shares")) or {}
     usable = set(model.usable())
-    header = ["action", "treated", "effective treated", "churn share (95%)", "expansion share (95%)"]
+    header = ["action", "treated", "effective treated", "churn share (95%)", "data alone", "P(helps)"]
+    header += ["expansion share (95%)", "Qini on churn (95%)"]
     header += ["true churn share"] * bool(true_shares) + ["evidence", "ranked by"]
     rows = []
     for action in model.actions:
         overlap = model.overlap[action]
-        shares = [model.relative[(action, outcome)].as_dict() for outcome in OUTCOMES]
+        churn, expansion = (model.effect(action, outcome) for outcome in OUTCOMES)
+        ranking = model.qini(action, "churn")
         rows.append(
             [
                 f"{action}{' (per renewal)' if overlap.design == 'renewal' else ''}",
                 f"{overlap.n_treated:,}",
                 f"{overlap.effective_treated:,.0f}",
-                *(
-                    f"{_signed(s['share'])} ({_signed(s['ci_low'])} to {_signed(s['ci_high'])})"
-                    for s in shares
-                ),
+                _with_interval(churn),
+                f"{_signed(churn.estimate.value)} ± {100 * churn.estimate.se:.1f}%",
+                _percent(churn.p_helps),
+                _with_interval(expansion),
+                "—" if ranking is None else _qini(ranking),
                 *([_signed((true_shares.get(action) or {}).get("true_share"))] if true_shares else []),
                 "clear" if model.shows_benefit(action) else "uncertain",
                 "the model" if action in usable else "the rules (poor overlap)",
             ]
         )
+    given = sorted({p.prior.source for p in model.posterior.values() if not p.prior.learnt})
     lines = [
         "Each action's change as a share of the baseline probability, against never acting, with its 95% "
-        "interval (a churn share below 0 and an expansion share above 0 help). *Effective treated*: what the "
-        "treated weeks (or renewals) are worth once weighted by how unlikely each was.",
+        "interval (a churn share below 0 and an expansion share above 0 help). The shares are posteriors: "
+        "each action's estimate (*data alone*, ± its standard error) pooled with what the other actions "
+        "show, so a noisy estimate moves the ranking only as far as its precision allows"
+        + (f"; the playbook's own priors came from: {'; '.join(given)}" if given else "")
+        + ". *P(helps)*: the posterior probability that it lowers churn risk. *Qini*: churned accounts "
+        "averted per row ranked by the model beyond a random ranking, averaged over every budget (above 0: "
+        "the ranking sorts who gains). *Effective treated*: what the treated weeks (or renewals) are worth "
+        "once weighted by how unlikely each was.",
         "",
         _table(header, rows),
     ]
@@ -594,6 +607,15 @@ def _signed(share: float | None) -> str:
 
 def _counted(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _with_interval(share: Posterior) -> str:
+    low, high = share.value - Z95 * share.se, share.value + Z95 * share.se
+    return f"{_signed(share.value)} ({_signed(low)} to {_signed(high)})"
+
+
+def _qini(q: Qini) -> str:
+    return f"{q.qini:+.4f} ({q.ci_low:+.4f} to {q.ci_high:+.4f})"
 
 
 def _percent(value: float | None) -> str:

@@ -60,7 +60,7 @@ from retain.core.value import expected_values
 from training.causal import policy, recency
 from training.causal.uplift import UpliftModel
 
-COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout"]
+COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout", "propensity"]
 #: the CSV's columns typed, as a database table holds a week's plan (after its `week`)
 TABLE_ROWS = pa.schema(
     [
@@ -85,6 +85,9 @@ PLANS_SCHEMA = pa.schema(
         #: the account's ARR when planned: what the plan's impact is counted in
         pa.field("arr", pa.float64()),
         pa.field("model_version", pa.string(), nullable=False),
+        #: the probability that the account landed in its arm: the holdout's share for a held-out account,
+        #: one less that for the others, whose action the plan then picks deterministically (`propensities`)
+        pa.field("propensity", pa.float64()),
     ]
 )
 PLAN_STEP = "plan"
@@ -109,12 +112,61 @@ class Week:
     allowed: np.ndarray
     #: actions the uplift model cannot rank (poor overlap): never planned
     excluded: list[str]
-    #: the uplift version the values come from
+    #: the uplift version the values come from, and the model itself (how sure each action's help is)
     model: VersionInfo
+    uplift: UpliftModel
     #: the playbook's actions: their hours and approval
     catalogue: Mapping[str, Action]
     #: the playbook's actions no uplift model has been trained for yet (never taken): never planned
     unmodelled: list[str]
+
+
+#: how sure the evidence must be that the most planned action helps before the summary stops explaining it
+SURE = 0.9
+
+
+@dataclass(frozen=True)
+class MostPlanned:
+    """The week's most planned action and the posterior probability that it lowers churn risk."""
+
+    action: str
+    count: int
+    p_helps: float
+    #: why it was chosen though the evidence is under `SURE`; None when it is not
+    why_anyway: str | None
+
+
+def most_planned(by_action: Mapping[str, int], model: UpliftModel) -> MostPlanned | None:
+    """The most planned action with how sure its help is; below `SURE`, the reason the plan took it anyway:
+    it had the highest expected value for those accounts, the posterior already weighing its uncertainty."""
+    if not by_action:
+        return None
+    action = max(sorted(by_action), key=lambda a: by_action[a])
+    churn, expansion = model.effect(action, "churn"), model.effect(action, "expansion")
+    p = churn.p_helps
+    why = None
+    if p < SURE:
+        side = (
+            "it still had the highest expected value for these accounts, with the chance it raises expansion "
+            f"at {100 * expansion.p_helps:.0f}%"
+            if expansion.p_helps > p
+            else "it still had the highest expected value for these accounts, which counts its effect only "
+            "as far as the evidence supports it"
+        )
+        why = (
+            f"{action} was planned {by_action[action]} times though the chance that it lowers churn risk is "
+            f"{100 * churn.p_helps:.0f}% (below {100 * SURE:.0f}%): {side}; the holdout will tell"
+        )
+    return MostPlanned(action, by_action[action], round(p, 3), why)
+
+
+def propensities(held: np.ndarray) -> np.ndarray:
+    """Each account's probability of the arm it landed in. The holdout is a uniform draw of a fixed count,
+    so a held-out account was held with probability count / accounts, and any other account reached the
+    plan with one less that; there the greedy picks deterministically (the pick's own probability, 1), so
+    its planned action carries the same probability. Logged so an off-policy estimate can weight by it."""
+    share = float(held.mean()) if len(held) else 0.0
+    return np.where(held, share, 1.0 - share)
 
 
 @dataclass(frozen=True)
@@ -138,6 +190,9 @@ class PlanSummary:
     seed: int
     #: the playbook's actions no uplift model knows yet: serving ranks them by the rules, the plan skips them
     unmodelled_actions: list[str] = field(default_factory=list)
+    #: the action planned most often, how sure the evidence is that it helps, and why it was chosen anyway
+    #: where that is below `SURE` (None: nothing planned)
+    most_planned: MostPlanned | None = None
     #: the CSV, or the database table as its URL with the password redacted, once written
     out: Path | str | None = None
     #: accounts whose top recommendation is new or changed, recorded for the webhooks (set by `retain.api`)
@@ -245,6 +300,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
     ids, csms = np.asarray(week.account_ids, dtype=object), np.asarray(week.csm_ids, dtype=object)
     actions = np.asarray(week.actions, dtype=object)
     value = week.values[planned, choice[planned]]
+    propensity = propensities(held)
     work = pd.DataFrame(
         {
             "account_id": ids[planned],
@@ -252,6 +308,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
             "csm_id": csms[planned],
             "expected_value": value.round(2),
             "holdout": False,
+            "propensity": propensity[planned],
             "hours": hours[choice[planned]],
         }
     ).sort_values(["csm_id", "expected_value", "account_id"], ascending=[True, False, True])
@@ -262,11 +319,13 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
             "csm_id": csms[held],
             "expected_value": np.nan,
             "holdout": True,
+            "propensity": propensity[held],
         }
     ).sort_values(["csm_id", "account_id"])
     rows = pd.concat([work[COLUMNS], holdout], ignore_index=True)
     arms = _arms(week, choice, held)
     used = work.groupby("csm_id")["hours"].sum()
+    by_action = {str(a): int(n) for a, n in work["action"].value_counts().sort_index().items()}
     summary = PlanSummary(
         week=week.week,
         accounts=len(week.account_ids),
@@ -276,7 +335,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
         holdout_share=holdout_share,
         no_action=len(week.account_ids) - len(work) - int(held.sum()),
         expected_value=round(float(value.sum()), 2),
-        by_action={str(a): int(n) for a, n in work["action"].value_counts().sort_index().items()},
+        by_action=by_action,
         needs_approval=int(sum(week.catalogue[a].needs_approval for a in work["action"])),
         capacity_hours_per_csm=capacity_hours,
         hours_used={
@@ -286,6 +345,7 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
         model=week.model,
         seed=seed,
         unmodelled_actions=week.unmodelled,
+        most_planned=most_planned(by_action, week.uplift),
     )
     return Plan(rows, summary, arms)
 
@@ -307,6 +367,7 @@ def _arms(week: Week, choice: np.ndarray, held: np.ndarray) -> pa.Table:
             "expected_value": pa.array(np.where(planned, values.round(2), np.nan), mask=~planned),
             "arr": week.arr.astype(float),
             "model_version": [week.model.version] * n,
+            "propensity": propensities(held),
         },
         schema=PLANS_SCHEMA,
     )
@@ -378,6 +439,7 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         allowed=allowed_actions(table.to_pylist(), taken, as_of, model.actions, usable, playbook),
         excluded=[a for a in model.actions if a not in usable and a in playbook.actions],
         model=info,
+        uplift=model,
         catalogue=playbook.actions,
         unmodelled=[a for a in playbook.names if a not in model.actions],
     )

@@ -108,6 +108,10 @@ RECOMMENDATIONS = sa.Table(
     sa.Column("rank", sa.Integer, nullable=False),
     sa.Column("expected_value", sa.Float),
     sa.Column("source", sa.String, nullable=False),
+    #: the probability that this account was offered this action at this rank: 1 for the deterministic
+    #: ranking (an off-policy estimate weights by it); and how sure the model was that the action helps
+    sa.Column("propensity", sa.Float),
+    sa.Column("p_helps", sa.Float),
 )
 FEEDBACK = sa.Table(
     "feedback",
@@ -214,6 +218,10 @@ class Recommendation:
     action: str
     rank: int
     expected_value: float | None
+    #: the probability with which this action was offered at this rank (1: the deterministic ranking)
+    propensity: float = 1.0
+    #: the posterior probability that the action lowers churn risk (None: ranked by the rules)
+    p_helps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -254,6 +262,8 @@ class Decision(LoggedDecision):
                 r.rank,
                 r.expected_value,
                 self.source,
+                r.propensity,
+                r.p_helps,
             )
             for r in self.recommendations
         ]
@@ -271,6 +281,8 @@ class LoggedRecommendation:
     rank: int
     expected_value: float | None
     source: str
+    propensity: float | None = None
+    p_helps: float | None = None
 
 
 FeedbackStatus = Literal["accepted", "rejected", "done"]

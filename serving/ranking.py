@@ -23,6 +23,7 @@ from serving.resources import UpliftChampion
 from serving.schemas import Evidence, PredictedChange
 from training.causal import recency
 from training.causal.dr import Z95
+from training.causal.posterior import Posterior
 
 #: why the rules rank an account's actions, by what stood in the uplift ranking's way
 RULES_NOTES = {
@@ -52,6 +53,8 @@ class Candidate:
     churn: PredictedChange | None = None
     expansion: PredictedChange | None = None
     evidence: Evidence | None = None
+    #: the posterior probability that the action lowers churn risk
+    p_helps: float | None = None
 
 
 @dataclass(frozen=True)
@@ -139,9 +142,11 @@ def _by_value(
                 f"; {lower_first(_uncertain(churn))}" if evidence == "uncertain" else ""
             )
             continue
-        text = _value_rationale(churn, expansion, evidence, values[j], because)
+        sure = how_sure(model.effect(action, "churn"))
+        text = f"{_value_rationale(churn, expansion, evidence, values[j], because)} {sure}"
         expected = round(float(values[j]), 2)
-        ranked.append(Candidate(action, text, reasons[action], expected, churn, expansion, evidence))
+        p_helps = round(model.p_helps(action), 3)
+        ranked.append(Candidate(action, text, reasons[action], expected, churn, expansion, evidence, p_helps))
     return ranked, unprofitable
 
 
@@ -181,3 +186,23 @@ def _value_rationale(
     effect = " and ".join(parts) or "changes little"
     text = f"Expected value {_money(ev)}: it {effect}, net of its cost; {because}."
     return text + (f" {_uncertain(churn)}." if evidence == "uncertain" else "")
+
+
+#: how a probability of helping reads, from the surest down: (at least, words)
+SURENESS = ((0.95, "very likely"), (0.8, "likely"), (0.6, "more likely than not"), (0.4, "a toss-up"))
+
+
+def how_sure(churn: Posterior) -> str:
+    """How sure the evidence is that the action lowers churn risk, in words a CSM reads, and what decided
+    it: the account's data, the prior learnt across the playbook's actions, or the playbook's own prior."""
+    words = next((w for floor, w in SURENESS if churn.p_helps >= floor), "unlikely")
+    if churn.prior.learnt:
+        decided = "mostly the data" if churn.decided_by == "data" else "mostly what the other actions show"
+    else:
+        decided = (
+            f"mostly the data, over the playbook's prior ({churn.prior.source})"
+            if churn.decided_by == "data"
+            else f"mostly the playbook's prior ({churn.prior.source})"
+        )
+    chance = f"a {100 * churn.p_helps:.0f}% chance it lowers churn risk"
+    return f"How sure: {words} to help, {chance}; decided by {decided}."

@@ -150,6 +150,12 @@ class ActionOut(BaseModel):
         "side that helps; uncertain: neither does, and the data cannot yet tell the action's effect from "
         "none; null while ranked by the rules"
     )
+    probability_helps: float | None = Field(
+        None,
+        description="the posterior probability that the action lowers the account's churn risk "
+        "(P(change < 0)), from the data pooled with the other actions or the playbook's prior; null while "
+        "ranked by the rules",
+    )
     cost_hours: float
     cost_usd: float
     cooldown_days: int

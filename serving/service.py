@@ -330,6 +330,7 @@ class Service:
                     churn_change=candidate.churn,
                     expansion_change=candidate.expansion,
                     effect_evidence=candidate.evidence,
+                    probability_helps=candidate.p_helps,
                     cost_hours=action.cost_hours,
                     cost_usd=action.cost_usd,
                     cooldown_days=action.cooldown_days,
@@ -361,7 +362,10 @@ class Service:
             output=risk.model_dump(mode="json"),
             key_id=caller.key_id,
             recommendations=tuple(
-                Recommendation(r.recommendation_id, r.action, r.rank, r.expected_value) for r in offered
+                Recommendation(
+                    r.recommendation_id, r.action, r.rank, r.expected_value, 1.0, r.probability_helps
+                )
+                for r in offered
             ),
         )
         self.resources.log.submit(decision)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
     from retain.monitor.run import MonitorFiles
-    from retain.plan import PlanSummary
+    from retain.plan import MostPlanned, PlanSummary
     from retain.report.html import ReportFiles
     from retain.report.schema import ProgramComparison
     from retain.simulate import Simulation
@@ -263,6 +263,7 @@ def planned(p: PlanSummary) -> RenderableType:
         f"{_count(p.no_action)} with nothing worth doing; {p.needs_approval} need approval",
         f"  each CSM used {used} of {p.capacity_hours_per_csm:g} hours",
         _table(None, ["action", "accounts"], rows),
+        *([_most_planned(p.most_planned)] if p.most_planned else []),
         *(
             [f"  not planned (too little overlap to trust): {', '.join(p.excluded_actions)}"]
             if p.excluded_actions
@@ -276,6 +277,12 @@ def planned(p: PlanSummary) -> RenderableType:
         f"  plan: {_written_to(p.out, f'rows of the week of {p.week}')}",
         *alerted(p.alerts),
     )
+
+
+def _most_planned(m: MostPlanned) -> str:
+    if m.why_anyway is None:
+        return f"  most planned: {m.action}, a {100 * m.p_helps:.0f}% chance it lowers churn risk"
+    return f"  most planned: {m.why_anyway}"
 
 
 def report_written(r: ReportFiles) -> RenderableType:

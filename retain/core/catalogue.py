@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from retain.core.contract import HOLDOUT
 from retain.core.yaml_lines import LocatedYaml, read_located_file
@@ -30,6 +30,32 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class Belief(_Strict):
+    """A believed effect on one outcome, as a share of the account's baseline probability (-0.2 takes a
+    fifth of the risk away), with the spread of the belief."""
+
+    mean: float = Field(ge=-1.0, le=10.0)
+    sd: float = Field(gt=0.0, le=10.0)
+
+
+class ActionPrior(_Strict):
+    """What the team believes an action does before Retain's data say so, and on what authority. The uplift
+    model starts from it and moves as far as the data's precision allows (`training.causal.posterior`)."""
+
+    source: str = Field(min_length=1, max_length=300, description="who believes it, or where it is published")
+    churn: Belief | None = None
+    expansion: Belief | None = None
+
+    @model_validator(mode="after")
+    def _believes_something(self) -> ActionPrior:
+        if self.churn is None and self.expansion is None:
+            raise ValueError("a prior gives `churn`, `expansion` or both")
+        return self
+
+    def for_outcome(self, outcome: str) -> Belief | None:
+        return self.churn if outcome == "churn" else self.expansion if outcome == "expansion" else None
+
+
 class ActionFields(_Strict):
     """What the file says of an action, under its name."""
 
@@ -40,6 +66,7 @@ class ActionFields(_Strict):
     cooldown_days: int = Field(ge=0, description="days before the same account may be offered it again")
     needs_approval: bool = False
     settles_at_renewal: bool = False
+    prior: ActionPrior | None = None
 
 
 class Action(ActionFields):

@@ -241,8 +241,9 @@ class Store:
                 mode="overwrite",
                 predicate=replace_where,
                 partition_by=partitions,
-                # a rebuilt feature table may gain or lose columns; a partial overwrite keeps the schema
-                schema_mode="overwrite" if replace_where is None else None,
+                # a rebuilt feature table may gain or lose columns; a partial overwrite keeps the schema,
+                # adding a column a newer Retain writes (the rows written before read it as null)
+                schema_mode="overwrite" if replace_where is None else "merge",
                 commit_properties=properties,
             )
         version = self.version(table)

@@ -182,7 +182,7 @@ def test_planned_values_are_the_expected_values_of_the_chosen_pairs(
     where = rows.index.get_indexer(pd.Index(work["account_id"]))
     chosen = values[where, [model.actions.index(a) for a in work["action"]]]
     np.testing.assert_allclose(work["expected_value"], chosen, atol=0.01)
-    assert (work["expected_value"] > 0).all()
+    assert (chosen > 0).all()  # the CSV rounds to cents: a value under half a cent shows as 0.00
     assert plan.summary.expected_value == pytest.approx(chosen.sum(), abs=1.0)
     # by CSM, best first
     for _, group in work.groupby("csm_id", sort=False):
@@ -199,6 +199,34 @@ def test_the_holdout_is_a_tenth_of_the_active_accounts_and_gets_nothing(week: We
     assert plan.summary.holdout == len(held)
     other = make_plan(week, CAPACITY, SHARE, seed=8).rows
     assert set(other.loc[other["holdout"], "account_id"]) != set(held["account_id"])
+
+
+def test_every_row_and_arm_logs_the_probability_of_its_arm(week: Week) -> None:
+    """A held-out account was drawn with the holdout's share; any other reached the plan with one less that,
+    where the greedy picks its action deterministically. Checked against the draw itself, over weeks."""
+    plan = make_plan(week, CAPACITY, SHARE, seed=7)
+    share = plan.summary.holdout / len(week.account_ids)
+    assert plan.rows.loc[plan.rows["holdout"], "propensity"].eq(share).all()
+    assert plan.rows.loc[~plan.rows["holdout"], "propensity"].eq(1 - share).all()
+    arms = plan.arms.to_pandas()
+    assert np.allclose(arms["propensity"], np.where(arms["arm"] == HELD_OUT, share, 1 - share))
+    # the logged probability is the draw's: over many weeks each account is held out that often
+    held = np.mean(
+        [draw_holdout(week.account_ids, SHARE, 7, date(2025, 1, 6) + timedelta(weeks=k)) for k in range(400)],
+        axis=0,
+    )
+    assert abs(held.mean() - share) < 1e-9 and np.abs(held - share).max() < 0.06
+
+
+def test_the_summary_says_how_sure_the_most_planned_action_is_and_why_if_unsure(week: Week) -> None:
+    plan = make_plan(week, CAPACITY, SHARE, seed=7)
+    most = plan.summary.most_planned
+    assert most is not None and most.count == max(plan.summary.by_action.values())
+    assert most.p_helps == pytest.approx(week.uplift.p_helps(most.action), abs=1e-3)
+    if most.p_helps >= 0.9:
+        assert most.why_anyway is None
+    else:
+        assert most.why_anyway is not None and "highest expected value" in most.why_anyway
 
 
 def test_more_capacity_never_lowers_the_total_and_a_tiny_one_plans_only_free_actions(week: Week) -> None:
@@ -245,6 +273,7 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     assert summary["model"]["name"] == "uplift"
     csv = pd.read_csv(tmp_path / "cli.csv", keep_default_na=False, dtype=str)
     assert list(csv.columns) == COLUMNS and set(csv["holdout"]) == {"true", "false"}
+    assert summary["most_planned"]["action"] in summary["by_action"]
     assert set(csv["csm_id"]) <= set(summary["hours_used"])
     assert all(used <= CAPACITY for used in summary["hours_used"].values())
     # recorded for the monitor: every active account once with its arm (planning the week twice replaced

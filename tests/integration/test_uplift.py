@@ -38,6 +38,7 @@ from tests.support.worlds import UpliftWorld
 from training.causal import against_truth, dr, policy, recency
 from training.causal.design import read_interventions, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
+from training.causal.posterior import LEARNT, Posterior, Prior, with_prior
 from training.causal.renewal import RenewalRows, fit_renewal
 from training.causal.uplift import Overlap
 
@@ -711,6 +712,11 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(
     np.testing.assert_allclose(served.to_numpy(), expected.to_numpy())
 
 
+def as_data(shares: dict[tuple[str, str], dr.Share]) -> dict[tuple[str, str], Posterior]:
+    """Posteriors that are the data's shares themselves: under a prior too vague to move them."""
+    return {(a, o): with_prior(share, Prior(0.0, 1e9, LEARNT), o) for (a, o), share in shares.items()}
+
+
 def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1(
     uplift_world: UpliftWorld,
 ) -> None:
@@ -718,12 +724,13 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     rows = month_end_rows(uplift_world)
     x = dr.Matrix.of(rows, model.features, model.categories)
     base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
-    shares = np.array([model.relative[(a, "churn")].value for a in model.actions])
+    # what ranks is each action's posterior share
+    shares = np.array([model.effect(a, "churn").value for a in model.actions])
     inside = (shares >= -1) & (shares * base.max() <= 1 - base.max())
     effects = model.uplift(rows)["churn"]
     np.testing.assert_allclose(effects[:, inside], base[:, None] * shares[inside])
     # the 95% interval's ends scale the same way, the estimate between them
-    ses = np.array([model.relative[(a, "churn")].se for a in model.actions])
+    ses = np.array([model.effect(a, "churn").se for a in model.actions])
     risks = model.risk(rows)
     low, high = model.scaled(risks, -dr.Z95)["churn"], model.scaled(risks, dr.Z95)["churn"]
     assert (low <= effects + 1e-12).all() and (effects <= high + 1e-12).all()
@@ -734,7 +741,7 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     # shares fitted to noise can promise more than the whole risk, or more than its headroom
     extreme = replace(
         model,
-        relative={k: dr.Share(-3.0 if k[0] == "save_offer" else 50.0, 0.0) for k in model.relative},
+        posterior=as_data({k: dr.Share(-3.0 if k[0] == "save_offer" else 50.0, 0.0) for k in model.relative}),
     )
     after = base[:, None] + extreme.uplift(rows)["churn"]
     assert after.min() >= -1e-12 and after.max() <= 1 + 1e-12
@@ -748,7 +755,7 @@ def test_an_action_shows_a_benefit_only_where_an_interval_lies_wholly_on_the_sid
 
     def given(churn: dr.Share, expansion: dr.Share) -> bool:
         shares = {k: churn if k[1] == "churn" else expansion for k in model.relative}
-        return replace(model, relative=shares).shows_benefit("training_session")
+        return replace(model, posterior=as_data(shares)).shows_benefit("training_session")
 
     none = dr.Share(0.0, 0.01)
     assert given(dr.Share(-0.2, 0.05), none)  # removes a fifth of the risk, give or take a tenth

@@ -175,7 +175,7 @@ def uplift_result() -> TrainResult[UpliftModel]:
         )
         for a in ACTIONS
     }
-    relative = {(a, o): Share(-0.2 if a in helps else -0.05, 0.05) for a in ACTIONS for o in OUTCOMES}
+    relative = {(a, o): Share(-0.2 if a in helps else 0.0, 0.05) for a in ACTIONS for o in OUTCOMES}
     average = {(a, o): Effect(-0.01, 0.005, -0.02, 0.0, 0.02, 400, 9_000) for a in ACTIONS for o in OUTCOMES}
     model = UpliftModel(
         "uplift", FEATURES, {"tier": TIERS}, list(ACTIONS), 90, {"churn": churn, "expansion": 0.1},
@@ -217,11 +217,13 @@ def test_an_uplift_card_shows_each_action_s_shares_overlap_and_the_judgement_aga
     ]
     assert "from 2024-09-04 to 2025-06-04 (40 weeks): 9,400 account-weeks of 600 accounts" in card
     effects = parts["Effects per action"]
+    # the posterior pools each estimate with the others: -20% ± 5% among ten at 0% ± 5% moves toward them
     assert (
-        "| training_session | 400 | 95 | -20% (-30% to -10%) | -20% (-30% to -10%) | -18% | clear "
-        "| the model |" in effects
+        "| training_session | 400 | 95 | -13% (-23% to -3%) | -20% ± 5.0% | 99.9% | -13% (-23% to -3%) | — "
+        "| -18% | clear | the model |" in effects
     )
-    assert "| save_offer | 30 | 12 | -5% (-15% to +5%) |" in effects and "the rules (poor overlap)" in effects
+    assert "| save_offer | 30 | 12 | -1% (-9% to +6%) | 0% ± 5.0% | 64.4% |" in effects
+    assert "the rules (poor overlap)" in effects
     assert "churn -1.2 points (95% -3.0 to +0.6)" in effects
     truth = parts["Against the oracle"]
     assert "treats 10.0% of 2,000 month-end rows" in truth

@@ -3,6 +3,7 @@ ranking's true value at a fixed budget beside the oracle's, the rules' and "call
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -116,6 +117,7 @@ def policy_values(
     interventions: pd.DataFrame,
     budget_share: float,
     p_churn: np.ndarray | None = None,
+    peers: Mapping[str, Callable[[pd.DataFrame], np.ndarray]] | None = None,
 ) -> dict[str, Any]:
     """True churn averted by each policy treating `budget_share` of the rows, each choosing only what the
     next-best-actions endpoint would offer (`policy.Offer`): the catalogue's eligibility at each row's cutoff
@@ -126,7 +128,10 @@ def policy_values(
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
     the data, which compare an action this week with the usual course, credit only through the shares'
-    scaling to never acting (`dr.Share.against_never_acting`)."""
+    scaling to never acting (`dr.Share.against_never_acting`).
+
+    `peers` are other rankings judged the same way: each maps the judged rows (features and days since each
+    action) to their (rows, actions) predicted changes in churn probability, in `model.actions` order."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
@@ -146,7 +151,7 @@ def policy_values(
         "uplift": policy.choose(-predicted, offer, budget),
         "rules": policy.choose(by_health, offer, budget),
         "highest_risk": policy.choose(riskiest, offer, budget),
-    }
+    } | {name: policy.choose(-predict(kept), offer, budget) for name, predict in (peers or {}).items()}
     values = {name: policy.true_value(true, *choice) for name, choice in chosen.items()}
     anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:
@@ -194,10 +199,13 @@ def true_shares(truth: pd.DataFrame, p_churn: np.ndarray) -> pd.Series:
 
 
 def churn_shares(model: UpliftModel, truth: pd.DataFrame, p_churn: np.ndarray) -> dict[str, Any]:
-    """Per action: the share of churn risk the model says it removes, with its interval, beside the truth's
+    """Per action: the share of churn risk the data say it removes, with its interval, and its posterior
+    (what ranks it), beside the truth's
     (its summed true effects over the summed true risk of `truth`'s rows): how well the data pin down what
     the ranking multiplies the risk by."""
     truths = true_shares(truth, p_churn)
     return {
-        a: model.relative[(a, "churn")].as_dict() | {"true_share": float(truths[a])} for a in model.actions
+        a: model.relative[(a, "churn")].as_dict()
+        | {"true_share": float(truths[a]), "posterior": model.effect(a, "churn").value}
+        for a in model.actions
     }

@@ -23,6 +23,8 @@ from training.causal import against_truth, dr
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.holdout import design_program_effects
+from training.causal.posterior import Posterior, helps_sign, posteriors
+from training.causal.qini import Qini, qini
 from training.causal.renewal import RenewalFit, RenewalRows, fit_renewal, renewal_rows
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import design_columns, fingerprint
@@ -176,13 +178,18 @@ def fit_uplift(
     relative: dict[tuple[str, str], dr.Share] = {}
     average: dict[tuple[str, str], dr.Effect] = {}
     overlap: dict[str, Overlap] = {}
+    psi: dict[tuple[str, str], np.ndarray] = {}
     for action in design.actions:
         weekly: dict[str, dr.Share] = {}
         for outcome in OUTCOMES:
+            nuisance = fit.nuisance(action, outcome)
+            psi[(action, outcome)] = dr.pseudo_outcomes(
+                design.treated[action], design.outcomes[outcome], nuisance
+            )
             average[(action, outcome)], weekly[outcome] = dr.effect_and_share(
                 design.treated[action],
                 design.outcomes[outcome],
-                fit.nuisance(action, outcome),
+                nuisance,
                 fit.baseline[outcome],
                 design.groups,
             )
@@ -194,6 +201,7 @@ def fit_uplift(
         else:
             overlap[action] = _renewal_overlap(*by_renewal, config)
             relative |= {(action, o): share for o, share in by_renewal[1].relative.items()}
+    posterior = posteriors(relative, {a: spec.prior for a, spec in design.actions.items()})
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -205,34 +213,66 @@ def fit_uplift(
         overlap=overlap,
         average=average,
         threads=1,
+        posterior=posterior,
+        ranking_quality=_ranking_quality(fit, posterior, psi, int(config.seed or 0)),
     )
 
 
-def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> dict[str, Any]:
-    """Judged on the store's own month-end feature rows (the truth is recorded at month ends)."""
-    assert config.truth_dir is not None
-    folder = config.truth_dir / "truth" if (config.truth_dir / "truth").is_dir() else config.truth_dir
+def _ranking_quality(
+    fit: CrossFit,
+    posterior: dict[tuple[str, str], Posterior],
+    psi: dict[tuple[str, str], np.ndarray],
+    seed: int,
+) -> dict[tuple[str, str], Qini]:
+    """Each action's Qini on each outcome over the design's rows: the rows ranked as the model ranks them
+    (the posterior share times the out-of-fold baseline) against their cross-fitted pseudo-outcomes."""
+    out = {}
+    for (action, outcome), pseudo in psi.items():
+        sign = helps_sign(outcome)
+        score = sign * posterior[(action, outcome)].value * fit.baseline[outcome]
+        out[(action, outcome)] = qini(score, sign * pseudo, fit.design.groups, seed)
+    return out
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The simulator's truth for the store's own month-end feature rows (the truth is recorded at month
+    ends): each row's true effects per action on both outcomes and its true churn probability."""
+
+    rows: pd.DataFrame
+    churn: pd.DataFrame
+    expansion: pd.DataFrame
+    p_churn: np.ndarray
+    interventions: pd.DataFrame
+
+
+def read_truth(store: Store, truth_dir: Path) -> Truth:
+    """The truth of the simulator output folder `truth_dir` for the store's feature rows."""
+    folder = truth_dir / "truth" if (truth_dir / "truth").is_dir() else truth_dir
     path = folder / "action_effects.parquet"
     if not path.exists():
-        raise RetainError(
-            f"no action_effects.parquet under {config.truth_dir}: is it a simulator output folder?"
-        )
+        raise RetainError(f"no action_effects.parquet under {truth_dir}: is it a simulator output folder?")
     effects = pd.read_parquet(path)
     rows = read_features(store).to_pandas()
     rows = rows[~(rows["days_to_renewal"] < 0)].reset_index(drop=True)
     churn = against_truth.true_effects(effects, rows, "churn_effect")
     expansion = against_truth.true_effects(effects, rows, "expansion_effect")
     p_churn = against_truth.true_risk(pd.read_parquet(folder / "probabilities.parquet"), churn, rows)
-    interventions = read_interventions(store)
+    return Truth(rows, churn, expansion, p_churn, read_interventions(store))
+
+
+def _truth_metrics(store: Store, model: UpliftModel, config: UpliftConfig) -> dict[str, Any]:
+    assert config.truth_dir is not None
+    truth = read_truth(store, config.truth_dir)
     return {
         "policy": against_truth.policy_values(
-            model, rows, churn, interventions, config.budget_share, p_churn
+            model, truth.rows, truth.churn, truth.interventions, config.budget_share, truth.p_churn
         ),
         "coverage": {
-            "churn": against_truth.effect_coverage(model, churn, "churn"),
-            "expansion": against_truth.effect_coverage(model, expansion, "expansion"),
+            "churn": against_truth.effect_coverage(model, truth.churn, "churn"),
+            "expansion": against_truth.effect_coverage(model, truth.expansion, "expansion"),
         },
-        "churn_shares": against_truth.churn_shares(model, churn, p_churn),
+        "churn_shares": against_truth.churn_shares(model, truth.churn, truth.p_churn),
     }
 
 
@@ -243,6 +283,12 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_ci_width"] = effect["ci_high"] - effect["ci_low"]
         flat[f"{key}_relative"] = metrics["relative_effects"][key]["share"]
         flat[f"{key}_relative_se"] = metrics["relative_effects"][key]["se"]
+        flat[f"{key}_posterior"] = metrics["posterior_effects"][key]["share"]
+        flat[f"{key}_p_helps"] = metrics["posterior_effects"][key]["p_helps"]
+        flat[f"{key}_qini"] = metrics["qini"][key]["qini"]
+        flat[f"{key}_qini_ci_low"] = metrics["qini"][key]["ci_low"]
+        flat[f"{key}_auuc"] = metrics["qini"][key]["auuc"]
+        flat[f"{key}_random_auuc"] = metrics["qini"][key]["random_auuc"]
     for outcome, program in metrics["program_effect"].items():
         flat[f"program_{outcome}_ate"] = program["ate"]
         flat[f"program_{outcome}_ci_width"] = program["ci_high"] - program["ci_low"]
@@ -292,6 +338,8 @@ def train_uplift(
         "program_effect": {p.outcome: p.as_dict() for p in program},
         "effects": {f"{a}_{o}": e.as_dict() for (a, o), e in model.average.items()},
         "relative_effects": {f"{a}_{o}": share.as_dict() for (a, o), share in model.relative.items()},
+        "posterior_effects": {f"{a}_{o}": p.as_dict() for (a, o), p in model.posterior.items()},
+        "qini": {f"{a}_{o}": q.as_dict() for (a, o), q in model.ranking_quality.items()},
         "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
         "usable_actions": model.usable(),
     }

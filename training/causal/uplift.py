@@ -25,6 +25,8 @@ import pandas as pd
 
 from training.artifact import Rows, encode
 from training.causal.dr import Effect, Matrix, Share, predict
+from training.causal.posterior import Posterior, posteriors
+from training.causal.qini import Qini
 
 OUTCOMES = ("churn", "expansion")
 
@@ -104,6 +106,27 @@ class UpliftModel:
     kind: str = "uplift"
     threads: int = 1
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    #: (action, outcome) -> the share after pooling with the other actions or the playbook's prior: what
+    #: ranks (`posterior`); a model pickled before posteriors existed pools its shares when first read
+    posterior: dict[tuple[str, str], Posterior] = field(default_factory=dict)
+    #: (action, outcome) -> how well the model's ranking sorts the design's rows by what they gain, beside a
+    #: random ranking (`qini`); empty for a model trained before it was measured
+    ranking_quality: dict[tuple[str, str], Qini] = field(default_factory=dict)
+
+    def effect(self, action: str, outcome: str) -> Posterior:
+        """The action's posterior share of the outcome's baseline probability: what ranks it."""
+        if not self.__dict__.get("posterior"):
+            self.posterior = posteriors(self.relative, {})
+        return self.posterior[(action, outcome)]
+
+    def qini(self, action: str, outcome: str) -> Qini | None:
+        """How well the model's ranking sorts who gains from the action (None: trained before it was
+        measured)."""
+        return self.__dict__.get("ranking_quality", {}).get((action, outcome))
+
+    def p_helps(self, action: str) -> float:
+        """The posterior probability that the action lowers churn: what a CSM is told about how sure."""
+        return self.effect(action, "churn").p_helps
 
     def readable(self) -> bool:
         """Whether every effect is held as this code reads it: a model pickled by an earlier Retain (effect
@@ -112,11 +135,11 @@ class UpliftModel:
         return all(isinstance(relative.get((a, o)), Share) for a in self.actions for o in OUTCOMES)
 
     def shows_benefit(self, action: str) -> bool:
-        """Whether the data show that the action helps: its churn share's 95% interval lies wholly below 0, or
-        its expansion share's wholly above. Otherwise its place in a ranking rests on an estimate the data
-        cannot yet tell from no effect, which the CSM should be told."""
-        churn, expansion = (self.relative[(action, o)].as_dict() for o in OUTCOMES)
-        return churn["ci_high"] < 0 or expansion["ci_low"] > 0
+        """Whether the evidence shows that the action helps: its posterior churn share's 95% interval lies
+        wholly below 0, or its expansion share's wholly above. Otherwise its place in a ranking rests on an
+        effect the evidence cannot yet tell from none, which the CSM should be told."""
+        churn, expansion = (self.effect(action, o).as_dict() for o in OUTCOMES)
+        return float(churn["ci_high"]) < 0 or float(expansion["ci_low"]) > 0
 
     def usable(self) -> list[str]:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
@@ -135,10 +158,11 @@ class UpliftModel:
     def scaled(self, risks: dict[str, np.ndarray], ses: float = 0.0) -> dict[str, np.ndarray]:
         """`uplift` from the rows' `risk`, bounded so the probability with the action stays in [0, 1]: a
         share fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom.
-        `ses` moves every share by that many standard errors (-Z95 and Z95: the ends of its 95% interval)."""
+        Each share is the action's posterior (`effect`); `ses` moves every share by that many of its posterior
+        standard deviations (-Z95 and Z95: the ends of its 95% interval)."""
         out = {}
         for outcome, risk in risks.items():
-            shares = [self.relative[(a, outcome)] for a in self.actions]
+            shares = [self.effect(a, outcome) for a in self.actions]
             out[outcome] = uplift_from_shares(np.array([s.value + ses * s.se for s in shares]), risk)
         return out
 
