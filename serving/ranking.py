@@ -204,5 +204,14 @@ def how_sure(churn: Posterior) -> str:
             if churn.decided_by == "data"
             else f"mostly the playbook's prior ({churn.prior.source})"
         )
-    chance = f"a {100 * churn.p_helps:.0f}% chance it lowers churn risk"
+    chance = f"{chance_of(churn.p_helps)} chance it lowers churn risk"
     return f"How sure: {words} to help, {chance}; decided by {decided}."
+
+
+def chance_of(p: float) -> str:
+    """A probability as a CSM reads it: never a certainty that no posterior gives ("a 100% chance")."""
+    if p > 0.995:
+        return "an over 99%"
+    if p < 0.005:
+        return "an under 1%"
+    return f"a {100 * p:.0f}%"

@@ -23,24 +23,27 @@ from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
 from registry.tracking import client, log_and_register
-from retain.core.catalogue import ACTIONS, CATALOGUE
+from retain.core.catalogue import ACTIONS, CATALOGUE, ActionPrior, Belief
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.value import expected_values
 from retain.ingest import ingest_path
 from retain.simulate import SimConfig, simulate_to
 from serving.keys import KeyFile
-from serving.ranking import NOT_MODELLED
+from serving.ranking import NOT_MODELLED, chance_of, how_sure
 from serving.resources import LastTaken
 from tests.support.playbooks import own, with_workshop
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
 from training.causal import against_truth, dr, policy, recency
-from training.causal.design import read_interventions, treatments, weekly_cutoffs
+from training.causal.crossfit import crossfit_cache
+from training.causal.design import read_interventions, store_design, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
 from training.causal.posterior import LEARNT, Posterior, Prior, with_prior
 from training.causal.renewal import RenewalRows, fit_renewal
+from training.causal.train import fit_uplift
 from training.causal.uplift import Overlap
+from training.config import UpliftConfig
 
 UTC_DAY = pd.Timedelta(days=1)
 
@@ -748,6 +751,27 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     np.testing.assert_allclose(after[:, model.actions.index("save_offer")], 0.0, atol=1e-12)
 
 
+def test_a_playbook_prior_moves_its_action_until_the_data_outweigh_it(uplift_world: UpliftWorld) -> None:
+    """Trained with a confident prior on one action (the cross-fits read from the store's cache), its
+    posterior starts from that prior and names its source; every other action is pooled as before."""
+    store, settings = uplift_world.store, uplift_world.settings
+    config = UpliftConfig(seed=7).resolved(settings)
+    design = store_design(store, settings, int(config.horizon_days or 90), config.threads)
+    source = "save-desk pilot, 2024"
+    prior = ActionPrior(source=source, churn=Belief(mean=-0.5, sd=0.01))
+    actions = design.actions | {
+        "save_offer": design.actions["save_offer"].model_copy(update={"prior": prior})
+    }
+    given = fit_uplift(replace(design, actions=actions), config, "uplift", cache=crossfit_cache(store))
+    plain = fit_uplift(design, config, "uplift", cache=crossfit_cache(store))
+    save = given.effect("save_offer", "churn")
+    assert save.prior.source == source and save.decided_by == "prior"
+    assert abs(save.value + 0.5) < abs(plain.effect("save_offer", "churn").value + 0.5)
+    assert given.relative == plain.relative, "the data's own estimates do not move"
+    assert given.effect("save_offer", "expansion").prior.learnt
+    assert f"mostly the playbook's prior ({source})" in how_sure(save)
+
+
 def test_an_action_shows_a_benefit_only_where_an_interval_lies_wholly_on_the_side_that_helps(
     uplift_world: UpliftWorld,
 ) -> None:
@@ -826,6 +850,10 @@ def test_next_best_actions_are_ranked_by_expected_value_from_the_uplift_champion
             clear = model.shows_benefit(a["action"])
             assert a["effect_evidence"] == ("clear" if clear else "uncertain"), a
             assert ("cannot yet tell its effect from none" in a["rationale"]) is not clear, a["rationale"]
+            # how sure, as a number and in words, from the posterior that ranked it
+            p_helps = model.p_helps(a["action"])
+            assert a["probability_helps"] == pytest.approx(p_helps, abs=1e-3)
+            assert f"{chance_of(p_helps)} chance it lowers churn risk; decided by mostly" in a["rationale"]
         seen_uplift += len(ranked)
     assert seen_uplift > 0
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from retain.core.catalogue import ActionPrior, Belief
+from serving.ranking import how_sure
 from training.causal.dr import Share
 from training.causal.posterior import LEARNT, Prior, pooled, posteriors, with_prior
 
@@ -100,3 +101,18 @@ def test_conjugate_posterior_matches_the_formula() -> None:
 def test_expansion_helps_upward() -> None:
     post = pooled({"a": Share(0.3, 0.05), "b": Share(-0.3, 0.05)}, "expansion")
     assert post["a"].p_helps > 0.99 and post["b"].p_helps < 0.01
+
+
+def test_the_words_say_how_sure_and_what_decided() -> None:
+    data = with_prior(Share(-0.3, 0.05), Prior(0.0, 1.0, LEARNT), "churn")
+    assert how_sure(data) == (
+        "How sure: very likely to help, an over 99% chance it lowers churn risk; decided by mostly the data."
+    )
+    pooled_in = with_prior(Share(-0.3, 1.0), Prior(-0.05, 0.05, LEARNT), "churn")
+    assert "likely to help" in how_sure(pooled_in) and "mostly what the other actions show" in how_sure(
+        pooled_in
+    )
+    given = with_prior(Share(0.1, 1.0), Prior(-0.3, 0.1, "save-desk pilot, 2024"), "churn")
+    assert how_sure(given).endswith("decided by mostly the playbook's prior (save-desk pilot, 2024).")
+    doubt = with_prior(Share(0.0, 0.1), Prior(0.0, 1.0, LEARNT), "churn")
+    assert "a toss-up to help, a 50% chance" in how_sure(doubt)
