@@ -128,10 +128,8 @@ def policy_values(
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
     the data, which compare an action this week with the usual course, credit only through the shares'
-    scaling to never acting (`dr.Share.against_never_acting`).
-
-    `peers` are other rankings judged the same way: each maps the judged rows (features and days since each
-    action) to their (rows, actions) predicted changes in churn probability, in `model.actions` order."""
+    scaling to never acting (`dr.Share.against_never_acting`). `peers` are other rankings judged alike: each
+    maps the judged rows to their (rows, actions) changes in churn probability, in `model.actions` order."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
