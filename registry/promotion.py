@@ -10,7 +10,7 @@ so they are shown for context, never used.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
@@ -29,6 +29,9 @@ from retain.core.store import Store
 from training.artifact import ScoringModel
 from training.causal.dr import clustered_norm
 from training.config import UpliftConfig
+
+if TYPE_CHECKING:
+    from training.causal.off_policy import EvaluationWeeks
 
 AUC_TOLERANCE = 0.005
 #: uplift: how many standard errors of shortfall the challenger's policy may show
@@ -272,6 +275,16 @@ def _decide(
     )
 
 
+def _weeks_summary(window: EvaluationWeeks) -> WindowSummary:
+    """The latest weeks policies were judged on: rows, the budget, the first and last cutoff."""
+    cutoffs = window.rows["cutoff"]
+    return WindowSummary(
+        rows=len(window.rows),
+        budget=window.budget,
+        cutoffs=[str(cutoffs.min().date()), str(cutoffs.max().date())],
+    )
+
+
 def _apply_uplift_gate(
     store: Store,
     settings: Settings,
@@ -292,13 +305,8 @@ def _apply_uplift_gate(
     by_champion = estimated_averted(champion_model, window)
     by_challenger = estimated_averted(challenger_model, window)
     passed, verdict, se = uplift_gate(by_champion, by_challenger, window.groups)
-    cutoffs = window.rows["cutoff"]
     return GateResult(
-        window=WindowSummary(
-            rows=len(window.rows),
-            budget=window.budget,
-            cutoffs=[str(cutoffs.min().date()), str(cutoffs.max().date())],
-        ),
+        window=_weeks_summary(window),
         rule=UPLIFT_RULE,
         gate="passed" if passed else "failed",
         verdict=verdict,
@@ -308,6 +316,58 @@ def _apply_uplift_gate(
                 version=challenger.version, churn_averted=float(by_challenger.sum()), se=se
             ),
         ),
+    )
+
+
+class PolicyValue(_Result):
+    """One policy's estimated churn averted against the usual course (`off_policy.estimate`)."""
+
+    policy: str
+    pairs: int
+    dr: float
+    dr_ci: tuple[float, float]
+    snipw: float
+    snipw_ci: tuple[float, float]
+
+
+class PolicyEvaluation(_Result):
+    """Candidate policies judged on the store's latest weeks from the log alone: the uplift champion, the
+    challenger where it is another version, the rules and the riskiest first, at one budget."""
+
+    window: WindowSummary
+    policies: list[PolicyValue]
+
+
+def evaluate_policies(
+    store: Store, settings: Settings, name: str = "uplift", weeks: int = 12
+) -> PolicyEvaluation:
+    """Each candidate policy's churn averted on the latest `weeks` of the uplift design, by DR and by
+    self-normalised IPW, each with its 95% interval."""
+    from training.causal import off_policy  # deferred: loads Feast, seconds at import
+
+    mlflow_client = client(store, settings)
+    champion = resolve(mlflow_client, f"{name}@{CHAMPION}")
+    models = {f"champion v{champion.version}": uplift_model(mlflow_client, champion)}
+    challenger = resolve(mlflow_client, f"{name}@{CHALLENGER}")
+    if challenger.version != champion.version:
+        models[f"challenger v{challenger.version}"] = uplift_model(mlflow_client, challenger)
+    window = off_policy.evaluation_weeks(store, settings, UpliftConfig(), weeks)
+    chosen = {label: off_policy.model_choices(model, window) for label, model in models.items()}
+    chosen |= off_policy.account_orders(next(iter(models.values())), window)
+    values = [off_policy.estimate(label, *pairs, window) for label, pairs in chosen.items()]
+    return PolicyEvaluation(
+        window=_weeks_summary(window),
+        policies=[
+            PolicyValue(
+                policy=v.policy,
+                pairs=v.pairs,
+                dr=v.dr,
+                dr_ci=(v.dr_low, v.dr_high),
+                snipw=v.snipw,
+                snipw_ci=(v.snipw_low, v.snipw_high),
+            )
+            for v in values
+        ],
     )
 
 

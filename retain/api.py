@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from features.build import FeatureBuild
     from features.playbook_file import PlaybookSummary
     from registry.models import VersionInfo
-    from registry.promotion import Promotion, Rollback
+    from registry.promotion import PolicyEvaluation, Promotion, Rollback
     from registry.tracking import Registration
     from retain.digest.run import DigestFiles
     from retain.ingest import IngestSummary
@@ -372,6 +372,17 @@ def promote(
     where = open_store(store, settings)
     promotion = promote_model(where, settings, name, force=force, reason=reason)
     return promotion.model_copy(update={"alerts": alerting.record_champion(where, settings, promotion)})
+
+
+def evaluate_policies(
+    name: str = "uplift", *, weeks: int = 12, store: StoreLike = None, settings: Settings | None = None
+) -> PolicyEvaluation:
+    """The uplift champion's policy (and the challenger's, if another version), the rules' and the riskiest
+    first's, each judged on the store's latest `weeks` from the log alone (DR and self-normalised IPW)."""
+    from registry.promotion import evaluate_policies as evaluate  # deferred: MLflow
+
+    settings = settings_or_default(settings)
+    return evaluate(open_store(store, settings), settings, name, weeks)
 
 
 def rollback(name: str = "churn", *, store: StoreLike = None, settings: Settings | None = None) -> Rollback:

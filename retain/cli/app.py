@@ -47,6 +47,10 @@ playbook_app = typer.Typer(
     help="The playbook: actions, eligibility, plays and alerts, from a YAML file.", no_args_is_help=True
 )
 app.add_typer(playbook_app, name="playbook")
+policy_app = typer.Typer(
+    help="Next-best-action policies judged from the log: what each would avert.", no_args_is_help=True
+)
+app.add_typer(policy_app, name="policy")
 #: summaries are plain text: a bracket in a path or a message is never read as markup
 console = Console(soft_wrap=True, highlight=False, markup=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
@@ -344,6 +348,19 @@ def promote(
     _emit(result, as_json, summaries.promotion)
     if result.decision == "refused":
         raise typer.Exit(1)
+
+
+@policy_app.command("evaluate")
+def policy_evaluate(
+    model: Annotated[str, typer.Option(help="the registered uplift model")] = "uplift",
+    weeks: Annotated[int, typer.Option(min=1, help="the latest weeks of the uplift design to judge on")] = 12,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimate what the uplift champion, the challenger, the rules and the riskiest-first would avert,
+    from the log alone: doubly robust and self-normalised IPW, each with a 95% interval."""
+    _stage(f"judging {model}@champion's policy and its peers on the latest {weeks} weeks")
+    _emit(api.evaluate_policies(model, weeks=weeks, store=_store(store)), as_json, summaries.policies)
 
 
 @app.command()

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from features.alerts import Alerted
     from features.build import FeatureBuild
     from features.playbook_file import PlaybookSummary
-    from registry.promotion import Promotion, Rollback
+    from registry.promotion import PolicyEvaluation, Promotion, Rollback
     from retain.api import Json, Retrained, Trained
     from retain.core.store import Commit
     from retain.digest.run import DigestFiles
@@ -318,6 +318,24 @@ def _program(p: ProgramComparison) -> str:
 def promotion(p: Promotion) -> RenderableType:
     return Group(
         f"{p.name}: {p.decision} ({p.reason}); the champion is version {p.champion}", *alerted(p.alerts)
+    )
+
+
+def policies(e: PolicyEvaluation) -> RenderableType:
+    cutoffs = e.window.cutoffs or ["?", "?"]
+    rows = [
+        [
+            p.policy,
+            _count(p.pairs),
+            f"{p.dr:+.1f} ({p.dr_ci[0]:+.1f} to {p.dr_ci[1]:+.1f})",
+            f"{p.snipw:+.1f} ({p.snipw_ci[0]:+.1f} to {p.snipw_ci[1]:+.1f})",
+        ]
+        for p in e.policies
+    ]
+    return Group(
+        f"Churned accounts averted against the usual course, weeks of {cutoffs[0]} to {cutoffs[-1]} "
+        f"({_count(e.window.rows)} account-weeks, {_count(e.window.budget or 0)} acted on by each policy):",
+        _table(None, ["policy", "actions", "doubly robust (95%)", "self-normalised IPW (95%)"], rows),
     )
 
 

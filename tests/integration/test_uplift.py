@@ -3,6 +3,7 @@ simulator's truth (on a held-out simulation), the registry, and the served ranki
 
 from __future__ import annotations
 
+import json
 import pickle
 import sys
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
 from features.build import build_and_publish
 from features.playbook import eligibility
@@ -23,6 +25,7 @@ from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
 from registry.tracking import client, log_and_register
+from retain.cli import app
 from retain.core.catalogue import ACTIONS, CATALOGUE, ActionPrior, Belief
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -39,6 +42,7 @@ from training.causal import against_truth, dr, policy, recency
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import read_interventions, store_design, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
+from training.causal.off_policy import estimated_averted, evaluation_weeks
 from training.causal.posterior import LEARNT, Posterior, Prior, with_prior
 from training.causal.renewal import RenewalRows, fit_renewal
 from training.causal.train import fit_uplift
@@ -892,6 +896,27 @@ def test_a_new_action_in_the_store_s_playbook_is_ranked_by_the_rules_until_uplif
 
 
 # -- promotion ------------------------------------------------------------------------------------------
+
+
+def test_policies_are_judged_from_the_log_by_dr_and_self_normalised_ipw(uplift_world: UpliftWorld) -> None:
+    result = CliRunner().invoke(
+        app, ["policy", "evaluate", "--store", str(uplift_world.store.root), "--weeks", "8", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    found = json.loads(result.stdout)
+    policies = {p["policy"].split(" v")[0]: p for p in found["policies"]}
+    assert set(policies) == {"champion", "rules", "highest_risk"}  # the challenger is the champion
+    budget = found["window"]["budget"]
+    for p in policies.values():
+        assert 0 < p["pairs"] <= budget
+        assert p["dr_ci"][0] <= p["dr"] <= p["dr_ci"][1] and p["snipw_ci"][0] < p["snipw_ci"][1]
+    # the DR figure is the one promotion's gate sums, on the same weeks
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    weeks = evaluation_weeks(uplift_world.store, uplift_world.settings, UpliftConfig(), 8)
+    assert policies["champion"]["dr"] == pytest.approx(float(estimated_averted(model, weeks).sum()))
+    # two estimators that lean on different models agree within their intervals on the champion
+    champion = policies["champion"]
+    assert champion["snipw_ci"][0] <= champion["dr_ci"][1] and champion["dr_ci"][0] <= champion["snipw_ci"][1]
 
 
 def test_the_uplift_gate_refuses_a_policy_that_averts_significantly_less() -> None:
