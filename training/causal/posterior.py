@@ -80,8 +80,8 @@ class Posterior:
     #: the data's own estimate, before pooling
     estimate: Share
     prior: Prior
-    #: how much of the posterior mean the data carry (0: all prior, 1: all data): se^2 of the prior over
-    #: the sum of both, at the prior's spread
+    #: how much of the posterior mean the data carry (0: all prior, 1: all data): the prior's variance over
+    #: the sum of it and the estimate's (for a pooled share, averaged over the prior's spread)
     data_weight: float
 
     @property
