@@ -464,6 +464,7 @@ def _effects(model: UpliftModel, metrics: Mapping[str, Any]) -> str:
         "",
         _table(header, rows),
     ]
+    lines += _tournament(model)
     program = metrics.get("program_effect") or {}
     if program:
         said = ", ".join(
@@ -473,6 +474,24 @@ def _effects(model: UpliftModel, metrics: Mapping[str, Any]) -> str:
         )
         lines += ["", f"The usual course against never acting, from the holdout: {said}."]
     return "## Effects per action\n\n" + "\n".join(lines)
+
+
+def _tournament(model: UpliftModel) -> list[str]:
+    standings = model.__dict__.get("tournament", {})
+    if not standings:
+        return []
+    rows = [
+        [a, t.winner.replace("_", " "), t.runner_up.replace("_", " "), f"{t.margin:+.1f} ({t.se:.1f})"]
+        for a, t in standings.items()
+    ]
+    return [
+        "",
+        "Per action, a tournament of effect learners judged by the churn their rankings avert on accounts "
+        "they never saw: the pooled share, a share per health band, a DR-learner. A challenger ranks the "
+        "action only when it beats the pooled share by more than 1.96 standard errors.",
+        "",
+        _table(["action", "ranks by", "runner-up", "margin (se)"], rows),
+    ]
 
 
 def _uplift_truth(metrics: Mapping[str, Any]) -> str:

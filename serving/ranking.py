@@ -116,8 +116,8 @@ def _by_value(
     """The eligible actions with usable uplift models, best expected value first, and those it leaves out
     because they cost more than they return."""
     model = uplift.model
-    risks = model.risk(_uplift_rows(assessment.row, days_since))
-    change, low, high = model.scaled(risks), model.scaled(risks, -Z95), model.scaled(risks, Z95)
+    inputs = model.inputs(_uplift_rows(assessment.row, days_since))
+    change, low, high = model.scaled(inputs), model.scaled(inputs, -Z95), model.scaled(inputs, Z95)
     arr = np.array([assessment.row.get("arr")], float)
     values = expected_values(
         change["churn"], change["expansion"], arr, model.actions, value, playbook.actions

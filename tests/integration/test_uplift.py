@@ -42,9 +42,11 @@ from training.causal import against_truth, dr, policy, recency
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import read_interventions, store_design, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
+from training.causal.learners import BandShares
 from training.causal.off_policy import estimated_averted, evaluation_weeks
 from training.causal.posterior import LEARNT, Posterior, Prior, with_prior
 from training.causal.renewal import RenewalRows, fit_renewal
+from training.causal.tournament import ENTRANTS, POOLED
 from training.causal.train import fit_uplift
 from training.causal.uplift import Overlap
 from training.config import UpliftConfig
@@ -727,7 +729,8 @@ def as_data(shares: dict[tuple[str, str], dr.Share]) -> dict[tuple[str, str], Po
 def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1(
     uplift_world: UpliftWorld,
 ) -> None:
-    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    # the actions whose tournament a learner won are ranked by it (tested below): these rank by shares
+    model = replace(load_uplift_model(uplift_world.store, uplift_world.settings)[0], learners={})
     rows = month_end_rows(uplift_world)
     x = dr.Matrix.of(rows, model.features, model.categories)
     base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
@@ -738,8 +741,8 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     np.testing.assert_allclose(effects[:, inside], base[:, None] * shares[inside])
     # the 95% interval's ends scale the same way, the estimate between them
     ses = np.array([model.effect(a, "churn").se for a in model.actions])
-    risks = model.risk(rows)
-    low, high = model.scaled(risks, -dr.Z95)["churn"], model.scaled(risks, dr.Z95)["churn"]
+    inputs = model.inputs(rows)
+    low, high = model.scaled(inputs, -dr.Z95)["churn"], model.scaled(inputs, dr.Z95)["churn"]
     assert (low <= effects + 1e-12).all() and (effects <= high + 1e-12).all()
     top = shares + dr.Z95 * ses
     unclipped = (top >= -1) & (top * base.max() <= 1 - base.max())
@@ -774,6 +777,33 @@ def test_a_playbook_prior_moves_its_action_until_the_data_outweigh_it(uplift_wor
     assert given.relative == plain.relative, "the data's own estimates do not move"
     assert given.effect("save_offer", "expansion").prior.learnt
     assert f"mostly the playbook's prior ({source})" in how_sure(save)
+
+
+def test_a_learner_that_won_its_tournament_ranks_its_action_s_churn_and_only_that(
+    uplift_world: UpliftWorld,
+) -> None:
+    model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
+    assert set(model.tournament) <= set(model.usable()) and all(
+        t.winner in ENTRANTS and t.runner_up != t.winner for t in model.tournament.values()
+    )
+    assert set(model.learners) == {a for a, t in model.tournament.items() if t.winner != POOLED}
+    rows = month_end_rows(uplift_world)
+    plain = replace(model, learners={})
+    column = model.features.index("health_band")
+    levels = tuple(model.categories["health_band"])
+    bands = BandShares(column, levels, {"critical": -0.5}, 0.0, scale=2.0)
+    banded = replace(plain, learners={"training_session": bands})
+    j = model.actions.index("training_session")
+    inputs = banded.inputs(rows)
+    risk = inputs.risks["churn"]
+    critical = (rows["health_band"] == "critical").to_numpy()
+    assert critical.any() and (~critical).any()
+    churn = banded.scaled(inputs)["churn"]
+    np.testing.assert_allclose(churn[critical, j], np.maximum(-1.0 * risk[critical], -risk[critical]))
+    np.testing.assert_allclose(churn[~critical, j], 0.0)
+    others = [k for k in range(len(model.actions)) if k != j]
+    np.testing.assert_allclose(churn[:, others], plain.scaled(inputs)["churn"][:, others])
+    np.testing.assert_allclose(banded.scaled(inputs)["expansion"], plain.scaled(inputs)["expansion"])
 
 
 def test_an_action_shows_a_benefit_only_where_an_interval_lies_wholly_on_the_side_that_helps(

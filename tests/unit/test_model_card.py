@@ -16,6 +16,7 @@ from retain.core.settings import Settings
 from tests.support.models import FEATURES, TIERS, feature_rows, fit_model, train_result
 from training.artifact import ScoringModel, model_matrix
 from training.causal.dr import Effect, Share
+from training.causal.tournament import Standing
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import category_levels
 from training.config import TrainConfig
@@ -180,6 +181,10 @@ def uplift_result() -> TrainResult[UpliftModel]:
     model = UpliftModel(
         "uplift", FEATURES, {"tier": TIERS}, list(ACTIONS), 90, {"churn": churn, "expansion": 0.1},
         relative, overlap, average,
+        tournament={"training_session": Standing(
+            "training_session", {"pooled_share": 10.0, "dr_learner": 25.0}, "dr_learner", "pooled_share",
+            15.0, 5.0,
+        )},
     )  # fmt: skip
     truth = {
         "policy": {
@@ -225,6 +230,7 @@ def test_an_uplift_card_shows_each_action_s_shares_overlap_and_the_judgement_aga
     assert "| save_offer | 30 | 12 | -1% (-9% to +6%) | 0% ± 5.0% | 64.4% |" in effects
     assert "the rules (poor overlap)" in effects
     assert "churn -1.2 points (95% -3.0 to +0.6)" in effects
+    assert "| training_session | dr learner | pooled share | +15.0 (5.0) |" in effects
     truth = parts["Against the oracle"]
     assert "treats 10.0% of 2,000 month-end rows" in truth
     assert "the uplift ranking 62.0%, the rules 30.5%, the riskiest first 41.0%" in truth

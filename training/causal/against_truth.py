@@ -137,9 +137,9 @@ def policy_values(
     verdicts = policy.at_cutoffs(kept, last)
     offer = policy.Offer.of(kept, verdicts, model.actions)
     budget = max(1, round(budget_share * len(kept)))
-    risks = model.risk(kept)
-    predicted = model.scaled(risks)["churn"]
-    risk = risks["churn"]
+    inputs = model.inputs(kept)
+    predicted = model.scaled(inputs)["churn"]
+    risk = inputs.risks["churn"]
     places = policy.play_places(kept["health_band"].tolist(), verdicts, model.actions)
     health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
     by_health = policy.by_account_order(np.argsort(health, kind="stable"), places)

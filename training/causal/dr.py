@@ -453,8 +453,13 @@ class Share:
         ranking that is the team's course compares with never acting, as the truth does; against the usual
         course an action the team takes soon anyway looks worth little. Beyond `MAX_WORTH_TAKEN_LATER` the
         difference is too small to carry a ratio, and the scale stops growing."""
-        scale = 1.0 / (1.0 - min(worth_taken_later or 0.0, MAX_WORTH_TAKEN_LATER))
+        scale = never_acting_scale(worth_taken_later)
         return Share(self.value * scale, self.se * scale)
+
+
+def never_acting_scale(worth_taken_later: float | None) -> float:
+    """What `Share.against_never_acting` multiplies an effect against the usual course by."""
+    return 1.0 / (1.0 - min(worth_taken_later or 0.0, MAX_WORTH_TAKEN_LATER))
 
 
 #: `Share.against_never_acting` scales a share by at most 1 / (1 - this): where the usual course almost

@@ -19,13 +19,15 @@ from retain.core.errors import RetainError
 from retain.core.parallel import Workers
 from retain.core.settings import Settings
 from retain.core.store import Store
-from training.causal import against_truth, dr
+from training.causal import against_truth, dr, tournament
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.holdout import design_program_effects
+from training.causal.learners import Learner
 from training.causal.posterior import Posterior, helps_sign, posteriors
 from training.causal.qini import Qini, qini
 from training.causal.renewal import RenewalFit, RenewalRows, fit_renewal, renewal_rows
+from training.causal.tournament import Standing
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import design_columns, fingerprint
 from training.config import UpliftConfig
@@ -202,6 +204,7 @@ def fit_uplift(
             overlap[action] = _renewal_overlap(*by_renewal, config)
             relative |= {(action, o): share for o, share in by_renewal[1].relative.items()}
     posterior = posteriors(relative, {a: spec.prior for a, spec in design.actions.items()})
+    standings, learners = _tournaments(fit, overlap, psi, config)
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -215,7 +218,38 @@ def fit_uplift(
         threads=1,
         posterior=posterior,
         ranking_quality=_ranking_quality(fit, posterior, psi, int(config.seed or 0)),
+        learners=learners,
+        tournament=standings,
     )
+
+
+def _tournaments(
+    fit: CrossFit,
+    overlap: dict[str, Overlap],
+    psi: dict[tuple[str, str], np.ndarray],
+    config: UpliftConfig,
+) -> tuple[dict[str, Standing], dict[str, Learner]]:
+    """Each weekly-compared action's tournament of effect learners on churn (`tournament`), with good
+    overlap only, and the winners fitted on every row where one beat the pooled share."""
+    levels = fit.categories.get(tournament.BAND) if tournament.BAND in fit.features else None
+    seed = int(config.seed or 0)
+    standings, learners = {}, {}
+    for action, stats in overlap.items():
+        if stats.design != "weekly" or stats.poor:
+            continue
+        propensity, _ = fit.propensities[action]
+        weight = propensity * (1.0 - propensity)
+        entry = tournament.Entry(
+            fit.x, psi[(action, "churn")], weight, fit.baseline["churn"], fit.design.groups
+        )
+        standings[action] = tournament.compete(
+            action, entry, levels, config.budget_share, seed, config.threads
+        )
+        scale = dr.never_acting_scale(stats.worth_taken_later)
+        learner = tournament.winning_learner(standings[action], entry, levels, scale, seed, config.threads)
+        if learner is not None:
+            learners[action] = learner
+    return standings, learners
 
 
 def _ranking_quality(
@@ -289,6 +323,10 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         flat[f"{key}_qini_ci_low"] = metrics["qini"][key]["ci_low"]
         flat[f"{key}_auuc"] = metrics["qini"][key]["auuc"]
         flat[f"{key}_random_auuc"] = metrics["qini"][key]["random_auuc"]
+    for action, standing in metrics["tournament"].items():
+        flat[f"{action}_tournament_margin"] = standing["margin"]
+        flat[f"{action}_tournament_margin_se"] = standing["se"]
+        flat[f"{action}_tournament_won_by_pooled_share"] = float(standing["winner"] == tournament.POOLED)
     for outcome, program in metrics["program_effect"].items():
         flat[f"program_{outcome}_ate"] = program["ate"]
         flat[f"program_{outcome}_ci_width"] = program["ci_high"] - program["ci_low"]
@@ -340,6 +378,7 @@ def train_uplift(
         "relative_effects": {f"{a}_{o}": share.as_dict() for (a, o), share in model.relative.items()},
         "posterior_effects": {f"{a}_{o}": p.as_dict() for (a, o), p in model.posterior.items()},
         "qini": {f"{a}_{o}": q.as_dict() for (a, o), q in model.ranking_quality.items()},
+        "tournament": {a: s.as_dict() for a, s in model.tournament.items()},
         "overlap": {a: o.as_dict() for a, o in model.overlap.items()},
         "usable_actions": model.usable(),
     }

@@ -25,8 +25,10 @@ import pandas as pd
 
 from training.artifact import Rows, encode
 from training.causal.dr import Effect, Matrix, Share, predict
+from training.causal.learners import Learner
 from training.causal.posterior import Posterior, posteriors
 from training.causal.qini import Qini
+from training.causal.tournament import Standing
 
 OUTCOMES = ("churn", "expansion")
 
@@ -83,6 +85,14 @@ class Overlap:
         }
 
 
+@dataclass(frozen=True)
+class Inputs:
+    """Rows as an uplift model reads them: encoded features, and each outcome's baseline probability."""
+
+    values: np.ndarray
+    risks: dict[str, np.ndarray]
+
+
 def uplift_from_shares(shares: np.ndarray, risk: np.ndarray) -> np.ndarray:
     """(rows, actions) changes in probability: each action's share of each row's `risk`, bounded so the
     probability with the action stays in [0, 1]."""
@@ -112,6 +122,11 @@ class UpliftModel:
     #: (action, outcome) -> how well the model's ranking sorts the design's rows by what they gain, beside a
     #: random ranking (`qini`); empty for a model trained before it was measured
     ranking_quality: dict[tuple[str, str], Qini] = field(default_factory=dict)
+    #: action -> the learner that ranks it on churn where one beat the pooled share beyond its noise
+    #: (`tournament`); the others rank by their share
+    learners: dict[str, Learner] = field(default_factory=dict)
+    #: action -> its tournament: each entrant's held-out value, the winner, the runner-up and the margin
+    tournament: dict[str, Standing] = field(default_factory=dict)
 
     def effect(self, action: str, outcome: str) -> Posterior:
         """The action's posterior share of the outcome's baseline probability: what ranks it."""
@@ -145,25 +160,38 @@ class UpliftModel:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
         return [a for a in self.actions if not self.overlap[a].poor]
 
-    def risk(self, rows: Rows) -> dict[str, np.ndarray]:
-        """outcome -> each row's baseline probability, the one the shares scale."""
+    def inputs(self, rows: Rows) -> Inputs:
+        """The rows encoded as the model reads them, and each outcome's baseline probability."""
         values = encode(rows, self.features, self.categories, self.__dict__.setdefault("_code_cache", {}))
         x = Matrix(values, self.features, [])
-        return {o: predict(self.baselines[o], x, np.arange(len(values)), self.threads) for o in OUTCOMES}
+        risks = {o: predict(self.baselines[o], x, np.arange(len(values)), self.threads) for o in OUTCOMES}
+        return Inputs(values, risks)
+
+    def risk(self, rows: Rows) -> dict[str, np.ndarray]:
+        """outcome -> each row's baseline probability, the one the shares scale."""
+        return self.inputs(rows).risks
 
     def uplift(self, rows: Rows) -> dict[str, np.ndarray]:
         """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
-        return self.scaled(self.risk(rows))
+        return self.scaled(self.inputs(rows))
 
-    def scaled(self, risks: dict[str, np.ndarray], ses: float = 0.0) -> dict[str, np.ndarray]:
-        """`uplift` from the rows' `risk`, bounded so the probability with the action stays in [0, 1]: a
-        share fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom.
-        Each share is the action's posterior (`effect`); `ses` moves every share by that many of its posterior
-        standard deviations (-Z95 and Z95: the ends of its 95% interval)."""
+    def scaled(self, inputs: Inputs, ses: float = 0.0) -> dict[str, np.ndarray]:
+        """`uplift` of encoded rows, bounded so the probability with the action stays in [0, 1]: an effect
+        fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom.
+
+        Each action's change is its posterior share (`effect`) times the baseline, or, on churn, what the
+        learner that won its tournament predicts (`learners`); `ses` moves each by that many of its share's
+        posterior standard deviations times the baseline (-Z95 and Z95: the ends of its 95% interval)."""
         out = {}
-        for outcome, risk in risks.items():
+        learners = self.__dict__.get("learners", {})
+        for outcome, risk in inputs.risks.items():
             shares = [self.effect(a, outcome) for a in self.actions]
-            out[outcome] = uplift_from_shares(np.array([s.value + ses * s.se for s in shares]), risk)
+            change = uplift_from_shares(np.array([s.value + ses * s.se for s in shares]), risk)
+            for j, action in enumerate(self.actions):
+                if outcome == "churn" and action in learners:
+                    learnt = learners[action].change(inputs.values, risk) + ses * shares[j].se * risk
+                    change[:, j] = np.clip(learnt, -risk, 1.0 - risk)
+            out[outcome] = change
         return out
 
     def frame(self, rows: pd.DataFrame) -> pd.DataFrame:

@@ -1,0 +1,154 @@
+"""Per action, a small tournament of effect learners, judged by the churn their rankings avert on accounts
+they never saw, so that an action's ranking follows heterogeneity only where the data carry it.
+
+The entrants, each ranking the design's rows by the churn change it predicts for them:
+
+- `pooled_share`: one share of the baseline risk (today's form): the riskiest gain most;
+- `band_shares`: a share per health band, partially pooled across bands (`posterior.pooled`);
+- `dr_learner`: a regularised regression of the DR pseudo-outcomes on every feature (`learners`).
+
+Each is fitted on half the accounts and ranks the other half (then the other way round); its value is the
+churn averted by the first `budget_share` of all rows it ranked, estimated by their cross-fitted DR
+pseudo-outcomes. A challenger wins only when its value beats the pooled share's by more than 1.96
+account-clustered standard errors of the difference; otherwise the pooled share stays. The winner is then
+fitted on every row. Actions compared per renewal, and those with poor overlap, keep their share.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+
+from training.causal import dr
+from training.causal.learners import SECOND_STAGE, SECOND_STAGE_ROUNDS, BandShares, DrLearner, Learner
+from training.causal.posterior import pooled
+
+POOLED, BANDS, DR_LEARNER = "pooled_share", "band_shares", "dr_learner"
+ENTRANTS = (POOLED, BANDS, DR_LEARNER)
+#: the column whose levels `band_shares` splits by
+BAND = "health_band"
+FOLDS = 2
+
+
+@dataclass(frozen=True)
+class Standing:
+    """One action's tournament: each entrant's held-out value (churned accounts averted by its first
+    `budget_share` of rows), the winner, the runner-up and the margin between them with its standard error."""
+
+    action: str
+    values: dict[str, float]
+    winner: str
+    runner_up: str
+    margin: float
+    se: float
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "values": self.values,
+            "winner": self.winner,
+            "runner_up": self.runner_up,
+            "margin": self.margin,
+            "se": self.se,
+        }
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What every entrant of one action sees: the rows' encoded features, the pseudo-outcomes on churn,
+    their weights e (1 - e), the out-of-fold baseline risk and the accounts."""
+
+    x: dr.Matrix
+    psi: np.ndarray
+    weight: np.ndarray
+    baseline: np.ndarray
+    groups: np.ndarray
+
+    def share(self, rows: np.ndarray) -> dr.Share:
+        return dr.relative_effect(self.psi[rows], self.baseline[rows], self.weight[rows], self.groups[rows])
+
+
+def _pooled_share(entry: Entry, rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    share = entry.share(rows).value
+    return lambda out: share * entry.baseline[out]
+
+
+def band_shares(entry: Entry, rows: np.ndarray, levels: list[str], scale: float = 1.0) -> BandShares:
+    """A share per level of the health band over `rows`, pooled across levels; a level without rows takes
+    the pooled share of all of them."""
+    column = entry.x.columns.index(BAND)
+    codes = entry.x.values[rows, column]
+    found = {
+        levels[int(code)]: entry.share(rows[codes == code]) for code in np.unique(codes[~np.isnan(codes)])
+    }
+    shares = {level: p.value for level, p in pooled(found, "churn").items()} if found else {}
+    return BandShares(column, tuple(levels), shares, entry.share(rows).value, scale)
+
+
+def dr_learner(entry: Entry, rows: np.ndarray, seed: int, threads: int, scale: float = 1.0) -> DrLearner:
+    """The DR-learner's regularised second stage over `rows`."""
+    data = lgb.Dataset(
+        entry.x.values[rows],
+        label=entry.psi[rows],
+        weight=entry.weight[rows],
+        feature_name=entry.x.columns,
+        categorical_feature=entry.x.categorical,
+        params={"verbose": -1},
+    )
+    params = SECOND_STAGE | {"seed": seed, "num_threads": threads}
+    return DrLearner(lgb.train(params, data, num_boost_round=SECOND_STAGE_ROUNDS), scale)
+
+
+def compete(
+    action: str,
+    entry: Entry,
+    levels: list[str] | None,
+    budget_share: float,
+    seed: int,
+    threads: int = 1,
+) -> Standing:
+    """The action's tournament (module docstring); `levels` are the health band's (None: no band entrant)."""
+    n = len(entry.psi)
+    predicted = {name: np.zeros(n) for name in ENTRANTS if name != BANDS or levels is not None}
+    for fold, (fit_rows, out) in enumerate(dr.folds(entry.groups, FOLDS, seed)):
+        predicted[POOLED][out] = _pooled_share(entry, fit_rows)(out)
+        if levels is not None:
+            predicted[BANDS][out] = band_shares(entry, fit_rows, levels).change(
+                entry.x.values[out], entry.baseline[out]
+            )
+        learner = dr_learner(entry, fit_rows, seed + fold, threads)
+        predicted[DR_LEARNER][out] = learner.change(entry.x.values[out], entry.baseline[out])
+    budget = max(1, round(budget_share * n))
+    averted = {}
+    for name, change in predicted.items():
+        chosen = np.argsort(change, kind="stable")[:budget]  # the largest falls in churn first
+        averted[name] = np.zeros(n)
+        averted[name][chosen] = -entry.psi[chosen]
+    values = {name: float(a.sum()) for name, a in averted.items()}
+
+    def beyond_pooled(name: str) -> tuple[float, float]:
+        difference = averted[name] - averted[POOLED]
+        return float(difference.sum()), dr.clustered_norm(difference - difference.mean(), entry.groups)
+
+    winners = [
+        name for name in values if name != POOLED and beyond_pooled(name)[0] > dr.Z95 * beyond_pooled(name)[1]
+    ]
+    winner = max(winners, key=values.__getitem__) if winners else POOLED
+    runner_up = max((name for name in values if name != winner), key=values.__getitem__)
+    difference = averted[winner] - averted[runner_up]
+    se = dr.clustered_norm(difference - difference.mean(), entry.groups)
+    return Standing(action, values, winner, runner_up, float(difference.sum()), se)
+
+
+def winning_learner(
+    standing: Standing, entry: Entry, levels: list[str] | None, scale: float, seed: int, threads: int
+) -> Learner | None:
+    """The standing's winner fitted on every row, scaled to never acting; None where the pooled share won."""
+    rows = np.arange(len(entry.psi))
+    if standing.winner == BANDS and levels is not None:
+        return band_shares(entry, rows, levels, scale)
+    if standing.winner == DR_LEARNER:
+        return dr_learner(entry, rows, seed, threads, scale)
+    return None
