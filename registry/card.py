@@ -488,7 +488,8 @@ def _tournament(model: UpliftModel) -> list[str]:
         "",
         "Per action, a tournament of effect learners judged by the churn their rankings avert on accounts "
         "they never saw: the pooled share, a share per health band, a DR-learner. A challenger ranks the "
-        "action only when it beats the pooled share by more than 1.96 standard errors.",
+        f"action only when it beats the pooled share by more than {next(iter(standings.values())).critical:.2f} "
+        "standard errors (5% for the whole run, corrected for every comparison).",
         "",
         _table(["action", "ranks by", "runner-up", "margin (se)"], rows),
     ]

@@ -8,7 +8,7 @@ import numpy as np
 
 from training.causal import dr
 from training.causal.learners import BandShares
-from training.causal.tournament import BANDS, DR_LEARNER, POOLED, Entry, compete, winning_learner
+from training.causal.tournament import BANDS, DR_LEARNER, POOLED, Entry, compete, critical_z, winning_learner
 from training.logodds import expit
 
 ACCOUNTS, WEEKS = 1_500, 4
@@ -64,6 +64,14 @@ def test_where_every_account_loses_the_same_share_the_pooled_share_stays() -> No
             assert winning_learner(standing, entry, LEVELS, 1.0, seed, 1) is None
             assert standing.runner_up != POOLED
     assert kept >= 4
+
+
+def test_a_run_of_many_comparisons_asks_more_of_each() -> None:
+    assert abs(critical_z(1) - 1.645) < 1e-3 and 2.8 < critical_z(22) < 2.9
+    # a strong effect in one band still wins at the run's corrected threshold
+    entry = _entry(0, heterogeneous=True)
+    standing = compete("save_offer", entry, LEVELS, 0.1, 0, critical=critical_z(22))
+    assert standing.winner != POOLED and standing.critical == critical_z(22)
 
 
 def test_without_a_band_column_only_the_dr_learner_challenges() -> None:

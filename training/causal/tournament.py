@@ -9,15 +9,19 @@ The entrants, each ranking the design's rows by the churn change it predicts for
 
 Each is fitted on half the accounts and ranks the other half (then the other way round); its value is the
 churn averted by the first `budget_share` of all rows it ranked, estimated by their cross-fitted DR
-pseudo-outcomes. A challenger wins only when its value beats the pooled share's by more than 1.96
-account-clustered standard errors of the difference; otherwise the pooled share stays. The winner is then
-fitted on every row. Actions compared per renewal, and those with poor overlap, keep their share.
+pseudo-outcomes. A challenger wins only when its value beats the pooled share's beyond its noise: by more
+than `critical_z` account-clustered standard errors of the difference, the one-sided 5% point corrected
+for every comparison a training run makes (a dozen actions, two challengers each: about 2.9). At 1.96
+each, some challenger among two dozen would win by chance in most runs, and on the tuning seeds such wins
+cost as much as the real ones gained. Otherwise the pooled share stays. The winner is then fitted on every
+row. Actions compared per renewal, and those with poor overlap, keep their share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import lightgbm as lgb
 import numpy as np
@@ -31,6 +35,14 @@ ENTRANTS = (POOLED, BANDS, DR_LEARNER)
 #: the column whose levels `band_shares` splits by
 BAND = "health_band"
 FOLDS = 2
+#: the family-wise chance of any challenger winning by luck alone in one training run
+FAMILY_ALPHA = 0.05
+
+
+def critical_z(comparisons: int) -> float:
+    """How many standard errors a challenger must win by when a run makes `comparisons` of them: the
+    one-sided Bonferroni point for `FAMILY_ALPHA`."""
+    return NormalDist().inv_cdf(1.0 - FAMILY_ALPHA / max(comparisons, 1))
 
 
 @dataclass(frozen=True)
@@ -44,6 +56,8 @@ class Standing:
     runner_up: str
     margin: float
     se: float
+    #: the standard errors a challenger had to beat the pooled share by
+    critical: float = dr.Z95
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +66,7 @@ class Standing:
             "runner_up": self.runner_up,
             "margin": self.margin,
             "se": self.se,
+            "critical_z": self.critical,
         }
 
 
@@ -108,8 +123,10 @@ def compete(
     budget_share: float,
     seed: int,
     threads: int = 1,
+    critical: float = dr.Z95,
 ) -> Standing:
-    """The action's tournament (module docstring); `levels` are the health band's (None: no band entrant)."""
+    """The action's tournament (module docstring); `levels` are the health band's (None: no band entrant);
+    a challenger must beat the pooled share by `critical` standard errors (`critical_z`)."""
     n = len(entry.psi)
     predicted = {name: np.zeros(n) for name in ENTRANTS if name != BANDS or levels is not None}
     for fold, (fit_rows, out) in enumerate(dr.folds(entry.groups, FOLDS, seed)):
@@ -133,13 +150,15 @@ def compete(
         return float(difference.sum()), dr.clustered_norm(difference - difference.mean(), entry.groups)
 
     winners = [
-        name for name in values if name != POOLED and beyond_pooled(name)[0] > dr.Z95 * beyond_pooled(name)[1]
+        name
+        for name in values
+        if name != POOLED and beyond_pooled(name)[0] > critical * beyond_pooled(name)[1]
     ]
     winner = max(winners, key=values.__getitem__) if winners else POOLED
     runner_up = max((name for name in values if name != winner), key=values.__getitem__)
     difference = averted[winner] - averted[runner_up]
     se = dr.clustered_norm(difference - difference.mean(), entry.groups)
-    return Standing(action, values, winner, runner_up, float(difference.sum()), se)
+    return Standing(action, values, winner, runner_up, float(difference.sum()), se, critical)
 
 
 def winning_learner(

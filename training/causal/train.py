@@ -233,17 +233,18 @@ def _tournaments(
     overlap only, and the winners fitted on every row where one beat the pooled share."""
     levels = fit.categories.get(tournament.BAND) if tournament.BAND in fit.features else None
     seed = int(config.seed or 0)
+    entered = [a for a, stats in overlap.items() if stats.design == "weekly" and not stats.poor]
+    critical = tournament.critical_z(len(entered) * (len(tournament.ENTRANTS) - (1 if levels else 2)))
     standings, learners = {}, {}
-    for action, stats in overlap.items():
-        if stats.design != "weekly" or stats.poor:
-            continue
+    for action in entered:
+        stats = overlap[action]
         propensity, _ = fit.propensities[action]
         weight = propensity * (1.0 - propensity)
         entry = tournament.Entry(
             fit.x, psi[(action, "churn")], weight, fit.baseline["churn"], fit.design.groups
         )
         standings[action] = tournament.compete(
-            action, entry, levels, config.budget_share, seed, config.threads
+            action, entry, levels, config.budget_share, seed, config.threads, critical
         )
         scale = dr.never_acting_scale(stats.worth_taken_later)
         learner = tournament.winning_learner(standings[action], entry, levels, scale, seed, config.threads)
