@@ -23,6 +23,7 @@ from training.calibration import PlattScaling
 from training.causal.dr import Z95
 from training.causal.posterior import Posterior
 from training.causal.qini import Qini
+from training.causal.tournament import Standing
 from training.causal.uplift import OUTCOMES, UpliftModel
 from training.labels import EXPANSION_MIN_RISE, label_delay_days
 from training.result import TrainResult
@@ -488,11 +489,15 @@ def _tournament(model: UpliftModel) -> list[str]:
         "",
         "Per action, a tournament of effect learners judged by the churn their rankings avert on accounts "
         "they never saw: the pooled share, a share per health band, a DR-learner. A challenger ranks the "
-        f"action only when it beats the pooled share by more than {next(iter(standings.values())).critical:.2f} "
-        "standard errors (5% for the whole run, corrected for every comparison).",
+        f"action only when it beats the pooled share by more than {_critical(standings):.2f} standard errors "
+        "(5% for the whole run, corrected for every comparison).",
         "",
         _table(["action", "ranks by", "runner-up", "margin (se)"], rows),
     ]
+
+
+def _critical(standings: Mapping[str, Standing]) -> float:
+    return next(iter(standings.values())).critical
 
 
 def _uplift_truth(metrics: Mapping[str, Any]) -> str:

@@ -15,15 +15,15 @@ ACCOUNTS, WEEKS = 1_500, 4
 LEVELS = ["at_risk", "critical", "healthy", "neutral"]
 
 
-def _entry(seed: int, heterogeneous: bool) -> Entry:
+def _entry(seed: int, heterogeneous: bool, accounts: int = ACCOUNTS) -> Entry:
     """Account-weeks with a baseline risk, a health band (encoded), a treatment at e = 0.3 and a churn
     outcome; the true effect is a fifth of the risk everywhere, or half the risk in the critical band and
     nothing elsewhere. Pseudo-outcomes from the true outcome models, as cross-fitting approaches them."""
     rng = np.random.default_rng(seed)
-    n = ACCOUNTS * WEEKS
-    groups = np.repeat(np.arange(ACCOUNTS), WEEKS)
-    signal = rng.normal(0, 1, ACCOUNTS)[groups]
-    band = rng.integers(0, len(LEVELS), ACCOUNTS)[groups].astype(float)
+    n = accounts * WEEKS
+    groups = np.repeat(np.arange(accounts), WEEKS)
+    signal = rng.normal(0, 1, accounts)[groups]
+    band = rng.integers(0, len(LEVELS), accounts)[groups].astype(float)
     base = expit(-1.5 + 0.8 * signal)
     effect = np.where(band == 1, -0.5 * base, 0.0) if heterogeneous else -0.2 * base
     e = np.full(n, 0.3)
@@ -68,8 +68,8 @@ def test_where_every_account_loses_the_same_share_the_pooled_share_stays() -> No
 
 def test_a_run_of_many_comparisons_asks_more_of_each() -> None:
     assert abs(critical_z(1) - 1.645) < 1e-3 and 2.8 < critical_z(22) < 2.9
-    # a strong effect in one band still wins at the run's corrected threshold
-    entry = _entry(0, heterogeneous=True)
+    # an effect in one band, over more accounts, still wins at the run's corrected threshold
+    entry = _entry(0, heterogeneous=True, accounts=12_000)
     standing = compete("save_offer", entry, LEVELS, 0.1, 0, critical=critical_z(22))
     assert standing.winner != POOLED and standing.critical == critical_z(22)
 
