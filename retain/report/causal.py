@@ -139,11 +139,17 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
         levels, thin = segments(frame, study.segment_columns, pseudo, data, arm.treatment, outcome.name)
         found += levels
         skipped += thin
-        leaves, summary = responders(
+        leaves, summary, ranked = responders(
             frame[study.responder_columns], pseudo, e * (1.0 - e), data, outcome.goal, study.seed
         )
         trees.append(
-            Responders(treatment=arm.treatment, outcome=outcome.name, leaves=leaves, summary=summary)
+            Responders(
+                treatment=arm.treatment,
+                outcome=outcome.name,
+                leaves=leaves,
+                summary=summary,
+                targeting=ranked,
+            )
         )
         randomised = randomised_holdout(data) if arm.randomised.any() else None
         if randomised is not None:

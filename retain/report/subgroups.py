@@ -16,9 +16,11 @@ from retain.report.schema import (
     ResponderGroup,
     SegmentEffect,
     SkippedSegment,
+    Targeting,
     estimate_fields,
 )
 from retain.report.wording import amount, interval
+from training.causal.qini import qini
 
 #: a subgroup with fewer treated rows than this gets no estimate: its interval would say nothing
 MIN_SUBGROUP_TREATED = 20
@@ -145,12 +147,14 @@ def responders(
     data: ArmData,
     goal: Goal,
     seed: int,
-) -> tuple[list[ResponderGroup], str]:
+) -> tuple[list[ResponderGroup], str, Targeting]:
     """Who responds best: a shallow tree on the pseudo-outcomes, weighted by e(1 - e) so the rows that
     carry information about the effect lead. Honest: the tree is grown on half of the groups and each
     leaf's effect is the mean pseudo-outcome of the other half, so the best leaf is not flattered by
     the noise that made the split. A leaf with too few treated rows is listed without an effect. Returns
-    the leaves (estimated ones by effect, lowest first) and the finding in a sentence."""
+    the leaves (estimated ones by effect, lowest first), the finding in a sentence, and how well the tree's
+    ranking of the held-out half sorts who gains toward the goal, or the average effect's side without one
+    (`targeting`)."""
     x, names = _tree_inputs(frame)
     groups = np.unique(data.groups)
     grow = np.isin(data.groups, np.random.default_rng(seed).permutation(groups)[: len(groups) // 2])
@@ -170,7 +174,26 @@ def responders(
                 ResponderGroup(rule=rule, rows=len(m), **estimate_fields(pseudo.effect(data, m)))
             )
     estimated.sort(key=lambda leaf: math.inf if leaf.ate is None else leaf.ate)
-    return estimated + thin, _best_group(estimated, goal, data.binary)
+    # without a goal, toward the average effect's side: who responds most the way the action works
+    toward = goal or ("lower" if pseudo.values.mean() < 0 else "higher")
+    ranked = targeting(tree.predict(x[held]), pseudo.values[held], data.groups[held], toward, seed)
+    return estimated + thin, _best_group(estimated, goal, data.binary), ranked
+
+
+def targeting(
+    predicted: np.ndarray, pseudo: np.ndarray, groups: np.ndarray, goal: Goal, seed: int
+) -> Targeting:
+    """The Qini of ranking rows by a `predicted` effect toward the `goal`, on their pseudo-outcomes."""
+    sign = -1.0 if goal == "lower" else 1.0
+    found = qini(sign * predicted, sign * pseudo, groups, seed)
+    return Targeting(
+        qini=found.qini,
+        ci_low=found.ci_low,
+        ci_high=found.ci_high,
+        auuc=found.auuc,
+        random_auuc=found.random_auuc,
+        better_than_random=found.better_than_random,
+    )
 
 
 def _thin_leaf(rule: str, rows: int, treated: int) -> ResponderGroup:

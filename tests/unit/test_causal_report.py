@@ -221,6 +221,8 @@ def test_who_responds_best_names_the_responsive_segment(tmp_path: Path) -> None:
     assert strongest["rule"] == "region is north"
     assert contains(strongest, -0.3) and strongest["ci_high"] < 0
     assert "region is north" in tree["summary"]
+    # ranking the held-out half by the tree sorts who gains, beyond a random ranking
+    assert tree["targeting"]["better_than_random"] and tree["targeting"]["qini"] > 0
     assert all(set(leaf) == LEAF_KEYS for leaf in tree["leaves"])  # a thin leaf too, its estimate null
     by_region = {s["level"]: s for s in got["segments"]}
     assert contains(by_region["north"], -0.3) and contains(by_region["south"], 0.0)
