@@ -69,6 +69,7 @@ TABLE_ROWS = pa.schema(
         ("csm_id", pa.string()),
         ("expected_value", pa.float64()),
         pa.field("holdout", pa.bool_(), nullable=False),
+        ("propensity", pa.float64()),
     ]
 )
 #: the store's table of recorded plans: every active account of each planned week, with its arm

@@ -104,8 +104,9 @@ class BatchTable:
 @contextlib.contextmanager
 def batch_table(target: SqlTable, key: str, columns: pa.Schema, unique: str) -> Iterator[BatchTable]:
     """The target as a table of batches: a date column `key`, then `columns` typed as Arrow types them,
-    and (`key`, `unique`) the primary key. Created when missing; an existing table must have the columns.
-    The database is reached here, so an unreachable one fails before the batch is computed."""
+    and (`key`, `unique`) the primary key. Created when missing; an existing table gains a nullable column
+    a newer Retain writes (its earlier rows read it as NULL) and must have every other. The database is
+    reached here, so an unreachable one fails before the batch is computed."""
     table = sa.Table(
         target.name,
         sa.MetaData(schema=target.schema),
@@ -120,12 +121,25 @@ def batch_table(target: SqlTable, key: str, columns: pa.Schema, unique: str) -> 
         with _said(target), engine.begin() as connection:
             table.create(connection, checkfirst=True)
             present = {c["name"] for c in sa.inspect(connection).get_columns(target.name, target.schema)}
+            for column in table.columns:
+                if column.name not in present and column.nullable and not column.primary_key:
+                    _add_column(connection, table, column)
+                    present.add(column.name)
         missing = [c.name for c in table.columns if c.name not in present]
         if missing:
             raise RetainError(f"the table {target} lacks the column(s) {', '.join(missing)}: name another")
         yield BatchTable(target, engine, table, key)
     finally:
         engine.dispose()
+
+
+def _add_column(connection: sa.Connection, table: sa.Table, column: sa.Column[Any]) -> None:
+    """ALTER TABLE ... ADD COLUMN, quoted and typed in the connection's dialect."""
+    quote = connection.dialect.identifier_preparer
+    kind = column.type.compile(dialect=connection.dialect)
+    connection.exec_driver_sql(
+        f"ALTER TABLE {quote.format_table(table)} ADD COLUMN {quote.format_column(column)} {kind}"
+    )
 
 
 def _engine(target: SqlTable) -> sa.Engine:

@@ -154,6 +154,28 @@ def test_a_plan_replaces_its_weeks_rows_and_another_week_adds(
     assert table[table["week"] == monday]["account_id"].tolist() == planned_file["account_id"].tolist()
 
 
+def test_a_plan_table_an_earlier_retain_made_gains_the_propensity_column(
+    uplift_world: UpliftWorld, monday: date, database_url: str, read: Any
+) -> None:
+    engine = sa.create_engine(sqlalchemy_url(database_url))
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TABLE earlier_plan (week DATE, account_id VARCHAR, action VARCHAR, csm_id VARCHAR, "
+            "expected_value FLOAT, holdout BOOLEAN NOT NULL, PRIMARY KEY (week, account_id))"
+        )
+        connection.exec_driver_sql(
+            "INSERT INTO earlier_plan VALUES ('2020-01-06', 'acc-old', 'in_app_nudge', NULL, 1.5, FALSE)"
+        )
+    engine.dispose()
+    args = ["--store", str(uplift_world.store.root), "--capacity-hours", CAPACITY, "--week", str(monday)]
+    cli("plan", *args, "--out", f"{database_url}#earlier_plan")
+    table = read("earlier_plan", "week")
+    assert list(table.columns) == ["week", *COLUMNS]
+    old = table[table["account_id"] == "acc-old"]
+    assert len(old) == 1 and old["propensity"].isna().all(), "the earlier row is kept, its propensity NULL"
+    assert table.loc[table["week"] == monday, "propensity"].between(0, 1).all()
+
+
 # -- refusals ------------------------------------------------------------------------------------------
 
 
