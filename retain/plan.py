@@ -113,8 +113,9 @@ class Week:
     allowed: np.ndarray
     #: actions the uplift model cannot rank (poor overlap): never planned
     excluded: list[str]
-    #: the uplift version the values come from, and the model itself (how sure each action's help is)
+    #: the uplift version the values come from
     model: VersionInfo
+    #: that version's model: how sure the evidence is that each action helps
     uplift: UpliftModel
     #: the playbook's actions: their hours and approval
     catalogue: Mapping[str, Action]
