@@ -107,18 +107,30 @@ def test_a_batch_replaces_its_keys_rows_in_one_transaction(tmp_path: Path) -> No
     assert columns == {"week": "DATE", "account_id": "TEXT", "p": "DOUBLE", "held": "BOOLEAN"}
 
 
-def test_a_table_without_the_columns_or_a_database_out_of_reach_is_said(tmp_path: Path) -> None:
+def test_a_table_without_a_required_column_or_a_database_out_of_reach_is_said(tmp_path: Path) -> None:
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'theirs.db'}")
     with engine.begin() as connection:
-        connection.execute(sa.text("CREATE TABLE plans (week DATE, account_id TEXT)"))
-    engine.dispose()
+        connection.execute(sa.text("CREATE TABLE plans (week DATE, p FLOAT)"))
+        connection.execute(sa.text("CREATE TABLE earlier (week DATE, account_id TEXT)"))
     theirs = destination(f"sqlite:///{tmp_path / 'theirs.db'}#plans")
     nowhere = destination(f"sqlite:///{tmp_path / 'no' / 'such' / 'folder.db'}#plans")
     assert isinstance(theirs, SqlTable) and isinstance(nowhere, SqlTable)
     for target, said in (
-        (theirs, f"the table {theirs} lacks the column(s) p, held"),
+        (theirs, f"the table {theirs} lacks the column(s) account_id"),
         (nowhere, f"cannot write to {nowhere}: OperationalError"),
     ):
         with pytest.raises(RetainError) as refused, batch_table(target, "week", COLUMNS, unique="account_id"):
             pass
         assert said in str(refused.value)
+    # a table an earlier Retain made gains the nullable columns a newer one writes
+    earlier = destination(f"sqlite:///{tmp_path / 'theirs.db'}#earlier")
+    assert isinstance(earlier, SqlTable)
+    with batch_table(earlier, "week", COLUMNS, unique="account_id"):
+        pass
+    assert [c["name"] for c in sa.inspect(engine).get_columns("earlier")] == [
+        "week",
+        "account_id",
+        "p",
+        "held",
+    ]
+    engine.dispose()
