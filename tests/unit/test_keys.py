@@ -50,7 +50,8 @@ def test_wrong_malformed_and_unknown_keys_are_refused(ring: KeyFile) -> None:
         text + "x",
         text + "\n",
         f"Bearer {text}",
-        text.replace(key.key_id, key.key_id.upper()),
+        # the id is case-sensitive (an id of digits only has no other case: one in about 280)
+        *([text.replace(key.key_id, key.key_id.upper())] if key.key_id.upper() != key.key_id else []),
         "rk_" + "0" * 12 + "_" + "a" * 43,
     ):
         assert ring.authenticate(presented) is None, presented
