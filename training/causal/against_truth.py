@@ -141,15 +141,12 @@ def policy_values(
     predicted = model.scaled(inputs)["churn"]
     risk = inputs.risks["churn"]
     places = policy.play_places(kept["health_band"].tolist(), verdicts, model.actions)
-    health = pd.to_numeric(kept["health_score"], errors="coerce").fillna(np.inf).to_numpy()
-    by_health = policy.by_account_order(np.argsort(health, kind="stable"), places)
-    riskiest = policy.by_account_order(np.argsort(-risk, kind="stable"), places)
-    chosen = {
-        "oracle": policy.choose(-true, offer, budget),
-        "uplift": policy.choose(-predicted, offer, budget),
-        "rules": policy.choose(by_health, offer, budget),
-        "highest_risk": policy.choose(riskiest, offer, budget),
-    } | {name: policy.choose(-predict(kept), offer, budget) for name, predict in (peers or {}).items()}
+    plain = policy.plain_orders(kept["health_score"], risk, places)
+    chosen = (
+        {"oracle": policy.choose(-true, offer, budget), "uplift": policy.choose(-predicted, offer, budget)}
+        | {name: policy.choose(gain, offer, budget) for name, gain in plain.items()}
+        | {name: policy.choose(-predict(kept), offer, budget) for name, predict in (peers or {}).items()}
+    )
     values = {name: policy.true_value(true, *choice) for name, choice in chosen.items()}
     anyway = np.where(recency.taken_within(kept, interventions, model.horizon_days, model.actions), true, 0.0)
     if p_churn is not None:

@@ -483,12 +483,16 @@ def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, 
 
 
 def effect_and_share(
-    treated: np.ndarray, outcome: np.ndarray, nuisance: Nuisance, baseline: np.ndarray, groups: np.ndarray
+    psi: np.ndarray,
+    treated: np.ndarray,
+    outcome: np.ndarray,
+    nuisance: Nuisance,
+    baseline: np.ndarray,
+    groups: np.ndarray,
 ) -> tuple[Effect, Share]:
     """One treatment's average effect on a 0/1 outcome (`average_effect`, floored by `expected_spread`) and
     its effect as a share of `baseline` (`relative_effect`, weighted by e(1 - e)), from the same
-    pseudo-outcomes."""
-    psi = pseudo_outcomes(treated, outcome, nuisance)
+    pseudo-outcomes `psi` (`pseudo_outcomes` of the same nuisance)."""
     e = nuisance.propensity
     average = average_effect(psi, treated, outcome, groups, expected_spread(treated, nuisance))
     return average, relative_effect(psi, baseline, e * (1.0 - e), groups)

@@ -111,13 +111,8 @@ def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
 def account_orders(model: UpliftModel, weeks: EvaluationWeeks) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """The plain policies' choices on the same offer and budget: the rules (lowest health score first, each
     with its band's play) and the riskiest first (by the model's baseline), each with its best place."""
-    health = pd.to_numeric(weeks.rows["health_score"], errors="coerce").fillna(np.inf).to_numpy()
-    risk = model.risk(weeks.rows)["churn"]
-    orders = {"rules": np.argsort(health, kind="stable"), "highest_risk": np.argsort(-risk, kind="stable")}
-    return {
-        name: policy.choose(policy.by_account_order(order, weeks.places), weeks.offer, weeks.budget)
-        for name, order in orders.items()
-    }
+    plain = policy.plain_orders(weeks.rows["health_score"], model.risk(weeks.rows)["churn"], weeks.places)
+    return {name: policy.choose(gain, weeks.offer, weeks.budget) for name, gain in plain.items()}
 
 
 #: bootstrap draws of the accounts behind the self-normalised IPW interval

@@ -132,6 +132,17 @@ def by_account_order(order: np.ndarray, places: np.ndarray) -> np.ndarray:
     return -(rank[:, None] * places.shape[1] + places)
 
 
+def plain_orders(health_score: pd.Series, risk: np.ndarray, places: np.ndarray) -> dict[str, np.ndarray]:
+    """(rows, actions) gains of the plain policies a ranking is judged beside: the rules (lowest health
+    score first, unknown last) and the riskiest first (by `risk`), each row with its band's play
+    (`play_places`)."""
+    health = pd.to_numeric(health_score, errors="coerce").fillna(np.inf).to_numpy()
+    return {
+        "rules": by_account_order(np.argsort(health, kind="stable"), places),
+        "highest_risk": by_account_order(np.argsort(-risk, kind="stable"), places),
+    }
+
+
 def choose(gain: np.ndarray, offer: Offer, budget: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, actions) of up to `budget` rows: the offered pairs with the largest `gain` first, one action
     per row, skipping a pair inside the cool-down of an already chosen pick of the same account and action.

@@ -89,6 +89,6 @@ def qini(score: np.ndarray, gain: np.ndarray, groups: np.ndarray, seed: int = 0)
     at = np.linspace(0, len(gain), CURVE_POINTS).round().astype(int)
     cumulative = np.concatenate([[0.0], np.cumsum(ranked_gain)])
     curve = tuple(float(cumulative[k] / total) if total else 0.0 for k in at)
-    spread = float(draws.std(ddof=1)) if DRAWS > 1 else 0.0
+    spread = float(draws.std(ddof=1))
     estimate = auuc - random
     return Qini(auuc, random, estimate, estimate - Z95 * spread, estimate + Z95 * spread, curve, len(gain))

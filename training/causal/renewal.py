@@ -105,7 +105,8 @@ def fit_renewal(
         baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
         mu0, mu1 = dr.fit_outcomes(t, y, splits, baseline, propensity)
         nuisance = dr.Nuisance(mu0[kept], mu1[kept], propensity[kept], clipped[kept])
+        psi = dr.pseudo_outcomes(t[kept], y[kept], nuisance)
         average[outcome], relative[outcome] = dr.effect_and_share(
-            t[kept], y[kept], nuisance, baseline[kept], groups[kept]
+            psi, t[kept], y[kept], nuisance, baseline[kept], groups[kept]
         )
     return RenewalFit(average, relative, propensity, kept)

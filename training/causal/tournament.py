@@ -145,20 +145,16 @@ def compete(
         averted[name][chosen] = -entry.psi[chosen]
     values = {name: float(a.sum()) for name, a in averted.items()}
 
-    def beyond_pooled(name: str) -> tuple[float, float]:
-        difference = averted[name] - averted[POOLED]
+    def margin(name: str, over: str) -> tuple[float, float]:
+        """`name`'s value less `over`'s, with the difference's account-clustered standard error."""
+        difference = averted[name] - averted[over]
         return float(difference.sum()), dr.clustered_norm(difference - difference.mean(), entry.groups)
 
-    winners = [
-        name
-        for name in values
-        if name != POOLED and beyond_pooled(name)[0] > critical * beyond_pooled(name)[1]
-    ]
+    beyond = {name: margin(name, POOLED) for name in values if name != POOLED}
+    winners = [name for name, (gain, se) in beyond.items() if gain > critical * se]
     winner = max(winners, key=values.__getitem__) if winners else POOLED
     runner_up = max((name for name in values if name != winner), key=values.__getitem__)
-    difference = averted[winner] - averted[runner_up]
-    se = dr.clustered_norm(difference - difference.mean(), entry.groups)
-    return Standing(action, values, winner, runner_up, float(difference.sum()), se, critical)
+    return Standing(action, values, winner, runner_up, *margin(winner, runner_up), critical)
 
 
 def winning_learner(

@@ -189,6 +189,7 @@ def fit_uplift(
                 design.treated[action], design.outcomes[outcome], nuisance
             )
             average[(action, outcome)], weekly[outcome] = dr.effect_and_share(
+                psi[(action, outcome)],
                 design.treated[action],
                 design.outcomes[outcome],
                 nuisance,
@@ -259,8 +260,10 @@ def _ranking_quality(
     psi: dict[tuple[str, str], np.ndarray],
     seed: int,
 ) -> dict[tuple[str, str], Qini]:
-    """Each action's Qini on each outcome over the design's rows: the rows ranked as the model ranks them
-    (the posterior share times the out-of-fold baseline) against their cross-fitted pseudo-outcomes."""
+    """Each action's Qini on each outcome over the design's rows: the rows ranked by the posterior share
+    times the out-of-fold baseline, against their cross-fitted pseudo-outcomes. An action whose churn a
+    tournament learner ranks is judged by the tournament's held-out values instead (`Standing`): the
+    learner was fitted on these very rows."""
     out = {}
     for (action, outcome), pseudo in psi.items():
         sign = helps_sign(outcome)
