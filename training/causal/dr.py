@@ -393,6 +393,13 @@ def expected_spread(treated: np.ndarray, n: Nuisance, floor: float = 0.01) -> np
     return np.where(treated == 1, p1 * (1.0 - p1) / e**2, p0 * (1.0 - p0) / (1.0 - e) ** 2)
 
 
+def resampled_accounts(codes: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each row's weight in one bootstrap draw of whole accounts: how often its account (`codes`, 0 to k - 1)
+    was drawn among k draws with replacement. An account's rows move together, so they are drawn together."""
+    accounts = int(codes.max()) + 1 if len(codes) else 0
+    return np.bincount(rng.integers(0, accounts, accounts), minlength=accounts)[codes].astype(float)
+
+
 def clustered_norm(scores: np.ndarray, groups: np.ndarray) -> float:
     """sqrt of the summed squares of each group's summed scores: the numerator of a standard error
     clustered on `groups`, since an account's rows move together."""

@@ -102,7 +102,11 @@ def model_choices(model: UpliftModel, weeks: EvaluationWeeks) -> tuple[np.ndarra
 
 def estimated_averted(model: UpliftModel, weeks: EvaluationWeeks) -> np.ndarray:
     """Per row, the churn the model's policy is estimated to avert there (0 where it does nothing)."""
-    rows, columns = model_choices(model, weeks)
+    return _averted(weeks, *model_choices(model, weeks))
+
+
+def _averted(weeks: EvaluationWeeks, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """Per row, minus the pseudo-outcome of the pair chosen there (0 where none is): the DR estimate."""
     out = np.zeros(len(weeks.rows))
     out[rows] = -weeks.psi[rows, columns]
     return out
@@ -149,21 +153,14 @@ def estimate(
     name: str, rows: np.ndarray, columns: np.ndarray, weeks: EvaluationWeeks, seed: int = 0
 ) -> PolicyEstimate:
     """`name`'s chosen (rows, offer columns) judged by DR and by self-normalised IPW, with 95% intervals."""
-    averted = np.zeros(len(weeks.rows))
-    averted[rows] = -weeks.psi[rows, columns]
+    averted = _averted(weeks, rows, columns)
     total = float(averted.sum())
     se = dr.clustered_norm(averted - averted.mean(), weeks.groups)
     ones = np.ones(len(weeks.rows))
     snipw = _snipw(weeks, rows, columns, ones)
     _, codes = np.unique(weeks.groups, return_inverse=True)
-    accounts = int(codes.max()) + 1
     rng = np.random.default_rng(seed)
-    draws = [
-        _snipw(
-            weeks, rows, columns, np.bincount(rng.integers(0, accounts, accounts), minlength=accounts)[codes]
-        )
-        for _ in range(DRAWS)
-    ]
+    draws = [_snipw(weeks, rows, columns, dr.resampled_accounts(codes, rng)) for _ in range(DRAWS)]
     low, high = np.nanpercentile(draws, [2.5, 97.5]) if len(rows) else (np.nan, np.nan)
     return PolicyEstimate(
         name, len(rows), total, total - dr.Z95 * se, total + dr.Z95 * se, snipw, float(low), float(high)

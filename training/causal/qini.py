@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.causal.dr import Z95
+from training.causal.dr import Z95, resampled_accounts
 
 #: bootstrap draws of the accounts for each interval
 DRAWS = 200
@@ -79,11 +79,9 @@ def qini(score: np.ndarray, gain: np.ndarray, groups: np.ndarray, seed: int = 0)
     ones = np.ones(len(gain))
     auuc, random = _areas(ranked_gain, ones)
     rng = np.random.default_rng(seed)
-    accounts = codes.max() + 1 if len(codes) else 0
     draws = np.empty(DRAWS)
     for d in range(DRAWS):
-        weight = np.bincount(rng.integers(0, accounts, accounts), minlength=accounts)[codes].astype(float)
-        model_area, random_area = _areas(ranked_gain, weight)
+        model_area, random_area = _areas(ranked_gain, resampled_accounts(codes, rng))
         draws[d] = model_area - random_area
     total = float(ranked_gain.sum())
     at = np.linspace(0, len(gain), CURVE_POINTS).round().astype(int)
