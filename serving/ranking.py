@@ -142,10 +142,10 @@ def _by_value(
                 f"; {lower_first(_uncertain(churn))}" if evidence == "uncertain" else ""
             )
             continue
-        sure = how_sure(model.effect(action, "churn"))
-        text = f"{_value_rationale(churn, expansion, evidence, values[j], because)} {sure}"
+        posterior = model.effect(action, "churn")
+        text = f"{_value_rationale(churn, expansion, evidence, values[j], because)} {how_sure(posterior)}"
         expected = round(float(values[j]), 2)
-        p_helps = round(model.p_helps(action), 3)
+        p_helps = round(posterior.p_helps, 3)
         ranked.append(Candidate(action, text, reasons[action], expected, churn, expansion, evidence, p_helps))
     return ranked, unprofitable
 
@@ -208,10 +208,16 @@ def how_sure(churn: Posterior) -> str:
     return f"How sure: {words} to help, {chance}; decided by {decided}."
 
 
-def chance_of(p: float) -> str:
-    """A probability as a CSM reads it: never a certainty that no posterior gives ("a 100% chance")."""
+def percent(p: float) -> str:
+    """A probability as a CSM reads it: never a certainty that no posterior gives ("100%")."""
     if p > 0.995:
-        return "an over 99%"
+        return "over 99%"
     if p < 0.005:
-        return "an under 1%"
-    return f"a {100 * p:.0f}%"
+        return "under 1%"
+    return f"{100 * p:.0f}%"
+
+
+def chance_of(p: float) -> str:
+    """`percent` with its article, as said aloud: "an 87%", "an over 99%", "a 50%"."""
+    said = percent(p)
+    return f"{'an' if said.startswith(('8', '11', '18', 'over', 'under')) else 'a'} {said}"

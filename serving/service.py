@@ -363,7 +363,7 @@ class Service:
             key_id=caller.key_id,
             recommendations=tuple(
                 Recommendation(
-                    r.recommendation_id, r.action, r.rank, r.expected_value, 1.0, r.probability_helps
+                    r.recommendation_id, r.action, r.rank, r.expected_value, p_helps=r.probability_helps
                 )
                 for r in offered
             ),

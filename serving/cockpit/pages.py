@@ -22,7 +22,7 @@ from serving.cockpit.book import (
 from serving.cockpit.charts import line_chart
 from serving.cockpit.timeline import Moment, account_timeline, action_label
 from serving.decision_log import DecisionLogUnavailable, FeedbackOnAction
-from serving.ranking import chance_of
+from serving.ranking import percent
 from serving.resources import AccountRecord
 from serving.schemas import ActionsRequest, ActionsResponse, Risk
 from serving.service import Service
@@ -54,7 +54,7 @@ TEMPLATES = Environment(
 TEMPLATES.filters["action_label"] = action_label
 TEMPLATES.filters["money"] = lambda v: "—" if v is None else f"${v:,.0f}"
 TEMPLATES.filters["pct"] = lambda v, digits=0: "—" if v is None else f"{100 * v:.{digits}f}%"
-TEMPLATES.filters["chance"] = lambda p: chance_of(p).split(" ", 1)[1]
+TEMPLATES.filters["chance"] = percent
 TEMPLATES.filters["day"] = lambda v: "—" if v is None else f"{v:%Y-%m-%d}"
 TEMPLATES.filters["words"] = lambda v: "—" if v is None else str(v).replace("_", " ")
 STYLESHEET = files("serving.cockpit").joinpath("static/cockpit.css").read_bytes()

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retain.core.catalogue import ActionPrior, Belief
-from serving.ranking import how_sure
+from serving.ranking import chance_of, how_sure
 from training.causal.dr import Share
 from training.causal.posterior import LEARNT, Prior, pooled, posteriors, with_prior
 
@@ -116,3 +116,6 @@ def test_the_words_say_how_sure_and_what_decided() -> None:
     assert how_sure(given).endswith("decided by mostly the playbook's prior (save-desk pilot, 2024).")
     doubt = with_prior(Share(0.0, 0.1), Prior(0.0, 1.0, LEARNT), "churn")
     assert "a toss-up to help, a 50% chance" in how_sure(doubt)
+    assert [chance_of(p) for p in (0.87, 0.8, 0.11, 0.18, 0.08, 0.5, 0.999, 0.001)] == [
+        "an 87%", "an 80%", "an 11%", "an 18%", "an 8%", "a 50%", "an over 99%", "an under 1%"
+    ]  # fmt: skip

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from training.artifact import Rows, encode
-from training.causal.dr import Effect, Matrix, Share, predict
+from training.causal.dr import Z95, Effect, Matrix, Share, predict
 from training.causal.learners import Learner
 from training.causal.posterior import Posterior, posteriors
 from training.causal.qini import Qini
@@ -153,8 +153,8 @@ class UpliftModel:
         """Whether the evidence shows that the action helps: its posterior churn share's 95% interval lies
         wholly below 0, or its expansion share's wholly above. Otherwise its place in a ranking rests on an
         effect the evidence cannot yet tell from none, which the CSM should be told."""
-        churn, expansion = (self.effect(action, o).as_dict() for o in OUTCOMES)
-        return float(churn["ci_high"]) < 0 or float(expansion["ci_low"]) > 0
+        churn, expansion = (self.effect(action, o) for o in OUTCOMES)
+        return churn.value + Z95 * churn.se < 0 or expansion.value - Z95 * expansion.se > 0
 
     def usable(self) -> list[str]:
         """Actions whose overlap is good enough to rank by their predicted uplift."""
