@@ -7,7 +7,6 @@ processes and are written back in chunk order: the bytes do not depend on how ma
 from __future__ import annotations
 
 import contextlib
-import json
 import multiprocessing
 import os
 import time
@@ -19,18 +18,23 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
 from tqdm import tqdm
 
 from retain.core.contract import HOLDOUT
 from retain.simulate.calendar import Calendar, build_calendar
 from retain.simulate.config import Drift, SimConfig
-from retain.simulate.drift import drift_record
 from retain.simulate.engine import ChunkResult, simulate_chunk
 from retain.simulate.events import TYPE_NAMES
 from retain.simulate.plans import PlanSchedule
 from retain.simulate.population import SEGMENTS, TIERS
-from retain.simulate.writer import PLAN_TABLES, TABLES, TableWriters, prepare, write_partition
+from retain.simulate.writer import (
+    PLAN_TABLES,
+    TABLES,
+    TableWriters,
+    prepare,
+    write_drift,
+    write_partition,
+)
 
 
 def _run_chunk(
@@ -131,14 +135,12 @@ def simulate_to(
         try:
             with tqdm(total=config.chunks, desc="simulate", unit="chunk", disable=None) as bar:
                 for result in results:
-                    for name in names:
-                        writers.append(name, _table(result, name))
+                    writers.append(result)
                     totals.add(result)
                     bar.update()
         finally:
             writers.close()
-    if config.drift is not None:
-        (out / "truth" / "drift.json").write_text(json.dumps(drift_record(config.drift), indent=2) + "\n")
+    write_drift(out, config.drift)
     return Simulation(
         out=Path(out),
         accounts=config.accounts,
@@ -160,17 +162,3 @@ def simulate_to(
         drift=config.drift,
         plan_actions=totals.plan_actions,
     )
-
-
-def _table(result: ChunkResult, name: str) -> pa.Table:
-    """The chunk's rows for the output table `name`."""
-    return {
-        "accounts.parquet": result.accounts,
-        "interventions.parquet": result.interventions,
-        "truth/probabilities.parquet": result.probabilities,
-        "truth/outcomes.parquet": result.outcomes,
-        "truth/action_effects.parquet": result.effects,
-        "truth/holdouts.parquet": result.holdouts,
-        "truth/plan_effects.parquet": result.plan_effects,
-        "truth/plan_arms.parquet": result.plan_arms,
-    }[name]

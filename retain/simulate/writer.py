@@ -11,7 +11,9 @@ Single-file tables get one row group per chunk, appended in chunk order.
 
 from __future__ import annotations
 
+import json
 import shutil
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -19,6 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.simulate.config import Drift
+from retain.simulate.drift import drift_record
+from retain.simulate.engine import ChunkResult
 from retain.simulate.truth import (
     EFFECT_SCHEMA,
     HOLDOUT_SCHEMA,
@@ -47,15 +52,26 @@ COMPRESSION = "zstd"
 
 def prepare(out: Path) -> None:
     """Clear a previous simulation's outputs (only those) so no stale partition survives."""
+    clear(out, OUTPUTS)
+    (out / "events").mkdir()
+    (out / "truth").mkdir()
+
+
+def clear(out: Path, outputs: Iterable[str]) -> None:
+    """Remove the files or folders `outputs` from `out` (made if missing)."""
     out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:
+    for name in outputs:
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-    (out / "events").mkdir()
-    (out / "truth").mkdir()
+
+
+def write_drift(out: Path, drift: Drift | None) -> None:
+    """truth/drift.json, when the world drifted."""
+    if drift is not None:
+        (out / "truth" / "drift.json").write_text(json.dumps(drift_record(drift), indent=2) + "\n")
 
 
 def write_partition(out: Path, day: date, chunk: int, table: pa.Table) -> None:
@@ -74,9 +90,25 @@ class TableWriters:
             name: pq.ParquetWriter(out / name, schemas[name], compression=COMPRESSION) for name in names
         }
 
-    def append(self, name: str, table: pa.Table) -> None:
-        self._writers[name].write_table(table)
+    def append(self, result: ChunkResult) -> None:
+        """The chunk's rows of every table named."""
+        for name, writer in self._writers.items():
+            writer.write_table(_table(result, name))
 
     def close(self) -> None:
         for writer in self._writers.values():
             writer.close()
+
+
+def _table(result: ChunkResult, name: str) -> pa.Table:
+    """The chunk's rows for the output table `name`."""
+    return {
+        "accounts.parquet": result.accounts,
+        "interventions.parquet": result.interventions,
+        "truth/probabilities.parquet": result.probabilities,
+        "truth/outcomes.parquet": result.outcomes,
+        "truth/action_effects.parquet": result.effects,
+        "truth/holdouts.parquet": result.holdouts,
+        "truth/plan_effects.parquet": result.plan_effects,
+        "truth/plan_arms.parquet": result.plan_arms,
+    }[name]
