@@ -8,5 +8,16 @@ action's true effect, so models and causal estimates can be scored against the o
 from retain.simulate.config import Drift, SimConfig
 from retain.simulate.plans import PlanSchedule
 from retain.simulate.run import Simulation, TierOutcomes, simulate_to
+from retain.simulate.stepped import Increment, SteppedSimulation, TruthSoFar
 
-__all__ = ["Drift", "PlanSchedule", "SimConfig", "Simulation", "TierOutcomes", "simulate_to"]
+__all__ = [
+    "Drift",
+    "Increment",
+    "PlanSchedule",
+    "SimConfig",
+    "Simulation",
+    "SteppedSimulation",
+    "TierOutcomes",
+    "TruthSoFar",
+    "simulate_to",
+]

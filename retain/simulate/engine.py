@@ -191,7 +191,7 @@ def _on(where: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 @dataclass
-class _Chunk:
+class Chunk:
     """One chunk's accounts and everything about them that changes from day to day (updated in place).
 
     The methods draw from the one generator in a fixed order, which is what makes a seed's output
@@ -228,7 +228,7 @@ class _Chunk:
     serial: int = 0
 
     @staticmethod
-    def start(config: SimConfig, cal: Calendar, index: int, plans: PlanSchedule | None) -> _Chunk:
+    def start(config: SimConfig, cal: Calendar, index: int, plans: PlanSchedule | None) -> Chunk:
         """The chunk's population and its state on day 0, from the chunk's own random stream."""
         rng = np.random.default_rng([config.seed, index])
         first = index * CHUNK_ACCOUNTS
@@ -236,7 +236,7 @@ class _Chunk:
         pop = drifted_population(config, index, pop)
         width = id_width(config.accounts)
         s = initial_state(rng, pop)
-        return _Chunk(
+        return Chunk(
             config=config,
             cal=cal,
             index=index,
@@ -383,9 +383,7 @@ class _Chunk:
         no, no_arms = np.zeros(0), np.zeros(0, np.int64)
         return ChunkResult(
             accounts=self.accounts,
-            interventions=pa.concat_tables(
-                [_interventions(self.accounts, self.ids, self.index, self.taken), self._holdout_rows()]
-            ),
+            interventions=pa.concat_tables(self.logged()),
             probabilities=_concat(
                 self.truth.probabilities, probability_table(self.ids[:0], 0, np.zeros(0), np.zeros(0))
             ),
@@ -402,6 +400,11 @@ class _Chunk:
             churned=np.bincount(tiers[records.churn_us >= 0], minlength=4),
             expanded=np.bincount(tiers[records.expansion_us >= 0], minlength=4),
         )
+
+    def logged(self) -> tuple[pa.Table, pa.Table]:
+        """The interventions table so far in two parts that only grow at their end, so a stepped run can
+        write each row once: the actions taken, and the holdout rows."""
+        return _interventions(self.accounts, self.ids, self.index, self.taken), self._holdout_rows()
 
     def _holdout_rows(self) -> pa.Table:
         """The holdout draws as intervention rows, stamped at their quarter's start."""
@@ -435,7 +438,7 @@ def simulate_chunk(
 ) -> ChunkResult:
     """Every day of chunk `chunk`'s accounts, its events streamed to `sink` day by day; CS follows `plans`
     in the weeks they cover."""
-    run = _Chunk.start(config, cal, chunk, plans)
+    run = Chunk.start(config, cal, chunk, plans)
     for day in range(config.days):
         run.simulate_day(day, sink)
     return run.result()

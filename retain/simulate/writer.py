@@ -6,7 +6,8 @@
     DIR/truth/{plan_effects,plan_arms}.parquet   (only when the team followed a plan schedule)
     DIR/truth/drift.json   (only when the world drifted)
 
-Single-file tables get one row group per chunk, appended in chunk order.
+Single-file tables get one row group per chunk, appended in chunk order. A stepped run (stepped.py)
+writes the same files per increment under DIR/increments/ instead, and its truth as above.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def write_drift(out: Path, drift: Drift | None) -> None:
     """truth/drift.json, when the world drifted."""
     if drift is not None:
         (out / "truth" / "drift.json").write_text(json.dumps(drift_record(drift), indent=2) + "\n")
+
+
+def write_table(out: Path, name: str, table: pa.Table) -> None:
+    """A single-file table (a name of TABLES) written whole, in one row group."""
+    pq.write_table(table.cast(TABLES[name]), out / name, compression=COMPRESSION)
 
 
 def write_partition(out: Path, day: date, chunk: int, table: pa.Table) -> None:
