@@ -29,7 +29,7 @@ from registry.promotion import Promotion, Rollback
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.plan import PLANNED, recorded_plans
+from retain.plan import ACTED, recorded_plans
 from serving.assess import risk_band
 from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
 from serving.decision_log import DecisionLog
@@ -133,7 +133,7 @@ def plan_alerts(plans: pd.DataFrame, week: date) -> list[Alert]:
     """An alert per account the week's plan acts on with another action than the plan before it did (or
     than nothing: it was not planned then); `plans` are the recorded plans (`recorded_plans`)."""
     at = cutoff_instant(week)
-    planned = plans[plans["arm"] == PLANNED]
+    planned = plans[plans["arm"].isin(ACTED)]
     now = planned[planned["week"] == pd.Timestamp(at)].set_index("account_id")
     weeks = plans.loc[plans["week"] < pd.Timestamp(at), "week"]
     before = now.iloc[0:0] if weeks.empty else planned[planned["week"] == weeks.max()].set_index("account_id")

@@ -6,14 +6,20 @@ The rules, in order:
 1. Holdout first. `holdout_share` of the week's active accounts (rounded to whole accounts) is drawn at
    random, from an RNG seeded by the settings' seed and the week, so the same store, week and seed give
    the same plan. Held-out accounts get no action: they are the untreated comparison.
-2. Candidates. An account may get an action that is eligible now (the store's playbook: triggers and
+2. Exploration next. `explore_share` of the other accounts that have an allowed action is drawn at random
+   too, and each gets the action that is best under a draw from the posterior effects (Thompson
+   sampling, `training.causal.thompson`), logged with the probability it was drawn with. An action the
+   evidence is unsure of keeps being tried where it might be best, so the plans' own data settle it.
+   Explored actions take their CSM's hours first; one that no longer fits is dropped (the account gets
+   none that week). The rest are the plan's own choice:
+3. Candidates. An account may get an action that is eligible now (the store's playbook: triggers and
    gates, its contact limit, and the cool-down since the action was last taken before the week), that the
    uplift model can rank (`UpliftModel.usable()`: the others have too little overlap to trust; a playbook
    action it has not learnt is never planned) and whose expected value (uplift x value - cost,
    `retain.core.value`) is positive. An account past its renewal date (the grace week) gets none: its
    churn is already decided and the uplift model never saw such rows.
-3. One action per account per week.
-4. Capacity: each CSM has `capacity_hours` a week for the accounts they own (`accounts.csm_id`); an
+4. One action per account per week.
+5. Capacity: each CSM has `capacity_hours` a week for the accounts they own (`accounts.csm_id`); an
    action's `cost_hours` count against its account's CSM. Zero-hour actions (the automated in-app nudge)
    use no capacity; an account without a CSM can only get those.
 
@@ -23,8 +29,8 @@ upgrades to costed actions are taken in order of extra value per extra hour whil
 It is easy to explain, and on a simulated store it found 93-100% of the optimum an exact search found.
 
 Every plan made from a store is also recorded in its `plans` table: each active account of the week with
-its arm (planned, holdout, none), so that once the labels mature `retain monitor` can compare the plan's
-accounts with its random holdout and say what the plans kept.
+its arm (chosen, explore, holdout, none), so that once the labels mature `retain monitor` can compare the
+plan's accounts with its random holdout and say what the plans kept.
 """
 
 from __future__ import annotations
@@ -57,10 +63,11 @@ from retain.core.settings import Settings
 from retain.core.sql_out import BatchTable, SqlTable, batch_table
 from retain.core.store import Store, commit_with_retry
 from retain.core.value import expected_values
-from training.causal import policy, recency
-from training.causal.uplift import UpliftModel
+from training.causal import policy, recency, thompson
+from training.causal.thompson import ValueOf
+from training.causal.uplift import Inputs, UpliftModel
 
-COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout", "propensity"]
+COLUMNS = ["account_id", "action", "csm_id", "expected_value", "holdout", "arm", "propensity"]
 #: the CSV's columns typed, as a database table holds a week's plan (after its `week`)
 TABLE_ROWS = pa.schema(
     [
@@ -69,12 +76,20 @@ TABLE_ROWS = pa.schema(
         ("csm_id", pa.string()),
         ("expected_value", pa.float64()),
         pa.field("holdout", pa.bool_(), nullable=False),
+        ("arm", pa.string()),
         ("propensity", pa.float64()),
     ]
 )
 #: the store's table of recorded plans: every active account of each planned week, with its arm
 PLANS = "plans"
-PLANNED, HELD_OUT, NO_ACTION = "planned", "holdout", "none"
+#: an account's arm in a week's plan: the plan's own choice, an explored draw, the random holdout, or none
+CHOSEN, EXPLORE, HELD_OUT, NO_ACTION = "chosen", "explore", "holdout", "none"
+#: the arms whose accounts the plan gives an action
+ACTED = (CHOSEN, EXPLORE)
+#: what plans recorded before exploration called the plan's own choice
+_LEGACY_CHOSEN = "planned"
+#: the exploration's random stream, apart from the holdout's
+_EXPLORE_STREAM = 1
 PLANS_SCHEMA = pa.schema(
     [
         pa.field("week", TS, nullable=False),
@@ -86,8 +101,7 @@ PLANS_SCHEMA = pa.schema(
         #: the account's ARR when planned: what the plan's impact is counted in
         pa.field("arr", pa.float64()),
         pa.field("model_version", pa.string(), nullable=False),
-        #: the probability that the account landed in its arm: the holdout's share for a held-out account,
-        #: one less that for the others, whose action the plan then picks deterministically (`propensities`)
+        #: the probability of the account's arm and action (`propensities`)
         pa.field("propensity", pa.float64()),
     ]
 )
@@ -121,6 +135,10 @@ class Week:
     catalogue: Mapping[str, Action]
     #: the playbook's actions no uplift model has been trained for yet (never taken): never planned
     unmodelled: list[str]
+    #: the accounts as the uplift model reads them: what exploration draws posterior effects for
+    inputs: Inputs
+    #: what an action is worth in dollars, from its changes in churn and expansion and the account's ARR
+    value_of: ValueOf
 
 
 #: how sure the evidence must be that the most planned action helps before the summary stops explaining it
@@ -162,13 +180,35 @@ def most_planned(by_action: Mapping[str, int], model: UpliftModel) -> MostPlanne
     return MostPlanned(action, by_action[action], round(p, 3), why)
 
 
-def propensities(held: np.ndarray) -> np.ndarray:
-    """Each account's probability of the arm it landed in. The holdout is a uniform draw of a fixed count,
-    so a held-out account was held with probability count / accounts, and any other account reached the
-    plan with one less that; there the greedy picks deterministically (the pick's own probability, 1), so
-    its planned action carries the same probability. Logged so an off-policy estimate can weight by it."""
+@dataclass(frozen=True)
+class Exploration:
+    """The week's exploration: which accounts could be explored, which were, and what each drew."""
+
+    #: accounts not held out with an allowed action worth more than nothing that fits their CSM's week
+    pool: np.ndarray
+    #: each explored account's action column; -1 for the others, and for a draw its CSM's hours no longer
+    #: fitted (dropped)
+    choice: np.ndarray
+    #: explored accounts, whether kept or dropped
+    explored: np.ndarray
+    #: the probability that an account of the pool was explored: the draw's count over the pool's size
+    rate: float
+    #: each explored account's probability of the action it drew (NaN elsewhere)
+    drawn_with: np.ndarray
+
+
+def propensities(held: np.ndarray, exploration: Exploration) -> np.ndarray:
+    """Each account's probability of its arm and action, logged so an off-policy estimate can weight by
+    it. The holdout and the explored accounts are uniform draws of fixed counts: an account was held out
+    with probability count / accounts and explored with the pool's rate; an explored account's action was
+    drawn with its Thompson probability; the plan's own choice is deterministic given its arm (its
+    probability within the arm, 1)."""
     share = float(held.mean()) if len(held) else 0.0
-    return np.where(held, share, 1.0 - share)
+    rate = exploration.rate
+    within = np.where(
+        exploration.explored, rate * exploration.drawn_with, np.where(exploration.pool, 1 - rate, 1)
+    )
+    return np.where(held, share, (1.0 - share) * within)
 
 
 @dataclass(frozen=True)
@@ -195,6 +235,9 @@ class PlanSummary:
     #: the action planned most often, how sure the evidence is that it helps, and why it was chosen anyway
     #: where that is below `SURE` (None: nothing planned)
     most_planned: MostPlanned | None = None
+    #: actions drawn by exploration (`explore`), and the share of the pool it was asked to draw
+    explored: int = 0
+    explore_share: float = 0.0
     #: the CSV, or the database table as its URL with the password redacted, once written
     out: Path | str | None = None
     #: accounts whose top recommendation is new or changed, recorded for the webhooks (set by `retain.api`)
@@ -249,10 +292,11 @@ def assign(
     hours: np.ndarray,
     owners: Sequence[str | None],
     capacity: float,
+    used: Mapping[str | None, float] | None = None,
 ) -> np.ndarray:
-    """Each account's action column, or -1: the greedy of the module docstring. Queued upgrades are priced
-    against the account's action when queued; one popped after the account moved is re-priced and
-    re-queued."""
+    """Each account's action column, or -1: the greedy of the module docstring, in the hours each CSM has
+    left after `used`. Queued upgrades are priced against the account's action when queued; one popped
+    after the account moved is re-priced and re-queued."""
     n = len(values)
     worth = np.where(allowed & (values > 0), values, 0.0)
     choice = np.full(n, -1)
@@ -262,7 +306,9 @@ def assign(
         best = free[worth[:, free].argmax(axis=1)]
         start = worth[np.arange(n), best] > 0
         choice[start], gained[start] = best[start], worth[start, best[start]]
-    left = {owner: (capacity if owner is not None else 0.0) for owner in owners}
+    left = {
+        owner: (capacity if owner is not None else 0.0) - (used or {}).get(owner, 0.0) for owner in owners
+    }
 
     def step(i: int, j: int) -> tuple[float, float, float]:
         """Moving account i to action j: (extra value, extra hours, extra value per extra hour)."""
@@ -292,24 +338,66 @@ def _check_capacity(hours: float) -> None:
         raise RetainError(f"capacity must be a positive number of hours per CSM per week, got {hours}")
 
 
-def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int) -> Plan:
-    """The plan's rows (planned actions by CSM, best first; then the holdout) and its summary."""
+def explore(
+    week: Week, held: np.ndarray, hours: np.ndarray, capacity: float, share: float, seed: int
+) -> Exploration:
+    """`share` of the pool (rounded), drawn at random from the seed and the week, each account given a
+    Thompson draw among its allowed actions that fit its CSM's week; the drawn actions take their CSM's
+    hours in the draw's order, and one that no longer fits is dropped."""
+    n = len(week.account_ids)
+    full = np.array([capacity if owner is not None else 0.0 for owner in week.csm_ids])
+    fits = week.allowed & (hours[None, :] <= full[:, None] + _SLACK)
+    pool = ~held & (fits & (week.values > 0)).any(axis=1)
+    members = np.flatnonzero(pool)
+    members = members[np.argsort(np.asarray(week.account_ids, dtype=object)[members], kind="stable")]
+    rng = np.random.default_rng([seed % 2**64, week.week.toordinal(), _EXPLORE_STREAM])
+    picked = members[rng.permutation(len(members))[: round(share * len(members))]]
+    choice, drawn_with = np.full(n, -1), np.full(n, np.nan)
+    if picked.size:
+        inputs = Inputs(week.inputs.values[picked], {o: r[picked] for o, r in week.inputs.risks.items()})
+        drawn = thompson.explore(week.uplift, inputs, week.arr[picked], fits[picked], week.value_of, rng)
+        drawn_with[picked] = drawn.probability
+        left = dict(zip(week.csm_ids, full, strict=True))
+        for i, j in zip(picked, drawn.action, strict=True):
+            if hours[j] <= left[week.csm_ids[i]] + _SLACK:
+                left[week.csm_ids[i]] -= hours[j]
+                choice[i] = j
+    explored = np.zeros(n, bool)
+    explored[picked] = True
+    return Exploration(
+        pool, choice, explored, len(picked) / len(members) if len(members) else 0.0, drawn_with
+    )
+
+
+def make_plan(
+    week: Week, capacity_hours: float, holdout_share: float, seed: int, explore_share: float = 0.0
+) -> Plan:
+    """The plan's rows (actions by CSM, best first; then the holdout) and its summary."""
     _check_capacity(capacity_hours)
     held = draw_holdout(week.account_ids, holdout_share, seed, week.week)
     hours = action_hours(week.actions, week.catalogue)
-    choice = assign(week.values, week.allowed & ~held[:, None], hours, week.csm_ids, capacity_hours)
+    exploration = explore(week, held, hours, capacity_hours, explore_share, seed)
+    used: dict[str | None, float] = {}
+    for i in np.flatnonzero(exploration.choice >= 0):
+        used[week.csm_ids[i]] = used.get(week.csm_ids[i], 0.0) + hours[exploration.choice[i]]
+    free = week.allowed & ~(held | exploration.explored)[:, None]
+    choice = assign(week.values, free, hours, week.csm_ids, capacity_hours, used)
+    choice = np.where(exploration.explored, exploration.choice, choice)
+    arm = np.where(
+        held, HELD_OUT, np.where(choice < 0, NO_ACTION, np.where(exploration.explored, EXPLORE, CHOSEN))
+    )
+    propensity = propensities(held, exploration)
     planned = np.flatnonzero(choice >= 0)
     ids, csms = np.asarray(week.account_ids, dtype=object), np.asarray(week.csm_ids, dtype=object)
-    actions = np.asarray(week.actions, dtype=object)
     value = week.values[planned, choice[planned]]
-    propensity = propensities(held)
     work = pd.DataFrame(
         {
             "account_id": ids[planned],
-            "action": actions[choice[planned]],
+            "action": np.asarray(week.actions, dtype=object)[choice[planned]],
             "csm_id": csms[planned],
             "expected_value": value.round(2),
             "holdout": False,
+            "arm": arm[planned],
             "propensity": propensity[planned],
             "hours": hours[choice[planned]],
         }
@@ -321,22 +409,35 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
             "csm_id": csms[held],
             "expected_value": np.nan,
             "holdout": True,
+            "arm": HELD_OUT,
             "propensity": propensity[held],
         }
     ).sort_values(["csm_id", "account_id"])
     rows = pd.concat([work[COLUMNS], holdout], ignore_index=True)
-    arms = _arms(week, choice, held)
+    summary = _summary(week, work, held, capacity_hours, holdout_share, explore_share, seed)
+    return Plan(rows, summary, _arms(week, choice, arm, propensity))
+
+
+def _summary(
+    week: Week,
+    work: pd.DataFrame,
+    held: np.ndarray,
+    capacity_hours: float,
+    holdout_share: float,
+    explore_share: float,
+    seed: int,
+) -> PlanSummary:
     used = work.groupby("csm_id")["hours"].sum()
     by_action = {str(a): int(n) for a, n in work["action"].value_counts().sort_index().items()}
-    summary = PlanSummary(
+    return PlanSummary(
         week=week.week,
         accounts=len(week.account_ids),
-        rows=len(rows),
+        rows=len(work) + int(held.sum()),
         planned_actions=len(work),
         holdout=int(held.sum()),
         holdout_share=holdout_share,
         no_action=len(week.account_ids) - len(work) - int(held.sum()),
-        expected_value=round(float(value.sum()), 2),
+        expected_value=round(float(work["expected_value"].sum()), 2),
         by_action=by_action,
         needs_approval=int(sum(week.catalogue[a].needs_approval for a in work["action"])),
         capacity_hours_per_csm=capacity_hours,
@@ -348,14 +449,14 @@ def make_plan(week: Week, capacity_hours: float, holdout_share: float, seed: int
         seed=seed,
         unmodelled_actions=week.unmodelled,
         most_planned=most_planned(by_action, week.uplift),
+        explored=int((work["arm"] == EXPLORE).sum()),
+        explore_share=explore_share,
     )
-    return Plan(rows, summary, arms)
 
 
-def _arms(week: Week, choice: np.ndarray, held: np.ndarray) -> pa.Table:
+def _arms(week: Week, choice: np.ndarray, arm: np.ndarray, propensity: np.ndarray) -> pa.Table:
     """Every account of the week with its arm, action, value and ARR, as the `plans` table holds them."""
     planned = choice >= 0
-    arm = [HELD_OUT if h else PLANNED if p else NO_ACTION for h, p in zip(held, planned, strict=True)]
     actions = np.asarray(week.actions, dtype=object)[np.maximum(choice, 0)]
     values = week.values[np.arange(len(choice)), np.maximum(choice, 0)]
     n = len(choice)
@@ -363,13 +464,13 @@ def _arms(week: Week, choice: np.ndarray, held: np.ndarray) -> pa.Table:
         {
             "week": pa.array([cutoff_instant(week.week)] * n, TS),
             "account_id": week.account_ids,
-            "arm": arm,
+            "arm": arm.tolist(),
             "action": [a if p else None for a, p in zip(actions, planned, strict=True)],
             "csm_id": week.csm_ids,
             "expected_value": pa.array(np.where(planned, values.round(2), np.nan), mask=~planned),
             "arr": week.arr.astype(float),
             "model_version": [week.model.version] * n,
-            "propensity": propensities(held),
+            "propensity": propensity,
         },
         schema=PLANS_SCHEMA,
     )
@@ -425,11 +526,13 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         raise RetainError(f"no account is active in the week of {week.isoformat()}")
     rows = table.to_pandas()
     days_since = [recency.for_account(taken.get(a, {}), as_of, model.actions) for a in rows["account_id"]]
-    uplift = model.uplift(rows.join(pd.DataFrame(days_since, index=rows.index)))
+    inputs = model.inputs(rows.join(pd.DataFrame(days_since, index=rows.index)))
+    uplift = model.scaled(inputs)
     arr = rows["arr"].to_numpy(float)
-    values = expected_values(
-        uplift["churn"], uplift["expansion"], arr, model.actions, settings.value, playbook.actions
-    )
+
+    def value_of(churn: np.ndarray, expansion: np.ndarray, arr: np.ndarray) -> np.ndarray:
+        return expected_values(churn, expansion, arr, model.actions, settings.value, playbook.actions)
+
     usable = model.usable()
     return Week(
         week=week,
@@ -437,13 +540,15 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
         csm_ids=[owners.get(a) for a in rows["account_id"]],
         actions=list(model.actions),
         arr=arr,
-        values=values,
+        values=value_of(uplift["churn"], uplift["expansion"], arr),
         allowed=allowed_actions(table.to_pylist(), taken, as_of, model.actions, usable, playbook),
         excluded=[a for a in model.actions if a not in usable and a in playbook.actions],
         model=info,
         uplift=model,
         catalogue=playbook.actions,
         unmodelled=[a for a in playbook.names if a not in model.actions],
+        inputs=inputs,
+        value_of=value_of,
     )
 
 
@@ -477,8 +582,11 @@ def record_plan(store: Store, plan: Plan) -> int:
 
 
 def recorded_plans(store: Store) -> pd.DataFrame:
-    """Every recorded plan's rows (PLANS_SCHEMA), oldest week first; empty before the first plan."""
-    return store.read(PLANS, PLANS_SCHEMA).to_pandas().sort_values(["week", "account_id"], ignore_index=True)
+    """Every recorded plan's rows (PLANS_SCHEMA), oldest week first; empty before the first plan. A plan
+    recorded before exploration names its own choice as it did then ("planned") and reads as `CHOSEN`."""
+    plans = store.read(PLANS, PLANS_SCHEMA).to_pandas()
+    plans["arm"] = plans["arm"].replace(_LEGACY_CHOSEN, CHOSEN)
+    return plans.sort_values(["week", "account_id"], ignore_index=True)
 
 
 def plan_store(
@@ -494,7 +602,11 @@ def plan_store(
             else out
         )
         plan = make_plan(
-            read_week(store, settings, week), capacity_hours, settings.value.holdout_share, settings.seed
+            read_week(store, settings, week),
+            capacity_hours,
+            settings.value.holdout_share,
+            settings.seed,
+            settings.value.explore_share,
         )
         write_plan(plan.rows, target, week)
     record_plan(store, plan)

@@ -262,6 +262,8 @@ def planned(p: PlanSummary) -> RenderableType:
         f"  holdout {_count(p.holdout)} ({p.holdout_share:.0%}, no action, to keep effects measurable); "
         f"{_count(p.no_action)} with nothing worth doing; {p.needs_approval} need approval",
         f"  each CSM used {used} of {p.capacity_hours_per_csm:g} hours",
+        f"  explored {_count(p.explored)} ({p.explore_share:.0%} of the accounts it would act on, each "
+        "given the action that is best under a draw from the evidence, so that unsure actions get tried)",
         _table(None, ["action", "accounts"], rows),
         *([_most_planned(p.most_planned)] if p.most_planned else []),
         *(

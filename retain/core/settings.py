@@ -70,6 +70,13 @@ class ValueSettings(BaseModel):
     holdout_share: float = Field(
         0.1, ge=0, lt=1, description="weekly plan: share of accounts held out at random, no action"
     )
+    explore_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="weekly plan: share of the accounts it would act on whose action is drawn by Thompson "
+        "sampling from the posterior effects (exploration)",
+    )
 
 
 class ServeSettings(BaseModel):

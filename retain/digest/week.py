@@ -11,7 +11,7 @@ import pandas as pd
 from features.cutoffs import cutoff_instant
 from retain.core.errors import RetainError
 from retain.digest.schema import AlertCount, AlertExample, PlannedAction, WeekPlan
-from retain.plan import HELD_OUT, PLANNED
+from retain.plan import ACTED, HELD_OUT
 from serving.webhooks.outbox import AlertBrief
 
 #: the alerts quoted for each type
@@ -36,7 +36,7 @@ def week_plan(rows: pd.DataFrame) -> WeekPlan | None:
     if rows.empty:
         return None
     latest = rows[rows["week"] == rows["week"].max()]
-    planned = latest[latest["arm"] == PLANNED]
+    planned = latest[latest["arm"].isin(ACTED)]
     actions = planned.groupby("action").agg(accounts=("account_id", "size"), value=("expected_value", "sum"))
     return WeekPlan(
         week=str(pd.Timestamp(latest["week"].iloc[0]).date()),

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from retain.plan import ACTED
+
 BOOTSTRAP = 1_000
 HOLDOUT, PLAN = "holdout", "plan"
 
@@ -113,7 +115,7 @@ def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP) -> PlanIm
             WeekImpact(
                 week=str(pd.Timestamp(week).date()),
                 accounts=len(part),
-                planned_actions=int((part["arm"] == "planned").sum()),
+                planned_actions=int(part["arm"].isin(ACTED).sum()),
                 holdout=int((~in_plan).sum()),
                 churn_rate_plan=round(float(churned[in_plan].mean()), 4),
                 churn_rate_holdout=round(float(churned[~in_plan].mean()), 4),

@@ -27,9 +27,10 @@ from retain.cli import app, main
 from retain.core.catalogue import CATALOGUE
 from retain.core.value import expected_values
 from retain.plan import (
+    ACTED,
     COLUMNS,
+    EXPLORE,
     HELD_OUT,
-    PLANNED,
     Week,
     action_hours,
     allowed_actions,
@@ -284,12 +285,14 @@ def test_the_cli_writes_the_same_plan_as_the_function_and_reports_it(
     arms = recorded.set_index("account_id")["arm"]
     assert set(arms[csv.loc[csv["holdout"] == "true", "account_id"]]) == {HELD_OUT}
     planned = csv[csv["holdout"] == "false"].set_index("account_id")["action"]
-    assert set(arms[planned.index]) == {PLANNED}
+    assert set(arms[planned.index]) == set(ACTED), "the settings explore by default"
     assert recorded.set_index("account_id").loc[planned.index, "action"].equals(planned)
-    assert (arms == PLANNED).sum() == len(planned) and (arms == HELD_OUT).sum() == summary["holdout"]
+    assert arms.isin(ACTED).sum() == len(planned) and (arms == HELD_OUT).sum() == summary["holdout"]
+    assert (csv.set_index("account_id")["arm"] == arms[csv["account_id"]]).all()
+    assert (csv["arm"] == EXPLORE).sum() == summary["explored"] > 0
     # alerted: each planned account whose action differs from the plan of the week recorded before
     plans = recorded_plans(store)
-    earlier = plans[(plans["week"].dt.date < monday) & (plans["arm"] == PLANNED)]
+    earlier = plans[(plans["week"].dt.date < monday) & plans["arm"].isin(ACTED)]
     previous = earlier[earlier["week"] == earlier["week"].max()].set_index("account_id")["action"]
     alerts = {a.account_id: a for a in plan_alerts(plans, monday)}
     assert set(alerts) == {a for a in planned.index if previous.get(a) != planned[a]}

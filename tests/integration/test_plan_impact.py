@@ -14,7 +14,18 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.monitor.run import plan_section
-from retain.plan import PLANS, make_plan, read_week, record_plan, recorded_plans
+from retain.plan import (
+    ACTED,
+    CHOSEN,
+    EXPLORE,
+    HELD_OUT,
+    NO_ACTION,
+    PLANS,
+    make_plan,
+    read_week,
+    record_plan,
+    recorded_plans,
+)
 from retain.simulate import PlanSchedule, simulate_to
 from tests.support.worlds import UpliftWorld
 
@@ -32,7 +43,9 @@ def applied(
     """The uplift world's plans for WEEKS, carried out in a re-run of its simulation, ingested anew, the
     plans recorded in that store; with the simulator's truth of each executed action."""
     plans = [
-        make_plan(read_week(uplift_world.store, uplift_world.settings, week), CAPACITY, HOLDOUT_SHARE, 7)
+        make_plan(
+            read_week(uplift_world.store, uplift_world.settings, week), CAPACITY, HOLDOUT_SHARE, 8, 0.05
+        )
         for week in WEEKS
     ]
     arms = pa.concat_tables([p.arms for p in plans]).to_pandas()
@@ -65,11 +78,11 @@ def test_plans_are_recorded_with_every_active_account_and_its_arm(
     rows = recorded_plans(store)
     assert store.version(PLANS) == len(WEEKS) - 1
     assert sorted(rows["week"].dt.date.unique()) == WEEKS
-    assert set(rows["arm"]) == {"planned", "holdout", "none"}
+    assert set(rows["arm"]) == {CHOSEN, EXPLORE, HELD_OUT, NO_ACTION}
     for _, week in rows.groupby("week"):
         assert week["account_id"].is_unique
-        assert week.loc[week["arm"] == "planned", "action"].notna().all()
-        assert week.loc[week["arm"] != "planned", "action"].isna().all()
+        assert week.loc[week["arm"].isin(ACTED), "action"].notna().all()
+        assert week.loc[~week["arm"].isin(ACTED), "action"].isna().all()
         assert week["arm"].eq("holdout").mean() == pytest.approx(HOLDOUT_SHARE, abs=0.01)
 
 

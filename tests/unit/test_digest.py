@@ -135,13 +135,13 @@ def test_the_weeks_plan_counts_actions_arms_and_value_of_its_latest_plan() -> No
     assert week_plan(_plans("2025-07-28", [])) is None
     rows = pd.concat(
         [
-            _plans("2025-07-28", [("planned", "qbr", 9.0)]),
+            _plans("2025-07-28", [("chosen", "qbr", 9.0)]),
             _plans(
                 "2025-07-30",
                 [
-                    ("planned", "qbr", 50.0),
-                    ("planned", "qbr", 30.0),
-                    ("planned", "training_session", 100.0),
+                    ("chosen", "qbr", 50.0),
+                    ("chosen", "qbr", 30.0),
+                    ("chosen", "training_session", 100.0),
                     ("holdout", None, None),
                     ("none", None, None),
                 ],

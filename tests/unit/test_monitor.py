@@ -83,7 +83,7 @@ def _plan_rows(rng: np.random.Generator, weeks: int, accounts: int, effect: floa
                 {
                     "week": pd.Timestamp("2025-03-03", tz="UTC") + pd.Timedelta(weeks=w),
                     "account_id": [f"a{i}" for i in range(accounts)],
-                    "arm": np.where(held, "holdout", np.where(rng.random(accounts) < 0.3, "planned", "none")),
+                    "arm": np.where(held, "holdout", np.where(rng.random(accounts) < 0.3, "chosen", "none")),
                     "arr": 10_000.0,
                     "churned": (rng.random(accounts) < churn).astype(int),
                     "expanded": 0,

@@ -16,6 +16,7 @@ too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -94,10 +95,10 @@ class Inputs:
 
 
 def uplift_from_shares(shares: np.ndarray, risk: np.ndarray) -> np.ndarray:
-    """(rows, actions) changes in probability: each action's share of each row's `risk`, bounded so the
-    probability with the action stays in [0, 1]."""
+    """(rows, actions) changes in probability: each action's share (one per action, or one per row and
+    action) of each row's `risk`, bounded so the probability with the action stays in [0, 1]."""
     base = risk[:, None]
-    return np.clip(shares[None, :] * base, -base, 1.0 - base)
+    return np.clip(np.atleast_2d(shares) * base, -base, 1.0 - base)
 
 
 @dataclass
@@ -175,21 +176,26 @@ class UpliftModel:
         """outcome -> (rows, actions) predicted change in probability, in `actions` order."""
         return self.scaled(self.inputs(rows))
 
-    def scaled(self, inputs: Inputs, ses: float = 0.0) -> dict[str, np.ndarray]:
+    def scaled(self, inputs: Inputs, ses: float | Mapping[str, np.ndarray] = 0.0) -> dict[str, np.ndarray]:
         """`uplift` of encoded rows, bounded so the probability with the action stays in [0, 1]: an effect
         fitted to noisy pseudo-outcomes can pass -1 or promise more than the remaining headroom.
 
         Each action's change is its posterior share (`effect`) times the baseline, or, on churn, what the
         learner that won its tournament predicts (`learners`); `ses` moves each by that many of its share's
-        posterior standard deviations times the baseline (-Z95 and Z95: the ends of its 95% interval)."""
+        posterior standard deviations times the baseline: one number for all (-Z95 and Z95: the ends of
+        the 95% interval), or per outcome a (rows, actions) array (a posterior draw per row, `thompson`)."""
         out = {}
         learners = self.__dict__.get("learners", {})
         for outcome, risk in inputs.risks.items():
             shares = [self.effect(a, outcome) for a in self.actions]
-            change = uplift_from_shares(np.array([s.value + ses * s.se for s in shares]), risk)
+            value, se = np.array([s.value for s in shares]), np.array([s.se for s in shares])
+            moved = np.broadcast_to(
+                ses if isinstance(ses, float | int) else ses[outcome], (len(risk), len(se))
+            )
+            change = uplift_from_shares(value + moved * se, risk)
             for j, action in enumerate(self.actions):
                 if outcome == "churn" and action in learners:
-                    learnt = learners[action].change(inputs.values, risk) + ses * shares[j].se * risk
+                    learnt = learners[action].change(inputs.values, risk) + moved[:, j] * se[j] * risk
                     change[:, j] = np.clip(learnt, -risk, 1.0 - risk)
             out[outcome] = change
         return out
