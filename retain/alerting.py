@@ -27,9 +27,9 @@ from features.playbook_file import Playbook, store_playbook
 from features.stored import read_features, stored_cutoffs
 from registry.promotion import Promotion, Rollback
 from retain.core.errors import RetainError
+from retain.core.plan_table import ACTED, recorded_plans
 from retain.core.settings import Settings
 from retain.core.store import Store
-from retain.plan import ACTED, recorded_plans
 from serving.assess import risk_band
 from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
 from serving.decision_log import DecisionLog

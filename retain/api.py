@@ -503,8 +503,9 @@ def plan(
     whose rows of the week it replaces: the actions where the uplift champion expects most value within
     each CSM's `capacity_hours`, and a random holdout that gets none."""
     from retain import alerting
+    from retain.core.plan_table import recorded_plans
     from retain.core.sql_out import destination  # deferred: SQLAlchemy
-    from retain.plan import plan_store, recorded_plans  # deferred: MLflow and the uplift model
+    from retain.plan import plan_store  # deferred: MLflow and the uplift model
 
     target = destination(out)
     settings = settings_or_default(settings)

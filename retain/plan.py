@@ -59,6 +59,14 @@ from retain.core.catalogue import Action
 from retain.core.contract import TS
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
+from retain.core.plan_table import (
+    CHOSEN,
+    EXPLORE,
+    HELD_OUT,
+    NO_ACTION,
+    PLANS,
+    PLANS_SCHEMA,
+)
 from retain.core.settings import Settings
 from retain.core.sql_out import BatchTable, SqlTable, batch_table
 from retain.core.store import Store, commit_with_retry
@@ -80,31 +88,8 @@ TABLE_ROWS = pa.schema(
         ("propensity", pa.float64()),
     ]
 )
-#: the store's table of recorded plans: every active account of each planned week, with its arm
-PLANS = "plans"
-#: an account's arm in a week's plan: the plan's own choice, an explored draw, the random holdout, or none
-CHOSEN, EXPLORE, HELD_OUT, NO_ACTION = "chosen", "explore", "holdout", "none"
-#: the arms whose accounts the plan gives an action
-ACTED = (CHOSEN, EXPLORE)
-#: what plans recorded before exploration called the plan's own choice
-_LEGACY_CHOSEN = "planned"
 #: the exploration's random stream, apart from the holdout's
 _EXPLORE_STREAM = 1
-PLANS_SCHEMA = pa.schema(
-    [
-        pa.field("week", TS, nullable=False),
-        pa.field("account_id", pa.string(), nullable=False),
-        pa.field("arm", pa.string(), nullable=False),
-        pa.field("action", pa.string()),
-        pa.field("csm_id", pa.string()),
-        pa.field("expected_value", pa.float64()),
-        #: the account's ARR when planned: what the plan's impact is counted in
-        pa.field("arr", pa.float64()),
-        pa.field("model_version", pa.string(), nullable=False),
-        #: the probability of the account's arm and action (`propensities`)
-        pa.field("propensity", pa.float64()),
-    ]
-)
 PLAN_STEP = "plan"
 #: hours are quarter hours; this only absorbs float rounding in the capacity check
 _SLACK = 1e-9
@@ -579,14 +564,6 @@ def record_plan(store: Store, plan: Plan) -> int:
             replace_where=f"week = '{instant.isoformat()}'",
         ),
     )
-
-
-def recorded_plans(store: Store) -> pd.DataFrame:
-    """Every recorded plan's rows (PLANS_SCHEMA), oldest week first; empty before the first plan. A plan
-    recorded before exploration names its own choice as it did then ("planned") and reads as `CHOSEN`."""
-    plans = store.read(PLANS, PLANS_SCHEMA).to_pandas()
-    plans["arm"] = plans["arm"].replace(_LEGACY_CHOSEN, CHOSEN)
-    return plans.sort_values(["week", "account_id"], ignore_index=True)
 
 
 def plan_store(

@@ -22,6 +22,7 @@ from features.stored import read_features, stored_cutoffs
 from retain.core.contract import ACCOUNT_SCHEMA
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
+from retain.core.plan_table import recorded_plans
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.digest import risk
@@ -30,7 +31,7 @@ from retain.digest.html import render
 from retain.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSection, RiskMoves
 from retain.digest.week import alert_counts, week_bounds, week_plan
 from retain.monitor.run import plan_section
-from retain.plan import check_week, recorded_plans
+from retain.plan import check_week
 from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.webhooks.outbox import Outbox

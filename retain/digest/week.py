@@ -10,8 +10,8 @@ import pandas as pd
 
 from features.cutoffs import cutoff_instant
 from retain.core.errors import RetainError
+from retain.core.plan_table import ACTED, HELD_OUT
 from retain.digest.schema import AlertCount, AlertExample, PlannedAction, WeekPlan
-from retain.plan import ACTED, HELD_OUT
 from serving.webhooks.outbox import AlertBrief
 
 #: the alerts quoted for each type

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from retain.plan import ACTED
+from retain.core.plan_table import ACTED
 
 BOOTSTRAP = 1_000
 HOLDOUT, PLAN = "holdout", "plan"

@@ -31,6 +31,7 @@ from registry.tracking import active_uri, client, experiment_id, tracking_uri
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.gauges import Gauge, write_gauges
+from retain.core.plan_table import recorded_plans
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.monitor import drift, impact, performance
@@ -44,7 +45,6 @@ from retain.monitor.schema import (
     ScoreSpread,
     TargetPerformance,
 )
-from retain.plan import recorded_plans
 from serving.assess import risk_band
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.schemas import RiskBand

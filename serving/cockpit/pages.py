@@ -4,12 +4,13 @@ stylesheet served from the package, no script."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import datetime, timedelta
 from importlib.resources import files
 
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PlanArm, latest_arm
 from serving.caller import Caller
 from serving.cockpit.access import Viewer
 from serving.cockpit.book import (
@@ -36,6 +37,8 @@ FALLBACK_WORDS = {
     "out_of_range": "an input is outside what the model was trained on",
     "model_error": "the model failed on its inputs",
 }
+#: how far back the account page looks for the plan of this week
+WEEK = timedelta(days=7)
 #: the feedback a CSM can give on an action
 STATUSES = ("done", "accepted", "rejected")
 #: why a feedback form was sent back (`?error=` on the account page)
@@ -87,6 +90,8 @@ class AccountPage:
     renewal: datetime | None
     renewal_in: int | None
     left: bool
+    #: the account's arm in this week's plan, in one sentence; None when no plan of the last week names it
+    plan_note: str | None
 
     def context(self) -> dict[str, object]:
         """The template's variables, by name."""
@@ -114,6 +119,7 @@ def build_account_page(
     except DecisionLogUnavailable as e:
         recorded, pending, log_note = [], [], f"The decision log cannot be read: {e}"
     days = resources.settings.cockpit.timeline_days
+    arm = latest_arm(resources.store, account_id, as_of - WEEK)
     return AccountPage(
         account_id=account_id,
         account=account,
@@ -131,7 +137,30 @@ def build_account_page(
         renewal=renewal,
         renewal_in=days_between(renewal, as_of),
         left=actions is None,
+        plan_note=plan_sentence(arm) if arm else None,
     )
+
+
+def plan_sentence(arm: PlanArm) -> str:
+    """Which arm of the week's plan the account is in, and why, in a CSM's words."""
+    week = f"the week of {arm.week:%Y-%m-%d}"
+    label = action_label(arm.action) if arm.action else ""
+    if arm.arm == CHOSEN:
+        value = "" if arm.expected_value is None else f" (expected value ${arm.expected_value:,.0f})"
+        return f"In the plan for {week}: {label}, chosen as the best use of the CSM's hours{value}."
+    if arm.arm == EXPLORE:
+        return (
+            f"In the plan for {week}: {label}, tried to learn what works. A few accounts are picked at "
+            "random each week, and each is given an action drawn in proportion to its chance of being the "
+            "best play here, so the plans' own results settle effects the data are still unsure of."
+        )
+    if arm.arm == HELD_OUT:
+        share = "" if arm.propensity is None else f" ({percent(arm.propensity)} of accounts are)"
+        return (
+            f"Held out of the plan for {week} at random{share}: no proactive play this week, so the plan's "
+            "effect can be measured against accounts like this one."
+        )
+    return f"No action in the plan for {week}: none was worth its cost within the CSM's hours."
 
 
 def _trend(service: Service, book: Book, account_id: str) -> tuple[Point, ...]:

@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 
 from features.stored import read_features, stored_cutoffs
 from retain.cli import app, main
+from retain.core.plan_table import recorded_plans
 from retain.core.urls import sqlalchemy_url
-from retain.plan import COLUMNS, recorded_plans
+from retain.plan import COLUMNS
 from tests.support.served import World
 from tests.support.worlds import UpliftWorld
 

@@ -25,12 +25,10 @@ from retain.alerting import plan_alerts
 from retain.api import as_json
 from retain.cli import app, main
 from retain.core.catalogue import CATALOGUE
+from retain.core.plan_table import ACTED, EXPLORE, HELD_OUT, recorded_plans
 from retain.core.value import expected_values
 from retain.plan import (
-    ACTED,
     COLUMNS,
-    EXPLORE,
-    HELD_OUT,
     Week,
     action_hours,
     allowed_actions,
@@ -39,7 +37,6 @@ from retain.plan import (
     make_plan,
     plan_store,
     read_week,
-    recorded_plans,
 )
 from tests.support.playbooks import own, with_workshop
 from tests.support.rows import QUIET

@@ -10,22 +10,12 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
+from retain.core.plan_table import ACTED, CHOSEN, EXPLORE, HELD_OUT, NO_ACTION, PLANS, recorded_plans
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.monitor.run import plan_section
-from retain.plan import (
-    ACTED,
-    CHOSEN,
-    EXPLORE,
-    HELD_OUT,
-    NO_ACTION,
-    PLANS,
-    make_plan,
-    read_week,
-    record_plan,
-    recorded_plans,
-)
+from retain.plan import make_plan, read_week, record_plan
 from retain.simulate import PlanSchedule, simulate_to
 from tests.support.worlds import UpliftWorld
 

@@ -8,16 +8,20 @@ import asyncio
 import re
 from dataclasses import fields
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from jinja2 import meta
 from starlette.types import Message, Receive, Scope, Send
 
+from retain.core.plan_table import PLANS, PLANS_SCHEMA, PlanArm, latest_arm
+from retain.core.store import Store
 from serving.cockpit.access import same_host
 from serving.cockpit.book import Entry, Filters, started_since
 from serving.cockpit.charts import line_chart
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY, CockpitHeaders
-from serving.cockpit.pages import STYLESHEET, TEMPLATES, AccountPage
+from serving.cockpit.pages import STYLESHEET, TEMPLATES, AccountPage, plan_sentence
 from serving.cockpit.sessions import MemorySessions, Session, same_token
 from serving.cockpit.timeline import action_label, describe
 from serving.resources import AccountRecord
@@ -158,6 +162,7 @@ def test_the_account_page_names_the_account_or_its_id(account: AccountRecord, ti
         renewal=None,
         renewal_in=None,
         left=True,
+        plan_note=None,
     )
     html = TEMPLATES.get_template("account.html").render(
         viewer=None, flash=None, error=None, fallback_words={}, **page.context()
@@ -292,3 +297,48 @@ def test_a_session_in_memory_holds_the_keys_id_not_the_key_and_lapses_when_unuse
         assert await sessions.get(kept) is None
 
     asyncio.run(story())
+
+
+def test_the_account_page_finds_the_accounts_arm_in_the_newest_plan_of_the_last_week(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    weeks = [DAY - timedelta(days=10), DAY - timedelta(days=3)]
+    rows = [
+        (weeks[0], "acc-1", "holdout", None, None, 0.1),
+        (weeks[1], "acc-1", "planned", "save_offer", 812.4, 1.0),  # recorded before exploration
+        (weeks[1], "acc-2", "explore", "qbr_roi_review", 95.0, 0.02),
+    ]
+    table = pa.Table.from_pylist(
+        [
+            dict(zip(["week", "account_id", "arm", "action", "expected_value", "propensity"], r, strict=True))
+            | {"csm_id": "csm-1", "arr": 50_000.0, "model_version": "3"}
+            for r in rows
+        ],
+        schema=PLANS_SCHEMA,
+    )
+    store.write(PLANS, table, "append", "test")
+    assert latest_arm(store, "acc-1", DAY - timedelta(days=7)) == PlanArm(
+        weeks[1], "chosen", "save_offer", 812.4, 1.0
+    )
+    assert latest_arm(store, "acc-1", DAY - timedelta(days=2)) is None, "no plan of the last two days"
+    assert latest_arm(store, "acc-3", weeks[0]) is None
+    assert latest_arm(store, "acc-2", weeks[0]).arm == "explore"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("arm", "said"),
+    [
+        (
+            PlanArm(DAY, "chosen", "save_offer", 812.4, 1.0),
+            "Save offer, chosen as the best use of the CSM's hours (expected value $812)",
+        ),
+        (PlanArm(DAY, "explore", "qbr_roi_review", 95.0, 0.02), "QBR ROI review, tried to learn what works"),
+        (
+            PlanArm(DAY, "holdout", None, None, 0.1),
+            "Held out of the plan for the week of 2025-07-31 at random (10% of accounts are)",
+        ),
+        (PlanArm(DAY, "none", None, None, 0.9), "No action in the plan for the week of 2025-07-31"),
+    ],
+)
+def test_the_plan_note_says_the_accounts_arm_and_why_in_one_sentence(arm: PlanArm, said: str) -> None:
+    sentence = plan_sentence(arm)
+    assert said in sentence and sentence.count(".") >= 1 and "_" not in sentence

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from retain.core.errors import RetainError
+from retain.core.plan_table import PLANS_SCHEMA
 from retain.core.settings import Settings
 from retain.digest import risk
 from retain.digest.headlines import headlines
@@ -18,7 +19,6 @@ from retain.digest.html import render
 from retain.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSection, RiskMoves
 from retain.digest.week import alert_counts, week_bounds, week_plan
 from retain.monitor.impact import plan_impact
-from retain.plan import PLANS_SCHEMA
 from serving.webhooks.outbox import AlertBrief
 
 SETTINGS = Settings()  # bands: medium from 0.10, high from 0.25, critical from 0.50

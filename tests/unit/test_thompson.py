@@ -12,9 +12,10 @@ import pytest
 
 from registry.models import VersionInfo
 from retain.core.catalogue import CATALOGUE
+from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT
 from retain.core.settings import ValueSettings
 from retain.core.value import expected_values
-from retain.plan import CHOSEN, EXPLORE, HELD_OUT, Week, make_plan
+from retain.plan import Week, make_plan
 from training.causal.dr import Effect, Share
 from training.causal.posterior import Posterior, Prior
 from training.causal.thompson import best_chances, explore
