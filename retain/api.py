@@ -26,7 +26,7 @@ import dataclasses
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from registry.models import VersionInfo
     from registry.promotion import PolicyEvaluation, Promotion, Rollback
     from registry.tracking import Registration
+    from retain.autopilot.run import AutopilotRun
     from retain.digest.run import DigestFiles
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
@@ -51,7 +52,9 @@ if TYPE_CHECKING:
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
     from retain.simulate import Simulation
+    from serving.autopilot_log import Switch
     from serving.batch import ModelAnswered, StoreScores, TableScores
+    from serving.decision_log import DecisionLog
     from serving.webhooks.delivery import DeliveryRound
     from serving.webhooks.outbox import FailedDelivery, NewWebhook, Outbox, RecordedAlerts, Retried, Webhook
     from training.artifact import ScoringModel
@@ -72,6 +75,10 @@ __all__ = [
     "add_webhook",
     "alerts",
     "as_json",
+    "autopilot_pause",
+    "autopilot_resume",
+    "autopilot_run",
+    "autopilot_switches",
     "build_features",
     "compact_store",
     "deliver_webhooks",
@@ -591,17 +598,24 @@ def alerts(*, store: StoreLike = None, settings: Settings | None = None) -> Aler
 
 
 @contextlib.contextmanager
-def _outbox(store: StoreLike, settings: Settings) -> Iterator[Outbox]:
-    """The outbox in the decision log's database the settings name, closed after use."""
-    # deferred: SQLAlchemy and the serving layer
-    from serving.decision_log import DecisionLog
-    from serving.webhooks.outbox import Outbox
+def _decision_log(store: StoreLike, settings: Settings) -> Iterator[DecisionLog]:
+    """The decision log's database the settings name, closed after use."""
+    from serving.decision_log import DecisionLog  # deferred: SQLAlchemy and the serving layer
 
     log = DecisionLog.for_store(open_store(store, settings), settings)
     try:
-        yield Outbox(log)
+        yield log
     finally:
         log.close()
+
+
+@contextlib.contextmanager
+def _outbox(store: StoreLike, settings: Settings) -> Iterator[Outbox]:
+    """The outbox in the decision log's database the settings name, closed after use."""
+    from serving.webhooks.outbox import Outbox  # deferred: the serving layer
+
+    with _decision_log(store, settings) as log:
+        yield Outbox(log)
 
 
 def check_playbook(
@@ -687,3 +701,72 @@ def run_webhook_worker(*, store: StoreLike = None, settings: Settings | None = N
     settings = settings_or_default(settings)
     with _outbox(store, settings) as outbox:
         DeliveryWorker(outbox, settings.webhooks).run()
+
+
+# -- the autopilot: autonomous actions executed with no CSM ---------------------------------------------
+
+
+def autopilot_run(
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    at: datetime | None = None,
+    dry_run: bool = False,
+) -> AutopilotRun:
+    """Execute the current plan's autonomous actions the guardrails let through, as `action.execute`
+    events to the subscribed playbook engines, after pausing any action its holdout comparison shows
+    harmful; `at` replays a past moment (default now), `dry_run` only says what it would do."""
+    from retain.autopilot.run import run_autopilot  # deferred: DuckDB, the plan and the serving layer
+
+    settings = settings_or_default(settings)
+    return run_autopilot(open_store(store, settings), settings, at=at, dry_run=dry_run)
+
+
+def autopilot_pause(
+    action: str | None = None,
+    reason: str | None = None,
+    *,
+    actor: str = "cli",
+    store: StoreLike = None,
+    settings: Settings | None = None,
+) -> Switch:
+    """The kill switch: stop the autopilot executing anything (no `action`) or one of its actions, until
+    resumed."""
+    return _autopilot_switch(True, action, reason, actor, store, settings)
+
+
+def autopilot_resume(
+    action: str | None = None,
+    *,
+    actor: str = "cli",
+    store: StoreLike = None,
+    settings: Settings | None = None,
+) -> Switch:
+    """Let the autopilot execute again (everything, or `action`, paused by a person or for harm)."""
+    return _autopilot_switch(False, action, None, actor, store, settings)
+
+
+def autopilot_switches(*, store: StoreLike = None, settings: Settings | None = None) -> list[Switch]:
+    """Every switch as last set: the whole autopilot's (`*`) and each action's, with who, when and why."""
+    from serving.autopilot_log import AutopilotLog  # deferred: the serving layer
+
+    with _decision_log(store, settings_or_default(settings)) as log:
+        return sorted(AutopilotLog(log).switches().values(), key=lambda s: s.scope)
+
+
+def _autopilot_switch(
+    paused: bool,
+    action: str | None,
+    reason: str | None,
+    actor: str,
+    store: StoreLike,
+    settings: Settings | None,
+) -> Switch:
+    from features.playbook_file import store_playbook
+    from serving.autopilot_log import AutopilotLog, switch_scope  # deferred: the serving layer
+
+    settings = settings_or_default(settings)
+    opened = open_store(store, settings)
+    scope = switch_scope(action, store_playbook(opened, settings))
+    with _decision_log(opened, settings) as log:
+        return AutopilotLog(log).set_switch(scope, paused, actor, reason)

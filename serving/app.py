@@ -34,7 +34,7 @@ from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_loca
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware, request_id
 from serving.resources import Resources
-from serving.routes import accounts, actions, interventions, operations, scores, webhooks
+from serving.routes import accounts, actions, autopilot, interventions, operations, scores, webhooks
 from serving.schemas import API_VERSION
 from serving.service import Service, model_refs
 
@@ -76,7 +76,7 @@ def create_app(store: Store, settings: Settings) -> FastAPI:
     )
     app.add_middleware(RequestMiddleware, metrics=metrics, max_body=settings.serve.max_body_bytes)
     app.add_middleware(CockpitHeaders)  # outermost: a 413 under /ui carries the headers too
-    for routes in (operations, scores, accounts, actions, interventions, webhooks):
+    for routes in (operations, scores, accounts, actions, interventions, webhooks, autopilot):
         app.include_router(routes.router)
     app.include_router(cockpit.router)
     return app

@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import JsonValue
+from sqlalchemy.dialects import postgresql, sqlite
 
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
@@ -206,6 +207,70 @@ DELIVERIES = sa.Table(
     sa.Column("delivered_at", UTCDateTime),
     sa.Index("ix_deliveries_due", "status", "next_attempt_at"),
 )
+
+#: what the autopilot executed (`serving.autopilot_log`): one row per plan week, account and action, keyed by
+#: the execution id that is also its outbox event's id (every delivery's idempotency key) and its row in
+#: `interventions_taken`; who acted (`actor`, and the API key), from which policy and with what propensity
+AUTOPILOT_EXECUTIONS = sa.Table(
+    "autopilot_executions",
+    METADATA,
+    sa.Column("execution_id", sa.String, primary_key=True),
+    sa.Column("week", UTCDateTime, nullable=False),
+    sa.Column("account_id", sa.String, nullable=False),
+    sa.Column("action", sa.String, nullable=False),
+    sa.Column("channel", sa.String, nullable=False),
+    sa.Column("arm", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("key_id", sa.String),
+    sa.Column("policy_version", sa.String, nullable=False),
+    sa.Column("propensity", sa.Float),
+    sa.Column("run_id", sa.String, nullable=False),
+    sa.Index("ix_autopilot_executions_account", "account_id", "at"),
+    sa.Index("ix_autopilot_executions_at", "at"),
+)
+
+#: the held-out accounts each run found that the autopilot would have executed an action for: the
+#: comparison its harm check holds the executions against
+AUTOPILOT_COMPARISONS = sa.Table(
+    "autopilot_comparisons",
+    METADATA,
+    sa.Column("week", UTCDateTime, primary_key=True),
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("action", sa.String, primary_key=True),
+    sa.Column("recorded_at", UTCDateTime, nullable=False),
+)
+
+#: the kill switch: per scope (`*` for the whole autopilot, or an action), paused or not, by whom and why;
+#: an automatic pause keeps the figures that caused it in `evidence`
+AUTOPILOT_SWITCHES = sa.Table(
+    "autopilot_switches",
+    METADATA,
+    sa.Column("scope", sa.String, primary_key=True),
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("reason", sa.String),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("evidence", sa.JSON),
+)
+
+#: accounts a CSM stopped the autopilot for (from the cockpit), and who let it act again
+AUTOPILOT_STOPS = sa.Table(
+    "autopilot_stops",
+    METADATA,
+    sa.Column("account_id", sa.String, primary_key=True),
+    sa.Column("stopped", sa.Boolean, nullable=False),
+    sa.Column("actor", sa.String, nullable=False),
+    sa.Column("key_id", sa.String),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+
+def upsert_into(conn: sa.Connection, table: sa.Table) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that can say what to do on a key already present (`on_conflict_do_nothing`, `..._update`),
+    in the dialect of `conn`: both back ends have it, under their own classes."""
+    return (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(table)
+
 
 #: canonical JSON (sorted keys), so equal `models` dicts are equal text and compare in SQL on both
 #: backends; no NaN, which PostgreSQL's json rejects and the API's responses cannot carry either

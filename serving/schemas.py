@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from features.alerts import ALERT_TYPES
 
@@ -352,7 +352,8 @@ class WebhookIn(RequestBody):
     events: list[str] = Field(
         min_length=1,
         max_length=50,
-        description=f"alert types ({', '.join(ALERT_TYPES)}), or * for all",
+        description=f"alert types ({', '.join(ALERT_TYPES)}), * for every alert type, and action.execute "
+        "for the autopilot's orders to execute an action (only when named)",
         examples=[["usage_drop", "risk_band_changed"]],
     )
 
@@ -413,6 +414,35 @@ class RetryOut(BaseModel):
     api_version: str = API_VERSION
     request_id: str
     retried: int = Field(description="dead deliveries made pending again, their attempts counted from zero")
+
+
+class AutopilotSwitchIn(RequestBody):
+    """Which switch to set: the whole autopilot's (no action), or one autonomous action's."""
+
+    action: str | None = Field(
+        None, min_length=1, max_length=200, description="an autonomous action; none for the whole autopilot"
+    )
+    reason: str | None = Field(None, max_length=2_000, description="why, for whoever resumes it")
+
+
+class AutopilotSwitchOut(BaseModel):
+    scope: str = Field(description="* for the whole autopilot, else the action", examples=["*"])
+    paused: bool
+    reason: str | None
+    actor: str = Field(description="who set it: `key KEY_ID`, `cli`, or `autopilot` for a pause for harm")
+    at: datetime
+    evidence: dict[str, JsonValue] | None = Field(description="the figures behind a pause for harm")
+
+
+class AutopilotSwitchResponse(AutopilotSwitchOut):
+    api_version: str = API_VERSION
+    request_id: str
+
+
+class AutopilotSwitches(BaseModel):
+    api_version: str = API_VERSION
+    request_id: str
+    switches: list[AutopilotSwitchOut]
 
 
 class Liveness(BaseModel):

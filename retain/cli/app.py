@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar, cast, get_args
 
@@ -51,6 +51,11 @@ policy_app = typer.Typer(
     help="Next-best-action policies judged from the log: what each would avert.", no_args_is_help=True
 )
 app.add_typer(policy_app, name="policy")
+autopilot_app = typer.Typer(
+    help="The autopilot: the plan's autonomous actions executed with no CSM, under guardrails.",
+    no_args_is_help=True,
+)
+app.add_typer(autopilot_app, name="autopilot")
 #: summaries are plain text: a bracket in a path or a message is never read as markup
 console = Console(soft_wrap=True, highlight=False, markup=False)
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
@@ -450,10 +455,11 @@ def serve(
     ] = False,
 ) -> None:
     """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log; and the
-    webhook delivery worker beside it."""
+    webhook delivery worker beside it (and the autopilot's, with RETAIN_AUTOPILOT__WORKER=true)."""
     # deferred: the server stack, only this command needs it
     import uvicorn
 
+    from retain.autopilot.worker import piloting
     from serving.app import create_app, worker_environment
     from serving.webhooks.delivery import delivering
 
@@ -468,8 +474,9 @@ def serve(
     base = f"http://{serving.host}:{serving.port}"
     _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
     logs: dict[str, Any] = {"access_log": access_log, "log_level": "info" if access_log else "warning"}
-    # the webhook worker runs here, in the process that runs once per server, not in each API worker
-    with delivering(opened, settings):
+    # the webhook and autopilot workers run here, in the process that runs once per server, not in each
+    # API worker
+    with delivering(opened, settings), piloting(opened, settings):
         if serving.workers == 1:
             uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
             return
@@ -666,6 +673,69 @@ def webhooks_deliver(
         api.run_webhook_worker(store=_store(store))
     except KeyboardInterrupt:
         err.print("stopped")
+
+
+# -- the autopilot ----------------------------------------------------------------------------------------
+
+
+@autopilot_app.command("run")
+def autopilot_run(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="say what it would execute and pause; record and send nothing")
+    ] = False,
+    at: Annotated[
+        str | None, typer.Option(help="replay a past moment, e.g. 2025-07-29T09:00:00+00:00 [default: now]")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Execute the current plan's autonomous actions the guardrails let through, as action.execute events
+    to the subscribed playbook engines; first pause any action its holdout comparison shows harmful. A
+    cron runs it, or `retain serve` with RETAIN_AUTOPILOT__WORKER=true; runs may overlap."""
+    moment = None if at is None else _instant(at, "--at")
+    _stage("the autopilot: harm checks, then the current plan's autonomous actions under the guardrails")
+    _emit(
+        api.autopilot_run(store=_store(store), at=moment, dry_run=dry_run), as_json, summaries.autopilot_ran
+    )
+
+
+@autopilot_app.command("pause")
+def autopilot_pause(
+    action: Annotated[str | None, typer.Argument(help="pause only this action [default: everything]")] = None,
+    reason: Annotated[str | None, typer.Option(help="why, for whoever resumes it")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The kill switch: the autopilot executes nothing (or not ACTION) until resumed; runs under way stop
+    before their next execution."""
+    _emit(api.autopilot_pause(action, reason, store=_store(store)), as_json, summaries.autopilot_switched)
+
+
+@autopilot_app.command("resume")
+def autopilot_resume(
+    action: Annotated[
+        str | None, typer.Argument(help="resume only this action [default: everything]")
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let the autopilot execute again: everything, or ACTION (paused by a person or for harm)."""
+    _emit(api.autopilot_resume(action, store=_store(store)), as_json, summaries.autopilot_switched)
+
+
+@autopilot_app.command("status")
+def autopilot_status(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every switch as last set (the whole autopilot's and each action's), with who, when and why."""
+    _emit(api.autopilot_switches(store=_store(store)), as_json, summaries.autopilot_switches)
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO 8601 instant; one without a zone is UTC."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise RetainError(f"{option}: expected an instant like 2025-07-29T09:00:00+00:00 ({e})") from e
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 @app.command("alerts")

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from features.playbook_file import PlaybookSummary
     from registry.promotion import PolicyEvaluation, Promotion, Rollback
     from retain.api import Json, Retrained, Trained
+    from retain.autopilot.run import AutopilotRun
     from retain.core.store import Commit
     from retain.digest.run import DigestFiles
     from retain.ingest import IngestSummary
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from retain.report.html import ReportFiles
     from retain.report.schema import ProgramComparison
     from retain.simulate import Simulation
+    from serving.autopilot_log import Switch
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.keys import ApiKey
     from serving.webhooks.delivery import DeliveryRound
@@ -435,6 +437,43 @@ def delivery_round(r: DeliveryRound) -> RenderableType:
     return f"Delivered {r.sent}; {r.failed} failed and will be tried again; {r.dead} dead" + (
         " (`retain webhooks failed` lists them)." if r.dead else "."
     )
+
+
+def autopilot_ran(r: AutopilotRun) -> RenderableType:
+    if r.week is None:
+        return f"The autopilot executed nothing: {r.note}."
+    done = sum(r.executed.values())
+    verb = "would execute" if r.dry_run else "executed"
+    dry = ", dry run" if r.dry_run else ""
+    lines: list[RenderableType] = [
+        f"Autopilot run {r.run_id} (week of {r.week}{dry}): {verb} {_count(done)} of {_count(r.candidates)} "
+        f"autonomous plan rows; {_count(r.compared)} held-out accounts newly compared."
+    ]
+    if r.executed:
+        lines.append(_table(None, ["action", verb], [[a, _count(n)] for a, n in r.executed.items()]))
+    if r.skipped:
+        lines.append(
+            _table(None, ["skipped because", "rows"], [[w, _count(n)] for w, n in r.skipped.items()])
+        )
+    said = "Would pause" if r.dry_run else "Paused"
+    lines += [f"{said} {action}: its holdout comparison shows it harmful." for action in r.paused]
+    return Group(*lines)
+
+
+def autopilot_switched(s: Switch) -> RenderableType:
+    scope = "The whole autopilot" if s.scope == "*" else s.scope
+    state = "is paused: it executes nothing" if s.paused else "runs again"
+    why = f" ({s.reason})" if s.reason else ""
+    return f"{scope} {state}{'' if s.scope == '*' else ' for this action'}{why}; set by {s.actor}."
+
+
+def autopilot_switches(switches: list[Switch]) -> RenderableType:
+    rows = [
+        [s.scope, "paused" if s.paused else "running", s.actor, f"{s.at:%Y-%m-%d %H:%M}", s.reason or ""]
+        for s in switches
+    ]
+    columns = ["scope", "state", "set by", "at (UTC)", "why"]
+    return _table(None, columns, rows, figures=False) if rows else "No switch set: the autopilot runs."
 
 
 def compacted(c: Compaction) -> RenderableType:

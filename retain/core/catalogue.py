@@ -1,5 +1,5 @@
-"""The action catalogue (docs/domain.md): what next-best-action ranks, with its cost, channel, cool-down
-and approval, and the contact limit over all of them.
+"""The action catalogue (docs/domain.md): what next-best-action ranks, with its cost, channel, cool-down,
+approval and whether the autopilot may take it alone, and the contact limit over all of them.
 
 It is the `actions` and `contact_limit` sections of a playbook file; the built-in catalogue is the one in
 the built-in file (`playbook.yaml` beside this module), which the simulator's world is made of. The
@@ -66,7 +66,15 @@ class ActionFields(_Strict):
     cooldown_days: int = Field(ge=0, description="days before the same account may be offered it again")
     needs_approval: bool = False
     settles_at_renewal: bool = False
+    #: the autopilot may execute it with no CSM (`retain autopilot run`): low-risk, automated channels only
+    autonomous: bool = False
     prior: ActionPrior | None = None
+
+    @model_validator(mode="after")
+    def _autonomous_needs_no_approval(self) -> ActionFields:
+        if self.autonomous and self.needs_approval:
+            raise ValueError("an autonomous action runs with no one to approve it: drop `needs_approval`")
+        return self
 
 
 class Action(ActionFields):

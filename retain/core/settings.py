@@ -170,6 +170,23 @@ class SparkSettings(BaseModel):
     delta: Literal["auto", "native", "files"] = "auto"
 
 
+class AutopilotSettings(BaseModel):
+    """The autopilot (`RETAIN_AUTOPILOT__*`): the plan's autonomous actions executed with no CSM, under caps
+    (docs/methods/autopilot.md)."""
+
+    #: executions of any one action per UTC day, across runs
+    max_per_action_per_day: int = Field(200, ge=0)
+    #: executions of all actions together per UTC day, across runs
+    max_per_day: int = Field(500, ge=0)
+    #: how sure the holdout comparison must be that an action raises churn before it is paused (one-sided)
+    harm_confidence: float = Field(0.95, gt=0.5, lt=1)
+    #: the executions judged for harm: those of the weeks that started within this many days
+    harm_window_days: int = Field(91, gt=0)
+    #: `retain serve` runs the autopilot every `interval_seconds` in its main process when set
+    worker: bool = False
+    interval_seconds: float = Field(3600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore")
 
@@ -197,6 +214,7 @@ class Settings(BaseSettings):
     value: ValueSettings = ValueSettings()
     cockpit: CockpitSettings = CockpitSettings()
     webhooks: WebhookSettings = WebhookSettings()
+    autopilot: AutopilotSettings = AutopilotSettings()
 
 
 @lru_cache(maxsize=1)

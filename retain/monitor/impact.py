@@ -69,14 +69,16 @@ def _kept(outcome: np.ndarray, in_plan: np.ndarray, weights: np.ndarray) -> np.n
     return (held_mean - plan_mean) * in_plan.sum()
 
 
-def _interval(point: float, draws: np.ndarray) -> Interval:
-    low, high = np.nanpercentile(draws, [2.5, 97.5])
+def _interval(point: float, draws: np.ndarray, level: float) -> Interval:
+    """The central `level` interval of the bootstrap draws around the point estimate."""
+    tail = 50 * (1 - level)
+    low, high = np.nanpercentile(draws, [tail, 100 - tail])
     return Interval(round(point, 2), round(float(low), 2), round(float(high), 2))
 
 
-def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP) -> PlanImpact:
-    """`rows`: one per (week, account) of the recorded plans, with `arm`, `arr`, and the account's
-    realised `churned` and `expanded` (0/1) over the horizon after the week and `matured` (bool)."""
+def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP, level: float = 0.95) -> PlanImpact:
+    """`rows`: one per (week, account) of the recorded plans, with `arm`, `arr`, and the account's realised
+    `churned` and `expanded` (0/1) after the week and `matured` (bool); central intervals at `level`."""
     matured = rows["matured"].astype(bool)
     pending = sorted({str(pd.Timestamp(w).date()) for w in rows.loc[~matured, "week"]})
     done = rows[matured]
@@ -110,7 +112,7 @@ def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP) -> PlanIm
             spread = _kept(outcome, in_plan, weights[:, columns])
             points[name] += point
             totals[name] += spread
-            kept[name] = _interval(point, spread)
+            kept[name] = _interval(point, spread, level)
         weeks.append(
             WeekImpact(
                 week=str(pd.Timestamp(week).date()),
@@ -124,13 +126,13 @@ def plan_impact(rows: pd.DataFrame, seed: int, draws: int = BOOTSTRAP) -> PlanIm
                 extra_expansions=kept["expansion"],
             )
         )
-    churn = _interval(points["churn"], totals["churn"])
-    arr = _interval(points["arr"], totals["arr"])
+    churn = _interval(points["churn"], totals["churn"], level)
+    arr = _interval(points["arr"], totals["arr"], level)
     return PlanImpact(
         weeks,
         churn,
         arr,
-        _interval(points["expansion"], totals["expansion"]),
+        _interval(points["expansion"], totals["expansion"], level),
         pending,
         _sentence(churn, arr, len(weeks), pending),
     )

@@ -1,8 +1,8 @@
-"""What a subscription may hold: known alert types, and an http(s) URL that neither is nor resolves to a
-link-local or cloud metadata address. A server's cloud credentials can be read there, and a webhook must
-not be a way to make Retain fetch them. Loopback and private addresses stay allowed: in-house playbook
-engines live there. A URL is checked when subscribed and again before each delivery, since DNS can
-change in between.
+"""What a subscription may hold: known alert types or commands, and an http(s) URL that neither is nor
+resolves to a link-local or cloud metadata address. A server's cloud credentials can be read there, and a
+webhook must not be a way to make Retain fetch them. Loopback and private addresses stay allowed: in-house
+playbook engines live there. A URL is checked when subscribed and again before each delivery, since DNS
+can change in between.
 """
 
 from __future__ import annotations
@@ -16,8 +16,12 @@ from features.alerts import ALERT_TYPES
 from retain.core.errors import RetainError
 from retain.core.urls import redact
 
-#: the event type that subscribes to every alert type, present and future
+#: the event type that subscribes to every alert type, present and future (not to commands)
 ALL_EVENTS = "*"
+#: the autopilot's order to a playbook engine to execute an action (serving.autopilot_log)
+ACTION_EXECUTE = "action.execute"
+#: events that make a receiver act rather than inform it: only a subscription that names one gets it
+COMMANDS = (ACTION_EXECUTE,)
 SCHEMES = ("http", "https")
 #: names of cloud metadata services, refused before any lookup
 METADATA_HOSTS = frozenset({"metadata.google.internal"})
@@ -117,16 +121,17 @@ def _literal(host: str) -> Address | None:
 
 
 def parse_events(events: Iterable[str], types: Sequence[str] = ALERT_TYPES) -> tuple[str, ...]:
-    """The alert types (of the playbook's `types`) a subscription takes, in their order; `("*",)` for
-    every type."""
+    """The alert types (of the playbook's `types`) and commands a subscription takes, in their order;
+    `*` stands for every alert type, and a command is taken only where it is named."""
     chosen = {e.strip() for e in events if e.strip()}
-    known = f"event types are {', '.join(types)}, or {ALL_EVENTS} for all"
-    unknown = sorted(chosen - {*types, ALL_EVENTS})
+    known = f"event types are {', '.join((*types, *COMMANDS))}, or {ALL_EVENTS} for every alert type"
+    unknown = sorted(chosen - {*types, *COMMANDS, ALL_EVENTS})
     if unknown:
         said = ", ".join(repr(u) for u in unknown)
         raise WebhookInputError("events", "unknown_event_type", f"unknown event type {said}; {known}")
     if not chosen:
         raise WebhookInputError("events", "no_event_types", f"no event types given; {known}")
+    commands = tuple(c for c in COMMANDS if c in chosen)
     if ALL_EVENTS in chosen:
-        return (ALL_EVENTS,)
-    return tuple(t for t in types if t in chosen)
+        return (ALL_EVENTS, *commands)
+    return (*(t for t in types if t in chosen), *commands)

@@ -1,5 +1,6 @@
-"""The outbox: webhook subscriptions, the alerts recorded for them, and one delivery row per alert and
-subscription, in the decision log's database (its engine, its schema migrations, its outage error).
+"""The outbox: webhook subscriptions, the events recorded for them (alerts, and the autopilot's
+`action.execute` commands), and one delivery row per event and subscription, in the decision log's
+database (its engine, its schema migrations, its outage error).
 
 An alert and the deliveries it owes are written in one transaction, so once `record` returns nothing can
 lose them: a crash before any worker sends only delays them. An alert is inserted only if its id is
@@ -20,13 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from features.alerts import ALERT_SCHEMA_VERSION, ALERT_TYPES, Alert
 from retain.core.errors import RetainError
 from retain.core.urls import redact
-from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog
-from serving.webhooks.checks import ALL_EVENTS, WebhookInputError, check_url, parse_events
+from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog, upsert_into
+from serving.webhooks.checks import ALL_EVENTS, COMMANDS, WebhookInputError, check_url, parse_events
 from serving.webhooks.signing import new_secret
 
 DeliveryStatus = Literal["pending", "delivered", "dead"]
@@ -52,6 +52,19 @@ class NewWebhook:
     webhook: Webhook
     #: the signing secret, returned this once: only the receiver keeps it
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class OutboxEvent:
+    """An event as the outbox keeps it: its stable id (the idempotency key), its type, and the exact body
+    every delivery sends."""
+
+    id: str
+    type: str
+    account_id: str | None
+    #: the moment the event is about
+    at: datetime
+    payload: str
 
 
 @dataclass(frozen=True)
@@ -137,8 +150,9 @@ def _finite(value: float | str | None) -> float | str | None:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _subscribed(events: Sequence[str], alert_type: str) -> bool:
-    return ALL_EVENTS in events or alert_type in events
+def _subscribed(events: Sequence[str], event_type: str) -> bool:
+    """A subscription takes the types it names; `*` every alert type, never a command."""
+    return event_type in events or (ALL_EVENTS in events and event_type not in COMMANDS)
 
 
 class Outbox:
@@ -181,39 +195,14 @@ class Outbox:
         """Record the alerts not recorded yet, each with a pending delivery per live subscription to its
         type, in one transaction."""
         recorded_at = datetime.now(UTC)
-        unique = {alert.id: alert for alert in alerts}
-        rows = [
-            {
-                "alert_id": alert.id,
-                "type": alert.type,
-                "account_id": alert.account_id,
-                "at": alert.at,
-                "payload": alert_payload(alert, recorded_at),
-                "recorded_at": recorded_at,
-            }
-            for alert in unique.values()
+        events = [
+            OutboxEvent(alert.id, alert.type, alert.account_id, alert.at, alert_payload(alert, recorded_at))
+            for alert in alerts
         ]
-        if not rows:
+        if not events:
             return RecordedAlerts(0, 0, 0)
-        w = WEBHOOKS.c
         with self.log.connect(write=True) as conn:
-            new = _insert_absent(conn, rows)
-            live = conn.execute(sa.select(w.webhook_id, w.events).where(w.removed_at.is_(None))).all()
-            deliveries = [
-                {
-                    "alert_id": alert_id,
-                    "webhook_id": webhook_id,
-                    "status": "pending",
-                    "attempts": 0,
-                    "next_attempt_at": recorded_at,
-                }
-                for alert_id in sorted(new)
-                for webhook_id, events in live
-                if _subscribed(events.split(","), unique[alert_id].type)
-            ]
-            if deliveries:
-                conn.execute(DELIVERIES.insert(), deliveries)
-        return RecordedAlerts(len(new), len(rows) - len(new), len(deliveries))
+            return enqueue(conn, events, recorded_at)
 
     # -- delivering ------------------------------------------------------------------------------------
     def claim(self, now: datetime, lease_seconds: float, limit: int) -> list[Claim]:
@@ -324,6 +313,44 @@ class Outbox:
             return Retried(conn.execute(retry.values(**values)).rowcount)
 
 
+def enqueue(conn: sa.Connection, events: Iterable[OutboxEvent], recorded_at: datetime) -> RecordedAlerts:
+    """Inside the caller's transaction: record the events whose id is absent, each with a pending delivery
+    per live subscription to its type; a caller writing more in the same transaction (the autopilot's
+    execution) commits or loses all of it at once."""
+    unique = {event.id: event for event in events}
+    rows = [
+        {
+            "alert_id": e.id,
+            "type": e.type,
+            "account_id": e.account_id,
+            "at": e.at,
+            "payload": e.payload,
+            "recorded_at": recorded_at,
+        }
+        for e in unique.values()
+    ]
+    if not rows:
+        return RecordedAlerts(0, 0, 0)
+    w = WEBHOOKS.c
+    new = _insert_absent(conn, rows)
+    live = conn.execute(sa.select(w.webhook_id, w.events).where(w.removed_at.is_(None))).all()
+    deliveries = [
+        {
+            "alert_id": event_id,
+            "webhook_id": webhook_id,
+            "status": "pending",
+            "attempts": 0,
+            "next_attempt_at": recorded_at,
+        }
+        for event_id in sorted(new)
+        for webhook_id, types in live
+        if _subscribed(types.split(","), unique[event_id].type)
+    ]
+    if deliveries:
+        conn.execute(DELIVERIES.insert(), deliveries)
+    return RecordedAlerts(len(new), len(rows) - len(new), len(deliveries))
+
+
 def _live(conn: sa.Connection, webhook_id: str | None = None) -> list[Webhook]:
     """Live subscriptions (all, or the one with `webhook_id`), oldest first, their deliveries counted."""
     w, d = WEBHOOKS.c, DELIVERIES.c
@@ -349,6 +376,5 @@ def _live(conn: sa.Connection, webhook_id: str | None = None) -> list[Webhook]:
 def _insert_absent(conn: sa.Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:
     """Insert the alerts whose id is absent; the ids inserted. Concurrent recorders of the same alert
     cannot both insert it: the database settles the race on the primary key."""
-    insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
-    statement = insert(ALERTS).on_conflict_do_nothing(index_elements=["alert_id"])
+    statement = upsert_into(conn, ALERTS).on_conflict_do_nothing(index_elements=["alert_id"])
     return set(conn.execute(statement.returning(ALERTS.c.alert_id), rows).scalars())
