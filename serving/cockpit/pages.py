@@ -3,7 +3,7 @@ stylesheet served from the package, no script."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from importlib.resources import files
 
@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PlanArm, latest_arm
+from serving.autopilot_log import AutopilotLog, ExecutionStatus, Stop
 from serving.caller import Caller
 from serving.cockpit.access import Viewer
 from serving.cockpit.book import (
@@ -92,6 +93,9 @@ class AccountPage:
     left: bool
     #: the account's arm in this week's plan, in one sentence; None when no plan of the last week names it
     plan_note: str | None
+    #: what the autopilot executed for the account, newest first, and whether a CSM stopped it here
+    autopilot: list[ExecutionStatus] = field(default_factory=list)
+    autopilot_stop: Stop | None = None
 
     def context(self) -> dict[str, object]:
         """The template's variables, by name."""
@@ -116,8 +120,11 @@ def build_account_page(
     try:
         recorded, log_note = resources.log.feedback(account_id, limit=10), None
         pending = resources.log.taken(pending_only=True, account_id=account_id)
+        pilot = AutopilotLog(resources.log)
+        autopilot, autopilot_stop = pilot.account_history(account_id), pilot.stop_of(account_id)
     except DecisionLogUnavailable as e:
         recorded, pending, log_note = [], [], f"The decision log cannot be read: {e}"
+        autopilot, autopilot_stop = [], None
     days = resources.settings.cockpit.timeline_days
     arm = latest_arm(resources.store, account_id, as_of - WEEK)
     return AccountPage(
@@ -132,6 +139,8 @@ def build_account_page(
         timeline_days=days,
         recorded=recorded,
         log_note=log_note,
+        autopilot=autopilot,
+        autopilot_stop=autopilot_stop,
         can_see_actions=who.key.allows("actions:read"),
         can_act=who.key.allows("actions:write"),
         renewal=renewal,

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from retain.core.catalogue import ACTIONS
 from retain.core.contract import Tier
 from serving.auth import check_key
+from serving.autopilot_log import AutopilotLog
 from serving.caller import Caller
 from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page, posted_here
 from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, filtered, parse_filters, select_page
@@ -45,6 +46,11 @@ SIGN_IN_ERRORS = {
 }
 #: what a sign-in without its form's token says (an old page, or a post from another site)
 SIGN_IN_EXPIRED = "This sign-in form had expired or came from another page: reload the page, then sign in."
+#: what the account page confirms after a CSM stopped the autopilot there, or let it act again
+AUTOPILOT_FLASH = {
+    "stopped": "Recorded: the autopilot is stopped for this account.",
+    "resumed": "Recorded: the autopilot may act on this account again.",
+}
 #: what a sign-out without the session's token says
 SIGN_OUT_EXPIRED = "The sign-out form had expired or came from another page: reload the page, then sign out."
 
@@ -192,7 +198,7 @@ async def account_page(
     flash = (
         f"Recorded: {action_label(action)} marked {status}."
         if status in STATUSES and action in ACTIONS
-        else None
+        else AUTOPILOT_FLASH.get(request.query_params.get("autopilot", ""))
     )
     return render(
         "account.html",
@@ -229,6 +235,20 @@ async def feedback(
         return render("error.html", status=e.status, viewer=who, title="Not recorded", message=e.message)
     action = form.get("action", "")
     return RedirectResponse(f"{page}?{urlencode({'recorded': f'{status}:{action}'})}", status_code=303)
+
+
+@router.post("/accounts/{account_id}/autopilot")
+async def autopilot_stop(request: Request, account_id: str, who: Actor, service: ServiceDep) -> Response:
+    """Stop the autopilot for the account (`stopped=true`) or let it act there again, in the CSM's name;
+    the stop holds from now, even for a run under way. Back to the account page."""
+    form = await _form(request)
+    page = f"/ui/accounts/{account_id}"
+    if who.session is not None and not who.session.echoed(form.get("csrf", "")):
+        return RedirectResponse(f"{page}?error=expired_form", status_code=303)
+    stopped = form.get("stopped") == "true"
+    pilot = AutopilotLog(service.resources.log)
+    await run_in_threadpool(pilot.set_stop, account_id, stopped, who.name, who.key.key_id)
+    return RedirectResponse(f"{page}?{urlencode({'autopilot': 'stopped' if stopped else 'resumed'})}", 303)
 
 
 async def _form(request: Request) -> dict[str, str]:
