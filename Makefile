@@ -19,7 +19,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo soak monitor-drift results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo bench-loop soak monitor-drift results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,9 @@ bench-spark: install ## Spark local[2] vs DuckDB features (1M-50M events), scori
 
 bench-demo: install ## make demo as a new user meets it: fresh clone, install, every step, until the API answers
 	$(BIN)/python -m experiments.benchmarks.demo
+
+bench-loop: install ## closed loop: a year of weekly plans by 5 policies on 3 unseen seeds, 2,000 accounts (hours)
+	$(BIN)/python -m experiments.closed_loop --accounts 2000 --quarters 4 --seeds 101,102,103 --capacity-hours 8
 
 soak: install ## 10 minutes of mixed API load with the decision log and online store failing part-way (as root)
 	$(BIN)/python -m experiments.soak
