@@ -25,10 +25,10 @@ from retain import api
 from retain.autopilot.run import AutopilotRun
 from retain.cli import main
 from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PLANS_SCHEMA
 from retain.core.settings import AutopilotSettings, Settings, WebhookSettings
 from retain.core.store import Store
 from retain.ingest import ingest_path
-from retain.plan import CHOSEN, EXPLORE, HELD_OUT, PLANS, PLANS_SCHEMA
 from serving.autopilot_log import PAUSED, AutopilotLog, Execution
 from serving.decision_log import DELIVERIES, DecisionLog
 from serving.keys import KeyFile
