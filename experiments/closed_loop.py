@@ -96,7 +96,8 @@ class Timings:
     total: float
     weeks: float
     slowest_week: float
-    retrain: float
+    #: the months' upkeep: compaction, and the retrains where the policy learns
+    monthly: float
     retrains: int
     tail: float
     measure: float
@@ -127,14 +128,21 @@ def settings_for(store: Store, seed: int) -> Settings:
 
 
 def retrain(world: World, config: LoopConfig, seed: int) -> None:
-    """The monthly retrain: compact the store, fit the uplift learners on everything it holds, register
-    the model and make it champion (the loop measures what learning gains, so no gate holds it back)."""
-    compact(world.store, world.settings)
+    """Fit the uplift learners on everything the store holds, register the model and make it champion (the
+    loop measures what learning gains, so no gate holds it back)."""
     trained = train_uplift(world.store, world.settings, config.uplift.model_copy(update={"seed": seed}))
     registered = log_and_register(world.store, world.settings, trained, UPLIFT)
     if CHAMPION not in registered.aliases:  # a name's first version is champion already
         reason = "closed loop: the monthly retrain"
         set_champion(client(world.store, world.settings), UPLIFT, registered.version, reason, forced=True)
+
+
+def monthly(name: str, world: World, config: LoopConfig, seed: int) -> None:
+    """The month's upkeep before its first plan: the store compacted (a week's ingest adds small files that
+    every read pays for), and the uplift champion retrained where the policy learns."""
+    compact(world.store, world.settings)
+    if name in LEARNING:
+        retrain(world, config, seed)
 
 
 def warm_up(config: LoopConfig, seed: int, root: Path) -> Store:
@@ -174,13 +182,13 @@ def run_policy(name: str, config: LoopConfig, seed: int, world: World) -> Policy
     """The policy's weeks, each month's retrain where it learns, the tail, then its quarters measured."""
     started = time.perf_counter()
     rules = PlanRules(config.capacity_hours, config.holdout_share, config.explore_share, seed)
-    retrain_s, retrains, week_s = 0.0, 0, []
+    monthly_s, retrains, week_s = 0.0, 0, []
     bar = tqdm(config.weeks, desc=f"{name} seed {seed}", unit="week", file=sys.stderr, disable=False)
     for k, week in enumerate(bar):
-        if name in LEARNING and k > 0 and week.month != config.weeks[k - 1].month:
+        if k > 0 and week.month != config.weeks[k - 1].month:
             t = time.perf_counter()
-            retrain(world, config, seed)
-            retrain_s, retrains = retrain_s + time.perf_counter() - t, retrains + 1
+            monthly(name, world, config, seed)
+            monthly_s, retrains = monthly_s + time.perf_counter() - t, retrains + (name in LEARNING)
         t = time.perf_counter()
         actions = step_week(name, world, week, rules)
         week_s.append(time.perf_counter() - t)
@@ -200,7 +208,7 @@ def run_policy(name: str, config: LoopConfig, seed: int, world: World) -> Policy
         total=round(time.perf_counter() - started, 1),
         weeks=round(sum(week_s), 1),
         slowest_week=round(max(week_s), 1),
-        retrain=round(retrain_s, 1),
+        monthly=round(monthly_s, 1),
         retrains=retrains,
         tail=round(tail, 1),
         measure=round(time.perf_counter() - t, 1),
