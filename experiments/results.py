@@ -136,6 +136,19 @@ SOURCES: tuple[Source, ...] = (
         "the same over worlds where no account is held out: every account-week is the usual course's",
     ),
     Source(
+        "closed_loop",
+        "The closed loop: a simulated year of following each policy's weekly plan",
+        "make bench-loop",
+        "per seed, one world run week by week for each policy on the same CSM hours: the rules, the riskiest "
+        "first, Retain's plan without and with 5% exploration (its uplift champion retrained monthly on its "
+        "own world's data) and the oracle told the true effects; per quarter, the churn the executed plan "
+        "actions truly averted and the ARR they kept, beside the plan holdout's own estimate with its 95% "
+        "interval (`docs/methods/closed-loop.md`). Must hold (2,000 accounts, 4 quarters, 3 unseen seeds): "
+        "retain_explore averts at least 2.5x the churn of the rules and of the riskiest first and 0.60 of "
+        "the oracle's, its share of the oracle grows from the first quarter to the last, and the holdout's "
+        "interval holds the truth in at least 90% of policy-quarters",
+    ),
+    Source(
         "monitor_drift",
         "Drift monitor: false alarms and detection delay over seeds",
         "make monitor-drift",
@@ -223,12 +236,93 @@ def section(source: Source, payload: dict[str, Any] | None) -> str:
         f"- commit: `{commit}`{state}",
         f"- command: `{payload.get('command', 'unknown')}`",
         "",
+    ]
+    if source.name == CLOSED_LOOP:
+        return "\n".join(lines + closed_loop_lines(payload["figures"]))
+    lines += [
         "| figure | value |",
         "|---|---|",
         *(f"| `{key}` | {show(value)} |" for key, value in flatten(payload.get("figures"))),
         "",
     ]
     return "\n".join(lines)
+
+
+# -- the closed loop: a plot and a table per quarter, not its hundreds of weekly figures ------------------
+
+CLOSED_LOOP = "closed_loop"
+#: the closed loop's plot, beside the page that shows it
+LOOP_PLOT = "results-closed-loop.png"
+
+
+def _interval(found: dict[str, float] | None) -> str:
+    return (
+        "—" if found is None else f"{show(found['estimate'])} [{show(found['low'])}, {show(found['high'])}]"
+    )
+
+
+def closed_loop_lines(figures: dict[str, Any]) -> list[str]:
+    """The closed loop's plot, a table per quarter (policies by rows, seeds side by side in a cell) and the
+    issue's bar as measured."""
+    shares = {p["policy"]: p["share_of_oracle_by_quarter"] for p in figures["policies"]}
+    size = f"{figures['quarters']} quarter(s) of {figures['weeks_per_quarter']} weeks"
+    lines = [
+        f"{figures['accounts']:,} accounts, {size} after a {figures['warmup_days']}-day warm-up, "
+        f"{show(figures['capacity_hours'])} CSM hours a week, seeds {show(figures['seeds'])}; truth figures "
+        "are means over the seeds, holdout estimates of churn averted one per seed.",
+        "",
+        f"![Cumulative true ARR kept per policy, week by week]({LOOP_PLOT})",
+        "",
+    ]
+    for q in range(figures["quarters"]):
+        lines += [
+            f"Quarter {q + 1}:",
+            "",
+            "| policy | actions | true churn averted | true ARR kept | holdout estimate [95% interval] | "
+            "holds the truth | share of the oracle |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for name in shares:
+            mine = [r["quarters"][q] for r in figures["runs"] if r["policy"] == name]
+            held = [m["covered"] for m in mine if m["covered"] is not None]
+            lines.append(
+                f"| {name} | {show(sum(m['actions'] for m in mine) // len(mine))} "
+                f"| {show(sum(m['true_churn_averted'] for m in mine) / len(mine))} "
+                f"| {show(sum(m['true_arr_kept'] for m in mine) / len(mine))} "
+                f"| {'; '.join(_interval(m['holdout_churn_averted']) for m in mine)} "
+                f"| {sum(held)}/{len(held)} | {show(shares[name][q])} |"
+            )
+        lines.append("")
+    timings = {r["policy"]: [] for r in figures["runs"]}
+    for r in figures["runs"]:
+        timings[r["policy"]].append(r["seconds"]["total"])
+    lines += ["The bar as measured:", "", "| figure | value |", "|---|---|"]
+    lines += [f"| `{key}` | {show(value)} |" for key, value in flatten(figures["must_hold"])]
+    lines += [f"| `seconds.{name}` | {show(value)} |" for name, value in timings.items()]
+    lines += [f"| `seconds.warm_up` | {show(list(figures['warm_up_seconds'].values()))} |", ""]
+    return lines
+
+
+def closed_loop_plot(figures: dict[str, Any], out: Path) -> None:
+    """Cumulative true ARR kept by each policy's executed plan actions, week by week, mean over the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # deferred: only the closed loop draws
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for summary in figures["policies"]:
+        mine = [r["weeks"] for r in figures["runs"] if r["policy"] == summary["policy"]]
+        weeks = [datetime.fromisoformat(w["week"]) for w in mine[0]]
+        kept = [sum(run[k]["arr_kept"] for run in mine) / len(mine) for k in range(len(weeks))]
+        ax.plot(weeks, [sum(kept[: k + 1]) for k in range(len(kept))], label=summary["policy"])
+    ax.set_ylabel("true ARR kept, cumulative ($)")
+    ax.set_title("The closed loop: what each policy's plans truly kept")
+    ax.legend()
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
 
 
 def render(folder: Path = RESULTS_DIR) -> str:
@@ -256,6 +350,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(render(args.results))
+    loop = args.results / f"{CLOSED_LOOP}.json"
+    if loop.exists():
+        closed_loop_plot(json.loads(loop.read_text())["figures"], args.out.parent / LOOP_PLOT)
     print(f"wrote {args.out}")
     return 0
 
