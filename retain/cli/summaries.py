@@ -290,14 +290,22 @@ def _most_planned(m: MostPlanned) -> str:
 
 
 def report_written(r: ReportFiles) -> RenderableType:
-    """Where the report is, after a warning for each column a statistic left out of the adjustment, and
-    how strong a hidden factor would have to be to erase each clear effect."""
+    """Where the report is, after a warning for each column a statistic left out of the adjustment or
+    --covariates forced in against it, and how strong a hidden factor would have to be to erase each clear
+    effect."""
     warnings = [
         Text.assemble(
             ("warning:", "yellow"), f" left out `{d.column}`: {d.reason}. Pass --covariates to choose."
         )
         for d in r.covariates_dropped
         if d.statistic is not None
+    ] + [
+        Text.assemble(
+            ("warning:", "yellow"),
+            f" adjusting for `{d.column}` as --covariates asks, though it looks post-treatment or "
+            f"post-outcome: {d.reason}.",
+        )
+        for d in r.covariates_suspect
     ]
     return Group(
         *warnings,

@@ -74,7 +74,7 @@ from training.causal.design import store_design
 from training.causal.holdout import ProgramEffect, design_program_effects
 from training.config import UpliftConfig
 
-REPORT_VERSION = 4
+REPORT_VERSION = 5
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
 LATER_NOT_NEVER_SHARE = 0.5
 
@@ -276,6 +276,7 @@ def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = Non
         source=study.source,
         covariates_used=study.covariates_used,
         covariates_dropped=study.covariates_dropped,
+        covariates_suspect=study.covariates_suspect,
         outcomes={
             o.name: ReportedOutcome("binary" if o.binary else "numeric", o.goal) for o in study.outcomes
         },

@@ -19,7 +19,7 @@ from retain.report.schema import (
     AverageEffect,
     CausalReport,
     CovariateBalance,
-    DroppedCovariate,
+    CovariateFlag,
     Goal,
     ProgramComparison,
     Quantiles,
@@ -157,13 +157,15 @@ def clear_robustness(report: CausalReport) -> list[Sensitivity]:
 @dataclass(frozen=True)
 class ReportFiles:
     """Where a report was written, how many effects it estimated, the columns it did not adjust for (the
-    summary warns of those a statistic left out) and how strong a hidden factor would have to be to erase
-    each clear effect (the summary says it)."""
+    summary warns of those a statistic left out), those --covariates forced in though they look
+    post-treatment or post-outcome (it warns of each), and how strong a hidden factor would have to be to
+    erase each clear effect (the summary says it)."""
 
     html: Path
     json: Path
     effects: int
-    covariates_dropped: list[DroppedCovariate]
+    covariates_dropped: list[CovariateFlag]
+    covariates_suspect: list[CovariateFlag]
     robustness: list[Sensitivity]
     #: the usual course against never acting, where the store's log has a never-treated holdout
     program: list[ProgramComparison]
@@ -178,6 +180,7 @@ def write_report(analysis: Analysis, out: Path) -> ReportFiles:
         out / "report.json",
         len(report.effects),
         report.covariates_dropped,
+        report.covariates_suspect,
         clear_robustness(report),
         report.program,
     )

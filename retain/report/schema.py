@@ -86,13 +86,15 @@ Source = StoreSource | TableSource
 
 
 @dataclass(frozen=True, kw_only=True)
-class DroppedCovariate:
-    """A column the estimate does not adjust for, why in words, and the statistic that decided it (None
-    when its shape or an option did)."""
+class CovariateFlag:
+    """A column the default choice leaves out (the estimate does not adjust for it, or adjusts only because
+    `--covariates` named it), why in words, and the statistic that decided it (None when its shape or an
+    option did): `z` of its arm imbalance, `auc` or `r2` of the outcome on it, or `implication`, the share
+    of the rows it implies the outcome on that have it."""
 
     column: str
     reason: str
-    statistic: Literal["smd", "auc", "r2"] | None = None
+    statistic: Literal["z", "auc", "r2", "implication"] | None = None
     value: float | None = None
 
 
@@ -389,7 +391,9 @@ class CausalReport:
     #: the columns the nuisance models adjust for, and those left out with why (table mode; the store's
     #: design adjusts for every feature)
     covariates_used: list[str]
-    covariates_dropped: list[DroppedCovariate]
+    covariates_dropped: list[CovariateFlag]
+    #: columns adjusted for because --covariates named them, though the default would leave them out, why
+    covariates_suspect: list[CovariateFlag]
     outcomes: dict[str, ReportedOutcome]
     method: Method
     effects: list[AverageEffect]

@@ -13,7 +13,7 @@ import pandas as pd
 
 from retain.core.errors import RetainError
 from retain.report.covariates import choose_covariates
-from retain.report.schema import DroppedCovariate, Goal, Source, StoreSource, TableSource
+from retain.report.schema import CovariateFlag, Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
 from training.causal.holdout import ProgramEffect
 from training.causal.renewal import renewal_rows
@@ -81,7 +81,9 @@ class Study:
     seed: int
     caveats: list[str] = field(default_factory=list)
     #: the columns not adjusted for, with why (a table's; the store's design adjusts for every feature)
-    covariates_dropped: list[DroppedCovariate] = field(default_factory=list)
+    covariates_dropped: list[CovariateFlag] = field(default_factory=list)
+    #: columns adjusted for because --covariates named them, though the default would leave them out
+    covariates_suspect: list[CovariateFlag] = field(default_factory=list)
     #: the usual course against never acting, where the store's log has a never-treated holdout
     program: list[ProgramEffect] = field(default_factory=list)
 
@@ -271,7 +273,7 @@ def table_study(
     shaped, unusable = _covariates(frame.loc[usable].drop(columns=[treatment, outcome]))
     shaped = shaped.reset_index(drop=True)
     labels = labels[usable].reset_index(drop=True)
-    used, dropped = _adjusted_for(
+    used, dropped, suspect = _adjusted_for(
         shaped, unusable, labels, controls, y[usable], binary, covariates=covariates, exclude=exclude or []
     )
     # nothing to adjust for (a randomised export): a constant column, and the estimate is the difference
@@ -303,6 +305,7 @@ def table_study(
         seed=seed,
         caveats=list(TABLE_CAVEATS),
         covariates_dropped=dropped,
+        covariates_suspect=suspect,
     )
 
 
@@ -316,25 +319,27 @@ def _adjusted_for(
     *,
     covariates: list[str] | None,
     exclude: list[str],
-) -> tuple[list[str], list[DroppedCovariate]]:
-    """The columns to adjust for, and those left out with why: for their shape, by an option, or as
-    likely post-treatment or post-outcome."""
-    dropped = [DroppedCovariate(column=c, reason=why) for c, why in unusable.items()]
+) -> tuple[list[str], list[CovariateFlag], list[CovariateFlag]]:
+    """The columns to adjust for, those left out with why (for their shape, by an option, or as likely
+    post-treatment or post-outcome), and those `covariates` forces in that the default would leave out."""
+    dropped = [CovariateFlag(column=c, reason=why) for c, why in unusable.items()]
     if covariates is not None:
         named = set(covariates)
         for c in covariates:
             if c in unusable:
                 raise RetainError(f"--covariates: column {c!r} cannot be adjusted for: {unusable[c]}")
         left = [
-            DroppedCovariate(column=str(c), reason="not named in --covariates")
+            CovariateFlag(column=str(c), reason="not named in --covariates")
             for c in shaped.columns
             if c not in named
         ]
-        return list(dict.fromkeys(covariates)), dropped + left
+        default = choose_covariates(shaped, labels, controls, y, binary)
+        suspect = [d for d in default.dropped if d.column in named]
+        return list(dict.fromkeys(covariates)), dropped + left, suspect
     excluded = [c for c in shaped.columns if c in set(exclude)]
-    dropped += [DroppedCovariate(column=c, reason="excluded with --exclude") for c in excluded]
+    dropped += [CovariateFlag(column=c, reason="excluded with --exclude") for c in excluded]
     choice = choose_covariates(shaped.drop(columns=excluded), labels, controls, y, binary)
-    return choice.used, dropped + choice.dropped
+    return choice.used, dropped + choice.dropped, []
 
 
 TABLE_CAVEATS = (

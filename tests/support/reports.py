@@ -32,12 +32,14 @@ def report(args: list[str], out: Path) -> dict[str, Any]:
         "json": str(out / "report.json"),
         "effects": summary["effects"],
         "covariates_dropped": summary["covariates_dropped"],
+        "covariates_suspect": summary["covariates_suspect"],
         "robustness": summary["robustness"],
         "program": summary["program"],
     }
     loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
     assert summary["effects"] == len(loaded["effects"])
     assert summary["covariates_dropped"] == loaded["covariates_dropped"]
+    assert summary["covariates_suspect"] == loaded["covariates_suspect"]
     assert summary["program"] == loaded["program"]
     # the summary says how robust each effect whose interval excludes zero is
     clear = [
