@@ -32,6 +32,9 @@ ANSWERS = {
     ("delete", "/v1/webhooks/{webhook_id}", "200"): "WebhookResponse",
     ("get", "/v1/webhooks/failed", "200"): "FailedDeliveries",
     ("post", "/v1/webhooks/retry", "200"): "RetryOut",
+    ("get", "/v1/autopilot", "200"): "AutopilotSwitches",
+    ("post", "/v1/autopilot/pause", "200"): "AutopilotSwitchResponse",
+    ("post", "/v1/autopilot/resume", "200"): "AutopilotSwitchResponse",
 }
 
 
