@@ -145,6 +145,12 @@ def _risk_data(lineage: Mapping[str, Any]) -> str:
             "Split by time, in whole cutoffs: the latest matured ones are the test window, the ones before "
             "them the calibration window (early stopping, tuning, calibration), all earlier ones train."
         )
+    elif lineage.get("folds"):
+        split = (
+            "Not split: every row trains the final model. The parameters, the number of trees and the "
+            f"calibration were chosen by {lineage['folds']}-fold cross-validation (stratified, an id's rows "
+            "in one fold), and the figures below are out of fold."
+        )
     else:
         split = f"Split {lineage.get('split', 'in an unrecorded way')}."
     header = ["window", "cutoffs", "first", "last"] if cutoffs else ["window"]
@@ -202,6 +208,29 @@ def _provenance(lineage: Mapping[str, Any]) -> list[str]:
 def _risk_metrics(metrics: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:
     present = [c for c in BASELINES if isinstance(metrics.get(c), Mapping)]
     scores = _scores(metrics, "model")
+    if lineage.get("folds"):
+        title, lines = "Cross-validated metrics", _out_of_fold(scores, int(lineage["folds"]))
+    else:
+        title, lines = _test_window(scores, lineage)
+    table = [
+        [label, *(_shown(_scores(metrics, c).get(key), fmt) for c in present)] for label, key, fmt in METRICS
+    ]
+    lines += ["", _table(["metric", *(BASELINES[c] for c in present)], table), ""]
+    lines += _against(metrics)
+    return f"## {title}\n\n" + "\n".join(lines).strip()
+
+
+def _out_of_fold(scores: Mapping[str, float], folds: int) -> list[str]:
+    n, positives = int(scores.get("rows") or 0), int(scores.get("positives") or 0)
+    return [
+        f"Every row ({n:,}, {positives:,} positives, {_percent(positives / n if n else None)}) scored by the "
+        f"model of the {folds} folds that did not see it, calibrated by a fit on the other folds; the "
+        "logistic regression is fitted and judged on the same folds. The final model, refitted on every "
+        "row, has no held-out rows left to judge it: these figures describe its recipe."
+    ]
+
+
+def _test_window(scores: Mapping[str, float], lineage: Mapping[str, Any]) -> tuple[str, list[str]]:
     in_time = bool(lineage.get("cutoffs") or lineage.get("time"))
     title = "Metrics on the out-of-time test window" if in_time else "Metrics on the test window"
     test = sorted((lineage.get("cutoffs") or {}).get("test") or [])
@@ -213,12 +242,7 @@ def _risk_metrics(metrics: Mapping[str, Any], lineage: Mapping[str, Any]) -> str
             f"The test window{at}: {n:,} rows, {positives:,} positives ({_percent(positives / n)}). "
             "Every candidate scores the same rows, none of which reached tuning or calibration."
         )
-    table = [
-        [label, *(_shown(_scores(metrics, c).get(key), fmt) for c in present)] for label, key, fmt in METRICS
-    ]
-    lines += ["", _table(["metric", *(BASELINES[c] for c in present)], table), ""]
-    lines += _against(metrics)
-    return f"## {title}\n\n" + "\n".join(lines).strip()
+    return title, lines
 
 
 def _against(metrics: Mapping[str, Any]) -> list[str]:
@@ -272,16 +296,20 @@ def _calibration(model: ScoringModel, metrics: Mapping[str, Any], lineage: Mappi
         method = type(calibrator).__name__
     window = sorted((lineage.get("cutoffs") or {}).get("calibration") or [])
     span = f" ({window[0]} to {window[-1]})" if window else ""
+    fitted_on = f"the calibration window{span}"
+    if lineage.get("folds"):
+        losses = metrics.get("calibration_log_loss") or {}
+        chosen = ", ".join(f"{m} {v:.4f}" for m, v in losses.items())
+        fitted_on = f"every out-of-fold prediction (chosen by cross-fitted log loss: {chosen})"
     text = (
-        f"{method}, fitted on the calibration window{span}, maps the booster's probability onto "
-        "the frequencies seen there, so 12% means about 12 in 100; it is monotone, so it never reorders "
-        "accounts."
+        f"{method}, fitted on {fitted_on}, maps the booster's probability onto the frequencies seen there, "
+        "so 12% means about 12 in 100; it is monotone, so it never reorders accounts."
     )
     raw, after = metrics.get("ece_raw"), _scores(metrics, "model").get("ece")
     if raw is not None and after is not None:
+        where = "out of fold" if lineage.get("folds") else "on the test window"
         text += (
-            f" Expected calibration error on the test window (10 bins): {raw:.3f} before calibration, "
-            f"{after:.3f} after."
+            f" Expected calibration error {where} (10 bins): {raw:.3f} before calibration, {after:.3f} after."
         )
     windows = lineage.get("windows") or {}
     train, test = (windows.get(w) or {} for w in ("train", "test"))
@@ -308,7 +336,12 @@ def _risk_limits(model: ScoringModel, metrics: Mapping[str, Any], lineage: Mappi
             "The label is the table's own: a row whose outcome was still open when the table was built "
             "counts as no event, which Retain cannot detect."
         )
-    if lineage.get("source") == "table" and not lineage.get("time"):
+    if lineage.get("folds"):
+        limits.append(
+            "Cross-validated, not out of time: each fold's rows come from the same period as the rest, so "
+            "the figures may flatter the model on rows of a later period."
+        )
+    elif lineage.get("source") == "table" and not lineage.get("time"):
         limits.append(
             "Split by id, not by time: the test rows come from the same period as training, so the test "
             "figures are not out of time and likely flatter the model."

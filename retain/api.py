@@ -307,15 +307,20 @@ def train_table(
     store: StoreLike = None,
     settings: Settings | None = None,
     config: Path | TrainConfig | None = None,
+    time_budget: float | None = None,
 ) -> Trained:
-    """Train the churn pipeline on a prepared snapshot table (CSV or Parquet) whose `label` is 0/1,
-    true/false or yes/no, split in time by `time_column` if given; registered as `name`."""
+    """Train a model on a prepared snapshot table (CSV or Parquet) whose `label` is 0/1, true/false or
+    yes/no: by cross-validation and a refit on every row when small, else split in time by `time_column`
+    if given; registered as `name`. `time_budget` (seconds) replaces the config's tuning budget, and a
+    small table's whole training keeps within it."""
     # deferred: LightGBM, Optuna and MLflow
     from training.config import TrainConfig
     from training.pipeline import train_table as fit_table
 
     settings = settings_or_default(settings)
     run_config = _config(config, TrainConfig, None)
+    if time_budget is not None:
+        run_config = run_config.model_copy(update={"timeout_seconds": time_budget, "n_trials": None})
     with _plots_folder(run_config) as run_config:
         result = fit_table(Path(table), label, id_column, time_column, name, run_config, settings=settings)
         return _register(open_store(store, settings), settings, result)

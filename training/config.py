@@ -34,6 +34,13 @@ class TrainConfig(BaseModel):
     test_fraction: float = Field(0.2, gt=0, lt=0.5)
     calibration_fraction: float = Field(0.2, gt=0, lt=0.5)
     min_train_rows: int = Field(500, ge=10)
+    cv_max_rows: int = Field(
+        50_000,
+        ge=0,
+        description="a table with fewer rows is tuned and calibrated by cross-validation, then refitted on "
+        "every row; a larger one keeps the train/calibration/test split",
+    )
+    cv_folds: int = Field(5, ge=3, le=10, description="cross-validation folds of a small table, by id")
     min_window_positives: int = Field(10, ge=1, description="positives and negatives needed in each window")
 
     # features

@@ -155,10 +155,12 @@ def choose_features(
     return features
 
 
-def check_windows(rows: pd.DataFrame, config: TrainConfig) -> dict[str, dict[str, int]]:
+def check_windows(
+    rows: pd.DataFrame, config: TrainConfig, windows: Sequence[WindowName] = WINDOWS
+) -> dict[str, dict[str, int]]:
     """Rows and positives per window; refuses a split too small or one-sided to train or judge on."""
     summary: dict[str, dict[str, int]] = {}
-    for window in WINDOWS:
+    for window in windows:
         labels = rows.loc[rows[WINDOW] == window, LABEL]
         summary[window] = {"rows": len(labels), "positives": int(labels.sum())}
     if summary["train"]["rows"] < config.min_train_rows:
@@ -307,7 +309,8 @@ def table_training_set(
     frame: pd.DataFrame, label: str, id_col: str, time_col: str | None, config: TrainConfig
 ) -> TrainingSet:
     """A prepared snapshot table (one row per id, or per id and time) as a training set: labels parsed,
-    columns typed, split by time when there is a time column, else by id."""
+    columns typed. Below `cv_max_rows` every row is in the train window (cross-validation judges the
+    model); above, split by time when there is a time column, else by id."""
     for option, name in (("--label", label), ("--id", id_col), ("--time", time_col)):
         if name is not None and name not in frame.columns:
             raise RetainError(
@@ -328,13 +331,9 @@ def table_training_set(
         raise RetainError(f"no usable feature columns ({'; '.join(f'{k}: {v}' for k, v in dropped.items())})")
     features = list(typed)
     rows = pd.DataFrame(columns | typed)
-    if time_col is not None:
-        rows[WINDOW] = split_by_time_share(rows[time_col], config.test_fraction, config.calibration_fraction)
-    else:
-        rows[WINDOW] = split_by_id(
-            rows[id_col], config.test_fraction, config.calibration_fraction, config.random_seed
-        )
-    counts = check_windows(rows, config)
+    cross_validated = len(rows) < config.cv_max_rows
+    rows[WINDOW] = "train" if cross_validated else _table_windows(rows, id_col, time_col, config)
+    counts = check_windows(rows, config, ("train",) if cross_validated else WINDOWS)
     categorical = [f for f in features if rows[f].dtype == object]
     categories = category_levels(rows[rows[WINDOW] == "train"], categorical)
     lineage = {
@@ -344,11 +343,25 @@ def table_training_set(
         "time": time_col,
         "rows_without_label": int(labels.isna().sum()),
         "columns_dropped": dropped,
-        "split": "by time" if time_col is not None else "by id (seeded hash)",
+        "split": _split_name(cross_validated, time_col, config),
+        "folds": config.cv_folds if cross_validated else None,
         "windows": counts,
         "train_fingerprint": fingerprint(rows[rows[WINDOW] == "train"]),
     }
     return TrainingSet(rows, features, categories, id_col, time_col, lineage)
+
+
+def _table_windows(rows: pd.DataFrame, id_col: str, time_col: str | None, config: TrainConfig) -> pd.Series:
+    """A large table's windows: by its time column when it has one, else by a seeded hash of the id."""
+    if time_col is not None:
+        return split_by_time_share(rows[time_col], config.test_fraction, config.calibration_fraction)
+    return split_by_id(rows[id_col], config.test_fraction, config.calibration_fraction, config.random_seed)
+
+
+def _split_name(cross_validated: bool, time_col: str | None, config: TrainConfig) -> str:
+    if cross_validated:
+        return f"not split: {config.cv_folds}-fold cross-validation, stratified, an id's rows in one fold"
+    return "by time" if time_col is not None else "by id (seeded hash)"
 
 
 def _times(times: pd.Series, time_col: str) -> pd.Series:

@@ -1,7 +1,8 @@
 """A training run end to end: training set, tuning, calibration, evaluation against the baselines, figures.
 
-`train_model` trains the churn or expansion model from a store; `train_table` trains the same pipeline on a
-bring-your-own snapshot table. Both return a TrainResult for tracking and the registry; neither touches
+`train_model` trains the churn or expansion model from a store; `train_table` trains on a bring-your-own
+snapshot table: a large one through the same split pipeline, a small one by cross-validation and a refit on
+every row (`training.crossval`). Both return a TrainResult for tracking and the registry; neither touches
 MLflow.
 """
 
@@ -22,6 +23,7 @@ from retain.core.store import Store
 from training.artifact import Kind, ScoringModel
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig
+from training.crossval import CrossValidated, Folds, calibrate_out_of_fold, cv_folds, refit, tune_cv
 from training.dataset import (
     TrainingSet,
     read_table,
@@ -42,6 +44,9 @@ from training.result import TrainResult
 from training.tuning import Tuned, tune
 
 CANDIDATES = ("model", "health", "logistic", "oracle")
+#: a small table's tuning stops at this share of its time budget: calibration, the refit on every row, the
+#: baseline and the figures take the rest
+TUNING_SHARE = 0.7
 
 
 def load_truth(folder: Path, target: Target) -> pd.DataFrame:
@@ -94,7 +99,86 @@ def train_table(
     started = time.perf_counter()
     data = table_training_set(read_table(path), label, id_col, time_col, config)
     data.lineage["table"] = str(path.resolve())
+    if data.part("test").empty:
+        return fit_cross_validated(data, name, config, started)
+    if config.timeout_seconds is not None:  # the budget is the whole run's, as for a small table
+        config = config.model_copy(update={"timeout_seconds": TUNING_SHARE * config.timeout_seconds})
     return fit_and_evaluate(data, name, "table", config, None, started=started)
+
+
+def fit_cross_validated(
+    data: TrainingSet, name: str, config: TrainConfig, started: float
+) -> TrainResult[ScoringModel]:
+    """A small table's model: tuned by cross-validation within `TUNING_SHARE` of `timeout_seconds`,
+    calibrated out of fold, refitted on every row; the figures are out of fold, beside a logistic
+    regression fitted on the same folds."""
+    rows, x, y = data.part("train"), data.matrix("train"), data.labels("train")
+    folds = cv_folds(y, rows[data.id_col], config.cv_folds, config.random_seed)
+    # the baseline first: its fits then count against the tuning's share of the budget
+    logistic = _logistic_out_of_fold(rows, y, data, folds, config.random_seed)
+    deadline = None if config.timeout_seconds is None else started + TUNING_SHARE * config.timeout_seconds
+    tuned = tune_cv(x, y, folds, config, name, deadline)
+    calibration = calibrate_out_of_fold(tuned.oof, y, folds)
+    model = ScoringModel(
+        name=name,
+        kind="table",
+        booster=refit(tuned.params, x, y),
+        features=list(data.features),
+        categories=data.categories,
+        calibrator=calibration.calibrator,
+        horizon_days=config.horizon,
+        texts=ScoringModel.texts_for(list(data.features)),
+        ranges=_ranges(rows, data),
+    )
+    candidates = {"model": calibration.cross_fitted, "health": None, "logistic": logistic}
+    metrics: dict[str, Any] = {
+        **compare(y, candidates),
+        "oracle": None,
+        "evaluation": "cross_validation",
+        "folds": len(folds),
+        "rows_refitted": len(y),
+        "ece_raw": expected_calibration_error(y, tuned.oof),
+        "slices": slice_metrics(rows, y, candidates, config.slices),
+        "calibration": calibration.method,
+        "calibration_log_loss": calibration.log_loss,
+        "windows": data.lineage["windows"],
+        "tuning": _tuning(tuned, model.booster.num_trees()),
+    }
+    metrics["ece"] = metrics["model"]["ece"]
+    plots = _plots(rows, y, model, candidates, tuned.oof, config, name) if config.plots else {}
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
+    return TrainResult(
+        model=model,
+        params=_params(tuned.params, config),
+        metrics=metrics,
+        flat_metrics=_flat(metrics, "cv"),
+        plots=plots,
+        lineage=_lineage(data, name, "table", config, None),
+        input_example=rows[data.features].head(5).reset_index(drop=True),
+    )
+
+
+def _logistic_out_of_fold(
+    rows: pd.DataFrame, y: np.ndarray, data: TrainingSet, folds: Folds, seed: int
+) -> np.ndarray:
+    """The logistic baseline's out-of-fold probabilities on the model's folds."""
+    categorical = list(data.categories)
+    out = np.empty(len(y))
+    for fitted, held in folds:
+        model = logistic_baseline(rows.iloc[fitted], y[fitted], data.features, categorical, seed)
+        out[held] = logistic_predict(model, rows.iloc[held], data.features, categorical)
+    return out
+
+
+def _tuning(tuned: Tuned | CrossValidated, trees: int) -> dict[str, Any]:
+    return {
+        "metric": tuned.metric,
+        "best_value": tuned.best_value,
+        "trials": tuned.trials,
+        "pruned": tuned.pruned,
+        "trees": trees,
+        "seconds": tuned.seconds,
+    }
 
 
 def _ranges(train: pd.DataFrame, data: TrainingSet) -> dict[str, tuple[float, float]]:
@@ -136,23 +220,16 @@ def fit_and_evaluate(
         "slices": slice_metrics(test, y_test, candidates, config.slices),
         "calibration": config.calibration,
         "windows": data.lineage["windows"],
-        "tuning": {
-            "metric": tuned.metric,
-            "best_value": tuned.best_value,
-            "trials": tuned.trials,
-            "pruned": tuned.pruned,
-            "trees": tuned.booster.num_trees(),
-            "seconds": tuned.seconds,
-        },
+        "tuning": _tuning(tuned, tuned.booster.num_trees()),
     }
     metrics["ece"] = metrics["model"]["ece"]
-    plots = _plots(data, model, candidates, raw_test, config, truth, name) if config.plots else {}
+    plots = _store_plots(data, model, candidates, raw_test, config, truth, name) if config.plots else {}
     metrics["seconds"] = round(time.perf_counter() - started, 2)
     return TrainResult(
         model=model,
         params=_params(tuned.params, config),
         metrics=metrics,
-        flat_metrics=_flat(metrics),
+        flat_metrics=_flat(metrics, "test"),
         plots=plots,
         lineage=_lineage(data, name, kind, config, constraints),
         input_example=test[data.features].head(5).reset_index(drop=True),
@@ -201,7 +278,7 @@ def _candidates(
     }
 
 
-def _plots(
+def _store_plots(
     data: TrainingSet,
     model: ScoringModel,
     candidates: dict[str, np.ndarray | None],
@@ -210,16 +287,42 @@ def _plots(
     truth: pd.DataFrame | None,
     name: str,
 ) -> dict[str, Path]:
-    """The curves of every candidate (the oracle's on the rows the truth covers) and the SHAP figures on a
-    seeded sample of the test window, written to `config.plots_dir` or a temporary folder."""
+    """The test window's figures, with the oracle's curves on the rows the truth covers."""
     test, y_test = data.part("test"), data.labels("test")
-    folder = config.plots_dir or Path(tempfile.mkdtemp(prefix=f"retain-{name}-"))
-    sample = test.sample(min(config.shap_sample, len(test)), random_state=config.random_seed)
     curves = {k: (y_test, v) for k, v in candidates.items() if v is not None}
     if truth is not None:
         covered, oracle = _covered(test, truth)
         curves["oracle"] = (y_test[covered], oracle[covered])
-    return write_plots(folder, curves, raw_test, model, sample)
+    return _figures(test, curves, raw_test, model, config, name)
+
+
+def _plots(
+    rows: pd.DataFrame,
+    y: np.ndarray,
+    model: ScoringModel,
+    candidates: dict[str, np.ndarray | None],
+    raw: np.ndarray,
+    config: TrainConfig,
+    name: str,
+) -> dict[str, Path]:
+    """The figures of the rows the candidates were judged on (a small table's: every row, out of fold)."""
+    curves = {k: (y, v) for k, v in candidates.items() if v is not None}
+    return _figures(rows, curves, raw, model, config, name)
+
+
+def _figures(
+    rows: pd.DataFrame,
+    curves: dict[str, tuple[np.ndarray, np.ndarray]],
+    raw: np.ndarray,
+    model: ScoringModel,
+    config: TrainConfig,
+    name: str,
+) -> dict[str, Path]:
+    """The curves and the SHAP figures on a seeded sample of `rows`, written to `config.plots_dir` or a
+    temporary folder."""
+    folder = config.plots_dir or Path(tempfile.mkdtemp(prefix=f"retain-{name}-"))
+    sample = rows.sample(min(config.shap_sample, len(rows)), random_state=config.random_seed)
+    return write_plots(folder, curves, raw, model, sample)
 
 
 def _lineage(
@@ -274,12 +377,13 @@ def _params(lightgbm: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     return {**tuned, **settings}
 
 
-def _flat(metrics: dict[str, Any]) -> dict[str, float]:
-    """name -> number for MLflow: `test_auc` for the model, `health_test_auc` for a baseline, slices as
-    `test_auc_tier_enterprise`, plus ECE and tuning figures."""
+def _flat(metrics: dict[str, Any], judged: str) -> dict[str, float]:
+    """name -> number for MLflow, `judged` naming the rows: `test_auc` for the model on the test window
+    (`cv_auc` out of fold), `logistic_test_auc` for a baseline, slices as `test_auc_tier_enterprise`, plus
+    ECE and tuning figures."""
     flat: dict[str, float] = {}
     for candidate in CANDIDATES:
-        prefix = "test" if candidate == "model" else f"{candidate}_test"
+        prefix = judged if candidate == "model" else f"{candidate}_{judged}"
         for key, value in (metrics.get(candidate) or {}).items():
             if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
                 flat[f"{prefix}_{key}"] = float(value)
@@ -287,8 +391,8 @@ def _flat(metrics: dict[str, Any]) -> dict[str, float]:
         for value, by_candidate in values.items():
             auc = (by_candidate.get("model") or {}).get("auc")
             if auc is not None:
-                flat[f"test_auc_{column}_{value}"] = float(auc)
-    flat["test_ece_raw"] = float(metrics["ece_raw"])
+                flat[f"{judged}_auc_{column}_{value}"] = float(auc)
+    flat[f"{judged}_ece_raw"] = float(metrics["ece_raw"])
     flat["tuning_best_value"] = float(metrics["tuning"]["best_value"])
     flat["tuning_trials"] = float(metrics["tuning"]["trials"])
     flat["train_seconds"] = float(metrics["seconds"])

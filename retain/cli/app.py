@@ -265,6 +265,10 @@ def store_migrate(
     _emit(api.migrate_store(old, store=store), as_json, summaries.migrated)
 
 
+#: seconds a table's training may take when neither --time-budget nor --config says
+TABLE_TIME_BUDGET = 60.0
+
+
 def _check_train_options(
     model: str | None, table: Path | None, label: str | None, id_column: str | None, name: str | None
 ) -> None:
@@ -298,13 +302,21 @@ def train(
     name: Annotated[
         str | None, typer.Option(help="registered model name [default: the --model kind]")
     ] = None,
+    time_budget: Annotated[
+        float | None,
+        typer.Option(
+            help="with --table: seconds for the whole training of a small table, tuning included (it "
+            "replaces the config's n_trials and timeout_seconds) [default: 60, or the --config's budget]",
+            min=1.0,
+        ),
+    ] = None,
     engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Tune, calibrate and evaluate a model against the baselines, then log it to MLflow and register it."""
     _check_train_options(model, table, label, id_column, name)
-    if table is None and (label is not None or id_column is not None or time_column is not None):
-        raise RetainError("--label, --id and --time go with --table, not --model")
+    if table is None and any(o is not None for o in (label, id_column, time_column, time_budget)):
+        raise RetainError("--label, --id, --time and --time-budget go with --table, not --model")
     where = _store(store)
     if table is not None:
         _stage(f"training {name} on {table}: tuning, calibration, evaluation, then MLflow")
@@ -316,6 +328,7 @@ def train(
             time_column=time_column,
             store=where,
             config=config,
+            time_budget=TABLE_TIME_BUDGET if time_budget is None and config is None else time_budget,
         )
     else:
         kind = cast(api.ModelKind, model)

@@ -163,12 +163,19 @@ def trained(t: Trained) -> RenderableType:
     ]
     return Group(
         f"Trained {t.model} in {_number(t.metrics.get('seconds'), 0)} s; {_registered(t)}",
-        _table(
-            "On the test window (health: the rules' score, oracle: the true probability)",
-            ["candidate", *CANDIDATE_METRICS.values()],
-            rows,
-        ),
+        _table(_judged_on(t.metrics), ["candidate", *CANDIDATE_METRICS.values()], rows),
         f"  calibration error (ECE) {_number(t.metrics.get('ece'))}; MLflow run {t.mlflow.run_id}",
+    )
+
+
+def _judged_on(metrics: Mapping[str, Json]) -> str:
+    """Which rows the figures come from: the test window, or every row out of fold (a small table)."""
+    if metrics.get("evaluation") != "cross_validation":
+        return "On the test window (health: the rules' score, oracle: the true probability)"
+    return (
+        f"Cross-validated: every row scored by the fold model that did not see it ({metrics.get('folds')} "
+        f"folds); the final model ({_number(_get(metrics, 'tuning', 'trees'), 0)} trees, "
+        f"{metrics.get('calibration')} calibration) is refitted on all {metrics.get('rows_refitted')} rows"
     )
 
 

@@ -133,7 +133,9 @@ def test_a_table_card_has_no_health_formula_and_says_an_id_split_is_not_out_of_t
     pd.DataFrame({"customer": range(2_000), "logins": logins, "plan": plan, "churned": churned}).to_csv(
         path, index=False
     )
-    result = train_table(path, "churned", "customer", None, "acme", CONFIG, settings=Settings())
+    # a table past cv_max_rows keeps the train/calibration/test split (a small one is cross-validated)
+    held_out = CONFIG.model_copy(update={"cv_max_rows": 0})
+    result = train_table(path, "churned", "customer", None, "acme", held_out, settings=Settings())
 
     parts = sections(model_card(result, "acme", "1"))
     assert "`churned` is true" in parts["What it predicts"]
@@ -148,6 +150,28 @@ def test_a_table_card_has_no_health_formula_and_says_an_id_split_is_not_out_of_t
     assert "| `logins` | logins |" in parts["The features that matter most"]
     assert "Split by id, not by time" in parts["Known limits"]
     assert "health rules" not in parts["Known limits"]
+
+
+def test_a_cross_validated_table_card_says_every_row_trains_and_the_figures_are_out_of_fold(
+    tmp_path: Path,
+) -> None:
+    rng = np.random.default_rng(4)
+    logins = rng.gamma(2.0, 10.0, 1_500)
+    churned = rng.random(1_500) < expit(-1.0 - 0.08 * logins)
+    path = tmp_path / "snapshots.csv"
+    pd.DataFrame({"customer": range(1_500), "logins": logins, "churned": churned}).to_csv(path, index=False)
+    result = train_table(path, "churned", "customer", None, "acme", CONFIG, settings=Settings())
+
+    parts = sections(model_card(result, "acme", "1"))
+    assert "Not split: every row trains the final model" in parts["Training window and data volumes"]
+    metrics = parts["Cross-validated metrics"]
+    assert "Every row (1,500" in metrics and "| metric | model | logistic regression |" in metrics
+    assert f"| ROC-AUC | {result.metrics['model']['auc']:.3f} |" in metrics
+    assert (
+        "every out-of-fold prediction" in parts["Calibration"]
+        and "out of fold (10 bins)" in parts["Calibration"]
+    )
+    assert "Cross-validated, not out of time" in parts["Known limits"]
 
 
 def test_a_result_missing_its_metrics_still_gives_a_card() -> None:

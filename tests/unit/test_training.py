@@ -292,7 +292,8 @@ def snapshot_table(rows: int = 6_000, seed: int = 3) -> pd.DataFrame:
 def test_a_bring_your_own_table_trains_with_mixed_types(tmp_path: Path) -> None:
     path = tmp_path / "snapshots.csv"
     snapshot_table().to_csv(path, index=False)
-    config = TrainConfig(n_trials=4, plots=False, min_window_positives=5)
+    # past cv_max_rows, a table keeps its split: by time when it has a time column
+    config = TrainConfig(n_trials=4, plots=False, min_window_positives=5, cv_max_rows=0)
     result = train_table(path, "churned", "customer", "month", "acme_churn", config, settings=Settings())
     assert result.metrics["model"]["auc"] > 0.7
     assert result.metrics["health"] is None and result.metrics["oracle"] is None
@@ -301,8 +302,14 @@ def test_a_bring_your_own_table_trains_with_mixed_types(tmp_path: Path) -> None:
     assert result.model.categories == {"plan": ["basic", "enterprise", "pro"]}
     assert "note" in result.lineage["columns_dropped"]
     assert result.lineage["windows"]["test"]["rows"] == 1500, "the latest month is the test"
-    untimed = train_table(path, "churned", "customer", None, "acme_churn", config, settings=Settings())
+    # below it (the default 50,000 rows), cross-validated with each customer's months in one fold
+    small = config.model_copy(update={"cv_max_rows": 50_000})
+    untimed = train_table(path, "churned", "customer", None, "acme_churn", small, settings=Settings())
     assert untimed.metrics["model"]["auc"] > 0.7
+    assert untimed.metrics["rows_refitted"] == 6_000
+    assert (
+        list(untimed.lineage["windows"]) == ["train"] and untimed.lineage["windows"]["train"]["rows"] == 6_000
+    )
 
 
 def test_a_bring_your_own_table_without_a_good_label_is_refused(tmp_path: Path) -> None:
