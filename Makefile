@@ -19,7 +19,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-store bench-spark bench-demo bench-loop soak monitor-drift results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-store bench-spark bench-demo bench-loop soak monitor-drift results clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,10 @@ bench-cockpit: install ## cockpit page render times for a 5,000-account book, ag
 
 bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 12 actions, vs the rules ranking
 	$(BIN)/python -m experiments.benchmarks.uplift
+
+bench-byo: install ## bring-your-own tables: Retain vs FLAML (same budget), LightGBM defaults, logistic; AUC and time
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark,bench]'
+	$(BIN)/python -m experiments.benchmarks.byo
 
 bench-store: install ## store ingest (1M, 10M events) and API intervention writes vs the manifest store
 	$(BIN)/python -m experiments.benchmarks.store
