@@ -49,7 +49,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.ingest import ingest_path
 from retain.maintenance import compact
-from retain.plan import read_week, record_plan
+from retain.plan import PlanSummary, read_week, record_plan
 from retain.simulate import SimConfig, SteppedSimulation
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
@@ -165,9 +165,9 @@ def fork(config: LoopConfig, seed: int, base: Store, root: Path) -> World:
     return World(sim, store, settings_for(store, seed))
 
 
-def step_week(name: str, world: World, week: date, rules: PlanRules) -> int:
+def step_week(name: str, world: World, week: date, rules: PlanRules) -> PlanSummary:
     """Plan the week by the policy, record the plan, have the team follow it, simulate and ingest the
-    week; the plan's actions."""
+    week; the plan's summary."""
     effects = world.sim.truth().action_effects if name == ORACLE else None
     plan = plan_week(
         name, read_week(world.store, world.settings, week), rules, world.store, world.settings, effects
@@ -175,14 +175,14 @@ def step_week(name: str, world: World, week: date, rules: PlanRules) -> int:
     record_plan(world.store, plan)
     world.sim.follow(week, schedule_rows(plan))
     ingest_path(world.store, world.sim.advance(week + WEEK).path)
-    return plan.summary.planned_actions
+    return plan.summary
 
 
 def run_policy(name: str, config: LoopConfig, seed: int, world: World) -> PolicyRun:
     """The policy's weeks, each month's retrain where it learns, the tail, then its quarters measured."""
     started = time.perf_counter()
     rules = PlanRules(config.capacity_hours, config.holdout_share, config.explore_share, seed)
-    monthly_s, retrains, week_s = 0.0, 0, []
+    monthly_s, retrains, week_s, hours = 0.0, 0, [], []
     bar = tqdm(config.weeks, desc=f"{name} seed {seed}", unit="week", file=sys.stderr, disable=False)
     for k, week in enumerate(bar):
         if k > 0 and week.month != config.weeks[k - 1].month:
@@ -190,15 +190,17 @@ def run_policy(name: str, config: LoopConfig, seed: int, world: World) -> Policy
             monthly(name, world, config, seed)
             monthly_s, retrains = monthly_s + time.perf_counter() - t, retrains + (name in LEARNING)
         t = time.perf_counter()
-        actions = step_week(name, world, week, rules)
+        planned = step_week(name, world, week, rules)
         week_s.append(time.perf_counter() - t)
-        bar.set_postfix_str(f"{week}: {actions} actions, {week_s[-1]:.1f} s")
+        used = sum(planned.hours_used.values())
+        hours.append((week, used, config.capacity_hours * len(planned.hours_used)))
+        bar.set_postfix_str(f"{week}: {planned.planned_actions} actions, {used:.0f} h, {week_s[-1]:.1f} s")
     t = time.perf_counter()
     ingest_path(world.store, world.sim.advance(world.sim.end).path)
     tail = time.perf_counter() - t
     world.sim.write_truth()
     t = time.perf_counter()
-    truth = weekly_truth(world.sim.truth().plan_effects, recorded_plans(world.store), config.weeks)
+    truth = weekly_truth(world.sim.truth().plan_effects, recorded_plans(world.store), hours)
     size = config.weeks_per_quarter
     quarters = [
         quarter(q + 1, truth[q * size : (q + 1) * size], world.store, world.settings, seed)

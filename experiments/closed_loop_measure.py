@@ -34,6 +34,9 @@ class WeekTruth:
     actions: int
     churn_averted: float
     arr_kept: float
+    #: CSM hours the plan used, of the hours its CSMs had (the capacity times the CSMs)
+    hours_used: float
+    hours_available: float
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Quarter:
     first_week: date
     last_week: date
     actions: int
+    #: the share of the quarter's CSM hours the plans used
+    hours_used_share: float
     true_churn_averted: float
     true_arr_kept: float
     holdout_churn_averted: Interval | None
@@ -52,15 +57,18 @@ class Quarter:
     covered: bool | None
 
 
-def weekly_truth(plan_effects: pa.Table, plans: pd.DataFrame, weeks: Sequence[date]) -> list[WeekTruth]:
-    """Per plan week, the executed actions' summed true effects; ARR from the recorded plan's rows."""
+def weekly_truth(
+    plan_effects: pa.Table, plans: pd.DataFrame, hours: Sequence[tuple[date, float, float]]
+) -> list[WeekTruth]:
+    """Per plan week (with the hours its plan used and had), the executed actions' summed true effects; ARR
+    from the recorded plan's rows."""
     effects = plan_effects.to_pandas()
     effects["week"] = pd.to_datetime(effects["week"], utc=True).dt.date
     arr = plans.assign(week=pd.to_datetime(plans["week"], utc=True).dt.date)[["week", "account_id", "arr"]]
     effects = effects.merge(arr, on=["week", "account_id"], how="left")
     effects["arr_kept"] = -effects["churn_effect"] * effects["arr"].fillna(0.0)
     out = []
-    for week in weeks:
+    for week, used, available in hours:
         part = effects[effects["week"] == week]
         out.append(
             WeekTruth(
@@ -68,6 +76,8 @@ def weekly_truth(plan_effects: pa.Table, plans: pd.DataFrame, weeks: Sequence[da
                 len(part),
                 float(-part["churn_effect"].sum()),
                 float(part["arr_kept"].sum()),
+                round(used, 2),
+                available,
             )
         )
     return out
@@ -109,6 +119,7 @@ def quarter(number: int, truth: Sequence[WeekTruth], store: Store, settings: Set
         first_week=weeks[0],
         last_week=weeks[-1],
         actions=sum(w.actions for w in truth),
+        hours_used_share=round(sum(w.hours_used for w in truth) / sum(w.hours_available for w in truth), 3),
         true_churn_averted=round(churn, 3),
         true_arr_kept=round(float(np.sum([w.arr_kept for w in truth])), 2),
         holdout_churn_averted=found.churn_prevented,

@@ -311,6 +311,12 @@ def _interval(found: dict[str, float] | None) -> str:
     )
 
 
+def _used(quarters: list[dict[str, Any]]) -> str:
+    """The share of CSM hours the plans used, mean over seeds (runs before it was recorded: unknown)."""
+    shares = [q["hours_used_share"] for q in quarters if "hours_used_share" in q]
+    return f"{100 * sum(shares) / len(shares):.0f}%" if shares else "—"
+
+
 def closed_loop_lines(figures: dict[str, Any]) -> list[str]:
     """The closed loop's plot, a table per quarter (policies by rows, seeds side by side in a cell) and the
     issue's bar as measured."""
@@ -328,15 +334,16 @@ def closed_loop_lines(figures: dict[str, Any]) -> list[str]:
         lines += [
             f"Quarter {q + 1}:",
             "",
-            "| policy | actions | true churn averted | true ARR kept | holdout estimate [95% interval] | "
-            "holds the truth | share of the oracle |",
-            "|---|---|---|---|---|---|---|",
+            "| policy | actions | CSM hours used | true churn averted | true ARR kept | "
+            "holdout estimate [95% interval] | holds the truth | share of the oracle |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for name in shares:
             mine = [r["quarters"][q] for r in figures["runs"] if r["policy"] == name]
             held = [m["covered"] for m in mine if m["covered"] is not None]
             lines.append(
                 f"| {name} | {show(sum(m['actions'] for m in mine) // len(mine))} "
+                f"| {_used(mine)} "
                 f"| {show(sum(m['true_churn_averted'] for m in mine) / len(mine))} "
                 f"| {show(sum(m['true_arr_kept'] for m in mine) / len(mine))} "
                 f"| {'; '.join(_interval(m['holdout_churn_averted']) for m in mine)} "

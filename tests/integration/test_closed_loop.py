@@ -41,7 +41,7 @@ def test_the_json_holds_each_policy_quarter_by_the_truth_and_by_its_holdout(ran:
         assert [q["quarter"] for q in run["quarters"]] == [1, 2]
         assert [w["week"] for w in run["weeks"]] == ["2025-03-31", "2025-04-07"]
         for q in run["quarters"]:
-            assert q["actions"] > 0 and q["true_arr_kept"] > 0
+            assert q["actions"] > 0 and q["true_arr_kept"] > 0 and 0 < q["hours_used_share"] <= 1
             held = q["holdout_churn_averted"]
             assert held is not None and held["low"] <= held["estimate"] <= held["high"]
             assert q["covered"] == (held["low"] <= q["true_churn_averted"] <= held["high"])
