@@ -263,9 +263,10 @@ class MustHold:
     holds: bool | None
 
 
-def _total(runs: list[PolicyRun], name: str, field_name: str = "true_churn_averted") -> float | None:
+def _total(runs: list[PolicyRun], name: str) -> float | None:
+    """The policy's true churn averted over every seed and quarter; None when it did not run."""
     mine = [q for r in runs if r.policy == name for q in r.quarters]
-    return float(sum(getattr(q, field_name) for q in mine)) if mine else None
+    return float(sum(q.true_churn_averted for q in mine)) if mine else None
 
 
 def _ratio(top: float | None, bottom: float | None) -> float | None:
@@ -273,6 +274,7 @@ def _ratio(top: float | None, bottom: float | None) -> float | None:
 
 
 def policy_summary(runs: list[PolicyRun], name: str, quarters: int) -> PolicySummary:
+    """The policy's figures over the seeds, and its share of the oracle quarter by quarter."""
     mine = [r for r in runs if r.policy == name]
     shares = [
         _ratio(
@@ -296,7 +298,8 @@ def must_hold(runs: list[PolicyRun], summaries: list[PolicySummary]) -> MustHold
     explore = _total(runs, RETAIN_EXPLORE)
     by_name = {s.policy: s for s in summaries}
     shares = by_name[RETAIN_EXPLORE].share_of_oracle_by_quarter if RETAIN_EXPLORE in by_name else []
-    learns = None if len(shares) < 2 or None in shares else bool(shares[-1] > shares[0])  # type: ignore[operator]
+    first, last = (shares[0], shares[-1]) if len(shares) > 1 else (None, None)
+    learns = None if first is None or last is None else last > first
     judged = sum(s.judged for s in summaries)
     coverage = round(sum(s.covered for s in summaries) / judged, 3) if judged else None
     gains = {}
