@@ -487,18 +487,28 @@ def report_causal_table(
     exclude: list[str] | None = None,
     settings: Settings | None = None,
     jobs: int = 2,
+    cross_check: bool = False,
 ) -> ReportFiles:
     """The same report over an experiment or intervention export: each `treatment` value against
     `control` (default: 0/false of a 0/1 column) on `outcome`, adjusting for exactly `covariates`, or else
     for every usable column but `exclude` and those that look changed by the treatment or the outcome
-    (listed in `ReportFiles.covariates_dropped`, with why)."""
+    (listed in `ReportFiles.covariates_dropped`, with why); with `cross_check`, each effect also by
+    DoubleML's IRM on the same rows, side by side (`ReportFiles.cross_check`)."""
     # deferred: the causal estimators
     from retain.report.causal import from_table
     from retain.report.html import write_report
 
     settings = settings_or_default(settings)
     analysis = from_table(
-        Path(table), treatment, outcome, control, settings, jobs, covariates=covariates, exclude=exclude
+        Path(table),
+        treatment,
+        outcome,
+        control,
+        settings,
+        jobs,
+        covariates=covariates,
+        exclude=exclude,
+        cross_check=cross_check,
     )
     return write_report(analysis, Path(out))
 

@@ -764,6 +764,19 @@ def alerts(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 # -- reports -------------------------------------------------------------------------------------------
 
 
+#: the causal report's --engine: the compute engine, or with --table a cross-check by DoubleML
+ReportEngineOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="duckdb or spark, as elsewhere; with --table also doubleml: estimate each effect with "
+        "DoubleML's IRM too, on the same rows, shown beside the report's"
+        " [default: $RETAIN_ENGINE, else duckdb]",
+        show_default=False,
+    ),
+]
+
+
 @report_app.command("causal")
 def report_causal(
     out: Annotated[Path, typer.Option(help="folder for report.html and report.json")],
@@ -789,11 +802,14 @@ def report_causal(
         str | None, typer.Option(help="with --table: COL,... left out of the default choice of columns")
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="processes estimating actions side by side")] = 2,
-    engine: EngineOpt = None,
+    engine: ReportEngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """What each action did to churn and expansion (or each treatment to an export's outcome), doubly
     robust, with segments, who responds best, overlap, refutations and caveats."""
+    doubleml, engine = (True, None) if engine == "doubleml" else (False, engine)
+    if doubleml and table is None:
+        raise RetainError("--engine doubleml goes with --table: it cross-checks a table's estimate")
     if table is None:
         if any(v is not None for v in (treatment, outcome, control, covariates, exclude)):
             raise RetainError("--treatment, --outcome, --control, --covariates and --exclude go with --table")
@@ -813,6 +829,7 @@ def report_causal(
             exclude=None if exclude is None else _comma_list(exclude),
             settings=_settings(engine),
             jobs=jobs,
+            cross_check=doubleml,
         )
     _emit(written, as_json, summaries.report_written)
 

@@ -319,6 +319,13 @@ def report_written(r: ReportFiles) -> RenderableType:
         f"Causal report: {r.effects} effects estimated",
         *(f"  {s.treatment} on {s.outcome}: {s.sentence}" for s in r.robustness),
         *(_program(p) for p in r.program),
+        *(
+            Text.assemble(
+                ("warning:" if c.disagree else "cross-check:", "yellow" if c.disagree else ""),
+                f" {c.treatment} on {c.outcome}: {c.sentence}",
+            )
+            for c in r.cross_check
+        ),
         f"  {r.html} (open it in a browser); its figures in {r.json}",
     )
 

@@ -29,8 +29,10 @@ from retain.core.parallel import Call, Workers, side_by_side
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.report.balance import MATERIAL_SMD, arm_balance, pooled_spread
+from retain.report.crosscheck import IrmSettings, cross_check, irm_effect
 from retain.report.estimation import (
     COMMON_CAUSE_TOLERANCE_SE,
+    PER_ARM_MIN_ROWS,
     PLACEBO_FALSE_ALARM,
     REFUTATION_CHECKS,
     REFUTE_FOLDS,
@@ -49,6 +51,7 @@ from retain.report.schema import (
     ArmOverlap,
     AverageEffect,
     CausalReport,
+    CrossCheck,
     HoldoutComparison,
     Method,
     ProgramComparison,
@@ -74,7 +77,7 @@ from training.causal.design import store_design
 from training.causal.holdout import ProgramEffect, design_program_effects
 from training.config import UpliftConfig
 
-REPORT_VERSION = 5
+REPORT_VERSION = 6
 #: above this share of comparable untreated rows treated later anyway, a caveat says "later, not never"
 LATER_NOT_NEVER_SHARE = 0.5
 
@@ -111,6 +114,8 @@ class ArmEstimates:
     propensities: Propensities
     #: the estimate on `Study.refute_outcome`, which the refutations try to break
     refuted_estimate: dr.Effect
+    #: each outcome's estimate by DoubleML beside this one, where the study asks (`Study.cross_check`)
+    cross_check: list[CrossCheck]
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,9 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
     by_outcome: dict[str, dr.Effect] = {}
     for outcome in study.outcomes:
         data = base.with_outcome(outcome.values[arm.rows], outcome.binary)
-        pseudo = pseudo_outcomes(data, e, clipped, splits, fits.baseline.get(outcome.name), study.seed)
+        pseudo = pseudo_outcomes(
+            data, e, clipped, splits, fits.baseline.get(outcome.name), study.seed, study.per_arm_outcomes
+        )
         effect = by_outcome[outcome.name] = pseudo.effect(data)
         effects.append(AverageEffect.of(arm.treatment, outcome.name, effect))
         robustness.append(_sensitivity(arm.treatment, outcome, data, pseudo, effect))
@@ -167,7 +174,20 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
         holdout=holdout,
         propensities=Propensities(e[t], e[~t]),
         refuted_estimate=by_outcome[study.refute_outcome],
+        cross_check=[_cross_check(study, index, base, o, by_outcome[o.name]) for o in study.outcomes]
+        if study.cross_check
+        else [],
     )
+
+
+def _cross_check(
+    study: Study, index: int, data: ArmData, outcome: OutcomeValues, ours: dr.Effect
+) -> CrossCheck:
+    """DoubleML's IRM on the arm's rows and covariates, beside the report's estimate `ours`."""
+    arm = study.arms[index]
+    settings = IrmSettings(study.folds, study.propensity_clip, study.seed)
+    theirs = irm_effect(data.x, arm.treated, outcome.values[arm.rows], outcome.binary, settings)
+    return cross_check(arm.treatment, outcome.name, ours, theirs, outcome.binary)
 
 
 def _sensitivity(
@@ -210,7 +230,8 @@ def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, f
     data, splits = variant(study, ArmData.of(study, x, index), index, check)
     e, clipped = fits.propensity(data, study.propensity_clip)
     baseline = fits.baseline.get(study.refute_outcome)
-    estimate = pseudo_outcomes(data, e, clipped, splits, baseline, study.seed).effect(data)
+    pseudo = pseudo_outcomes(data, e, clipped, splits, baseline, study.seed, study.per_arm_outcomes)
+    estimate = pseudo.effect(data)
     return RefutationRun(index, check, estimate)
 
 
@@ -271,6 +292,7 @@ def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = Non
     balances = [a.balance for a in arms]
     refutations = [_refutation(study, run, arms[run.index].refuted_estimate) for run in runs]
     skipped = [s for a in arms for s in a.segments_skipped]
+    checks = [c for a in arms for c in a.cross_check]
     report = CausalReport(
         report_version=REPORT_VERSION,
         source=study.source,
@@ -290,8 +312,13 @@ def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = Non
         sensitivity=[s for a in arms for s in a.sensitivity],
         refutations=refutations,
         holdout=[h for a in arms for h in a.holdout],
-        caveats=[*study.caveats, *_caveats(study, overlaps, balances, refutations, len(skipped))],
+        caveats=[
+            *study.caveats,
+            *_caveats(study, overlaps, balances, refutations, len(skipped)),
+            *_disagreements(checks),
+        ],
         program=[_program_comparison(p) for p in study.program],
+        cross_check=checks,
     )
     return Analysis(report, {study.arms[a.index].treatment: a.propensities for a in arms})
 
@@ -300,6 +327,7 @@ def _method(study: Study) -> Method:
     clustered = len(np.unique(study.groups)) < len(study.groups)
     return Method(
         estimator="doubly robust (AIPW) with cross-fitting; LightGBM nuisance models",
+        outcome_models=_outcome_models(study),
         folds=study.folds,
         propensity_clip=study.propensity_clip,
         interval="95%, standard errors clustered on "
@@ -318,6 +346,20 @@ def _method(study: Study) -> Method:
             placebo_level=placebo_level(len(study.arms)),
             placebo_false_alarm=PLACEBO_FALSE_ALARM,
         ),
+    )
+
+
+def _outcome_models(study: Study) -> str:
+    """How the outcome models are fitted, in words: the rule `estimation.per_arm_fits` applies per arm."""
+    shift = (
+        "the treated arm's log-odds shift from a shared out-of-fold baseline E[Y | x] (the uplift models')"
+    )
+    if not study.per_arm_outcomes:
+        return f"on a 0/1 outcome, {shift}; on a numeric one, a regression per arm"
+    return (
+        "each arm's own LightGBM model, its rounds early-stopped on a held-out quarter of the fold, where "
+        f"every fold has at least {PER_ARM_MIN_ROWS} treated and {PER_ARM_MIN_ROWS} untreated rows to fit "
+        f"on; with fewer, on a 0/1 outcome, {shift}"
     )
 
 
@@ -371,6 +413,11 @@ def _caveats(
             f"({skipped} skipped; listed in the JSON under segments_skipped)."
         )
     return out
+
+
+def _disagreements(checks: list[CrossCheck]) -> list[str]:
+    """A caveat for each effect DoubleML's estimate on the same rows disagrees with."""
+    return [f"{c.treatment} on {c.outcome}: {c.sentence}" for c in checks if c.disagree]
 
 
 def _later_not_never(overlaps: list[ArmOverlap]) -> str | None:
@@ -428,9 +475,10 @@ def from_table(
     *,
     covariates: list[str] | None = None,
     exclude: list[str] | None = None,
+    cross_check: bool = False,
 ) -> Analysis:
     """The report over an experiment or intervention export; `covariates` and `exclude` as in
-    `table_study`."""
+    `table_study`; with `cross_check`, each effect also by DoubleML's IRM on the same rows."""
     from training.dataset import read_table  # deferred: imports Feast, which the workers need not load
 
     frame = read_table(path)
@@ -444,4 +492,4 @@ def from_table(
         covariates=covariates,
         exclude=exclude,
     )
-    return analyse(study, Workers.of(settings, jobs))
+    return analyse(replace(study, cross_check=cross_check), Workers.of(settings, jobs))

@@ -92,21 +92,40 @@ class PseudoOutcomes:
 
 
 def _outcome_models(
-    data: ArmData, e: np.ndarray, splits: Splits, seed: int, baseline: np.ndarray | None
+    data: ArmData, e: np.ndarray, splits: Splits, seed: int, baseline: np.ndarray | None, per_arm: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """mu0 and mu1 out of fold: on a 0/1 outcome as the uplift models fit them (the shared out-of-fold
-    `baseline` E[Y | x] and the treated arm's log-odds shift from it), on a numeric one a regression per
-    arm."""
+    """mu0 and mu1 out of fold. On a 0/1 outcome with `per_arm` (a table) and enough rows in each arm
+    (`per_arm_fits`), each arm's own early-stopped model; otherwise as the uplift models fit them (the
+    shared out-of-fold `baseline` E[Y | x] and the treated arm's log-odds shift from it). On a numeric
+    one a regression per arm."""
     x, t, y = data.x, data.treated, data.y
-    if data.binary:
+    if data.binary and not (per_arm and per_arm_fits(t, splits)):
         assert baseline is not None, "a 0/1 outcome's nuisances start from its baseline"
         return dr.fit_outcomes(t, y, splits, baseline, e)
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
         for arm in (0, 1):
-            model = dr.fit_regression(x, fit_rows[t[fit_rows] == arm], y, seed + fold, MODEL_THREADS)
+            rows = fit_rows[t[fit_rows] == arm]
+            if data.binary:
+                model = dr.PropensityFold(x, rows, data.groups, seed + fold, MODEL_THREADS).fit(y)
+            else:
+                model = dr.fit_regression(x, rows, y, seed + fold, MODEL_THREADS)
             mu[arm, predict_rows] = dr.predict(model, x, predict_rows)
     return mu[0], mu[1]
+
+
+#: a 0/1 outcome gets a free model per arm (`_outcome_models`) only where every fold fits each arm on at
+#: least this many rows: fewer leave the early stopping's held-out quarter too few events to judge by, and
+#: a treated arm's model extrapolates its own population's risk; the shift from the baseline does not
+PER_ARM_MIN_ROWS = 500
+
+
+def per_arm_fits(treated: np.ndarray, splits: Splits) -> bool:
+    """Whether every fold has PER_ARM_MIN_ROWS treated and untreated rows to fit on."""
+    return all(
+        min(int((treated[rows] == 1).sum()), int((treated[rows] == 0).sum())) >= PER_ARM_MIN_ROWS
+        for rows, _ in splits
+    )
 
 
 def pseudo_outcomes(
@@ -116,10 +135,11 @@ def pseudo_outcomes(
     splits: Splits,
     baseline: np.ndarray | None,
     seed: int,
+    per_arm: bool = False,
 ) -> PseudoOutcomes:
     """Each row's pseudo-outcome (on the outcome in `data`) and, on a 0/1 outcome, its variance, given the
     propensity `e` (and where it was clipped) and, on a 0/1 outcome, its out-of-fold `baseline`."""
-    mu0, mu1 = _outcome_models(data, e, splits, seed, baseline)
+    mu0, mu1 = _outcome_models(data, e, splits, seed, baseline, per_arm)
     nuisance = dr.Nuisance(mu0, mu1, e, clipped)
     values = dr.pseudo_outcomes(data.treated, data.y, nuisance)
     variance = dr.expected_spread(data.treated, nuisance, EVENT_FLOOR) if data.binary else None

@@ -20,6 +20,7 @@ from retain.report.schema import (
     CausalReport,
     CovariateBalance,
     CovariateFlag,
+    CrossCheck,
     Goal,
     ProgramComparison,
     Quantiles,
@@ -169,6 +170,8 @@ class ReportFiles:
     robustness: list[Sensitivity]
     #: the usual course against never acting, where the store's log has a never-treated holdout
     program: list[ProgramComparison]
+    #: each effect by DoubleML beside the report's (a table's --engine doubleml; else empty)
+    cross_check: list[CrossCheck]
 
 
 def write_report(analysis: Analysis, out: Path) -> ReportFiles:
@@ -183,6 +186,7 @@ def write_report(analysis: Analysis, out: Path) -> ReportFiles:
         report.covariates_suspect,
         clear_robustness(report),
         report.program,
+        report.cross_check,
     )
     files.json.write_text(analysis.report.to_json())
     files.html.write_text(render(analysis), encoding="utf-8")

@@ -132,6 +132,8 @@ class RefutationSettings:
 @dataclass(frozen=True)
 class Method:
     estimator: str
+    #: how mu0 and mu1 are fitted (a table's per arm where the rows allow, else the uplift models' shift)
+    outcome_models: str
     folds: int
     propensity_clip: float
     interval: str
@@ -361,6 +363,27 @@ class HoldoutComparison:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CrossCheck:
+    """One treatment's effect on one outcome by another implementation on the same rows (`engine`), beside
+    the report's own (`retain_*`); `disagree` when they differ by more than 1.96 standard errors of their
+    difference, as `sentence` says in words."""
+
+    treatment: str
+    outcome: str
+    engine: str
+    ate: float | None
+    se: float | None
+    ci_low: float | None
+    ci_high: float | None
+    retain_ate: float | None
+    retain_se: float | None
+    retain_ci_low: float | None
+    retain_ci_high: float | None
+    disagree: bool
+    sentence: str
+
+
+@dataclass(frozen=True, kw_only=True)
 class ProgramComparison:
     """The team's usual course against never acting, on one outcome, from the never-treated holdout
     (`training.causal.holdout`): `n_treated` counts the usual-course weeks, `n_control` the held-out ones,
@@ -408,6 +431,8 @@ class CausalReport:
     caveats: list[str]
     #: the usual course against never acting, where the store's log has a never-treated holdout
     program: list[ProgramComparison] = field(default_factory=list)
+    #: the same effects by DoubleML on the same rows (a table's `--engine doubleml`; empty otherwise)
+    cross_check: list[CrossCheck] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, allow_nan=False) + "\n"

@@ -23,6 +23,8 @@ from training.config import UpliftConfig
 
 #: in table mode no experiment arm keeps propensities off 0 and 1: clip harder than the store does
 TABLE_CLIP = 0.01
+#: a table's nuisances are cross-fitted on 5 folds: each model sees 80% of the rows (DoubleML's default)
+TABLE_FOLDS = 5
 #: the one constant column of a table with nothing to adjust for
 NO_COVARIATE = "(no covariate)"
 #: text columns with more levels are not covariates; with at most SEGMENT_LEVELS they are also segments
@@ -86,6 +88,11 @@ class Study:
     covariates_suspect: list[CovariateFlag] = field(default_factory=list)
     #: the usual course against never acting, where the store's log has a never-treated holdout
     program: list[ProgramEffect] = field(default_factory=list)
+    #: fit each arm's 0/1 outcome model on its own rows where they allow (`estimation.per_arm_fits`), not as
+    #: the uplift models' shift from a shared baseline: a table has one arm, so nothing to share
+    per_arm_outcomes: bool = False
+    #: also estimate each effect by DoubleML's IRM on the same rows (`crosscheck`; --engine doubleml)
+    cross_check: bool = False
 
     def outcome(self, name: str) -> OutcomeValues:
         return next(o for o in self.outcomes if o.name == name)
@@ -300,12 +307,13 @@ def table_study(
         responder_columns=list(x.columns),
         refute_outcome=outcome,
         propensity_clip=TABLE_CLIP,
-        folds=3,
+        folds=TABLE_FOLDS,
         min_effective_treated=UpliftConfig().min_effective_treated,
         seed=seed,
         caveats=list(TABLE_CAVEATS),
         covariates_dropped=dropped,
         covariates_suspect=suspect,
+        per_arm_outcomes=True,
     )
 
 

@@ -35,12 +35,14 @@ def report(args: list[str], out: Path) -> dict[str, Any]:
         "covariates_suspect": summary["covariates_suspect"],
         "robustness": summary["robustness"],
         "program": summary["program"],
+        "cross_check": summary["cross_check"],
     }
     loaded: dict[str, Any] = json.loads((out / "report.json").read_text(), parse_constant=_no_nan)
     assert summary["effects"] == len(loaded["effects"])
     assert summary["covariates_dropped"] == loaded["covariates_dropped"]
     assert summary["covariates_suspect"] == loaded["covariates_suspect"]
     assert summary["program"] == loaded["program"]
+    assert summary["cross_check"] == loaded["cross_check"]
     # the summary says how robust each effect whose interval excludes zero is
     clear = [
         (e["treatment"], e["outcome"]) for e in loaded["effects"] if not e["ci_low"] <= 0 <= e["ci_high"]

@@ -63,7 +63,7 @@ def test_a_confounded_table_gives_the_true_effect_where_the_naive_difference_fai
     dr_error = abs(effect["ate"] - TRUE_EFFECT)
     naive_error = abs(effect["naive_difference"] - TRUE_EFFECT)
     assert naive_error > 0.1 and naive_error > 4 * dr_error
-    assert got["report_version"] == 5
+    assert got["report_version"] == 6
     assert got["covariates_used"] == ["x", "region", "noise", "placebo"]  # the confounder x kept
     assert got["covariates_dropped"] == [
         {
