@@ -15,8 +15,9 @@ The rules, in order:
 3. Candidates. An account may get an action that is eligible now (the store's playbook: triggers and
    gates, its contact limit, and the cool-down since the action was last taken before the week), that the
    uplift model can rank (`UpliftModel.usable()`: the others have too little overlap to trust; a playbook
-   action it has not learnt is never planned) and whose expected value (uplift x value - cost,
-   `retain.core.value`) is positive. An account past its renewal date (the grace week) gets none: its
+   action it has not learnt is never planned) and whose expected value is positive: uplift x value less
+   the action's cash cost (`retain.core.value`), not its CSM hours, which are the budget of rule 5 and
+   paid for either way. An account past its renewal date (the grace week) gets none: its
    churn is already decided and the uplift model never saw such rows.
 4. One action per account per week.
 5. Capacity: each CSM has `capacity_hours` a week for the accounts they own (`accounts.csm_id`); an
@@ -515,8 +516,12 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
     uplift = model.scaled(inputs)
     arr = rows["arr"].to_numpy(float)
 
+    # the week's CSM hours are the plan's budget, rationed by the solver, not a cost: the team has them
+    # either way, and charging for them left them idle where an action would still have helped
+    budgeted = settings.value.model_copy(update={"csm_hour_usd": 0.0})
+
     def value_of(churn: np.ndarray, expansion: np.ndarray, arr: np.ndarray) -> np.ndarray:
-        return expected_values(churn, expansion, arr, model.actions, settings.value, playbook.actions)
+        return expected_values(churn, expansion, arr, model.actions, budgeted, playbook.actions)
 
     usable = model.usable()
     return Week(

@@ -173,7 +173,7 @@ def test_planned_values_are_the_expected_values_of_the_chosen_pairs(
         uplift["expansion"],
         rows["arr"].to_numpy(float),
         model.actions,
-        uplift_world.settings.value,
+        uplift_world.settings.value.model_copy(update={"csm_hour_usd": 0.0}),  # hours are the budget
     )
     plan = make_plan(week, CAPACITY, SHARE, seed=7)
     work = plan.rows[~plan.rows["holdout"]]
