@@ -13,17 +13,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from features.build import register_store
 from retain.core.plan_table import recorded_plans
 from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.monitor.impact import Interval, plan_impact
-from training.labels import label_frame
+from retain.monitor.run import with_outcomes
 
 
 @dataclass(frozen=True)
@@ -84,24 +82,12 @@ def weekly_truth(
 
 
 def holdout_rows(store: Store, settings: Settings, weeks: Sequence[date]) -> pd.DataFrame:
-    """The recorded plans of `weeks` with each account's realised churn and expansion over the horizon
-    and whether both matured: the rows `plan_impact` reads, built as `retain monitor` builds them."""
+    """The recorded plans of `weeks` with their realised outcomes: the rows `plan_impact` reads, built as
+    `retain monitor` builds them."""
     plans = recorded_plans(store)
-    plans = plans[pd.to_datetime(plans["week"], utc=True).dt.date.isin(list(weeks))]
-    keys = plans[["account_id", "week"]].rename(columns={"week": "cutoff"})
-    with duckdb.connect() as con:
-        register_store(con, store)
-        churn = label_frame(con, keys, "churn", settings.horizon_days)
-        expansion = label_frame(con, keys, "expansion", settings.horizon_days)
-    outcomes = churn.rename(columns={"label": "churned", "matured": "churn_matured"}).merge(
-        expansion.rename(columns={"label": "expanded", "matured": "expansion_matured"}),
-        on=["account_id", "cutoff"],
-        how="left",
+    return with_outcomes(
+        store, settings, plans[pd.to_datetime(plans["week"], utc=True).dt.date.isin(list(weeks))]
     )
-    outcomes["matured"] = outcomes["churn_matured"] & outcomes["expansion_matured"].fillna(False).astype(bool)
-    rows = plans.merge(outcomes.rename(columns={"cutoff": "week"}), on=["account_id", "week"], how="inner")
-    rows["expanded"] = rows["expanded"].fillna(0)
-    return rows
 
 
 def quarter(number: int, truth: Sequence[WeekTruth], store: Store, settings: Settings, seed: int) -> Quarter:

@@ -265,6 +265,16 @@ def plan_section(store: Store, settings: Settings, before: datetime | None = Non
     if plans.empty:
         return impact.plan_impact(plans.assign(churned=[], expanded=[], matured=[]), settings.seed)
     weeks = sorted(plans["week"].unique())
+    rows = with_outcomes(store, settings, plans)
+    matured_weeks = [w for w in weeks if rows.loc[rows["week"] == w, "matured"].all()]
+    judged = set(matured_weeks[-PLAN_WEEKS:])
+    rows = rows[rows["week"].isin(judged) | ~rows["week"].isin(matured_weeks)]
+    return impact.plan_impact(rows, settings.seed)
+
+
+def with_outcomes(store: Store, settings: Settings, plans: pd.DataFrame) -> pd.DataFrame:
+    """Recorded plan rows with each account's realised churn and expansion over the horizon after its week
+    and whether both matured: the rows `impact.plan_impact` reads."""
     keys = plans[["account_id", "week"]].rename(columns={"week": "cutoff"})
     churn = _labels(store, keys, "churn", settings.horizon_days)
     expansion = _labels(store, keys, "expansion", settings.horizon_days)
@@ -276,10 +286,7 @@ def plan_section(store: Store, settings: Settings, before: datetime | None = Non
     outcomes["matured"] = outcomes["churn_matured"] & outcomes["expansion_matured"].fillna(False).astype(bool)
     rows = plans.merge(outcomes.rename(columns={"cutoff": "week"}), on=["account_id", "week"], how="inner")
     rows["expanded"] = rows["expanded"].fillna(0)
-    matured_weeks = [w for w in weeks if rows.loc[rows["week"] == w, "matured"].all()]
-    judged = set(matured_weeks[-PLAN_WEEKS:])
-    rows = rows[rows["week"].isin(judged) | ~rows["week"].isin(matured_weeks)]
-    return impact.plan_impact(rows, settings.seed)
+    return rows
 
 
 def _decision_log(store: Store, settings: Settings) -> DecisionLog | None:
