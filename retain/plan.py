@@ -177,10 +177,14 @@ class Exploration:
     choice: np.ndarray
     #: explored accounts, whether kept or dropped
     explored: np.ndarray
-    #: the probability that an account of the pool was explored: the draw's count over the pool's size
-    rate: float
     #: each explored account's probability of the action it drew (NaN elsewhere)
     drawn_with: np.ndarray
+
+    @property
+    def rate(self) -> float:
+        """The probability that an account of the pool was explored: the draw's count over the pool's size."""
+        members = int(self.pool.sum())
+        return int(self.explored.sum()) / members if members else 0.0
 
 
 def propensities(held: np.ndarray, exploration: Exploration) -> np.ndarray:
@@ -350,9 +354,7 @@ def explore(
                 choice[i] = j
     explored = np.zeros(n, bool)
     explored[picked] = True
-    return Exploration(
-        pool, choice, explored, len(picked) / len(members) if len(members) else 0.0, drawn_with
-    )
+    return Exploration(pool, choice, explored, drawn_with)
 
 
 def make_plan(
