@@ -154,11 +154,18 @@ def _insert_new(
     target = store.create(table, stored_schema(table, keyed.schema))
     known = store.relation(con, target, [keyed.key])
     staged = _staged(con, folder, keyed)
-    fresh = staged if known is None else staged.join(known.set_alias("known"), keyed.key, how="anti")
+    fresh = staged if known is None else staged.join(_among(known, staged, keyed.key), keyed.key, how="anti")
     ordered = fresh.order('"ts"') if "ts" in keyed.schema.names else fresh
     rows = _stored(ordered.to_arrow_reader(BATCH_ROWS), table, keyed.schema)
     appended = append_sorted(store, table, target, rows, note)
     return appended.rows, appended.version
+
+
+def _among(known: duckdb.DuckDBPyRelation, staged: duckdb.DuckDBPyRelation, key: str) -> duckdb.DuckDBPyRelation:
+    """The stored ids that are also staged. A semi join hashes the staged ids (a week's increment) and streams
+    the stored ones past them; anti-joining the staged rows against all stored ids would hash every id the
+    table holds, which outgrows `DEDUP_MEMORY` on a year of events."""
+    return known.join(staged.select(f'"{key}"').set_alias("staged"), key, how="semi").set_alias("known")
 
 
 def stored_schema(table: str, schema: pa.Schema) -> pa.Schema:
