@@ -8,6 +8,9 @@ counted as failed: `stats` tells the truth, a rate-limited warning says it. The 
 database is down: the writer creates the schema when it first reaches it. Logs name the database by its
 redacted URL only.
 
+A stopping process writes what waits for a bounded time, then spills the rest to a JSON-lines file
+(`serving.log_spill`) that the next start's writer replays, each file once, before anything new.
+
 SQLite runs with a rollback journal, not WAL: WAL's shared-memory index is a memory map, and a map over a
 file that cannot be written or grown ends the process with SIGBUS instead of answering an error.
 """
@@ -18,7 +21,9 @@ import contextlib
 import functools
 import json
 import logging
+import shutil
 import sqlite3
+import tempfile
 import threading
 import time
 from collections import deque
@@ -29,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import JsonValue
+from pydantic import JsonValue, TypeAdapter
 from sqlalchemy.dialects import postgresql, sqlite
 
 from retain.core.errors import RetainError
@@ -37,6 +42,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from retain.core.urls import described, redact, sqlalchemy_url
 from serving import log_migrations
+from serving.log_spill import Spilled, read_spill, spill_files, spill_prefix, write_spill
 
 log = logging.getLogger("retain.decision_log")
 
@@ -50,6 +56,8 @@ WARN_EVERY = 10.0
 #: how long SQLite waits for the other writer's lock (the writer thread or a feedback request)
 SQLITE_BUSY_SECONDS = 5.0
 PG_CONNECT_TIMEOUT = 5
+#: how long a write under way may take to end on its own (a locked SQLite file, a PostgreSQL connect)
+WRITE_SECONDS = max(SQLITE_BUSY_SECONDS, PG_CONNECT_TIMEOUT)
 #: recommendation ids of lost entries (dropped or refused) remembered, so feedback on one is told "lost"
 LOST_REMEMBERED = 100_000
 #: how long a lookup of a just-served recommendation waits for the queue to drain
@@ -133,6 +141,16 @@ WRITE_PROBE = sa.Table(
     METADATA,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
     sa.Column("checked_at", UTCDateTime, nullable=False),
+)
+
+#: the spill files replayed, each by its unique stem, recorded in the transaction that writes its entries:
+#: a start that finds the file again (its removal cut short, a second worker) writes nothing twice
+SPILLS_REPLAYED = sa.Table(
+    "spills_replayed",
+    METADATA,
+    sa.Column("spill_id", sa.String, primary_key=True),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("replayed_at", UTCDateTime, nullable=False),
 )
 
 #: actions taken, reported through the API: durable here at once, folded into the store's Delta table
@@ -410,6 +428,56 @@ class TakenAction:
 #: what the queue holds: served answers, and feedback that could not be written at once
 LogEntry = Decision | LoggedFeedback
 
+_DECISION = TypeAdapter(Decision)
+_FEEDBACK = TypeAdapter(LoggedFeedback)
+
+
+def _spill_line(entry: LogEntry) -> str:
+    """An entry as a line of a spill file."""
+    if isinstance(entry, Decision):
+        return _dumps({"decision": _DECISION.dump_python(entry, mode="json")})
+    return _dumps({"feedback": _FEEDBACK.dump_python(entry, mode="json")})
+
+
+def _spilled_entry(line: str) -> LogEntry:
+    """A line of a spill file as the entry it was."""
+    record = json.loads(line)
+    if "decision" in record:
+        return _DECISION.validate_python(record["decision"])
+    return _FEEDBACK.validate_python(record["feedback"])
+
+
+@dataclass(frozen=True)
+class LogBounds:
+    """When the log stops being ready, and what happens to what waits when it closes."""
+
+    #: a SQLite log's disk with less free than this is not ready (0: not checked)
+    min_free_bytes: int = 0
+    #: more entries waiting than this is not ready
+    max_pending: int | None = None
+    #: how long `close` keeps writing what waits
+    drain_seconds: float = 5.0
+    #: where `close` spills what it could not write, the first folder that takes it; none: counted failed
+    spill_dirs: tuple[Path, ...] = ()
+
+    @classmethod
+    def configured(cls, store: Store, settings: Settings) -> LogBounds:
+        """The settings' bounds; spills go to the configured folder, else the store's, else the system's
+        temporary folder, so one still lands when the store's disk is full."""
+        serve = settings.serve
+        folders = (
+            serve.log_spill_dir,
+            store.serving_dir / "spill",
+            Path(tempfile.gettempdir()) / "retain-spill",
+        )
+        return cls(
+            min_free_bytes=int(serve.log_min_free_mb * 1_000_000),
+            max_pending=serve.log_max_pending,
+            drain_seconds=serve.log_drain_seconds,
+            spill_dirs=tuple(folder for folder in folders if folder is not None),
+        )
+
+
 #: the columns a `TakenAction` holds
 TAKEN_COLUMNS = [TAKEN.c[f.name] for f in fields(TakenAction)]
 
@@ -503,8 +571,17 @@ def _identity(path: Path) -> tuple[int, int] | None:
 class DecisionLog:
     """A bounded queue in front of a database, written by one daemon thread; reads are synchronous."""
 
-    def __init__(self, url: str, *, queue_size: int = 10_000, retry_delays: tuple[float, ...] = (0.2, 1.0)):
+    def __init__(
+        self,
+        url: str,
+        *,
+        queue_size: int = 10_000,
+        retry_delays: tuple[float, ...] = (0.2, 1.0),
+        bounds: LogBounds = LogBounds(),
+    ):
         self._url = url
+        self._bounds = bounds
+        self._spill_prefix = spill_prefix(redact(url))
         self._engine = _engine(url)
         self._queue_size = queue_size
         #: the pauses between tries while the database is unreachable, the last repeated for as long as
@@ -525,6 +602,9 @@ class DecisionLog:
         self._schema_ready = False
         self._quiet_until: dict[str, float] = {}
         self._written = self._dropped = self._failed = 0
+        self._drained = self._spilled = self._replayed = 0
+        #: why the writer's last try failed; None once a write lands
+        self._last_error: str | None = None
         #: recommendation ids of lost entries, oldest first (a dict: ordered, and a set to look in)
         self._lost: dict[str, None] = {}
         #: entries queued and entries written or given up on, in queue order: their difference (queued plus
@@ -540,7 +620,9 @@ class DecisionLog:
         if url is None:
             store.serving_dir.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{(store.serving_dir / 'decisions.db').resolve()}"
-        return cls(url, queue_size=settings.serve.decision_log_queue)
+        return cls(
+            url, queue_size=settings.serve.decision_log_queue, bounds=LogBounds.configured(store, settings)
+        )
 
     @property
     def url(self) -> str:
@@ -554,6 +636,9 @@ class DecisionLog:
                 "dropped": self._dropped,
                 "failed": self._failed,
                 "pending": self._accepted - self._processed,
+                "drained": self._drained,
+                "spilled": self._spilled,
+                "replayed": self._replayed,
             }
 
     def start(self) -> None:
@@ -607,28 +692,88 @@ class DecisionLog:
             self._changed.notify_all()
             return self._changed.wait_for(lambda: self._processed >= target, timeout)
 
-    def close(self, timeout: float = 5.0) -> None:
-        """Write what is queued (for up to `timeout`), then stop; what is left is counted as failed."""
-        self.flush(timeout)
+    def close(self, timeout: float | None = None) -> None:
+        """Write what waits for up to `timeout` (default: the bounds' drain time), stop, and spill what is
+        left to a file the next start replays; one line says how many were drained and spilled, and
+        counts what no folder took as failed."""
+        with self._lock:
+            written = self._written
+        self.flush(self._bounds.drain_seconds if timeout is None else timeout)
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(WRITE_SECONDS)  # a write under way ends within its own timeout
         with self._changed:
-            left = self._accepted - self._processed
-            self._failed += left
-            self._processed += left
+            left = list(self._queue)
+            # a write still under way may yet land: not spilled, so never written twice; counted lost
+            in_flight = len(self._writing) if self._thread is not None and self._thread.is_alive() else 0
             self._queue.clear()
-        if left:
-            log.warning("decision log %s closed with %d entries not written", self.url, left)
+            self._drained += self._written - written
+            drained = self._written - written
+        self._spill(left, in_flight, drained)
         self._engine.dispose()
 
+    def _spill(self, left: list[LogEntry], in_flight: int, drained: int) -> None:
+        """Spill the entries `close` could not write, count them and say so."""
+        if not left and not in_flight:
+            if drained:
+                log.info("decision log %s closed: %d entries drained", self.url, drained)
+            return
+        records = [_spill_line(e) for e in left]
+        spilled = (
+            write_spill(records, self._bounds.spill_dirs, self._spill_prefix) if left else Spilled(None, ())
+        )
+        kept = len(left) if spilled.path is not None else 0
+        lost = len(left) - kept + in_flight
+        with self._changed:
+            self._spilled += kept
+            self._failed += lost
+            self._processed += len(left) + in_flight
+        decisions = sum(isinstance(e, Decision) for e in left)
+        unspilled, unspilled_decisions = len(left) - kept, 0 if kept else decisions
+        if kept:
+            log.warning(
+                "decision log %s closed: %d entries drained, %d spilled to %s (%d decisions, %d feedback) "
+                "for the next start to replay",
+                *(self.url, drained, kept, spilled.path, decisions, kept - decisions),
+            )
+        if lost:
+            log.warning(
+                "decision log %s closed with %d entries not written: %d drained before; %d could not be "
+                "spilled either (%d decisions, %d feedback; %s); %d in a write that had not ended",
+                *(self.url, lost, drained, unspilled, unspilled_decisions, unspilled - unspilled_decisions),
+                *("; ".join(spilled.refusals) or "no spill folder", in_flight),
+            )
+
     def check_writable(self) -> None:
-        """Rewrite the probe row: raises `DecisionLogUnavailable` when the log cannot be written now."""
+        """Raises `DecisionLogUnavailable` when the log cannot take its entries now: the writer's last try
+        failed, too many entries wait, its disk is below the free-space floor, or the probe row cannot be
+        rewritten (the probe alone passes on a disk where one row fits but a batch does not)."""
+        if (problem := self._falling_behind()) is not None:
+            raise DecisionLogUnavailable(f"decision log {self.url}: {problem}")
         with self.connect(write=True) as conn:
             conn.execute(WRITE_PROBE.delete())
             conn.execute(WRITE_PROBE.insert(), {"id": 1, "checked_at": datetime.now(UTC)})
+
+    def _falling_behind(self) -> str | None:
+        """Why entries are not being written, or soon will not be; None when they are."""
+        with self._lock:
+            pending, error = self._accepted - self._processed, self._last_error
+        if error is not None:
+            return f"its last write failed ({error}); {pending} entries wait to be written"
+        if self._bounds.max_pending is not None and pending > self._bounds.max_pending:
+            return f"{pending} entries wait to be written, more than {self._bounds.max_pending}"
+        floor = self._bounds.min_free_bytes
+        if self._file is None or not floor:
+            return None
+        try:
+            free = shutil.disk_usage(self._file.parent).free
+        except OSError:  # no folder yet: the probe's write says what is wrong
+            return None
+        if free < floor:
+            return f"{free / 1e6:.2f} MB free on its disk, below the floor of {floor / 1e6:g} MB"
+        return None
 
     def recommendation(self, recommendation_id: str) -> LoggedRecommendation | None:
         """A served recommendation: from the entries still waiting to be written (while the database was
@@ -835,6 +980,7 @@ class DecisionLog:
         def gathered() -> bool:
             return len(self._queue) >= BATCH or self._wanted > self._processed or self._stop.is_set()
 
+        self._replay_spills()
         failures = 0
         while True:
             with self._changed:
@@ -853,6 +999,46 @@ class DecisionLog:
                 continue
             self._stop.wait(self._retry_delays[min(failures, len(self._retry_delays) - 1)])
             failures += 1
+
+    def _replay_spills(self) -> None:
+        """Before anything queued, write the spill files earlier processes left, trying again while the
+        database is unreachable; a file that cannot be read or is refused stays, said in the log."""
+        for path in spill_files(self._bounds.spill_dirs, self._spill_prefix):
+            failures = 0
+            while not self._stop.is_set():
+                try:
+                    self._replay(path)
+                    break
+                except Exception as e:
+                    if not _unreachable(e):
+                        log.error(
+                            "decision log %s: spill %s not replayed, left in place: %s", self.url, path, e
+                        )
+                        break
+                    self._reopen()
+                    with self._lock:
+                        self._last_error = self._describe(e)
+                    self._warn(
+                        "unreachable", "decision log %s is unreachable (%s)", self.url, self._describe(e)
+                    )
+                self._stop.wait(self._retry_delays[min(failures, len(self._retry_delays) - 1)])
+                failures += 1
+
+    def _replay(self, path: Path) -> None:
+        """Write one spill file's entries and the file's stem in one transaction, then remove the file."""
+        entries = [_spilled_entry(line) for line in read_spill(path)]
+        fresh = self._insert(entries, spill_id=path.stem)
+        path.unlink(missing_ok=True)
+        replayed = len(entries) if fresh else 0
+        with self._lock:
+            self._replayed += replayed
+            self._last_error = None
+        decisions = sum(isinstance(e, Decision) for e in entries)
+        log.warning(
+            "decision log %s: %d entries replayed from %s (%d decisions, %d feedback)%s",
+            *(self.url, replayed, path, decisions * fresh, (len(entries) - decisions) * fresh),
+            "" if fresh else ", replayed before; removed",
+        )
 
     def _write(self, batch: list[LogEntry]) -> list[LogEntry]:
         """Write a batch; the entries to try again because the database could not be reached. An entry
@@ -887,6 +1073,7 @@ class DecisionLog:
                 self._failed + len(refused),
             )
         with self._changed:
+            self._last_error = self._describe(next(iter(errors.values()))) if again else None
             self._remember_lost([batch[i] for i in refused])
             self._written += len(batch) - len(errors)
             self._failed += len(refused)
@@ -901,20 +1088,33 @@ class DecisionLog:
             return e
         return None
 
-    def _insert(self, batch: list[LogEntry]) -> None:
+    def _insert(self, batch: list[LogEntry], spill_id: str | None = None) -> bool:
+        """Write a batch in one transaction. With `spill_id`, a spill file's entries, once: nothing is
+        written (False) when that file was replayed before, and an id already present is skipped."""
         self._ensure_schema()
         served = [d for d in batch if isinstance(d, Decision)]
         decisions = [{c.name: getattr(d, c.name) for c in DECISION_COLUMNS} for d in served]
         recommendations = [asdict(r) for d in served for r in d.logged_recommendations()]
         feedback = [asdict(f) for f in batch if not isinstance(f, Decision)]
         with self._engine.begin() as conn:
+            if spill_id is not None:
+                mark = {"spill_id": spill_id, "entries": len(batch), "replayed_at": datetime.now(UTC)}
+                first = upsert_into(conn, SPILLS_REPLAYED).on_conflict_do_nothing()
+                if conn.execute(first.returning(SPILLS_REPLAYED.c.spill_id), mark).first() is None:
+                    return False
             for table, rows in (
                 (DECISIONS, decisions),
                 (RECOMMENDATIONS, recommendations),
                 (FEEDBACK, feedback),
             ):
                 if rows:
-                    conn.execute(table.insert(), rows)
+                    insert = (
+                        table.insert()
+                        if spill_id is None
+                        else upsert_into(conn, table).on_conflict_do_nothing()
+                    )
+                    conn.execute(insert, rows)
+        return True
 
     def _warn(self, kind: str, message: str, *args: object) -> None:
         now = time.monotonic()

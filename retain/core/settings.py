@@ -93,6 +93,16 @@ class ServeSettings(BaseModel):
     #: log entries waiting to be written; beyond this a decision is dropped with a warning (feedback has
     #: a quarter more room)
     decision_log_queue: int = Field(10_000, gt=0)
+    #: `/readyz` is 503 while the disk of a SQLite decision log has less free than this (MB of 10^6
+    #: bytes): a probe row still fits long after a batch of entries no longer does
+    log_min_free_mb: float = Field(64.0, ge=0)
+    #: `/readyz` is 503 while more entries than this wait to be written (a busy API keeps a few hundred)
+    log_max_pending: int = Field(1_000, gt=0)
+    #: on shutdown, how long the log may keep writing what waits before it spills the rest to a file
+    log_drain_seconds: float = Field(5.0, ge=0)
+    #: where that file goes first; then `serving/spill` under the store, then the system's temporary
+    #: folder: the first that takes it whole (the store's disk may be the one that is full)
+    log_spill_dir: Path | None = None
     #: where API keys live: a file under the store, or the decision log's database (several hosts)
     keys: Literal["file", "database"] = "file"
     #: seconds between checks of the champion aliases (0: only `POST /v1/admin/reload`)

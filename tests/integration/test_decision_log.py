@@ -11,7 +11,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, fields
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -37,6 +37,7 @@ from serving.decision_log import (
     DecisionLogUnavailable,
     FeedbackOnAction,
     FeedbackStatus,
+    LogBounds,
     LoggedDecision,
     LoggedFeedback,
     LoggedRecommendation,
@@ -50,6 +51,14 @@ V2: dict[str, str | None] = {"churn": "churn/2", "expansion": None}
 V3: dict[str, str | None] = {"churn": "churn/3", "expansion": "expansion/1"}
 RULES: dict[str, str | None] = {"churn": None, "expansion": None}
 SECRET = "hunter2-not-in-logs"
+
+
+def counts(**nonzero: int) -> dict[str, int]:
+    """A log's `stats`: every count zero but those given."""
+    return (
+        dict.fromkeys(("written", "dropped", "failed", "pending", "drained", "spilled", "replayed"), 0)
+        | nonzero
+    )
 
 
 def score(account: str, at: datetime, cutoff: datetime | None, models: dict[str, str | None]) -> Decision:
@@ -104,7 +113,7 @@ def test_round_trip_previous_score_and_feedback(decision_log: DecisionLog) -> No
     ]
     assert all(log.submit(d) for d in entries)
     assert log.flush()
-    assert log.stats == {"written": 6, "dropped": 0, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=6)
 
     newest = log.decisions("a-1")
     assert [d.served_at for d in newest] == [T0 + timedelta(minutes=m) for m in (4, 3, 2, 1, 0)]
@@ -201,7 +210,7 @@ def test_concurrent_submits_reads_and_feedback_do_not_lock_each_other_out(decisi
     submitted.set()
     reader.join()
     assert errors == []
-    assert log.stats == {"written": 1_001, "dropped": 0, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=1_001)
     assert len(log.decisions(kind="score", limit=2_000)) == 1_000
     assert len(log.feedback(limit=10_000)) >= 1
 
@@ -272,11 +281,11 @@ def test_an_unreachable_database_costs_no_time_keeps_the_entries_and_its_passwor
     assert log.submit(score("a-1", T0, C2, V3))
     assert time.perf_counter() - began < 0.05
     assert not log.flush(0.5)  # still waiting for the database, not dropped
-    assert log.stats == {"written": 0, "dropped": 0, "failed": 0, "pending": 1}
+    assert log.stats == counts(pending=1)
     with pytest.raises(DecisionLogUnavailable) as unavailable:
         log.recommendation("rec-1")
     log.close(timeout=0.2)
-    assert log.stats == {"written": 0, "dropped": 0, "failed": 1, "pending": 0}  # closing gave it up
+    assert log.stats == counts(failed=1)  # closing gave it up
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert "is unreachable (OperationalError" in warnings[0] and "1 entries wait to be written" in warnings[0]
     assert "retain:***@127.0.0.1:1/x" in warnings[0] and "closed with 1 entries not written" in warnings[-1]
@@ -288,10 +297,10 @@ def test_the_writer_keeps_entries_until_the_database_can_be_reached(tmp_path: Pa
     log = DecisionLog(f"sqlite:///{folder}/decisions.db", retry_delays=(0.05,))
     log.start()
     assert log.submit(score("a-1", T0, C2, V3)) and not log.flush(0.3)
-    assert log.stats == {"written": 0, "dropped": 0, "failed": 0, "pending": 1}
+    assert log.stats == counts(pending=1)
     folder.mkdir()
     assert log.submit(score("a-2", T0, C2, V3)) and log.flush()
-    assert log.stats == {"written": 2, "dropped": 0, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=2)
     assert {d.account_id for d in log.decisions()} == {"a-1", "a-2"}
     log.close()
 
@@ -305,7 +314,7 @@ def test_a_full_queue_drops_entries_without_blocking(
     began = time.perf_counter()
     assert not log.submit(score("a-3", T0, C2, V3)) and not log.submit(score("a-4", T0, C2, V3))
     assert time.perf_counter() - began < 0.05
-    assert log.stats == {"written": 0, "dropped": 2, "failed": 0, "pending": 2}
+    assert log.stats == counts(dropped=2, pending=2)
     assert [r.getMessage() for r in caplog.records if r.name == "retain.decision_log"] == [
         f"decision log {log.url}: queue full, 1 entries dropped so far"  # rate-limited: one warning
     ]
@@ -315,7 +324,7 @@ def test_a_full_queue_drops_entries_without_blocking(
     assert [d.account_id for d in log.decisions()] == ["a-2", "a-1"]
     assert log.submit(score("a-5", T0, C2, V3))
     log.close()
-    assert log.stats == {"written": 3, "dropped": 2, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=3, dropped=2, drained=1)  # closing wrote the last
 
 
 def test_feedback_waits_in_the_queue_while_the_database_is_away_with_room_beyond_decisions(
@@ -337,7 +346,7 @@ def test_feedback_waits_in_the_queue_while_the_database_is_away_with_room_beyond
     assert [(f.feedback_id, f.account_id) for f in log.feedback() if f.recommendation_id == "rec-0"] == [
         (waiting.feedback_id, "a-0")
     ]
-    assert log.stats == {"written": 10, "dropped": 1, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=10, dropped=1)
     log.close()
 
 
@@ -363,7 +372,7 @@ def test_a_bad_entry_loses_only_itself_not_its_batch(
     log.submit(score("a-3", T0, C2, V3))
     log.start()  # after the submits: all three are one batch
     assert log.flush()
-    assert log.stats == {"written": 2, "dropped": 0, "failed": 1, "pending": 0}
+    assert log.stats == counts(written=2, failed=1)
     assert {d.account_id for d in log.decisions()} == {"a-1", "a-3"}
     assert "IntegrityError" in caplog.text
     log.close()
@@ -483,7 +492,8 @@ def test_an_unwritable_sqlite_file_is_an_error_not_a_crash_and_its_entries_wait(
         "waiting rec-1",
         "unavailable",
         "unavailable",
-        "recovered rec-1 {'written': 2, 'dropped': 0, 'failed': 0, 'pending': 0}",
+        "recovered rec-1 {'written': 2, 'dropped': 0, 'failed': 0, 'pending': 0, 'drained': 0, 'spilled': 0, "
+        "'replayed': 0}",
     ]
 
 
@@ -524,8 +534,59 @@ def test_the_log_survives_postgresql_dropping_every_connection(postgres_database
     assert log.flush(10)
     assert log.recommendation("rec-2") is not None
     assert log.record_feedback(given("rec-1", "done", T0))
-    assert log.stats == {"written": 2, "dropped": 0, "failed": 0, "pending": 0}
+    assert log.stats == counts(written=2)
     log.close()
+
+
+def test_what_a_closing_log_cannot_write_is_spilled_and_the_next_start_replays_it_once(
+    database_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A SIGTERM dropped every waiting entry with one log line. Now they go to a spill file, in the first
+    folder that takes it (not one that cannot be made), which the next start writes once: a copy found
+    again after the replay (its removal cut short, or a second worker) adds nothing."""
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("a file where the configured spill folder should be")
+    bounds = LogBounds(drain_seconds=0.2, spill_dirs=(blocked / "spill", tmp_path / "spill"))
+    stopping = DecisionLog(database_url, bounds=bounds)  # its writer never ran: nothing was written
+    entries = [recommend("a-1", T0, "rec-1", "rec-2"), score("a-2", T0, C2, V3)]
+    for entry in entries:
+        assert stopping.submit(entry)
+    feedback = given("rec-1", "accepted", T0, key_id="key-1")
+    assert not stopping.record_feedback(feedback, now=False)
+    with caplog.at_level(logging.INFO, logger="retain.decision_log"):
+        stopping.close()
+    assert stopping.stats == counts(spilled=3)
+    [spill] = (tmp_path / "spill").iterdir()
+    assert (
+        f"3 spilled to {spill} (2 decisions, 1 feedback)" in caplog.text and str(blocked) not in caplog.text
+    )
+    kept = spill.read_bytes()
+
+    started = DecisionLog(database_url, bounds=bounds)
+    started.start()
+    assert wait_until(lambda: started.stats["replayed"] == 3)
+    assert not spill.exists()
+    assert started.recommendation("rec-2") == entries[0].logged_recommendations()[1]
+    assert [f.feedback_id for f in started.feedback()] == [feedback.feedback_id]
+    logged = [LoggedDecision(**{f.name: getattr(e, f.name) for f in fields(LoggedDecision)}) for e in entries]
+    assert sorted(started.decisions(), key=lambda d: d.account_id) == logged  # as they were served
+    started.close()
+
+    spill.write_bytes(kept)
+    again = DecisionLog(database_url, bounds=bounds)
+    again.start()
+    assert wait_until(lambda: not spill.exists())
+    assert again.stats["replayed"] == 0 and len(again.decisions()) == 2 and len(again.feedback()) == 1
+    again.close()
+
+
+def wait_until(check: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
 
 
 # -- the schema under Alembic ----------------------------------------------------------------------------
@@ -538,7 +599,7 @@ def test_the_migrations_build_exactly_the_tables_the_log_uses(
     assert decision_log.flush()
     engine = sa.create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
-        assert log_migrations.revision(conn) == "0006"
+        assert log_migrations.revision(conn) == "0007"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()
 
@@ -562,5 +623,5 @@ def test_a_log_the_first_release_made_is_stamped_then_upgraded_keeping_its_rows(
     assert log.decisions()[0].key_id == "key-7"
     log.close()
     with sqlite3.connect(tmp_path / "decisions.db") as on_disk:
-        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0006",)]
+        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
         assert on_disk.execute("SELECT feedback_id, key_id FROM feedback").fetchall() == [("f-old", None)]
