@@ -55,11 +55,25 @@ DEFAULT_SERVICES = ("churn_v1", "expansion_v1")
 # Long enough that a point-in-time join a year after a cutoff still finds it; online reads ignore it.
 TTL = timedelta(days=400)
 CONFIG_FILE = "feature_store.yaml"
+#: the Feast registry and the SQLite online store, relative to the repo's folder
+REGISTRY_FILE = "registry.db"
+ONLINE_FILE = "online.db"
+OFFLINE_DIR = "offline"
 _ROW = "__retain_row"
 
 
+def published_config(store: Store) -> dict[str, Any] | None:
+    """The repo config the last publish wrote, or None before the first."""
+    path = store.feast_dir / CONFIG_FILE
+    return yaml.safe_load(path.read_text()) if path.exists() else None
+
+
 def project_name(store: Store) -> str:
-    """One Feast project per store folder, so stores sharing a Redis (or a registry) cannot collide."""
+    """One Feast project per store: named after the store's folder at its first publish, so stores sharing
+    a Redis (or a registry) cannot collide, then kept as published, so a moved store still finds its rows."""
+    published = published_config(store)
+    if published is not None and isinstance(published.get("project"), str):
+        return str(published["project"])
     digest = hashlib.sha256(str(store.root.resolve()).encode()).hexdigest()[:12]
     return f"retain_{digest}"
 
@@ -92,7 +106,8 @@ def _offline_store(settings: Settings) -> dict[str, Any]:
 
 
 def repo_config(store: Store, settings: Settings) -> dict[str, Any]:
-    """The feature_store.yaml contents: everything lives under the store except Redis."""
+    """The feature_store.yaml contents: everything lives under the store except Redis, named relative to
+    the repo's folder so the store can be copied or moved."""
     online: dict[str, Any]
     if settings.online_store == "redis":
         # publish is the only writer and rewrites each account's latest row; Feast's default dedup would
@@ -103,11 +118,11 @@ def repo_config(store: Store, settings: Settings) -> dict[str, Any]:
             "skip_dedup": True,
         }
     else:
-        online = {"type": "sqlite", "path": str(store.feast_dir.resolve() / "online.db")}
+        online = {"type": "sqlite", "path": ONLINE_FILE}
     return {
         "project": project_name(store),
         "provider": "local",
-        "registry": str(store.feast_dir.resolve() / "registry.db"),
+        "registry": REGISTRY_FILE,
         "offline_store": _offline_store(settings),
         "online_store": online,
         "entity_key_serialization_version": 3,
@@ -190,13 +205,13 @@ def offline_source(store: Store, version: int) -> Path:
     Feast's DuckDB offline store reads Delta only through DuckDB's delta extension, which is downloaded at
     run time; a local copy per version also lets an object-store store keep Feast on this machine.
     """
-    return store.feast_dir / "offline" / f"account_features-v{version}.parquet"
+    return store.feast_dir / OFFLINE_DIR / f"account_features-v{version}.parquet"
 
 
-def _source(settings: Settings, table_path: Path) -> DataSource:
+def _source(offline_store: str, table_path: Path) -> DataSource:
     """The view's offline source: the Parquet copy, as a file (DuckDB) or a Spark source."""
     name = f"{VIEW}_source"
-    if settings.offline_store == "duckdb":
+    if offline_store == "duckdb":
         return FileSource(name=name, path=str(table_path), timestamp_field=TIMESTAMP)
     from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 
@@ -208,7 +223,9 @@ def _open(store: Store, settings: Settings, config: dict[str, Any]) -> FeatureSt
     runs on it rather than on a session of its own."""
     if settings.offline_store == "spark":
         session(settings.spark)
-    return FeatureStore(repo_path=str(store.feast_dir), config=RepoConfig(**config))
+    # the repo's folder as it is now: the config's relative paths resolve against it
+    here = store.feast_dir.resolve()
+    return FeatureStore(repo_path=str(here), config=RepoConfig(repo_path=here, **config))
 
 
 def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> dict[str, Any]:
@@ -230,7 +247,7 @@ def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> 
     fs = _open(store, settings, config)
 
     account = Entity(name=ENTITY, join_keys=[JOIN_KEY], value_type=ValueType.STRING)
-    source = _source(settings, table_path)
+    source = _source(settings.offline_store, table_path)
     view = FeatureView(name=VIEW, entities=[account], ttl=TTL, schema=fields, source=source, online=True)
     services = [FeatureService(name=name, features=[view]) for name in DEFAULT_SERVICES]
     with _quiet():
@@ -254,18 +271,47 @@ def publish(store: Store, settings: Settings, table: pa.Table, version: int) -> 
 
 
 def feature_store(store: Store, settings: Settings) -> FeatureStore:
-    """Open the published repo; refuse one published with another online store or project than these
+    """Open the published repo; refuse one published with another online or offline store than these
     settings give, since reading it would silently return empty or foreign features."""
-    path = store.feast_dir / CONFIG_FILE
-    if not path.exists():
+    published = published_config(store)
+    if published is None:
         raise RetainError(f"no Feast repo in {store.feast_dir}; run `retain features build` first")
     config = repo_config(store, settings)
-    if yaml.safe_load(path.read_text()) != config:
+    if _settled(published) != _settled(config):
         raise RetainError(
-            f"{path} was published with other settings (online store, Redis URL or store path) than the "
-            "current ones; run `retain features build` again"
+            f"{store.feast_dir / CONFIG_FILE} was published with other settings (online store, offline "
+            "store or Redis URL) than the current ones; run `retain features build` again"
         )
     return _open(store, settings, config)
+
+
+def _settled(config: dict[str, Any]) -> dict[str, Any]:
+    """A repo config without its file paths, which are always the repo's own files wherever the store is
+    now (a repo published before they were relative names the folder it was published in)."""
+    online = {k: v for k, v in config.get("online_store", {}).items() if k != "path"}
+    return {**{k: v for k, v in config.items() if k != "registry"}, "online_store": online}
+
+
+def offline_copy(fs: FeatureStore) -> tuple[Path, Path]:
+    """The offline copy's path as Feast's registry recorded it at the publish, and the same file in the
+    repo where it is now."""
+    view = fs.get_feature_view(VIEW, allow_registry_cache=True)
+    recorded = Path(str(getattr(view.batch_source, "path", "")))  # a FileSource's or a SparkSource's
+    return recorded, Path(fs.repo_path).resolve() / OFFLINE_DIR / recorded.name
+
+
+def in_this_repo(fs: FeatureStore) -> None:
+    """Point the view's offline source at the copy in this repo. Feast's registry keeps the copy's
+    absolute path (its DuckDB store reads the path as given), so in a store copied or moved since its
+    publish a point-in-time read would read the old folder's copy, or fail with it gone."""
+    recorded, here = offline_copy(fs)
+    if recorded == here:
+        return
+    view = fs.get_feature_view(VIEW, allow_registry_cache=True)
+    source = _source(fs.config.offline_store.type, here)
+    view.batch_source = source
+    with _quiet():
+        fs.apply([source, view])
 
 
 def feature_service(fs: FeatureStore, name: str, features: Sequence[str]) -> FeatureService:
@@ -323,6 +369,7 @@ def historical_features(
     """Point-in-time join: for each (account_id, event_timestamp), the row of the latest cutoff at or
     before it (cutoff T only saw events before T). Rows come back in entity_df's order and index, with
     entity_df's columns (labels ride along; event_timestamp as datetime64[us, UTC]), then the features."""
+    in_this_repo(fs)
     features = feature_set(fs, service_or_features)
     stamps = pd.to_datetime(entity_df[EVENT_TIMESTAMP], utc=True).dt.floor("us").astype("datetime64[us, UTC]")
     entities = entity_df.copy()

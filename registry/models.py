@@ -19,7 +19,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from registry.aliases import CHAMPION
 from registry.pyfunc import MODEL_ARTIFACT
-from registry.tracking import client, unavailable
+from registry.tracking import StoreClient, client, unavailable
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -113,16 +113,17 @@ class StaleModel(RetainError):
     """A registered model pickled by an earlier Retain, which this one cannot use."""
 
 
-def _unpickle(mlflow_client: MlflowClient, info: VersionInfo) -> object:
+def _unpickle(mlflow_client: StoreClient, info: VersionInfo) -> object:
     if not info.source.startswith(LOGGED_MODEL_PREFIX):
         raise RetainError(f"{info.uri} comes from {info.source}, not from a model logged by Retain")
-    location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
+    # read where the store is now, wherever it was when the model was logged
+    location = mlflow_client.logged_model_location(info.source.removeprefix("models:/"))
     # Artifacts live under the store, so this is the file in place (a remote store would download it).
     path = get_artifact_repository(location).download_artifacts(f"artifacts/{MODEL_ARTIFACT}")
     return pickle.loads(Path(path).read_bytes())
 
 
-def scoring_model(mlflow_client: MlflowClient, info: VersionInfo) -> ScoringModel:
+def scoring_model(mlflow_client: StoreClient, info: VersionInfo) -> ScoringModel:
     """Unpickle the version's ScoringModel from its logged model's artifacts."""
     model = _unpickle(mlflow_client, info)
     if not isinstance(model, ScoringModel):
@@ -130,7 +131,7 @@ def scoring_model(mlflow_client: MlflowClient, info: VersionInfo) -> ScoringMode
     return model
 
 
-def uplift_model(mlflow_client: MlflowClient, info: VersionInfo) -> UpliftModel:
+def uplift_model(mlflow_client: StoreClient, info: VersionInfo) -> UpliftModel:
     """Unpickle the version's UpliftModel from its logged model's artifacts."""
     model = _unpickle(mlflow_client, info)
     if not isinstance(model, UpliftModel):

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pandas as pd
-from mlflow import MlflowClient
 from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 from sklearn.metrics import brier_score_loss, roc_auc_score
@@ -22,7 +21,7 @@ from sklearn.metrics import brier_score_loss, roc_auc_score
 from features.alerts import Alerted
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, restore_previous_champion, set_champion
 from registry.models import StaleModel, VersionInfo, resolve, scoring_model, uplift_model
-from registry.tracking import VERSION_METRICS, client
+from registry.tracking import VERSION_METRICS, StoreClient, client
 from retain.core.errors import RetainError
 from retain.core.settings import Settings
 from retain.core.store import Store
@@ -215,7 +214,7 @@ def promote(
 def _apply_scoring_gate(
     store: Store,
     settings: Settings,
-    mlflow_client: MlflowClient,
+    mlflow_client: StoreClient,
     champion: VersionInfo,
     challenger: VersionInfo,
     window: EvaluationWindow | None,
@@ -241,7 +240,7 @@ def _apply_scoring_gate(
 
 
 def _decide(
-    mlflow_client: MlflowClient,
+    mlflow_client: StoreClient,
     name: str,
     outcome: GateResult,
     champion: VersionInfo,
@@ -288,7 +287,7 @@ def _weeks_summary(window: EvaluationWeeks) -> WindowSummary:
 def _apply_uplift_gate(
     store: Store,
     settings: Settings,
-    mlflow_client: MlflowClient,
+    mlflow_client: StoreClient,
     champion: VersionInfo,
     challenger: VersionInfo,
 ) -> GateResult:

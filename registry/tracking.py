@@ -9,6 +9,11 @@ working directory happens to be.
 The fluent run API (`start_run`, `log_model`) reads MLflow's process-wide tracking URI; `active_uri` sets
 it for the block and restores it, so several stores can be used in one process. Everything else, the
 registry included, goes through a client built with explicit URIs.
+
+A store can be copied or moved: MLflow records each run's and logged model's artifacts as an absolute URI
+(it makes a relative one absolute against the working directory), so a `StoreClient` reads them where the
+store is now, from the part of the recorded URI MLflow derives from the ids (`<run_id>/artifacts`,
+`models/<model_id>/artifacts`), rather than from the folder the store was in.
 """
 
 from __future__ import annotations
@@ -24,12 +29,16 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature, infer_signature
 from mlflow.models.model import ModelInfo
+from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+from mlflow.store.tracking.dbmodels.models import SqlExperiment
+from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 from mlflow.types import ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
@@ -57,8 +66,12 @@ def mlflow_dir(store: Store) -> Path:
     return store.root.resolve() / "mlflow"
 
 
+#: where a store keeps MLflow's artifacts, under its root
+ARTIFACTS = Path("mlflow") / "artifacts"
+
+
 def artifact_location(store: Store) -> str:
-    return (mlflow_dir(store) / "artifacts").as_uri()
+    return (store.root.resolve() / ARTIFACTS).as_uri()
 
 
 def tracking_uri(store: Store, settings: Settings) -> str:
@@ -81,10 +94,36 @@ def unavailable(error: Exception) -> RegistryUnavailable:
     return RegistryUnavailable(f"the model registry cannot be read: {said.splitlines()[0] if said else ''}")
 
 
-def client(store: Store, settings: Settings) -> MlflowClient:
+class StoreClient(MlflowClient):
+    """An MLflow client of one store, which reads artifacts under the store's folder as it is now."""
+
+    def __init__(self, store: Store, uri: str) -> None:
+        super().__init__(tracking_uri=uri, registry_uri=uri)
+        self.artifact_root = artifact_location(store)
+
+    def located(self, recorded: str, tail: str) -> str:
+        """Where a recorded artifact URI is now: a local URI of a store's artifacts (ending in
+        `mlflow/artifacts/<tail>`, wherever that store was) is read under this store; any other as is."""
+        if urlsplit(recorded).scheme != "file" or not recorded.endswith(f"/{ARTIFACTS.as_posix()}/{tail}"):
+            return recorded
+        return f"{self.artifact_root}/{tail}"
+
+    def logged_model_location(self, model_id: str) -> str:
+        """Where a logged model's artifacts are now."""
+        logged = self.get_logged_model(model_id)
+        return self.located(logged.artifact_location, f"models/{model_id}/artifacts")
+
+    def download_artifacts(self, run_id: str, path: str, dst_path: str | None = None) -> str:
+        """A run's artifact, read under this store (MLflow's own reads the URI it recorded)."""
+        recorded = self.get_run(run_id).info.artifact_uri
+        location = self.located(recorded, f"{run_id}/artifacts")
+        return str(get_artifact_repository(location).download_artifacts(path, dst_path))
+
+
+def client(store: Store, settings: Settings) -> StoreClient:
     uri = tracking_uri(store, settings)
     try:
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return StoreClient(store, uri)
     except Exception as e:  # MLflow opens (and migrates) its database here
         raise unavailable(e) from e
 
@@ -103,9 +142,25 @@ def active_uri(uri: str) -> Iterator[None]:
 def experiment_id(mlflow_client: MlflowClient, store: Store, name: str) -> str:
     """The model's experiment, created with its artifact location under the store."""
     experiment = mlflow_client.get_experiment_by_name(name)
-    if experiment is not None:
-        return str(experiment.experiment_id)
-    return str(mlflow_client.create_experiment(name, artifact_location=artifact_location(store)))
+    if experiment is None:
+        return str(mlflow_client.create_experiment(name, artifact_location=artifact_location(store)))
+    if experiment.artifact_location != artifact_location(store):
+        _adopt(mlflow_client, experiment.experiment_id, experiment.artifact_location, store)
+    return str(experiment.experiment_id)
+
+
+def _adopt(mlflow_client: MlflowClient, experiment: str, recorded: str, store: Store) -> None:
+    """Give an experiment recorded in the folder a store was copied or moved from this store's artifact
+    location, so new runs write their files here. MLflow has no call to change it, so its own table model
+    is updated; runs logged before keep their URIs, which `StoreClient` reads under this store."""
+    if urlsplit(recorded).scheme != "file" or not recorded.endswith(f"/{ARTIFACTS.as_posix()}"):
+        return  # not a store's artifacts: an experiment another tool made, left as it is
+    tracking = mlflow_client._tracking_client.store
+    if not isinstance(tracking, SqlAlchemyStore):
+        return
+    with tracking.ManagedSessionMaker() as session:
+        rows = session.query(SqlExperiment).filter(SqlExperiment.experiment_id == int(experiment))
+        rows.update({SqlExperiment.artifact_location: artifact_location(store)})
 
 
 def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:

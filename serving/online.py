@@ -74,7 +74,11 @@ class OnlineReader:
     @cached_property
     def _sqlite_file(self) -> Path | None:
         online = self.config.online_store
-        return Path(online.path) if getattr(online, "type", None) == "sqlite" else None
+        if getattr(online, "type", None) != "sqlite":
+            return None
+        # as Feast opens it: a relative path is the repo's file (the repo moves with its store)
+        path, repo = Path(online.path), self.config.repo_path
+        return path if path.is_absolute() or repo is None else Path(repo) / path
 
     def rows(self, account_ids: Sequence[str]) -> FeatureRows:
         """The latest published row per account (no cutoff and all nulls for an account without one), laid

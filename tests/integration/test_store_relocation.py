@@ -1,0 +1,78 @@
+"""A store copied or moved to another folder, its original gone, serves as it is: no path it holds names
+the folder it was built in (Feast's repo config, MLflow's artifact locations)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from features.feast_repo import feature_store, historical_features
+from registry.models import load_scoring_model
+from registry.tracking import artifact_location, client, experiment_id
+from retain.core.store import Store
+from tests.support.served import Server, World, model_answered
+
+
+@dataclass(frozen=True)
+class Copied:
+    """The served world's store copied elsewhere, with the world's keys (the key file was copied too)."""
+
+    store: Store
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@pytest.fixture
+def moved(served_world: World, tmp_path: Path) -> Iterator[Copied]:
+    """A copy of the served world's store, with the original renamed away until the test ends."""
+    original = served_world.store.root
+    copy = Store(tmp_path / "restored" / "store")
+    shutil.copytree(original, copy.root)
+    away = original.with_name(original.name + ".away")
+    original.rename(away)
+    try:
+        yield Copied(copy, served_world.keys)
+    finally:
+        away.rename(original)
+
+
+def test_a_copied_store_serves_model_answers_with_its_original_gone(
+    moved: Copied, served_world: World, tmp_path: Path
+) -> None:
+    server = Server(moved, tmp_path / "server.log", served_world.latest)
+    try:
+        ready = server.call("GET", "/readyz", key=None)
+        assert ready.status_code == 200, ready.text
+        assert len(model_answered(server, served_world)) > 0.9 * len(served_world.active)
+    finally:
+        server.stop()
+
+
+def test_a_copied_store_trains_from_its_own_feast_repo_and_loads_its_own_models(
+    moved: Copied, served_world: World
+) -> None:
+    model, info = load_scoring_model(moved.store, served_world.settings, "churn@champion")
+    assert info.aliases == ["challenger", "champion"] and model.features
+    fs = feature_store(moved.store, served_world.settings)
+    entities = pd.DataFrame(
+        {
+            "account_id": served_world.active[:5],
+            "event_timestamp": [pd.Timestamp(served_world.latest, tz="UTC")] * 5,
+        }
+    )
+    rows = historical_features(fs, entities, "churn_v1")
+    assert (
+        rows["account_id"].tolist() == served_world.active[:5]
+        and rows.drop(columns="account_id").notna().any().any()
+    )
+    source = Path(fs.get_feature_view("account_features").batch_source.path)  # type: ignore[union-attr]
+    assert source.is_relative_to(moved.store.root.resolve())
+    # a training in the copy writes its run's files into the copy
+    mlflow_client = client(moved.store, served_world.settings)
+    run = mlflow_client.create_run(experiment_id(mlflow_client, moved.store, "churn"))
+    assert run.info.artifact_uri == f"{artifact_location(moved.store)}/{run.info.run_id}/artifacts"
+    mlflow_client.delete_run(run.info.run_id)
