@@ -58,6 +58,7 @@ from features.playbook_file import Playbook, store_playbook
 from registry.models import VersionInfo, load_uplift_model
 from retain.core.catalogue import Action
 from retain.core.contract import TS
+from retain.core.csv_cells import safe_cells
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.plan_table import (
@@ -545,7 +546,8 @@ def read_week(store: Store, settings: Settings, week: date) -> Week:
 
 
 def write_plan(rows: pd.DataFrame, out: Path | BatchTable, week: date) -> None:
-    """CSV, replaced atomically; `holdout` as true/false, empty cells for the holdout's action and value.
+    """CSV, replaced atomically; `holdout` as true/false, empty cells for the holdout's action and value,
+    text a spreadsheet would run as a formula made inert (an ingested `csm_id` is anyone's text).
     Or the week's rows of a database table, replaced in one transaction (the holdout's action NULL)."""
     if isinstance(out, BatchTable):
         no_holdout_action = rows.assign(action=rows["action"].mask(rows["holdout"]))
@@ -553,7 +555,8 @@ def write_plan(rows: pd.DataFrame, out: Path | BatchTable, week: date) -> None:
         out.replace(week, typed.to_batches())
         return
     with atomic_path(out) as tmp:
-        rows.assign(holdout=rows["holdout"].map({True: "true", False: "false"})).to_csv(tmp, index=False)
+        text = safe_cells(rows.assign(holdout=rows["holdout"].map({True: "true", False: "false"})))
+        text.to_csv(tmp, index=False)
 
 
 def record_plan(store: Store, plan: Plan) -> int:

@@ -40,6 +40,7 @@ from registry.models import VersionInfo, load_scoring_model
 from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
 from retain.core.contract import TS
+from retain.core.csv_cells import safe_cells
 from retain.core.errors import RetainError
 from retain.core.files import atomic_path
 from retain.core.settings import Settings
@@ -302,7 +303,7 @@ def score_table(
         for i, part in enumerate(_chunks(rows, chunk, f"score {table.name}")):
             scored = score_frame(model, part, top=TOP_REASONS)
             scored.insert(0, id_column, part[id_column])
-            scored.to_csv(tmp, mode="w" if i == 0 else "a", header=i == 0, index=False)
+            safe_cells(scored).to_csv(tmp, mode="w" if i == 0 else "a", header=i == 0, index=False)
     seconds = time.perf_counter() - started
     return TableScores(
         table=table,

@@ -1,8 +1,8 @@
 """The book as a CSV file a CSM opens in a spreadsheet: every account of the filtered view, not one page.
 
 Figures are plain numbers (a probability as 0.3125, dollars unrounded to cents) so a spreadsheet can sort
-and sum them. A text cell that a spreadsheet would run as a formula (it starts with `=`, `+`, `-`, `@`, a
-tab or a carriage return: an account name comes from a CRM) is prefixed with `'`, as OWASP advises.
+and sum them. A text cell that a spreadsheet would run as a formula (an account name comes from a CRM) is
+made inert by `retain.core.csv_cells`, as every CSV Retain writes.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 
+from retain.core.csv_cells import safe_cell
 from serving.cockpit.book import Entry, Filters
 
 COLUMNS = (
@@ -31,13 +32,10 @@ COLUMNS = (
     "source",
     "fallback_reason",
 )
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _text(value: str | None) -> str:
-    if value is None:
-        return ""
-    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+    return "" if value is None else safe_cell(value)
 
 
 def _number(value: float | None, digits: int) -> str:

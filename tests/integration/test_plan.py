@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
@@ -37,6 +38,7 @@ from retain.plan import (
     make_plan,
     plan_store,
     read_week,
+    write_plan,
 )
 from tests.support.playbooks import own, with_workshop
 from tests.support.rows import QUIET
@@ -197,6 +199,20 @@ def test_the_holdout_is_a_tenth_of_the_active_accounts_and_gets_nothing(week: We
     assert plan.summary.holdout == len(held)
     other = make_plan(week, CAPACITY, SHARE, seed=8).rows
     assert set(other.loc[other["holdout"], "account_id"]) != set(held["account_id"])
+
+
+def test_a_csm_id_a_spreadsheet_would_run_is_written_inert(week: Week, monday: date, tmp_path: Path) -> None:
+    """An ingested csm_id of `=cmd|' /C calc'!A0` went raw into the plan's CSV (issue 51), where the
+    cockpit's export already prefixed it with `'`."""
+    formula = "=cmd|' /C calc'!A0"
+    hostile = replace(week, csm_ids=[formula if c is not None else None for c in week.csm_ids])
+    plan = make_plan(hostile, CAPACITY, SHARE, seed=7)
+    write_plan(plan.rows, tmp_path / "plan.csv", monday)
+    csv = pd.read_csv(tmp_path / "plan.csv", keep_default_na=False, dtype=str)
+    assert set(csv["csm_id"]) - {""} == {f"'{formula}"}
+    text = csv[["account_id", "action", "csm_id", "arm"]].to_numpy().ravel()
+    assert not any(cell.startswith(("=", "+", "-", "@")) for cell in text)
+    assert csv["expected_value"].ne("").any(), "figures stay numbers"
 
 
 def test_every_row_and_arm_logs_the_probability_of_its_arm(week: Week) -> None:
