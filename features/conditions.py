@@ -25,6 +25,8 @@ Kind = Literal["number", "text", "condition"]
 Row = Mapping[str, Any]
 Evaluate = Callable[[Row], Any]
 
+#: the longest condition read: a playbook's are one line
+MAX_LENGTH = 1_000
 SUPPORTED = "comparisons, AND, OR, NOT, IN, BETWEEN, IS [NOT] NULL, + - * / and parentheses"
 _COMPARE: dict[type[exp.Expression], Callable[[Any, Any], bool]] = {
     exp.EQ: operator.eq,
@@ -74,14 +76,20 @@ class Columns:
 
 def compile_condition(text: str, columns: Columns) -> Condition:
     """The condition `text` over `columns`; ConditionError says what is wrong with it."""
+    if len(text) > MAX_LENGTH:
+        raise ConditionError(f"{len(text):,} characters; a condition is at most {MAX_LENGTH:,}")
     try:
         tree = sqlglot.parse_one(text, read="duckdb")
+        read: list[str] = []
+        kind, evaluate = _compile(cast(exp.Expression, tree), columns, read)
     except sqlglot.errors.ParseError as e:
         raise ConditionError(
             f"not a SQL condition: {e.errors[0]['description'] if e.errors else e}"
         ) from None
-    read: list[str] = []
-    kind, evaluate = _compile(cast(exp.Expression, tree), columns, read)
+    except sqlglot.errors.SqlglotError as e:  # the tokenizer's: an unterminated quote, a stray `$$`
+        raise ConditionError(f"not a SQL condition: {e}") from None
+    except RecursionError:
+        raise ConditionError("nested too deeply: write it flatter") from None
     if kind != "condition":
         raise ConditionError(f"`{text}` is a {kind}, not a condition: compare it with something")
     return Condition(text, tuple(dict.fromkeys(read)), evaluate)

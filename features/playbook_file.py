@@ -38,6 +38,8 @@ COLUMNS = Columns(
     values={**CATEGORY_VALUES, "health_band": HEALTH_BANDS},
 )
 Sentence = Annotated[str, StringConstraints(min_length=1, max_length=300)]
+#: the most actions a playbook holds: the built-in has twelve, and a CSM team does not run hundreds
+MAX_ACTIONS = 200
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,11 @@ class _Sections(BaseModel):
 
 def read_playbook(document: LocatedYaml) -> Playbook:
     """The playbook of a parsed file; RetainError names each line to fix."""
+    actions = document.data.get("actions") if isinstance(document.data, dict) else None
+    if isinstance(actions, dict) and len(actions) > MAX_ACTIONS:  # before each is checked, one by one
+        raise document.refuse(
+            ("actions",), f"{len(actions):,} actions; a playbook holds at most {MAX_ACTIONS}"
+        )
     catalogue = read_catalogue(document)
     sections = document.validate(_Sections)
     rules = {

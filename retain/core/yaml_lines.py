@@ -3,6 +3,11 @@
 A pydantic error names a path (`actions.save_offer.cost_usd`); `LocatedYaml.where` turns the path into
 `file:line`, the line of the deepest part of the path the file has (a missing key: the mapping that lacks
 it).
+
+The file may come from anyone who can set `RETAIN_PLAYBOOK`, so reading it is bounded before any work
+grows with it: its size, its depth of nesting and its count of values, checked on libyaml's event stream;
+aliases (`*name`) are refused, as seven lines of nested aliases expand to a billion values; and only the
+plain tags construct (`!!python/name:...` is refused at its line, not run).
 """
 
 from __future__ import annotations
@@ -19,6 +24,16 @@ from retain.core.errors import RetainError
 
 Model = TypeVar("Model", bound=pydantic.BaseModel)
 PathPart = str | int
+#: the largest file read: the built-in playbook of twelve actions is under 10 KB
+MAX_BYTES = 256 * 1024
+#: the deepest nesting of mappings and lists: a playbook nests six deep
+MAX_DEPTH = 32
+#: the most values (scalars, mappings and lists) in a document: the built-in playbook holds ~500
+MAX_NODES = 20_000
+#: libyaml's parser when installed (the pure-Python one reads ~100 KB a second)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: the tags that construct plain data; any other (`!!python/name:os.system`) is refused
+_PLAIN_TAGS = frozenset(tag for tag in yaml.SafeLoader.yaml_constructors if tag is not None)
 
 
 @dataclass(frozen=True)
@@ -57,9 +72,13 @@ class LocatedYaml:
 
 
 def read_located(text: str, source: str) -> LocatedYaml:
-    """Parse one YAML document; a syntax error is said with its line."""
+    """Parse one YAML document, within the bounds above; a syntax error or a refusal is said with its
+    line."""
+    if len(text) > MAX_BYTES:
+        raise RetainError(f"{source}: {len(text):,} characters; a YAML file here holds at most {MAX_BYTES:,}")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        _check_bounds(text, source)
+        node = yaml.compose(text, Loader=_LOADER)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
@@ -70,20 +89,58 @@ def read_located(text: str, source: str) -> LocatedYaml:
 
 
 def read_located_file(path: Path) -> LocatedYaml:
+    """The YAML file at `path`: at most MAX_BYTES (checked before it is read), UTF-8."""
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise RetainError(f"{path}: {size:,} bytes; a YAML file here is at most {MAX_BYTES:,}")
+        data = path.read_bytes()
     except OSError as e:
         raise RetainError(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise RetainError(
+            f"{path}:{line}: not UTF-8 (byte 0x{data[e.start]:02x}); save the file as UTF-8"
+        ) from None
     return read_located(text, str(path))
+
+
+def _check_bounds(text: str, source: str) -> None:
+    """Refuse an alias, nesting past MAX_DEPTH or more than MAX_NODES values, at its line, before the
+    document is composed: the event stream is flat, so this costs no more than the text's length."""
+    depth = nodes = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        refusal = None
+        if isinstance(event, yaml.AliasEvent):
+            refusal = f"aliases (*{event.anchor}) are not allowed here: write the value out"
+        elif isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            refusal = f"nested more than {MAX_DEPTH} deep" if depth > MAX_DEPTH else None
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if isinstance(event, yaml.NodeEvent):
+            nodes += 1
+            refusal = refusal or (f"more than {MAX_NODES:,} values" if nodes > MAX_NODES else None)
+        if refusal:
+            line = f":{event.start_mark.line + 1}" if event.start_mark else ""
+            raise RetainError(f"{source}{line}: {refusal}")
 
 
 def _plain(
     node: yaml.Node, path: tuple[PathPart, ...], lines: dict[tuple[PathPart, ...], int], source: str
 ) -> Any:
     lines[path] = node.start_mark.line + 1
+    if node.tag not in _PLAIN_TAGS:
+        raise RetainError(f"{source}:{lines[path]}: the tag {node.tag} is not allowed here: plain data only")
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise RetainError(
+                    f"{source}:{key_node.start_mark.line + 1}: a key is a plain word, not a list"
+                )
             key = key_node.value
             if key in out:
                 raise RetainError(f"{source}:{key_node.start_mark.line + 1}: {key!r} is given twice")
@@ -92,7 +149,10 @@ def _plain(
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_plain(item, (*path, i), lines, source) for i, item in enumerate(node.value)]
-    return yaml.SafeLoader("").construct_object(node)
+    try:
+        return yaml.SafeLoader("").construct_object(node)
+    except yaml.YAMLError as e:  # a value its tag cannot read, such as `!!int x`
+        raise RetainError(f"{source}:{lines[path]}: {getattr(e, 'problem', None) or e}") from None
 
 
 def _dotted(path: Sequence[PathPart]) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from features.alerts import rule_alerts
 from features.conditions import ConditionError, compile_condition
 from features.playbook import eligibility, rules_ranking
 from features.playbook_file import BUILT_IN, COLUMNS, load_playbook, playbook_path, store_playbook
-from retain.cli import app
+from retain.cli import app, main
 from retain.core.catalogue import BUILT_IN_PLAYBOOK, CATALOGUE
 from retain.core.contract import INTERVENTION_SCHEMA
 from retain.core.errors import RetainError
@@ -302,8 +303,97 @@ def test_a_condition_that_cannot_mean_anything_is_refused(condition: str, messag
         compile_condition(condition, COLUMNS)
 
 
-def test_serve_does_not_start_on_a_playbook_that_does_not_read(tmp_path: Path) -> None:
-    bad = own(tmp_path, TEXT.replace("channel: in_app", "channel: carrier_pigeon", 1))
+#: seven lines of nested aliases: nine to the seventh values once expanded (49 s and 1.36 GB, issue 51)
+ALIAS_BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]\n" for a, b in zip("abcdef", "bcdefg", strict=True)
+)
+
+
+def _actions(count: int) -> str:
+    """The built-in playbook with `count` more actions, each with its rule."""
+    names = [f"extra_action_{i}" for i in range(count)]
+    text = TEXT.replace(
+        "actions:\n",
+        "actions:\n" + "".join(f"  {n}:\n    description: more\n    channel: email\n" for n in names),
+        1,
+    )
+    rules = "".join(f"  {n}:\n    any:\n      - when: sessions_7d > 0\n    otherwise: none\n" for n in names)
+    return text.replace("eligibility:\n", "eligibility:\n" + rules, 1)
+
+
+HOSTILE = {
+    "aliases": (ALIAS_BOMB.encode(), None, ":2: aliases (*a) are not allowed"),
+    "110,000 actions": (_actions(110_000).encode(), None, "bytes; a YAML file here is at most"),
+    "250 actions": (_actions(250).encode(), "actions:\n", "262 actions; a playbook holds at most 200"),
+    "values": (("version: 1\nx: [" + "0, " * 25_000 + "]\n").encode(), None, ":2: more than 20,000 values"),
+    "nesting": (("version: " + "[" * 5_000 + "]" * 5_000 + "\n").encode(), None, ":1: nested more than"),
+    "not UTF-8": (
+        TEXT.replace("description: at-risk band", "description: at-risk caf\xe9 band").encode("latin-1"),
+        "at-risk caf",
+        "not UTF-8 (byte 0xe9)",
+    ),
+    "a python tag": (
+        TEXT.replace("version: 1", "version: !!python/name:os.system 1").encode(),
+        "version: !!",
+        "the tag tag:yaml.org,2002:python/name:os.system is not allowed",
+    ),
+    "a list as a key": (TEXT.replace("version: 1", "[a, b]: 1").encode(), "[a, b]", "a key is a plain word"),
+    "an unterminated quote": (
+        TEXT.replace("when: open_p1p2_tickets > 0", 'when: "tier = \'enterprise"'),
+        "tier = 'enterprise",
+        "eligibility.office_hours_invite.any.0.when: not a SQL condition",
+    ),
+    "dollars": (
+        TEXT.replace("when: open_p1p2_tickets > 0", "when: open_p1p2_tickets > $$1"),
+        "open_p1p2_tickets > $$",
+        "not a SQL condition",
+    ),
+    "a nested condition": (
+        TEXT.replace("when: open_p1p2_tickets > 0", f"when: {'(' * 300}open_p1p2_tickets > 0{')' * 300}"),
+        "open_p1p2_tickets > 0)",
+        "nested too deeply",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", HOSTILE)
+def test_a_hostile_playbook_is_refused_fast_in_one_line_at_its_place(
+    tmp_path: Path, case: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Alias bombs and huge files ran for minutes; a bad condition, deep nesting, a file not in UTF-8 or a
+    python tag ended in a traceback with exit 1 (issue 51). Each is one line with its file and line, and
+    `retain playbook check` exits 2 as for any other mistake."""
+    content, fragment, message = HOSTILE[case]
+    path = tmp_path / "playbook.yaml"
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    started = time.perf_counter()
+    with pytest.raises(RetainError) as refused:
+        load_playbook(path)
+    assert time.perf_counter() - started < 0.5
+    said = str(refused.value)
+    assert "\n" not in said and message in said, said
+    if fragment is not None:
+        raw = content if isinstance(content, str) else content.decode("latin-1")
+        assert said.startswith(f"{path}:{line_of(raw, fragment)}:"), said
+    assert said.startswith(f"{path}:"), said
+    monkeypatch.setattr(sys, "argv", ["retain", "playbook", "check", str(path)])
+    with pytest.raises(SystemExit) as exited:
+        main()
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"error: {said}"
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        (("channel: in_app", "channel: carrier_pigeon"), "actions.in_app_nudge.channel"),
+        (("when: open_p1p2_tickets > 0", "when: open_p1p2_tickets > $$1"), "not a SQL condition"),
+    ],
+)
+def test_serve_does_not_start_on_a_playbook_that_does_not_read(
+    tmp_path: Path, change: tuple[str, str], said: str
+) -> None:
+    bad = own(tmp_path, TEXT.replace(*change, 1))
     done = subprocess.run(
         [sys.executable, "-m", "retain", "serve", "--store", str(tmp_path / "store"), "--port", "0"],
         env={**os.environ, "RETAIN_PLAYBOOK": str(bad)},
@@ -313,5 +403,6 @@ def test_serve_does_not_start_on_a_playbook_that_does_not_read(tmp_path: Path) -
         check=False,
     )
     assert done.returncode == 2, done.stderr
-    assert f"error: {bad}:{line_of(TEXT, 'channel: in_app')}: actions.in_app_nudge.channel" in done.stderr
+    assert done.stderr.startswith(f"error: {bad}:{line_of(TEXT, change[0])}: ") and said in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
     assert "Traceback" not in done.stderr
