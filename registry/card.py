@@ -245,17 +245,31 @@ def _test_window(scores: Mapping[str, float], lineage: Mapping[str, Any]) -> tup
     return title, lines
 
 
-def _against(metrics: Mapping[str, Any]) -> list[str]:
-    """The model's AUC beside each baseline's in a sentence, and what is missing and why."""
-    auc = _scores(metrics, "model").get("auc")
-    lines = []
-    gaps = [
-        f"{auc - other:+.3f} against the {BASELINES[c]}"
+#: the ranking metrics the card sets the model against each baseline on: key, name, format of a difference
+GAPS: tuple[tuple[str, str, str], ...] = (
+    ("auc", "AUC", "{:+.3f}"),
+    ("pr_auc", "PR-AUC", "{:+.3f}"),
+    ("lift_top_decile", "top-10% lift", "{:+.2f}"),
+)
+
+
+def _gaps(metrics: Mapping[str, Any], key: str, fmt: str) -> list[str]:
+    """The model's `key` minus each baseline's, worded, for the baselines that have one."""
+    ours = _scores(metrics, "model").get(key)
+    return [
+        f"{fmt.format(ours - other)} against the {BASELINES[c]}"
         for c in ("health", "logistic")
-        if auc is not None and (other := _scores(metrics, c).get("auc")) is not None
+        if ours is not None and (other := _scores(metrics, c).get(key)) is not None
     ]
-    if gaps:
-        lines.append(f"The model's AUC: {', '.join(gaps)}.")
+
+
+def _against(metrics: Mapping[str, Any]) -> list[str]:
+    """The model's AUC, PR-AUC and lift beside each baseline's in a sentence, and what is missing and why."""
+    lines = [
+        f"The model's {name}: {', '.join(gaps)}."
+        for key, name, fmt in GAPS
+        if (gaps := _gaps(metrics, key, fmt))
+    ]
     if _scores(metrics, "health"):
         lines.append(
             "The health formula is a score, not a probability: it is Platt-scaled on the calibration window "
@@ -274,7 +288,8 @@ def _against(metrics: Mapping[str, Any]) -> list[str]:
                 if (missing := int(oracle.get("rows_without_truth") or 0))
                 else ""
             )
-            + (f"; on those rows the model's AUC is {same:.3f}." if same is not None else ".")
+            + (f"; on those rows the model's AUC is {same:.3f}" if same is not None else "")
+            + _same_rows(oracle)
         )
     elif "oracle" in metrics:
         lines.append(
@@ -282,6 +297,14 @@ def _against(metrics: Mapping[str, Any]) -> list[str]:
             "unknown."
         )
     return lines
+
+
+def _same_rows(oracle: Mapping[str, Any]) -> str:
+    """The end of the oracle's sentence: the model's PR-AUC and lift on the oracle's rows, when recorded."""
+    pr_auc, lift = oracle.get("model_pr_auc_same_rows"), oracle.get("model_lift_top_decile_same_rows")
+    if pr_auc is None or lift is None:
+        return "."
+    return f", its PR-AUC {pr_auc:.3f} and its top-10% lift {lift:.2f}× (the oracle's above)."
 
 
 def _calibration(model: ScoringModel, metrics: Mapping[str, Any], lineage: Mapping[str, Any]) -> str:

@@ -359,10 +359,11 @@ def _oracle_metrics(
         return None
     covered, oracle = _covered(test, truth)
     like_for_like = compare(y[covered], {"oracle": oracle[covered], "model": model[covered]})
+    ours = like_for_like["model"] or {}
     return {
         **(like_for_like["oracle"] or {}),
         "rows_without_truth": int((~covered).sum()),
-        "model_auc_same_rows": (like_for_like["model"] or {}).get("auc"),
+        **{f"model_{key}_same_rows": ours.get(key) for key in ("auc", "pr_auc", "lift_top_decile")},
     }
 
 
@@ -379,8 +380,8 @@ def _params(lightgbm: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
 
 def _flat(metrics: dict[str, Any], judged: str) -> dict[str, float]:
     """name -> number for MLflow, `judged` naming the rows: `test_auc` for the model on the test window
-    (`cv_auc` out of fold), `logistic_test_auc` for a baseline, slices as `test_auc_tier_enterprise`, plus
-    ECE and tuning figures."""
+    (`cv_auc` out of fold), `logistic_test_auc` for a baseline, slices as `test_auc_tier_enterprise` (and
+    `test_pr_auc_...`, `test_lift_top_decile_...`), plus ECE and tuning figures."""
     flat: dict[str, float] = {}
     for candidate in CANDIDATES:
         prefix = judged if candidate == "model" else f"{candidate}_{judged}"
@@ -389,9 +390,10 @@ def _flat(metrics: dict[str, Any], judged: str) -> dict[str, float]:
                 flat[f"{prefix}_{key}"] = float(value)
     for column, values in metrics["slices"].items():
         for value, by_candidate in values.items():
-            auc = (by_candidate.get("model") or {}).get("auc")
-            if auc is not None:
-                flat[f"{judged}_auc_{column}_{value}"] = float(auc)
+            for key in ("auc", "pr_auc", "lift_top_decile"):
+                figure = (by_candidate.get("model") or {}).get(key)
+                if figure is not None:
+                    flat[f"{judged}_{key}_{column}_{value}"] = float(figure)
     flat[f"{judged}_ece_raw"] = float(metrics["ece_raw"])
     flat["tuning_best_value"] = float(metrics["tuning"]["best_value"])
     flat["tuning_trials"] = float(metrics["tuning"]["trials"])

@@ -104,6 +104,11 @@ def test_a_churn_card_shows_the_run_s_own_windows_metrics_calibration_and_featur
     assert f"| Brier score (lower is better) | {m['model']['brier']:.4f} |" in metrics
     assert f"{auc[0] - auc[1]:+.3f} against the health formula" in metrics
     assert f"{m['oracle']['rows']:,} test rows its truth covers" in metrics
+    lift_gap = m["model"]["lift_top_decile"] - m["logistic"]["lift_top_decile"]
+    assert "The model's top-10% lift: " in metrics and f"{lift_gap:+.2f} against the logistic" in metrics
+    pr_gap = m["model"]["pr_auc"] - m["logistic"]["pr_auc"]
+    assert "The model's PR-AUC: " in metrics and f"{pr_gap:+.3f} against the logistic" in metrics
+    assert f"its PR-AUC {m['oracle']['model_pr_auc_same_rows']:.3f} and its top-10% lift" in metrics
 
     calibration = parts["Calibration"]
     assert calibration.startswith("Calibration\n\nPlatt scaling")
