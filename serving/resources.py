@@ -5,7 +5,8 @@ a registry that cannot be read: the service starts, answers with the rules and s
 reports what is missing; a registry that fails while running keeps the champions already loaded. New
 champions are picked up without a restart: a thread polls the aliases every `reload_seconds`, and
 `POST /v1/admin/reload` does the same at once. A swap replaces one immutable `Loaded` record, so a
-request sees either the old set or the new one, never half of each.
+request sees either the old set or the new one, never half of each. A table that cannot be read keeps what
+was loaded from it, and the service not ready until it reads.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import bisect
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, time
 from typing import TypeVar
@@ -43,10 +44,16 @@ from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import key_ring
 from serving.online import OnlineReader, OnlineStoreUnavailable
 from serving.schemas import Readiness
+from serving.tables import SERVED_TABLES, reading, table_problem
 from serving.webhooks.outbox import Outbox
 from training.causal.uplift import UpliftModel
 
 log = logging.getLogger("retain.serving")
+#: accounts whose online rows `/readyz` reads
+PROBED = 16
+#: tables read by each page that needs them, so tried by `/readyz` each time; the others are loaded
+#: into memory by a reload, and a failed load keeps the service not ready until one succeeds
+LIVE_TABLES = tuple(t for t in SERVED_TABLES if t not in ("accounts", "interventions"))
 MODELS = (CHURN, EXPANSION)
 #: the registered name of the uplift models the next-best actions are ranked by
 UPLIFT = "uplift"
@@ -170,7 +177,7 @@ class Resources:
     def _poll(self) -> None:
         while not self._stop.wait(self.settings.serve.reload_seconds):
             try:
-                if self._champions_moved():
+                if self._champions_moved() or self._tables_read_again():
                     self.reload()
             except Exception:  # the poller must outlive a registry hiccup
                 log.exception("checking the champion aliases failed; will retry")
@@ -189,6 +196,11 @@ class Resources:
                 return True
         return False
 
+    def _tables_read_again(self) -> bool:
+        """A table the last load could not read reads now: load it (until then, not ready)."""
+        failed = [t for t in ("accounts", "interventions") if t in self.loaded.errors]
+        return bool(failed) and not self._table_problems(exclude=set(SERVED_TABLES) - set(failed))
+
     # -- loading ---------------------------------------------------------------------------------------
     def reload(self) -> tuple[list[str], dict[str, str]]:
         """Load everything anew and swap it in; returns what changed and what could not be loaded."""
@@ -197,9 +209,11 @@ class Resources:
             before = self.loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
             uplift = self._uplift(errors)
-            online_store, online, published = self._feature_store(before.feature_store, errors)
-            accounts = self._accounts(errors)
-            self.taken = LastTaken(self._interventions(errors))
+            accounts = self._accounts(before.accounts, errors)
+            online_store, online, published = self._feature_store(before.feature_store, accounts, errors)
+            if (taken := self._interventions(errors)) is not None:
+                self.taken = LastTaken(taken)
+            errors.update(self._table_problems(exclude=errors))
             self.loaded = Loaded(
                 champions[CHURN],
                 champions[EXPANSION],
@@ -246,10 +260,10 @@ class Resources:
             return _kept(UPLIFT, current, e, errors)
 
     def _feature_store(
-        self, current: FeatureStore | None, errors: dict[str, str]
+        self, current: FeatureStore | None, accounts: dict[str, AccountRecord], errors: dict[str, str]
     ) -> tuple[FeatureStore | None, OnlineReader | None, datetime | None]:
         """The store, a reader of its features, and the end of the latest materialisation (a publish
-        writes every account's row up to the build's last cutoff)."""
+        writes every account's row up to the build's last cutoff); its store is read for `accounts`."""
         try:
             online_store = current or feature_store(self.store, self.settings)
             online_store.refresh_registry()
@@ -261,26 +275,31 @@ class Resources:
             errors["features"] = _said(e)
             return None, None, None
         # kept although its store cannot be read now: the rules answer (saying why) until it can, no restart
-        if (problem := _unreadable(reader)) is not None:
+        if (problem := _unreadable(reader, list(accounts), published)) is not None:
             errors["online_store"] = problem
         return online_store, reader, published
 
-    def _accounts(self, errors: dict[str, str]) -> dict[str, AccountRecord]:
+    def _accounts(self, loaded: dict[str, AccountRecord], errors: dict[str, str]) -> dict[str, AccountRecord]:
+        """The accounts table by id; the accounts `loaded` before when it cannot be read (said in `errors`):
+        an empty set would take every id as known and show an empty book."""
         try:
-            table = self.store.read("accounts", ACCOUNT_SCHEMA, ACCOUNT_COLUMNS)
-        except Exception as e:
-            errors["accounts"] = f"{type(e).__name__}: {e}"
-            return {}
+            with reading("accounts"):
+                table = self.store.read("accounts", ACCOUNT_SCHEMA, ACCOUNT_COLUMNS)
+        except Exception as e:  # a broken table must not empty what is served
+            errors["accounts"] = f"{_said(e)} (still serving the {len(loaded):,} accounts loaded before)"
+            return loaded
         return {row["account_id"]: AccountRecord(**row) for row in table.to_pylist()}
 
-    def _interventions(self, errors: dict[str, str]) -> pa.Table:
-        """The store's interventions and those the API recorded that are not folded into it yet."""
+    def _interventions(self, errors: dict[str, str]) -> pa.Table | None:
+        """The store's interventions and those the API recorded that are not folded into it yet; None when
+        the store's cannot be read (said in `errors`), to keep the cool-downs loaded before."""
         columns = ["account_id", "action", "ts"]
         try:
-            stored = self.store.read("interventions", INTERVENTION_SCHEMA, columns)
-        except Exception as e:
-            errors["interventions"] = f"{type(e).__name__}: {e}"
-            stored = INTERVENTION_SCHEMA.empty_table().select(columns)
+            with reading("interventions"):
+                stored = self.store.read("interventions", INTERVENTION_SCHEMA, columns)
+        except Exception as e:  # as in _accounts
+            errors["interventions"] = f"{_said(e)} (still serving the actions taken loaded before)"
+            return None
         try:
             pending = self.log.taken(pending_only=True)
         except DecisionLogUnavailable as e:
@@ -290,6 +309,11 @@ class Resources:
             [{c: getattr(taken, c) for c in columns} for taken in pending], schema=stored.schema
         )
         return pa.concat_tables([stored, recorded])
+
+    def _table_problems(self, exclude: Collection[str] = ()) -> dict[str, str]:
+        """Why each table the service reads (but those in `exclude`) cannot be read now, by table."""
+        found = {table: table_problem(self.store, table) for table in SERVED_TABLES if table not in exclude}
+        return {table: problem for table, problem in found.items() if problem is not None}
 
     # -- reads -----------------------------------------------------------------------------------------
     def online_rows(self, loaded: Loaded, account_ids: Sequence[str]) -> FeatureRows:
@@ -308,24 +332,33 @@ class Resources:
         return datetime.combine(day, time.max, tzinfo=UTC)
 
     def readiness(self) -> Readiness:
-        """Ready when a churn champion is loaded, a read of the online store answers and a write to the
-        decision log lands, each tried now; what failed is named in `errors`."""
+        """Ready when a churn champion is loaded, real accounts' rows read from the online store, every
+        table the service reads reads and a write to the decision log lands, each tried now; and the
+        accounts and actions taken in memory are those of their tables (a failed load keeps the previous
+        ones). What failed is named in `errors`."""
         loaded = self.loaded
-        errors = {k: v for k, v in loaded.errors.items() if k not in ("online_store", "decision_log")}
+        tried_now = ("online_store", "decision_log", *LIVE_TABLES)
+        errors = {k: v for k, v in loaded.errors.items() if k not in tried_now}
+        tables = self._table_problems(exclude=errors)
+        errors.update(tables)
         store = loaded.online is not None
-        if loaded.online is not None and (problem := _unreadable(loaded.online)) is not None:
-            store, errors["online_store"] = False, problem
+        if loaded.online is not None:
+            problem = _unreadable(loaded.online, list(loaded.accounts), loaded.published)
+            if problem is not None:
+                store, errors["online_store"] = False, problem
         try:
             self.log.check_writable()
             writable = True
         except DecisionLogUnavailable as e:
             writable, errors["decision_log"] = False, str(e)
         model = loaded.churn is not None
+        loaded_tables = not any(table in errors for table in SERVED_TABLES)
         return Readiness(
-            ready=model and store and writable,
+            ready=model and store and writable and loaded_tables,
             model=model,
             uplift=loaded.uplift is not None,
             store=store,
+            tables=loaded_tables,
             decision_log_writable=writable,
             errors=errors,
             decision_log=self.log.url,
@@ -362,10 +395,16 @@ def _said(error: Exception) -> str:
     return str(error) if isinstance(error, RetainError) else f"{type(error).__name__}: {error}"
 
 
-def _unreadable(reader: OnlineReader) -> str | None:
-    """Why the online store cannot be read now (one account's read, which may find no row), or None."""
+def _unreadable(reader: OnlineReader, account_ids: list[str], published: datetime | None) -> str | None:
+    """Why the online store cannot be read now, or None. Real accounts' rows are read, spread over the
+    ids: a key no row holds is answered from the index alone, so a file whose data pages are damaged
+    would look sound. Once features are published, at least one of those rows must be there."""
+    ids = sorted(account_ids)
+    probed = ids[:: max(1, len(ids) // PROBED)][:PROBED] or ["readiness-probe"]
     try:
-        reader.rows(["readiness-probe"])
+        rows = reader.rows(probed)
     except OnlineStoreUnavailable as e:
         return str(e)
+    if account_ids and published is not None and not any(rows.cutoffs):
+        return f"the online store holds no row for any of {len(probed)} accounts read; publish features"
     return None

@@ -41,12 +41,15 @@ from serving.online import OnlineStoreUnavailable
 from serving.outage import Outage
 from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
+from serving.tables import TableUnreadable, reading
 
 log = logging.getLogger("retain.serving")
 DAY_SECONDS = 86_400.0
 RISK_BANDS = ("critical", "high", "medium", "low")
 #: renewal windows a CSM can filter by, in days
 RENEWAL_WINDOWS = (30, 60, 90, 180)
+#: why a book cannot be scored: the online store or a table cannot be read (a page answers 503)
+UNSCORABLE = (OnlineStoreUnavailable, TableUnreadable)
 
 
 @dataclass(frozen=True)
@@ -391,14 +394,16 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
     kept = rows if len(keep) == len(records) else rows.take(keep)
     assessed = assess(kept, loaded.churn, None, settings, as_of, explain=False)
     scored = entries(loaded.accounts, assessed, as_of)
-    history = trends(
-        resources.store,
-        loaded,
-        {e.account_id for e in scored},
-        as_of,
-        settings.cockpit.trend_cutoffs,
-    )
-    events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
+    with reading("features"):
+        history = trends(
+            resources.store,
+            loaded,
+            {e.account_id for e in scored},
+            as_of,
+            settings.cockpit.trend_cutoffs,
+        )
+    with reading("events"):
+        events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
     left = len(records) - len(keep)
     basis = Basis.of(resources, loaded)
     return Book(tuple(scored), history, events, as_of, newest, left, basis, scored_at)
@@ -432,6 +437,8 @@ class BookKeeper:
         settings = resources.settings
         self._shelf = RedisShelf(settings.redis_url) if settings.cockpit.book == "redis" else None
         self._held: Held | None = None
+        #: why the book shown is older than it should be: its last scoring failed (None once one succeeds)
+        self.stale: str | None = None
         self._lock = threading.Lock()
         self._outage = Outage("cockpit book: Redis", "this worker scores its own")
 
@@ -442,18 +449,22 @@ class BookKeeper:
         return age > self.resources.settings.cockpit.book_seconds
 
     def refresh(self) -> Book:
-        """The book, anew if stale; the last one while the online store cannot be read
-        (`OnlineStoreUnavailable` when there is none yet)."""
+        """The book, anew if stale. When it cannot be scored, the last one, said in `stale` and tried again
+        after `book_seconds`, not on every page (raised when there is none yet: `UNSCORABLE` for data
+        that cannot be read)."""
         with self._lock:
             held, loaded = self._held, self.resources.loaded
             if self._stale(held, loaded):
                 try:
-                    self._held = self._fresh(loaded)
-                except OnlineStoreUnavailable as e:
+                    self._held, self.stale = self._fresh(loaded), None
+                except Exception as e:  # a book must outlive any failure to score it again
                     if held is None:
                         raise
-                    log.warning("cockpit book not scored again (%s); showing the last one", e)
-                    return held.book
+                    known = isinstance(e, UNSCORABLE)
+                    self.stale = str(e) if known else f"{type(e).__name__}: {e}"
+                    said = "cockpit book not scored again (%s); showing the last one"
+                    log.warning(said, self.stale, exc_info=not known)
+                    self._held = Held(held.book, loaded, time.monotonic())
             assert self._held is not None
             return self._held.book
 
@@ -521,8 +532,10 @@ class BookKeeper:
     def _warm(self) -> None:
         try:
             self.refresh()
-        except OnlineStoreUnavailable as e:
+        except UNSCORABLE as e:
             log.warning("cockpit book not scored at start: %s", e)
+        except Exception:  # a page asks again, and says why
+            log.exception("cockpit book not scored at start")
 
     def get(self) -> Book:
         held, loaded = self._held, self.resources.loaded

@@ -10,7 +10,7 @@ from importlib.resources import files
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PlanArm, latest_arm
+from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PlanArm, latest_arm
 from serving.autopilot_log import AutopilotLog, ExecutionStatus, Stop
 from serving.caller import Caller
 from serving.cockpit.access import Viewer
@@ -28,6 +28,7 @@ from serving.ranking import percent
 from serving.resources import AccountRecord
 from serving.schemas import ActionsRequest, ActionsResponse, Risk
 from serving.service import Service
+from serving.tables import reading
 
 #: why an answer came from the rules, in a CSM's words
 FALLBACK_WORDS = {
@@ -115,7 +116,8 @@ def build_account_page(
     entry = book.entry(account_id)
     renewal = entry.renewal_date if entry else account.renewal_date
     as_of = resources.as_of()
-    points = _trend(service, book, account_id)
+    with reading("features"):
+        points = _trend(service, book, account_id)
     churn_chart, health_chart = _charts(points)
     try:
         recorded, log_note = resources.log.feedback(account_id, limit=10), None
@@ -126,7 +128,10 @@ def build_account_page(
         recorded, pending, log_note = [], [], f"The decision log cannot be read: {e}"
         autopilot, autopilot_stop = [], None
     days = resources.settings.cockpit.timeline_days
-    arm = latest_arm(resources.store, account_id, as_of - WEEK)
+    with reading(PLANS):
+        arm = latest_arm(resources.store, account_id, as_of - WEEK)
+    with reading("interventions"):
+        timeline = account_timeline(resources.store, book.events, pending, account_id, as_of, limit=40)
     return AccountPage(
         account_id=account_id,
         account=account,
@@ -135,7 +140,7 @@ def build_account_page(
         points=points,
         charts=[c for c in (churn_chart, health_chart) if c],
         churn_trend=bool(churn_chart),
-        timeline=account_timeline(resources.store, book.events, pending, account_id, as_of, limit=40),
+        timeline=timeline,
         timeline_days=days,
         recorded=recorded,
         log_note=log_note,

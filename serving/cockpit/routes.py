@@ -20,7 +20,14 @@ from serving.auth import check_key
 from serving.autopilot_log import AutopilotLog
 from serving.caller import Caller
 from serving.cockpit.access import Actor, BookKeeperDep, Reader, SessionsDep, cockpit_page, posted_here
-from serving.cockpit.book import RENEWAL_WINDOWS, RISK_BANDS, filtered, parse_filters, select_page
+from serving.cockpit.book import (
+    RENEWAL_WINDOWS,
+    RISK_BANDS,
+    UNSCORABLE,
+    filtered,
+    parse_filters,
+    select_page,
+)
 from serving.cockpit.export import book_csv, csv_filename
 from serving.cockpit.pages import (
     FALLBACK_WORDS,
@@ -34,7 +41,6 @@ from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, SessionsUnavailable, 
 from serving.cockpit.timeline import action_label
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
-from serving.online import OnlineStoreUnavailable
 from serving.schemas import FeedbackIn
 from serving.service import Service
 
@@ -130,7 +136,7 @@ async def book_page(
     """The book, filtered and paged; a filter it does not understand is named (422) and ignored."""
     try:
         book = await run_in_threadpool(keeper.get)
-    except OnlineStoreUnavailable as e:
+    except UNSCORABLE as e:
         return render("error.html", status=503, viewer=who, title="Book unavailable", message=str(e))
     filters, problems = parse_filters(dict(request.query_params))
     rows, matching, pages = select_page(book, filters, service.resources.settings.cockpit.page_size)
@@ -140,6 +146,7 @@ async def book_page(
         status=422 if problems else 200,
         viewer=who,
         book=book,
+        stale=keeper.stale,
         rows=rows,
         matching=matching,
         pages=pages,
@@ -162,7 +169,7 @@ async def book_export(request: Request, who: Reader, keeper: BookKeeperDep) -> R
     understand is named (422), not ignored as on the page: a download would hold more than was asked."""
     try:
         book = await run_in_threadpool(keeper.get)
-    except OnlineStoreUnavailable as e:
+    except UNSCORABLE as e:
         return render("error.html", status=503, viewer=who, title="Book unavailable", message=str(e))
     filters, problems = parse_filters(dict(request.query_params))
     if problems:
@@ -191,7 +198,7 @@ async def account_page(
         page = await run_in_threadpool(build_account_page, service, keeper, account_id, who, request_id)
     except ApiError as e:
         return render("error.html", status=e.status, viewer=who, title="Not found", message=e.message)
-    except OnlineStoreUnavailable as e:  # no book has been scored yet, and the store cannot be read
+    except UNSCORABLE as e:  # no book has been scored yet, or a table the page reads cannot be read
         return render("error.html", status=503, viewer=who, title="Account unavailable", message=str(e))
     done, error = request.query_params.get("recorded", ""), request.query_params.get("error", "")
     status, _, action = done.partition(":")

@@ -20,6 +20,7 @@ from serving.errors import ApiError
 from serving.online import OnlineStoreUnavailable
 from serving.routes.common import json_response
 from serving.schemas import AccountsResponse, ScoredAccount
+from serving.tables import TableUnreadable
 
 router = APIRouter(tags=["accounts"], dependencies=[Depends(KeyRequired("scores:read"))])
 MAX_PAGE_SIZE = 500
@@ -55,6 +56,8 @@ def accounts(
         book = keeper.get()
     except OnlineStoreUnavailable as e:
         raise ApiError(503, "feature_store_unavailable", str(e)) from e
+    except TableUnreadable as e:
+        raise ApiError(503, "table_unreadable", str(e)) from e
     rows, total, pages = select_page(book, filters, page_size)
     listed = [_scored(e) for e in rows] if page <= pages else []
     body = AccountsResponse(
