@@ -51,6 +51,24 @@ SELECT
     CAST(coalesce(a.sessions_prev_7d, 0) > 0 AND coalesce(a.sessions_7d, 0) <= 0.5 * a.sessions_prev_7d AS BIGINT)
         AS usage_drop_alert,
 
+    -- trajectory: the last 12 weeks' trend and volatility of use (unknown before 12 weeks of data), and the
+    -- intensity of a session or a user, which does not grow with the account's size
+    CASE WHEN days_between(k.observed_since, k.cutoff) >= 84
+        THEN weekly_trend(coalesce(w.sessions_12w, 0), coalesce(w.sessions_by_week_12w, 0)) END
+        AS sessions_trend_12w,
+    CASE WHEN days_between(k.observed_since, k.cutoff) >= 84
+        THEN weekly_volatility(coalesce(w.sessions_12w, 0), coalesce(w.sessions_squared_12w, 0)) END
+        AS sessions_volatility_12w,
+    CASE WHEN days_between(k.observed_since, k.cutoff) >= 84
+        THEN weekly_trend(coalesce(w.feature_uses_12w, 0), coalesce(w.feature_uses_by_week_12w, 0)) END
+        AS feature_uses_trend_12w,
+    CASE WHEN days_between(k.observed_since, k.cutoff) >= 84
+        THEN weekly_volatility(coalesce(w.feature_uses_12w, 0), coalesce(w.feature_uses_squared_12w, 0)) END
+        AS feature_uses_volatility_12w,
+    ratio(CAST(a.session_minutes_30d AS DOUBLE), a.sessions_30d) AS minutes_per_session_30d,
+    ratio(CAST(coalesce(a.feature_uses_30d, 0) AS DOUBLE), a.sessions_30d) AS feature_uses_per_session_30d,
+    ratio(CAST(coalesce(a.sessions_30d, 0) AS DOUBLE), u.active_users_30d) AS sessions_per_user_30d,
+
     -- adoption: depth (uses) and width (distinct features, core features)
     count_or_zero(a.feature_uses_7d) AS feature_uses_7d,
     count_or_zero(a.feature_uses_30d) AS feature_uses_30d,
@@ -66,8 +84,9 @@ SELECT
         AS core_features_unused_7d,
     count_or_zero(a.recipes_completed_30d) AS recipes_completed_30d,
     count_or_zero(a.deployments_30d) AS deployments_30d,
+    days_between(r.last_deployment_ts, k.cutoff) AS days_since_last_deployment,
 
-    -- reliability: errors (per session, sessions floored at 1), spikes, retries, integrations
+    -- reliability: errors (per session, sessions floored at 1), spikes, retries, integrations, incidents
     count_or_zero(a.errors_7d) AS errors_7d,
     count_or_zero(a.errors_30d) AS errors_30d,
     count_or_zero(a.errors_90d) AS errors_90d,
@@ -79,6 +98,7 @@ SELECT
     count_or_zero(a.job_retries_30d) AS job_retries_30d,
     count_or_zero(i.integrations_ok) AS integrations_ok,
     count_or_zero(i.integrations_failing) AS integrations_failing,
+    days_between(r.last_incident_ts, k.cutoff) AS days_since_last_incident,
 
     -- onboarding: milestones, first value, stalls (> 72 h since the last milestone, first value not reached;
     -- the clock starts at contract start when no milestone was reached). Unknown (NULL) when the account
@@ -100,6 +120,7 @@ SELECT
     ratio(CAST(a.csat_sum_90d AS DOUBLE), a.csat_n_90d) AS csat_90d,
     CAST(r.last_nps AS DOUBLE) AS nps_last,
     days_between(r.last_nps_ts, k.cutoff) AS days_since_nps,
+    days_between(r.last_ticket_ts, k.cutoff) AS days_since_last_ticket,
 
     -- engagement: sponsor and nudges (disengaged: no sponsor touch seen for 60 days)
     days_between(r.last_sponsor_ts, k.cutoff) AS days_since_sponsor_touch,
@@ -108,6 +129,7 @@ SELECT
         AS sponsor_disengaged,
     count_or_zero(a.nudges_sent_90d) AS nudges_sent_90d,
     count_or_zero(a.nudges_acted_90d) AS nudges_acted_90d,
+    days_between(r.last_nudge_acted_ts, k.cutoff) AS days_since_nudge_acted,
     ratio(coalesce(a.nudges_acted_90d, 0), a.nudges_sent_90d) AS nudge_act_rate_90d,
 
     -- billing
@@ -137,6 +159,7 @@ SELECT
 
 FROM observed AS k
 LEFT JOIN activity AS a ON a.account_id = k.account_id AND a.cutoff = k.cutoff
+LEFT JOIN trajectory AS w ON w.account_id = k.account_id AND w.cutoff = k.cutoff
 LEFT JOIN users AS u ON u.account_id = k.account_id AND u.cutoff = k.cutoff
 LEFT JOIN adoption AS f ON f.account_id = k.account_id AND f.cutoff = k.cutoff
 LEFT JOIN core_catalogue AS ck ON ck.cutoff = k.cutoff

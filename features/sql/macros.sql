@@ -20,6 +20,14 @@ CREATE OR REPLACE TEMP MACRO count_or_zero(x) AS CAST(coalesce(x, 0) AS BIGINT);
 CREATE OR REPLACE TEMP MACRO ratio(num, den) AS CASE WHEN den > 0 THEN num / den END;
 -- Relative change of a count, with the earlier period floored at 1 so a zero baseline stays finite.
 CREATE OR REPLACE TEMP MACRO change(recent, prior) AS (recent - prior) / greatest(prior, 1);
+-- The least-squares slope of 12 weekly totals (week 1 the latest), per week forward in time, as a share of
+-- the mean week (floored at 1): from their total and their total weighted by week number.
+CREATE OR REPLACE TEMP MACRO weekly_trend(total, by_week) AS
+    ((6.5 * total - by_week) / 143.0) / greatest(total / 12.0, 1);
+-- The standard deviation of 12 weekly totals as a share of the mean week (floored at 1): from their total
+-- and their sum of squares.
+CREATE OR REPLACE TEMP MACRO weekly_volatility(total, squared) AS
+    sqrt(greatest(squared / 12.0 - (total / 12.0) * (total / 12.0), 0.0)) / greatest(total / 12.0, 1);
 -- x limited to [0, 1]; NULL stays NULL (least/greatest would skip it and answer a bound).
 CREATE OR REPLACE TEMP MACRO clamp01(x) AS CASE WHEN x < 0 THEN 0.0 WHEN x > 1 THEN 1.0 ELSE x END;
 -- a health component on its 0-100 scale

@@ -23,6 +23,12 @@ RETURN CASE WHEN den > 0 THEN num / den END;
 -- Relative change of a count, with the earlier period floored at 1.
 CREATE OR REPLACE TEMPORARY FUNCTION change(recent DOUBLE, prior DOUBLE) RETURNS DOUBLE
 RETURN (recent - prior) / greatest(prior, 1.0D);
+-- The least-squares slope of 12 weekly totals, per week forward, as a share of the mean week (floored at 1).
+CREATE OR REPLACE TEMPORARY FUNCTION weekly_trend(total DOUBLE, by_week DOUBLE) RETURNS DOUBLE
+RETURN ((6.5D * total - by_week) / 143.0D) / greatest(total / 12.0D, 1.0D);
+-- The standard deviation of 12 weekly totals as a share of the mean week (floored at 1).
+CREATE OR REPLACE TEMPORARY FUNCTION weekly_volatility(total DOUBLE, squared DOUBLE) RETURNS DOUBLE
+RETURN sqrt(greatest(squared / 12.0D - (total / 12.0D) * (total / 12.0D), 0.0D)) / greatest(total / 12.0D, 1.0D);
 -- x limited to [0, 1]; NULL stays NULL.
 CREATE OR REPLACE TEMPORARY FUNCTION clamp01(x DOUBLE) RETURNS DOUBLE
 RETURN CASE WHEN x < 0 THEN 0.0D WHEN x > 1 THEN 1.0D ELSE x END;

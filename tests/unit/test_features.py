@@ -84,6 +84,52 @@ def test_days_since_last_session_is_fractional_and_null_without_sessions() -> No
     assert rows.loc["a2", "days_since_sponsor_touch"] == pytest.approx(2)
 
 
+def test_trend_and_volatility_read_the_last_12_weeks_and_are_unknown_before_12_weeks_of_data() -> None:
+    """Week w (ages 7w-6 to 7w) holds 13 - w sessions: a slope of one session a week on a mean of 6.5; the
+    sessions at the cutoff and older than 12 weeks do not count."""
+    weekly = [(w, i) for w in range(1, 13) for i in range(13 - w)]
+    events = [
+        event(a, "user.session", at(7 * (w - 1) + 1.5), user_id="u1", duration_min=10.0)
+        for a in ("a1", "a2")
+        for w, _ in weekly
+    ]
+    events += [event("a1", "user.session", at(d), user_id="u1", duration_min=10.0) for d in (0, 0, 90, 100)]
+    old = T - timedelta(days=200)
+    rows = features(events, [account("a1", contract_start=old), account("a2")])
+    assert rows.loc["a1", "sessions_trend_12w"] == pytest.approx(1 / 6.5)
+    assert rows.loc["a1", "sessions_volatility_12w"] == pytest.approx(np.sqrt(650 / 12 - 6.5**2) / 6.5)
+    assert rows.loc["a1", "feature_uses_trend_12w"] == 0.0
+    assert rows.loc["a1", "minutes_per_session_30d"] == 10.0
+    assert rows.loc["a1", "sessions_per_user_30d"] == 12 + 11 + 10 + 9 + 8
+    assert rows.loc["a1", "feature_uses_per_session_30d"] == 0.0
+    assert np.isnan(rows.loc["a2", "sessions_trend_12w"])  # its contract is 59 days old
+    assert np.isnan(rows.loc["a2", "sessions_volatility_12w"])
+    assert describe("sessions_trend_12w", -0.1) == (
+        "Sessions trending -10% of an average week, per week, over the last 12 weeks"
+    )
+
+
+def test_recency_per_event_type_counts_only_events_before_the_cutoff() -> None:
+    events = [
+        event("a1", "ticket.created", at(20), ticket_id="t1", priority="P3"),
+        event("a1", "ticket.created", at(0), ticket_id="t2", priority="P3"),
+        event("a1", "error.raised", at(5), count=1, severity="critical"),
+        event("a1", "error.raised", at(2), count=1, severity="major"),
+        event("a1", "error.raised", at(0), count=1, severity="critical"),
+        event("a1", "deployment.published", at(3), environment="production"),
+        event("a1", "nudge.acted", at(4), nudge_id="n1"),
+        event("a2", "user.session", at(1), user_id="u1", duration_min=5.0),
+    ]
+    rows = features(events, [account("a1"), account("a2")])
+    assert rows.loc["a1", "days_since_last_ticket"] == pytest.approx(20)
+    assert rows.loc["a1", "days_since_last_incident"] == pytest.approx(5)
+    assert rows.loc["a1", "days_since_last_deployment"] == pytest.approx(3)
+    assert rows.loc["a1", "days_since_nudge_acted"] == pytest.approx(4)
+    for name in ("days_since_last_ticket", "days_since_last_incident", "days_since_last_deployment"):
+        assert np.isnan(rows.loc["a2", name]), name
+    assert describe("days_since_last_incident", None) == "No critical error on record"
+
+
 def test_open_invoices_are_those_whose_latest_status_before_the_cutoff_is_overdue_or_failed() -> None:
     invoice = "billing.invoice"
     events = [
@@ -391,7 +437,7 @@ def random_properties(rng: np.random.Generator, event_type: str, ts: datetime) -
             "integration": f"int{pick(2)}",
             "status": ["ok", "failing", "disconnected"][pick(3)],
         },
-        "error.raised": {"count": int(pick(1, 12)), "severity": "minor"},
+        "error.raised": {"count": int(pick(1, 12)), "severity": ["minor", "major", "critical"][pick(3)]},
         "job.retry": {"count": int(pick(1, 4))},
         "billing.invoice": {
             "invoice_id": f"inv{pick(4)}",
