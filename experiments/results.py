@@ -112,6 +112,16 @@ SOURCES: tuple[Source, ...] = (
         "table Retain's AUC >= the best peer's - 0.005, in no more than the budget",
     ),
     Source(
+        "churn",
+        "The store's churn model against its peers on unseen worlds",
+        "make bench-churn",
+        "per seed no test or tuning used (201-205; 3,000 accounts x 600 days), `retain train --model churn` "
+        "on a fresh store: AUC, PR-AUC and top-decile lift on the latest matured test cutoff of the model, "
+        "the logistic baseline on the same features and rows, the health formula and the oracle (the "
+        "simulator's truth, with the model's figures on the rows it covers). Must hold on every seed: AUC "
+        ">= the oracle's - 0.025 and >= the logistic's + 0.02, top-decile lift >= the logistic's",
+    ),
+    Source(
         "soak",
         "Soak under faults",
         "make soak",
@@ -253,6 +263,8 @@ def section(source: Source, payload: dict[str, Any] | None) -> str:
         return "\n".join(lines + closed_loop_lines(payload["figures"]))
     if source.name == BYO:
         return "\n".join(lines + byo_lines(payload["figures"]))
+    if source.name == CHURN:
+        return "\n".join(lines + churn_lines(payload["figures"]))
     lines += [
         "| figure | value |",
         "|---|---|",
@@ -296,6 +308,35 @@ def byo_lines(figures: dict[str, Any]) -> list[str]:
             f"| {show(r['trees'])} | {r['calibration']} |"
         )
     return [*lines, "", f"Must hold on every table: {show(figures['must_hold'])}.", ""]
+
+
+# -- the store's churn model: one row per seed, each candidate's AUC, PR-AUC and lift side by side ---------
+
+CHURN = "churn"
+CHURN_CANDIDATES = ("model", "logistic", "health", "oracle")
+
+
+def churn_lines(figures: dict[str, Any]) -> list[str]:
+    """Per seed: each candidate's test AUC / PR-AUC / top-decile lift, the model's on the oracle's rows, and
+    which of the bars hold."""
+    head = " | ".join(f"{c} AUC / PR-AUC / lift" for c in CHURN_CANDIDATES)
+    lines = [
+        f"{figures['accounts']:,} accounts x {figures['days']} days per seed; the bars: AUC >= the oracle's "
+        f"- {figures['oracle_gap']} (on the oracle's rows) and >= the logistic's "
+        f"+ {figures['logistic_margin']}, lift >= the logistic's.",
+        "",
+        f"| seed | test rows (positives) | {head} | model on the oracle's rows | bars held |",
+        "|---|---|" + "---|" * len(CHURN_CANDIDATES) + "---|---|",
+    ]
+    for s in figures["seeds"]:
+        cells = " | ".join(
+            " / ".join(show(s[c][k]) for k in ("auc", "pr_auc", "lift_top_decile")) for c in CHURN_CANDIDATES
+        )
+        same = " / ".join(show(s["model_on_oracle_rows"][k]) for k in ("auc", "pr_auc", "lift_top_decile"))
+        held = ", ".join(name for name, ok in s["bars"].items() if ok) or "none"
+        rows = f"{show(s['test_rows'])} ({show(s['test_positives'])})"
+        lines.append(f"| {s['seed']} | {rows} | {cells} | {same} | {held} |")
+    return [*lines, "", f"Must hold on every seed: {show(figures['must_hold'])}.", ""]
 
 
 # -- the closed loop: a plot and a table per quarter, not its hundreds of weekly figures ------------------
