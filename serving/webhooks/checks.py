@@ -32,6 +32,10 @@ METADATA_ADDRESSES = frozenset(
 )
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: IPv6 networks whose last 32 bits are an IPv4 address (besides the mapped ::ffff:0:0/96 and 6to4)
+_CARRIERS = tuple(
+    ipaddress.IPv6Network(n) for n in ("::/96", "::ffff:0:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48")
+)
 #: (host, port) -> the addresses the host resolves to
 Resolver = Callable[[str, int], list[str]]
 
@@ -103,14 +107,25 @@ def check_url(url: str, resolver: Resolver = resolve) -> None:
 
 
 def refusal(address: Address) -> str | None:
-    """Why no delivery may go to `address`, or None; an IPv4 address mapped into IPv6 counts as itself."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    """Why no delivery may go to `address`, or None; an IPv6 address that carries an IPv4 one counts as
+    that IPv4 address too (`[::a9fe:a9fe]` and `[64:ff9b::a9fe:a9fe]` spell 169.254.169.254)."""
+    if isinstance(address, ipaddress.IPv6Address):
+        address = _carried_ipv4(address) or address
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_link_local:
         return "a link-local address"
     return None
+
+
+def _carried_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 one embeds, or None: mapped (::ffff:a.b.c.d), translated
+    (::ffff:0:a.b.c.d), compatible (::a.b.c.d), NAT64 (64:ff9b::/96, 64:ff9b:1::/48) or 6to4 (2002::/16);
+    a network that translates it delivers to the IPv4 address."""
+    carried = address.ipv4_mapped or address.sixtofour
+    if carried is None and any(address in network for network in _CARRIERS):
+        carried = ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return carried
 
 
 def _literal(host: str) -> Address | None:

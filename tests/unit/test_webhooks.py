@@ -86,6 +86,13 @@ def test_a_claim_is_no_larger_than_the_lease_can_send() -> None:
         ("http://169.254.10.1/", "169.254.10.1, a link-local address"),
         ("http://[fe80::1]/", "fe80::1, a link-local address"),
         ("http://[::ffff:169.254.169.254]/", "a cloud metadata address"),
+        # IPv4 inside IPv6 (issue 51): compatible, NAT64, translated, 6to4 and local-use NAT64 spellings
+        ("http://[::a9fe:a9fe]/", "::a9fe:a9fe, a cloud metadata address"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "64:ff9b::a9fe:a9fe, a cloud metadata address"),
+        ("http://[::ffff:0:a9fe:a9fe]/", "a cloud metadata address"),
+        ("http://[2002:a9fe:a9fe::1]/", "a cloud metadata address"),
+        ("http://[64:ff9b:1::a9fe:a9fe]/", "a cloud metadata address"),
+        ("http://[64:ff9b::a9fe:a01]/", "64:ff9b::a9fe:a01, a link-local address"),
         ("http://[fd00:ec2::254]/", "fd00:ec2::254, a cloud metadata address"),
         ("http://100.100.100.200/", "100.100.100.200, a cloud metadata address"),
         (
@@ -106,7 +113,13 @@ def test_urls_outside_http_or_at_link_local_and_metadata_addresses_are_refused(u
 
 @pytest.mark.parametrize(
     "url",
-    ["http://127.0.0.1:8080/hook", "https://10.1.2.3/hook", "http://192.168.0.7/", "http://[::1]:9000/"],
+    [
+        "http://127.0.0.1:8080/hook",
+        "https://10.1.2.3/hook",
+        "http://192.168.0.7/",
+        "http://[::1]:9000/",
+        "http://[64:ff9b::a00:102]/",
+    ],
 )
 def test_loopback_and_private_addresses_are_allowed(url: str) -> None:
     check_url(url, resolver=_no_lookup)
