@@ -1,4 +1,5 @@
-"""What every HTTP request passes through before any route: an id, a cap on its body, a count and a time.
+"""What every HTTP request passes through before any route: an id, a cap on its body, a count and a time;
+and what every answer carries: its id and the security headers a page needs (`/docs` is one).
 
 Pure ASGI middleware, cheaper than Starlette's BaseHTTPMiddleware on every request.
 """
@@ -20,6 +21,16 @@ log = logging.getLogger("retain.serving")
 
 #: a caller's `X-Request-ID` is echoed when it looks like an id; otherwise a new one is made
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+#: on every answer: no other site may frame it (`/docs` is a page whose buttons a framing site could get
+#: clicked), no browser may sniff a JSON answer into a page, no referrer leaks a path; the cockpit (`/ui`)
+#: replaces them with its stricter set (serving/cockpit/headers.py)
+SECURITY_HEADERS = (
+    (b"x-frame-options", b"DENY"),
+    (b"content-security-policy", b"frame-ancestors 'none'"),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+)
+_SECURITY_NAMES = frozenset(name for name, _ in SECURITY_HEADERS)
 
 
 def request_id(request: Request) -> str:
@@ -104,11 +115,12 @@ class RequestMiddleware:
 
 
 def _with_id(send: Send, rid: str) -> Send:
-    """`send`, adding `X-Request-ID` to the response's headers."""
+    """`send`, adding `X-Request-ID` and the security headers to the response's headers."""
 
     async def identified(message: Message) -> None:
         if message["type"] == "http.response.start":
-            message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            given = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _SECURITY_NAMES]
+            message["headers"] = [*given, *SECURITY_HEADERS, (b"x-request-id", rid.encode())]
         await send(message)
 
     return identified

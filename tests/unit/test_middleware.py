@@ -45,3 +45,13 @@ def test_an_uncaught_error_is_a_json_500_carrying_the_request_id(failing_app_url
     assert answer.status_code == 500 and answer.headers["X-Request-ID"] == "req-42"
     assert answer.json()["request_id"] == "req-42" and answer.json()["error"]["code"] == "internal_error"
     assert "int too large" not in answer.text  # the cause goes to the log, not to the caller
+
+
+@pytest.mark.parametrize("path", ["/docs", "/boom", "/nowhere"])
+def test_every_answer_may_not_be_framed_or_sniffed(failing_app_url: str, path: str) -> None:
+    """`/docs` is a page, and sent no security headers: any site could frame it (issue 51)."""
+    answer = requests.get(f"{failing_app_url}{path}", timeout=10)
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert answer.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
