@@ -321,7 +321,7 @@ def _actions(count: int) -> str:
     return text.replace("eligibility:\n", "eligibility:\n" + rules, 1)
 
 
-HOSTILE = {
+HOSTILE: dict[str, tuple[str | bytes, str | None, str]] = {
     "aliases": (ALIAS_BOMB.encode(), None, ":2: aliases (*a) are not allowed"),
     "110,000 actions": (_actions(110_000).encode(), None, "bytes; a YAML file here is at most"),
     "250 actions": (_actions(250).encode(), "actions:\n", "262 actions; a playbook holds at most 200"),
