@@ -39,6 +39,7 @@ from serving.cockpit.pages import (
 )
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, SessionsUnavailable, new_token, same_token
 from serving.cockpit.timeline import action_label
+from serving.decision_log import DecisionLogUnavailable
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
 from serving.schemas import FeedbackIn
@@ -237,11 +238,28 @@ async def feedback(
     recommendation = form.get("recommendation_id", "")
     body = FeedbackIn(status=status, reason=reason, actor=who.name)
     try:
+        await run_in_threadpool(_check_account, service, recommendation, account_id)
         await run_in_threadpool(service.feedback, recommendation, body, Caller(request_id, who.key.key_id))
     except ApiError as e:
         return render("error.html", status=e.status, viewer=who, title="Not recorded", message=e.message)
     action = form.get("action", "")
     return RedirectResponse(f"{page}?{urlencode({'recorded': f'{status}:{action}'})}", status_code=303)
+
+
+def _check_account(service: Service, recommendation_id: str, account_id: str) -> None:
+    """Feedback posted from one account's page is on that account's recommendations: another account's
+    (a stale or hand-made form) is refused as unknown here. While the decision log cannot say, the
+    service queues it unchecked, as it does for the API."""
+    try:
+        found = service.resources.log.recommendation(recommendation_id)
+    except DecisionLogUnavailable:
+        return
+    if found is not None and found.account_id != account_id:
+        raise ApiError(
+            404,
+            "recommendation_not_found",
+            f"recommendation {recommendation_id!r} is not one of {account_id}'s: give feedback on its page",
+        )
 
 
 @router.post("/accounts/{account_id}/autopilot")

@@ -6,6 +6,7 @@ answer carries `X-Request-ID`, and `/readyz` names what failed, each time it is 
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ import requests
 
 from registry.tracking import mlflow_dir
 from serving.decision_log import DecisionLog
-from tests.support.served import Server, World, wait_for
+from tests.support.served import Server, World, signed_in, wait_for
 
 
 @pytest.fixture
@@ -231,6 +232,29 @@ def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(
     assert empty.status_code == 200, empty.text
     result = empty.json()["results"][0]
     assert result["source"] == "rules" and result["fallback_reason"]["code"] == "no_feature_row"
+
+
+def test_cockpit_feedback_on_another_account_s_recommendation_is_refused(
+    world: World, healthy: Server
+) -> None:
+    """Feedback for account B's recommendation posted from account A's page was recorded (issue 51)."""
+    theirs = recommendation(healthy, world.active[1:])
+    mine = next(a for a in world.active if a != theirs.account_id)
+    browser = signed_in(healthy, world.keys["admin"])
+    page = browser.get(f"{healthy.url}/ui/accounts/{mine}", timeout=30)
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    form = {"recommendation_id": theirs.recommendation_id, "status": "accepted", "csrf": token}
+    posted = browser.post(f"{healthy.url}/ui/accounts/{mine}/feedback", data=form, allow_redirects=False)
+    assert posted.status_code == 404 and "not one of" in posted.text, posted.text
+    log = DecisionLog.for_store(world.store, world.settings)
+    assert all(f.recommendation_id != theirs.recommendation_id for f in log.feedback(theirs.account_id))
+    own = browser.post(
+        f"{healthy.url}/ui/accounts/{theirs.account_id}/feedback", data=form, allow_redirects=False
+    )
+    assert own.status_code == 303 and "recorded=accepted" in own.headers["location"], own.text
+    assert wait_for(
+        lambda: any(f.recommendation_id == theirs.recommendation_id for f in log.feedback(theirs.account_id))
+    )
 
 
 def test_a_malformed_body_without_a_key_is_401_and_a_huge_chunked_body_is_413(
