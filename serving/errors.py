@@ -27,6 +27,7 @@ class ApiError(Exception):
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": text}
     for status, text in (
+        (400, "a body that cannot be read as text (not UTF-8)"),
         (401, "no valid API key"),
         (403, "the key lacks the scope"),
         (404, "unknown account or recommendation"),

@@ -79,3 +79,10 @@ def test_a_risk_reason_is_named_apart_from_the_trainings_reason(document: dict[s
         "decision_log",
         "decision_log_writable",
     ]
+
+
+def test_the_document_lists_the_400_a_body_not_in_utf8_answers(document: dict[str, Any]) -> None:
+    """A body that is not UTF-8 answers 400, which no endpoint documented (issue 51)."""
+    for path, operations in document["paths"].items():
+        for method in operations:
+            assert _answer(document, method, path, "400") == SCHEMAS + "ErrorBody", (method, path)
