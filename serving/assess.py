@@ -151,7 +151,7 @@ def _cutoff(row: FeatureRow) -> datetime | None:
 
 
 def _row_fallback(
-    fresh: Freshness, flagged: list[str], has_model: bool, published: datetime | None
+    fresh: Freshness, flagged: list[str], no_champion: str | None, published: datetime | None
 ) -> Fallback | None:
     if inactive(fresh.cutoff, published):
         return Fallback(
@@ -159,8 +159,8 @@ def _row_fallback(
             message=f"its contract was cancelled or lapsed: it has no row at the newest feature build "
             f"({published:%Y-%m-%d}), only at {fresh.cutoff:%Y-%m-%d}",
         )
-    if not has_model:
-        return Fallback(code="no_champion", message="no churn model is registered as champion")
+    if no_champion is not None:
+        return Fallback(code="no_champion", message=no_champion)
     if not fresh.fresh and fresh.cutoff is None:
         return Fallback(code="no_feature_row", message="no feature row for this account in the online store")
     if not fresh.fresh:
@@ -174,6 +174,15 @@ def _row_fallback(
             code="out_of_range", message=f"outside the range the model was trained on: {', '.join(flagged)}"
         )
     return None
+
+
+def _no_champion(churn: Champion | None, unloaded: str | None) -> str | None:
+    """Why the rules answer for want of a churn model, or None when one is loaded."""
+    if churn is not None:
+        return None
+    return (
+        f"no churn champion is loaded: {unloaded}" if unloaded else "no churn model is registered as champion"
+    )
 
 
 #: columns of an inline row the caller did not give: its keys, and the health the service computes
@@ -190,11 +199,13 @@ def assess(
     inline: bool = False,
     explain: bool = True,
     published: datetime | None = None,
+    unloaded: str | None = None,
 ) -> list[Assessment]:
     """Explained risk for each row. `inline` rows come from the caller, not the store: they have no
     cutoff to be stale by. `published` is the online store's newest cutoff, which rows from accounts
     that have since left predate. Without `explain`, model answers carry no reasons and skip TreeSHAP, the
-    cost of a row (the cockpit's book scores every account)."""
+    cost of a row (the cockpit's book scores every account). `unloaded` says why no churn champion is
+    loaded (an unreadable registry is not a missing champion), for the rules' answers to say."""
     top = settings.serve.top_reasons
     records: list[FeatureRow] = rows.records()
     fresh = [
@@ -207,7 +218,7 @@ def assess(
     fallbacks: list[Fallback | None] = [
         Fallback(code="no_feature_row", message="no feature values given")
         if inline and all(v is None for k, v in r.items() if k not in _NOT_GIVEN)
-        else _row_fallback(f, flags, churn is not None, published)
+        else _row_fallback(f, flags, _no_champion(churn, unloaded), published)
         for r, f, flags in zip(records, fresh, flagged, strict=True)
     ]
     scores = _ModelScores()

@@ -128,6 +128,7 @@ class Service:
             self.resources.settings,
             self.resources.as_of(),
             published=loaded.published,
+            unloaded=loaded.errors.get("churn"),
         )
         return _unread(assessment, unavailable)
 
@@ -163,11 +164,27 @@ class Service:
         as_of = self.resources.as_of()
         if by_id:
             rows, unavailable = self._online_rows(loaded, [items[i].account_id for i in by_id])
-            found = assess(rows, loaded.churn, loaded.expansion, settings, as_of, published=loaded.published)
+            found = assess(
+                rows,
+                loaded.churn,
+                loaded.expansion,
+                settings,
+                as_of,
+                published=loaded.published,
+                unloaded=loaded.errors.get("churn"),
+            )
             assessed.update(zip(by_id, (_unread(a, unavailable) for a in found), strict=True))
         if inline:
             rows = inline_rows([items[i] for i in inline], loaded, settings)
-            brought = assess(rows, loaded.churn, loaded.expansion, settings, as_of, inline=True)
+            brought = assess(
+                rows,
+                loaded.churn,
+                loaded.expansion,
+                settings,
+                as_of,
+                inline=True,
+                unloaded=loaded.errors.get("churn"),
+            )
             assessed.update(zip(inline, brought, strict=True))
         results = [self._answer(loaded, assessed[i], caller, actions) for i in sorted(assessed)]
         return ScoreResponse(request_id=caller.request_id, results=results, errors=errors)

@@ -392,7 +392,9 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
 
     keep = [i for i, row in enumerate(records) if active(row)]
     kept = rows if len(keep) == len(records) else rows.take(keep)
-    assessed = assess(kept, loaded.churn, None, settings, as_of, explain=False)
+    assessed = assess(
+        kept, loaded.churn, None, settings, as_of, explain=False, unloaded=loaded.errors.get("churn")
+    )
     scored = entries(loaded.accounts, assessed, as_of)
     with reading("features"):
         history = trends(

@@ -147,6 +147,8 @@ def test_an_unreadable_mlflow_database_neither_stops_the_server_nor_drops_its_ch
     assert "the model registry cannot be read" in body["errors"]["churn"]
     rules = started.call("GET", f"/v1/accounts/{world.active[0]}/risk").json()
     assert rules["source"] == "rules" and rules["fallback_reason"]["code"] == "no_champion"
+    # it said "no churn model is registered as champion": an unreadable registry is no missing model
+    assert "the model registry cannot be read" in rules["fallback_reason"]["message"], rules
 
     reloaded = running.call("POST", "/v1/admin/reload").json()
     assert reloaded["models"]["churn"]["version"] == "1"
