@@ -4,9 +4,9 @@ Loaded in the app's `lifespan`, never at import. A missing champion or feature r
 a registry that cannot be read: the service starts, answers with the rules and says why, and `/readyz`
 reports what is missing; a registry that fails while running keeps the champions already loaded. New
 champions are picked up without a restart: a thread polls the aliases every `reload_seconds`, and
-`POST /v1/admin/reload` does the same at once. A swap replaces one immutable `Loaded` record, so a
-request sees either the old set or the new one, never half of each. A table that cannot be read keeps what
-was loaded from it, and the service not ready until it reads.
+`POST /v1/admin/reload` does the same at once, in every worker process (`serving/reloads.py`). A swap
+replaces one immutable `Loaded` record, so a request sees either the old set or the new one, never half of
+each. A table that cannot be read keeps what was loaded from it, and the service not ready until it reads.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from serving.assess import CHURN, EXPANSION, Champion
 from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import key_ring
 from serving.online import OnlineReader, OnlineStoreUnavailable
+from serving.reloads import RELOADS_FILE, Reloads
 from serving.schemas import Readiness
 from serving.tables import SERVED_TABLES, reading, table_problem
 from serving.webhooks.outbox import Outbox
@@ -154,16 +155,49 @@ class Resources:
         self.keys = key_ring(store, settings, self.log)
         #: webhook subscriptions and dead deliveries, managed through the API (the worker runs beside it)
         self.outbox = Outbox(self.log)
-        self.loaded = Loaded(None, None, None, None, {})
+        self._loaded = Loaded(None, None, None, None, {})
         self.taken = LastTaken(INTERVENTION_SCHEMA.empty_table())
-        self._reload_lock = threading.Lock()
+        #: the deployment's reload generation, and the one this process last loaded at
+        self.reloads = Reloads(store.serving_dir / RELOADS_FILE)
+        self._generation = self.reloads.current()
+        self._reload_lock = threading.RLock()
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
+
+    @property
+    def loaded(self) -> Loaded:
+        """What is loaded; loaded anew first when another worker has taken a reload since
+        (`serving/reloads.py`)."""
+        if self.reloads.current() > self._generation:
+            self._catch_up()
+        return self._loaded
+
+    @loaded.setter
+    def loaded(self, loaded: Loaded) -> None:
+        self._loaded = loaded
+
+    def _catch_up(self) -> None:
+        with self._reload_lock:
+            target = self.reloads.current()
+            if target > self._generation:
+                self._generation = target
+                self._load()
+
+    def reload(self) -> tuple[list[str], dict[str, str]]:
+        """Load everything anew here, then have the other workers do so before they answer again; what
+        changed and what could not be loaded (or told)."""
+        with self._reload_lock:
+            changed, errors = self._load()
+            try:
+                self._generation = self.reloads.bump()
+            except OSError as e:
+                errors["workers"] = f"the other workers were not told to reload: {type(e).__name__}: {e}"
+        return changed, errors
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def open(self) -> None:
         self.log.start()
-        self.reload()
+        self._load()
         if self.settings.serve.reload_seconds > 0:
             self._poller = threading.Thread(target=self._poll, name="retain-alias-poller", daemon=True)
             self._poller.start()
@@ -202,11 +236,11 @@ class Resources:
         return bool(failed) and not self._table_problems(exclude=set(SERVED_TABLES) - set(failed))
 
     # -- loading ---------------------------------------------------------------------------------------
-    def reload(self) -> tuple[list[str], dict[str, str]]:
-        """Load everything anew and swap it in; returns what changed and what could not be loaded."""
+    def _load(self) -> tuple[list[str], dict[str, str]]:
+        """Load everything anew and swap it in, in this process; what changed and what could not be loaded."""
         with self._reload_lock:
             errors: dict[str, str] = {}
-            before = self.loaded
+            before = self._loaded
             champions = {kind: self._champion(kind, errors) for kind in MODELS}
             uplift = self._uplift(errors)
             accounts = self._accounts(before.accounts, errors)
@@ -214,7 +248,7 @@ class Resources:
             if (taken := self._interventions(errors)) is not None:
                 self.taken = LastTaken(taken)
             errors.update(self._table_problems(exclude=errors))
-            self.loaded = Loaded(
+            self._loaded = Loaded(
                 champions[CHURN],
                 champions[EXPANSION],
                 online_store,
@@ -235,7 +269,7 @@ class Resources:
     def _champion(self, kind: str, errors: dict[str, str]) -> Champion | None:
         """The current champion; the one loaded before when the registry or the new version cannot be
         read (said in `errors`), none when no version holds the alias."""
-        current = self.loaded.champion(kind)
+        current = self._loaded.champion(kind)  # inside a reload: never a catch-up
         try:
             mlflow_client = client(self.store, self.settings)
             info = resolve(mlflow_client, f"{kind}@champion")
@@ -249,7 +283,7 @@ class Resources:
 
     def _uplift(self, errors: dict[str, str]) -> UpliftChampion | None:
         """The uplift champion, kept as `_champion` keeps one; without one, the rules rank actions."""
-        current = self.loaded.uplift
+        current = self._loaded.uplift
         try:
             mlflow_client = client(self.store, self.settings)
             info = resolve(mlflow_client, f"{UPLIFT}@champion")

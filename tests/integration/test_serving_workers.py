@@ -1,5 +1,6 @@
 """`retain serve` with several worker processes: cockpit sessions in Redis hold a key's id, never the key,
-so a login made in one worker holds in every other, and a revocation ends it at once."""
+so a login made in one worker holds in every other, and a revocation ends it at once; a reload reaches
+every worker."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import redis
 import requests
 
+from registry.tracking import client
 from retain.core.settings import CockpitSettings
 from serving.cockpit.sessions import COOKIE, RedisSessions
 from serving.keys import KeyFile
@@ -102,5 +106,62 @@ def test_a_redis_that_is_down_is_a_503_page_not_a_500(
         assert posted.status_code == 503 and "session store is unreachable" in posted.text
         browser.cookies.set(COOKIE, "a-token-from-before")
         assert page(server, browser, "/ui").status_code == 503
+    finally:
+        server.stop()
+
+
+def worker_ids(server: Server) -> list[int]:
+    """The process ids of the server's workers, from its log."""
+    return sorted(
+        {int(pid) for pid in re.findall(r"Started server process \[(\d+)\]", server.log.read_text())}
+    )
+
+
+@contextmanager
+def answering(server: Server, worker: int) -> Iterator[None]:
+    """Only `worker` answers: the others are stopped (SIGSTOP) and take no connection until the block ends,
+    so the test, not the operating system, says which worker a request reaches."""
+    others = [pid for pid in worker_ids(server) if pid != worker]
+    for pid in others:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        for pid in others:
+            os.kill(pid, signal.SIGCONT)
+
+
+def churn_version(server: Server, world: World) -> str | None:
+    """The churn champion a risk answer came from, on a new connection."""
+    answer = server.call("GET", f"/v1/accounts/{world.active[0]}/risk", headers={"Connection": "close"})
+    return (answer.json()["models"]["churn"] or {}).get("version")
+
+
+def test_a_reload_reaches_every_worker(
+    served_world: World, redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Issue 51, failure 9: `POST /v1/admin/reload` reloaded the worker that took it; 7 of 20 answers after
+    it still came from the champion before. No alias poller here: only the reload can move them."""
+    log = tmp_path_factory.mktemp("reload_workers") / "serve.log"
+    env = {**REDIS_ENV, "RETAIN_REDIS_URL": redis_url, "RETAIN_SERVE__RELOAD_SECONDS": "0"}
+    server = Server(served_world, log, served_world.latest, **env)
+    mlflow = client(served_world.store, served_world.settings)
+    try:
+        first, second = worker_ids(server)
+        for worker in (first, second):
+            with answering(server, worker):
+                assert churn_version(server, served_world) == "1"
+        mlflow.delete_registered_model_alias("churn", "champion")
+        try:
+            with answering(server, first):
+                assert server.call("POST", "/v1/admin/reload").json()["models"]["churn"] is None
+            with answering(server, second):
+                assert churn_version(server, served_world) is None
+        finally:
+            mlflow.set_registered_model_alias("churn", "champion", "1")
+        with answering(server, second):
+            assert server.call("POST", "/v1/admin/reload").json()["models"]["churn"]["version"] == "1"
+        with answering(server, first):
+            assert churn_version(server, served_world) == "1"
     finally:
         server.stop()
