@@ -103,8 +103,9 @@ class Server:
             try:
                 if requests.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or busy starting
                 time.sleep(0.2)
+        self.stop()  # no test holds it to stop it later
         raise RuntimeError("server did not start in 90 s")
 
     def call(self, method: str, path: str, key: str | None = "admin", **kwargs: Any) -> requests.Response:
