@@ -1,0 +1,60 @@
+"""Hostile input to a real `retain serve` over a store without models (issue 51): each answer is a 4xx
+naming what is wrong, never a 500, and never taken as if it were sound."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import pytest
+
+from retain.core.store import Store
+from serving.keys import KeyFile
+from tests.support.served import Server
+
+
+@dataclass(frozen=True)
+class BareStore:
+    """A store with an admin key and nothing else: these inputs are judged before any model is asked."""
+
+    store: Store
+    keys: dict[str, str]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("hardened-inputs")
+    store = Store(root / "store")
+    keys = {"admin": KeyFile.for_store(store).create(["admin"], name="admin")[1]}
+    running = Server(BareStore(store, keys), root / "serve.log", date.today())
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize("host", ["[::a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]"])
+def test_the_metadata_address_spelt_in_ipv6_is_refused_as_a_webhook(server: Server, host: str) -> None:
+    """IPv4-compatible and NAT64 spellings of 169.254.169.254 were subscribed (201)."""
+    answer = server.call(
+        "POST", "/v1/webhooks", json={"url": f"http://{host}/hook", "events": ["usage_drop"]}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["code"] == "refused_url" and "cloud metadata" in answer.text
+    assert server.call("GET", "/v1/webhooks").json()["webhooks"] == []
+
+
+@pytest.mark.parametrize("path", ["/docs", "/openapi.json", "/healthz", "/v1/accounts/acc-1/risk"])
+def test_every_answer_says_it_may_not_be_framed_or_sniffed(server: Server, path: str) -> None:
+    """`/docs`, a page, sent no security headers and could be framed by any site (clickjacking)."""
+    answer = server.call("GET", path)
+    assert answer.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["X-Content-Type-Options"] == "nosniff"
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_cockpit_keeps_its_own_stricter_headers(server: Server) -> None:
+    answer = server.call("GET", "/ui/login", key=None)
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert answer.headers["Referrer-Policy"] == "same-origin"
+    assert [name.lower() for name in answer.raw.headers].count("x-frame-options") == 1
