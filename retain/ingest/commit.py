@@ -161,7 +161,9 @@ def _insert_new(
     return appended.rows, appended.version
 
 
-def _among(known: duckdb.DuckDBPyRelation, staged: duckdb.DuckDBPyRelation, key: str) -> duckdb.DuckDBPyRelation:
+def _among(
+    known: duckdb.DuckDBPyRelation, staged: duckdb.DuckDBPyRelation, key: str
+) -> duckdb.DuckDBPyRelation:
     """The stored ids that are also staged. A semi join hashes the staged ids (a week's increment) and streams
     the stored ones past them; anti-joining the staged rows against all stored ids would hash every id the
     table holds, which outgrows `DEDUP_MEMORY` on a year of events."""
