@@ -134,4 +134,4 @@ async def _invalid_request(request: Request, exc: RequestValidationError) -> JSO
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return error_response(exc.status_code, code, str(exc.detail), request_id(request))
+    return error_response(exc.status_code, code, str(exc.detail), request_id(request), headers=exc.headers)

@@ -3,7 +3,7 @@ branch on; the app's exception handlers and the request middleware all render it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi.responses import JSONResponse
@@ -39,14 +39,20 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(
-    status: int, code: str, message: str, request_id: str, fields: list[dict[str, str]] | None = None
+    status: int,
+    code: str,
+    message: str,
+    request_id: str,
+    fields: list[dict[str, str]] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
-    """The error as sent; a 401 also says how to authenticate (`WWW-Authenticate: Bearer`)."""
+    """The error as sent, with the `headers` its status calls for (a 405's `Allow`); a 401 also says how
+    to authenticate (`WWW-Authenticate: Bearer`)."""
     body = ErrorBody(
         request_id=request_id, error=ErrorDetail(code=code, message=message, fields=fields or [])
     )
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=headers)
+    sent = {**(headers or {}), **({"WWW-Authenticate": "Bearer"} if status == 401 else {})}
+    return JSONResponse(body.model_dump(mode="json"), status_code=status, headers=sent or None)
 
 
 def field_location(location: Sequence[int | str]) -> str:

@@ -5,12 +5,14 @@ Field names are a contract with playbook engines: add fields, never rename or re
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from features.alerts import ALERT_TYPES
+from retain.core.catalogue import Channel
+from retain.ingest.validate import EARLIEST
 
 API_VERSION = "v1"
 Source = Literal["model", "rules"]
@@ -26,6 +28,22 @@ FallbackCode = Literal[
     "feature_store_unavailable",
 ]
 FeedbackStatus = Literal["accepted", "rejected", "done"]
+#: the end of the times a request may give: past it a date is a placeholder (9999-12-31) or a typo
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+_RANGE = f"from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d}"
+
+
+def _believable(moment: datetime) -> datetime:
+    """A time inside [EARLIEST, LATEST), as ingest judges telemetry; a placeholder such as 0001-01-01
+    would otherwise overflow when converted to UTC. A naive time is compared as UTC (it is refused later,
+    where a zone is required)."""
+    if not EARLIEST <= (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) < LATEST:
+        raise ValueError(f"give a time {_RANGE}")
+    return moment
+
+
+#: a time a request gives, bounded to a believable range (a 422 naming the field outside it)
+RequestTime = Annotated[datetime, AfterValidator(_believable)]
 
 _REASON: dict[str, Any] = {
     "feature": "active_users_30v30",
@@ -135,7 +153,7 @@ class ActionOut(BaseModel):
     recommendation_id: str = Field(description="quote it in POST /v1/recommendations/{id}/feedback")
     rank: int
     action: str = Field(examples=["health_check_call"])
-    channel: str
+    channel: Channel
     rationale: str
     eligibility: list[str]
     expected_value: float | None = Field(
@@ -197,9 +215,21 @@ class RiskResponse(Risk):
         return cls.model_construct(request_id=request_id, api_version=API_VERSION, **dict(risk))
 
 
+def _not_true_or_false(value: object) -> object:
+    """No feature is a boolean (a flag is 0 or 1), and pydantic would read `true` as 1: the model would
+    score a value nobody gave as a number."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number or text, not true or false (a flag is 0 or 1)")
+    return value
+
+
+#: an inline feature's value: a number, text (a category) or null (unknown)
+FeatureValue = Annotated[float | int | str | None, BeforeValidator(_not_true_or_false)]
+
+
 class ScoreItem(RequestBody):
     account_id: str = Field(min_length=1, max_length=200, examples=["acc-00042"])
-    features: dict[str, float | int | str | bool | None] | None = Field(
+    features: dict[str, FeatureValue] | None = Field(
         None,
         description="bring your own feature values (feature name -> value); omitted: read the store",
         examples=[None],
@@ -294,8 +324,9 @@ class InterventionIn(RequestBody):
     action: str = Field(examples=["health_check_call"])
     owner: str | None = Field(None, max_length=200, description="who took it", examples=["csm-007"])
     channel: str | None = Field(None, max_length=50, examples=["call"])
-    ts: datetime | None = Field(
-        None, description="when it was taken (timezone required); default: the serving clock, now"
+    ts: RequestTime | None = Field(
+        None,
+        description=f"when it was taken (timezone required; {_RANGE}); default: the serving clock, now",
     )
     intervention_id: str | None = Field(
         None, min_length=1, max_length=200, description="your id; resending the same id records it once"
@@ -317,7 +348,7 @@ class FeedbackIn(RequestBody):
     reason: str | None = Field(None, max_length=2_000, description="required when rejected")
     actor: str | None = Field(None, max_length=200, examples=["csm-007"])
     channel: str | None = Field(None, max_length=50)
-    at: datetime | None = None
+    at: RequestTime | None = Field(None, description=f"when it was given ({_RANGE}); default: now")
 
 
 class FeedbackOut(BaseModel):
@@ -451,12 +482,14 @@ class Liveness(BaseModel):
 
 class Readiness(BaseModel):
     """What `/readyz` reports, each dependency tried at the time of asking: ready when a churn champion
-    is loaded, the online store answers a read and the decision log takes a write."""
+    is loaded, the online store answers a read of real rows, the tables read and the decision log takes a
+    write."""
 
     ready: bool
     model: bool = Field(description="a churn champion is loaded")
     uplift: bool = Field(description="an uplift champion is loaded (else the rules rank actions)")
     store: bool = Field(description="the online feature store is loaded and answered a read")
+    tables: bool = Field(description="every table the service reads can be read, and was loaded")
     errors: dict[str, str] = Field(description="what could not be loaded or reached, and why")
     decision_log: str = Field(description="the decision log's database, password redacted")
     decision_log_writable: bool = Field(description="a write to the decision log landed")

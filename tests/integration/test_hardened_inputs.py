@@ -32,6 +32,32 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
+PLACEHOLDER_TIMES = ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "1900-01-01T00:00:00Z"]
+
+
+@pytest.mark.parametrize("moment", PLACEHOLDER_TIMES)
+def test_a_placeholder_time_is_a_422_naming_its_field(server: Server, moment: str) -> None:
+    """0001-01-01 at +01:00 overflowed converting to UTC: a 500, even for an unknown recommendation."""
+    taken = {"account_id": "acc-1", "action": "health_check_call", "ts": moment}
+    feedback = {"status": "accepted", "at": moment}
+    for path, body, name in [
+        ("/v1/interventions", taken, "body.ts"),
+        ("/v1/recommendations/rec_unknown/feedback", feedback, "body.at"),
+    ]:
+        answer = server.call("POST", path, json=body)
+        assert answer.status_code == 422, answer.text
+        error = answer.json()["error"]
+        assert error["code"] == "invalid_request" and [f["field"] for f in error["fields"]] == [name]
+        assert "from 1990-01-01 to before 2100-01-01" in error["fields"][0]["message"]
+
+
+def test_a_believable_time_is_still_taken(server: Server) -> None:
+    taken = {"account_id": "acc-1", "action": "health_check_call", "ts": "2025-06-30T23:00:00-14:00"}
+    answer = server.call("POST", "/v1/interventions", json=taken)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["ts"] == "2025-07-01T13:00:00Z"
+
+
 @pytest.mark.parametrize("host", ["[::a9fe:a9fe]", "[64:ff9b::a9fe:a9fe]"])
 def test_the_metadata_address_spelt_in_ipv6_is_refused_as_a_webhook(server: Server, host: str) -> None:
     """IPv4-compatible and NAT64 spellings of 169.254.169.254 were subscribed (201)."""
@@ -58,3 +84,19 @@ def test_the_cockpit_keeps_its_own_stricter_headers(server: Server) -> None:
     assert answer.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert answer.headers["Referrer-Policy"] == "same-origin"
     assert [name.lower() for name in answer.raw.headers].count("x-frame-options") == 1
+
+
+def test_a_wrong_method_says_which_are_allowed_and_an_unreadable_body_is_a_documented_400(
+    server: Server,
+) -> None:
+    """A 405 sent no `Allow` header; a body not in UTF-8 answers the 400 the document now lists."""
+    wrong = server.call("PUT", "/v1/score", json={})
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert wrong.headers["Allow"] == "POST"
+    garbled = server.call(
+        "POST",
+        "/v1/score",
+        data=b'{"accounts": [{"account_id": "\xff"}]}',
+        headers={"content-type": "application/json"},
+    )
+    assert garbled.status_code == 400 and garbled.json()["request_id"] == garbled.headers["X-Request-ID"]

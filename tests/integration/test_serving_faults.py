@@ -223,6 +223,8 @@ def test_inline_features_the_catalogue_cannot_hold_are_422_naming_the_field(
         ("tenure_days", "-3"),
         ("tier", '"platinum"'),
         ("nps_last", "50"),
+        ("errors_7d", "true"),  # scored as 1 by the model (issue 51)
+        ("usage_drop_alert", "false"),
     ):
         body = f'{{"accounts": [{{"account_id": "{account}", "features": {{"{name}": {raw}}}}}]}}'
         answer = server.call("POST", "/v1/score", data=body, headers={"Content-Type": "application/json"})

@@ -5,10 +5,11 @@ answer, errors share one shape, and the cockpit's pages stay out of it. Building
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
+from retain.core.catalogue import Channel
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.app import create_app
@@ -75,6 +76,7 @@ def test_a_risk_reason_is_named_apart_from_the_trainings_reason(document: dict[s
         "model",
         "uplift",
         "store",
+        "tables",
         "errors",
         "decision_log",
         "decision_log_writable",
@@ -86,3 +88,9 @@ def test_the_document_lists_the_400_a_body_not_in_utf8_answers(document: dict[st
     for path, operations in document["paths"].items():
         for method in operations:
             assert _answer(document, method, path, "400") == SCHEMAS + "ErrorBody", (method, path)
+
+
+def test_an_action_s_channel_is_one_of_the_catalogue_s(document: dict[str, Any]) -> None:
+    """The schema said only `string` for the four channels an action can be on (issue 51)."""
+    channel = document["components"]["schemas"]["ActionOut"]["properties"]["channel"]
+    assert channel["enum"] == list(get_args(Channel))
