@@ -24,7 +24,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from training.artifact import Calibrator
 from training.calibration import Method, fit_calibrator
 from training.config import TrainConfig
-from training.tuning import DEFAULT_TRIAL, METRICS, TABLE_SPACE, base_params, pruning, run_study, suggest
+from training.tuning import DEFAULT_TRIAL, METRICS, TABLE_SPACE, base_params, pruning, ran, run_study, suggest
 
 #: indices of each fold's (training rows, validation rows)
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -136,7 +136,7 @@ def tune_cv(
         oof=oof,
         metric=config.objective_metric,
         best_value=float(best.value if best.value is not None else np.nan),
-        trials=len(study.trials),
+        trials=ran(study),
         pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         seconds=round(time.perf_counter() - started, 2),
     )

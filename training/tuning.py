@@ -194,10 +194,15 @@ def tune(
         params={**fixed, **best.params, "num_boost_round": booster.current_iteration()},
         metric=config.objective_metric,
         best_value=float(best.value if best.value is not None else np.nan),
-        trials=len(study.trials),
+        trials=ran(study),
         pruned=sum(t.state == optuna.trial.TrialState.PRUNED for t in study.trials),
         seconds=round(time.perf_counter() - started, 2),
     )
+
+
+def ran(study: optuna.Study) -> int:
+    """The trials that ran; an enqueued trial the budget never reached is only waiting."""
+    return sum(t.state != optuna.trial.TrialState.WAITING for t in study.trials)
 
 
 def run_study(
@@ -208,7 +213,9 @@ def run_study(
     timeout: float | None,
 ) -> optuna.Study:
     """Optuna's study of `objective`: seeded TPE, median pruning, the `first` trials enqueued, within
-    `n_trials` and/or `timeout` seconds, with a progress bar; refuses a study that finished no trial."""
+    `n_trials` and/or `timeout` seconds, with a progress bar; refuses a study that finished no trial. The
+    first trial runs whatever the time left: Optuna starts none once `timeout` has passed, and on a busy
+    machine what ran before tuning can spend a small table's whole share."""
     maximise = METRICS[config.objective_metric][1]
     budget = config.n_trials
     sampler = optuna.samplers.TPESampler(
@@ -230,7 +237,12 @@ def run_study(
             if any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
                 bar.set_postfix({f"best {config.objective_metric}": f"{study.best_value:.4f}"})
 
-        study.optimize(objective, n_trials=budget, timeout=timeout, callbacks=[progress])
+        started = time.perf_counter()
+        study.optimize(objective, n_trials=1, callbacks=[progress])
+        left = None if timeout is None else timeout - (time.perf_counter() - started)
+        if budget != 1 and (left is None or left > 0):
+            rest = None if budget is None else budget - 1
+            study.optimize(objective, n_trials=rest, timeout=left, callbacks=[progress])
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
         raise RetainError("tuning finished no trial within its budget; raise n_trials or timeout_seconds")
     return study

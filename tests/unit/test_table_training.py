@@ -3,6 +3,7 @@ budget, calibrated out of fold, refitted on every row, with its text columns as 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from retain.core.settings import Settings
 from training.artifact import model_matrix
 from training.calibration import fit_calibrator
 from training.config import TrainConfig
-from training.crossval import calibrate_out_of_fold, cv_folds
+from training.crossval import calibrate_out_of_fold, cv_folds, tune_cv
 from training.logodds import expit
 from training.pipeline import train_table
 
@@ -83,6 +84,16 @@ def test_a_small_table_is_cross_validated_within_its_budget_and_refitted_on_ever
     assert categorical_splits(model.booster) == {"region"}, "the text column is a native LightGBM category"
     assert metrics["calibration"] in ("platt", "isotonic")
     assert set(metrics["calibration_log_loss"]) == {"platt", "isotonic"}
+
+
+def test_a_budget_spent_before_tuning_still_yields_the_first_trial() -> None:
+    """On a busy machine the baseline can use the whole tuning share; the first trial must run anyway."""
+    table = accounts(600, seed=3)
+    x, y = table[["logins"]], table["churned"].to_numpy(dtype=int)
+    config = TrainConfig(n_trials=None, timeout_seconds=1.0, plots=False).model_copy(update={"seed": 7})
+    folds = cv_folds(y, table["customer"], 3, 7)
+    tuned = tune_cv(x, y, folds, config, "late", deadline=time.perf_counter() - 1.0)
+    assert tuned.trials == 1 and tuned.pruned == 0 and 0.5 < tuned.best_value <= 1.0
 
 
 def test_the_calibrator_is_chosen_and_judged_out_of_fold() -> None:
