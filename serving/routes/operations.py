@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from serving.auth import KeyRequired
 from serving.deps import MetricsDep, RequestId, ServiceDep
@@ -32,7 +32,7 @@ def readyz(service: ServiceDep) -> Response:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 def prometheus(metrics: MetricsDep) -> Response:
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.post(
