@@ -516,10 +516,13 @@ def _unreachable(error: Exception) -> bool:
     )
 
 
-def _engine(url: str) -> sa.Engine:
+def _engine(url: str, *, pooled: bool = True) -> sa.Engine:
+    """The log's engine; not `pooled`, each connection is opened when asked for and closed after."""
     target = sa.make_url(sqlalchemy_url(url))
     # hide_parameters: SQLAlchemy's error messages would otherwise carry whole rows into the logs
     options: dict[str, Any] = {"json_serializer": _dumps, "hide_parameters": True}
+    if not pooled:
+        options["poolclass"] = sa.pool.NullPool
     backend = target.get_backend_name()
     if backend == "postgresql":
         return sa.create_engine(
@@ -583,6 +586,9 @@ class DecisionLog:
         self._bounds = bounds
         self._spill_prefix = spill_prefix(redact(url))
         self._engine = _engine(url)
+        #: the readiness probe's: a pooled connection can keep writing a file that no longer takes writes
+        #: (on a tmpfs, one opened before `chattr +i`), while every connection opened since only reads it
+        self._unpooled = _engine(url, pooled=False)
         self._queue_size = queue_size
         #: the pauses between tries while the database is unreachable, the last repeated for as long as
         #: it stays so: short, since a lookup of a queued recommendation waits for the queue to drain
@@ -749,10 +755,11 @@ class DecisionLog:
     def check_writable(self) -> None:
         """Raises `DecisionLogUnavailable` when the log cannot take its entries now: the writer's last try
         failed, too many entries wait, its disk is below the free-space floor, or the probe row cannot be
-        rewritten (the probe alone passes on a disk where one row fits but a batch does not)."""
+        rewritten on a connection opened now (the probe alone passes on a disk where one row fits but a
+        batch does not)."""
         if (problem := self._falling_behind()) is not None:
             raise DecisionLogUnavailable(f"decision log {self.url}: {problem}")
-        with self.connect(write=True) as conn:
+        with self.connect(write=True, opened_now=True) as conn:
             conn.execute(WRITE_PROBE.delete())
             conn.execute(WRITE_PROBE.insert(), {"id": 1, "checked_at": datetime.now(UTC)})
 
@@ -932,13 +939,15 @@ class DecisionLog:
             return conn.execute(query, values).mappings().one_or_none()
 
     @contextlib.contextmanager
-    def connect(self, *, write: bool = False) -> Iterator[sa.Connection]:
-        """A connection to the log's database with its schema up to date (one transaction with `write`);
-        for the log's own reads and writes and the API keys kept beside them. What a retry may cure raises
-        `DecisionLogUnavailable`, and the pool is opened anew."""
+    def connect(self, *, write: bool = False, opened_now: bool = False) -> Iterator[sa.Connection]:
+        """A connection to the log's database with its schema up to date (one transaction with `write`;
+        with `opened_now`, not one from the pool); for the log's own reads and writes and the API keys
+        kept beside them. What a retry may cure raises `DecisionLogUnavailable`, and the pool is opened
+        anew."""
+        engine = self._unpooled if opened_now else self._engine
         try:
             self._ensure_schema()
-            with self._engine.begin() if write else self._engine.connect() as conn:
+            with engine.begin() if write else engine.connect() as conn:
                 yield conn
         except Exception as e:
             if not _unreachable(e):

@@ -1,6 +1,7 @@
 """The decision log on a small real filesystem (a tmpfs) that fills up: `/readyz` says so before entries are
-lost, and a SIGTERM while the log cannot be written spills what waits for the next start to replay.
-Mounting needs root; elsewhere these tests skip, saying so."""
+lost, and a SIGTERM while the log cannot be written spills what waits for the next start to replay. Its
+files made immutable there: `/readyz` says so in every worker. Mounting and `chattr` need root; elsewhere
+these tests skip, saying so."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import requests
 
 from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, LogBounds
 from tests.support.served import Server, World, wait_for
@@ -82,6 +84,65 @@ def test_a_log_disk_below_its_floor_or_a_backlog_past_its_bound_is_not_writable(
     with pytest.raises(DecisionLogUnavailable, match="3 entries wait to be written, more than 2"):
         log.check_writable()
     log.close(timeout=0)
+
+
+def test_an_immutable_log_is_not_writable_though_its_pooled_connection_still_writes_it(
+    small_disk: Path,
+) -> None:
+    """On a tmpfs a connection opened before `chattr +i` goes on writing the file; the probe went through
+    it, so the log said it was writable while any connection opened since could only read."""
+    log = DecisionLog(f"sqlite:///{small_disk}/decisions.db")
+    log.check_writable()
+    files = sorted(small_disk.glob("decisions.db*"))
+    subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+    try:
+        with pytest.raises(DecisionLogUnavailable, match="attempt to write a readonly database"):
+            log.check_writable()
+    finally:
+        subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+    log.check_writable()
+    log.close(timeout=0)
+
+
+def readiness_answers(server: Server, times: int = 12) -> list[requests.Response]:
+    """`/readyz` asked on a new connection each time, so the operating system hands it to either worker."""
+    return [server.call("GET", "/readyz", key=None, headers={"Connection": "close"}) for _ in range(times)]
+
+
+def test_an_immutable_log_is_not_ready_in_any_worker_though_a_pooled_connection_still_writes_it(
+    served_world: World, small_disk: Path, redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 51, ready means ready: on a tmpfs, a connection SQLite opened before `chattr +i` still writes
+    the file, and one opened since can only read it. Each worker's probe went through its pooled
+    connection, so `/readyz` said 200 and writable while a worker whose pool had opened one since held
+    2,683 entries it could not write."""
+    world = served_world
+    env = {
+        "RETAIN_SERVE__WORKERS": "2",
+        "RETAIN_COCKPIT__SESSIONS": "redis",
+        "RETAIN_REDIS_URL": redis_url,
+        "RETAIN_SERVE__DECISION_LOG_URL": f"sqlite:///{small_disk}/decisions.db",
+        "RETAIN_SERVE__LOG_MIN_FREE_MB": "0",
+    }
+    server = Server(world, tmp_path / "serve.log", world.latest, **env)
+    try:
+        # every worker that answers has opened its pool's connection, and no write is under way
+        assert wait_for(lambda: all(r.status_code == 200 for r in readiness_answers(server)))
+        files = sorted(small_disk.glob("decisions.db*"))
+        subprocess.run(["chattr", "+i", *map(str, files)], check=True)
+        try:
+            for account in world.active[:5]:  # served meanwhile: a pool that still writes is no proof
+                assert server.call("GET", f"/v1/accounts/{account}/next-best-actions").status_code == 200
+            answers = readiness_answers(server)
+            assert [r.status_code for r in answers] == [503] * len(answers), [r.text for r in answers]
+            for answer in answers:
+                body = answer.json()
+                assert not body["decision_log_writable"] and "decision_log" in body["errors"], body
+        finally:
+            subprocess.run(["chattr", "-i", *map(str, files)], check=True)
+        assert wait_for(lambda: all(r.status_code == 200 for r in readiness_answers(server)))
+    finally:
+        server.stop()
 
 
 def metric(server: Server, name: str) -> float:
