@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -494,14 +495,21 @@ def serve(
             uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
             return
         os.environ.update(worker_environment(opened, settings))  # the workers start from an import string
-        uvicorn.run(
-            "serving.app:app_from_environment",
-            factory=True,
-            workers=serving.workers,
-            host=serving.host,
-            port=serving.port,
-            **logs,
-        )
+        _serve_workers(serving.workers, serving.host, serving.port, logs)
+
+
+def _serve_workers(workers: int, host: str, port: int, logs: dict[str, Any]) -> None:
+    """uvicorn's worker processes, each building the app from the environment; their counters in files a
+    scrape sums (serving/metrics.py), in a folder fresh each start."""
+    # deferred: the server stack, only `serve` needs it
+    import uvicorn
+
+    from serving.metrics import MULTIPROCESS_DIR
+
+    with tempfile.TemporaryDirectory(prefix="retain-metrics-") as counters:
+        os.environ[MULTIPROCESS_DIR] = counters
+        factory = "serving.app:app_from_environment"
+        uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, **logs)
 
 
 def _serve_settings(overrides: dict[str, Any], cookie_secure: bool) -> Settings:

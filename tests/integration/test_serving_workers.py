@@ -1,6 +1,6 @@
 """`retain serve` with several worker processes: cockpit sessions in Redis hold a key's id, never the key,
 so a login made in one worker holds in every other, and a revocation ends it at once; a reload reaches
-every worker."""
+every worker, and every scrape counts every worker's answers."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from registry.tracking import client
 from retain.core.settings import CockpitSettings
 from serving.cockpit.sessions import COOKIE, RedisSessions
 from serving.keys import KeyFile
-from tests.support.served import Server, World, free_port, signed_in
+from tests.support.served import Server, World, free_port, signed_in, wait_for
 
 REDIS_ENV = {"RETAIN_SERVE__WORKERS": "2", "RETAIN_COCKPIT__SESSIONS": "redis"}
 
@@ -165,3 +165,44 @@ def test_a_reload_reaches_every_worker(
             assert churn_version(server, served_world) == "1"
     finally:
         server.stop()
+
+
+def counted(server: Server, metric: str, route: str = "") -> float:
+    """A counter's total over its series (those of `route`, if given) in one scrape, on a new connection."""
+    text = server.call("GET", "/metrics", key=None, headers={"Connection": "close"}).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(f"{metric}{{" if route else f"{metric} ")
+        and (not route or f'route="{route}"' in line)
+    )
+
+
+def test_every_scrape_counts_every_workers_answers(workers: Server, served_world: World) -> None:
+    """Issue 51, failure 9: each `/metrics` scrape showed one worker's counters, so they jumped back and
+    forth between scrapes. Here one worker answers 5 risk requests and the other 15: a scrape of either
+    counts 20 more than before, and the same decision log entries written."""
+    route = "/v1/accounts/{account_id}/risk"
+    first, second = worker_ids(workers)
+    before = {}
+    for worker in (first, second):
+        with answering(workers, worker):
+            before[worker] = counted(workers, "retain_requests_total", route)
+    assert before[first] == before[second]
+    for worker, accounts in ((first, served_world.active[:5]), (second, served_world.active[5:20])):
+        with answering(workers, worker):
+            for account in accounts:
+                path = f"/v1/accounts/{account}/risk"
+                assert workers.call("GET", path, headers={"Connection": "close"}).status_code == 200
+    for worker in (first, second):
+        with answering(workers, worker):
+            assert counted(workers, "retain_requests_total", route) == before[first] + 20
+
+    def written_alike() -> bool:  # each worker copies its log's counts every second
+        written = []
+        for worker in (first, second):
+            with answering(workers, worker):
+                written.append(counted(workers, "retain_decision_log_written_total"))
+        return written[0] == written[1] >= 20
+
+    assert wait_for(written_alike)
