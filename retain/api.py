@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
+    from retain.maintenance.check import StoreCheck
     from retain.monitor.run import MonitorFiles
     from retain.plan import PlanSummary
     from retain.report.html import ReportFiles
@@ -80,6 +81,7 @@ __all__ = [
     "autopilot_run",
     "autopilot_switches",
     "build_features",
+    "check_store",
     "compact_store",
     "deliver_webhooks",
     "digest",
@@ -215,6 +217,14 @@ def store_history(
 ) -> list[Commit]:
     """A table's versions, newest first: what wrote each and what it read."""
     return open_store(store, settings).history(table, limit)
+
+
+def check_store(*, store: StoreLike = None, settings: Settings | None = None) -> StoreCheck:
+    """What the store needs to serve from where it is now: tables, Feast repo, champions, decision log."""
+    from retain.maintenance.check import check  # deferred: Feast, MLflow and SQLAlchemy
+
+    settings = settings_or_default(settings)
+    return check(open_store(store, settings), settings)
 
 
 def migrate_store(old: Path, *, store: StoreLike = None, settings: Settings | None = None) -> Migration:

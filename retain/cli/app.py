@@ -256,6 +256,19 @@ def store_history(
     _emit(api.store_history(table, store=_store(store), limit=limit), as_json, summaries.history)
 
 
+@store_app.command("check")
+def store_check(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """What the store needs to serve from where it is now (after a copy, a restore or a move): its tables
+    read, its Feast repo answers, its champions load from its own files, its decision log takes a write.
+    Exits 1 with one line per problem on stderr."""
+    result = api.check_store(store=_store(store))
+    _emit(result, as_json, summaries.store_checked)
+    for problem in result.problems:
+        err.print(Text.assemble(("problem:", "red"), f" {problem.part} {problem.subject}: {problem.said}"))
+    if result.problems:
+        raise typer.Exit(1)
+
+
 @store_app.command("migrate")
 def store_migrate(
     old: Annotated[Path, typer.Option("--from", help="a store of the earlier layout (with manifest.json)")],

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from retain.ingest import IngestSummary
     from retain.ingest.migrate import Migration
     from retain.maintenance import Compaction
+    from retain.maintenance.check import StoreCheck
     from retain.monitor.run import MonitorFiles
     from retain.plan import MostPlanned, PlanSummary
     from retain.report.html import ReportFiles
@@ -496,6 +497,15 @@ def autopilot_switches(switches: list[Switch]) -> RenderableType:
     ]
     columns = ["scope", "state", "set by", "at (UTC)", "why"]
     return _table(None, columns, rows, figures=False) if rows else "No switch set: the autopilot runs."
+
+
+def store_checked(c: StoreCheck) -> RenderableType:
+    rows = ([f.part, f.subject, "problem" if f.problem else "ok", f.said] for f in c.findings)
+    verdict = f"{_count(len(c.problems))} problems" if c.problems else "nothing to fix"
+    return Group(
+        f"Checked the store {c.store}: {verdict}",
+        _table("Parts", ["part", "of", "", "said"], rows, figures=False),
+    )
 
 
 def compacted(c: Compaction) -> RenderableType:

@@ -3,7 +3,10 @@ the folder it was built in (Feast's repo config, MLflow's artifact locations).""
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +15,8 @@ import pandas as pd
 import pytest
 
 from features.feast_repo import feature_store, historical_features
-from registry.models import load_scoring_model
+from registry.models import load_scoring_model, resolve
+from registry.pyfunc import MODEL_ARTIFACT
 from registry.tracking import artifact_location, client, experiment_id
 from retain.core.store import Store
 from tests.support.served import Server, World, model_answered
@@ -76,3 +80,31 @@ def test_a_copied_store_trains_from_its_own_feast_repo_and_loads_its_own_models(
     run = mlflow_client.create_run(experiment_id(mlflow_client, moved.store, "churn"))
     assert run.info.artifact_uri == f"{artifact_location(moved.store)}/{run.info.run_id}/artifacts"
     mlflow_client.delete_run(run.info.run_id)
+
+
+def store_check(store: Store) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "retain", "store", "check", "--store", str(store.root), "--json"]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_store_check_passes_a_copy_and_names_each_broken_part_in_one_line(
+    moved: Copied, served_world: World
+) -> None:
+    sound = store_check(moved.store)
+    assert sound.returncode == 0, sound.stderr
+    findings = json.loads(sound.stdout)["findings"]
+    loaded = [f for f in findings if f["part"] == "models" and f["subject"].startswith("churn@champion")]
+    assert loaded and f"file://{moved.store.root.resolve()}/mlflow/artifacts/models/" in loaded[0]["said"]
+
+    info = resolve(client(moved.store, served_world.settings), "churn@champion")
+    logged = moved.store.root / "mlflow" / "artifacts" / "models" / info.source.removeprefix("models:/")
+    model = logged / "artifacts" / "artifacts" / MODEL_ARTIFACT
+    model.unlink()
+    events = next((moved.store.root / "lake" / "events").glob("event_date=*/*.parquet"))
+    events.unlink()
+    broken = store_check(moved.store)
+    assert broken.returncode == 1
+    problems = [line for line in broken.stderr.splitlines() if line.startswith("problem:")]
+    assert len(problems) == 2, broken.stderr
+    assert problems[0].startswith("problem: tables events: the events table cannot be read")
+    assert problems[1].startswith("problem: models churn@champion (version 1): does not load")
