@@ -500,18 +500,22 @@ def serve(
     serving = settings.serve
     base = f"http://{serving.host}:{serving.port}"
     _stage(f"serving on {base}: the API's docs at {base}/docs, the cockpit at {base}/ui (Ctrl-C stops it)")
-    logs: dict[str, Any] = {"access_log": access_log, "log_level": "info" if access_log else "warning"}
+    options: dict[str, Any] = {
+        "access_log": access_log,
+        "log_level": "info" if access_log else "warning",
+        "timeout_graceful_shutdown": serving.shutdown_seconds,
+    }
     # the webhook and autopilot workers run here, in the process that runs once per server, not in each
     # API worker
     with delivering(opened, settings), piloting(opened, settings):
         if serving.workers == 1:
-            uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **logs)
+            uvicorn.run(create_app(opened, settings), host=serving.host, port=serving.port, **options)
             return
         os.environ.update(worker_environment(opened, settings))  # the workers start from an import string
-        _serve_workers(serving.workers, serving.host, serving.port, logs)
+        _serve_workers(serving.workers, serving.host, serving.port, options)
 
 
-def _serve_workers(workers: int, host: str, port: int, logs: dict[str, Any]) -> None:
+def _serve_workers(workers: int, host: str, port: int, options: dict[str, Any]) -> None:
     """uvicorn's worker processes, each building the app from the environment; their counters in files a
     scrape sums (serving/metrics.py), in a folder fresh each start."""
     # deferred: the server stack, only `serve` needs it
@@ -522,7 +526,7 @@ def _serve_workers(workers: int, host: str, port: int, logs: dict[str, Any]) -> 
     with tempfile.TemporaryDirectory(prefix="retain-metrics-") as counters:
         os.environ[MULTIPROCESS_DIR] = counters
         factory = "serving.app:app_from_environment"
-        uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, **logs)
+        uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, **options)
 
 
 def _serve_settings(overrides: dict[str, Any], cookie_secure: bool) -> Settings:

@@ -103,6 +103,9 @@ class ServeSettings(BaseModel):
     #: where that file goes first; then `serving/spill` under the store, then the system's temporary
     #: folder: the first that takes it whole (the store's disk may be the one that is full)
     log_spill_dir: Path | None = None
+    #: on SIGTERM, how long requests under way may finish before the server closes them and shuts down
+    #: (the log's drain comes after)
+    shutdown_seconds: float = Field(10.0, ge=0)
     #: where API keys live: a file under the store, or the decision log's database (several hosts)
     keys: Literal["file", "database"] = "file"
     #: seconds between checks of the champion aliases (0: only `POST /v1/admin/reload`)
