@@ -7,7 +7,7 @@ Plain `def`: the first call after a reload may score the book (a second or two),
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import Response
@@ -26,8 +26,12 @@ router = APIRouter(tags=["accounts"], dependencies=[Depends(KeyRequired("scores:
 MAX_PAGE_SIZE = 500
 
 
-def _one_of(name: str) -> str:
-    return f"one of {', '.join(FILTER_VALUES[name])}; empty: any"
+def _filter(name: str, what: str = "") -> Any:
+    """A filter's query parameter, its values listed in the schema; `parse_filters` judges what is sent,
+    so a wrong value is the book's own 422 naming the field."""
+    allowed = FILTER_VALUES[name]
+    described = f"{what}one of {', '.join(allowed)}; empty: any"
+    return Query(description=described, json_schema_extra={"enum": ["", *allowed]})
 
 
 @router.get(
@@ -38,11 +42,11 @@ def _one_of(name: str) -> str:
 def accounts(
     keeper: BookKeeperDep,
     request_id: RequestId,
-    tier: Annotated[str, Query(description=_one_of("tier"))] = "",
-    band: Annotated[str, Query(description=f"the risk band: {_one_of('band')}")] = "",
+    tier: Annotated[str, _filter("tier")] = "",
+    band: Annotated[str, _filter("band", "the risk band: ")] = "",
     csm: Annotated[str, Query(max_length=200, description="the CSM's id; empty: any")] = "",
-    renewal: Annotated[str, Query(description=f"renewing within these days: {_one_of('renewal')}")] = "",
-    source: Annotated[str, Query(description=f"what scored it: {_one_of('source')}")] = "",
+    renewal: Annotated[str, _filter("renewal", "renewing within these days: ")] = "",
+    source: Annotated[str, _filter("source", "what scored it: ")] = "",
     page: Annotated[int, Query(ge=1)] = 1,
     page_size: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
 ) -> Response:

@@ -13,6 +13,7 @@ from retain.core.catalogue import Channel
 from retain.core.settings import Settings
 from retain.core.store import Store
 from serving.app import create_app
+from serving.cockpit.book import FILTER_VALUES
 
 SCHEMAS = "#/components/schemas/"
 #: (method, path, status) -> the response model's schema
@@ -94,3 +95,10 @@ def test_an_action_s_channel_is_one_of_the_catalogue_s(document: dict[str, Any])
     """The schema said only `string` for the four channels an action can be on (issue 51)."""
     channel = document["components"]["schemas"]["ActionOut"]["properties"]["channel"]
     assert channel["enum"] == list(get_args(Channel))
+
+
+def test_the_book_s_filters_list_their_values(document: dict[str, Any]) -> None:
+    """`GET /v1/accounts` named its filters' values only in prose (issue 51)."""
+    parameters = {p["name"]: p["schema"] for p in document["paths"]["/v1/accounts"]["get"]["parameters"]}
+    for name in ("tier", "band", "renewal", "source"):
+        assert parameters[name]["enum"] == ["", *FILTER_VALUES[name]], name
