@@ -58,6 +58,12 @@ class TrainConfig(BaseModel):
     max_trees: int = Field(300, ge=10, le=2000)
     max_depth: int = Field(6, ge=2, le=12)
     early_stopping_rounds: int = Field(30, ge=5)
+    refit_on_calibration: bool = Field(
+        False,
+        description="store and large tables: refit the tuned model on the train and calibration windows "
+        "together (trees in proportion to the rows, at most max_trees), so the latest labelled cutoffs, "
+        "the closest to scoring, teach the model too; the logistic baseline then fits the same rows",
+    )
     imbalance: Literal["none", "scale_pos_weight"] = Field(
         "none",
         description="scale_pos_weight reweights positives (calibration then undoes the bias); on simulated "

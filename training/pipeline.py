@@ -20,12 +20,13 @@ from features.definitions import monotone_constraints
 from retain.core.errors import RetainError
 from retain.core.settings import Settings, get_settings
 from retain.core.store import Store
-from training.artifact import Kind, ScoringModel
+from training.artifact import Kind, ScoringModel, model_matrix
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig
 from training.crossval import CrossValidated, Folds, calibrate_out_of_fold, cv_folds, refit, tune_cv
 from training.dataset import (
     TrainingSet,
+    WindowName,
     read_table,
     store_training_set,
     table_training_set,
@@ -220,7 +221,7 @@ def fit_and_evaluate(
         "slices": slice_metrics(test, y_test, candidates, config.slices),
         "calibration": config.calibration,
         "windows": data.lineage["windows"],
-        "tuning": _tuning(tuned, tuned.booster.num_trees()),
+        "tuning": _tuning(tuned, model.booster.num_trees()),
     }
     metrics["ece"] = metrics["model"]["ece"]
     plots = _store_plots(data, model, candidates, raw_test, config, truth, name) if config.plots else {}
@@ -260,7 +261,20 @@ def _fit_model(
         ranges=_ranges(data.part("train"), data),
     )
     model.calibrator = fit_calibrator(config.calibration, model.predict(data.part("calibration")), y_cal)
+    if config.refit_on_calibration:
+        # calibrated above, out of sample: the refitted booster has seen the calibration window's labels
+        rows, y = _fitted_rows(data, config)
+        trees = round(tuned.booster.num_trees() * len(y) / len(data.labels("train")))
+        params = {**tuned.params, "num_boost_round": min(config.max_trees, trees)}
+        model.booster = refit(params, model_matrix(rows, data.features, data.categories), y)
     return model, tuned
+
+
+def _fitted_rows(data: TrainingSet, config: TrainConfig) -> tuple[pd.DataFrame, np.ndarray]:
+    """The rows the final model (and the logistic baseline beside it) is fitted on: the train window, and
+    the calibration window too under `refit_on_calibration`."""
+    windows: list[WindowName] = ["train", "calibration"] if config.refit_on_calibration else ["train"]
+    return pd.concat([data.part(w) for w in windows]), np.concatenate([data.labels(w) for w in windows])
 
 
 def _candidates(
@@ -268,9 +282,9 @@ def _candidates(
 ) -> dict[str, np.ndarray | None]:
     """Test-window probabilities of the model (`served`) and of the baselines it must beat: the health
     formula (None for a table) and a logistic regression on the same features."""
-    train, calibration, test = data.part("train"), data.part("calibration"), data.part("test")
+    calibration, test = data.part("calibration"), data.part("test")
     categorical = list(data.categories)
-    logistic = logistic_baseline(train, data.labels("train"), data.features, categorical, config.random_seed)
+    logistic = logistic_baseline(*_fitted_rows(data, config), data.features, categorical, config.random_seed)
     return {
         "model": served,
         "health": health_probability(calibration, test, data.labels("calibration"), kind),

@@ -26,12 +26,16 @@ from retain.core.store import Store
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig, load_config
 from training.dataset import (
+    LABEL,
+    WINDOW,
+    TrainingSet,
     binary_labels,
+    check_windows,
     split_by_cutoff,
 )
 from training.evaluate import top_share
 from training.labels import label_frame
-from training.pipeline import train_model, train_table
+from training.pipeline import fit_and_evaluate, train_model, train_table
 
 HORIZON = 90
 #: a small budget: the whole file runs in a few minutes on 2 cores
@@ -320,3 +324,34 @@ def test_a_bring_your_own_table_without_a_good_label_is_refused(tmp_path: Path) 
         train_table(path, "churned", "customer", None, "x", TrainConfig(), settings=Settings())
     with pytest.raises(RetainError, match="no column 'label'"):
         train_table(path, "label", "customer", None, "x", TrainConfig(), settings=Settings())
+
+
+def test_refitting_on_the_calibration_window_learns_what_only_the_latest_cutoffs_show() -> None:
+    """A signal that appears only in the latest labelled cutoffs (here a column constant before them) is
+    lost to a model fitted on the train window alone; refitted on train and calibration, the model and its
+    logistic peer both use it on the test window."""
+    rng = np.random.default_rng(4)
+    windows = np.repeat(["train", "calibration", "test"], [6_000, 2_000, 2_000])
+    old, new = rng.normal(size=len(windows)), rng.normal(size=len(windows))
+    new[windows == "train"] = 0.0
+    logit = 0.8 * old + 1.6 * new - 2.0
+    rows = pd.DataFrame(
+        {
+            "account_id": [f"a{i}" for i in range(len(windows))],
+            "cutoff": pd.Timestamp("2025-01-31", tz="UTC"),
+            "usage_old": old,
+            "usage_new": new,
+            WINDOW: windows,
+            LABEL: (rng.random(len(windows)) < 1 / (1 + np.exp(-logit))).astype(int),
+        }
+    )
+    config = TrainConfig(n_trials=3, plots=False, monotone=False, slices=[]).resolved(Settings())
+    data = TrainingSet(
+        rows, ["usage_old", "usage_new"], {}, "account_id", "cutoff", {"windows": check_windows(rows, config)}
+    )
+    alone = fit_and_evaluate(data, "churn", "churn", config).metrics
+    refitted = fit_and_evaluate(
+        data, "churn", "churn", config.model_copy(update={"refit_on_calibration": True})
+    ).metrics
+    assert refitted["model"]["auc"] > alone["model"]["auc"] + 0.1, (alone["model"], refitted["model"])
+    assert refitted["logistic"]["auc"] > alone["logistic"]["auc"] + 0.1
