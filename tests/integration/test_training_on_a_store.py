@@ -211,16 +211,21 @@ def test_the_same_seed_and_data_give_the_same_metrics(world: World, churn: Train
 def test_shuffled_training_labels_drop_test_auc_to_chance(world: World, churn_set: TrainingSet) -> None:
     """Labels shuffled in every window the model learns from: train, and calibration, whose labels pick the
     trial and the number of trees (shuffling train alone leaves that selection to learn, ~0.6 AUC). What
-    is left to find on the test window is leakage, and there is none."""
-    rng = np.random.default_rng(1)
-    rows = churn_set.rows.copy()
-    for window in ("train", "calibration"):
-        part = rows[WINDOW] == window
-        rows.loc[part, LABEL] = rng.permutation(rows.loc[part, LABEL].to_numpy())
-    shuffled = dataclasses.replace(churn_set, rows=rows)
+    is left to find on the test window is leakage, and there is none. One shuffle is not enough: a model
+    of noise that happens to split on a strong feature scores 0.45-0.61 on these 76 test positives (five
+    shuffles measured, the same spread with the features before the trajectory ones), so the mean of three
+    is judged; a leaking feature would score far above."""
     config = run_config(world, plots=False).resolved(world.settings)
-    result = fit_and_evaluate(shuffled, "churn", "churn", config)
-    assert abs(result.metrics["model"]["auc"] - 0.5) < 0.1, result.metrics["model"]["auc"]
+    scores = []
+    for seed in (1, 2, 3):
+        rng = np.random.default_rng(seed)
+        rows = churn_set.rows.copy()
+        for window in ("train", "calibration"):
+            part = rows[WINDOW] == window
+            rows.loc[part, LABEL] = rng.permutation(rows.loc[part, LABEL].to_numpy())
+        shuffled = dataclasses.replace(churn_set, rows=rows)
+        scores.append(fit_and_evaluate(shuffled, "churn", "churn", config).metrics["model"]["auc"])
+    assert abs(float(np.mean(scores)) - 0.5) < 0.1, scores
 
 
 def test_expansion_model_trains_from_the_store(world: World) -> None:
