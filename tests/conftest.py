@@ -6,13 +6,14 @@ import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from registry.tracking import log_and_register
 from retain.simulate import SimConfig
-from tests.support.served import World, make_world
+from tests.support.served import Server, World, make_world
 from tests.support.services import require_service
 from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store
 from training.causal.train import train_uplift
@@ -73,6 +74,22 @@ def served_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     cockpit's end-to-end tests too) and the model review notebook; each starts its own servers, and a
     test that breaks a file puts it back."""
     return make_world(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture
+def serve(served_world: World, tmp_path: Path) -> Iterator[Any]:
+    """Start `retain serve` processes on the shared served world, each with its own settings; all are
+    stopped after the test."""
+    started: list[Server] = []
+
+    def start(**env: str) -> Server:
+        server = Server(served_world, tmp_path / f"server-{len(started)}.log", served_world.latest, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(scope="session")

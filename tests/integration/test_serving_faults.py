@@ -27,21 +27,6 @@ def world(served_world: World) -> World:
     return served_world
 
 
-@pytest.fixture
-def serve(world: World, tmp_path: Path) -> Iterator[Any]:
-    """Start servers on the shared world (fast alias polling); all are stopped after the test."""
-    started: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(world, tmp_path / f"server-{len(started)}.log", world.latest, **env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
-
-
 @pytest.fixture(scope="module")
 def healthy(served_world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server, started when the first test asks for it, once the tests that start their own against

@@ -7,7 +7,6 @@ last good book and says it is stale, and nothing answers 500.
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ import pyarrow.dataset as ds
 import pytest
 import requests
 
+from experiments.faults import pages_overwritten
 from retain.core.contract import INTERVENTION_SCHEMA
 from tests.support.served import Server, World, wait_for
 
@@ -29,21 +29,6 @@ COCKPIT = ("/ui", "/ui/book.csv", "/v1/accounts")
 @pytest.fixture
 def world(served_world: World) -> World:
     return served_world
-
-
-@pytest.fixture
-def serve(world: World, tmp_path: Path) -> Iterator[Any]:
-    """Start servers on the shared world; all are stopped after the test."""
-    started: list[Server] = []
-
-    def start(**env: str) -> Server:
-        server = Server(world, tmp_path / f"server-{len(started)}.log", world.latest, **env)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
 
 
 @contextmanager
@@ -202,36 +187,10 @@ def test_nothing_answers_500_while_tables_are_missing(world: World, serve: Any, 
     assert ready(server)
 
 
-@contextmanager
-def rows_overwritten(path: Path) -> Iterator[None]:
-    """The SQLite online store's data pages (its feature table's leaves) overwritten and its indexes left
-    whole, as a failing disk may leave it: a key no row holds is still answered, from an index alone.
-    The file is put back after."""
-    backup = path.with_name(f"{path.name}.backup")
-    shutil.copyfile(path, backup)
-    database = sqlite3.connect(path)
-    try:
-        (table,) = database.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchone()
-        size = database.execute("PRAGMA page_size").fetchone()[0]
-        leaves = "SELECT pageno FROM dbstat WHERE name = ? AND pagetype = 'leaf'"
-        pages = [page for (page,) in database.execute(leaves, (table,))]
-    finally:
-        database.close()
-    with path.open("r+b") as file:
-        for page in pages:
-            file.seek((page - 1) * size)
-            file.write(b"\xa5" * size)
-    try:
-        yield
-    finally:
-        shutil.copyfile(backup, path)
-        backup.unlink()
-
-
 def test_an_online_store_with_damaged_pages_is_not_ready(world: World, serve: Any) -> None:
     """Issue 51, failure 3: `/readyz` said ready while every account got rules answers ('database disk
     image is malformed'): it read a key no row holds, which never touched the damaged pages."""
-    with rows_overwritten(world.store.feast_dir / "online.db"):
+    with pages_overwritten(world.store.feast_dir / "online.db"):
         server = serve()
         status, body = readiness(server)
         assert status == 503 and not body["store"], body
