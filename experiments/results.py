@@ -125,11 +125,13 @@ SOURCES: tuple[Source, ...] = (
         "soak",
         "Soak under faults",
         "make soak",
-        "`retain serve` for 10 minutes at concurrency 16 mixing risk, next-best actions, batch scores, "
-        "feedback and reloads, with the decision log immutable for 30 s and the online store missing for "
-        "10 s part-way. Must hold: no crash, no 5xx at all, faults included (feedback the log cannot take "
-        "waits in its queue: 202), and every decision served and feedback taken in the log or counted as "
-        "lost",
+        "`retain serve` with two workers for 10 minutes at concurrency 16 mixing risk, next-best actions, "
+        "batch scores, feedback and reloads (each must reach both workers), with five faults in turn: the "
+        "decision log immutable, the online store's file gone, the newest events files gone with a reload, "
+        "the decision log's disk full with a SIGTERM and restart half-way, and a restart on an online store "
+        "with overwritten pages. Must hold: no crash (every stop a SIGTERM obeyed), no 5xx to a client, "
+        "every decision served and feedback taken in the log or counted as lost (what a stop spilled "
+        "replayed), and `/readyz` 503 during every fault and 200 outside them",
     ),
     Source(
         "uplift_seeds",
