@@ -27,6 +27,9 @@ from retain.core.gauges import Gauge as MonitorGauge
 log = logging.getLogger("retain.metrics")
 #: where the workers' counters are kept when several processes serve (prometheus_client's own variable)
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: set by `retain serve` when several workers share that folder; Feast sets MULTIPROCESS_DIR on import in
+#: every process, so that variable alone does not say the workers share counters
+SHARED_FLAG = "RETAIN_METRICS_SHARED"
 #: seconds between copies of a worker's decision log counts into the shared counters
 LOG_SYNC_SECONDS = 1.0
 #: the decision log's counts exported as counters (`DecisionLog.stats`)
@@ -138,7 +141,7 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         #: several workers: counters in files under this folder, summed at a scrape
-        self.shared = bool(os.environ.get(MULTIPROCESS_DIR))
+        self.shared = os.environ.get(SHARED_FLAG) == "1" and bool(os.environ.get(MULTIPROCESS_DIR))
         self._watched: list[Collector] = []
         self.requests = Counter(
             "retain_requests", "requests answered", ["route", "method", "status"], registry=self.registry

@@ -521,10 +521,10 @@ def _serve_workers(workers: int, host: str, port: int, options: dict[str, Any]) 
     # deferred: the server stack, only `serve` needs it
     import uvicorn
 
-    from serving.metrics import MULTIPROCESS_DIR
+    from serving.metrics import MULTIPROCESS_DIR, SHARED_FLAG
 
     with tempfile.TemporaryDirectory(prefix="retain-metrics-") as counters:
-        os.environ[MULTIPROCESS_DIR] = counters
+        os.environ.update({MULTIPROCESS_DIR: counters, SHARED_FLAG: "1"})
         factory = "serving.app:app_from_environment"
         uvicorn.run(factory, factory=True, workers=workers, host=host, port=port, **options)
 
