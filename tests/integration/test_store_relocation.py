@@ -60,7 +60,7 @@ def test_a_copied_store_trains_from_its_own_feast_repo_and_loads_its_own_models(
     moved: Copied, served_world: World
 ) -> None:
     model, info = load_scoring_model(moved.store, served_world.settings, "churn@champion")
-    assert info.aliases == ["challenger", "champion"] and model.features
+    assert "champion" in info.aliases and model.features  # other modules may add a challenger
     fs = feature_store(moved.store, served_world.settings)
     entities = pd.DataFrame(
         {
