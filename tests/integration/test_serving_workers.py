@@ -194,6 +194,8 @@ def test_every_scrape_counts_every_workers_answers(workers: Server, served_world
             for account in accounts:
                 path = f"/v1/accounts/{account}/risk"
                 assert workers.call("GET", path, headers={"Connection": "close"}).status_code == 200
+    # a request is counted just after its answer is sent, so a worker stopped right then counts it on waking
+    assert wait_for(lambda: counted(workers, "retain_requests_total", route) == before[first] + 20)
     for worker in (first, second):
         with answering(workers, worker):
             assert counted(workers, "retain_requests_total", route) == before[first] + 20
