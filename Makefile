@@ -19,7 +19,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-spark bench-demo bench-loop soak monitor-drift results clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -120,6 +120,9 @@ monitor-drift: install ## drift monitor over 20 seeds: false alarms on undrifted
 
 results: install ## render docs/results.md from the stamped runs in experiments/results/
 	$(BIN)/python -m experiments.results
+
+cli-docs: install ## write docs/cli.md from the `retain` command's own help (a unit test fails when it is stale)
+	$(BIN)/python -m experiments.cli_docs
 
 clean: ## remove the venv, caches and the default store
 	rm -rf $(VENV) $(STORE) .pytest_cache .mypy_cache .ruff_cache .hypothesis .bench-cache
