@@ -6,6 +6,11 @@ them (`record`), besides printing them. `python -m experiments.results` (`make r
 file into `docs/results.md`, one section per file: figures are never typed by hand into the documentation,
 so each one can be traced to the run that measured it and re-measured by its command.
 
+A section leads with a sentence and a short table of its headline figures, each beside its peer and its aim
+(`experiments.results_sections`, `experiments.results_studies`), names the run's stamp, links its JSON
+(every figure, not copied onto the page) and shows a plot where a curve says more than a row
+(`experiments.results_plots`, PNGs beside the page). The same JSON gives the same page.
+
     .venv/bin/python -m experiments.results [--results DIR] [--out FILE]
 """
 
@@ -13,6 +18,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import shlex
 import subprocess
 from collections.abc import Sequence
@@ -21,9 +28,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from experiments.results_plots import PLOTS
+from experiments.results_sections import BUILDERS as SECTIONS
+from experiments.results_sections import NONE_SET, Lead, Row, headline_table, table
+from experiments.results_studies import BUILDERS as STUDIES
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS_DIR = ROOT / "experiments" / "results"
 PAGE = ROOT / "docs" / "results.md"
+#: each run's headline figures, by its name
+BUILDERS = {**SECTIONS, **STUDIES}
 
 
 @dataclass(frozen=True)
@@ -34,6 +48,8 @@ class Source:
     title: str
     run: str
     measures: str
+    #: the bar its headline figures are held to, in words: shown while the run has not been made
+    aim: str = NONE_SET
 
 
 #: The known runs, in the page's order; a JSON file of any other name gets a section too, after these.
@@ -73,6 +89,7 @@ SOURCES: tuple[Source, ...] = (
         "make bench-cockpit",
         "the cockpit's book and account pages for a book of about 5,000 active accounts, against a 300 ms "
         "budget",
+        "first render < 300 ms",
     ),
     Source(
         "uplift",
@@ -88,8 +105,7 @@ SOURCES: tuple[Source, ...] = (
         "the Delta store against the previous manifest store (commit 468c718): ingest events/s and peak "
         "memory at 1M and 10M simulated events, each run its own process; and `POST /v1/interventions` "
         "p50/p99 on `retain serve` at 100, 1,000 and 10,000 interventions recorded (the peer's levels "
-        "capped by its time allowed). Must hold: the Delta store's p99 at 10,000 over its p99 at 100 "
-        "stays below 1.5",
+        "capped by its time allowed)",
     ),
     Source(
         "spark",
@@ -106,10 +122,8 @@ SOURCES: tuple[Source, ...] = (
         "three churn-like tables generated in `experiments/benchmarks/byo.py` (a telecom's 7,043 customers, "
         "30,000 B2B accounts, 100,000 app subscribers; categorical columns, missing values, interactions), "
         "each split 70/30 (stratified, seeded): Retain's table mode through `api.train_table` with a time "
-        "budget (logged and registered to MLflow, then scored through `retain score --table`'s path), "
-        "FLAML's AutoML on the same budget, LightGBM's defaults and a scaled logistic regression, all on the "
-        "same training rows and one thread; AUC on the held-out 30% and wall seconds. Must hold: on every "
-        "table Retain's AUC >= the best peer's - 0.005, in no more than the budget",
+        "budget, FLAML's AutoML on the same budget, LightGBM's defaults and a scaled logistic regression, "
+        "all on the same training rows and one thread; AUC on the held-out 30% and wall seconds",
     ),
     Source(
         "churn",
@@ -118,20 +132,16 @@ SOURCES: tuple[Source, ...] = (
         "per seed no test or tuning used (201-205; 3,000 accounts x 600 days), `retain train --model churn` "
         "on a fresh store: AUC, PR-AUC and top-decile lift on the latest matured test cutoff of the model, "
         "the logistic baseline on the same features and rows, the health formula and the oracle (the "
-        "simulator's truth, with the model's figures on the rows it covers). Must hold on every seed: AUC "
-        ">= the oracle's - 0.025 and >= the logistic's + 0.02, top-decile lift >= the logistic's",
+        "simulator's truth, with the model's figures on the rows it covers)",
     ),
     Source(
         "soak",
         "Soak under faults",
         "make soak",
-        "`retain serve` with two workers for 10 minutes at concurrency 16 mixing risk, next-best actions, "
-        "batch scores, feedback and reloads (each must reach both workers), with five faults in turn: the "
-        "decision log immutable, the online store's file gone, the newest events files gone with a reload, "
-        "the decision log's disk full with a SIGTERM and restart half-way, and a restart on an online store "
-        "with overwritten pages. Must hold: no crash (every stop a SIGTERM obeyed), no 5xx to a client, "
-        "every decision served and feedback taken in the log or counted as lost (what a stop spilled "
-        "replayed), and `/readyz` 503 during every fault and 200 outside them",
+        "`retain serve` with two workers for 10 minutes at concurrency 16, mixing risk, next-best actions, "
+        "batch scores, feedback and reloads, through five faults in turn: the decision log immutable, the "
+        "online store's file gone, the newest events files gone, the log's disk full (with a restart) and "
+        "an online store with overwritten pages",
     ),
     Source(
         "uplift_seeds",
@@ -147,11 +157,9 @@ SOURCES: tuple[Source, ...] = (
         "python -m experiments.uplift_seeds --seeds 101,102,103,104,105 --accounts 3000 --days 600 "
         "--name uplift_seeds_unseen",
         "on five simulations no test or tuning used (3,000 accounts x 600 days, the default 10% holdout), "
-        "each policy's share of the oracle's churn averted at a 10% budget: the uplift ranking (posterior "
-        "shares), econml's DRLearner per action fitted on the same rows and judged the same way, the "
-        "riskiest first and the rules, beside the ceilings; coverage of the true average effects; each "
-        "action's P(helps) and how often its Qini beat a random ranking. Aims: a mean share of at least "
-        "0.65, at least 3x the riskiest first on every seed, at least econml's",
+        "each policy's share of the oracle's churn averted at a 10% budget: the uplift ranking, econml's "
+        "DRLearner per action fitted on the same rows, the riskiest first and the rules, beside the "
+        "ceilings; and coverage of the true average effects",
     ),
     Source(
         "uplift_seeds_no_holdout",
@@ -163,14 +171,10 @@ SOURCES: tuple[Source, ...] = (
         "closed_loop",
         "The closed loop: a simulated year of following each policy's weekly plan",
         "make bench-loop",
-        "per seed, one world run week by week for each policy on the same CSM hours: the rules, the riskiest "
-        "first, Retain's plan without and with 5% exploration (its uplift champion retrained monthly on its "
-        "own world's data) and the oracle told the true effects; per quarter, the churn the executed plan "
-        "actions truly averted and the ARR they kept, beside the plan holdout's own estimate with its 95% "
-        "interval (`docs/methods/closed-loop.md`). Must hold (2,000 accounts, 4 quarters, 3 unseen seeds): "
-        "retain_explore averts at least 2.5x the churn of the rules and of the riskiest first and 0.60 of "
-        "the oracle's, its share of the oracle grows from the first quarter to the last, and the holdout's "
-        "interval holds the truth in at least 90% of policy-quarters",
+        "per seed, one world run week by week for each policy on the same CSM hours (the rules, the riskiest "
+        "first, Retain's plan without and with 5% exploration, the oracle told the true effects): the churn "
+        "each executed plan truly averted and the ARR it kept, beside the plan holdout's estimate with its "
+        "95% interval (`docs/methods/closed-loop.md`)",
     ),
     Source(
         "monitor_drift",
@@ -223,222 +227,103 @@ def record(name: str, module: str, argv: Sequence[str], figures: Any, folder: Pa
     return path
 
 
-def flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
-    """(dotted path, scalar) pairs of nested JSON: lists of scalars stay whole, other lists are indexed."""
-    if isinstance(value, dict):
-        if not value:
-            return [(prefix, "{}")] if prefix else []
-        return [pair for k, v in value.items() for pair in flatten(v, f"{prefix}.{k}" if prefix else str(k))]
-    if isinstance(value, list) and any(isinstance(v, dict | list) for v in value):
-        return [pair for i, v in enumerate(value) for pair in flatten(v, f"{prefix}[{i}]")]
-    return [(prefix or "value", value)]
+def _anchor(title: str) -> str:
+    """The anchor GitHub gives a heading."""
+    return re.sub(r"[^\w\- ]", "", title.lower()).replace(" ", "-")
 
 
-def show(value: Any) -> str:
-    """A figure as a table cell: large numbers with separators, others to four significant digits."""
-    if isinstance(value, bool) or value is None:
-        return "—" if value is None else str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        return f"{value:,.0f}" if abs(value) >= 1_000 else f"{value:.4g}"
-    if isinstance(value, list):
-        return ", ".join(show(v) for v in value) if value else "—"
-    return str(value).replace("|", "\\|").replace("\n", " ")
+def _when(date: str | None) -> str:
+    """A stamp's date as a person reads it: `2026-11-24 06:27 UTC`."""
+    if not date:
+        return "an unknown date"
+    try:
+        return datetime.fromisoformat(date).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except ValueError:
+        return date
 
 
-def section(source: Source, payload: dict[str, Any] | None) -> str:
-    """One run's section: what it measures, its stamp and a table of its figures (or how to produce them)."""
-    lines = [f"## {source.title}", "", f"What it measures: {source.measures}.", ""]
-    if payload is None:
-        lines += [f"Not run yet: `{source.run}` measures it.", ""]
-        return "\n".join(lines)
-    commit = str(payload.get("commit", "unknown"))
-    state = " (with uncommitted changes)" if payload.get("dirty") else ""
-    lines += [
-        f"- date: {payload.get('date', 'unknown')}",
-        f"- commit: `{commit}`{state}",
-        f"- command: `{payload.get('command', 'unknown')}`",
-        "",
-    ]
-    if source.name == CLOSED_LOOP:
-        return "\n".join(lines + closed_loop_lines(payload["figures"]))
-    if source.name == BYO:
-        return "\n".join(lines + byo_lines(payload["figures"]))
-    if source.name == CHURN:
-        return "\n".join(lines + churn_lines(payload["figures"]))
-    lines += [
-        "| figure | value |",
-        "|---|---|",
-        *(f"| `{key}` | {show(value)} |" for key, value in flatten(payload.get("figures"))),
-        "",
-    ]
-    return "\n".join(lines)
-
-
-# -- bring-your-own tables: one row per table, each contender's AUC and seconds side by side -------------
-
-BYO = "byo"
-BYO_CONTENDERS = ("retain", "flaml", "lightgbm_defaults", "logistic")
-
-
-def byo_lines(figures: dict[str, Any]) -> list[str]:
-    """Per table: its size, each contender's held-out AUC and wall seconds, Retain's gap to the best peer
-    and whether the bar holds; then how Retain trained."""
-    head = " | ".join(f"{c} AUC (s)" for c in BYO_CONTENDERS)
-    lines = [
-        f"Time budget {show(figures['budget_seconds'])} s for Retain and FLAML; seed {figures['seed']}.",
-        "",
-        f"| table | rows | base rate | {head} | gap to best peer | holds |",
-        "|---|---|---|" + "---|" * len(BYO_CONTENDERS) + "---|---|",
-    ]
-    for name, t in figures["tables"].items():
-        cells = " | ".join(f"{show(t['auc'][c])} ({show(t['seconds'][c])})" for c in BYO_CONTENDERS)
-        lines.append(
-            f"| {name} | {show(t['rows'])} | {show(t['base_rate'])} | {cells} "
-            f"| {t['gap_to_best_peer']:+.4f} | {show(t['holds'])} |"
-        )
-    lines += [
-        "",
-        "| table | Retain's evaluation | internal AUC | trials | trees | calibration |",
-        "|---|---|---|---|---|---|",
-    ]
-    for name, t in figures["tables"].items():
-        r = t["retain"]
-        lines.append(
-            f"| {name} | {r['evaluation']} | {show(r['internal_auc'])} | {show(r['trials'])} "
-            f"| {show(r['trees'])} | {r['calibration']} |"
-        )
-    return [*lines, "", f"Must hold on every table: {show(figures['must_hold'])}.", ""]
-
-
-# -- the store's churn model: one row per seed, each candidate's AUC, PR-AUC and lift side by side ---------
-
-CHURN = "churn"
-CHURN_CANDIDATES = ("model", "logistic", "health", "oracle")
-
-
-def churn_lines(figures: dict[str, Any]) -> list[str]:
-    """Per seed: each candidate's test AUC / PR-AUC / top-decile lift, the model's on the oracle's rows, and
-    which of the bars hold."""
-    head = " | ".join(f"{c} AUC / PR-AUC / lift" for c in CHURN_CANDIDATES)
-    lines = [
-        f"{figures['accounts']:,} accounts x {figures['days']} days per seed; the bars: AUC >= the oracle's "
-        f"- {figures['oracle_gap']} (on the oracle's rows) and >= the logistic's "
-        f"+ {figures['logistic_margin']}, lift >= the logistic's.",
-        "",
-        f"| seed | test rows (positives) | {head} | model on the oracle's rows | bars held |",
-        "|---|---|" + "---|" * len(CHURN_CANDIDATES) + "---|---|",
-    ]
-    for s in figures["seeds"]:
-        cells = " | ".join(
-            " / ".join(show(s[c][k]) for k in ("auc", "pr_auc", "lift_top_decile")) for c in CHURN_CANDIDATES
-        )
-        same = " / ".join(show(s["model_on_oracle_rows"][k]) for k in ("auc", "pr_auc", "lift_top_decile"))
-        held = ", ".join(name for name, ok in s["bars"].items() if ok) or "none"
-        rows = f"{show(s['test_rows'])} ({show(s['test_positives'])})"
-        lines.append(f"| {s['seed']} | {rows} | {cells} | {same} | {held} |")
-    return [*lines, "", f"Must hold on every seed: {show(figures['must_hold'])}.", ""]
-
-
-# -- the closed loop: a plot and a table per quarter, not its hundreds of weekly figures ------------------
-
-CLOSED_LOOP = "closed_loop"
-#: the closed loop's plot, beside the page that shows it
-LOOP_PLOT = "results-closed-loop.png"
-
-
-def _interval(found: dict[str, float] | None) -> str:
+def _stamp_line(source: Source, payload: dict[str, Any], link: str) -> str:
+    state = ", with uncommitted changes" if payload.get("dirty") else ""
+    command = payload.get("command", "unknown")
+    again = "" if source.run in command else f" (`{source.run}` runs it again)"
     return (
-        "—" if found is None else f"{show(found['estimate'])} [{show(found['low'])}, {show(found['high'])}]"
+        f"Run on {_when(payload.get('date'))} at commit `{payload.get('commit', 'unknown')}`{state}, by "
+        f"`{command}`{again}. Every figure of the run: [{source.name}.json]({link})."
     )
 
 
-def _used(quarters: list[dict[str, Any]]) -> str:
-    """The share of CSM hours the plans used, mean over seeds (runs before it was recorded: unknown)."""
-    shares = [q["hours_used_share"] for q in quarters if "hours_used_share" in q]
-    return f"{100 * sum(shares) / len(shares):.0f}%" if shares else "—"
+def lead(source: Source, payload: dict[str, Any] | None) -> Lead:
+    """The section's headline sentence and table; a run not made yet, or not known, shows its bar alone."""
+    if payload is None:
+        return Lead(
+            f"Not run yet: `{source.run}` measures it.", [Row("—", "not run yet", "—", source.aim, None)]
+        )
+    build = BUILDERS.get(source.name)
+    if build is None:
+        return Lead(
+            "No headline figures are set for this run: its JSON holds them all.",
+            [Row("—", "see its JSON", "—", source.aim, None)],
+        )
+    return build(payload["figures"])
 
 
-def closed_loop_lines(figures: dict[str, Any]) -> list[str]:
-    """The closed loop's plot, a table per quarter (policies by rows, seeds side by side in a cell) and the
-    issue's bar as measured."""
-    shares = {p["policy"]: p["share_of_oracle_by_quarter"] for p in figures["policies"]}
-    size = f"{figures['quarters']} quarter(s) of {figures['weeks_per_quarter']} weeks"
-    lines = [
-        f"{figures['accounts']:,} accounts, {size} after a {figures['warmup_days']}-day warm-up, "
-        f"{show(figures['capacity_hours'])} CSM hours a week, seeds {show(figures['seeds'])}; truth figures "
-        "are means over the seeds, holdout estimates of churn averted one per seed.",
-        "",
-        f"![Cumulative true ARR kept per policy, week by week]({LOOP_PLOT})",
-        "",
-    ]
-    for q in range(figures["quarters"]):
-        lines += [
-            f"Quarter {q + 1}:",
-            "",
-            "| policy | actions | CSM hours used | true churn averted | true ARR kept | "
-            "holdout estimate [95% interval] | holds the truth | share of the oracle |",
-            "|---|---|---|---|---|---|---|---|",
-        ]
-        for name in shares:
-            mine = [r["quarters"][q] for r in figures["runs"] if r["policy"] == name]
-            held = [m["covered"] for m in mine if m["covered"] is not None]
-            lines.append(
-                f"| {name} | {show(sum(m['actions'] for m in mine) // len(mine))} "
-                f"| {_used(mine)} "
-                f"| {show(sum(m['true_churn_averted'] for m in mine) / len(mine))} "
-                f"| {show(sum(m['true_arr_kept'] for m in mine) / len(mine))} "
-                f"| {'; '.join(_interval(m['holdout_churn_averted']) for m in mine)} "
-                f"| {sum(held)}/{len(held)} | {show(shares[name][q])} |"
-            )
-        lines.append("")
-    timings = {r["policy"]: [] for r in figures["runs"]}
-    for r in figures["runs"]:
-        timings[r["policy"]].append(r["seconds"]["total"])
-    lines += ["The bar as measured:", "", "| figure | value |", "|---|---|"]
-    lines += [f"| `{key}` | {show(value)} |" for key, value in flatten(figures["must_hold"])]
-    lines += [f"| `seconds.{name}` | {show(value)} |" for name, value in timings.items()]
-    lines += [f"| `seconds.warm_up` | {show(list(figures['warm_up_seconds'].values()))} |", ""]
-    return lines
+def section(source: Source, payload: dict[str, Any] | None, link: str) -> str:
+    """One run's section: the headline sentence and table, the run's stamp and JSON, what it measures, its
+    plot and any short detail."""
+    top = lead(source, payload)
+    lines = [f"## {source.title}", "", top.says, "", *headline_table(top.rows), ""]
+    if payload is not None:
+        lines += [_stamp_line(source, payload, link), ""]
+    lines += [f"What it measures: {source.measures}.", ""]
+    if payload is not None and source.name in PLOTS:
+        png, alt, _ = PLOTS[source.name]
+        lines += [f"![{alt}]({png})", ""]
+    return "\n".join(lines + top.details)
 
 
-def closed_loop_plot(figures: dict[str, Any], out: Path) -> None:
-    """Cumulative true ARR kept by each policy's executed plan actions, week by week, mean over the seeds."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # deferred: only the closed loop draws
-
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for summary in figures["policies"]:
-        mine = [r["weeks"] for r in figures["runs"] if r["policy"] == summary["policy"]]
-        weeks = [datetime.fromisoformat(w["week"]) for w in mine[0]]
-        kept = [sum(run[k]["arr_kept"] for run in mine) / len(mine) for k in range(len(weeks))]
-        ax.plot(weeks, [sum(kept[: k + 1]) for k in range(len(kept))], label=summary["policy"])
-    ax.set_ylabel("true ARR kept, cumulative ($)")
-    ax.set_title("The closed loop: what each policy's plans truly kept")
-    ax.legend()
-    fig.autofmt_xdate()
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+def _glance(sources: list[tuple[Source, dict[str, Any] | None]]) -> list[str]:
+    """One row a section: its first headline figure and how many of its headline aims are met."""
+    rows = []
+    for source, payload in sources:
+        top = lead(source, payload).rows
+        judged = [r.met for r in top if r.met is not None]
+        met = f"{sum(judged)} of {len(judged)}" if judged else "—"
+        headline = f"{top[0].figure}: {top[0].measured}" if payload else top[0].measured
+        rows.append((f"[{source.title}](#{_anchor(source.title)})", headline, met))
+    return ["## At a glance", "", *table(("section", "first headline figure", "aims met"), rows), ""]
 
 
-def render(folder: Path = RESULTS_DIR) -> str:
-    """The whole page from every `*.json` in `folder`: the known runs first, in order, then any others."""
+def render(folder: Path = RESULTS_DIR, page_dir: Path = PAGE.parent) -> str:
+    """The whole page from every `*.json` in `folder`: the known runs first, in order, then any others.
+    Links to the JSON are relative to `page_dir`, where the page is written."""
     found = {path.stem: json.loads(path.read_text()) for path in sorted(folder.glob("*.json"))}
     known = {s.name for s in SOURCES}
-    others = [Source(name, name, "its own command", "see its command") for name in found if name not in known]
+    others = [Source(name, name, "its own command", "see its JSON") for name in found if name not in known]
+    sources = [(s, found.get(s.name)) for s in (*SOURCES, *others)]
+    relative = Path(os.path.relpath(folder, page_dir)).as_posix()
     head = [
         "# Results",
         "",
-        "Generated by `make results` (`python -m experiments.results`) from the JSON that each benchmark "
-        "and evaluation writes to `experiments/results/`; do not edit by hand. Each section names the date, "
-        "the commit and the command of the run its figures come from; run the command again to re-measure.",
+        "What Retain measured, against its peers and the aims set for it. `make results` writes this page "
+        "from the JSON each benchmark stamps in `experiments/results/`; do not edit it by hand. Each section "
+        "starts with its headline figures, then names the run (date, commit, command) and links its JSON, "
+        "which holds every figure. Run the command again to measure again.",
         "",
+        *_glance(sources),
     ]
-    return "\n".join(head + [section(s, found.get(s.name)) for s in (*SOURCES, *others)]).rstrip() + "\n"
+    body = [section(s, payload, f"{relative}/{s.name}.json") for s, payload in sources]
+    return "\n".join(head + body).rstrip() + "\n"
+
+
+def draw(folder: Path, page_dir: Path) -> list[Path]:
+    """Every plot whose run is in `folder`, as a PNG in `page_dir`."""
+    drawn = []
+    for name, (png, _, plot) in PLOTS.items():
+        path = folder / f"{name}.json"
+        if path.exists():
+            plot(json.loads(path.read_text())["figures"], page_dir / png)
+            drawn.append(page_dir / png)
+    return drawn
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -449,11 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=PAGE, help="the page to write [docs/results.md]")
     args = parser.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(args.results))
-    loop = args.results / f"{CLOSED_LOOP}.json"
-    if loop.exists():
-        closed_loop_plot(json.loads(loop.read_text())["figures"], args.out.parent / LOOP_PLOT)
-    print(f"wrote {args.out}")
+    args.out.write_text(render(args.results, args.out.parent))
+    drawn = draw(args.results, args.out.parent)
+    print(f"wrote {args.out} ({args.out.stat().st_size:,} bytes) and {len(drawn)} plots")
     return 0
 
 
