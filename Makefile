@@ -64,10 +64,11 @@ demo: install ## the main job on embedded defaults: simulate -> ingest -> featur
 	@echo
 	@$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
 
-lint: install ## ruff (lint and format check) and the import layers (import-linter)
+lint: install ## ruff (lint and format check), the import layers (import-linter), declared dependencies (deptry)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	$(BIN)/deptry .
 
 typecheck: install ## mypy over the packages
 	$(BIN)/mypy
