@@ -13,9 +13,10 @@ PORT ?= 8000
 # JSON=--json: each demo step prints its whole result as JSON instead of a summary
 JSON ?=
 CHROMIUM ?= /usr/bin/chromium
-# test processes: one a core; each builds its own session worlds, and a test module stays on one process
+# test processes: one a core; each builds its own session worlds, and a test module stays on one process.
+# The slowest tests are listed at the end, so CI's log shows where the suite's 15 minutes go
 TEST_WORKERS ?= 2
-PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
+PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
