@@ -57,7 +57,15 @@ if TYPE_CHECKING:
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.decision_log import DecisionLog
     from serving.webhooks.delivery import DeliveryRound
-    from serving.webhooks.outbox import FailedDelivery, NewWebhook, Outbox, RecordedAlerts, Retried, Webhook
+    from serving.webhooks.outbox import (
+        FailedDelivery,
+        NewWebhook,
+        Outbox,
+        RecordedAlerts,
+        Retried,
+        RotatedSecret,
+        Webhook,
+    )
     from training.artifact import ScoringModel
     from training.config import TrainConfig, UpliftConfig
     from training.result import TrainResult
@@ -101,6 +109,7 @@ __all__ = [
     "retrain",
     "retry_deliveries",
     "rollback",
+    "rotate_webhook_secret",
     "run_webhook_worker",
     "score",
     "score_table",
@@ -680,6 +689,21 @@ def remove_webhook(webhook_id: str, *, store: StoreLike = None, settings: Settin
     """End a subscription: nothing more is sent to it."""
     with _outbox(store, settings_or_default(settings)) as outbox:
         return outbox.remove(webhook_id)
+
+
+def rotate_webhook_secret(
+    webhook_id: str,
+    overlap_seconds: float | None = None,
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+) -> RotatedSecret:
+    """Give a subscription a new signing secret, returned this once; the one it replaces keeps signing
+    beside it for `overlap_seconds` (default: `webhooks.rotation_overlap_seconds`), then is dropped."""
+    settings = settings_or_default(settings)
+    overlap = settings.webhooks.rotation_overlap_seconds if overlap_seconds is None else overlap_seconds
+    with _outbox(store, settings) as outbox:
+        return outbox.rotate(webhook_id, overlap)
 
 
 def record_alerts(

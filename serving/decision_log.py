@@ -185,7 +185,8 @@ API_KEYS = sa.Table(
 )
 
 #: webhook subscriptions (`serving.webhooks`): where alerts of the listed types (comma-separated, or `*`)
-#: are pushed, and the secret that signs them, which is kept as it is: a signature needs it
+#: are pushed, and the current secret that signs them, which is kept as it is: a signature needs it;
+#: `legacy_signature` marks a secret from before Standard Webhooks (its deliveries carry Retain-Signature)
 WEBHOOKS = sa.Table(
     "webhooks",
     METADATA,
@@ -195,6 +196,17 @@ WEBHOOKS = sa.Table(
     sa.Column("secret", sa.String, nullable=False),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("removed_at", UTCDateTime),
+    sa.Column("legacy_signature", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+
+#: the secrets a rotation replaced: each still signs beside the webhook's current one until `expires_at`
+WEBHOOK_RETIRING_SECRETS = sa.Table(
+    "webhook_retiring_secrets",
+    METADATA,
+    sa.Column("webhook_id", sa.String, primary_key=True),
+    sa.Column("secret", sa.String, primary_key=True),
+    sa.Column("legacy_signature", sa.Boolean, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 #: alerts recorded for delivery, each once by its stable id; `payload` is the exact JSON body sent, so

@@ -407,7 +407,24 @@ class WebhookResponse(WebhookOut):
 
 class WebhookCreated(WebhookResponse):
     secret: str = Field(
-        description="signs every delivery (Retain-Signature); shown in this answer only, never again"
+        description="signs every delivery (webhook-signature, by the Standard Webhooks spec): whsec_ and "
+        "base64; shown in this answer only, never again"
+    )
+
+
+class WebhookRotateIn(RequestBody):
+    overlap_seconds: float | None = Field(
+        None,
+        ge=0,
+        le=30 * 86_400,
+        description="how long the secret replaced keeps signing beside the new one; 0 drops it at once "
+        "(a leaked secret); default RETAIN_WEBHOOKS__ROTATION_OVERLAP_SECONDS, a day",
+    )
+
+
+class WebhookRotated(WebhookCreated):
+    previous_until: datetime | None = Field(
+        description="until when the secret replaced still signs; null when it was dropped at once"
     )
 
 

@@ -64,6 +64,8 @@ from serving.schemas import (
     WebhookList,
     WebhookOut,
     WebhookResponse,
+    WebhookRotated,
+    WebhookRotateIn,
 )
 from serving.webhooks.checks import WebhookInputError
 from serving.webhooks.outbox import UnknownWebhook
@@ -533,6 +535,25 @@ class Service:
         except UnknownWebhook as e:
             raise ApiError(404, "webhook_not_found", str(e)) from e
         return WebhookResponse(request_id=request_id, **asdict(removed))
+
+    def rotate_webhook_secret(
+        self, webhook_id: str, body: WebhookRotateIn, request_id: str
+    ) -> WebhookRotated:
+        """A new signing secret, in this answer only; the one it replaces signs beside it for the overlap."""
+        default = self.resources.settings.webhooks.rotation_overlap_seconds
+        overlap = default if body.overlap_seconds is None else body.overlap_seconds
+        try:
+            rotated = self.resources.outbox.rotate(webhook_id, overlap)
+        except UnknownWebhook as e:
+            raise ApiError(404, "webhook_not_found", str(e)) from e
+        except WebhookInputError as e:
+            raise _invalid(e) from e
+        return WebhookRotated(
+            request_id=request_id,
+            secret=rotated.secret,
+            previous_until=rotated.previous_until,
+            **asdict(rotated.webhook),
+        )
 
     def failed_deliveries(self, request_id: str) -> FailedDeliveries:
         dead = [FailedDeliveryOut(**asdict(f)) for f in self.resources.outbox.failed()]

@@ -1,52 +1,32 @@
-"""A receiver of Retain's webhooks, standard library only: copy it and put your playbook in `apply`.
+"""A receiver of Retain's webhooks: copy it and put your playbook in `apply`.
 
-It checks every delivery's signature (HMAC-SHA256 of `"{timestamp}.{body}"` with the subscription's
-secret), refuses a timestamp more than five minutes away from its clock (a captured request replayed
-later), and applies each alert once by its idempotency key: Retain delivers at least once, so an alert
-can arrive again (after a timeout, a crash or a retry); a repeat is answered 200 and not applied.
+Retain signs by the Standard Webhooks spec, so the check is the spec's own library
+(`pip install standardwebhooks`): `Webhook(secret).verify(body, headers)` checks the `webhook-signature`
+over the id, the timestamp and the raw body with the subscription's secret, and refuses a timestamp more
+than five minutes away from this clock (a captured request replayed later). The receiver then applies
+each alert once by its `webhook-id`, the idempotency key: Retain delivers at least once, so an alert can
+arrive again (after a timeout, a crash or a retry); a repeat is answered 200 and not applied.
 
     WEBHOOK_SECRET=whsec_... python docs/examples/webhook_receiver.py --port 9000
 
-The secret comes from the environment, not the command line, where other users could read it. The keys
-applied are kept in memory here: a real receiver keeps them where it applies the alert (a unique key
-written in the same transaction), so a restart does not forget them. It prints one JSON line per
-request, after a first line with the address it listens on. See docs/methods/webhooks.md.
+The secret comes from the environment, not the command line, where other users could read it. While a
+secret is rotated, Retain signs with the old and the new one, so the receiver may switch from one to the
+other at any time in the overlap. The keys applied are kept in memory here: a real receiver keeps them
+where it applies the alert (a unique key written in the same transaction), so a restart does not forget
+them. It prints one JSON line per request, after a first line with the address it listens on. See
+docs/methods/webhooks.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
-import hmac
 import json
 import os
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TOLERANCE_SECONDS = 300
-
-
-def verify_signature(
-    secret: str,
-    timestamp: str | int,
-    body: bytes,
-    signature: str,
-    tolerance_seconds: float = TOLERANCE_SECONDS,
-    now: float | None = None,
-) -> bool:
-    """Whether `signature` signs exactly `body` at `timestamp` with `secret`, and `timestamp` is within
-    `tolerance_seconds` of `now` (default: the clock). Compares in constant time."""
-    try:
-        sent = int(timestamp)
-    except (TypeError, ValueError):
-        return False
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance_seconds:
-        return False
-    digest = hmac.new(secret.encode(), f"{sent}.".encode() + body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(f"v1={digest}".encode(), signature.strip().encode())
+from standardwebhooks import Webhook, WebhookVerificationError
 
 
 def apply(alert: dict[str, Any]) -> None:
@@ -56,7 +36,7 @@ def apply(alert: dict[str, Any]) -> None:
 class Receiver(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], secret: str) -> None:
         super().__init__(address, Handler)
-        self.secret = secret
+        self.webhook = Webhook(secret)
         self.applied: set[str] = set()
         self.lock = threading.Lock()
 
@@ -66,17 +46,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        key = self.headers.get("Retain-Idempotency-Key", "")
-        timestamp = self.headers.get("Retain-Timestamp", "")
-        if not key or not verify_signature(
-            self.server.secret, timestamp, body, self.headers.get("Retain-Signature", "")
-        ):
-            self.answer(401, key, "refused: a bad signature, or a timestamp over five minutes away")
+        headers = dict(self.headers.items())
+        key = self.headers.get("webhook-id", "")
+        try:
+            alert = self.server.webhook.verify(body, headers)  # before anything reads the body
+        except WebhookVerificationError as e:
+            self.answer(401, key, f"refused: {e}")
             return
         with self.server.lock:  # one at a time, so two copies arriving together apply once
             fresh = key not in self.server.applied
             if fresh:
-                apply(json.loads(body))
+                apply(alert)
                 self.server.applied.add(key)
         self.answer(200, key, "applied" if fresh else "duplicate")
 

@@ -675,6 +675,33 @@ def webhooks_remove(
     _emit(api.remove_webhook(webhook_id, store=_store(store)), as_json, summaries.webhook_removed)
 
 
+@webhooks_app.command("rotate")
+def webhooks_rotate(
+    webhook_id: Annotated[str, typer.Argument(help="the webhook's id, as `retain webhooks list` shows it")],
+    overlap: Annotated[
+        float | None,
+        typer.Option(
+            help="seconds the old secret keeps signing beside the new one; 0 drops it at once "
+            "[default: RETAIN_WEBHOOKS__ROTATION_OVERLAP_SECONDS, a day]",
+            min=0,
+        ),
+    ] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a webhook a new signing secret: its summary, then the new secret as the last line, shown this
+    once. Deliveries carry a signature by each secret until the overlap ends."""
+    rotated = api.rotate_webhook_secret(webhook_id, overlap, store=_store(store))
+    note = {"note": "the signing secret on the next line is shown only once"}
+    if as_json:
+        shown = cast(dict[str, Any], api.as_json(rotated.webhook))
+        shown |= {"previous_until": api.as_json(rotated.previous_until)} | note
+        sys.stdout.write(json.dumps(shown, indent=2) + "\n")
+    else:
+        console.print(summaries.webhook_rotated(rotated))
+    sys.stdout.write(rotated.secret + "\n")
+
+
 @webhooks_app.command("failed")
 def webhooks_failed(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """The dead letters: deliveries that failed every attempt, with the last error."""

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from serving.batch import ModelAnswered, StoreScores, TableScores
     from serving.keys import ApiKey
     from serving.webhooks.delivery import DeliveryRound
-    from serving.webhooks.outbox import FailedDelivery, Retried, Webhook
+    from serving.webhooks.outbox import FailedDelivery, Retried, RotatedSecret, Webhook
 
 #: binary metrics shown for each candidate of a churn or expansion run, by their key in `metrics`
 CANDIDATE_METRICS = {"auc": "AUC", "pr_auc": "PR-AUC", "brier": "Brier", "lift_top_decile": "lift top 10%"}
@@ -436,6 +436,20 @@ def webhooks_listed(webhooks: list[Webhook]) -> RenderableType:
 
 def webhook_removed(w: Webhook) -> RenderableType:
     return f"Removed webhook {w.webhook_id} ({w.url}): nothing more is sent to it."
+
+
+def webhook_rotated(r: RotatedSecret) -> RenderableType:
+    w = r.webhook
+    kept = (
+        f"the secret it replaces still signs beside it until {r.previous_until:%Y-%m-%d %H:%M:%S} UTC, "
+        "then is dropped"
+        if r.previous_until is not None
+        else "the secret it replaces was dropped at once"
+    )
+    return (
+        f"Rotated the signing secret of webhook {w.webhook_id} ({w.url}): {kept}. The new secret is on the "
+        "next line: it will not be shown again, so give it to the receiver now."
+    )
 
 
 def deliveries_failed(failed: list[FailedDelivery]) -> RenderableType:

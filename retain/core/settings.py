@@ -137,6 +137,8 @@ class WebhookSettings(BaseModel):
     timeout_seconds: float = Field(10.0, gt=0)
     #: the worker's pause between looks for due deliveries
     poll_seconds: float = Field(5.0, gt=0)
+    #: how long a rotated-out signing secret keeps signing beside the new one (`retain webhooks rotate`)
+    rotation_overlap_seconds: float = Field(86_400.0, ge=0, le=30 * 86_400)
 
     @model_validator(mode="after")
     def _lease_outlasts_a_request(self) -> WebhookSettings:

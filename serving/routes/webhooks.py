@@ -17,6 +17,8 @@ from serving.schemas import (
     WebhookIn,
     WebhookList,
     WebhookResponse,
+    WebhookRotated,
+    WebhookRotateIn,
 )
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(KeyRequired("admin"))])
@@ -41,6 +43,19 @@ def remove_webhook(
     webhook_id: Annotated[str, Path(min_length=1, max_length=200)], service: ServiceDep, request_id: RequestId
 ) -> WebhookResponse:
     return service.remove_webhook(webhook_id, request_id)
+
+
+@router.post(
+    "/v1/webhooks/{webhook_id}/rotate",
+    summary="a new signing secret, shown this once; the old one signs beside it for the overlap",
+)
+def rotate_webhook_secret(
+    webhook_id: Annotated[str, Path(min_length=1, max_length=200)],
+    service: ServiceDep,
+    request_id: RequestId,
+    body: WebhookRotateIn | None = None,
+) -> WebhookRotated:
+    return service.rotate_webhook_secret(webhook_id, body or WebhookRotateIn(), request_id)
 
 
 @router.get("/v1/webhooks/failed", summary="deliveries that failed every attempt (the dead letters)")

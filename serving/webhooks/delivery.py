@@ -1,9 +1,10 @@
-"""The delivery worker: it claims due deliveries under a lease, POSTs each alert signed, and settles it:
-delivered on a 2xx; otherwise tried again after a wait that doubles from `backoff_seconds` up to
-`backoff_cap_seconds`, and dead after `max_attempts` failures. A URL that has come to resolve to a refused
-address is dead at once, with the reason. `retain serve` runs one in a thread beside the API; `retain
-webhooks deliver` runs one on its own or for a cron (`--once`). Several may run against one database: the
-lease keeps them from sending a delivery twice at once.
+"""The delivery worker: it claims due deliveries under a lease, POSTs each alert signed by the Standard
+Webhooks spec with each of its webhook's live secrets, and settles it: delivered on a 2xx; otherwise
+tried again after a wait that doubles from `backoff_seconds` up to `backoff_cap_seconds`, and dead after
+`max_attempts` failures. A URL that has come to resolve to a refused address is dead at once, with the
+reason. `retain serve` runs one in a thread beside the API; `retain webhooks deliver` runs one on its own
+or for a cron (`--once`). Several may run against one database: the lease keeps them from sending a
+delivery twice at once.
 """
 
 from __future__ import annotations
@@ -112,8 +113,9 @@ def _send(claim: Claim, timeout: float) -> _Failure | None:
         return _Failure(str(e), permanent=True)
     except UnresolvedHost as e:
         return _Failure(str(e))
-    body = claim.payload.encode()
-    headers = signed_headers(claim.secret, claim.alert_id, claim.type, body, int(time.time()))
+    body, now = claim.payload.encode(), time.time()
+    signing = claim.signing(datetime.fromtimestamp(now, UTC))
+    headers = signed_headers(signing, claim.alert_id, claim.type, body, int(now))
     try:
         # stream: the answer's status is all that counts, and its body is never read
         with requests.post(

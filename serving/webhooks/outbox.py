@@ -7,7 +7,11 @@ lose them: a crash before any worker sends only delays them. An alert is inserte
 absent, so a rerun of the build that made it records nothing twice. A worker claims due deliveries with a
 lease (`claimed_until`): while it holds, no other worker takes them; when a worker dies mid-delivery they
 are due again once it has passed. A delivery may thus be sent more than once, never lost: receivers drop
-repeats by the idempotency key, the alert's id.
+repeats by the idempotency key, the alert's id (`webhook-id`).
+
+A webhook's current secret is in its row; `rotate` replaces it and keeps the one it replaced signing
+beside it for an overlap (`webhook_retiring_secrets`), so the receiver can move to the new secret
+without refusing a delivery.
 """
 
 from __future__ import annotations
@@ -18,18 +22,25 @@ import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import sqlalchemy as sa
 
 from features.alerts import ALERT_SCHEMA_VERSION, ALERT_TYPES, Alert
 from retain.core.errors import RetainError
 from retain.core.urls import redact
-from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog, upsert_into
+from serving.decision_log import (
+    ALERTS,
+    DELIVERIES,
+    WEBHOOK_RETIRING_SECRETS,
+    WEBHOOKS,
+    DecisionLog,
+    upsert_into,
+)
 from serving.webhooks.checks import ALL_EVENTS, COMMANDS, WebhookInputError, check_url, parse_events
-from serving.webhooks.signing import new_secret
+from serving.webhooks.signing import SigningSecret, new_secret
 
-DeliveryStatus = Literal["pending", "delivered", "dead"]
+#: the longest overlap a rotation takes: a secret that should go cannot linger for longer
+MAX_OVERLAP_SECONDS = 30 * 86_400.0
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,15 @@ class NewWebhook:
     webhook: Webhook
     #: the signing secret, returned this once: only the receiver keeps it
     secret: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RotatedSecret:
+    webhook: Webhook
+    #: the new signing secret, returned this once: only the receiver keeps it
+    secret: str = field(repr=False)
+    #: until when the secret it replaced still signs beside it; None when that one was dropped at once
+    previous_until: datetime | None
 
 
 @dataclass(frozen=True)
@@ -118,9 +138,14 @@ class Claim:
     #: failed attempts so far
     attempts: int
     url: str = field(repr=False)  # may carry a password
-    secret: str = field(repr=False)
+    #: the webhook's secrets when claimed: the current one first, then any a rotation is retiring
+    secrets: tuple[SigningSecret, ...] = field(repr=False)
     #: the end of the lease, which also tells this claim from a later one of the same delivery
     until: datetime
+
+    def signing(self, now: datetime) -> list[SigningSecret]:
+        """The secrets that sign a delivery sent at `now`: those whose overlap has not ended."""
+        return [s for s in self.secrets if s.live(now)]
 
 
 class UnknownWebhook(RetainError):
@@ -190,6 +215,28 @@ class Outbox:
             conn.execute(removal.values(removed_at=datetime.now(UTC)))
         return found[0]
 
+    def rotate(self, webhook_id: str, overlap_seconds: float) -> RotatedSecret:
+        """Give a subscription a new signing secret. The one it replaces keeps signing beside it for
+        `overlap_seconds` (0: dropped at once, for a secret that leaked); a secret an earlier rotation is
+        still retiring stops by then at the latest."""
+        if not 0 <= overlap_seconds <= MAX_OVERLAP_SECONDS:
+            said = f"the overlap is 0 to {MAX_OVERLAP_SECONDS:g} seconds, not {overlap_seconds:g}"
+            raise WebhookInputError("overlap_seconds", "invalid_overlap", said)
+        w = WEBHOOKS.c
+        now, secret = datetime.now(UTC), new_secret()
+        until = now + timedelta(seconds=overlap_seconds)
+        current = sa.select(w.secret, w.legacy_signature).where(w.webhook_id == webhook_id).with_for_update()
+        with self.log.connect(write=True) as conn:
+            found = _live(conn, webhook_id)
+            if not found:
+                raise UnknownWebhook(f"no webhook with id {webhook_id!r}")
+            secret_now, legacy = conn.execute(current).one()
+            replaced = SigningSecret(secret_now, legacy=legacy)
+            _retire(conn, webhook_id, replaced, now, until)
+            renewed = WEBHOOKS.update().where(w.webhook_id == webhook_id)
+            conn.execute(renewed.values(secret=secret, legacy_signature=False))
+        return RotatedSecret(found[0], secret, until if overlap_seconds > 0 else None)
+
     # -- recording -------------------------------------------------------------------------------------
     def record(self, alerts: Iterable[Alert]) -> RecordedAlerts:
         """Record the alerts not recorded yet, each with a pending delivery per live subscription to its
@@ -215,7 +262,9 @@ class Outbox:
             sa.or_(d.claimed_until.is_(None), d.claimed_until <= now),
         )
         query = (
-            sa.select(d.alert_id, d.webhook_id, a.type, a.payload, d.attempts, w.url, w.secret)
+            sa.select(
+                d.alert_id, d.webhook_id, a.type, a.payload, d.attempts, w.url, w.secret, w.legacy_signature
+            )
             .join(ALERTS, a.alert_id == d.alert_id)
             .join(WEBHOOKS, w.webhook_id == d.webhook_id)
             .where(due, w.removed_at.is_(None))
@@ -225,12 +274,17 @@ class Outbox:
         until = now + timedelta(seconds=lease_seconds)
         claimed = []
         with self.log.connect(write=True) as conn:
-            for row in conn.execute(query).mappings().all():
+            rows = conn.execute(query).mappings().all()
+            retiring = _retiring(conn, {row["webhook_id"] for row in rows}, now)
+            for row in rows:
                 take = DELIVERIES.update().where(
                     d.alert_id == row["alert_id"], d.webhook_id == row["webhook_id"], due
                 )
                 if conn.execute(take.values(claimed_until=until)).rowcount:
-                    claimed.append(Claim(**row, until=until))
+                    fields = {k: v for k, v in row.items() if k not in ("secret", "legacy_signature")}
+                    current = SigningSecret(row["secret"], legacy=row["legacy_signature"])
+                    signing = (current, *retiring.get(row["webhook_id"], ()))
+                    claimed.append(Claim(**fields, secrets=signing, until=until))
         return claimed
 
     def delivered(self, claim: Claim, now: datetime) -> None:
@@ -371,6 +425,37 @@ def _live(conn: sa.Connection, webhook_id: str | None = None) -> list[Webhook]:
         )
         for i, url, events, created_at in rows
     ]
+
+
+def _retire(
+    conn: sa.Connection, webhook_id: str, replaced: SigningSecret, now: datetime, until: datetime
+) -> None:
+    """Inside a rotation: keep the `replaced` secret signing until `until` (unless that is now), end any
+    other retiring secret by then, and forget those whose overlap has ended."""
+    r, retiring = WEBHOOK_RETIRING_SECRETS.c, WEBHOOK_RETIRING_SECRETS
+    conn.execute(retiring.delete().where(r.webhook_id == webhook_id, r.expires_at <= now))
+    conn.execute(
+        retiring.update().where(r.webhook_id == webhook_id, r.expires_at > until).values(expires_at=until)
+    )
+    if until > now:
+        kept = {"webhook_id": webhook_id, "secret": replaced.secret, "legacy_signature": replaced.legacy}
+        conn.execute(retiring.insert(), {**kept, "expires_at": until})
+
+
+def _retiring(
+    conn: sa.Connection, webhook_ids: Iterable[str], now: datetime
+) -> dict[str, list[SigningSecret]]:
+    """The secrets rotations are retiring from these webhooks whose overlap has not ended, newest first."""
+    r = WEBHOOK_RETIRING_SECRETS.c
+    query = (
+        sa.select(r.webhook_id, r.secret, r.legacy_signature, r.expires_at)
+        .where(r.webhook_id.in_(list(webhook_ids)), r.expires_at > now)
+        .order_by(r.webhook_id, r.expires_at.desc())
+    )
+    found: dict[str, list[SigningSecret]] = {}
+    for webhook_id, secret, legacy, expires_at in conn.execute(query):
+        found.setdefault(webhook_id, []).append(SigningSecret(secret, expires_at, legacy))
+    return found
 
 
 def _insert_absent(conn: sa.Connection, rows: Sequence[Mapping[str, object]]) -> set[str]:

@@ -18,7 +18,6 @@ from retain import api
 from retain.alerting import feature_alerts, score_alerts
 from retain.core.store import Store
 from serving.assess import risk_band
-from serving.webhooks.signing import verify_signature
 from tests.support.receivers import Receiver
 from tests.support.worlds import DriftedWorld
 
@@ -60,7 +59,7 @@ def test_a_build_records_its_alerts_once_and_the_receiver_gets_them_signed(
     assert api.deliver_webhooks(store=store, settings=settings).sent == len(expected)
     payloads = [json.loads(r.body) for r in receiver.received]
     assert sorted(p["id"] for p in payloads) == sorted(a.id for a in expected)
-    assert all(verify_signature(secret, r.timestamp, r.body, r.signature) for r in receiver.received)
+    assert all(r.verifies(secret) for r in receiver.received)
     assert {r.key for r in receiver.received} == {p["id"] for p in payloads}
     first = next(p for p in payloads if p["id"] == expected[0].id)
     assert first["schema_version"] == ALERT_SCHEMA_VERSION and first["type"] == expected[0].type

@@ -599,7 +599,7 @@ def test_the_migrations_build_exactly_the_tables_the_log_uses(
     assert decision_log.flush()
     engine = sa.create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
-        assert log_migrations.revision(conn) == "0007"
+        assert log_migrations.revision(conn) == "0008"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()
 
@@ -623,5 +623,5 @@ def test_a_log_the_first_release_made_is_stamped_then_upgraded_keeping_its_rows(
     assert log.decisions()[0].key_id == "key-7"
     log.close()
     with sqlite3.connect(tmp_path / "decisions.db") as on_disk:
-        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0007",)]
+        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
         assert on_disk.execute("SELECT feedback_id, key_id FROM feedback").fetchall() == [("f-old", None)]

@@ -1,19 +1,25 @@
 """Webhooks end to end: a real receiver on 127.0.0.1 (an `http.server` thread, or the example receiver
-docs/examples/webhook_receiver.py as a process), the outbox on SQLite and a real PostgreSQL, the CLI, a
-`retain webhooks deliver` killed mid-delivery, and a real `retain serve` that manages subscriptions over
-its API and delivers by itself."""
+docs/examples/webhook_receiver.py as a process) that verifies with the off-the-shelf Standard Webhooks
+library, the outbox on SQLite and a real PostgreSQL, secret rotation and the migration of a subscription
+from before, the CLI, a `retain webhooks deliver` killed mid-delivery, and a real `retain serve` that
+manages subscriptions over its API and delivers by itself."""
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import hashlib
+import hmac
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
@@ -21,17 +27,28 @@ from typing import Any
 import pytest
 import requests
 import sqlalchemy as sa
+from standardwebhooks import Webhook
 
 from features.alerts import Alert, Evidence, alert_id
 from retain.cli import main
 from retain.core.settings import Settings, WebhookSettings
 from retain.core.store import Store
+from retain.core.urls import sqlalchemy_url
+from serving import log_migrations
 from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog
 from serving.keys import KeyFile
+from serving.webhooks.checks import WebhookInputError
 from serving.webhooks.delivery import DeliveryRound, DeliveryWorker, deliver_once
-from serving.webhooks.outbox import FailedDelivery, Outbox, RecordedAlerts, Retried, alert_payload
-from serving.webhooks.signing import new_secret, signed_headers, verify_signature
-from tests.support.receivers import Receiver
+from serving.webhooks.outbox import (
+    FailedDelivery,
+    Outbox,
+    RecordedAlerts,
+    Retried,
+    UnknownWebhook,
+    alert_payload,
+)
+from serving.webhooks.signing import SigningSecret, new_secret, signed_headers, standard_secret
+from tests.support.receivers import Received, Receiver
 from tests.support.served import Server, free_port, wait_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "webhook_receiver.py"
@@ -149,16 +166,18 @@ def test_deliveries_are_signed_and_a_tampered_body_or_an_old_timestamp_fails(
 
     (got,) = receiver.received
     assert (got.key, got.event, got.content_type) == (alert.id, "usage_drop", "application/json")
+    assert got.header("Retain-Idempotency-Key") == alert.id, "webhook-id is the idempotency key"
     body = json.loads(got.body)
     assert body["schema_version"] == 1 and body["id"] == alert.id and body["account_id"] == "acc-0"
-    assert abs(int(got.timestamp) - time.time()) < 60
-    assert verify_signature(added.secret, got.timestamp, got.body, got.signature)
-    tampered = got.body.replace(b"acc-0", b"acc-1")
-    assert not verify_signature(added.secret, got.timestamp, tampered, got.signature)
-    late = int(got.timestamp) + 301
-    assert not verify_signature(added.secret, got.timestamp, got.body, got.signature, now=late)
-    another = outbox.add(receiver.url, ["usage_drop"]).secret
-    assert not verify_signature(another, got.timestamp, got.body, got.signature)
+    assert abs(int(got.header("webhook-timestamp") or 0) - time.time()) < 60
+    assert Webhook(added.secret).verify(got.body, got.headers) == body
+    assert got.verifies(added.secret)
+    assert not got.verifies(outbox.add(receiver.url, ["usage_drop"]).secret)
+    tampered = dataclasses.replace(got, body=got.body.replace(b"acc-0", b"acc-1"))
+    assert not tampered.verifies(added.secret)
+    late = {**got.headers, "webhook-timestamp": str(int(time.time()) - 301)}
+    assert not dataclasses.replace(got, headers=late).verifies(added.secret)
+    assert got.header("Retain-Signature") is None and got.header("Retain-Timestamp") is None
 
 
 def test_a_receiver_failing_three_times_gets_the_alert_once_with_one_idempotency_key(
@@ -176,7 +195,7 @@ def test_a_receiver_failing_three_times_gets_the_alert_once_with_one_idempotency
         worker.stop()
 
     assert [r.key for r in receiver.received] == [alert.id] * 4 and receiver.applied == [alert.id]
-    assert all(verify_signature(added.secret, r.timestamp, r.body, r.signature) for r in receiver.received)
+    assert all(r.verifies(added.secret) for r in receiver.received)
     assert len({r.body for r in receiver.received}) == 1, "every attempt sends the same bytes"
     waits = [later.at - earlier.at for earlier, later in pairwise(receiver.received)]
     assert all(w >= 0.9 * delay for w, delay in zip(waits, (0.05, 0.1, 0.2), strict=True)), waits
@@ -225,6 +244,129 @@ def test_a_url_refused_when_delivering_makes_its_delivery_dead_at_once_with_the_
     assert dead.attempts == 1 and dead.last_error is not None
     assert "169.254.169.254, a cloud metadata address" in dead.last_error
     assert receiver.received == []
+
+
+# -- rotating a secret, and a subscription from before Standard Webhooks -------------------------------
+
+
+def _wait_past(moment: datetime | None) -> None:
+    assert moment is not None
+    time.sleep(max(0.0, (moment - datetime.now(UTC)).total_seconds()) + 0.05)
+
+
+def test_during_a_rotations_overlap_the_old_and_the_new_secret_each_verify_and_after_it_only_the_new(
+    outbox_on: Outbox, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers()
+    added = outbox_on.add(receiver.url, ["usage_drop"])
+    old, webhook_id = added.secret, added.webhook.webhook_id
+    first, second, third = alerts(3)
+    rotated = outbox_on.rotate(webhook_id, overlap_seconds=2.0)
+    new = rotated.secret
+    assert new != old and rotated.webhook.webhook_id == webhook_id
+    assert rotated.previous_until is not None
+    assert abs((rotated.previous_until - datetime.now(UTC)).total_seconds() - 2.0) < 1.0
+
+    receiver.secret = old  # a receiver that holds only the old secret takes it
+    outbox_on.record([first])
+    assert deliver_once(outbox_on, QUICK) == DeliveryRound(sent=1)
+    during = receiver.received[-1]
+    assert len(during.header("webhook-signature").split(" ")) == 2  # type: ignore[union-attr]
+    assert during.verifies(old) and during.verifies(new), "a receiver holding either secret verifies"
+    assert not during.verifies(new_secret())
+
+    _wait_past(rotated.previous_until)
+    outbox_on.record([second])
+    assert deliver_once(outbox_on, QUICK) == DeliveryRound(failed=1), "the old secret signs no more"
+    after = receiver.received[-1]
+    assert after.key == second.id and after.verifies(new) and not after.verifies(old)
+    assert len(after.header("webhook-signature").split(" ")) == 1  # type: ignore[union-attr]
+
+    receiver.secret = new  # the receiver moves to the new secret: the same delivery, retried, is taken
+    outbox_on.record([third])
+    time.sleep(QUICK.backoff_seconds * 2)  # the refused delivery is due again
+    assert deliver_once(outbox_on, QUICK) == DeliveryRound(sent=2)
+    assert sorted(receiver.applied) == sorted([first.id, second.id, third.id])
+
+
+def test_a_rotation_with_no_overlap_drops_the_old_secret_at_once_and_ends_earlier_overlaps(
+    outbox: Outbox, receivers: Callable[..., Receiver]
+) -> None:
+    receiver = receivers()
+    added = outbox.add(receiver.url, ["usage_drop"])
+    webhook_id = added.webhook.webhook_id
+    second = outbox.rotate(webhook_id, overlap_seconds=3600)
+    leaked = outbox.rotate(webhook_id, overlap_seconds=0)  # the second secret leaked: drop every other
+    assert leaked.previous_until is None
+    outbox.record(alerts(1))
+    assert deliver_once(outbox, QUICK) == DeliveryRound(sent=1)
+    (got,) = receiver.received
+    assert got.verifies(leaked.secret)
+    assert not got.verifies(second.secret) and not got.verifies(added.secret)
+    assert got.header("webhook-signature").count("v1,") == 1  # type: ignore[union-attr]
+
+    with pytest.raises(UnknownWebhook, match="no webhook with id 'wh_000000000000'"):
+        outbox.rotate("wh_000000000000", 60)
+    with pytest.raises(WebhookInputError, match="overlap_seconds: the overlap is 0 to") as refused:
+        outbox.rotate(webhook_id, -1)
+    assert refused.value.code == "invalid_overlap"
+    outbox.remove(webhook_id)
+    with pytest.raises(UnknownWebhook):
+        outbox.rotate(webhook_id, 60)
+
+
+def test_a_subscription_from_before_keeps_its_secret_and_retain_signature_until_rotated(
+    tmp_path: Path, receivers: Callable[..., Receiver]
+) -> None:
+    """A decision log at revision 0007 with a subscription and its secret of the earlier kind: after the
+    upgrade its receiver still verifies `Retain-Signature` as before, and the Standard Webhooks library
+    verifies with the secret's standard form, which the receiver derives itself; a rotation ends both."""
+    receiver = receivers()
+    url = f"sqlite:///{tmp_path}/decisions.db"
+    legacy = "whsec_" + secrets.token_urlsafe(32)  # a secret as the earlier release made them
+    engine = sa.create_engine(sqlalchemy_url(url))
+    with engine.begin() as conn:
+        log_migrations.upgrade_to(conn, "0007")
+        row = {"webhook_id": "wh_0ld0ld0ld0ld", "url": receiver.url, "events": "*", "secret": legacy}
+        columns = ", ".join(row)
+        conn.execute(
+            sa.text(f"INSERT INTO webhooks ({columns}, created_at) VALUES (:{', :'.join(row)}, :at)"),
+            {**row, "at": datetime(2025, 1, 1, tzinfo=UTC)},
+        )
+    engine.dispose()
+    log = DecisionLog(url)
+    outbox = Outbox(log)
+    first, second, third = alerts(3)
+    outbox.record([first])
+    assert deliver_once(outbox, QUICK) == DeliveryRound(sent=1)
+    (got,) = receiver.received
+    assert _verifies_as_before(legacy, got) and got.verifies(standard_secret(legacy))
+    assert standard_secret(legacy) == "whsec_" + base64.b64encode(legacy.encode()).decode()
+
+    rotated = outbox.rotate("wh_0ld0ld0ld0ld", overlap_seconds=2.0)
+    outbox.record([second])
+    assert deliver_once(outbox, QUICK) == DeliveryRound(sent=1)
+    during = receiver.received[-1]
+    assert _verifies_as_before(legacy, during), "the old receiver keeps working through the overlap"
+    assert during.verifies(rotated.secret) and during.verifies(standard_secret(legacy))
+
+    _wait_past(rotated.previous_until)
+    outbox.record([third])
+    assert deliver_once(outbox, QUICK) == DeliveryRound(sent=1)
+    after = receiver.received[-1]
+    assert after.header("Retain-Signature") is None and after.header("Retain-Timestamp") is None
+    assert after.verifies(rotated.secret) and not after.verifies(standard_secret(legacy))
+    log.close()
+
+
+def _verifies_as_before(secret: str, got: Received) -> bool:
+    """The check a receiver of the earlier release made: `Retain-Signature` is `v1=` and the hex HMAC-SHA256,
+    keyed with the whole secret, of `Retain-Timestamp`, a dot and the body."""
+    timestamp, signature = got.header("Retain-Timestamp"), got.header("Retain-Signature")
+    if timestamp is None or signature is None:
+        return False
+    digest = hmac.new(secret.encode(), f"{timestamp}.".encode() + got.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(f"v1={digest}", signature) and abs(time.time() - int(timestamp)) <= 300
 
 
 def test_a_worker_killed_mid_delivery_resends_after_its_lease_and_the_receiver_applies_once(
@@ -348,6 +490,22 @@ def test_the_cli_refuses_bad_urls_and_types_with_exit_2_and_never_lists_the_secr
     }
     code, _, err = retain("webhooks", "retry", *store)
     assert code == 2 and "say which dead deliveries to retry" in err
+
+    code, out, _ = retain("webhooks", "rotate", webhook_id, "--overlap", "60", *store)
+    *summary, rotated = out.strip().splitlines()
+    assert code == 0 and rotated.startswith("whsec_") and rotated != secret
+    assert "still signs beside it until" in " ".join(summary) and "will not be shown again" in " ".join(
+        summary
+    )
+    code, out, _ = retain("webhooks", "rotate", webhook_id, "--overlap", "0", "--json", *store)
+    *shown, last = out.strip().splitlines()
+    assert (
+        code == 0 and json.loads("\n".join(shown))["previous_until"] is None and last not in (secret, rotated)
+    )
+    listed_now = retain("webhooks", "list", "--json", *store)[1]
+    assert not {secret, rotated, last} & set(re.findall(r"whsec_\S+", listed_now))
+    code, _, err = retain("webhooks", "rotate", "wh_000000000000", *store)
+    assert code == 2 and "no webhook with id 'wh_000000000000'" in err
     assert retain("webhooks", "remove", webhook_id, *store)[0] == 0
     code, _, err = retain("webhooks", "remove", webhook_id, *store)
     assert code == 2 and f"no webhook with id '{webhook_id}'" in err
@@ -364,8 +522,9 @@ def test_the_example_receiver_verifies_signatures_refuses_replays_and_applies_ea
     body = alert_payload(alerts(1)[0], datetime.now(UTC)).encode()
     now = int(time.time())
 
-    def post(key: str, sent: bytes, signed_with: str = secret, at: int = now) -> int:
-        headers = signed_headers(signed_with, key, "usage_drop", body, at)
+    def post(key: str, sent: bytes, *signed_with: str, at: int = now) -> int:
+        signing = [SigningSecret(s) for s in signed_with or (secret,)]
+        headers = signed_headers(signing, key, "usage_drop", body, at)
         return requests.post(receiver.url, data=sent, headers=headers, timeout=10).status_code
 
     try:
@@ -374,14 +533,19 @@ def test_the_example_receiver_verifies_signatures_refuses_replays_and_applies_ea
             post("al_1", body),
             post("al_2", body.replace(b"acc-0", b"acc-1")),
             post("al_3", body, at=now - 301),
-            post("al_4", body, signed_with=new_secret()),
+            post("al_4", body, new_secret()),
+            post("al_5", body, new_secret(), secret),  # during a rotation: signed with two secrets
         ]
     finally:
         receiver.stop()
-    assert answers == [200, 200, 401, 401, 401]
-    assert [(line["key"], line["outcome"]) for line in receiver.lines()[1:]][:2] == [
+    assert answers == [200, 200, 401, 401, 401, 200]
+    assert [(line["key"], line["outcome"]) for line in receiver.lines()[1:]] == [
         ("al_1", "applied"),
         ("al_1", "duplicate"),
+        ("al_2", "refused: No matching signature found"),
+        ("al_3", "refused: Message timestamp too old"),
+        ("al_4", "refused: No matching signature found"),
+        ("al_5", "applied"),
     ]
 
 
@@ -419,6 +583,7 @@ ENDPOINTS: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/v1/webhooks", None),
     ("POST", "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "events": ["usage_drop"]}),
     ("DELETE", "/v1/webhooks/wh_000000000000", None),
+    ("POST", "/v1/webhooks/wh_000000000000/rotate", {"overlap_seconds": 60}),
     ("GET", "/v1/webhooks/failed", None),
     ("POST", "/v1/webhooks/retry", {"all": True}),
 ]
@@ -454,6 +619,35 @@ def test_webhooks_are_created_listed_and_deleted_over_the_api_and_the_secret_is_
     again = served.call("DELETE", f"/v1/webhooks/{webhook_id}")
     assert again.status_code == 404 and again.json()["error"]["code"] == "webhook_not_found"
     assert secret not in served.log.read_text()
+
+
+def test_a_secret_is_rotated_over_the_api_and_the_new_one_is_shown_once(served: Server) -> None:
+    created = served.call(
+        "POST", "/v1/webhooks", json={"url": "http://127.0.0.1:9/r", "events": ["usage_drop"]}
+    ).json()
+    path = f"/v1/webhooks/{created['webhook_id']}/rotate"
+    rotated = served.call("POST", path, json={"overlap_seconds": 600})
+    assert rotated.status_code == 200, rotated.text
+    body = rotated.json()
+    assert body["webhook_id"] == created["webhook_id"] and body["secret"].startswith("whsec_")
+    assert body["secret"] != created["secret"]
+    until = datetime.fromisoformat(body["previous_until"]) - datetime.now(UTC)
+    assert timedelta(seconds=590) < until <= timedelta(seconds=600)
+    default = served.call("POST", path).json()  # no body: the configured overlap, a day
+    assert datetime.fromisoformat(default["previous_until"]) - datetime.now(UTC) > timedelta(hours=23)
+    dropped = served.call("POST", path, json={"overlap_seconds": 0}).json()
+    assert dropped["previous_until"] is None
+    shown = {created["secret"], body["secret"], default["secret"], dropped["secret"]}
+    assert len(shown) == 4 and not any(s in served.call("GET", "/v1/webhooks").text for s in shown)
+    assert not any(s in served.log.read_text() for s in shown)
+
+    refused = served.call("POST", path, json={"overlap_seconds": -1})
+    assert (
+        refused.status_code == 422 and refused.json()["error"]["fields"][0]["field"] == "body.overlap_seconds"
+    )
+    served.call("DELETE", f"/v1/webhooks/{created['webhook_id']}")
+    gone = served.call("POST", path, json={})
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "webhook_not_found"
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""A webhook receiver on 127.0.0.1 for the tests: what a playbook engine would be."""
+"""A webhook receiver on 127.0.0.1 for the tests: what a playbook engine would be. It checks signatures as
+any receiver would, with the off-the-shelf Standard Webhooks verifier."""
 
 from __future__ import annotations
 
@@ -8,25 +9,42 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from standardwebhooks import Webhook, WebhookVerificationError
+
 
 @dataclass(frozen=True)
 class Received:
+    #: `webhook-id`: the event's id, the idempotency key
     key: str
     event: str
     content_type: str
-    timestamp: str
-    signature: str
+    #: every header as sent, names as the sender spelt them
+    headers: dict[str, str]
     body: bytes
     #: `time.time()` when it arrived
     at: float
 
+    def header(self, name: str) -> str | None:
+        """A header by its name in any case; None when it was not sent."""
+        return next((v for k, v in self.headers.items() if k.lower() == name.lower()), None)
+
+    def verifies(self, secret: str) -> bool:
+        """Whether `standardwebhooks.Webhook(secret).verify` takes it: signed with `secret`, the body and
+        the headers as received, the timestamp within five minutes of now."""
+        try:
+            Webhook(secret).verify(self.body, self.headers)
+        except WebhookVerificationError:
+            return False
+        return True
+
 
 class Receiver:
     """A playbook engine on 127.0.0.1: it answers 500 to its first `failures` requests (to every one while
-    `down`), holds its first request `hold` seconds before answering, and applies each key once."""
+    `down`), holds its first request `hold` seconds before answering, and applies each key once. With a
+    `secret` it answers 401 to a request that does not verify with it, and applies nothing."""
 
-    def __init__(self, failures: int = 0, hold: float = 0.0) -> None:
-        self.failures, self.hold, self.down = failures, hold, False
+    def __init__(self, failures: int = 0, hold: float = 0.0, secret: str | None = None) -> None:
+        self.failures, self.hold, self.down, self.secret = failures, hold, False, secret
         self.received: list[Received] = []
         self.applied: list[str] = []
         self.first = threading.Event()
@@ -42,6 +60,8 @@ class Receiver:
             self.received.append(request)
             if self.down or len(self.received) <= self.failures:
                 return 500, 0.0
+            if self.secret is not None and not request.verifies(self.secret):
+                return 401, 0.0
             if request.key not in self.applied:
                 self.applied.append(request.key)
             return 200, self.hold if len(self.received) == 1 else 0.0
@@ -51,10 +71,15 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
-                body, h = self.rfile.read(int(self.headers["Content-Length"])), self.headers
-                keys = ("Retain-Idempotency-Key", "Retain-Event", "Content-Type")
-                signed = (h["Retain-Timestamp"], h["Retain-Signature"])
-                status, hold = receiver._answer(Received(*(h[k] for k in keys), *signed, body, time.time()))
+                body, headers = (
+                    self.rfile.read(int(self.headers["Content-Length"])),
+                    dict(self.headers.items()),
+                )
+                h = {k.lower(): v for k, v in headers.items()}
+                request = Received(
+                    h["webhook-id"], h["retain-event"], h["content-type"], headers, body, time.time()
+                )
+                status, hold = receiver._answer(request)
                 receiver.first.set()
                 time.sleep(hold)
                 try:

@@ -32,6 +32,7 @@ ANSWERS = {
     ("get", "/v1/webhooks", "200"): "WebhookList",
     ("post", "/v1/webhooks", "201"): "WebhookCreated",
     ("delete", "/v1/webhooks/{webhook_id}", "200"): "WebhookResponse",
+    ("post", "/v1/webhooks/{webhook_id}/rotate", "200"): "WebhookRotated",
     ("get", "/v1/webhooks/failed", "200"): "FailedDeliveries",
     ("post", "/v1/webhooks/retry", "200"): "RetryOut",
     ("get", "/v1/autopilot", "200"): "AutopilotSwitches",

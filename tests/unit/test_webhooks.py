@@ -1,66 +1,120 @@
-"""The pure parts of webhooks: signatures, the retry schedule, the URL check on literal addresses (and on
+"""The pure parts of webhooks: Standard Webhooks signatures (checked by the off-the-shelf verifier), secrets
+and their rotation and migration, the retry schedule, the URL check on literal addresses (and on
 names through a resolver given in), event types, and the alert as the JSON body every attempt sends."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import re
+import secrets
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from features.alerts import ALERT_TYPES, Alert, Evidence, alert_id
 from retain.core.settings import WebhookSettings
 from serving.webhooks.checks import RefusedUrl, UnresolvedHost, WebhookInputError, check_url, parse_events
 from serving.webhooks.delivery import claim_size, retry_delay
 from serving.webhooks.outbox import alert_payload
-from serving.webhooks.signing import new_secret, sign, signed_headers, verify_signature
+from serving.webhooks.signing import SigningSecret, new_secret, signed_headers, standard_secret
 
-SECRET = "whsec_test-secret"
-NOW = 1_760_000_000
+#: a Standard Webhooks secret: `whsec_` and base64 (of 32 bytes)
+SECRET = "whsec_" + base64.b64encode(b"retain-unit-test-secret-32-bytes").decode()
+OTHER = "whsec_" + base64.b64encode(b"another-unit-test-secret-32bytes").decode()
 BODY = b'{"schema_version":1,"id":"al_1"}'
+SIGNATURE = re.compile(r"v1,[A-Za-z0-9+/]{43}=")
 
 
-def test_a_signature_verifies_and_fails_for_another_body_secret_or_time() -> None:
-    signature = sign(SECRET, NOW, BODY)
-    assert re.fullmatch(r"v1=[0-9a-f]{64}", signature)
-    assert verify_signature(SECRET, str(NOW), BODY, signature, now=NOW + 10)
-    assert not verify_signature(SECRET, NOW, BODY.replace(b"al_1", b"al_2"), signature, now=NOW)
-    assert not verify_signature("whsec_other", NOW, BODY, signature, now=NOW)
-    assert not verify_signature(SECRET, NOW + 1, BODY, signature, now=NOW)  # the time is signed too
-    assert not verify_signature(SECRET, NOW, BODY, signature, now=NOW + 301)  # a replay, too late
-    assert not verify_signature(SECRET, NOW, BODY, signature, now=NOW - 301)  # a clock far ahead
-    assert verify_signature(SECRET, NOW, BODY, signature, tolerance_seconds=600, now=NOW + 301)
-    assert not verify_signature(SECRET, "soon", BODY, signature, now=NOW)
-    assert not verify_signature(SECRET, NOW, BODY, "v1=é", now=NOW)  # not ASCII: refused, no TypeError
+def _headers(*signing: SigningSecret, event_id: str = "al_1", at: int | None = None) -> dict[str, str]:
+    return signed_headers(signing, event_id, "usage_drop", BODY, int(time.time()) if at is None else at)
+
+
+def test_a_delivery_is_signed_by_the_standard_webhooks_spec_and_the_library_verifies_it() -> None:
+    headers = _headers(SigningSecret(SECRET))
+    assert SIGNATURE.fullmatch(headers["webhook-signature"])
+    assert Webhook(SECRET).verify(BODY, headers) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(SECRET).verify(BODY.replace(b"al_1", b"al_2"), headers)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):
+        Webhook(OTHER).verify(BODY, headers)
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):  # the id is signed
+        Webhook(SECRET).verify(BODY, {**headers, "webhook-id": "al_2"})
+    with pytest.raises(WebhookVerificationError, match="No matching signature"):  # so is the time
+        Webhook(SECRET).verify(BODY, {**headers, "webhook-timestamp": str(int(time.time()) - 1)})
+    stale = _headers(SigningSecret(SECRET), at=int(time.time()) - 301)
+    with pytest.raises(WebhookVerificationError, match="too old"):  # a replay, too late
+        Webhook(SECRET).verify(BODY, stale)
+    with pytest.raises(WebhookVerificationError, match="too new"):  # a clock far ahead
+        Webhook(SECRET).verify(BODY, _headers(SigningSecret(SECRET), at=int(time.time()) + 301))
+
+
+def test_the_webhook_id_is_the_events_id_the_idempotency_key_and_the_secret_is_never_sent() -> None:
+    headers = _headers(SigningSecret(SECRET), at=1_760_000_000)
+    assert headers["webhook-id"] == headers["Retain-Idempotency-Key"] == "al_1"
+    assert headers["Retain-Event"] == "usage_drop" and headers["Content-Type"] == "application/json"
+    assert headers["webhook-timestamp"] == "1760000000"
+    assert headers == _headers(SigningSecret(SECRET), at=1_760_000_000), "an attempt again signs the same"
+    assert "Retain-Signature" not in headers and "Retain-Timestamp" not in headers
+    assert SECRET not in json.dumps(headers) and SECRET.removeprefix("whsec_") not in json.dumps(headers)
+    with pytest.raises(ValueError, match="at least one live secret"):
+        _headers()
+
+
+def test_a_new_secret_is_whsec_and_the_base64_of_32_random_bytes() -> None:
+    made = new_secret()
+    assert (
+        made.startswith("whsec_") and len(base64.b64decode(made.removeprefix("whsec_"), validate=True)) == 32
+    )
+    assert made != new_secret()
+    assert Webhook(made).verify(BODY, _headers(SigningSecret(made))) == json.loads(BODY)
+
+
+def test_during_a_rotation_each_live_secret_signs_and_either_alone_verifies() -> None:
+    now = datetime.now(UTC)
+    retiring = SigningSecret(OTHER, until=now + timedelta(hours=1))
+    headers = _headers(SigningSecret(SECRET), retiring)
+    signatures = headers["webhook-signature"].split(" ")
+    assert len(signatures) == 2 and all(SIGNATURE.fullmatch(s) for s in signatures)
+    assert Webhook(SECRET).verify(BODY, headers) == Webhook(OTHER).verify(BODY, headers) == json.loads(BODY)
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(BODY, headers)
+    assert retiring.live(now) and not retiring.live(now + timedelta(hours=1))
+    assert SigningSecret(SECRET).live(now + timedelta(days=10_000)), "the current secret has no end"
+
+
+def test_a_secret_from_before_keeps_its_key_and_its_retain_signature() -> None:
+    """A subscription made before Standard Webhooks: its secret keyed an HMAC of `timestamp.body` with the
+    whole string; in the standard form it keeps that key, and `Retain-Signature` is made as before."""
+    legacy = "whsec_" + secrets.token_urlsafe(32)
+    converted = standard_secret(legacy)
+    assert base64.b64decode(converted.removeprefix("whsec_"), validate=True) == legacy.encode()
+    at = int(time.time())
+    headers = _headers(SigningSecret(converted, legacy=True), at=at)
+    before = hmac.new(legacy.encode(), f"{at}.".encode() + BODY, hashlib.sha256).hexdigest()
+    assert headers["Retain-Signature"] == f"v1={before}" and headers["Retain-Timestamp"] == str(at)
+    assert Webhook(converted).verify(BODY, headers) == json.loads(BODY)
 
 
 def test_the_readmes_receiver_snippet_verifies_what_retain_signs() -> None:
+    """README.md's snippet runs as it is, given the request's `secret`, raw `body` and `headers`: it passes
+    a delivery Retain signed and raises on a forged or stale one."""
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     section = readme[readme.index("## Connecting a playbook engine") :]
     snippet = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
-    scope: dict[str, Any] = {}
-    exec(snippet, scope)
-    verify = scope["verify"]
-    now = int(time.time())
-    signature = sign(SECRET, now, BODY)
-    assert verify(SECRET, str(now), BODY, signature)
-    assert not verify(SECRET, str(now), BODY + b" ", signature)
-    assert not verify(SECRET, str(now - 301), BODY, sign(SECRET, now - 301, BODY))
-
-
-def test_headers_carry_the_alert_id_as_idempotency_key_and_sign_the_exact_body() -> None:
-    headers = signed_headers(SECRET, "al_1", "usage_drop", BODY, NOW)
-    assert headers["Retain-Idempotency-Key"] == "al_1" and headers["Retain-Event"] == "usage_drop"
-    assert headers["Content-Type"] == "application/json" and headers["Retain-Timestamp"] == str(NOW)
-    assert verify_signature(SECRET, headers["Retain-Timestamp"], BODY, headers["Retain-Signature"], now=NOW)
-    assert SECRET not in json.dumps(headers)
-    assert new_secret().startswith("whsec_") and len(new_secret()) == len("whsec_") + 43
-    assert new_secret() != new_secret()
+    assert "Webhook(secret).verify(body, headers)" in snippet
+    genuine = {"secret": SECRET, "body": BODY, "headers": _headers(SigningSecret(SECRET))}
+    exec(snippet, dict(genuine))
+    stale = {**genuine, "headers": _headers(SigningSecret(SECRET), at=int(time.time()) - 301)}
+    for forged in ({**genuine, "body": BODY + b" "}, {**genuine, "secret": OTHER}, stale):
+        with pytest.raises(WebhookVerificationError):
+            exec(snippet, forged)
 
 
 def test_the_backoff_doubles_from_the_base_up_to_the_cap() -> None:
