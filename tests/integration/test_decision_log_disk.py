@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, LogBounds
+from serving.log_spill import spill_prefix
 from tests.support.served import Server, World, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")
@@ -195,7 +196,9 @@ def test_a_full_log_disk_is_not_ready_and_a_sigterm_spills_what_waits_for_the_ne
         # uvicorn raises the signal again once it has shut down gracefully
         assert server.process.wait(timeout=60) in (0, -signal.SIGTERM)
     said = server.log.read_text()
-    [spill] = (world.store.serving_dir / "spill").glob("decisions-*.jsonl")
+    # only this log's spill: another test's log may have left its own in the store's serving folder
+    url = env["RETAIN_SERVE__DECISION_LOG_URL"]
+    [spill] = (world.store.serving_dir / "spill").glob(f"{spill_prefix(url)}*.jsonl")
     assert f"{waiting} spilled to {spill} ({waiting - queued} decisions, {queued} feedback)" in said, said[
         -3000:
     ]
