@@ -4,7 +4,7 @@ at once apply them once).
 
 A log the first release made with `create_all` has its tables but no version stamp: it is stamped at
 `BASELINE` and upgraded from there. A change to the schema is a new file in `versions/` (copy the newest,
-set `revision` and `down_revision`) and the same change to the tables in `serving/decision_log.py`; a
+set `revision` and `down_revision`) and the same change to the tables in `serving/decision_log/`; a
 test checks that the two agree.
 """
 

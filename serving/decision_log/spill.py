@@ -1,5 +1,5 @@
 """Spill files: the decision log's entries a stopping process could not write, kept as JSON lines for the
-next start to replay.
+next start to replay; each entry a line, `spill_line` and `spilled_entry` its way there and back.
 
 A file is written whole or not at all (a `.part` file, fsynced, renamed, the folder fsynced), into the
 first folder that takes it: a folder on the disk that just filled up refuses, and the next is tried. Its
@@ -11,6 +11,7 @@ same transaction as the entries, so a file is replayed once however often a star
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import uuid
 from collections.abc import Sequence
@@ -18,7 +19,30 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pydantic import TypeAdapter
+
+from serving.decision_log.records import Decision, LogEntry, LoggedFeedback
+from serving.decision_log.tables import dumps
+
 SUFFIX = ".jsonl"
+
+_DECISION = TypeAdapter(Decision)
+_FEEDBACK = TypeAdapter(LoggedFeedback)
+
+
+def spill_line(entry: LogEntry) -> str:
+    """An entry as a line of a spill file."""
+    if isinstance(entry, Decision):
+        return dumps({"decision": _DECISION.dump_python(entry, mode="json")})
+    return dumps({"feedback": _FEEDBACK.dump_python(entry, mode="json")})
+
+
+def spilled_entry(line: str) -> LogEntry:
+    """A line of a spill file as the entry it was."""
+    record = json.loads(line)
+    if "decision" in record:
+        return _DECISION.validate_python(record["decision"])
+    return _FEEDBACK.validate_python(record["feedback"])
 
 
 @dataclass(frozen=True)
