@@ -1,0 +1,86 @@
+"""Data in: a simulated customer base, telemetry validated into the store, and the point-in-time feature
+table built from it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from retain.api.common import StoreLike, open_store, settings_or_default
+from retain.api.store import compacted
+from retain.core.settings import Settings
+
+if TYPE_CHECKING:
+    from features.build import FeatureBuild
+    from retain.ingest import IngestSummary
+    from retain.simulate import Simulation
+
+
+def simulate(
+    out: Path,
+    *,
+    accounts: int = 2_000,
+    days: int = 365,
+    seed: int = 7,
+    start: date = date(2025, 1, 1),
+    workers: int | None = None,
+    holdout_share: float | None = None,
+    drift: str | None = None,
+) -> Simulation:
+    """Generate a customer base with known truth: same seed, same bytes. `holdout_share` defaults to the
+    simulator's (`SimConfig.holdout_share`); `drift` (`release@DATE`, `tier_mix@DATE`) changes the world
+    from that date, for the monitor to find."""
+    from retain.simulate import Drift, SimConfig, simulate_to  # deferred: the simulator's modules
+
+    changed = None if drift is None else Drift.parse(drift)
+    config = SimConfig(accounts=accounts, days=days, seed=seed, start=start, drift=changed)
+    if holdout_share is not None:
+        config = dataclasses.replace(config, holdout_share=holdout_share)
+    return simulate_to(config, Path(out), workers)
+
+
+def ingest(
+    source: Path, *, store: StoreLike = None, settings: Settings | None = None, adapter: str | None = None
+) -> IngestSummary:
+    """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
+    rows published, the rest quarantined with a reason."""
+    from features.playbook_file import store_playbook
+    from retain.ingest import ingest_path  # deferred: Arrow and the contract's validators
+
+    settings = settings_or_default(settings)
+    opened = open_store(store, settings)
+    actions = store_playbook(opened, settings).names  # interventions name the store's own actions
+    return ingest_path(opened, Path(source), adapter=adapter, actions=actions)
+
+
+def build_features(
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    cutoffs: Sequence[date] | None = None,
+    out: Path | None = None,
+    online: bool = True,
+    as_of_version: int | None = None,
+) -> FeatureBuild:
+    """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
+    version and recorded as an MLflow run, or, with `out`, exported to that file alone (no version, no
+    run); with `online`, the Feast repo applied and materialised for serving. The API's recorded actions
+    are folded into the store first. `as_of_version` rebuilds from exactly the table versions (and
+    cutoffs) that built that version of the feature table."""
+    from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
+    from features.playbook_file import store_playbook
+    from registry.tracking import log_feature_build  # deferred: MLflow
+    from retain import alerting  # deferred: the serving layer's outbox
+
+    settings = settings_or_default(settings)
+    where = compacted(store, settings)
+    playbook = store_playbook(where, settings)  # its alert rules, checked before the build
+    built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
+    if built.version is None:
+        return built
+    run = log_feature_build(where, settings, built)
+    alerts = alerting.record(where, settings, alerting.feature_alerts(where, playbook))
+    return dataclasses.replace(built, mlflow_run=run, alerts=alerts)
