@@ -238,6 +238,7 @@ def churn(f: Figures) -> Lead:
             f"≥ oracle − {gap:g} on every seed",
             every["auc_within_oracle"],
         ),
+        *_churn_bound(seeds, avg("oracle")),
         Row(
             "test AUC, mean",
             f"{avg('model'):.3f}",
@@ -261,6 +262,23 @@ def churn(f: Figures) -> Lead:
     return Lead(says, rows, _churn_seeds(seeds))
 
 
+def _churn_bound(seeds: list[dict[str, Any]], oracle: float) -> list[Row]:
+    """The features' bound (a run from before it was measured has none): how near the oracle a model of
+    these features could come, fitted to the true probability instead of 0/1 labels."""
+    if not all("features_bound" in s for s in seeds):
+        return []
+    bound = mean(s["features_bound"]["auc"] for s in seeds)
+    return [
+        Row(
+            "features' bound: AUC of a model fitted to the true probability, mean",
+            f"{bound:.3f}",
+            f"oracle {oracle:.3f}",
+            "none set: what these features allow",
+            None,
+        )
+    ]
+
+
 def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
     """Per seed: the model's AUC beside its peers', the lifts and which bars held."""
     cells = [
@@ -269,6 +287,7 @@ def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
             f"{s['model']['auc']:.3f}",
             f"{s['logistic']['auc']:.3f}",
             f"{s['model_on_oracle_rows']['auc']:.3f}",
+            f"{s['features_bound']['auc']:.3f}" if "features_bound" in s else "—",
             f"{s['oracle']['auc']:.3f}",
             f"{s['model']['lift_top_decile']:.2f} / {s['logistic']['lift_top_decile']:.2f}",
             "all"
@@ -282,6 +301,7 @@ def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
         "model AUC",
         "logistic",
         "model on oracle's rows",
+        "features' bound",
         "oracle",
         "lift model / logistic",
         "bars held",

@@ -8,7 +8,10 @@ default cutoffs, then train the churn model as `retain train --model churn --con
 --truth SIM` does (`api.train`: tuned, calibrated, logged and registered to MLflow). Reported from the run's
 own evaluation on the latest matured test cutoff: test AUC, PR-AUC and top-decile lift of the model, the
 logistic baseline (same features, same train rows), the health formula and the oracle (the simulator's true
-probability, on the rows its truth covers, beside the model's figures on those same rows).
+probability, on the rows its truth covers, beside the model's figures on those same rows), and the features'
+bound: a LightGBM model fitted to the oracle's probability itself on the same train and calibration rows, the
+AUC any learner of these features could near without the noise of 0/1 labels (the rest of the oracle's lead is
+hidden state the telemetry does not show).
 
 Must hold on every seed (issue 50): the model's AUC >= the oracle's - 0.025 (on the oracle's rows) and >=
 the logistic's + 0.02, and its top-decile lift >= the logistic's. Seeds 301-303 were used to develop the
@@ -24,15 +27,52 @@ import time
 from pathlib import Path
 from typing import Any
 
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
 from experiments.results import ROOT, record
 from retain import api
 from retain.core.settings import Settings
+from retain.core.store import Store
+from training.config import TrainConfig, load_config
+from training.dataset import TrainingSet, store_training_set
+from training.pipeline import load_truth
 
 CONFIG = ROOT / "experiments" / "churn.yaml"
 CANDIDATES = ("model", "logistic", "health", "oracle")
 KEYS = ("auc", "pr_auc", "lift_top_decile")
 #: the bars: the model's AUC within this of the oracle's, and at least this above the logistic's
 ORACLE_GAP, LOGISTIC_MARGIN = 0.025, 0.02
+#: the features' bound: a roomy LightGBM, since its target (a probability, not a 0/1 label) carries no noise
+BOUND_PARAMS = {"objective": "cross_entropy", "num_leaves": 31, "learning_rate": 0.03, "min_data_in_leaf": 50}
+BOUND_ROUNDS = 600
+
+
+def _with_oracle(data: TrainingSet, window: str, truth: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """The window's feature matrix and each row's true probability (NaN where the truth has none)."""
+    keys = data.part(window)[["account_id", "cutoff"]].reset_index(drop=True)
+    oracle = keys.merge(truth, on=["account_id", "cutoff"], how="left")["oracle"].to_numpy(float)
+    return data.matrix(window).reset_index(drop=True), oracle
+
+
+def features_bound(settings: Settings, config: TrainConfig, sim: Path, seed: int) -> dict[str, Any]:
+    """The test AUC, on the oracle's rows, of a model fitted to the true probability over the train and
+    calibration windows of the churn model's own training set."""
+    resolved = config.resolved(settings)
+    data = store_training_set(Store(settings.home), settings, "churn", resolved)
+    truth = load_truth(sim, "churn")
+    parts = [_with_oracle(data, window, truth) for window in ("train", "calibration")]
+    x = pd.concat([p[0] for p in parts], ignore_index=True)
+    target = np.concatenate([p[1] for p in parts])
+    known = np.isfinite(target)
+    params = {**BOUND_PARAMS, "seed": seed, "num_threads": 2, "verbose": -1}
+    booster = lgb.train(params, lgb.Dataset(x[known], target[known]), BOUND_ROUNDS)
+    x_test, oracle = _with_oracle(data, "test", truth)
+    covered = np.isfinite(oracle)
+    labels = data.labels("test")[covered]
+    return {"auc": float(roc_auc_score(labels, booster.predict(x_test[covered])))}
 
 
 def judged(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -81,7 +121,8 @@ def run_seed(seed: int, accounts: int, days: int) -> dict[str, Any]:
         started = time.perf_counter()
         trained = api.train("churn", settings=settings, config=CONFIG, truth=sim)
         timed("train", started)
-    figures = {"seed": seed, **judged(trained.metrics), "seconds": seconds}
+        bound = features_bound(settings, load_config(CONFIG), sim, seed)
+    figures = {"seed": seed, **judged(trained.metrics), "features_bound": bound, "seconds": seconds}
     print(f"seed {seed}: {figures}", file=sys.stderr)
     return figures
 
