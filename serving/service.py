@@ -1,38 +1,32 @@
 """What each endpoint does, over the loaded resources: assess, rank actions, log, record.
 
 The routes in `serving/routes/` only parse and authorise; everything here is callable without HTTP and
-answers with the response models of `serving/schemas.py`.
+answers with the response models of `serving/schemas/`. What changed since a score is `serving/changes.py`,
+the webhook endpoints' work `serving/webhook_admin.py`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import threading
 import uuid
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-import numpy as np
-import pandas as pd
 import pyarrow as pa
-from pydantic import BaseModel
 
-from features.definitions import FEATURE_BY_NAME, value_problem
-from features.health import INPUTS
-from features.health import score as health_score
 from features.playbook import DEFAULT_BAND, Verdict, eligibility
 from features.playbook_file import Playbook
 from features.rows import FeatureRows
 from retain.core.contract import INTERVENTION_SCHEMA
-from retain.core.settings import Settings
 from retain.ingest.readers import Frame
 from retain.ingest.validate import check_interventions
 from serving.assess import INACTIVE_FALLBACK, Assessment, assess
 from serving.caller import Caller
+from serving.changes import ScoreHistory, model_labels
 from serving.decision_log import Decision, DecisionLogUnavailable, LoggedFeedback, Recommendation, TakenAction
 from serving.errors import ApiError
+from serving.inline_rows import inline_rows
 from serving.metrics import Metrics
 from serving.online import OnlineStoreUnavailable
 from serving.ranking import Ranking, rank
@@ -41,9 +35,6 @@ from serving.schemas import (
     ActionOut,
     ActionsRequest,
     ActionsResponse,
-    Changes,
-    FailedDeliveries,
-    FailedDeliveryOut,
     Fallback,
     FeedbackIn,
     FeedbackOut,
@@ -53,22 +44,11 @@ from serving.schemas import (
     ItemError,
     ModelRef,
     ReloadOut,
-    RetryIn,
-    RetryOut,
     Risk,
     RiskResponse,
     ScoreItem,
     ScoreResponse,
-    WebhookCreated,
-    WebhookIn,
-    WebhookList,
-    WebhookOut,
-    WebhookResponse,
-    WebhookRotated,
-    WebhookRotateIn,
 )
-from serving.webhooks.checks import WebhookInputError
-from serving.webhooks.outbox import UnknownWebhook
 
 #: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"
@@ -78,39 +58,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:20]}"
 
 
-@dataclass(frozen=True)
-class _ServedScore:
-    """What 'what changed' compares: a score served for an account, and the data and models behind it."""
-
-    #: (feature cutoff, source, model versions): a score with another key came from other data or models
-    key: tuple[object, ...]
-    at: datetime
-    cutoff: datetime | None
-    source: str
-    churn_probability: float | None
-    risk_band: str | None
-    reasons: tuple[str, ...]
-
-
-class _LoggedReason(BaseModel):
-    text: str
-
-
-class _LoggedRisk(BaseModel):
-    """The part of a risk answer in the decision log that 'what changed' compares."""
-
-    churn_probability: float | None = None
-    risk_band: str | None = None
-    reasons: list[_LoggedReason] = []
-
-
 class Service:
     def __init__(self, resources: Resources, metrics: Metrics) -> None:
         self.resources = resources
         self.metrics = metrics
         #: per account: the latest score served and the one 'what changed' compares it with
-        self._history: dict[str, tuple[_ServedScore, _ServedScore | None]] = {}
-        self._history_lock = threading.Lock()
+        self._history = ScoreHistory()
 
     # -- risk ------------------------------------------------------------------------------------------
     def risk(self, account_id: str, caller: Caller, actions: int) -> RiskResponse:
@@ -197,7 +150,7 @@ class Service:
         if actions and _why_left(assessment) is None:
             offered = self._offer(self._verdicts_and_ranking(loaded, assessment)[1], actions, set(), None)
         risk = self._risk(loaded, assessment, offered)
-        risk.changes = self._changes(risk, risk.notes)
+        risk.changes = self._history.changes(risk, risk.notes, self.resources.log)
         self._log("score", caller, risk, assessment, offered)
         return risk
 
@@ -221,52 +174,6 @@ class Service:
             features=assessment.freshness,
             notes=list(assessment.notes),
             next_best_actions=offered,
-        )
-
-    # -- what changed ----------------------------------------------------------------------------------
-    def _changes(self, risk: Risk, notes: list[str]) -> Changes | None:
-        """The difference from the last score served from other data or models: remembered per account,
-        else looked up in the decision log (a note says so when it cannot be read)."""
-        versions = tuple(m.version if m else None for m in risk.models.values())
-        key = (risk.features.cutoff, risk.source, versions)
-        now = _ServedScore(
-            key=key,
-            at=datetime.now(UTC),
-            cutoff=risk.features.cutoff,
-            source=risk.source,
-            churn_probability=risk.churn_probability,
-            risk_band=risk.risk_band,
-            reasons=tuple(r.text for r in risk.reasons),
-        )
-        with self._history_lock:
-            known = self._history.get(risk.account_id)
-        if known is None:
-            try:
-                previous = self._previous_from_log(risk)
-            except DecisionLogUnavailable:
-                notes.append("changes unknown: the decision log cannot be read")
-                previous = None
-        elif known[0].key == key:
-            previous = known[1]
-        else:
-            previous = known[0]
-        with self._history_lock:
-            self._history[risk.account_id] = (now, previous)
-        return None if previous is None else _difference(now, previous)
-
-    def _previous_from_log(self, risk: Risk) -> _ServedScore | None:
-        found = self.resources.log.previous_score(risk.account_id, risk.features.cutoff, model_labels(risk))
-        if found is None:
-            return None
-        output = _LoggedRisk.model_validate(found.output)
-        return _ServedScore(
-            key=(),
-            at=found.served_at,
-            cutoff=found.cutoff,
-            source=found.source,
-            churn_probability=output.churn_probability,
-            risk_band=output.risk_band,
-            reasons=tuple(r.text for r in output.reasons),
         )
 
     # -- next-best actions -----------------------------------------------------------------------------
@@ -516,84 +423,10 @@ class Service:
         models = model_refs(self.resources.loaded)
         return ReloadOut(request_id=request_id, models=models, changed=changed, errors=errors)
 
-    # -- webhooks --------------------------------------------------------------------------------------
-    def webhooks(self, request_id: str) -> WebhookList:
-        listed = self.resources.outbox.webhooks()
-        return WebhookList(request_id=request_id, webhooks=[WebhookOut(**asdict(w)) for w in listed])
-
-    def add_webhook(self, body: WebhookIn, request_id: str) -> WebhookCreated:
-        """Subscribe; the answer carries the signing secret, this once."""
-        try:
-            added = self.resources.outbox.add(body.url, body.events, self.resources.playbook.alert_types)
-        except WebhookInputError as e:
-            raise _invalid(e) from e
-        return WebhookCreated(request_id=request_id, secret=added.secret, **asdict(added.webhook))
-
-    def remove_webhook(self, webhook_id: str, request_id: str) -> WebhookResponse:
-        try:
-            removed = self.resources.outbox.remove(webhook_id)
-        except UnknownWebhook as e:
-            raise ApiError(404, "webhook_not_found", str(e)) from e
-        return WebhookResponse(request_id=request_id, **asdict(removed))
-
-    def rotate_webhook_secret(
-        self, webhook_id: str, body: WebhookRotateIn, request_id: str
-    ) -> WebhookRotated:
-        """A new signing secret, in this answer only; the one it replaces signs beside it for the overlap."""
-        default = self.resources.settings.webhooks.rotation_overlap_seconds
-        overlap = default if body.overlap_seconds is None else body.overlap_seconds
-        try:
-            rotated = self.resources.outbox.rotate(webhook_id, overlap)
-        except UnknownWebhook as e:
-            raise ApiError(404, "webhook_not_found", str(e)) from e
-        except WebhookInputError as e:
-            raise _invalid(e) from e
-        return WebhookRotated(
-            request_id=request_id,
-            secret=rotated.secret,
-            previous_until=rotated.previous_until,
-            **asdict(rotated.webhook),
-        )
-
-    def failed_deliveries(self, request_id: str) -> FailedDeliveries:
-        dead = [FailedDeliveryOut(**asdict(f)) for f in self.resources.outbox.failed()]
-        return FailedDeliveries(request_id=request_id, deliveries=dead)
-
-    def retry_deliveries(self, body: RetryIn, request_id: str) -> RetryOut:
-        try:
-            retried = self.resources.outbox.retry(body.alert_id, body.webhook_id, every=body.all)
-        except WebhookInputError as e:
-            raise _invalid(e) from e
-        return RetryOut(request_id=request_id, retried=retried.deliveries)
-
-
-def _invalid(error: WebhookInputError) -> ApiError:
-    """A 422 naming the body's field at fault, with the check's own code."""
-    fields = [{"field": f"body.{error.field}", "message": str(error)}]
-    return ApiError(422, error.code, str(error), fields)
-
 
 def _unread(assessment: Assessment, unavailable: Fallback | None) -> Assessment:
     """An assessment of a row the online store could not give, said as that rather than as no row."""
     return assessment if unavailable is None else dataclasses.replace(assessment, fallback=unavailable)
-
-
-def _difference(now: _ServedScore, previous: _ServedScore) -> Changes:
-    points = (
-        round((now.churn_probability - previous.churn_probability) * 100, 2)
-        if now.churn_probability is not None and previous.churn_probability is not None
-        else None
-    )
-    return Changes(
-        previous_scored_at=previous.at,
-        previous_cutoff=previous.cutoff,
-        previous_source=previous.source,
-        previous_churn_probability=previous.churn_probability,
-        churn_points=points,
-        previous_risk_band=previous.risk_band,
-        new_reasons=[r for r in now.reasons if r not in previous.reasons],
-        resolved_reasons=[r for r in previous.reasons if r not in now.reasons],
-    )
 
 
 def _check_exclude(ask: ActionsRequest, playbook: Playbook) -> None:
@@ -611,51 +444,3 @@ def _why_left(assessment: Assessment) -> str | None:
 def model_refs(loaded: Loaded) -> dict[str, ModelRef | None]:
     """The champions an answer came from, by model kind (None where none is loaded)."""
     return {kind: (c.ref if (c := loaded.champion(kind)) else None) for kind in ("churn", "expansion")}
-
-
-def model_labels(risk: Risk) -> dict[str, str | None]:
-    """The versions an answer came from as the decision log keys them (`churn/3`)."""
-    return {kind: ref.label if ref else None for kind, ref in risk.models.items()}
-
-
-def inline_rows(items: Sequence[ScoreItem], loaded: Loaded, settings: Settings) -> FeatureRows:
-    """Rows an engine brought itself, in the online layout: every known feature column, unknown ones
-    refused by name, values checked against the catalogue's types and ranges, and the health score
-    recomputed from them by the one health definition."""
-    names = list(loaded.features.names) if loaded.features else list(FEATURE_BY_NAME)
-    text = loaded.features.text if loaded.features else frozenset()
-    for i, item in enumerate(items):
-        unknown = sorted(set(item.features or {}) - set(names))
-        if unknown:
-            raise ApiError(
-                422, "unknown_feature", f"accounts[{i}].features: unknown feature(s) {', '.join(unknown)}"
-            )
-    _check_values(items)
-    columns: dict[str, object] = {"account_id": [item.account_id for item in items], "cutoff": pd.NaT}
-    for name in names:
-        values = [(item.features or {}).get(name) for item in items]
-        if name in text:
-            columns[name] = np.array([v if isinstance(v, str) else None for v in values], dtype=object)
-        else:
-            columns[name] = np.array([np.nan if v is None else float(v) for v in values], dtype="float64")
-    rows = pd.DataFrame(columns)
-    health_inputs = pa.Table.from_pandas(rows[list(INPUTS)], preserve_index=False)
-    health = health_score(health_inputs, settings).to_pandas()
-    for column in health.columns:
-        if column.startswith("health_"):
-            rows[column] = health[column].to_numpy()
-    return FeatureRows.from_frame(rows, text | {"health_band"})
-
-
-def _check_values(items: Sequence[ScoreItem]) -> None:
-    """A 422 naming every given value the catalogue cannot hold (NaN, 1e400, a negative tenure, an
-    unknown tier): the model would score it as if it were real, and the health formula would stray."""
-    fields = [
-        {"field": f"body.accounts[{i}].features.{name}", "message": problem}
-        for i, item in enumerate(items)
-        for name, value in (item.features or {}).items()
-        if (problem := value_problem(FEATURE_BY_NAME[name], value)) is not None
-    ]
-    if fields:
-        names = ", ".join(f["field"] for f in fields[:5])
-        raise ApiError(422, "invalid_feature", f"invalid feature value(s): {names}", fields)

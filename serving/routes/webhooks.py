@@ -20,13 +20,14 @@ from serving.schemas import (
     WebhookRotated,
     WebhookRotateIn,
 )
+from serving.webhook_admin import WebhookAdmin
 
 router = APIRouter(tags=["webhooks"], dependencies=[Depends(KeyRequired("admin"))])
 
 
 @router.get("/v1/webhooks", summary="the subscriptions, with pending and dead deliveries counted")
 def webhooks(service: ServiceDep, request_id: RequestId) -> WebhookList:
-    return service.webhooks(request_id)
+    return WebhookAdmin(service.resources).webhooks(request_id)
 
 
 @router.post(
@@ -35,14 +36,14 @@ def webhooks(service: ServiceDep, request_id: RequestId) -> WebhookList:
     status_code=201,
 )
 def add_webhook(body: WebhookIn, service: ServiceDep, request_id: RequestId) -> WebhookCreated:
-    return service.add_webhook(body, request_id)
+    return WebhookAdmin(service.resources).add_webhook(body, request_id)
 
 
 @router.delete("/v1/webhooks/{webhook_id}", summary="end a subscription: nothing more is sent to it")
 def remove_webhook(
     webhook_id: Annotated[str, Path(min_length=1, max_length=200)], service: ServiceDep, request_id: RequestId
 ) -> WebhookResponse:
-    return service.remove_webhook(webhook_id, request_id)
+    return WebhookAdmin(service.resources).remove_webhook(webhook_id, request_id)
 
 
 @router.post(
@@ -55,14 +56,16 @@ def rotate_webhook_secret(
     request_id: RequestId,
     body: WebhookRotateIn | None = None,
 ) -> WebhookRotated:
-    return service.rotate_webhook_secret(webhook_id, body or WebhookRotateIn(), request_id)
+    return WebhookAdmin(service.resources).rotate_webhook_secret(
+        webhook_id, body or WebhookRotateIn(), request_id
+    )
 
 
 @router.get("/v1/webhooks/failed", summary="deliveries that failed every attempt (the dead letters)")
 def failed_deliveries(service: ServiceDep, request_id: RequestId) -> FailedDeliveries:
-    return service.failed_deliveries(request_id)
+    return WebhookAdmin(service.resources).failed_deliveries(request_id)
 
 
 @router.post("/v1/webhooks/retry", summary="send dead deliveries again: of an alert, a webhook, or all")
 def retry_deliveries(body: RetryIn, service: ServiceDep, request_id: RequestId) -> RetryOut:
-    return service.retry_deliveries(body, request_id)
+    return WebhookAdmin(service.resources).retry_deliveries(body, request_id)
