@@ -26,8 +26,8 @@ from retain.core.store import Store
 from serving.auth import bearer, check_key, scopes_of
 from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
-from serving.cockpit.book import BookKeeper
 from serving.cockpit.headers import CockpitHeaders
+from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.sessions import SessionsUnavailable, session_store
 from serving.decision_log import DecisionLogUnavailable
 from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_location

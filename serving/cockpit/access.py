@@ -17,7 +17,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from retain.core.errors import RetainError
 from serving.auth import bearer, check_key
-from serving.cockpit.book import BookKeeper
+from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.sessions import COOKIE, Session, SessionStore
 from serving.deps import ServiceDep
 from serving.errors import ApiError

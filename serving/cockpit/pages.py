@@ -16,12 +16,12 @@ from serving.caller import Caller
 from serving.cockpit.access import Viewer
 from serving.cockpit.book import (
     Book,
-    BookKeeper,
     Point,
     days_between,
     trends,
 )
 from serving.cockpit.charts import line_chart
+from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.timeline import Moment, account_timeline, action_label
 from serving.decision_log import DecisionLogUnavailable, FeedbackOnAction
 from serving.ranking import percent

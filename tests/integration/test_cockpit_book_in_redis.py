@@ -19,7 +19,8 @@ import redis
 import requests
 
 from retain.core.settings import CockpitSettings, ServeSettings
-from serving.cockpit.book import BOOK_KEY, Basis, BookKeeper, book_from_bytes, book_key
+from serving.cockpit.book import Basis, book_from_bytes
+from serving.cockpit.keeper import BOOK_KEY, BookKeeper, book_key
 from serving.cockpit.shelf import LOCK, RedisShelf
 from serving.resources import Resources
 from tests.support.served import Server, World, free_port, wait_for

@@ -15,7 +15,8 @@ import pytest
 from retain.core.contract import EVENT_SCHEMA
 from retain.core.store import Store
 from serving.cockpit import book as book_module
-from serving.cockpit.book import Basis, Book, Point, book_bytes, book_from_bytes, book_key
+from serving.cockpit.book import Basis, Book, Point, book_bytes, book_from_bytes
+from serving.cockpit.keeper import book_key
 from serving.cockpit.timeline import COLUMNS, RecentEvents, recent_events
 from serving.schemas import Fallback
 from tests.support.book import DAY, entry
