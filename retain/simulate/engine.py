@@ -6,6 +6,8 @@ expand; at a quarter's start the holdout is drawn from the live accounts; teleme
 released product logs it, from a release drift's date); on Mondays CS acts on the accounts not held out,
 following the week's plan when a schedule has one, and the actions change the state. Events leave
 through `sink` one arrival day at a time, so memory holds one chunk and one day, never the run.
+
+Over 500 lines: one day loop; its steps share the chunk's state, in an order a seed's output rests on.
 """
 
 from __future__ import annotations

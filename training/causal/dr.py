@@ -13,6 +13,8 @@ conditional effect (`relative_effect` regresses it on the baseline probability a
 Propensity is two-part, as a CS team's log is: a row is treated when the team targeted it (probability
 estimated from X) or an experiment arm drew it (probability known from the log), so
 e = 1 - (1 - e_targeted(x)) (1 - e_known). The known part keeps e away from 0 wherever an arm ran.
+
+Over 500 lines: one estimator, nuisance models to effects, which its callers use as one namespace `dr`.
 """
 
 from __future__ import annotations
