@@ -305,7 +305,7 @@ def _store_plots(
     test, y_test = data.part("test"), data.labels("test")
     curves = {k: (y_test, v) for k, v in candidates.items() if v is not None}
     if truth is not None:
-        covered, oracle = _covered(test, truth)
+        covered, oracle = truth_covered(test, truth)
         curves["oracle"] = (y_test[covered], oracle[covered])
     return _figures(test, curves, raw_test, model, config, name)
 
@@ -357,10 +357,10 @@ def _lineage(
     }
 
 
-def _covered(test: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-    """Which test rows the truth covers, and the oracle probability (NaN elsewhere): the simulator records
+def truth_covered(rows: pd.DataFrame, truth: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Which rows the truth covers, and the oracle probability (NaN elsewhere): the simulator records
     no truth for an account that lapsed at its renewal date just before the cutoff."""
-    joined = test[["account_id", "cutoff"]].merge(truth, on=["account_id", "cutoff"], how="left")
+    joined = rows[["account_id", "cutoff"]].merge(truth, on=["account_id", "cutoff"], how="left")
     oracle = joined["oracle"].to_numpy(dtype=float)
     return ~np.isnan(oracle), oracle
 
@@ -371,7 +371,7 @@ def _oracle_metrics(
     """The oracle's metrics on the test rows it covers, with the model's AUC on those same rows."""
     if truth is None:
         return None
-    covered, oracle = _covered(test, truth)
+    covered, oracle = truth_covered(test, truth)
     like_for_like = compare(y[covered], {"oracle": oracle[covered], "model": model[covered]})
     ours = like_for_like["model"] or {}
     return {

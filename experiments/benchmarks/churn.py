@@ -38,7 +38,7 @@ from retain.core.settings import Settings
 from retain.core.store import Store
 from training.config import TrainConfig, load_config
 from training.dataset import TrainingSet, store_training_set
-from training.pipeline import load_truth
+from training.pipeline import load_truth, truth_covered
 
 CONFIG = ROOT / "experiments" / "churn.yaml"
 CANDIDATES = ("model", "logistic", "health", "oracle")
@@ -52,8 +52,7 @@ BOUND_ROUNDS = 600
 
 def _with_oracle(data: TrainingSet, window: str, truth: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """The window's feature matrix and each row's true probability (NaN where the truth has none)."""
-    keys = data.part(window)[["account_id", "cutoff"]].reset_index(drop=True)
-    oracle = keys.merge(truth, on=["account_id", "cutoff"], how="left")["oracle"].to_numpy(float)
+    _, oracle = truth_covered(data.part(window), truth)
     return data.matrix(window).reset_index(drop=True), oracle
 
 
