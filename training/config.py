@@ -51,6 +51,14 @@ class TrainConfig(BaseModel):
     max_category_levels: int = Field(100, ge=2, description="wider text columns of a table are dropped")
     monotone: bool = Field(True, description="churn only: constrain features whose direction is certain")
 
+    # the learner
+    learner: Literal["classifier", "hazard"] = Field(
+        "classifier",
+        description="store churn only: hazard fits a discrete-time hazard model on person-period rows "
+        "(training/hazard.py), the classifier's time-to-event challenger; both serve the same way",
+    )
+    hazard_intervals: int = Field(3, ge=2, le=13, description="hazard: equal intervals cutting the horizon")
+
     # tuning
     n_trials: int | None = Field(20, ge=1)
     timeout_seconds: float | None = Field(None, gt=0)
@@ -88,6 +96,8 @@ class TrainConfig(BaseModel):
     def _budget(self) -> TrainConfig:
         if self.n_trials is None and self.timeout_seconds is None:
             raise ValueError("set n_trials, timeout_seconds or both: the tuning budget")
+        if self.learner == "hazard" and self.objective_metric != "auc":
+            raise ValueError("learner hazard is tuned by AUC: its raw scores are interval hazards")
         return self
 
     def resolved(self, settings: Settings) -> TrainConfig:

@@ -157,9 +157,12 @@ def calibrate_out_of_fold(oof: np.ndarray, y: np.ndarray, folds: Folds) -> OutOf
     return OutOfFoldCalibration(method, fit_calibrator(method, oof, y), crossed[method], dict(losses))
 
 
-def refit(params: dict[str, Any], x: pd.DataFrame, y: np.ndarray) -> lgb.Booster:
-    """The final booster: the chosen parameters and tree count, trained on every row."""
+def refit(
+    params: dict[str, Any], x: pd.DataFrame, y: np.ndarray, init_score: np.ndarray | None = None
+) -> lgb.Booster:
+    """The final booster: the chosen parameters and tree count, trained on every row (`init_score`: each
+    row's fixed offset, as in tuning)."""
     rounds = int(params["num_boost_round"])
     fixed = {k: v for k, v in params.items() if k != "num_boost_round"}
-    data = lgb.Dataset(x, y, params={"feature_pre_filter": False, "verbosity": -1})
+    data = lgb.Dataset(x, y, init_score=init_score, params={"feature_pre_filter": False, "verbosity": -1})
     return lgb.train(fixed, data, num_boost_round=rounds)

@@ -35,7 +35,7 @@ from retain.core.store import Store
 from training.artifact import model_matrix
 from training.columns import binary_labels, category_levels, fingerprint
 from training.config import TrainConfig
-from training.labels import Target, label_delay_days, label_frame
+from training.labels import DAYS_TO_EVENT, Target, label_delay_days, label_frame
 
 #: the out-of-time windows of a split, oldest first: a row's value in the WINDOW column
 WindowName = Literal["train", "calibration", "test"]
@@ -66,6 +66,12 @@ class TrainingSet:
 
     def labels(self, window: WindowName) -> np.ndarray:
         return self.part(window)[LABEL].to_numpy(dtype=np.int8)
+
+    def days_to_event(self, window: WindowName) -> np.ndarray:
+        """Each row's days from its cutoff to its churn (NaN without one); a store's churn rows only."""
+        if DAYS_TO_EVENT not in self.rows:
+            raise RetainError("the hazard learner needs a store's churn labels; this set has no event times")
+        return self.part(window)[DAYS_TO_EVENT].to_numpy(dtype="float64")
 
 
 # -- the split: pure -----------------------------------------------------------------------------------
@@ -221,12 +227,14 @@ def _label_store(store: Store, target: Target, config: TrainConfig) -> _Labelled
 
 
 def _entities(rows: pd.DataFrame) -> pd.DataFrame:
-    """Feast's entity frame: the key and the instant (a cutoff), with label and window riding along."""
+    """Feast's entity frame: the key and the instant (a cutoff), with label, event time and window riding
+    along."""
     return pd.DataFrame(
         {
             "account_id": rows["account_id"],
             EVENT_TIMESTAMP: rows["cutoff"],
             LABEL: rows[LABEL],
+            DAYS_TO_EVENT: rows[DAYS_TO_EVENT],
             WINDOW: rows[WINDOW],
         }
     )
@@ -285,7 +293,8 @@ def evaluation_window(
     features = [c for c in feature_columns(store) if c not in KEYS]
     rows = historical_features(feature_store(store, settings), _entities(test), features)
     labels = rows[LABEL].to_numpy(dtype=np.int8)
-    return rows.drop(columns=[LABEL, WINDOW]).rename(columns={EVENT_TIMESTAMP: "cutoff"}), labels
+    riding = [LABEL, DAYS_TO_EVENT, WINDOW]
+    return rows.drop(columns=riding).rename(columns={EVENT_TIMESTAMP: "cutoff"}), labels
 
 
 # -- a bring-your-own table: pure on the frame ---------------------------------------------------------

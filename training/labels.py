@@ -22,6 +22,9 @@ SQL_DIR = Path(__file__).parent / "sql"
 Target = Literal["churn", "expansion"]
 TARGETS: tuple[Target, ...] = ("churn", "expansion")
 
+#: a churn's days after its cutoff (the time-to-event learner's input)
+DAYS_TO_EVENT = "days_to_event"
+
 #: docs/domain.md: an expansion is seats or plan ARR up by at least 10% within the horizon.
 EXPANSION_MIN_RISE = 0.10
 
@@ -40,7 +43,8 @@ def label_frame(
     con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, target: Target, horizon_days: int
 ) -> pd.DataFrame:
     """`target` labels for the (account_id, cutoff) pairs in `rows`, over the connection's `events` and
-    `accounts`: columns account_id, cutoff, label (int8 0/1) and matured (bool), in `rows`' key order.
+    `accounts`: columns account_id, cutoff, label (int8 0/1), matured (bool) and days_to_event (float: days
+    from the cutoff to a churn; NaN for no churn, and always for expansion), in `rows`' key order.
 
     Pairs whose account had already churned before the cutoff (cancelled, or lapsed past the renewal grace)
     are dropped. Runs in the UTC session time
@@ -76,5 +80,7 @@ def label_frame(
     labels["cutoff"] = pd.to_datetime(labels["cutoff"], utc=True).astype("datetime64[us, UTC]")
     labels["label"] = labels["label"].astype("int8")
     labels["matured"] = labels["matured"].fillna(False).astype(bool)
+    labels[DAYS_TO_EVENT] = labels[DAYS_TO_EVENT].astype("float64")
     order = keys.reset_index().merge(labels, on=["account_id", "cutoff"])
-    return order.sort_values("index")[["account_id", "cutoff", "label", "matured"]].reset_index(drop=True)
+    columns = ["account_id", "cutoff", "label", "matured", DAYS_TO_EVENT]
+    return order.sort_values("index")[columns].reset_index(drop=True)

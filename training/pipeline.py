@@ -20,7 +20,7 @@ from features.definitions import monotone_constraints
 from retain.core.errors import RetainError
 from retain.core.settings import Settings, get_settings
 from retain.core.store import Store
-from training.artifact import Kind, ScoringModel, model_matrix
+from training.artifact import Kind, ScoringModel
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig
 from training.crossval import CrossValidated, Folds, calibrate_out_of_fold, cv_folds, refit, tune_cv
@@ -38,6 +38,7 @@ from training.evaluate import (
     logistic_predict,
     slice_metrics,
 )
+from training.hazard import hazard_rows
 from training.labels import TARGETS, Target
 from training.logodds import expit
 from training.plots import write_plots
@@ -97,6 +98,8 @@ def train_table(
     """Train the same pipeline on a prepared snapshot table (CSV or Parquet) whose label column is 0/1,
     true/false or yes/no; the model is registered as `name`."""
     config = config.resolved(settings or get_settings())
+    if config.learner == "hazard":
+        raise RetainError("learner hazard models churn from a store; a table has no event times")
     started = time.perf_counter()
     data = table_training_set(read_table(path), label, id_col, time_col, config)
     data.lineage["table"] = str(path.resolve())
@@ -221,6 +224,7 @@ def fit_and_evaluate(
         "slices": slice_metrics(test, y_test, candidates, config.slices),
         "calibration": config.calibration,
         "windows": data.lineage["windows"],
+        "learner": config.learner,
         "tuning": _tuning(tuned, model.booster.num_trees()),
     }
     metrics["ece"] = metrics["model"]["ece"]
@@ -241,14 +245,11 @@ def _fit_model(
     data: TrainingSet, name: str, kind: Kind, config: TrainConfig, constraints: list[int] | None
 ) -> tuple[ScoringModel, Tuned]:
     """The tuned booster with its encoders and reason texts, calibrated on the calibration window."""
+    if config.learner == "hazard" and kind != "churn":
+        raise RetainError(f"learner hazard models churn from a store; a {kind} model has no event times")
     y_cal = data.labels("calibration")
-    tuned = tune(
-        (data.matrix("train"), data.labels("train")),
-        (data.matrix("calibration"), y_cal),
-        config,
-        constraints,
-        name,
-    )
+    x, y, init_score = _learner_rows(data, ["train"], config)
+    tuned = tune((x, y), (data.matrix("calibration"), y_cal), config, constraints, name, init_score)
     model = ScoringModel(
         name=name,
         kind=kind,
@@ -263,11 +264,23 @@ def _fit_model(
     model.calibrator = fit_calibrator(config.calibration, model.predict(data.part("calibration")), y_cal)
     if config.refit_on_calibration:
         # calibrated above, out of sample: the refitted booster has seen the calibration window's labels
-        rows, y = _fitted_rows(data, config)
-        trees = round(tuned.booster.num_trees() * len(y) / len(data.labels("train")))
+        refit_x, refit_y, refit_init = _learner_rows(data, ["train", "calibration"], config)
+        trees = round(tuned.booster.num_trees() * len(refit_y) / len(y))
         params = {**tuned.params, "num_boost_round": min(config.max_trees, trees)}
-        model.booster = refit(params, model_matrix(rows, data.features, data.categories), y)
+        model.booster = refit(params, refit_x, refit_y, refit_init)
     return model, tuned
+
+
+def _learner_rows(
+    data: TrainingSet, windows: list[WindowName], config: TrainConfig
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray | None]:
+    """The windows' rows as the learner fits them: the model matrix and 0/1 labels for the classifier;
+    person-period rows, their events and interval baselines for the hazard learner."""
+    x = pd.concat([data.matrix(w) for w in windows])
+    if config.learner == "classifier":
+        return x, np.concatenate([data.labels(w) for w in windows]), None
+    days = np.concatenate([data.days_to_event(w) for w in windows])
+    return hazard_rows(x, days, config.horizon, config.hazard_intervals)
 
 
 def _fitted_rows(data: TrainingSet, config: TrainConfig) -> tuple[pd.DataFrame, np.ndarray]:

@@ -117,9 +117,13 @@ def fit(
     valid: tuple[pd.DataFrame, np.ndarray],
     config: TrainConfig,
     callbacks: list[Callable[[Any], None]] | None = None,
+    init_score: np.ndarray | None = None,
 ) -> tuple[lgb.Booster, float]:
-    """One booster of up to `max_trees` trees, early-stopped on `valid`, and its best score there."""
-    train_set = lgb.Dataset(train[0], train[1], params={"feature_pre_filter": False, "verbosity": -1})
+    """One booster of up to `max_trees` trees, early-stopped on `valid`, and its best score there;
+    `init_score` is each train row's fixed offset (the hazard learner's interval baselines)."""
+    train_set = lgb.Dataset(
+        train[0], train[1], init_score=init_score, params={"feature_pre_filter": False, "verbosity": -1}
+    )
     valid_set = lgb.Dataset(valid[0], valid[1], reference=train_set)
     booster = lgb.train(
         params,
@@ -170,8 +174,10 @@ def tune(
     config: TrainConfig,
     monotone: list[int] | None,
     label: str,
+    init_score: np.ndarray | None = None,
 ) -> Tuned:
-    """Search with a seeded TPE sampler and a median pruner within `n_trials` and/or `timeout_seconds`."""
+    """Search with a seeded TPE sampler and a median pruner within `n_trials` and/or `timeout_seconds`;
+    `init_score` as in `fit`."""
     metric = METRICS[config.objective_metric][0]
     positives = float(train[1].sum())
     weight = (len(train[1]) - positives) / positives if config.imbalance == "scale_pos_weight" else 1.0
@@ -180,7 +186,7 @@ def tune(
 
     def objective(trial: optuna.Trial) -> float:
         booster, score = fit(
-            {**fixed, **suggest(trial, config)}, train, valid, config, [pruning(trial, metric)]
+            {**fixed, **suggest(trial, config)}, train, valid, config, [pruning(trial, metric)], init_score
         )
         boosters[trial.number] = booster
         return float(score)

@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from pydantic import ValidationError
+from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
 from features.definitions import RENEWAL_GRACE_DAYS
@@ -34,6 +36,7 @@ from training.dataset import (
     split_by_cutoff,
 )
 from training.evaluate import top_share
+from training.hazard import interval_log_odds, person_periods
 from training.labels import label_frame
 from training.pipeline import fit_and_evaluate, train_model, train_table
 
@@ -175,6 +178,20 @@ def test_labels_on_hand_made_events(
     assert not already_churned & set(labels["account_id"]), "an account that already churned is no row"
     assert labels.loc[first, "matured"].all()
     assert not labels.loc[~first, "matured"].any(), "the later cutoff's horizon is not over yet"
+
+
+def test_a_churn_carries_its_days_after_the_cutoff(hand_made: duckdb.DuckDBPyConnection) -> None:
+    """The time-to-event learner's input: days to the first cancellation or the lapsed renewal date (0 for
+    one already passed at the cutoff), and none for an account that stays or for expansion."""
+    rows = hand_made_rows()
+    churn = label_frame(hand_made, rows, "churn", HORIZON)
+    first = churn[churn["cutoff"] == pd.Timestamp(CUTOFF, tz="UTC")].set_index("account_id")["days_to_event"]
+    cutoff = pd.Timestamp(CUTOFF, tz="UTC")
+    assert first["cancel"] == (pd.Timestamp("2025-05-01", tz="UTC") - cutoff).days
+    assert first["lapse"] == (pd.Timestamp("2025-05-15", tz="UTC") - cutoff).days
+    assert first["lapsed_in_grace_at_cutoff"] == 0
+    assert first[["renewed", "cancel_after_horizon", "renewed_in_grace_at_cutoff"]].isna().all()
+    assert label_frame(hand_made, rows, "expansion", HORIZON)["days_to_event"].isna().all()
 
 
 def test_churn_labels_wait_out_the_renewal_grace_to_mature(hand_made: duckdb.DuckDBPyConnection) -> None:
@@ -355,3 +372,73 @@ def test_refitting_on_the_calibration_window_learns_what_only_the_latest_cutoffs
     ).metrics
     assert refitted["model"]["auc"] > alone["model"]["auc"] + 0.1, (alone["model"], refitted["model"])
     assert refitted["logistic"]["auc"] > alone["logistic"]["auc"] + 0.1
+
+
+# -- the hazard learner ----------------------------------------------------------------------------------
+
+
+def test_person_periods_keep_each_row_at_risk_until_its_churn() -> None:
+    days = np.array([5.0, 40.0, 89.5, 90.0, np.nan])
+    periods = person_periods(days, horizon_days=90, intervals=3)
+    assert periods.source.tolist() == [0, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4]
+    assert periods.interval.tolist() == [0, 0, 1, 0, 1, 2, 0, 1, 2, 0, 1, 2]
+    assert periods.event.tolist() == [1, 0, 1, 0, 0, 1, 0, 0, 1, 0, 0, 0]
+    # interval 0: 1 churn in 5 rows at risk; the baseline is its log-odds with half an event of prior
+    baseline = interval_log_odds(periods, 3)
+    assert baseline[0] == pytest.approx(np.log(1.5 / 4.5))
+
+
+def hazard_world(rows: int, seed: int) -> tuple[TrainingSet, np.ndarray]:
+    """Proportional-odds hazards in three 30-day intervals driven by two columns, split into windows, and
+    each row's true chance of churning within the 90 days."""
+    rng = np.random.default_rng(seed)
+    windows = np.repeat(["train", "calibration", "test"], [rows * 6 // 10, rows * 2 // 10, rows * 2 // 10])
+    x1, x2 = rng.normal(size=len(windows)), rng.normal(size=len(windows))
+    score = 0.9 * x1 - 0.6 * x2
+    hazards = 1 / (1 + np.exp(-(np.array([-3.2, -2.8, -2.4])[None, :] + score[:, None])))
+    churned_in = np.where(rng.random(hazards.shape) < hazards, np.arange(3)[None, :], 3).min(axis=1)
+    days = np.where(churned_in < 3, churned_in * 30 + rng.uniform(0, 30, len(windows)), np.nan)
+    frame = pd.DataFrame(
+        {
+            "account_id": [f"a{i}" for i in range(len(windows))],
+            "cutoff": pd.Timestamp("2025-01-31", tz="UTC"),
+            "usage": x1,
+            "tickets": x2,
+            WINDOW: windows,
+            LABEL: (churned_in < 3).astype(int),
+            "days_to_event": days,
+        }
+    )
+    config = TrainConfig(n_trials=3, plots=False, monotone=False, slices=[]).resolved(Settings())
+    data = TrainingSet(
+        frame, ["usage", "tickets"], {}, "account_id", "cutoff", {"windows": check_windows(frame, config)}
+    )
+    return data, 1 - np.prod(1 - hazards, axis=1)[windows == "test"]
+
+
+def test_the_hazard_learner_ranks_and_calibrates_like_the_truth() -> None:
+    """Fitted on person-period rows, the hazard learner's single score ranks the test window as the true
+    90-day chance does, and its calibrated probabilities match the churn rate."""
+    data, truth = hazard_world(12_000, seed=5)
+    config = TrainConfig(n_trials=3, plots=False, monotone=False, slices=[], learner="hazard")
+    result = fit_and_evaluate(data, "churn", "churn", config.resolved(Settings()))
+    m = result.metrics
+    assert m["learner"] == "hazard"
+    truth_auc = roc_auc_score(data.labels("test"), truth)
+    assert m["model"]["auc"] >= truth_auc - 0.015, (m["model"]["auc"], truth_auc)
+    assert m["ece"] < 0.03
+    served = result.model.predict(data.part("test"))
+    assert abs(served.mean() - data.labels("test").mean()) < 0.02
+
+
+def test_the_hazard_learner_refuses_what_has_no_event_times(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="tuned by AUC"):
+        TrainConfig(learner="hazard", objective_metric="log_loss")
+    data, _ = hazard_world(3_000, seed=6)
+    config = TrainConfig(n_trials=1, plots=False, slices=[], learner="hazard").resolved(Settings())
+    with pytest.raises(RetainError, match="expansion model has no event times"):
+        fit_and_evaluate(data, "expansion", "expansion", config)
+    path = tmp_path / "snapshots.parquet"
+    snapshot_table(600).to_parquet(path)
+    with pytest.raises(RetainError, match="a table has no event times"):
+        train_table(path, "churned", "customer", None, "x", config, settings=Settings())

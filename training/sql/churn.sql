@@ -6,12 +6,16 @@
 -- exactly T + horizon is settled inside the horizon (as the simulator's truth counts it).
 -- Matured (decided) once the store's events reach T + horizon + $grace_days days: a renewal due at the
 -- horizon's end may still be recorded until then.
+-- days_to_event: for a churn, the days from T to it (the first cancellation, or the renewal date that
+-- lapsed, whichever came first; 0 for a renewal date already passed at T): the time-to-event learner's
+-- input (training/hazard.py). NULL when the label is 0.
 WITH ahead AS (
     SELECT
         t.account_id,
         t.cutoff,
-        count_if(e.event_type = 'subscription.cancelled' AND e.ts < t.cutoff + n_days($horizon_days)) > 0
-            AS cancelled,
+        min(e.ts) FILTER (
+            WHERE e.event_type = 'subscription.cancelled' AND e.ts < t.cutoff + n_days($horizon_days)
+        ) AS cancelled_at,
         count_if(e.event_type = 'subscription.renewed' AND e.ts < t.renewal_date + n_days($grace_days)) > 0
             AS renewed
     FROM label_terms AS t
@@ -22,16 +26,31 @@ WITH ahead AS (
 
 last_event AS (
     SELECT max(ts) AS ts FROM events
+),
+
+decided AS (
+    SELECT
+        t.account_id,
+        t.cutoff,
+        a.cancelled_at,
+        CASE
+            WHEN t.renewal_date <= t.cutoff + n_days($horizon_days) AND NOT coalesce(a.renewed, FALSE)
+                THEN t.renewal_date
+        END AS lapsed_at,
+        t.cutoff + n_days($horizon_days + $grace_days) <= l.ts AS matured
+    FROM label_terms AS t
+    CROSS JOIN last_event AS l
+    LEFT JOIN ahead AS a ON a.account_id = t.account_id AND a.cutoff = t.cutoff
+    WHERE NOT t.churned_before
 )
 
 SELECT
-    t.account_id,
-    t.cutoff,
-    coalesce(a.cancelled, FALSE)
-    OR coalesce(t.renewal_date <= t.cutoff + n_days($horizon_days) AND NOT coalesce(a.renewed, FALSE), FALSE)
-        AS label,
-    t.cutoff + n_days($horizon_days + $grace_days) <= l.ts AS matured
-FROM label_terms AS t
-CROSS JOIN last_event AS l
-LEFT JOIN ahead AS a ON a.account_id = t.account_id AND a.cutoff = t.cutoff
-WHERE NOT t.churned_before
+    account_id,
+    cutoff,
+    coalesce(cancelled_at, lapsed_at) IS NOT NULL AS label,
+    matured,
+    CASE
+        WHEN coalesce(cancelled_at, lapsed_at) IS NOT NULL
+            THEN greatest(epoch(least(cancelled_at, lapsed_at) - cutoff) / 86400.0, 0.0)
+    END AS days_to_event
+FROM decided

@@ -30,7 +30,8 @@ SELECT
     t.account_id,
     t.cutoff,
     coalesce(a.seats_up, FALSE) OR coalesce(a.arr_up, FALSE) AS label,
-    t.cutoff + n_days($horizon_days) <= l.ts AS matured
+    t.cutoff + n_days($horizon_days) <= l.ts AS matured,
+    NULL::DOUBLE AS days_to_event
 FROM label_terms AS t
 CROSS JOIN last_event AS l
 LEFT JOIN ahead AS a ON a.account_id = t.account_id AND a.cutoff = t.cutoff
