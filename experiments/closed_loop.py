@@ -5,8 +5,8 @@
 
 Per seed, one world is simulated for a warm-up year of the team's own targeting, ingested into a store, and
 an uplift champion trained on it. Each policy then gets its own copy of that world and runs it forward a
-week at a time (`retain.simulate.stepped`): the week's features and plan from what the store holds so far
-(`retain.plan.read_week`, `experiments.closed_loop_policies`), the plan recorded and followed by the
+week at a time (`simulate.stepped`): the week's features and plan from what the store holds so far
+(`products.plan.read_week`, `experiments.closed_loop_policies`), the plan recorded and followed by the
 simulated team in place of its own targeting, the week simulated and ingested. On the first plan of each
 month the learning policies (`retain`, `retain_explore`) retrain the uplift champion on their own world's
 data and promote it. After the last plan week the world runs on (the team's own targeting again) until every
@@ -28,6 +28,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from core.settings import Settings
 from experiments.closed_loop_measure import Quarter, WeekTruth, quarter, weekly_truth
 from experiments.closed_loop_policies import (
     HIGHEST_RISK,
@@ -42,15 +43,14 @@ from experiments.closed_loop_policies import (
     schedule_rows,
 )
 from experiments.results import RESULTS_DIR, record
+from ingest import ingest_path
+from products.plan import PlanSummary, read_week, record_plan
+from products.upkeep import compact
 from registry.aliases import CHAMPION, set_champion
 from registry.tracking import client, log_and_register
-from retain.core.plan_table import recorded_plans
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.maintenance import compact
-from retain.plan import PlanSummary, read_week, record_plan
-from retain.simulate import SimConfig, SteppedSimulation
+from simulate import SimConfig, SteppedSimulation
+from store.delta import Store
+from store.plan_table import recorded_plans
 from training.causal.train import train_uplift
 from training.config import UpliftConfig
 

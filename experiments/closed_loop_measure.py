@@ -3,7 +3,7 @@
 The truth sums `TruthSoFar.plan_effects`: each executed plan action's exact change in its account's 90-day
 churn probability (and the ARR at stake: that change times the account's ARR when planned), so churn
 averted is an expected count, not a realised one. The holdout estimate is what a team sees without the
-truth: `retain.monitor.impact.plan_impact` over the quarter's recorded plans and their realised labels,
+truth: `products.monitor.impact.plan_impact` over the quarter's recorded plans and their realised labels,
 exactly as `retain monitor` computes it (the same label SQL, the same bootstrap), with its 95% interval.
 """
 
@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from retain.core.plan_table import recorded_plans
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.monitor.impact import Interval, plan_impact
-from retain.monitor.run import with_outcomes
+from core.settings import Settings
+from products.monitor.impact import Interval, plan_impact
+from products.monitor.run import with_outcomes
+from store.delta import Store
+from store.plan_table import recorded_plans
 
 
 @dataclass(frozen=True)

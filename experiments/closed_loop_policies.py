@@ -1,4 +1,4 @@
-"""The closed loop's five policies as weekly plans, all made by `retain.plan.make_plan` from the same Week.
+"""The closed loop's five policies as weekly plans, all made by `products.plan.make_plan` from the same Week.
 
 Every policy plans the same accounts under the same rules (eligibility and cool-downs, one action per account,
 each CSM's hours, the plan's random holdout drawn by `draw_holdout` from the same seed and week), so they
@@ -27,12 +27,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core.settings import Settings
 from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import store_playbook
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.plan import Plan, Week, action_hours, draw_holdout, make_plan
+from products.plan import Plan, Week, action_hours, draw_holdout, make_plan
+from store.delta import Store
 from training.causal import policy
 
 RULES, HIGHEST_RISK, RETAIN, RETAIN_EXPLORE, ORACLE = (

@@ -3,11 +3,11 @@
 
 Each seed gives two worlds that are the same until the release: one undrifted, one where a release on
 `--release` folds two product features into two others and counts each use 1.5 times
-(`retain/simulate/drift.py`). Each world is simulated, ingested and featurised, a churn champion is trained
+(`simulate/drift.py`). Each world is simulated, ingested and featurised, a churn champion is trained
 on it as the integration test does (`tests/integration/test_monitoring.py`), and the monitor's drift section
-(`retain.monitor.run.measure`) is read: PSI of every feature at every monthly cutoff after the champion's
+(`products.monitor.run.measure`) is read: PSI of every feature at every monthly cutoff after the champion's
 training window, an alarm where a feature that is no clock has drifted at a cutoff and the one before.
-The same PSI values are judged twice: at the monitor's drifted level (`retain.monitor.drift.DRIFTED`), and
+The same PSI values are judged twice: at the monitor's drifted level (`products.monitor.drift.DRIFTED`), and
 at the usual reading of PSI (0.25), which shows why the monitor draws its line higher.
 
 - undrifted: every alarm is false; the rate is counted per world and per (feature, cutoff) pair that could
@@ -33,17 +33,17 @@ from pathlib import Path
 
 from scipy.stats import binomtest
 
+from core.settings import Settings
 from experiments.results import record
 from features.build import build_and_publish
 from features.definitions import FEATURE_NAMES
+from ingest import ingest_path
+from products.monitor.drift import DRIFTED, alarmed
+from products.monitor.run import measure
+from products.monitor.schema import InputDrift
 from registry.tracking import log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.monitor.drift import DRIFTED, alarmed
-from retain.monitor.run import measure
-from retain.monitor.schema import InputDrift
-from retain.simulate import Drift, SimConfig, simulate_to
+from simulate import Drift, SimConfig, simulate_to
+from store.delta import Store
 from training.config import TrainConfig
 from training.pipeline import train_model
 

@@ -70,8 +70,8 @@ from experiments.benchmarks.serving import (
 )
 from experiments.faults import pages_overwritten
 from experiments.results import record
-from retain.core.store import Store
 from serving.keys import KeyFile
+from store.delta import Store
 
 RELOAD_EVERY = 30.0
 PROBE_EVERY = 1.0

@@ -34,14 +34,14 @@ from typing import Any
 
 import numpy as np
 
+from core.catalogue import ACTIONS
+from core.settings import Settings
 from experiments.econml_peer import econml_ranking
 from experiments.results import record
 from features.build import build_and_publish
-from retain.core.catalogue import ACTIONS
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from ingest import ingest_path
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from training.causal import against_truth
 from training.causal.design import store_design
 from training.causal.train import read_truth, train_uplift

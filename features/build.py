@@ -23,15 +23,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from core.errors import RetainError
+from core.files import write_atomic
+from core.settings import Settings
 from features.alerts import Alerted
 from features.cutoffs import cutoff_table, span_cutoffs
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, bind, feature_schema, sql
 from features.health import health_query
 from features.stored import TABLE, BuildNote, Versions, build_note, input_tables, refuse_dropping_cutoffs
-from retain.core.errors import RetainError
-from retain.core.files import write_atomic
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 
 
 def build_feature_table(
@@ -123,8 +123,8 @@ def feature_engine(settings: Settings, threads: int = 2) -> Iterator[FeatureEngi
     """`settings.engine`: DuckDB on `threads` threads, or the Spark session `settings.spark` describes."""
     if settings.engine == "spark":
         # deferred: PySpark is optional, and a DuckDB build never needs it
+        from core.spark import session
         from features.spark_build import SparkFeatures
-        from retain.core.spark import session
 
         yield SparkFeatures(session(settings.spark), settings.spark)
         return

@@ -18,8 +18,8 @@ from typing import Any, Literal, cast
 import sqlglot
 from sqlglot import exp
 
+from core.errors import RetainError
 from features.definitions import known
-from retain.core.errors import RetainError
 
 Kind = Literal["number", "text", "condition"]
 Row = Mapping[str, Any]

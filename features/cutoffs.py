@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime
 import duckdb
 import pyarrow as pa
 
-from retain.core.contract import TS
+from core.contract import TS
 
 
 def cutoff_instant(day: date) -> datetime:

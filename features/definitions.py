@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from retain.core.contract import TS, Tier
+from core.contract import TS, Tier
 
 SQL_DIR = Path(__file__).parent / "sql"
 

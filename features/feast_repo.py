@@ -39,12 +39,12 @@ from feast.data_source import DataSource
 from feast.types import Bool, FeastType, Float32, Float64, Int32, Int64, String
 from feast.value_type import ValueType
 
+from core.errors import RetainError
+from core.files import write_atomic
+from core.settings import Settings
+from core.spark import session, spark_session_conf
 from features.rows import FeatureRows
-from retain.core.errors import RetainError
-from retain.core.files import write_atomic
-from retain.core.settings import Settings
-from retain.core.spark import session, spark_session_conf
-from retain.core.store import Store
+from store.delta import Store
 
 ENTITY = "account"
 JOIN_KEY = "account_id"

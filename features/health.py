@@ -12,8 +12,8 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from core.settings import Settings
 from features.definitions import bind, sql
-from retain.core.settings import Settings
 
 #: The feature columns the formula reads.
 INPUTS = (

@@ -1,7 +1,7 @@
 """Which playbook actions an account is eligible for, why, and the rules ranking of the eligible ones.
 
 Eligibility is the playbook file's rules (`features.playbook_file`; the built-in ones are the observable
-version of the signals the simulated CS team targets on, `retain.simulate.interventions.targeted`), read
+version of the signals the simulated CS team targets on, `simulate.interventions.targeted`), read
 from one feature row. It gates every ranking: the health band's play orders the eligible actions now, and
 an uplift model orders them by expected value, with this ranking as its fallback. Unknown data (None, NaN
 or an absent column) never makes an action eligible: a recommendation must rest on evidence a CSM can

@@ -3,7 +3,7 @@ band's play reaches for them, and the alerts pushed to playbook engines, read fr
 anything runs on it, every error said at its line.
 
 Which file: `RETAIN_PLAYBOOK` (a path) when set, else `playbook.yaml` in the store's folder when there is
-one, else the built-in file (`retain/core/playbook.yaml`), which holds what the simulated world's team
+one, else the built-in file (`core/playbook.yaml`), which holds what the simulated world's team
 does. Conditions are SQL over the feature catalogue (`features.conditions`); each eligibility test reads
 one feature, so the reason a CSM reads can be that feature's own sentence.
 """
@@ -18,13 +18,13 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from core.catalogue import BUILT_IN_PLAYBOOK, Action, ActionName, Catalogue, read_catalogue
+from core.errors import RetainError
+from core.settings import Settings
+from core.yaml_lines import LocatedYaml, PathPart, read_located_file
 from features.conditions import Columns, Condition, ConditionError, compile_condition
 from features.definitions import CATEGORY_VALUES, FEATURE_BY_NAME
-from retain.core.catalogue import BUILT_IN_PLAYBOOK, Action, ActionName, Catalogue, read_catalogue
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.yaml_lines import LocatedYaml, PathPart, read_located_file
+from store.delta import Store
 
 #: the playbook a store's folder may hold
 STORE_FILE = "playbook.yaml"
@@ -165,7 +165,7 @@ class _AlertSpec(_Strict):
 
 
 class _Sections(BaseModel):
-    """The sections this layer reads; `retain.core.catalogue` checks `version` and the catalogue's."""
+    """The sections this layer reads; `core.catalogue` checks `version` and the catalogue's."""
 
     model_config = ConfigDict(extra="forbid")
 

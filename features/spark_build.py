@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
+from core.settings import Settings, SparkSettings
+from core.spark import read_delta, spark_errors
 from features.cutoffs import cutoff_table
 from features.definitions import RENEWAL_GRACE_DAYS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
 from features.health import health_params
 from features.stored import Versions, input_tables
-from retain.core.settings import Settings, SparkSettings
-from retain.core.spark import read_delta, spark_errors
-from retain.core.store import Store
+from store.delta import Store
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.store import Store
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from core.errors import RetainError
+from store.delta import Store
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable

@@ -19,10 +19,21 @@ from importlib.metadata import version
 from importlib.util import find_spec
 from pathlib import Path
 
-from retain.core.errors import RetainError
+from core.errors import RetainError
 
 #: Retain's top-level packages: imports of these are followed, any other must come from PyPI
-PACKAGES = ("retain", "features", "training", "registry", "serving")
+PACKAGES = (
+    "core",
+    "store",
+    "ingest",
+    "simulate",
+    "features",
+    "training",
+    "registry",
+    "serving",
+    "products",
+    "retain",
+)
 #: where unpickling starts: the pyfunc wrapper, whose imports reach both model classes
 ENTRY = "registry.pyfunc"
 #: the distribution that provides each top-level name the model's code imports

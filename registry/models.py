@@ -17,12 +17,12 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
+from core.errors import RetainError
+from core.settings import Settings
 from registry.aliases import CHAMPION
 from registry.pyfunc import MODEL_ARTIFACT
 from registry.tracking import StoreClient, client, unavailable
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.artifact import ScoringModel
 from training.causal.uplift import UpliftModel
 

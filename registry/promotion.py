@@ -18,13 +18,13 @@ from pydantic import BaseModel, ConfigDict
 from rich.table import Table
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from core.errors import RetainError
+from core.settings import Settings
 from features.alerts import Alerted
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, restore_previous_champion, set_champion
 from registry.models import StaleModel, VersionInfo, resolve, scoring_model, uplift_model
 from registry.tracking import VERSION_METRICS, StoreClient, client
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.artifact import ScoringModel
 from training.causal.dr import clustered_norm
 from training.config import UpliftConfig

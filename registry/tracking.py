@@ -43,15 +43,15 @@ from mlflow.types import ColSpec, Schema, TensorSpec
 from pydantic import BaseModel, ConfigDict
 from tqdm import tqdm
 
+from core.errors import RetainError
+from core.settings import Settings
+from core.urls import redact, sqlalchemy_url
 from features.build import FeatureBuild
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
 from registry.card import MODEL_CARD, model_card, version_description
 from registry.environment import copy_code, model_code, pip_requirements
 from registry.pyfunc import MODEL_ARTIFACT, MODEL_DIR, RetainModel, output_frame
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.urls import redact, sqlalchemy_url
+from store.delta import Store
 from training.artifact import ScoringModel
 from training.causal.uplift import UpliftModel
 from training.result import TrainResult

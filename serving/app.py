@@ -19,17 +19,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from retain.core.gauges import read_gauges
-from retain.core.logs import log_retain_lines
-from retain.core.settings import Settings
-from retain.core.store import Store
+from core.logs import log_retain_lines
+from core.settings import Settings
 from serving.auth import bearer, check_key, scopes_of
 from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
 from serving.cockpit.headers import CockpitHeaders
 from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.sessions import SessionsUnavailable, session_store
-from serving.decision_log import DecisionLogUnavailable
 from serving.errors import ERROR_RESPONSES, ApiError, error_response, field_location
 from serving.metrics import Metrics
 from serving.middleware import RequestMiddleware, request_id
@@ -37,6 +34,9 @@ from serving.resources import Resources
 from serving.routes import accounts, actions, autopilot, interventions, operations, scores, webhooks
 from serving.schemas import API_VERSION
 from serving.service import Service, model_refs
+from store.decision_log import DecisionLogUnavailable
+from store.delta import Store
+from store.gauges import read_gauges
 
 #: the settings `retain serve` resolved (flags over environment), as JSON, for its worker processes
 SETTINGS_VARIABLE = "RETAIN_WORKER_SETTINGS"

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import cast
 
+from core.settings import Settings
 from features.definitions import FEATURE_BY_NAME, HEALTH_COLUMNS
 from features.rows import FeatureRows
 from registry.models import VersionInfo
-from retain.core.settings import Settings
 from serving.schemas import Fallback, FallbackCode, Freshness, Health, ModelRef, RiskBand, RiskReason
 from training.artifact import ScoringModel
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.dependencies.models import Dependant
 
-from retain.core.errors import RetainError
+from core.errors import RetainError
 from serving.deps import ServiceDep
 from serving.errors import ApiError
 from serving.keys import ApiKey

@@ -6,7 +6,7 @@ cool-downs at once and is folded into the store's interventions like any action 
 and its `action.execute` event in the outbox, with a delivery per webhook subscribed to it. Its id is
 derived from the plan week, the account and the action, and is the event's id: a rerun, or a second
 worker, finds it recorded and executes nothing twice, and every delivery of it carries that id as its
-idempotency key. The API and the cockpit read and set the switches and stops here; `retain.autopilot`
+idempotency key. The API and the cockpit read and set the switches and stops here; `products.autopilot`
 runs the executions.
 """
 
@@ -21,9 +21,11 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from pydantic import JsonValue
 
+from core.errors import RetainError
 from features.playbook_file import Playbook
-from retain.core.errors import RetainError
-from serving.decision_log import (
+from serving.webhooks.checks import ACTION_EXECUTE
+from serving.webhooks.outbox import OutboxEvent, enqueue
+from store.decision_log import (
     AUTOPILOT_COMPARISONS,
     AUTOPILOT_EXECUTIONS,
     AUTOPILOT_STOPS,
@@ -34,8 +36,6 @@ from serving.decision_log import (
     TakenAction,
     upsert_into,
 )
-from serving.webhooks.checks import ACTION_EXECUTE
-from serving.webhooks.outbox import OutboxEvent, enqueue
 
 #: the scope of the switch that pauses the whole autopilot (the others are one action's)
 EVERYTHING = "*"

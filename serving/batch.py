@@ -9,7 +9,7 @@ Rows are scored in chunks (exact TreeSHAP dominates), written as they go to a te
 file that replaces the output only when complete. The same rows, with their cutoff, then replace that
 cutoff's rows of the store's `scores` Delta table in one transaction: a reader sees the previous batch
 or the new one, and each version's note names the champions that scored it. The output may also be a
-database table (`retain/core/sql_out.py`), whose rows at the cutoff the batch replaces likewise.
+database table (`core/sql_out.py`), whose rows at the cutoff the batch replaces likewise.
 """
 
 from __future__ import annotations
@@ -31,6 +31,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from core.contract import TS
+from core.csv_cells import safe_cells
+from core.errors import RetainError
+from core.files import atomic_path
+from core.settings import Settings
+from core.sql_out import BatchTable, SqlTable, batch_table
 from features.alerts import Alerted
 from features.cutoffs import cutoff_instant
 from features.definitions import KEYS
@@ -39,14 +45,8 @@ from features.stored import feature_dataset, read_features
 from registry.models import VersionInfo, load_scoring_model
 from registry.pyfunc import score_frame
 from registry.tracking import ID_TAG
-from retain.core.contract import TS
-from retain.core.csv_cells import safe_cells
-from retain.core.errors import RetainError
-from retain.core.files import atomic_path
-from retain.core.settings import Settings
-from retain.core.sql_out import BatchTable, SqlTable, batch_table
-from retain.core.store import Store, commit_with_retry
 from serving.assess import RANGE_TOLERANCE
+from store.delta import Store, commit_with_retry
 from training.artifact import ScoringModel
 
 JOIN_KEY, TIMESTAMP = KEYS

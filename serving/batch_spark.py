@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING
 import pandas as pd
 import pyarrow as pa
 
+from core.errors import RetainError
+from core.settings import Settings
+from core.spark import read_delta, session, spark_errors
 from features.cutoffs import cutoff_instant
 from features.definitions import KEYS, feature_schema
 from features.stored import TABLE as FEATURES
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.spark import read_delta, session, spark_errors
-from retain.core.store import Store
+from store.delta import Store
 from training.artifact import ScoringModel
 
 if TYPE_CHECKING:

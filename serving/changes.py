@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.schemas import Changes, Risk
+from store.decision_log import DecisionLog, DecisionLogUnavailable
 
 
 @dataclass(frozen=True)

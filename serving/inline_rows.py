@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.settings import Settings
 from features.definitions import FEATURE_BY_NAME, value_problem
 from features.health import INPUTS
 from features.health import score as health_score
 from features.rows import FeatureRows
-from retain.core.settings import Settings
 from serving.errors import ApiError
 from serving.resources import Loaded
 from serving.schemas import ScoreItem

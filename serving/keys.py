@@ -35,11 +35,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from serving.decision_log import API_KEYS, DecisionLog, DecisionLogUnavailable
+from core.errors import RetainError
+from core.settings import Settings
 from serving.outage import Outage
+from store.decision_log import API_KEYS, DecisionLog, DecisionLogUnavailable
+from store.delta import Store
 
 SCOPES: tuple[str, ...] = ("scores:read", "actions:read", "actions:write", "admin")
 

@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 
-from retain.core.gauges import Gauge as MonitorGauge
+from store.gauges import Gauge as MonitorGauge
 
 log = logging.getLogger("retain.metrics")
 #: where the workers' counters are kept when several processes serve (prometheus_client's own variable)

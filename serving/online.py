@@ -28,9 +28,9 @@ from feast.protos.feast.types.Value_pb2 import Value
 from feast.repo_config import RepoConfig
 from feast.type_map import feast_value_type_to_python_type
 
+from core.errors import RetainError
 from features.feast_repo import JOIN_KEY, FeatureSet
 from features.rows import FeatureRows
-from retain.core.errors import RetainError
 
 #: the stamp of an account without a row, from a store that answers one anyway (Redis)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -13,11 +13,11 @@ from typing import Literal
 
 import numpy as np
 
+from core.settings import ValueSettings
+from core.value import expected_values
 from features.playbook import Verdict, lower_first, rules_ranking
 from features.playbook_file import Playbook
 from features.rows import KEYS, FeatureRows
-from retain.core.settings import ValueSettings
-from retain.core.value import expected_values
 from serving.assess import Assessment, FeatureRow
 from serving.resources import UpliftChampion
 from serving.schemas import Evidence, PredictedChange

@@ -23,6 +23,9 @@ from typing import TypeVar
 import pyarrow as pa
 from feast import FeatureStore
 
+from core.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
+from core.errors import RetainError
+from core.settings import Settings
 from features.definitions import CATEGORICAL, FEATURE_NAMES
 from features.feast_repo import VIEW, FeatureSet, feature_set, feature_store
 from features.playbook_file import store_playbook
@@ -35,18 +38,15 @@ from registry.models import (
     uplift_model,
 )
 from registry.tracking import RegistryUnavailable, client
-from retain.core.contract import ACCOUNT_SCHEMA, INTERVENTION_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
 from serving.assess import CHURN, EXPANSION, Champion
-from serving.decision_log import DecisionLog, DecisionLogUnavailable
 from serving.keys import key_ring
 from serving.online import OnlineReader, OnlineStoreUnavailable
 from serving.reloads import RELOADS_FILE, Reloads
 from serving.schemas import Readiness
 from serving.tables import SERVED_TABLES, reading, table_problem
 from serving.webhooks.outbox import Outbox
+from store.decision_log import DecisionLog, DecisionLogUnavailable
+from store.delta import Store
 from training.causal.uplift import UpliftModel
 
 log = logging.getLogger("retain.serving")

@@ -15,16 +15,15 @@ from typing import Literal
 
 import pyarrow as pa
 
+from core.contract import INTERVENTION_SCHEMA
 from features.playbook import DEFAULT_BAND, Verdict, eligibility
 from features.playbook_file import Playbook
 from features.rows import FeatureRows
-from retain.core.contract import INTERVENTION_SCHEMA
-from retain.ingest.readers import Frame
-from retain.ingest.validate import check_interventions
+from ingest.readers import Frame
+from ingest.validate import check_interventions
 from serving.assess import INACTIVE_FALLBACK, Assessment, assess
 from serving.caller import Caller
 from serving.changes import ScoreHistory, model_labels
-from serving.decision_log import Decision, DecisionLogUnavailable, LoggedFeedback, Recommendation, TakenAction
 from serving.errors import ApiError
 from serving.inline_rows import inline_rows
 from serving.metrics import Metrics
@@ -49,6 +48,7 @@ from serving.schemas import (
     ScoreItem,
     ScoreResponse,
 )
+from store.decision_log import Decision, DecisionLogUnavailable, LoggedFeedback, Recommendation, TakenAction
 
 #: the error code of a next-best-actions request for an account that has left
 INACTIVE_ERROR = "account_inactive"

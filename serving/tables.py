@@ -15,9 +15,9 @@ from contextlib import contextmanager
 import pyarrow as pa
 from deltalake.exceptions import DeltaError
 
-from retain.core.errors import RetainError
-from retain.core.plan_table import PLANS
-from retain.core.store import Store
+from core.errors import RetainError
+from store.delta import Store
+from store.plan_table import PLANS
 
 #: the tables the API and cockpit read: the reload (accounts, interventions), the cockpit's book and
 #: timelines (events, features for trends) and the account page's plan

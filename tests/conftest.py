@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from registry.tracking import log_and_register
-from retain.simulate import SimConfig
+from simulate import SimConfig
 from tests.support.served import Server, World, make_world
 from tests.support.services import require_service
 from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from core.errors import RetainError
 from features.definitions import KEYS
-from retain.core.errors import RetainError
 
 
 def category_levels(train: pd.DataFrame, categorical: Sequence[str]) -> dict[str, list[str]]:

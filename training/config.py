@@ -10,8 +10,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
+from core.errors import RetainError
+from core.settings import Settings
 
 
 class TrainConfig(BaseModel):

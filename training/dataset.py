@@ -20,6 +20,8 @@ import duckdb
 import numpy as np
 import pandas as pd
 
+from core.errors import RetainError
+from core.settings import Settings
 from features.build import register_store
 from features.definitions import HEALTH_COLUMNS, KEYS
 from features.feast_repo import (
@@ -29,9 +31,7 @@ from features.feast_repo import (
     historical_features,
 )
 from features.stored import feature_columns, read_features
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.artifact import model_matrix
 from training.columns import binary_labels, category_levels, fingerprint
 from training.config import TrainConfig

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from core.errors import RetainError
+from core.settings import Settings, get_settings
 from features.definitions import monotone_constraints
-from retain.core.errors import RetainError
-from retain.core.settings import Settings, get_settings
-from retain.core.store import Store
+from store.delta import Store
 from training.artifact import Kind, ScoringModel
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig

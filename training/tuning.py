@@ -22,7 +22,7 @@ import optuna
 import pandas as pd
 from tqdm import tqdm
 
-from retain.core.errors import RetainError
+from core.errors import RetainError
 from training.config import TrainConfig
 
 #: LightGBM's name for each objective metric, and whether larger is better

@@ -31,9 +31,9 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from core.settings import Settings
 from experiments.results import record
 from retain import api
-from retain.core.settings import Settings
 from training.config import TrainConfig
 from training.evaluate import logistic_baseline, logistic_predict
 from training.logodds import expit

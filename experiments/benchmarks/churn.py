@@ -36,10 +36,10 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from core.settings import Settings
 from experiments.results import ROOT, record
 from retain import api
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.config import TrainConfig, load_config
 from training.dataset import TrainingSet, store_training_set
 from training.pipeline import load_truth, truth_covered

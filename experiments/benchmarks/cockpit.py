@@ -38,7 +38,7 @@ from experiments.benchmarks.serving import (
     store_arguments,
 )
 from experiments.results import record
-from retain.core.store import Store
+from store.delta import Store
 
 BUDGET_MS = 300.0
 CHROMIUM = Path("/usr/bin/chromium")

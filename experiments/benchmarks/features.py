@@ -29,14 +29,14 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-import retain.simulate
+import simulate
+from core.settings import Settings
 from experiments.benchmarks.pandas_features import pandas_features
 from experiments.results import record
 from features.build import build_feature_table
 from features.cutoffs import default_cutoffs
 from features.definitions import FEATURE_NAMES, FEATURES, KEYS
-from retain.core.settings import Settings
-from retain.simulate import SimConfig, simulate_to
+from simulate import SimConfig, simulate_to
 
 DAYS = 365
 EVENTS_PER_ACCOUNT = 1_000  # ~2.5-3 events per account-day over a year
@@ -80,7 +80,7 @@ class World:
 def simulator_version() -> str:
     """A digest of the simulator's source: a changed simulator never reuses a stale cache."""
     digest = hashlib.sha256()
-    for path in sorted(Path(retain.simulate.__file__).parent.glob("*.py")):
+    for path in sorted(Path(simulate.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 

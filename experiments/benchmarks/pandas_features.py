@@ -15,10 +15,10 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from core.contract import EVENT_TYPES
+from core.settings import Settings
 from features.cutoffs import cutoff_instant
 from features.definitions import FEATURE_NAMES, KEYS, RENEWAL_GRACE_DAYS
-from retain.core.contract import EVENT_TYPES
-from retain.core.settings import Settings
 
 DAY = pd.Timedelta(days=1)
 KINDS = {

@@ -56,14 +56,14 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from core.settings import Settings
 from experiments.benchmarks import load
 from experiments.benchmarks.train import pipeline
 from experiments.results import record
 from features.stored import read_features
 from registry.models import load_scoring_model
 from registry.tracking import tracking_uri
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 
 ROOT = Path(__file__).resolve().parents[2]
 #: the venv's bin: `retain`, `mlflow`, and `uvicorn` (which `mlflow models serve` looks up on PATH)

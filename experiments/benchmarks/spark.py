@@ -55,6 +55,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pyspark.sql import SparkSession
 
+from core.catalogue import ACTIONS
+from core.parallel import Workers
+from core.settings import Settings, SparkSettings
+from core.spark import SparkFailure, session
 from experiments.benchmarks.features import simulated
 from experiments.benchmarks.train import _timed, pipeline
 from experiments.results import RESULTS_DIR, record
@@ -63,14 +67,10 @@ from features.cutoffs import span_cutoffs
 from features.definitions import KEYS
 from features.stored import TABLE as FEATURES
 from features.stored import read_features
-from retain.core.catalogue import ACTIONS
-from retain.core.parallel import Workers
-from retain.core.settings import Settings, SparkSettings
-from retain.core.spark import SparkFailure, session
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from ingest import ingest_path
 from serving.batch import StoreScores, score_store
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from training.causal.design import Design, store_design
 from training.causal.train import fit_uplift
 from training.causal.uplift import OUTCOMES

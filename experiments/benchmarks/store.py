@@ -11,7 +11,7 @@ peak memory is per run.
 
 (a) Ingest: the feature benchmark's simulated events (about N/1000 accounts x 365 days, cached under
 --cache), handed over as the accounts file and the daily event files, ingested into an empty store by
-`retain.ingest.ingest_path`. Events/s: the input's events over the seconds inside `ingest_path`. Peak
+`ingest.ingest_path`. Events/s: the input's events over the seconds inside `ingest_path`. Peak
 memory: the process's peak RSS (VmHWM, Linux), imports included (their share is reported). Memory is flat
 when the peak at the largest size is close to the peak at the smallest.
 
@@ -68,8 +68,8 @@ QUICK = {"sizes": "1e5,2e5", "levels": "100,1000", "peer_seconds": 120.0}
 INGEST = """
 import json, sys, time
 from pathlib import Path
-from retain.core.store import Store
-from retain.ingest import ingest_path
+from store.delta import Store
+from ingest import ingest_path
 def peak_kib():
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
 imported = peak_kib()

@@ -27,15 +27,15 @@ import numpy as np
 import pandas as pd
 import shap
 
+from core.settings import Settings
 from experiments.results import record
 from features.build import build_and_publish
 from features.stored import read_features
+from ingest import ingest_path
 from registry.models import load_scoring_model
 from registry.tracking import log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from training.artifact import ScoringModel
 from training.config import load_config
 from training.pipeline import train_model

@@ -25,16 +25,16 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from core.settings import Settings
+from core.value import expected_values
 from experiments.benchmarks.train import _timed
 from experiments.results import record
 from features.build import build_and_publish
 from features.playbook import Verdict, rules_ranking
 from features.stored import read_features
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.value import expected_values
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from ingest import ingest_path
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from training.causal import policy, recency
 from training.causal.design import read_interventions
 from training.causal.train import train_uplift

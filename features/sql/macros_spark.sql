@@ -1,7 +1,7 @@
 -- The dialect shim of macros.sql ported to Spark SQL, once: the same names as temporary SQL functions,
 -- each computing what the DuckDB macro does, so the translated feature SQL (features/dialect.py) reads
 -- the same on both engines. Typed arguments; DOUBLE literals (Spark reads 1.0 as a DECIMAL).
--- The session time zone is UTC (retain/core/spark.py), as the DuckDB build sets it.
+-- The session time zone is UTC (core/spark.py), as the DuckDB build sets it.
 
 -- Fractional days from t0 to t1, as DuckDB's epoch() computes them: seconds as doubles, then subtracted.
 CREATE OR REPLACE TEMPORARY FUNCTION days_between(t0 TIMESTAMP, t1 TIMESTAMP) RETURNS DOUBLE

@@ -22,6 +22,7 @@ The verbs live one module per stage, as the CLI's command groups do (`common` ho
 from); this package is their one face.
 """
 
+from core.errors import RetainError
 from retain.api.autopilot import autopilot_pause, autopilot_resume, autopilot_run, autopilot_switches
 from retain.api.common import Json, StoreLike, as_json, open_store, settings_or_default
 from retain.api.data import build_features, ingest, simulate
@@ -54,7 +55,6 @@ from retain.api.playbook import check_playbook
 from retain.api.reports import digest, monitor, report_causal, report_causal_table
 from retain.api.scores import example_account, score, score_table
 from retain.api.store import check_store, compact_store, migrate_store, store_history
-from retain.core.errors import RetainError
 
 __all__ = [
     "Json",

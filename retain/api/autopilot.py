@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, decision_log, open_store, settings_or_default
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
-    from retain.autopilot.run import AutopilotRun
+    from products.autopilot.run import AutopilotRun
     from serving.autopilot_log import Switch
 
 
@@ -24,7 +24,7 @@ def autopilot_run(
     """Execute the current plan's autonomous actions the guardrails let through, as `action.execute`
     events to the subscribed playbook engines, after pausing any action its holdout comparison shows
     harmful; `at` replays a past moment (default now), `dry_run` only says what it would do."""
-    from retain.autopilot.run import run_autopilot  # deferred: DuckDB, the plan and the serving layer
+    from products.autopilot.run import run_autopilot  # deferred: DuckDB, the plan and the serving layer
 
     settings = settings_or_default(settings)
     return run_autopilot(open_store(store, settings), settings, at=at, dry_run=dry_run)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from pydantic_core import to_jsonable_python
 
-from retain.core.errors import RetainError
-from retain.core.settings import Settings, get_settings
-from retain.core.store import OLD_MANIFEST, Store
+from core.errors import RetainError
+from core.settings import Settings, get_settings
+from store.delta import OLD_MANIFEST, Store
 
 if TYPE_CHECKING:
-    from serving.decision_log import DecisionLog
+    from store.decision_log import DecisionLog
 
 
 #: a JSON document: what a training run's evaluation and MLflow's record are made of
@@ -62,7 +62,7 @@ def located(store: StoreLike, settings: Settings | None) -> Store:
 @contextlib.contextmanager
 def decision_log(store: StoreLike, settings: Settings) -> Iterator[DecisionLog]:
     """The decision log's database the settings name, closed after use."""
-    from serving.decision_log import DecisionLog  # deferred: SQLAlchemy and the serving layer
+    from store.decision_log import DecisionLog  # deferred: SQLAlchemy and the serving layer
 
     log = DecisionLog.for_store(open_store(store, settings), settings)
     try:

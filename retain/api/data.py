@@ -9,14 +9,14 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
 from retain.api.store import compacted
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
     from features.build import FeatureBuild
-    from retain.ingest import IngestSummary
-    from retain.simulate import Simulation
+    from ingest import IngestSummary
+    from simulate import Simulation
 
 
 def simulate(
@@ -33,7 +33,7 @@ def simulate(
     """Generate a customer base with known truth: same seed, same bytes. `holdout_share` defaults to the
     simulator's (`SimConfig.holdout_share`); `drift` (`release@DATE`, `tier_mix@DATE`) changes the world
     from that date, for the monitor to find."""
-    from retain.simulate import Drift, SimConfig, simulate_to  # deferred: the simulator's modules
+    from simulate import Drift, SimConfig, simulate_to  # deferred: the simulator's modules
 
     changed = None if drift is None else Drift.parse(drift)
     config = SimConfig(accounts=accounts, days=days, seed=seed, start=start, drift=changed)
@@ -48,7 +48,7 @@ def ingest(
     """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
     rows published, the rest quarantined with a reason."""
     from features.playbook_file import store_playbook
-    from retain.ingest import ingest_path  # deferred: Arrow and the contract's validators
+    from ingest import ingest_path  # deferred: Arrow and the contract's validators
 
     settings = settings_or_default(settings)
     opened = open_store(store, settings)
@@ -72,8 +72,8 @@ def build_features(
     cutoffs) that built that version of the feature table."""
     from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
     from features.playbook_file import store_playbook
+    from products import alerting  # deferred: the serving layer's outbox
     from registry.tracking import log_feature_build  # deferred: MLflow
-    from retain import alerting  # deferred: the serving layer's outbox
 
     settings = settings_or_default(settings)
     where = compacted(store, settings)

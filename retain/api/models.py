@@ -10,19 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
+from core.errors import RetainError
+from core.settings import Settings
 from retain.api.common import Json, StoreLike, open_store, settings_or_default
 from retain.api.data import build_features
 from retain.api.reports import monitor
 from retain.api.store import compacted
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 
 if TYPE_CHECKING:
+    from products.monitor.run import MonitorFiles
     from registry.models import VersionInfo
     from registry.promotion import PolicyEvaluation, Promotion, Rollback
     from registry.tracking import Registration
-    from retain.monitor.run import MonitorFiles
     from training.artifact import ScoringModel
     from training.config import TrainConfig, UpliftConfig
     from training.result import TrainResult
@@ -152,8 +152,8 @@ def promote(
 ) -> Promotion:
     """Move `name@champion` to the challenger if it holds up on the latest out-of-time window (or with
     `force` and a recorded `reason`); the decision says which."""
+    from products import alerting
     from registry.promotion import promote as promote_model  # deferred: MLflow
-    from retain import alerting
 
     settings = settings_or_default(settings)
     where = open_store(store, settings)
@@ -174,8 +174,8 @@ def evaluate_policies(
 
 def rollback(name: str = "churn", *, store: StoreLike = None, settings: Settings | None = None) -> Rollback:
     """Restore the previous `name@champion`."""
+    from products import alerting
     from registry.promotion import rollback as rollback_model  # deferred: MLflow
-    from retain import alerting
 
     settings = settings_or_default(settings)
     where = open_store(store, settings)

@@ -7,8 +7,8 @@ import contextlib
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, decision_log, open_store, settings_or_default
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
     from features.alerts import Alert, Alerted
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def alerts(*, store: StoreLike = None, settings: Settings | None = None) -> Alerted:
     """Derive again the alerts of the latest feature build, scoring run and plan, and record those not
     recorded yet: for a step whose recording failed while the decision log was away."""
-    from retain import alerting  # deferred: the serving layer's outbox
+    from products import alerting  # deferred: the serving layer's outbox
 
     settings = settings_or_default(settings)
     return alerting.record_latest(open_store(store, settings), settings)

@@ -8,11 +8,11 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
-    from retain.plan import PlanSummary
+    from products.plan import PlanSummary
 
 
 def plan(
@@ -26,10 +26,10 @@ def plan(
     """The week's plan as a CSV, or a database table (`postgresql://...#TABLE`, `sqlite:///PATH#TABLE`)
     whose rows of the week it replaces: the actions where the uplift champion expects most value within
     each CSM's `capacity_hours`, and a random holdout that gets none."""
-    from retain import alerting
-    from retain.core.plan_table import recorded_plans
-    from retain.core.sql_out import destination  # deferred: SQLAlchemy
-    from retain.plan import plan_store  # deferred: MLflow and the uplift model
+    from core.sql_out import destination  # deferred: SQLAlchemy
+    from products import alerting
+    from products.plan import plan_store  # deferred: MLflow and the uplift model
+    from store.plan_table import recorded_plans
 
     target = destination(out)
     settings = settings_or_default(settings)

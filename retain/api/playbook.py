@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
     from features.playbook_file import PlaybookSummary

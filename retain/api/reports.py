@@ -7,13 +7,13 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
-    from retain.digest.run import DigestFiles
-    from retain.monitor.run import MonitorFiles
-    from retain.report.html import ReportFiles
+    from products.digest.run import DigestFiles
+    from products.monitor.run import MonitorFiles
+    from products.report.html import ReportFiles
 
 
 def report_causal(
@@ -22,8 +22,8 @@ def report_causal(
     """What each action did to churn and expansion over the store's weekly design, doubly robust, as
     `out/report.html` and `out/report.json`; `jobs` processes estimate actions side by side."""
     # deferred: the causal estimators
-    from retain.report.causal import from_store
-    from retain.report.html import write_report
+    from products.report.causal import from_store
+    from products.report.html import write_report
 
     settings = settings_or_default(settings)
     return write_report(from_store(open_store(store, settings), settings, jobs), Path(out))
@@ -48,8 +48,8 @@ def report_causal_table(
     (listed in `ReportFiles.covariates_dropped`, with why); with `cross_check`, each effect also by
     DoubleML's IRM on the same rows, side by side (`ReportFiles.cross_check`)."""
     # deferred: the causal estimators
-    from retain.report.causal import from_table
-    from retain.report.html import write_report
+    from products.report.causal import from_table
+    from products.report.html import write_report
 
     settings = settings_or_default(settings)
     analysis = from_table(
@@ -69,7 +69,7 @@ def report_causal_table(
 def monitor(out: Path, *, store: StoreLike = None, settings: Settings | None = None) -> MonitorFiles:
     """Drift, realised and estimated performance, what the plans kept, answers and feedback: written to
     `out/monitor.html` and `out/monitor.json`, logged to MLflow, and kept in the store as gauges."""
-    from retain.monitor.run import monitor_store  # deferred: MLflow, the models and matplotlib
+    from products.monitor.run import monitor_store  # deferred: MLflow, the models and matplotlib
 
     settings = settings_or_default(settings)
     return monitor_store(open_store(store, settings), settings, Path(out))
@@ -81,7 +81,7 @@ def digest(
     """The week starting on Monday `week` for leadership and CSM leads: accounts entering and leaving high
     risk, ARR at risk by tier and CSM, the week's plan and what the plans kept, the alerts by type; as an
     email-ready `out/digest-WEEK.html` and `out/digest-WEEK.json`."""
-    from retain.digest.run import digest_store  # deferred: the monitor's plan impact, DuckDB, Jinja2
+    from products.digest.run import digest_store  # deferred: the monitor's plan impact, DuckDB, Jinja2
 
     settings = settings_or_default(settings)
     return digest_store(open_store(store, settings), settings, week, Path(out))

@@ -8,9 +8,9 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import RetainError
+from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
 
 if TYPE_CHECKING:
     from serving.batch import ModelAnswered, StoreScores, TableScores
@@ -22,9 +22,9 @@ def score(
     """Every account active at `cutoff`, scored by the churn and expansion champions with the top reasons,
     into a Parquet file, or a database table (`postgresql://...#TABLE`, `sqlite:///PATH#TABLE`) whose rows
     at `cutoff` they replace."""
+    from core.sql_out import destination  # deferred: SQLAlchemy
     from features.playbook_file import store_playbook
-    from retain import alerting
-    from retain.core.sql_out import destination  # deferred: SQLAlchemy
+    from products import alerting
     from serving.batch import score_store  # deferred: MLflow and the models
 
     target = destination(out)
@@ -47,7 +47,7 @@ def score_table(
 ) -> TableScores:
     """A CSV or Parquet table scored by one registered model (`NAME`, `NAME@alias`, `NAME/version`) into a
     CSV of its id, probability and reasons."""
-    from retain.core.sql_out import destination  # deferred: SQLAlchemy
+    from core.sql_out import destination  # deferred: SQLAlchemy
     from serving.batch import score_table as score_file  # deferred: MLflow and the models
 
     target = destination(out)

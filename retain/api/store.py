@@ -6,21 +6,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.settings import Settings
 from retain.api.common import StoreLike, located, open_store, settings_or_default
-from retain.core.settings import Settings
-from retain.core.store import DEFAULT_RETENTION_HOURS, Commit, Store
+from store.delta import DEFAULT_RETENTION_HOURS, Commit, Store
 
 if TYPE_CHECKING:
-    from retain.ingest.migrate import Migration
-    from retain.maintenance import Compaction
-    from retain.maintenance.check import StoreCheck
+    from ingest.migrate import Migration
+    from products.upkeep import Compaction
+    from products.upkeep.check import StoreCheck
 
 
 def compact_store(
     *, store: StoreLike = None, settings: Settings | None = None, retention_hours: int | None = None
 ) -> Compaction:
     """Fold the actions the API recorded into the store, then compact and vacuum every table."""
-    from retain.maintenance import compact  # deferred: SQLAlchemy, for the decision log
+    from products.upkeep import compact  # deferred: SQLAlchemy, for the decision log
 
     settings = settings_or_default(settings)
     hours = DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours
@@ -30,7 +30,7 @@ def compact_store(
 def compacted(store: StoreLike, settings: Settings) -> Store:
     """The store, once the API's recorded actions are folded in and its tables compacted: what a feature
     build or a training run reads."""
-    from retain.maintenance import compact  # deferred: SQLAlchemy, for the decision log
+    from products.upkeep import compact  # deferred: SQLAlchemy, for the decision log
 
     opened = open_store(store, settings)
     compact(opened, settings)
@@ -46,7 +46,7 @@ def store_history(
 
 def check_store(*, store: StoreLike = None, settings: Settings | None = None) -> StoreCheck:
     """What the store needs to serve from where it is now: tables, Feast repo, champions, decision log."""
-    from retain.maintenance.check import check  # deferred: Feast, MLflow and SQLAlchemy
+    from products.upkeep.check import check  # deferred: Feast, MLflow and SQLAlchemy
 
     settings = settings_or_default(settings)
     return check(open_store(store, settings), settings)
@@ -54,7 +54,7 @@ def check_store(*, store: StoreLike = None, settings: Settings | None = None) ->
 
 def migrate_store(old: Path, *, store: StoreLike = None, settings: Settings | None = None) -> Migration:
     """Convert a store of the earlier layout (`manifest.json`) into this store's Delta tables."""
-    from retain.ingest.migrate import migrate  # deferred: Arrow and DuckDB
+    from ingest.migrate import migrate  # deferred: Arrow and DuckDB
 
     # not open_store: it refuses the earlier layout that a migration in place converts
     return migrate(Path(old), located(store, settings))

@@ -13,9 +13,9 @@ import os
 import typer
 from rich.text import Text
 
+from core.errors import RetainError
 from retain.cli import autopilot, data, keys, models, plans, playbook, reports, scores, serve, store, webhooks
 from retain.cli.common import err
-from retain.core.errors import RetainError
 
 app = typer.Typer(
     help="Retain: churn risk, explained; next-best actions by causal uplift.", no_args_is_help=True

@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import JsonOpt, StoreOpt, emit, open_store, stage
-from retain.core.errors import RetainError
 
 autopilot_app = typer.Typer(
     help="The autopilot: the plan's autonomous actions executed with no CSM, under guardrails.",

@@ -13,10 +13,10 @@ import typer
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from core.errors import RetainError
+from core.settings import Settings
 from retain import api
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 
 #: summaries are plain text: a bracket in a path or a message is never read as markup
 console = Console(soft_wrap=True, highlight=False, markup=False)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import (
@@ -20,7 +21,6 @@ from retain.cli.common import (
     parse_dates,
     stage,
 )
-from retain.core.errors import RetainError
 
 features_app = typer.Typer(help="Point-in-time feature tables and the Feast repo.", no_args_is_help=True)
 

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import JsonOpt, StoreOpt, console, emit, open_store
-from retain.core.errors import RetainError
 
 if TYPE_CHECKING:
     from serving.keys import KeyRing

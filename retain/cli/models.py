@@ -8,10 +8,10 @@ from typing import Annotated, cast, get_args
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import EngineOpt, JsonOpt, StoreOpt, emit, engine_settings, err, open_store, stage
-from retain.core.errors import RetainError
 
 policy_app = typer.Typer(
     help="Next-best-action policies judged from the log: what each would avert.", no_args_is_help=True

@@ -39,6 +39,6 @@ def playbook_check(
 @playbook_app.command("show")
 def playbook_show() -> None:
     """Print the built-in playbook: the file to start your own from (`> STORE/playbook.yaml`)."""
-    from retain.core.catalogue import BUILT_IN_PLAYBOOK  # deferred: reads the file
+    from core.catalogue import BUILT_IN_PLAYBOOK  # deferred: reads the file
 
     sys.stdout.write(BUILT_IN_PLAYBOOK.read_text())

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import (
@@ -19,7 +20,6 @@ from retain.cli.common import (
     open_store,
     stage,
 )
-from retain.core.errors import RetainError
 
 report_app = typer.Typer(
     help="Reports for leadership: one self-contained HTML page plus JSON.", no_args_is_help=True

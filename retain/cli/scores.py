@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import EngineOpt, JsonOpt, StoreOpt, emit, engine_settings, one_date, open_store, stage
-from retain.core.errors import RetainError
 
 
 def score(

@@ -9,11 +9,11 @@ from typing import Annotated, Any
 
 import typer
 
+from core.errors import RetainError
+from core.logs import log_retain_lines
+from core.settings import Settings
 from retain import api
 from retain.cli.common import StoreOpt, one_date, open_store, stage
-from retain.core.errors import RetainError
-from retain.core.logs import log_retain_lines
-from retain.core.settings import Settings
 
 
 def serve(
@@ -43,7 +43,7 @@ def serve(
     # deferred: the server stack, only this command needs it
     import uvicorn
 
-    from retain.autopilot.worker import piloting
+    from products.autopilot.worker import piloting
     from serving.app import create_app, worker_environment
     from serving.webhooks.delivery import delivering
 

@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
+from core.errors import RetainError
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import JsonOpt, StoreOpt, emit, err, open_store
-from retain.core.errors import RetainError
-from retain.core.store import DEFAULT_RETENTION_HOURS, TABLES
+from store.delta import DEFAULT_RETENTION_HOURS, TABLES
 
 store_app = typer.Typer(help="The store's Delta tables: upkeep, history, migration.", no_args_is_help=True)
 

@@ -9,10 +9,10 @@ from typing import Annotated, Any, cast
 
 import typer
 
+from core.logs import log_retain_lines
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import JsonOpt, StoreOpt, comma_list, console, emit, err, open_store, stage
-from retain.core.logs import log_retain_lines
 
 webhooks_app = typer.Typer(
     help="Webhooks: alerts pushed to playbook engines and CRMs, signed, at least once.", no_args_is_help=True

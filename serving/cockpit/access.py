@@ -15,7 +15,7 @@ from urllib.parse import urlencode, urlsplit
 from fastapi import Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from retain.core.errors import RetainError
+from core.errors import RetainError
 from serving.auth import bearer, check_key
 from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.sessions import COOKIE, Session, SessionStore

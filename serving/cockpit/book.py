@@ -26,16 +26,16 @@ import pandas as pd
 import pyarrow.compute as pc
 from pydantic import PlainSerializer, PlainValidator, TypeAdapter
 
-from retain.core.contract import Tier
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.value import arr_at_risk
+from core.contract import Tier
+from core.settings import Settings
+from core.value import arr_at_risk
 from serving.assess import Assessment, FeatureRow, assess, inactive
 from serving.cockpit.timeline import EventColumns, RecentEvents, recent_events
 from serving.online import OnlineStoreUnavailable
 from serving.resources import AccountRecord, Loaded, Resources
 from serving.schemas import Fallback
 from serving.tables import TableUnreadable, reading
+from store.delta import Store
 
 log = logging.getLogger("retain.serving")
 DAY_SECONDS = 86_400.0

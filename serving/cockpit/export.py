@@ -2,7 +2,7 @@
 
 Figures are plain numbers (a probability as 0.3125, dollars unrounded to cents) so a spreadsheet can sort
 and sum them. A text cell that a spreadsheet would run as a formula (an account name comes from a CRM) is
-made inert by `retain.core.csv_cells`, as every CSV Retain writes.
+made inert by `core.csv_cells`, as every CSV Retain writes.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import io
 from collections.abc import Sequence
 from datetime import datetime
 
-from retain.core.csv_cells import safe_cell
+from core.csv_cells import safe_cell
 from serving.cockpit.book import Entry, Filters
 
 COLUMNS = (

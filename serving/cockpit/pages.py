@@ -10,7 +10,6 @@ from importlib.resources import files
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PlanArm, latest_arm
 from serving.autopilot_log import AutopilotLog, ExecutionStatus, Stop
 from serving.caller import Caller
 from serving.cockpit.access import Viewer
@@ -23,12 +22,13 @@ from serving.cockpit.book import (
 from serving.cockpit.charts import line_chart
 from serving.cockpit.keeper import BookKeeper
 from serving.cockpit.timeline import Moment, account_timeline, action_label
-from serving.decision_log import DecisionLogUnavailable, FeedbackOnAction
 from serving.ranking import percent
 from serving.resources import AccountRecord
 from serving.schemas import ActionsRequest, ActionsResponse, Risk
 from serving.service import Service
 from serving.tables import reading
+from store.decision_log import DecisionLogUnavailable, FeedbackOnAction
+from store.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PlanArm, latest_arm
 
 #: why an answer came from the rules, in a CSM's words
 FALLBACK_WORDS = {

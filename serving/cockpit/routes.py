@@ -14,8 +14,8 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from retain.core.catalogue import ACTIONS
-from retain.core.contract import Tier
+from core.catalogue import ACTIONS
+from core.contract import Tier
 from serving.auth import check_key
 from serving.autopilot_log import AutopilotLog
 from serving.caller import Caller
@@ -39,11 +39,11 @@ from serving.cockpit.pages import (
 )
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE, SessionsUnavailable, new_token, same_token
 from serving.cockpit.timeline import action_label
-from serving.decision_log import DecisionLogUnavailable
 from serving.deps import RequestId, ServiceDep
 from serving.errors import ApiError
 from serving.schemas import FeedbackIn
 from serving.service import Service
+from store.decision_log import DecisionLogUnavailable
 
 router = APIRouter(prefix="/ui", include_in_schema=False, dependencies=[Depends(posted_here)])
 #: what a failed sign-in says, by the status of the key check

@@ -27,7 +27,7 @@ from typing import Protocol
 import redis.asyncio
 from redis.exceptions import RedisError
 
-from retain.core.settings import Settings
+from core.settings import Settings
 
 COOKIE = "retain_session"
 #: the sign-in form's token, random for each sign-in page shown

@@ -16,9 +16,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from retain.core.contract import EVENT_SCHEMA, HOLDOUT, INTERVENTION_SCHEMA
-from retain.core.store import Store
-from serving.decision_log import TakenAction
+from core.contract import EVENT_SCHEMA, HOLDOUT, INTERVENTION_SCHEMA
+from store.decision_log import TakenAction
+from store.delta import Store
 
 #: errors at these severities are incidents; minor ones are noise on a CSM's page
 INCIDENT_SEVERITIES = ("major", "critical")

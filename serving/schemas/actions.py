@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from retain.core.catalogue import Channel
+from core.catalogue import Channel
 from serving.schemas.common import API_VERSION, Fallback, HealthBand, RequestBody, Source
 
 Evidence = Literal["clear", "uncertain"]

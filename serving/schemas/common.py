@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from retain.ingest.validate import EARLIEST
+from ingest.validate import EARLIEST
 
 API_VERSION = "v1"
 Source = Literal["model", "rules"]

@@ -12,9 +12,9 @@ import socket
 from collections.abc import Callable, Iterable, Sequence
 from urllib.parse import urlsplit
 
+from core.errors import RetainError
+from core.urls import redact
 from features.alerts import ALERT_TYPES
-from retain.core.errors import RetainError
-from retain.core.urls import redact
 
 #: the event type that subscribes to every alert type, present and future (not to commands)
 ALL_EVENTS = "*"

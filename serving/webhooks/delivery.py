@@ -20,13 +20,13 @@ from datetime import UTC, datetime, timedelta
 
 import requests
 
-from retain.core.settings import Settings, WebhookSettings
-from retain.core.store import Store
-from serving.decision_log import DecisionLog, DecisionLogUnavailable
+from core.settings import Settings, WebhookSettings
 from serving.outage import Outage
 from serving.webhooks.checks import RefusedUrl, UnresolvedHost, check_url
 from serving.webhooks.outbox import Claim, Outbox
 from serving.webhooks.signing import signed_headers
+from store.decision_log import DecisionLog, DecisionLogUnavailable
+from store.delta import Store
 
 log = logging.getLogger("retain.webhooks")
 #: the largest power of two the backoff takes, so a large `max_attempts` cannot overflow a float

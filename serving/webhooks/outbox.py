@@ -25,10 +25,12 @@ from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
 
+from core.errors import RetainError
+from core.urls import redact
 from features.alerts import ALERT_SCHEMA_VERSION, ALERT_TYPES, Alert
-from retain.core.errors import RetainError
-from retain.core.urls import redact
-from serving.decision_log import (
+from serving.webhooks.checks import ALL_EVENTS, COMMANDS, WebhookInputError, check_url, parse_events
+from serving.webhooks.signing import SigningSecret, new_secret
+from store.decision_log import (
     ALERTS,
     DELIVERIES,
     WEBHOOK_RETIRING_SECRETS,
@@ -36,8 +38,6 @@ from serving.decision_log import (
     DecisionLog,
     upsert_into,
 )
-from serving.webhooks.checks import ALL_EVENTS, COMMANDS, WebhookInputError, check_url, parse_events
-from serving.webhooks.signing import SigningSecret, new_secret
 
 #: the longest overlap a rotation takes: a secret that should go cannot linger for longer
 MAX_OVERLAP_SECONDS = 30 * 86_400.0

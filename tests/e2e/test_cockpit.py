@@ -16,13 +16,13 @@ import pytest
 import requests
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from core.contract import INTERVENTION_SCHEMA
 from features.stored import read_features
-from retain.core.contract import INTERVENTION_SCHEMA
-from retain.maintenance import fold_taken
+from products.upkeep import fold_taken
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE
-from serving.decision_log import DecisionLog
 from serving.keys import KeyFile
+from store.decision_log import DecisionLog
 from tests.support.served import Server, World
 from tests.support.services import unavailable
 

@@ -13,7 +13,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from features.stored import read_features
-from retain.core.store import Store
+from store.delta import Store
 from tests.support.worlds import UpliftWorld
 
 HORIZON = pd.Timedelta(days=90)

@@ -14,10 +14,10 @@ import pytest
 from features.alerts import ALERT_SCHEMA_VERSION, Alerted
 from features.playbook_file import BUILT_IN
 from features.stored import stored_cutoffs
+from products.alerting import feature_alerts, score_alerts
 from retain import api
-from retain.alerting import feature_alerts, score_alerts
-from retain.core.store import Store
 from serving.assess import risk_band
+from store.delta import Store
 from tests.support.receivers import Receiver
 from tests.support.worlds import DriftedWorld
 

@@ -17,14 +17,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from core.contract import INTERVENTION_SCHEMA
 from features.stored import read_features
+from ingest import ingest_path
+from products.upkeep import fold_taken
 from registry.promotion import promote, rollback
 from registry.tracking import log_and_register
-from retain.core.contract import INTERVENTION_SCHEMA
-from retain.ingest import ingest_path
-from retain.maintenance import fold_taken
 from serving.batch import score_store
-from serving.decision_log import DecisionLog
+from store.decision_log import DecisionLog
 from tests.support.served import SCOPED, Server, World, model_answered, wait_for
 
 

@@ -20,20 +20,20 @@ import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from core.settings import AutopilotSettings, Settings, WebhookSettings
 from features.cutoffs import cutoff_instant
+from ingest import ingest_path
+from products.autopilot.run import AutopilotRun
 from retain import api
-from retain.autopilot.run import AutopilotRun
 from retain.cli import main
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PLANS_SCHEMA
-from retain.core.settings import AutopilotSettings, Settings, WebhookSettings
-from retain.core.store import Store
-from retain.ingest import ingest_path
 from serving.autopilot_log import PAUSED, AutopilotLog, Execution
-from serving.decision_log import DELIVERIES, DecisionLog
 from serving.keys import KeyFile
 from serving.webhooks.delivery import DeliveryRound, deliver_once
 from serving.webhooks.outbox import Outbox
+from store.decision_log import DELIVERIES, DecisionLog
+from store.delta import Store
+from store.plan_table import CHOSEN, EXPLORE, HELD_OUT, PLANS, PLANS_SCHEMA
 from tests.support.events import account, arrow_table, event
 from tests.support.receivers import Receiver
 from tests.support.served import Server, wait_for

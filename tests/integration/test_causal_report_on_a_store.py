@@ -11,12 +11,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from retain.core.catalogue import ACTIONS
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.report.causal import LATER_NOT_NEVER_SHARE
-from retain.simulate import SimConfig, simulate_to
+from core.catalogue import ACTIONS
+from core.settings import Settings
+from ingest import ingest_path
+from products.report.causal import LATER_NOT_NEVER_SHARE
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from tests.support.reports import EFFECT_KEYS, contains, report
 from training.causal.design import store_design
 from training.causal.holdout import MIN_HELD_WEEKS

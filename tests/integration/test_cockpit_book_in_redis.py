@@ -18,7 +18,7 @@ import pytest
 import redis
 import requests
 
-from retain.core.settings import CockpitSettings, ServeSettings
+from core.settings import CockpitSettings, ServeSettings
 from serving.cockpit.book import Basis, book_from_bytes
 from serving.cockpit.keeper import BOOK_KEY, BookKeeper, book_key
 from serving.cockpit.shelf import LOCK, RedisShelf

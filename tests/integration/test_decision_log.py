@@ -23,14 +23,13 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
-from retain.core.contract import INTERVENTION_SCHEMA
-from retain.core.settings import ServeSettings, Settings
-from retain.core.store import Store
-from retain.core.urls import sqlalchemy_url
-from retain.ingest import ingest_path, record_interventions
-from retain.maintenance import fold_taken
-from serving import log_migrations
-from serving.decision_log import (
+from core.contract import INTERVENTION_SCHEMA
+from core.settings import ServeSettings, Settings
+from core.urls import sqlalchemy_url
+from ingest import ingest_path, record_interventions
+from products.upkeep import fold_taken
+from store import log_migrations
+from store.decision_log import (
     METADATA,
     Decision,
     DecisionLog,
@@ -44,6 +43,7 @@ from serving.decision_log import (
     Recommendation,
     TakenAction,
 )
+from store.delta import Store
 
 T0 = datetime(2025, 3, 3, 9, 0, tzinfo=UTC)
 C1, C2 = datetime(2025, 2, 23, tzinfo=UTC), datetime(2025, 3, 2, tzinfo=UTC)
@@ -443,7 +443,7 @@ def test_a_fold_cut_short_before_marking_adds_nothing_the_second_time(tmp_path: 
 IMMUTABLE_WRITER = """
 import subprocess, sys
 from datetime import UTC, datetime
-from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, Recommendation
+from store.decision_log import Decision, DecisionLog, DecisionLogUnavailable, Recommendation
 
 path = sys.argv[1]
 log = DecisionLog(f"sqlite:///{path}", retry_delays=(0.05,))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from serving.decision_log import Decision, DecisionLog, DecisionLogUnavailable, LogBounds
-from serving.decision_log.spill import spill_prefix
+from store.decision_log import Decision, DecisionLog, DecisionLogUnavailable, LogBounds
+from store.decision_log.spill import spill_prefix
 from tests.support.served import Server, World, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs needs root")

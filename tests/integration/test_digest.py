@@ -16,13 +16,13 @@ import pandas as pd
 import pyarrow.compute as pc
 import pytest
 
+from core.errors import RetainError
+from core.settings import RiskBands, Settings
 from features.cutoffs import cutoff_instant
 from features.stored import read_features, stored_cutoffs
+from products.digest.run import DigestFiles
 from retain import api
 from retain.cli import summaries
-from retain.core.errors import RetainError
-from retain.core.settings import RiskBands, Settings
-from retain.digest.run import DigestFiles
 from serving.assess import risk_band
 from tests.support.served import World
 

@@ -17,11 +17,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from core.urls import sqlalchemy_url
 from features.stored import read_features, stored_cutoffs
+from products.plan import COLUMNS
 from retain.cli import app, main
-from retain.core.plan_table import recorded_plans
-from retain.core.urls import sqlalchemy_url
-from retain.plan import COLUMNS
+from store.plan_table import recorded_plans
 from tests.support.served import World
 from tests.support.worlds import UpliftWorld
 

@@ -15,6 +15,8 @@ import pytest
 import redis
 import yaml
 
+from core.errors import RetainError
+from core.settings import Settings
 from features.feast_repo import (
     CONFIG_FILE,
     DEFAULT_SERVICES,
@@ -30,9 +32,7 @@ from features.feast_repo import (
     repo_config,
 )
 from features.stored import TABLE, read_features
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 
 CUTOFFS = pd.to_datetime(["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30"], utc=True)
 FEATURES = [

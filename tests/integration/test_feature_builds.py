@@ -16,15 +16,15 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import RetainError
+from core.settings import Settings
 from features.build import build_and_publish
 from features.cutoffs import cutoff_instant
 from features.feast_repo import feature_store, online_features
 from features.stored import read_features
 from retain.cli import app, main
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.simulate import SimConfig
+from simulate import SimConfig
+from store.delta import Store
 from tests.support.worlds import published_store
 
 #: one of the month ends the world's table holds, not its latest

@@ -9,8 +9,8 @@ from datetime import date
 
 import pytest
 
-from retain.core.store import Store
 from serving.keys import KeyFile
+from store.delta import Store
 from tests.support.served import Server
 
 

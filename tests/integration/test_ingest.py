@@ -17,12 +17,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
-from retain.core.errors import RetainError
-from retain.core.store import Store
-from retain.ingest import IngestSummary, ingest_path, record_interventions
-from retain.ingest.coerce import coerce
-from retain.ingest.commit import KEYED
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from core.errors import RetainError
+from ingest import IngestSummary, ingest_path, record_interventions
+from ingest.coerce import coerce
+from ingest.commit import KEYED
+from store.delta import Store
 
 ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"
 EVENTS_HEADER = "event_id,account_id,user_id,ts,event_type,properties\n"
@@ -471,7 +471,7 @@ def test_bad_input_raises_retain_error_in_process(tmp_path: Path) -> None:
 
 
 def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
-    simulate = pytest.importorskip("retain.simulate")
+    simulate = pytest.importorskip("simulate")
     simulate.simulate_to(
         simulate.SimConfig(accounts=50, days=60, seed=1, start=date(2025, 1, 1)), tmp_path / "sim"
     )
@@ -491,7 +491,7 @@ def test_a_real_simulation_ingests_cleanly(tmp_path: Path) -> None:
 def test_a_simulated_holdout_reaches_the_store_as_holdout_rows(tmp_path: Path) -> None:
     """The simulator logs its holdout through the normal path: the store holds one holdout row per held-out
     account and quarter, with the share drawn as its propensity, exactly as the truth records them."""
-    simulate = pytest.importorskip("retain.simulate")
+    simulate = pytest.importorskip("simulate")
     config = simulate.SimConfig(accounts=300, days=120, seed=2, start=date(2025, 1, 1), holdout_share=0.1)
     simulate.simulate_to(config, tmp_path / "sim")
     store = Store(tmp_path / "store")

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from retain.core.errors import RetainError
-from retain.core.settings import ServeSettings, Settings
-from retain.core.store import Store
-from serving.decision_log import DecisionLog, DecisionLogUnavailable
+from core.errors import RetainError
+from core.settings import ServeSettings, Settings
 from serving.keys import KeyFile, KeyTable, key_ring
+from store.decision_log import DecisionLog, DecisionLogUnavailable
+from store.delta import Store
 from tests.support.served import Server, World, wait_for
 
 

@@ -21,7 +21,7 @@ from features.definitions import FEATURES, RENEWAL_GRACE_DAYS
 from features.stored import read_features
 from registry.models import load_scoring_model
 from registry.tracking import tracking_uri
-from retain.core.gauges import read_gauges
+from store.gauges import read_gauges
 from tests.support.served import Server, World
 from tests.support.worlds import RELEASE, DriftedWorld
 from training.config import TrainConfig

@@ -25,11 +25,11 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 
+from core.contract import TS
 from features.cutoffs import cutoff_instant
 from features.stored import read_features
-from retain.core.contract import TS
-from retain.core.store import TABLES, Store
 from serving.batch import SCORES, SCORES_SCHEMA
+from store.delta import TABLES, Store
 from tests.support.s3 import S3Bucket, s3_bucket  # noqa: F401  (the fixture)
 from tests.support.served import World
 

@@ -13,12 +13,12 @@ import pyarrow as pa
 import pytest
 import redis
 
+from core.settings import Settings
 from features.feast_repo import VIEW, feature_set, feature_store, online_rows, project_name, publish
 from features.rows import FeatureRows
 from features.stored import TABLE
-from retain.core.settings import Settings
-from retain.core.store import Store
 from serving.online import OnlineReader
+from store.delta import Store
 
 CUTOFFS = pd.to_datetime(["2025-02-28", "2025-03-31"], utc=True)
 ACCOUNTS = [f"acct-{i:03d}" for i in range(30)]

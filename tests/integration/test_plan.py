@@ -17,18 +17,14 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.catalogue import CATALOGUE
+from core.value import expected_values
 from features.build import build_feature_table, register_store
 from features.playbook import eligibility
 from features.playbook_file import BUILT_IN
 from features.stored import read_features
-from registry.models import load_uplift_model
-from retain.alerting import plan_alerts
-from retain.api import as_json
-from retain.cli import app, main
-from retain.core.catalogue import CATALOGUE
-from retain.core.plan_table import ACTED, EXPLORE, HELD_OUT, recorded_plans
-from retain.core.value import expected_values
-from retain.plan import (
+from products.alerting import plan_alerts
+from products.plan import (
     COLUMNS,
     Week,
     action_hours,
@@ -40,6 +36,10 @@ from retain.plan import (
     read_week,
     write_plan,
 )
+from registry.models import load_uplift_model
+from retain.api import as_json
+from retain.cli import app, main
+from store.plan_table import ACTED, EXPLORE, HELD_OUT, recorded_plans
 from tests.support.playbooks import own, with_workshop
 from tests.support.rows import QUIET
 from tests.support.worlds import UpliftWorld

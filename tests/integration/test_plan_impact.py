@@ -10,13 +10,13 @@ import pandas as pd
 import pyarrow as pa
 import pytest
 
-from retain.core.plan_table import ACTED, CHOSEN, EXPLORE, HELD_OUT, NO_ACTION, PLANS, recorded_plans
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.monitor.run import plan_section
-from retain.plan import make_plan, read_week, record_plan
-from retain.simulate import PlanSchedule, simulate_to
+from core.settings import Settings
+from ingest import ingest_path
+from products.monitor.run import plan_section
+from products.plan import make_plan, read_week, record_plan
+from simulate import PlanSchedule, simulate_to
+from store.delta import Store
+from store.plan_table import ACTED, CHOSEN, EXPLORE, HELD_OUT, NO_ACTION, PLANS, recorded_plans
 from tests.support.worlds import UpliftWorld
 
 #: four Mondays whose 90-day labels mature inside the re-run world

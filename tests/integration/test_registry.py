@@ -18,6 +18,9 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import RetainError
+from core.settings import Settings
+from core.urls import redact
 from registry import promotion
 from registry.aliases import CHALLENGER, CHAMPION, champion_history
 from registry.card import MODEL_CARD, model_card
@@ -26,10 +29,7 @@ from registry.promotion import promote, rollback
 from registry.pyfunc import score_frame
 from registry.tracking import active_uri, client, log_and_register, tracking_uri
 from retain.cli import app
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.urls import redact
+from store.delta import Store
 from tests.support.models import FEATURES, PLOTS, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel
 

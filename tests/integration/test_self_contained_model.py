@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 import requests
 
+from core.settings import Settings
 from registry.environment import PACKAGES
 from registry.tracking import active_uri, log_and_register, tracking_uri
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from tests.support.models import FEATURES, feature_rows, fit_model, train_result, write_plots
 from tests.support.served import free_port
 from tests.support.services import require_service
@@ -134,7 +134,7 @@ def test_retain_is_importable_in_the_fresh_venv_only_from_the_models_code(
     assert found.returncode == 0, found.stderr[-3000:]
     report = json.loads(found.stdout.splitlines()[-1])
     assert report["before"] == []
-    carried = {"retain", "features", "training", "registry"}
+    carried = {"core", "features", "training", "registry"}
     assert set(report["after"]) == carried
     for package, origin in report["after"].items():
         assert origin.endswith(f"/code/{package}/__init__.py"), origin

@@ -18,7 +18,7 @@ import pytest
 import requests
 
 from registry.tracking import mlflow_dir
-from serving.decision_log import DecisionLog
+from store.decision_log import DecisionLog
 from tests.support.served import Server, World, signed_in, wait_for
 
 

@@ -18,8 +18,8 @@ import pyarrow.dataset as ds
 import pytest
 import requests
 
+from core.contract import INTERVENTION_SCHEMA
 from experiments.faults import pages_overwritten
-from retain.core.contract import INTERVENTION_SCHEMA
 from tests.support.served import Server, World, wait_for
 
 #: cockpit pages and the API's book, each of which must answer while a table cannot be read

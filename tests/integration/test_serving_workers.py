@@ -18,8 +18,8 @@ import pytest
 import redis
 import requests
 
+from core.settings import CockpitSettings
 from registry.tracking import client
-from retain.core.settings import CockpitSettings
 from serving.cockpit.sessions import COOKIE, RedisSessions
 from serving.keys import KeyFile
 from tests.support.served import Server, World, free_port, signed_in, wait_for

@@ -18,17 +18,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from core.parallel import Workers, side_by_side
+from core.settings import Settings, SparkSettings
+from core.spark import SparkFailure, session
 from features.build import build_and_publish
 from features.dialect import to_spark
 from features.feast_repo import feature_store, historical_features
 from features.stored import TABLE as FEATURES
-from retain.core.parallel import Workers, side_by_side
-from retain.core.settings import Settings, SparkSettings
-from retain.core.spark import SparkFailure, session
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from ingest import ingest_path
 from serving.batch import score_store
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from tests.support.served import World
 from tests.support.worlds import UpliftWorld
 from training.causal.design import store_design

@@ -18,11 +18,11 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from core.settings import Settings
 from features.build import build_and_publish
-from retain.core.settings import Settings
-from retain.core.store import TABLES, Store
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
+from ingest import ingest_path
+from simulate import SimConfig, simulate_to
+from store.delta import TABLES, Store
 from tests.support.faults import RETAIN, Killed, kill_mid_write, run_retain, table_files
 
 #: each table's natural id: a row landing twice would repeat it

@@ -18,7 +18,7 @@ from features.feast_repo import feature_store, historical_features
 from registry.models import load_scoring_model, resolve
 from registry.pyfunc import MODEL_ARTIFACT
 from registry.tracking import artifact_location, client, experiment_id
-from retain.core.store import Store
+from store.delta import Store
 from tests.support.served import Server, World, model_answered
 
 

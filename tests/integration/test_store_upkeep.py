@@ -15,13 +15,13 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from core.settings import Settings
 from features.stored import read_features
 from retain.cli import app, main
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.simulate import SimConfig, simulate_to
-from serving.decision_log import DecisionLog, TakenAction
+from simulate import SimConfig, simulate_to
+from store.decision_log import DecisionLog, TakenAction
+from store.delta import Store
 
 CONTRACT = {"accounts": ACCOUNT_SCHEMA, "events": EVENT_SCHEMA, "interventions": INTERVENTION_SCHEMA}
 

@@ -14,13 +14,13 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
+from core.settings import Settings
 from features.build import register_store
 from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
 from features.stored import read_features
 from registry.tracking import client, log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.simulate import SimConfig
+from simulate import SimConfig
+from store.delta import Store
 from tests.support.worlds import published_store
 from training.config import TrainConfig
 from training.dataset import (

@@ -18,23 +18,23 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from core.catalogue import ACTIONS, CATALOGUE, ActionPrior, Belief
+from core.settings import Settings
+from core.value import expected_values
 from features.build import build_and_publish
 from features.playbook import eligibility
 from features.stored import read_features
+from ingest import ingest_path
 from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
 from registry.tracking import client, log_and_register
 from retain.cli import app
-from retain.core.catalogue import ACTIONS, CATALOGUE, ActionPrior, Belief
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.core.value import expected_values
-from retain.ingest import ingest_path
-from retain.simulate import SimConfig, simulate_to
 from serving.keys import KeyFile
 from serving.ranking import NOT_MODELLED, chance_of, how_sure
 from serving.resources import LastTaken
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from tests.support.playbooks import own, with_workshop
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld

@@ -29,13 +29,10 @@ import requests
 import sqlalchemy as sa
 from standardwebhooks import Webhook
 
+from core.settings import Settings, WebhookSettings
+from core.urls import sqlalchemy_url
 from features.alerts import Alert, Evidence, alert_id
 from retain.cli import main
-from retain.core.settings import Settings, WebhookSettings
-from retain.core.store import Store
-from retain.core.urls import sqlalchemy_url
-from serving import log_migrations
-from serving.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog
 from serving.keys import KeyFile
 from serving.webhooks.checks import WebhookInputError
 from serving.webhooks.delivery import DeliveryRound, DeliveryWorker, deliver_once
@@ -48,6 +45,9 @@ from serving.webhooks.outbox import (
     alert_payload,
 )
 from serving.webhooks.signing import SigningSecret, new_secret, signed_headers, standard_secret
+from store import log_migrations
+from store.decision_log import ALERTS, DELIVERIES, WEBHOOKS, DecisionLog
+from store.delta import Store
 from tests.support.receivers import Received, Receiver
 from tests.support.served import Server, free_port, wait_for
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retain.core.catalogue import BUILT_IN_PLAYBOOK
+from core.catalogue import BUILT_IN_PLAYBOOK
 
 #: the built-in playbook's text
 TEXT = BUILT_IN_PLAYBOOK.read_text()

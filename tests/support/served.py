@@ -15,12 +15,12 @@ from typing import Any, Protocol
 
 import requests
 
+from core.settings import Settings
 from features.stored import read_features
 from registry.tracking import log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.simulate import SimConfig
 from serving.keys import KeyFile
+from simulate import SimConfig
+from store.delta import Store
 from tests.support.worlds import published_store
 from training.config import TrainConfig
 from training.pipeline import train_model

@@ -6,12 +6,12 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
+from core.settings import Settings
 from features.build import build_and_publish
+from ingest import ingest_path
 from registry.tracking import log_and_register
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import Drift, SimConfig, simulate_to
+from simulate import Drift, SimConfig, simulate_to
+from store.delta import Store
 from training.config import TrainConfig
 from training.pipeline import train_model
 from training.result import TrainResult

@@ -9,8 +9,8 @@ from typing import Any
 import pandas as pd
 
 from features.alerts import rule_alerts
+from products.alerting import champion_alert
 from registry.promotion import Promotion, Rollback
-from retain.alerting import champion_alert
 from tests.support.events import START, T, account, at, event, features
 
 #: the cutoff before T: a signal already there at it is not new at T

@@ -10,10 +10,10 @@ from pathlib import Path
 from serving.autopilot_log import AutopilotLog, Execution
 from serving.cockpit.pages import TEMPLATES, AccountPage
 from serving.cockpit.timeline import action_label
-from serving.decision_log import DecisionLog
 from serving.resources import AccountRecord
 from serving.schemas import Fallback, Freshness, Health, Risk
 from serving.webhooks.outbox import Outbox
+from store.decision_log import DecisionLog
 
 WEEK = datetime(2025, 6, 2, tzinfo=UTC)
 AT = datetime(2025, 6, 2, 9, tzinfo=UTC)

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 
 import pandas as pd
 
-from retain.autopilot import guardrails
-from retain.autopilot.guardrails import Candidate, Caps, Guards
-from retain.autopilot.harm import judge
+from products.autopilot import guardrails
+from products.autopilot.guardrails import Candidate, Caps, Guards
+from products.autopilot.harm import judge
 
 WEEK = datetime(2025, 6, 2, tzinfo=UTC)
 

@@ -12,14 +12,14 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import RetainError
+from core.settings import Settings
 from features.cutoffs import cutoff_instant
 from features.stored import read_features
 from registry.tracking import log_and_register
 from retain.cli import app
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
 from serving.batch import SCORES, SCORES_SCHEMA, riskiest_model_answered, score_store, score_table
+from store.delta import Store
 from tests.support.models import FEATURES, feature_rows, fit_model, train_result, write_plots
 from training.artifact import ScoringModel
 

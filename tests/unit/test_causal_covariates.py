@@ -1,6 +1,6 @@
 """Which columns the table mode of the causal report adjusts for: not those the treatment changed nor those
 recorded after the outcome, which bias the effect even on a randomised experiment
-(`retain.report.covariates`), and `--covariates` / `--exclude` to choose by hand."""
+(`products.report.covariates`), and `--covariates` / `--exclude` to choose by hand."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from products.report.covariates import choose_covariates
+from products.report.study import table_study
 from retain.cli import app, main
-from retain.report.covariates import choose_covariates
-from retain.report.study import table_study
 from tests.support.reports import contains, report
 
 TRUE_EFFECT = -0.10

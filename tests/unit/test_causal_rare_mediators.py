@@ -1,4 +1,4 @@
-"""Rare mediators in the table mode of the causal report (`retain.report.covariates`): a column about 1% of
+"""Rare mediators in the table mode of the causal report (`products.report.covariates`): a column about 1% of
 rows have, which the treatment raises and which implies the outcome (a purchase only converted rows make),
 moves the estimate although its standardised difference between the arms is under the usual 0.1 line.
 The detector leaves it out by default, says why, and `--covariates` still forces it in, with a warning;
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from products.report.balance import MATERIAL_SMD, standardised_differences
+from products.report.covariates import choose_covariates
 from retain.cli import app
-from retain.report.balance import MATERIAL_SMD, standardised_differences
-from retain.report.covariates import choose_covariates
 from tests.support.reports import contains
 
 PRE_TREATMENT = ["tenure", "seats", "plan", "region"]

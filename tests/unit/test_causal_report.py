@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from core.parallel import Workers
+from products.report.causal import analyse
+from products.report.estimation import placebo_holds, placebo_level
+from products.report.study import table_study
 from retain.cli import app, main
-from retain.core.parallel import Workers
-from retain.report.causal import analyse
-from retain.report.estimation import placebo_holds, placebo_level
-from retain.report.study import table_study
 from tests.support.reports import EFFECT_KEYS, contains, report
 from training.causal.dr import Effect
 

@@ -9,8 +9,8 @@ import pandas as pd
 from doubleml import DoubleMLData, DoubleMLIRM
 from lightgbm import LGBMClassifier
 
-from retain.report.causal import analyse
-from retain.report.study import TABLE_CLIP, table_study
+from products.report.causal import analyse
+from products.report.study import TABLE_CLIP, table_study
 from training.causal.dr import Z95
 
 TRUE_EFFECT = -0.10

@@ -1,6 +1,6 @@
 """How far to trust a causal report's effects beyond their intervals: covariate balance before and after the
-estimate's inverse-propensity weights (`retain.report.balance`), and the E-value of each effect against an
-unmeasured confounder (`retain.report.sensitivity`), each checked against hand-computed and published
+estimate's inverse-propensity weights (`products.report.balance`), and the E-value of each effect against an
+unmeasured confounder (`products.report.sensitivity`), each checked against hand-computed and published
 values, then on a confounded table through the CLI."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from products.report.balance import arm_balance, pooled_spread, standardised_differences
+from products.report.sensitivity import e_value, interval_e_value, risk_ratio, sensitivity
 from retain.cli import app
-from retain.report.balance import arm_balance, pooled_spread, standardised_differences
-from retain.report.sensitivity import e_value, interval_e_value, risk_ratio, sensitivity
 from training.causal.dr import Effect
 
 # -- balance ---------------------------------------------------------------------------------------------

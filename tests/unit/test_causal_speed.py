@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from retain.core.parallel import Workers
-from retain.report.causal import analyse
-from retain.report.schema import StoreSource
-from retain.report.study import Arm, OutcomeValues, Study
+from core.parallel import Workers
+from products.report.causal import analyse
+from products.report.schema import StoreSource
+from products.report.study import Arm, OutcomeValues, Study
 from training.causal import dr
 from training.causal.crossfit import Sample, fit_side_by_side
 

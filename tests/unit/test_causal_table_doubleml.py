@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from retain.report.causal import analyse
-from retain.report.crosscheck import cross_check
-from retain.report.schema import CrossCheck
-from retain.report.study import table_study
+from products.report.causal import analyse
+from products.report.crosscheck import cross_check
+from products.report.schema import CrossCheck
+from products.report.study import table_study
 from tests.support.reports import report
 from training.causal import dr
 

@@ -15,8 +15,6 @@ import pytest
 from jinja2 import meta
 from starlette.types import Message, Receive, Scope, Send
 
-from retain.core.plan_table import PLANS, PLANS_SCHEMA, PlanArm, latest_arm
-from retain.core.store import Store
 from serving.cockpit.access import same_host
 from serving.cockpit.book import Entry, Filters, started_since
 from serving.cockpit.charts import line_chart
@@ -26,6 +24,8 @@ from serving.cockpit.sessions import MemorySessions, Session, same_token
 from serving.cockpit.timeline import action_label, describe
 from serving.resources import AccountRecord
 from serving.schemas import Fallback, Freshness, Health, Risk
+from store.delta import Store
+from store.plan_table import PLANS, PLANS_SCHEMA, PlanArm, latest_arm
 
 DAY = datetime(2025, 7, 31, tzinfo=UTC)
 

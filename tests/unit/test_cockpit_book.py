@@ -12,13 +12,13 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from retain.core.contract import EVENT_SCHEMA
-from retain.core.store import Store
+from core.contract import EVENT_SCHEMA
 from serving.cockpit import book as book_module
 from serving.cockpit.book import Basis, Book, Point, book_bytes, book_from_bytes
 from serving.cockpit.keeper import book_key
 from serving.cockpit.timeline import COLUMNS, RecentEvents, recent_events
 from serving.schemas import Fallback
+from store.delta import Store
 from tests.support.book import DAY, entry
 
 BASIS = Basis("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))

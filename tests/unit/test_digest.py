@@ -10,16 +10,16 @@ from datetime import UTC, date, datetime
 import pandas as pd
 import pytest
 
-from retain.core.errors import RetainError
-from retain.core.plan_table import PLANS_SCHEMA
-from retain.core.settings import Settings
-from retain.digest import risk
-from retain.digest.headlines import headlines
-from retain.digest.html import render
-from retain.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSection, RiskMoves
-from retain.digest.week import alert_counts, week_bounds, week_plan
-from retain.monitor.impact import plan_impact
+from core.errors import RetainError
+from core.settings import Settings
+from products.digest import risk
+from products.digest.headlines import headlines
+from products.digest.html import render
+from products.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSection, RiskMoves
+from products.digest.week import alert_counts, week_bounds, week_plan
+from products.monitor.impact import plan_impact
 from serving.webhooks.outbox import AlertBrief
+from store.plan_table import PLANS_SCHEMA
 
 SETTINGS = Settings()  # bands: medium from 0.10, high from 0.25, critical from 0.50
 

@@ -13,7 +13,10 @@ from pathlib import Path
 from experiments.cli_docs import PAGE, render
 
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ("retain", "features", "training", "registry", "serving")
+#: the top-level packages, each one floor: the import-linter contract's root packages
+PACKAGES = tuple(
+    tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["root_packages"]
+)
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 TICKED = re.compile(r"`([^`\n]+)`")
 
@@ -63,9 +66,9 @@ def test_the_architecture_names_no_module_that_is_gone() -> None:
 
 
 def _contract_layers() -> list[set[str]]:
-    """The import-linter layers contract of pyproject.toml, from the floor up."""
+    """The import-linter contract of pyproject.toml's top-level folders, from the floor up."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
-    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers"]
+    (layers,) = [c["layers"] for c in config["contracts"] if c["type"] == "layers" and "containers" not in c]
     return [{name.strip() for name in layer.split("|")} for layer in reversed(layers)]
 
 
@@ -150,7 +153,7 @@ def _broken_link(target: str, name: str) -> bool:
 
 
 def _is_path(token: str) -> bool:
-    """A backticked token that names a path of the repository: `retain/plan.py`, `docs/`, `results.md`."""
+    """A backticked token that names a path of the repository: `products/plan.py`, `docs/`, `results.md`."""
     if " " in token or "://" in token or token.startswith(("/", "$", "-")):
         return False
     if not (token.endswith("/") or Path(token).suffix in SUFFIXES):

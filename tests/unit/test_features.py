@@ -19,6 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from core.catalogue import ACTIONS
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
+from core.errors import RetainError
+from core.settings import HealthBands, HealthWeights, Settings
 from features.build import build_and_publish, build_feature_table
 from features.cutoffs import cutoff_instant, default_cutoffs, month_ends
 from features.definitions import (
@@ -34,15 +38,11 @@ from features.definitions import (
 )
 from features.health import score
 from features.stored import BuildNote, read_features
+from ingest import IngestSummary, ingest_path
 from registry.tracking import client
 from retain.cli import app
-from retain.core.catalogue import ACTIONS
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.settings import HealthBands, HealthWeights, Settings
-from retain.core.store import Store
-from retain.ingest import IngestSummary, ingest_path
-from retain.simulate import SimConfig, simulate_to
+from simulate import SimConfig, simulate_to
+from store.delta import Store
 from tests.support.events import START, T, account, arrow_table, at, connect, event, features
 
 # ---------------------------------------------------------------------------------------------------------

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from core.errors import RetainError
 from retain.cli import app, main
-from retain.core.errors import RetainError
-from retain.core.store import Store
 from serving.keys import SCOPES, KeyFile, parse_scopes
+from store.delta import Store
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from core.catalogue import ACTIONS
+from core.settings import Settings
 from registry.card import DESCRIPTION_LIMIT, MODEL_CARD, model_card, version_description
-from retain.core.catalogue import ACTIONS
-from retain.core.settings import Settings
 from tests.support.models import FEATURES, TIERS, feature_rows, fit_model, train_result
 from training.artifact import ScoringModel, model_matrix
 from training.causal.dr import Effect, Share

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retain.monitor import drift, impact, performance
+from products.monitor import drift, impact, performance
 
 
 def test_psi_is_small_for_the_same_population_and_large_for_a_shifted_one() -> None:

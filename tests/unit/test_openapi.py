@@ -9,11 +9,11 @@ from typing import Any, get_args
 
 import pytest
 
-from retain.core.catalogue import Channel
-from retain.core.settings import Settings
-from retain.core.store import Store
+from core.catalogue import Channel
+from core.settings import Settings
 from serving.app import create_app
 from serving.cockpit.book import FILTER_VALUES
+from store.delta import Store
 
 SCHEMAS = "#/components/schemas/"
 #: (method, path, status) -> the response model's schema

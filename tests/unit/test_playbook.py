@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from core.catalogue import ACTIONS, CATALOGUE
 from features.definitions import sql
 from features.playbook import Verdict, eligibility, rules_ranking
 from features.playbook_file import BUILT_IN
-from retain.core.catalogue import ACTIONS, CATALOGUE
 from tests.support.rows import QUIET
 
 AS_OF = datetime(2025, 6, 1, tzinfo=UTC)

@@ -16,19 +16,19 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
+from core.catalogue import BUILT_IN_PLAYBOOK, CATALOGUE
+from core.contract import INTERVENTION_SCHEMA
+from core.errors import RetainError
+from core.settings import Settings
 from features.alerts import rule_alerts
 from features.conditions import ConditionError, compile_condition
 from features.playbook import eligibility, rules_ranking
 from features.playbook_file import BUILT_IN, COLUMNS, load_playbook, playbook_path, store_playbook
+from ingest.readers import Frame
+from ingest.validate import check_interventions
 from retain.cli import app, main
-from retain.core.catalogue import BUILT_IN_PLAYBOOK, CATALOGUE
-from retain.core.contract import INTERVENTION_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
-from retain.ingest.readers import Frame
-from retain.ingest.validate import check_interventions
 from serving.webhooks.checks import WebhookInputError, parse_events
+from store.delta import Store
 from tests.support.playbooks import TEXT, WORKSHOP, own, with_workshop
 from tests.support.rows import QUIET
 from training.causal.design import treatments, with_takes

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS, CATALOGUE
+from core.catalogue import ACTIONS, CATALOGUE
 from tests.support.rows import QUIET
 from training.causal import policy, recency
 

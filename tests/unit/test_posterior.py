@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from retain.core.catalogue import ActionPrior, Belief
+from core.catalogue import ActionPrior, Belief
 from serving.ranking import chance_of, how_sure
 from training.causal.dr import Share
 from training.causal.posterior import LEARNT, Prior, pooled, posteriors, with_prior

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, Tier
-from retain.core.store import Store
-from retain.ingest import IngestSummary, ingest_path
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, Tier
+from ingest import IngestSummary, ingest_path
+from store.delta import Store
 from tests.support.services import unavailable
 
 RAVENSTACK = Path(

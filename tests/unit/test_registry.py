@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from core.errors import RetainError
 from registry.aliases import CHALLENGER, CHAMPION
 from registry.environment import DISTRIBUTIONS, ModelCode, copy_code, model_code, pip_requirements
 from registry.models import parse_ref
 from registry.promotion import Comparison, Promotion, Scores, VersionScores, comparison_table, scoring_gate
-from retain.core.errors import RetainError
 
 
 def test_parse_ref() -> None:
@@ -59,10 +59,10 @@ def test_the_comparison_table_shows_the_shared_window_and_the_training_figures()
 
 def test_the_model_carries_the_modules_unpickling_imports_and_nothing_above_them() -> None:
     code = model_code()
-    needed = {"registry.pyfunc", "training.artifact", "training.causal.uplift", "retain.core.contract"}
-    parents = {"registry", "training", "training.causal", "retain", "retain.core", "features"}
+    needed = {"registry.pyfunc", "training.artifact", "training.causal.uplift", "core.contract"}
+    parents = {"registry", "training", "training.causal", "core", "features"}
     assert needed | parents <= set(code.modules)
-    unneeded = ("serving", "retain.cli", "retain.simulate", "training.pipeline", "features.build")
+    unneeded = ("serving", "retain", "products", "store", "simulate", "training.pipeline", "features.build")
     assert not [m for m in code.modules if m.startswith(unneeded)]
     assert code.imports == DISTRIBUTIONS.keys()
 
@@ -70,7 +70,7 @@ def test_the_model_carries_the_modules_unpickling_imports_and_nothing_above_them
 def test_the_copied_code_keeps_the_package_layout(tmp_path: Path) -> None:
     code = model_code()
     paths = copy_code(code, tmp_path)
-    assert paths == [str(tmp_path / top) for top in ("features", "registry", "retain", "training")]
+    assert paths == [str(tmp_path / top) for top in ("core", "features", "registry", "training")]
     copied = {
         ".".join(p.relative_to(tmp_path).with_suffix("").parts).removesuffix(".__init__")
         for p in tmp_path.rglob("*.py")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import CATALOGUE
+from core.catalogue import CATALOGUE
 from training.causal.design import Design
 from training.causal.holdout import HoldoutWeeks
 from training.causal.renewal import MIN_RENEWAL_ROWS, RenewalRows, renewal_rows

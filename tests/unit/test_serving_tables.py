@@ -7,8 +7,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from retain.core.store import Store
 from serving.tables import TableUnreadable, reading, table_problem
+from store.delta import Store
 
 
 def test_a_table_with_a_data_file_gone_is_named_and_one_never_written_is_fine(tmp_path: Path) -> None:

@@ -18,8 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from retain.core.catalogue import ACTIONS, CATALOGUE
-from retain.core.contract import (
+from core.catalogue import ACTIONS, CATALOGUE
+from core.contract import (
     ACCOUNT_SCHEMA,
     EVENT_SCHEMA,
     EVENT_TYPES,
@@ -29,13 +29,13 @@ from retain.core.contract import (
     TIER_ARR,
     Tier,
 )
-from retain.core.errors import RetainError
-from retain.simulate import Drift, PlanSchedule, SimConfig, Simulation, simulate_to
-from retain.simulate.dynamics import State, churn_hazard, initial_state, step
-from retain.simulate.effects import EFFECTS, apply_action
-from retain.simulate.interventions import draw_holdout
-from retain.simulate.population import draw_population
-from retain.simulate.truth import outlook
+from core.errors import RetainError
+from simulate import Drift, PlanSchedule, SimConfig, Simulation, simulate_to
+from simulate.dynamics import State, churn_hazard, initial_state, step
+from simulate.effects import EFFECTS, apply_action
+from simulate.interventions import draw_holdout
+from simulate.population import draw_population
+from simulate.truth import outlook
 
 START = date(2025, 1, 1)
 HORIZON = timedelta(days=90)

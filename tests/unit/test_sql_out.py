@@ -11,8 +11,8 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from retain.core.errors import RetainError
-from retain.core.sql_out import SqlTable, batch_table, destination
+from core.errors import RetainError
+from core.sql_out import SqlTable, batch_table, destination
 
 COLUMNS = pa.schema(
     [pa.field("account_id", pa.string(), nullable=False), ("p", pa.float64()), ("held", pa.bool_())]

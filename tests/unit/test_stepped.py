@@ -14,12 +14,12 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.store import Store
-from retain.ingest import ingest_path
-from retain.simulate import Drift, PlanSchedule, SimConfig, simulate_to
-from retain.simulate.stepped import Increment, SteppedSimulation
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
+from core.errors import RetainError
+from ingest import ingest_path
+from simulate import Drift, PlanSchedule, SimConfig, simulate_to
+from simulate.stepped import Increment, SteppedSimulation
+from store.delta import Store
 
 CONFIG = SimConfig(accounts=300, days=120, seed=3, drift=Drift.parse("release@2025-03-01"))
 #: step ends: weekly, a single day, one ending on a plan week's Monday, then long steps to the run's end

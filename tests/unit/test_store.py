@@ -14,10 +14,10 @@ import pytest
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError
 
-from retain.core.appends import append_sorted
-from retain.core.contract import ACCOUNT_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.store import TABLES, Store, StoreConflict, commit_with_retry
+from core.contract import ACCOUNT_SCHEMA
+from core.errors import RetainError
+from store.appends import append_sorted
+from store.delta import TABLES, Store, StoreConflict, commit_with_retry
 
 ROWS = pa.schema([pa.field("id", pa.string()), pa.field("x", pa.int64())])
 

@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 from typer.testing import CliRunner
 
+from core.settings import Settings
 from retain.cli import app
-from retain.core.settings import Settings
 from training.artifact import model_matrix
 from training.calibration import fit_calibrator
 from training.config import TrainConfig

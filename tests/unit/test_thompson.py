@@ -10,12 +10,12 @@ from datetime import date
 import numpy as np
 import pytest
 
+from core.catalogue import CATALOGUE
+from core.settings import ValueSettings
+from core.value import expected_values
+from products.plan import Week, make_plan
 from registry.models import VersionInfo
-from retain.core.catalogue import CATALOGUE
-from retain.core.plan_table import CHOSEN, EXPLORE, HELD_OUT
-from retain.core.settings import ValueSettings
-from retain.core.value import expected_values
-from retain.plan import Week, make_plan
+from store.plan_table import CHOSEN, EXPLORE, HELD_OUT
 from training.causal.dr import Effect, Share
 from training.causal.posterior import Posterior, Prior
 from training.causal.thompson import best_chances, explore

@@ -19,12 +19,12 @@ from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA
+from core.errors import RetainError
+from core.settings import Settings
 from features.definitions import RENEWAL_GRACE_DAYS
 from retain.cli import app
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA
-from retain.core.errors import RetainError
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.calibration import expected_calibration_error, fit_calibrator
 from training.config import TrainConfig, load_config
 from training.dataset import (

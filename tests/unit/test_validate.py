@@ -10,10 +10,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from retain.core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
-from retain.ingest.coerce import coerce
-from retain.ingest.readers import Frame
-from retain.ingest.validate import (
+from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from ingest.coerce import coerce
+from ingest.readers import Frame
+from ingest.validate import (
     CLOCK_SKEW,
     EARLIEST,
     FURTHEST_AHEAD,

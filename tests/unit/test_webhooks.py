@@ -18,8 +18,8 @@ import pytest
 from pydantic import ValidationError
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from core.settings import WebhookSettings
 from features.alerts import ALERT_TYPES, Alert, Evidence, alert_id
-from retain.core.settings import WebhookSettings
 from serving.webhooks.checks import RefusedUrl, UnresolvedHost, WebhookInputError, check_url, parse_events
 from serving.webhooks.delivery import claim_size, retry_delay
 from serving.webhooks.outbox import alert_payload

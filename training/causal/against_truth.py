@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS
+from core.catalogue import ACTIONS
 from training.causal import dr, policy, recency
 from training.causal.uplift import UpliftModel, uplift_from_shares
 

@@ -24,9 +24,9 @@ import lightgbm as lgb
 import numpy as np
 from tqdm.auto import tqdm
 
-from retain.core.files import atomic_path, keep_newest
-from retain.core.parallel import Workers, side_by_side
-from retain.core.store import Store
+from core.files import atomic_path, keep_newest
+from core.parallel import Workers, side_by_side
+from store.delta import Store
 from training.causal import dr
 
 Splits = list[tuple[np.ndarray, np.ndarray]]

@@ -23,19 +23,20 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+import core
 import features
-import retain.core
+import store as store_floor
 import training
+from core.catalogue import ACTIONS, Action
+from core.contract import HOLDOUT
+from core.errors import RetainError
+from core.files import atomic_path, keep_newest
+from core.settings import Settings
 from features.build import build_feature_table, register_store
 from features.definitions import KEYS
 from features.playbook_file import store_playbook
 from features.stored import INPUTS
-from retain.core.catalogue import ACTIONS, Action
-from retain.core.contract import HOLDOUT
-from retain.core.errors import RetainError
-from retain.core.files import atomic_path, keep_newest
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.causal import recency
 from training.causal.holdout import HoldoutWeeks, holdout_weeks
 from training.causal.uplift import OUTCOMES
@@ -187,7 +188,7 @@ def _digest(identities: Mapping[str, object], settings: Settings, horizon_days: 
     builds it."""
     h = hashlib.sha256(repr((sorted(identities.items()), horizon_days, playbook, pd.__version__)).encode())
     h.update(settings.model_dump_json(exclude=DEPLOYMENT_SETTINGS).encode())
-    for package in (features, training, retain.core):
+    for package in (features, training, core, store_floor):
         folder = Path(package.__path__[0])
         for source in sorted(p for p in folder.rglob("*") if p.suffix in (".py", ".sql")):
             h.update(source.read_bytes())

@@ -1,7 +1,7 @@
 """The never-treated holdout: which design rows were held out, and what the CS team's usual course does
 against never acting, measured on them.
 
-A holdout row in the interventions log (`retain.core.contract.HOLDOUT`) says its account gets no proactive
+A holdout row in the interventions log (`core.contract.HOLDOUT`) says its account gets no proactive
 play from its `ts` until the next holdout draw. A held-out week is neither "this week" nor "the usual
 course" of the per-action contrasts, and its account's outcome is worse for a reason no feature shows (the
 team was told to stay away), so the per-action fits leave such weeks out (`Design.usual_course`).
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from retain.core.contract import HOLDOUT
-from retain.core.parallel import Workers
+from core.contract import HOLDOUT
+from core.parallel import Workers
 from training.causal import dr
 from training.causal.crossfit import Sample, fit_side_by_side
 from training.columns import design_columns

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from core.settings import Settings
 from features.playbook_file import store_playbook
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.causal import dr, policy
 from training.causal.design import Design, store_design
 from training.causal.train import CrossFit

@@ -23,9 +23,9 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 
+from core.catalogue import ACTIONS, CATALOGUE, Action
 from features.playbook import Verdict, eligibility, rules_ranking
 from features.playbook_file import BUILT_IN, Playbook
-from retain.core.catalogue import ACTIONS, CATALOGUE, Action
 from training.causal import recency
 
 

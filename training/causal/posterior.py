@@ -38,7 +38,7 @@ LEARNT = "learnt across the playbook's actions"
 
 
 class Belief(Protocol):
-    """A playbook prior's belief about one outcome (`retain.core.catalogue.Belief`)."""
+    """A playbook prior's belief about one outcome (`core.catalogue.Belief`)."""
 
     @property
     def mean(self) -> float: ...
@@ -47,7 +47,7 @@ class Belief(Protocol):
 
 
 class GivenPrior(Protocol):
-    """A playbook action's prior (`retain.core.catalogue.ActionPrior`), named by shape: the model's code
+    """A playbook action's prior (`core.catalogue.ActionPrior`), named by shape: the model's code
     carries this module, and none of the catalogue's dependencies."""
 
     @property

@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from retain.core.catalogue import ACTIONS
+from core.catalogue import ACTIONS
 
 DAY = np.timedelta64(1, "D")
 

@@ -20,7 +20,7 @@ from training.causal.uplift import OUTCOMES, Inputs, UpliftModel
 #: posterior draws per explored account: the chances' standard error is at most 1.6 points
 DRAWS = 1_000
 
-#: (churn change, expansion change, ARR) -> (rows, actions) dollars: `retain.core.value.expected_values`
+#: (churn change, expansion change, ARR) -> (rows, actions) dollars: `core.value.expected_values`
 #: with the playbook's costs and the settings' rates bound
 ValueOf = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]
 

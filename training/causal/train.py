@@ -13,12 +13,12 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from core.errors import RetainError
+from core.parallel import Workers
+from core.settings import Settings
 from features.definitions import KEYS
 from features.stored import read_features
-from retain.core.errors import RetainError
-from retain.core.parallel import Workers
-from retain.core.settings import Settings
-from retain.core.store import Store
+from store.delta import Store
 from training.causal import against_truth, dr, tournament
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design

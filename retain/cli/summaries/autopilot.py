@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from retain.cli.summaries.common import count, plain_table
 
 if TYPE_CHECKING:
-    from retain.autopilot.run import AutopilotRun
+    from products.autopilot.run import AutopilotRun
     from serving.autopilot_log import Switch
 
 

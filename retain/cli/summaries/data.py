@@ -10,8 +10,8 @@ from retain.cli.summaries.common import alerted, count, plain_table
 
 if TYPE_CHECKING:
     from features.build import FeatureBuild
-    from retain.ingest import IngestSummary
-    from retain.simulate import Simulation
+    from ingest import IngestSummary
+    from simulate import Simulation
 
 
 def simulation(s: Simulation) -> RenderableType:

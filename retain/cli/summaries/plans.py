@@ -9,7 +9,7 @@ from rich.console import Group, RenderableType
 from retain.cli.summaries.common import alerted, count, plain_table, written_to
 
 if TYPE_CHECKING:
-    from retain.plan import MostPlanned, PlanSummary
+    from products.plan import MostPlanned, PlanSummary
 
 
 def planned(p: PlanSummary) -> RenderableType:

@@ -10,10 +10,10 @@ from rich.text import Text
 from retain.cli.summaries.common import count
 
 if TYPE_CHECKING:
-    from retain.digest.run import DigestFiles
-    from retain.monitor.run import MonitorFiles
-    from retain.report.html import ReportFiles
-    from retain.report.schema import ProgramComparison
+    from products.digest.run import DigestFiles
+    from products.monitor.run import MonitorFiles
+    from products.report.html import ReportFiles
+    from products.report.schema import ProgramComparison
 
 
 def report_written(r: ReportFiles) -> RenderableType:

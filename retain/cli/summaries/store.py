@@ -9,10 +9,10 @@ from rich.console import Group, RenderableType
 from retain.cli.summaries.common import count, plain_table
 
 if TYPE_CHECKING:
-    from retain.core.store import Commit
-    from retain.ingest.migrate import Migration
-    from retain.maintenance import Compaction
-    from retain.maintenance.check import StoreCheck
+    from ingest.migrate import Migration
+    from products.upkeep import Compaction
+    from products.upkeep.check import StoreCheck
+    from store.delta import Commit
 
 
 def store_checked(c: StoreCheck) -> RenderableType:
