@@ -239,6 +239,7 @@ def churn(f: Figures) -> Lead:
             every["auc_within_oracle"],
         ),
         *_churn_bound(seeds, avg("oracle")),
+        *_churn_learners(seeds),
         Row(
             "test AUC, mean",
             f"{avg('model'):.3f}",
@@ -279,6 +280,25 @@ def _churn_bound(seeds: list[dict[str, Any]], oracle: float) -> list[Row]:
     ]
 
 
+def _churn_learners(seeds: list[dict[str, Any]]) -> list[Row]:
+    """The time-to-event challenger beside the classifier (a run from before it was built has none), and
+    how often the promotion gate made it the champion whose figures the section reports."""
+    if not all("learners" in s for s in seeds):
+        return []
+    hazard = mean(s["learners"]["hazard"]["model"]["auc"] for s in seeds)
+    classifier = mean(s["learners"]["classifier"]["model"]["auc"] for s in seeds)
+    champions = sum(s["champion"] == "hazard" for s in seeds)
+    return [
+        Row(
+            f"hazard learner's test AUC, mean (the gate's champion on {champions} of {len(seeds)} seeds)",
+            f"{hazard:.3f}",
+            f"classifier {classifier:.3f}",
+            "the champion is whichever the promotion gate keeps",
+            None,
+        )
+    ]
+
+
 def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
     """Per seed: the model's AUC beside its peers', the lifts and which bars held."""
     cells = [
@@ -289,6 +309,7 @@ def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
             f"{s['model_on_oracle_rows']['auc']:.3f}",
             f"{s['features_bound']['auc']:.3f}" if "features_bound" in s else "—",
             f"{s['oracle']['auc']:.3f}",
+            _learner_cell(s),
             f"{s['model']['lift_top_decile']:.2f} / {s['logistic']['lift_top_decile']:.2f}",
             "all"
             if s["holds"]
@@ -303,15 +324,26 @@ def _churn_seeds(seeds: list[dict[str, Any]]) -> list[str]:
         "model on oracle's rows",
         "features' bound",
         "oracle",
+        "classifier / hazard AUC (champion)",
         "lift model / logistic",
         "bars held",
     )
     return [
-        "Per seed (the bars held: AUC near the oracle's, above the logistic's, lift):",
+        "Per seed, the champion's figures (bars held: AUC near the oracle's, above the logistic's, lift):",
         "",
         *table(header, cells),
         "",
     ]
+
+
+def _learner_cell(seed: dict[str, Any]) -> str:
+    if "learners" not in seed:
+        return "—"
+    learners = seed["learners"]
+    return (
+        f"{learners['classifier']['model']['auc']:.3f} / {learners['hazard']['model']['auc']:.3f} "
+        f"({seed['champion']})"
+    )
 
 
 # -- soak -------------------------------------------------------------------------------------------------
