@@ -1,2 +1,2 @@
-"""The floor every other layer stands on: settings, the store, the telemetry contract, the action
-catalogue and the errors. It imports nothing of Retain's above it."""
+"""The floor every other floor stands on: settings, the telemetry contract, the action catalogue and its
+value, the Spark session, the errors. It imports nothing of Retain's above it."""

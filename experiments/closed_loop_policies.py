@@ -1,7 +1,7 @@
 """The closed loop's five policies as weekly plans, all made by `products.plan.make_plan` from the same Week.
 
 Every policy plans the same accounts under the same rules (eligibility and cool-downs, one action per account,
-each CSM's hours, the plan's random holdout drawn by `draw_holdout` from the same seed and week), so they
+each CSM's hours, the plan's random holdout drawn by `draw_plan_holdout` from the same seed and week), so they
 differ only in how they score an (account, action) pair, and every plan is judged by its holdout alike:
 
 - `retain`, `retain_explore`: the uplift champion's expected value, as `retain plan` (exploration off / on);
@@ -31,7 +31,7 @@ from core.settings import Settings
 from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import store_playbook
-from products.plan import Plan, Week, action_hours, draw_holdout, make_plan
+from products.plan import Plan, Week, action_hours, draw_plan_holdout, make_plan
 from store.delta import Store
 from training.causal import policy
 
@@ -72,7 +72,7 @@ def plan_week(
         told = dataclasses.replace(week, values=-true_churn_effects(effects, week))
         return make_plan(told, rules.capacity_hours, rules.holdout_share, rules.seed)
     gains = plain_gains(week, store, settings)[name]
-    held = draw_holdout(week.account_ids, rules.holdout_share, rules.seed, week.week)
+    held = draw_plan_holdout(week.account_ids, rules.holdout_share, rules.seed, week.week)
     hours = action_hours(week.actions, week.catalogue)
     choice = work_down(gains, week.allowed & ~held[:, None], hours, week.csm_ids, rules.capacity_hours)
     picked = np.zeros_like(week.values)

@@ -264,7 +264,7 @@ def allowed_actions(
     return out
 
 
-def draw_holdout(account_ids: Sequence[str], share: float, seed: int, week: date) -> np.ndarray:
+def draw_plan_holdout(account_ids: Sequence[str], share: float, seed: int, week: date) -> np.ndarray:
     """A random `share` of the accounts (rounded), reproducible from the seed and the week; the ids'
     order does not matter."""
     order = np.argsort(np.asarray(account_ids, dtype=object), kind="stable")
@@ -365,7 +365,7 @@ def make_plan(
 ) -> Plan:
     """The plan's rows (actions by CSM, best first; then the holdout) and its summary."""
     _check_capacity(capacity_hours)
-    held = draw_holdout(week.account_ids, holdout_share, seed, week.week)
+    held = draw_plan_holdout(week.account_ids, holdout_share, seed, week.week)
     hours = action_hours(week.actions, week.catalogue)
     exploration = explore(week, held, hours, capacity_hours, explore_share, seed)
     used: dict[str | None, float] = {}

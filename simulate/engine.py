@@ -31,13 +31,13 @@ from simulate.interventions import (
     Assignments,
     CsView,
     WeekSignals,
-    draw_holdout,
+    draw_quarter_holdout,
     holdout_table,
     intervention_table,
     weekly_assignments,
 )
 from simulate.lifecycle import VendorRecords, contract_moves, milestone_events, renewals
-from simulate.plans import PlanSchedule, WeekPlan
+from simulate.plans import PlanSchedule, ScheduledWeek
 from simulate.population import (
     Population,
     Traits,
@@ -152,7 +152,7 @@ class _PlanTruth:
     def record(
         self,
         ids: pa.Array,
-        week: WeekPlan,
+        week: ScheduledWeek,
         week_us: int,
         day_us: int,
         executed: np.ndarray,
@@ -217,7 +217,7 @@ class Chunk:
     #: accounts held out since the latest quarter's start
     held: np.ndarray
     #: the plan weeks, by intervention day
-    plan: dict[int, WeekPlan]
+    plan: dict[int, ScheduledWeek]
     #: the first day the released product logs events (a release drift), or None
     release_day: int | None
     late: _Late = field(default_factory=lambda: _Late({}))
@@ -265,7 +265,9 @@ class Chunk:
         day_us = self.cal.day_us(day)
         blocks, live = self._contracts(day, day_us)
         if day in self.cal.quarter_starts:
-            self.held = draw_holdout(self.config.seed, self.index, day, live, self.config.holdout_share)
+            self.held = draw_quarter_holdout(
+                self.config.seed, self.index, day, live, self.config.holdout_share
+            )
             self.holdouts.append((np.flatnonzero(self.held), day))
         blocks += self._telemetry(day, day_us, live)
         nudged = self._act(day, day_us, live) if self.cal.weekday[day] == 0 else np.zeros(self.pop.size, bool)
@@ -354,7 +356,7 @@ class Chunk:
         return nudged
 
     def _follow(
-        self, week: WeekPlan, day: int, day_us: int, live: np.ndarray
+        self, week: ScheduledWeek, day: int, day_us: int, live: np.ndarray
     ) -> tuple[State, np.ndarray, tuple[np.ndarray, ...]]:
         """The week's plan in place of the team's targeting and the randomised arm: each planned account
         that is live and not held out gets its action, logged as targeted; the truth records each

@@ -215,7 +215,7 @@ def intervention_table(
     return pa.Table.from_arrays(columns, schema=INTERVENTION_SCHEMA)
 
 
-def draw_holdout(seed: int, chunk: int, day: int, active: np.ndarray, share: float) -> np.ndarray:
+def draw_quarter_holdout(seed: int, chunk: int, day: int, active: np.ndarray, share: float) -> np.ndarray:
     """Which of a chunk's `active` accounts are held out from `day` (a quarter's start) until the next draw:
     each with probability `share`, the propensity its holdout row logs. The draw has its own stream (seed,
     chunk, day), so a holdout of 0 leaves every other draw of the run, and so its output, as it was."""

@@ -29,7 +29,7 @@ COLUMNS = ("week", "account_id", "action", "holdout")
 
 
 @dataclass(frozen=True)
-class WeekPlan:
+class ScheduledWeek:
     """One plan week as a chunk applies it on the week's intervention day."""
 
     #: the plan's week start, in days from the run's start (earlier than the intervention day, or it)
@@ -91,7 +91,7 @@ class PlanSchedule:
             if acting[a] == acting[b]:
                 raise RetainError(f"plan weeks {a} and {b} share the intervention day {acting[a]}")
 
-    def for_chunk(self, config: SimConfig, chunk: int) -> dict[int, WeekPlan]:
+    def for_chunk(self, config: SimConfig, chunk: int) -> dict[int, ScheduledWeek]:
         """The chunk's share of every plan week, by intervention day (days from the run's start)."""
         local = self._numbers() - chunk * CHUNK_ACCOUNTS
         mine = (local >= 0) & (local < CHUNK_ACCOUNTS)
@@ -102,7 +102,7 @@ class PlanSchedule:
         for day in np.unique(week_day).tolist():
             sel = mine & (week_day == day)
             acting = _intervention_day(config.start + timedelta(days=day))
-            plans[(acting - config.start).days] = WeekPlan(day, local[sel], action[sel])
+            plans[(acting - config.start).days] = ScheduledWeek(day, local[sel], action[sel])
         return plans
 
     def _numbers(self) -> np.ndarray:

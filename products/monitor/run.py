@@ -63,7 +63,7 @@ MONITORING = "monitoring"
 
 
 @dataclass(frozen=True)
-class Champion:
+class MonitoredChampion:
     target: Target
     model: ScoringModel
     info: VersionInfo
@@ -81,7 +81,7 @@ def _lineage_windows(store: Store, settings: Settings, info: VersionInfo) -> dic
     return {w: [pd.Timestamp(c, tz="UTC") for c in cs] for w, cs in lineage["cutoffs"].items()}
 
 
-def _champions(store: Store, settings: Settings) -> list[Champion]:
+def _champions(store: Store, settings: Settings) -> list[MonitoredChampion]:
     found = []
     for target in MODELS:
         try:
@@ -90,7 +90,7 @@ def _champions(store: Store, settings: Settings) -> list[Champion]:
             if target == "churn":
                 raise RetainError(f"the monitor needs a churn champion ({e}): run `retain train`") from e
             continue
-        found.append(Champion(target, model, info, _lineage_windows(store, settings, info)))
+        found.append(MonitoredChampion(target, model, info, _lineage_windows(store, settings, info)))
     return found
 
 
@@ -108,7 +108,7 @@ def reference_cutoffs(rows: pd.DataFrame, train: list[pd.Timestamp]) -> list[pd.
     return [c for c in train if c >= full] or sorted(train)[-1:]
 
 
-def drift_section(rows: pd.DataFrame, champion: Champion) -> InputDrift:
+def drift_section(rows: pd.DataFrame, champion: MonitoredChampion) -> InputDrift:
     """PSI of every feature of the catalogue at every cutoff after the training window; an alarm
     where a feature that is no clock drifted at a cutoff and the one before it (a one-cutoff blip, a
     holiday week, say, is shown but not alarmed)."""
@@ -149,7 +149,7 @@ def score_spread(
     return out
 
 
-def _health_probability(scored: pd.DataFrame, champion: Champion) -> np.ndarray | None:
+def _health_probability(scored: pd.DataFrame, champion: MonitoredChampion) -> np.ndarray | None:
     """The health formula as a probability, Platt-scaled on the champion's matured calibration rows as
     training does; None where that window holds one class only."""
     window = scored["cutoff"].isin(champion.windows.get("calibration", [])) & scored["matured"]
@@ -160,7 +160,7 @@ def _health_probability(scored: pd.DataFrame, champion: Champion) -> np.ndarray 
 
 
 def performance_section(
-    rows: pd.DataFrame, champion: Champion, store: Store, settings: Settings
+    rows: pd.DataFrame, champion: MonitoredChampion, store: Store, settings: Settings
 ) -> TargetPerformance:
     """Every cutoff from the champion's test window on: realised figures where the labels matured (model
     and health formula, overall and per tier), and CBPE's estimate at every cutoff."""

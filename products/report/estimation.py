@@ -142,7 +142,7 @@ def pseudo_outcomes(
     mu0, mu1 = _outcome_models(data, e, splits, seed, baseline, per_arm)
     nuisance = dr.Nuisance(mu0, mu1, e, clipped)
     values = dr.pseudo_outcomes(data.treated, data.y, nuisance)
-    variance = dr.expected_spread(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
+    variance = dr.pseudo_outcome_variance(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
     untreated = mu0 + (1.0 - data.treated) * (data.y - mu0) / (1.0 - e)
     return PseudoOutcomes(values, variance, untreated)
 

@@ -38,23 +38,23 @@ TEMPLATES = page_templates("products.report")
 
 
 @dataclass(frozen=True)
-class Verdict:
+class EffectWords:
     """An effect in a few words, and whether that is good news (`tone`, a CSS class)."""
 
     text: str
     tone: Literal["good", "bad", "none", "plain"]
 
 
-def verdict(effect: AverageEffect, goal: Goal) -> Verdict:
+def verdict(effect: AverageEffect, goal: Goal) -> EffectWords:
     if effect.ci_low is None or effect.ci_high is None:
-        return Verdict("no estimate", "none")
+        return EffectWords("no estimate", "none")
     if not effect.clear:
-        return Verdict("no clear effect", "none")
+        return EffectWords("no clear effect", "none")
     direction = "lowers" if effect.ci_high < 0 else "raises"
     if goal is None:
-        return Verdict(direction, "plain")
+        return EffectWords(direction, "plain")
     good = (direction == "lowers") == (goal == "lower")
-    return Verdict(f"{direction} {effect.outcome}", "good" if good else "bad")
+    return EffectWords(f"{direction} {effect.outcome}", "good" if good else "bad")
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,7 @@ class Entry:
 
 
 @dataclass(frozen=True)
-class Basis:
+class BookSource:
     """What a book was scored from. A book shared through Redis is filed under its basis and checked
     against it, so a worker never shows one scored by another churn champion, from another feature build,
     over another store's tables or for another replay day."""
@@ -95,7 +95,7 @@ class Basis:
     replay: date | None
 
     @classmethod
-    def of(cls, resources: Resources, loaded: Loaded) -> Basis:
+    def of(cls, resources: Resources, loaded: Loaded) -> BookSource:
         churn = loaded.churn.label if loaded.churn is not None else None
         return cls(resources.store.lake, churn, loaded.published, resources.settings.serve.as_of)
 
@@ -113,7 +113,7 @@ EventsAsJson = Annotated[
 @dataclass(frozen=True)
 class Book:
     """The scored book: its entries, each account's trend and recent events, and what it was scored from.
-    All of it is data, which JSON carries through Redis; which process holds it is `Held`'s business."""
+    All of it is data, which JSON carries through Redis; which process holds it is `HeldBook`'s business."""
 
     entries: tuple[Entry, ...]
     trends: dict[str, tuple[Point, ...]]
@@ -123,7 +123,7 @@ class Book:
     cutoff: datetime | None
     #: accounts left out: their latest row predates the newest build (they churned or cancelled)
     inactive: int
-    basis: Basis
+    basis: BookSource
     #: when its scoring began, by the wall clock (every worker's and host's clock tells its age)
     scored_at: datetime
 
@@ -392,5 +392,5 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
     with reading("events"):
         events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
     left = len(records) - len(keep)
-    basis = Basis.of(resources, loaded)
+    basis = BookSource.of(resources, loaded)
     return Book(tuple(scored), history, events, as_of, newest, left, basis, scored_at)

@@ -17,32 +17,32 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from redis.exceptions import RedisError
 
-from serving.cockpit.book import UNSCORABLE, Basis, Book, book_bytes, book_from_bytes, score_book
-from serving.cockpit.shelf import RedisShelf
+from serving.cockpit.book import UNSCORABLE, Book, BookSource, book_bytes, book_from_bytes, score_book
+from serving.cockpit.shared_values import RedisSharedValues
 from serving.outage import Outage
 from serving.resources import Loaded, Resources
 
 log = logging.getLogger("retain.serving")
-_BASIS = TypeAdapter(Basis)
+_BASIS = TypeAdapter(BookSource)
 #: a shared book's key: one per basis, under a digest of it; v1 names the JSON's shape, bumped with it
 BOOK_KEY = "retain:cockpit:book:v1:"
 
 
-def book_key(basis: Basis) -> str:
+def book_key(basis: BookSource) -> str:
     return BOOK_KEY + hashlib.sha256(_BASIS.dump_json(basis)).hexdigest()
 
 
 @dataclass(frozen=True)
-class Held:
+class HeldBook:
     """A book as one process holds it: the resources it stands for (a reload makes it stale) and when it
     was scored, on this process's monotonic clock (a book read from Redis: now, less its age)."""
 
     book: Book
     loaded: Loaded
-    born: float
+    scored_monotonic: float
 
     @classmethod
-    def of(cls, book: Book, loaded: Loaded) -> Held:
+    def of(cls, book: Book, loaded: Loaded) -> HeldBook:
         return cls(book, loaded, time.monotonic() - max(0.0, book.age()))
 
 
@@ -58,15 +58,19 @@ class BookKeeper:
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
         settings = resources.settings
-        self._shelf = RedisShelf(settings.redis_url) if settings.cockpit.book == "redis" else None
-        self._held: Held | None = None
+        self._values = RedisSharedValues(settings.redis_url) if settings.cockpit.book == "redis" else None
+        self._held: HeldBook | None = None
         #: why the book shown is older than it should be: its last scoring failed (None once one succeeds)
         self.stale: str | None = None
         self._lock = threading.Lock()
         self._outage = Outage("cockpit book: Redis", "this worker scores its own")
 
-    def _stale(self, held: Held | None, loaded: Loaded) -> bool:
-        return held is None or held.loaded is not loaded or self._too_old(time.monotonic() - held.born)
+    def _stale(self, held: HeldBook | None, loaded: Loaded) -> bool:
+        return (
+            held is None
+            or held.loaded is not loaded
+            or self._too_old(time.monotonic() - held.scored_monotonic)
+        )
 
     def _too_old(self, age: float) -> bool:
         return age > self.resources.settings.cockpit.book_seconds
@@ -87,45 +91,47 @@ class BookKeeper:
                     self.stale = str(e) if known else f"{type(e).__name__}: {e}"
                     said = "cockpit book not scored again (%s); showing the last one"
                     log.warning(said, self.stale, exc_info=not known)
-                    self._held = Held(held.book, loaded, time.monotonic())
+                    self._held = HeldBook(held.book, loaded, time.monotonic())
             assert self._held is not None
             return self._held.book
 
-    def _fresh(self, loaded: Loaded) -> Held:
+    def _fresh(self, loaded: Loaded) -> HeldBook:
         """A fresh book: the deployment's when it is shared, else (or when Redis fails) scored here."""
-        if self._shelf is not None:
+        if self._values is not None:
             try:
-                return self._shared(self._shelf, loaded)
+                return self._shared(self._values, loaded)
             except RedisError as e:  # before any scoring: `_scored_and_put` keeps what it scored
                 self._outage.failed(e)
         return self._scored(loaded)
 
-    def _scored(self, loaded: Loaded) -> Held:
+    def _scored(self, loaded: Loaded) -> HeldBook:
         started = time.perf_counter()
         book = score_book(self.resources, loaded, self.resources.settings)
         took = time.perf_counter() - started
         log.info("cockpit book: %d accounts scored in %.2f s", len(book.entries), took)
-        return Held.of(book, loaded)
+        return HeldBook.of(book, loaded)
 
-    def _shared(self, shelf: RedisShelf, loaded: Loaded) -> Held:
+    def _shared(self, values: RedisSharedValues, loaded: Loaded) -> HeldBook:
         """The book in Redis for this basis when it is fresh. Otherwise whoever takes the lock scores it
         and puts it there, and the others wait for that book; one that waited longer than a lock lasts (its
         holder is slow, or died and another took over) scores its own."""
-        basis = Basis.of(self.resources, loaded)
+        basis = BookSource.of(self.resources, loaded)
         key = book_key(basis)
-        deadline = time.monotonic() + shelf.LOCK_SECONDS
-        while (stored := self._stored(shelf, key, basis, loaded)) is None:
-            with shelf.lock(key) as mine:
+        deadline = time.monotonic() + values.LOCK_SECONDS
+        while (stored := self._stored(values, key, basis, loaded)) is None:
+            with values.lock(key) as mine:
                 if mine:
-                    return self._scored_and_put(shelf, key, loaded)
+                    return self._scored_and_put(values, key, loaded)
             if time.monotonic() >= deadline:
                 return self._scored(loaded)
-            shelf.wait(key, deadline)
+            values.wait(key, deadline)
         return stored
 
-    def _stored(self, shelf: RedisShelf, key: str, basis: Basis, loaded: Loaded) -> Held | None:
+    def _stored(
+        self, values: RedisSharedValues, key: str, basis: BookSource, loaded: Loaded
+    ) -> HeldBook | None:
         """The book Redis holds under `key` if it is fresh (a stale one is not even read) and from `basis`."""
-        found = shelf.get(key)
+        found = values.get(key)
         self._outage.ended()
         if found is None or self._too_old(time.time() - found[0]):
             return None
@@ -136,12 +142,12 @@ class BookKeeper:
             log.warning("cockpit book in Redis under %s is from %s, not %s; ignored", key, book.basis, basis)
             return None
         log.info("cockpit book: %d accounts read from Redis, %.1f s old", len(book.entries), book.age())
-        return Held.of(book, loaded)
+        return HeldBook.of(book, loaded)
 
-    def _scored_and_put(self, shelf: RedisShelf, key: str, loaded: Loaded) -> Held:
+    def _scored_and_put(self, values: RedisSharedValues, key: str, loaded: Loaded) -> HeldBook:
         held = self._scored(loaded)
         try:
-            shelf.put(key, held.book.scored_at.timestamp(), book_bytes(held.book))
+            values.put(key, held.book.scored_at.timestamp(), book_bytes(held.book))
         except RedisError as e:  # this worker shows it all the same
             self._outage.failed(e)
         return held

@@ -186,7 +186,7 @@ def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
     return RecentEvents.by_account(found, since)
 
 
-def describe(events: Sequence[TableRow], interventions: Sequence[TableRow]) -> list[Moment]:
+def as_moments(events: Sequence[TableRow], interventions: Sequence[TableRow]) -> list[Moment]:
     """Events and actions taken as dated sentences, newest first."""
     moments = []
     for e in events:
@@ -224,4 +224,4 @@ def account_timeline(
         "interventions", INTERVENTION_SCHEMA, columns, where=ds.field("account_id") == account_id, scan=window
     ).to_pylist()
     recorded = [{c: getattr(t, c) for c in columns} for t in pending if events.since <= t.ts <= as_of]
-    return describe(events.of(account_id), stored + recorded)[:limit]
+    return as_moments(events.of(account_id), stored + recorded)[:limit]

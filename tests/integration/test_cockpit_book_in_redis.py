@@ -19,9 +19,9 @@ import redis
 import requests
 
 from core.settings import CockpitSettings, ServeSettings
-from serving.cockpit.book import Basis, book_from_bytes
+from serving.cockpit.book import BookSource, book_from_bytes
 from serving.cockpit.keeper import BOOK_KEY, BookKeeper, book_key
-from serving.cockpit.shelf import LOCK, RedisShelf
+from serving.cockpit.shared_values import LOCK, RedisSharedValues
 from serving.resources import Resources
 from tests.support.served import Server, World, free_port, wait_for
 from tests.support.services import unavailable
@@ -124,7 +124,7 @@ def test_a_worker_on_other_champions_never_shows_the_book_scored_by_the_old_ones
 
     # a reload to other champions (none: the rules answer) swaps `loaded`, as `Resources.reload` does
     resources.loaded = dataclasses.replace(resources.loaded, churn=None)
-    new_basis = Basis.of(resources, resources.loaded)
+    new_basis = BookSource.of(resources, resources.loaded)
     # the old book planted under the new basis's key, as fresh as can be, is not shown either
     client.hset(book_key(new_basis), mapping={"at": repr(time.time()), "value": kept[b"value"]})
     rules = BookKeeper(resources).get()
@@ -136,19 +136,19 @@ def test_a_worker_on_other_champions_never_shows_the_book_scored_by_the_old_ones
     assert stored == rules, "the planted book was replaced by the one scored from the new basis"
 
 
-def test_the_shelf_keeps_the_newest_value_and_only_a_lock_holder_releases_its_lock(book_redis: str) -> None:
-    shelf, client = RedisShelf(book_redis), redis.Redis.from_url(book_redis)
+def test_shared_values_keep_the_newest_and_only_a_lock_holder_releases_its_lock(book_redis: str) -> None:
+    values, client = RedisSharedValues(book_redis), redis.Redis.from_url(book_redis)
     key = f"{BOOK_KEY}test-{uuid.uuid4().hex}"
-    shelf.put(key, 200.5, b"newer")
-    shelf.put(key, 100.0, b"older, from a scorer whose lock expired")
-    assert shelf.get(key) == (200.5, b"newer")
-    assert 0 < client.pttl(key) <= RedisShelf.KEEP_SECONDS * 1000
-    with shelf.lock(key) as first:
-        with shelf.lock(key) as second:
+    values.put(key, 200.5, b"newer")
+    values.put(key, 100.0, b"older, from a scorer whose lock expired")
+    assert values.get(key) == (200.5, b"newer")
+    assert 0 < client.pttl(key) <= RedisSharedValues.KEEP_SECONDS * 1000
+    with values.lock(key) as first:
+        with values.lock(key) as second:
             assert first and not second
         assert client.exists(key + LOCK), "the one that did not take it does not release it"
     assert not client.exists(key + LOCK)
-    with shelf.lock(key) as taken:
+    with values.lock(key) as taken:
         assert taken
         client.set(key + LOCK, "another worker's, after this one expired")
     assert client.get(key + LOCK) == b"another worker's, after this one expired"

@@ -30,7 +30,7 @@ from products.plan import (
     action_hours,
     allowed_actions,
     assign,
-    draw_holdout,
+    draw_plan_holdout,
     make_plan,
     plan_store,
     read_week,
@@ -97,12 +97,12 @@ def test_allowed_actions_apply_cool_downs_overlap_and_the_renewal_grace_week() -
 
 def test_the_holdout_draw_depends_on_seed_and_week_not_on_row_order() -> None:
     ids = [f"acc-{i:03d}" for i in range(200)]
-    held = draw_holdout(ids, SHARE, 7, date(2025, 7, 28))
+    held = draw_plan_holdout(ids, SHARE, 7, date(2025, 7, 28))
     assert held.sum() == 20
-    reordered = draw_holdout(ids[::-1], SHARE, 7, date(2025, 7, 28))[::-1]
+    reordered = draw_plan_holdout(ids[::-1], SHARE, 7, date(2025, 7, 28))[::-1]
     assert (reordered == held).all()
-    assert (draw_holdout(ids, SHARE, 8, date(2025, 7, 28)) != held).any()
-    assert (draw_holdout(ids, SHARE, 7, date(2025, 8, 4)) != held).any()
+    assert (draw_plan_holdout(ids, SHARE, 8, date(2025, 7, 28)) != held).any()
+    assert (draw_plan_holdout(ids, SHARE, 7, date(2025, 8, 4)) != held).any()
 
 
 # -- plans over the uplift world ----------------------------------------------------------------------
@@ -226,7 +226,10 @@ def test_every_row_and_arm_logs_the_probability_of_its_arm(week: Week) -> None:
     assert np.allclose(arms["propensity"], np.where(arms["arm"] == HELD_OUT, share, 1 - share))
     # the logged probability is the draw's: over many weeks each account is held out that often
     held = np.mean(
-        [draw_holdout(week.account_ids, SHARE, 7, date(2025, 1, 6) + timedelta(weeks=k)) for k in range(400)],
+        [
+            draw_plan_holdout(week.account_ids, SHARE, 7, date(2025, 1, 6) + timedelta(weeks=k))
+            for k in range(400)
+        ],
         axis=0,
     )
     assert abs(held.mean() - share) < 1e-9 and np.abs(held - share).max() < 0.06

@@ -21,7 +21,7 @@ from serving.cockpit.charts import line_chart
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY, CockpitHeaders
 from serving.cockpit.pages import STYLESHEET, TEMPLATES, AccountPage, plan_sentence
 from serving.cockpit.sessions import MemorySessions, Session, same_token
-from serving.cockpit.timeline import action_label, describe
+from serving.cockpit.timeline import action_label, as_moments
 from serving.resources import AccountRecord
 from serving.schemas import Fallback, Freshness, Health, Risk
 from store.delta import Store
@@ -93,7 +93,7 @@ def test_the_timeline_reads_as_sentences_newest_first() -> None:
         {"ts": DAY - timedelta(days=3), "action": "qbr_roi_review", "owner": "csm-1", "assignment": "random"},
         {"ts": DAY - timedelta(days=9), "action": "holdout", "owner": "csm-1", "assignment": "holdout"},
     ]
-    moments = describe(events, actions)
+    moments = as_moments(events, actions)
     assert [m.kind for m in moments] == ["incident", "intervention", "invoice", "intervention"]
     assert moments[0].text == "3 critical error(s) in data export"
     assert moments[1].text == "QBR ROI review by csm-1 (random experiment arm)"

@@ -14,14 +14,14 @@ import pytest
 
 from core.contract import EVENT_SCHEMA
 from serving.cockpit import book as book_module
-from serving.cockpit.book import Basis, Book, Point, book_bytes, book_from_bytes
+from serving.cockpit.book import Book, BookSource, Point, book_bytes, book_from_bytes
 from serving.cockpit.keeper import book_key
 from serving.cockpit.timeline import COLUMNS, RecentEvents, recent_events
 from serving.schemas import Fallback
 from store.delta import Store
 from tests.support.book import DAY, entry
 
-BASIS = Basis("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))
+BASIS = BookSource("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))
 
 
 def events() -> RecentEvents:
@@ -89,10 +89,10 @@ def test_bytes_it_did_not_write_are_refused_and_never_unpickled(monkeypatch: pyt
 
 
 def test_each_basis_has_its_own_key() -> None:
-    other_champion = Basis(BASIS.store, "churn/4", BASIS.published, BASIS.replay)
-    other_store = Basis("/stores/globex/lake", BASIS.churn, BASIS.published, BASIS.replay)
+    other_champion = BookSource(BASIS.store, "churn/4", BASIS.published, BASIS.replay)
+    other_store = BookSource("/stores/globex/lake", BASIS.churn, BASIS.published, BASIS.replay)
     keys = {book_key(b) for b in (BASIS, other_champion, other_store)}
-    assert len(keys) == 3 and book_key(BASIS) == book_key(Basis(*vars(BASIS).values()))
+    assert len(keys) == 3 and book_key(BASIS) == book_key(BookSource(*vars(BASIS).values()))
 
 
 def test_a_store_without_events_has_no_recent_events(tmp_path: Path) -> None:

@@ -33,7 +33,7 @@ from core.errors import RetainError
 from simulate import Drift, PlanSchedule, SimConfig, Simulation, simulate_to
 from simulate.dynamics import State, churn_hazard, initial_state, step
 from simulate.effects import EFFECTS, apply_action
-from simulate.interventions import draw_holdout
+from simulate.interventions import draw_quarter_holdout
 from simulate.population import draw_population
 from simulate.truth import outlook
 
@@ -226,11 +226,13 @@ def test_a_held_out_account_gets_no_action_in_its_quarter(sim: tuple[Path, Simul
 
 def test_the_holdout_draw_is_seeded_and_zero_turns_it_off(tmp_path: Path) -> None:
     active = np.random.default_rng(0).random(20_000) < 0.8
-    drawn = draw_holdout(7, 0, 90, active, 0.1)
-    assert np.array_equal(drawn, draw_holdout(7, 0, 90, active, 0.1))
-    assert not np.array_equal(drawn, draw_holdout(7, 0, 181, active, 0.1)), "each quarter draws afresh"
+    drawn = draw_quarter_holdout(7, 0, 90, active, 0.1)
+    assert np.array_equal(drawn, draw_quarter_holdout(7, 0, 90, active, 0.1))
+    assert not np.array_equal(drawn, draw_quarter_holdout(7, 0, 181, active, 0.1)), (
+        "each quarter draws afresh"
+    )
     assert not (drawn & ~active).any() and abs(drawn.sum() / active.sum() - 0.1) < 3 * np.sqrt(0.09 / 16_000)
-    assert not draw_holdout(7, 0, 90, active, 0.0).any()
+    assert not draw_quarter_holdout(7, 0, 90, active, 0.0).any()
     summary = simulate_to(SimConfig(accounts=150, days=100, seed=5, start=START, holdout_share=0.0), tmp_path)
     held, truth = _held(tmp_path)
     assert summary.held_out == 0 and held.empty and truth.empty

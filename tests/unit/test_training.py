@@ -343,6 +343,19 @@ def test_a_bring_your_own_table_without_a_good_label_is_refused(tmp_path: Path) 
         train_table(path, "label", "customer", None, "x", TrainConfig(), settings=Settings())
 
 
+def windowed_rows(windows: np.ndarray, labels: np.ndarray, **columns: np.ndarray) -> pd.DataFrame:
+    """A training frame of one cutoff: an account per row, its window, label and the given columns."""
+    return pd.DataFrame(
+        {
+            "account_id": [f"a{i}" for i in range(len(windows))],
+            "cutoff": pd.Timestamp("2025-01-31", tz="UTC"),
+            **columns,
+            WINDOW: windows,
+            LABEL: labels,
+        }
+    )
+
+
 def test_refitting_on_the_calibration_window_learns_what_only_the_latest_cutoffs_show() -> None:
     """A signal that appears only in the latest labelled cutoffs (here a column constant before them) is
     lost to a model fitted on the train window alone; refitted on train and calibration, the model and its
@@ -352,16 +365,8 @@ def test_refitting_on_the_calibration_window_learns_what_only_the_latest_cutoffs
     old, new = rng.normal(size=len(windows)), rng.normal(size=len(windows))
     new[windows == "train"] = 0.0
     logit = 0.8 * old + 1.6 * new - 2.0
-    rows = pd.DataFrame(
-        {
-            "account_id": [f"a{i}" for i in range(len(windows))],
-            "cutoff": pd.Timestamp("2025-01-31", tz="UTC"),
-            "usage_old": old,
-            "usage_new": new,
-            WINDOW: windows,
-            LABEL: (rng.random(len(windows)) < 1 / (1 + np.exp(-logit))).astype(int),
-        }
-    )
+    labels = (rng.random(len(windows)) < 1 / (1 + np.exp(-logit))).astype(int)
+    rows = windowed_rows(windows, labels, usage_old=old, usage_new=new)
     config = TrainConfig(n_trials=3, plots=False, monotone=False, slices=[]).resolved(Settings())
     data = TrainingSet(
         rows, ["usage_old", "usage_new"], {}, "account_id", "cutoff", {"windows": check_windows(rows, config)}
@@ -398,17 +403,7 @@ def hazard_world(rows: int, seed: int) -> tuple[TrainingSet, np.ndarray]:
     hazards = 1 / (1 + np.exp(-(np.array([-3.2, -2.8, -2.4])[None, :] + score[:, None])))
     churned_in = np.where(rng.random(hazards.shape) < hazards, np.arange(3)[None, :], 3).min(axis=1)
     days = np.where(churned_in < 3, churned_in * 30 + rng.uniform(0, 30, len(windows)), np.nan)
-    frame = pd.DataFrame(
-        {
-            "account_id": [f"a{i}" for i in range(len(windows))],
-            "cutoff": pd.Timestamp("2025-01-31", tz="UTC"),
-            "usage": x1,
-            "tickets": x2,
-            WINDOW: windows,
-            LABEL: (churned_in < 3).astype(int),
-            "days_to_event": days,
-        }
-    )
+    frame = windowed_rows(windows, (churned_in < 3).astype(int), usage=x1, tickets=x2, days_to_event=days)
     config = TrainConfig(n_trials=3, plots=False, monotone=False, slices=[]).resolved(Settings())
     data = TrainingSet(
         frame, ["usage", "tickets"], {}, "account_id", "cutoff", {"windows": check_windows(frame, config)}

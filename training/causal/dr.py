@@ -387,7 +387,7 @@ def pseudo_outcomes(treated: np.ndarray, outcome: np.ndarray, n: Nuisance) -> np
     return n.mu1 - n.mu0 + t * (y - n.mu1) / e - (1.0 - t) * (y - n.mu0) / (1.0 - e)
 
 
-def expected_spread(treated: np.ndarray, n: Nuisance, floor: float = 0.01) -> np.ndarray:
+def pseudo_outcome_variance(treated: np.ndarray, n: Nuisance, floor: float = 0.01) -> np.ndarray:
     """Each row's pseudo-outcome variance as the fitted probabilities of a 0/1 outcome imply it (no fitted
     probability below `floor` or above 1 - `floor`)."""
     p0, p1 = (np.clip(mu, floor, 1.0 - floor) for mu in (n.mu0, n.mu1))
@@ -419,10 +419,10 @@ def average_effect(
     """The mean pseudo-outcome with a standard error clustered on `groups` (an account's rows move
     together), and the naive treated-minus-control difference of outcome means.
 
-    With `spread` (`expected_spread`, for a 0/1 outcome) the standard error is at least the one the fitted
-    probabilities imply: the sandwich sees only the residuals that happened, and a few heavily weighted
-    treated rows (an experiment arm's, at a propensity of a few per thousand) without an event would
-    otherwise look certain."""
+    With `spread` (`pseudo_outcome_variance`, for a 0/1 outcome) the standard error is at least the one
+    the fitted probabilities imply: the sandwich sees only the residuals that happened, and a few heavily
+    weighted treated rows (an experiment arm's, at a propensity of a few per thousand) without an event
+    would otherwise look certain."""
     n = len(psi)
     ate = float(psi.mean())
     se = clustered_norm(psi - ate, groups) / n
@@ -499,11 +499,11 @@ def effect_and_share(
     baseline: np.ndarray,
     groups: np.ndarray,
 ) -> tuple[Effect, Share]:
-    """One treatment's average effect on a 0/1 outcome (`average_effect`, floored by `expected_spread`) and
-    its effect as a share of `baseline` (`relative_effect`, weighted by e(1 - e)), from the same
-    pseudo-outcomes `psi` (`pseudo_outcomes` of the same nuisance)."""
+    """One treatment's average effect on a 0/1 outcome (`average_effect`, floored by
+    `pseudo_outcome_variance`) and its effect as a share of `baseline` (`relative_effect`, weighted by
+    e(1 - e)), from the same pseudo-outcomes `psi` (`pseudo_outcomes` of the same nuisance)."""
     e = nuisance.propensity
-    average = average_effect(psi, treated, outcome, groups, expected_spread(treated, nuisance))
+    average = average_effect(psi, treated, outcome, groups, pseudo_outcome_variance(treated, nuisance))
     return average, relative_effect(psi, baseline, e * (1.0 - e), groups)
 
 

@@ -6,7 +6,7 @@ that took it, so a holder whose lock expired cannot release the next holder's. A
 newer value (the wall-clock times they were made at are compared inside Redis, atomically): a lock can
 expire under a slow maker, and its value must not land over the one made after it.
 
-The shelf holds bytes; what they mean, and whether to trust them, is its caller's business.
+The values are bytes; what they mean, and whether to trust them, is its caller's business.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ return 1
 """
 
 
-class RedisShelf:
+class RedisSharedValues:
     """Values under keys in Redis, each with the time it was made at and a lock for whoever makes the
     next one. Every method but `lock`'s release raises `RedisError` when Redis cannot be reached."""
 
@@ -62,7 +62,7 @@ class RedisShelf:
             return None
         try:
             return float(at), value
-        except ValueError:  # not a time: not a value this shelf put
+        except ValueError:  # not a time: not a value this class put
             return None
 
     def put(self, key: str, at: float, value: bytes) -> None:
