@@ -226,17 +226,14 @@ def _label_store(store: Store, target: Target, config: TrainConfig) -> _Labelled
     return _Labelled(used, windows, matured, len(keys) - len(labelled))
 
 
+#: what rides along with the key and the instant through Feast: never a feature
+RIDING = (LABEL, DAYS_TO_EVENT, WINDOW)
+
+
 def _entities(rows: pd.DataFrame) -> pd.DataFrame:
-    """Feast's entity frame: the key and the instant (a cutoff), with label, event time and window riding
-    along."""
+    """Feast's entity frame: the key and the instant (a cutoff), with the `RIDING` columns."""
     return pd.DataFrame(
-        {
-            "account_id": rows["account_id"],
-            EVENT_TIMESTAMP: rows["cutoff"],
-            LABEL: rows[LABEL],
-            DAYS_TO_EVENT: rows[DAYS_TO_EVENT],
-            WINDOW: rows[WINDOW],
-        }
+        {"account_id": rows["account_id"], EVENT_TIMESTAMP: rows["cutoff"], **{c: rows[c] for c in RIDING}}
     )
 
 
@@ -293,8 +290,7 @@ def evaluation_window(
     features = [c for c in feature_columns(store) if c not in KEYS]
     rows = historical_features(feature_store(store, settings), _entities(test), features)
     labels = rows[LABEL].to_numpy(dtype=np.int8)
-    riding = [LABEL, DAYS_TO_EVENT, WINDOW]
-    return rows.drop(columns=riding).rename(columns={EVENT_TIMESTAMP: "cutoff"}), labels
+    return rows.drop(columns=list(RIDING)).rename(columns={EVENT_TIMESTAMP: "cutoff"}), labels
 
 
 # -- a bring-your-own table: pure on the frame ---------------------------------------------------------
