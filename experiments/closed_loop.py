@@ -43,15 +43,15 @@ from experiments.closed_loop_policies import (
     schedule_rows,
 )
 from experiments.results import RESULTS_DIR, record
-from ingest import ingest_path
+from ingest.run import ingest_path
 from products.plan import PlanSummary, read_week, record_plan
-from products.upkeep import compact
+from products.upkeep.run import compact
 from registry.aliases import CHAMPION, set_champion
 from registry.tracking import client, log_and_register
 from simulate import SimConfig, SteppedSimulation
 from store.delta import Store
 from store.plan_table import recorded_plans
-from training.causal.train import train_uplift
+from training.causal.run import train_uplift
 from training.config import UpliftConfig
 
 WEEK = timedelta(days=7)

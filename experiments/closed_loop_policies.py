@@ -28,9 +28,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.settings import Settings
-from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import store_playbook
+from features.run import actions_last_taken, build_feature_table, register_store
 from products.plan import Plan, Week, action_hours, draw_plan_holdout, make_plan
 from store.delta import Store
 from training.causal import policy

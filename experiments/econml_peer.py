@@ -18,13 +18,13 @@ from econml.dr import DRLearner
 from lightgbm import LGBMClassifier, LGBMRegressor
 from tqdm import tqdm
 
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.design import Design
 from training.columns import design_columns
 
-#: the nuisances as Retain's own (`dr.NUISANCE_PARAMS`, `dr.NUISANCE_ROUNDS`)
+#: the nuisances as Retain's own (`doubly_robust.NUISANCE_PARAMS`, `doubly_robust.NUISANCE_ROUNDS`)
 NUISANCE = {
-    "n_estimators": dr.NUISANCE_ROUNDS,
+    "n_estimators": doubly_robust.NUISANCE_ROUNDS,
     "learning_rate": 0.08,
     "num_leaves": 15,
     "min_child_samples": 40,
@@ -37,7 +37,7 @@ MISSING = -1e9
 
 
 def _matrix(rows: pd.DataFrame, features: list[str], categories: dict[str, list[str]]) -> np.ndarray:
-    values = dr.Matrix.of(rows, features, categories).values
+    values = doubly_robust.Matrix.of(rows, features, categories).values
     return np.where(np.isnan(values), MISSING, values)
 
 

@@ -35,9 +35,9 @@ from scipy.stats import binomtest
 
 from core.settings import Settings
 from experiments.results import record
-from features.build import build_and_publish
 from features.definitions import FEATURE_NAMES
-from ingest import ingest_path
+from features.run import build_and_publish
+from ingest.run import ingest_path
 from products.monitor.drift import DRIFTED, alarmed
 from products.monitor.run import measure
 from products.monitor.schema import InputDrift
@@ -45,7 +45,7 @@ from registry.tracking import log_and_register
 from simulate import Drift, SimConfig, simulate_to
 from store.delta import Store
 from training.config import TrainConfig
-from training.pipeline import train_model
+from training.run import train_model
 
 START = date(2024, 7, 1)
 #: the integration test's champion: quick to train, and its window is all the drift section reads

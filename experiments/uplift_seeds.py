@@ -6,7 +6,7 @@ noise of 0 to 1 times its own standard errors added), the part of each policy's 
 took within the horizon anyway (the truth's effects are against no action; the data's, against the usual
 course), and each action's estimated share of churn risk (against never acting) with its standard error
 beside the truth's share and beside how often its untreated weeks got it later anyway
-(`dr.control_treated_later`) and how much of the horizon those later takes had left
+(`doubly_robust.control_treated_later`) and how much of the horizon those later takes had left
 (`control_horizon_later`): a weekly share is scaled by the first for an action that settles at the
 renewal, by the second otherwise (`Overlap.worth_taken_later`); an action compared per renewal has neither.
 Each policy's mean share of the oracle comes with its standard error over the seeds, and each seed's
@@ -38,13 +38,13 @@ from core.catalogue import ACTIONS
 from core.settings import Settings
 from experiments.econml_peer import econml_ranking
 from experiments.results import record
-from features.build import build_and_publish
-from ingest import ingest_path
+from features.run import build_and_publish
+from ingest.run import ingest_path
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from training.causal import against_truth
 from training.causal.design import store_design
-from training.causal.train import read_truth, train_uplift
+from training.causal.run import read_truth, train_uplift
 from training.config import UpliftConfig
 
 

@@ -23,9 +23,9 @@ import pyarrow.compute as pc
 from core.errors import RetainError
 from core.settings import Settings
 from features.alerts import Alert, Alerted, Evidence, alert_id, recommended, rule_alerts
-from features.build import actions_last_taken, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import Playbook, store_playbook
+from features.run import actions_last_taken, register_store
 from features.stored import read_features, stored_cutoffs
 from registry.promotion import Promotion, Rollback
 from serving.assess import risk_band

@@ -62,9 +62,9 @@ from core.settings import Settings
 from core.sql_out import BatchTable, SqlTable, batch_table
 from core.value import expected_values
 from features.alerts import Alerted
-from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import Playbook, store_playbook
+from features.run import actions_last_taken, build_feature_table, register_store
 from registry.models import VersionInfo, load_uplift_model
 from store.delta import Store, commit_with_retry
 from store.plan_table import (

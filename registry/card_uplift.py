@@ -12,7 +12,7 @@ import lightgbm as lgb
 from registry.card_sections import importance, provenance
 from registry.markdown import bullets, percent, shown, table
 from training.artifact import ScoringModel
-from training.causal.dr import Z95
+from training.causal.doubly_robust import Z95
 from training.causal.posterior import Posterior
 from training.causal.qini import Qini
 from training.causal.tournament import Standing

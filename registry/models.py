@@ -7,7 +7,6 @@ wrapper, and a typed `ScoringModel` rather than a `PyFuncModel`.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from mlflow.store.artifact.artifact_repository_registry import get_artifact_repo
 
 from core.errors import RetainError
 from core.settings import Settings
+from registry import unpickling
 from registry.aliases import CHAMPION
 from registry.pyfunc import MODEL_ARTIFACT
 from registry.tracking import StoreClient, client, unavailable
@@ -120,7 +120,7 @@ def _unpickle(mlflow_client: StoreClient, info: VersionInfo) -> object:
     location = mlflow_client.logged_model_location(info.source.removeprefix("models:/"))
     # Artifacts live under the store, so this is the file in place (a remote store would download it).
     path = get_artifact_repository(location).download_artifacts(f"artifacts/{MODEL_ARTIFACT}")
-    return pickle.loads(Path(path).read_bytes())
+    return unpickling.loads(Path(path).read_bytes())
 
 
 def scoring_model(mlflow_client: StoreClient, info: VersionInfo) -> ScoringModel:

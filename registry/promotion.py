@@ -26,7 +26,7 @@ from registry.models import StaleModel, VersionInfo, resolve, scoring_model, upl
 from registry.tracking import VERSION_METRICS, StoreClient, client
 from store.delta import Store
 from training.artifact import ScoringModel
-from training.causal.dr import clustered_norm
+from training.causal.doubly_robust import clustered_norm
 from training.config import UpliftConfig
 
 if TYPE_CHECKING:

@@ -11,12 +11,13 @@ anywhere are in `registry.environment`.
 from __future__ import annotations
 
 import json
-import pickle
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
+from registry import unpickling
 from training.artifact import Reason, ScoringModel
 from training.causal.uplift import UpliftModel
 
@@ -58,8 +59,7 @@ class RetainModel(PythonModel):
     model: ScoringModel | UpliftModel
 
     def load_context(self, context: Any) -> None:
-        with open(context.artifacts[MODEL_ARTIFACT], "rb") as f:
-            self.model = pickle.load(f)
+        self.model = unpickling.loads(Path(context.artifacts[MODEL_ARTIFACT]).read_bytes())
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         return output_frame(self.model, model_input)

@@ -46,7 +46,7 @@ from tqdm import tqdm
 from core.errors import RetainError
 from core.settings import Settings
 from core.urls import redact, sqlalchemy_url
-from features.build import FeatureBuild
+from features.run import FeatureBuild
 from registry.aliases import CHALLENGER, CHAMPION, champion_history, set_champion
 from registry.card import MODEL_CARD, model_card, version_description
 from registry.environment import copy_code, model_code, pip_requirements

@@ -2,7 +2,7 @@
 for, what it executed, and the held-out accounts it compares that with (docs/methods/autopilot.md).
 
 An execution is one transaction: its row here, its row in `interventions_taken` (so it counts for
-cool-downs at once and is folded into the store's interventions like any action recorded through the API)
+cool-downs at once and is merged into the store's interventions like any action recorded through the API)
 and its `action.execute` event in the outbox, with a delivery per webhook subscribed to it. Its id is
 derived from the plan week, the account and the action, and is the event's id: a rerun, or a second
 worker, finds it recorded and executes nothing twice, and every delivery of it carries that id as its

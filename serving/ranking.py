@@ -22,7 +22,7 @@ from serving.assess import Assessment, FeatureRow
 from serving.resources import UpliftChampion
 from serving.schemas import Evidence, PredictedChange
 from training.causal import recency
-from training.causal.dr import Z95
+from training.causal.doubly_robust import Z95
 from training.causal.posterior import Posterior
 
 #: why the rules rank an account's actions, by what stood in the uplift ranking's way

@@ -325,7 +325,7 @@ class Resources:
         return {row["account_id"]: AccountRecord(**row) for row in table.to_pylist()}
 
     def _interventions(self, errors: dict[str, str]) -> pa.Table | None:
-        """The store's interventions and those the API recorded that are not folded into it yet; None when
+        """The store's interventions and those the API recorded that are not merged into it yet; None when
         the store's cannot be read (said in `errors`), to keep the cool-downs loaded before."""
         columns = ["account_id", "action", "ts"]
         try:

@@ -297,7 +297,7 @@ class Service:
         self.resources.log.submit(decision)
 
     def record_intervention(self, body: InterventionIn, caller: Caller) -> InterventionOut:
-        """An action taken: checked against the contract, stored once per id in the decision log (folded
+        """An action taken: checked against the contract, stored once per id in the decision log (merged
         into the store's interventions by `retain store compact`), and into the cool-downs at once."""
         loaded = self.resources.loaded
         actions = self.resources.playbook.actions

@@ -1,6 +1,6 @@
 """What each kind of drift changes, for a monitor to find; see `Drift` in config.py.
 
-`release`: from the date on, a product release retires two features. `reports` is folded into
+`release`: from the date on, a product release retires two features. `reports` is merged into
 `dashboards` and `alerts` into `pipelines` (a core feature), so every event naming a feature
 (`feature.used`, `error.raised`, `nudge.sent`, `nudge.acted`) names the one that absorbed it, and the
 new interface logs each step of an action: a `feature.used` event counts half as many uses again (rounded

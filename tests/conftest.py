@@ -16,7 +16,7 @@ from simulate import SimConfig
 from tests.support.served import Server, World, make_world
 from tests.support.services import require_service
 from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store
-from training.causal.train import train_uplift
+from training.causal.run import train_uplift
 from training.config import UpliftConfig
 
 

@@ -22,7 +22,6 @@ import pandas as pd
 
 from core.errors import RetainError
 from core.settings import Settings
-from features.build import register_store
 from features.definitions import HEALTH_COLUMNS, KEYS
 from features.feast_repo import (
     EVENT_TIMESTAMP,
@@ -30,6 +29,7 @@ from features.feast_repo import (
     feature_store,
     historical_features,
 )
+from features.run import register_store
 from features.stored import feature_columns, read_features
 from store.delta import Store
 from training.artifact import model_matrix

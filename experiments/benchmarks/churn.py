@@ -42,7 +42,7 @@ from retain import api
 from store.delta import Store
 from training.config import TrainConfig, load_config
 from training.dataset import TrainingSet, store_training_set
-from training.pipeline import load_truth, truth_covered
+from training.run import load_truth, truth_covered
 
 CONFIG = ROOT / "experiments" / "churn.yaml"
 CANDIDATES = ("model", "logistic", "health", "oracle")

@@ -33,9 +33,9 @@ import simulate
 from core.settings import Settings
 from experiments.benchmarks.pandas_features import pandas_features
 from experiments.results import record
-from features.build import build_feature_table
 from features.cutoffs import default_cutoffs
 from features.definitions import FEATURE_NAMES, FEATURES, KEYS
+from features.run import build_feature_table
 from simulate import SimConfig, simulate_to
 
 DAYS = 365

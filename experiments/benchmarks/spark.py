@@ -62,17 +62,17 @@ from core.spark import SparkFailure, session
 from experiments.benchmarks.features import simulated
 from experiments.benchmarks.train import _timed, pipeline
 from experiments.results import RESULTS_DIR, record
-from features.build import feature_engine
 from features.cutoffs import span_cutoffs
 from features.definitions import KEYS
+from features.run import feature_engine
 from features.stored import TABLE as FEATURES
 from features.stored import read_features
-from ingest import ingest_path
+from ingest.run import ingest_path
 from serving.batch import StoreScores, score_store
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from training.causal.design import Design, store_design
-from training.causal.train import fit_uplift
+from training.causal.run import fit_uplift
 from training.causal.uplift import OUTCOMES
 from training.config import UpliftConfig
 

@@ -18,7 +18,7 @@ when the peak at the largest size is close to the peak at the smallest.
 (b) API writes: `retain serve` over a small store (the 1e5-event input, ingested by the same code) with a
 key scoped actions:write; POST /v1/interventions one at a time, cycling over the accounts. At each level
 the interventions posted so far are brought up to it, then a window of --window posts is timed (p50/p99).
-The Delta store's server writes each to its decision log, folded into the store later; the peer's commits
+The Delta store's server writes each to its decision log, merged into the store later; the peer's commits
 a Parquet file and a new manifest per post, so it slows as files accumulate: it gets --peer-seconds in all,
 and a level it cannot reach is reported as not reached, with its latency at the count it got to.
 
@@ -69,7 +69,7 @@ INGEST = """
 import json, sys, time
 from pathlib import Path
 from store.delta import Store
-from ingest import ingest_path
+from ingest.run import ingest_path
 def peak_kib():
     return int(Path("/proc/self/status").read_text().split("VmHWM:")[1].split()[0])
 imported = peak_kib()

@@ -29,16 +29,16 @@ import shap
 
 from core.settings import Settings
 from experiments.results import record
-from features.build import build_and_publish
+from features.run import build_and_publish
 from features.stored import read_features
-from ingest import ingest_path
+from ingest.run import ingest_path
 from registry.models import load_scoring_model
 from registry.tracking import log_and_register
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from training.artifact import ScoringModel
 from training.config import load_config
-from training.pipeline import train_model
+from training.run import train_model
 
 EXPERIMENTS = Path(__file__).resolve().parents[1]
 #: rows per call, as batch scoring reads them

@@ -29,15 +29,15 @@ from core.settings import Settings
 from core.value import expected_values
 from experiments.benchmarks.train import _timed
 from experiments.results import record
-from features.build import build_and_publish
 from features.playbook import Verdict, rules_ranking
+from features.run import build_and_publish
 from features.stored import read_features
-from ingest import ingest_path
+from ingest.run import ingest_path
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from training.causal import policy, recency
 from training.causal.design import read_interventions
-from training.causal.train import train_uplift
+from training.causal.run import train_uplift
 from training.causal.uplift import UpliftModel
 from training.config import UpliftConfig
 

@@ -2,7 +2,7 @@
 playbook engine's webhook; the I/O edge of the autopilot (docs/methods/autopilot.md).
 
 One run reads the latest recorded plan (`products.plan`), the accounts' features now, the actions taken
-(the store's interventions and those the decision log holds but has not folded yet), the store's holdout
+(the store's interventions and those the decision log holds but has not merged yet), the store's holdout
 and the autopilot's own records (switches, stops, executions); it first judges each autonomous action
 against its holdout comparison and pauses a harmful one, then executes what the guardrails let through
 and records the held-out accounts it would have acted on. The choices are the pure functions of
@@ -24,9 +24,9 @@ import pandas as pd
 from core.contract import HOLDOUT
 from core.errors import RetainError
 from core.settings import Settings
-from features.build import actions_last_taken, build_feature_table, register_store
 from features.cutoffs import cutoff_instant
 from features.playbook_file import Playbook, store_playbook
+from features.run import actions_last_taken, build_feature_table, register_store
 from products.autopilot import guardrails, harm
 from products.autopilot.guardrails import Candidate, Caps, Guards, Selection
 from products.autopilot.harm import HarmCheck
@@ -140,7 +140,7 @@ def run_autopilot(
 
 def _read_now(store: Store, settings: Settings, at: datetime, log: DecisionLog) -> _Now:
     """Features at the run's day, the last take of each action per account (the store's and the decision
-    log's not yet folded), and who the store holds out."""
+    log's not yet merged), and who the store holds out."""
     if store.version("events") is None:
         raise RetainError(f"no events in the store {store.location}: run `retain ingest` into it first")
     with duckdb.connect() as con:

@@ -21,7 +21,7 @@ from core.contract import ACCOUNT_SCHEMA
 from core.errors import RetainError
 from core.files import atomic_path
 from core.settings import Settings
-from features.build import register_store
+from features.run import register_store
 from features.stored import read_features, stored_cutoffs
 from products.digest import risk
 from products.digest.headlines import headlines

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from core.errors import RetainError
 from core.files import atomic_path
 from core.settings import Settings
-from features.build import register_store
 from features.definitions import CLOCK_FEATURES, FEATURES
+from features.run import register_store
 from features.stored import read_features
 from products.monitor import drift, impact, performance
 from products.monitor.schema import (

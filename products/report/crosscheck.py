@@ -16,10 +16,10 @@ import pandas as pd
 from core.errors import RetainError
 from products.report.schema import CrossCheck, finite
 from products.report.wording import amount, interval
-from training.causal import dr
+from training.causal import doubly_robust
 
 #: the two estimates disagree when they differ by more than this many standard errors of their difference
-DISAGREE_Z = dr.Z95
+DISAGREE_Z = doubly_robust.Z95
 ENGINE = "DoubleML DoubleMLIRM"
 
 
@@ -33,12 +33,12 @@ class IrmSettings:
 
 
 def _learners(binary: bool) -> tuple[object, object]:
-    """ml_g (the outcome) and ml_m (the propensity): LightGBM as `dr.NUISANCE_PARAMS`, fixed rounds."""
+    """ml_g (the outcome) and ml_m (the propensity): LightGBM as the nuisance models, fixed rounds."""
     from lightgbm import LGBMClassifier, LGBMRegressor
 
-    p = dr.NUISANCE_PARAMS
+    p = doubly_robust.NUISANCE_PARAMS
     common = {
-        "n_estimators": dr.NUISANCE_ROUNDS,
+        "n_estimators": doubly_robust.NUISANCE_ROUNDS,
         "learning_rate": p["learning_rate"],
         "num_leaves": p["num_leaves"],
         "min_child_samples": p["min_data_in_leaf"],
@@ -55,8 +55,8 @@ def _learners(binary: bool) -> tuple[object, object]:
 
 
 def irm_effect(
-    x: dr.Matrix, treated: np.ndarray, y: np.ndarray, binary: bool, settings: IrmSettings
-) -> dr.Effect:
+    x: doubly_robust.Matrix, treated: np.ndarray, y: np.ndarray, binary: bool, settings: IrmSettings
+) -> doubly_robust.Effect:
     """DoubleML's IRM estimate of the average effect over these rows (categories as their level codes)."""
     try:
         from doubleml import DoubleMLData, DoubleMLIRM
@@ -76,10 +76,20 @@ def irm_effect(
     ate, se = float(irm.coef[0]), float(irm.se[0])
     t = treated == 1
     naive = float(y[t].mean() - y[~t].mean())
-    return dr.Effect(ate, se, ate - dr.Z95 * se, ate + dr.Z95 * se, naive, int(t.sum()), int((~t).sum()))
+    return doubly_robust.Effect(
+        ate,
+        se,
+        ate - doubly_robust.Z95 * se,
+        ate + doubly_robust.Z95 * se,
+        naive,
+        int(t.sum()),
+        int((~t).sum()),
+    )
 
 
-def cross_check(treatment: str, outcome: str, ours: dr.Effect, theirs: dr.Effect, binary: bool) -> CrossCheck:
+def cross_check(
+    treatment: str, outcome: str, ours: doubly_robust.Effect, theirs: doubly_robust.Effect, binary: bool
+) -> CrossCheck:
     """The two estimates side by side, whether they disagree beyond their standard errors, in words."""
     gap = abs(ours.ate - theirs.ate)
     limit = DISAGREE_Z * math.hypot(ours.se, theirs.se)
@@ -108,7 +118,12 @@ def cross_check(treatment: str, outcome: str, ours: dr.Effect, theirs: dr.Effect
 
 
 def _entry(
-    treatment: str, outcome: str, ours: dr.Effect, theirs: dr.Effect, disagree: bool, sentence: str
+    treatment: str,
+    outcome: str,
+    ours: doubly_robust.Effect,
+    theirs: doubly_robust.Effect,
+    disagree: bool,
+    sentence: str,
 ) -> CrossCheck:
     return CrossCheck(
         treatment=treatment,

@@ -1,4 +1,4 @@
-"""The doubly robust estimates for one arm (`training.causal.dr`, cross-fitted) and the checks on them:
+"""The doubly robust estimates for one arm (`doubly_robust`, cross-fitted) and the checks on them:
 propensity overlap, three refutations, and the experiment arm's randomised comparison. Pure: the workers
 run them arm by arm and check by check.
 """
@@ -14,7 +14,7 @@ import numpy as np
 from products.report.schema import ArmOverlap, Quantiles, RefutationCheck, finite
 from products.report.study import Study
 from products.report.wording import amount, confidence_level, interval
-from training.causal import dr
+from training.causal import doubly_robust
 
 #: refutations re-estimate with fewer folds (placebo, subset) and on one outcome, to bound the cost
 REFUTE_FOLDS = 2
@@ -36,7 +36,7 @@ Splits = list[tuple[np.ndarray, np.ndarray]]
 class ArmData:
     """One arm's rows for one estimate: their covariates, assignment, outcome and groups."""
 
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     treated: np.ndarray
     randomised: np.ndarray
     known_propensity: np.ndarray
@@ -46,7 +46,7 @@ class ArmData:
     groups: np.ndarray
 
     @classmethod
-    def of(cls, study: Study, x: dr.Matrix, index: int) -> ArmData:
+    def of(cls, study: Study, x: doubly_robust.Matrix, index: int) -> ArmData:
         arm = study.arms[index]
         return cls(
             x.take(arm.rows),
@@ -84,11 +84,13 @@ class PseudoOutcomes:
     expected_variance: np.ndarray | None
     untreated: np.ndarray
 
-    def effect(self, data: ArmData, rows: np.ndarray | None = None) -> dr.Effect:
+    def effect(self, data: ArmData, rows: np.ndarray | None = None) -> doubly_robust.Effect:
         """The mean pseudo-outcome over `rows` (all by default) with its account-clustered interval."""
         m = np.arange(len(self.values)) if rows is None else rows
         variance = None if self.expected_variance is None else self.expected_variance[m]
-        return dr.average_effect(self.values[m], data.treated[m], data.y[m], data.groups[m], variance)
+        return doubly_robust.average_effect(
+            self.values[m], data.treated[m], data.y[m], data.groups[m], variance
+        )
 
 
 def _outcome_models(
@@ -101,16 +103,16 @@ def _outcome_models(
     x, t, y = data.x, data.treated, data.y
     if data.binary and not (per_arm and per_arm_fits(t, splits)):
         assert baseline is not None, "a 0/1 outcome's nuisances start from its baseline"
-        return dr.fit_outcomes(t, y, splits, baseline, e)
+        return doubly_robust.fit_outcomes(t, y, splits, baseline, e)
     mu = np.empty((2, len(y)))
     for fold, (fit_rows, predict_rows) in enumerate(splits):
         for arm in (0, 1):
             rows = fit_rows[t[fit_rows] == arm]
             if data.binary:
-                model = dr.PropensityFold(x, rows, data.groups, seed + fold, MODEL_THREADS).fit(y)
+                model = doubly_robust.PropensityFold(x, rows, data.groups, seed + fold, MODEL_THREADS).fit(y)
             else:
-                model = dr.fit_regression(x, rows, y, seed + fold, MODEL_THREADS)
-            mu[arm, predict_rows] = dr.predict(model, x, predict_rows)
+                model = doubly_robust.fit_regression(x, rows, y, seed + fold, MODEL_THREADS)
+            mu[arm, predict_rows] = doubly_robust.predict(model, x, predict_rows)
     return mu[0], mu[1]
 
 
@@ -140,15 +142,19 @@ def pseudo_outcomes(
     """Each row's pseudo-outcome (on the outcome in `data`) and, on a 0/1 outcome, its variance, given the
     propensity `e` (and where it was clipped) and, on a 0/1 outcome, its out-of-fold `baseline`."""
     mu0, mu1 = _outcome_models(data, e, splits, seed, baseline, per_arm)
-    nuisance = dr.Nuisance(mu0, mu1, e, clipped)
-    values = dr.pseudo_outcomes(data.treated, data.y, nuisance)
-    variance = dr.pseudo_outcome_variance(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
+    nuisance = doubly_robust.Nuisance(mu0, mu1, e, clipped)
+    values = doubly_robust.pseudo_outcomes(data.treated, data.y, nuisance)
+    variance = (
+        doubly_robust.pseudo_outcome_variance(data.treated, nuisance, EVENT_FLOOR) if data.binary else None
+    )
     untreated = mu0 + (1.0 - data.treated) * (data.y - mu0) / (1.0 - e)
     return PseudoOutcomes(values, variance, untreated)
 
 
-def _with_se(effect: dr.Effect, se: float) -> dr.Effect:
-    return replace(effect, se=se, ci_low=effect.ate - dr.Z95 * se, ci_high=effect.ate + dr.Z95 * se)
+def _with_se(effect: doubly_robust.Effect, se: float) -> doubly_robust.Effect:
+    return replace(
+        effect, se=se, ci_low=effect.ate - doubly_robust.Z95 * se, ci_high=effect.ate + doubly_robust.Z95 * se
+    )
 
 
 def placebo_level(checks: int) -> float:
@@ -158,7 +164,7 @@ def placebo_level(checks: int) -> float:
     return 1.0 - PLACEBO_FALSE_ALARM / max(checks, 1)
 
 
-def placebo_holds(placebo: dr.Effect, checks: int) -> bool:
+def placebo_holds(placebo: doubly_robust.Effect, checks: int) -> bool:
     """Whether the placebo's interval at `placebo_level(checks)` holds 0."""
     z = NormalDist().inv_cdf(1.0 - (1.0 - placebo_level(checks)) / 2.0)
     return abs(placebo.ate) <= z * placebo.se
@@ -197,20 +203,25 @@ def refuted(
             randomised=nobody.astype(np.int8),
             known_propensity=nobody,
         )
-        return shuffled, dr.folds(data.groups, REFUTE_FOLDS, study.seed)
+        return shuffled, doubly_robust.folds(data.groups, REFUTE_FOLDS, study.seed)
     if check == "random_common_cause":
-        noisy = dr.Matrix(
+        noisy = doubly_robust.Matrix(
             np.column_stack([data.x.values, draws.noise]),
             [*data.x.columns, "random_common_cause"],
             data.x.categorical,
         )
-        return replace(data, x=noisy), dr.folds(data.groups, study.folds, study.seed)
+        return replace(data, x=noisy), doubly_robust.folds(data.groups, study.folds, study.seed)
     part = data.subset(np.flatnonzero(np.isin(data.groups, draws.kept_groups)))
-    return part, dr.folds(part.groups, REFUTE_FOLDS, study.seed)
+    return part, doubly_robust.folds(part.groups, REFUTE_FOLDS, study.seed)
 
 
 def refutation_verdict(
-    check: RefutationCheck, re_estimate: dr.Effect, main: dr.Effect, binary: bool, units: str, checks: int
+    check: RefutationCheck,
+    re_estimate: doubly_robust.Effect,
+    main: doubly_robust.Effect,
+    binary: bool,
+    units: str,
+    checks: int,
 ) -> tuple[bool, str]:
     """Whether the check's `re_estimate` leaves the original `main` standing, and why, in words. The placebo
     passes when its interval holds 0 (at `placebo_level` for the report's `checks` placebos), the random
@@ -258,7 +269,7 @@ def _judged_at(checks: int) -> str:
     )
 
 
-def randomised_holdout(data: ArmData) -> dr.Effect | None:
+def randomised_holdout(data: ArmData) -> doubly_robust.Effect | None:
     """The experiment arm alone: its randomised rows against untreated rows of the weeks it ran, each row
     weighted by the inverse of its week's known probability of drawing (or not drawing) the action. A
     weighted (Hajek) difference of means whose linearisation gives the clustered standard error; on a 0/1
@@ -272,7 +283,7 @@ def randomised_holdout(data: ArmData) -> dr.Effect | None:
     m1, m0 = np.average(y[r], weights=w[r]), np.average(y[~r], weights=w[~r])
     n = len(use)
     influence = np.where(r, w * (y - m1) / (w[r].sum() / n), -w * (y - m0) / (w[~r].sum() / n))
-    effect = dr.average_effect(m1 - m0 + influence, r.astype(np.int8), y, data.groups[use])
+    effect = doubly_robust.average_effect(m1 - m0 + influence, r.astype(np.int8), y, data.groups[use])
     if not data.binary:
         return effect
     return _with_se(
@@ -283,7 +294,7 @@ def randomised_holdout(data: ArmData) -> dr.Effect | None:
 def _agresti_caffo(y: np.ndarray, w: np.ndarray) -> float:
     """The variance of a weighted share as if one more success and one more failure had been seen: an arm
     of 40 rows without a single churn is not a certain 0%."""
-    n = dr.effective_sample_size(w)
+    n = doubly_robust.effective_sample_size(w)
     share = (np.average(y, weights=w) * n + 1.0) / (n + 2.0)
     return float(share * (1.0 - share) / (n + 2.0))
 
@@ -301,15 +312,15 @@ def overlap(
     that got the treatment within the horizon anyway (`taken_later`), how often the comparison was "later",
     not "never"."""
     t = data.treated == 1
-    effective = dr.effective_sample_size(1.0 / e[t])
-    later = None if taken_later is None else dr.control_treated_later(data.treated, taken_later, e)
+    effective = doubly_robust.effective_sample_size(1.0 / e[t])
+    later = None if taken_later is None else doubly_robust.control_treated_later(data.treated, taken_later, e)
     return ArmOverlap(
         treatment=treatment,
         n_treated=int(t.sum()),
         n_randomised=int(data.randomised.sum()),
         n_control=int((~t).sum()),
         effective_treated=finite(effective),
-        effective_control=finite(dr.effective_sample_size(1.0 / (1.0 - e[~t]))),
+        effective_control=finite(doubly_robust.effective_sample_size(1.0 / (1.0 - e[~t]))),
         clipped_share=float(clipped.mean()),
         propensity_treated=Quantiles.of(e[t]),
         propensity_control=Quantiles.of(e[~t]),

@@ -10,7 +10,7 @@ import math
 import numpy as np
 from matplotlib.figure import Figure
 
-from products.report.causal import Propensities
+from products.report.run import Propensities
 from products.report.schema import ArmOverlap, CausalReport
 
 #: the adjusted estimate and treated rows; the naive difference; an arm with poor overlap

@@ -26,7 +26,7 @@ from products.report.estimation import (
 )
 from products.report.schema import RefutationCheck
 from products.report.study import Study
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.crossfit import Fitted, Sample, fit_side_by_side
 
 #: what an arm is estimated on: its rows as they are, then each refutation's rows
@@ -43,7 +43,7 @@ class Fits:
 
     def propensity(self, data: ArmData, clip: float) -> tuple[np.ndarray, np.ndarray]:
         """The propensity with the experiment arm's known part of `data`, clipped, and where clipped."""
-        return dr.with_known(self.targeted, data.known_propensity, clip)
+        return doubly_robust.with_known(self.targeted, data.known_propensity, clip)
 
 
 def _same_rows(study: Study) -> list[list[int]]:
@@ -65,13 +65,13 @@ def variant(study: Study, data: ArmData, index: int, name: str) -> tuple[ArmData
     """Arm `index`'s rows and folds for one variant (`data`: the arm's `ArmData.of`): the estimate's (its
     outcome set later, per outcome) or a refutation's, on the refuted outcome."""
     if name == "estimate":
-        return data, dr.folds(data.groups, study.folds, study.seed)
+        return data, doubly_robust.folds(data.groups, study.folds, study.seed)
     outcome = study.outcome(study.refute_outcome)
     scored = data.with_outcome(outcome.values[study.arms[index].rows], outcome.binary)
     return refuted(cast(RefutationCheck, name), scored, study, _draws(study, data, index))
 
 
-def _samples(study: Study, x: dr.Matrix, arms: list[int]) -> list[Sample]:
+def _samples(study: Study, x: doubly_robust.Matrix, arms: list[int]) -> list[Sample]:
     """One sample per variant for `arms`, which share their rows: each arm's treatment (or its shuffle)
     to fit a propensity for, and the 0/1 outcomes whose baseline the arms share."""
     leader = arms[0]
@@ -91,13 +91,15 @@ def _samples(study: Study, x: dr.Matrix, arms: list[int]) -> list[Sample]:
             outcomes = {o.name: o.values[rows] for o in study.outcomes if o.binary}
         else:
             outcomes = {study.refute_outcome: shared.y} if shared.binary else {}
-        treatments = {str(i): dr.targeted(d.treated, d.randomised) for i, (d, _) in per_arm.items()}
+        treatments = {
+            str(i): doubly_robust.targeted(d.treated, d.randomised) for i, (d, _) in per_arm.items()
+        }
         out.append(Sample(shared.x, splits, shared.groups, study.seed, outcomes, treatments))
     return out
 
 
 def shared_fits(
-    study: Study, x: dr.Matrix, workers: Workers, cache: Path | None = None
+    study: Study, x: doubly_robust.Matrix, workers: Workers, cache: Path | None = None
 ) -> dict[tuple[int, str], Fits]:
     """(arm, variant) -> its fits: every propensity and every shared baseline of the report, fitted on
     `workers` with a progress bar on stderr (or read from `cache`, `crossfit`'s)."""

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from core.templates import page_templates
-from products.report.causal import Analysis
 from products.report.figures import forest_plot, propensity_plot
+from products.report.run import Analysis
 from products.report.schema import (
     ArmBalance,
     AverageEffect,

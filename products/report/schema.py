@@ -13,7 +13,7 @@ from typing import Literal, TypedDict
 
 import numpy as np
 
-from training.causal import dr
+from training.causal import doubly_robust
 
 #: which direction of an outcome is good news (churn: lower); None when the report cannot know
 Goal = Literal["lower", "higher"] | None
@@ -27,7 +27,7 @@ def finite(value: float) -> float | None:
 
 
 class EstimateFields(TypedDict):
-    """The fields of a `dr.Effect` as every full estimate in the report spells them."""
+    """The fields of a `doubly_robust.Effect` as every full estimate in the report spells them."""
 
     ate: float | None
     se: float | None
@@ -38,7 +38,7 @@ class EstimateFields(TypedDict):
     n_control: int
 
 
-def estimate_fields(effect: dr.Effect) -> EstimateFields:
+def estimate_fields(effect: doubly_robust.Effect) -> EstimateFields:
     return EstimateFields(
         ate=finite(effect.ate),
         se=finite(effect.se),
@@ -164,7 +164,7 @@ class AverageEffect:
     n_control: int
 
     @classmethod
-    def of(cls, treatment: str, outcome: str, effect: dr.Effect) -> AverageEffect:
+    def of(cls, treatment: str, outcome: str, effect: doubly_robust.Effect) -> AverageEffect:
         return cls(
             treatment=treatment,
             outcome=outcome,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 from products.report.schema import Sensitivity, finite
-from training.causal import dr
+from training.causal import doubly_robust
 
 #: a standardised mean difference d corresponds to a risk ratio of about exp(D_TO_LOG_RR * d)
 D_TO_LOG_RR = 0.91
@@ -56,7 +56,11 @@ def risk_ratio(difference: float, untreated_mean: float | None, spread: float | 
 
 
 def sensitivity(
-    treatment: str, outcome: str, effect: dr.Effect, untreated_mean: float | None, spread: float | None
+    treatment: str,
+    outcome: str,
+    effect: doubly_robust.Effect,
+    untreated_mean: float | None,
+    spread: float | None,
 ) -> Sensitivity:
     """The E-values of `effect` and of its interval, with the sentence; `untreated_mean` and `spread` as
     in `risk_ratio`."""

@@ -1,6 +1,6 @@
 """What the causal report analyses: a `Study` of arms, outcomes and covariates, built from the store's
 weekly design (`store_study`) or from a table (`table_study`). Pure on frames: reading the store or the
-file is left to `products.report.causal`.
+file is left to `products.report.run`.
 """
 
 from __future__ import annotations

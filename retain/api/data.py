@@ -14,8 +14,8 @@ from retain.api.common import StoreLike, open_store, settings_or_default
 from retain.api.store import compacted
 
 if TYPE_CHECKING:
-    from features.build import FeatureBuild
-    from ingest import IngestSummary
+    from features.run import FeatureBuild
+    from ingest.run import IngestSummary
     from simulate import Simulation
 
 
@@ -48,7 +48,7 @@ def ingest(
     """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
     rows published, the rest quarantined with a reason."""
     from features.playbook_file import store_playbook
-    from ingest import ingest_path  # deferred: Arrow and the contract's validators
+    from ingest.run import ingest_path  # deferred: Arrow and the contract's validators
 
     settings = settings_or_default(settings)
     opened = open_store(store, settings)
@@ -68,10 +68,10 @@ def build_features(
     """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
     version and recorded as an MLflow run, or, with `out`, exported to that file alone (no version, no
     run); with `online`, the Feast repo applied and materialised for serving. The API's recorded actions
-    are folded into the store first. `as_of_version` rebuilds from exactly the table versions (and
+    are merged into the store first. `as_of_version` rebuilds from exactly the table versions (and
     cutoffs) that built that version of the feature table."""
-    from features.build import build_and_publish  # deferred: DuckDB, and Feast when online
     from features.playbook_file import store_playbook
+    from features.run import build_and_publish  # deferred: DuckDB, and Feast when online
     from products import alerting  # deferred: the serving layer's outbox
     from registry.tracking import log_feature_build  # deferred: MLflow
 

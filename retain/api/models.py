@@ -58,12 +58,12 @@ def train(
     adds the oracle to the evaluation."""
     # deferred: LightGBM, Optuna and MLflow
     from training.config import TrainConfig, UpliftConfig
-    from training.pipeline import train_model
+    from training.run import train_model
 
     settings = settings_or_default(settings)
     where, registered_as = compacted(store, settings), name or kind
     if kind == "uplift":
-        from training.causal.train import train_uplift  # deferred: the causal estimators
+        from training.causal.run import train_uplift  # deferred: the causal estimators
 
         uplift = _config(config, UpliftConfig, truth)
         return _register(where, settings, train_uplift(where, settings, uplift, name=registered_as))
@@ -90,7 +90,7 @@ def train_table(
     small table's whole training keeps within it."""
     # deferred: LightGBM, Optuna and MLflow
     from training.config import TrainConfig
-    from training.pipeline import train_table as fit_table
+    from training.run import train_table as fit_table
 
     settings = settings_or_default(settings)
     run_config = _config(config, TrainConfig, None)

@@ -22,8 +22,8 @@ def report_causal(
     """What each action did to churn and expansion over the store's weekly design, doubly robust, as
     `out/report.html` and `out/report.json`; `jobs` processes estimate actions side by side."""
     # deferred: the causal estimators
-    from products.report.causal import from_store
     from products.report.html import write_report
+    from products.report.run import from_store
 
     settings = settings_or_default(settings)
     return write_report(from_store(open_store(store, settings), settings, jobs), Path(out))
@@ -48,8 +48,8 @@ def report_causal_table(
     (listed in `ReportFiles.covariates_dropped`, with why); with `cross_check`, each effect also by
     DoubleML's IRM on the same rows, side by side (`ReportFiles.cross_check`)."""
     # deferred: the causal estimators
-    from products.report.causal import from_table
     from products.report.html import write_report
+    from products.report.run import from_table
 
     settings = settings_or_default(settings)
     analysis = from_table(

@@ -1,4 +1,4 @@
-"""The store's upkeep: the API's recorded actions folded in, compaction, a table's history, a check of what
+"""The store's upkeep: the API's recorded actions merged in, compaction, a table's history, a check of what
 it needs to serve, and the migration of a store of the earlier layout."""
 
 from __future__ import annotations
@@ -12,15 +12,15 @@ from store.delta import DEFAULT_RETENTION_HOURS, Commit, Store
 
 if TYPE_CHECKING:
     from ingest.migrate import Migration
-    from products.upkeep import Compaction
     from products.upkeep.check import StoreCheck
+    from products.upkeep.run import Compaction
 
 
 def compact_store(
     *, store: StoreLike = None, settings: Settings | None = None, retention_hours: int | None = None
 ) -> Compaction:
-    """Fold the actions the API recorded into the store, then compact and vacuum every table."""
-    from products.upkeep import compact  # deferred: SQLAlchemy, for the decision log
+    """Merge the actions the API recorded into the store, then compact and vacuum every table."""
+    from products.upkeep.run import compact  # deferred: SQLAlchemy, for the decision log
 
     settings = settings_or_default(settings)
     hours = DEFAULT_RETENTION_HOURS if retention_hours is None else retention_hours
@@ -28,9 +28,9 @@ def compact_store(
 
 
 def compacted(store: StoreLike, settings: Settings) -> Store:
-    """The store, once the API's recorded actions are folded in and its tables compacted: what a feature
+    """The store, once the API's recorded actions are merged in and its tables compacted: what a feature
     build or a training run reads."""
-    from products.upkeep import compact  # deferred: SQLAlchemy, for the decision log
+    from products.upkeep.run import compact  # deferred: SQLAlchemy, for the decision log
 
     opened = open_store(store, settings)
     compact(opened, settings)

@@ -26,7 +26,7 @@ def store_compact(
     ] = DEFAULT_RETENTION_HOURS,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fold the API's recorded actions into the store; compact small files; vacuum old ones."""
+    """Merge the API's recorded actions into the store; compact small files; vacuum old ones."""
     result = api.compact_store(store=open_store(store), retention_hours=retention_hours)
     emit(result, as_json, summaries.compacted)
 

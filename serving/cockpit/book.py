@@ -81,9 +81,9 @@ class Entry:
 
 @dataclass(frozen=True)
 class BookSource:
-    """What a book was scored from. A book shared through Redis is filed under its basis and checked
-    against it, so a worker never shows one scored by another churn champion, from another feature build,
-    over another store's tables or for another replay day."""
+    """What a book was scored from. A book shared through Redis is filed under it and checked against it,
+    so a worker never shows one scored by another churn champion, from another feature build, over another
+    store's tables or for another replay day."""
 
     #: where the store's tables are (`Store.lake`): deployments sharing a Redis keep their own books
     store: str
@@ -123,7 +123,7 @@ class Book:
     cutoff: datetime | None
     #: accounts left out: their latest row predates the newest build (they churned or cancelled)
     inactive: int
-    basis: BookSource
+    scored_from: BookSource
     #: when its scoring began, by the wall clock (every worker's and host's clock tells its age)
     scored_at: datetime
 
@@ -392,5 +392,5 @@ def score_book(resources: Resources, loaded: Loaded, settings: Settings) -> Book
     with reading("events"):
         events = recent_events(resources.store, as_of, settings.cockpit.timeline_days)
     left = len(records) - len(keep)
-    basis = BookSource.of(resources, loaded)
-    return Book(tuple(scored), history, events, as_of, newest, left, basis, scored_at)
+    scored_from = BookSource.of(resources, loaded)
+    return Book(tuple(scored), history, events, as_of, newest, left, scored_from, scored_at)

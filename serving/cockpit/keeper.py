@@ -2,8 +2,8 @@
 champions or features were reloaded, one scoring at a time, the last book shown meanwhile.
 
 Each worker process scores its own book (`cockpit.book = "memory"`), or the deployment's workers share one
-through Redis (`"redis"`): one of them scores it and files it under its basis, the others read it. The
-book itself, how it is scored and the bytes Redis holds are `serving.cockpit.book`'s.
+through Redis (`"redis"`): one of them scores it and files it under what it was scored from, the
+others read it. The book itself, how it is scored and the bytes Redis holds are `serving.cockpit.book`'s.
 """
 
 from __future__ import annotations
@@ -23,13 +23,13 @@ from serving.outage import Outage
 from serving.resources import Loaded, Resources
 
 log = logging.getLogger("retain.serving")
-_BASIS = TypeAdapter(BookSource)
-#: a shared book's key: one per basis, under a digest of it; v1 names the JSON's shape, bumped with it
-BOOK_KEY = "retain:cockpit:book:v1:"
+_BOOK_SOURCE = TypeAdapter(BookSource)
+#: a shared book's key: one per `BookSource`, under a digest of it; v2 names the JSON's shape, bumped with it
+BOOK_KEY = "retain:cockpit:book:v2:"
 
 
-def book_key(basis: BookSource) -> str:
-    return BOOK_KEY + hashlib.sha256(_BASIS.dump_json(basis)).hexdigest()
+def book_key(scored_from: BookSource) -> str:
+    return BOOK_KEY + hashlib.sha256(_BOOK_SOURCE.dump_json(scored_from)).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -50,10 +50,10 @@ class BookKeeper:
     """The current book, scored again when it is older than `book_seconds` or the resources were
     reloaded; one scoring at a time, and readers keep the old book meanwhile once there is one.
 
-    With `cockpit.book = "redis"` a fresh book comes from Redis, where the deployment keeps one per basis;
-    a worker that finds it missing or stale scores it under Redis's lock and puts it there, and one that
-    finds the lock taken waits for that book (`_shared`). Without Redis each worker scores its own, as
-    with `"memory"`, until Redis answers again: the cockpit never fails for want of Redis."""
+    With `cockpit.book = "redis"` a fresh book comes from Redis, where the deployment keeps one per
+    `BookSource`; a worker that finds it missing or stale scores it under Redis's lock and puts it there,
+    and one that finds the lock taken waits for that book (`_shared`). Without Redis each worker scores its
+    own, as with `"memory"`, until Redis answers again: the cockpit never fails for want of Redis."""
 
     def __init__(self, resources: Resources) -> None:
         self.resources = resources
@@ -112,13 +112,13 @@ class BookKeeper:
         return HeldBook.of(book, loaded)
 
     def _shared(self, values: RedisSharedValues, loaded: Loaded) -> HeldBook:
-        """The book in Redis for this basis when it is fresh. Otherwise whoever takes the lock scores it
-        and puts it there, and the others wait for that book; one that waited longer than a lock lasts (its
+        """The book in Redis for this `BookSource` when it is fresh. Otherwise whoever takes the lock scores
+        it and puts it there, and the others wait for that book; one that waited longer than a lock lasts (its
         holder is slow, or died and another took over) scores its own."""
-        basis = BookSource.of(self.resources, loaded)
-        key = book_key(basis)
+        scored_from = BookSource.of(self.resources, loaded)
+        key = book_key(scored_from)
         deadline = time.monotonic() + values.LOCK_SECONDS
-        while (stored := self._stored(values, key, basis, loaded)) is None:
+        while (stored := self._stored(values, key, scored_from, loaded)) is None:
             with values.lock(key) as mine:
                 if mine:
                     return self._scored_and_put(values, key, loaded)
@@ -128,9 +128,10 @@ class BookKeeper:
         return stored
 
     def _stored(
-        self, values: RedisSharedValues, key: str, basis: BookSource, loaded: Loaded
+        self, values: RedisSharedValues, key: str, scored_from: BookSource, loaded: Loaded
     ) -> HeldBook | None:
-        """The book Redis holds under `key` if it is fresh (a stale one is not even read) and from `basis`."""
+        """The book Redis holds under `key` if it is fresh (a stale one is not even read) and scored from
+        `scored_from`."""
         found = values.get(key)
         self._outage.ended()
         if found is None or self._too_old(time.time() - found[0]):
@@ -138,8 +139,13 @@ class BookKeeper:
         book = book_from_bytes(found[1])
         if book is None:
             return None
-        if book.basis != basis:
-            log.warning("cockpit book in Redis under %s is from %s, not %s; ignored", key, book.basis, basis)
+        if book.scored_from != scored_from:
+            log.warning(
+                "cockpit book in Redis under %s is from %s, not %s; ignored",
+                key,
+                book.scored_from,
+                scored_from,
+            )
             return None
         log.info("cockpit book: %d accounts read from Redis, %.1f s old", len(book.entries), book.age())
         return HeldBook.of(book, loaded)

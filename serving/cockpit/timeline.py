@@ -217,7 +217,7 @@ def account_timeline(
 ) -> list[Moment]:
     """The account's moments since `events.since`, newest first, at most `limit`: its events from the
     book's scan, its actions read now from the store and from the decision log's `pending` ones (not yet
-    folded in), so an action recorded a second ago shows."""
+    merged in), so an action recorded a second ago shows."""
     window = (ds.field("ts") >= events.since) & (ds.field("ts") <= as_of)
     columns = ["ts", "action", "owner", "assignment"]
     stored = store.read(

@@ -1,5 +1,5 @@
 """The decision log's synchronous reads, and the actions taken it records at once: answers and feedback
-newest first, the previous score "what changed" compares with, the actions taken and their fold into the
+newest first, the previous score "what changed" compares with, the actions taken and their merge into the
 store, and the counts the monitor and the digest read.
 """
 
@@ -66,23 +66,23 @@ class LogQueries(LogDatabase):
         return True
 
     def taken(self, *, pending_only: bool, account_id: str | None = None) -> list[TakenAction]:
-        """Actions recorded here, oldest first: all, or those not yet folded into the store; of one account,
+        """Actions recorded here, oldest first: all, or those not yet merged into the store; of one account,
         or of all."""
         query = sa.select(*TAKEN_COLUMNS).order_by(TAKEN.c.ts, TAKEN.c.intervention_id)
         if pending_only:
-            query = query.where(TAKEN.c.folded_version.is_(None))
+            query = query.where(TAKEN.c.merged_version.is_(None))
         if account_id is not None:
             query = query.where(TAKEN.c.account_id == account_id)
         with self.connect() as conn:
             return [TakenAction(**row) for row in conn.execute(query).mappings()]
 
-    def mark_folded(self, intervention_ids: list[str], version: int) -> None:
+    def mark_merged(self, intervention_ids: list[str], version: int) -> None:
         """Say these actions are in the store's interventions table as of `version`."""
         with self.connect(write=True) as conn:
             for start in range(0, len(intervention_ids), BATCH):
                 chunk = intervention_ids[start : start + BATCH]
                 conn.execute(
-                    TAKEN.update().where(TAKEN.c.intervention_id.in_(chunk)).values(folded_version=version)
+                    TAKEN.update().where(TAKEN.c.intervention_id.in_(chunk)).values(merged_version=version)
                 )
 
     def previous_score(

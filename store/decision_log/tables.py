@@ -98,8 +98,8 @@ SPILLS_REPLAYED = sa.Table(
     sa.Column("replayed_at", UTCDateTime, nullable=False),
 )
 
-#: actions taken, reported through the API: durable here at once, folded into the store's Delta table
-#: `interventions` by `retain store compact` (folded_version says which table version holds the row)
+#: actions taken, reported through the API: durable here at once, merged into the store's Delta table
+#: `interventions` by `retain store compact` (merged_version says which table version holds the row)
 TAKEN = sa.Table(
     "interventions_taken",
     METADATA,
@@ -112,7 +112,7 @@ TAKEN = sa.Table(
     sa.Column("assignment", sa.String, nullable=False),
     sa.Column("propensity", sa.Float),
     sa.Column("request_id", sa.String, nullable=False),
-    sa.Column("folded_version", sa.Integer, index=True),
+    sa.Column("merged_version", sa.Integer, index=True),
     sa.Column("key_id", sa.String),
 )
 

@@ -18,7 +18,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from core.contract import INTERVENTION_SCHEMA
 from features.stored import read_features
-from products.upkeep import fold_taken
+from products.upkeep.run import merge_taken
 from serving.cockpit.headers import CONTENT_SECURITY_POLICY
 from serving.cockpit.sessions import COOKIE, LOGIN_COOKIE
 from serving.keys import KeyFile
@@ -261,9 +261,9 @@ def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_
     assert new == {done.intervention_id: action}, "the action waits in the decision log..."
     assert done.intervention_id not in intervention_ids(world)
 
-    folded = fold_taken(world.store, world.settings)
-    assert (folded.pending, folded.added) == (len(pending), len(pending))
-    assert folded.version == world.store.version("interventions")
+    merged = merge_taken(world.store, world.settings)
+    assert (merged.pending, merged.added) == (len(pending), len(pending))
+    assert merged.version == world.store.version("interventions")
     assert done.intervention_id in intervention_ids(world), "...until the store's upkeep folds it in"
     assert not log.taken(pending_only=True)
 

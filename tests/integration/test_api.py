@@ -19,8 +19,8 @@ import pytest
 
 from core.contract import INTERVENTION_SCHEMA
 from features.stored import read_features
-from ingest import ingest_path
-from products.upkeep import fold_taken
+from ingest.run import ingest_path
+from products.upkeep.run import merge_taken
 from registry.promotion import promote, rollback
 from registry.tracking import log_and_register
 from serving.batch import score_store
@@ -261,7 +261,7 @@ def test_next_actions_feedback_and_interventions_feed_the_store_and_cool_downs(
 
 
 def _assert_folded_once(world: World, intervention_id: str, expected: tuple[str, str, str]) -> None:
-    """A recorded action waits in the decision log, not in the store, until a fold moves it there once."""
+    """A recorded action waits in the decision log, not in the store, until a merge moves it there once."""
     log = DecisionLog.for_store(world.store, world.settings)
     try:
         pending = {t.intervention_id: t for t in log.taken(pending_only=True)}
@@ -272,9 +272,9 @@ def _assert_folded_once(world: World, intervention_id: str, expected: tuple[str,
     assert intervention_id not in stored.column("intervention_id").to_pylist()
     before = stored.num_rows
 
-    folded = fold_taken(world.store, world.settings)
-    assert folded.pending == folded.added == len(pending) and folded.version is not None
-    again = fold_taken(world.store, world.settings)
+    merged = merge_taken(world.store, world.settings)
+    assert merged.pending == merged.added == len(pending) and merged.version is not None
+    again = merge_taken(world.store, world.settings)
     assert (again.pending, again.added, again.version) == (0, 0, None)
     live = world.store.read("interventions", INTERVENTION_SCHEMA).to_pandas()
     assert len(live) == before + len(pending) and live["intervention_id"].is_unique

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from core.settings import AutopilotSettings, Settings, WebhookSettings
 from features.cutoffs import cutoff_instant
-from ingest import ingest_path
+from ingest.run import ingest_path
 from products.autopilot.run import AutopilotRun
 from retain import api
 from retain.cli import main

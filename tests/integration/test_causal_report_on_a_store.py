@@ -13,8 +13,8 @@ import pytest
 
 from core.catalogue import ACTIONS
 from core.settings import Settings
-from ingest import ingest_path
-from products.report.causal import LATER_NOT_NEVER_SHARE
+from ingest.run import ingest_path
+from products.report.run import LATER_NOT_NEVER_SHARE
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from tests.support.reports import EFFECT_KEYS, contains, report

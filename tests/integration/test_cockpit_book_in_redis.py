@@ -85,7 +85,11 @@ def test_two_workers_score_the_book_once_and_show_the_same_one(
         assert len(SCORED.findall(log)) == 1 and SCORED.findall(log) == READ.findall(log), log[-3000:]
         [key] = book_keys(book_redis)
         book = book_from_bytes(redis.Redis.from_url(book_redis).hget(key, "value") or b"")
-        assert book is not None and book.basis.churn is not None and book.basis.replay == served_world.latest
+        assert (
+            book is not None
+            and book.scored_from.churn is not None
+            and book.scored_from.replay == served_world.latest
+        )
         assert f"{len(book.entries)} active accounts" in pages.pop()
         for account in served_world.active[:6]:  # the events and trends read from Redis show as scored
             path = f"/ui/accounts/{account}"
@@ -119,21 +123,21 @@ def test_a_worker_on_other_champions_never_shows_the_book_scored_by_the_old_ones
     assert BookKeeper(resources).get() == scored, "a second worker reads the book in Redis"
     assert len(SCORED.findall(caplog.text)) == 1 and len(READ.findall(caplog.text)) == 1
     client = redis.Redis.from_url(book_redis)
-    old_key = book_key(scored.basis)
+    old_key = book_key(scored.scored_from)
     kept = client.hgetall(old_key)
 
     # a reload to other champions (none: the rules answer) swaps `loaded`, as `Resources.reload` does
     resources.loaded = dataclasses.replace(resources.loaded, churn=None)
-    new_basis = BookSource.of(resources, resources.loaded)
-    # the old book planted under the new basis's key, as fresh as can be, is not shown either
-    client.hset(book_key(new_basis), mapping={"at": repr(time.time()), "value": kept[b"value"]})
+    new_source = BookSource.of(resources, resources.loaded)
+    # the old book planted under the new source's key, as fresh as can be, is not shown either
+    client.hset(book_key(new_source), mapping={"at": repr(time.time()), "value": kept[b"value"]})
     rules = BookKeeper(resources).get()
-    assert rules.basis == new_basis and rules.basis.churn is None
-    assert {e.source for e in rules.entries} == {"rules"} and scored.basis.churn is not None
+    assert rules.scored_from == new_source and rules.scored_from.churn is None
+    assert {e.source for e in rules.entries} == {"rules"} and scored.scored_from.churn is not None
     assert "is from" in caplog.text and len(SCORED.findall(caplog.text)) == 2
     assert client.hgetall(old_key) == kept, "the old champions' book is left as it was"
-    stored = book_from_bytes(client.hget(book_key(new_basis), "value") or b"")
-    assert stored == rules, "the planted book was replaced by the one scored from the new basis"
+    stored = book_from_bytes(client.hget(book_key(new_source), "value") or b"")
+    assert stored == rules, "the planted book was replaced by the one scored from the new source"
 
 
 def test_shared_values_keep_the_newest_and_only_a_lock_holder_releases_its_lock(book_redis: str) -> None:

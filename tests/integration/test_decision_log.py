@@ -26,8 +26,8 @@ from alembic.runtime.migration import MigrationContext
 from core.contract import INTERVENTION_SCHEMA
 from core.settings import ServeSettings, Settings
 from core.urls import sqlalchemy_url
-from ingest import ingest_path, record_interventions
-from products.upkeep import fold_taken
+from ingest.run import ingest_path, record_interventions
+from products.upkeep.run import merge_taken
 from store import log_migrations
 from store.decision_log import (
     METADATA,
@@ -408,7 +408,7 @@ def test_actions_taken_are_stored_once_and_marked_when_folded(decision_log: Deci
     pending = decision_log.taken(pending_only=True)
     assert [t.intervention_id for t in pending] == ["int-a", "int-b"]  # oldest first
     assert pending[0] == taken_action("int-a", 1)
-    decision_log.mark_folded(["int-a"], version=4)
+    decision_log.mark_merged(["int-a"], version=4)
     assert [t.intervention_id for t in decision_log.taken(pending_only=True)] == ["int-b"]
     assert [t.intervention_id for t in decision_log.taken(pending_only=False)] == ["int-a", "int-b"]
 
@@ -431,9 +431,9 @@ def test_a_fold_cut_short_before_marking_adds_nothing_the_second_time(tmp_path: 
         record_interventions(store, pa.Table.from_pylist(rows, schema=INTERVENTION_SCHEMA), "cut short")
     finally:
         log.close()
-    folded = fold_taken(store, settings)
-    assert (folded.pending, folded.added) == (3, 0)
-    assert fold_taken(store, settings).pending == 0
+    merged = merge_taken(store, settings)
+    assert (merged.pending, merged.added) == (3, 0)
+    assert merge_taken(store, settings).pending == 0
     stored = store.read("interventions", INTERVENTION_SCHEMA, ["intervention_id"]).column("intervention_id")
     assert sorted(stored.to_pylist()) == ["int-0", "int-1", "int-2"]
 
@@ -599,7 +599,7 @@ def test_the_migrations_build_exactly_the_tables_the_log_uses(
     assert decision_log.flush()
     engine = sa.create_engine(sqlalchemy_url(database_url))
     with engine.connect() as conn:
-        assert log_migrations.revision(conn) == "0008"
+        assert log_migrations.revision(conn) == "0009"
         assert compare_metadata(MigrationContext.configure(conn), METADATA) == []
     engine.dispose()
 
@@ -615,6 +615,11 @@ def test_a_log_the_first_release_made_is_stamped_then_upgraded_keeping_its_rows(
             "INSERT INTO feedback (feedback_id, recommendation_id, status, at) "
             "VALUES ('f-old', 'rec-old', 'accepted', '2025-03-03 09:00:00')"
         )
+        conn.exec_driver_sql(
+            "INSERT INTO interventions_taken (intervention_id, account_id, ts, action, assignment, "
+            "request_id, folded_version) VALUES ('i-old', 'a-1', '2025-03-03 09:00:00', 'call', 'targeted', "
+            "'r-1', 4)"
+        )
     engine.dispose()
     log = DecisionLog(url)
     log.start()
@@ -623,5 +628,9 @@ def test_a_log_the_first_release_made_is_stamped_then_upgraded_keeping_its_rows(
     assert log.decisions()[0].key_id == "key-7"
     log.close()
     with sqlite3.connect(tmp_path / "decisions.db") as on_disk:
-        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0008",)]
+        assert on_disk.execute("SELECT version_num FROM alembic_version").fetchall() == [("0009",)]
         assert on_disk.execute("SELECT feedback_id, key_id FROM feedback").fetchall() == [("f-old", None)]
+        # the merge's mark survives its column's rename
+        assert on_disk.execute(
+            "SELECT intervention_id, merged_version FROM interventions_taken"
+        ).fetchall() == [("i-old", 4)]

@@ -18,9 +18,9 @@ from typer.testing import CliRunner
 
 from core.errors import RetainError
 from core.settings import Settings
-from features.build import build_and_publish
 from features.cutoffs import cutoff_instant
 from features.feast_repo import feature_store, online_features
+from features.run import build_and_publish
 from features.stored import read_features
 from retain.cli import app, main
 from simulate import SimConfig

@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
 from core.errors import RetainError
-from ingest import IngestSummary, ingest_path, record_interventions
 from ingest.coerce import coerce
 from ingest.commit import KEYED
+from ingest.run import IngestSummary, ingest_path, record_interventions
 from store.delta import Store
 
 ACCOUNTS_CSV = "account_id,name,tier,arr,seats_purchased\na1,Acme,enterprise,150000,40\na2,Beta,trial,0,3\n"

@@ -19,9 +19,9 @@ from typer.testing import CliRunner
 
 from core.catalogue import CATALOGUE
 from core.value import expected_values
-from features.build import build_feature_table, register_store
 from features.playbook import eligibility
 from features.playbook_file import BUILT_IN
+from features.run import build_feature_table, register_store
 from features.stored import read_features
 from products.alerting import plan_alerts
 from products.plan import (

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 
 from core.settings import Settings
-from ingest import ingest_path
+from ingest.run import ingest_path
 from products.monitor.run import plan_section
 from products.plan import make_plan, read_week, record_plan
 from simulate import PlanSchedule, simulate_to

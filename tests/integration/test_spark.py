@@ -21,18 +21,18 @@ import pytest
 from core.parallel import Workers, side_by_side
 from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure, session
-from features.build import build_and_publish
 from features.dialect import to_spark
 from features.feast_repo import feature_store, historical_features
+from features.run import build_and_publish
 from features.stored import TABLE as FEATURES
-from ingest import ingest_path
+from ingest.run import ingest_path
 from serving.batch import score_store
 from simulate import SimConfig, simulate_to
 from store.delta import Store
 from tests.support.served import World
 from tests.support.worlds import UpliftWorld
 from training.causal.design import store_design
-from training.causal.train import fit_uplift
+from training.causal.run import fit_uplift
 from training.config import UpliftConfig
 
 #: small data: a few shuffle partitions, and no whole-stage code generation (compiling it costs more

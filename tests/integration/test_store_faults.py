@@ -19,8 +19,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from core.settings import Settings
-from features.build import build_and_publish
-from ingest import ingest_path
+from features.run import build_and_publish
+from ingest.run import ingest_path
 from simulate import SimConfig, simulate_to
 from store.delta import TABLES, Store
 from tests.support.faults import RETAIN, Killed, kill_mid_write, run_retain, table_files

@@ -1,5 +1,5 @@
 """The store's upkeep through the CLI: migrating a store of the earlier layout, a table's history, and
-compaction folding the API's recorded actions in."""
+compaction merging the API's recorded actions in."""
 
 from __future__ import annotations
 
@@ -133,9 +133,9 @@ def test_history_names_each_step_and_compaction_folds_recorded_actions_once(
         log.close()
 
     compacted = _cli("store", "compact", "--store", str(store.root))
-    assert compacted["folded"]["pending"] == compacted["folded"]["added"] == 1
+    assert compacted["merged"]["pending"] == compacted["merged"]["added"] == 1
     assert {t["table"] for t in compacted["tables"]} == {"accounts", "events", "interventions"}
-    assert _cli("store", "compact", "--store", str(store.root))["folded"]["pending"] == 0
+    assert _cli("store", "compact", "--store", str(store.root))["merged"]["pending"] == 0
 
     history = _cli("store", "history", "interventions", "--store", str(store.root))
     notes = [commit["retain"] or "" for commit in history]

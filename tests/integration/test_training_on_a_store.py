@@ -15,8 +15,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from core.settings import Settings
-from features.build import register_store
 from features.definitions import FEATURE_BY_NAME, RENEWAL_GRACE_DAYS
+from features.run import register_store
 from features.stored import read_features
 from registry.tracking import client, log_and_register
 from simulate import SimConfig
@@ -30,8 +30,8 @@ from training.dataset import (
     evaluation_window,
     store_training_set,
 )
-from training.pipeline import fit_and_evaluate, train_model
 from training.result import TrainResult
+from training.run import fit_and_evaluate, train_model
 
 HORIZON = 90
 #: a small budget: the store tests run in a few minutes on 2 cores

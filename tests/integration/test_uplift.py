@@ -21,10 +21,10 @@ from typer.testing import CliRunner
 from core.catalogue import ACTIONS, CATALOGUE, ActionPrior, Belief
 from core.settings import Settings
 from core.value import expected_values
-from features.build import build_and_publish
 from features.playbook import eligibility
+from features.run import build_and_publish
 from features.stored import read_features
-from ingest import ingest_path
+from ingest.run import ingest_path
 from registry.models import StaleModel, load_uplift_model, resolve
 from registry.promotion import promote, uplift_gate
 from registry.pyfunc import MODEL_ARTIFACT, output_frame
@@ -38,7 +38,7 @@ from store.delta import Store
 from tests.support.playbooks import own, with_workshop
 from tests.support.served import Server
 from tests.support.worlds import UpliftWorld
-from training.causal import against_truth, dr, policy, recency
+from training.causal import against_truth, doubly_robust, policy, recency
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import read_interventions, store_design, treatments, weekly_cutoffs
 from training.causal.holdout import MIN_HELD_WEEKS
@@ -46,8 +46,8 @@ from training.causal.learners import BandShares
 from training.causal.off_policy import estimated_averted, evaluation_weeks
 from training.causal.posterior import LEARNT, Posterior, Prior, with_prior
 from training.causal.renewal import RenewalRows, fit_renewal
+from training.causal.run import fit_uplift
 from training.causal.tournament import ENTRANTS, POOLED
-from training.causal.train import fit_uplift
 from training.causal.uplift import Overlap
 from training.config import UpliftConfig
 
@@ -219,7 +219,7 @@ def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_fe
     told = -0.2 * np.column_stack([features[:, 0] > 0.5, features[:, 1] > 0.5, np.zeros(2000)])
     hidden = rng.permutation(told)  # the same effects on other rows: the features no longer tell them
     eligible = offered(rng.random(told.shape) < 0.7)
-    x = dr.Matrix(features, ["usage", "tickets"], [])
+    x = doubly_robust.Matrix(features, ["usage", "tickets"], [])
     shares = {}
     for name, true in (("told", told), ("hidden", hidden)):
         oracle = policy.true_value(true, *policy.choose(-true, eligible, 200))
@@ -233,7 +233,7 @@ def test_a_ranking_fitted_to_the_true_effects_nears_the_oracle_only_where_the_fe
 
 @dataclass
 class Confounded:
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     treated: np.ndarray
     randomised: np.ndarray
     known: np.ndarray
@@ -254,7 +254,7 @@ def confounded(seed: int, n: int = 6000, random_share: float = 0.02) -> Confound
     randomised = (rng.random(n) < random_share) & ~targeted
     treated = (targeted | randomised).astype(np.int8)
     outcome = (rng.random(n) < np.where(treated == 1, p1, p0)).astype(np.int8)
-    x = dr.Matrix(np.column_stack([z, other]), ["z", "other"], [])
+    x = doubly_robust.Matrix(np.column_stack([z, other]), ["z", "other"], [])
     groups = np.arange(n) // 3  # three rows per account
     return Confounded(
         x,
@@ -268,9 +268,9 @@ def confounded(seed: int, n: int = 6000, random_share: float = 0.02) -> Confound
     )
 
 
-def dr_effect(data: Confounded, seed: int) -> dr.Effect:
-    splits = dr.folds(data.groups, 3, seed)
-    nuisance = dr.cross_fit(
+def dr_effect(data: Confounded, seed: int) -> doubly_robust.Effect:
+    splits = doubly_robust.folds(data.groups, 3, seed)
+    nuisance = doubly_robust.cross_fit(
         data.x,
         data.treated,
         data.outcome,
@@ -281,8 +281,8 @@ def dr_effect(data: Confounded, seed: int) -> dr.Effect:
         clip=0.001,
         seed=seed,
     )
-    psi = dr.pseudo_outcomes(data.treated, data.outcome, nuisance)
-    return dr.average_effect(psi, data.treated, data.outcome, data.groups)
+    psi = doubly_robust.pseudo_outcomes(data.treated, data.outcome, nuisance)
+    return doubly_robust.average_effect(psi, data.treated, data.outcome, data.groups)
 
 
 def test_dr_interval_holds_the_true_effect_where_the_naive_difference_is_biased() -> None:
@@ -326,7 +326,7 @@ class Targeted:
     targeting: np.ndarray
     treated: np.ndarray
     randomised: np.ndarray
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     groups: np.ndarray
 
     @staticmethod
@@ -336,22 +336,26 @@ class Targeted:
         targeting = 1 / (1 + np.exp(-(-2.0 + 1.5 * z)))
         targeted = rng.random(n) < targeting
         randomised = (rng.random(n) < 0.02) & ~targeted
-        x = dr.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
+        x = doubly_robust.Matrix(np.column_stack([z, rng.normal(size=n)]), ["z", "other"], [])
         p0 = 1 / (1 + np.exp(-(-2.0 + 1.3 * z)))
         treated = (targeted | randomised).astype(np.int8)
         return Targeted(rng, p0, targeting, treated, randomised.astype(np.int8), x, np.arange(n) // 3)
 
-    def share(self, outcome: np.ndarray, seed: int) -> tuple[dr.Share, np.ndarray]:
+    def share(self, outcome: np.ndarray, seed: int) -> tuple[doubly_robust.RelativeEffect, np.ndarray]:
         """The DR slope of `outcome` on its cross-fitted baseline, as training fits it, and the propensity."""
-        splits = dr.folds(self.groups, 3, seed)
-        baseline = dr.out_of_fold_baseline(self.x, outcome, splits, seed=seed)
+        splits = doubly_robust.folds(self.groups, 3, seed)
+        baseline = doubly_robust.out_of_fold_baseline(self.x, outcome, splits, seed=seed)
         arm = np.full(len(outcome), 0.02)
-        propensity, _ = dr.fit_propensity(
+        propensity, _ = doubly_robust.fit_propensity(
             self.x, self.treated, self.randomised, arm, splits, self.groups, clip=0.001, seed=seed
         )
-        mu0, mu1 = dr.fit_outcomes(self.treated, outcome, splits, baseline, propensity)
-        psi = dr.pseudo_outcomes(self.treated, outcome, dr.Nuisance(mu0, mu1, propensity, propensity < 0))
-        return dr.relative_effect(psi, baseline, propensity * (1 - propensity), self.groups), propensity
+        mu0, mu1 = doubly_robust.fit_outcomes(self.treated, outcome, splits, baseline, propensity)
+        psi = doubly_robust.pseudo_outcomes(
+            self.treated, outcome, doubly_robust.Nuisance(mu0, mu1, propensity, propensity < 0)
+        )
+        return doubly_robust.relative_effect(
+            psi, baseline, propensity * (1 - propensity), self.groups
+        ), propensity
 
     def true_slope(self, cut: float, untreated_exposure: float) -> float:
         """The slope the true risk gives where the action removes `cut` of it, and the untreated rows get
@@ -394,8 +398,8 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
         horizon_left = np.where(treated == 1, 1.0, np.where(later, world.rng.random(n), 0.0))
         outcome = (world.rng.random(n) < world.p0 * (1 - 0.3 * horizon_left)).astype(np.int8)
         against_usual, propensity = world.share(outcome, seed)
-        assert dr.control_treated_later(treated, later, propensity) == pytest.approx(0.8, abs=0.02)
-        horizon_later = dr.control_treated_later(treated, horizon_left, propensity)
+        assert doubly_robust.control_treated_later(treated, later, propensity) == pytest.approx(0.8, abs=0.02)
+        horizon_later = doubly_robust.control_treated_later(treated, horizon_left, propensity)
         assert horizon_later == pytest.approx(0.4, abs=0.02)
         against_never = against_usual.against_never_acting(horizon_later)
         true_never = world.true_slope(0.3, 0.4)
@@ -403,9 +407,11 @@ def test_a_share_against_the_usual_course_that_acts_later_anyway_scales_to_one_a
             bounds = share.as_dict()
             assert bounds["ci_low"] <= truth <= bounds["ci_high"], (seed, share, truth)
         assert against_never.se == pytest.approx(against_usual.se / (1 - horizon_later))
-    assert dr.Share(-0.2, 0.1).against_never_acting(None) == dr.Share(-0.2, 0.1)
-    assert dr.Share(-0.2, 0.1).against_never_acting(1.0).value == pytest.approx(
-        -0.2 / (1 - dr.MAX_WORTH_TAKEN_LATER)
+    assert doubly_robust.RelativeEffect(-0.2, 0.1).against_never_acting(None) == doubly_robust.RelativeEffect(
+        -0.2, 0.1
+    )
+    assert doubly_robust.RelativeEffect(-0.2, 0.1).against_never_acting(1.0).value == pytest.approx(
+        -0.2 / (1 - doubly_robust.MAX_WORTH_TAKEN_LATER)
     )
 
 
@@ -429,12 +435,12 @@ def test_a_share_of_an_action_settling_at_the_renewal_scales_by_how_often_the_us
             settles: Overlap(
                 n_treated=int(treated.sum()),
                 n_randomised=int(world.randomised.sum()),
-                effective_treated=dr.effective_sample_size(1 / propensity[treated == 1]),
+                effective_treated=doubly_robust.effective_sample_size(1 / propensity[treated == 1]),
                 clipped_share=0.0,
                 propensity_quantiles={},
                 min_effective=0.0,
-                control_treated_later=dr.control_treated_later(treated, later, propensity),
-                control_horizon_later=dr.control_treated_later(treated, horizon_left, propensity),
+                control_treated_later=doubly_robust.control_treated_later(treated, later, propensity),
+                control_horizon_later=doubly_robust.control_treated_later(treated, horizon_left, propensity),
                 settles_at_renewal=settles,
             ).worth_taken_later
             for settles in (True, False)
@@ -480,20 +486,22 @@ def test_the_treated_arm_carries_its_relative_effect_not_its_level_to_rows_unlik
     p1 = 1 / (1 + np.exp(-(-3.0 + 1.2 * z - 0.8)))
     treated = ((z > 1.2) & (rng.random(n) < 0.4)).astype(np.int8)
     outcome = (rng.random(n) < np.where(treated == 1, p1, p0)).astype(np.int8)
-    x = dr.Matrix(z[:, None], ["z"], [])
+    x = doubly_robust.Matrix(z[:, None], ["z"], [])
     groups = np.arange(n) // 5
-    splits = dr.folds(groups, 3, seed)
+    splits = doubly_robust.folds(groups, 3, seed)
     nobody = np.zeros(n)
-    propensity, clipped = dr.fit_propensity(
+    propensity, clipped = doubly_robust.fit_propensity(
         x, treated, nobody.astype(np.int8), nobody, splits, groups, clip=0.001, seed=seed
     )
-    baseline = dr.out_of_fold_baseline(x, outcome, splits, seed=seed)
-    mu0, mu1 = dr.fit_outcomes(treated, outcome, splits, baseline, propensity)
+    baseline = doubly_robust.out_of_fold_baseline(x, outcome, splits, seed=seed)
+    mu0, mu1 = doubly_robust.fit_outcomes(treated, outcome, splits, baseline, propensity)
 
     odds_ratio = (mu1 / (1 - mu1)) / (np.clip(baseline, 1e-6, None) / (1 - baseline))
     assert np.ptp(np.log(odds_ratio)) < 1.0 and np.exp(np.log(odds_ratio).mean()) < 1.0
-    psi = dr.pseudo_outcomes(treated, outcome, dr.Nuisance(mu0, mu1, propensity, clipped))
-    effect = dr.average_effect(psi, treated, outcome, groups)
+    psi = doubly_robust.pseudo_outcomes(
+        treated, outcome, doubly_robust.Nuisance(mu0, mu1, propensity, clipped)
+    )
+    effect = doubly_robust.average_effect(psi, treated, outcome, groups)
     true_ate = float((p1 - p0).mean())
     assert effect.ate < 0 and abs(effect.ate - true_ate) < 0.01, (effect, true_ate)
 
@@ -502,22 +510,22 @@ def test_a_treated_arm_s_log_odds_shift_is_its_odds_ratio_and_a_handful_of_rows_
     rng = np.random.default_rng(1)
     margin = rng.normal(-2.0, 1.0, 50_000)
     label = (rng.random(len(margin)) < 1 / (1 + np.exp(-(margin - 0.7)))).astype(float)
-    assert dr.log_odds_shift(margin, label) == pytest.approx(-0.7, abs=0.05)
+    assert doubly_robust.log_odds_shift(margin, label) == pytest.approx(-0.7, abs=0.05)
     # five rows without an event: the ridge keeps the shift finite and short of the bound
-    few = dr.log_odds_shift(np.full(5, -3.0), np.zeros(5))
-    assert -dr.SHIFT_BOUND < few < 0
-    assert dr.log_odds_shift(np.zeros(0), np.zeros(0)) == 0.0
+    few = doubly_robust.log_odds_shift(np.full(5, -3.0), np.zeros(5))
+    assert -doubly_robust.SHIFT_BOUND < few < 0
+    assert doubly_robust.log_odds_shift(np.zeros(0), np.zeros(0)) == 0.0
 
 
 def test_known_propensity_is_the_log_s_where_nothing_was_targeted() -> None:
     data = confounded(3)
     randomised_only = data.randomised
-    propensity, clipped = dr.fit_propensity(
+    propensity, clipped = doubly_robust.fit_propensity(
         data.x,
         randomised_only,
         randomised_only,
         data.known,
-        dr.folds(data.groups, 3, 0),
+        doubly_robust.folds(data.groups, 3, 0),
         data.groups,
         clip=0.001,
         seed=0,
@@ -531,13 +539,20 @@ def test_a_rare_treatment_drawn_at_random_gets_propensities_near_its_rate() -> N
     rounds did) fits noise, and the DR estimate of a placebo then shows an effect where there is none."""
     rng = np.random.default_rng(0)
     n, rate = 20_000, 0.01
-    x = dr.Matrix(rng.normal(size=(n, 5)), [f"noise_{i}" for i in range(5)], [])
+    x = doubly_robust.Matrix(rng.normal(size=(n, 5)), [f"noise_{i}" for i in range(5)], [])
     groups = np.arange(n) // 10
     treated = (rng.random(n) < rate).astype(np.int8)
     nobody = np.zeros(n)
 
-    propensity, _ = dr.fit_propensity(
-        x, treated, nobody.astype(np.int8), nobody, dr.folds(groups, 2, 0), groups, clip=0.001, seed=0
+    propensity, _ = doubly_robust.fit_propensity(
+        x,
+        treated,
+        nobody.astype(np.int8),
+        nobody,
+        doubly_robust.folds(groups, 2, 0),
+        groups,
+        clip=0.001,
+        seed=0,
     )
 
     low, high = np.quantile(propensity, [0.01, 0.99])
@@ -551,12 +566,14 @@ def test_the_control_that_got_the_action_later_is_weighted_to_resemble_the_treat
     later = np.array([1, 1, 1, 0, 0, 0, 0, 0], np.int8)
     propensity = np.array([0.8, 0.8, 0.8, 0.2, 0.2, 0.2, 0.2, 0.2])
 
-    share = dr.control_treated_later(treated, later, propensity)
+    share = doubly_robust.control_treated_later(treated, later, propensity)
 
     # odds 4 for the one likely row (treated later), 0.25 for each of five unlikely ones (never treated)
     assert share == pytest.approx(4.0 / (4.0 + 5 * 0.25))
     assert later[treated == 0].mean() == pytest.approx(1 / 6)  # unweighted, the comparison looks "never"
-    assert dr.control_treated_later(np.ones(3, np.int8), np.ones(3, np.int8), np.full(3, 0.5)) is None
+    assert (
+        doubly_robust.control_treated_later(np.ones(3, np.int8), np.ones(3, np.int8), np.full(3, 0.5)) is None
+    )
 
 
 def test_standard_errors_cluster_on_the_account() -> None:
@@ -565,8 +582,8 @@ def test_standard_errors_cluster_on_the_account() -> None:
     psi = rng.normal(size=500)
     t = (rng.random(500) < 0.5).astype(np.int8)
     y = (rng.random(500) < 0.3).astype(np.int8)
-    once = dr.average_effect(psi, t, y, np.arange(500))
-    tripled = dr.average_effect(
+    once = doubly_robust.average_effect(psi, t, y, np.arange(500))
+    tripled = doubly_robust.average_effect(
         np.repeat(psi, 3), np.repeat(t, 3), np.repeat(y, 3), np.repeat(np.arange(500), 3)
     )
     assert tripled.ate == pytest.approx(once.ate)
@@ -721,7 +738,7 @@ def test_the_registered_model_answers_through_mlflow_as_it_does_in_process(
     np.testing.assert_allclose(served.to_numpy(), expected.to_numpy())
 
 
-def as_data(shares: dict[tuple[str, str], dr.Share]) -> dict[tuple[str, str], Posterior]:
+def as_data(shares: dict[tuple[str, str], doubly_robust.RelativeEffect]) -> dict[tuple[str, str], Posterior]:
     """Posteriors that are the data's shares themselves: under a prior too vague to move them."""
     return {(a, o): with_prior(share, Prior(0.0, 1e9, LEARNT), o) for (a, o), share in shares.items()}
 
@@ -732,8 +749,8 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     # the actions whose tournament a learner won are ranked by it (tested below): these rank by shares
     model = replace(load_uplift_model(uplift_world.store, uplift_world.settings)[0], learners={})
     rows = month_end_rows(uplift_world)
-    x = dr.Matrix.of(rows, model.features, model.categories)
-    base = dr.predict(model.baselines["churn"], x, np.arange(len(rows)))
+    x = doubly_robust.Matrix.of(rows, model.features, model.categories)
+    base = doubly_robust.predict(model.baselines["churn"], x, np.arange(len(rows)))
     # what ranks is each action's posterior share
     shares = np.array([model.effect(a, "churn").value for a in model.actions])
     inside = (shares >= -1) & (shares * base.max() <= 1 - base.max())
@@ -742,16 +759,24 @@ def test_predicted_effects_are_shares_of_the_risk_that_keep_probabilities_in_0_1
     # the 95% interval's ends scale the same way, the estimate between them
     ses = np.array([model.effect(a, "churn").se for a in model.actions])
     inputs = model.inputs(rows)
-    low, high = model.scaled(inputs, -dr.Z95)["churn"], model.scaled(inputs, dr.Z95)["churn"]
+    low, high = (
+        model.scaled(inputs, -doubly_robust.Z95)["churn"],
+        model.scaled(inputs, doubly_robust.Z95)["churn"],
+    )
     assert (low <= effects + 1e-12).all() and (effects <= high + 1e-12).all()
-    top = shares + dr.Z95 * ses
+    top = shares + doubly_robust.Z95 * ses
     unclipped = (top >= -1) & (top * base.max() <= 1 - base.max())
     np.testing.assert_allclose(high[:, unclipped], base[:, None] * top[unclipped])
 
     # shares fitted to noise can promise more than the whole risk, or more than its headroom
     extreme = replace(
         model,
-        posterior=as_data({k: dr.Share(-3.0 if k[0] == "save_offer" else 50.0, 0.0) for k in model.relative}),
+        posterior=as_data(
+            {
+                k: doubly_robust.RelativeEffect(-3.0 if k[0] == "save_offer" else 50.0, 0.0)
+                for k in model.relative
+            }
+        ),
     )
     after = base[:, None] + extreme.uplift(rows)["churn"]
     assert after.min() >= -1e-12 and after.max() <= 1 + 1e-12
@@ -811,15 +836,19 @@ def test_an_action_shows_a_benefit_only_where_an_interval_lies_wholly_on_the_sid
 ) -> None:
     model, _ = load_uplift_model(uplift_world.store, uplift_world.settings)
 
-    def given(churn: dr.Share, expansion: dr.Share) -> bool:
+    def given(churn: doubly_robust.RelativeEffect, expansion: doubly_robust.RelativeEffect) -> bool:
         shares = {k: churn if k[1] == "churn" else expansion for k in model.relative}
         return replace(model, posterior=as_data(shares)).shows_benefit("training_session")
 
-    none = dr.Share(0.0, 0.01)
-    assert given(dr.Share(-0.2, 0.05), none)  # removes a fifth of the risk, give or take a tenth
-    assert not given(dr.Share(-0.2, 0.15), none)  # the interval reaches past 0
-    assert given(none, dr.Share(0.3, 0.1))  # a clear gain in expansion
-    assert not given(dr.Share(0.2, 0.05), dr.Share(-0.3, 0.1))  # clearly harmful is no benefit
+    none = doubly_robust.RelativeEffect(0.0, 0.01)
+    assert given(
+        doubly_robust.RelativeEffect(-0.2, 0.05), none
+    )  # removes a fifth of the risk, give or take a tenth
+    assert not given(doubly_robust.RelativeEffect(-0.2, 0.15), none)  # the interval reaches past 0
+    assert given(none, doubly_robust.RelativeEffect(0.3, 0.1))  # a clear gain in expansion
+    assert not given(
+        doubly_robust.RelativeEffect(0.2, 0.05), doubly_robust.RelativeEffect(-0.3, 0.1)
+    )  # clearly harmful is no benefit
 
 
 # -- served -------------------------------------------------------------------------------------------
@@ -967,6 +996,30 @@ def test_promoting_an_uplift_challenger_judges_both_on_the_latest_weeks(uplift_w
     assert result.window.budget > 0 and "DR" in str(result.rule)
     _, info = load_uplift_model(uplift_world.store, uplift_world.settings)
     assert info.version == result.champion == "2"
+
+
+def test_an_uplift_model_pickled_under_earlier_names_still_loads(
+    uplift_world: UpliftWorld,
+) -> None:
+    """Earlier releases kept the estimator in `training.causal.dr` and its shares as `Share`."""
+    from mlflow.artifacts import download_artifacts
+
+    world, name = uplift_world, "uplift-renamed"
+    log_and_register(world.store, world.settings, world.result, name)
+    mlflow_client = client(world.store, world.settings)
+    info = resolve(mlflow_client, f"{name}/1")
+    location = mlflow_client.get_logged_model(info.source.removeprefix("models:/")).artifact_location
+    # protocol 0 names each class as a text line, so the earlier names can be written in place
+    today = pickle.dumps(world.result.model, protocol=0)
+    earlier = today.replace(
+        b"ctraining.causal.doubly_robust\nRelativeEffect\n", b"ctraining.causal.dr\nShare\n"
+    ).replace(b"ctraining.causal.doubly_robust\n", b"ctraining.causal.dr\n")
+    assert b"training.causal.doubly_robust" not in earlier and b"ctraining.causal.dr\nShare\n" in earlier
+    Path(download_artifacts(f"{location}/artifacts/{MODEL_ARTIFACT}")).write_bytes(earlier)
+    model, _ = load_uplift_model(world.store, world.settings, f"{name}/1")
+    assert model.readable() and model.relative == world.result.model.relative
+    rows = month_end_rows(world).head(50)
+    assert np.array_equal(model.uplift(rows)["churn"], world.result.model.uplift(rows)["churn"])
 
 
 def test_an_uplift_model_from_an_earlier_retain_is_refused_by_name_and_replaced_on_promotion(

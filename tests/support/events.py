@@ -12,8 +12,8 @@ import pyarrow as pa
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from core.settings import Settings
-from features.build import build_feature_table
 from features.definitions import KEYS
+from features.run import build_feature_table
 
 T = datetime(2025, 3, 1, tzinfo=UTC)
 START = datetime(2025, 1, 1, tzinfo=UTC)

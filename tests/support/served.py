@@ -23,8 +23,8 @@ from simulate import SimConfig
 from store.delta import Store
 from tests.support.worlds import published_store
 from training.config import TrainConfig
-from training.pipeline import train_model
 from training.result import TrainResult
+from training.run import train_model
 
 SCOPED = ("scores:read", "actions:read", "actions:write", "admin")
 

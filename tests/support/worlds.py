@@ -7,14 +7,14 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from core.settings import Settings
-from features.build import build_and_publish
-from ingest import ingest_path
+from features.run import build_and_publish
+from ingest.run import ingest_path
 from registry.tracking import log_and_register
 from simulate import Drift, SimConfig, simulate_to
 from store.delta import Store
 from training.config import TrainConfig
-from training.pipeline import train_model
 from training.result import TrainResult
+from training.run import train_model
 
 
 def published_store(root: Path, config: SimConfig) -> tuple[Store, Settings]:

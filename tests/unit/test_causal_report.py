@@ -13,12 +13,12 @@ import pytest
 from typer.testing import CliRunner
 
 from core.parallel import Workers
-from products.report.causal import analyse
 from products.report.estimation import placebo_holds, placebo_level
+from products.report.run import analyse
 from products.report.study import table_study
 from retain.cli import app, main
 from tests.support.reports import EFFECT_KEYS, contains, report
-from training.causal.dr import Effect
+from training.causal.doubly_robust import Effect
 
 TRUE_EFFECT = -0.10
 LEAF_KEYS = {"rule", "rows", "ate", "se", "ci_low", "ci_high", "naive_difference", "n_treated", "n_control"}

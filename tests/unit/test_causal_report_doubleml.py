@@ -9,9 +9,9 @@ import pandas as pd
 from doubleml import DoubleMLData, DoubleMLIRM
 from lightgbm import LGBMClassifier
 
-from products.report.causal import analyse
+from products.report.run import analyse
 from products.report.study import TABLE_CLIP, table_study
-from training.causal.dr import Z95
+from training.causal.doubly_robust import Z95
 
 TRUE_EFFECT = -0.10
 
@@ -29,7 +29,7 @@ def confounded_churn(n: int, seed: int) -> pd.DataFrame:
 
 
 def _learner() -> LGBMClassifier:
-    """LightGBM as the report's nuisance models are set (`training.causal.dr.NUISANCE_PARAMS`)."""
+    """LightGBM as the report's nuisance models are set (`training.causal.doubly_robust.NUISANCE_PARAMS`)."""
     return LGBMClassifier(
         n_estimators=120,
         learning_rate=0.08,

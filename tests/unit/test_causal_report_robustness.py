@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from products.report.balance import arm_balance, pooled_spread, standardised_differences
 from products.report.sensitivity import e_value, interval_e_value, risk_ratio, sensitivity
 from retain.cli import app
-from training.causal.dr import Effect
+from training.causal.doubly_robust import Effect
 
 # -- balance ---------------------------------------------------------------------------------------------
 

@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 
 from core.parallel import Workers
-from products.report.causal import analyse
+from products.report.run import analyse
 from products.report.schema import StoreSource
 from products.report.study import Arm, OutcomeValues, Study
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.crossfit import Sample, fit_side_by_side
 
 #: (treatment, outcome) -> (ate, ci_low, ci_high), as each arm's own fits gave them (commit f979265)
@@ -104,15 +104,15 @@ def test_a_fold_fits_many_treatments_as_it_fits_each_alone() -> None:
     n = 4_000
     values = rng.normal(size=(n, 6))
     values[rng.random(values.shape) < 0.05] = np.nan
-    x = dr.Matrix(values, [f"f{i}" for i in range(6)], [])
+    x = doubly_robust.Matrix(values, [f"f{i}" for i in range(6)], [])
     groups = rng.integers(0, 500, n)
-    (fit_rows, predict_rows), *_ = dr.folds(groups, 3, 0)
+    (fit_rows, predict_rows), *_ = doubly_robust.folds(groups, 3, 0)
     labels = [(rng.random(n) < share).astype(np.int8) for share in (0.03, 0.2, 0.0, 0.5)]
 
-    together = dr.fold_propensities(x, labels, fit_rows, predict_rows, groups, 9, 1)
+    together = doubly_robust.fold_propensities(x, labels, fit_rows, predict_rows, groups, 9, 1)
 
     for label, shared in zip(labels, together, strict=True):
-        (alone,) = dr.fold_propensities(x, [label], fit_rows, predict_rows, groups, 9, 1)
+        (alone,) = doubly_robust.fold_propensities(x, [label], fit_rows, predict_rows, groups, 9, 1)
         np.testing.assert_array_equal(shared, alone)
 
 
@@ -121,9 +121,9 @@ def test_fits_kept_in_the_cache_are_read_back_and_a_changed_input_is_refitted(tm
     under a digest of their inputs, read back equal, and never reused once an input changed."""
     rng = np.random.default_rng(4)
     n = 2_000
-    x = dr.Matrix(rng.normal(size=(n, 5)), [f"f{i}" for i in range(5)], [])
+    x = doubly_robust.Matrix(rng.normal(size=(n, 5)), [f"f{i}" for i in range(5)], [])
     groups = rng.integers(0, 300, n)
-    splits = dr.folds(groups, 2, 1)
+    splits = doubly_robust.folds(groups, 2, 1)
     churn = (rng.random(n) < 0.2).astype(float)
     call = (rng.random(n) < 0.1).astype(np.int8)
     sample = Sample(x, splits, groups, 1, outcomes={"churn": churn}, treatments={"call": call})

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from products.report.causal import analyse
 from products.report.crosscheck import cross_check
+from products.report.run import analyse
 from products.report.schema import CrossCheck
 from products.report.study import table_study
 from tests.support.reports import report
-from training.causal import dr
+from training.causal import doubly_robust
 
 ROWS = 5_000
 SEEDS = range(1, 21)
@@ -82,8 +82,10 @@ def test_the_table_mode_is_at_least_as_close_as_doublemls_irm_and_covers_the_tru
     assert ours_cover >= 18
 
 
-def _effect(ate: float, se: float) -> dr.Effect:
-    return dr.Effect(ate, se, ate - dr.Z95 * se, ate + dr.Z95 * se, 0.0, 100, 100)
+def _effect(ate: float, se: float) -> doubly_robust.Effect:
+    return doubly_robust.Effect(
+        ate, se, ate - doubly_robust.Z95 * se, ate + doubly_robust.Z95 * se, 0.0, 100, 100
+    )
 
 
 def test_the_cross_check_carries_both_estimates_and_says_when_they_disagree() -> None:

@@ -21,7 +21,7 @@ from serving.schemas import Fallback
 from store.delta import Store
 from tests.support.book import DAY, entry
 
-BASIS = BookSource("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))
+SOURCE = BookSource("/stores/acme/lake", "churn/3", datetime(2025, 11, 30, tzinfo=UTC), date(2025, 11, 30))
 
 
 def events() -> RecentEvents:
@@ -59,7 +59,7 @@ def a_book() -> Book:
         segment=None,
     )
     trend = (Point(DAY - timedelta(days=30), 0.25, 60.0), Point(DAY, None, None))
-    return Book((entry("acc-1"), rules), {"acc-1": trend}, events(), DAY, BASIS.published, 4, BASIS, DAY)
+    return Book((entry("acc-1"), rules), {"acc-1": trend}, events(), DAY, SOURCE.published, 4, SOURCE, DAY)
 
 
 def test_a_book_comes_back_from_redis_bytes_equal_to_itself() -> None:
@@ -71,7 +71,7 @@ def test_a_book_comes_back_from_redis_bytes_equal_to_itself() -> None:
     assert [e["event_type"] for e in back.events.of("acc-2")] == ["error.raised", "subscription.renewed"]
     assert back.entry("acc-2") == book.entry("acc-2") and back.fallbacks == {"stale_features": 1}
     stored = json.loads(zlib.decompress(data))  # plain JSON, compressed
-    assert stored["basis"]["churn"] == "churn/3" and stored["events"]["columns"]["amount"][0] == 1234.5
+    assert stored["scored_from"]["churn"] == "churn/3" and stored["events"]["columns"]["amount"][0] == 1234.5
 
 
 def test_bytes_it_did_not_write_are_refused_and_never_unpickled(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,11 +88,11 @@ def test_bytes_it_did_not_write_are_refused_and_never_unpickled(monkeypatch: pyt
     assert book_from_bytes(book_bytes(book)) is None
 
 
-def test_each_basis_has_its_own_key() -> None:
-    other_champion = BookSource(BASIS.store, "churn/4", BASIS.published, BASIS.replay)
-    other_store = BookSource("/stores/globex/lake", BASIS.churn, BASIS.published, BASIS.replay)
-    keys = {book_key(b) for b in (BASIS, other_champion, other_store)}
-    assert len(keys) == 3 and book_key(BASIS) == book_key(BookSource(*vars(BASIS).values()))
+def test_each_book_source_has_its_own_key() -> None:
+    other_champion = BookSource(SOURCE.store, "churn/4", SOURCE.published, SOURCE.replay)
+    other_store = BookSource("/stores/globex/lake", SOURCE.churn, SOURCE.published, SOURCE.replay)
+    keys = {book_key(b) for b in (SOURCE, other_champion, other_store)}
+    assert len(keys) == 3 and book_key(SOURCE) == book_key(BookSource(*vars(SOURCE).values()))
 
 
 def test_a_store_without_events_has_no_recent_events(tmp_path: Path) -> None:

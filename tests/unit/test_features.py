@@ -23,7 +23,6 @@ from core.catalogue import ACTIONS
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, EVENT_TYPES, INTERVENTION_SCHEMA
 from core.errors import RetainError
 from core.settings import HealthBands, HealthWeights, Settings
-from features.build import build_and_publish, build_feature_table
 from features.cutoffs import cutoff_instant, default_cutoffs, month_ends
 from features.definitions import (
     CATEGORICAL,
@@ -37,8 +36,9 @@ from features.definitions import (
     value_problem,
 )
 from features.health import score
+from features.run import build_and_publish, build_feature_table
 from features.stored import BuildNote, read_features
-from ingest import IngestSummary, ingest_path
+from ingest.run import IngestSummary, ingest_path
 from registry.tracking import client
 from retain.cli import app
 from simulate import SimConfig, simulate_to

@@ -15,15 +15,15 @@ from core.settings import Settings
 from registry.card import DESCRIPTION_LIMIT, MODEL_CARD, model_card, version_description
 from tests.support.models import FEATURES, TIERS, feature_rows, fit_model, train_result
 from training.artifact import ScoringModel, model_matrix
-from training.causal.dr import Effect, Share
+from training.causal.doubly_robust import Effect, RelativeEffect
 from training.causal.tournament import Standing
 from training.causal.uplift import OUTCOMES, Overlap, UpliftModel
 from training.columns import category_levels
 from training.config import TrainConfig
 from training.dataset import LABEL, WINDOW, TrainingSet, check_windows
 from training.logodds import expit
-from training.pipeline import fit_and_evaluate, train_table
 from training.result import TrainResult
+from training.run import fit_and_evaluate, train_table
 
 CUTOFFS = pd.to_datetime(
     ["2025-01-31", "2025-02-28", "2025-03-31", "2025-04-30", "2025-05-31", "2025-06-30"], utc=True
@@ -205,7 +205,7 @@ def uplift_result() -> TrainResult[UpliftModel]:
         )
         for a in ACTIONS
     }
-    relative = {(a, o): Share(-0.2 if a in helps else 0.0, 0.05) for a in ACTIONS for o in OUTCOMES}
+    relative = {(a, o): RelativeEffect(-0.2 if a in helps else 0.0, 0.05) for a in ACTIONS for o in OUTCOMES}
     average = {(a, o): Effect(-0.01, 0.005, -0.02, 0.0, 0.02, 400, 9_000) for a in ACTIONS for o in OUTCOMES}
     model = UpliftModel(
         "uplift", FEATURES, {"tier": TIERS}, list(ACTIONS), 90, {"churn": churn, "expansion": 0.1},

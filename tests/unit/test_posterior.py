@@ -8,7 +8,7 @@ import pytest
 
 from core.catalogue import ActionPrior, Belief
 from serving.ranking import chance_of, how_sure
-from training.causal.dr import Share
+from training.causal.doubly_robust import RelativeEffect
 from training.causal.posterior import LEARNT, Prior, pooled, posteriors, with_prior
 
 ACTIONS = 12
@@ -26,7 +26,10 @@ def _world(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def _posterior(estimate: np.ndarray, se: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     post = pooled(
-        {str(j): Share(float(e), float(s)) for j, (e, s) in enumerate(zip(estimate, se, strict=True))},
+        {
+            str(j): RelativeEffect(float(e), float(s))
+            for j, (e, s) in enumerate(zip(estimate, se, strict=True))
+        },
         "churn",
     )
     return (
@@ -66,8 +69,10 @@ def test_the_probability_of_helping_is_calibrated() -> None:
 
 def test_shrinkage_follows_precision() -> None:
     """A noisy estimate moves toward the others far more than a precise one that is as far out."""
-    shares = {f"a{j}": Share(-0.05, 0.05) for j in range(8)}
-    post = pooled(shares | {"precise": Share(-0.5, 0.05), "noisy": Share(-0.5, 0.5)}, "churn")
+    shares = {f"a{j}": RelativeEffect(-0.05, 0.05) for j in range(8)}
+    post = pooled(
+        shares | {"precise": RelativeEffect(-0.5, 0.05), "noisy": RelativeEffect(-0.5, 0.5)}, "churn"
+    )
     assert post["precise"].value < -0.4 and post["precise"].decided_by == "data"
     assert post["noisy"].value > -0.2 and post["noisy"].decided_by == "prior"
     assert post["precise"].prior.source == LEARNT
@@ -75,8 +80,11 @@ def test_shrinkage_follows_precision() -> None:
 
 def test_a_playbook_prior_decides_until_the_data_outweigh_it() -> None:
     prior = ActionPrior(source="save-desk pilot, 2024", churn=Belief(mean=-0.3, sd=0.1))
-    thin, rich = Share(0.2, 1.0), Share(0.0, 0.01)
-    others = {("training_session", "churn"): Share(-0.1, 0.1), ("in_app_nudge", "churn"): Share(0.0, 0.1)}
+    thin, rich = RelativeEffect(0.2, 1.0), RelativeEffect(0.0, 0.01)
+    others = {
+        ("training_session", "churn"): RelativeEffect(-0.1, 0.1),
+        ("in_app_nudge", "churn"): RelativeEffect(0.0, 0.1),
+    }
     for data, decided_by in ((thin, "prior"), (rich, "data")):
         post = posteriors(others | {("save_offer", "churn"): data}, {"save_offer": prior})
         saved = post[("save_offer", "churn")]
@@ -84,14 +92,14 @@ def test_a_playbook_prior_decides_until_the_data_outweigh_it() -> None:
         assert saved.decided_by == decided_by
     # the prior's outcome only: expansion is pooled
     pooled_too = posteriors(
-        {("save_offer", "expansion"): Share(0.1, 0.1), ("x", "expansion"): Share(0.0, 0.1)},
+        {("save_offer", "expansion"): RelativeEffect(0.1, 0.1), ("x", "expansion"): RelativeEffect(0.0, 0.1)},
         {"save_offer": prior},
     )
     assert pooled_too[("save_offer", "expansion")].prior.source == LEARNT
 
 
 def test_conjugate_posterior_matches_the_formula() -> None:
-    post = with_prior(Share(-0.2, 0.1), Prior(0.0, 0.1, LEARNT), "churn")
+    post = with_prior(RelativeEffect(-0.2, 0.1), Prior(0.0, 0.1, LEARNT), "churn")
     # equal precisions: the mean halfway, the variance halved
     assert post.value == pytest.approx(-0.1)
     assert post.se == pytest.approx(0.1 / np.sqrt(2))
@@ -99,22 +107,22 @@ def test_conjugate_posterior_matches_the_formula() -> None:
 
 
 def test_expansion_helps_upward() -> None:
-    post = pooled({"a": Share(0.3, 0.05), "b": Share(-0.3, 0.05)}, "expansion")
+    post = pooled({"a": RelativeEffect(0.3, 0.05), "b": RelativeEffect(-0.3, 0.05)}, "expansion")
     assert post["a"].p_helps > 0.99 and post["b"].p_helps < 0.01
 
 
 def test_the_words_say_how_sure_and_what_decided() -> None:
-    data = with_prior(Share(-0.3, 0.05), Prior(0.0, 1.0, LEARNT), "churn")
+    data = with_prior(RelativeEffect(-0.3, 0.05), Prior(0.0, 1.0, LEARNT), "churn")
     assert how_sure(data) == (
         "How sure: very likely to help, an over 99% chance it lowers churn risk; decided by mostly the data."
     )
-    pooled_in = with_prior(Share(-0.3, 1.0), Prior(-0.05, 0.05, LEARNT), "churn")
+    pooled_in = with_prior(RelativeEffect(-0.3, 1.0), Prior(-0.05, 0.05, LEARNT), "churn")
     assert "likely to help" in how_sure(pooled_in) and "mostly what the other actions show" in how_sure(
         pooled_in
     )
-    given = with_prior(Share(0.1, 1.0), Prior(-0.3, 0.1, "save-desk pilot, 2024"), "churn")
+    given = with_prior(RelativeEffect(0.1, 1.0), Prior(-0.3, 0.1, "save-desk pilot, 2024"), "churn")
     assert how_sure(given).endswith("decided by mostly the playbook's prior (save-desk pilot, 2024).")
-    doubt = with_prior(Share(0.0, 0.1), Prior(0.0, 1.0, LEARNT), "churn")
+    doubt = with_prior(RelativeEffect(0.0, 0.1), Prior(0.0, 1.0, LEARNT), "churn")
     assert "a toss-up to help, a 50% chance" in how_sure(doubt)
     assert [chance_of(p) for p in (0.87, 0.8, 0.11, 0.18, 0.08, 0.5, 0.999, 0.001)] == [
         "an 87%", "an 80%", "an 11%", "an 18%", "an 8%", "a 50%", "an over 99%", "an under 1%"

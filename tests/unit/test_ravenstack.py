@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, Tier
-from ingest import IngestSummary, ingest_path
+from ingest.run import IngestSummary, ingest_path
 from store.delta import Store
 from tests.support.services import unavailable
 

@@ -62,7 +62,7 @@ def test_the_model_carries_the_modules_unpickling_imports_and_nothing_above_them
     needed = {"registry.pyfunc", "training.artifact", "training.causal.uplift", "core.contract"}
     parents = {"registry", "training", "training.causal", "core", "features"}
     assert needed | parents <= set(code.modules)
-    unneeded = ("serving", "retain", "products", "store", "simulate", "training.pipeline", "features.build")
+    unneeded = ("serving", "retain", "products", "store", "simulate", "training.run", "features.run")
     assert not [m for m in code.modules if m.startswith(unneeded)]
     assert code.imports == DISTRIBUTIONS.keys()
 

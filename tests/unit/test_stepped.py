@@ -16,7 +16,7 @@ import pytest
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA
 from core.errors import RetainError
-from ingest import ingest_path
+from ingest.run import ingest_path
 from simulate import Drift, PlanSchedule, SimConfig, simulate_to
 from simulate.stepped import Increment, SteppedSimulation
 from store.delta import Store

@@ -147,7 +147,7 @@ def test_compact_folds_small_files_into_one_and_keeps_the_rows(tmp_path: Path) -
     store.write("scores", rows("g"), "append", "write g")
     swept = store.compact("scores", retention_hours=0)
     assert swept is not None
-    # vacuumed: the six files the first compaction folded, and the two folded now
+    # vacuumed: the six files the first compaction rewrote, and the two rewritten now
     assert (swept.files_before, swept.files_after, swept.files_vacuumed) == (2, 1, 8)
     assert ids(store) == list("abcdefg")
     delta = store.delta("scores")

@@ -19,7 +19,7 @@ from training.calibration import fit_calibrator
 from training.config import TrainConfig
 from training.crossval import calibrate_out_of_fold, cv_folds, tune_cv
 from training.logodds import expit
-from training.pipeline import train_table
+from training.run import train_table
 
 BUDGET = 6.0
 #: each region's churn log-odds: no order of the names sorts them, so a split on codes would need many cuts

@@ -16,7 +16,7 @@ from core.value import expected_values
 from products.plan import Week, make_plan
 from registry.models import VersionInfo
 from store.plan_table import CHOSEN, EXPLORE, HELD_OUT
-from training.causal.dr import Effect, Share
+from training.causal.doubly_robust import Effect, RelativeEffect
 from training.causal.posterior import Posterior, Prior
 from training.causal.thompson import best_chances, explore
 from training.causal.uplift import OUTCOMES, Inputs, Overlap, UpliftModel
@@ -35,8 +35,8 @@ RISK = 0.2
 def model() -> UpliftModel:
     """An uplift model whose churn shares are known, with no effect on expansion."""
     overlap = Overlap(400, 10, 95.0, 0.0, {}, 40.0)
-    relative = {(a, "churn"): Share(*SHARES[a]) for a in ACTIONS} | {
-        (a, "expansion"): Share(0.0, 0.0) for a in ACTIONS
+    relative = {(a, "churn"): RelativeEffect(*SHARES[a]) for a in ACTIONS} | {
+        (a, "expansion"): RelativeEffect(0.0, 0.0) for a in ACTIONS
     }
     average = {(a, o): Effect(-0.01, 0.005, -0.02, 0.0, 0.0, 400, 9_000) for a in ACTIONS for o in OUTCOMES}
     overlaps = {a: overlap for a in ACTIONS}
@@ -47,7 +47,7 @@ def model() -> UpliftModel:
     return uplift
 
 
-def _exact(share: Share) -> Posterior:
+def _exact(share: RelativeEffect) -> Posterior:
     """The share itself as the posterior: the test knows each action's distribution exactly."""
     return Posterior(share.value, share.se, 0.5, share, Prior(0.0, 1.0, "the test"), 1.0)
 

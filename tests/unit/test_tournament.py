@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.learners import BandShares
 from training.causal.tournament import BANDS, DR_LEARNER, POOLED, Entry, compete, critical_z, winning_learner
 from training.logodds import expit
@@ -31,7 +31,7 @@ def _entry(seed: int, heterogeneous: bool, accounts: int = ACCOUNTS) -> Entry:
     churned = (rng.uniform(size=n) < base + treated * effect).astype(float)
     mu0, mu1 = base, base + effect
     psi = mu1 - mu0 + treated * (churned - mu1) / e - (1 - treated) * (churned - mu0) / (1 - e)
-    x = dr.Matrix(
+    x = doubly_robust.Matrix(
         np.column_stack([signal, band, rng.normal(0, 1, n)]), ["signal", "health_band", "noise"], [1]
     )
     return Entry(x, psi, e * (1 - e), base, groups)

@@ -38,7 +38,7 @@ from training.dataset import (
 from training.evaluate import top_share
 from training.hazard import interval_log_odds, person_periods
 from training.labels import label_frame
-from training.pipeline import fit_and_evaluate, train_model, train_table
+from training.run import fit_and_evaluate, train_model, train_table
 
 HORIZON = 90
 #: a small budget: the whole file runs in a few minutes on 2 cores

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from core.catalogue import ACTIONS
-from training.causal import dr, policy, recency
+from training.causal import doubly_robust, policy, recency
 from training.causal.uplift import UpliftModel, uplift_from_shares
 
 #: folds of `fitted_ceiling`: each account's fit comes from a model that never saw the account
@@ -60,7 +60,7 @@ def ceilings(
 
 
 def fitted_ceiling(
-    true: np.ndarray, offer: policy.Offer, x: dr.Matrix, groups: np.ndarray, budget: int
+    true: np.ndarray, offer: policy.Offer, x: doubly_robust.Matrix, groups: np.ndarray, budget: int
 ) -> float:
     """Churn averted by a ranking fitted to the true effects themselves: per action, a LightGBM regression
     of every eligible row's true effect on the model's features, cross-fitted across accounts.
@@ -69,11 +69,13 @@ def fitted_ceiling(
     (a row shows one 0/1 outcome, under one action): between it and the uplift ranking lies what noisy
     outcomes cost; between it and the oracle, what the features cannot tell."""
     fitted = np.zeros_like(true)
-    splits = dr.folds(groups, FIT_FOLDS, seed=0)
+    splits = doubly_robust.folds(groups, FIT_FOLDS, seed=0)
     for j in range(true.shape[1]):
         for fold, (fit_rows, predict_rows) in enumerate(splits):
-            model = dr.fit_regression(x, fit_rows[offer.eligible[fit_rows, j]], true[:, j], fold, threads=1)
-            fitted[predict_rows, j] = dr.predict(model, x, predict_rows)
+            model = doubly_robust.fit_regression(
+                x, fit_rows[offer.eligible[fit_rows, j]], true[:, j], fold, threads=1
+            )
+            fitted[predict_rows, j] = doubly_robust.predict(model, x, predict_rows)
     return policy.true_value(true, *policy.choose(-fitted, offer, budget))
 
 
@@ -128,8 +130,9 @@ def policy_values(
     The truth's effects are against no action at all, while the team goes on acting: `taken_anyway_share`
     is the part of each policy's value on (row, action) pairs the team took within the horizon anyway, value
     the data, which compare an action this week with the usual course, credit only through the shares'
-    scaling to never acting (`dr.Share.against_never_acting`). `peers` are other rankings judged alike: each
-    maps the judged rows to their (rows, actions) changes in churn probability, in `model.actions` order."""
+    scaling to never acting (`RelativeEffect.against_never_acting`). `peers` are other rankings judged
+    alike: each maps the judged rows to their (rows, actions) changes in churn probability, in
+    `model.actions` order."""
     kept = rows.iloc[truth.index].reset_index(drop=True)
     last = recency.last_taken(kept, interventions)
     kept = recency.with_recency(kept, last)
@@ -154,7 +157,7 @@ def policy_values(
         ses = np.array([model.relative[(a, "churn")].se for a in model.actions])
         shares = true_shares(truth, p_churn)[list(model.actions)].to_numpy()
         values |= noise_budget(true, offer, shares, ses, risk, budget)
-        x = dr.Matrix.of(kept, model.features, model.categories)
+        x = doubly_robust.Matrix.of(kept, model.features, model.categories)
         values["true_effect_fit"] = fitted_ceiling(true, offer, x, kept["account_id"].to_numpy(), budget)
     oracle = values["oracle"]
     return {

@@ -3,7 +3,7 @@ fitted fold by fold on local processes or Spark's executors (`Workers`), with a 
 
 An outcome's baseline E[Y | x] does not depend on the treatment, so one fit per fold serves every
 action. Every treatment's propensity over the same rows uses the same folds and held-out accounts, so one
-task fits a fold for a group of treatments on datasets binned once (`dr.PropensityFold`). The results
+task fits a fold for a group of treatments on datasets binned once (`PropensityFold`). The results
 equal fitting each treatment alone, in any order and in any number of processes.
 
 With a `cache` folder, a sample's out-of-fold predictions are kept under a digest of everything they
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from core.files import atomic_path, keep_newest
 from core.parallel import Workers, side_by_side
 from store.delta import Store
-from training.causal import dr
+from training.causal import doubly_robust
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
 
@@ -35,9 +35,9 @@ Splits = list[tuple[np.ndarray, np.ndarray]]
 @dataclass(frozen=True)
 class Sample:
     """Rows to cross-fit on: their covariates, folds and groups, the 0/1 outcomes whose baseline to fit
-    and the treatments whose targeted propensity to fit (`dr.targeted`), as labels over the rows."""
+    and the treatments whose targeted propensity to fit (`targeted`), as labels over the rows."""
 
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     splits: Splits
     groups: np.ndarray
     seed: int
@@ -85,7 +85,7 @@ def _tasks(samples: list[Sample], chunks: int, threads: int) -> Iterator[_Task]:
                     s.seed + fold,
                     threads,
                 )
-                yield _Task(i, "targeted", list(group), predict_rows, dr.fold_propensities, args)
+                yield _Task(i, "targeted", list(group), predict_rows, doubly_robust.fold_propensities, args)
     for i, s in enumerate(samples):
         for name, label in s.outcomes.items():
             for fold, (fit_rows, predict_rows) in enumerate(s.splits):
@@ -97,11 +97,11 @@ def _tasks(samples: list[Sample], chunks: int, threads: int) -> Iterator[_Task]:
 
 
 def _fold_baseline(*args: Any) -> list[np.ndarray]:
-    return [dr.fold_baseline(*args)]
+    return [doubly_robust.fold_baseline(*args)]
 
 
 def _whole_baseline(*args: Any) -> list[lgb.Booster | float]:
-    return [dr.fit_baseline(*args)]
+    return [doubly_robust.fit_baseline(*args)]
 
 
 def _run(number: int, task: _Task) -> tuple[int, list[Any]]:
@@ -122,8 +122,15 @@ def crossfit_cache(store: Store) -> Path:
 def _digest(sample: Sample, threads: int) -> str:
     """Everything a sample's out-of-fold fits depend on, hashed: inputs, settings and the fitting code."""
     h = hashlib.sha256()
-    code = (Path(dr.__file__).read_bytes(), Path(__file__).read_bytes(), lgb.__version__.encode())
-    settings = repr((dr.NUISANCE_PARAMS, dr.BASELINE_PARAMS, dr.NUISANCE_ROUNDS, dr.BASELINE_ROUNDS))
+    code = (Path(doubly_robust.__file__).read_bytes(), Path(__file__).read_bytes(), lgb.__version__.encode())
+    settings = repr(
+        (
+            doubly_robust.NUISANCE_PARAMS,
+            doubly_robust.BASELINE_PARAMS,
+            doubly_robust.NUISANCE_ROUNDS,
+            doubly_robust.BASELINE_ROUNDS,
+        )
+    )
     for part in (*code, settings.encode(), repr((sample.x.columns, sample.x.categorical)).encode()):
         h.update(part)
     arrays = [

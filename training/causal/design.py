@@ -32,9 +32,9 @@ from core.contract import HOLDOUT
 from core.errors import RetainError
 from core.files import atomic_path, keep_newest
 from core.settings import Settings
-from features.build import build_feature_table, register_store
 from features.definitions import KEYS
 from features.playbook_file import store_playbook
+from features.run import build_feature_table, register_store
 from features.stored import INPUTS
 from store.delta import Store
 from training.causal import recency
@@ -70,7 +70,7 @@ class Design:
     last_taken: dict[str, np.ndarray]
     #: action -> the share of the horizon still ahead when it was first taken from the cutoff on (0 where it
     #: was not taken within the horizon; `recency.horizon_left`): whether, and how soon, an untreated row's
-    #: account got the action later anyway (`dr.control_treated_later`)
+    #: account got the action later anyway (`doubly_robust.control_treated_later`)
     horizon_left: dict[str, np.ndarray]
     #: which rows' accounts were held out at their cutoff, and how long after a holdout draw each row is
     holdout: HoldoutWeeks

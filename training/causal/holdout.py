@@ -25,7 +25,7 @@ import pandas as pd
 
 from core.contract import HOLDOUT
 from core.parallel import Workers
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.crossfit import Sample, fit_side_by_side
 from training.columns import design_columns
 
@@ -72,7 +72,7 @@ class ProgramEffect:
     own rate, which is the outcome's level without the course."""
 
     outcome: str
-    effect: dr.Effect
+    effect: doubly_robust.Effect
     #: the outcome's rate among the held-out weeks: the level the course's effect is a change of
     never_rate: float
     held_weeks: int
@@ -124,7 +124,7 @@ def program_effect(
     residual = y[rows] - baseline[rows]
     e = float(usual.mean())
     psi = usual * residual / e - (1 - usual) * residual / (1.0 - e)
-    effect = dr.average_effect(psi, usual, y[rows], groups[rows])
+    effect = doubly_robust.average_effect(psi, usual, y[rows], groups[rows])
     return ProgramEffect(
         outcome=outcome,
         effect=effect,
@@ -155,8 +155,8 @@ def design_program_effects(
     accounts = rows["account_id"].to_numpy()
     groups = np.unique(accounts, return_inverse=True)[1]
     sample = Sample(
-        dr.Matrix.of(rows, features, categories),
-        dr.folds(accounts, folds, seed),
+        doubly_robust.Matrix.of(rows, features, categories),
+        doubly_robust.folds(accounts, folds, seed),
         groups,
         seed,
         outcomes=dict(outcomes),

@@ -13,7 +13,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from training.causal.dr import NUISANCE_PARAMS
+from training.causal.doubly_robust import NUISANCE_PARAMS
 
 #: the DR-learner's second stage: small, heavily regularised trees on every design row, weighted by
 #: e (1 - e) as the share is, since a pseudo-outcome's variance grows as 1 / e
@@ -37,7 +37,7 @@ class BandShares:
     shares: dict[str, float]
     fallback: float
     #: what turns a change against the usual course into one against never acting, as the share's
-    #: (`dr.Share.against_never_acting`)
+    #: (`RelativeEffect.against_never_acting`)
     scale: float = 1.0
 
     def change(self, values: np.ndarray, risk: np.ndarray) -> np.ndarray:

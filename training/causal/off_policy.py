@@ -24,9 +24,9 @@ import pandas as pd
 from core.settings import Settings
 from features.playbook_file import store_playbook
 from store.delta import Store
-from training.causal import dr, policy
+from training.causal import doubly_robust, policy
 from training.causal.design import Design, store_design
-from training.causal.train import CrossFit
+from training.causal.run import CrossFit
 from training.causal.uplift import UpliftModel
 from training.config import UpliftConfig
 
@@ -72,7 +72,7 @@ def evaluation_weeks(
     psi = np.empty((len(design.rows), len(actions)))
     for j, action in enumerate(actions):
         nuisance = fit.nuisance(action, "churn")
-        psi[:, j] = dr.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
+        psi[:, j] = doubly_robust.pseudo_outcomes(design.treated[action], design.outcomes["churn"], nuisance)
     verdicts = policy.at_cutoffs(design.rows, design.last_taken, store_playbook(store, settings))
     offer = policy.Offer.of(design.rows, verdicts, actions, design.actions)
     budget = max(1, round(config.budget_share * len(design.rows)))
@@ -155,13 +155,20 @@ def estimate(
     """`name`'s chosen (rows, offer columns) judged by DR and by self-normalised IPW, with 95% intervals."""
     averted = _averted(weeks, rows, columns)
     total = float(averted.sum())
-    se = dr.clustered_norm(averted - averted.mean(), weeks.groups)
+    se = doubly_robust.clustered_norm(averted - averted.mean(), weeks.groups)
     ones = np.ones(len(weeks.rows))
     snipw = _snipw(weeks, rows, columns, ones)
     _, codes = np.unique(weeks.groups, return_inverse=True)
     rng = np.random.default_rng(seed)
-    draws = [_snipw(weeks, rows, columns, dr.resampled_accounts(codes, rng)) for _ in range(DRAWS)]
+    draws = [_snipw(weeks, rows, columns, doubly_robust.resampled_accounts(codes, rng)) for _ in range(DRAWS)]
     low, high = np.nanpercentile(draws, [2.5, 97.5]) if len(rows) else (np.nan, np.nan)
     return PolicyEstimate(
-        name, len(rows), total, total - dr.Z95 * se, total + dr.Z95 * se, snipw, float(low), float(high)
+        name,
+        len(rows),
+        total,
+        total - doubly_robust.Z95 * se,
+        total + doubly_robust.Z95 * se,
+        snipw,
+        float(low),
+        float(high),
     )

@@ -27,7 +27,7 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-from training.causal.dr import Z95, Share
+from training.causal.doubly_robust import Z95, RelativeEffect
 
 #: points of the grid over the prior's spread tau
 TAU_GRID = 400
@@ -71,14 +71,14 @@ class Prior:
 
 @dataclass(frozen=True)
 class Posterior:
-    """An action's share of an outcome's baseline probability after the data: the `Share` that ranks it."""
+    """An action's share of an outcome's baseline probability after the data: what ranks it."""
 
     value: float
     se: float
     #: P(the action helps): its churn share below 0, or its expansion share above 0
     p_helps: float
     #: the data's own estimate, before pooling
-    estimate: Share
+    estimate: RelativeEffect
     prior: Prior
     #: how much of the posterior mean the data carry (0: all prior, 1: all data): the prior's variance over
     #: the sum of it and the estimate's (for a pooled share, averaged over the prior's spread)
@@ -118,7 +118,7 @@ def _p_helps(mean: np.ndarray, sd: np.ndarray, sign: float) -> np.ndarray:
     return _normal_cdf(sign * mean / np.maximum(sd, 1e-12))
 
 
-def with_prior(estimate: Share, prior: Prior, outcome: str) -> Posterior:
+def with_prior(estimate: RelativeEffect, prior: Prior, outcome: str) -> Posterior:
     """The conjugate normal posterior of one share under a given prior."""
     precision = 1.0 / prior.sd**2 + 1.0 / max(estimate.se, 1e-12) ** 2
     weight = (1.0 / max(estimate.se, 1e-12) ** 2) / precision
@@ -128,7 +128,7 @@ def with_prior(estimate: Share, prior: Prior, outcome: str) -> Posterior:
     return Posterior(float(mean), sd, p, estimate, prior, float(weight))
 
 
-def pooled(estimates: Mapping[str, Share], outcome: str) -> dict[str, Posterior]:
+def pooled(estimates: Mapping[str, RelativeEffect], outcome: str) -> dict[str, Posterior]:
     """The hierarchical posterior of each action's share (module docstring), mu and tau integrated out.
 
     Given tau, mu's posterior is normal with mean mu_hat = sum(e_j / V_j) / sum(1 / V_j) and variance
@@ -164,13 +164,13 @@ def pooled(estimates: Mapping[str, Share], outcome: str) -> dict[str, Posterior]
 
 
 def posteriors(
-    estimates: Mapping[tuple[str, str], Share], priors: Mapping[str, GivenPrior | None]
+    estimates: Mapping[tuple[str, str], RelativeEffect], priors: Mapping[str, GivenPrior | None]
 ) -> dict[tuple[str, str], Posterior]:
     """Every (action, outcome) share's posterior: under the playbook's prior where `priors` gives one for
     that outcome, otherwise pooled with the outcome's other actions (`pooled`)."""
     out: dict[tuple[str, str], Posterior] = {}
     for outcome in sorted({o for _, o in estimates}):
-        free: dict[str, Share] = {}
+        free: dict[str, RelativeEffect] = {}
         for (action, o), share in estimates.items():
             if o != outcome:
                 continue

@@ -2,7 +2,7 @@
 who gains from it, beside a random ranking, with bootstrap intervals over accounts.
 
 No row shows its own effect (an account is treated or not), so each row's gain is its cross-fitted doubly
-robust pseudo-outcome (`dr.pseudo_outcomes`), whose mean over any set of rows estimates that set's average
+robust pseudo-outcome (`pseudo_outcomes`), whose mean over any set of rows estimates that set's average
 effect. Ranking rows best first, the curve at k is the summed gain of the first k rows; a random ranking's
 curve is the straight line to the same total. The AUUC is the curve's mean height per row treated; the Qini
 coefficient is the model's AUUC less the random one's, so 0 means the ranking sorts no better than chance
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.causal.dr import Z95, resampled_accounts
+from training.causal.doubly_robust import Z95, resampled_accounts
 
 #: bootstrap draws of the accounts for each interval
 DRAWS = 200

@@ -4,7 +4,7 @@ the covariates and the propensity at the window's start.
 
 In the weekly design "not this week" mostly means "a few weeks later, still before the renewal", which is
 worth as much: the weekly contrast is small and noisy, and scaling it to never acting divides by the small
-difference in how often the action came at all (`dr.Share.against_never_acting`). Per renewal the
+difference in how often the action came at all (`RelativeEffect.against_never_acting`). Per renewal the
 question is the one the renewal settles, taken before it or not at all, so the estimate is against never
 acting as it stands.
 
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from training.causal import dr, recency
+from training.causal import doubly_robust, recency
 from training.causal.design import WEEK, Design
 
 #: how close to its renewal the built-in playbook's QBR / ROI review is triggered (days): a take this close
@@ -70,15 +70,15 @@ class RenewalFit:
     per outcome, the average effect and the effect as a share of the outcome's baseline probability at the
     window's start, against never acting; the propensities of every renewal, and which were kept."""
 
-    average: dict[str, dr.Effect]
-    relative: dict[str, dr.Share]
+    average: dict[str, doubly_robust.Effect]
+    relative: dict[str, doubly_robust.RelativeEffect]
     propensity: np.ndarray
     kept: np.ndarray
 
 
 def fit_renewal(
     renewals: RenewalRows,
-    x: dr.Matrix,
+    x: doubly_robust.Matrix,
     outcomes: dict[str, np.ndarray],
     groups: np.ndarray,
     *,
@@ -93,20 +93,20 @@ def fit_renewal(
     x = x.take(renewals.rows)
     groups = groups[renewals.rows]
     t = renewals.treated
-    splits = dr.folds(groups, folds, seed)
+    splits = doubly_robust.folds(groups, folds, seed)
     none = np.zeros(len(t))
-    propensity, clipped = dr.fit_propensity(
+    propensity, clipped = doubly_robust.fit_propensity(
         x, t, none.astype(np.int8), none, splits, groups, clip=clip, seed=seed, threads=threads
     )
     kept = (propensity >= TRIM) & (propensity <= 1.0 - TRIM)
     average, relative = {}, {}
     for outcome, values in outcomes.items():
         y = values[renewals.rows]
-        baseline = dr.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
-        mu0, mu1 = dr.fit_outcomes(t, y, splits, baseline, propensity)
-        nuisance = dr.Nuisance(mu0[kept], mu1[kept], propensity[kept], clipped[kept])
-        psi = dr.pseudo_outcomes(t[kept], y[kept], nuisance)
-        average[outcome], relative[outcome] = dr.effect_and_share(
+        baseline = doubly_robust.out_of_fold_baseline(x, y, splits, seed=seed, threads=threads)
+        mu0, mu1 = doubly_robust.fit_outcomes(t, y, splits, baseline, propensity)
+        nuisance = doubly_robust.Nuisance(mu0[kept], mu1[kept], propensity[kept], clipped[kept])
+        psi = doubly_robust.pseudo_outcomes(t[kept], y[kept], nuisance)
+        average[outcome], relative[outcome] = doubly_robust.effect_and_share(
             psi, t[kept], y[kept], nuisance, baseline[kept], groups[kept]
         )
     return RenewalFit(average, relative, propensity, kept)

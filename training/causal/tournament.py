@@ -26,7 +26,7 @@ from statistics import NormalDist
 import lightgbm as lgb
 import numpy as np
 
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.learners import SECOND_STAGE, SECOND_STAGE_ROUNDS, BandShares, DrLearner, Learner
 from training.causal.posterior import pooled
 
@@ -57,7 +57,7 @@ class Standing:
     margin: float
     se: float
     #: the standard errors a challenger had to beat the pooled share by
-    critical: float = dr.Z95
+    critical: float = doubly_robust.Z95
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -75,14 +75,16 @@ class Entry:
     """What every entrant of one action sees: the rows' encoded features, the pseudo-outcomes on churn,
     their weights e (1 - e), the out-of-fold baseline risk and the accounts."""
 
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     psi: np.ndarray
     weight: np.ndarray
     baseline: np.ndarray
     groups: np.ndarray
 
-    def share(self, rows: np.ndarray) -> dr.Share:
-        return dr.relative_effect(self.psi[rows], self.baseline[rows], self.weight[rows], self.groups[rows])
+    def share(self, rows: np.ndarray) -> doubly_robust.RelativeEffect:
+        return doubly_robust.relative_effect(
+            self.psi[rows], self.baseline[rows], self.weight[rows], self.groups[rows]
+        )
 
 
 def _pooled_share(entry: Entry, rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -123,13 +125,13 @@ def compete(
     budget_share: float,
     seed: int,
     threads: int = 1,
-    critical: float = dr.Z95,
+    critical: float = doubly_robust.Z95,
 ) -> Standing:
     """The action's tournament (module docstring); `levels` are the health band's (None: no band entrant);
     a challenger must beat the pooled share by `critical` standard errors (`critical_z`)."""
     n = len(entry.psi)
     predicted = {name: np.zeros(n) for name in ENTRANTS if name != BANDS or levels is not None}
-    for fold, (fit_rows, out) in enumerate(dr.folds(entry.groups, FOLDS, seed)):
+    for fold, (fit_rows, out) in enumerate(doubly_robust.folds(entry.groups, FOLDS, seed)):
         predicted[POOLED][out] = _pooled_share(entry, fit_rows)(out)
         if levels is not None:
             predicted[BANDS][out] = band_shares(entry, fit_rows, levels).change(
@@ -148,7 +150,9 @@ def compete(
     def margin(name: str, over: str) -> tuple[float, float]:
         """`name`'s value less `over`'s, with the difference's account-clustered standard error."""
         difference = averted[name] - averted[over]
-        return float(difference.sum()), dr.clustered_norm(difference - difference.mean(), entry.groups)
+        return float(difference.sum()), doubly_robust.clustered_norm(
+            difference - difference.mean(), entry.groups
+        )
 
     beyond = {name: margin(name, POOLED) for name in values if name != POOLED}
     winners = [name for name, (gain, se) in beyond.items() if gain > critical * se]

@@ -1,15 +1,15 @@
 """The uplift model: per catalogue action, the predicted change in 90-day churn and expansion probability
 if the action is taken now rather than not at all within the horizon, from DR-learners over one design.
 
-Each (action, outcome) effect is a share of the outcome's baseline probability (`dr.relative_effect`):
+Each (action, outcome) effect is a share of the outcome's baseline probability (`relative_effect`):
 a training session that removes a fifth of the churn risk is worth four points to an account at 20% and
 0.4 of a point to one at 2%. The share is the slope of cross-fitted DR pseudo-outcomes on the
 cross-fitted baseline, weighted by e(1 - e): a pseudo-outcome's variance grows as 1/e, so the rows the
 experiment arm drew at a propensity of a few per thousand would otherwise drown the signal the targeted
 arms carry. The weekly data compare acting this week with the team's usual course, which often takes the
 action a few weeks later anyway; each share is scaled to one against never acting
-(`dr.Share.against_never_acting`, over `Overlap.worth_taken_later`), what a plan that is the team's course
-decides between. An action whose worth settles at the renewal takes its shares from one row per renewal
+(`RelativeEffect.against_never_acting`, over `Overlap.worth_taken_later`), what a plan that is the team's
+course decides between. An action whose worth settles at the renewal takes its shares from one row per renewal
 instead (`renewal`), which compares with never acting as it stands. An action whose treated rows are worth
 too few effective rows (`Overlap.poor`) is not trusted: serving ranks it by the rules.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from training.artifact import Rows, encode
-from training.causal.dr import Z95, Effect, Matrix, Share, predict
+from training.causal.doubly_robust import Z95, Effect, Matrix, RelativeEffect, predict
 from training.causal.learners import Learner
 from training.causal.posterior import Posterior, posteriors
 from training.causal.qini import Qini
@@ -44,7 +44,7 @@ class Overlap:
     clipped_share: float
     propensity_quantiles: dict[str, float]
     min_effective: float
-    #: `dr.control_treated_later`: how far "not this week" meant "a few weeks later" (None: not measured)
+    #: `control_treated_later`: how far "not this week" meant "a few weeks later" (None: not measured)
     control_treated_later: float | None = None
     #: the same over the share of the horizon each later take had left (`recency.horizon_left`): how much of
     #: the action's time to work within the horizon the usual course gave comparable weeks anyway
@@ -62,7 +62,7 @@ class Overlap:
     @property
     def worth_taken_later(self) -> float | None:
         """How much of the action's worth the usual course gave comparable untreated weeks anyway, what each
-        weekly share is scaled to never acting by (`dr.Share.against_never_acting`): for an action that
+        weekly share is scaled to never acting by (`RelativeEffect.against_never_acting`): for an action that
         settles at the renewal, how often they got it later at all; for one whose effect accrues while it
         works, the share of the horizon their later takes had left. None for the renewal design, which
         compares with never acting already."""
@@ -111,7 +111,7 @@ class UpliftModel:
     #: outcome -> the outcome's baseline model over the features (fitted on every design row)
     baselines: dict[str, lgb.Booster | float]
     #: (action, outcome) -> the action's effect as a share of the outcome's baseline probability
-    relative: dict[tuple[str, str], Share]
+    relative: dict[tuple[str, str], RelativeEffect]
     overlap: dict[str, Overlap]
     average: dict[tuple[str, str], Effect]
     kind: str = "uplift"
@@ -148,7 +148,7 @@ class UpliftModel:
         """Whether every effect is held as this code reads it: a model pickled by an earlier Retain (effect
         trees, or shares without standard errors) unpickles, then fails on its first ranking."""
         relative = self.__dict__.get("relative", {})
-        return all(isinstance(relative.get((a, o)), Share) for a in self.actions for o in OUTCOMES)
+        return all(isinstance(relative.get((a, o)), RelativeEffect) for a in self.actions for o in OUTCOMES)
 
     def shows_benefit(self, action: str) -> bool:
         """Whether the evidence shows that the action helps: its posterior churn share's 95% interval lies

@@ -9,8 +9,8 @@ from rich.console import Group, RenderableType
 from retain.cli.summaries.common import alerted, count, plain_table
 
 if TYPE_CHECKING:
-    from features.build import FeatureBuild
-    from ingest import IngestSummary
+    from features.run import FeatureBuild
+    from ingest.run import IngestSummary
     from simulate import Simulation
 
 

@@ -10,8 +10,8 @@ from retain.cli.summaries.common import count, plain_table
 
 if TYPE_CHECKING:
     from ingest.migrate import Migration
-    from products.upkeep import Compaction
     from products.upkeep.check import StoreCheck
+    from products.upkeep.run import Compaction
     from store.delta import Commit
 
 
@@ -25,11 +25,11 @@ def store_checked(c: StoreCheck) -> RenderableType:
 
 
 def compacted(c: Compaction) -> RenderableType:
-    folded = c.folded
+    merged = c.merged
     lines: list[RenderableType] = [
-        f"Folded {count(folded.pending)} actions recorded through the API into the store "
-        f"({count(folded.added)} new)"
-        + (f", interventions v{folded.version}" if folded.version is not None else ""),
+        f"Merged {count(merged.pending)} actions recorded through the API into the store "
+        f"({count(merged.added)} new)"
+        + (f", interventions v{merged.version}" if merged.version is not None else ""),
         plain_table(
             "Compacted",
             ["table", "version", "files before", "files after", "files vacuumed"],

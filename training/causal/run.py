@@ -19,7 +19,7 @@ from core.settings import Settings
 from features.definitions import KEYS
 from features.stored import read_features
 from store.delta import Store
-from training.causal import against_truth, dr, tournament
+from training.causal import against_truth, doubly_robust, tournament
 from training.causal.crossfit import Sample, crossfit_cache, fit_side_by_side
 from training.causal.design import Design, read_interventions, store_design
 from training.causal.holdout import design_program_effects
@@ -47,14 +47,14 @@ def _overlap(
     return Overlap(
         n_treated=int(treated.sum()),
         n_randomised=int(design.randomised[action].sum()),
-        effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
+        effective_treated=doubly_robust.effective_sample_size(1.0 / propensity[treated]),
         clipped_share=float(clipped.mean()),
         propensity_quantiles=_quantiles(propensity),
         min_effective=config.min_effective_treated,
-        control_treated_later=dr.control_treated_later(
+        control_treated_later=doubly_robust.control_treated_later(
             design.treated[action], design.taken_later(action), propensity
         ),
-        control_horizon_later=dr.control_treated_later(
+        control_horizon_later=doubly_robust.control_treated_later(
             design.treated[action], design.horizon_left[action], propensity
         ),
         settles_at_renewal=design.actions[action].settles_at_renewal,
@@ -68,7 +68,7 @@ def _renewal_overlap(renewals: RenewalRows, fitted: RenewalFit, config: UpliftCo
     return Overlap(
         n_treated=int(treated.sum()),
         n_randomised=0,
-        effective_treated=dr.effective_sample_size(1.0 / propensity[treated]),
+        effective_treated=doubly_robust.effective_sample_size(1.0 / propensity[treated]),
         clipped_share=float(1.0 - fitted.kept.mean()),
         propensity_quantiles=_quantiles(propensity),
         min_effective=config.min_effective_treated,
@@ -109,7 +109,7 @@ class CrossFit:
     design: Design
     features: list[str]
     categories: dict[str, list[str]]
-    x: dr.Matrix
+    x: doubly_robust.Matrix
     splits: list[tuple[np.ndarray, np.ndarray]]
     baseline: dict[str, np.ndarray]
     propensities: dict[str, tuple[np.ndarray, np.ndarray]]
@@ -129,37 +129,39 @@ class CrossFit:
         """The shared fits over `design`, on `workers` (default: `config.jobs` local processes)."""
         seed = int(config.seed or 0)
         features, categories = design_columns(design.rows)
-        x = dr.Matrix.of(design.rows, features, categories)
-        splits = dr.folds(design.groups, config.folds, seed)
+        x = doubly_robust.Matrix.of(design.rows, features, categories)
+        splits = doubly_robust.folds(design.groups, config.folds, seed)
         sample = Sample(
             x,
             splits,
             np.unique(design.groups, return_inverse=True)[1],  # integer codes: the same folds, no text sorts
             seed,
             outcomes={o: design.outcomes[o] for o in outcomes},
-            treatments={a: dr.targeted(design.treated[a], design.randomised[a]) for a in design.actions},
+            treatments={
+                a: doubly_robust.targeted(design.treated[a], design.randomised[a]) for a in design.actions
+            },
             whole_baselines=whole,
         )
         on = workers or Workers(config.resolved_jobs)
         (fitted,) = fit_side_by_side([sample], workers=on, threads=config.threads, desc="uplift", cache=cache)
         propensities = {
-            a: dr.with_known(fitted.targeted[a], design.known_propensity[a], config.clip)
+            a: doubly_robust.with_known(fitted.targeted[a], design.known_propensity[a], config.clip)
             for a in design.actions
         }
         return CrossFit(
             design, features, categories, x, splits, fitted.baseline, propensities, fitted.whole_baselines
         )
 
-    def nuisance(self, action: str, outcome: str) -> dr.Nuisance:
+    def nuisance(self, action: str, outcome: str) -> doubly_robust.Nuisance:
         propensity, clipped = self.propensities[action]
-        mu0, mu1 = dr.fit_outcomes(
+        mu0, mu1 = doubly_robust.fit_outcomes(
             self.design.treated[action],
             self.design.outcomes[outcome],
             self.splits,
             self.baseline[outcome],
             propensity,
         )
-        return dr.Nuisance(mu0, mu1, propensity, clipped)
+        return doubly_robust.Nuisance(mu0, mu1, propensity, clipped)
 
 
 def fit_uplift(
@@ -177,18 +179,18 @@ def fit_uplift(
     the usual course."""
     design = design.usual_course()
     fit = CrossFit.of(design, config, whole=True, cache=cache, workers=workers)
-    relative: dict[tuple[str, str], dr.Share] = {}
-    average: dict[tuple[str, str], dr.Effect] = {}
+    relative: dict[tuple[str, str], doubly_robust.RelativeEffect] = {}
+    average: dict[tuple[str, str], doubly_robust.Effect] = {}
     overlap: dict[str, Overlap] = {}
     psi: dict[tuple[str, str], np.ndarray] = {}
     for action in design.actions:
-        weekly: dict[str, dr.Share] = {}
+        weekly: dict[str, doubly_robust.RelativeEffect] = {}
         for outcome in OUTCOMES:
             nuisance = fit.nuisance(action, outcome)
-            psi[(action, outcome)] = dr.pseudo_outcomes(
+            psi[(action, outcome)] = doubly_robust.pseudo_outcomes(
                 design.treated[action], design.outcomes[outcome], nuisance
             )
-            average[(action, outcome)], weekly[outcome] = dr.effect_and_share(
+            average[(action, outcome)], weekly[outcome] = doubly_robust.effect_and_share(
                 psi[(action, outcome)],
                 design.treated[action],
                 design.outcomes[outcome],
@@ -247,7 +249,7 @@ def _tournaments(
         standings[action] = tournament.compete(
             action, entry, levels, config.budget_share, seed, config.threads, critical
         )
-        scale = dr.never_acting_scale(stats.worth_taken_later)
+        scale = doubly_robust.never_acting_scale(stats.worth_taken_later)
         learner = tournament.winning_learner(standings[action], entry, levels, scale, seed, config.threads)
         if learner is not None:
             learners[action] = learner

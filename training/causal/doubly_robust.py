@@ -434,7 +434,7 @@ def average_effect(
 
 
 @dataclass(frozen=True)
-class Share:
+class RelativeEffect:
     """An effect as a share of the outcome's baseline probability, with its standard error."""
 
     value: float
@@ -448,7 +448,7 @@ class Share:
             "ci_high": self.value + Z95 * self.se,
         }
 
-    def against_never_acting(self, worth_taken_later: float | None) -> Share:
+    def against_never_acting(self, worth_taken_later: float | None) -> RelativeEffect:
         """This share, estimated against the usual course, as a share against never taking the action within
         the horizon; `worth_taken_later` is how much of the action's worth the usual course gave comparable
         untreated weeks anyway by taking it later (`Overlap.worth_taken_later`; None: not measured, no
@@ -463,20 +463,22 @@ class Share:
         course an action the team takes soon anyway looks worth little. Beyond `MAX_WORTH_TAKEN_LATER` the
         difference is too small to carry a ratio, and the scale stops growing."""
         scale = never_acting_scale(worth_taken_later)
-        return Share(self.value * scale, self.se * scale)
+        return RelativeEffect(self.value * scale, self.se * scale)
 
 
 def never_acting_scale(worth_taken_later: float | None) -> float:
-    """What `Share.against_never_acting` multiplies an effect against the usual course by."""
+    """What `RelativeEffect.against_never_acting` multiplies an effect against the usual course by."""
     return 1.0 / (1.0 - min(worth_taken_later or 0.0, MAX_WORTH_TAKEN_LATER))
 
 
-#: `Share.against_never_acting` scales a share by at most 1 / (1 - this): where the usual course almost
+#: `RelativeEffect.against_never_acting` scales by at most 1 / (1 - this): where the usual course almost
 #: always gives the action its worth anyway, this week's act barely changes what it gets
 MAX_WORTH_TAKEN_LATER = 0.9
 
 
-def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray) -> Share:
+def relative_effect(
+    psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, groups: np.ndarray
+) -> RelativeEffect:
     """The DR-learner's second stage with one parameter: the effect as a share theta of the baseline
     probability m(x), tau(x) = theta m(x), by weighted least squares of psi on m without an intercept, with
     a sandwich standard error clustered on `groups`.
@@ -488,7 +490,9 @@ def relative_effect(psi: np.ndarray, baseline: np.ndarray, weights: np.ndarray, 
     tell even that."""
     scale = max(float((weights * baseline**2).sum()), 1e-12)
     theta = float((weights * psi * baseline).sum()) / scale
-    return Share(theta, clustered_norm(weights * baseline * (psi - theta * baseline), groups) / scale)
+    return RelativeEffect(
+        theta, clustered_norm(weights * baseline * (psi - theta * baseline), groups) / scale
+    )
 
 
 def effect_and_share(
@@ -498,7 +502,7 @@ def effect_and_share(
     nuisance: Nuisance,
     baseline: np.ndarray,
     groups: np.ndarray,
-) -> tuple[Effect, Share]:
+) -> tuple[Effect, RelativeEffect]:
     """One treatment's average effect on a 0/1 outcome (`average_effect`, floored by
     `pseudo_outcome_variance`) and its effect as a share of `baseline` (`relative_effect`, weighted by
     e(1 - e)), from the same pseudo-outcomes `psi` (`pseudo_outcomes` of the same nuisance)."""

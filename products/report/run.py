@@ -1,20 +1,13 @@
 """The causal intervention report: what each action (or each treatment value of an export) did to the
 outcomes, and how far to trust it.
 
-Estimates are doubly robust with cross-fitting (`training.causal.dr`): the average effect with its
-interval beside the naive treated-minus-untreated difference, the same pseudo-outcomes averaged within
+Estimates are doubly robust with cross-fitting (`training.causal.doubly_robust`): the average effect with
+its interval beside the naive treated-minus-untreated difference, the same pseudo-outcomes averaged within
 segments and within the leaves of a shallow tree (who responds best), propensity overlap, covariate
 balance before and after weighting, the E-value against an unmeasured confounder, three refutations, and,
-where an experiment arm ran, the randomised comparison. A `Study` comes from the store's
-weekly design (`store_study`) or from a table (`table_study`); `analyse` is pure computation and returns a
-typed report (`schema.CausalReport`); reading the store or the file happens only in `from_store` and
-`from_table`.
-
-This module runs the parts step by step (each arm's estimates, then each of its refutations, side by side
-on local processes or Spark's executors, with a progress bar on stderr) and assembles the report: `study`
-(what is analysed), `estimation` (one arm's estimates and the checks on them), `subgroups` (where the
-effect differs), `balance` and `sensitivity` (how far to trust them beyond their intervals), `wording`
-(effects in words), `schema` (the report's JSON).
+where an experiment arm ran, the randomised comparison. A `Study` comes from the store's weekly design
+(`store_study`) or from a table (`table_study`); `analyse` is pure computation and returns a typed report
+(`schema.CausalReport`); reading the store or the file happens only in `from_store` and `from_table`.
 """
 
 from __future__ import annotations
@@ -71,7 +64,7 @@ from products.report.sensitivity import sensitivity
 from products.report.study import OutcomeValues, Study, store_study, table_study
 from products.report.subgroups import MIN_SUBGROUP_TREATED, TREE_DEPTH, TREE_LEAF_SHARE, responders, segments
 from store.delta import Store
-from training.causal import dr
+from training.causal import doubly_robust
 from training.causal.crossfit import crossfit_cache
 from training.causal.design import store_design
 from training.causal.holdout import ProgramEffect, design_program_effects
@@ -113,7 +106,7 @@ class ArmEstimates:
     holdout: list[HoldoutComparison]
     propensities: Propensities
     #: the estimate on `Study.refute_outcome`, which the refutations try to break
-    refuted_estimate: dr.Effect
+    refuted_estimate: doubly_robust.Effect
     #: each outcome's estimate by DoubleML beside this one, where the study asks (`Study.cross_check`)
     cross_check: list[CrossCheck]
 
@@ -124,17 +117,17 @@ class RefutationRun:
 
     index: int
     check: RefutationCheck
-    estimate: dr.Effect
+    estimate: doubly_robust.Effect
 
 
-def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstimates:
+def estimate_arm(study: Study, x: doubly_robust.Matrix, index: int, fits: Fits) -> ArmEstimates:
     """One arm's effect on each outcome, with its segments, responders and randomised comparison."""
     arm = study.arms[index]
     frame = study.frame.iloc[arm.rows].reset_index(drop=True)
     base, splits = variant(study, ArmData.of(study, x, index), index, "estimate")
     e, clipped = fits.propensity(base, study.propensity_clip)
     effects, found, skipped, trees, holdout, robustness = [], [], [], [], [], []
-    by_outcome: dict[str, dr.Effect] = {}
+    by_outcome: dict[str, doubly_robust.Effect] = {}
     for outcome in study.outcomes:
         data = base.with_outcome(outcome.values[arm.rows], outcome.binary)
         pseudo = pseudo_outcomes(
@@ -181,7 +174,7 @@ def estimate_arm(study: Study, x: dr.Matrix, index: int, fits: Fits) -> ArmEstim
 
 
 def _cross_check(
-    study: Study, index: int, data: ArmData, outcome: OutcomeValues, ours: dr.Effect
+    study: Study, index: int, data: ArmData, outcome: OutcomeValues, ours: doubly_robust.Effect
 ) -> CrossCheck:
     """DoubleML's IRM on the arm's rows and covariates, beside the report's estimate `ours`."""
     arm = study.arms[index]
@@ -191,7 +184,11 @@ def _cross_check(
 
 
 def _sensitivity(
-    treatment: str, outcome: OutcomeValues, data: ArmData, pseudo: PseudoOutcomes, effect: dr.Effect
+    treatment: str,
+    outcome: OutcomeValues,
+    data: ArmData,
+    pseudo: PseudoOutcomes,
+    effect: doubly_robust.Effect,
 ) -> Sensitivity:
     """The effect's E-values: a 0/1 outcome's as a ratio of the untreated risk, a numeric one's from its
     difference in units of the outcome's spread."""
@@ -201,7 +198,7 @@ def _sensitivity(
 
 
 def _holdout_comparison(
-    treatment: str, outcome: str, randomised: dr.Effect, effect: dr.Effect
+    treatment: str, outcome: str, randomised: doubly_robust.Effect, effect: doubly_robust.Effect
 ) -> HoldoutComparison:
     return HoldoutComparison(
         treatment=treatment,
@@ -225,7 +222,9 @@ def _program_comparison(program: ProgramEffect) -> ProgramComparison:
     )
 
 
-def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, fits: Fits) -> RefutationRun:
+def refute_arm(
+    study: Study, x: doubly_robust.Matrix, index: int, check: RefutationCheck, fits: Fits
+) -> RefutationRun:
     """One refutation of one arm's estimate on the refuted outcome."""
     data, splits = variant(study, ArmData.of(study, x, index), index, check)
     e, clipped = fits.propensity(data, study.propensity_clip)
@@ -236,7 +235,7 @@ def refute_arm(study: Study, x: dr.Matrix, index: int, check: RefutationCheck, f
 
 
 def _run(
-    study: Study, x: dr.Matrix, workers: Workers, cache: Path | None
+    study: Study, x: doubly_robust.Matrix, workers: Workers, cache: Path | None
 ) -> tuple[list[ArmEstimates], list[RefutationRun]]:
     """Every arm's estimates and refutations on `workers`, from the fits they share (`fits`), with a
     progress bar on stderr for each stage."""
@@ -264,7 +263,7 @@ def _run(
     return [estimates[i] for i in arms], [runs[(i, check)] for i in arms for check in REFUTATION_CHECKS]
 
 
-def _refutation(study: Study, run: RefutationRun, main: dr.Effect) -> Refutation:
+def _refutation(study: Study, run: RefutationRun, main: doubly_robust.Effect) -> Refutation:
     arm = study.arms[run.index]
     binary = study.outcome(study.refute_outcome).binary
     units = "accounts" if len(np.unique(study.groups[arm.rows])) < len(arm.rows) else "rows"
@@ -286,7 +285,7 @@ def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = Non
     them side by side. Fits found in `cache` (`crossfit`'s) are read, not refitted."""
     # accounts as integer codes: the same folds and clusters as their ids, without sorting text each time
     study = replace(study, groups=np.unique(study.groups, return_inverse=True)[1])
-    x = dr.Matrix.of(study.frame, study.covariates, study.category_levels)
+    x = doubly_robust.Matrix.of(study.frame, study.covariates, study.category_levels)
     arms, runs = _run(study, x, workers, cache)
     overlaps = [a.overlap for a in arms]
     balances = [a.balance for a in arms]
