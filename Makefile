@@ -29,7 +29,7 @@ help: ## list the targets
 $(BIN)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3 uv==0.13.8
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark,dagster]'
 	touch $@
 
 install: $(BIN)/.installed ## create the local venv with the pinned dependencies
@@ -96,7 +96,7 @@ bench-uplift: install ## uplift training and ranking latency, 10,000 accounts x 
 	$(BIN)/python -m experiments.benchmarks.uplift
 
 bench-byo: install ## bring-your-own tables: Retain vs FLAML (same budget), LightGBM defaults, logistic; AUC and time
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark,bench]'
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark,dagster,bench]'
 	$(BIN)/python -m experiments.benchmarks.byo
 
 bench-churn: install ## the store's churn model vs logistic, health and oracle on 5 unseen seeds (3,000 accounts x 600 days)
