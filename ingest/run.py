@@ -45,16 +45,21 @@ __all__ = ["IngestSummary", "ingest_path", "record_interventions"]
 
 
 def ingest_path(
-    store: Store, path: Path, adapter: str | None = None, actions: Collection[str] = ACTIONS
+    store: Store,
+    path: Path,
+    adapter: str | None = None,
+    actions: Collection[str] = ACTIONS,
+    mapping: Path | None = None,
 ) -> IngestSummary:
-    """Ingest `path` into `store`: what was accepted, skipped as a duplicate and quarantined."""
+    """Ingest `path` into `store`: what was accepted, skipped as a duplicate and quarantined; `mapping`
+    is the adapter's mapping file, for adapters that take one."""
     path = Path(path)
     if store.lake_uri is None and store.root.exists() and not store.root.is_dir():
         raise RetainError(f"store {store.root} is a file, not a folder")
     if adapter is None:
         read = read_path(path)
         return _commit(store, read.frames(), str(path), len(read.files), read.skipped, actions)[0]
-    adapted = adapt(adapter, path)
+    adapted = adapt(adapter, path, mapping)
     accounts_first = sorted(adapted.frames, key=lambda frame: frame.table != "accounts")
     summary, counts = _commit(store, iter(accounts_first), str(path), len(adapted.frames), [], actions)
     sources = {entry["source"] for entry in adapted.report["tables"].values()}

@@ -13,12 +13,14 @@ from core.errors import RetainError
 from ingest.adapters import ravenstack
 from ingest.adapters.adapted import Adapted
 
-ADAPTERS: dict[str, Callable[[Path], Adapted]] = {"ravenstack": ravenstack.adapt}
+#: adapter name -> the adapter, called with its source and the mapping file it was given (None: none)
+ADAPTERS: dict[str, Callable[[Path, Path | None], Adapted]] = {"ravenstack": ravenstack.adapt}
 
 
-def adapt(name: str, path: Path) -> Adapted:
+def adapt(name: str, path: Path, mapping: Path | None = None) -> Adapted:
+    """`path` mapped by the adapter `name`, with `mapping` (a YAML file) for adapters that take one."""
     if name not in ADAPTERS:
         raise RetainError(f"unknown adapter {name!r}; known adapters: {', '.join(sorted(ADAPTERS))}")
-    if not path.is_dir():
-        raise RetainError(f"adapter {name}: {path} is not a folder")
-    return ADAPTERS[name](path)
+    if not path.exists():
+        raise RetainError(f"adapter {name}: {path} does not exist")
+    return ADAPTERS[name](path, mapping)

@@ -410,7 +410,12 @@ def _notes(tables: dict[str, _Table], subs: pd.DataFrame) -> list[str]:
     ]
 
 
-def adapt(folder: Path) -> Adapted:
+def adapt(folder: Path, mapping: Path | None = None) -> Adapted:
+    """RavenStack's tables mapped by its fixed mapping; it takes no mapping file."""
+    if mapping is not None:
+        raise RetainError("adapter ravenstack maps its tables itself and takes no --mapping")
+    if not folder.is_dir():
+        raise RetainError(f"adapter ravenstack: {folder} is not a folder")
     tables = {name: _Table(folder, name) for name in USED}
     subs_src = tables["subscriptions.csv"]
     subs = _subscriptions(subs_src)

@@ -43,17 +43,23 @@ def simulate(
 
 
 def ingest(
-    source: Path, *, store: StoreLike = None, settings: Settings | None = None, adapter: str | None = None
+    source: Path,
+    *,
+    store: StoreLike = None,
+    settings: Settings | None = None,
+    adapter: str | None = None,
+    mapping: Path | None = None,
 ) -> IngestSummary:
-    """Validate `source` (a simulator folder, event files, or an adapter's source) into the store: valid
-    rows published, the rest quarantined with a reason."""
+    """Validate `source` (a simulator folder, event files, or an adapter's source, mapped by the adapter's
+    `mapping` file where it takes one) into the store: valid rows published, the rest quarantined with a
+    reason."""
     from features.playbook_file import store_playbook
     from ingest.run import ingest_path  # deferred: Arrow and the contract's validators
 
     settings = settings_or_default(settings)
     opened = open_store(store, settings)
     actions = store_playbook(opened, settings).names  # interventions name the store's own actions
-    return ingest_path(opened, Path(source), adapter=adapter, actions=actions)
+    return ingest_path(opened, Path(source), adapter=adapter, actions=actions, mapping=mapping)
 
 
 def build_features(

@@ -64,11 +64,15 @@ def ingest(
     path: Annotated[Path, typer.Argument(help="simulator output folder, event file(s), or adapter source")],
     store: StoreOpt = None,
     adapter: Annotated[str | None, typer.Option(help="source adapter, e.g. ravenstack")] = None,
+    mapping: Annotated[
+        Path | None, typer.Option(help="YAML mapping of the source's names to the contract's, for adapters")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate telemetry against the contract; valid rows to the store, invalid ones to quarantine."""
     stage(f"ingesting {path}: every row checked against the contract")
-    emit(api.ingest(path, store=open_store(store), adapter=adapter), as_json, summaries.ingested)
+    ingested = api.ingest(path, store=open_store(store), adapter=adapter, mapping=mapping)
+    emit(ingested, as_json, summaries.ingested)
 
 
 @features_app.command("build", short_help="Build the feature table as the store's new version; publish it.")
