@@ -45,6 +45,7 @@ from ingest.readers import Frame, column_from_values
 REJECTION_REASONS = (
     "malformed_row",
     "invalid_utf8",
+    "unmapped_event",
     "missing_field",
     "bad_timestamp",
     "naive_timestamp",

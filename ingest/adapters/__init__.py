@@ -10,11 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 from core.errors import RetainError
-from ingest.adapters import ravenstack
+from ingest.adapters import amplitude, mixpanel, ravenstack, segment
 from ingest.adapters.adapted import Adapted
 
 #: adapter name -> the adapter, called with its source and the mapping file it was given (None: none)
-ADAPTERS: dict[str, Callable[[Path, Path | None], Adapted]] = {"ravenstack": ravenstack.adapt}
+ADAPTERS: dict[str, Callable[[Path, Path | None], Adapted]] = {
+    "amplitude": amplitude.adapt,
+    "mixpanel": mixpanel.adapt,
+    "ravenstack": ravenstack.adapt,
+    "segment": segment.adapt,
+}
 
 
 def adapt(name: str, path: Path, mapping: Path | None = None) -> Adapted:
