@@ -20,7 +20,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
+.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-sql bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -104,6 +104,9 @@ bench-churn: install ## the store's churn model vs logistic, health and oracle o
 
 bench-store: install ## store ingest (1M, 10M events) and API intervention writes vs the manifest store
 	$(BIN)/python -m experiments.benchmarks.store
+
+bench-sql: install ## ingest from PostgreSQL (1e5, 1e6 events): peak memory flat in the table's size, rows/s, incremental run
+	$(BIN)/python -m experiments.benchmarks.sql_ingest
 
 bench-spark: install ## Spark local[2] vs DuckDB features (1M-50M events), scoring and uplift fits, extrapolated to 32 cores
 	$(BIN)/python -m experiments.benchmarks.spark

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 import uuid
 from collections import Counter
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +24,10 @@ from core.catalogue import ACTIONS
 from core.contract import ACCOUNT_SCHEMA
 from core.errors import RetainError
 from ingest.adapters import adapt
+from ingest.column_mapping import default_mapping, read_column_mapping
 from ingest.commit import Published, Staging, publish
 from ingest.readers import Frame, read_path
+from ingest.sql_source import BATCH_ROWS, SqlSource, database_name
 from ingest.summary import (
     AdapterReport,
     FilesRead,
@@ -40,8 +42,13 @@ from ingest.validate import (
     check_interventions,
 )
 from store.delta import Store
+from store.watermarks import read_watermarks, write_watermarks
 
-__all__ = ["IngestSummary", "ingest_path", "record_interventions"]
+__all__ = ["IngestSummary", "ingest_path", "ingest_sql", "record_interventions"]
+
+#: rows an ingest from a database commits at a time: the dedup before a commit holds about this many rows
+#: (and its memory grows with them), so a table of any size ingests in the memory of this many
+COMMIT_ROWS = 200_000
 
 
 def ingest_path(
@@ -67,6 +74,63 @@ def ingest_path(
     return replace(summary, adapter=AdapterReport.of(adapted.report, quarantined))
 
 
+def ingest_sql(
+    store: Store,
+    url: str,
+    mapping: Path | None = None,
+    actions: Collection[str] = ACTIONS,
+    batch_rows: int = BATCH_ROWS,
+    commit_rows: int = COMMIT_ROWS,
+) -> IngestSummary:
+    """Ingest a database's accounts, interventions and events (the tables or queries `mapping` names, else
+    the tables of those names) as a file is ingested, reading incremental tables past their watermarks.
+
+    Rows are committed every `commit_rows` (a commit's dedup grows with its rows, so this bounds memory
+    however large the table), and each commit then moves the watermarks to the last row it holds: a crash
+    leaves them at the last commit, and the next run reads the rest (any rows read again, the per-id write
+    skips)."""
+    if store.lake_uri is None and store.root.exists() and not store.root.is_dir():
+        raise RetainError(f"store {store.root} is a file, not a folder")
+    columns = default_mapping() if mapping is None else read_column_mapping(mapping)
+    database = database_name(url)
+    now = datetime.now(UTC)
+    ingest_id = _ingest_id(now)
+    parts = []
+    with SqlSource(url, columns, read_watermarks(store, database), batch_rows) as source:
+        for run in source.runs(commit_rows):
+            tables = len(source.plans)
+            parts.append(_commit(store, run, database, tables, source.skipped, actions, ingest_id, now)[0])
+            write_watermarks(store, database, source.advanced(), ingest_id, datetime.now(UTC))
+        return replace(_merged(parts), sql=source.report())
+
+
+def _merged(parts: list[IngestSummary]) -> IngestSummary:
+    """One ingest's summary from those of its commits: counts added, each table's last version."""
+    if len(parts) == 1:
+        return parts[0]
+
+    def added(counts: Iterable[dict[str, int]]) -> Counter[str]:
+        total: Counter[str] = Counter()
+        for count in counts:
+            total.update(count)
+        return total
+
+    quarantined = [p.quarantined for p in parts]
+    return replace(
+        parts[0],
+        accepted=dict(added(p.accepted for p in parts)),
+        duplicates=dict(added(p.duplicates for p in parts)),
+        quarantined=Quarantined(
+            total=sum(q.total for q in quarantined),
+            new=sum(q.new for q in quarantined),
+            by_reason=_by_reason(added(q.by_reason for q in quarantined)),
+            by_table=dict(sorted(added(q.by_table for q in quarantined).items())),
+        ),
+        ignored_columns=sorted({c for p in parts for c in p.ignored_columns}),
+        versions={table: v for p in parts for table, v in p.versions.items()},
+    )
+
+
 def record_interventions(
     store: Store, rows: pa.Table, source: str, actions: Collection[str] = ACTIONS
 ) -> IngestSummary:
@@ -83,11 +147,14 @@ def _commit(
     files: int,
     skipped: list[str],
     actions: Collection[str],
+    ingest_id: str | None = None,
+    now: datetime | None = None,
 ) -> tuple[IngestSummary, dict[str, Counter[str]]]:
-    """One ingest: stage every frame's verdict, then write each table; its summary, and rejections by
-    reason per source file (adapters report them per file)."""
-    now = datetime.now(UTC)
-    ingest_id = f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
+    """One ingest (or one commit of an ingest committed in parts, which share its `ingest_id` and clock):
+    stage every frame's verdict, then write each table; its summary, and rejections by reason per source
+    file (adapters report them per file)."""
+    now = datetime.now(UTC) if now is None else now
+    ingest_id = _ingest_id(now) if ingest_id is None else ingest_id
     with tempfile.TemporaryDirectory(prefix="retain-ingest-") as folder:
         staging = Staging(Path(folder), ingest_id, now)
         verdicts = _stage(store, frames, staging, actions)
@@ -96,6 +163,10 @@ def _commit(
         except OSError as e:
             raise RetainError(f"cannot write to the store {store.location}: {e}") from e
     return _summary(ingest_id, source, store, verdicts, published, files, skipped), verdicts.by_source
+
+
+def _ingest_id(now: datetime) -> str:
+    return f"{now:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 
 @dataclass

@@ -53,6 +53,29 @@ class AdapterReport:
 
 
 @dataclass(frozen=True)
+class SqlTableRead:
+    """One contract table read from a database: its source, the rows read, and its watermark (the last
+    "ts / id" read) before and after; a table read whole has none."""
+
+    source: str
+    rows_read: int
+    incremental: bool
+    watermark_before: str | None
+    watermark_after: str | None
+
+
+@dataclass(frozen=True)
+class SqlRead:
+    """What an ingest from a database read, per contract table, and the default tables it lacks."""
+
+    #: the database's URL, without its password
+    database: str
+    rows_read: int
+    tables: dict[str, SqlTableRead]
+    skipped: list[str]
+
+
+@dataclass(frozen=True)
 class IngestSummary:
     """Rows accepted and duplicates skipped per table, what went to quarantine and why."""
 
@@ -69,3 +92,5 @@ class IngestSummary:
     versions: dict[str, int]
     #: with a source adapter: how its files were mapped
     adapter: AdapterReport | None = None
+    #: from a database: what each table read and how far its watermark moved
+    sql: SqlRead | None = None

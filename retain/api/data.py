@@ -9,6 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from core.errors import RetainError
 from core.settings import Settings
 from retain.api.common import StoreLike, open_store, settings_or_default
 from retain.api.store import compacted
@@ -43,22 +44,33 @@ def simulate(
 
 
 def ingest(
-    source: Path,
+    source: Path | None = None,
     *,
     store: StoreLike = None,
     settings: Settings | None = None,
     adapter: str | None = None,
     mapping: Path | None = None,
+    from_sql: str | None = None,
 ) -> IngestSummary:
     """Validate `source` (a simulator folder, event files, or an adapter's source, mapped by the adapter's
-    `mapping` file where it takes one) into the store: valid rows published, the rest quarantined with a
-    reason."""
+    `mapping` file where it takes one), or the database at the SQLAlchemy URL `from_sql` (its tables mapped
+    by `mapping`, a column mapping; new events only, past the store's watermark), into the store: valid
+    rows published, the rest quarantined with a reason."""
     from features.playbook_file import store_playbook
-    from ingest.run import ingest_path  # deferred: Arrow and the contract's validators
+    from ingest.run import ingest_path, ingest_sql  # deferred: Arrow and the contract's validators
 
+    if source is not None and from_sql is not None:
+        raise RetainError("ingest reads a PATH or a database (--from-sql URL), not both")
+    if source is None and from_sql is None:
+        raise RetainError("ingest needs a PATH to read, or a database: --from-sql URL")
+    if from_sql is not None and adapter is not None:
+        raise RetainError("--adapter reads files; a database is mapped by --mapping alone")
     settings = settings_or_default(settings)
     opened = open_store(store, settings)
     actions = store_playbook(opened, settings).names  # interventions name the store's own actions
+    if from_sql is not None:
+        return ingest_sql(opened, from_sql, mapping=mapping, actions=actions)
+    assert source is not None
     return ingest_path(opened, Path(source), adapter=adapter, actions=actions, mapping=mapping)
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from core.errors import RetainError
+from core.urls import redact
 from retain import api
 from retain.cli import summaries
 from retain.cli.common import (
@@ -61,17 +62,40 @@ def simulate(
 
 
 def ingest(
-    path: Annotated[Path, typer.Argument(help="simulator output folder, event file(s), or adapter source")],
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="simulator output folder, event file(s), or adapter source (or --from-sql)"),
+    ] = None,
     store: StoreOpt = None,
-    adapter: Annotated[str | None, typer.Option(help="source adapter, e.g. ravenstack")] = None,
+    from_sql: Annotated[
+        str | None,
+        typer.Option(
+            "--from-sql",
+            metavar="URL",
+            help="read accounts, interventions and events from a database (SQLAlchemy URL, e.g. "
+            "postgresql://USER@HOST:5432/DB); events past the last ingest's watermark only",
+        ),
+    ] = None,
+    adapter: Annotated[
+        str | None, typer.Option(help="source adapter: ravenstack, segment, amplitude or mixpanel")
+    ] = None,
     mapping: Annotated[
-        Path | None, typer.Option(help="YAML mapping of the source's names to the contract's, for adapters")
+        Path | None,
+        typer.Option(
+            help="YAML mapping of the source's names to the contract's: for adapters, or --from-sql's "
+            "tables, queries and columns"
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Validate telemetry against the contract; valid rows to the store, invalid ones to quarantine."""
-    stage(f"ingesting {path}: every row checked against the contract")
-    ingested = api.ingest(path, store=open_store(store), adapter=adapter, mapping=mapping)
+    if path is not None and from_sql is not None:
+        raise RetainError("give a PATH or --from-sql URL, not both")
+    if path is None and from_sql is None:
+        raise RetainError("give a PATH to ingest, or --from-sql URL to read a database")
+    shown = path if from_sql is None else redact(from_sql)
+    stage(f"ingesting {shown}: every row checked against the contract")
+    ingested = api.ingest(path, store=open_store(store), adapter=adapter, mapping=mapping, from_sql=from_sql)
     emit(ingested, as_json, summaries.ingested)
 
 

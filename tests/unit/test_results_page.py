@@ -63,7 +63,7 @@ def test_every_run_links_its_json_and_names_its_stamp() -> None:
         payload = json.loads(path.read_text())
         body = by_name[path.stem]
         assert f"[{path.stem}.json](../experiments/results/{path.name})" in body
-        assert f"`{payload['commit']}`" in body and f"`{payload['command']}`" in body
+        assert f"`{payload['commit'][:10]}`" in body and f"`{payload['command']}`" in body
         flattened = re.findall(r"\| `[\w\[\]]+(?:\.[\w\[\]]+)+` \|", body)
         assert not flattened, f"figures are linked, not flattened: {flattened[:3]}"
 
@@ -90,7 +90,7 @@ def test_the_page_shows_each_run_under_its_stamp_and_says_which_runs_are_missing
     page = out.read_text()
 
     serving = page.split("## Serving latency and throughput")[1].split("\n## ")[0]
-    assert "`0123456789abcdef0123456789abcdef01234567`, with uncommitted changes" in serving
+    assert "`0123456789`, with uncommitted changes" in serving
     aims = stamped["figures"]["aims"]
     p50 = f"| p50 latency, one request at a time | {aims['p50_ms']['value']:.4g} ms |"
     assert p50 in serving

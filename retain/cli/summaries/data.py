@@ -11,6 +11,7 @@ from retain.cli.summaries.common import alerted, count, plain_table
 if TYPE_CHECKING:
     from features.run import FeatureBuild
     from ingest.run import IngestSummary
+    from ingest.summary import SqlRead
     from simulate import Simulation
 
 
@@ -48,7 +49,26 @@ def ingested(s: IngestSummary) -> RenderableType:
         lines.append(f"  columns not in the contract, ignored: {', '.join(s.ignored_columns)}")
     if s.adapter is not None:
         lines += [f"  {s.adapter.name}: {note}" for note in s.adapter.notes]
+    if s.sql is not None:
+        lines += _sql_read(s.sql)
     return Group(*lines)
+
+
+def _sql_read(sql: SqlRead) -> list[RenderableType]:
+    """Rows read per source and where each watermark moved to: what the next run reads past."""
+    lines: list[RenderableType] = [f"  read {count(sql.rows_read)} rows from {sql.database}:"]
+    for table, read in sql.tables.items():
+        if not read.incremental:
+            moved = "read whole"
+        elif read.watermark_after is None:
+            moved = "no watermark yet"
+        elif read.watermark_after == read.watermark_before:
+            moved = f"watermark stays at {read.watermark_after}"
+        else:
+            moved = f"watermark now {read.watermark_after}"
+        lines.append(f"    {table} from {read.source}: {count(read.rows_read)} rows, {moved}")
+    lines += [f"    skipped {skipped}" for skipped in sql.skipped]
+    return lines
 
 
 def features_built(b: FeatureBuild) -> RenderableType:
