@@ -6,13 +6,15 @@ defaults to a place under the store, so one folder is one self-contained deploym
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class HealthWeights(BaseModel):
@@ -202,8 +204,79 @@ class AutopilotSettings(BaseModel):
     interval_seconds: float = Field(3600.0, gt=0)
 
 
+#: the SMTP port each way of securing the connection uses when `smtp_port` is unset
+SMTP_PORTS = {"starttls": 587, "ssl": 465, "none": 25}
+
+
+def _http_url(value: str, name: str) -> str:
+    if urlsplit(value).scheme not in ("http", "https") or not urlsplit(value).hostname:
+        raise ValueError(f"delivery: {name} must be an http(s) URL")
+    return value
+
+
+class DeliverySettings(BaseModel):
+    """Where the weekly digest is mailed and posted, and alerts posted (`RETAIN_DELIVERY__*`,
+    docs/methods/delivery.md): nothing is sent until a destination is set. The password and the Slack
+    URLs (whose path is their token) are secrets: never shown, dumped or logged, nor quoted by an error
+    about a bad value."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    smtp_host: str | None = None
+    #: default by `smtp_security`: 587 for STARTTLS, 465 for SSL, 25 for none
+    smtp_port: int | None = Field(None, gt=0, le=65535)
+    #: `none` only for a relay on a trusted network: a login then goes in the clear
+    smtp_security: Literal["starttls", "ssl", "none"] = "starttls"
+    #: log in when set (with `smtp_password`); many internal relays take mail without a login
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_timeout_seconds: float = Field(30.0, gt=0)
+    mail_from: str | None = None
+    #: the digest's recipients: `a@x.com,b@x.com` (or a JSON list)
+    mail_to: Annotated[list[str], NoDecode] = []
+    #: a Slack (or Mattermost, Rocket.Chat...) incoming webhook for the digest's headlines
+    digest_slack_url: SecretStr | None = None
+    #: an incoming webhook for the new alerts of each step that records them
+    alerts_slack_url: SecretStr | None = None
+    slack_timeout_seconds: float = Field(10.0, gt=0)
+    #: where people open the cockpit, e.g. https://retain.example.com: links to `/ui/accounts/ID`; unset,
+    #: messages name accounts without a link
+    public_url: str | None = None
+
+    @field_validator("mail_to", mode="before")
+    @classmethod
+    def _listed(cls, value: object) -> object:
+        """`a@x.com, b@x.com` as a list, as every other list option takes it; a JSON list as well."""
+        if isinstance(value, str):
+            text = value.strip()
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [p.strip() for p in text.split(",") if p.strip()]
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _coherent(self) -> DeliverySettings:
+        for address in [*self.mail_to, *([self.mail_from] if self.mail_from else [])]:
+            if "@" not in address or any(c.isspace() or c in ",;<>" for c in address):
+                raise ValueError(f"delivery: {address!r} is not a mail address like name@example.com")
+        if (self.smtp_user is None) != (self.smtp_password is None):
+            raise ValueError("delivery: smtp_user and smtp_password go together")
+        for name in ("digest_slack_url", "alerts_slack_url"):
+            secret = getattr(self, name)
+            if secret is not None:
+                _http_url(secret.get_secret_value(), name)
+        if self.public_url is not None:
+            _http_url(self.public_url, "public_url")
+        return self
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore")
+    # a bad value's error names the setting, never the value: it may be a password, a token or a URL with one
+    model_config = SettingsConfigDict(
+        env_prefix="RETAIN_", env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     home: Path = Field(Path(".retain"), description="the store: one folder, one deployment")
     horizon_days: int = Field(90, gt=0, description="label horizon after a cutoff")
@@ -230,6 +303,7 @@ class Settings(BaseSettings):
     cockpit: CockpitSettings = CockpitSettings()
     webhooks: WebhookSettings = WebhookSettings()
     autopilot: AutopilotSettings = AutopilotSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
 
 @lru_cache(maxsize=1)

@@ -7,26 +7,45 @@ Each is derived from what the store holds, with an id that depends only on what 
 again records nothing twice: `retain alerts` re-derives the latest of each, for a step whose recording
 failed while the decision log was away. Recording writes each new alert and its deliveries in one
 transaction of the decision log's database (the outbox the delivery worker reads).
+
+With `RETAIN_DELIVERY__ALERTS_SLACK_URL` set, the alerts a step records for the first time are also posted
+to that Slack-compatible webhook, once, in one message: each with its reasons in words and a link to the
+account's cockpit page. The webhooks stay the channel that retries; a post that fails is said, not retried
+(docs/methods/delivery.md).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
 from typing import get_args
 
 import duckdb
 import pandas as pd
 import pyarrow.compute as pc
 
+from core.contract import ACCOUNT_SCHEMA
 from core.errors import RetainError
-from core.settings import Settings
+from core.settings import DeliverySettings, Settings
 from features.alerts import Alert, Alerted, Evidence, alert_id, recommended, rule_alerts
 from features.cutoffs import cutoff_instant
 from features.playbook_file import Playbook, store_playbook
 from features.run import actions_last_taken, register_store
 from features.stored import read_features, stored_cutoffs
+from products.delivery import (
+    DeliveryError,
+    SlackMessage,
+    account_url,
+    book_url,
+    context,
+    escaped,
+    header,
+    linked,
+    post_to_slack,
+    section,
+)
 from registry.promotion import Promotion, Rollback
 from serving.assess import risk_band
 from serving.batch import SCORES, SCORES_SCHEMA, scored_cutoffs
@@ -38,21 +57,88 @@ from store.plan_table import ACTED, recorded_plans
 
 #: the risk bands, lowest first
 BANDS: tuple[str, ...] = get_args(RiskBand)
+#: alerts told in full in one Slack post; the rest are counted (the webhooks get every one)
+SLACK_LISTED = 10
+#: an alert's reasons quoted in its Slack post
+SLACK_REASONS = 5
+#: evidence a risk alert's summary already states in words: its reasons are the rest
+_STATED = frozenset({"churn_probability", "churn_probability_before"})
 
 
 def record(store: Store, settings: Settings, alerts: Sequence[Alert]) -> Alerted:
-    """Write the alerts and their deliveries to the decision log's outbox; a database that cannot be
-    reached is said, not raised: the step that raised them succeeded."""
+    """Write the alerts and their deliveries to the decision log's outbox, and post those new to it to
+    Slack when set; a database that cannot be reached, or a post that fails, is said, not raised: the
+    step that raised them succeeded."""
     if not alerts:
         return Alerted(0)
+    slack = settings.delivery.alerts_slack_url
     log = DecisionLog.for_store(store, settings)
     try:
-        recorded = Outbox(log).record(alerts)
+        outbox = Outbox(log)
+        known = _known(outbox, alerts) if slack is not None else set()
+        recorded = outbox.record(alerts)
     except RetainError as e:
         return Alerted(len(alerts), error=f"alerts not recorded: {e}; `retain alerts` records them")
     finally:
         log.close()
-    return Alerted(len(alerts), recorded.new, recorded.known, recorded.deliveries)
+    done = Alerted(len(alerts), recorded.new, recorded.known, recorded.deliveries)
+    new = [a for a in alerts if a.id not in known]
+    if slack is None or not new:
+        return done
+    try:
+        message = slack_alerts(new, _names(store, new), settings.delivery)
+        post_to_slack(slack, message, settings.delivery.slack_timeout_seconds)
+    except DeliveryError as e:
+        said = f"recorded ({done.new} new, {done.deliveries} deliveries queued) but not posted to Slack: {e}"
+        return replace(done, error=said)
+    return done
+
+
+def _known(outbox: Outbox, alerts: Sequence[Alert]) -> set[str]:
+    """The ids among `alerts` the outbox holds already: Slack hears of an alert once, when it is new."""
+    start, end = min(a.at for a in alerts), max(a.at for a in alerts) + timedelta(microseconds=1)
+    return {brief.alert_id for brief in outbox.recorded(start, end)} & {a.id for a in alerts}
+
+
+def _names(store: Store, alerts: Sequence[Alert]) -> dict[str, str]:
+    """The alerted accounts' names, which a person reads more readily than an id."""
+    ids = sorted({a.account_id for a in alerts if a.account_id is not None})
+    if not ids:
+        return {}
+    where = pc.field("account_id").isin(ids)
+    rows = store.read("accounts", ACCOUNT_SCHEMA, ["account_id", "name"], where=where).to_pylist()
+    return {str(r["account_id"]): str(r["name"]) for r in rows if r["name"]}
+
+
+def slack_alerts(
+    alerts: Sequence[Alert], names: Mapping[str, str], settings: DeliverySettings
+) -> SlackMessage:
+    """One post for a step's new alerts: each with its summary, its reasons in words (as the alert carries
+    them), the actions it recommends and a link to the account's cockpit page; past `SLACK_LISTED`, a
+    count and a link to the cockpit's book."""
+    title = f"{len(alerts)} new Retain alert(s)"
+    listed = alerts[:SLACK_LISTED]
+    blocks = [header(title), *(section(_slack_alert(a, names, settings)) for a in listed)]
+    if len(alerts) > len(listed):
+        book = book_url(settings)
+        more = f"and {len(alerts) - len(listed)} more, each sent to the subscribed webhooks"
+        blocks.append(context(more + ("" if book is None else f" · {linked('open the cockpit', book)}")))
+    lines = [f"{names.get(a.account_id or '', a.account_id or 'Retain')}: {a.summary}" for a in listed]
+    return SlackMessage(text="\n".join([title, *lines]), blocks=blocks)
+
+
+def _slack_alert(alert: Alert, names: Mapping[str, str], settings: DeliverySettings) -> str:
+    """One alert in mrkdwn: its type and account (linked), its summary, its reasons, its actions."""
+    kind = f"*{escaped(alert.type.replace('_', ' '))}*"
+    if alert.account_id is not None:
+        name = names.get(alert.account_id)
+        shown = f"{name} ({alert.account_id})" if name else alert.account_id
+        kind += f" · {linked(shown, account_url(settings, alert.account_id))}"
+    reasons = [e.text for e in alert.evidence if e.name not in _STATED][:SLACK_REASONS]
+    lines = [kind, escaped(alert.summary), *(f"• {escaped(text)}" for text in reasons)]
+    if alert.actions:
+        lines.append("Recommended: " + escaped(", ".join(a.replace("_", " ") for a in alert.actions)))
+    return "\n".join(lines)
 
 
 def record_champion(store: Store, settings: Settings, change: Promotion | Rollback) -> Alerted:

@@ -1,5 +1,5 @@
-"""`retain digest`: read one week's scores, plans and alerts from the store and the decision log, and
-write the email page and its JSON.
+"""`retain digest`: read one week's scores, plans and alerts from the store and the decision log, write
+the email page and its JSON, and with `--send` mail and post them (`products.digest.send`).
 
 The I/O edge of the digest: scores from the store's `scores` table (one batch per cutoff), ARR and tier
 from the feature rows at those cutoffs, names and CSMs from the accounts table, plans from the `plans`
@@ -23,10 +23,12 @@ from core.files import atomic_path
 from core.settings import Settings
 from features.run import register_store
 from features.stored import read_features, stored_cutoffs
+from products.delivery import DeliveryError
 from products.digest import risk
 from products.digest.headlines import headlines
 from products.digest.html import render
 from products.digest.schema import AlertsSection, ArrAtRisk, DigestReport, PlanSection, RiskMoves
+from products.digest.send import DigestSent, destinations, send
 from products.digest.week import alert_counts, week_bounds, week_plan
 from products.monitor.run import plan_section
 from products.plan import check_week
@@ -45,6 +47,8 @@ class DigestFiles:
     html: Path
     json: Path
     headlines: list[str]
+    #: where `--send` sent it; None when it was not sent
+    sent: DigestSent | None = None
 
 
 def _check_in_data(store: Store, week: date) -> None:
@@ -149,13 +153,23 @@ def compose(store: Store, settings: Settings, week: date) -> DigestReport:
     return report.model_copy(update={"headlines": headlines(report)})
 
 
-def digest_store(store: Store, settings: Settings, week: date, out: Path) -> DigestFiles:
+def digest_store(
+    store: Store, settings: Settings, week: date, out: Path, send_it: bool = False
+) -> DigestFiles:
     """Compose the week's digest and write `out/digest-WEEK.html` and `out/digest-WEEK.json`, each
-    replacing its file whole: a folder keeps one pair per week."""
+    replacing its file whole: a folder keeps one pair per week. With `send_it`, then mail and post it
+    where the delivery settings say; having nowhere to send it is refused before anything is composed."""
+    if send_it:
+        destinations(settings.delivery)
     report = compose(store, settings, week)
     page, data = out / f"digest-{week.isoformat()}.html", out / f"digest-{week.isoformat()}.json"
+    html = render(report)
     with atomic_path(data) as tmp:
         tmp.write_text(report.model_dump_json(indent=2))
     with atomic_path(page) as tmp:
-        tmp.write_text(render(report), encoding="utf-8")
-    return DigestFiles(week=week, html=page, json=data, headlines=report.headlines)
+        tmp.write_text(html, encoding="utf-8")
+    try:
+        sent = send(report, html, settings.delivery) if send_it else None
+    except DeliveryError as e:
+        raise DeliveryError(f"{e} (the page is written all the same: {page})") from None
+    return DigestFiles(week=week, html=page, json=data, headlines=report.headlines, sent=sent)

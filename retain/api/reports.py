@@ -76,12 +76,13 @@ def monitor(out: Path, *, store: StoreLike = None, settings: Settings | None = N
 
 
 def digest(
-    week: date, out: Path, *, store: StoreLike = None, settings: Settings | None = None
+    week: date, out: Path, *, store: StoreLike = None, settings: Settings | None = None, send: bool = False
 ) -> DigestFiles:
     """The week starting on Monday `week` for leadership and CSM leads: accounts entering and leaving high
     risk, ARR at risk by tier and CSM, the week's plan and what the plans kept, the alerts by type; as an
-    email-ready `out/digest-WEEK.html` and `out/digest-WEEK.json`."""
+    email-ready `out/digest-WEEK.html` and `out/digest-WEEK.json`. With `send`, also mailed (HTML with a
+    text part) and its headlines posted to Slack, as `settings.delivery` says (`DigestFiles.sent`)."""
     from products.digest.run import digest_store  # deferred: the monitor's plan impact, DuckDB, Jinja2
 
     settings = settings_or_default(settings)
-    return digest_store(open_store(store, settings), settings, week, Path(out))
+    return digest_store(open_store(store, settings), settings, week, Path(out), send_it=send)

@@ -111,11 +111,20 @@ def monitor(
 def digest(
     week: Annotated[str, typer.Option(help="the week's Monday, e.g. 2025-07-28")],
     out: Annotated[Path, typer.Option(help="folder for digest-WEEK.html and digest-WEEK.json")],
+    send: Annotated[
+        bool,
+        typer.Option(
+            "--send",
+            help="then mail the page (RETAIN_DELIVERY__SMTP_HOST, __MAIL_FROM, __MAIL_TO) and post its "
+            "headlines to Slack (RETAIN_DELIVERY__DIGEST_SLACK_URL), to each that is set; a failure exits 2",
+        ),
+    ] = False,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The weekly digest for leadership and CSM leads, an email-ready page: accounts entering and leaving
     high risk, ARR at risk by tier and CSM, the week's plan and what the plans kept, alerts by type."""
     day = one_date(week, "--week")
-    stage(f"digesting the week of {day}: scores, plans and what they kept, alerts")
-    emit(api.digest(day, out, store=open_store(store)), as_json, summaries.digested)
+    then = "; then sending it" if send else ""
+    stage(f"digesting the week of {day}: scores, plans and what they kept, alerts{then}")
+    emit(api.digest(day, out, store=open_store(store), send=send), as_json, summaries.digested)

@@ -1,14 +1,19 @@
 """A webhook receiver on 127.0.0.1 for the tests: what a playbook engine would be. It checks signatures as
-any receiver would, with the off-the-shelf Standard Webhooks verifier."""
+any receiver would, with the off-the-shelf Standard Webhooks verifier. Beside it, what the digest and the
+alerts are delivered to: a Slack-compatible incoming webhook, and SMTP servers that take or refuse mail."""
 
 from __future__ import annotations
 
+import json
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from standardwebhooks import Webhook, WebhookVerificationError
 
 
@@ -97,3 +102,127 @@ class Receiver:
     def close(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# -- delivery: a Slack-compatible incoming webhook and SMTP servers ------------------------------------
+
+
+#: the secret part of a SlackReceiver's URL
+TOKEN = "xoxSECRETTOKEN42"
+
+
+class SlackReceiver:
+    """A Slack-compatible incoming webhook on 127.0.0.1: it keeps each JSON body POSTed to it and answers
+    `status` (with `answer` as its body, as Slack says `no_service`), after holding `hold` seconds."""
+
+    def __init__(self, status: int = 200, answer: str = "ok", hold: float = 0.0) -> None:
+        self.status, self.answer, self.hold = status, answer, hold
+        self.received: list[dict[str, Any]] = []
+        self.content_types: list[str] = []
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        #: shaped like Slack's, with a token in its path: no message may quote it
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T0RETAIN/B0DIGEST/{TOKEN}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.received.append(json.loads(body))
+                receiver.content_types.append(self.headers.get("Content-Type", ""))
+                time.sleep(receiver.hold)
+                answer = receiver.answer.encode()
+                try:
+                    self.send_response(receiver.status)
+                    self.send_header("Content-Type", "text/plain")
+                    self.send_header("Content-Length", str(len(answer)))
+                    self.end_headers()
+                    self.wfile.write(answer)
+                except OSError:
+                    pass  # the sender gave up waiting
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (free when asked; the tests' own servers take theirs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Mail:
+    """A message an SMTP server took: the envelope, and the message as sent."""
+
+    sender: str
+    recipients: list[str]
+    content: bytes
+
+
+class MailServer:
+    """An SMTP server on 127.0.0.1 (aiosmtpd): it keeps each message it takes. It refuses the recipients
+    in `refuse` at RCPT (550), and with `data_answer` answers DATA with it instead of taking the message."""
+
+    def __init__(self, refuse: tuple[str, ...] = (), data_answer: str | None = None) -> None:
+        self.messages: list[Mail] = []
+        self.port = free_port()
+        self._controller = Controller(
+            _Handler(self, refuse, data_answer), hostname="127.0.0.1", port=self.port
+        )
+        self._controller.start()
+
+    def close(self) -> None:
+        self._controller.stop()
+
+
+class _Handler:
+    def __init__(self, server: MailServer, refuse: tuple[str, ...], data_answer: str | None) -> None:
+        self.server, self.refuse, self.data_answer = server, refuse, data_answer
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Envelope, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address in self.refuse:
+            return "550 5.1.1 no such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Envelope) -> str:
+        if self.data_answer is not None:
+            return self.data_answer
+        content = envelope.original_content or b""
+        self.server.messages.append(Mail(str(envelope.mail_from), list(envelope.rcpt_tos), content))
+        return "250 Message accepted for delivery"
+
+
+class HangUp:
+    """A server on 127.0.0.1 that takes each connection and closes it at once, before any greeting."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self._socket.getsockname()[1])
+        self.connections = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return  # closed
+            self.connections += 1
+            connection.close()
+
+    def close(self) -> None:
+        self._socket.close()

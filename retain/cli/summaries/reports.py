@@ -69,7 +69,13 @@ def monitored(m: MonitorFiles) -> RenderableType:
 
 
 def digested(d: DigestFiles) -> RenderableType:
+    sent = []
+    if d.sent is not None:
+        went = [f"mailed to {', '.join(d.sent.mailed_to)}"] if d.sent.mailed_to else []
+        went += ["its headlines posted to Slack"] if d.sent.posted else []
+        sent = [f"Sent: {'; '.join(went)}"]
     return Group(
         f"Digest of the week of {d.week} written to {d.html} and {d.json}",
         *(f"  {line}" for line in d.headlines),
+        *sent,
     )
