@@ -264,7 +264,7 @@ def test_an_account_page_explains_the_risk_and_records_feedback_in_the_decision_
     merged = merge_taken(world.store, world.settings)
     assert (merged.pending, merged.added) == (len(pending), len(pending))
     assert merged.version == world.store.version("interventions")
-    assert done.intervention_id in intervention_ids(world), "...until the store's upkeep folds it in"
+    assert done.intervention_id in intervention_ids(world), "...until the store's upkeep merges it in"
     assert not log.taken(pending_only=True)
 
 

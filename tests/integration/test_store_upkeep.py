@@ -115,7 +115,7 @@ def test_an_earlier_store_is_refused_until_migrated_in_place_once(
     assert ingested["accepted"] == {"accounts": 0, "events": 0, "interventions": 0}
 
 
-def test_history_names_each_step_and_compaction_folds_recorded_actions_once(
+def test_history_names_each_step_and_compaction_merges_recorded_actions_once(
     simulation: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     store = Store(tmp_path / "store")
