@@ -1,6 +1,6 @@
 """Ingest from a database: peak memory flat in the table's size, throughput, and an incremental run.
 
-    .venv/bin/python -m experiments.benchmarks.sql_ingest [--quick] [--sizes 1e5,1e6] [--new 10000]
+    .venv/bin/python -m experiments.benchmarks.sql_ingest [--quick] [--sizes 1.12e5,1.12e6] [--new 10000]
         [--dsn postgresql://postgres@127.0.0.1:5432/postgres] [--cache DIR]
 
 For each size, the feature benchmark's simulated accounts and events (about N events, cached under
@@ -186,13 +186,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help=f"a small check of the whole run: {QUICK}")
-    parser.add_argument("--sizes", help="event counts to ingest, comma-separated [1e5,1e6]")
+    parser.add_argument(
+        "--sizes", help="event counts to ask the simulator for, comma-separated [1.12e5,1.12e6]"
+    )
     parser.add_argument("--new", type=int, help="events added before the incremental run [10000]")
     parser.add_argument("--dsn", default="postgresql://postgres@127.0.0.1:5432/postgres", help="an admin URL")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "retain-bench")
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
-    defaults = QUICK if args.quick else {"sizes": "1e5,1e6", "new": 10_000}
+    defaults = QUICK if args.quick else {"sizes": "1.12e5,1.12e6", "new": 10_000}
     args.sizes = args.sizes or defaults["sizes"]
     args.new = args.new or defaults["new"]
     args.size_list = [int(float(s)) for s in str(args.sizes).split(",") if s.strip()]
