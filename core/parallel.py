@@ -9,18 +9,16 @@ mode, the cluster's environment under spark-submit).
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
+import pandas as pd
 from joblib import Parallel, delayed
 
 from core.settings import Settings, SparkSettings
 from core.spark import session, spark_errors
-
-if TYPE_CHECKING:
-    from pyspark import Broadcast
 
 T = TypeVar("T")
 Call = tuple[Callable[..., T], tuple[Any, ...]]
@@ -44,17 +42,29 @@ class Workers:
         return "Spark executors" if self.spark is not None else f"{self.jobs} local process(es)"
 
 
-def _apply_shared(calls: Broadcast[list[Call[T]]], number: int) -> T:
-    run, args = calls.value[number]
-    return run(*args)
+def _task_runner(calls: list[Call[T]]) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """What each task runs on its batch of call numbers: a closure over every call, so the calls travel
+    pickled (cloudpickle) inside the task's Python function."""
+
+    def run_numbers(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for numbers in batches:
+            done = []
+            for number in numbers["id"].tolist():
+                run, args = calls[number]
+                done.append(pickle.dumps(run(*args), protocol=pickle.HIGHEST_PROTOCOL))
+            yield pd.DataFrame({"number": numbers["id"].astype("int64"), "result": done})
+
+    return run_numbers
 
 
 def side_by_side(calls: Sequence[Call[T]], workers: Workers) -> Iterator[T]:
     """Each call's result, in the order they finish (locally) or all at once when Spark's job ends.
 
-    On Spark the calls travel as one broadcast, pickled together: arguments they share (a design matrix)
-    go to each executor once, not once a task, and a task sends back only its result. So a call's
-    function must pickle by reference (defined at a module's top level)."""
+    On Spark, a DataFrame of call numbers (one partition each) is mapped through one Python function that
+    carries every call (`mapInPandas`): the DataFrame API only, so a Spark Connect server runs it as a
+    classic session does. A classic session broadcasts a function that large to each executor once; a
+    task sends back only its pickled result. A call's function must pickle by reference (defined at a
+    module's top level)."""
     if not calls:
         return
     if workers.spark is None:
@@ -65,9 +75,8 @@ def side_by_side(calls: Sequence[Call[T]], workers: Workers) -> Iterator[T]:
         return
     spark = session(workers.spark)
     with spark_errors(f"running {len(calls)} fits on Spark's executors"):
-        context = spark.sparkContext
-        shared = context.broadcast(list(calls))
-        tasks = context.parallelize(range(len(calls)), len(calls))
-        results = tasks.map(partial(_apply_shared, shared)).collect()
-        shared.destroy()
-    yield from results
+        numbers = spark.range(0, len(calls), 1, len(calls))
+        mapped = numbers.mapInPandas(_task_runner(list(calls)), schema="number long, result binary")
+        rows = mapped.collect()
+    for row in sorted(rows, key=lambda row: int(row["number"])):
+        yield pickle.loads(row["result"])

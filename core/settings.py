@@ -178,6 +178,9 @@ class SparkSettings(BaseModel):
 
     #: where the session runs when nothing launched it: `local[N]` uses N cores of this machine
     master: str = "local[2]"
+    #: a Spark Connect server, `sc://HOST:PORT` (Databricks serverless, shared clusters): when set, Retain
+    #: runs through it (the DataFrame API only) instead of starting a session of its own
+    remote: str | None = None
     app_name: str = "retain"
     #: extra Spark settings, e.g. {"spark.executor.memory": "8g"}
     conf: dict[str, str] = {}
@@ -185,6 +188,13 @@ class SparkSettings(BaseModel):
     #: Lake's jars), from the active Parquet files delta-rs lists, or natively when the session has the
     #: Delta extension and from the files otherwise
     delta: Literal["auto", "native", "files"] = "auto"
+
+    @field_validator("remote")
+    @classmethod
+    def _connect_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("sc://"):
+            raise ValueError("spark: remote must be a Spark Connect URL, sc://HOST:PORT")
+        return value
 
 
 class AutopilotSettings(BaseModel):

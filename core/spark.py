@@ -4,9 +4,10 @@ failures said in words.
 PySpark is imported only here and only when the Spark engine is asked for: DuckDB stays the embedded
 default and a DuckDB run never starts a JVM. Under `spark-submit` the session the cluster launched is
 used as it is; run as a plain Python process, a session is started with `Settings.spark` (`local[2]` by
-default, so the same commands run on a laptop). Every table is read at a version the caller chose from
-delta-rs, and written back through `Store.write` (delta-rs) only after Spark has finished: a job that
-fails part-way commits nothing.
+default, so the same commands run on a laptop); with `Settings.spark.remote`, a Spark Connect server
+runs them, as every Spark path uses the DataFrame API only. Every table is read at a version the caller
+chose from delta-rs, and written back through `Store.write` (delta-rs) only after Spark has finished: a
+job that fails part-way commits nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ LOCAL_CONF = {
     "spark.sql.shuffle.partitions": "8",
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
+    # errors only, set at start (Spark Connect has no SparkContext to lower the level on afterwards)
+    "spark.log.level": "ERROR",
 }
 
 
@@ -47,12 +50,16 @@ def spark_session_conf(settings: SparkSettings, local: bool = True) -> dict[str,
 
 
 def session(settings: SparkSettings) -> SparkSession:
-    """The process's Spark session, started from `settings` unless one is running or spark-submit set
-    the master. Executors' Python is this interpreter, so they import the same Retain and LightGBM."""
+    """The process's Spark session: through Spark Connect when `settings.remote` is set, else the one
+    spark-submit launched or one started from `settings`. Every path uses the DataFrame API only (no
+    SparkContext), so the same code runs on a classic session and on a Connect server."""
     try:
         import pyspark  # noqa: F401
     except ImportError as e:
         raise SparkFailure("the Spark engine needs PySpark: pip install 'retain[spark]'") from e
+    if settings.remote is not None:
+        with spark_errors(f"connecting to the Spark Connect server at {settings.remote}"):
+            return _remote(settings.remote, settings)
     with spark_errors("starting a Spark session"):
         from pyspark import SparkConf
         from pyspark.sql import SparkSession
@@ -64,20 +71,30 @@ def session(settings: SparkSettings) -> SparkSession:
             builder = builder.master(settings.master)
         for key, value in spark_session_conf(settings, local=not launched).items():
             builder = builder.config(key, value)
-        spark = builder.getOrCreate()
-        spark.sparkContext.setLogLevel("ERROR")
-        return spark
+        return builder.getOrCreate()
+
+
+def _remote(url: str, settings: SparkSettings) -> SparkSession:
+    """A Spark Connect session. The server fixes its cluster's settings; the builder's options are set on
+    the session where they may be (the SQL ones: UTC days, shuffle partitions), the others ignored."""
+    from pyspark.sql import SparkSession
+
+    builder = SparkSession.builder.remote(url)
+    for key, value in spark_session_conf(settings, local=False).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
 
 
 @contextlib.contextmanager
 def spark_errors(doing: str) -> Iterator[None]:
     """Turn Spark's and Py4J's exceptions (a Java stack trace) into a SparkFailure naming the step."""
+    from grpc import RpcError
     from py4j.protocol import Py4JError
     from pyspark.errors import PySparkException
 
     try:
         yield
-    except (PySparkException, Py4JError, ConnectionError) as e:
+    except (PySparkException, Py4JError, RpcError, ConnectionError) as e:
         lines = [line.strip() for line in str(e).splitlines() if line.strip()]
         # Py4J's own line ("An error occurred while calling ...") comes before the Java error that says why
         if len(lines) > 1 and lines[0].startswith("An error occurred while calling"):

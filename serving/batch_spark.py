@@ -1,5 +1,6 @@
-"""Batch scoring on Spark: the champions broadcast to the executors and applied to the feature table's
-rows at a cutoff with `mapInPandas`.
+"""Batch scoring on Spark: the champions shipped to the executors inside the scoring function and applied
+to the feature table's rows at a cutoff with `mapInPandas` (the DataFrame API only, so a Spark Connect
+server runs it as a classic session does).
 
 Each executor runs `score_accounts`, the same function the single-process batch runs on its chunks, so
 probabilities, health and worded TreeSHAP reasons are the same values; only the work is spread. The
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date
-from typing import TYPE_CHECKING
 
 import pandas as pd
 import pyarrow as pa
@@ -26,9 +26,6 @@ from features.stored import TABLE as FEATURES
 from store.delta import Store
 from training.artifact import ScoringModel
 
-if TYPE_CHECKING:
-    from pyspark import Broadcast
-
 JOIN_KEY, TIMESTAMP = KEYS
 
 
@@ -38,12 +35,13 @@ ScoreRows = Callable[[ScoringModel, ScoringModel | None, pd.DataFrame], pa.Table
 
 
 def _scorer(
-    score_rows: ScoreRows, models: Broadcast[Models]
+    score_rows: ScoreRows, models: Models
 ) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
-    """The function each executor maps its batches through (a closure over the broadcast models)."""
+    """The function each executor maps its batches through: a closure over the models, so they travel
+    pickled with it (a classic session broadcasts a function that large once to each executor)."""
 
     def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        churn, expansion = models.value
+        churn, expansion = models
         for rows in batches:
             yield score_rows(churn, expansion, rows.reset_index(drop=True)).to_pandas()
 
@@ -74,10 +72,7 @@ def score_cutoff(
     with spark_errors(f"scoring the accounts at {cutoff.isoformat()}"):
         table = read_delta(spark, found, store.uri(FEATURES), schema, settings.spark)
         rows = table.where(col(TIMESTAMP) == lit(cutoff_instant(cutoff))).select(wanted.names)
-        broadcast = spark.sparkContext.broadcast(models)
-        scorer = _scorer(score_rows, broadcast)
-        scored = rows.mapInPandas(scorer, schema=from_arrow_schema(output)).toArrow()
-        broadcast.destroy()
+        scored = rows.mapInPandas(_scorer(score_rows, models), schema=from_arrow_schema(output)).toArrow()
     if scored.num_rows == 0:
         raise RetainError(f"no feature rows at cutoff {cutoff.isoformat()}")
     return scored.cast(output)

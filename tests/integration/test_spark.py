@@ -1,5 +1,6 @@
 """The Spark engine on a real local session (`local[2]`): the same feature table, scores and uplift fits
-as DuckDB and the single process, and a failure that says so and changes nothing."""
+as DuckDB and the single process, and a failure that says so and changes nothing. The parity assertions
+are shared with the standalone cluster's tests (Spark Connect), test_spark_cluster.py."""
 
 from __future__ import annotations
 
@@ -61,7 +62,7 @@ def spark_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stor
     yield store, Settings(home=store.root)
 
 
-def _assert_same_table(duck: pa.Table, spark: pa.Table) -> None:
+def assert_same_table(duck: pa.Table, spark: pa.Table) -> None:
     """Counts, flags and text exactly; floats to 1e-9 relative (1e-12 absolute where a sum of
     floats cancels to zero, which summing in another order leaves as rounding dust)."""
     assert spark.schema == duck.schema
@@ -88,7 +89,7 @@ def test_spark_builds_the_feature_table_duckdb_builds(spark_store: tuple[Store, 
     assert (on_spark.version, on_spark.read, on_spark.cutoffs) == (duck.version + 1, duck.read, duck.cutoffs)
     tables = [store.dataset(FEATURES, v).to_table() for v in (duck.version, on_spark.version)]
     assert tables[0].num_rows > 200
-    _assert_same_table(*tables)
+    assert_same_table(*tables)
 
 
 def test_decimal_literals_divide_as_doubles_on_spark() -> None:
@@ -113,33 +114,44 @@ def test_feast_reads_training_sets_through_spark(spark_store: tuple[Store, Setti
     assert joined["tier"].tolist() == latest["tier"].tolist()
 
 
-def test_spark_scores_and_words_reasons_as_the_single_process_batch(
-    served_world: World, tmp_path: Path
-) -> None:
-    world = served_world
+def assert_scores_as_the_single_process_batch(world: World, spark: SparkSettings, tmp_path: Path) -> None:
+    """Scoring on the Spark session `spark` describes writes the single-process batch's scores and reasons
+    (the cluster's tests run it through Spark Connect)."""
+    chosen = world.settings.model_copy(update={"engine": "spark", "spark": spark})
     local = score_store(world.store, world.settings, world.latest, tmp_path / "local.parquet")
-    spark = score_store(world.store, _spark(world.settings), world.latest, tmp_path / "spark.parquet")
-    assert spark.rows == local.rows == len(world.active)
-    assert spark.scores_version == local.scores_version + 1
+    on_spark = score_store(world.store, chosen, world.latest, tmp_path / "spark.parquet")
+    assert on_spark.rows == local.rows == len(world.active)
+    assert on_spark.scores_version == local.scores_version + 1
     ours, theirs = (
         pq.read_table(p).to_pandas().sort_values("account_id").reset_index(drop=True)
-        for p in (local.out, spark.out)
+        for p in (local.out, on_spark.out)
     )
     pd.testing.assert_frame_equal(ours, theirs, check_exact=False, rtol=1e-12)
     assert (theirs["reasons"] == ours["reasons"]).all() and theirs["reasons"].str.contains("text").all()
 
 
-def test_uplift_fits_on_spark_executors_equal_the_local_ones(uplift_world: UpliftWorld) -> None:
-    store, settings = uplift_world.store, uplift_world.settings
-    config = UpliftConfig(truth_dir=uplift_world.simulation, min_effective_treated=20).resolved(settings)
+def assert_uplift_fits_as_the_local_ones(world: UpliftWorld, spark: SparkSettings) -> None:
+    """The uplift fits on the executors of `spark`'s session equal the local sequential ones exactly."""
+    store, settings = world.store, world.settings
+    config = UpliftConfig(truth_dir=world.simulation, min_effective_treated=20).resolved(settings)
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    on_spark = fit_uplift(design, config, "uplift", workers=Workers(2, SPARK))
-    local = uplift_world.result.model
+    on_spark = fit_uplift(design, config, "uplift", workers=Workers(2, spark))
+    local = world.result.model
     assert on_spark.average.keys() == local.average.keys() and len(local.average) == 24
     for key, effect in local.average.items():
         assert on_spark.average[key] == effect, key
     for key, share in local.relative.items():
         assert on_spark.relative[key] == share, key
+
+
+def test_spark_scores_and_words_reasons_as_the_single_process_batch(
+    served_world: World, tmp_path: Path
+) -> None:
+    assert_scores_as_the_single_process_batch(served_world, SPARK, tmp_path)
+
+
+def test_uplift_fits_on_spark_executors_equal_the_local_ones(uplift_world: UpliftWorld) -> None:
+    assert_uplift_fits_as_the_local_ones(uplift_world, SPARK)
 
 
 def test_a_lost_executor_is_a_clear_error() -> None:
@@ -194,3 +206,18 @@ def test_spark_submit_runs_a_command_on_the_session_it_launched(
     # spark-submit merges the driver's stderr (the stage line) into its stdout, ahead of the JSON
     result = json.loads(done.stdout[done.stdout.index("{\n") :])
     assert result["rows"] == pq.read_metadata(out).num_rows > 20
+
+
+def test_every_spark_path_uses_the_dataframe_api_only() -> None:
+    """Spark Connect has no SparkContext: no Spark module may reach for it, an RDD or a broadcast."""
+    root = Path(__file__).resolve().parents[2]
+    for module in ("core/spark.py", "core/parallel.py", "serving/batch_spark.py", "features/spark_build.py"):
+        code = (root / module).read_text()
+        for word in (".sparkContext", ".broadcast(", ".parallelize(", ".rdd", "setLogLevel"):
+            assert word not in code, (module, word)
+
+
+def test_a_remote_must_be_a_spark_connect_url() -> None:
+    assert SparkSettings(remote="sc://127.0.0.1:15002").remote == "sc://127.0.0.1:15002"
+    with pytest.raises(ValueError, match="remote must be a Spark Connect URL"):
+        SparkSettings(remote="spark://127.0.0.1:7077")
