@@ -20,19 +20,27 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-sql bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
+.PHONY: help runtime install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-sql bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
-# uv installs the locked set about four times faster than pip (the same versions: the lock pins them all)
-$(BIN)/.installed: pyproject.toml requirements.lock
+# uv installs the locked set about four times faster than pip (the same versions: the lock pins them all).
+# The runtime alone is what `make demo` runs; a newcomer does not wait for the test, lint, Spark and
+# Dagster packages (PySpark alone is over 300 MB), which `make install` adds for `make test`
+$(BIN)/.runtime: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3 uv==0.13.8
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e .
+	touch $@
+
+$(BIN)/.installed: $(BIN)/.runtime
 	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev,spark,dagster]'
 	touch $@
 
-install: $(BIN)/.installed ## create the local venv with the pinned dependencies
+runtime: $(BIN)/.runtime ## the venv with the runtime only: what `make demo` needs
+
+install: $(BIN)/.installed ## the venv with everything: the runtime, tests, lint, Spark and Dagster
 
 # Debian's Chromium for the cockpit's browser tests (Playwright drives it; it never downloads a browser)
 $(CHROMIUM):
@@ -44,14 +52,13 @@ browser: $(CHROMIUM) ## Debian's chromium for the cockpit's end-to-end tests
 java: ## a Java runtime for the Spark engine's tests (Debian's OpenJDK 17 when none is installed)
 	@command -v java >/dev/null || $(AS_ROOT) sh -c 'apt-get install -y -q openjdk-17-jre-headless || (apt-get update -q && apt-get install -y -q openjdk-17-jre-headless)'
 
-demo: install ## the main job on embedded defaults: simulate -> ingest -> features -> train -> report -> plan -> score -> serve (into $(STORE)); JSON=--json for whole results
+demo: runtime ## the main job on embedded defaults: simulate -> ingest -> features -> train -> plan -> score -> serve, the causal report in the background (into $(STORE)); JSON=--json for whole results
 	@$(BIN)/retain simulate --store $(STORE) --accounts $(ACCOUNTS) --days $(DAYS) --seed $(SEED) --start $(START) $(JSON)
 	@$(BIN)/retain ingest $(STORE)/simulation --store $(STORE) $(JSON)
 	@$(BIN)/retain features build --store $(STORE) $(JSON)
 	@$(BIN)/retain train --model churn --store $(STORE) --config experiments/churn.yaml --truth $(STORE)/simulation $(JSON)
 	@$(BIN)/retain train --model expansion --store $(STORE) --config experiments/expansion.yaml --truth $(STORE)/simulation $(JSON)
 	@$(BIN)/retain train --model uplift --store $(STORE) --config experiments/uplift.yaml --truth $(STORE)/simulation $(JSON)
-	@$(BIN)/retain report causal --store $(STORE) --out $(STORE)/reports/causal $(JSON)
 	@$(BIN)/retain plan --store $(STORE) --week $(PLAN_WEEK) --capacity-hours 8 --out $(STORE)/plans/$(PLAN_WEEK).csv $(JSON)
 	@$(BIN)/retain score --store $(STORE) --cutoff $(SCORE_CUTOFF) --out $(STORE)/scores.parquet $(JSON)
 	@umask 077; $(BIN)/retain keys create --store $(STORE) --scopes admin --name demo | tail -n 1 > $(STORE)/demo.key
@@ -62,7 +69,10 @@ demo: install ## the main job on embedded defaults: simulate -> ingest -> featur
 	@echo "  cockpit   http://127.0.0.1:$(PORT)/ui  (sign in with the key)"
 	@echo "  API key   $$(cat $(STORE)/demo.key)  (also in $(STORE)/demo.key)"
 	@echo "  try       curl -H \"Authorization: Bearer $$(cat $(STORE)/demo.key)\" 'http://127.0.0.1:$(PORT)/v1/accounts/$$(cat $(STORE)/demo.account)/risk?actions=3'"
+	@echo "  causal    $(abspath $(STORE))/reports/causal/report.html  (written in the background in a few minutes; log: $(STORE)/reports/causal.log)"
 	@echo
+	@mkdir -p $(STORE)/reports
+	@$(BIN)/retain report causal --store $(STORE) --out $(STORE)/reports/causal > $(STORE)/reports/causal.log 2>&1 &
 	@$(BIN)/retain serve --store $(STORE) --port $(PORT) --as-of $(SCORE_CUTOFF)
 
 lint: install ## ruff (lint and format check), the import layers (import-linter), declared dependencies (deptry)

@@ -101,7 +101,7 @@ CAUSAL_REPORT_AIM_S = 60.0
 
 def demo(f: Figures) -> Lead:
     t, until = f["timings_s"], f["until_the_api_answers_s"]
-    report, cold = t["report causal"], t.get("report causal (cold)")
+    report = f.get("report_causal_in_background_s")
     rows = [
         Row(
             "`make demo`, fresh clone until the API answers",
@@ -110,16 +110,20 @@ def demo(f: Figures) -> Lead:
             f"≤ {DEMO_AIM_S:g} s",
             until <= DEMO_AIM_S,
         ),
-        Row(
-            "`retain report causal`",
-            secs(report),
-            f"the same without the fits it shares with uplift training: {secs(cold)}" if cold else NO_PEER,
-            f"≤ {CAUSAL_REPORT_AIM_S:g} s",
-            report <= CAUSAL_REPORT_AIM_S,
-        ),
     ]
+    if report is not None:  # since the demo writes the report in the background, after the API is up
+        rows.append(
+            Row(
+                "`retain report causal`, in the background once the API is up",
+                secs(report),
+                NO_PEER,
+                f"≤ {CAUSAL_REPORT_AIM_S:g} s",
+                report <= CAUSAL_REPORT_AIM_S,
+            )
+        )
+    cold = " with empty package caches" if "install" in t else ""
     says = (
-        f"A fresh clone answers its first API request {secs(until)} after `make demo` starts, on "
+        f"A fresh clone{cold} answers its first API request {secs(until)} after `make demo` starts, on "
         f"{f['accounts']:,} simulated accounts over {f['days']} days."
     )
     details = ["Each step: " + ", ".join(f"{step} {secs(v)}" for step, v in t.items()) + ".", ""]
