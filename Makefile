@@ -31,7 +31,7 @@ help: ## list the targets
 $(BIN)/.runtime: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip==25.3 uv==0.13.8
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e .
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e .
 	touch $@
 
 $(BIN)/.installed: $(BIN)/.runtime

@@ -65,7 +65,7 @@ def step_name(line: str) -> str | None:
         return None
     words = line[2:].split()
     if words and words[0] == "training" and len(words) > 1:
-        return f"train {words[1]}"
+        return f"train {words[1].rstrip(':')}"
     return STEPS.get(words[0], words[0]) if words else None
 
 
