@@ -72,7 +72,7 @@ Path(sys.argv[3]).write_text(json.dumps({"seconds": seconds, "imports_kib": impo
 """
 
 
-def _copy(con: psycopg.Connection[Any], name: str, schema: pa.Schema, tables: list[pa.Table]) -> int:
+def copy_table(con: psycopg.Connection[Any], name: str, schema: pa.Schema, tables: list[pa.Table]) -> int:
     """A new table `name` typed as the contract types `schema`, filled by COPY from Arrow's CSV."""
     columns = ", ".join(f'"{f.name}" {_PG_TYPES[f.type]}' for f in schema)
     con.execute(f"CREATE TABLE {name} ({columns})")
@@ -97,8 +97,8 @@ def loaded(admin: str, n_events: int, cache: Path, seed: int) -> tuple[str, int]
         con.execute(f'CREATE DATABASE "{name}"')
     url = f"{admin.rsplit('/', 1)[0]}/{name}"
     with psycopg.connect(url) as con:
-        _copy(con, "accounts", ACCOUNT_SCHEMA, [pq.read_table(world.accounts)])
-        events = _copy(
+        copy_table(con, "accounts", ACCOUNT_SCHEMA, [pq.read_table(world.accounts)])
+        events = copy_table(
             con, "events", EVENT_SCHEMA, [pq.read_table(p, schema=EVENT_SCHEMA) for p in world.events]
         )
         con.execute("ANALYZE")

@@ -19,8 +19,8 @@ import pytest
 from psycopg.types.json import Jsonb
 from typer.testing import CliRunner
 
-from core.contract import TS
 from core.errors import RetainError
+from experiments.benchmarks.sql_ingest import copy_table
 from ingest import run
 from ingest.column_mapping import default_mapping, read_column_mapping
 from ingest.commit import KEYED
@@ -34,26 +34,12 @@ pytestmark = pytest.mark.service
 
 PASSWORD = "s3cret-pw"
 UNREACHABLE = f"postgresql://postgres:{PASSWORD}@127.0.0.1:1/crm"
-_PG_TYPES = {
-    pa.string(): "TEXT",
-    TS: "TIMESTAMPTZ",
-    pa.float64(): "DOUBLE PRECISION",
-    pa.int64(): "BIGINT",
-    pa.bool_(): "BOOLEAN",
-}
 
 
 def _load(url: str, name: str, table: pa.Table) -> None:
     """`table` as a new PostgreSQL table `name`, its columns typed as the contract types them."""
-    names = table.schema.names
-    columns = ", ".join(f'"{f.name}" {_PG_TYPES[f.type]}' for f in table.schema)
-    quoted = ", ".join(f'"{n}"' for n in names)
     with psycopg.connect(url) as con:
-        con.execute(f"CREATE TABLE {name} ({columns})")
-        with con.cursor().copy(f"COPY {name} ({quoted}) FROM STDIN") as copy:
-            for batch in table.to_batches(50_000):
-                for row in zip(*(c.to_pylist() for c in batch.columns), strict=True):
-                    copy.write_row(row)
+        copy_table(con, name, table.schema, [table])
 
 
 def _execute(url: str, *statements: str, rows: list[tuple[Any, ...]] | None = None) -> None:
