@@ -312,22 +312,31 @@ def _read_jsonl(path: Path, table: str) -> Frame:
         pass
     rows: list[dict[str, Any]] = []
     malformed: list[Malformed] = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                malformed.append(
-                    Malformed(str(path), line.rstrip("\n"), f"line {number}: not JSON ({e.msg})")
-                )
-                continue
-            if not isinstance(row, dict):
-                malformed.append(Malformed(str(path), line.rstrip("\n"), f"line {number}: not a JSON object"))
-                continue
-            rows.append(row)
+            row = parsed_json_line(str(path), number, raw)
+            if isinstance(row, Malformed):
+                malformed.append(row)
+            else:
+                rows.append(row)
     return Frame(table, str(path), table_from_records(rows), tuple(malformed))
+
+
+def parsed_json_line(source: str, number: int, raw: bytes, unit: str = "line") -> dict[str, Any] | Malformed:
+    """One JSON Lines record's object, or the quarantined row saying why it is none, at its `unit` and
+    `number` in `source`: every reader of JSON Lines (files, event-stream exports) judges a line alike."""
+    text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+    try:
+        value = json.loads(raw)
+    except UnicodeDecodeError:
+        return Malformed(source, text, f"{unit} {number}: not UTF-8", "invalid_utf8")
+    except json.JSONDecodeError as e:
+        return Malformed(source, text, f"{unit} {number}: not JSON ({e.msg})")
+    if not isinstance(value, dict):
+        return Malformed(source, text, f"{unit} {number}: not a JSON object")
+    return value
 
 
 def _timestamps_as_text(schema: pa.Schema | pa.StructType) -> pa.Schema:

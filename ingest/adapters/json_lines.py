@@ -11,7 +11,6 @@ row, quarantined (`unmapped_event`, `malformed_row`, `invalid_utf8`) or skipped 
 from __future__ import annotations
 
 import gzip
-import json
 import zipfile
 import zlib
 from collections import Counter
@@ -26,7 +25,7 @@ from core.contract import EVENT_COLUMNS
 from core.errors import RetainError
 from ingest.adapters.adapted import Adapted
 from ingest.adapters.event_mapping import EventMapping, Vendor, read_event_mapping, text
-from ingest.readers import Frame, Malformed, table_from_records
+from ingest.readers import Frame, Malformed, parsed_json_line, table_from_records
 
 #: files an export is made of: JSON Lines, gzipped or not, and zips of them
 JSON_SUFFIXES = (".json", ".jsonl", ".ndjson", ".gz", ".zip")
@@ -56,13 +55,7 @@ class Line:
 
     def parsed(self) -> dict[str, Any] | Malformed:
         """The line's JSON object, or why it is none."""
-        try:
-            value = json.loads(self.raw)
-        except UnicodeDecodeError:
-            return self.quarantined("not UTF-8", "invalid_utf8")
-        except json.JSONDecodeError as e:
-            return self.quarantined(f"not JSON ({e.msg})")
-        return value if isinstance(value, dict) else self.quarantined("not a JSON object")
+        return parsed_json_line(self.source, self.number, self.raw, self.unit)
 
 
 def export_files(path: Path, suffixes: tuple[str, ...]) -> tuple[list[Path], list[str]]:
