@@ -4,10 +4,12 @@ Staging first means nothing reaches the store until the whole input was read and
 cannot be read fails the ingest with the store untouched, and memory holds one batch at a time. Each table
 is then one Delta transaction. Events, interventions and the quarantine are facts: the ids the table lacks
 are appended (the first row of an id the input repeats wins), chosen against the version the commit lands
-on, or chosen again (`store.appends`); quarantined rows are keyed by a hash of the raw row, so the
-same bad file quarantines nothing new the second time. Accounts are a snapshot keyed by account_id and
-MERGEd: the input's last row of an id wins and a changed row replaces the live one. Re-running an ingest
-that was cut off between two tables' commits completes it: every write adds only what is missing.
+on, or chosen again (`store.appends`); of events, only the staged days' partitions are read for their
+ids, here or, on the Spark engine, on Spark's executors (`ingest.spark_dedup`). Quarantined rows are keyed
+by a hash of the raw row, so the same bad file quarantines nothing new the second time. Accounts are a
+snapshot keyed by account_id and MERGEd: the input's last row of an id wins and a changed row replaces the
+live one. Re-running an ingest that was cut off between two tables' commits completes it: every write adds
+only what is missing.
 """
 
 from __future__ import annotations
@@ -17,15 +19,19 @@ import itertools
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_SCHEMA, INTERVENTION_SCHEMA, TS
+from core.settings import SparkSettings
+from ingest.spark_dedup import stored_among
 from ingest.validate import Checked
 from store.appends import append_sorted
 from store.delta import Store, commit_note, commit_with_retry
@@ -68,6 +74,8 @@ SEQ = "_retain_seq"
 DEDUP_MEMORY = "512MB"
 #: rows per batch handed from DuckDB to the writers
 BATCH_ROWS = 200_000
+#: the events' partition column, their UTC day (`event_day`)
+EVENT_DATE = "event_date"
 
 
 @dataclass(frozen=True)
@@ -89,6 +97,8 @@ class Staging:
     ingest_id: str
     now: datetime
     rows: Counter[str] = field(default_factory=Counter)
+    #: the UTC days of the staged events: the only partitions of `events` the duplicate check reads
+    event_days: set[date] = field(default_factory=set)
     _seq: Iterator[int] = field(default_factory=itertools.count)
 
     def add(self, checked: Checked) -> None:
@@ -112,24 +122,40 @@ class Staging:
             return
         start = self.rows[table]
         self.rows[table] += rows.num_rows
+        if table == "events":
+            self.event_days.update(pc.unique(event_day(rows.column("ts"))).to_pylist())
         ordered = rows.append_column(SEQ, pa.array(range(start, start + rows.num_rows), pa.int64()))
         folder = self.folder / table
         folder.mkdir(parents=True, exist_ok=True)
         pq.write_table(ordered, folder / f"{next(self._seq):06d}.parquet")
 
 
-def publish(store: Store, staging: Staging, note: str) -> Published:
-    """Write every staged table into the store, one Delta transaction each, in `KEYED` order."""
+@dataclass(frozen=True)
+class Dedup:
+    """Where one ingest's staged rows meet the store: DuckDB deduplicates them (spilling to the staging
+    folder), and finds the ids a table already holds itself, or has Spark's executors find them."""
+
+    con: duckdb.DuckDBPyConnection
+    #: set: the stored ids are joined with the staged ones on Spark, and only those found come back
+    spark: SparkSettings | None
+    #: the staged events' UTC days (sorted): the partitions of `events` the lookup reads
+    event_days: list[date]
+
+
+def publish(store: Store, staging: Staging, note: str, spark: SparkSettings | None = None) -> Published:
+    """Write every staged table into the store, one Delta transaction each, in `KEYED` order; with `spark`,
+    the facts' duplicate check runs on that Spark session's executors."""
     accepted: dict[str, int] = {}
     versions: dict[str, int] = {}
     with duckdb.connect(config={"memory_limit": DEDUP_MEMORY, "threads": 2}) as con:
         con.execute(f"SET temp_directory = '{staging.folder / '.spill'}'")
+        dedup = Dedup(con, spark, sorted(staging.event_days))
         for table, keyed in KEYED.items():
             if not staging.rows[table]:
                 accepted[table] = 0
                 continue
             write = _merge if keyed.snapshot else _insert_new
-            attempt = functools.partial(write, store, con, staging.folder / table, table, keyed, note)
+            attempt = functools.partial(write, store, dedup, staging.folder / table, table, keyed, note)
             accepted[table], versions[table] = commit_with_retry(table, attempt)
     quarantined_new = accepted.pop("quarantine")
     duplicates = {table: staging.rows[table] - n for table, n in accepted.items()}
@@ -147,32 +173,53 @@ def _staged(con: duckdb.DuckDBPyConnection, folder: Path, keyed: Keyed) -> duckd
 
 
 def _insert_new(
-    store: Store, con: duckdb.DuckDBPyConnection, folder: Path, table: str, keyed: Keyed, note: str
+    store: Store, dedup: Dedup, folder: Path, table: str, keyed: Keyed, note: str
 ) -> tuple[int, int]:
     """Append the staged rows whose id the table lacks, sorted by time (so by event day), in one commit on
     the version they were chosen against; rows inserted and the table's new version."""
     target = store.create(table, stored_schema(table, keyed.schema))
-    known = store.relation(con, target, [keyed.key])
-    staged = _staged(con, folder, keyed)
-    fresh = staged if known is None else staged.join(_among(known, staged, keyed.key), keyed.key, how="anti")
+    staged = _staged(dedup.con, folder, keyed)
+    fresh = staged.join(_known(store, dedup, target, table, staged, keyed), keyed.key, how="anti")
     ordered = fresh.order('"ts"') if "ts" in keyed.schema.names else fresh
     rows = _stored(ordered.to_arrow_reader(BATCH_ROWS), table, keyed.schema)
     appended = append_sorted(store, table, target, rows, note)
     return appended.rows, appended.version
 
 
-def _among(
-    known: duckdb.DuckDBPyRelation, staged: duckdb.DuckDBPyRelation, key: str
+def _known(
+    store: Store, dedup: Dedup, target: DeltaTable, table: str, staged: duckdb.DuckDBPyRelation, keyed: Keyed
 ) -> duckdb.DuckDBPyRelation:
-    """The stored ids that are also staged. A semi join hashes the staged ids (a week's increment) and streams
-    the stored ones past them; anti-joining the staged rows against all stored ids would hash every id the
-    table holds, which outgrows `DEDUP_MEMORY` on a year of events."""
-    return known.join(staged.select(f'"{key}"').set_alias("staged"), key, how="semi").set_alias("known")
+    """The ids version `target` holds that are also staged. Of events, only the staged events' days are
+    read (their partitions; the rest of history is never opened): an event's id is looked for on its own
+    UTC day, so an id sent again with a time on another day would be a second row.
+
+    A semi join hashes the staged ids (a week's increment) and streams the stored ones past them;
+    anti-joining the staged rows against all stored ids would hash every id the table holds, which
+    outgrows `DEDUP_MEMORY` on a year of events. On Spark the same join runs on the executors, and only
+    the ids found (at most the input's) come back."""
+    key, days = keyed.key, dedup.event_days if table == "events" else None
+    ids = staged.select(f'"{key}"')
+    if dedup.spark is not None:
+        stored = stored_schema(table, keyed.schema)
+        read = pa.schema([stored.field(n) for n in ([key] if days is None else [key, EVENT_DATE])])
+        found = stored_among(dedup.spark, store.uri(table), target, read, ids.to_arrow_table(), days)
+        return dedup.con.from_arrow(found).set_alias("known")
+    where = None if days is None else ds.field(EVENT_DATE).isin(days)
+    dataset = store.dataset(table, target.version())
+    assert dataset is not None, "store.create made the table"
+    # a stream of the pruned files' ids: DuckDB pushes no string filter into it (`Store.relation` says why)
+    stored = dedup.con.from_arrow(dataset.scanner(columns=[key], filter=where).to_reader())
+    return stored.join(ids.set_alias("staged"), key, how="semi").set_alias("known")
 
 
 def stored_schema(table: str, schema: pa.Schema) -> pa.Schema:
     """The table's stored schema: the contract's, plus the partition column of events."""
-    return schema.append(pa.field("event_date", pa.date32())) if table == "events" else schema
+    return schema.append(pa.field(EVENT_DATE, pa.date32())) if table == "events" else schema
+
+
+def event_day(ts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """An event's UTC day, its partition of the events table."""
+    return pc.cast(ts, pa.date32())
 
 
 def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.RecordBatchReader:
@@ -183,20 +230,17 @@ def _stored(rows: pa.RecordBatchReader, table: str, schema: pa.Schema) -> pa.Rec
         for batch in rows:
             batch = batch.cast(schema)
             if table == "events":
-                yield pa.RecordBatch.from_arrays(
-                    [*batch.columns, pc.cast(batch.column("ts"), pa.date32())], schema=stored
-                )
+                day = event_day(batch.column("ts"))
+                yield pa.RecordBatch.from_arrays([*batch.columns, day], schema=stored)
             else:
                 yield batch
 
     return pa.RecordBatchReader.from_batches(stored, batches())
 
 
-def _merge(
-    store: Store, con: duckdb.DuckDBPyConnection, folder: Path, table: str, keyed: Keyed, note: str
-) -> tuple[int, int]:
+def _merge(store: Store, dedup: Dedup, folder: Path, table: str, keyed: Keyed, note: str) -> tuple[int, int]:
     """MERGE a snapshot table (accounts, small): rows inserted or changed, and the table's new version."""
-    source = _stored(_staged(con, folder, keyed).to_arrow_reader(BATCH_ROWS), table, keyed.schema)
+    source = _stored(_staged(dedup.con, folder, keyed).to_arrow_reader(BATCH_ROWS), table, keyed.schema)
     target = store.create(table, source.schema)
     key = keyed.key
     merge = target.merge(

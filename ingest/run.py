@@ -23,6 +23,7 @@ from tqdm import tqdm
 from core.catalogue import ACTIONS
 from core.contract import ACCOUNT_SCHEMA
 from core.errors import RetainError
+from core.settings import SparkSettings
 from ingest.adapters import adapt
 from ingest.column_mapping import default_mapping, read_column_mapping
 from ingest.commit import Published, Staging, publish
@@ -57,18 +58,24 @@ def ingest_path(
     adapter: str | None = None,
     actions: Collection[str] = ACTIONS,
     mapping: Path | None = None,
+    spark: SparkSettings | None = None,
 ) -> IngestSummary:
     """Ingest `path` into `store`: what was accepted, skipped as a duplicate and quarantined; `mapping`
-    is the adapter's mapping file, for adapters that take one."""
+    is the adapter's mapping file, for adapters that take one. With `spark`, the duplicate check runs on
+    that Spark session's executors (`ingest.spark_dedup`)."""
     path = Path(path)
     if store.lake_uri is None and store.root.exists() and not store.root.is_dir():
         raise RetainError(f"store {store.root} is a file, not a folder")
     if adapter is None:
         read = read_path(path)
-        return _commit(store, read.frames(), str(path), len(read.files), read.skipped, actions)[0]
+        return _commit(store, read.frames(), str(path), len(read.files), read.skipped, actions, spark=spark)[
+            0
+        ]
     adapted = adapt(adapter, path, mapping)
     accounts_first = sorted(adapted.frames, key=lambda frame: frame.table != "accounts")
-    summary, counts = _commit(store, iter(accounts_first), str(path), len(adapted.frames), [], actions)
+    summary, counts = _commit(
+        store, iter(accounts_first), str(path), len(adapted.frames), [], actions, spark=spark
+    )
     sources = {entry["source"] for entry in adapted.report["tables"].values()}
     quarantined = {s: _by_reason(counts.get(s, Counter())) for s in sources}
     return replace(summary, adapter=AdapterReport.of(adapted.report, quarantined))
@@ -81,6 +88,7 @@ def ingest_sql(
     actions: Collection[str] = ACTIONS,
     batch_rows: int = BATCH_ROWS,
     commit_rows: int = COMMIT_ROWS,
+    spark: SparkSettings | None = None,
 ) -> IngestSummary:
     """Ingest a database's accounts, interventions and events (the tables or queries `mapping` names, else
     the tables of those names) as a file is ingested, reading incremental tables past their watermarks.
@@ -88,7 +96,7 @@ def ingest_sql(
     Rows are committed every `commit_rows` (a commit's dedup grows with its rows, so this bounds memory
     however large the table), and each commit then moves the watermarks to the last row it holds: a crash
     leaves them at the last commit, and the next run reads the rest (any rows read again, the per-id write
-    skips)."""
+    skips). With `spark`, each commit's duplicate check runs on Spark's executors."""
     if store.lake_uri is None and store.root.exists() and not store.root.is_dir():
         raise RetainError(f"store {store.root} is a file, not a folder")
     columns = default_mapping() if mapping is None else read_column_mapping(mapping)
@@ -99,7 +107,8 @@ def ingest_sql(
     with SqlSource(url, columns, read_watermarks(store, database), batch_rows) as source:
         for run in source.runs(commit_rows):
             tables = len(source.plans)
-            parts.append(_commit(store, run, database, tables, source.skipped, actions, ingest_id, now)[0])
+            commit = _commit(store, run, database, tables, source.skipped, actions, ingest_id, now, spark)
+            parts.append(commit[0])
             write_watermarks(store, database, source.advanced(), ingest_id, datetime.now(UTC))
         return replace(_merged(parts), sql=source.report())
 
@@ -149,6 +158,7 @@ def _commit(
     actions: Collection[str],
     ingest_id: str | None = None,
     now: datetime | None = None,
+    spark: SparkSettings | None = None,
 ) -> tuple[IngestSummary, dict[str, Counter[str]]]:
     """One ingest (or one commit of an ingest committed in parts, which share its `ingest_id` and clock):
     stage every frame's verdict, then write each table; its summary, and rejections by reason per source
@@ -159,7 +169,7 @@ def _commit(
         staging = Staging(Path(folder), ingest_id, now)
         verdicts = _stage(store, frames, staging, actions)
         try:
-            published = publish(store, staging, f"ingest {ingest_id} from {source}")
+            published = publish(store, staging, f"ingest {ingest_id} from {source}", spark)
         except OSError as e:
             raise RetainError(f"cannot write to the store {store.location}: {e}") from e
     return _summary(ingest_id, source, store, verdicts, published, files, skipped), verdicts.by_source

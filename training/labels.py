@@ -8,6 +8,7 @@ decide it (`matured`): an immature label is never used, neither for training nor
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +40,50 @@ def _sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
+@dataclass(frozen=True)
+class LabelQuery:
+    """A target's labels as SQL over `events`, `accounts` and the pairs `term_pairs`: the stages made first
+    (name -> text, in order), the label query, and the parameters they take. Both engines run this."""
+
+    stages: dict[str, str]
+    text: str
+    params: dict[str, Any]
+
+
+def label_query(target: Target, horizon_days: int) -> LabelQuery:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
+    params: dict[str, Any] = {
+        "horizon_days": horizon_days,
+        "grace_days": RENEWAL_GRACE_DAYS,
+        "min_rise": EXPANSION_MIN_RISE,
+    }
+    stages = {
+        "sparse_events": feature_sql("sparse_events"),
+        "contract_terms": feature_sql("contract_terms"),
+        "label_terms": _sql("terms"),
+    }
+    return LabelQuery(stages, _sql(target), params)
+
+
+def label_keys(rows: pd.DataFrame) -> pd.DataFrame:
+    """The distinct (account_id, cutoff) pairs of `rows`, cutoffs as UTC microseconds: the `term_pairs`."""
+    keys = rows[["account_id", "cutoff"]].drop_duplicates().reset_index(drop=True)
+    keys["cutoff"] = pd.to_datetime(keys["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    return keys
+
+
+def in_key_order(labels: pd.DataFrame, keys: pd.DataFrame) -> pd.DataFrame:
+    """A label query's rows typed, in the order of `keys`."""
+    labels["cutoff"] = pd.to_datetime(labels["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    labels["label"] = labels["label"].astype("int8")
+    labels["matured"] = labels["matured"].fillna(False).astype(bool)
+    labels[DAYS_TO_EVENT] = labels[DAYS_TO_EVENT].astype("float64")
+    order = keys.reset_index().merge(labels, on=["account_id", "cutoff"])
+    columns = ["account_id", "cutoff", "label", "matured", DAYS_TO_EVENT]
+    return order.sort_values("index")[columns].reset_index(drop=True)
+
+
 def label_frame(
     con: duckdb.DuckDBPyConnection, rows: pd.DataFrame, target: Target, horizon_days: int
 ) -> pd.DataFrame:
@@ -50,37 +95,18 @@ def label_frame(
     are dropped. Runs in the UTC session time
     zone and leaves no relations behind.
     """
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; targets are {', '.join(TARGETS)}")
-    params: dict[str, Any] = {
-        "horizon_days": horizon_days,
-        "grace_days": RENEWAL_GRACE_DAYS,
-        "min_rise": EXPANSION_MIN_RISE,
-    }
-    keys = rows[["account_id", "cutoff"]].drop_duplicates().reset_index(drop=True)
-    keys["cutoff"] = pd.to_datetime(keys["cutoff"], utc=True).astype("datetime64[us, UTC]")
+    query = label_query(target, horizon_days)
+    keys = label_keys(rows)
     con.execute("SET TimeZone = 'UTC'")
     con.execute(feature_sql("macros"))
     con.execute(_sql("macros"))
     con.register("term_pairs", keys)
-    stages = {
-        "sparse_events": feature_sql("sparse_events"),
-        "contract_terms": feature_sql("contract_terms"),
-        "label_terms": _sql("terms"),
-    }
     try:
-        for name, text in stages.items():
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {text}", bind(text, params))
-        text = _sql(target)
-        labels = con.execute(text, bind(text, params)).df()
+        for name, text in query.stages.items():
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS {text}", bind(text, query.params))
+        labels = con.execute(query.text, bind(query.text, query.params)).df()
     finally:
         con.unregister("term_pairs")
-        for name in reversed(stages):
+        for name in reversed(query.stages):
             con.execute(f"DROP TABLE IF EXISTS {name}")
-    labels["cutoff"] = pd.to_datetime(labels["cutoff"], utc=True).astype("datetime64[us, UTC]")
-    labels["label"] = labels["label"].astype("int8")
-    labels["matured"] = labels["matured"].fillna(False).astype(bool)
-    labels[DAYS_TO_EVENT] = labels[DAYS_TO_EVENT].astype("float64")
-    order = keys.reset_index().merge(labels, on=["account_id", "cutoff"])
-    columns = ["account_id", "cutoff", "label", "matured", DAYS_TO_EVENT]
-    return order.sort_values("index")[columns].reset_index(drop=True)
+    return in_key_order(labels, keys)

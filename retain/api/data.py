@@ -55,7 +55,8 @@ def ingest(
     """Validate `source` (a simulator folder, event files, or an adapter's source, mapped by the adapter's
     `mapping` file where it takes one), or the database at the SQLAlchemy URL `from_sql` (its tables mapped
     by `mapping`, a column mapping; new events only, past the store's watermark), into the store: valid
-    rows published, the rest quarantined with a reason."""
+    rows published, the rest quarantined with a reason. On the Spark engine (`settings.engine`), the
+    duplicate check against the store's ids runs on Spark's executors."""
     from features.playbook_file import store_playbook
     from ingest.run import ingest_path, ingest_sql  # deferred: Arrow and the contract's validators
 
@@ -68,10 +69,11 @@ def ingest(
     settings = settings_or_default(settings)
     opened = open_store(store, settings)
     actions = store_playbook(opened, settings).names  # interventions name the store's own actions
+    spark = settings.spark if settings.engine == "spark" else None
     if from_sql is not None:
-        return ingest_sql(opened, from_sql, mapping=mapping, actions=actions)
+        return ingest_sql(opened, from_sql, mapping=mapping, actions=actions, spark=spark)
     assert source is not None
-    return ingest_path(opened, Path(source), adapter=adapter, actions=actions, mapping=mapping)
+    return ingest_path(opened, Path(source), adapter=adapter, actions=actions, mapping=mapping, spark=spark)
 
 
 def build_features(

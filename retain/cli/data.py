@@ -86,16 +86,26 @@ def ingest(
             "tables, queries and columns"
         ),
     ] = None,
+    engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Validate telemetry against the contract; valid rows to the store, invalid ones to quarantine."""
+    """Validate telemetry against the contract; valid rows to the store, invalid ones to quarantine. With
+    `--engine spark`, the duplicate check reads the store's events on Spark's executors, only the input's
+    days."""
     if path is not None and from_sql is not None:
         raise RetainError("give a PATH or --from-sql URL, not both")
     if path is None and from_sql is None:
         raise RetainError("give a PATH to ingest, or --from-sql URL to read a database")
     shown = path if from_sql is None else redact(from_sql)
     stage(f"ingesting {shown}: every row checked against the contract")
-    ingested = api.ingest(path, store=open_store(store), adapter=adapter, mapping=mapping, from_sql=from_sql)
+    ingested = api.ingest(
+        path,
+        store=open_store(store),
+        settings=engine_settings(engine),
+        adapter=adapter,
+        mapping=mapping,
+        from_sql=from_sql,
+    )
     emit(ingested, as_json, summaries.ingested)
 
 

@@ -34,13 +34,13 @@ from core.files import atomic_path, keep_newest
 from core.settings import Settings
 from features.definitions import KEYS
 from features.playbook_file import store_playbook
-from features.run import build_feature_table, register_store
+from features.run import DuckDBFeatures, FeatureEngine, feature_engine, register_store
 from features.stored import INPUTS
 from store.delta import Store
 from training.causal import recency
 from training.causal.holdout import HoldoutWeeks, holdout_weeks
 from training.causal.uplift import OUTCOMES
-from training.labels import label_frame
+from training.labels import Target, label_frame
 
 WEEK = pd.Timedelta(days=7)
 #: designs kept per store, the most recently used; each is about the size of the rows in memory
@@ -217,19 +217,21 @@ def _build(
     catalogue: Mapping[str, Action],
 ) -> Design:
     interventions = read_interventions(store, versions)
-    with duckdb.connect(config={"threads": threads}) as con:
-        register_store(con, store, versions)
-        first, last = con.execute("SELECT min(ts), max(ts) FROM events").fetchall()[0]
+    with feature_engine(settings, threads) as runner:
+        runner.register(store, versions)
+        first_ts, last_ts = runner.event_span()
+        if first_ts is None or last_ts is None:
+            raise RetainError(f"no events in {store.location}: the uplift design is built from them")
         taken = interventions[interventions["assignment"] != HOLDOUT]
         days = sorted({t.date() for t in pd.to_datetime(taken["ts"], utc=True)})
-        matured_until = last.date() - timedelta(days=horizon_days)
-        cutoffs = weekly_cutoffs(days, first.date() + timedelta(days=28), matured_until)
+        matured_until = last_ts.date() - timedelta(days=horizon_days)
+        cutoffs = weekly_cutoffs(days, first_ts.date() + timedelta(days=28), matured_until)
         if not cutoffs:
             raise RetainError("the store's events do not span a full horizon after the first month")
         bar = tqdm(total=3, desc=f"design: {len(cutoffs)} weekly cutoffs", unit="step", disable=None)
-        rows = build_feature_table(con, cutoffs, settings).to_pandas()
+        rows = runner.build(cutoffs, settings).to_pandas()
         bar.update()
-        labels = {o: label_frame(con, rows[list(KEYS)], o, horizon_days) for o in OUTCOMES}  # type: ignore[arg-type]
+        labels = {o: _labels(runner, rows[list(KEYS)], o, horizon_days) for o in OUTCOMES}  # type: ignore[arg-type]
         bar.update()
     keep = labels["churn"][["account_id", "cutoff", "matured"]].merge(
         labels["expansion"][["account_id", "cutoff", "matured"]], on=["account_id", "cutoff"]
@@ -265,3 +267,16 @@ def _build(
         ahead,
         held,
     )
+
+
+def _labels(runner: FeatureEngine, rows: pd.DataFrame, target: Target, horizon_days: int) -> pd.DataFrame:
+    """The labels on the engine that built the rows: DuckDB's connection, or Spark's session (the events
+    stay where Spark reads them)."""
+    if isinstance(runner, DuckDBFeatures):
+        return label_frame(runner.con, rows, target, horizon_days)
+    # deferred: the Spark side imports sqlglot and PySpark, which a DuckDB design never needs
+    from features.spark_build import SparkFeatures
+    from training.causal.spark_design import spark_label_frame
+
+    assert isinstance(runner, SparkFeatures)
+    return spark_label_frame(runner.spark, rows, target, horizon_days)

@@ -51,6 +51,6 @@ SELECT
     matured,
     CASE
         WHEN coalesce(cancelled_at, lapsed_at) IS NOT NULL
-            THEN greatest(epoch(least(cancelled_at, lapsed_at) - cutoff) / 86400.0, 0.0)
+            THEN greatest(elapsed_days(cutoff, least(cancelled_at, lapsed_at)), 0.0)
     END AS days_to_event
 FROM decided

@@ -1,0 +1,165 @@
+"""History stays on Spark's executors: with `--engine spark`, ingest's duplicate check and the uplift design
+run on a driver that may collect only `LIMIT` (`spark.driver.maxResultSize`), less than the store's event
+ids alone, and store and build what DuckDB does.
+
+The module starts its own classic session, since the limit is fixed when a session starts: another
+module's session is stopped first, and this one after (the next module starts its own again).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from core.contract import EVENT_SCHEMA
+from core.settings import Settings, SparkSettings
+from core.spark import SparkFailure, read_delta, session, spark_errors
+from ingest.run import ingest_path
+from simulate import SimConfig, simulate_to
+from store.delta import Store
+from training.causal.design import Design, store_design
+
+pytestmark = pytest.mark.slow
+
+#: what the driver may collect per action: above the design's rows (about 1 MB here), below the stored event
+#: ids (about 6.5 MB: 290,000 events)
+LIMIT = "4m"
+SPARK = SparkSettings(
+    conf={
+        "spark.sql.shuffle.partitions": "2",
+        "spark.sql.codegen.wholeStage": "false",
+        "spark.driver.maxResultSize": LIMIT,
+    }
+)
+CONFIG = SimConfig(accounts=400, days=300, seed=9, start=date(2025, 1, 1))
+#: a long horizon leaves a few weekly cutoffs: the design stays small while the events are many
+HORIZON_DAYS = 240
+#: the increment re-sends the events of the last week, half of them under new ids
+WEEK = CONFIG.start + timedelta(days=CONFIG.days - 7)
+
+
+@pytest.fixture(scope="module")
+def limited() -> Iterator[SparkSettings]:
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+    started = session(SPARK)
+    yield SPARK
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    root = tmp_path_factory.mktemp("scale")
+    simulate_to(CONFIG, root / "sim")
+    store = Store(root / "store")
+    ingest_path(store, root / "sim")
+    return store
+
+
+def _copy(store: Store, to: Path) -> Store:
+    shutil.copytree(store.root, to)
+    return Store(to)
+
+
+def test_the_driver_cannot_collect_the_stored_event_ids(limited: SparkSettings, world: Store) -> None:
+    """What the old paths brought to the driver (every stored id, or every event) fails under the limit."""
+    found = world.delta("events")
+    assert found is not None
+    ids = read_delta(
+        session(limited), found, world.uri("events"), pa.schema([("event_id", pa.string())]), limited
+    )
+    with pytest.raises(SparkFailure) as failed, spark_errors("collecting every stored event id"):
+        ids.toArrow()
+    assert "maxResultSize" in str(failed.value.__cause__)
+
+
+def _increment(store: Store, path: Path) -> tuple[int, int]:
+    """The last week's events again, then half of them under new ids, twice (the input's first copy of an
+    id wins): a file to ingest; its rows, and how many of its ids are new."""
+    week = store.read("events", EVENT_SCHEMA, scan=ds.field("event_date") >= WEEK)
+    half = week.slice(0, week.num_rows // 2)
+    at, field = half.schema.get_field_index, half.schema.field
+    renamed = pc.binary_join_element_wise(half["event_id"], "-again", "")
+    fresh = half.set_column(at("event_id"), field("event_id"), renamed)
+    later = fresh.set_column(at("user_id"), field("user_id"), pa.nulls(half.num_rows, pa.string()))
+    pq.write_table(pa.concat_tables([week, fresh, later]), path)
+    return week.num_rows + 2 * half.num_rows, half.num_rows
+
+
+def test_spark_ingest_checks_duplicates_on_the_executors_as_duckdb_does(
+    limited: SparkSettings, world: Store, tmp_path: Path
+) -> None:
+    rows, fresh = _increment(world, tmp_path / "increment.parquet")
+    on_spark, on_duckdb = _copy(world, tmp_path / "spark"), _copy(world, tmp_path / "duckdb")
+    ingested = ingest_path(on_spark, tmp_path / "increment.parquet", spark=limited)
+    assert ingested.accepted["events"] == fresh > 1_000
+    assert ingested.duplicates["events"] == rows - fresh
+    ingest_path(on_duckdb, tmp_path / "increment.parquet")
+    ours, theirs = (
+        s.read("events", EVENT_SCHEMA, scan=ds.field("event_date") >= WEEK).sort_by("event_id")
+        for s in (on_duckdb, on_spark)
+    )
+    assert theirs.equals(ours)
+    again = ingest_path(on_spark, tmp_path / "increment.parquet", spark=limited)
+    assert again.accepted["events"] == 0 and on_spark.version("events") == ingested.versions["events"]
+
+
+def test_a_failed_spark_lookup_writes_nothing(limited: SparkSettings, world: Store, tmp_path: Path) -> None:
+    _increment(world, tmp_path / "increment.parquet")
+    store = _copy(world, tmp_path / "store")
+    before = store.version("events")
+    next((store.root / "lake" / "events" / f"event_date={WEEK}").glob("*.parquet")).unlink()
+    with pytest.raises(SparkFailure, match=r"Spark failed while looking up the staged ids in .*events"):
+        ingest_path(store, tmp_path / "increment.parquet", spark=limited)
+    assert store.version("events") == before
+
+
+def assert_same_design(duck: Design, spark: Design) -> None:
+    """The rows' floats to 1e-9 relative (as the feature tables), everything else exactly; except that the
+    health score is rounded to a tenth, so a score that sits on a half within rounding dust of the sums
+    below it may round to the neighbouring tenth (and its band follow)."""
+    health = ["health_score", "health_band"]
+    pd.testing.assert_frame_equal(
+        duck.rows.drop(columns=health),
+        spark.rows.drop(columns=health),
+        check_exact=False,
+        rtol=1e-9,
+        atol=1e-12,
+    )
+    apart = (duck.rows["health_score"] - spark.rows["health_score"]).abs()
+    assert apart.max() <= 0.1 + 1e-9 and (apart > 1e-9).mean() < 0.01
+    same = apart <= 1e-9
+    assert (duck.rows.loc[same, "health_band"] == spark.rows.loc[same, "health_band"]).all()
+    assert spark.actions.keys() == duck.actions.keys()
+    for part in ("treated", "randomised", "known_propensity", "outcomes", "last_taken", "horizon_left"):
+        ours, theirs = getattr(duck, part), getattr(spark, part)
+        assert theirs.keys() == ours.keys(), part
+        for key, values in ours.items():
+            np.testing.assert_array_equal(theirs[key], values, err_msg=f"{part} {key}")
+    np.testing.assert_array_equal(spark.holdout.held_out, duck.holdout.held_out)
+    np.testing.assert_array_equal(spark.holdout.days_since_draw, duck.holdout.days_since_draw)
+
+
+def test_the_uplift_design_on_spark_equals_duckdbs_under_the_limit(
+    limited: SparkSettings, world: Store
+) -> None:
+    settings = Settings(home=world.root)
+    duck = store_design(world, settings, HORIZON_DAYS)
+    on_spark = store_design(
+        world, settings.model_copy(update={"engine": "spark", "spark": limited}), HORIZON_DAYS
+    )
+    assert len(duck.rows) > 500 and duck.actions and duck.outcomes["churn"].any()
+    assert_same_design(duck, on_spark)
