@@ -20,7 +20,7 @@ PYTEST := $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=25
 AS_ROOT := $(if $(filter 0,$(shell id -u)),,sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help runtime install browser java demo test lint typecheck unit bench-features bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-sql bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
+.PHONY: help runtime install browser java demo test lint typecheck unit bench-features bench-incremental bench-train bench-serve bench-cockpit bench-uplift bench-byo bench-churn bench-store bench-sql bench-spark bench-demo bench-loop soak monitor-drift results cli-docs clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,6 +92,9 @@ test: lint typecheck browser java ## everything CI runs: lint, types and every t
 
 bench-features: install ## feature build throughput vs a pandas baseline (1M and 10M events)
 	$(BIN)/python -m experiments.benchmarks.features
+
+bench-incremental: install ## a daily incremental feature build after a year of history against the full build (DuckDB, 10M events)
+	$(BIN)/python -m experiments.benchmarks.incremental
 
 bench-train: install ## simulate -> features -> train both models -> register (5,000 accounts), then scoring vs shap
 	$(BIN)/python -m experiments.benchmarks.train

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import duckdb
 import pyarrow as pa
 
 from core.contract import TS
+from features.definitions import LOOKBACK_DAYS
 
 
 def cutoff_instant(day: date) -> datetime:
@@ -29,6 +30,12 @@ def cutoff_table(days: Iterable[date]) -> pa.Table:
     """The `cutoffs` input table: one `cutoff` column, timestamp[us, UTC], unique and sorted."""
     instants = sorted({cutoff_instant(d) for d in days})
     return pa.table({"cutoff": pa.array(instants, TS)})
+
+
+def window_start(days: Iterable[date]) -> date:
+    """The first UTC day a window of these cutoffs looks at (lookback.sql): the earlier days' roll-ups
+    matter only to the stages over all history."""
+    return min(days) - timedelta(days=LOOKBACK_DAYS)
 
 
 def month_ends(after: date, until: date) -> list[date]:

@@ -28,17 +28,16 @@ from core.contract import TS, Tier
 
 SQL_DIR = Path(__file__).parent / "sql"
 
-#: Build order: each file's SELECT becomes a temp table named after the file (`macros.sql` runs first and
-#: `health.sql` last, over `feature_rows`).
+#: The stages that scan raw events, each grouping within one UTC day: built first, from `events`, or read
+#: back from the store's per-day roll-ups of them (`features/rollups.py`).
+ROLLUPS = ("sparse_events", "daily", "user_days", "feature_days")
+#: Build order after the roll-ups: each file's SELECT becomes a temp table named after the file
+#: (`macros.sql` runs first and `health.sql` last, over `feature_rows`).
 STAGES = (
     "lookback",
-    "sparse_events",
     "term_pairs",
     "contract_terms",
     "account_cutoffs",
-    "daily",
-    "user_days",
-    "feature_days",
     "activity",
     "trajectory",
     "error_spikes",
@@ -56,6 +55,17 @@ STAGES = (
 
 #: Days a renewal may be recorded after the renewal date before the account counts as churned.
 RENEWAL_GRACE_DAYS = 7
+#: The UTC days before a cutoff its windows look at (lookback.sql): the error spike's last 7 days and its
+#: 90-day baseline, the longest window.
+LOOKBACK_DAYS = 97
+#: The parameters the stages' SQL is bound with (`bind`).
+STAGE_PARAMS: dict[str, Any] = {"grace_days": RENEWAL_GRACE_DAYS, "lookback_days": LOOKBACK_DAYS}
+#: The roll-ups every stage reads only through `lookback` (users.sql reads user_days), so cutoffs from C on
+#: need only their days from C - LOOKBACK_DAYS on. The others also feed stages over all history: daily
+#: (recency's last session, the first event day, the response to an old intervention), feature_days
+#: (when each core feature was first used), sparse_events (contract terms, integrations, invoices, tickets,
+#: milestones, recencies).
+WINDOWED = ("user_days",)
 
 KEYS = ("account_id", "cutoff")
 

@@ -6,30 +6,40 @@ Each stage is cached once it is computed, as the DuckDB build makes each a temp 
 finished table (one row per account and cutoff, small next to the events) comes back to the driver as
 Arrow, where `build_and_publish` writes it as the store's new Delta version through delta-rs, exactly as
 the DuckDB build does.
+
+A build into the store reads the same per-day roll-ups as DuckDB's (`features.rollups`): only the days
+they lack are rolled up here from the events, and their rows come back to the driver for delta-rs to write.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from core.contract import EVENT_SCHEMA
 from core.settings import Settings, SparkSettings
 from core.spark import read_delta, spark_errors
-from features.cutoffs import cutoff_table
-from features.definitions import RENEWAL_GRACE_DAYS, STAGES, feature_schema, sql
+from features.cutoffs import cutoff_table, window_start
+from features.definitions import ROLLUPS, STAGE_PARAMS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
 from features.health import health_params
-from features.stored import Versions, input_tables
+from features.rollups import TABLE as ROLLUP_TABLE
+from features.rollups import StoredRollups, read_back
+from features.rollups import table_schema as rollup_schema
+from features.stored import INPUTS, Versions, input_tables
 from store.delta import Store
 
 if TYPE_CHECKING:
+    from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: the events' partition column, read beside the contract's to pick the days rolled up
+DAY_FIELD = pa.field("event_date", pa.date32())
 
 
 @dataclass(frozen=True)
@@ -39,18 +49,17 @@ class SparkFeatures:
     spark: SparkSession
     how: SparkSettings
 
-    def register(self, store: Store, versions: Versions | None = None) -> dict[str, int | None]:
+    def register(
+        self, store: Store, versions: Versions | None = None, views: Collection[str] = tuple(INPUTS)
+    ) -> dict[str, int | None]:
         """The store's input tables (at `versions`, default the latest) as the temp views `events`,
-        `accounts` and `interventions`; the versions read."""
+        `accounts` and `interventions` (those in `views`); the versions read."""
         read: dict[str, int | None] = {}
         with spark_errors("reading the store"):
             for name, schema, found in input_tables(store, versions):
                 read[name] = None if found is None else found.version()
-                if found is None:
-                    frame = self.spark.createDataFrame(schema.empty_table())
-                else:
-                    frame = read_delta(self.spark, found, store.uri(name), schema, self.how)
-                frame.createOrReplaceTempView(name)
+                if name in views:
+                    self._table(store, name, found, schema).createOrReplaceTempView(name)
         return read
 
     def event_span(self) -> tuple[datetime | None, datetime | None]:
@@ -65,24 +74,76 @@ class SparkFeatures:
     def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table:
         """`build_feature_table` on Spark: the same rows, columns, types and order."""
         with spark_errors("building the feature table"):
-            return self._build(cutoffs, settings)
+            self._roll_up()
+            return self._build(cutoffs, settings, None)
 
-    def _build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table:
+    def roll_up(self, store: Store, events: DeltaTable | None, days: Sequence[date] | None) -> None:
+        """The roll-up stages over the events of `days` (None: all), cached as `fresh_<stage>`."""
+        with spark_errors("rolling up the events"):
+            read = self._table(store, "events", events, EVENT_SCHEMA.append(DAY_FIELD))
+            if days is not None:
+                read = read.where(read["event_date"].isin(list(days)))
+            read.select(*EVENT_SCHEMA.names).createOrReplaceTempView("events")
+            self._roll_up()
+
+    def rolled(self, stage: str) -> pa.RecordBatchReader:
+        with spark_errors("rolling up the events"):
+            return self.spark.table(f"fresh_{stage}").toArrow().to_reader()
+
+    def build_over_rollups(
+        self, cutoffs: Sequence[date], settings: Settings, store: Store, rollups: StoredRollups
+    ) -> pa.Table:
+        """The stages at `cutoffs` over the stored roll-ups of the days kept and the fresh ones; with no
+        cutoffs, only the fresh roll-ups are released."""
+        with spark_errors("building the feature table"):
+            if not cutoffs:
+                self._release()
+                return feature_schema().empty_table()
+            stored = self._table(store, ROLLUP_TABLE, rollups.table, rollup_schema())
+            stored.where(stored["event_date"].isin(rollups.kept)).createOrReplaceTempView("event_rollups")
+            return self._build(cutoffs, settings, "event_rollups")
+
+    def _table(self, store: Store, name: str, found: DeltaTable | None, schema: pa.Schema) -> DataFrame:
+        if found is None:
+            return self.spark.createDataFrame(schema.empty_table())
+        return read_delta(self.spark, found, store.uri(name), schema, self.how)
+
+    def _roll_up(self) -> None:
         for statement in spark_macros():
             self.spark.sql(statement)
+        for stage in ROLLUPS:
+            frame = self.spark.sql(to_spark(sql(stage), {})).cache()
+            frame.createOrReplaceTempView(f"fresh_{stage}")
+
+    def _release(self) -> None:
+        for stage in ROLLUPS:
+            if self.spark.catalog.tableExists(f"fresh_{stage}"):
+                self.spark.table(f"fresh_{stage}").unpersist()
+                self.spark.catalog.dropTempView(f"fresh_{stage}")
+
+    def _build(self, cutoffs: Sequence[date], settings: Settings, stored: str | None) -> pa.Table:
+        """The stages over the fresh roll-ups and, when `stored` names a view of them, the stored ones (of
+        a windowed roll-up, the days from the cutoffs' `window_start` on)."""
         self.spark.createDataFrame(cutoff_table(cutoffs)).createOrReplaceTempView("cutoffs")
-        params: dict[str, Any] = {"grace_days": RENEWAL_GRACE_DAYS}
         cached: list[DataFrame] = []
         try:
+            for stage in ROLLUPS:
+                frame = self.spark.table(f"fresh_{stage}")
+                if stored is not None:
+                    back = read_back(stage, window_start(cutoffs))
+                    frame = self.spark.sql(to_spark(back, {})).unionByName(frame)
+                cached.append(frame.cache())
+                cached[-1].createOrReplaceTempView(stage)
             for stage in STAGES:
-                frame = self.spark.sql(to_spark(sql(stage), params)).cache()
+                frame = self.spark.sql(to_spark(sql(stage), STAGE_PARAMS)).cache()
                 frame.createOrReplaceTempView(stage)
                 cached.append(frame)
             table = self.spark.sql(to_spark(sql("health"), health_params(settings))).toArrow()
         finally:
             for frame in cached:
                 frame.unpersist()
-            for name in ("cutoffs", *STAGES):
+            self._release()
+            for name in ("cutoffs", "event_rollups", *ROLLUPS, *STAGES):
                 self.spark.catalog.dropTempView(name)
         schema = feature_schema()
         return (

@@ -57,6 +57,9 @@ class BuildNote:
 
     read: dict[str, int | None]
     cutoffs: list[str] | None
+    #: a digest of the definitions, settings and engine that made its rows (`features.run.build_recipe`):
+    #: a later build keeps rows only of a build of the same recipe (None: noted before recipes were)
+    recipe: str | None = None
 
     def text(self) -> str:
         return json.dumps({"step": BUILD_STEP, **asdict(self)}, sort_keys=True)
@@ -70,7 +73,7 @@ class BuildNote:
             return None
         if not isinstance(found, dict) or found.get("step") != BUILD_STEP:
             return None
-        return cls(read=found["read"], cutoffs=found["cutoffs"])
+        return cls(read=found["read"], cutoffs=found["cutoffs"], recipe=found.get("recipe"))
 
     def chosen_cutoffs(self) -> list[date] | None:
         return None if self.cutoffs is None else [date.fromisoformat(c) for c in self.cutoffs]

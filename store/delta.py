@@ -31,9 +31,20 @@ if TYPE_CHECKING:
     import duckdb
     import pyarrow.dataset as ds
 
-TABLES = ("accounts", "events", "interventions", "quarantine", "features", "scores", "plans", "gauges")
-#: events are read by date range and grow without bound: one folder per UTC event day
-PARTITIONS: dict[str, list[str]] = {"events": ["event_date"]}
+TABLES = (
+    "accounts",
+    "events",
+    "interventions",
+    "quarantine",
+    "event_rollups",
+    "features",
+    "scores",
+    "plans",
+    "gauges",
+)
+#: events are read by date range and grow without bound: one folder per UTC event day; so do the feature
+#: build's per-day roll-ups of them, replaced a day at a time
+PARTITIONS: dict[str, list[str]] = {"events": ["event_date"], "event_rollups": ["event_date"]}
 OBJECT_STORE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://")
 #: a racing writer is retried this many times, with a jittered back-off, before the caller is told
 COMMIT_ATTEMPTS = 8

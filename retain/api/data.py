@@ -84,12 +84,15 @@ def build_features(
     out: Path | None = None,
     online: bool = True,
     as_of_version: int | None = None,
+    full: bool = False,
 ) -> FeatureBuild:
     """The point-in-time feature table at `cutoffs` (default: month ends), written to the store as a new
     version and recorded as an MLflow run, or, with `out`, exported to that file alone (no version, no
     run); with `online`, the Feast repo applied and materialised for serving. The API's recorded actions
     are merged into the store first. `as_of_version` rebuilds from exactly the table versions (and
-    cutoffs) that built that version of the feature table."""
+    cutoffs) that built that version of the feature table. The build reads only the event days the
+    store's roll-ups lack and keeps the last build's rows at cutoffs nothing changed before; `full`
+    rebuilds everything."""
     from features.playbook_file import store_playbook
     from features.run import build_and_publish  # deferred: DuckDB, and Feast when online
     from products import alerting  # deferred: the serving layer's outbox
@@ -98,7 +101,9 @@ def build_features(
     settings = settings_or_default(settings)
     where = compacted(store, settings)
     playbook = store_playbook(where, settings)  # its alert rules, checked before the build
-    built = build_and_publish(where, settings, cutoffs, out, online=online, as_of_version=as_of_version)
+    built = build_and_publish(
+        where, settings, cutoffs, out, online=online, as_of_version=as_of_version, full=full
+    )
     if built.version is None:
         return built
     run = log_feature_build(where, settings, built)

@@ -136,13 +136,23 @@ def features_build(
         int | None,
         typer.Option(help="rebuild from the table versions that built this version of the feature table"),
     ] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="roll every event day up again and compute every cutoff, rather than only the days and "
+            "cutoffs that changed since the last build",
+        ),
+    ] = False,
     engine: EngineOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Build the point-in-time feature table as the store's new version, then publish it to Feast. Each
     version is one whole build (every cutoff from one read of the inputs), which `--as-of-version` can
     rebuild; so a build replaces the whole table, and `--cutoffs` that leave out cutoffs it holds are refused
-    rather than losing its history. `--out FILE` writes only FILE, e.g. to look at one cutoff."""
+    rather than losing its history. `--out FILE` writes only FILE, e.g. to look at one cutoff. A build reads
+    only the event days the store's roll-ups lack and keeps the last build's rows at cutoffs nothing changed
+    before; `--full` rebuilds everything (the same table)."""
     if out is not None and online:
         raise RetainError("--out writes only its file and publishes nothing; drop --online or --out")
     publish = out is None if online is None else online
@@ -156,5 +166,6 @@ def features_build(
         out=out,
         online=publish,
         as_of_version=as_of_version,
+        full=full,
     )
     emit(result, as_json, summaries.features_built)

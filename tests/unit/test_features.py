@@ -36,7 +36,7 @@ from features.definitions import (
     value_problem,
 )
 from features.health import score
-from features.run import build_and_publish, build_feature_table
+from features.run import build_and_publish, build_feature_table, build_recipe
 from features.stored import BuildNote, read_features
 from ingest.run import IngestSummary, ingest_path
 from registry.tracking import client
@@ -658,7 +658,9 @@ def test_build_and_publish_writes_a_feature_table_version_and_out_only_the_file(
     assert summary.columns == len(FEATURE_NAMES) + 2
     assert (summary.version, summary.out, summary.feast) == (store.version("features"), None, None)
     assert summary.read == store.versions(("events", "accounts", "interventions"))
-    assert BuildNote.of(store.history("features")[0].retain) == BuildNote(summary.read, None)
+    assert BuildNote.of(store.history("features")[0].retain) == BuildNote(
+        summary.read, None, build_recipe(settings)
+    )
 
     out = tmp_path / "out" / "features.parquet"
     exported = build_and_publish(store, settings, None, out, online=True)
@@ -672,7 +674,7 @@ def test_build_and_publish_writes_a_feature_table_version_and_out_only_the_file(
     chosen = build_and_publish(store, settings, [*summary.cutoffs, date(2025, 3, 15)], None, online=False)
     assert (len(chosen.cutoffs), chosen.version) == (len(summary.cutoffs) + 1, summary.version + 1)
     assert BuildNote.of(store.history("features")[0].retain) == BuildNote(
-        summary.read, [c.isoformat() for c in chosen.cutoffs]
+        summary.read, [c.isoformat() for c in chosen.cutoffs], build_recipe(settings)
     )
     assert store.read("features", feature_schema(), version=summary.version).equals(table)
 
