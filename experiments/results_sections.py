@@ -298,9 +298,11 @@ def serving(f: Figures) -> Lead:
             f"{bar(aims['throughput_ratio']['aim'])}× mlflow",
             aims["throughput_ratio"]["met"],
         ),
+        *_two_workers(f),
         Row("error answers", f"{f['errors']:,}", "—", "0", f["errors"] == 0),
     ]
     says = (
+        "With the uplift champion ranking next-best actions, "
         f"`retain serve` answers a risk request in {ms(one['p50_ms'])} at the median and {ms(one['p99_ms'])} "
         f"at p99; 16 at a time, it serves {times(aims['throughput_ratio']['value'])} the requests/s of "
         "`mlflow models serve` on the same champion."
@@ -312,6 +314,23 @@ def serving(f: Figures) -> Lead:
         "",
     ]
     return Lead(says, rows, details)
+
+
+def _two_workers(f: Figures) -> list[Row]:
+    """Throughput with two worker processes over one, ours beside mlflow's (absent in older runs)."""
+    two = f.get("two_workers")
+    if not two:
+        return []
+    scaled = two["scaling"]
+    return [
+        Row(
+            "requests/s, two workers over one",
+            times(scaled["retain_two_over_one"]),
+            f"mlflow {times(scaled['mlflow_two_over_one'])}",
+            f"{bar(scaled['aim']['aim'])}×",
+            scaled["aim"]["met"],
+        )
+    ]
 
 
 # -- cockpit ----------------------------------------------------------------------------------------------
