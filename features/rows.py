@@ -42,9 +42,9 @@ class FeatureRows:
     ) -> FeatureRows:
         """From columns of plain values: numbers as float64 (None is NaN), text as str or None."""
         numeric = [name for name in names if name not in text]
-        block = np.empty((len(account_ids), len(numeric)), dtype="float64")
-        for j, name in enumerate(numeric):
-            block[:, j] = np.asarray(values[name], dtype="float64")
+        # one array call for the whole block: a call per column costs ~1 us each, most of a one-row build
+        columns = np.array([values[name] for name in numeric], dtype="float64")
+        block = columns.reshape(len(numeric), len(account_ids)).T.copy()
         texts = {
             name: np.array([v if isinstance(v, str) else None for v in values[name]], dtype=object)
             for name in names

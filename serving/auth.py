@@ -25,6 +25,11 @@ def check_key(service: Service, token: str, scope: str) -> ApiKey:
         raise ApiError(503, "keys_unavailable", f"API keys cannot be read: {e}") from e
     if key is None:
         raise ApiError(401, "unauthorized", "send a valid API key as `Authorization: Bearer <key>`")
+    return require_scope(key, scope)
+
+
+def require_scope(key: ApiKey, scope: str) -> ApiKey:
+    """`key`, which must carry `scope` (403 without it)."""
     if not key.allows(scope):
         raise ApiError(403, "forbidden", f"this key lacks the scope {scope!r}")
     return key
@@ -40,7 +45,14 @@ class KeyRequired:
     async def __call__(self, request: Request, service: ServiceDep) -> ApiKey:
         key = check_key(service, bearer(request), self.scope)
         request.state.key_id = key.key_id  # for `CallerDep`: the decision log records which key acted
+        request.state.key = key  # for a route's further scopes (`request_key`): one check a request
         return key
+
+
+def request_key(request: Request) -> ApiKey:
+    """The key `KeyRequired` checked for this request."""
+    key: ApiKey = request.state.key
+    return key
 
 
 def scopes_of(route: object) -> list[str]:

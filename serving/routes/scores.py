@@ -11,12 +11,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
-from serving.auth import KeyRequired, bearer, check_key
+from serving.auth import KeyRequired, request_key, require_scope
 from serving.deps import CallerDep, ServiceDep
 from serving.errors import ApiError
 from serving.routes.common import AccountId, json_response
 from serving.schemas import RiskResponse, ScoreRequest, ScoreResponse
-from serving.service import Service
 
 router = APIRouter(tags=["scores"], dependencies=[Depends(KeyRequired("scores:read"))])
 
@@ -33,7 +32,7 @@ def risk(
     caller: CallerDep,
     actions: Annotated[int, Query(ge=0, le=12, description="also rank this many next-best actions")] = 0,
 ) -> Response:
-    _actions_allowed(request, service, actions)
+    _actions_allowed(request, actions)
     return json_response(service.risk(account_id, caller, actions))
 
 
@@ -46,11 +45,11 @@ def score(body: ScoreRequest, request: Request, service: ServiceDep, caller: Cal
     most = service.resources.settings.serve.max_batch
     if len(body.accounts) > most:
         raise ApiError(422, "batch_too_large", f"accounts: at most {most} per call, got {len(body.accounts)}")
-    _actions_allowed(request, service, body.actions)
+    _actions_allowed(request, body.actions)
     return json_response(service.score(body.accounts, caller, body.actions))
 
 
-def _actions_allowed(request: Request, service: Service, actions: int) -> None:
-    """Asking for next-best actions with a score also needs `actions:read`."""
+def _actions_allowed(request: Request, actions: int) -> None:
+    """Asking for next-best actions with a score also needs `actions:read`, of the key already checked."""
     if actions:
-        check_key(service, bearer(request), "actions:read")
+        require_scope(request_key(request), "actions:read")
