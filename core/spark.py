@@ -26,6 +26,7 @@ from core.settings import SparkSettings
 if TYPE_CHECKING:
     from deltalake import DeltaTable
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 #: Spark's own defaults for a cluster; a local session on few cores spends more on 200 shuffle partitions
@@ -123,10 +124,19 @@ def read_delta(
         return spark.read.format("delta").option("versionAsOf", found.version()).load(uri).select(columns)
     files = found.file_uris()
     if not files:
-        return spark.createDataFrame(schema.empty_table())
+        return empty_frame(spark, schema)
     # a schema given up front spares Spark reading every file's footer to infer one (seconds per
     # hundred daily partitions); a file without a column reads it as null
+    return spark.read.schema(_spark_schema(schema)).option("basePath", uri).parquet(*files).select(columns)
+
+
+def empty_frame(spark: SparkSession, schema: pa.Schema) -> DataFrame:
+    """No rows, in `schema`'s columns: given the schema, since Spark Connect cannot infer one from an empty
+    table (a classic session can)."""
+    return spark.createDataFrame([], _spark_schema(schema))
+
+
+def _spark_schema(schema: pa.Schema) -> StructType:
     from pyspark.sql.pandas.types import from_arrow_schema
 
-    wanted = from_arrow_schema(pa.schema([field.with_nullable(True) for field in schema]))
-    return spark.read.schema(wanted).option("basePath", uri).parquet(*files).select(columns)
+    return from_arrow_schema(pa.schema([field.with_nullable(True) for field in schema]))

@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from core.contract import EVENT_SCHEMA
 from core.settings import Settings, SparkSettings
-from core.spark import read_delta, spark_errors
+from core.spark import empty_frame, read_delta, spark_errors
 from features.cutoffs import cutoff_table, window_start
 from features.definitions import ROLLUPS, STAGE_PARAMS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
@@ -105,7 +105,7 @@ class SparkFeatures:
 
     def _table(self, store: Store, name: str, found: DeltaTable | None, schema: pa.Schema) -> DataFrame:
         if found is None:
-            return self.spark.createDataFrame(schema.empty_table())
+            return empty_frame(self.spark, schema)
         return read_delta(self.spark, found, store.uri(name), schema, self.how)
 
     def _roll_up(self) -> None:
