@@ -282,6 +282,18 @@ class DeliverySettings(BaseModel):
         return self
 
 
+class NuisanceSampling(BaseModel):
+    """Case-control sampling of the untreated rows in the propensity fits of uplift training and the causal
+    report: every treated row is kept, the untreated are sampled down to `controls_per_treated` per treated
+    row (never below `min_controls`) and each sampled one weighs 1 / its sampling rate, so a fit sees the
+    whole fold in expectation at a fraction of its rows (`training.causal.doubly_robust.control_sample`)."""
+
+    controls_per_treated: float = Field(
+        10.0, ge=0, description="untreated rows kept per treated row; 0 keeps all"
+    )
+    min_controls: int = Field(20_000, ge=0, description="untreated rows kept at least (all if fewer)")
+
+
 class Settings(BaseSettings):
     # a bad value's error names the setting, never the value: it may be a password, a token or a URL with one
     model_config = SettingsConfigDict(
@@ -314,6 +326,7 @@ class Settings(BaseSettings):
     webhooks: WebhookSettings = WebhookSettings()
     autopilot: AutopilotSettings = AutopilotSettings()
     delivery: DeliverySettings = DeliverySettings()
+    nuisance_sampling: NuisanceSampling = NuisanceSampling()
 
 
 @lru_cache(maxsize=1)

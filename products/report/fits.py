@@ -94,7 +94,9 @@ def _samples(study: Study, x: doubly_robust.Matrix, arms: list[int]) -> list[Sam
         treatments = {
             str(i): doubly_robust.targeted(d.treated, d.randomised) for i, (d, _) in per_arm.items()
         }
-        out.append(Sample(shared.x, splits, shared.groups, study.seed, outcomes, treatments))
+        out.append(
+            Sample(shared.x, splits, shared.groups, study.seed, outcomes, treatments, sampling=study.sampling)
+        )
     return out
 
 

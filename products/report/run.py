@@ -461,7 +461,7 @@ def from_store(store: Store, settings: Settings, jobs: int = 1) -> Analysis:
         workers=workers,
         cache=cache,
     )
-    return analyse(replace(study, program=program), workers, cache)
+    return analyse(replace(study, program=program, sampling=settings.nuisance_sampling), workers, cache)
 
 
 def from_table(

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from core.errors import RetainError
+from core.settings import NuisanceSampling
 from products.report.covariates import choose_covariates
 from products.report.schema import CovariateFlag, Goal, Source, StoreSource, TableSource
 from training.causal.design import Design
@@ -93,6 +94,8 @@ class Study:
     per_arm_outcomes: bool = False
     #: also estimate each effect by DoubleML's IRM on the same rows (`crosscheck`; --engine doubleml)
     cross_check: bool = False
+    #: fit the propensities on case-control samples, as uplift training does (the store's design)
+    sampling: NuisanceSampling | None = None
 
     def outcome(self, name: str) -> OutcomeValues:
         return next(o for o in self.outcomes if o.name == name)

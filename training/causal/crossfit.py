@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from core.files import atomic_path, keep_newest
 from core.parallel import Workers, side_by_side
+from core.settings import NuisanceSampling
 from store.delta import Store
 from training.causal import doubly_robust
 
@@ -45,6 +46,8 @@ class Sample:
     treatments: dict[str, np.ndarray] = field(default_factory=dict)
     #: also fit each outcome's baseline on every row (the model a ranking predicts with)
     whole_baselines: bool = False
+    #: fit each treatment's propensity on a case-control sample of the fold (`doubly_robust.control_sample`)
+    sampling: NuisanceSampling | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,7 @@ def _tasks(samples: list[Sample], chunks: int, threads: int) -> Iterator[_Task]:
                     s.groups,
                     s.seed + fold,
                     threads,
+                    s.sampling,
                 )
                 yield _Task(i, "targeted", list(group), predict_rows, doubly_robust.fold_propensities, args)
     for i, s in enumerate(samples):
@@ -131,7 +135,8 @@ def _digest(sample: Sample, threads: int) -> str:
             doubly_robust.BASELINE_ROUNDS,
         )
     )
-    for part in (*code, settings.encode(), repr((sample.x.columns, sample.x.categorical)).encode()):
+    shape = repr((sample.x.columns, sample.x.categorical, sample.sampling))
+    for part in (*code, settings.encode(), shape.encode()):
         h.update(part)
     arrays = [
         sample.x.values,

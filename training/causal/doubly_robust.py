@@ -20,7 +20,7 @@ Over 500 lines: one estimator, nuisance models to effects, which its callers use
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -117,16 +117,21 @@ class Effect:
 
 
 def _dataset(
-    x: Matrix, rows: np.ndarray, label: np.ndarray, reference: lgb.Dataset | None = None
+    x: Matrix,
+    rows: np.ndarray,
+    label: np.ndarray,
+    reference: lgb.Dataset | None = None,
+    params: dict[str, Any] | None = None,
 ) -> lgb.Dataset:
-    """`rows` of `x` for LightGBM; a validation set takes its bins from the training set (`reference`)."""
+    """`rows` of `x` for LightGBM; a validation set takes its bins from the training set (`reference`).
+    Given the training's `params`, it can be binned before training (LightGBM refuses changed ones after)."""
     return lgb.Dataset(
         x.values[rows],
         label=label[rows],
         feature_name=x.columns,
         categorical_feature=x.categorical,
         free_raw_data=True,
-        params={"verbose": -1},
+        params=params or {"verbose": -1},
         reference=reference,
     )
 
@@ -210,49 +215,113 @@ def folds(groups: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.nd
     return list(GroupKFold(n_splits=k).split(np.zeros(len(groups)), groups=shuffled))
 
 
+class ControlSampling(Protocol):
+    """How many untreated rows a case-control sample keeps (`core.settings.NuisanceSampling`, which the
+    served model's code does not import)."""
+
+    @property
+    def controls_per_treated(self) -> float: ...
+
+    @property
+    def min_controls(self) -> int: ...
+
+
+def control_sample(label: np.ndarray, draws: np.ndarray, sampling: ControlSampling) -> np.ndarray | None:
+    """Each row's weight in a case-control sample of a fold (`label` 0/1 over its rows, `draws` uniform on
+    [0, 1) per row): 1 for every treated row, 1 / rate for an untreated row drawn at `rate`, 0 for one left
+    out; None where every row is kept.
+
+    A weighted fit on the sample estimates the whole fold's propensity: each untreated row stands for the
+    1 / rate it was drawn among, so the weighted log-loss is the fold's in expectation (Horvitz-Thompson),
+    at the cost of some variance that `sampling` bounds by keeping many untreated rows per treated one."""
+    treated = int(label.sum())
+    controls = len(label) - treated
+    keep = max(sampling.controls_per_treated * treated, sampling.min_controls)
+    if sampling.controls_per_treated <= 0 or treated == 0 or keep >= controls:
+        return None
+    rate = keep / controls
+    return np.where(label == 1, 1.0, np.where(draws < rate, 1.0 / rate, 0.0))
+
+
 class PropensityFold:
     """One fold's early-stopped propensity models, for any number of treatments over the same rows.
 
     `fit` adds rounds (at most NUISANCE_ROUNDS) while a quarter of the accounts, held out, gains, then
     refits on every row with that many rounds; without enough rows of both labels on each side,
     `fit_binary`'s rule decides. The held-out accounts depend only on the rows and the seed, and LightGBM's
-    bins only on the covariates, so the three datasets are binned once and relabelled per treatment: a
-    dozen actions cost one binning, and each model is the one a fresh dataset gives."""
+    bins only on the covariates, so the datasets are binned once and relabelled per treatment: a dozen
+    actions cost one binning, and each model is the one a fresh dataset gives.
 
-    def __init__(self, x: Matrix, rows: np.ndarray, groups: np.ndarray, seed: int, threads: int) -> None:
+    With `sampling`, a treatment with many more untreated rows than it needs is fitted on its case-control
+    sample (`control_sample`; the uniform draws are the fold's, shared by every treatment), binned by the
+    whole fold's bins, with the weights also on the held-out quarter that decides the rounds."""
+
+    def __init__(
+        self,
+        x: Matrix,
+        rows: np.ndarray,
+        groups: np.ndarray,
+        seed: int,
+        threads: int,
+        sampling: ControlSampling | None = None,
+    ) -> None:
         accounts, codes = np.unique(groups[rows], return_inverse=True)
-        picked = np.random.default_rng(seed).choice(
-            len(accounts), round(PROPENSITY_VALIDATION_SHARE * len(accounts)), replace=False
-        )
-        held = np.isin(codes, picked)
-        self.x, self.rows = x, rows
-        self.train, self.valid = rows[~held], rows[held]
+        rng = np.random.default_rng(seed)
+        picked = rng.choice(len(accounts), round(PROPENSITY_VALIDATION_SHARE * len(accounts)), replace=False)
+        self.held = np.isin(codes, picked)
+        self.x, self.rows, self.sampling = x, rows, sampling
+        self.train, self.valid = rows[~self.held], rows[self.held]
+        self.draws = rng.random(len(rows)) if sampling is not None else np.empty(0)
         self.params = NUISANCE_PARAMS | {"seed": seed, "num_threads": threads}
         self._binned: dict[str, lgb.Dataset] = {}
 
-    def _labelled(self, part: str, rows: np.ndarray, label: np.ndarray) -> lgb.Dataset:
-        """The dataset of `rows` (binned on first use) carrying `label`."""
+    def _labelled(self, part: str, label: np.ndarray) -> lgb.Dataset:
+        """The dataset of `part`'s rows (binned on first use) carrying `label`."""
+        rows = {"train": self.train, "valid": self.valid, "all": self.rows}[part]
         if part not in self._binned:
-            reference = self._binned["train"] if part == "valid" else None
-            self._binned[part] = _dataset(self.x, rows, label, reference=reference)
+            reference = self._labelled("train", label) if part == "valid" else None
+            self._binned[part] = _dataset(self.x, rows, label, reference, params=self.params)
         else:
             self._binned[part].set_label(label[rows])
         return self._binned[part]
 
+    def _sampled(self, part: str, label: np.ndarray, weight: np.ndarray, kept: np.ndarray) -> lgb.Dataset:
+        """`part`'s rows that the case-control sample kept (`kept`, a mask over the fold's rows), with their
+        `weight`: a subset of the part's binned dataset, so the sample costs no binning of its own."""
+        within = {"train": ~self.held, "valid": self.held, "all": np.ones(len(self.rows), bool)}[part]
+        sample = (
+            self._labelled(part, label).construct().subset(np.flatnonzero(kept[within]).tolist()).construct()
+        )
+        sample.set_weight(weight[kept & within])
+        return sample
+
     def fit(self, label: np.ndarray) -> lgb.Booster | float:
         if _too_thin(label, self.rows):
             return _mean(label, self.rows)
+        weight = (
+            None if self.sampling is None else control_sample(label[self.rows], self.draws, self.sampling)
+        )
+        if weight is None:
+            train, valid = self._labelled("train", label), self._labelled("valid", label)
+            whole = self._labelled("all", label)
+            train_rows, valid_rows = self.train, self.valid
+        else:
+            kept = weight > 0
+            train = self._sampled("train", label, weight, kept)
+            valid = self._sampled("valid", label, weight, kept)
+            whole = self._sampled("all", label, weight, kept)
+            train_rows, valid_rows = self.rows[kept & ~self.held], self.rows[kept & self.held]
         rounds = NUISANCE_ROUNDS
-        if not (_too_thin(label, self.train) or _too_thin(label, self.valid)):
+        if not (_too_thin(label, train_rows) or _too_thin(label, valid_rows)):
             probe = lgb.train(
                 self.params,
-                self._labelled("train", self.train, label),
+                train,
                 num_boost_round=NUISANCE_ROUNDS,
-                valid_sets=[self._labelled("valid", self.valid, label)],
+                valid_sets=[valid],
                 callbacks=[lgb.early_stopping(PROPENSITY_PATIENCE, verbose=False)],
             )
             rounds = max(1, probe.best_iteration)
-        return lgb.train(self.params, self._labelled("all", self.rows, label), num_boost_round=rounds)
+        return lgb.train(self.params, whole, num_boost_round=rounds)
 
 
 def fold_propensities(
@@ -263,10 +332,11 @@ def fold_propensities(
     groups: np.ndarray,
     seed: int,
     threads: int,
+    sampling: ControlSampling | None = None,
 ) -> list[np.ndarray]:
     """Each label's P(label | x) for `predict_rows`, from early-stopped models fitted on `fit_rows` (one
-    fold of `fit_propensity`, for several treatments at once)."""
-    fold = PropensityFold(x, fit_rows, groups, seed, threads)
+    fold of `fit_propensity`, for several treatments at once; with `sampling`, on case-control samples)."""
+    fold = PropensityFold(x, fit_rows, groups, seed, threads, sampling)
     return [predict(fold.fit(label), x, predict_rows) for label in labels]
 
 

@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 
 from core.errors import RetainError
-from core.parallel import Workers
-from core.settings import Settings
+from core.parallel import Workers, side_by_side
+from core.settings import NuisanceSampling, Settings
 from features.definitions import KEYS
 from features.stored import read_features
 from store.delta import Store
@@ -125,8 +125,10 @@ class CrossFit:
         whole: bool = False,
         cache: Path | None = None,
         workers: Workers | None = None,
+        sampling: NuisanceSampling | None = None,
     ) -> CrossFit:
-        """The shared fits over `design`, on `workers` (default: `config.jobs` local processes)."""
+        """The shared fits over `design`, on `workers` (default: `config.jobs` local processes); with
+        `sampling`, each propensity on a case-control sample of its fold's rows."""
         seed = int(config.seed or 0)
         features, categories = design_columns(design.rows)
         x = doubly_robust.Matrix.of(design.rows, features, categories)
@@ -141,6 +143,7 @@ class CrossFit:
                 a: doubly_robust.targeted(design.treated[a], design.randomised[a]) for a in design.actions
             },
             whole_baselines=whole,
+            sampling=sampling,
         )
         on = workers or Workers(config.resolved_jobs)
         (fitted,) = fit_side_by_side([sample], workers=on, threads=config.threads, desc="uplift", cache=cache)
@@ -170,15 +173,15 @@ def fit_uplift(
     name: str,
     cache: Path | None = None,
     workers: Workers | None = None,
+    sampling: NuisanceSampling | None = None,
 ) -> UpliftModel:
-    """Every nuisance out of fold (read from `cache` where fitted before; fitted on `workers`, default
-    `config.jobs` local processes), then each action's average and
-    relative effect on each outcome, over the weeks the team was free to act (held-out weeks left out:
-    `holdout`). An action that settles at the renewal takes its shares and overlap from one row per renewal
-    where there are enough (`renewal`); its average effect, like every action's, is this week's act against
-    the usual course."""
+    """Every nuisance out of fold (from `cache` where fitted before, else on `workers`; propensities on
+    case-control samples with `sampling`), then each action's average and relative effect on each
+    outcome, over the weeks the team was free to act (held-out weeks left out: `holdout`). An action that
+    settles at the renewal takes its shares and overlap from one row per renewal where there are enough
+    (`renewal`); its average effect, like every action's, is this week's act against the usual course."""
     design = design.usual_course()
-    fit = CrossFit.of(design, config, whole=True, cache=cache, workers=workers)
+    fit = CrossFit.of(design, config, whole=True, cache=cache, workers=workers, sampling=sampling)
     relative: dict[tuple[str, str], doubly_robust.RelativeEffect] = {}
     average: dict[tuple[str, str], doubly_robust.Effect] = {}
     overlap: dict[str, Overlap] = {}
@@ -207,7 +210,7 @@ def fit_uplift(
             overlap[action] = _renewal_overlap(*by_renewal, config)
             relative |= {(action, o): share for o, share in by_renewal[1].relative.items()}
     posterior = posteriors(relative, {a: spec.prior for a, spec in design.actions.items()})
-    standings, learners = _tournaments(fit, overlap, psi, config)
+    standings, learners = _tournaments(fit, overlap, psi, config, workers or Workers(config.resolved_jobs))
     return UpliftModel(
         name=name,
         features=fit.features,
@@ -231,23 +234,28 @@ def _tournaments(
     overlap: dict[str, Overlap],
     psi: dict[tuple[str, str], np.ndarray],
     config: UpliftConfig,
+    workers: Workers,
 ) -> tuple[dict[str, Standing], dict[str, Learner]]:
     """Each weekly-compared action's tournament of effect learners on churn (`tournament`), with good
-    overlap only, and the winners fitted on every row where one beat the pooled share."""
+    overlap only, and the winners fitted on every row where one beat the pooled share. The DR-learners'
+    folds, the tournament's costly part, are fitted for every action at once, side by side on `workers`."""
     levels = fit.categories.get(tournament.BAND) if tournament.BAND in fit.features else None
     seed = int(config.seed or 0)
     entered = [a for a, stats in overlap.items() if stats.design == "weekly" and not stats.poor]
     critical = tournament.critical_z(len(entered) * (len(tournament.ENTRANTS) - (1 if levels else 2)))
-    standings, learners = {}, {}
+    entries = {}
     for action in entered:
-        stats = overlap[action]
         propensity, _ = fit.propensities[action]
         weight = propensity * (1.0 - propensity)
-        entry = tournament.Entry(
+        entries[action] = tournament.Entry(
             fit.x, psi[(action, "churn")], weight, fit.baseline["churn"], fit.design.groups
         )
+    changes = tournament.dr_changes(entries, seed, config.threads, lambda calls: side_by_side(calls, workers))
+    standings, learners = {}, {}
+    for action, entry in entries.items():
+        stats = overlap[action]
         standings[action] = tournament.compete(
-            action, entry, levels, config.budget_share, seed, config.threads, critical
+            action, entry, levels, config.budget_share, seed, config.threads, critical, changes[action]
         )
         scale = doubly_robust.never_acting_scale(stats.worth_taken_later)
         learner = tournament.winning_learner(standings[action], entry, levels, scale, seed, config.threads)
@@ -362,7 +370,9 @@ def train_uplift(
     design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
     cache = crossfit_cache(store)
     workers = Workers.of(settings, config.resolved_jobs)
-    model = fit_uplift(design, config, name, cache=cache, workers=workers)
+    model = fit_uplift(
+        design, config, name, cache=cache, workers=workers, sampling=settings.nuisance_sampling
+    )
     seed = int(config.seed or 0)
     program = design_program_effects(
         design.rows,

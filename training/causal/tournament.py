@@ -19,9 +19,10 @@ row. Actions compared per renewal, and those with poor overlap, keep their share
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import Any
 
 import lightgbm as lgb
 import numpy as np
@@ -106,16 +107,85 @@ def band_shares(entry: Entry, rows: np.ndarray, levels: list[str], scale: float 
 
 def dr_learner(entry: Entry, rows: np.ndarray, seed: int, threads: int, scale: float = 1.0) -> DrLearner:
     """The DR-learner's regularised second stage over `rows`."""
-    data = lgb.Dataset(
-        entry.x.values[rows],
-        label=entry.psi[rows],
-        weight=entry.weight[rows],
-        feature_name=entry.x.columns,
-        categorical_feature=entry.x.categorical,
-        params={"verbose": -1},
-    )
+    (learner,) = _dr_learners(entry.x, [(entry.psi, entry.weight)], rows, seed, threads)
+    return DrLearner(learner.booster, scale)
+
+
+def _dr_learners(
+    x: doubly_robust.Matrix,
+    targets: list[tuple[np.ndarray, np.ndarray]],
+    rows: np.ndarray,
+    seed: int,
+    threads: int,
+) -> list[DrLearner]:
+    """A second stage over `rows` per (pseudo-outcomes, weights) of `targets`, on one dataset binned once
+    and relabelled: the bins depend on the features only, so each model is the one a fresh dataset gives."""
     params = SECOND_STAGE | {"seed": seed, "num_threads": threads}
-    return DrLearner(lgb.train(params, data, num_boost_round=SECOND_STAGE_ROUNDS), scale)
+    psi, weight = targets[0]
+    data = lgb.Dataset(
+        x.values[rows],
+        label=psi[rows],
+        weight=weight[rows],
+        feature_name=x.columns,
+        categorical_feature=x.categorical,
+        params=params | {"verbose": -1},
+    )
+    out = []
+    for psi, weight in targets:
+        data.set_label(psi[rows])
+        data.set_weight(weight[rows])
+        out.append(DrLearner(lgb.train(params, data, num_boost_round=SECOND_STAGE_ROUNDS)))
+    return out
+
+
+def fold_dr_changes(
+    x: doubly_robust.Matrix,
+    targets: list[tuple[np.ndarray, np.ndarray]],
+    baseline: np.ndarray,
+    fit_rows: np.ndarray,
+    out_rows: np.ndarray,
+    seed: int,
+    threads: int,
+) -> list[np.ndarray]:
+    """One tournament fold of every action's DR-learner (`targets`: each action's pseudo-outcomes and
+    weights): fitted on `fit_rows`, the churn change each predicts for `out_rows`. The actions share
+    their folds, so a fold is one job for all of them (`dr_changes`)."""
+    learners = _dr_learners(x, targets, fit_rows, seed, threads)
+    return [learner.change(x.values[out_rows], baseline[out_rows]) for learner in learners]
+
+
+#: how a tournament runs its folds' jobs, each a function and its arguments: one after the other by
+#: default; uplift training passes `core.parallel.side_by_side` on its workers (any order of results)
+FoldRunner = Callable[[list[tuple[Callable[..., Any], tuple[Any, ...]]]], Iterable[Any]]
+
+
+def _in_turn(calls: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> Iterable[Any]:
+    return (run(*args) for run, args in calls)
+
+
+def dr_changes(
+    entries: dict[str, Entry], seed: int, threads: int, run: FoldRunner = _in_turn
+) -> dict[str, np.ndarray]:
+    """Each action's out-of-fold DR-learner churn changes over the tournament's folds, a fold of every
+    action being one job (`fold_dr_changes`), run by `run`. The entries share their rows and accounts."""
+    if not entries:
+        return {}
+    first = next(iter(entries.values()))
+    targets = [(e.psi, e.weight) for e in entries.values()]
+    splits = doubly_robust.folds(first.groups, FOLDS, seed)
+    calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = [
+        (_numbered, (fold, first.x, targets, first.baseline, fit_rows, out, seed + fold, threads))
+        for fold, (fit_rows, out) in enumerate(splits)
+    ]
+    changes = {name: np.zeros(len(first.psi)) for name in entries}
+    for fold, predicted in run(calls):
+        for name, change in zip(entries, predicted, strict=True):
+            changes[name][splits[fold][1]] = change
+    return changes
+
+
+def _numbered(fold: int, *args: Any) -> tuple[int, list[np.ndarray]]:
+    return fold, fold_dr_changes(*args)
 
 
 def compete(
@@ -126,19 +196,22 @@ def compete(
     seed: int,
     threads: int = 1,
     critical: float = doubly_robust.Z95,
+    dr_changed: np.ndarray | None = None,
 ) -> Standing:
     """The action's tournament (module docstring); `levels` are the health band's (None: no band entrant);
-    a challenger must beat the pooled share by `critical` standard errors (`critical_z`)."""
+    a challenger must beat the pooled share by `critical` standard errors (`critical_z`). `dr_changed`:
+    the DR-learner's out-of-fold changes where `dr_changes` fitted them already."""
     n = len(entry.psi)
     predicted = {name: np.zeros(n) for name in ENTRANTS if name != BANDS or levels is not None}
-    for fold, (fit_rows, out) in enumerate(doubly_robust.folds(entry.groups, FOLDS, seed)):
+    for fit_rows, out in doubly_robust.folds(entry.groups, FOLDS, seed):
         predicted[POOLED][out] = _pooled_share(entry, fit_rows)(out)
         if levels is not None:
             predicted[BANDS][out] = band_shares(entry, fit_rows, levels).change(
                 entry.x.values[out], entry.baseline[out]
             )
-        learner = dr_learner(entry, fit_rows, seed + fold, threads)
-        predicted[DR_LEARNER][out] = learner.change(entry.x.values[out], entry.baseline[out])
+    predicted[DR_LEARNER] = (
+        dr_changes({action: entry}, seed, threads)[action] if dr_changed is None else dr_changed
+    )
     budget = max(1, round(budget_share * n))
     averted = {}
     for name, change in predicted.items():
