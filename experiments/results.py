@@ -80,8 +80,8 @@ SOURCES: tuple[Source, ...] = (
         "serving",
         "Serving latency and throughput",
         "make bench-serve",
-        "`GET /v1/accounts/{id}/risk` on `retain serve` against `mlflow models serve` on the same "
-        "champion: p50/p99 at concurrency 1, requests/s at concurrency 16",
+        "`GET /v1/accounts/{id}/risk?actions=3` (uplift-ranked actions) on `retain serve` against `mlflow "
+        "models serve`, same churn champion: p50/p99 at concurrency 1, requests/s at 16, one and two workers",
     ),
     Source(
         "cockpit",

@@ -302,7 +302,6 @@ def serving(f: Figures) -> Lead:
         Row("error answers", f"{f['errors']:,}", "—", "0", f["errors"] == 0),
     ]
     says = (
-        "With the uplift champion ranking next-best actions, "
         f"`retain serve` answers a risk request in {ms(one['p50_ms'])} at the median and {ms(one['p99_ms'])} "
         f"at p99; 16 at a time, it serves {times(aims['throughput_ratio']['value'])} the requests/s of "
         "`mlflow models serve` on the same champion."

@@ -87,8 +87,8 @@ async def _lifespan(
     app: FastAPI, *, store: Store, settings: Settings, metrics: Metrics
 ) -> AsyncIterator[None]:
     """Load the champions, the feature store and the logs; share them on `app.state`; close them at exit."""
-    # Requests hold the GIL for most of their ~5 ms; forty threads (anyio's default) only take turns
-    # and switch, so throughput fell as concurrency rose. A few threads keep both cores busy.
+    # Requests hold the GIL for most of their ~2 ms; forty threads (anyio's default) only take turns and
+    # switch, so throughput fell as concurrency rose. A few threads keep both cores busy.
     anyio.to_thread.current_default_thread_limiter().total_tokens = settings.serve.threads
     resources = Resources(store, settings)
     await run_in_threadpool(resources.open)

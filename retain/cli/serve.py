@@ -40,6 +40,9 @@ def serve(
 ) -> None:
     """Run the API (FastAPI under uvicorn): explained risk, next-best actions, the decision log; and the
     webhook delivery worker beside it (and the autopilot's, with RETAIN_AUTOPILOT__WORKER=true)."""
+    # one OpenMP thread per LightGBM call, set before LightGBM loads: a request scores one row, and threads
+    # spinning beside the other requests' (and workers') made two workers serve 1.2x one worker, not 2.6x
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     # deferred: the server stack, only this command needs it
     import uvicorn
 
