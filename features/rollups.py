@@ -129,17 +129,6 @@ def stale_days(
     return sorted(changed | (rolled.keys() - counts.keys()))
 
 
-def day_files(events: DeltaTable, days: Sequence[date] | None) -> list[str]:
-    """The files of these days' partitions in this version of the events table (None: every file)."""
-    if days is None:
-        return events.file_uris()
-    wanted = {day.isoformat() for day in days}
-    actions = pa.table(events.get_add_actions(flatten=True)).select(["path", "partition.event_date"])
-    paths, dates = (actions.column(i).to_pylist() for i in range(2))
-    base = events.table_uri.rstrip("/")
-    return [f"{base}/{path}" for path, day in zip(paths, dates, strict=True) if day.isoformat() in wanted]
-
-
 def write_rollups(
     store: Store,
     fresh: Iterable[tuple[str, pa.RecordBatchReader]],

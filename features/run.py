@@ -24,7 +24,6 @@ from typing import Protocol
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from deltalake import DeltaTable
 from tqdm import tqdm
 
@@ -41,7 +40,6 @@ from features.rollups import TABLE as ROLLUP_TABLE
 from features.rollups import (
     StoredRollups,
     day_counts,
-    day_files,
     read_back,
     rolled_counts,
     stale_days,
@@ -131,25 +129,14 @@ def register_store(
 def partitions(
     con: duckdb.DuckDBPyConnection,
     store: Store,
-    table: str,
     found: DeltaTable | None,
     schema: pa.Schema,
     days: Sequence[date] | None,
 ) -> duckdb.DuckDBPyRelation:
     """`schema`'s columns of some days (None: all) of a table partitioned by `event_date` (the events,
-    the roll-ups), at version `found`. A local table's files of those days are read by DuckDB itself; an
-    object store's through Arrow, as `Store.relation` does."""
-    files = [] if found is None else day_files(found, days)
-    if not files:
-        return con.from_arrow(schema.empty_table())
-    if store.lake_uri is None:
-        read = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
-        return read.select(", ".join(f'"{c}"' for c in schema.names))
-    assert found is not None
-    dataset = store.dataset(table, found.version())
-    assert dataset is not None
-    scan = None if days is None else ds.field("event_date").isin(list(days))
-    return con.from_arrow(dataset.to_table(columns=schema.names, filter=scan).cast(schema))
+    the roll-ups) at version `found` (`Store.relation`); no rows when it holds none."""
+    relation = None if found is None else store.relation(con, found, schema.names, days)
+    return con.from_arrow(schema.empty_table()) if relation is None else relation
 
 
 def actions_last_taken(con: duckdb.DuckDBPyConnection, as_of: datetime) -> dict[str, dict[str, datetime]]:
@@ -213,7 +200,7 @@ class DuckDBFeatures:
         """The roll-up stages over the events of `days` (None: all), as the temp tables `fresh_<stage>`."""
         _session(self.con)
         with_day = EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
-        read = partitions(self.con, store, "events", events, with_day, days)
+        read = partitions(self.con, store, events, with_day, days)
         read.select(", ".join(f'"{c}"' for c in EVENT_SCHEMA.names)).create_view("events", replace=True)
         for stage in ROLLUPS:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_{stage} AS {sql(stage)}")
@@ -231,7 +218,7 @@ class DuckDBFeatures:
         try:
             if not cutoffs:
                 return feature_schema().empty_table()
-            stored = partitions(con, store, ROLLUP_TABLE, rollups.table, rollup_schema(), rollups.kept)
+            stored = partitions(con, store, rollups.table, rollup_schema(), rollups.kept)
             stored.create_view("event_rollups", replace=True)
             since = window_start(cutoffs)
             for stage in ROLLUPS:

@@ -25,7 +25,6 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
@@ -34,7 +33,7 @@ from core.settings import SparkSettings
 from ingest.spark_dedup import stored_among
 from ingest.validate import Checked
 from store.appends import append_sorted
-from store.delta import Store, commit_note, commit_with_retry
+from store.delta import DAY_PARTITION, Store, commit_note, commit_with_retry
 
 QUARANTINE_SCHEMA = pa.schema(
     [
@@ -74,8 +73,6 @@ SEQ = "_retain_seq"
 DEDUP_MEMORY = "512MB"
 #: rows per batch handed from DuckDB to the writers
 BATCH_ROWS = 200_000
-#: the events' partition column, their UTC day (`event_day`)
-EVENT_DATE = "event_date"
 
 
 @dataclass(frozen=True)
@@ -179,7 +176,8 @@ def _insert_new(
     the version they were chosen against; rows inserted and the table's new version."""
     target = store.create(table, stored_schema(table, keyed.schema))
     staged = _staged(dedup.con, folder, keyed)
-    fresh = staged.join(_known(store, dedup, target, table, staged, keyed), keyed.key, how="anti")
+    known = _known(store, dedup, target, table, staged, keyed)
+    fresh = staged if known is None else staged.join(known, keyed.key, how="anti")
     ordered = fresh.order('"ts"') if "ts" in keyed.schema.names else fresh
     rows = _stored(ordered.to_arrow_reader(BATCH_ROWS), table, keyed.schema)
     appended = append_sorted(store, table, target, rows, note)
@@ -188,10 +186,11 @@ def _insert_new(
 
 def _known(
     store: Store, dedup: Dedup, target: DeltaTable, table: str, staged: duckdb.DuckDBPyRelation, keyed: Keyed
-) -> duckdb.DuckDBPyRelation:
-    """The ids version `target` holds that are also staged. Of events, only the staged events' days are
-    read (their partitions; the rest of history is never opened): an event's id is looked for on its own
-    UTC day, so an id sent again with a time on another day would be a second row.
+) -> duckdb.DuckDBPyRelation | None:
+    """The ids version `target` holds that are also staged (None: it holds no files). Of events, only the
+    staged events' days are read (their partitions; the rest of history is never opened): an event's id
+    is looked for on its own UTC day, so an id sent again with a time on another day would be a second
+    row.
 
     A semi join hashes the staged ids (a week's increment) and streams the stored ones past them;
     anti-joining the staged rows against all stored ids would hash every id the table holds, which
@@ -201,20 +200,18 @@ def _known(
     ids = staged.select(f'"{key}"')
     if dedup.spark is not None:
         stored = stored_schema(table, keyed.schema)
-        read = pa.schema([stored.field(n) for n in ([key] if days is None else [key, EVENT_DATE])])
+        read = pa.schema([stored.field(n) for n in ([key] if days is None else [key, DAY_PARTITION])])
         found = stored_among(dedup.spark, store.uri(table), target, read, ids.to_arrow_table(), days)
         return dedup.con.from_arrow(found).set_alias("known")
-    where = None if days is None else ds.field(EVENT_DATE).isin(days)
-    dataset = store.dataset(table, target.version())
-    assert dataset is not None, "store.create made the table"
-    # a stream of the pruned files' ids: DuckDB pushes no string filter into it (`Store.relation` says why)
-    stored = dedup.con.from_arrow(dataset.scanner(columns=[key], filter=where).to_reader())
+    stored = store.relation(dedup.con, target, [key], days)
+    if stored is None:
+        return None
     return stored.join(ids.set_alias("staged"), key, how="semi").set_alias("known")
 
 
 def stored_schema(table: str, schema: pa.Schema) -> pa.Schema:
     """The table's stored schema: the contract's, plus the partition column of events."""
-    return schema.append(pa.field(EVENT_DATE, pa.date32())) if table == "events" else schema
+    return schema.append(pa.field(DAY_PARTITION, pa.date32())) if table == "events" else schema
 
 
 def event_day(ts: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

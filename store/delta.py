@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar
 
@@ -44,7 +44,9 @@ TABLES = (
 )
 #: events are read by date range and grow without bound: one folder per UTC event day; so do the feature
 #: build's per-day roll-ups of them, replaced a day at a time
-PARTITIONS: dict[str, list[str]] = {"events": ["event_date"], "event_rollups": ["event_date"]}
+#: the partition column of the tables split by UTC day
+DAY_PARTITION = "event_date"
+PARTITIONS: dict[str, list[str]] = {"events": [DAY_PARTITION], "event_rollups": [DAY_PARTITION]}
 OBJECT_STORE_SCHEMES = ("s3://", "s3a://", "gs://", "gcs://", "az://", "abfs://", "abfss://")
 #: a racing writer is retried this many times, with a jittered back-off, before the caller is told
 COMMIT_ATTEMPTS = 8
@@ -191,21 +193,32 @@ class Store:
         )
 
     def relation(
-        self, con: duckdb.DuckDBPyConnection, found: DeltaTable, columns: list[str]
+        self,
+        con: duckdb.DuckDBPyConnection,
+        found: DeltaTable,
+        columns: list[str],
+        days: Sequence[date] | None = None,
     ) -> duckdb.DuckDBPyRelation | None:
-        """`columns` of a version of a table (`found`) as a DuckDB relation; None when it holds no files.
+        """`columns` of a version of a table (`found`) as a DuckDB relation, of only the `event_date`
+        partitions of `days` when given (their files, listed from the log); None when it holds no files.
 
-        DuckDB reads a local table's active Parquet files itself. It never scans the Arrow dataset, because
-        it pushes its string filters into Arrow as string_view literals, which Arrow 25 cannot compare with
-        the string_view columns delta-rs's MERGE writes. An object-store table (DuckDB's httpfs extension is
-        downloaded at run time, so not used) is read whole into Arrow first.
+        DuckDB reads a local table's active Parquet files itself, a partition column from their folders. It
+        never scans the Arrow dataset, because it pushes its string filters into Arrow as string_view
+        literals, which Arrow 25 cannot compare with the string_view columns delta-rs's MERGE writes. An
+        object-store table (DuckDB's httpfs extension is downloaded at run time, so not used) is read into
+        Arrow first.
         """
-        files = found.file_uris()
+        files = day_files(found, days)
         if not files:
             return None
         if self.lake_uri is None:
-            return con.read_parquet(files, union_by_name=True).select(", ".join(f'"{c}"' for c in columns))
-        return con.from_arrow(self._files(found, found.table_uri.rstrip("/")).to_table(columns=columns))
+            read = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
+            return read.select(", ".join(f'"{c}"' for c in columns))
+        import pyarrow.dataset as ds  # deferred: see the TYPE_CHECKING import above
+
+        scan = None if days is None else ds.field(DAY_PARTITION).isin(list(days))
+        dataset = self._files(found, found.table_uri.rstrip("/"))
+        return con.from_arrow(dataset.to_table(columns=columns, filter=scan))
 
     def read(
         self,
@@ -327,3 +340,14 @@ def _commit(table: str, entry: dict[str, object]) -> Commit:
         retain=note if isinstance(note, str) else None,
         metrics={k: v for k, v in metrics.items() if isinstance(v, int)} | counted,
     )
+
+
+def day_files(found: DeltaTable, days: Sequence[date] | None) -> list[str]:
+    """The files of these days' `event_date` partitions in this version of a table (None: every file)."""
+    if days is None:
+        return found.file_uris()
+    wanted = {day.isoformat() for day in days}
+    actions = pa.table(found.get_add_actions(flatten=True)).select(["path", f"partition.{DAY_PARTITION}"])
+    paths, dates = (actions.column(i).to_pylist() for i in range(2))
+    base = found.table_uri.rstrip("/")
+    return [f"{base}/{path}" for path, day in zip(paths, dates, strict=True) if day.isoformat() in wanted]
