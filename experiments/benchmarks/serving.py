@@ -532,7 +532,7 @@ def servers(bench: Bench, workers: int) -> tuple[Server, Server]:
 
 
 def targets(bench: Bench, ours: Server, peer: Server) -> dict[str, Target]:
-    actions, workers = bench.args.actions, peer.name
+    actions = bench.args.actions
     return {
         "ceiling": Target(
             "client ceiling: GET /healthz",
@@ -550,7 +550,7 @@ def targets(bench: Bench, ours: Server, peer: Server) -> dict[str, Target]:
         ),
         "mlflow": Target(
             f"(b) {peer.name} POST /invocations",
-            f"{workers}: the pyfunc on the feature row sent",
+            f"{peer.name}: the pyfunc on the feature row sent",
             peer,
             invocation_requests(peer.port, bench.bodies),
         ),
