@@ -39,15 +39,21 @@ LOCAL_CONF = {
     "spark.log.level": "ERROR",
 }
 
+#: on every session: UTC days, and Parquet times as Arrow and delta-rs read them (not Spark's INT96)
+SESSION_CONF = {
+    "spark.sql.session.timeZone": "UTC",
+    "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
+}
+
 
 class SparkFailure(RetainError):
     """Spark could not start, or a job failed (an executor lost, the session gone): nothing was written."""
 
 
 def spark_session_conf(settings: SparkSettings, local: bool = True) -> dict[str, str]:
-    """What Retain sets on a session, the user's `conf` last: UTC days, and, for a session it starts
+    """What Retain sets on a session, the user's `conf` last: `SESSION_CONF`, and, for a session it starts
     itself rather than a cluster's, sizes for few cores."""
-    return {**(LOCAL_CONF if local else {}), "spark.sql.session.timeZone": "UTC", **settings.conf}
+    return {**(LOCAL_CONF if local else {}), **SESSION_CONF, **settings.conf}
 
 
 def session(settings: SparkSettings) -> SparkSession:
@@ -127,16 +133,17 @@ def read_delta(
         return empty_frame(spark, schema)
     # a schema given up front spares Spark reading every file's footer to infer one (seconds per
     # hundred daily partitions); a file without a column reads it as null
-    return spark.read.schema(_spark_schema(schema)).option("basePath", uri).parquet(*files).select(columns)
+    return spark.read.schema(spark_schema(schema)).option("basePath", uri).parquet(*files).select(columns)
 
 
 def empty_frame(spark: SparkSession, schema: pa.Schema) -> DataFrame:
     """No rows, in `schema`'s columns: given the schema, since Spark Connect cannot infer one from an empty
     table (a classic session can)."""
-    return spark.createDataFrame([], _spark_schema(schema))
+    return spark.createDataFrame([], spark_schema(schema))
 
 
-def _spark_schema(schema: pa.Schema) -> StructType:
+def spark_schema(schema: pa.Schema) -> StructType:
+    """`schema` in Spark's types, every field nullable (as Spark reads Parquet)."""
     from pyspark.sql.pandas.types import from_arrow_schema
 
     return from_arrow_schema(pa.schema([field.with_nullable(True) for field in schema]))

@@ -139,17 +139,28 @@ def write_rollups(
     """Replace the roll-ups of `days` (None: all of them) with `fresh` (each stage's rows of those days)
     and their source rows, in one transaction; the table's new version. A build that loses a race with
     another writer keeps its own roll-ups and writes none: the next build rolls those days up again."""
-    replaced = sorted(counts) if days is None else list(days)
+    replaced = replaced_days(days, counts)
     if days is not None and not replaced:
         return None
     where = None if days is None else " OR ".join(f"event_date = '{day.isoformat()}'" for day in replaced)
-    batches = _table_batches(fresh, _sources(replaced, counts))
-    note = json.dumps({"step": ROLLUP_STEP, "events": events_version, "days": len(replaced)}, sort_keys=True)
+    batches = _table_batches(fresh, source_rows(replaced, counts))
     reader = pa.RecordBatchReader.from_batches(table_schema(), batches)
     try:
-        return store.write(TABLE, reader, "overwrite", note, replace_where=where)
+        return store.write(
+            TABLE, reader, "overwrite", rollup_note(events_version, replaced), replace_where=where
+        )
     except CommitFailedError:
         return None
+
+
+def replaced_days(days: Sequence[date] | None, counts: Mapping[date, int | None]) -> list[date]:
+    """The days a write of `days` (None: every day the events hold) replaces."""
+    return sorted(counts) if days is None else list(days)
+
+
+def rollup_note(events_version: int | None, replaced: Sequence[date]) -> str:
+    """The commit note of a roll-up write: the events' version it rolled up and how many days."""
+    return json.dumps({"step": ROLLUP_STEP, "events": events_version, "days": len(replaced)}, sort_keys=True)
 
 
 def _table_batches(
@@ -164,7 +175,7 @@ def _table_batches(
     yield sources
 
 
-def _sources(days: Sequence[date], counts: Mapping[date, int | None]) -> pa.RecordBatch:
+def source_rows(days: Sequence[date], counts: Mapping[date, int | None]) -> pa.RecordBatch:
     """The source rows of the days rolled up (none for a day the events no longer hold)."""
     held = [day for day in days if day in counts]
     return _padded(

@@ -154,8 +154,8 @@ class FeatureEngine(Protocol):
     """What runs the feature SQL: the store's inputs in, the feature table out.
 
     `build` runs every stage over the registered `events`. A build into the store instead rolls up only
-    the days its stored roll-ups lack (`roll_up`), hands them over for writing (`rolled`) and runs the
-    other stages over the stored roll-ups plus those (`build_over_rollups`)."""
+    the days its stored roll-ups lack (`roll_up`), writes them into the store (`store_rollups`) and runs
+    the other stages over the stored roll-ups plus those (`build_over_rollups`)."""
 
     def register(
         self, store: Store, versions: Versions | None = None, views: Collection[str] = tuple(INPUTS)
@@ -167,7 +167,9 @@ class FeatureEngine(Protocol):
 
     def roll_up(self, store: Store, events: DeltaTable | None, days: Sequence[date] | None) -> None: ...
 
-    def rolled(self, stage: str) -> pa.RecordBatchReader: ...
+    def store_rollups(
+        self, store: Store, days: Sequence[date] | None, counts: Mapping[date, int | None], read: int | None
+    ) -> int | None: ...
 
     def build_over_rollups(
         self,
@@ -205,8 +207,15 @@ class DuckDBFeatures:
         for stage in ROLLUPS:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_{stage} AS {sql(stage)}")
 
-    def rolled(self, stage: str) -> pa.RecordBatchReader:
-        return self.con.sql(f"SELECT * FROM fresh_{stage}").to_arrow_reader(ROLLUP_BATCH_ROWS)
+    def store_rollups(
+        self, store: Store, days: Sequence[date] | None, counts: Mapping[date, int | None], read: int | None
+    ) -> int | None:
+        """`write_rollups` of the fresh roll-ups (events version `read`), streamed in batches."""
+        rows = (
+            (stage, self.con.sql(f"SELECT * FROM fresh_{stage}").to_arrow_reader(ROLLUP_BATCH_ROWS))
+            for stage in ROLLUPS
+        )
+        return write_rollups(store, rows, days, counts, read)
 
     def build_over_rollups(
         self, cutoffs: Sequence[date], settings: Settings, store: Store, rollups: StoredRollups
@@ -391,8 +400,7 @@ def _roll_up(
     fresh = None if full else stale_days(counts, rolled, rollup_recipe())
     runner.roll_up(store, events, fresh)
     if write:
-        outputs = ((stage, runner.rolled(stage)) for stage in ROLLUPS)
-        write_rollups(store, outputs, fresh, counts, None if events is None else events.version())
+        runner.store_rollups(store, fresh, counts, None if events is None else events.version())
     kept = [] if fresh is None else sorted(rolled.keys() - set(fresh))
     return StoredRollups(stored, kept, fresh)
 

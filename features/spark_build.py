@@ -8,30 +8,35 @@ Arrow, where `build_and_publish` writes it as the store's new Delta version thro
 the DuckDB build does.
 
 A build into the store reads the same per-day roll-ups as DuckDB's (`features.rollups`): only the days
-they lack are rolled up here from the events, and their rows come back to the driver for delta-rs to write.
+they lack are rolled up here from the events. The executors write those rows as Parquet into the roll-up
+table's folder and the driver commits the files (`store.engine_writes`), so however much history a `--full`
+build rolls up, none of it comes back to the driver.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+import uuid
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
+from deltalake.exceptions import CommitFailedError
 
 from core.contract import EVENT_SCHEMA
 from core.settings import Settings, SparkSettings
-from core.spark import empty_frame, read_delta, spark_errors
+from core.spark import empty_frame, read_delta, spark_errors, spark_schema
 from features.cutoffs import cutoff_table, window_start
 from features.definitions import ROLLUPS, STAGE_PARAMS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
 from features.health import health_params
+from features.rollups import DAY, StoredRollups, read_back, replaced_days, rollup_note, source_rows
 from features.rollups import TABLE as ROLLUP_TABLE
-from features.rollups import StoredRollups, read_back
 from features.rollups import table_schema as rollup_schema
 from features.stored import INPUTS, Versions, input_tables
 from store.delta import Store
+from store.engine_writes import commit_written
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -86,9 +91,42 @@ class SparkFeatures:
             read.select(*EVENT_SCHEMA.names).createOrReplaceTempView("events")
             self._roll_up()
 
-    def rolled(self, stage: str) -> pa.RecordBatchReader:
-        with spark_errors("rolling up the events"):
-            return self.spark.table(f"fresh_{stage}").toArrow().to_reader()
+    def store_rollups(
+        self, store: Store, days: Sequence[date] | None, counts: Mapping[date, int | None], read: int | None
+    ) -> int | None:
+        """`write_rollups` by the executors: the fresh roll-ups and their source rows as Parquet files in a
+        new folder of the roll-up table, one per day, committed from their footers."""
+        replaced = replaced_days(days, counts)
+        if days is not None and not replaced:
+            return None
+        target = store.create(ROLLUP_TABLE, rollup_schema())
+        folder = f"spark-{uuid.uuid4().hex}"
+        with spark_errors("writing the roll-ups"):
+            rows = self._rollup_rows(replaced, counts).repartition(DAY_FIELD.name)
+            rows.write.partitionBy(DAY_FIELD.name).parquet(f"{store.uri(ROLLUP_TABLE)}/{folder}")
+        note = rollup_note(read, replaced)
+        try:
+            return commit_written(
+                store, ROLLUP_TABLE, target, folder, note, None if days is None else replaced
+            )
+        except CommitFailedError:
+            return None
+
+    def _rollup_rows(self, replaced: Sequence[date], counts: Mapping[date, int | None]) -> DataFrame:
+        """Each fresh roll-up stage in the table's columns (`rollup_schema`), then the source rows."""
+        from pyspark.sql import functions as F
+
+        fields = spark_schema(rollup_schema()).fields
+        sources = pa.Table.from_batches([source_rows(replaced, counts)])
+        frame = self.spark.createDataFrame(sources, spark_schema(rollup_schema()))
+        for stage in ROLLUPS:
+            fresh = self.spark.table(f"fresh_{stage}")
+            given = {name: F.col(name) for name in fresh.columns}
+            day = given.get(DAY, F.to_date(F.col("ts")))
+            named = {**given, "rollup": F.lit(stage), DAY_FIELD.name: day}
+            columns = [named.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in fields]
+            frame = fresh.select(*columns).unionByName(frame)
+        return frame
 
     def build_over_rollups(
         self, cutoffs: Sequence[date], settings: Settings, store: Store, rollups: StoredRollups

@@ -48,7 +48,7 @@ def append_sorted(
     transaction on top of `target`'s version; `CommitFailedError` if another writer committed first, with
     the files removed again."""
     uri, read_version = store.uri(table), target.version()
-    filesystem, root = _filesystem(uri)
+    filesystem, root = table_filesystem(uri)
     added = list(_write_files(filesystem, root, rows, PARTITIONS.get(table, [])))
     if not added:
         return Appended(0, read_version)
@@ -62,18 +62,18 @@ def append_sorted(
         )
     except BaseException:
         for action, _ in added:
-            filesystem.delete_file(_under(root, action.path))
+            filesystem.delete_file(under(root, action.path))
         raise
     # no retries: the commit landed on the version after the one read, or not at all
     return Appended(sum(n for _, n in added), read_version + 1)
 
 
-def _under(root: str, path: str) -> str:
+def under(root: str, path: str) -> str:
     """A path relative to a table's folder, as `filesystem` names it (an object store's is relative)."""
     return f"{root}/{path}" if root else path
 
 
-def _filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+def table_filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """A local table is written by Arrow's own filesystem; an object-store table through delta-rs's, which
     reads the same credentials from the environment as its reads and commits."""
     if is_object_store(uri):
@@ -131,8 +131,8 @@ class _OpenFile:
         #: partition values live in the path, not in the file (the Delta protocol's layout)
         self._columns = [name for name in schema.names if name not in partitions]
         if root and folder:  # an object store has no folders to make
-            filesystem.create_dir(_under(root, folder))
-        self._sink = filesystem.open_output_stream(_under(root, self.path))
+            filesystem.create_dir(under(root, folder))
+        self._sink = filesystem.open_output_stream(under(root, self.path))
         self._writer = pq.ParquetWriter(
             self._sink, pa.schema([schema.field(c) for c in self._columns]), compression="zstd"
         )
@@ -144,7 +144,7 @@ class _OpenFile:
     def close(self) -> tuple[AddAction, int]:
         self._writer.close()
         self._sink.close()
-        size = self._filesystem.get_file_info(_under(self._root, self.path)).size
+        size = self._filesystem.get_file_info(under(self._root, self.path)).size
         stats = json.dumps({"numRecords": self.rows})
         action = AddAction(self.path, size, self.values, int(time.time() * 1000), True, stats)
         return action, self.rows

@@ -24,6 +24,7 @@ from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure, session
 from features.dialect import to_spark
 from features.feast_repo import feature_store, historical_features
+from features.rollups import TABLE as ROLLUPS
 from features.run import build_and_publish
 from features.stored import TABLE as FEATURES
 from ingest.run import ingest_path
@@ -91,6 +92,16 @@ def test_spark_builds_the_feature_table_duckdb_builds(spark_store: tuple[Store, 
     tables = [store.dataset(FEATURES, v).to_table() for v in (duck.version, on_spark.version)]
     assert tables[0].num_rows > 200
     assert_same_table(*tables)
+    # the executors wrote the roll-ups DuckDB wrote before, in a folder of their own in the table
+    rollups = store.delta(ROLLUPS)
+    assert rollups is not None and all("/spark-" in uri for uri in rollups.file_uris())
+    assert_same_table(*(_sorted_rollups(store, v) for v in (rollups.version() - 1, rollups.version())))
+
+
+def _sorted_rollups(store: Store, version: int) -> pa.Table:
+    table = store.dataset(ROLLUPS, version).to_table()
+    keys = [f.name for f in table.schema if not pa.types.is_floating(f.type)]
+    return table.select(sorted(table.column_names)).sort_by([(k, "ascending") for k in keys])
 
 
 def test_decimal_literals_divide_as_doubles_on_spark() -> None:

@@ -1,6 +1,6 @@
-"""History stays on Spark's executors: with `--engine spark`, ingest's duplicate check and the uplift design
-run on a driver that may collect only `LIMIT` (`spark.driver.maxResultSize`), less than the store's event
-ids alone, and store and build what DuckDB does.
+"""History stays on Spark's executors: with `--engine spark`, ingest's duplicate check, the feature build's
+roll-ups and the uplift design run on a driver that may collect only `LIMIT` (`spark.driver.maxResultSize`),
+less than the store's event ids alone, and store and build what DuckDB does.
 
 The module starts its own classic session, since the limit is fixed when a session starts: another
 module's session is stopped first, and this one after (the next module starts its own again).
@@ -24,9 +24,14 @@ import pytest
 from core.contract import EVENT_SCHEMA
 from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure, read_delta, session, spark_errors
+from features.cutoffs import cutoff_instant
+from features.rollups import TABLE as ROLLUPS
+from features.run import build_and_publish
+from features.stored import TABLE as FEATURES
 from ingest.run import ingest_path
 from simulate import SimConfig, simulate_to
 from store.delta import Store
+from tests.integration.test_spark import assert_same_table
 from training.causal.design import Design, store_design
 
 pytestmark = pytest.mark.slow
@@ -163,3 +168,33 @@ def test_the_uplift_design_on_spark_equals_duckdbs_under_the_limit(
     )
     assert len(duck.rows) > 300 and duck.actions and duck.outcomes["churn"].any()
     assert_same_design(duck, on_spark)
+
+
+def test_a_spark_feature_build_keeps_the_rollups_on_the_executors(
+    limited: SparkSettings, world: Store, tmp_path: Path
+) -> None:
+    """Every day's roll-ups, more than the driver may collect, written by the executors; then a late event
+    in the last cutoff's month: its day alone rolled up and replaced, every other day's files kept; and
+    DuckDB, building every cutoff over those roll-ups, builds the table Spark did."""
+    store, settings = _copy(world, tmp_path / "store"), Settings(home=world.root)
+    on_spark = settings.model_copy(update={"engine": "spark", "spark": limited})
+    full = build_and_publish(store, on_spark, None, None, online=False, full=True)
+    before = store.delta(ROLLUPS)
+    assert before is not None and store.dataset(ROLLUPS).to_table().nbytes > 2 * 1024**2
+    cutoffs = full.cutoffs
+    month = (ds.field("ts") > cutoff_instant(cutoffs[-2])) & (ds.field("ts") <= cutoff_instant(cutoffs[-1]))
+    late = store.read("events", EVENT_SCHEMA, scan=month).slice(0, 1)
+    late = late.set_column(0, "event_id", pa.array(["late-1"]))
+    (tmp_path / "late" / "events").mkdir(parents=True)
+    pq.write_table(late, tmp_path / "late" / "events" / "late.parquet")
+    ingest_path(store, tmp_path / "late")
+    built = build_and_publish(store, on_spark, None, None, online=False)
+    assert built.days_rolled_up == 1 and built.cutoffs_computed == cutoffs[-1:]
+    after = store.delta(ROLLUPS)
+    assert after is not None and after.version() == before.version() + 1
+    day = f"event_date={late['ts'][0].as_py().date().isoformat()}/"
+    assert {u for u in before.file_uris() if day not in u} == {u for u in after.file_uris() if day not in u}
+    assert len(set(after.file_uris()) - set(before.file_uris())) == 1
+    again = build_and_publish(store, settings, None, None, online=False)
+    assert again.days_rolled_up == 0 and again.cutoffs_computed == cutoffs
+    assert_same_table(*(store.dataset(FEATURES, v).to_table() for v in (built.version, again.version)))
