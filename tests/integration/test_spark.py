@@ -16,16 +16,19 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+from core.contract import EVENT_SCHEMA
 from core.parallel import Workers, side_by_side
 from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure, session
+from features.cutoffs import cutoff_instant
 from features.dialect import to_spark
 from features.feast_repo import feature_store, historical_features
 from features.rollups import TABLE as ROLLUPS
-from features.run import build_and_publish
+from features.run import FeatureBuild, build_and_publish
 from features.stored import TABLE as FEATURES
 from ingest.run import ingest_path
 from serving.batch import score_store
@@ -83,19 +86,57 @@ def assert_same_table(duck: pa.Table, spark: pa.Table) -> None:
                 )
 
 
-def test_spark_builds_the_feature_table_duckdb_builds(spark_store: tuple[Store, Settings]) -> None:
+@pytest.fixture(scope="module")
+def spark_built(spark_store: tuple[Store, Settings]) -> tuple[FeatureBuild, FeatureBuild]:
+    """The store's feature table built by DuckDB, then by Spark from every day's events (`full`: rolling
+    every day up itself rather than reading the roll-ups DuckDB just stored)."""
     store, settings = spark_store
     duck = build_and_publish(store, settings, None, None, online=False)
-    # full: Spark rolls every day up itself rather than reading the roll-ups DuckDB just stored
-    on_spark = build_and_publish(store, _spark(settings), None, None, online=False, full=True)
+    return duck, build_and_publish(store, _spark(settings), None, None, online=False, full=True)
+
+
+def test_spark_builds_the_feature_table_duckdb_builds(
+    spark_store: tuple[Store, Settings], spark_built: tuple[FeatureBuild, FeatureBuild]
+) -> None:
+    store, (duck, on_spark) = spark_store[0], spark_built
     assert (on_spark.version, on_spark.read, on_spark.cutoffs) == (duck.version + 1, duck.read, duck.cutoffs)
     tables = [store.dataset(FEATURES, v).to_table() for v in (duck.version, on_spark.version)]
     assert tables[0].num_rows > 200
     assert_same_table(*tables)
-    # the executors wrote the roll-ups DuckDB wrote before, in a folder of their own in the table
+    # the executors wrote the roll-ups DuckDB wrote before, moved beside delta-rs's in each day's folder
     rollups = store.delta(ROLLUPS)
     assert rollups is not None and all("/spark-" in uri for uri in rollups.file_uris())
+    assert {Path(uri).parent.parent for uri in rollups.file_uris()} == {Path(store.uri(ROLLUPS))}
     assert_same_table(*(_sorted_rollups(store, v) for v in (rollups.version() - 1, rollups.version())))
+
+
+def test_a_spark_build_rolls_up_a_changed_day_alone(
+    spark_store: tuple[Store, Settings], spark_built: tuple[FeatureBuild, FeatureBuild], tmp_path: Path
+) -> None:
+    """After the full Spark build, a late event in the last cutoff's month: the executors roll up its day
+    alone and replace that day's roll-ups, every other day's files kept; DuckDB, building every cutoff
+    over those roll-ups, builds the table Spark did."""
+    store, settings = Store(tmp_path / "store"), spark_store[1]
+    shutil.copytree(spark_store[0].root / "lake", store.root / "lake")
+    before, cutoffs = store.delta(ROLLUPS), spark_built[1].cutoffs
+    assert before is not None
+    month = (ds.field("ts") > cutoff_instant(cutoffs[-2])) & (ds.field("ts") <= cutoff_instant(cutoffs[-1]))
+    late = store.read("events", EVENT_SCHEMA, scan=month).slice(0, 1)
+    (tmp_path / "late" / "events").mkdir(parents=True)
+    pq.write_table(
+        late.set_column(0, "event_id", pa.array(["late-1"])), tmp_path / "late" / "events" / "0.parquet"
+    )
+    ingest_path(store, tmp_path / "late")
+    built = build_and_publish(store, _spark(settings), None, None, online=False)
+    assert built.days_rolled_up == 1 and built.cutoffs_computed == cutoffs[-1:]
+    after = store.delta(ROLLUPS)
+    assert after is not None and after.version() == before.version() + 1
+    day = f"event_date={late['ts'][0].as_py().date().isoformat()}/"
+    assert {u for u in before.file_uris() if day not in u} == {u for u in after.file_uris() if day not in u}
+    assert len(set(after.file_uris()) - set(before.file_uris())) == 1
+    again = build_and_publish(store, settings, None, None, online=False)
+    assert again.days_rolled_up == 0 and again.cutoffs_computed == cutoffs
+    assert_same_table(*(store.dataset(FEATURES, v).to_table() for v in (built.version, again.version)))
 
 
 def _sorted_rollups(store: Store, version: int) -> pa.Table:
