@@ -317,6 +317,11 @@ class Settings(BaseSettings):
         None, description="MLflow backend, e.g. postgresql://...; default: SQLite under the store"
     )
     seed: int = 7
+    events_source: Path | None = Field(
+        None,
+        description="a column mapping whose `events:` names a Delta or Parquet folder, or a catalog table "
+        "(Spark), read in place of the store's events",
+    )
     playbook: Path | None = Field(
         None, description="the playbook file; default: playbook.yaml in the store's folder, else the built-in"
     )

@@ -49,8 +49,9 @@ def plan_reuse(
     store: Store, chosen: Sequence[date], read: Versions, counts: Mapping[date, int | None], recipe: str
 ) -> Reuse:
     """Keep the last build's rows at the chosen cutoffs no input changed before (see the module); compute
-    the others. Nothing is kept without a last build of the same recipe."""
-    last = _last_build(store, recipe)
+    the others. Nothing is kept without a last build of the same recipe, nor over adopted events, whose
+    table has no versions in the store to tell what changed since."""
+    last = None if store.events_source is not None else _last_build(store, recipe)
     if last is None:
         return Reuse(None, list(chosen))
     since = _earliest_change(store, last.read, read, counts)

@@ -56,6 +56,7 @@ from features.stored import (
     input_tables,
     refuse_dropping_cutoffs,
 )
+from store.adopted_events import DAY_COUNTS, on_days
 from store.delta import Store
 
 #: rows per batch handed from the engine to the roll-ups' writer
@@ -112,10 +113,16 @@ def register_store(
     views: Collection[str] = tuple(INPUTS),
 ) -> dict[str, int | None]:
     """Expose the store's tables (at `versions`, default the latest) as the views `events`, `accounts` and
-    `interventions` (those of them in `views`), in their contract columns (`Store.relation`); the versions
-    read, for reproducing this read."""
+    `interventions` (those of them in `views`), in their contract columns (`Store.relation`; adopted
+    events through their mapping); the versions read, for reproducing this read."""
     read: dict[str, int | None] = {}
+    adopted = store.events_source
     for name, schema, found in input_tables(store, versions):
+        if name == "events" and adopted is not None:
+            read[name] = adopted.version() if versions is None else versions.get(name)
+            if name in views:
+                adopted.duckdb_events(con, read[name]).create_view(name, replace=True)
+            continue
         read[name] = None if found is None else found.version()
         if name not in views:
             continue
@@ -165,7 +172,9 @@ class FeatureEngine(Protocol):
 
     def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table: ...
 
-    def roll_up(self, store: Store, events: DeltaTable | None, days: Sequence[date] | None) -> None: ...
+    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]: ...
+
+    def roll_up(self, store: Store, version: int | None, days: Sequence[date] | None) -> None: ...
 
     def store_rollups(
         self, store: Store, days: Sequence[date] | None, counts: Mapping[date, int | None], read: int | None
@@ -198,12 +207,28 @@ class DuckDBFeatures:
     def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table:
         return build_feature_table(self.con, cutoffs, settings)
 
-    def roll_up(self, store: Store, events: DeltaTable | None, days: Sequence[date] | None) -> None:
-        """The roll-up stages over the events of `days` (None: all), as the temp tables `fresh_<stage>`."""
+    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]:
+        """Events per UTC day of the events at `version`: from the store's Delta log, or of an adopted
+        table by one grouped scan."""
+        if store.events_source is None:
+            return day_counts(None if version is None else store.delta("events", version))
         _session(self.con)
-        with_day = EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
-        read = partitions(self.con, store, events, with_day, days)
-        read.select(", ".join(f'"{c}"' for c in EVENT_SCHEMA.names)).create_view("events", replace=True)
+        store.events_source.duckdb_events(self.con, version).create_view("events", replace=True)
+        return dict(self.con.execute(DAY_COUNTS).fetchall())
+
+    def roll_up(self, store: Store, version: int | None, days: Sequence[date] | None) -> None:
+        """The roll-up stages over the events (at `version`) of `days` (None: all), as the temp tables
+        `fresh_<stage>`."""
+        _session(self.con)
+        if store.events_source is None:
+            found = None if version is None else store.delta("events", version)
+            with_day = EVENT_SCHEMA.append(pa.field("event_date", pa.date32()))
+            read = partitions(self.con, store, found, with_day, days)
+            read = read.select(", ".join(f'"{c}"' for c in EVENT_SCHEMA.names))
+        else:
+            read = store.events_source.duckdb_events(self.con, version)
+            read = read if days is None else read.filter(on_days(days))
+        read.create_view("events", replace=True)
         for stage in ROLLUPS:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE fresh_{stage} AS {sql(stage)}")
 
@@ -315,9 +340,8 @@ def build_and_publish(
     store left as they were. With `as_of_version`, read the inputs and cutoffs that built that version.
     `settings.engine` runs the SQL on DuckDB (`threads` threads) or on Spark; a step bar on stderr (a
     terminal only) says which step runs. Incremental: only the event days the stored roll-ups lack are
-    read (`features.rollups`) and the last build's rows where nothing changed are kept
-    (`features.reuse`), the table a `full` build makes. Asked-for `cutoffs` that would drop some the
-    stored table holds are refused (`refuse_dropping_cutoffs`)."""
+    read (`features.rollups`), the last build's rows where nothing changed kept (`features.reuse`): the
+    table a `full` build makes. Cutoffs that would drop some the stored table holds are refused."""
     started = time.perf_counter()
     past = None if as_of_version is None else build_note(store, as_of_version)
     steps = tqdm(total=2 + (online and out is None), desc="features", unit="step", disable=None)
@@ -325,14 +349,15 @@ def build_and_publish(
         read = runner.register(
             store, None if past is None else past.read, views=("accounts", "interventions")
         )
-        events = None if read["events"] is None else store.delta("events", read["events"])
-        counts = day_counts(events)
+        counts = runner.event_days(store, read["events"])
         asked = sorted(set(cutoffs)) if cutoffs else (None if past is None else past.chosen_cutoffs())
         chosen = _chosen(store, asked, counts, refuse=bool(cutoffs) and out is None)
         steps.set_postfix_str(f"{len(chosen)} cutoffs")
         recipe = build_recipe(settings)
         reuse = Reuse(None, chosen) if full else plan_reuse(store, chosen, read, counts, recipe)
-        rollups = _roll_up(store, runner, events, counts, full=full, write=out is None and past is None)
+        rollups = _roll_up(
+            store, runner, read["events"], counts, full=full, write=out is None and past is None
+        )
         table = _combined(reuse, runner.build_over_rollups(reuse.compute, settings, store, rollups))
         steps.update()
         note = BuildNote(read, None if asked is None else [c.isoformat() for c in asked], recipe)
@@ -387,7 +412,7 @@ def build_recipe(settings: Settings) -> str:
 def _roll_up(
     store: Store,
     runner: FeatureEngine,
-    events: DeltaTable | None,
+    version: int | None,
     counts: Mapping[date, int | None],
     *,
     full: bool,
@@ -398,9 +423,9 @@ def _roll_up(
     stored = None if full else store.delta(ROLLUP_TABLE)
     rolled = rolled_counts(store, stored)
     fresh = None if full else stale_days(counts, rolled, rollup_recipe())
-    runner.roll_up(store, events, fresh)
+    runner.roll_up(store, version, fresh)
     if write:
-        runner.store_rollups(store, fresh, counts, None if events is None else events.version())
+        runner.store_rollups(store, fresh, counts, version)
     kept = [] if fresh is None else sorted(rolled.keys() - set(fresh))
     return StoredRollups(stored, kept, fresh)
 

@@ -31,10 +31,19 @@ from features.cutoffs import cutoff_table, window_start
 from features.definitions import ROLLUPS, STAGE_PARAMS, STAGES, feature_schema, sql
 from features.dialect import spark_macros, to_spark
 from features.health import health_params
-from features.rollups import DAY, StoredRollups, read_back, replaced_days, rollup_note, source_rows
+from features.rollups import (
+    DAY,
+    StoredRollups,
+    day_counts,
+    read_back,
+    replaced_days,
+    rollup_note,
+    source_rows,
+)
 from features.rollups import TABLE as ROLLUP_TABLE
 from features.rollups import table_schema as rollup_schema
 from features.stored import INPUTS, Versions, input_tables
+from store.adopted_events import DAY_COUNTS, SOURCE_VIEW, AdoptedEvents, on_days
 from store.delta import Store
 from store.engine_writes import commit_written
 
@@ -60,12 +69,27 @@ class SparkFeatures:
         """The store's input tables (at `versions`, default the latest) as the temp views `events`,
         `accounts` and `interventions` (those in `views`); the versions read."""
         read: dict[str, int | None] = {}
+        adopted = store.events_source
         with spark_errors("reading the store"):
             for name, schema, found in input_tables(store, versions):
+                if name == "events" and adopted is not None:
+                    read[name] = adopted.version() if versions is None else versions.get(name)
+                    if name in views:
+                        self._adopted(adopted, read[name]).createOrReplaceTempView(name)
+                    continue
                 read[name] = None if found is None else found.version()
                 if name in views:
                     self._table(store, name, found, schema).createOrReplaceTempView(name)
         return read
+
+    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]:
+        """Events per UTC day: from the store's Delta log, or of an adopted table by one grouped query
+        (one row per day comes back)."""
+        if store.events_source is None:
+            return day_counts(None if version is None else store.delta("events", version))
+        with spark_errors("counting the adopted events per day"):
+            self._adopted(store.events_source, version).createOrReplaceTempView("events")
+            return {row["day"]: row["n"] for row in self.spark.sql(DAY_COUNTS).collect()}
 
     def event_span(self) -> tuple[datetime | None, datetime | None]:
         """The first and last event instant, in UTC (Spark hands timestamps to Python in the process's
@@ -82,13 +106,20 @@ class SparkFeatures:
             self._roll_up()
             return self._build(cutoffs, settings, None)
 
-    def roll_up(self, store: Store, events: DeltaTable | None, days: Sequence[date] | None) -> None:
-        """The roll-up stages over the events of `days` (None: all), cached as `fresh_<stage>`."""
+    def roll_up(self, store: Store, version: int | None, days: Sequence[date] | None) -> None:
+        """The roll-up stages over the events (at `version`) of `days` (None: all), cached as
+        `fresh_<stage>`."""
         with spark_errors("rolling up the events"):
-            read = self._table(store, "events", events, EVENT_SCHEMA.append(DAY_FIELD))
-            if days is not None:
-                read = read.where(read["event_date"].isin(list(days)))
-            read.select(*EVENT_SCHEMA.names).createOrReplaceTempView("events")
+            if store.events_source is None:
+                found = None if version is None else store.delta("events", version)
+                read = self._table(store, "events", found, EVENT_SCHEMA.append(DAY_FIELD))
+                if days is not None:
+                    read = read.where(read["event_date"].isin(list(days)))
+                read = read.select(*EVENT_SCHEMA.names)
+            else:
+                read = self._adopted(store.events_source, version)
+                read = read if days is None else read.where(on_days(days))
+            read.createOrReplaceTempView("events")
             self._roll_up()
 
     def store_rollups(
@@ -140,6 +171,20 @@ class SparkFeatures:
             stored = self._table(store, ROLLUP_TABLE, rollups.table, rollup_schema())
             stored.where(stored["event_date"].isin(rollups.kept)).createOrReplaceTempView("event_rollups")
             return self._build(cutoffs, settings, "event_rollups")
+
+    def _adopted(self, adopted: AdoptedEvents, version: int | None) -> DataFrame:
+        """The contract's events of an adopted table, read where it is: a Delta version's files, a Parquet
+        folder, or a table of the session's catalog."""
+        found = adopted.delta(version)
+        if found is not None:
+            schema = pa.schema(found.schema().to_arrow())
+            source = read_delta(self.spark, found, adopted.location, schema, self.how)
+        elif adopted.kind() == "parquet":
+            source = self.spark.read.parquet(adopted.location)
+        else:
+            source = self.spark.table(adopted.location)
+        source.createOrReplaceTempView(SOURCE_VIEW)
+        return self.spark.sql(adopted.contract_sql(source.columns, "spark"))
 
     def _table(self, store: Store, name: str, found: DeltaTable | None, schema: pa.Schema) -> DataFrame:
         if found is None:

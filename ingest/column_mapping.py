@@ -21,7 +21,9 @@ from typing import Any
 
 from core.contract import ACCOUNT_SCHEMA, EVENT_COLUMNS, INTERVENTION_SCHEMA, PROPERTIES
 from core.errors import RetainError
+from core.settings import Settings
 from ingest.mapping_file import KeyPath, MappingFile, read_mapping_file
+from store.adopted_events import AdoptedEvents
 
 #: the contract tables a database can feed, in the order they are read: accounts first, since events and
 #: interventions name them
@@ -164,3 +166,24 @@ def _columns(file: MappingFile, table: str, columns: Any) -> dict[str, str]:
             raise file.refuse(at, f"{table}: source column {source!r} is already mapped to {taken[source]}")
         taken[source] = contract_field
     return {contract_field: source for source, contract_field in taken.items()}
+
+
+def settings_adoption(settings: Settings) -> AdoptedEvents | None:
+    """The events table `settings.events_source` adopts, or None: the store's own events."""
+    return None if settings.events_source is None else adopted_events(settings.events_source)
+
+
+def adopted_events(path: Path) -> AdoptedEvents:
+    """The events table a mapping file's `events:` entry names, to be read in place of the store's: its
+    `table:` a Delta or Parquet folder (or URI), or a catalog table on Spark; its `columns:` as for a
+    database. A query, or the properties as one JSON column, cannot be read in place and is refused."""
+    events = read_column_mapping(path).tables.get("events")
+    if events is None or not events.named:
+        raise RetainError(f"{path}: an adopted events table needs an `events:` entry naming its table")
+    if events.query is not None or events.name is None:
+        raise events.refuse(("query",), "events: an adopted table is read in place; give its `table:`")
+    if "properties" in events.columns:
+        raise events.refuse(
+            ("columns", "properties"), "events: an adopted table maps each property to a column of its own"
+        )
+    return AdoptedEvents(events.name, dict(events.columns))

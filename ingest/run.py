@@ -209,6 +209,11 @@ def _stage(store: Store, frames: Iterator[Frame], staging: Staging, actions: Col
                 added = checked.valid.column("account_id").combine_chunks()
                 known = pc.unique(pa.concat_arrays([known, added.cast(pa.string())]))
             elif frame.table == "events":
+                if store.events_source is not None:
+                    raise RetainError(
+                        f"the store's events are read in place from {store.events_source.location}; "
+                        "ingest its accounts and interventions without events (nothing was written)"
+                    )
                 checked = check_events(frame, known, staging.now)
             else:
                 checked = check_interventions(frame, known, staging.now, actions)

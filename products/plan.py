@@ -498,7 +498,7 @@ def _uplift_champion(store: Store, settings: Settings) -> tuple[UpliftModel, Ver
 def read_week(store: Store, settings: Settings, week: date) -> Week:
     """The week's active accounts with features at its first midnight (UTC), their CSMs and cool-downs,
     valued by the registered uplift champion."""
-    if store.version("events") is None:
+    if not store.holds_events():
         raise RetainError(f"no events in the store {store.location}: run `retain ingest` into it first")
     as_of = cutoff_instant(week)
     playbook = store_playbook(store, settings)

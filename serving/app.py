@@ -21,6 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from core.logs import log_retain_lines
 from core.settings import Settings
+from ingest.column_mapping import settings_adoption
 from serving.auth import bearer, check_key, scopes_of
 from serving.cockpit import routes as cockpit
 from serving.cockpit.access import SignIn, sign_in_redirect
@@ -54,7 +55,8 @@ def app_from_environment() -> FastAPI:
     """uvicorn's factory in each worker: the app over the store and settings `worker_environment` gave."""
     log_retain_lines()
     settings = Settings.model_validate_json(os.environ[SETTINGS_VARIABLE])
-    return create_app(Store.at(os.environ[STORE_VARIABLE], settings.home), settings)
+    store = Store.at(os.environ[STORE_VARIABLE], settings.home, settings_adoption(settings))
+    return create_app(store, settings)
 
 
 def create_app(store: Store, settings: Settings) -> FastAPI:

@@ -25,6 +25,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from core.errors import RetainError
+from store.adopted_events import AdoptedEvents
 
 if TYPE_CHECKING:
     # types only: importing pyarrow.dataset takes half a second, which every CLI start would pay
@@ -102,13 +103,19 @@ class Store:
     root: Path
     #: where the Delta tables live; default: `root/lake`
     lake_uri: str | None = None
+    #: an events table read in place of the store's own (`store.adopted_events`); None: the store's
+    events_source: AdoptedEvents | None = None
 
     @classmethod
-    def at(cls, location: str | Path, home: Path) -> Store:
+    def at(cls, location: str | Path, home: Path, events_source: AdoptedEvents | None = None) -> Store:
         """A folder holds everything; an object-store URI holds the tables, with local state in `home`."""
         if is_object_store(location):
-            return cls(root=home, lake_uri=str(location).rstrip("/"))
-        return cls(root=Path(location))
+            return cls(root=home, lake_uri=str(location).rstrip("/"), events_source=events_source)
+        return cls(root=Path(location), events_source=events_source)
+
+    def holds_events(self) -> bool:
+        """Whether there are events to read: an adopted table, or the store's own written at least once."""
+        return self.events_source is not None or self.version("events") is not None
 
     @property
     def lake(self) -> str:

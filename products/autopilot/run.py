@@ -141,7 +141,7 @@ def run_autopilot(
 def _read_now(store: Store, settings: Settings, at: datetime, log: DecisionLog) -> _Now:
     """Features at the run's day, the last take of each action per account (the store's and the decision
     log's not yet merged), and who the store holds out."""
-    if store.version("events") is None:
+    if not store.holds_events():
         raise RetainError(f"no events in the store {store.location}: run `retain ingest` into it first")
     with duckdb.connect() as con:
         register_store(con, store)

@@ -85,6 +85,8 @@ def _tables(store: Store) -> list[Finding]:
         problem = table_problem(store, table)
         if problem is not None:
             found.append(Finding("tables", table, True, problem))
+        elif table == "events" and store.events_source is not None:
+            found.append(Finding("tables", table, False, f"adopted in place: {store.events_source.location}"))
         elif store.delta(table) is None:
             needed = table in NEEDED
             found.append(

@@ -55,8 +55,10 @@ def located(store: StoreLike, settings: Settings | None) -> Store:
     """The store named (a `Store`, a folder or a URI), else the settings' home."""
     if isinstance(store, Store):
         return store
-    home = settings_or_default(settings).home
-    return Store.at(store if store is not None else home, home)
+    from ingest.column_mapping import settings_adoption  # deferred: YAML, read only when adopting
+
+    chosen = settings_or_default(settings)
+    return Store.at(store if store is not None else chosen.home, chosen.home, settings_adoption(chosen))
 
 
 @contextlib.contextmanager

@@ -179,6 +179,9 @@ class EventColumns:
 def recent_events(store: Store, as_of: datetime, days: int) -> RecentEvents:
     """Every account's notable events over the `days` up to `as_of`."""
     since = as_of - timedelta(days=days)
+    if store.events_source is not None:
+        found = store.events_source.read_between(["account_id", *COLUMNS], since, as_of)
+        return RecentEvents.by_account(found.filter(NOTABLE_EVENTS), since)
     # the event_date bounds let the scan skip every other day's folder
     dates = (ds.field("event_date") >= since.date()) & (ds.field("event_date") <= as_of.date())
     window = dates & (ds.field("ts") >= since) & (ds.field("ts") <= as_of)

@@ -1,6 +1,7 @@
 """History stays on Spark's executors: with `--engine spark`, ingest's duplicate check, the feature build's
-roll-ups and the uplift design run on a driver that may collect only `LIMIT` (`spark.driver.maxResultSize`),
-less than the store's event ids alone, and store and build what DuckDB does.
+roll-ups (of events adopted in place from a catalog table) and the uplift design run on a driver that may
+collect only `LIMIT` (`spark.driver.maxResultSize`), less than the store's event ids alone, and store and
+build what DuckDB does.
 
 The module starts its own classic session, since the limit is fixed when a session starts: another
 module's session is stopped first, and this one after (the next module starts its own again).
@@ -24,10 +25,10 @@ import pytest
 from core.contract import EVENT_SCHEMA
 from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure, read_delta, session, spark_errors
-from features.cutoffs import cutoff_instant
 from features.rollups import TABLE as ROLLUPS
 from features.run import build_and_publish
 from features.stored import TABLE as FEATURES
+from ingest.column_mapping import adopted_events
 from ingest.run import ingest_path
 from simulate import SimConfig, simulate_to
 from store.delta import Store
@@ -49,6 +50,8 @@ SPARK = SparkSettings(
 CONFIG = SimConfig(accounts=200, days=240, seed=9, start=date(2025, 1, 1))
 #: a long horizon leaves a few weekly cutoffs: the design stays small while the events are many
 HORIZON_DAYS = 180
+#: the adopted events' own names for two contract fields
+RENAMED = {"event_id": "id", "ts": "occurred_at"}
 #: the increment re-sends the events of the last week, half of them under new ids
 WEEK = CONFIG.start + timedelta(days=CONFIG.days - 7)
 
@@ -170,31 +173,36 @@ def test_the_uplift_design_on_spark_equals_duckdbs_under_the_limit(
     assert_same_design(duck, on_spark)
 
 
-def test_a_spark_feature_build_keeps_the_rollups_on_the_executors(
+def test_a_spark_build_of_an_adopted_catalog_table_keeps_its_rollups_on_the_executors(
     limited: SparkSettings, world: Store, tmp_path: Path
 ) -> None:
-    """Every day's roll-ups, more than the driver may collect, written by the executors; then a late event
-    in the last cutoff's month: its day alone rolled up and replaced, every other day's files kept; and
-    DuckDB, building every cutoff over those roll-ups, builds the table Spark did."""
-    store, settings = _copy(world, tmp_path / "store"), Settings(home=world.root)
-    on_spark = settings.model_copy(update={"engine": "spark", "spark": limited})
-    full = build_and_publish(store, on_spark, None, None, online=False, full=True)
-    before = store.delta(ROLLUPS)
-    assert before is not None and store.dataset(ROLLUPS).to_table().nbytes > 2 * 1024**2
-    cutoffs = full.cutoffs
-    month = (ds.field("ts") > cutoff_instant(cutoffs[-2])) & (ds.field("ts") <= cutoff_instant(cutoffs[-1]))
-    late = store.read("events", EVENT_SCHEMA, scan=month).slice(0, 1)
-    late = late.set_column(0, "event_id", pa.array(["late-1"]))
-    (tmp_path / "late" / "events").mkdir(parents=True)
-    pq.write_table(late, tmp_path / "late" / "events" / "late.parquet")
-    ingest_path(store, tmp_path / "late")
-    built = build_and_publish(store, on_spark, None, None, online=False)
-    assert built.days_rolled_up == 1 and built.cutoffs_computed == cutoffs[-1:]
-    after = store.delta(ROLLUPS)
-    assert after is not None and after.version() == before.version() + 1
-    day = f"event_date={late['ts'][0].as_py().date().isoformat()}/"
-    assert {u for u in before.file_uris() if day not in u} == {u for u in after.file_uris() if day not in u}
-    assert len(set(after.file_uris()) - set(before.file_uris())) == 1
-    again = build_and_publish(store, settings, None, None, online=False)
-    assert again.days_rolled_up == 0 and again.cutoffs_computed == cutoffs
-    assert_same_table(*(store.dataset(FEATURES, v).to_table() for v in (built.version, again.version)))
+    """The events as a table of Spark's catalog, in its own column names, read in place: every day's
+    roll-ups, more than the driver may collect, written by the executors into each day's folder at the
+    table's top (as delta-rs lays its own out); the table DuckDB builds of the same files."""
+    folder = tmp_path / "product_events"
+    folder.mkdir()
+    events = world.dataset("events").to_table().drop_columns(["event_date"])
+    pq.write_table(
+        events.rename_columns([RENAMED.get(c, c) for c in events.column_names]), folder / "0.parquet"
+    )
+    session(limited).sql(f"CREATE TABLE product_events USING parquet LOCATION '{folder}'")
+    for name, source in (("catalog", "product_events"), ("files", str(folder))):
+        mapping = tmp_path / f"{name}.yaml"
+        mapping.write_text(f"events:\n  table: {source}\n  columns: {{event_id: id, ts: occurred_at}}\n")
+        store = Store.at(tmp_path / name, tmp_path / name, adopted_events(mapping))
+        for table in ("accounts", "interventions"):
+            shutil.copytree(world.root / "lake" / table, store.root / "lake" / table)
+        settings = Settings(home=store.root)
+        engine = (
+            settings.model_copy(update={"engine": "spark", "spark": limited})
+            if name == "catalog"
+            else settings
+        )
+        build_and_publish(store, engine, None, None, online=False)
+        assert store.version("events") is None
+    on_spark = Store(tmp_path / "catalog")
+    rollups = on_spark.delta(ROLLUPS)
+    assert rollups is not None and on_spark.dataset(ROLLUPS).to_table().nbytes > 2 * 1024**2
+    assert {Path(uri).parent.parent for uri in rollups.file_uris()} == {Path(on_spark.uri(ROLLUPS))}
+    assert not [p for p in Path(on_spark.uri(ROLLUPS)).iterdir() if p.name.startswith("spark-")]
+    assert_same_table(*(Store(tmp_path / name).dataset(FEATURES).to_table() for name in ("files", "catalog")))
