@@ -121,7 +121,7 @@ bench-store: install ## store ingest (1M, 10M events) and API intervention write
 bench-sql: install ## ingest from PostgreSQL (1e5, 1e6 events): peak memory flat in the table's size, rows/s, incremental run
 	$(BIN)/python -m experiments.benchmarks.sql_ingest
 
-bench-spark: install ## Spark local[2] vs DuckDB features (1M-50M events), scoring and uplift fits, extrapolated to 32 cores
+bench-spark: install ## Spark local[2] and a 2-worker cluster vs DuckDB: features (1M-50M events, full and daily), scoring, uplift fits
 	$(BIN)/python -m experiments.benchmarks.spark
 
 bench-demo: install ## make demo as a new user meets it: fresh clone, install, every step, until the API answers

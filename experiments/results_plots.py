@@ -75,9 +75,14 @@ def store_plot(f: Figures, out: Path) -> None:
 
 def spark_plot(f: Figures, out: Path) -> None:
     curve = f["features"]["curve"]
+    names = {
+        "duckdb": "DuckDB",
+        "spark": f"Spark {f['spark_master']}",
+        "cluster": "Spark, two-worker cluster",
+    }
     with _axes(out, f"Feature build time against events, {f['machine_cores']} cores") as ax:
-        ax.plot(curve["events"], curve["duckdb_total_s"], "o-", label="DuckDB")
-        ax.plot(curve["events"], curve["spark_total_s"], "s--", label=f"Spark {f['spark_master']}")
+        for (engine, name), style in zip(names.items(), ("o-", "s--", "^:"), strict=True):
+            ax.plot(curve["events"], curve["total_s"][engine], style, label=name)
         ax.set(xscale="log", yscale="log", xlabel="events", ylabel="seconds, setup included")
 
 

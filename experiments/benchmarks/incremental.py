@@ -14,9 +14,11 @@ is ingested into a store up to December 29, as the daily loop would have fed it,
   the stored roll-ups (those read only through the lookback, from its first day on).
 
 Each time is `build_and_publish`'s own (reading, building and writing the feature table; no Feast),
-on 2 DuckDB threads. Must hold: each daily build costs at most 10% of the full build, and the last
-incremental table equals a full rebuild of the same store row for row (categories, counts and flags
-exactly, other numbers to 1e-9); exit 1 if not.
+on 2 DuckDB threads; a daily build's cost per new event is its time over the new day's events. Must hold:
+each daily build costs at most 10% of the full build, and the last incremental table equals a full rebuild
+of the same store row for row (categories, counts and flags exactly, other numbers to 1e-9); exit 1 if
+not. `daily_builds` runs the same days on any engine the settings name: `make bench-spark` runs it on
+Spark too.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -50,8 +55,54 @@ THREADS = 2
 AIM = 0.10
 
 
+@dataclass(frozen=True)
+class DailyBuild:
+    """One day's events ingested, then an incremental build."""
+
+    day: str
+    seconds: float
+    share_of_full: float
+    new_events: int
+    #: the build's seconds over the new day's events
+    seconds_per_new_event: float
+    days_rolled_up: int
+    cutoffs_computed: list[str]
+
+
+@dataclass(frozen=True)
+class DailyBuilds:
+    """A full build after the history, the daily builds after it, and a full rebuild to check the last."""
+
+    accounts: int
+    cutoffs: int
+    rows: int
+    full_seconds: float
+    full_again_seconds: float
+    daily: list[DailyBuild]
+    worst_share: float
+    #: every daily build's seconds over every new day's events
+    seconds_per_new_event: float
+    equal_to_full: bool
+    disagree: list[str]
+
+
+def events_in(files: Iterable[Path]) -> int:
+    """The rows of these Parquet files, from their footers."""
+    return sum(pq.ParquetFile(path).metadata.num_rows for path in files)
+
+
 def _instant(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def _event_files(world: World, first: date | None, end: date) -> list[Path]:
+    """The world's event files of the days in [first, end) (from the start when `first` is None)."""
+    return [
+        path
+        for path in world.events
+        if (day := date.fromisoformat(path.parent.name.split("=")[1])) < end
+        and (first is None or day >= first)
+    ]
 
 
 def _part(world: World, folder: Path, first: date | None, end: date) -> Path:
@@ -59,13 +110,7 @@ def _part(world: World, folder: Path, first: date | None, end: date) -> Path:
     the accounts snapshot, as a folder `ingest_path` reads."""
     (folder / "events").mkdir(parents=True, exist_ok=True)
     shutil.copy(world.accounts, folder / "accounts.parquet")
-    days = [
-        path
-        for path in world.events
-        if (day := date.fromisoformat(path.parent.name.split("=")[1])) < end
-        and (first is None or day >= first)
-    ]
-    for path in days:
+    for path in _event_files(world, first, end):
         (folder / "events" / f"{path.parent.name}-{path.name}").symlink_to(path)
     interventions = pq.read_table(world.interventions)
     ts = interventions["ts"]
@@ -76,7 +121,7 @@ def _part(world: World, folder: Path, first: date | None, end: date) -> Path:
     return folder
 
 
-def _base_store(world: World, cache: Path) -> Store:
+def history_store(world: World, cache: Path) -> Store:
     """The world ingested up to the first daily day, kept under `cache` (ingesting takes minutes)."""
     folder = cache / f"{world.folder.name}-until-{DAILY[0]}"
     done = folder / "ingested.json"
@@ -95,42 +140,52 @@ def _timed(store: Store, settings: Settings, full: bool) -> tuple[FeatureBuild, 
     return built, time.perf_counter() - started
 
 
-def run(n_events: int, cache: Path, seed: int, work: Path) -> dict[str, object]:
-    world = simulated(n_events, cache, seed)
+def _day(world: World, store: Store, settings: Settings, day: date, full_seconds: float) -> DailyBuild:
+    """`day`'s events and interventions ingested into `store`, then an incremental build, timed."""
+    with tempfile.TemporaryDirectory() as parts:
+        ingest_path(store, _part(world, Path(parts), day, day + timedelta(days=1)))
+    built, seconds = _timed(store, settings, full=False)
+    new_events = events_in(_event_files(world, day, day + timedelta(days=1)))
+    return DailyBuild(
+        day=day.isoformat(),
+        seconds=round(seconds, 2),
+        share_of_full=round(seconds / full_seconds, 3),
+        new_events=new_events,
+        seconds_per_new_event=seconds / new_events,
+        days_rolled_up=built.days_rolled_up,
+        cutoffs_computed=[c.isoformat() for c in built.cutoffs_computed],
+    )
+
+
+def daily_builds(world: World, history: Store, settings: Settings, work: Path) -> DailyBuilds:
+    """On `settings.engine`, from a copy of `history` (the world up to the first daily day) in `work`: a
+    full build, each daily day's build, then a full rebuild the last daily table must equal."""
     store = Store(work / "store")
-    shutil.copytree(_base_store(world, cache).root, store.root)
-    settings = Settings(home=store.root)
+    shutil.copytree(history.root, store.root)
+    settings = settings.model_copy(update={"home": store.root})
     full, full_seconds = _timed(store, settings, full=True)
-    daily = []
-    for day in DAILY:
-        ingest_path(store, _part(world, work / f"day-{day}", day, day + timedelta(days=1)))
-        built, seconds = _timed(store, settings, full=False)
-        daily.append(
-            {
-                "day": day.isoformat(),
-                "seconds": round(seconds, 2),
-                "share_of_full": round(seconds / full_seconds, 3),
-                "days_rolled_up": built.days_rolled_up,
-                "cutoffs_computed": [c.isoformat() for c in built.cutoffs_computed],
-            }
-        )
+    daily = [_day(world, store, settings, day, full_seconds) for day in DAILY]
     last = read_features(store).to_pandas()
     rebuilt, rebuilt_seconds = _timed(store, settings, full=True)
     bad = disagreements(last, read_features(store).to_pandas())
-    events = sum(pq.ParquetFile(path).metadata.num_rows for path in world.events)
-    return {
-        "events": events,
-        "accounts": full.accounts,
-        "cutoffs": len(rebuilt.cutoffs),
-        "rows": rebuilt.rows,
-        "full_seconds": round(full_seconds, 2),
-        "full_again_seconds": round(rebuilt_seconds, 2),
-        "daily": daily,
-        "worst_share": max(d["share_of_full"] for d in daily),
-        "aim": AIM,
-        "equal_to_full": not bad,
-        "disagree": bad,
-    }
+    return DailyBuilds(
+        accounts=full.accounts,
+        cutoffs=len(rebuilt.cutoffs),
+        rows=rebuilt.rows,
+        full_seconds=round(full_seconds, 2),
+        full_again_seconds=round(rebuilt_seconds, 2),
+        daily=daily,
+        worst_share=max(d.share_of_full for d in daily),
+        seconds_per_new_event=sum(d.seconds for d in daily) / sum(d.new_events for d in daily),
+        equal_to_full=not bad,
+        disagree=bad,
+    )
+
+
+def run(n_events: int, cache: Path, seed: int, work: Path) -> dict[str, Any]:
+    world = simulated(n_events, cache, seed)
+    built = daily_builds(world, history_store(world, cache), Settings(), work)
+    return {"events": events_in(world.events), **asdict(built), "aim": AIM}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,5 @@
 """The Spark engine on a real standalone cluster through Spark Connect: a master, two one-core workers and
-a Connect server, each its own JVM on 127.0.0.1 (tests/support/spark_cluster.py). The feature table,
+a Connect server, each its own JVM on 127.0.0.1 (experiments/spark_cluster.py). The feature table,
 scores and uplift fits equal DuckDB's and the single process's, as on `local[2]`; a worker killed
 mid-build is survived with the same table, or fails with one line and writes nothing (one build shows both).
 
@@ -23,6 +23,7 @@ from core.errors import RetainError
 from core.parallel import Workers, side_by_side
 from core.settings import Settings, SparkSettings
 from core.spark import SparkFailure
+from experiments.spark_cluster import Cluster
 from features.run import FeatureBuild, build_and_publish
 from features.stored import TABLE as FEATURES
 from ingest.run import ingest_path
@@ -34,7 +35,6 @@ from tests.integration.test_spark import (
     assert_uplift_fits_as_the_local_ones,
 )
 from tests.support.served import World
-from tests.support.spark_cluster import Cluster
 from tests.support.worlds import UpliftWorld
 
 #: the session's SQL settings (a Connect client sets only these; the server fixed the cluster's)

@@ -1,10 +1,11 @@
-"""A real Spark standalone cluster on 127.0.0.1 for the tests: a master, two one-core workers and a Spark
-Connect server against them, each a separate JVM started from PySpark's own launcher (`spark-class`,
-`spark-submit` in the installed pyspark package), so the Spark engine runs on more than one JVM and
-through Spark Connect as Databricks serverless would run it.
+"""A real Spark standalone cluster on 127.0.0.1: a master, two one-core workers and a Spark Connect server
+against them, each a separate JVM started from PySpark's own launcher (`spark-class`, `spark-submit` in the
+installed pyspark package), so the Spark engine runs on more than one JVM and through Spark Connect as
+Databricks serverless would run it. The cluster tests (`tests/integration/test_spark_cluster.py`) and
+`make bench-spark` start it, each with its executors' heap.
 
-Every process is this test run's child, in a process group of its own, stopped at the end; their logs
-go to the cluster's folder and are quoted when one does not come up.
+Every process is the caller's child, in a process group of its own, stopped at the end; their logs go to
+the cluster's folder and are quoted when one does not come up.
 """
 
 from __future__ import annotations
@@ -20,23 +21,22 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-#: what the Connect server's application asks of the cluster: one core and a small heap per executor
+from pyspark.find_spark_home import _find_spark_home
+
+#: what the Connect server's application asks of the cluster: one core per executor (the heaps are the
+#: cluster's fields)
 SERVER_CONF = {
     "spark.executor.cores": "1",
-    "spark.executor.memory": "768m",
     "spark.cores.max": "2",
     "spark.ui.enabled": "false",
     "spark.log.level": "ERROR",
     "spark.driver.host": "127.0.0.1",
-    "spark.driver.maxResultSize": "64m",
     "spark.pyspark.python": sys.executable,
     "spark.connect.grpc.binding.address": "127.0.0.1",
 }
 
 
 def spark_home() -> Path:
-    from pyspark.find_spark_home import _find_spark_home
-
     return Path(_find_spark_home())
 
 
@@ -48,9 +48,16 @@ def free_port() -> int:
 
 @dataclass
 class Cluster:
-    """A standalone master, its workers and a Connect server: `remote` is the URL a session connects to."""
+    """A standalone master, its workers and a Connect server: `remote` is the URL a session connects to.
+    The heaps default to the tests' small worlds; a benchmark's need more."""
 
     folder: Path
+    #: each worker offers, and each executor takes, this much heap
+    executor_memory: str = "768m"
+    #: the Connect server's heap: it is the driver, where results gather before they cross to the client
+    driver_memory: str = "1g"
+    #: the largest result a job may gather on the driver (a feature table crosses whole)
+    max_result_size: str = "64m"
     master_port: int = field(default_factory=free_port)
     master_ui: int = field(default_factory=free_port)
     connect_port: int = field(default_factory=free_port)
@@ -67,7 +74,7 @@ class Cluster:
     def env(self) -> dict[str, str]:
         """The JVMs' environment: this venv's Python on the executors, Retain importable, scratch and
         logs under the cluster's folder."""
-        root = str(Path(__file__).resolve().parents[2])
+        root = str(Path(__file__).resolve().parents[1])
         return {
             **os.environ,
             "SPARK_HOME": str(spark_home()),
@@ -91,7 +98,8 @@ class Cluster:
         return process
 
     def start(self, workers: int = 2) -> Cluster:
-        """The master, `workers` workers (one core, 1 GiB each) and the Connect server, each waited for."""
+        """The master, `workers` workers (one core and `executor_memory` each) and the Connect server, each
+        waited for."""
         for sub in ("scratch", "logs", "conf", "work"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         home = spark_home()
@@ -103,22 +111,26 @@ class Cluster:
         for number in range(workers):
             self.start_worker(f"worker-{number}")
         self.wait_for(lambda: self.alive_workers() >= workers, f"{workers} workers registered")
-        conf = [
-            f"--conf={k}={v}"
-            for k, v in {**SERVER_CONF, "spark.connect.grpc.binding.port": str(self.connect_port)}.items()
-        ]
+        sized = {
+            "spark.executor.memory": self.executor_memory,
+            "spark.driver.memory": self.driver_memory,
+            "spark.driver.maxResultSize": self.max_result_size,
+            "spark.connect.grpc.binding.port": str(self.connect_port),
+        }
+        conf = [f"--conf={k}={v}" for k, v in {**SERVER_CONF, **sized}.items()]
         submit = [
             str(home / "bin" / "spark-submit"),
             "--class",
             "org.apache.spark.sql.connect.service.SparkConnectServer",
         ]
-        self.spawn("connect", [*submit, "--name", "retain-tests", "--master", self.master, *conf])
+        self.spawn("connect", [*submit, "--name", "retain", "--master", self.master, *conf])
         self.wait_for_port("connect", self.connect_port, seconds=120)
         return self
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
         command = [str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker"]
-        options = ["--host", "127.0.0.1", "--cores", "1", "--memory", "1g", "--webui-port", str(free_port())]
+        options = ["--host", "127.0.0.1", "--cores", "1", "--memory", self.executor_memory]
+        options += ["--webui-port", str(free_port())]
         work = ["--work-dir", str(self.folder / "work" / name)]
         return self.spawn(name, [*command, self.master, *options, *work])
 
