@@ -120,10 +120,9 @@ SOURCES: tuple[Source, ...] = (
         "Spark against the embedded engines",
         "make bench-spark",
         "Spark local[2] and a two-worker cluster (Spark Connect) against DuckDB building features from the "
-        "same store at 1M, 10M and 50M events, then daily builds after each size's history against the "
-        "full build; `score_store` on Spark against one process, and the uplift fits on one process, two "
-        "processes and Spark's executors; the per-core rates extrapolated to 100,000 accounts and 10B events "
-        "on 32 cores",
+        "same store at each size run, then daily builds after each size's history against the full build; "
+        "`score_store` on Spark against one process; the uplift fits on one process, two processes and "
+        "Spark's executors",
         "the same rows, scores and estimates as the peers; after 50M events a daily build ≤ 10% of the same "
         "engine's full build, and equal to it",
     ),
@@ -131,11 +130,10 @@ SOURCES: tuple[Source, ...] = (
         "byo",
         "Bring-your-own tables against an AutoML peer",
         "make bench-byo",
-        "three churn-like tables generated in `experiments/benchmarks/byo.py` (a telecom's 7,043 customers, "
-        "30,000 B2B accounts, 100,000 app subscribers; categorical columns, missing values, interactions), "
-        "each split 70/30 (stratified, seeded): Retain's table mode through `api.train_table` with a time "
-        "budget, FLAML's AutoML on the same budget, LightGBM's defaults and a scaled logistic regression, "
-        "all on the same training rows and one thread; AUC on the held-out 30% and wall seconds",
+        "three churn-like tables made by `experiments/benchmarks/byo.py` (categorical columns, missing "
+        "values, interactions), split 70/30: Retain's table mode on a time budget, FLAML on the same "
+        "budget, LightGBM's defaults and a logistic regression, on the same rows and one thread; held-out "
+        "AUC and wall seconds",
     ),
     Source(
         "churn",
@@ -265,7 +263,7 @@ def _stamp_line(source: Source, payload: dict[str, Any], link: str) -> str:
     again = "" if source.run in command else f" (`{source.run}` runs it again)"
     return (
         f"Run on {_when(payload.get('date'))} at commit `{_short(payload.get('commit'))}`{state}, by "
-        f"`{command}`{again}. Every figure of the run: [{source.name}.json]({link})."
+        f"`{command}`{again}; all its figures: [{source.name}.json]({link})."
     )
 
 
