@@ -125,8 +125,8 @@ class SparkFeatures:
     def store_rollups(
         self, store: Store, days: Sequence[date] | None, counts: Mapping[date, int | None], read: int | None
     ) -> int | None:
-        """`write_rollups` by the executors: the fresh roll-ups and their source rows as Parquet files in a
-        new folder of the roll-up table, one per day, committed from their footers."""
+        """`write_rollups` by the executors: the fresh roll-ups and their source rows as Parquet, one file
+        per day, then moved into the days' folders and committed from their footers (`commit_written`)."""
         replaced = replaced_days(days, counts)
         if days is not None and not replaced:
             return None
@@ -147,15 +147,15 @@ class SparkFeatures:
         """Each fresh roll-up stage in the table's columns (`rollup_schema`), then the source rows."""
         from pyspark.sql import functions as F
 
-        fields = spark_schema(rollup_schema()).fields
+        schema = spark_schema(rollup_schema())
         sources = pa.Table.from_batches([source_rows(replaced, counts)])
-        frame = self.spark.createDataFrame(sources, spark_schema(rollup_schema()))
+        frame = self.spark.createDataFrame(sources, schema)
         for stage in ROLLUPS:
             fresh = self.spark.table(f"fresh_{stage}")
             given = {name: F.col(name) for name in fresh.columns}
             day = given.get(DAY, F.to_date(F.col("ts")))
             named = {**given, "rollup": F.lit(stage), DAY_FIELD.name: day}
-            columns = [named.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in fields]
+            columns = [named.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in schema.fields]
             frame = fresh.select(*columns).unionByName(frame)
         return frame
 

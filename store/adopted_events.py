@@ -68,7 +68,7 @@ class AdoptedEvents:
     column holds each contract field the mapping names."""
 
     location: str
-    columns: Mapping[str, str] = field(default_factory=dict)
+    columns: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def delta(self, version: int | None = None) -> DeltaTable | None:
         """The source at `version` (default: the latest) when it is a Delta table, else None."""

@@ -16,6 +16,7 @@ from simulate import SimConfig
 from tests.support.served import Server, World, make_world
 from tests.support.services import require_service
 from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store
+from training.causal.design import store_design
 from training.causal.run import train_uplift
 from training.config import UpliftConfig
 
@@ -63,9 +64,14 @@ def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
     root = tmp_path_factory.mktemp("uplift")
     simulation, config = root / "sim", SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
     store, settings = published_store(root, config)
-    result = train_uplift(store, settings, UpliftConfig(truth_dir=simulation, min_effective_treated=20))
+    asked = UpliftConfig(truth_dir=simulation, min_effective_treated=20)
+    result = train_uplift(store, settings, asked)
     log_and_register(store, settings, result, "uplift")
-    return UpliftWorld(store, settings, simulation, result, config)
+    # the design training read (from the store's cache), kept: later tests record plans into this store
+    resolved = asked.resolved(settings)
+    horizon = int(resolved.horizon_days or settings.horizon_days)
+    design = store_design(store, settings, horizon, resolved.threads)
+    return UpliftWorld(store, settings, simulation, result, config, design)
 
 
 @pytest.fixture(scope="session")

@@ -36,7 +36,6 @@ from simulate import SimConfig, simulate_to
 from store.delta import Store
 from tests.support.served import World
 from tests.support.worlds import UpliftWorld
-from training.causal.design import store_design
 from training.causal.run import fit_uplift
 from training.config import UpliftConfig
 
@@ -185,10 +184,8 @@ def assert_scores_as_the_single_process_batch(world: World, spark: SparkSettings
 
 def assert_uplift_fits_as_the_local_ones(world: UpliftWorld, spark: SparkSettings) -> None:
     """The uplift fits on the executors of `spark`'s session equal the local sequential ones exactly."""
-    store, settings = world.store, world.settings
-    config = UpliftConfig(truth_dir=world.simulation, min_effective_treated=20).resolved(settings)
-    design = store_design(store, settings, int(config.horizon_days or settings.horizon_days), config.threads)
-    on_spark = fit_uplift(design, config, "uplift", workers=Workers(2, spark))
+    config = UpliftConfig(truth_dir=world.simulation, min_effective_treated=20).resolved(world.settings)
+    on_spark = fit_uplift(world.design, config, "uplift", workers=Workers(2, spark))
     local = world.result.model
     assert on_spark.average.keys() == local.average.keys() and len(local.average) == 24
     for key, effect in local.average.items():

@@ -12,6 +12,7 @@ from ingest.run import ingest_path
 from registry.tracking import log_and_register
 from simulate import Drift, SimConfig, simulate_to
 from store.delta import Store
+from training.causal.design import Design
 from training.config import TrainConfig
 from training.result import TrainResult
 from training.run import train_model
@@ -36,6 +37,8 @@ class UpliftWorld:
     simulation: Path
     result: TrainResult
     config: SimConfig
+    #: the design the model was trained on, as it was then
+    design: Design
 
     @property
     def end(self) -> date:
