@@ -179,7 +179,7 @@ class SparkFeatures:
         if found is not None:
             schema = pa.schema(found.schema().to_arrow())
             source = read_delta(self.spark, found, adopted.location, schema, self.how)
-        elif adopted.kind() == "parquet":
+        elif adopted.is_path():
             source = self.spark.read.parquet(adopted.location)
         else:
             source = self.spark.table(adopted.location)

@@ -16,7 +16,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from deltalake import DeltaTable
@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     # types only: the store's module imports this one, and the API's start should not pay for DuckDB
     import duckdb
 
-Kind = Literal["delta", "parquet", "catalog"]
 #: the view an engine registers the source under, before the mapping makes the contract's `events` of it
 SOURCE_VIEW = "adopted_source"
 #: the fields without which a row cannot be placed: it is left out
@@ -82,10 +81,10 @@ class AdoptedEvents:
         found = self.delta()
         return None if found is None else found.version()
 
-    def kind(self) -> Kind:
-        if self.delta() is not None:
-            return "delta"
-        return "parquet" if "://" in self.location or Path(self.location).exists() else "catalog"
+    def is_path(self) -> bool:
+        """Whether the location names files (a folder, a file or a URI) rather than a catalog table; asked
+        once `delta` found no Delta table there, so the files are Parquet."""
+        return "://" in self.location or Path(self.location).exists()
 
     def contract_sql(self, available: Collection[str], engine: str) -> str:
         """The SELECT that reads `SOURCE_VIEW` (whose columns are `available`) as the contract's events."""
@@ -129,7 +128,7 @@ class AdoptedEvents:
         found = self.delta(version)
         if found is not None:
             files = found.file_uris()
-        elif self.kind() == "parquet":
+        elif self.is_path():
             path = Path(self.location)
             files = [str(path / "**" / "*.parquet")] if path.is_dir() else [str(path)]
         else:
