@@ -56,7 +56,7 @@ from features.stored import (
     input_tables,
     refuse_dropping_cutoffs,
 )
-from store.adopted_events import DAY_COUNTS, on_days
+from store.adopted_events import DAY_COUNTS, AdoptedEvents, on_days
 from store.delta import Store
 
 #: rows per batch handed from the engine to the roll-ups' writer
@@ -172,7 +172,7 @@ class FeatureEngine(Protocol):
 
     def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table: ...
 
-    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]: ...
+    def adopted_days(self, adopted: AdoptedEvents, version: int | None) -> dict[date, int | None]: ...
 
     def roll_up(self, store: Store, version: int | None, days: Sequence[date] | None) -> None: ...
 
@@ -207,13 +207,10 @@ class DuckDBFeatures:
     def build(self, cutoffs: Sequence[date], settings: Settings) -> pa.Table:
         return build_feature_table(self.con, cutoffs, settings)
 
-    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]:
-        """Events per UTC day of the events at `version`: from the store's Delta log, or of an adopted
-        table by one grouped scan."""
-        if store.events_source is None:
-            return day_counts(None if version is None else store.delta("events", version))
+    def adopted_days(self, adopted: AdoptedEvents, version: int | None) -> dict[date, int | None]:
+        """Events per UTC day of an adopted table, by one grouped scan."""
         _session(self.con)
-        store.events_source.duckdb_events(self.con, version).create_view("events", replace=True)
+        adopted.duckdb_events(self.con, version).create_view("events", replace=True)
         return dict(self.con.execute(DAY_COUNTS).fetchall())
 
     def roll_up(self, store: Store, version: int | None, days: Sequence[date] | None) -> None:
@@ -349,7 +346,7 @@ def build_and_publish(
         read = runner.register(
             store, None if past is None else past.read, views=("accounts", "interventions")
         )
-        counts = runner.event_days(store, read["events"])
+        counts = _event_days(store, runner, read["events"])
         asked = sorted(set(cutoffs)) if cutoffs else (None if past is None else past.chosen_cutoffs())
         chosen = _chosen(store, asked, counts, refuse=bool(cutoffs) and out is None)
         steps.set_postfix_str(f"{len(chosen)} cutoffs")
@@ -384,6 +381,14 @@ def build_and_publish(
         cutoffs_computed=reuse.compute,
         days_rolled_up=len(counts) if rollups.fresh is None else len(rollups.fresh),
     )
+
+
+def _event_days(store: Store, runner: FeatureEngine, version: int | None) -> dict[date, int | None]:
+    """Events per UTC day at `version`: of the store's events from their Delta log (no file read), of an
+    adopted table by the engine's grouped scan."""
+    if store.events_source is None:
+        return day_counts(None if version is None else store.delta("events", version))
+    return runner.adopted_days(store.events_source, version)
 
 
 def _chosen(

@@ -34,7 +34,6 @@ from features.health import health_params
 from features.rollups import (
     DAY,
     StoredRollups,
-    day_counts,
     read_back,
     replaced_days,
     rollup_note,
@@ -82,13 +81,10 @@ class SparkFeatures:
                     self._table(store, name, found, schema).createOrReplaceTempView(name)
         return read
 
-    def event_days(self, store: Store, version: int | None) -> dict[date, int | None]:
-        """Events per UTC day: from the store's Delta log, or of an adopted table by one grouped query
-        (one row per day comes back)."""
-        if store.events_source is None:
-            return day_counts(None if version is None else store.delta("events", version))
+    def adopted_days(self, adopted: AdoptedEvents, version: int | None) -> dict[date, int | None]:
+        """Events per UTC day of an adopted table, by one grouped query (one row per day comes back)."""
         with spark_errors("counting the adopted events per day"):
-            self._adopted(store.events_source, version).createOrReplaceTempView("events")
+            self._adopted(adopted, version).createOrReplaceTempView("events")
             return {row["day"]: row["n"] for row in self.spark.sql(DAY_COUNTS).collect()}
 
     def event_span(self) -> tuple[datetime | None, datetime | None]:
