@@ -4,21 +4,16 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from registry.tracking import log_and_register
-from simulate import SimConfig
 from tests.support.served import Server, World, make_world
 from tests.support.services import require_service
-from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, published_store
-from training.causal.design import store_design
-from training.causal.run import train_uplift
-from training.config import UpliftConfig
+from tests.support.shared import built_once
+from tests.support.worlds import DriftedWorld, UpliftWorld, make_drifted_world, make_uplift_world
 
 
 @pytest.fixture(scope="session")
@@ -61,17 +56,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def uplift_world(tmp_path_factory: pytest.TempPathFactory) -> UpliftWorld:
     """Also the store the causal walkthrough notebook reads, and the end-to-end check of the features
     against the simulator's truth."""
-    root = tmp_path_factory.mktemp("uplift")
-    simulation, config = root / "sim", SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
-    store, settings = published_store(root, config)
-    asked = UpliftConfig(truth_dir=simulation, min_effective_treated=20)
-    result = train_uplift(store, settings, asked)
-    log_and_register(store, settings, result, "uplift")
-    # the design training read (from the store's cache), kept: later tests record plans into this store
-    resolved = asked.resolved(settings)
-    horizon = int(resolved.horizon_days or settings.horizon_days)
-    design = store_design(store, settings, horizon, resolved.threads)
-    return UpliftWorld(store, settings, simulation, result, config, design)
+    return built_once("uplift", tmp_path_factory, make_uplift_world)
 
 
 @pytest.fixture(scope="session")
@@ -79,7 +64,7 @@ def served_world(tmp_path_factory: pytest.TempPathFactory) -> World:
     """A store trained, published and keyed once for the modules that run `retain serve` over it (the
     cockpit's end-to-end tests too) and the model review notebook; each starts its own servers, and a
     test that breaks a file puts it back."""
-    return make_world(tmp_path_factory.mktemp("served"))
+    return built_once("served", tmp_path_factory, make_world)
 
 
 @pytest.fixture
@@ -102,4 +87,4 @@ def serve(served_world: World, tmp_path: Path) -> Iterator[Any]:
 def drifted_world(tmp_path_factory: pytest.TempPathFactory) -> DriftedWorld:
     """A world with a release drift and a churn champion from before it: what `retain monitor` and
     `retain retrain` are tested on, and the store the monitoring notebook reads."""
-    return make_drifted_world(tmp_path_factory.mktemp("drifted"))
+    return built_once("drifted", tmp_path_factory, make_drifted_world)

@@ -18,6 +18,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+import pyspark
 import pytest
 
 from core.contract import EVENT_SCHEMA
@@ -237,26 +238,29 @@ def test_without_java_the_cli_says_what_spark_needs(spark_store: tuple[Store, Se
     assert store.version(FEATURES) == before
 
 
-def test_spark_submit_runs_a_command_on_the_session_it_launched(
-    spark_store: tuple[Store, Settings], tmp_path: Path
-) -> None:
-    store, _ = spark_store
+def test_spark_submit_runs_a_command_on_the_session_it_launched(served_world: World, tmp_path: Path) -> None:
+    """`retain score` through spark-submit: the accounts scored on the executors of the session it launched
+    (a scoring run, the lightest command that runs on Spark: a feature build on a cold JVM takes a minute)."""
     entry = subprocess.run(
         [sys.executable, "-m", "retain.submit", "--path"], capture_output=True, text=True, check=True
     ).stdout.strip()
     submit = Path(sys.executable).parent / "spark-submit"
-    out = tmp_path / "features.parquet"
+    out = tmp_path / "scores.parquet"
     settings = [f"--conf={key}={value}" for key, value in SPARK.conf.items()]
-    command = [str(submit), "--master", "local[2]", *settings, entry, "features", "build"]
+    command = [str(submit), "--master", "local[2]", *settings, entry, "score"]
+    where = ["--store", str(served_world.store.root), "--cutoff", served_world.latest.isoformat()]
+    # spark-submit finds Spark and runs the driver with `python`, which need not be this venv's
+    home = {"SPARK_HOME": str(Path(pyspark.__file__).parent), "PYSPARK_PYTHON": sys.executable}
     done = subprocess.run(
-        [*command, "--store", str(store.root), "--cutoffs", "2025-03-31", "--out", str(out), "--json"],
+        [*command, *where, "--out", str(out), "--json"],
+        env={**os.environ, **home},
         capture_output=True,
         text=True,
     )
-    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.returncode == 0, done.stdout[-3000:]
     # spark-submit merges the driver's stderr (the stage line) into its stdout, ahead of the JSON
     result = json.loads(done.stdout[done.stdout.index("{\n") :])
-    assert result["rows"] == pq.read_metadata(out).num_rows > 20
+    assert result["rows"] == pq.read_metadata(out).num_rows == len(served_world.active)
 
 
 def test_every_spark_path_uses_the_dataframe_api_only() -> None:

@@ -12,8 +12,9 @@ from ingest.run import ingest_path
 from registry.tracking import log_and_register
 from simulate import Drift, SimConfig, simulate_to
 from store.delta import Store
-from training.causal.design import Design
-from training.config import TrainConfig
+from training.causal.design import Design, store_design
+from training.causal.run import train_uplift
+from training.config import TrainConfig, UpliftConfig
 from training.result import TrainResult
 from training.run import train_model
 
@@ -44,6 +45,20 @@ class UpliftWorld:
     def end(self) -> date:
         """The day the simulation ends (its last events are the day before)."""
         return self.config.start + timedelta(days=self.config.days)
+
+
+def make_uplift_world(root: Path) -> UpliftWorld:
+    """600 accounts over 420 days, published, with an uplift model trained, judged and registered."""
+    simulation, config = root / "sim", SimConfig(accounts=600, days=420, seed=11, start=date(2024, 7, 1))
+    store, settings = published_store(root, config)
+    asked = UpliftConfig(truth_dir=simulation, min_effective_treated=20)
+    result = train_uplift(store, settings, asked)
+    log_and_register(store, settings, result, "uplift")
+    # the design training read (from the store's cache), kept: later tests record plans into this store
+    resolved = asked.resolved(settings)
+    horizon = int(resolved.horizon_days or settings.horizon_days)
+    design = store_design(store, settings, horizon, resolved.threads)
+    return UpliftWorld(store, settings, simulation, result, config, design)
 
 
 #: the drifted world's release relabels two product features; its churn champion's window ends months before
