@@ -18,8 +18,6 @@ from typing import Any, TypeVar
 import pytest
 from pydantic import BaseModel
 
-from store.delta import Store
-
 Built = TypeVar("Built")
 
 
@@ -52,12 +50,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _relocated(value: Any, old: Path, new: Path) -> Any:
-    """`value` with every path under `old` moved under `new`: in paths, stores, settings and the fields
-    of dataclasses holding them; anything else (models, tables) as it is."""
+    """`value` with every path under `old` moved under `new`: in paths, settings and the fields of
+    dataclasses (stores, results) holding them; anything else (models, tables) as it is."""
     if isinstance(value, Path):
         return new / value.relative_to(old) if value.is_relative_to(old) else value
-    if isinstance(value, Store):
-        return dataclasses.replace(value, root=_relocated(value.root, old, new))
     if isinstance(value, BaseModel):
         moved = {k: _relocated(v, old, new) for k, v in value if isinstance(v, Path)}
         return value.model_copy(update=moved)
