@@ -136,7 +136,7 @@ class CrossFit:
         sample = Sample(
             x,
             splits,
-            np.unique(design.groups, return_inverse=True)[1],  # integer codes: the same folds, no text sorts
+            design.groups,
             seed,
             outcomes={o: design.outcomes[o] for o in outcomes},
             treatments={
