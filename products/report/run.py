@@ -283,8 +283,7 @@ def _refutation(study: Study, run: RefutationRun, main: doubly_robust.Effect) ->
 def analyse(study: Study, workers: Workers = Workers(), cache: Path | None = None) -> Analysis:
     """Every section of the report; arms and their refutations are independent, so `workers` estimate
     them side by side. Fits found in `cache` (`crossfit`'s) are read, not refitted."""
-    # accounts as integer codes: the same folds and clusters as their ids, without sorting text each time
-    study = replace(study, groups=np.unique(study.groups, return_inverse=True)[1])
+    study = replace(study, groups=doubly_robust.account_codes(study.groups))
     x = doubly_robust.Matrix.of(study.frame, study.covariates, study.category_levels)
     arms, runs = _run(study, x, workers, cache)
     overlaps = [a.overlap for a in arms]

@@ -38,7 +38,7 @@ from features.playbook_file import store_playbook
 from features.run import DuckDBFeatures, FeatureEngine, feature_engine, register_store
 from features.stored import INPUTS
 from store.delta import Store
-from training.causal import recency
+from training.causal import doubly_robust, recency
 from training.causal.holdout import HoldoutWeeks, holdout_weeks
 from training.causal.uplift import OUTCOMES
 from training.labels import Target, label_frame
@@ -101,10 +101,9 @@ class Design:
 
     @cached_property
     def groups(self) -> np.ndarray:
-        """Each row's account as a code, 0 to accounts - 1 in account-id order: rows of one account are not
-        independent, so folds, bootstraps and standard errors cluster on it. Codes in the ids' order give
-        the same folds and draws as the ids, and sort and count without comparing text."""
-        return np.unique(self.rows["account_id"].to_numpy(), return_inverse=True)[1]
+        """Each row's account as a code (`doubly_robust.account_codes`): rows of one account are not
+        independent, so folds, bootstraps and standard errors cluster on it."""
+        return doubly_robust.account_codes(self.rows["account_id"].to_numpy())
 
 
 def weekly_cutoffs(intervention_days: Sequence[date], first: date, last: date) -> list[date]:

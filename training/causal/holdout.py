@@ -152,11 +152,10 @@ def design_program_effects(
     if not weeks.held_out.any():
         return []
     features, categories = design_columns(rows)
-    accounts = rows["account_id"].to_numpy()
-    groups = np.unique(accounts, return_inverse=True)[1]
+    groups = doubly_robust.account_codes(rows["account_id"].to_numpy())
     sample = Sample(
         doubly_robust.Matrix.of(rows, features, categories),
-        doubly_robust.folds(accounts, folds, seed),
+        doubly_robust.folds(groups, folds, seed),
         groups,
         seed,
         outcomes=dict(outcomes),
